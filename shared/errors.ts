@@ -1,0 +1,110 @@
+/**
+ * Typed errors, mapped to gRPC status codes in one table (etcd3's `castGrpcError`).
+ * Servers throw these; the gRPC edge turns them into a status with the same message, and
+ * clients turn a status back into the same class, so a message a person can act on survives
+ * the wire.
+ */
+import { status as Status, Metadata, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+
+export class ClusterError extends Error {
+  /** gRPC status code this error travels as. */
+  readonly code: Status = Status.UNKNOWN;
+  /** Whether a retry policy may try the same call again. */
+  readonly retryable: boolean = false;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The request is malformed: a bad flag, selector, bundle or message. */
+export class InvalidArgumentError extends ClusterError {
+  override readonly code = Status.INVALID_ARGUMENT;
+}
+/** The named thing (node, job, bundle, group, file) does not exist. */
+export class NotFoundError extends ClusterError {
+  override readonly code = Status.NOT_FOUND;
+}
+/** The thing being created exists already (a duplicate job, an existing bundle version). */
+export class AlreadyExistsError extends ClusterError {
+  override readonly code = Status.ALREADY_EXISTS;
+}
+/** The system is not in a state that allows this (illegal transition, group rule broken). */
+export class FailedPreconditionError extends ClusterError {
+  override readonly code = Status.FAILED_PRECONDITION;
+}
+/** A concurrent change won (compare-and-swap lost); the caller may re-read and retry. */
+export class ConflictError extends ClusterError {
+  override readonly code = Status.ABORTED;
+  override readonly retryable = true;
+}
+/** A dependency (etcd, the leader, an agent) cannot be reached right now. */
+export class UnavailableError extends ClusterError {
+  override readonly code = Status.UNAVAILABLE;
+  override readonly retryable = true;
+}
+/** The operation did not finish within its deadline. */
+export class DeadlineExceededError extends ClusterError {
+  override readonly code = Status.DEADLINE_EXCEEDED;
+  override readonly retryable = true;
+}
+/** The operation was cancelled by an operator or by shutdown. */
+export class CancelledError extends ClusterError {
+  override readonly code = Status.CANCELLED;
+}
+/** This replica is not the leader (or no longer is): leader-only work refused. */
+export class NotLeaderError extends ClusterError {
+  override readonly code = Status.FAILED_PRECONDITION;
+  override readonly retryable = true;
+}
+/** A bug or an unexpected failure; the message says what was being done. */
+export class InternalError extends ClusterError {
+  override readonly code = Status.INTERNAL;
+}
+
+type ErrorClass = new (message: string, options?: { cause?: unknown }) => ClusterError;
+
+/** Status code → error class on the client side (one class per code). */
+const byCode = new Map<Status, ErrorClass>([
+  [Status.INVALID_ARGUMENT, InvalidArgumentError],
+  [Status.NOT_FOUND, NotFoundError],
+  [Status.ALREADY_EXISTS, AlreadyExistsError],
+  [Status.FAILED_PRECONDITION, FailedPreconditionError],
+  [Status.ABORTED, ConflictError],
+  [Status.UNAVAILABLE, UnavailableError],
+  [Status.DEADLINE_EXCEEDED, DeadlineExceededError],
+  [Status.CANCELLED, CancelledError],
+  [Status.INTERNAL, InternalError],
+]);
+
+/** Turns anything thrown inside a handler into a gRPC status for the caller. */
+export function toGrpcStatus(err: unknown): Partial<StatusObject> {
+  if (err instanceof ClusterError) {
+    const metadata = new Metadata();
+    metadata.set('x-cluster-error', err.name);
+    return { code: err.code, details: err.message, metadata };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: Status.INTERNAL, details: `internal error: ${message}` };
+}
+
+export function isServiceError(err: unknown): err is ServiceError {
+  return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number' && 'details' in err;
+}
+
+/** Turns a gRPC client error back into the matching ClusterError, keeping the server's message. */
+export function fromGrpcError(err: unknown): ClusterError {
+  if (err instanceof ClusterError) return err;
+  if (isServiceError(err)) {
+    const cls = byCode.get(err.code) ?? ClusterError;
+    const named = err.metadata?.get('x-cluster-error')[0];
+    const instance = named === 'NotLeaderError' ? new NotLeaderError(err.details, { cause: err }) : new cls(err.details, { cause: err });
+    return instance;
+  }
+  return new InternalError(err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,18 @@
+/** The public surface of shared/: what agent, coordinator and clusterctl may use. */
+export { Keyspace, DEFAULT_PREFIX, isValidSegment } from './keyspace';
+export {
+  ClusterError, InvalidArgumentError, NotFoundError, AlreadyExistsError, FailedPreconditionError, ConflictError,
+  UnavailableError, DeadlineExceededError, CancelledError, NotLeaderError, InternalError,
+  toGrpcStatus, fromGrpcError, isServiceError, errorMessage,
+} from './errors';
+export { createLogger, isLogLevel, type Logger, type LogLevel, type LogFields, type LogSink } from './logger';
+export { parseOptions, formatHelp, parseDuration, kebab, type OptionSpec, type OptionSpecs, type OptionValues, type ParseResult, type ParseContext } from './options';
+export { loadProto, protoDir, protoPath, LOADER_OPTIONS, type LoadedProto, type ProtoGrpcType } from './proto';
+export { LIFECYCLE_STATES, TRANSITIONS, BUSY_STATES, isLifecycleState, isBusyState, canTransition, checkTransition, type LifecycleState } from './lifecycle';
+export { parseSelector, matchesSelector, formatSelector, type Selector, type Requirement } from './selector';
+export { summariseFacts, type Facts, type Disk, type NetworkInterface, type MemoryModule, type Gpu } from './facts';
+export { decodeMember, decodeNode, decodeEvent, type MemberRecord, type NodeRecord, type EventRecord } from './records';
+export { Backoff, sleep, type BackoffOptions } from './backoff';
+export { systemClock, type Clock } from './clock';
+export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
+export { VERSION } from './version';

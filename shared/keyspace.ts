@@ -1,0 +1,127 @@
+/**
+ * The etcd keyspace: every key the system reads or writes is built and parsed here and
+ * nowhere else (fleet's `prefixed()`, etcd3's `Election.prefix`). See ../../shared/DESIGN.md.
+ *
+ * All keys live under one prefix (default `/cluster/v1/`) so several clusters, or several
+ * test suites, can share one etcd.
+ */
+import { InvalidArgumentError } from './errors';
+
+export const DEFAULT_PREFIX = '/cluster/v1/';
+
+/** Node, bundle, group, file and job names: what may appear as one key segment. */
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/;
+
+export function isValidSegment(s: string): boolean {
+  return SEGMENT.test(s);
+}
+
+function segment(kind: string, s: string): string {
+  if (!SEGMENT.test(s)) {
+    throw new InvalidArgumentError(
+      `invalid ${kind} ${JSON.stringify(s)}: use 1-253 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit`,
+    );
+  }
+  return s;
+}
+
+/** Width of the zero-padded event sequence, so lexical order is numeric order. */
+const SEQ_WIDTH = 16;
+
+export class Keyspace {
+  readonly prefix: string;
+
+  constructor(prefix: string = DEFAULT_PREFIX) {
+    if (!prefix.startsWith('/') || !prefix.endsWith('/')) {
+      throw new InvalidArgumentError(`etcd prefix ${JSON.stringify(prefix)} must start and end with "/"`);
+    }
+    this.prefix = prefix;
+  }
+
+  // --- members/<nodeId>: presence, bound to the agent's lease -------------------------
+  membersPrefix(): string { return `${this.prefix}members/`; }
+  member(nodeId: string): string { return `${this.membersPrefix()}${segment('node id', nodeId)}`; }
+  parseMember(key: string): string | undefined { return this.parseLeaf(key, this.membersPrefix()); }
+
+  // --- nodes/<nodeId>: the node record (coordinator, CAS) -----------------------------
+  nodesPrefix(): string { return `${this.prefix}nodes/`; }
+  node(nodeId: string): string { return `${this.nodesPrefix()}${segment('node id', nodeId)}`; }
+  parseNode(key: string): string | undefined { return this.parseLeaf(key, this.nodesPrefix()); }
+
+  // --- facts/<nodeId>: hardware facts (agent) -----------------------------------------
+  factsPrefix(): string { return `${this.prefix}facts/`; }
+  facts(nodeId: string): string { return `${this.factsPrefix()}${segment('node id', nodeId)}`; }
+  parseFacts(key: string): string | undefined { return this.parseLeaf(key, this.factsPrefix()); }
+
+  // --- configs/<bundle>/<version>: immutable bundles ----------------------------------
+  configsPrefix(): string { return `${this.prefix}configs/`; }
+  configVersionsPrefix(bundle: string): string { return `${this.configsPrefix()}${segment('bundle name', bundle)}/`; }
+  config(bundle: string, version: string): string {
+    return `${this.configVersionsPrefix(bundle)}${segment('bundle version', version)}`;
+  }
+  parseConfig(key: string): { bundle: string; version: string } | undefined {
+    const rest = this.strip(key, this.configsPrefix());
+    const parts = rest?.split('/');
+    if (!parts || parts.length !== 2 || !parts.every(isValidSegment)) return undefined;
+    return { bundle: parts[0], version: parts[1] };
+  }
+
+  // --- groups/<group> -------------------------------------------------------------------
+  groupsPrefix(): string { return `${this.prefix}groups/`; }
+  group(name: string): string { return `${this.groupsPrefix()}${segment('group name', name)}`; }
+  parseGroup(key: string): string | undefined { return this.parseLeaf(key, this.groupsPrefix()); }
+
+  // --- jobs/<jobId>, jobs/<jobId>/nodes/<nodeId> -----------------------------------------
+  jobsPrefix(): string { return `${this.prefix}jobs/`; }
+  job(jobId: string): string { return `${this.jobsPrefix()}${segment('job id', jobId)}`; }
+  jobNodesPrefix(jobId: string): string { return `${this.job(jobId)}/nodes/`; }
+  jobNode(jobId: string, nodeId: string): string { return `${this.jobNodesPrefix(jobId)}${segment('node id', nodeId)}`; }
+  parseJobKey(key: string): { jobId: string; nodeId?: string } | undefined {
+    const rest = this.strip(key, this.jobsPrefix());
+    if (rest === undefined) return undefined;
+    const parts = rest.split('/');
+    if (parts.length === 1 && isValidSegment(parts[0])) return { jobId: parts[0] };
+    if (parts.length === 3 && parts[1] === 'nodes' && isValidSegment(parts[0]) && isValidSegment(parts[2])) {
+      return { jobId: parts[0], nodeId: parts[2] };
+    }
+    return undefined;
+  }
+
+  // --- files/<name> ----------------------------------------------------------------------
+  filesPrefix(): string { return `${this.prefix}files/`; }
+  file(name: string): string { return `${this.filesPrefix()}${segment('file name', name)}`; }
+  parseFile(key: string): string | undefined { return this.parseLeaf(key, this.filesPrefix()); }
+
+  // --- events/<seq> -----------------------------------------------------------------------
+  eventsPrefix(): string { return `${this.prefix}events/`; }
+  /** The counter that allocates event sequence numbers (incremented in the same txn). */
+  eventSeq(): string { return `${this.prefix}meta/event-seq`; }
+  event(seq: number): string {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError(`invalid event sequence ${seq}`);
+    return `${this.eventsPrefix()}${String(seq).padStart(SEQ_WIDTH, '0')}`;
+  }
+  parseEvent(key: string): number | undefined {
+    const rest = this.strip(key, this.eventsPrefix());
+    if (rest === undefined || !/^\d+$/.test(rest)) return undefined;
+    return Number(rest);
+  }
+
+  // --- election/coordinator ---------------------------------------------------------------
+  /**
+   * Election candidates live under this prefix, one key per candidate bound to its lease;
+   * the leader is the candidate with the lowest create revision.
+   */
+  electionPrefix(): string { return `${this.prefix}election/coordinator/`; }
+  electionCandidate(candidateId: string): string { return `${this.electionPrefix()}${segment('candidate id', candidateId)}`; }
+  parseElectionCandidate(key: string): string | undefined { return this.parseLeaf(key, this.electionPrefix()); }
+
+  // --- helpers ------------------------------------------------------------------------------
+  private strip(key: string, prefix: string): string | undefined {
+    return key.startsWith(prefix) ? key.slice(prefix.length) : undefined;
+  }
+
+  private parseLeaf(key: string, prefix: string): string | undefined {
+    const rest = this.strip(key, prefix);
+    return rest !== undefined && isValidSegment(rest) ? rest : undefined;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The JSON values stored in etcd, one type per key family of shared/keyspace.ts, and strict
+ * decoders: a record that does not parse is reported with its key, never half-used.
+ */
+import { InvalidArgumentError } from './errors';
+import { isLifecycleState, type LifecycleState } from './lifecycle';
+
+/** members/<nodeId>: written by the agent, bound to its lease. */
+export interface MemberRecord {
+  nodeId: string;
+  hostname: string;
+  agentVersion: string;
+  bootId: string;
+  /** Unique per agent process start. */
+  instanceId: string;
+  /** Addresses of the machine (primary first), for operators. */
+  address: string;
+  appliedDigest: string;
+  registeredAt: string;
+}
+
+/** nodes/<nodeId>: the node record, written by the coordinator with compare-and-swap. */
+export interface NodeRecord {
+  id: string;
+  state: LifecycleState;
+  stateChangedAt: string;
+  reachable: boolean;
+  /** Set while unreachable; the time the membership key went away. */
+  unreachableSince?: string;
+  lastSeenAt?: string;
+  labels: Record<string, string>;
+  group?: string;
+  maintenance: boolean;
+  hostname?: string;
+  address?: string;
+  agentVersion?: string;
+  bootId?: string;
+  instanceId?: string;
+  /** Agent stream to the leader: open now, and since when. */
+  connected: boolean;
+  connectedAt?: string;
+  desiredConfig?: string;
+  appliedConfig?: string;
+  appliedDigest?: string;
+  currentJob?: string;
+  lastError?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** events/<seq>: the audit trail. */
+export interface EventRecord {
+  seq: number;
+  at: string;
+  /** e.g. node.created, node.discovered, node.unreachable, node.reachable, node.hello, node.state */
+  type: string;
+  nodeId?: string;
+  jobId?: string;
+  from?: string;
+  to?: string;
+  message: string;
+  /** Who did it: `coordinator/<id>`, `agent/<nodeId>`, `operator`. */
+  actor: string;
+}
+
+function parseJson(key: string, text: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`etcd value at ${key} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`etcd value at ${key} is not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+function str(key: string, o: Record<string, unknown>, field: string): string {
+  const v = o[field];
+  if (typeof v !== 'string') throw new InvalidArgumentError(`etcd value at ${key}: field ${field} must be a string`);
+  return v;
+}
+
+export function decodeMember(key: string, text: string): MemberRecord {
+  const o = parseJson(key, text);
+  return {
+    nodeId: str(key, o, 'nodeId'),
+    hostname: typeof o.hostname === 'string' ? o.hostname : '',
+    agentVersion: typeof o.agentVersion === 'string' ? o.agentVersion : '',
+    bootId: typeof o.bootId === 'string' ? o.bootId : '',
+    instanceId: typeof o.instanceId === 'string' ? o.instanceId : '',
+    address: typeof o.address === 'string' ? o.address : '',
+    appliedDigest: typeof o.appliedDigest === 'string' ? o.appliedDigest : '',
+    registeredAt: typeof o.registeredAt === 'string' ? o.registeredAt : '',
+  };
+}
+
+export function decodeNode(key: string, text: string): NodeRecord {
+  const o = parseJson(key, text);
+  const state = str(key, o, 'state');
+  if (!isLifecycleState(state)) throw new InvalidArgumentError(`etcd value at ${key}: unknown lifecycle state ${JSON.stringify(state)}`);
+  const labels = o.labels && typeof o.labels === 'object' && !Array.isArray(o.labels) ? (o.labels as Record<string, string>) : {};
+  return {
+    ...(o as Partial<NodeRecord>),
+    id: str(key, o, 'id'),
+    state,
+    stateChangedAt: typeof o.stateChangedAt === 'string' ? o.stateChangedAt : '',
+    reachable: o.reachable === true,
+    labels,
+    maintenance: o.maintenance === true,
+    connected: o.connected === true,
+    createdAt: typeof o.createdAt === 'string' ? o.createdAt : '',
+    updatedAt: typeof o.updatedAt === 'string' ? o.updatedAt : '',
+  };
+}
+
+export function decodeEvent(key: string, text: string): EventRecord {
+  const o = parseJson(key, text);
+  return {
+    ...(o as Partial<EventRecord>),
+    seq: typeof o.seq === 'number' ? o.seq : 0,
+    at: str(key, o, 'at'),
+    type: str(key, o, 'type'),
+    message: typeof o.message === 'string' ? o.message : '',
+    actor: typeof o.actor === 'string' ? o.actor : '',
+  };
+}

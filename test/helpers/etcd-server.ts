@@ -1,0 +1,108 @@
+/**
+ * A real etcd (Debian's etcd-server) per suite, on free loopback ports with a temp data dir
+ * (TESTBED.md). `stop()` + `start()` keep the data dir, so an outage can be simulated and
+ * healed with the data intact; `destroy()` removes it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { freePort } from './ports';
+import { waitFor } from './wait';
+
+export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+
+export class EtcdServer {
+  readonly dataDir: string;
+  readonly logFile: string;
+  private proc?: ChildProcess;
+  private exited?: Promise<void>;
+  private clients: Etcd3[] = [];
+
+  private constructor(readonly name: string, readonly clientPort: number, readonly peerPort: number, readonly baseDir: string) {
+    this.dataDir = join(baseDir, 'data');
+    this.logFile = join(baseDir, 'etcd.log');
+  }
+
+  static async start(name = 'test'): Promise<EtcdServer> {
+    const baseDir = mkdtempSync(join(tmpdir(), `etcd-${name}-`));
+    const server = new EtcdServer(name, await freePort(), await freePort(), baseDir);
+    await server.start();
+    return server;
+  }
+
+  /** host:port, the form every --etcd flag takes. */
+  get endpoint(): string {
+    return `127.0.0.1:${this.clientPort}`;
+  }
+
+  get running(): boolean {
+    return this.proc !== undefined;
+  }
+
+  async start(): Promise<void> {
+    if (this.proc) return;
+    const out = openSync(this.logFile, 'a');
+    const url = `http://127.0.0.1:${this.clientPort}`;
+    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const proc = spawn(
+      ETCD_BIN,
+      [
+        '--name', this.name,
+        '--data-dir', this.dataDir,
+        '--listen-client-urls', url, '--advertise-client-urls', url,
+        '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `${this.name}=${peer}`,
+        // Small and fast: tests wait for leases of 2-3 s to expire.
+        '--heartbeat-interval', '50', '--election-timeout', '500',
+        '--log-level', 'warn',
+      ],
+      { stdio: ['ignore', out, out] },
+    );
+    closeSync(out);
+    this.proc = proc;
+    this.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
+    const probe = new Etcd3({ hosts: url, dialTimeout: 500 });
+    try {
+      await waitFor(`etcd on ${url} to answer`, async () => {
+        if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${this.tail()}`);
+        await probe.get('probe').string();
+        return true;
+      }, { timeoutMs: 20_000, intervalMs: 100 });
+    } finally {
+      probe.close();
+    }
+  }
+
+  /** A client for test assertions; closed by `destroy()`. */
+  client(): Etcd3 {
+    const c = new Etcd3({ hosts: `http://${this.endpoint}`, dialTimeout: 2000 });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** SIGTERM (or SIGKILL) and wait for the process to exit; the data dir stays. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const proc = this.proc;
+    if (!proc) return;
+    this.proc = undefined;
+    proc.kill(signal);
+    await this.exited;
+  }
+
+  async destroy(): Promise<void> {
+    for (const c of this.clients) c.close();
+    this.clients = [];
+    await this.stop('SIGKILL');
+    rmSync(this.baseDir, { recursive: true, force: true });
+  }
+
+  tail(lines = 20): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The contract every unit kind implements (../../../shared/DESIGN.md, "Config units and
+ * bundles"): check → plan (a readable diff) → apply → verify, and remove. Handlers are
+ * stateless objects; everything a run needs comes in the UnitContext, so many agents (and
+ * many runs) can share one handler in one process.
+ */
+import type { Logger } from '../../shared';
+import type { UnitSpec } from '../../shared/bundle/types';
+
+/** One field that differs: what is there now, what the unit wants. */
+export interface FieldChange {
+  field: string;
+  before: string | null;
+  after: string | null;
+}
+
+export type PlanAction = 'create' | 'update' | 'unchanged' | 'remove' | 'skip';
+
+/** What a unit would do (plan), did (apply/remove), or found (verify: anything but unchanged is drift). */
+export interface UnitPlan {
+  unitId: string;
+  kind: UnitSpec['kind'];
+  action: PlanAction;
+  changes: FieldChange[];
+  /** One line a person reads: `update /etc/chrony.conf: content 3 lines changed, mode 0600→0644`. */
+  summary: string;
+}
+
+/** Output of commands run by a unit, bounded (head and tail kept). */
+export interface UnitOutput {
+  text: string;
+  truncated: boolean;
+}
+
+/** Abstract over the parts a unit talks to, so the same handler runs in production and in a sandbox. */
+export interface UnitContext {
+  /** Node root: '/' in production, a sandbox directory under test. File paths resolve under it. */
+  root: string;
+  logger: Logger;
+  /** Aborted on cancel or unit timeout; the running unit must stop (kill its child process). */
+  signal: AbortSignal;
+  /** Ids of units that changed earlier in this run (for restartWhenChanged). */
+  changedUnits: ReadonlySet<string>;
+  /** Environment for commands (the node's). */
+  env: NodeJS.ProcessEnv;
+  /** Lazily connected systemd manager (system bus in production, a user manager under test). */
+  systemd(): Promise<SystemdManager>;
+  /** Package backend detected or configured for this node. */
+  packages(): Promise<PackageBackend>;
+  /** Called with output chunks (commands) as they arrive, for live progress. */
+  onOutput?(chunk: string): void;
+}
+
+export interface UnitHandler<S extends UnitSpec = UnitSpec> {
+  readonly kind: S['kind'];
+  /** What would change; reads only. */
+  plan(spec: S, ctx: UnitContext): Promise<UnitPlan>;
+  /** Converges; returns what it did (action 'unchanged' when nothing). */
+  apply(spec: S, ctx: UnitContext): Promise<UnitPlan & { output?: UnitOutput }>;
+  /** Checks the unit is as specified; action 'unchanged' means no drift. */
+  verify(spec: S, ctx: UnitContext): Promise<UnitPlan>;
+  /** Undoes the unit (decommission); 'unchanged' when nothing was there. */
+  remove(spec: S, ctx: UnitContext): Promise<UnitPlan & { output?: UnitOutput }>;
+}
+
+// --- systemd over D-Bus (agent/systemd/) -------------------------------------------------------
+
+export interface SystemdUnitStatus {
+  name: string;
+  /** LoadState: loaded | not-found | error | masked */
+  loadState: string;
+  /** ActiveState: active | inactive | failed | activating | deactivating | reloading */
+  activeState: string;
+  subState: string;
+  /** UnitFileState: enabled | disabled | static | masked | '' when not found */
+  unitFileState: string;
+  /** Result of the last run for services (success, exit-code, signal, timeout, ...). */
+  result: string;
+}
+
+export interface SystemdManager {
+  /** Directory where unit files are written (/etc/systemd/system, or ~/.config/systemd/user). */
+  readonly unitDir: string;
+  status(unit: string): Promise<SystemdUnitStatus>;
+  /** daemon-reload (after unit files changed). */
+  reload(): Promise<void>;
+  /** Start/stop/restart and wait for the job to finish; resolves with the job result ("done", "failed", ...). */
+  start(unit: string, signal?: AbortSignal): Promise<string>;
+  stop(unit: string, signal?: AbortSignal): Promise<string>;
+  restart(unit: string, signal?: AbortSignal): Promise<string>;
+  enable(unit: string): Promise<void>;
+  disable(unit: string): Promise<void>;
+  close(): void;
+}
+
+// --- packages (agent/packages/) ----------------------------------------------------------------
+
+export interface InstalledPackage {
+  name: string;
+  /** Full version as the backend prints it (rpm: [epoch:]version-release). */
+  version: string;
+}
+
+export interface PackageBackend {
+  readonly name: 'dnf' | 'apt' | 'rpm';
+  /** undefined when not installed. */
+  query(name: string, signal?: AbortSignal): Promise<InstalledPackage | undefined>;
+  install(name: string, version: string | undefined, signal?: AbortSignal): Promise<UnitOutput>;
+  /** Install from a local .rpm file (rpm and dnf backends). */
+  installFile?(path: string, signal?: AbortSignal): Promise<UnitOutput>;
+  removePackage(name: string, signal?: AbortSignal): Promise<UnitOutput>;
+}

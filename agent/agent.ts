@@ -1,0 +1,144 @@
+/**
+ * One agent: identity + facts + lease membership + the coordinator link. Everything it talks
+ * to is injected (etcd client, logger, clock, facts, command handler, leader source), and it
+ * holds no module state, so a benchmark can run thousands in one process sharing one etcd
+ * client and one facts object.
+ */
+import type { Etcd3 } from 'etcd3';
+import { systemClock, type Clock } from '../shared/clock';
+import { DEFAULT_PREFIX, Keyspace } from '../shared/keyspace';
+import type { Logger } from '../shared/logger';
+import { VERSION } from '../shared/version';
+import { UnsupportedCommandHandler, type CommandHandler } from './command-handler';
+import {
+  CoordinatorLink, EMPTY_APPLIED, EtcdLeaderSource, StaticLeaderSource,
+  type AppliedStateProvider, type LeaderSource,
+} from './coordinator-link';
+import { systemFactsProvider, type FactsProvider } from './facts-collector';
+import { resolveIdentity, systemIdentityEnvironment, type IdentityEnvironment, type NodeIdentity } from './identity';
+import { LeaseMembership, membershipTimings, type MembershipStatus } from './lease-membership';
+
+/** The compiled settings an Agent needs (main.ts maps AgentOptions onto this). */
+export interface AgentSettings {
+  /** Explicit node id; otherwise /etc/machine-id, else the DMI UUID. */
+  nodeId?: string;
+  bootId?: string;
+  hostname?: string;
+  leaseTtlMs: number;
+  /** etcd key prefix (default /cluster/v1/). */
+  prefix?: string;
+  /** Fixed coordinator HOST:PORT instead of the elected leader. */
+  coordinator?: string;
+  /** Facts re-collection interval (default 10 min; 0 = only at start). */
+  factsIntervalMs?: number;
+}
+
+export interface AgentDependencies {
+  etcd: Etcd3;
+  logger: Logger;
+  clock?: Clock;
+  /** Default: collect from this machine with systeminformation. */
+  factsProvider?: FactsProvider;
+  /** Default: answers every command "this agent cannot run <kind> commands yet". */
+  commandHandler?: CommandHandler;
+  applied?: AppliedStateProvider;
+  /** Default: follow the election in etcd (or the fixed --coordinator). A benchmark may share one. */
+  leaderSource?: LeaderSource;
+  identityEnvironment?: IdentityEnvironment;
+  random?: () => number;
+}
+
+export class Agent {
+  readonly identity: NodeIdentity;
+  readonly keyspace: Keyspace;
+  private readonly log: Logger;
+  private readonly membership: LeaseMembership;
+  private readonly link: CoordinatorLink;
+  private readonly leaderSource: LeaderSource;
+  private readonly ownsLeaderSource: boolean;
+  private started = false;
+
+  /** Throws InvalidArgumentError when no valid node id can be found (a bad --node-id, no machine-id). */
+  constructor(settings: AgentSettings, deps: AgentDependencies) {
+    this.identity = resolveIdentity(settings, deps.identityEnvironment ?? systemIdentityEnvironment);
+    this.keyspace = new Keyspace(settings.prefix ?? DEFAULT_PREFIX);
+    this.log = deps.logger.child({ nodeId: this.identity.nodeId });
+    const clock = deps.clock ?? systemClock;
+    const applied = deps.applied ?? (() => EMPTY_APPLIED);
+
+    if (deps.leaderSource) {
+      this.leaderSource = deps.leaderSource;
+      this.ownsLeaderSource = false;
+    } else {
+      this.leaderSource = settings.coordinator
+        ? new StaticLeaderSource(settings.coordinator)
+        : new EtcdLeaderSource(deps.etcd, this.keyspace, this.log, membershipTimings(settings.leaseTtlMs).callTimeoutMs);
+      this.ownsLeaderSource = true;
+    }
+
+    this.membership = new LeaseMembership({
+      etcd: deps.etcd,
+      keyspace: this.keyspace,
+      identity: this.identity,
+      logger: this.log,
+      clock,
+      ttlMs: settings.leaseTtlMs,
+      factsProvider: deps.factsProvider ?? systemFactsProvider({ hostname: this.identity.hostname, logger: this.log }),
+      factsIntervalMs: settings.factsIntervalMs ?? 600_000,
+      details: () => ({ appliedDigest: applied().digest }),
+      random: deps.random,
+    });
+    this.link = new CoordinatorLink({
+      identity: this.identity,
+      leaderSource: this.leaderSource,
+      handler: deps.commandHandler ?? new UnsupportedCommandHandler(),
+      logger: this.log,
+      applied,
+      random: deps.random,
+    });
+  }
+
+  get membershipStatus(): MembershipStatus {
+    return this.membership.status;
+  }
+
+  get connected(): boolean {
+    return this.link.connected;
+  }
+
+  /** Starts membership and the coordinator link; returns at once (both retry on their own). */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.log.info('agent starting', {
+      version: VERSION, nodeIdSource: this.identity.nodeIdSource, bootId: this.identity.bootId,
+      hostname: this.identity.hostname, instanceId: this.identity.instanceId, prefix: this.keyspace.prefix,
+    });
+    this.membership.start();
+    if (this.ownsLeaderSource && this.leaderSource instanceof EtcdLeaderSource) await this.leaderSource.start();
+    this.link.start();
+  }
+
+  /** Resolves once the member key is written. */
+  whenRegistered(signal?: AbortSignal): Promise<void> {
+    return this.membership.whenRegistered(signal);
+  }
+
+  /** Re-writes the member record (call after the applied digest changed). */
+  refreshMembership(): Promise<void> {
+    return this.membership.refresh();
+  }
+
+  /**
+   * Closes the stream (cancelling a running command), then revokes the lease so the node shows
+   * Unreachable at once. The injected etcd client stays open: its owner closes it.
+   */
+  async stop(graceMs = 5000): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    await this.link.stop(graceMs);
+    if (this.ownsLeaderSource) await this.leaderSource.close();
+    await this.membership.stop();
+    this.log.info('agent stopped');
+  }
+}

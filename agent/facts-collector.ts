@@ -1,0 +1,228 @@
+/**
+ * Hardware facts with `systeminformation`, into shared/facts.ts's `Facts`.
+ *
+ * systeminformation shells out (dmidecode, lsblk, lspci, nvidia-smi...): on real servers some
+ * calls take seconds and in containers or VMs some fail or return blanks. Each call is
+ * therefore time-boxed on its own and degrades to empty values, so one slow or broken probe
+ * never costs the others, and collection never throws.
+ */
+import { networkInterfaces as osNetworkInterfaces } from 'node:os';
+import * as si from 'systeminformation';
+import type { Disk, Facts, Gpu, MemoryModule, NetworkInterface } from '../shared/facts';
+import type { Logger } from '../shared/logger';
+
+/** What the Agent calls to get facts; a benchmark shares one collected object across agents. */
+export type FactsProvider = () => Promise<Facts>;
+
+export interface FactsCollectorOptions {
+  /** Reported hostname (the identity's, which a sandbox may override). */
+  hostname: string;
+  logger?: Logger;
+  /** Per-probe time box (default 10 s). */
+  probeTimeoutMs?: number;
+  now?: () => Date;
+}
+
+/** Resolves with `fallback` when `work` fails or takes longer than `ms`; says which in the log. */
+async function timeBoxed<T>(name: string, work: () => Promise<T>, fallback: T, ms: number, logger?: Logger): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+    // A hung probe must not keep the process alive at shutdown.
+    timer.unref();
+  });
+  try {
+    const result = await Promise.race([work(), timeout]);
+    if (result === 'timeout') {
+      logger?.warn('facts probe timed out', { probe: name, timeoutMs: ms });
+      return fallback;
+    }
+    return result;
+  } catch (err) {
+    logger?.warn('facts probe failed', { probe: name, error: err instanceof Error ? err.message : String(err) });
+    return fallback;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** systeminformation writes "-" or "Default string" where firmware left a field blank. */
+function clean(v: unknown): string {
+  if (typeof v !== 'string') return '';
+  const s = v.trim();
+  if (s === '-' || /^(default string|to be filled by o\.e\.m\.|not specified|none)$/i.test(s)) return '';
+  return s;
+}
+
+function num(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+function numOrNull(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : null;
+}
+
+/** Block devices that are not disks a person would count (compressed RAM, loop files). */
+const PSEUDO_DISK = /^(zram|loop|ram|sr|fd)\d*/;
+
+export function disksFromBlockDevices(devices: si.Systeminformation.BlockDevicesData[]): Disk[] {
+  return devices
+    .filter((d) => d.type === 'disk' && !PSEUDO_DISK.test(d.name) && num(d.size) > 0)
+    .map((d) => ({
+      device: d.device ?? `/dev/${d.name}`,
+      name: d.name,
+      type: clean(d.physical),
+      interfaceType: clean(d.protocol),
+      vendor: '',
+      model: clean(d.model),
+      serial: clean(d.serial),
+      sizeBytes: num(d.size),
+    }));
+}
+
+export function disksFromLayout(layout: si.Systeminformation.DiskLayoutData[]): Disk[] {
+  return layout.map((d) => ({
+    device: clean(d.device),
+    name: clean(d.name),
+    type: clean(d.type),
+    interfaceType: clean(d.interfaceType),
+    vendor: clean(d.vendor),
+    model: clean(d.name),
+    serial: clean(d.serialNum),
+    sizeBytes: num(d.size),
+  }));
+}
+
+/**
+ * systeminformation reports one IPv4 and one IPv6 address per interface; the OS knows all of
+ * them (secondary addresses are common on servers), so addresses come from node:os.
+ */
+export function mergeInterfaces(
+  siIfaces: si.Systeminformation.NetworkInterfacesData[],
+  osIfaces: ReturnType<typeof osNetworkInterfaces>,
+  defaultIface: string,
+): NetworkInterface[] {
+  return siIfaces
+    .filter((n) => !n.internal)
+    .map((n) => {
+      const addrs = osIfaces[n.iface] ?? [];
+      const ipv4 = addrs.filter((a) => a.family === 'IPv4').map((a) => a.address);
+      const ipv6 = addrs.filter((a) => a.family === 'IPv6').map((a) => a.address);
+      if (ipv4.length === 0 && clean(n.ip4)) ipv4.push(n.ip4);
+      if (ipv6.length === 0 && clean(n.ip6)) ipv6.push(n.ip6);
+      return {
+        iface: n.iface,
+        mac: clean(n.mac),
+        ipv4,
+        ipv6,
+        speedMbps: numOrNull(n.speed),
+        type: clean(n.type),
+        virtual: n.virtual === true,
+        operstate: clean(n.operstate),
+        isDefault: n.default === true || (defaultIface !== '' && n.iface === defaultIface),
+      };
+    });
+}
+
+/** Collects facts once; every probe is time-boxed and degrades to empty values. */
+export async function collectFacts(options: FactsCollectorOptions): Promise<Facts> {
+  const ms = options.probeTimeoutMs ?? 10_000;
+  const log = options.logger;
+  const box = <T>(name: string, work: () => Promise<T>, fallback: T): Promise<T> => timeBoxed(name, work, fallback, ms, log);
+
+  // In parallel: the slowest probe bounds the whole collection, not their sum.
+  const [system, bios, baseboard, cpu, mem, memLayout, diskLayout, blockDevices, ifaces, defaultIface, os, graphics] = await Promise.all([
+    box('system', () => si.system(), undefined),
+    box('bios', () => si.bios(), undefined),
+    box('baseboard', () => si.baseboard(), undefined),
+    box('cpu', () => si.cpu(), undefined),
+    box('mem', () => si.mem(), undefined),
+    box('memLayout', () => si.memLayout(), []),
+    box('diskLayout', () => si.diskLayout(), []),
+    box('blockDevices', () => si.blockDevices(), []),
+    box('networkInterfaces', async () => {
+      const r = await si.networkInterfaces();
+      return Array.isArray(r) ? r : [r];
+    }, []),
+    box('networkInterfaceDefault', () => si.networkInterfaceDefault(), ''),
+    box('osInfo', () => si.osInfo(), undefined),
+    box('graphics', () => si.graphics(), undefined),
+  ]);
+
+  const layout: MemoryModule[] = memLayout.map((m) => ({
+    bank: clean(m.bank),
+    sizeBytes: num(m.size),
+    type: clean(m.type),
+    clockSpeedMHz: numOrNull(m.clockSpeed),
+    formFactor: clean(m.formFactor),
+    manufacturer: clean(m.manufacturer),
+    partNum: clean(m.partNum),
+    serial: clean(m.serialNum),
+  }));
+
+  // VMs and containers often have no diskLayout (no SMART, no by-id links): fall back to lsblk's view.
+  const disks = diskLayout.length > 0 ? disksFromLayout(diskLayout) : disksFromBlockDevices(blockDevices);
+
+  const gpus: Gpu[] = (graphics?.controllers ?? []).map((g) => ({
+    vendor: clean(g.vendor),
+    model: clean(g.model),
+    vramMB: numOrNull(g.vram),
+    bus: clean(g.bus),
+  }));
+
+  return {
+    collectedAt: (options.now ?? (() => new Date()))().toISOString(),
+    hostname: options.hostname,
+    system: {
+      manufacturer: clean(system?.manufacturer),
+      model: clean(system?.model),
+      serial: clean(system?.serial),
+      uuid: clean(system?.uuid).toLowerCase(),
+      sku: clean(system?.sku),
+      virtual: system?.virtual === true,
+    },
+    bios: { vendor: clean(bios?.vendor), version: clean(bios?.version), releaseDate: clean(bios?.releaseDate) },
+    baseboard: { manufacturer: clean(baseboard?.manufacturer), model: clean(baseboard?.model), serial: clean(baseboard?.serial) },
+    cpu: {
+      manufacturer: clean(cpu?.manufacturer),
+      brand: clean(cpu?.brand),
+      model: clean(cpu?.model),
+      cores: num(cpu?.cores),
+      physicalCores: num(cpu?.physicalCores),
+      threads: num(cpu?.cores),
+      sockets: num(cpu?.processors),
+      speedGHz: num(cpu?.speed),
+    },
+    memory: { totalBytes: num(mem?.total), layout },
+    disks,
+    network: mergeInterfaces(ifaces, osNetworkInterfaces(), clean(defaultIface)),
+    os: {
+      platform: clean(os?.platform),
+      distro: clean(os?.distro),
+      release: clean(os?.release),
+      codename: clean(os?.codename),
+      kernel: clean(os?.kernel),
+      arch: clean(os?.arch),
+    },
+    gpus,
+  };
+}
+
+/** A FactsProvider that collects from this machine each time it is called. */
+export function systemFactsProvider(options: FactsCollectorOptions): FactsProvider {
+  return () => collectFacts(options);
+}
+
+/** Facts without the collection time: two collections of an unchanged machine compare equal. */
+export function factsFingerprint(facts: Facts): string {
+  const { collectedAt: _ignored, ...rest } = facts;
+  void _ignored;
+  return JSON.stringify(rest);
+}
+
+/** The machine's primary address for the member record: the default route's interface first. */
+export function primaryAddress(facts: Facts): string {
+  const nics = facts.network;
+  const primary = nics.find((n) => n.isDefault && n.ipv4.length > 0) ?? nics.find((n) => !n.virtual && n.ipv4.length > 0) ?? nics.find((n) => n.ipv4.length > 0);
+  return primary?.ipv4[0] ?? '';
+}

@@ -1,0 +1,99 @@
+/**
+ * The agent's one options table (STYLE.md: one documented options object per runtime,
+ * compiled once). Flags, then CLUSTER_* environment variables, then the YAML config file
+ * (`--config FILE`, CLUSTER_AGENT_CONFIG, or /etc/cluster/agent.yaml when it exists), then
+ * the defaults below. Options consumed by the config-unit code (root, systemd bus and unit
+ * directory, package backend) are declared here too so there is one `--help`.
+ */
+import { formatHelp, parseOptions, type OptionSpecs, type OptionValues, type ParseResult } from '../shared/options';
+import { DEFAULT_LEASE_TTL_SECONDS } from './lease-membership';
+
+export const AGENT_CONFIG_ENV = 'CLUSTER_AGENT_CONFIG';
+export const DEFAULT_AGENT_CONFIG = '/etc/cluster/agent.yaml';
+
+export const AGENT_OPTIONS = {
+  etcd: {
+    kind: 'list', env: 'CLUSTER_ETCD', required: true, placeholder: 'HOST:PORT[,HOST:PORT...]',
+    description: 'etcd endpoints',
+  },
+  nodeId: {
+    kind: 'string', env: 'CLUSTER_NODE_ID', placeholder: 'ID',
+    description: 'node id (default: /etc/machine-id, else the DMI system UUID)',
+  },
+  stateDir: {
+    kind: 'string', env: 'CLUSTER_STATE_DIR', default: '/var/lib/cluster-agent', placeholder: 'DIR',
+    description: 'where the agent keeps its applied record',
+  },
+  leaseTtl: {
+    kind: 'duration', env: 'CLUSTER_LEASE_TTL', default: DEFAULT_LEASE_TTL_SECONDS, unit: 's', min: 2000, placeholder: 'SECONDS',
+    description: 'TTL of the membership lease; the node shows Unreachable this long after the agent dies',
+  },
+  prefix: {
+    kind: 'string', env: 'CLUSTER_PREFIX', default: '/cluster/v1/', placeholder: 'PREFIX',
+    description: 'etcd key prefix',
+  },
+  coordinator: {
+    kind: 'string', env: 'CLUSTER_COORDINATOR', placeholder: 'HOST:PORT',
+    description: 'fixed coordinator address instead of discovering the leader in etcd',
+  },
+  hostname: {
+    kind: 'string', env: 'CLUSTER_HOSTNAME', placeholder: 'NAME',
+    description: 'hostname to report (default: the machine\'s; for sandboxes)',
+  },
+  bootId: {
+    kind: 'string', env: 'CLUSTER_BOOT_ID', placeholder: 'ID',
+    description: 'boot id to report (default: /proc/sys/kernel/random/boot_id; sandboxes simulating a reboot)',
+  },
+  root: {
+    kind: 'string', env: 'CLUSTER_ROOT', default: '/', placeholder: 'DIR',
+    description: 'node root directory that file paths of units resolve under (sandbox mode)',
+  },
+  systemdBus: {
+    kind: 'string', env: 'CLUSTER_SYSTEMD_BUS', default: 'system', choices: ['system', 'session'], placeholder: 'system|session',
+    description: 'D-Bus bus of the systemd manager (session: a user manager, for tests)',
+  },
+  systemdUnitDir: {
+    kind: 'string', env: 'CLUSTER_SYSTEMD_UNIT_DIR', default: '/etc/systemd/system', placeholder: 'DIR',
+    description: 'where systemd unit files are written (user manager: ~/.config/systemd/user)',
+  },
+  packageBackend: {
+    kind: 'string', env: 'CLUSTER_PACKAGE_BACKEND', default: 'auto', choices: ['auto', 'dnf', 'apt', 'rpm'], placeholder: 'auto|dnf|apt|rpm',
+    description: 'package manager used by package units',
+  },
+  factsInterval: {
+    kind: 'duration', env: 'CLUSTER_FACTS_INTERVAL', default: '10m', min: 1000, placeholder: 'DURATION',
+    description: 'how often hardware facts are re-collected (written only when they change)',
+  },
+  shutdownGrace: {
+    kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: '10s', min: 0, placeholder: 'DURATION',
+    description: 'on SIGTERM/SIGINT, time to stop cleanly before exiting anyway',
+  },
+  logLevel: {
+    kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], placeholder: 'LEVEL',
+    description: 'log level',
+  },
+  version: {
+    kind: 'boolean',
+    description: 'print the version and exit',
+  },
+} as const satisfies OptionSpecs;
+
+export type AgentOptions = OptionValues<typeof AGENT_OPTIONS>;
+
+export const AGENT_USAGE = `Usage: cluster-agent --etcd HOST:PORT[,HOST:PORT...] [--node-id ID] [--state-dir DIR] [--lease-ttl SECONDS] [options]
+       cluster-agent apply|verify|remove|plan ...   (local config-unit commands, see cluster-agent apply --help)`;
+
+/** Parses the daemon's argv/env/config file. Throws InvalidArgumentError with a fix on bad input. */
+export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParseResult<typeof AGENT_OPTIONS> {
+  return parseOptions(AGENT_OPTIONS, {
+    argv,
+    env,
+    configEnv: AGENT_CONFIG_ENV,
+    defaultConfigPath: DEFAULT_AGENT_CONFIG,
+    allowPositionals: false,
+  });
+}
+
+export function agentHelp(): string {
+  return formatHelp(AGENT_USAGE, AGENT_OPTIONS, `Config file: --config FILE, or ${AGENT_CONFIG_ENV}, or ${DEFAULT_AGENT_CONFIG} when it exists.`);
+}

@@ -3,3 +3,6 @@ export { EtcdServer, ETCD_BIN } from './etcd-server';
 export { freePort } from './ports';
 export { waitFor, expectReject, delay } from './wait';
 export { ManagedProcess, spawnNode, run, clusterctl, REPO_ROOT, DIST, BIN, type RunResult, type SpawnOptions } from './processes';
+export { TestCluster, AgentHandle, CoordinatorHandle, etcdSnapshot, wipeEtcd, type CtlNode, type AgentStartOptions, type CoordinatorStartOptions, type TestClusterOptions } from './cluster';
+export { startSystemdSandbox, SYSTEMD_BIN, type SystemdSandbox } from './systemd-sandbox';
+export { buildRpmFixtures, copyIntoRoot, FIXTURE_PACKAGE, FIXTURE_VERSIONS, type RpmFixtures, type FixtureVersion } from './rpm-fixtures';

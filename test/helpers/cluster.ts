@@ -1,0 +1,263 @@
+/**
+ * A whole cluster of real processes for end-to-end tests and benchmarks: coordinators and
+ * agents as child processes (the built main.js of each) against an EtcdServer, each test with its own
+ * temp dir holding every process's log and every agent's state dir. `logTails()` is what a
+ * failing test prints; `destroy()` kills every process it started and removes the dir.
+ */
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import type { EtcdServer } from './etcd-server';
+import { freePort } from './ports';
+import { BIN, clusterctl, ManagedProcess, spawnNode, type RunResult } from './processes';
+import { waitFor } from './wait';
+
+/** A node as `clusterctl nodes -o json` prints it (the fields the tests read). */
+export interface CtlNode {
+  id: string;
+  state: string;
+  reachable: boolean;
+  unreachableSince?: string;
+  labels?: Record<string, string>;
+  hostname?: string;
+  bootId?: string;
+  facts?: { cpuModel?: string; memoryBytes?: string; hostname?: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+export interface AgentStartOptions {
+  /** Membership lease TTL in seconds (etcd's practical minimum is 2). */
+  leaseTtlSec?: number;
+  hostname?: string;
+  extraArgs?: readonly string[];
+  env?: NodeJS.ProcessEnv;
+  /** Wait for the "registered" log line (default true). */
+  waitRegistered?: boolean;
+}
+
+export interface CoordinatorStartOptions {
+  /** Keep a port across restarts (agents and clusterctl dial the same address). */
+  port?: number;
+  extraArgs?: readonly string[];
+  env?: NodeJS.ProcessEnv;
+  /** Wait for "became leader" (default true; false only waits for "listening"). */
+  waitLeader?: boolean;
+}
+
+const READY_TIMEOUT_MS = 30_000;
+
+/** One agent process, restartable with the same node id and state dir. */
+export class AgentHandle {
+  proc: ManagedProcess;
+  private starts = 0;
+
+  constructor(private readonly cluster: TestCluster, readonly nodeId: string, readonly stateDir: string, readonly options: AgentStartOptions) {
+    this.proc = this.spawn();
+  }
+
+  private spawn(): ManagedProcess {
+    this.starts++;
+    const o = this.options;
+    const args = [
+      '--etcd', this.cluster.etcd.endpoint,
+      '--node-id', this.nodeId,
+      '--state-dir', this.stateDir,
+      '--lease-ttl', String(o.leaseTtlSec ?? this.cluster.leaseTtlSec),
+      '--hostname', o.hostname ?? `host-${this.nodeId}`,
+      ...(o.extraArgs ?? []),
+    ];
+    return spawnNode(`agent ${this.nodeId}#${this.starts}`, BIN.agent, args, {
+      env: { ...this.cluster.childEnv, ...o.env },
+      logFile: join(this.cluster.logDir, `agent-${this.nodeId}.log`),
+    });
+  }
+
+  /** Resolves when this start of the agent logged "registered". */
+  async registered(timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+    await this.proc.waitForLog(/"msg":"registered"/, timeoutMs);
+  }
+
+  /** SIGKILL: no lease revoke, no goodbye — as if the machine lost power. */
+  async kill(): Promise<void> {
+    await this.proc.kill('SIGKILL');
+  }
+
+  async restart(wait = true): Promise<void> {
+    if (this.proc.alive) await this.proc.kill('SIGKILL');
+    this.proc = this.spawn();
+    if (wait) await this.registered();
+  }
+}
+
+/** One coordinator replica on a fixed loopback port. */
+export class CoordinatorHandle {
+  proc: ManagedProcess;
+  private starts = 0;
+
+  constructor(private readonly cluster: TestCluster, readonly replica: string, readonly port: number, readonly options: CoordinatorStartOptions) {
+    this.proc = this.spawn();
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  private spawn(): ManagedProcess {
+    this.starts++;
+    const args = ['--etcd', this.cluster.etcd.endpoint, '--listen', this.address, ...(this.options.extraArgs ?? [])];
+    return spawnNode(`coordinator ${this.replica}#${this.starts}`, BIN.coordinator, args, {
+      env: { ...this.cluster.childEnv, ...this.options.env },
+      logFile: join(this.cluster.logDir, `coordinator-${this.replica}.log`),
+    });
+  }
+
+  async ready(waitLeader = this.options.waitLeader ?? true, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+    await this.proc.waitForLog(waitLeader ? /"msg":"became leader"/ : /"msg":"listening"/, timeoutMs);
+  }
+
+  async kill(): Promise<void> {
+    await this.proc.kill('SIGKILL');
+  }
+
+  async restart(wait = true): Promise<void> {
+    if (this.proc.alive) await this.proc.kill('SIGKILL');
+    this.proc = this.spawn();
+    if (wait) await this.ready();
+  }
+}
+
+export interface TestClusterOptions {
+  /** Default membership lease TTL of agents, seconds. */
+  leaseTtlSec?: number;
+  /** Names the temp dir (e.g. the test's title). */
+  name?: string;
+  /** Keep the temp dir after destroy() (also with KEEP_TEST_DIRS=1). */
+  keepDir?: boolean;
+}
+
+export class TestCluster {
+  readonly baseDir: string;
+  readonly logDir: string;
+  readonly leaseTtlSec: number;
+  readonly agents = new Map<string, AgentHandle>();
+  readonly coordinators: CoordinatorHandle[] = [];
+  /**
+   * Environment of every child: a private HOME/XDG dirs so no operator config file
+   * (~/.config/clusterctl/config.yaml, /etc/cluster/agent.yaml is absent here) leaks into a test,
+   * and no CLUSTER_* variable of the shell running the tests either.
+   */
+  readonly childEnv: NodeJS.ProcessEnv;
+  private readonly keepDir: boolean;
+
+  constructor(readonly etcd: EtcdServer, options: TestClusterOptions = {}) {
+    const slug = (options.name ?? 'cluster').replace(/[^A-Za-z0-9]+/g, '-').slice(0, 40);
+    this.baseDir = mkdtempSync(join(tmpdir(), `e2e-${slug}-`));
+    this.logDir = join(this.baseDir, 'logs');
+    mkdirSync(this.logDir, { recursive: true });
+    mkdirSync(join(this.baseDir, 'home'), { recursive: true });
+    this.leaseTtlSec = options.leaseTtlSec ?? 3;
+    this.keepDir = options.keepDir === true || process.env.KEEP_TEST_DIRS === '1';
+    // ManagedProcess merges over process.env, so CLUSTER_* variables are blanked (options
+    // ignore an empty variable) rather than left out.
+    const env: NodeJS.ProcessEnv = { HOME: join(this.baseDir, 'home'), XDG_CONFIG_HOME: join(this.baseDir, 'home', '.config') };
+    for (const k of Object.keys(process.env)) if (/^(CLUSTER_|CLUSTERCTL_)/.test(k)) env[k] = '';
+    this.childEnv = env;
+  }
+
+  /** The first coordinator's address: where clusterctl dials. */
+  get coordinatorAddress(): string {
+    const c = this.coordinators[0];
+    if (!c) throw new Error('no coordinator started');
+    return c.address;
+  }
+
+  async startCoordinator(options: CoordinatorStartOptions = {}): Promise<CoordinatorHandle> {
+    const port = options.port ?? (await freePort());
+    const c = new CoordinatorHandle(this, `c${this.coordinators.length + 1}`, port, options);
+    this.coordinators.push(c);
+    await c.ready();
+    return c;
+  }
+
+  async startAgent(nodeId: string, options: AgentStartOptions = {}): Promise<AgentHandle> {
+    if (this.agents.has(nodeId)) throw new Error(`agent ${nodeId} already started`);
+    const stateDir = join(this.baseDir, 'agents', nodeId);
+    mkdirSync(stateDir, { recursive: true });
+    const a = new AgentHandle(this, nodeId, stateDir, options);
+    this.agents.set(nodeId, a);
+    if (options.waitRegistered ?? true) await a.registered();
+    return a;
+  }
+
+  agent(nodeId: string): AgentHandle {
+    const a = this.agents.get(nodeId);
+    if (!a) throw new Error(`no agent ${nodeId}`);
+    return a;
+  }
+
+  /** clusterctl against the first coordinator (unless the args name one). */
+  async ctl(args: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
+    const withAddress = args.includes('--coordinator') ? args : ['--coordinator', this.coordinatorAddress, ...args];
+    return clusterctl(withAddress, { env: this.childEnv, timeoutMs });
+  }
+
+  /** `clusterctl nodes -o json`, parsed; throws with clusterctl's stderr when it fails. */
+  async nodes(extra: readonly string[] = []): Promise<CtlNode[]> {
+    const r = await this.ctl(['nodes', '-o', 'json', ...extra]);
+    if (r.code !== 0) throw new Error(`clusterctl nodes exited ${r.code}: ${r.stderr.trim()}`);
+    return JSON.parse(r.stdout) as CtlNode[];
+  }
+
+  async node(id: string): Promise<CtlNode | undefined> {
+    return (await this.nodes()).find((n) => n.id === id);
+  }
+
+  /** Polls clusterctl until `predicate` holds for the node list, returning that list. */
+  async waitForNodes(what: string, predicate: (nodes: CtlNode[]) => boolean, timeoutMs = 30_000, intervalMs = 250): Promise<CtlNode[]> {
+    return waitFor(what, async () => {
+      const ns = await this.nodes();
+      return predicate(ns) ? ns : undefined;
+    }, { timeoutMs, intervalMs });
+  }
+
+  /** Every process this cluster started, alive or not. */
+  processes(): ManagedProcess[] {
+    return [...this.coordinators.map((c) => c.proc), ...[...this.agents.values()].map((a) => a.proc)];
+  }
+
+  /** The last `lines` lines of every log file of this cluster, for a failing test's report. */
+  logTails(lines = 30): string {
+    const parts: string[] = [];
+    let files: string[] = [];
+    try {
+      files = readdirSync(this.logDir).sort();
+    } catch {
+      return '';
+    }
+    for (const f of files) {
+      const text = readFileSync(join(this.logDir, f), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+      parts.push(`----- ${join(this.logDir, f)} (last ${lines} lines) -----\n${text}`);
+    }
+    return parts.join('\n');
+  }
+
+  /** Kills (SIGKILL) every process, then removes the temp dir unless asked to keep it. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.processes().map((p) => p.kill('SIGKILL')));
+    if (!this.keepDir) rmSync(this.baseDir, { recursive: true, force: true });
+  }
+}
+
+/** Every key and value under `prefix` (default: the whole keyspace), sorted by key. */
+export async function etcdSnapshot(client: Etcd3, prefix = ''): Promise<Record<string, string>> {
+  const all = prefix ? await client.getAll().prefix(prefix).strings() : await client.getAll().strings();
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(all).sort()) out[k] = all[k];
+  return out;
+}
+
+/** Deletes every key (between tests sharing one etcd). Leases left behind simply expire. */
+export async function wipeEtcd(client: Etcd3): Promise<void> {
+  await client.delete().all();
+}

@@ -1,0 +1,25 @@
+/**
+ * What every clusterctl command receives from main.ts (the composition root): where to write,
+ * the global options, a client factory and the clock. Commands construct nothing themselves,
+ * so a test can hand them a buffer, a fixed clock or a client of a test server.
+ */
+import type { Clock } from '../shared/clock';
+import type { OptionValues } from '../shared/options';
+import type { ClusterClient } from './client';
+import type { GLOBAL_OPTIONS } from './global-options';
+import type { OutputFormat, OutputSink } from './output';
+
+export type GlobalValues = OptionValues<typeof GLOBAL_OPTIONS>;
+
+export interface CliContext {
+  out: OutputSink;
+  env: NodeJS.ProcessEnv;
+  clock: Clock;
+  globals: GlobalValues;
+  /** The output format chosen with -o (or a command's own shortcut such as -j). */
+  format: OutputFormat;
+  /** The ClusterService client for --coordinator/--timeout; main.ts closes it after the command. */
+  client(): ClusterClient;
+  /** Resolves when the operator asks a long-running command to stop (Ctrl-C, SIGTERM). */
+  interrupted: Promise<void>;
+}

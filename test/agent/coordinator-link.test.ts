@@ -1,0 +1,181 @@
+/**
+ * The agent's stream to the coordinator over real gRPC on 127.0.0.1, with the leader found in
+ * a real etcd. The coordinator side is a scripted AgentService (the test drives what the
+ * coordinator says); the agent under test is the real Agent.
+ */
+import { expect } from 'chai';
+import * as grpc from '@grpc/grpc-js';
+import type { Etcd3 } from 'etcd3';
+import { Agent, type CommandHandler } from '../../agent';
+import type { AgentMessage__Output } from '../../generated/cluster/v1/AgentMessage';
+import type { CoordinatorMessage } from '../../generated/cluster/v1/CoordinatorMessage';
+import { createEtcdClient } from '../../shared/etcd';
+import { Keyspace } from '../../shared/keyspace';
+import { createLogger } from '../../shared/logger';
+import { loadProto } from '../../shared/proto';
+import { EtcdServer, waitFor } from '../helpers';
+
+type Stream = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
+
+/** A coordinator whose every word is scripted by the test. */
+class ScriptedCoordinator {
+  readonly server = new grpc.Server();
+  readonly streams: Stream[] = [];
+  readonly received: { stream: number; msg: AgentMessage__Output }[] = [];
+  port = 0;
+  constructor(readonly id: string, private readonly onHello: (s: Stream) => void) {}
+
+  async start(): Promise<void> {
+    const { api } = loadProto();
+    this.server.addService(api.cluster.v1.AgentService.service, {
+      Connect: (call: Stream) => {
+        const idx = this.streams.push(call) - 1;
+        call.on('data', (msg: AgentMessage__Output) => {
+          this.received.push({ stream: idx, msg });
+          if (msg.body === 'hello') this.onHello(call);
+        });
+        call.on('error', () => undefined);
+        call.on('end', () => call.end());
+      },
+    });
+    this.port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  get address(): string { return `127.0.0.1:${this.port}`; }
+
+  of(body: AgentMessage__Output['body']): AgentMessage__Output[] {
+    return this.received.filter((r) => r.msg.body === body).map((r) => r.msg);
+  }
+
+  stop(): void { this.server.forceShutdown(); }
+}
+
+describe('agent coordinator link', function () {
+  this.timeout(90_000);
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  let n = 0;
+  const cleanup: (() => Promise<void> | void)[] = [];
+
+  before(async () => {
+    etcd = await EtcdServer.start('link');
+    client = createEtcdClient({ endpoints: [etcd.endpoint] });
+  });
+  after(async () => {
+    client?.close();
+    await etcd?.destroy();
+  });
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  async function coordinator(id: string, ks: Keyspace, script: (s: Stream) => void): Promise<ScriptedCoordinator> {
+    const c = new ScriptedCoordinator(id, script);
+    await c.start();
+    cleanup.push(() => c.stop());
+    await client.put(ks.electionCandidate(id)).value(JSON.stringify({ id, address: c.address, startedAt: new Date().toISOString() }));
+    return c;
+  }
+
+  function startAgent(ks: Keyspace, handler?: CommandHandler): Promise<Agent> {
+    const a = new Agent(
+      { nodeId: 'n1', leaseTtlMs: 3000, prefix: ks.prefix, hostname: 'n1.lab', bootId: 'boot-9', factsIntervalMs: 0 },
+      {
+        etcd: client, logger: createLogger({ level: 'silent' }), commandHandler: handler,
+        factsProvider: () => Promise.reject(new Error('no facts in this test')),
+        // Fast redials keep the test short; production uses 1 s .. 30 s.
+        random: () => 0.1,
+      },
+    );
+    cleanup.push(() => a.stop(1000));
+    return a.start().then(() => a);
+  }
+
+  const welcome = (s: Stream, pingIntervalMs = 0): void => { s.write({ welcome: { coordinatorId: 'c', pingIntervalMs } }); };
+
+  it('finds the leader in etcd, says Hello, answers Ping, and fails unsupported commands honestly', async () => {
+    const ks = new Keyspace(`/link-${++n}/`);
+    const c = await coordinator('c1', ks, (s) => { welcome(s, 60_000); s.write({ ping: { seq: 7 } }); s.write({ command: { id: 'cmd-1', kind: 'COMMAND_KIND_APPLY' } }); });
+    const a = await startAgent(ks);
+    await waitFor('a result', () => c.of('result').length > 0);
+    const hello = c.of('hello')[0].hello;
+    expect(hello).to.deep.include({ nodeId: 'n1', hostname: 'n1.lab', bootId: 'boot-9', agentVersion: '0.1.0', instanceId: a.identity.instanceId, runningCommandId: '' });
+    expect(hello?.completedCommandIds).to.deep.equal([]);
+    expect(c.of('pong')[0].pong?.seq).to.equal('7');
+    expect(c.of('result')[0].result).to.deep.include({ commandId: 'cmd-1', outcome: 'failed', error: 'this agent cannot run apply commands yet' });
+    expect(a.connected).to.equal(true);
+  });
+
+  it('runs a command once: a duplicate is answered from the recorded result; cancel aborts the running one', async () => {
+    const ks = new Keyspace(`/link-${++n}/`);
+    let runs = 0;
+    const handler: CommandHandler = {
+      execute: (cmd, progress, signal) => {
+        runs++;
+        progress({ unitId: 'u1', status: 'running', message: cmd.id });
+        if (cmd.id === 'slow') {
+          return new Promise((resolve) => signal.addEventListener('abort', () => resolve({ outcome: 'failed', error: 'stopped' }), { once: true }));
+        }
+        return Promise.resolve({ outcome: 'succeeded', output: `ran ${cmd.id}` });
+      },
+    };
+    let stream: Stream | undefined;
+    const c = await coordinator('c1', ks, (s) => { stream = s; welcome(s); s.write({ command: { id: 'once', kind: 'COMMAND_KIND_EXEC' } }); });
+    await startAgent(ks, handler);
+    await waitFor('first result', () => c.of('result').length === 1);
+    stream?.write({ command: { id: 'once', kind: 'COMMAND_KIND_EXEC' } });
+    await waitFor('second result', () => c.of('result').length === 2);
+    expect(runs).to.equal(1);
+    expect(c.of('result').map((m) => m.result?.output)).to.deep.equal(['ran once', 'ran once']);
+    expect(c.of('progress')[0].progress).to.deep.include({ commandId: 'once', unitId: 'u1', status: 'running' });
+
+    stream?.write({ command: { id: 'slow', kind: 'COMMAND_KIND_APPLY' } });
+    await waitFor('slow to start', () => runs === 2);
+    stream?.write({ cancel: { commandId: 'slow', reason: 'operator' } });
+    await waitFor('cancelled result', () => c.of('result').some((m) => m.result?.commandId === 'slow'));
+    expect(c.of('result').find((m) => m.result?.commandId === 'slow')?.result).to.deep.include({ outcome: 'cancelled', error: 'cancelled: operator' });
+  });
+
+  it('a result finished while disconnected is delivered after the reconnect, and the Hello says what runs', async () => {
+    const ks = new Keyspace(`/link-${++n}/`);
+    let release: (() => void) | undefined;
+    const handler: CommandHandler = {
+      execute: () => new Promise((resolve) => { release = () => resolve({ outcome: 'succeeded', output: 'late' }); }),
+    };
+    let hellos = 0;
+    const c = await coordinator('c1', ks, (s) => {
+      hellos++;
+      welcome(s);
+      if (hellos === 1) {
+        s.write({ command: { id: 'long', kind: 'COMMAND_KIND_APPLY' } });
+        // The coordinator goes away mid-command.
+        setTimeout(() => s.end(), 200);
+      }
+    });
+    await startAgent(ks, handler);
+    await waitFor('the second hello', () => c.of('hello').length >= 2, { timeoutMs: 20_000 });
+    expect(c.of('hello')[1].hello?.runningCommandId).to.equal('long');
+    release?.();
+    await waitFor('the late result', () => c.received.some((r) => r.msg.result?.commandId === 'long'));
+    expect(c.received.find((r) => r.msg.result?.commandId === 'long')?.stream).to.be.greaterThan(0);
+  });
+
+  it('drops a stream after 3 missed pings, and follows a leader change in etcd', async () => {
+    const ks = new Keyspace(`/link-${++n}/`);
+    // c1 welcomes with a 100 ms ping interval and then never pings.
+    const c1 = await coordinator('c1', ks, (s) => welcome(s, 100));
+    const a = await startAgent(ks);
+    await waitFor('a redial after missed pings', () => c1.of('hello').length >= 2, { timeoutMs: 20_000 });
+
+    const c2 = new ScriptedCoordinator('c2', (s) => welcome(s, 60_000));
+    await c2.start();
+    cleanup.push(() => c2.stop());
+    await client.put(ks.electionCandidate('c2')).value(JSON.stringify({ id: 'c2', address: c2.address, startedAt: new Date().toISOString() }));
+    // c1 still has the lower create revision: it stays the leader until its key goes.
+    await client.delete().key(ks.electionCandidate('c1'));
+    await waitFor('hello at the new leader', () => c2.of('hello').length === 1, { timeoutMs: 20_000 });
+    await waitFor('connected', () => a.connected);
+  });
+});

@@ -105,7 +105,10 @@ function convert(spec: OptionSpec, raw: unknown, where: string): string | number
     }
     case 'duration': {
       const ms = typeof raw === 'number' ? Math.round(raw * (spec.unit === 'ms' ? 1 : 1000)) : parseDuration(String(raw), spec.unit ?? 's');
-      if (spec.min !== undefined && ms < spec.min) throw new InvalidArgumentError(`${where}: must be at least ${spec.min} ms`);
+      if (spec.min !== undefined && ms < spec.min) {
+        const unit = spec.unit ?? 's';
+        throw new InvalidArgumentError(`${where}: must be at least ${unit === 's' ? `${spec.min / 1000} s` : `${spec.min} ms`}`);
+      }
       return ms;
     }
     case 'boolean': {

@@ -84,7 +84,7 @@ describe('shared/options', () => {
     }
     it('flag duration honours the spec unit and the minimum', () => {
       expect(parseOptions(SPECS, { argv: ['--node-id', 'n', '--lease-ttl', '3', '--poll-ms', '40'], env: {} }).values).to.include({ leaseTtl: 3000, pollMs: 40 });
-      expect(() => parseOptions(SPECS, { argv: ['--node-id', 'n', '--lease-ttl', '500ms'], env: {} })).to.throw(InvalidArgumentError, /--lease-ttl: must be at least 1000 ms/);
+      expect(() => parseOptions(SPECS, { argv: ['--node-id', 'n', '--lease-ttl', '500ms'], env: {} })).to.throw(InvalidArgumentError, /--lease-ttl: must be at least 1 s/);
     });
     it('a number in the config file is in the spec unit', () => {
       expect(parseOptions(SPECS, { argv: ['--node-id', 'n', '--config', config('leaseTtl: 2\n')], env: {} }).values.leaseTtl).to.equal(2000);

@@ -1,0 +1,430 @@
+/**
+ * A local cluster on one machine, for trying the product and for demos: an etcd (unless
+ * --etcd names one), one coordinator and N agents with sandbox identities, all child
+ * processes with their logs in .cluster/logs/. Waits until every node is discovered, prints
+ * `clusterctl nodes`, then either stops everything (--once) or follows `clusterctl nodes
+ * --watch` until Ctrl-C and then stops everything: agents first (so they leave cleanly),
+ * then the coordinator, then etcd.
+ *
+ * Run it through scripts/dev-cluster, which first installs what is missing and builds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { delimiter, join, relative, resolve } from 'node:path';
+import { parseOptions, formatHelp } from '../shared/options';
+import { ClusterError, InvalidArgumentError, errorMessage } from '../shared/errors';
+import { ClusterClient } from '../cli/client';
+import { checkAddress } from '../cli/global-options';
+import type { Node__Output } from '../generated/cluster/v1/Node';
+
+const OPTIONS = {
+  nodes: { kind: 'int', default: 3, min: 1, placeholder: 'N', description: 'number of agents (node-1 .. node-N)' },
+  port: { kind: 'int', default: 7400, min: 1, placeholder: 'PORT', description: 'coordinator port on 127.0.0.1 (clusterctl\'s default is 7400)' },
+  etcd: { kind: 'string', placeholder: 'HOST:PORT', description: 'use this etcd instead of starting one' },
+  once: { kind: 'boolean', description: 'print the nodes, then stop everything and exit 0' },
+  fresh: { kind: 'boolean', description: 'delete .cluster/ (etcd data, node state, logs) before starting' },
+  waitTimeout: { kind: 'duration', default: '120s', min: 1000, placeholder: 'DURATION', description: 'how long to wait for the nodes to be discovered' },
+} as const;
+
+const USAGE = 'Usage: scripts/dev-cluster [--once] [--nodes N] [--port PORT] [--etcd HOST:PORT] [--fresh]';
+const EXTRA = 'Starts etcd (data in .cluster/etcd), a coordinator on 127.0.0.1:PORT and N agents; logs in .cluster/logs/.\n' +
+  'Without --once it follows `clusterctl nodes --watch` until Ctrl-C, then stops everything.';
+
+/** The repository (this file runs from dist/scripts/). */
+const REPO = resolve(__dirname, '..', '..');
+const DIST = join(REPO, 'dist');
+const BIN = {
+  agent: join(DIST, 'agent', 'main.js'),
+  coordinator: join(DIST, 'coordinator', 'main.js'),
+  clusterctl: join(DIST, 'cli', 'main.js'),
+};
+
+/** Time each child gets to stop after SIGTERM before SIGKILL (the agent's own grace is 10 s). */
+const STOP_GRACE_MS = 20_000;
+
+function say(text: string): void {
+  process.stderr.write(`[dev-cluster] ${text}\n`);
+}
+
+class DevClusterError extends ClusterError {}
+
+interface Child {
+  name: string;
+  role: 'etcd' | 'coordinator' | 'agent';
+  proc: ChildProcess;
+  logFile: string;
+  exited: Promise<number | null>;
+  stopping: boolean;
+}
+
+/** What the previous run left in .cluster/run.json, to find orphans after a hard kill. */
+interface RunRecord {
+  supervisorPid: number;
+  children: { name: string; pid: number }[];
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A process's command line, to be sure a recorded pid is still ours before signalling it. */
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return '';
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once('error', () => res(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+function tcpReachable(hostPort: string, timeoutMs: number): Promise<boolean> {
+  const i = hostPort.lastIndexOf(':');
+  const host = hostPort.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(hostPort.slice(i + 1));
+  return new Promise((res) => {
+    const sock = connect({ host, port });
+    const t = setTimeout(() => { sock.destroy(); res(false); }, timeoutMs);
+    sock.once('connect', () => { clearTimeout(t); sock.destroy(); res(true); });
+    sock.once('error', () => { clearTimeout(t); res(false); });
+  });
+}
+
+function findEtcd(): string | undefined {
+  const candidates = [process.env.ETCD_BIN, ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'etcd')), '/usr/bin/etcd'];
+  return candidates.find((c): c is string => !!c && existsSync(c));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((res) => setTimeout(res, ms));
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).map((l) => `    ${l}`).join('\n');
+  } catch {
+    return '    (no log)';
+  }
+}
+
+class DevCluster {
+  readonly dir = join(REPO, '.cluster');
+  readonly logDir = join(this.dir, 'logs');
+  private readonly children: Child[] = [];
+  private etcdEndpoint = '';
+  private shuttingDown = false;
+
+  constructor(private readonly o: { nodes: number; port: number; etcd?: string; once: boolean; fresh: boolean; waitTimeout: number }) {}
+
+  get coordinatorAddress(): string {
+    return `127.0.0.1:${this.o.port}`;
+  }
+
+  private rel(p: string): string {
+    return relative(process.cwd(), p) || '.';
+  }
+
+  /** Refuses a second live dev cluster, and stops children a hard-killed run left behind. */
+  private handlePreviousRun(): void {
+    const file = join(this.dir, 'run.json');
+    if (!existsSync(file)) return;
+    let rec: RunRecord;
+    try {
+      rec = JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
+    } catch {
+      return;
+    }
+    if (rec.supervisorPid !== process.pid && alive(rec.supervisorPid) && cmdline(rec.supervisorPid).includes('dev-cluster')) {
+      throw new DevClusterError(`a dev cluster is already running (pid ${rec.supervisorPid}); stop it with Ctrl-C in its terminal or: kill ${rec.supervisorPid}`);
+    }
+    for (const c of rec.children) {
+      // Only a process whose command line still points into this repository is ours.
+      if (alive(c.pid) && cmdline(c.pid).includes(REPO)) {
+        say(`stopping ${c.name} (pid ${c.pid}) left running by a previous dev cluster that was killed`);
+        process.kill(c.pid, 'SIGKILL');
+      }
+    }
+  }
+
+  private recordRun(): void {
+    const rec: RunRecord = { supervisorPid: process.pid, children: this.children.map((c) => ({ name: c.name, pid: c.proc.pid ?? -1 })) };
+    writeFileSync(join(this.dir, 'run.json'), JSON.stringify(rec, null, 2) + '\n');
+  }
+
+  private spawnChild(name: string, role: Child['role'], command: string, args: string[]): Child {
+    const logFile = join(this.logDir, `${name}.log`);
+    const fd = openSync(logFile, 'a');
+    writeFileSync(fd, `\n===== ${new Date().toISOString()} ${command} ${args.join(' ')}\n`);
+    // Blank CLUSTER_* variables of the operator's shell (CLUSTER_COORDINATOR would pin the
+    // agents to a fixed address): the dev cluster is configured by flags only.
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!/^(CLUSTER_|CLUSTERCTL_)/.test(k)) env[k] = v;
+    // detached: a new process group, so Ctrl-C in the terminal reaches only this script,
+    // which then stops the children in order (agents, coordinator, etcd).
+    const proc = spawn(command, args, { cwd: REPO, env, stdio: ['ignore', fd, fd], detached: true });
+    closeSync(fd);
+    const child: Child = {
+      name, role, proc, logFile, stopping: false,
+      exited: new Promise((res) => proc.once('exit', (code, signal) => res(code ?? (signal ? 128 : null)))),
+    };
+    proc.once('error', (err) => say(`${name} could not start: ${err.message}`));
+    this.children.push(child);
+    this.recordRun();
+    void child.exited.then((code) => {
+      if (child.stopping || this.shuttingDown) return;
+      say(`${name} exited unexpectedly (code ${code}); last lines of ${this.rel(logFile)}:\n${tail(logFile)}`);
+      if (role !== 'agent') void this.shutdown(1);
+    });
+    return child;
+  }
+
+  private async startEtcd(): Promise<void> {
+    if (this.o.etcd) {
+      checkAddress(this.o.etcd, '--etcd');
+      if (!(await tcpReachable(this.o.etcd, 3000))) {
+        throw new DevClusterError(`cannot reach etcd at ${this.o.etcd} (is it running? or leave out --etcd to start one)`);
+      }
+      this.etcdEndpoint = this.o.etcd;
+      say(`using etcd at ${this.etcdEndpoint}`);
+      return;
+    }
+    const bin = findEtcd();
+    if (!bin) throw new DevClusterError('etcd is not installed: run scripts/ensure-deps (or apt-get install etcd-server), or pass --etcd HOST:PORT');
+    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const url = `http://127.0.0.1:${clientPort}`;
+    const peer = `http://127.0.0.1:${peerPort}`;
+    const dataDir = join(this.dir, 'etcd');
+    // Fresh ports every run are fine for a one-member cluster: etcd keeps its data and only
+    // logs that the peer URL changed.
+    this.spawnChild('etcd', 'etcd', bin, [
+      '--name', 'dev', '--data-dir', dataDir,
+      '--listen-client-urls', url, '--advertise-client-urls', url,
+      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `dev=${peer}`,
+      '--log-level', 'warn',
+    ]);
+    this.etcdEndpoint = `127.0.0.1:${clientPort}`;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+        if (r.ok && ((await r.json()) as { health?: string }).health === 'true') break;
+      } catch {
+        // not up yet
+      }
+      if (this.shuttingDown) throw new DevClusterError('etcd did not start');
+      if (Date.now() > deadline) throw new DevClusterError(`etcd did not become healthy within 30s; see ${this.rel(join(this.logDir, 'etcd.log'))}`);
+      await sleep(200);
+    }
+    say(`etcd up at ${this.etcdEndpoint} (data in ${this.rel(dataDir)})`);
+  }
+
+  private startCoordinator(): void {
+    this.spawnChild('coordinator', 'coordinator', process.execPath, [
+      BIN.coordinator, '--etcd', this.etcdEndpoint, '--listen', this.coordinatorAddress, '--replica-id', 'dev-coordinator',
+    ]);
+    say(`coordinator starting on ${this.coordinatorAddress}`);
+  }
+
+  private startAgents(): void {
+    for (let i = 1; i <= this.o.nodes; i++) {
+      const id = `node-${i}`;
+      const base = join(this.dir, id);
+      mkdirSync(join(base, 'root'), { recursive: true });
+      this.spawnChild(id, 'agent', process.execPath, [
+        BIN.agent, '--etcd', this.etcdEndpoint, '--node-id', id, '--hostname', id,
+        '--state-dir', join(base, 'state'), '--root', join(base, 'root'),
+      ]);
+    }
+    say(`${this.o.nodes} agent(s) starting: ${Array.from({ length: this.o.nodes }, (_, i) => `node-${i + 1}`).join(', ')}`);
+  }
+
+  /** Polls the coordinator until every node is reachable and past New (discovered). */
+  private async waitForNodes(): Promise<void> {
+    const want = Array.from({ length: this.o.nodes }, (_, i) => `node-${i + 1}`);
+    const deadline = Date.now() + this.o.waitTimeout;
+    let last = '';
+    for (;;) {
+      if (this.shuttingDown) throw new DevClusterError('stopped while waiting for the nodes');
+      let nodes: Node__Output[] = [];
+      const client = new ClusterClient({ address: this.coordinatorAddress, timeoutMs: 3000 });
+      try {
+        nodes = await client.listNodes();
+      } catch (err) {
+        last = errorMessage(err);
+      } finally {
+        client.close();
+      }
+      const ready = want.filter((id) => nodes.some((n) => n.id === id && n.reachable && n.state !== '' && n.state !== 'New'));
+      if (ready.length === want.length) {
+        say(`all ${want.length} nodes discovered`);
+        return;
+      }
+      if (nodes.length) last = `${ready.length}/${want.length} discovered`;
+      if (Date.now() > deadline) {
+        throw new DevClusterError(`the nodes were not all discovered within ${this.o.waitTimeout / 1000}s (${last}); see the logs in ${this.rel(this.logDir)}/`);
+      }
+      await sleep(500);
+    }
+  }
+
+  /** Runs clusterctl with our coordinator, its output on our stdout. */
+  private clusterctl(args: string[]): ChildProcess {
+    return spawn(process.execPath, [BIN.clusterctl, '--coordinator', this.coordinatorAddress, ...args], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+
+  async start(): Promise<void> {
+    for (const [name, path] of Object.entries(BIN)) {
+      if (!existsSync(path)) throw new DevClusterError(`${this.rel(path)} (${name}) is missing: run scripts/dev-cluster (it builds first) or npm run build`);
+    }
+    if (this.o.fresh && existsSync(this.dir)) {
+      this.handlePreviousRun();
+      rmSync(this.dir, { recursive: true, force: true });
+      say(`deleted ${this.rel(this.dir)}/ (--fresh)`);
+    }
+    mkdirSync(this.logDir, { recursive: true });
+    this.handlePreviousRun();
+    if (!(await portFree(this.o.port))) {
+      throw new DevClusterError(`port ${this.o.port} on 127.0.0.1 is busy (another coordinator or dev cluster?); choose another with --port N`);
+    }
+    say(`logs: ${this.rel(this.logDir)}/{${this.o.etcd ? '' : 'etcd,'}coordinator,node-1..${this.o.nodes}}.log`);
+    await this.startEtcd();
+    this.startCoordinator();
+    this.startAgents();
+    await this.waitForNodes();
+  }
+
+  async printNodes(): Promise<void> {
+    const p = this.clusterctl(['nodes']);
+    await new Promise((res) => p.once('exit', res));
+  }
+
+  /** Follows `clusterctl nodes --watch` until Ctrl-C/SIGTERM (or the watch ends). */
+  async follow(stop: Promise<void>): Promise<void> {
+    process.stderr.write('\n');
+    say(`following changes (clusterctl nodes --watch); Ctrl-C stops the cluster`);
+    const watch = this.clusterctl(['nodes', '--watch']);
+    const ended = new Promise<void>((res) => watch.once('exit', () => res()));
+    await Promise.race([stop, ended]);
+    if (watch.exitCode === null && watch.signalCode === null) watch.kill('SIGTERM');
+    await ended;
+  }
+
+  /** Stops agents, then the coordinator, then etcd: each SIGTERM, SIGKILL after the grace. */
+  async stopAll(): Promise<void> {
+    this.shuttingDown = true;
+    for (const role of ['agent', 'coordinator', 'etcd'] as const) {
+      const group = this.children.filter((c) => c.role === role && c.proc.exitCode === null && c.proc.signalCode === null);
+      if (!group.length) continue;
+      say(`stopping ${group.map((c) => c.name).join(', ')}`);
+      await Promise.all(group.map(async (c) => {
+        c.stopping = true;
+        c.proc.kill('SIGTERM');
+        const timer = setTimeout(() => {
+          say(`${c.name} did not stop within ${STOP_GRACE_MS / 1000}s; killing it`);
+          c.proc.kill('SIGKILL');
+        }, STOP_GRACE_MS);
+        await c.exited;
+        clearTimeout(timer);
+      }));
+    }
+    rmSync(join(this.dir, 'run.json'), { force: true });
+    say('stopped');
+  }
+
+  private exitCode: number | undefined;
+  private shutdownPromise: Promise<void> | undefined;
+
+  /** Stops everything once, whoever asks first (a signal, a crashed child, the end of --once). */
+  shutdown(code: number): Promise<void> {
+    this.exitCode ??= code;
+    this.shutdownPromise ??= this.stopAll().then(() => process.exit(this.exitCode ?? code));
+    return this.shutdownPromise;
+  }
+
+  /** Last resort on an unexpected exit: no child may outlive the script. */
+  killAllNow(): void {
+    for (const c of this.children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseOptions(OPTIONS, { argv: process.argv.slice(2), env: {}, allowPositionals: false });
+  } catch (err) {
+    process.stderr.write(`dev-cluster: ${errorMessage(err)}\n`);
+    process.exit(2);
+  }
+  if (parsed.help) {
+    process.stdout.write(formatHelp(USAGE, OPTIONS, EXTRA).replace(/\n.*--config FILE.*\n/, '\n'));
+    return;
+  }
+  const v = parsed.values;
+  if (v.port > 65535) throw new InvalidArgumentError(`--port ${v.port}: use 1-65535`);
+  const cluster = new DevCluster({ nodes: v.nodes, port: v.port, etcd: v.etcd, once: v.once, fresh: v.fresh, waitTimeout: v.waitTimeout });
+
+  let onStop: () => void = () => undefined;
+  const stop = new Promise<void>((res) => { onStop = res; });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write('\n');
+    say(`${signal}: stopping the cluster (Ctrl-C again to kill everything at once)`);
+    onStop();
+    process.removeAllListeners(signal);
+    process.once(signal, () => {
+      cluster.killAllNow();
+      process.exit(130);
+    });
+    void cluster.shutdown(0);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('exit', () => cluster.killAllNow());
+
+  try {
+    await cluster.start();
+  } catch (err) {
+    process.stderr.write(`dev-cluster: ${errorMessage(err)}\n`);
+    await cluster.shutdown(1);
+    return;
+  }
+  process.stderr.write('\n');
+  await cluster.printNodes();
+  process.stderr.write('\n');
+  say(`cluster up: coordinator ${cluster.coordinatorAddress}; logs in ${relative(process.cwd(), cluster.logDir) || '.'}/`);
+  say(`try: node dist/cli/main.js --coordinator ${cluster.coordinatorAddress} nodes -o wide   (or: node dist/cli/main.js node describe node-1)`);
+  if (v.once) {
+    await cluster.shutdown(0);
+    return;
+  }
+  await cluster.follow(stop);
+  await cluster.shutdown(0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`dev-cluster: ${errorMessage(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,202 @@
+/**
+ * Failure-detection benchmark: how long after an agent dies does its node show Unreachable?
+ *
+ * Starts a real etcd, one coordinator and N agents (real processes, as in test/e2e), then K
+ * times: SIGKILL one agent (round robin), time from the kill to the coordinator's write of
+ * `reachable: false` on nodes/<id> (seen through an etcd watch, so no polling delay is added),
+ * restart the agent and wait until the node is Reachable again. Also times the lease expiry
+ * itself (deletion of members/<id>), which splits detection into "etcd expired the lease" and
+ * "the coordinator reacted".
+ *
+ *   npm run build && node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl S]
+ */
+import { cpus, loadavg } from 'node:os';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import { parseOptions, formatHelp, type OptionSpecs, type ParseResult } from '../shared/options';
+import { errorMessage } from '../shared/errors';
+import { Keyspace } from '../shared/keyspace';
+import { decodeNode } from '../shared/records';
+import { EtcdServer } from '../test/helpers/etcd-server';
+import { TestCluster } from '../test/helpers/cluster';
+
+const OPTIONS = {
+  agents: { kind: 'int', default: 5, min: 1, placeholder: 'N', description: 'agent processes' },
+  kills: { kind: 'int', default: 20, min: 1, placeholder: 'K', description: 'SIGKILLs to measure' },
+  ttl: { kind: 'int', default: 3, min: 2, placeholder: 'SECONDS', description: 'agent membership lease TTL' },
+  json: { kind: 'boolean', description: 'print the result as one JSON object' },
+  keep: { kind: 'boolean', description: 'keep the temp dir (logs) afterwards' },
+} as const satisfies OptionSpecs;
+
+const USAGE = 'Usage: node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl SECONDS] [--json]';
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+interface Stats { min: number; p50: number; p90: number; p99: number; max: number; mean: number }
+
+function stats(values: readonly number[]): Stats {
+  const s = [...values].sort((a, b) => a - b);
+  return {
+    min: s[0], p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s[s.length - 1],
+    mean: Math.round(s.reduce((a, b) => a + b, 0) / s.length),
+  };
+}
+
+/**
+ * One watch over members/ and nodes/ for the whole run: records, per node, when the member
+ * key was deleted and when the node record turned unreachable / reachable.
+ */
+class Timeline {
+  private readonly waiters: { match: (e: TimelineEvent) => boolean; resolve: (at: number) => void }[] = [];
+  private readonly watchers: Watcher[] = [];
+
+  constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
+
+  async start(): Promise<void> {
+    const members = await this.client.watch().prefix(this.ks.membersPrefix()).create();
+    members.on('delete', (kv: IKeyValue) => {
+      const nodeId = this.ks.parseMember(kv.key.toString());
+      if (nodeId) this.emit({ kind: 'member-deleted', nodeId });
+    });
+    const nodes = await this.client.watch().prefix(this.ks.nodesPrefix()).create();
+    nodes.on('put', (kv: IKeyValue) => {
+      const key = kv.key.toString();
+      const nodeId = this.ks.parseNode(key);
+      if (!nodeId) return;
+      const rec = decodeNode(key, kv.value.toString());
+      this.emit({ kind: rec.reachable ? 'reachable' : 'unreachable', nodeId });
+    });
+    this.watchers.push(members, nodes);
+  }
+
+  /** A promise of the wall time of the next matching event (register BEFORE causing it). */
+  next(kind: TimelineEvent['kind'], nodeId: string, timeoutMs: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${kind} of ${nodeId} within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({
+        match: (e) => e.kind === kind && e.nodeId === nodeId,
+        resolve: (at) => { clearTimeout(timer); resolve(at); },
+      });
+    });
+  }
+
+  private emit(e: TimelineEvent): void {
+    const at = Date.now();
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      if (this.waiters[i].match(e)) this.waiters.splice(i, 1)[0].resolve(at);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.watchers.map((w) => w.cancel()));
+  }
+}
+
+interface TimelineEvent { kind: 'member-deleted' | 'unreachable' | 'reachable'; nodeId: string }
+
+async function main(): Promise<number> {
+  let parsed: ParseResult<typeof OPTIONS>;
+  try {
+    parsed = parseOptions(OPTIONS, { argv: process.argv.slice(2), env: {}, allowPositionals: false });
+  } catch (err) {
+    process.stderr.write(`failure-detection: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(formatHelp(USAGE, OPTIONS));
+    return 0;
+  }
+  const { agents: n, kills: k, ttl, json, keep } = parsed.values;
+  const say = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
+
+  const started = Date.now();
+  const etcd = await EtcdServer.start('bench');
+  const cluster = new TestCluster(etcd, { name: 'bench-failure-detection', leaseTtlSec: ttl, keepDir: keep });
+  const client = etcd.client();
+  const ks = new Keyspace();
+  const timeline = new Timeline(client, ks);
+  const detection: number[] = [];
+  const leaseExpiry: number[] = [];
+  const reaction: number[] = [];
+  const recovery: number[] = [];
+  try {
+    say(`starting etcd, a coordinator and ${n} agents (TTL ${ttl} s); logs in ${cluster.logDir}`);
+    await cluster.startCoordinator();
+    const ids = Array.from({ length: n }, (_, i) => `bench-${String(i + 1).padStart(3, '0')}`);
+    await Promise.all(ids.map((id) => cluster.startAgent(id)));
+    await timeline.start();
+    await cluster.waitForNodes(`${n} nodes reachable`, (ns) => ns.length === n && ns.every((x) => x.reachable), 120_000, 500);
+
+    for (let i = 0; i < k; i++) {
+      const id = ids[i % n];
+      const agent = cluster.agent(id);
+      const limit = (ttl + 30) * 1000;
+      const memberGone = timeline.next('member-deleted', id, limit);
+      const unreachable = timeline.next('unreachable', id, limit);
+      const killedAt = Date.now();
+      await agent.kill();
+      const [goneAt, unreachableAt] = await Promise.all([memberGone, unreachable]);
+      detection.push(unreachableAt - killedAt);
+      leaseExpiry.push(goneAt - killedAt);
+      reaction.push(unreachableAt - goneAt);
+
+      const reachable = timeline.next('reachable', id, 60_000);
+      const restartAt = Date.now();
+      await agent.restart(false);
+      const reachableAt = await reachable;
+      recovery.push(reachableAt - restartAt);
+      say(`kill ${String(i + 1).padStart(3)}/${k} ${id}: unreachable after ${unreachableAt - killedAt} ms (lease gone ${goneAt - killedAt} ms, coordinator +${unreachableAt - goneAt} ms); reachable ${reachableAt - restartAt} ms after restart`);
+    }
+  } catch (err) {
+    process.stderr.write(`failure-detection: ${errorMessage(err)}\n${cluster.logTails(20)}\n`);
+    return 1;
+  } finally {
+    await timeline.stop().catch(() => undefined);
+    await cluster.destroy();
+    await etcd.destroy();
+  }
+
+  const result = {
+    date: new Date().toISOString(),
+    cores: cpus().length,
+    cpuModel: cpus()[0]?.model ?? '',
+    loadavg1: Number(loadavg()[0].toFixed(2)),
+    ttlSeconds: ttl,
+    agents: n,
+    kills: k,
+    detectionMs: stats(detection),
+    leaseExpiryMs: stats(leaseExpiry),
+    coordinatorReactionMs: stats(reaction),
+    recoveryMs: stats(recovery),
+    wallSeconds: Math.round((Date.now() - started) / 1000),
+  };
+  if (json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return 0;
+  }
+  const row = (name: string, s: Stats): string =>
+    `${name.padEnd(34)}${[s.p50, s.p90, s.p99, s.min, s.max, s.mean].map((v) => String(v).padStart(7)).join('')}`;
+  process.stdout.write([
+    `failure detection: ${result.date}`,
+    `machine: ${result.cores} cores (${result.cpuModel}), load ${result.loadavg1}`,
+    `TTL ${ttl} s, N=${n} agents, K=${k} kills, wall ${result.wallSeconds} s`,
+    `${''.padEnd(34)}${['p50', 'p90', 'p99', 'min', 'max', 'mean'].map((h) => h.padStart(7)).join('')}   (ms)`,
+    row('kill → Unreachable (detection)', result.detectionMs),
+    row('kill → lease expired (etcd)', result.leaseExpiryMs),
+    row('lease expired → Unreachable', result.coordinatorReactionMs),
+    row('restart → Reachable', result.recoveryMs),
+    '',
+  ].join('\n'));
+  return 0;
+}
+
+if (require.main === module) {
+  main().then((code) => process.exit(code), (err: unknown) => {
+    process.stderr.write(`failure-detection: ${errorMessage(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -352,7 +352,7 @@ class DevCluster {
       }));
     }
     rmSync(join(this.dir, 'run.json'), { force: true });
-    say('stopped');
+    if (this.children.length) say('stopped');
   }
 
   private exitCode: number | undefined;

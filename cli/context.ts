@@ -13,6 +13,8 @@ export type GlobalValues = OptionValues<typeof GLOBAL_OPTIONS>;
 
 export interface CliContext {
   out: OutputSink;
+  /** Notes for a person (stderr), kept out of the data on stdout. */
+  note(text: string): void;
   env: NodeJS.ProcessEnv;
   clock: Clock;
   globals: GlobalValues;

@@ -50,6 +50,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
     const format = isOutputFormat(globals.output) ? globals.output : 'table';
     const context: CliContext = {
       out: io.out,
+      note: (text) => io.err(`${text}\n`),
       env: io.env,
       clock: io.clock ?? systemClock,
       globals,

@@ -49,6 +49,11 @@ export const nodesList = defineCommand<CliContext, typeof NODES_LIST_OPTIONS>({
 
     if (!values.watch) {
       const nodes = await client.listNodes(selector);
+      if (nodes.length === 0 && (context.format === 'table' || context.format === 'wide')) {
+        // As kubectl: an empty table alone looks like a failure; JSON/YAML stay pure data ([]).
+        context.note(selector ? `no nodes match -l ${selector}` : 'no nodes yet (agents register when they start)');
+        return EXIT.ok;
+      }
       switch (context.format) {
         case 'json': context.out.write(formatJson(nodes.map(nodeObject))); break;
         case 'yaml': context.out.write(formatYaml(nodes.map(nodeObject))); break;

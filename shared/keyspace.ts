@@ -66,6 +66,15 @@ export class Keyspace {
     return { bundle: parts[0], version: parts[1] };
   }
 
+  /**
+   * config-info/<bundle>/<version>: when a bundle version was pushed and its digest. Kept apart
+   * from configs/ so the stored value there is exactly the Bundle JSON agents receive.
+   */
+  configInfoPrefix(): string { return `${this.prefix}config-info/`; }
+  configInfo(bundle: string, version: string): string {
+    return `${this.configInfoPrefix()}${segment('bundle name', bundle)}/${segment('bundle version', version)}`;
+  }
+
   // --- groups/<group> -------------------------------------------------------------------
   groupsPrefix(): string { return `${this.prefix}groups/`; }
   group(name: string): string { return `${this.groupsPrefix()}${segment('group name', name)}`; }

@@ -1,0 +1,194 @@
+/**
+ * configs/<bundle>/<version>: immutable bundle versions. A push is validated with the SAME code
+ * the agent uses (shared/bundle: every problem listed by path, nothing stored on error), then
+ * written create-only in one transaction with its event. Versions never change once stored:
+ * pushing an existing version with other content is refused (bump the version), pushing the
+ * same content again is an idempotent OK, so `clusterctl bundle push` can be re-run safely.
+ *
+ * The value at configs/ is exactly the compiled Bundle JSON (what jobs render and send); when
+ * it was pushed and its digest sit beside it at config-info/ (shared/keyspace.ts).
+ */
+import type { Etcd3 } from 'etcd3';
+import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, type Clock, type Keyspace } from '../../shared';
+import { canonicalJson, digestOf, parseBundle, type Bundle } from '../../shared/bundle';
+import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
+import type { EventLog } from '../event-log';
+
+export interface StoredBundle {
+  name: string;
+  version: string;
+  /** digestOf(bundle): sha256 over the canonical JSON of the compiled bundle. */
+  digest: string;
+  createdAt: string;
+  bundle: Bundle;
+}
+
+export interface PushResult {
+  stored: StoredBundle;
+  /** False when the identical version was already stored (nothing written). */
+  created: boolean;
+}
+
+export interface BundleStoreOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  events: EventLog;
+  clock: Clock;
+}
+
+/**
+ * Orders versions the way an operator reads them: numeric runs compare as numbers
+ * ("10" > "9", "1.10.0" > "1.9.2"), other runs as text.
+ */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/([0-9]+)/).filter((s) => s !== '');
+  const pb = b.split(/([0-9]+)/).filter((s) => s !== '');
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i];
+    const y = pb[i];
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    const nx = /^[0-9]+$/.test(x);
+    const ny = /^[0-9]+$/.test(y);
+    if (nx && ny) {
+      const d = BigInt(x) - BigInt(y);
+      if (d !== 0n) return d < 0n ? -1 : 1;
+    } else if (x !== y) {
+      return x < y ? -1 : 1;
+    }
+  }
+  return 0;
+}
+
+interface InfoValue {
+  digest: string;
+  createdAt: string;
+}
+
+function parseInfo(text: string | undefined): Partial<InfoValue> {
+  if (!text) return {};
+  try {
+    const v = JSON.parse(text) as Partial<InfoValue> | null;
+    return v && typeof v === 'object' ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+export class BundleStore {
+  private readonly client: Etcd3;
+  private readonly keyspace: Keyspace;
+  private readonly events: EventLog;
+  private readonly clock: Clock;
+
+  constructor(options: BundleStoreOptions) {
+    this.client = options.client;
+    this.keyspace = options.keyspace;
+    this.events = options.events;
+    this.clock = options.clock;
+  }
+
+  /** Validates and stores `text` (YAML or JSON). See the file comment for the rules. */
+  async push(text: string, actor = 'operator'): Promise<PushResult> {
+    if (text.trim() === '') throw new InvalidArgumentError('PushBundle needs the bundle text (YAML or JSON); it was empty');
+    const bundle = parseBundle(text, 'bundle'); // BundleValidationError lists every problem by path
+    const { name, version } = bundle;
+    for (const [what, s] of [['name', name], ['version', version]] as const) {
+      if (!isValidSegment(s)) {
+        throw new InvalidArgumentError(`bundle ${what} ${JSON.stringify(s)} cannot be stored: use 1-253 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit`);
+      }
+    }
+    // TODO(files): units with `source:` name distributed files (files/<name>); whether they
+    // exist is checked by the files API when it lands, and again when a job inlines them.
+    const key = this.keyspace.config(name, version);
+    const infoKey = this.keyspace.configInfo(name, version);
+    const json = canonicalJson(bundle);
+    const digest = digestOf(bundle);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const existing = await this.get(name, version).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      });
+      if (existing) {
+        if (canonicalJson(existing.bundle) === json) return { stored: existing, created: false };
+        throw new AlreadyExistsError(
+          `bundle ${name}@${version} exists with different content; bump version (stored digest ${existing.digest}, pushed ${digest})`,
+        );
+      }
+      const createdAt = this.clock.iso();
+      const absent: Compare = { key, target: 'Create', op: '==', value: '0', reason: 'create-only' };
+      const outcome = await this.events.commit({
+        compares: [absent],
+        ops: [
+          { kind: 'put', key, value: json },
+          { kind: 'put', key: infoKey, value: JSON.stringify({ digest, createdAt } satisfies InfoValue) },
+        ],
+        event: {
+          type: 'bundle.pushed',
+          message: `bundle ${name}@${version} stored (${bundle.units.length} unit(s), ${bundle.verify.length} probe(s), ${digest})`,
+          actor,
+        },
+      });
+      if (outcome.succeeded) return { stored: { name, version, digest, createdAt, bundle }, created: true };
+      // Someone pushed the same version meanwhile: judge their content as above.
+    }
+    throw new ConflictError(`bundle ${name}@${version} kept changing while being pushed; retry`);
+  }
+
+  /** One version (`version` empty = the newest); NotFoundError naming what exists. */
+  async get(name: string, version = ''): Promise<StoredBundle> {
+    if (!isValidSegment(name)) throw new InvalidArgumentError(`invalid bundle name ${JSON.stringify(name)}`);
+    if (version === '') {
+      const all = await this.list(name);
+      const newest = all[all.length - 1];
+      if (!newest) throw new NotFoundError(`bundle ${name} not found (push it with \`clusterctl bundle push FILE\`)`);
+      return newest;
+    }
+    const key = this.keyspace.config(name, version);
+    const { kvs } = await readKeys(this.client, [key, this.keyspace.configInfo(name, version)]);
+    const kv = kvs[0];
+    if (!kv) {
+      const versions = (await this.list(name)).map((b) => b.version);
+      throw new NotFoundError(
+        `bundle ${name}@${version} not found` +
+          (versions.length ? ` (stored versions: ${versions.join(', ')})` : ' (push it with `clusterctl bundle push FILE`)'),
+      );
+    }
+    return this.decode(name, version, kv.value.toString(), kvs[1]?.value.toString());
+  }
+
+  async exists(name: string, version: string): Promise<boolean> {
+    const { kvs } = await readKeys(this.client, [this.keyspace.config(name, version)]);
+    return kvs[0] !== undefined;
+  }
+
+  /** Every stored version (of `name`, or of every bundle), by name then version order. */
+  async list(name = ''): Promise<StoredBundle[]> {
+    const prefix = name ? this.keyspace.configVersionsPrefix(name) : this.keyspace.configsPrefix();
+    const infoPrefix = name ? `${this.keyspace.configInfoPrefix()}${name}/` : this.keyspace.configInfoPrefix();
+    const { kvs } = await readPrefixes(this.client, [{ prefix }, { prefix: infoPrefix }]);
+    const infos = new Map(kvs[1].map((kv) => [kv.key.toString().slice(this.keyspace.configInfoPrefix().length), kv.value.toString()]));
+    const out: StoredBundle[] = [];
+    for (const kv of kvs[0]) {
+      const parsed = this.keyspace.parseConfig(kv.key.toString());
+      if (!parsed) continue;
+      try {
+        out.push(this.decode(parsed.bundle, parsed.version, kv.value.toString(), infos.get(`${parsed.bundle}/${parsed.version}`)));
+      } catch {
+        // An unreadable record is reported by get(); a listing shows what can be read.
+      }
+    }
+    return out.sort((a, b) => (a.name === b.name ? compareVersions(a.version, b.version) : a.name < b.name ? -1 : 1));
+  }
+
+  private decode(name: string, version: string, text: string, infoText: string | undefined): StoredBundle {
+    let bundle: Bundle;
+    try {
+      bundle = JSON.parse(text) as Bundle;
+    } catch (err) {
+      throw new InvalidArgumentError(`stored bundle ${name}@${version} is not JSON: ${(err as Error).message}`);
+    }
+    const info = parseInfo(infoText);
+    return { name, version, digest: info.digest ?? digestOf(bundle), createdAt: info.createdAt ?? '', bundle };
+  }
+}

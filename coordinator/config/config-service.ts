@@ -1,0 +1,83 @@
+/**
+ * ConfigService: bundles (immutable versions) and groups, served by EVERY replica straight from
+ * etcd (writes are not leader-only: like a job request, a bundle or a group is data the leader
+ * acts on later). Errors are shared/errors classes, mapped to a gRPC status once in `unary`.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { InvalidArgumentError, toGrpcStatus, type Logger } from '../../shared';
+import type { ConfigServiceHandlers } from '../../generated/cluster/v1/ConfigService';
+import type { BundleInfo } from '../../generated/cluster/v1/BundleInfo';
+import type { Group } from '../../generated/cluster/v1/Group';
+import type { Group__Output } from '../../generated/cluster/v1/Group';
+import type { BundleStore, StoredBundle } from './bundle-store';
+import type { GroupStore, VersionedGroup } from './group-store';
+import { canonicalJson } from '../../shared/bundle';
+
+export interface ConfigServiceOptions {
+  bundles: BundleStore;
+  groups: GroupStore;
+  logger: Logger;
+}
+
+function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toGrpcStatus(err)),
+    );
+  };
+}
+
+export function toBundleInfo(b: StoredBundle): BundleInfo {
+  return {
+    name: b.name, version: b.version, digest: b.digest, createdAt: b.createdAt, units: b.bundle.units.length,
+    bundleJson: canonicalJson(b.bundle),
+  };
+}
+
+export function toGroupView(g: VersionedGroup): Group {
+  const r = g.record;
+  return {
+    name: r.name, bundle: r.bundle, version: r.version, variables: { ...r.variables }, minSize: r.minSize ?? 0,
+    dependsOn: r.dependsOn ?? [], verifySchedule: r.verifySchedule ?? '', repairPolicy: r.repairPolicy ?? 'report',
+    autoCommission: (r.autoCommission ?? []).map((a) => ({ selector: a.selector })), updatedAt: r.updatedAt ?? '', revision: g.modRevision,
+  };
+}
+
+export function createConfigServiceHandlers(options: ConfigServiceOptions): ConfigServiceHandlers {
+  const { bundles, groups } = options;
+  const log = options.logger.child({ component: 'config-service' });
+
+  return {
+    PushBundle: unary(async (req: { yaml: string }) => {
+      const { stored, created } = await bundles.push(req.yaml);
+      log.info(created ? 'bundle stored' : 'bundle push: identical version already stored', { bundle: `${stored.name}@${stored.version}` });
+      return toBundleInfo(stored);
+    }),
+    ListBundles: unary(async (req: { name: string }) => ({ bundles: (await bundles.list(req.name.trim())).map(toBundleInfo) })),
+    GetBundle: unary(async (req: { name: string; version: string }) => {
+      const name = req.name.trim();
+      if (!name) throw new InvalidArgumentError('GetBundle needs a bundle name (list them with `clusterctl bundle list`)');
+      return toBundleInfo(await bundles.get(name, req.version.trim()));
+    }),
+    SetGroup: unary(async (req: { group: Group__Output | null; expectedRevision: string }) => {
+      const g = req.group;
+      if (!g) throw new InvalidArgumentError('SetGroup needs a group (name, bundle, version)');
+      const saved = await groups.set(
+        {
+          name: g.name, bundle: g.bundle, version: g.version, variables: g.variables, minSize: g.minSize, dependsOn: g.dependsOn,
+          verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, autoCommission: g.autoCommission,
+        },
+        req.expectedRevision,
+      );
+      log.info('group set', { group: saved.record.name, revision: saved.modRevision });
+      return toGroupView(saved);
+    }),
+    GetGroup: unary(async (req: { name: string }) => {
+      const name = req.name.trim();
+      if (!name) throw new InvalidArgumentError('GetGroup needs a group name (list them with `clusterctl group list`)');
+      return toGroupView(await groups.require(name));
+    }),
+    ListGroups: unary(async () => ({ groups: (await groups.list()).map(toGroupView) })),
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * ConfigService over real gRPC on 127.0.0.1 against a real etcd: bundle push (valid, invalid,
+ * duplicate version, idempotent), groups (bad cron, unknown bundle version, stale revision,
+ * forward dependencies) — every refusal leaves etcd exactly as it was.
+ */
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Etcd3 } from 'etcd3';
+import { EtcdServer } from '../helpers';
+import { EventLog } from '../../coordinator/event-log';
+import { BundleStore, compareVersions } from '../../coordinator/config/bundle-store';
+import { GroupStore, checkGroup } from '../../coordinator/config/group-store';
+import { createConfigServiceHandlers } from '../../coordinator/config/config-service';
+import { createLogger, fromGrpcError, Keyspace, loadProto, systemClock, decodeEvent, type ClusterError } from '../../shared';
+import type { ConfigServiceClient } from '../../generated/cluster/v1/ConfigService';
+import type { Group } from '../../generated/cluster/v1/Group';
+
+const logger = createLogger({ level: 'silent' });
+
+const BASE_V1 = `
+name: base
+version: 1
+variables:
+  greeting: hello
+units:
+  - id: motd
+    kind: file
+    path: /etc/motd
+    content: "{{ vars.greeting }}\\n"
+    mode: "0644"
+`;
+
+function call<Req, Res>(fn: (req: Req, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    fn(req, (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as Res)));
+  });
+}
+
+describe('config: bundles and groups (real etcd, real gRPC)', function () {
+  this.timeout(60_000);
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  let ks: Keyspace;
+  let server: grpc.Server;
+  let api: ConfigServiceClient;
+
+  before(async () => {
+    etcd = await EtcdServer.start('config');
+    client = etcd.client();
+  });
+  after(async () => {
+    await etcd.destroy();
+  });
+  beforeEach(async () => {
+    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+    const events = new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'coordinator/test' });
+    const bundles = new BundleStore({ client, keyspace: ks, events, clock: systemClock });
+    const groups = new GroupStore({ client, keyspace: ks, events, clock: systemClock, bundles });
+    const { api: proto } = loadProto();
+    server = new grpc.Server();
+    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, logger }));
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    api = new proto.cluster.v1.ConfigService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+  afterEach(async () => {
+    api.close();
+    await new Promise<void>((res) => server.tryShutdown(() => res()));
+  });
+
+  /** Everything under the test prefix, for "nothing changed" checks. */
+  async function dump(): Promise<Record<string, string>> {
+    return client.getAll().prefix(ks.prefix).strings();
+  }
+
+  async function eventsOfType(type: string): Promise<string[]> {
+    const all = await client.getAll().prefix(ks.eventsPrefix()).strings();
+    return Object.entries(all).map(([k, v]) => decodeEvent(k, v)).filter((e) => e.type === type).map((e) => e.message);
+  }
+
+  async function refused(p: Promise<unknown>): Promise<ClusterError> {
+    try {
+      await p;
+    } catch (err) {
+      return err as ClusterError;
+    }
+    throw new Error('expected a refusal');
+  }
+
+  it('stores a valid bundle as an immutable version with digest and event', async () => {
+    const info = await call(api.PushBundle.bind(api), { yaml: BASE_V1 });
+    expect(info).to.include({ name: 'base', version: '1', units: 1 });
+    expect(info.digest).to.match(/^sha256:[0-9a-f]{64}$/);
+    expect(info.createdAt).to.match(/^\d{4}-/);
+    const stored = JSON.parse((await client.get(ks.config('base', '1')).string()) ?? 'null') as { name: string; units: unknown[] };
+    expect(stored.name).to.equal('base');
+    expect(stored.units).to.have.length(1);
+    expect(await eventsOfType('bundle.pushed')).to.have.length(1);
+    const got = await call(api.GetBundle.bind(api), { name: 'base', version: '' });
+    expect(got.digest).to.equal(info.digest);
+  });
+
+  it('refuses an invalid bundle listing every problem by path, storing nothing', async () => {
+    const before = await dump();
+    const err = await refused(call(api.PushBundle.bind(api), {
+      yaml: 'name: base\nversion: 1\nunits:\n  - id: a\n    kind: file\n    mode: "99"\n  - id: a\n    kind: bogus\n',
+    }));
+    expect(err.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(err.message).to.match(/units\[0\]/);
+    expect(err.message).to.match(/units\[1\]/);
+    expect(err.message).to.match(/problems/);
+    const yamlErr = await refused(call(api.PushBundle.bind(api), { yaml: 'name: [unclosed' }));
+    expect(yamlErr.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(yamlErr.message).to.match(/not valid YAML/);
+    expect(await dump()).to.deep.equal(before);
+  });
+
+  it('is idempotent for identical content and refuses a changed duplicate version', async () => {
+    const first = await call(api.PushBundle.bind(api), { yaml: BASE_V1 });
+    const afterFirst = await dump();
+    // Same bundle, other key order and spelling: same compiled content, so OK and nothing written.
+    const again = await call(api.PushBundle.bind(api), { yaml: `version: "1"\n${BASE_V1.replace('version: 1\n', '')}` });
+    expect(again.digest).to.equal(first.digest);
+    expect(await dump()).to.deep.equal(afterFirst);
+    const err = await refused(call(api.PushBundle.bind(api), { yaml: BASE_V1.replace('hello', 'goodbye') }));
+    expect(err.code).to.equal(grpc.status.ALREADY_EXISTS);
+    expect(err.message).to.match(/bundle base@1 exists with different content; bump version/);
+    expect(await dump()).to.deep.equal(afterFirst);
+    await call(api.PushBundle.bind(api), { yaml: BASE_V1.replace('version: 1', 'version: 10').replace('hello', 'goodbye') });
+    await call(api.PushBundle.bind(api), { yaml: BASE_V1.replace('version: 1', 'version: 9') });
+    const list = await call(api.ListBundles.bind(api), { name: 'base' });
+    expect(list.bundles.map((b) => b.version)).to.deep.equal(['1', '9', '10']);
+    expect((await call(api.GetBundle.bind(api), { name: 'base', version: '' })).version).to.equal('10');
+    const missing = await refused(call(api.GetBundle.bind(api), { name: 'base', version: '4' }));
+    expect(missing.code).to.equal(grpc.status.NOT_FOUND);
+    expect(missing.message).to.match(/stored versions: 1, 9, 10/);
+  });
+
+  describe('groups', () => {
+    const group = (over: Partial<Group> = {}): Group => ({ name: 'worker', bundle: 'base', version: '1', ...over });
+
+    beforeEach(async () => {
+      await call(api.PushBundle.bind(api), { yaml: BASE_V1 });
+    });
+
+    it('sets and reads a group with every field', async () => {
+      const g = await call(api.SetGroup.bind(api), {
+        group: group({
+          variables: { greeting: 'hi' }, minSize: 2, verifySchedule: '0 3 * * *', repairPolicy: 'repair',
+          autoCommission: [{ selector: 'rack=r1,facts.manufacturer=Dell' }],
+        }),
+      });
+      expect(g.revision).to.match(/^\d+$/);
+      const read = await call(api.GetGroup.bind(api), { name: 'worker' });
+      expect(read).to.deep.include({ name: 'worker', bundle: 'base', version: '1', minSize: 2, verifySchedule: '0 3 * * *', repairPolicy: 'repair' });
+      expect(read.variables).to.deep.equal({ greeting: 'hi' });
+      expect(read.autoCommission).to.deep.equal([{ selector: 'rack=r1,facts.manufacturer=Dell' }]);
+      expect((await call(api.ListGroups.bind(api), {})).groups.map((x) => x.name)).to.deep.equal(['worker']);
+      expect(await eventsOfType('group.set')).to.have.length(1);
+    });
+
+    it('refuses a bad cron expression, an unknown bundle version and a stale revision, changing nothing', async () => {
+      const set = await call(api.SetGroup.bind(api), { group: group() });
+      const before = await dump();
+
+      const cron = await refused(call(api.SetGroup.bind(api), { group: group({ verifySchedule: '61 * * * *' }) }));
+      expect(cron.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(cron.message).to.match(/verifySchedule: "61 \* \* \* \*" is not a valid cron expression/);
+
+      const unknown = await refused(call(api.SetGroup.bind(api), { group: group({ version: '7' }) }));
+      expect(unknown.code).to.equal(grpc.status.NOT_FOUND);
+      expect(unknown.message).to.match(/bundle base@7 not found \(stored versions of base: 1\)/);
+
+      const policy = await refused(call(api.SetGroup.bind(api), { group: group({ repairPolicy: 'fix', autoCommission: [{ selector: 'a=(' }] }) }));
+      expect(policy.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(policy.message).to.match(/2 problems/);
+
+      // Someone else updates the group after we read it.
+      await call(api.SetGroup.bind(api), { group: group({ minSize: 1 }), expectedRevision: set.revision });
+      const mid = await dump();
+      const stale = await refused(call(api.SetGroup.bind(api), { group: group({ minSize: 5 }), expectedRevision: set.revision }));
+      expect(stale.code).to.equal(grpc.status.ABORTED);
+      expect(stale.message).to.match(/group worker changed since you read it/);
+      expect(await dump()).to.deep.equal(mid);
+      expect(mid).to.not.deep.equal(before);
+      const read = await call(api.GetGroup.bind(api), { name: 'worker' });
+      expect(read.minSize).to.equal(1);
+    });
+
+    it('allows a forward dependency and warns about it in the event', async () => {
+      await call(api.SetGroup.bind(api), { group: group({ dependsOn: ['control'] }) });
+      const messages = await eventsOfType('group.set');
+      expect(messages[0]).to.match(/warning: depends on group\(s\) not defined yet: control/);
+      const self = await refused(call(api.SetGroup.bind(api), { group: group({ dependsOn: ['worker'] }) }));
+      expect(self.message).to.match(/cannot depend on itself/);
+    });
+
+    it('unknown group → NOT_FOUND with a hint', async () => {
+      const err = await refused(call(api.GetGroup.bind(api), { name: 'nope' }));
+      expect(err.code).to.equal(grpc.status.NOT_FOUND);
+      expect(err.message).to.match(/clusterctl group set nope/);
+    });
+  });
+});
+
+describe('config: pure checks (tables)', () => {
+  it('orders versions numerically', () => {
+    const table: [string, string, number][] = [
+      ['1', '2', -1], ['10', '9', 1], ['1.10.0', '1.9.2', 1], ['1.0', '1.0', 0], ['1.0', '1.0.1', -1], ['2a', '2b', -1],
+    ];
+    for (const [a, b, want] of table) expect(compareVersions(a, b), `${a} vs ${b}`).to.equal(want);
+  });
+
+  it('validates group input', () => {
+    const ok = { name: 'w', bundle: 'b', version: '1' };
+    const table: [Record<string, unknown>, RegExp | undefined][] = [
+      [{}, undefined],
+      [{ verifySchedule: '* * * * * *' }, undefined],
+      [{ verifySchedule: 'every day' }, /verifySchedule/],
+      [{ repairPolicy: 'repair' }, undefined],
+      [{ repairPolicy: 'maybe' }, /repairPolicy/],
+      [{ minSize: -1 }, /minSize/],
+      [{ variables: { '1x': 'a' } }, /variables\.1x/],
+      [{ autoCommission: [{ selector: '' }] }, /would match every node/],
+      [{ autoCommission: [{ selector: 'facts.cpuCores=16' }] }, undefined],
+      [{ name: 'bad name' }, /name:/],
+      [{ version: '' }, /version: is required/],
+    ];
+    for (const [over, want] of table) {
+      const run = (): unknown => checkGroup({ ...ok, ...over });
+      if (want) expect(run, JSON.stringify(over)).to.throw(want);
+      else expect(run, JSON.stringify(over)).to.not.throw();
+    }
+    expect(checkGroup(ok).repairPolicy).to.equal('report');
+  });
+});

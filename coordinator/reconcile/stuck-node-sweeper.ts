@@ -1,0 +1,187 @@
+/**
+ * The stuck-state sweeper (leader only; DESIGN.md, Contiv #158 "a node rebooted mid-commission
+ * is stuck forever" and #114 "decommission stuck forever"). A node in a *-ing state
+ * (Commissioning / Upgrading / Decommissioning) is stuck when
+ *   - it names no job, or its job is gone, or its job has finished (the runner always moves
+ *     its nodes out of the *-ing state before the job itself finishes), or
+ *   - its agent came back with a NEW boot id while the job's command for it was running
+ *     (the machine rebooted under the command; whatever it was doing did not finish).
+ * Such a node moves to Failed with the reason as lastError (one txn + event, checked by the
+ * lifecycle table), and from Failed every path stays open (commission, upgrade, decommission).
+ *
+ * Level-triggered: the pure `planSweep` decides from one etcd snapshot; it runs at leadership
+ * gain, on a timer, and shortly after an agent reconnects. The boot id a node had when the
+ * sweeper first saw it working for a job is remembered in memory: a new leader starts from the
+ * boot id it sees, so a reboot exactly during a failover is caught by the job's own timeouts.
+ */
+import type { Etcd3 } from 'etcd3';
+import {
+  decodeNode, errorMessage, isBusyState, NotLeaderError, type Clock, type Keyspace, type Logger, type NodeRecord,
+} from '../../shared';
+import { readPrefixes, type Compare } from '../etcd-txn';
+import type { NodeStore } from '../node-store';
+import { decodeJob, isFinished, type JobState } from '../jobs/job-record';
+
+export interface JobView {
+  state: JobState;
+  modRevision: string;
+}
+
+/** Per node: the job and boot id seen when the node was first seen working for that job. */
+export type BootMemory = Map<string, { jobId: string; bootId: string }>;
+
+export interface SweepAction {
+  nodeId: string;
+  /** The job the node named when planned ('' = none); the mutation re-checks it. */
+  jobId: string;
+  reason: string;
+  /** Clear currentJob too: the claim is stale (job gone/finished). Kept while the job still runs. */
+  clearClaim: boolean;
+}
+
+/** Pure: which busy nodes are stuck. Updates `memory` (forgets nodes no longer busy). */
+export function planSweep(nodes: readonly NodeRecord[], jobs: ReadonlyMap<string, JobView>, memory: BootMemory): SweepAction[] {
+  const actions: SweepAction[] = [];
+  const busy = new Set<string>();
+  for (const n of [...nodes].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    if (!isBusyState(n.state)) continue;
+    busy.add(n.id);
+    const jobId = n.currentJob ?? '';
+    const job = jobId ? jobs.get(jobId) : undefined;
+    const verb = n.state.toLowerCase();
+    if (!jobId) {
+      actions.push({ nodeId: n.id, jobId, reason: `stuck in ${n.state}: no job is ${verb} it`, clearClaim: true });
+      continue;
+    }
+    if (!job) {
+      actions.push({ nodeId: n.id, jobId, reason: `stuck in ${n.state}: its job ${jobId} no longer exists`, clearClaim: true });
+      continue;
+    }
+    if (isFinished(job.state)) {
+      actions.push({ nodeId: n.id, jobId, reason: `stuck in ${n.state}: its job ${jobId} ended (${job.state}) without finishing this node`, clearClaim: true });
+      continue;
+    }
+    const seen = memory.get(n.id);
+    const boot = n.bootId ?? '';
+    if (seen && seen.jobId === jobId && seen.bootId && boot && seen.bootId !== boot) {
+      actions.push({
+        nodeId: n.id, jobId,
+        reason: `${n.state} interrupted: the agent came back with a new boot id (${seen.bootId} → ${boot}) while job ${jobId}'s command was running`,
+        clearClaim: false,
+      });
+      memory.delete(n.id);
+      continue;
+    }
+    if (!seen || seen.jobId !== jobId || !seen.bootId) memory.set(n.id, { jobId, bootId: boot });
+  }
+  for (const id of [...memory.keys()]) if (!busy.has(id)) memory.delete(id);
+  return actions;
+}
+
+export interface StuckNodeSweeperOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  /** Fenced by the election. */
+  nodes: NodeStore;
+  isLeader: () => boolean;
+  clock: Clock;
+  logger: Logger;
+  /** Timer pass (default 30 s). */
+  intervalMs?: number;
+}
+
+export class StuckNodeSweeper {
+  private readonly log: Logger;
+  private readonly memory: BootMemory = new Map();
+  private timer?: NodeJS.Timeout;
+  private soon?: NodeJS.Timeout;
+  private running?: Promise<SweepAction[]>;
+  private active = false;
+
+  constructor(private readonly o: StuckNodeSweeperOptions) {
+    this.log = o.logger.child({ component: 'stuck-node-sweeper' });
+  }
+
+  /** On leadership gain: a pass now, then on the timer. */
+  start(): void {
+    if (this.active) return;
+    this.active = true;
+    this.memory.clear();
+    this.timer = setInterval(() => this.schedule(0), this.o.intervalMs ?? 30_000);
+    this.timer.unref();
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.active = false;
+    clearInterval(this.timer);
+    clearTimeout(this.soon);
+    this.soon = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Asks for a pass after `delayMs` (e.g. after an agent reconnected, once its hello is recorded). */
+  schedule(delayMs = 500): void {
+    if (!this.active || this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      this.runOnce().catch((err: unknown) => this.log.warn('sweep failed; the timer retries', { err: errorMessage(err) }));
+    }, delayMs);
+  }
+
+  /** One pass: snapshot, plan, act. Returns the actions applied. */
+  runOnce(): Promise<SweepAction[]> {
+    if (this.running) return this.running;
+    this.running = this.pass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<SweepAction[]> {
+    const { client, keyspace: ks } = this.o;
+    if (!this.o.isLeader()) return [];
+    const { kvs } = await readPrefixes(client, [{ prefix: ks.nodesPrefix() }, { prefix: ks.jobsPrefix() }]);
+    const nodes: NodeRecord[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (ks.parseNode(key) === undefined) continue;
+      try { nodes.push(decodeNode(key, kv.value.toString())); } catch { /* unreadable: nothing to decide */ }
+    }
+    const jobs = new Map<string, JobView>();
+    for (const kv of kvs[1]) {
+      const key = kv.key.toString();
+      const parsed = ks.parseJobKey(key);
+      if (!parsed || parsed.nodeId !== undefined) continue;
+      try { jobs.set(parsed.jobId, { state: decodeJob(key, kv.value.toString()).state, modRevision: kv.mod_revision }); } catch { /* unreadable job = treated as gone */ }
+    }
+    const actions = planSweep(nodes, jobs, this.memory);
+    const done: SweepAction[] = [];
+    for (const a of actions) {
+      try {
+        if (await this.apply(a, jobs.get(a.jobId))) done.push(a);
+      } catch (err) {
+        if (err instanceof NotLeaderError) return done;
+        this.log.warn('could not fail stuck node', { nodeId: a.nodeId, err: errorMessage(err) });
+      }
+    }
+    return done;
+  }
+
+  private async apply(a: SweepAction, job: JobView | undefined): Promise<boolean> {
+    // The job must be as judged when the node is written: absent stays absent, else unchanged.
+    const guards: Compare[] = a.jobId
+      ? [job
+        ? { key: this.o.keyspace.job(a.jobId), target: 'Mod', op: '==', value: job.modRevision, reason: 'job-unchanged' }
+        : { key: this.o.keyspace.job(a.jobId), target: 'Create', op: '==', value: '0', reason: 'job-absent' }]
+      : [];
+    const res = await this.o.nodes.mutate(a.nodeId, (cur) => {
+      if (!cur || !isBusyState(cur.state) || (cur.currentJob ?? '') !== a.jobId) return undefined;
+      const next: NodeRecord = { ...cur, state: 'Failed', lastError: a.reason };
+      if (a.clearClaim) delete next.currentJob;
+      return { next, event: { type: 'node.state', ...(a.jobId ? { jobId: a.jobId } : {}), message: a.reason } };
+    }, { guards });
+    if (res.changed) this.log.warn('stuck node moved to Failed', { nodeId: a.nodeId, reason: a.reason });
+    return res.changed;
+  }
+}

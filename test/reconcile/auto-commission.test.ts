@@ -1,0 +1,118 @@
+/**
+ * Auto-commission: the pure plan by table, and the reconciler against a real etcd creating
+ * commission jobs through the jobs engine's StartJob path (claims apply), skipping nodes in
+ * maintenance, idempotent across passes, and reacting to changes through its watch.
+ */
+import { expect } from 'chai';
+import type { Etcd3 } from 'etcd3';
+import { EtcdServer, waitFor } from '../helpers';
+import { AutoCommissioner, planAutoCommission, selectorLabels } from '../../coordinator/reconcile/auto-commission';
+import type { GroupRecord } from '../../coordinator/config/group-store';
+import type { Facts, LifecycleState, NodeRecord } from '../../shared';
+import { Harness, logger } from './harness';
+
+const FACTS = (cores: number): Partial<Facts> => ({
+  hostname: 'h', system: { manufacturer: 'Dell Inc.', model: 'R650', serial: 'SN1', uuid: 'u', sku: '', virtual: false },
+  cpu: { manufacturer: 'Intel', brand: 'Xeon', model: '', cores: cores * 2, physicalCores: cores, threads: cores * 2, sockets: 1, speedGHz: 2 },
+  disks: [], network: [], gpus: [],
+});
+
+function node(id: string, state: LifecycleState, over: Partial<NodeRecord> = {}): NodeRecord {
+  return { id, state, stateChangedAt: '', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', ...over };
+}
+
+describe('auto-commission: plan (table)', () => {
+  const groups: GroupRecord[] = [
+    { name: 'gpu', bundle: 'b', version: '1', variables: {}, autoCommission: [{ selector: 'facts.gpuCount=2' }] },
+    { name: 'worker', bundle: 'b', version: '1', variables: {}, autoCommission: [{ selector: 'rack=r1,facts.cpuCores=16' }, { selector: 'role=worker' }] },
+    { name: 'control', bundle: 'b', version: '1', variables: {} },
+  ];
+  const table: { name: string; n: NodeRecord; facts?: Partial<Facts>; active?: string[]; want?: string }[] = [
+    { name: 'labels + facts match', n: node('a', 'Discovered', { labels: { rack: 'r1' } }), facts: FACTS(16), want: 'worker' },
+    { name: 'facts do not match', n: node('a', 'Discovered', { labels: { rack: 'r1' } }), facts: FACTS(8) },
+    { name: 'no facts at all', n: node('a', 'Discovered', { labels: { rack: 'r1' } }) },
+    { name: 'second rule matches', n: node('a', 'Discovered', { labels: { role: 'worker' } }), want: 'worker' },
+    { name: 'in maintenance', n: node('a', 'Discovered', { labels: { role: 'worker' }, maintenance: true }) },
+    { name: 'held by a live job', n: node('a', 'Discovered', { labels: { role: 'worker' }, currentJob: 'j1' }), active: ['j1'] },
+    { name: 'stale claim of a finished job', n: node('a', 'Discovered', { labels: { role: 'worker' }, currentJob: 'j0' }), want: 'worker' },
+    { name: 'New, not yet discovered', n: node('a', 'New', { labels: { role: 'worker' } }) },
+    { name: 'already commissioned', n: node('a', 'Commissioned', { labels: { role: 'worker' } }) },
+    { name: 'Failed is left to the operator', n: node('a', 'Failed', { labels: { role: 'worker' } }) },
+  ];
+  for (const row of table) {
+    it(row.name, () => {
+      const plan = planAutoCommission({ nodes: [{ record: row.n, facts: row.facts }], groups, activeJobs: new Set(row.active ?? []) });
+      expect(plan).to.deep.equal(row.want ? new Map([[row.want, ['a']]]) : new Map());
+    });
+  }
+
+  it('exposes facts summary fields as facts.<field> labels', () => {
+    const labels = selectorLabels({ rack: 'r1' }, FACTS(16));
+    expect(labels).to.include({ rack: 'r1', 'facts.cpuCores': '16', 'facts.manufacturer': 'Dell Inc.', 'facts.gpuCount': '0' });
+  });
+});
+
+describe('auto-commission (real etcd, jobs engine)', function () {
+  this.timeout(60_000);
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  let h: Harness;
+  let ac: AutoCommissioner;
+
+  before(async () => {
+    etcd = await EtcdServer.start('autocommission');
+    client = etcd.client();
+  });
+  after(async () => {
+    await etcd.destroy();
+  });
+  beforeEach(async () => {
+    h = await new Harness(client).start();
+    ac = new AutoCommissioner({
+      client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, logger, intervalMs: 60_000, debounceMs: 50,
+    });
+  });
+  afterEach(async () => {
+    await ac.stop();
+    await h.stop();
+  });
+
+  async function putFacts(id: string, cores: number): Promise<void> {
+    await client.put(h.ks.facts(id)).value(JSON.stringify(FACTS(cores))).exec();
+  }
+
+  it('picks a Discovered node matching a selector, skips a node in maintenance, and is idempotent', async () => {
+    await h.withGroup({ autoCommission: [{ selector: 'rack=r1,facts.cpuCores=16' }] });
+    await h.putNode({ id: 'n1', labels: { rack: 'r1' } });
+    await h.putNode({ id: 'n2', labels: { rack: 'r1' }, maintenance: true });
+    await h.putNode({ id: 'n3', labels: { rack: 'r2' } });
+    await h.putNode({ id: 'n4', state: 'New', labels: { rack: 'r1' } });
+    for (const id of ['n1', 'n2', 'n3', 'n4']) await putFacts(id, 16);
+
+    ac.start();
+    const job = await waitFor('a commission job for n1', async () => (await h.node('n1')).currentJob);
+    const stored = await h.jobs.require(job);
+    expect(stored.record).to.deep.include({ kind: 'commission', group: 'worker', nodeIds: ['n1'], requestedBy: 'auto-commission', bundle: 'base@1' });
+    expect((await h.node('n2')).currentJob).to.equal(undefined);
+    expect((await h.node('n3')).currentJob).to.equal(undefined);
+    expect((await h.node('n4')).currentJob).to.equal(undefined);
+
+    // Level-triggered and idempotent: another pass creates nothing new.
+    expect(await ac.runOnce()).to.deep.equal([]);
+    expect(await h.jobs.list()).to.have.length(1);
+
+    // Maintenance off (through the watch) → its turn comes.
+    await h.putNode({ ...(await h.node('n2')), maintenance: false });
+    const job2 = await waitFor('a commission job for n2', async () => (await h.node('n2')).currentJob);
+    expect(job2).to.not.equal(job);
+    expect((await h.jobs.require(job2)).record.nodeIds).to.deep.equal(['n2']);
+  });
+
+  it('does nothing when not the leader', async () => {
+    await h.withGroup({ autoCommission: [{ selector: 'rack=r1' }] });
+    await h.putNode({ id: 'n1', labels: { rack: 'r1' } });
+    await h.election.stop();
+    expect(await ac.runOnce()).to.deep.equal([]);
+    expect(await h.jobs.list()).to.have.length(0);
+  });
+});

@@ -44,6 +44,12 @@ export interface NodeRecord {
   appliedDigest?: string;
   currentJob?: string;
   lastError?: string;
+  /** Boot id the leader last verified (or took as the baseline); a different bootId means "reverify". */
+  verifiedBootId?: string;
+  /** What the last verification or agent drift report found ('' or absent = no drift). */
+  driftSummary?: string;
+  /** The newest verify job whose result is recorded on this record (drift watcher). */
+  driftJob?: string;
   createdAt: string;
   updatedAt: string;
 }

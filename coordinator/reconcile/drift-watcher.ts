@@ -1,0 +1,281 @@
+/**
+ * Reload and drift (leader only; DESIGN.md lessons #123/#169: a rebooted or returning node is
+ * re-verified, drift is reported and, by policy, repaired).
+ *
+ * Level-triggered on the node records, pure decisions in `planReverify` / `driftOf`:
+ *  - an in-service node (Commissioned/Upgraded, in a group, connected, not in maintenance, not
+ *    held by a live job) whose bootId differs from `verifiedBootId` gets a verify job through the
+ *    jobs engine; the record then takes the new boot id as verified-for (one txn + event). A node
+ *    never verified before takes its current boot as the baseline (it was just commissioned).
+ *  - a finished verify job newer than the node's `driftJob` is read: drift is recorded as event
+ *    `node.drift` (what differs) and on the record (driftSummary, lastError); no drift clears it.
+ *    With the group's repairPolicy "repair", drifted nodes get a repair job.
+ *  - an agent's DriftReport (sent after its own start-up reverify) is recorded the same way.
+ */
+import type { Etcd3, Watcher } from 'etcd3';
+import {
+  decodeNode, errorMessage, NotLeaderError, type Keyspace, type Logger, type NodeRecord,
+} from '../../shared';
+import type { DriftReport__Output } from '../../generated/cluster/v1/DriftReport';
+import { readPrefixes } from '../etcd-txn';
+import type { NodeStore } from '../node-store';
+import { decodeGroup, type GroupRecord } from '../config/group-store';
+import { decodeJob, decodeJobNode, isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
+import { jobRequest, type StartJob } from './job-request';
+
+export type ReverifyAction =
+  | { kind: 'baseline'; nodeId: string; bootId: string }
+  | { kind: 'reverify'; nodeId: string; group: string; bootId: string; reason: string };
+
+function eligible(n: NodeRecord, activeJobs: ReadonlySet<string>): boolean {
+  return (n.state === 'Commissioned' || n.state === 'Upgraded') && !!n.group && n.connected && !n.maintenance
+    && !(n.currentJob && activeJobs.has(n.currentJob)) && !!n.bootId;
+}
+
+/** Pure: which nodes to reverify (new boot id) or baseline (never verified). */
+export function planReverify(nodes: readonly NodeRecord[], activeJobs: ReadonlySet<string>): ReverifyAction[] {
+  const out: ReverifyAction[] = [];
+  for (const n of [...nodes].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    if (!eligible(n, activeJobs) || n.bootId === n.verifiedBootId) continue;
+    const bootId = n.bootId as string;
+    if (!n.verifiedBootId) out.push({ kind: 'baseline', nodeId: n.id, bootId });
+    else out.push({ kind: 'reverify', nodeId: n.id, group: n.group as string, bootId, reason: `new boot id (${n.verifiedBootId} → ${bootId})` });
+  }
+  return out;
+}
+
+/** Pure: the drift a verify job's node record shows; '' = none. */
+export function driftOf(rec: Pick<JobNodeRecord, 'state' | 'error' | 'driftJson'>): string {
+  const parts: string[] = [];
+  if (rec.driftJson) {
+    try {
+      const r = JSON.parse(rec.driftJson) as { drift?: { unitId?: string; summary?: string; error?: string }[]; probes?: { id?: string; detail?: string }[] };
+      for (const u of r.drift ?? []) parts.push(`${u.unitId ?? '?'}: ${u.summary ?? u.error ?? 'differs'}`);
+      for (const p of r.probes ?? []) parts.push(`probe ${p.id ?? '?'}: ${p.detail ?? 'failed'}`);
+    } catch {
+      parts.push(`unreadable drift report: ${rec.driftJson.slice(0, 200)}`);
+    }
+  }
+  if (parts.length === 0 && rec.state === 'failed') parts.push(rec.error ?? 'verification failed');
+  return parts.join('; ');
+}
+
+/** Pure: a DriftReport message from an agent, as one line ('' = no drift). */
+export function driftOfReport(report: Pick<DriftReport__Output, 'driftJson'>): string {
+  try {
+    const r = JSON.parse(report.driftJson) as { drifted?: boolean; summary?: string; units?: { unitId?: string; summary?: string }[] };
+    if (r.drifted === false) return '';
+    if (typeof r.summary === 'string' && r.summary) return r.summary;
+    return (r.units ?? []).map((u) => `${u.unitId ?? '?'}: ${u.summary ?? 'differs'}`).join('; ') || 'drift reported';
+  } catch {
+    return report.driftJson ? `drift reported: ${report.driftJson.slice(0, 200)}` : '';
+  }
+}
+
+export interface DriftWatcherOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  /** Fenced by the election. */
+  nodes: NodeStore;
+  startJob: StartJob;
+  /** The leader's agent streams, for DriftReport messages (optional in tests). */
+  streams?: { on(event: 'drift', fn: (nodeId: string, drift: DriftReport__Output) => void): unknown; off(event: 'drift', fn: (nodeId: string, drift: DriftReport__Output) => void): unknown };
+  isLeader: () => boolean;
+  logger: Logger;
+  intervalMs?: number;
+  debounceMs?: number;
+}
+
+export class DriftWatcher {
+  private readonly log: Logger;
+  private watchers: Watcher[] = [];
+  private timer?: NodeJS.Timeout;
+  private soon?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private active = false;
+  private readonly onDrift = (nodeId: string, drift: DriftReport__Output): void => {
+    this.recordReport(nodeId, drift).catch((err: unknown) => this.log.warn('could not record drift report', { nodeId, err: errorMessage(err) }));
+  };
+
+  constructor(private readonly o: DriftWatcherOptions) {
+    this.log = o.logger.child({ component: 'drift-watcher' });
+  }
+
+  start(): void {
+    if (this.active) return;
+    this.active = true;
+    for (const prefix of [this.o.keyspace.nodesPrefix(), this.o.keyspace.jobsPrefix()]) {
+      const w = this.o.client.watch().prefix(prefix).watcher();
+      w.on('put', () => this.schedule());
+      w.on('error', (err) => this.log.warn('watch error; the timer pass will catch up', { prefix, err: errorMessage(err) }));
+      this.watchers.push(w);
+    }
+    this.o.streams?.on('drift', this.onDrift);
+    this.timer = setInterval(() => this.schedule(), this.o.intervalMs ?? 30_000);
+    this.timer.unref();
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.active = false;
+    this.o.streams?.off('drift', this.onDrift);
+    clearInterval(this.timer);
+    clearTimeout(this.soon);
+    this.soon = undefined;
+    const ws = this.watchers;
+    this.watchers = [];
+    await Promise.all(ws.map((w) => { w.removeAllListeners(); return w.cancel().catch(() => undefined); }));
+    await this.running?.catch(() => undefined);
+  }
+
+  schedule(): void {
+    if (!this.active || this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      this.runOnce().catch((err: unknown) => this.log.warn('drift pass failed; will retry', { err: errorMessage(err) }));
+    }, this.o.debounceMs ?? 200);
+  }
+
+  runOnce(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pass();
+        } while (this.again && this.active);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    if (!this.o.isLeader()) return;
+    const ks = this.o.keyspace;
+    const { kvs } = await readPrefixes(this.o.client, [{ prefix: ks.nodesPrefix() }, { prefix: ks.jobsPrefix() }, { prefix: ks.groupsPrefix() }]);
+    const nodes: NodeRecord[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (ks.parseNode(key) === undefined) continue;
+      try { nodes.push(decodeNode(key, kv.value.toString())); } catch { /* unreadable */ }
+    }
+    const jobs = new Map<string, JobRecord>();
+    const jobNodes = new Map<string, JobNodeRecord>();
+    for (const kv of kvs[1]) {
+      const key = kv.key.toString();
+      const parsed = ks.parseJobKey(key);
+      try {
+        if (parsed?.nodeId === undefined && parsed) jobs.set(parsed.jobId, decodeJob(key, kv.value.toString()));
+        else if (parsed?.nodeId) jobNodes.set(`${parsed.jobId}/${parsed.nodeId}`, decodeJobNode(key, kv.value.toString()));
+      } catch { /* unreadable */ }
+    }
+    const groups = new Map<string, GroupRecord>();
+    for (const kv of kvs[2]) {
+      const key = kv.key.toString();
+      if (ks.parseGroup(key) === undefined) continue;
+      try { const g = decodeGroup(key, kv.value.toString()); groups.set(g.name, g); } catch { /* unreadable */ }
+    }
+    const activeJobs = new Set([...jobs.values()].filter((j) => isActive(j.state)).map((j) => j.id));
+
+    try {
+      await this.recordResults(nodes, jobs, jobNodes, groups);
+      for (const a of planReverify(nodes, activeJobs)) {
+        if (!this.o.isLeader() || !this.active) return;
+        await this.act(a, groups.get(nodes.find((n) => n.id === a.nodeId)?.group ?? ''));
+      }
+    } catch (err) {
+      if (!(err instanceof NotLeaderError)) throw err;
+    }
+  }
+
+  private async act(a: ReverifyAction, group: GroupRecord | undefined): Promise<void> {
+    if (a.kind === 'baseline') {
+      await this.o.nodes.mutate(a.nodeId, (cur) => (!cur || cur.verifiedBootId || cur.bootId !== a.bootId ? undefined : {
+        next: { ...cur, verifiedBootId: a.bootId },
+        event: { type: 'node.verify-baseline', message: `boot ${a.bootId} taken as verified (in service on this boot)` },
+      }));
+      return;
+    }
+    let jobId: string;
+    try {
+      const job = await this.o.startJob(jobRequest({ kind: 'verify', nodeIds: [a.nodeId], requestedBy: 'drift-watcher' }));
+      jobId = job.record.id;
+    } catch (err) {
+      this.log.warn('reverify refused', { nodeId: a.nodeId, err: errorMessage(err) });
+      return;
+    }
+    await this.o.nodes.mutate(a.nodeId, (cur) => (!cur || cur.bootId !== a.bootId ? undefined : {
+      next: { ...cur, verifiedBootId: a.bootId },
+      event: { type: 'node.reverify', jobId, message: `${a.reason}: verify job ${jobId} started (repair policy ${group?.repairPolicy ?? 'report'})` },
+    }));
+  }
+
+  /** Finished verify jobs newer than each node's recorded one → drift recorded, repair by policy. */
+  private async recordResults(
+    nodes: readonly NodeRecord[], jobs: ReadonlyMap<string, JobRecord>, jobNodes: ReadonlyMap<string, JobNodeRecord>, groups: ReadonlyMap<string, GroupRecord>,
+  ): Promise<void> {
+    const finishedVerifies = [...jobs.values()].filter((j) => j.kind === 'verify' && !j.dryRun && isFinished(j.state)).sort((a, b) => (a.id < b.id ? -1 : 1));
+    const toRepair = new Map<string, string[]>();
+    for (const n of nodes) {
+      const newest = finishedVerifies.filter((j) => j.nodeIds.includes(n.id) && (!n.driftJob || j.id > n.driftJob)).pop();
+      const rec = newest ? jobNodes.get(`${newest.id}/${n.id}`) : undefined;
+      if (!newest || !rec || (rec.state !== 'succeeded' && rec.state !== 'failed')) continue;
+      const drift = driftOf(rec);
+      const res = await this.record(n.id, drift, newest.id);
+      const g = n.group ? groups.get(n.group) : undefined;
+      if (res && drift && g?.repairPolicy === 'repair' && !n.maintenance) toRepair.set(g.name, [...(toRepair.get(g.name) ?? []), n.id]);
+    }
+    for (const [group, ids] of toRepair) await this.repair(group, ids);
+  }
+
+  private async repair(group: string, nodeIds: string[]): Promise<void> {
+    try {
+      const job = await this.o.startJob(jobRequest({ kind: 'repair', nodeIds, requestedBy: 'drift-watcher' }));
+      this.log.info('repair started', { group, nodeIds, jobId: job.record.id });
+    } catch (err) {
+      this.log.warn('repair refused', { group, nodeIds, err: errorMessage(err) });
+    }
+  }
+
+  /** Writes the drift finding (or its absence) on the node, with its event. */
+  private async record(nodeId: string, drift: string, jobId: string | undefined): Promise<boolean> {
+    const res = await this.o.nodes.mutate(nodeId, (cur) => {
+      if (!cur) return undefined;
+      if (jobId && cur.driftJob && cur.driftJob >= jobId) return undefined;
+      const next: NodeRecord = { ...cur, ...(jobId ? { driftJob: jobId } : {}) };
+      if (drift) {
+        next.driftSummary = drift;
+        next.lastError = `drift: ${drift}`;
+      } else {
+        delete next.driftSummary;
+        if (cur.lastError?.startsWith('drift: ')) delete next.lastError;
+      }
+      return {
+        next,
+        event: drift
+          ? { type: 'node.drift', ...(jobId ? { jobId } : {}), message: drift }
+          : { type: 'node.verified', ...(jobId ? { jobId } : {}), message: 'no drift' },
+      };
+    });
+    return res.changed;
+  }
+
+  private async recordReport(nodeId: string, report: DriftReport__Output): Promise<void> {
+    if (!this.o.isLeader()) return;
+    const drift = driftOfReport(report);
+    if (!drift) return;
+    await this.record(nodeId, drift, undefined);
+    const cur = (await this.o.nodes.get(nodeId))?.record;
+    if (!cur?.group || cur.maintenance) return;
+    const { kvs } = await readPrefixes(this.o.client, [{ prefix: this.o.keyspace.group(cur.group) }]);
+    const kv = kvs[0].find((k) => k.key.toString() === this.o.keyspace.group(cur.group as string));
+    const g = kv ? decodeGroup(kv.key.toString(), kv.value.toString()) : undefined;
+    if (g?.repairPolicy === 'repair') await this.repair(g.name, [nodeId]);
+  }
+}

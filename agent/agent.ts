@@ -4,6 +4,7 @@
  * holds no module state, so a benchmark can run thousands in one process sharing one etcd
  * client and one facts object.
  */
+import type { ChannelOptions } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { systemClock, type Clock } from '../shared/clock';
 import { DEFAULT_PREFIX, Keyspace } from '../shared/keyspace';
@@ -46,6 +47,12 @@ export interface AgentDependencies {
   leaderSource?: LeaderSource;
   identityEnvironment?: IdentityEnvironment;
   random?: () => number;
+  /**
+   * Extra gRPC channel options of the coordinator stream. A benchmark with thousands of agents
+   * in one process passes `grpc.use_local_subchannel_pool: 1`, or grpc-js's global subchannel
+   * pool puts every agent's stream on ONE shared TCP connection.
+   */
+  channelOptions?: ChannelOptions;
 }
 
 export class Agent {
@@ -95,6 +102,7 @@ export class Agent {
       logger: this.log,
       applied,
       random: deps.random,
+      channelOptions: deps.channelOptions,
     });
   }
 

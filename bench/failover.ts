@@ -1,0 +1,252 @@
+/**
+ * Leader-failover benchmark: how long after the leader coordinator dies is the fleet served
+ * by the new one?
+ *
+ * Starts a real etcd, two `cluster-coordinator` processes (replica ids c1, c2; a short
+ * election TTL) and a sim-fleet child with N in-process agents (bench/sim-fleet.ts: real
+ * leases, real gRPC streams). Then K rounds:
+ *
+ *   1. SIGKILL the leader process (no resign: its election key stays until its lease expires);
+ *   2. (a) kill → new leader acting: the time of the survivor's "became leader" log line (its
+ *      own `ts`), and the first leader-only write after the kill (a put under nodes/ or
+ *      events/, seen through an etcd watch; only the leader writes there, fenced);
+ *   3. (b) kill → every agent re-attached (Welcome from the new leader): per-agent latency
+ *      (p50 / p99) and the last one;
+ *   4. restart the killed coordinator (same replica id) as the new follower, wait until it is
+ *      campaigning, and go on.
+ *
+ *   npm run build && node dist/bench/failover.js --agents 100 [--rounds K] [--election-ttl S]
+ */
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import { parseOptions, formatHelp, type OptionSpecs, type ParseResult } from '../shared/options';
+import { errorMessage } from '../shared/errors';
+import { Keyspace } from '../shared/keyspace';
+import { EtcdServer } from '../test/helpers/etcd-server';
+import { TestCluster, type CoordinatorHandle } from '../test/helpers/cluster';
+import { SimFleet, machine, rssMiB, stats, type Stats } from './sim-fleet';
+
+const OPTIONS = {
+  agents: { kind: 'int', default: 100, min: 1, placeholder: 'N', description: 'simulated agents (one sim-fleet process)' },
+  rounds: { kind: 'int', default: 5, min: 1, placeholder: 'K', description: 'leader kills to measure' },
+  electionTtl: { kind: 'int', default: 3, min: 2, placeholder: 'SECONDS', description: 'coordinators\' election lease TTL' },
+  leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'agents\' membership lease TTL' },
+  connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
+  roundTimeout: { kind: 'int', default: 180, min: 10, placeholder: 'SECONDS', description: 'give up on a round after this long' },
+  json: { kind: 'boolean', description: 'print the result as one JSON object' },
+  keep: { kind: 'boolean', description: 'keep the temp dir (logs) afterwards' },
+} as const satisfies OptionSpecs;
+
+const USAGE = 'Usage: node dist/bench/failover.js [--agents N] [--rounds K] [--election-ttl S] [--json]';
+
+/** "ts" of the last line of `logs` whose msg is `msg`, as epoch ms. */
+function lastLogTime(logs: string, msg: string): number | undefined {
+  const needle = `"msg":"${msg}"`;
+  const lines = logs.split('\n').filter((l) => l.includes(needle));
+  const last = lines[lines.length - 1];
+  if (!last) return undefined;
+  try {
+    const ts = (JSON.parse(last) as { ts?: string }).ts;
+    return ts ? Date.parse(ts) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** First put under nodes/ or events/ after a given time: the new leader's first fenced write. */
+class LeaderWrites {
+  private watchers: Watcher[] = [];
+  private after = Infinity;
+  private first?: number;
+  private resolve?: (at: number) => void;
+
+  constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
+
+  async start(): Promise<void> {
+    for (const prefix of [this.ks.nodesPrefix(), this.ks.eventsPrefix()]) {
+      const w = await this.client.watch().prefix(prefix).create();
+      w.on('put', (_kv: IKeyValue) => this.seen(Date.now()));
+      this.watchers.push(w);
+    }
+  }
+
+  /** Arms for the next write after `t`. */
+  arm(t: number): Promise<number> {
+    this.after = t;
+    this.first = undefined;
+    return new Promise((resolve) => { this.resolve = resolve; });
+  }
+
+  private seen(at: number): void {
+    if (at < this.after || this.first !== undefined) return;
+    this.first = at;
+    this.resolve?.(at);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.watchers.map((w) => w.cancel()));
+  }
+}
+
+interface Round {
+  killed: string;
+  newLeader: string;
+  becameLeaderMs: number;
+  firstWriteMs: number;
+  reattach: Stats;
+  lastReattachMs: number;
+  leaderSeenBySimMs: number;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms); }),
+  ]);
+}
+
+async function main(): Promise<number> {
+  let parsed: ParseResult<typeof OPTIONS>;
+  try {
+    parsed = parseOptions(OPTIONS, { argv: process.argv.slice(2), env: {}, allowPositionals: false });
+  } catch (err) {
+    process.stderr.write(`failover: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(formatHelp(USAGE, OPTIONS));
+    return 0;
+  }
+  const { agents: n, rounds: k, electionTtl, leaseTtl, json, keep, roundTimeout } = parsed.values;
+  const connections = parsed.values.connections === 'shared' ? 'shared' : 'per-agent';
+  const say = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
+  const started = Date.now();
+
+  const etcd = await EtcdServer.start('bench-failover');
+  const cluster = new TestCluster(etcd, { name: 'bench-failover', keepDir: keep });
+  const client = etcd.client();
+  const ks = new Keyspace();
+  const writes = new LeaderWrites(client, ks);
+  const sandbox = mkdtempSync(join(existsShm() ? '/dev/shm' : tmpdir(), 'bench-failover-'));
+  let fleet: SimFleet | undefined;
+  const rounds: Round[] = [];
+  let initial = { registerMs: NaN, attachMs: NaN };
+  const rss = { coordinatorMiB: NaN, fleetMiB: NaN };
+  try {
+    const coordArgs = (id: string): string[] => ['--replica-id', id, '--election-ttl', String(electionTtl), '--log-level', 'info'];
+    say(`starting etcd, coordinators c1 + c2 (election TTL ${electionTtl} s) and a sim-fleet of ${n} agents; logs in ${cluster.logDir}`);
+    const c1 = await cluster.startCoordinator({ extraArgs: coordArgs('c1') });
+    const c2 = await cluster.startCoordinator({ extraArgs: coordArgs('c2'), waitLeader: false });
+    const byId = new Map<string, CoordinatorHandle>([['c1', c1], ['c2', c2]]);
+    await writes.start();
+
+    const t0 = Date.now();
+    fleet = new SimFleet({
+      etcd: etcd.endpoint, agents: n, leaseTtlSec: leaseTtl, connections, sandbox, logFile: join(cluster.logDir, 'sim-fleet.log'),
+      etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 500))),
+    });
+    const reg = await fleet.registered(roundTimeout * 1000);
+    let term = await fleet.attached('c1', roundTimeout * 1000);
+    initial = { registerMs: reg.at - t0, attachMs: Math.max(...term.times) - t0 };
+    rss.coordinatorMiB = rssMiB(c1.proc.pid);
+    rss.fleetMiB = rssMiB(fleet.pid);
+    say(`${n} agents registered in ${initial.registerMs} ms and attached to c1 in ${initial.attachMs} ms; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`);
+
+    let leader = 'c1';
+    for (let r = 0; r < k; r++) {
+      const victim = byId.get(leader);
+      const survivorId = leader === 'c1' ? 'c2' : 'c1';
+      const survivor = byId.get(survivorId);
+      if (!victim || !survivor) throw new Error('lost track of the coordinators');
+      // Let the previous round's dust settle (the restarted replica campaigning, streams idle).
+      await new Promise((res) => setTimeout(res, 2000));
+
+      const killedAt = Date.now();
+      const firstWrite = writes.arm(killedAt);
+      const attached = fleet.attached(survivorId, roundTimeout * 1000, term.createRevision);
+      await victim.kill();
+      await withTimeout(survivor.proc.waitForLog(/"msg":"became leader"/, roundTimeout * 1000), roundTimeout * 1000 + 1000, 'became leader');
+      const becameAt = lastLogTime(survivor.proc.logs, 'became leader') ?? NaN;
+      const writeAt = await withTimeout(firstWrite, roundTimeout * 1000, 'first leader write');
+      term = await attached;
+      const lat = term.times.map((t) => t - killedAt);
+      const round: Round = {
+        killed: leader, newLeader: survivorId,
+        becameLeaderMs: becameAt - killedAt, firstWriteMs: writeAt - killedAt,
+        reattach: stats(lat), lastReattachMs: Math.max(...lat), leaderSeenBySimMs: term.leaderSeenAt - killedAt,
+      };
+      rounds.push(round);
+      say(`round ${r + 1}/${k}: killed ${leader}; ${survivorId} became leader +${round.becameLeaderMs} ms, first fenced write +${round.firstWriteMs} ms, ` +
+        `agents saw the new leader +${round.leaderSeenBySimMs} ms; re-attach p50 ${round.reattach.p50} ms, p99 ${round.reattach.p99} ms, last ${round.lastReattachMs} ms`);
+
+      await victim.restart(false);
+      await victim.proc.waitForLog(/"msg":"listening"/, 30_000);
+      leader = survivorId;
+    }
+    rss.coordinatorMiB = Math.max(rss.coordinatorMiB, rssMiB(byId.get(leader)?.proc.pid ?? -1));
+  } catch (err) {
+    process.stderr.write(`failover: ${errorMessage(err)}\n${cluster.logTails(15)}\n`);
+    return 1;
+  } finally {
+    await writes.stop().catch(() => undefined);
+    await fleet?.stop().catch(() => undefined);
+    await cluster.destroy();
+    await etcd.destroy();
+    rmSync(sandbox, { recursive: true, force: true });
+  }
+
+  const all = rounds.flatMap((r) => [r.reattach]);
+  const result = {
+    date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
+    agents: n, rounds: k, electionTtlSeconds: electionTtl, agentLeaseTtlSeconds: leaseTtl, connections,
+    initialRegisterMs: initial.registerMs, initialAttachMs: initial.attachMs,
+    becameLeaderMs: stats(rounds.map((r) => r.becameLeaderMs)),
+    firstFencedWriteMs: stats(rounds.map((r) => r.firstWriteMs)),
+    leaderSeenByAgentsMs: stats(rounds.map((r) => r.leaderSeenBySimMs)),
+    reattachP50Ms: stats(all.map((s) => s.p50)),
+    reattachP99Ms: stats(all.map((s) => s.p99)),
+    lastReattachMs: stats(rounds.map((r) => r.lastReattachMs)),
+    rssMiB: rss,
+    perRound: rounds,
+    wallSeconds: Math.round((Date.now() - started) / 1000),
+  };
+  if (json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return 0;
+  }
+  const row = (name: string, s: Stats): string =>
+    `${name.padEnd(40)}${[s.p50, s.p90, s.p99, s.min, s.max].map((v) => String(v).padStart(8)).join('')}`;
+  process.stdout.write([
+    `leader failover: ${result.date}`,
+    `machine: ${result.cores} cores (${result.cpuModel}), load ${result.loadavg1}`,
+    `N=${n} agents (${connections} connections), K=${k} leader kills, election TTL ${electionTtl} s, agent lease TTL ${leaseTtl} s, wall ${result.wallSeconds} s`,
+    `initial: all registered ${initial.registerMs} ms, all attached ${initial.attachMs} ms after the fleet started; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`,
+    `over the K rounds (ms after SIGKILL)       p50     p90     p99     min     max`,
+    row('kill → "became leader" (log ts)', result.becameLeaderMs),
+    row('kill → first fenced write (etcd watch)', result.firstFencedWriteMs),
+    row('kill → agents see the new leader', result.leaderSeenByAgentsMs),
+    row('kill → re-attach, per-round p50', result.reattachP50Ms),
+    row('kill → re-attach, per-round p99', result.reattachP99Ms),
+    row('kill → last agent re-attached', result.lastReattachMs),
+    '',
+  ].join('\n'));
+  return 0;
+}
+
+function existsShm(): boolean {
+  try {
+    return statSync('/dev/shm').isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+if (require.main === module) {
+  main().then((code) => process.exit(code), (err: unknown) => {
+    process.stderr.write(`failover: ${errorMessage(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,395 @@
+/**
+ * A simulated fleet: N real `Agent`s in ONE child process, for the failover and fan-out
+ * benchmarks. Everything an agent does on the wire is real — its own etcd lease and member
+ * key, its own gRPC stream to the elected leader (its own TCP connection unless
+ * `--connections shared`), and commands run by the real CommandExecutor (file/directory/command
+ * units) under a per-agent sandbox root in a tmpfs. What is shared, because a real fleet
+ * would have one of each per machine and we have one machine: a small pool of etcd clients,
+ * one leader source (one election watch instead of N), one collected facts object.
+ *
+ *   node dist/bench/sim-fleet.js --etcd HOST:PORT --agents N [--prefix P] [--lease-ttl S] ...
+ *
+ * It reports on stdout, one JSON object per line:
+ *   {"event":"started", pid, agents, ...}
+ *   {"event":"registered", at, count, startedAt, times:[...]}   every agent's member key written
+ *   {"event":"attached", at, leaderId, createRevision, leaderSeenAt, count, times:[...]}
+ *       every agent is attached (Welcome received) to the leader of that term; times are the
+ *       wall-clock ms of each agent's first attach to it (so a parent that killed the previous
+ *       leader at T computes re-attach latencies as times[i] - T)
+ *   {"event":"progress", at, registered, attached, leaderId, commands:{received, finished, failed}}
+ *   {"event":"stopped", at}
+ *
+ * The parent side of this (spawn, read events, RSS) is `SimFleet` below; the benchmarks use it.
+ */
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Etcd3 } from 'etcd3';
+import { Agent } from '../agent/agent';
+import { CommandExecutor, MemoryAppliedStore, appliedState } from '../agent/command-executor';
+import { EtcdLeaderSource, type LeaderInfo } from '../agent/coordinator-link';
+import { systemFactsProvider, type FactsProvider } from '../agent/facts-collector';
+import { membershipTimings } from '../agent/lease-membership';
+import { createUnitContext } from '../agent/unit-context';
+import { createHandlerRegistry } from '../agent/units/handlers';
+import { createEtcdClient } from '../shared/etcd';
+import { errorMessage } from '../shared/errors';
+import { Keyspace, DEFAULT_PREFIX } from '../shared/keyspace';
+import { createLogger, isLogLevel, type LogFields, type Logger } from '../shared/logger';
+import { formatHelp, parseOptions, type OptionSpecs, type ParseResult } from '../shared/options';
+import { ManagedProcess, DIST } from '../test/helpers/processes';
+import { percentile } from './failure-detection';
+
+// --- shared figures helpers (used by failover.ts and fanout.ts) ---------------------------
+
+export interface Stats { count: number; min: number; p50: number; p90: number; p99: number; max: number; mean: number }
+
+export function stats(values: readonly number[]): Stats {
+  const s = [...values].sort((a, b) => a - b);
+  return {
+    count: s.length, min: s[0] ?? NaN, p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s[s.length - 1] ?? NaN,
+    mean: s.length ? Math.round(s.reduce((a, b) => a + b, 0) / s.length) : NaN,
+  };
+}
+
+/** VmRSS of a process in MiB (NaN when it is gone). */
+export function rssMiB(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Samples a process's RSS every `intervalMs`; `peak` is the largest since the last `reset()`. */
+export class RssSampler {
+  peak = 0;
+  last = NaN;
+  private timer?: NodeJS.Timeout;
+  constructor(private readonly pid: () => number, private readonly intervalMs = 200) {}
+  start(): this {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+    return this;
+  }
+  sample(): number {
+    this.last = rssMiB(this.pid());
+    if (this.last > this.peak) this.peak = this.last;
+    return this.last;
+  }
+  reset(): void { this.peak = this.sample(); }
+  stop(): void { clearInterval(this.timer); }
+}
+
+export function machine(): { cores: number; cpuModel: string } {
+  return { cores: cpus().length, cpuModel: cpus()[0]?.model ?? '' };
+}
+
+// --- the wire format of the child's report -------------------------------------------------
+
+export interface StartedEvent { event: 'started'; at: number; pid: number; agents: number; connections: string; etcdClients: number }
+export interface RegisteredEvent { event: 'registered'; at: number; startedAt: number; count: number; times: number[] }
+export interface AttachedEvent {
+  event: 'attached'; at: number; leaderId: string; createRevision: string; leaderSeenAt: number; count: number; times: number[];
+}
+export interface ProgressEvent {
+  event: 'progress'; at: number; registered: number; attached: number; leaderId: string;
+  commands: { received: number; finished: number; failed: number };
+}
+export interface StoppedEvent { event: 'stopped'; at: number }
+export type FleetEvent = StartedEvent | RegisteredEvent | AttachedEvent | ProgressEvent | StoppedEvent;
+
+// --- the child program ---------------------------------------------------------------------
+
+const OPTIONS = {
+  etcd: { kind: 'list', required: true, placeholder: 'HOST:PORT', description: 'etcd endpoints' },
+  agents: { kind: 'int', default: 100, min: 1, placeholder: 'N', description: 'simulated agents in this process' },
+  prefix: { kind: 'string', default: DEFAULT_PREFIX, placeholder: '/PATH/', description: 'etcd key prefix' },
+  idPrefix: { kind: 'string', default: 'sim-', placeholder: 'TEXT', description: 'node ids are <id-prefix>00001...' },
+  leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'membership lease TTL of every agent' },
+  etcdClients: { kind: 'int', default: 4, min: 1, placeholder: 'K', description: 'etcd clients shared round robin by the agents' },
+  connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'one TCP connection per agent stream (real), or one for all (grpc-js global subchannel pool)' },
+  startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second (0 = all at once)' },
+  sandbox: { kind: 'string', placeholder: 'DIR', description: 'per-agent node roots go under DIR/<node id> [default: /dev/shm/sim-fleet-<pid>]' },
+  progressMs: { kind: 'int', default: 2000, min: 100, placeholder: 'MS', description: 'progress line period' },
+  logLevel: { kind: 'string', default: 'warn', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'agents\' own log level (stderr)' },
+} as const satisfies OptionSpecs;
+
+const USAGE = 'Usage: node dist/bench/sim-fleet.js --etcd HOST:PORT --agents N [options]';
+
+function emit(e: FleetEvent): void {
+  process.stdout.write(`${JSON.stringify(e)}\n`);
+}
+
+/**
+ * A Logger that taps the agents' own log lines for the few events the report is built from
+ * ("connected to coordinator", commands), without serialising anything that is not printed.
+ */
+class TapLogger implements Logger {
+  constructor(private readonly out: Logger, private readonly fields: LogFields, private readonly tap: (msg: string, fields: LogFields) => void) {}
+  debug(msg: string, f?: LogFields): void { this.out.debug(msg, { ...this.fields, ...f }); }
+  info(msg: string, f?: LogFields): void { this.tap(msg, { ...this.fields, ...f }); this.out.info(msg, { ...this.fields, ...f }); }
+  warn(msg: string, f?: LogFields): void { this.tap(msg, { ...this.fields, ...f }); this.out.warn(msg, { ...this.fields, ...f }); }
+  error(msg: string, f?: LogFields): void { this.out.error(msg, { ...this.fields, ...f }); }
+  child(f: LogFields): Logger { return new TapLogger(this.out, { ...this.fields, ...f }, this.tap); }
+}
+
+/** The attachments of one leadership term (one leader id + create revision). */
+interface Term { leader: LeaderInfo; seenAt: number; times: Map<string, number>; reported: boolean }
+
+async function childMain(): Promise<number> {
+  let parsed: ParseResult<typeof OPTIONS>;
+  try {
+    parsed = parseOptions(OPTIONS, { argv: process.argv.slice(2), env: {}, allowPositionals: false });
+  } catch (err) {
+    process.stderr.write(`sim-fleet: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(formatHelp(USAGE, OPTIONS));
+    return 0;
+  }
+  const o = parsed.values;
+  const level = isLogLevel(o.logLevel) ? o.logLevel : 'warn';
+  const out = createLogger({ level, fields: { service: 'sim-fleet' } });
+  const keyspace = new Keyspace(o.prefix);
+  const n = o.agents;
+  const ids = Array.from({ length: n }, (_, i) => `${o.idPrefix}${String(i + 1).padStart(5, '0')}`);
+  const sandbox = o.sandbox ?? `/dev/shm/sim-fleet-${process.pid}`;
+  const ownsSandbox = o.sandbox === undefined;
+  const bootId = randomUUID();
+
+  const clients: Etcd3[] = Array.from({ length: o.etcdClients }, () => createEtcdClient({ endpoints: o.etcd }));
+  const leaderSource = new EtcdLeaderSource(clients[0], keyspace, out, membershipTimings(o.leaseTtl * 1000).callTimeoutMs);
+
+  // Facts are collected once (systeminformation shells out; 10,000 collections would measure
+  // dmidecode, not the cluster) and the same object is reported by every agent.
+  const facts = systemFactsProvider({ hostname: 'sim-fleet', logger: out })();
+  const factsProvider: FactsProvider = () => facts;
+  const handlers = createHandlerRegistry();
+
+  // What the report is made of.
+  const registeredAt = new Map<string, number>();
+  const attachedTo = new Map<string, string>(); // node id → coordinator id it is attached to now
+  const commands = { received: 0, finished: 0, failed: 0 };
+  let term: Term | undefined;
+  const startedAt = Date.now();
+
+  const maybeReportTerm = (): void => {
+    if (!term || term.reported || term.times.size < n) return;
+    term.reported = true;
+    const times = ids.map((id) => term?.times.get(id) ?? NaN);
+    emit({ event: 'attached', at: Date.now(), leaderId: term.leader.id, createRevision: term.leader.createRevision, leaderSeenAt: term.seenAt, count: n, times });
+  };
+  const onLeader = (leader: LeaderInfo | undefined): void => {
+    if (!leader || (term && term.leader.id === leader.id && term.leader.createRevision === leader.createRevision)) return;
+    term = { leader, seenAt: Date.now(), times: new Map(), reported: false };
+  };
+  leaderSource.subscribe(onLeader);
+
+  const tap = (msg: string, f: LogFields): void => {
+    const nodeId = typeof f.nodeId === 'string' ? f.nodeId : '';
+    if (!nodeId) return;
+    switch (msg) {
+      case 'connected to coordinator': {
+        const coordinatorId = typeof f.coordinatorId === 'string' ? f.coordinatorId : '';
+        attachedTo.set(nodeId, coordinatorId);
+        if (term && coordinatorId === term.leader.id && !term.times.has(nodeId)) {
+          term.times.set(nodeId, Date.now());
+          maybeReportTerm();
+        }
+        return;
+      }
+      case 'disconnected from coordinator':
+      case 'coordinator unreachable':
+        attachedTo.delete(nodeId);
+        return;
+      case 'command received': commands.received++; return;
+      case 'command finished': commands.finished++; if (f.outcome !== 'succeeded') commands.failed++; return;
+      default:
+    }
+  };
+  const agentLogger = new TapLogger(out, {}, tap);
+
+  const channelOptions = o.connections === 'per-agent' ? { 'grpc.use_local_subchannel_pool': 1 } : {};
+  const agents: Agent[] = [];
+  const contexts: { close(): void }[] = [];
+  mkdirSync(sandbox, { recursive: true });
+  for (let i = 0; i < n; i++) {
+    const nodeId = ids[i];
+    const root = join(sandbox, nodeId);
+    mkdirSync(root, { recursive: true });
+    const log = agentLogger.child({ nodeId });
+    const store = new MemoryAppliedStore();
+    const context = createUnitContext({ root, logger: log, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    contexts.push(context);
+    const executor = new CommandExecutor({
+      handlers, context, applied: store, logger: log, facts: () => facts,
+      // As a real agent does: the member record carries the applied digest. (Called only after
+      // a command ran, so `agent` below is initialised by then.)
+      onAppliedChanged: () => { agent.refreshMembership().catch(() => undefined); },
+    });
+    const agent: Agent = new Agent(
+      { nodeId, bootId, hostname: nodeId, leaseTtlMs: o.leaseTtl * 1000, prefix: o.prefix, factsIntervalMs: 0 },
+      { etcd: clients[i % clients.length], logger: agentLogger, factsProvider, commandHandler: executor, applied: () => appliedState(store), leaderSource, channelOptions },
+    );
+    agents.push(agent);
+  }
+
+  emit({ event: 'started', at: Date.now(), pid: process.pid, agents: n, connections: o.connections, etcdClients: o.etcdClients });
+  await leaderSource.start();
+  onLeader(leaderSource.current());
+
+  const progress = setInterval(() => {
+    const counts = new Map<string, number>();
+    for (const c of attachedTo.values()) counts.set(c, (counts.get(c) ?? 0) + 1);
+    const leaderId = term?.leader.id ?? '';
+    emit({ event: 'progress', at: Date.now(), registered: registeredAt.size, attached: counts.get(leaderId) ?? 0, leaderId, commands: { ...commands } });
+  }, o.progressMs);
+
+  let stopping = false;
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+
+  // Start (optionally paced), and note each registration.
+  const pace = o.startRate > 0 ? 1000 / o.startRate : 0;
+  void (async () => {
+    for (let i = 0; i < n && !stopping; i++) {
+      const a = agents[i];
+      await a.start();
+      void a.whenRegistered().then(() => {
+        if (registeredAt.has(a.identity.nodeId)) return;
+        registeredAt.set(a.identity.nodeId, Date.now());
+        if (registeredAt.size === n) emit({ event: 'registered', at: Date.now(), startedAt, count: n, times: ids.map((id) => registeredAt.get(id) ?? NaN) });
+      });
+      if (pace > 0) {
+        const due = startedAt + (i + 1) * pace;
+        const wait = due - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      } else if (i % 200 === 199) {
+        // Yield now and then so 10,000 synchronous starts do not starve the event loop.
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+  })();
+
+  await stopped;
+  stopping = true;
+  clearInterval(progress);
+  // Revoke every lease (so the nodes go away at once), bounded: a stuck etcd must not hang us.
+  const force = setTimeout(() => process.exit(1), 20_000);
+  force.unref();
+  await Promise.all(agents.map((a) => a.stop(1000).catch(() => undefined)));
+  await leaderSource.close();
+  for (const c of contexts) c.close();
+  for (const c of clients) c.close();
+  if (ownsSandbox) rmSync(sandbox, { recursive: true, force: true });
+  emit({ event: 'stopped', at: Date.now() });
+  return 0;
+}
+
+// --- the parent's handle -------------------------------------------------------------------
+
+export interface SimFleetOptions {
+  etcd: string;
+  agents: number;
+  prefix?: string;
+  leaseTtlSec?: number;
+  etcdClients?: number;
+  connections?: 'per-agent' | 'shared';
+  startRate?: number;
+  sandbox?: string;
+  logFile?: string;
+  logLevel?: string;
+  /** Extra node flags, e.g. --max-old-space-size=4096 for 10,000 agents. */
+  nodeArgs?: string[];
+}
+
+/** The sim-fleet child process as the benchmarks drive it: spawn, wait for events, RSS, stop. */
+export class SimFleet {
+  readonly proc: ManagedProcess;
+  readonly events: FleetEvent[] = [];
+  private readonly waiters: { match: (e: FleetEvent) => boolean; resolve: (e: FleetEvent) => void }[] = [];
+  lastProgress?: ProgressEvent;
+
+  constructor(o: SimFleetOptions) {
+    const script = join(DIST, 'bench', 'sim-fleet.js');
+    const args = [
+      ...(o.nodeArgs ?? []), script,
+      '--etcd', o.etcd, '--agents', String(o.agents),
+      ...(o.prefix ? ['--prefix', o.prefix] : []),
+      ...(o.leaseTtlSec ? ['--lease-ttl', String(o.leaseTtlSec)] : []),
+      ...(o.etcdClients ? ['--etcd-clients', String(o.etcdClients)] : []),
+      ...(o.connections ? ['--connections', o.connections] : []),
+      ...(o.startRate !== undefined ? ['--start-rate', String(o.startRate)] : []),
+      ...(o.sandbox ? ['--sandbox', o.sandbox] : []),
+      ...(o.logLevel ? ['--log-level', o.logLevel] : []),
+    ];
+    this.proc = new ManagedProcess(`sim-fleet(${o.agents})`, process.execPath, args, { logFile: o.logFile });
+    const stdout = this.proc.proc.stdout;
+    if (!stdout) throw new Error('sim-fleet has no stdout');
+    createInterface({ input: stdout }).on('line', (line) => {
+      if (!line.startsWith('{"event"')) return;
+      let e: FleetEvent;
+      try {
+        e = JSON.parse(line) as FleetEvent;
+      } catch {
+        return;
+      }
+      if (e.event === 'progress') this.lastProgress = e;
+      else this.events.push(e);
+      for (let i = this.waiters.length - 1; i >= 0; i--) {
+        if (this.waiters[i].match(e)) this.waiters.splice(i, 1)[0].resolve(e);
+      }
+    });
+  }
+
+  get pid(): number { return this.proc.pid; }
+
+  /** The next event (or one already seen) matching `match`; rejects after `timeoutMs` or when the child dies. */
+  waitFor<E extends FleetEvent>(what: string, match: (e: FleetEvent) => e is E, timeoutMs: number, includeSeen = true): Promise<E> {
+    if (includeSeen) {
+      const seen = this.events.find(match);
+      if (seen) return Promise.resolve(seen);
+    }
+    return new Promise<E>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const p = this.lastProgress;
+        reject(new Error(`sim-fleet: no ${what} within ${timeoutMs} ms` + (p ? ` (last progress: ${p.registered} registered, ${p.attached} attached to ${p.leaderId || 'no leader'})` : '')));
+      }, timeoutMs);
+      void this.proc.exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`sim-fleet exited (${code ?? signal ?? '?'}) while waiting for ${what}: ${this.proc.logs.slice(-1500)}`));
+      });
+      this.waiters.push({ match, resolve: (e) => { clearTimeout(timer); resolve(e as E); } });
+    });
+  }
+
+  registered(timeoutMs: number): Promise<RegisteredEvent> {
+    return this.waitFor('registration of every agent', (e): e is RegisteredEvent => e.event === 'registered', timeoutMs);
+  }
+
+  /** Every agent attached to the leader `leaderId` (in a term newer than `afterRevision`, if given). */
+  attached(leaderId: string | undefined, timeoutMs: number, afterRevision?: string): Promise<AttachedEvent> {
+    return this.waitFor(`every agent attached to ${leaderId ?? 'the leader'}`, (e): e is AttachedEvent =>
+      e.event === 'attached' && (leaderId === undefined || e.leaderId === leaderId) &&
+      (afterRevision === undefined || BigInt(e.createRevision) > BigInt(afterRevision)), timeoutMs);
+  }
+
+  /** SIGTERM (agents revoke their leases), SIGKILL after `graceMs`. */
+  async stop(graceMs = 25_000): Promise<void> {
+    await this.proc.stop(graceMs);
+  }
+}
+
+if (require.main === module) {
+  childMain().then((code) => process.exit(code), (err: unknown) => {
+    process.stderr.write(`sim-fleet: ${errorMessage(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,229 @@
+/**
+ * AgentService.Connect: the agent's one long-lived stream to the leader.
+ *
+ *   agent → Hello (first, always)      coordinator → Welcome, then Ping every N s
+ *   agent → Pong / progress / result / drift
+ *
+ * Followers refuse with FAILED_PRECONDITION "not the leader; the leader is <address>" so an
+ * agent that dialled a stale address redials the right one. The hello is recorded in
+ * nodes/<id> (one fenced transaction with event node.hello); the stream end records
+ * connected=false, unless a newer stream of the same node has taken over meanwhile.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import {
+  errorMessage, InvalidArgumentError, isValidSegment, NotLeaderError, toGrpcStatus, UnavailableError, DeadlineExceededError,
+  type ClusterError, type Clock, type Logger, type NodeRecord,
+} from '../shared';
+import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
+import type { AgentMessage__Output } from '../generated/cluster/v1/AgentMessage';
+import type { CoordinatorMessage } from '../generated/cluster/v1/CoordinatorMessage';
+import type { Hello__Output } from '../generated/cluster/v1/Hello';
+import type { AgentStream, AgentStreams } from './agent-streams';
+import { newNodeRecord, type NodeStore } from './node-store';
+
+export interface Leadership {
+  isLeader(): boolean;
+  notLeaderError(): NotLeaderError;
+}
+
+export interface AgentServiceOptions {
+  replicaId: string;
+  leadership: Leadership;
+  nodes: NodeStore;
+  streams: AgentStreams;
+  clock: Clock;
+  logger: Logger;
+  /** How often the leader pings each agent (the agent gives up after three missed pings). */
+  pingIntervalMs: number;
+  /** How long a new stream may stay silent before its Hello (default 3 pings). */
+  helloTimeoutMs?: number;
+}
+
+type Call = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
+
+/** One open Connect call, once its Hello was accepted. */
+class GrpcAgentStream implements AgentStream {
+  private closed = false;
+  constructor(
+    private readonly call: Call,
+    readonly nodeId: string,
+    readonly instanceId: string,
+    readonly bootId: string,
+    readonly connectedAt: string,
+  ) {}
+
+  get isClosed(): boolean {
+    return this.closed || this.call.cancelled || this.call.destroyed;
+  }
+
+  send(message: CoordinatorMessage): boolean {
+    if (this.isClosed) return false;
+    this.call.write(message);
+    return true;
+  }
+
+  close(error?: ClusterError): void {
+    if (this.closed) return;
+    this.closed = true;
+    endCall(this.call, error);
+  }
+}
+
+function endCall(call: Call, error?: unknown): void {
+  if (call.cancelled || call.destroyed || call.writableEnded) return;
+  if (error) call.emit('error', toGrpcStatus(error));
+  else call.end();
+}
+
+function checkHello(message: AgentMessage__Output): Hello__Output {
+  const hello = message.body === 'hello' ? message.hello : undefined;
+  if (!hello) throw new InvalidArgumentError(`the first message on AgentService.Connect must be a Hello, got ${message.body ?? 'an empty message'}`);
+  if (!isValidSegment(hello.nodeId)) {
+    throw new InvalidArgumentError(
+      `hello has an invalid node id ${JSON.stringify(hello.nodeId)}: use 1-253 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit (agent --node-id)`,
+    );
+  }
+  return hello;
+}
+
+export function createAgentServiceHandlers(options: AgentServiceOptions): AgentServiceHandlers {
+  const { leadership, nodes, streams, clock, pingIntervalMs } = options;
+  const log = options.logger.child({ component: 'agent-service' });
+  const helloTimeoutMs = options.helloTimeoutMs ?? 3 * pingIntervalMs;
+
+  /** Records the hello: create the node as New first when the reconciler has not yet. */
+  async function recordHello(hello: Hello__Output, connectedAt: string): Promise<void> {
+    const id = hello.nodeId;
+    await nodes.mutate(id, (current) => current ? undefined : {
+      next: { ...newNodeRecord(id, connectedAt), hostname: hello.hostname },
+      event: { type: 'node.created', message: `node ${id} first seen through its agent's hello`, actor: `agent/${id}` },
+    });
+    await nodes.mutate(id, (current) => {
+      const base: NodeRecord = current ?? newNodeRecord(id, connectedAt);
+      return {
+        next: {
+          ...base,
+          agentVersion: hello.agentVersion,
+          bootId: hello.bootId,
+          instanceId: hello.instanceId,
+          ...(hello.hostname ? { hostname: hello.hostname } : {}),
+          ...(hello.appliedDigest ? { appliedDigest: hello.appliedDigest } : {}),
+          connected: true,
+          connectedAt,
+          lastSeenAt: connectedAt,
+        },
+        event: {
+          type: 'node.hello',
+          message: `agent ${hello.agentVersion || '(unknown version)'} connected` +
+            (base.bootId && hello.bootId && base.bootId !== hello.bootId ? ' after a reboot (new boot id)' : ''),
+          actor: `agent/${id}`,
+        },
+      };
+    });
+  }
+
+  /** Records the stream's end, unless a newer stream of the node took over. */
+  async function recordGone(stream: AgentStream, why: string): Promise<void> {
+    if (!leadership.isLeader()) return; // the next leader re-derives connections
+    await nodes.mutate(stream.nodeId, (current) => {
+      if (!current?.connected || current.connectedAt !== stream.connectedAt || streams.isConnected(stream.nodeId)) return undefined;
+      return {
+        next: { ...current, connected: false, lastSeenAt: clock.iso() },
+        event: { type: 'node.disconnected', message: `agent stream closed: ${why}`, actor: `agent/${stream.nodeId}` },
+      };
+    });
+  }
+
+  function connect(call: Call): void {
+    if (!leadership.isLeader()) {
+      endCall(call, leadership.notLeaderError());
+      return;
+    }
+    let stream: GrpcAgentStream | undefined;
+    let pingTimer: NodeJS.Timeout | undefined;
+    let pingSeq = 0;
+    let lastPongAt = clock.now();
+    let finished = false;
+    let helloSeen = false;
+    const helloTimer = setTimeout(() => {
+      finish(new DeadlineExceededError(`no Hello within ${helloTimeoutMs} ms of opening the stream`));
+    }, helloTimeoutMs);
+
+    const finish = (error: ClusterError | undefined, why = error?.message ?? 'closed'): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(helloTimer);
+      clearInterval(pingTimer);
+      if (stream) {
+        const s = stream;
+        s.close(error);
+        if (streams.unregister(s)) {
+          log.info('agent disconnected', { nodeId: s.nodeId, why });
+          recordGone(s, why).catch((err: unknown) => log.warn('could not record disconnect', { nodeId: s.nodeId, err: errorMessage(err) }));
+        }
+      } else {
+        endCall(call, error);
+      }
+    };
+
+    const onHello = async (hello: Hello__Output): Promise<void> => {
+      const connectedAt = clock.iso();
+      const s = new GrpcAgentStream(call, hello.nodeId, hello.instanceId, hello.bootId, connectedAt);
+      stream = s;
+      // Register before writing connected=true, so a concurrent "nobody is connected" pass of
+      // the reconciler sees this stream and leaves the flag alone.
+      streams.register(s);
+      try {
+        await recordHello(hello, connectedAt);
+      } catch (err) {
+        log.warn('could not record hello', { nodeId: hello.nodeId, err: errorMessage(err) });
+        finish(err instanceof NotLeaderError ? err : new UnavailableError(`could not record the hello in etcd: ${errorMessage(err)}; retry`));
+        return;
+      }
+      if (finished) return;
+      s.send({ welcome: { coordinatorId: options.replicaId, pingIntervalMs } });
+      log.info('agent connected', { nodeId: hello.nodeId, agentVersion: hello.agentVersion, instanceId: hello.instanceId });
+      lastPongAt = clock.now();
+      pingTimer = setInterval(() => {
+        if (clock.now() - lastPongAt > 3 * pingIntervalMs) {
+          finish(new DeadlineExceededError(`no pong for ${3 * pingIntervalMs} ms`));
+          return;
+        }
+        s.send({ ping: { seq: String(++pingSeq) } });
+      }, pingIntervalMs);
+    };
+
+    call.on('data', (message: AgentMessage__Output) => {
+      if (finished) return;
+      if (!helloSeen) {
+        helloSeen = true;
+        clearTimeout(helloTimer);
+        let hello: Hello__Output;
+        try {
+          hello = checkHello(message);
+        } catch (err) {
+          finish(err as ClusterError);
+          return;
+        }
+        onHello(hello).catch((err: unknown) => finish(new UnavailableError(errorMessage(err))));
+        return;
+      }
+      lastPongAt = clock.now(); // any message proves the stream alive
+      const nodeId = stream?.nodeId;
+      if (!nodeId) return; // hello still being recorded
+      switch (message.body) {
+        case 'pong': break;
+        case 'progress': if (message.progress) streams.emit('progress', nodeId, message.progress); break;
+        case 'result': if (message.result) streams.emit('result', nodeId, message.result); break;
+        case 'drift': if (message.drift) streams.emit('drift', nodeId, message.drift); break;
+        case 'hello': log.warn('ignoring a second hello on one stream', { nodeId }); break;
+        default: break;
+      }
+    });
+    call.on('end', () => finish(undefined, 'agent ended the stream'));
+    call.on('cancelled', () => finish(undefined, 'agent cancelled the stream'));
+    call.on('error', (err) => finish(undefined, `stream error: ${errorMessage(err)}`));
+  }
+
+  return { Connect: connect };
+}

@@ -1,0 +1,96 @@
+/**
+ * The leader's open agent streams, by node id: the one place other parts (the job runner)
+ * send commands through and hear progress, results and drift from. One stream per node: a
+ * newer connection of the same node replaces (and closes) the older one, which is then a
+ * zombie from a reconnect the agent already gave up on.
+ */
+import { EventEmitter } from 'node:events';
+import { UnavailableError, type ClusterError } from '../shared';
+import type { CoordinatorMessage } from '../generated/cluster/v1/CoordinatorMessage';
+import type { CommandProgress__Output } from '../generated/cluster/v1/CommandProgress';
+import type { CommandResult__Output } from '../generated/cluster/v1/CommandResult';
+import type { DriftReport__Output } from '../generated/cluster/v1/DriftReport';
+
+/** One agent's stream as the registry sees it (agent-service.ts implements it over gRPC). */
+export interface AgentStream {
+  readonly nodeId: string;
+  readonly instanceId: string;
+  readonly bootId: string;
+  /** RFC 3339 time of the hello. */
+  readonly connectedAt: string;
+  /** Queues a message; false when the stream is closed. */
+  send(message: CoordinatorMessage): boolean;
+  /** Ends the stream with `error` as its status (OK when omitted). */
+  close(error?: ClusterError): void;
+}
+
+export interface AgentStreamsEvents {
+  connected: [stream: AgentStream];
+  disconnected: [stream: AgentStream];
+  progress: [nodeId: string, progress: CommandProgress__Output];
+  result: [nodeId: string, result: CommandResult__Output];
+  drift: [nodeId: string, drift: DriftReport__Output];
+}
+
+export class AgentStreams extends EventEmitter<AgentStreamsEvents> {
+  private readonly streams = new Map<string, AgentStream>();
+
+  /** Adds `stream`; an older stream of the same node is closed and returned. */
+  register(stream: AgentStream): AgentStream | undefined {
+    const previous = this.streams.get(stream.nodeId);
+    this.streams.set(stream.nodeId, stream);
+    if (previous && previous !== stream) {
+      previous.close(new UnavailableError(`replaced by a newer connection of node ${stream.nodeId}`));
+      this.emit('disconnected', previous);
+    }
+    this.emit('connected', stream);
+    return previous;
+  }
+
+  /** Removes `stream` if it is still the node's current one; true when it was. */
+  unregister(stream: AgentStream): boolean {
+    if (this.streams.get(stream.nodeId) !== stream) return false;
+    this.streams.delete(stream.nodeId);
+    this.emit('disconnected', stream);
+    return true;
+  }
+
+  get(nodeId: string): AgentStream | undefined {
+    return this.streams.get(nodeId);
+  }
+
+  isConnected(nodeId: string): boolean {
+    return this.streams.has(nodeId);
+  }
+
+  /** Whether `stream` is the node's current stream (not replaced, not closed). */
+  isCurrent(stream: AgentStream): boolean {
+    return this.streams.get(stream.nodeId) === stream;
+  }
+
+  connectedIds(): string[] {
+    return [...this.streams.keys()];
+  }
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  /** Sends to a node's stream; UnavailableError when the node has no open stream here. */
+  send(nodeId: string, message: CoordinatorMessage): void {
+    const stream = this.streams.get(nodeId);
+    if (!stream || !stream.send(message)) {
+      throw new UnavailableError(`node ${nodeId} is not connected to this coordinator (its agent will reconnect; check \`clusterctl nodes\`)`);
+    }
+  }
+
+  /** Closes every stream (leadership lost, shutdown) with `error` as status. */
+  closeAll(error?: ClusterError): void {
+    const all = [...this.streams.values()];
+    this.streams.clear();
+    for (const s of all) {
+      s.close(error);
+      this.emit('disconnected', s);
+    }
+  }
+}

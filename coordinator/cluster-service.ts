@@ -1,0 +1,172 @@
+/**
+ * ClusterService: the operator's read API, served by EVERY replica straight from etcd (a
+ * follower answers as well as the leader; nothing here is leader-only). Errors are thrown as
+ * shared/errors classes and mapped to a gRPC status once, in `unary` / `failStream` below.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import {
+  decodeNode, errorMessage, InvalidArgumentError, isValidSegment, matchesSelector, NotFoundError, parseSelector, toGrpcStatus,
+  UnavailableError, type Facts, type Keyspace, type Logger, type NodeRecord, type Selector,
+} from '../shared';
+import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
+import type { NodeEvent } from '../generated/cluster/v1/NodeEvent';
+import type { WatchNodesRequest__Output } from '../generated/cluster/v1/WatchNodesRequest';
+import { readKeys, readPrefixes } from './etcd-txn';
+import { parseFacts, toNodeView } from './node-view';
+
+export interface ClusterServiceOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  logger: Logger;
+}
+
+/** Wraps an async unary handler: any thrown error becomes the call's status (the one mapping). */
+function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toGrpcStatus(err)),
+    );
+  };
+}
+
+function selectorOf(text: string): Selector {
+  return parseSelector(text); // throws InvalidArgumentError with the parser's message
+}
+
+interface Snapshot {
+  revision: string;
+  nodes: { record: NodeRecord; modRevision: string }[];
+  facts: Map<string, Partial<Facts>>;
+}
+
+export function createClusterServiceHandlers(options: ClusterServiceOptions): ClusterServiceHandlers {
+  const { client, keyspace } = options;
+  const log = options.logger.child({ component: 'cluster-service' });
+
+  function decodeNodeKv(kv: IKeyValue): { record: NodeRecord; modRevision: string } | undefined {
+    const key = kv.key.toString();
+    if (keyspace.parseNode(key) === undefined) return undefined;
+    try {
+      return { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision };
+    } catch (err) {
+      log.warn('skipping unreadable node record', { key, err: errorMessage(err) });
+      return undefined;
+    }
+  }
+
+  async function snapshot(): Promise<Snapshot> {
+    const { revision, kvs } = await readPrefixes(client, [{ prefix: keyspace.nodesPrefix() }, { prefix: keyspace.factsPrefix() }]);
+    const nodes = kvs[0].map(decodeNodeKv).filter((n): n is NonNullable<typeof n> => n !== undefined);
+    const facts = new Map<string, Partial<Facts>>();
+    for (const kv of kvs[1]) {
+      const id = keyspace.parseFacts(kv.key.toString());
+      const f = id === undefined ? undefined : parseFacts(kv.value.toString());
+      if (id !== undefined && f) facts.set(id, f);
+    }
+    return { revision, nodes, facts };
+  }
+
+  const listNodes = unary(async (request: { labelSelector: string }) => {
+    const selector = selectorOf(request.labelSelector);
+    const snap = await snapshot();
+    const nodes = snap.nodes
+      .filter((n) => matchesSelector(selector, n.record.labels))
+      .sort((a, b) => a.record.id.localeCompare(b.record.id))
+      .map((n) => toNodeView(n.record, n.modRevision, snap.facts.get(n.record.id)));
+    return { nodes, revision: snap.revision };
+  });
+
+  const getNode = unary(async (request: { id: string }) => {
+    const id = request.id.trim();
+    if (!id) throw new InvalidArgumentError('GetNode needs a node id (list nodes with `clusterctl nodes`)');
+    if (!isValidSegment(id)) throw new InvalidArgumentError(`invalid node id ${JSON.stringify(id)}: use 1-253 characters from A-Z a-z 0-9 . _ : -`);
+    const { kvs } = await readKeys(client, [keyspace.node(id), keyspace.facts(id)]);
+    const node = kvs[0] ? decodeNodeKv(kvs[0]) : undefined;
+    if (!node) throw new NotFoundError(`node ${id} not found (list nodes with \`clusterctl nodes\`)`);
+    const factsJson = kvs[1]?.value.toString() ?? '';
+    return { node: toNodeView(node.record, node.modRevision, parseFacts(factsJson)), factsJson };
+  });
+
+  function watchNodes(call: grpc.ServerWritableStream<WatchNodesRequest__Output, NodeEvent>): void {
+    const watchers: Watcher[] = [];
+    let done = false;
+    const cleanup = (): void => {
+      if (done) return;
+      done = true;
+      for (const w of watchers) {
+        w.removeAllListeners();
+        w.cancel().catch(() => undefined);
+      }
+    };
+    const failStream = (err: unknown): void => {
+      if (!done && !call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(err));
+      cleanup();
+    };
+    call.on('cancelled', cleanup);
+    call.on('close', cleanup);
+
+    const run = async (): Promise<void> => {
+      const selector = selectorOf(call.request.labelSelector);
+      const snap = await snapshot();
+      const records = new Map(snap.nodes.map((n) => [n.record.id, n]));
+      const facts = snap.facts;
+      const sent = new Set<string>();
+      const send = (type: 'ADDED' | 'MODIFIED' | 'DELETED', id: string): void => {
+        const n = records.get(id);
+        if (!n || done) return;
+        call.write({ type, node: toNodeView(n.record, n.modRevision, facts.get(id)) });
+      };
+      for (const n of [...records.values()].sort((a, b) => a.record.id.localeCompare(b.record.id))) {
+        if (!matchesSelector(selector, n.record.labels)) continue;
+        sent.add(n.record.id);
+        send('ADDED', n.record.id);
+      }
+      if (done) return;
+      const from = String(BigInt(snap.revision) + 1n);
+
+      const nodesWatch = client.watch().prefix(keyspace.nodesPrefix()).startRevision(from).watcher();
+      const factsWatch = client.watch().prefix(keyspace.factsPrefix()).startRevision(from).watcher();
+      watchers.push(nodesWatch, factsWatch);
+      nodesWatch.on('put', (kv) => {
+        const n = decodeNodeKv(kv);
+        if (!n) return;
+        const id = n.record.id;
+        records.set(id, n);
+        if (matchesSelector(selector, n.record.labels)) {
+          send(sent.has(id) ? 'MODIFIED' : 'ADDED', id);
+          sent.add(id);
+        } else if (sent.delete(id)) {
+          // Left the selection: to this watcher it is gone (kubectl's semantics).
+          send('DELETED', id);
+        }
+      });
+      nodesWatch.on('delete', (kv) => {
+        const id = keyspace.parseNode(kv.key.toString());
+        if (id === undefined) return;
+        if (sent.delete(id)) send('DELETED', id);
+        records.delete(id);
+      });
+      factsWatch.on('put', (kv) => {
+        const id = keyspace.parseFacts(kv.key.toString());
+        const f = id === undefined ? undefined : parseFacts(kv.value.toString());
+        if (id === undefined || !f) return;
+        facts.set(id, f);
+        if (sent.has(id)) send('MODIFIED', id);
+      });
+      factsWatch.on('delete', (kv) => {
+        const id = keyspace.parseFacts(kv.key.toString());
+        if (id === undefined) return;
+        facts.delete(id);
+        if (sent.has(id)) send('MODIFIED', id);
+      });
+      for (const w of watchers) {
+        w.on('error', (err) => failStream(new UnavailableError(`node watch interrupted: ${errorMessage(err)}; watch again to resume`)));
+      }
+    };
+    run().catch(failStream);
+  }
+
+  return { ListNodes: listNodes, GetNode: getNode, WatchNodes: watchNodes };
+}

@@ -1,0 +1,150 @@
+/**
+ * One coordinator replica: composes election, event log, node store, agent streams,
+ * inventory reconciler and the gRPC server. Everything is injected (etcd client, logger,
+ * clock), nothing is module state, so tests and benchmarks can run several in one process.
+ *
+ * Leadership drives the leader-only parts: on `gained` the reconciler starts and the
+ * AgentService health turns SERVING; on `lost` the reconciler stops and every agent stream is
+ * closed with "not the leader; the leader is ..." so agents redial the new leader at once.
+ */
+import { hostname } from 'node:os';
+import type { Etcd3 } from 'etcd3';
+import { errorMessage, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
+import { AgentStreams } from './agent-streams';
+import { createAgentServiceHandlers } from './agent-service';
+import { createClusterServiceHandlers } from './cluster-service';
+import { EventLog } from './event-log';
+import { AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME, GrpcServer, parseHostPort } from './grpc-server';
+import { InventoryReconciler } from './inventory-reconciler';
+import { LeaderElection } from './leader-election';
+import { NodeStore } from './node-store';
+
+export interface CoordinatorOptions {
+  etcd: Etcd3;
+  keyspace: Keyspace;
+  logger: Logger;
+  clock?: Clock;
+  replicaId: string;
+  /** HOST:PORT to bind (port 0 = any). */
+  listen: string;
+  /** HOST:PORT agents dial; default the listen address with the bound port. */
+  advertise?: string;
+  /** Election lease TTL (default 10 s). */
+  electionTtlMs?: number;
+  /** Events kept (default 10000). */
+  eventRetention?: number;
+  /** Agent ping period (default 10 s). */
+  pingIntervalMs?: number;
+  /** Inventory timer pass (default 30 s). */
+  resyncIntervalMs?: number;
+}
+
+export interface StopOptions {
+  /** Time open calls get to finish before they are cut (default 5 s). */
+  graceMs?: number;
+}
+
+export class Coordinator {
+  readonly streams = new AgentStreams();
+  readonly events: EventLog;
+  readonly nodes: NodeStore;
+  readonly reconciler: InventoryReconciler;
+  readonly grpc: GrpcServer;
+  private readonly log: Logger;
+  private readonly options: CoordinatorOptions;
+  private advertised?: string;
+  private started = false;
+  private stopping?: Promise<void>;
+
+  constructor(options: CoordinatorOptions) {
+    this.options = options;
+    const clock = options.clock ?? systemClock;
+    const { etcd: client, keyspace } = options;
+    this.log = options.logger.child({ replicaId: options.replicaId });
+    this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: options.eventRetention, actor: `coordinator/${options.replicaId}` });
+    // The election needs the advertised address, known only once the port is bound (start()).
+    const notStarted = (): NotLeaderError => new NotLeaderError('not the leader; this coordinator is still starting');
+    const fence = {
+      fenceCompare: () => { if (!this.election) throw notStarted(); return this.election.fenceCompare(); },
+      fenceFailed: () => this.election?.fenceFailed() ?? notStarted(),
+    };
+    this.nodes = new NodeStore({ client, keyspace, events: this.events, clock, fence });
+    const leadership = { isLeader: () => this.election?.isLeader() ?? false, notLeaderError: () => this.election?.notLeaderError() ?? notStarted() };
+    this.reconciler = new InventoryReconciler({
+      client, keyspace, nodes: this.nodes, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log,
+      resyncIntervalMs: options.resyncIntervalMs,
+    });
+    this.grpc = new GrpcServer({
+      logger: this.log,
+      agentService: createAgentServiceHandlers({
+        replicaId: options.replicaId, leadership, nodes: this.nodes, streams: this.streams, clock, logger: this.log,
+        pingIntervalMs: options.pingIntervalMs ?? 10_000,
+      }),
+      clusterService: createClusterServiceHandlers({ client, keyspace, logger: this.log }),
+    });
+  }
+
+  private election?: LeaderElection;
+
+  /** The address agents are told to dial (after start). */
+  get address(): string {
+    if (!this.advertised) throw new Error('coordinator not started');
+    return this.advertised;
+  }
+
+  /** The election (after start): currentLeader(), events gained/lost. */
+  get leaderElection(): LeaderElection {
+    if (!this.election) throw new Error('coordinator not started');
+    return this.election;
+  }
+
+  isLeader(): boolean {
+    return this.election?.isLeader() ?? false;
+  }
+
+  /** Binds the port (logs "listening"), then campaigns; returns once bound. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const port = await this.grpc.bind(this.options.listen);
+    const { host } = parseHostPort(this.options.listen, '--listen address');
+    const listening = `${host}:${port}`;
+    this.advertised = this.options.advertise ?? (host === '0.0.0.0' || host === '[::]' ? `${hostname()}:${port}` : listening);
+    this.log.info('listening', { address: listening, advertise: this.advertised });
+    this.grpc.setHealth(CLUSTER_SERVICE_NAME, 'SERVING');
+
+    const o = this.options;
+    const election = new LeaderElection({
+      client: o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: o.electionTtlMs ?? 10_000,
+      clock: o.clock ?? systemClock, logger: this.log,
+    });
+    this.election = election;
+    election.on('gained', () => {
+      this.grpc.setHealth(AGENT_SERVICE_NAME, 'SERVING');
+      this.events.start();
+      this.reconciler.start();
+    });
+    election.on('lost', () => {
+      this.grpc.setHealth(AGENT_SERVICE_NAME, 'NOT_SERVING');
+      this.reconciler.stop().catch((err: unknown) => this.log.warn('stopping reconciler failed', { err: errorMessage(err) }));
+      this.streams.closeAll(election.notLeaderError());
+    });
+    election.on('etcd', (up) => this.grpc.setHealth('', up ? 'SERVING' : 'NOT_SERVING'));
+    await election.start();
+  }
+
+  /** SIGTERM path: resign (so another replica leads at once), close agent streams, stop serving. */
+  stop(options: StopOptions = {}): Promise<void> {
+    this.stopping ??= (async () => {
+      this.grpc.setHealth('', 'NOT_SERVING');
+      this.grpc.setHealth(AGENT_SERVICE_NAME, 'NOT_SERVING');
+      await this.reconciler.stop();
+      await this.election?.stop();
+      this.streams.closeAll(new UnavailableError('coordinator shutting down; reconnect to the new leader'));
+      await this.grpc.shutdown(options.graceMs ?? 5000);
+      await this.events.stop();
+      this.log.info('stopped');
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * One etcd transaction: guards ("compares"), writes, and — when a guard fails — an
+ * explanation of WHICH guard failed. etcd only answers "succeeded: false"; to tell a lost
+ * compare-and-swap (re-read and retry) from a lost fence (stop: we are not the leader) from a
+ * moved event counter (refresh and retry), the failure branch reads every guarded key and the
+ * guards are re-evaluated here against what it returned, at the same revision.
+ *
+ * We use the raw KV RPC rather than etcd3's ComparatorBuilder because the builder cannot run a
+ * transaction with zero compares and hides the failure branch's responses behind its own types.
+ */
+import { Range, type Etcd3, type IKeyValue, type IRequestOp, type ITxnResponse, type ICompare } from 'etcd3';
+
+export type CompareTarget = 'Create' | 'Mod' | 'Version' | 'Value';
+export type CompareOp = '==' | '!=' | '<' | '>';
+
+/** A guard on one key. `reason` names it in explanations ("fence", "cas", "event-seq"). */
+export interface Compare {
+  key: string;
+  target: CompareTarget;
+  op: CompareOp;
+  /** Revisions and versions as decimal text (etcd's int64), values as text. */
+  value: string;
+  reason: string;
+}
+
+export type TxnOp =
+  | { kind: 'put'; key: string; value: string; lease?: string }
+  | { kind: 'delete'; key: string }
+  | { kind: 'delete-range'; from: string; to: string };
+
+export interface KeyState {
+  createRevision: string;
+  modRevision: string;
+  version: string;
+  value: string;
+}
+
+export type TxnOutcome =
+  | { succeeded: true; revision: string; response: ITxnResponse }
+  | {
+      succeeded: false;
+      revision: string;
+      /** The guards that did not hold. */
+      failed: Compare[];
+      /** What each guarded key held when the transaction ran (absent keys are missing). */
+      current: Map<string, KeyState>;
+    };
+
+const RESULT: Record<CompareOp, ICompare['result']> = { '==': 'Equal', '!=': 'NotEqual', '<': 'Less', '>': 'Greater' };
+
+function toCompare(c: Compare): ICompare {
+  const key = Buffer.from(c.key);
+  switch (c.target) {
+    case 'Create': return { key, target: 'Create', result: RESULT[c.op], create_revision: c.value };
+    case 'Mod': return { key, target: 'Mod', result: RESULT[c.op], mod_revision: c.value };
+    case 'Version': return { key, target: 'Version', result: RESULT[c.op], version: c.value };
+    case 'Value': return { key, target: 'Value', result: RESULT[c.op], value: Buffer.from(c.value) };
+  }
+}
+
+function toOp(op: TxnOp): IRequestOp {
+  switch (op.kind) {
+    case 'put': return { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value), ...(op.lease ? { lease: op.lease } : {}) } };
+    case 'delete': return { request_delete_range: { key: Buffer.from(op.key) } };
+    case 'delete-range': return { request_delete_range: { key: Buffer.from(op.from), range_end: Buffer.from(op.to) } };
+  }
+}
+
+export function keyState(kv: IKeyValue): KeyState {
+  return { createRevision: kv.create_revision, modRevision: kv.mod_revision, version: kv.version, value: kv.value.toString() };
+}
+
+function cmp(actual: bigint | string, op: CompareOp, expected: bigint | string): boolean {
+  switch (op) {
+    case '==': return actual === expected;
+    case '!=': return actual !== expected;
+    case '<': return actual < expected;
+    case '>': return actual > expected;
+  }
+}
+
+/** Whether `c` holds for a key in `state` (undefined = absent: etcd compares zero values). */
+export function holds(c: Compare, state: KeyState | undefined): boolean {
+  if (c.target === 'Value') return state !== undefined && cmp(state.value, c.op, c.value);
+  const field = c.target === 'Create' ? state?.createRevision : c.target === 'Mod' ? state?.modRevision : state?.version;
+  return cmp(BigInt(field ?? '0'), c.op, BigInt(c.value));
+}
+
+/** Runs one transaction; never throws for a failed guard, only for etcd errors. */
+export async function runTxn(client: Etcd3, compares: readonly Compare[], ops: readonly TxnOp[]): Promise<TxnOutcome> {
+  const guarded = [...new Set(compares.map((c) => c.key))];
+  const response = await client.kv.txn({
+    compare: compares.map(toCompare),
+    success: ops.map(toOp),
+    failure: guarded.map((key) => ({ request_range: { key: Buffer.from(key) } })),
+  });
+  const revision = response.header.revision;
+  if (response.succeeded) return { succeeded: true, revision, response };
+  const current = new Map<string, KeyState>();
+  for (const r of response.responses) {
+    for (const kv of r.response_range?.kvs ?? []) current.set(kv.key.toString(), keyState(kv));
+  }
+  const failed = compares.filter((c) => !holds(c, current.get(c.key)));
+  return { succeeded: false, revision, failed, current };
+}
+
+/** Reads several prefixes at ONE revision (a snapshot), e.g. members, facts and nodes. */
+export async function readPrefixes(
+  client: Etcd3,
+  prefixes: readonly { prefix: string; keysOnly?: boolean }[],
+): Promise<{ revision: string; kvs: IKeyValue[][] }> {
+  const response = await client.kv.txn({
+    compare: [],
+    success: prefixes.map(({ prefix, keysOnly }) => {
+      const range = Range.prefix(prefix);
+      return { request_range: { key: range.start, range_end: range.end, keys_only: keysOnly === true } };
+    }),
+    failure: [],
+  });
+  return { revision: response.header.revision, kvs: response.responses.map((r) => r.response_range?.kvs ?? []) };
+}
+
+/** Reads single keys at one revision; missing keys are undefined. */
+export async function readKeys(client: Etcd3, keys: readonly string[]): Promise<{ revision: string; kvs: (IKeyValue | undefined)[] }> {
+  const response = await client.kv.txn({
+    compare: [],
+    success: keys.map((key) => ({ request_range: { key: Buffer.from(key) } })),
+    failure: [],
+  });
+  return { revision: response.header.revision, kvs: response.responses.map((r) => r.response_range?.kvs?.[0]) };
+}

@@ -1,0 +1,101 @@
+/**
+ * The coordinator's one gRPC port: AgentService (leader only), ClusterService (every
+ * replica), standard health checking (grpc.health.v1: "" = SERVING while etcd answers,
+ * "cluster.v1.AgentService" = SERVING only on the leader, so a load balancer or an agent can
+ * find the leader with a plain health probe) and server reflection, so that
+ * `grpcurl -plaintext HOST:PORT list` works without the .proto at hand.
+ */
+import { dirname, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import { ReflectionService } from '@grpc/reflection';
+import { loadProto, InvalidArgumentError, type Logger } from '../shared';
+import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
+import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
+
+export const AGENT_SERVICE_NAME = 'cluster.v1.AgentService';
+export const CLUSTER_SERVICE_NAME = 'cluster.v1.ClusterService';
+
+export interface GrpcServerOptions {
+  logger: Logger;
+  agentService: AgentServiceHandlers;
+  clusterService: ClusterServiceHandlers;
+}
+
+/** Splits "host:port" / "[v6]:port"; port 0 = any free port. */
+export function parseHostPort(text: string, what: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new InvalidArgumentError(`invalid ${what} ${JSON.stringify(text)}: use HOST:PORT, e.g. 127.0.0.1:7400 (port 0 picks a free port)`);
+  return { host: m[1], port };
+}
+
+export class GrpcServer {
+  readonly server: grpc.Server;
+  private readonly health: HealthImplementation;
+  private readonly log: Logger;
+  private port?: number;
+
+  constructor(options: GrpcServerOptions) {
+    this.log = options.logger.child({ component: 'grpc-server' });
+    const { api, packageDefinition } = loadProto();
+    this.server = new grpc.Server({
+      // Agents keep one idle stream each for days: let the transport notice dead peers.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    });
+    this.server.addService(api.cluster.v1.AgentService.service, options.agentService);
+    this.server.addService(api.cluster.v1.ClusterService.service, options.clusterService);
+
+    this.health = new HealthImplementation({ '': 'NOT_SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING', [CLUSTER_SERVICE_NAME]: 'NOT_SERVING' });
+    this.health.addToServer(this.server);
+
+    // Reflection over our contract plus the health service (loaded by relative name so the
+    // descriptor's file name is the conventional "health/v1/health.proto").
+    const healthDefinition = protoLoader.loadSync('health/v1/health.proto', {
+      includeDirs: [resolve(dirname(healthProtoPath), '..', '..')],
+    });
+    new ReflectionService({ ...packageDefinition, ...healthDefinition }).addToServer(this.server);
+  }
+
+  /** Binds `listen` (HOST:PORT, port 0 = any) and returns the bound port. */
+  bind(listen: string): Promise<number> {
+    parseHostPort(listen, '--listen address');
+    return new Promise((res, rej) => {
+      this.server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) {
+          rej(new InvalidArgumentError(`cannot listen on ${listen}: ${err.message}`));
+          return;
+        }
+        this.port = port;
+        res(port);
+      });
+    });
+  }
+
+  get boundPort(): number | undefined {
+    return this.port;
+  }
+
+  setHealth(service: string, status: ServingStatus): void {
+    this.health.setStatus(service, status);
+  }
+
+  /** Graceful stop: refuse new calls, wait up to `graceMs` for open ones, then force. */
+  async shutdown(graceMs: number): Promise<void> {
+    await new Promise<void>((res) => {
+      const force = setTimeout(() => {
+        this.log.warn('grace period over; closing remaining calls', { graceMs });
+        this.server.forceShutdown();
+        res();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        res();
+      });
+    });
+  }
+}

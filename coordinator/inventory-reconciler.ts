@@ -1,0 +1,353 @@
+/**
+ * The inventory reconciler (leader only), level-triggered (fleet's reconcile loop): read
+ * members/, facts/ and nodes/ at one revision, compute the difference with the PURE
+ * `planInventory`, run the actions. A pass runs at start, after watch events on members/ and
+ * facts/ (coalesced: a burst of 1,000 joins is a handful of passes, not 1,000), and on a timer
+ * to catch anything a watch missed. Because a pass only derives from what etcd holds, a
+ * coordinator restart or failover changes no node's state; it re-derives reachability.
+ */
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import {
+  decodeMember, decodeNode, errorMessage, NotLeaderError, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord,
+} from '../shared';
+import { readPrefixes, type Compare } from './etcd-txn';
+import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
+
+// ---------------------------------------------------------------------------------------
+// The pure part.
+// ---------------------------------------------------------------------------------------
+
+/** Member fields copied onto the node record. */
+export const AGENT_FIELDS = ['agentVersion', 'bootId', 'hostname', 'address'] as const;
+export type AgentField = (typeof AGENT_FIELDS)[number];
+
+export type InventoryAction =
+  /** First contact: a member key and no node record → New. */
+  | { kind: 'create'; nodeId: string; member: MemberRecord }
+  /** Facts present, state New → Discovered. */
+  | { kind: 'discover'; nodeId: string }
+  /** Member key gone → reachable=false, unreachableSince=now; lifecycle untouched. */
+  | { kind: 'unreachable'; nodeId: string; since: string }
+  /** Member key back → reachable=true, unreachableSince cleared; lifecycle untouched. */
+  | { kind: 'reachable'; nodeId: string; member: MemberRecord }
+  /** The agent's version / boot id / hostname / address changed. */
+  | { kind: 'agent-changed'; nodeId: string; member: MemberRecord; fields: AgentField[] }
+  /** Recorded as connected but this leader holds no stream for it (e.g. after a failover). */
+  | { kind: 'disconnected'; nodeId: string };
+
+export interface InventoryInput {
+  members: ReadonlyMap<string, MemberRecord>;
+  factsPresent: ReadonlySet<string>;
+  nodes: ReadonlyMap<string, NodeRecord>;
+  /** Nodes with an open agent stream on this leader. */
+  streams: ReadonlySet<string>;
+  /** RFC 3339. */
+  now: string;
+}
+
+export function changedAgentFields(node: NodeRecord, member: MemberRecord): AgentField[] {
+  // An empty member field (an older agent) is "unknown", not a change to empty.
+  return AGENT_FIELDS.filter((f) => member[f] !== '' && (node[f] ?? '') !== member[f]);
+}
+
+/** Desired vs actual → actions, in node id order, a node's actions in the order to apply them. */
+export function planInventory(input: InventoryInput): InventoryAction[] {
+  const ids = [...new Set([...input.members.keys(), ...input.nodes.keys()])].sort();
+  const actions: InventoryAction[] = [];
+  for (const nodeId of ids) {
+    const member = input.members.get(nodeId);
+    const node = input.nodes.get(nodeId);
+    if (!node) {
+      if (!member) continue;
+      actions.push({ kind: 'create', nodeId, member });
+      if (input.factsPresent.has(nodeId)) actions.push({ kind: 'discover', nodeId });
+      continue;
+    }
+    if (member && !node.reachable) {
+      actions.push({ kind: 'reachable', nodeId, member });
+    } else if (member) {
+      const fields = changedAgentFields(node, member);
+      if (fields.length > 0) actions.push({ kind: 'agent-changed', nodeId, member, fields });
+    } else if (node.reachable) {
+      actions.push({ kind: 'unreachable', nodeId, since: input.now });
+    }
+    if (node.state === 'New' && input.factsPresent.has(nodeId)) actions.push({ kind: 'discover', nodeId });
+    if (node.connected && !input.streams.has(nodeId)) actions.push({ kind: 'disconnected', nodeId });
+  }
+  return actions;
+}
+
+function agentInfo(member: MemberRecord): Partial<NodeRecord> {
+  const out: Partial<NodeRecord> = {};
+  for (const f of AGENT_FIELDS) if (member[f] !== '') out[f] = member[f];
+  return out;
+}
+
+/**
+ * The mutator for one action, re-deciding on the CURRENT record (a CAS retry sees fresh data,
+ * so a stale plan is never replayed blindly). Pure as well.
+ */
+export function applyAction(action: InventoryAction, current: NodeRecord | undefined, now: string, isStreamOpen: (id: string) => boolean): NodeChange | undefined {
+  const id = action.nodeId;
+  switch (action.kind) {
+    case 'create':
+      if (current) return undefined;
+      return {
+        next: { ...newNodeRecord(id, now), ...agentInfo(action.member), instanceId: action.member.instanceId, reachable: true, lastSeenAt: now },
+        event: { type: 'node.created', message: `first contact with agent on ${action.member.hostname || action.member.address || id}` },
+      };
+    case 'discover':
+      if (current?.state !== 'New') return undefined;
+      return { next: { ...current, state: 'Discovered' }, event: { type: 'node.discovered', message: 'hardware facts reported' } };
+    case 'unreachable':
+      if (!current?.reachable) return undefined;
+      return {
+        next: { ...current, reachable: false, unreachableSince: action.since },
+        event: { type: 'node.unreachable', message: `membership key expired (agent silent since ${current.lastSeenAt ?? 'unknown'})` },
+      };
+    case 'reachable': {
+      if (!current || current.reachable) return undefined;
+      const { unreachableSince, ...rest } = current;
+      return {
+        next: { ...rest, ...agentInfo(action.member), instanceId: action.member.instanceId, reachable: true, lastSeenAt: now },
+        event: { type: 'node.reachable', message: `membership key back${unreachableSince ? ` (unreachable since ${unreachableSince})` : ''}` },
+      };
+    }
+    case 'agent-changed': {
+      if (!current) return undefined;
+      const fields = changedAgentFields(current, action.member);
+      if (fields.length === 0) return undefined;
+      return {
+        next: { ...current, ...agentInfo(action.member), instanceId: action.member.instanceId, lastSeenAt: now },
+        event: { type: 'node.updated', message: fields.map((f) => `${f} ${current[f] ?? '(none)'} → ${action.member[f]}`).join(', ') },
+      };
+    }
+    case 'disconnected':
+      if (!current?.connected || isStreamOpen(id)) return undefined;
+      return { next: { ...current, connected: false }, event: { type: 'node.disconnected', message: 'no agent stream open on the current leader' } };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The loop.
+// ---------------------------------------------------------------------------------------
+
+export interface InventoryReconcilerOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  nodes: NodeStore;
+  /** Which nodes have a stream open here (AgentStreams). */
+  streams: { isConnected(nodeId: string): boolean; connectedIds(): string[] };
+  isLeader: () => boolean;
+  clock: Clock;
+  logger: Logger;
+  /** Timer pass period (default 30 s). */
+  resyncIntervalMs?: number;
+  /** Delay that gathers a burst of watch events into one pass (default 100 ms). */
+  debounceMs?: number;
+  /** Nodes worked on at once within a pass (default 16). */
+  concurrency?: number;
+}
+
+export interface PassResult {
+  actions: InventoryAction[];
+  applied: number;
+  failed: number;
+}
+
+export class InventoryReconciler {
+  private readonly opts: Required<Pick<InventoryReconcilerOptions, 'resyncIntervalMs' | 'debounceMs' | 'concurrency'>> & InventoryReconcilerOptions;
+  private readonly log: Logger;
+  private watchers: Watcher[] = [];
+  private timer?: NodeJS.Timeout;
+  private debounce?: NodeJS.Timeout;
+  private running?: Promise<PassResult | undefined>;
+  private again = false;
+  private active = false;
+  /** Resolves once the first pass after start() finished. */
+  private firstPass?: Promise<unknown>;
+
+  constructor(options: InventoryReconcilerOptions) {
+    this.opts = { resyncIntervalMs: 30_000, debounceMs: 100, concurrency: 16, ...options };
+    this.log = options.logger.child({ component: 'inventory-reconciler' });
+  }
+
+  /** Starts watching and runs a first pass (the leader calls this on gaining leadership). */
+  start(): void {
+    if (this.active) return;
+    this.active = true;
+    const { client, keyspace } = this.opts;
+    for (const prefix of [keyspace.membersPrefix(), keyspace.factsPrefix()]) {
+      const w = client.watch().prefix(prefix).watcher();
+      w.on('put', () => this.schedule());
+      w.on('delete', () => this.schedule());
+      w.on('connected', () => this.schedule());
+      w.on('error', (err) => this.log.warn('watch error; the timer pass will catch up', { prefix, err: errorMessage(err) }));
+      this.watchers.push(w);
+    }
+    this.timer = setInterval(() => this.schedule(), this.opts.resyncIntervalMs);
+    this.timer.unref();
+    this.firstPass = this.trigger();
+  }
+
+  async stop(): Promise<void> {
+    this.active = false;
+    clearInterval(this.timer);
+    clearTimeout(this.debounce);
+    this.debounce = undefined;
+    const ws = this.watchers;
+    this.watchers = [];
+    await Promise.all(ws.map((w) => { w.removeAllListeners(); return w.cancel().catch(() => undefined); }));
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Waits for the first pass after start() (tests, startup logs). */
+  async ready(): Promise<void> {
+    await this.firstPass;
+  }
+
+  /** Asks for a pass soon; bursts collapse into one. */
+  schedule(): void {
+    if (!this.active || this.debounce) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.trigger().catch(() => undefined);
+    }, this.opts.debounceMs);
+  }
+
+  /** Runs a pass now, or once more right after the one in progress. */
+  private trigger(): Promise<PassResult | undefined> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      let result: PassResult | undefined;
+      try {
+        do {
+          this.again = false;
+          result = await this.runOnce().catch((err: unknown) => {
+            this.log.warn('inventory pass failed; will retry', { err: errorMessage(err) });
+            return undefined;
+          });
+        } while (this.again && this.active);
+      } finally {
+        this.running = undefined;
+      }
+      return result;
+    })();
+    return this.running;
+  }
+
+  /** One pass: read, plan, act. Leadership is checked first and fences every write. */
+  async runOnce(): Promise<PassResult | undefined> {
+    const { client, keyspace, nodes, clock, streams } = this.opts;
+    if (!this.opts.isLeader()) return undefined;
+    const { kvs } = await readPrefixes(client, [
+      { prefix: keyspace.membersPrefix() },
+      { prefix: keyspace.factsPrefix(), keysOnly: true },
+      { prefix: keyspace.nodesPrefix() },
+    ]);
+    const members = new Map<string, MemberRecord>();
+    const memberKvs = new Map<string, IKeyValue>();
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      const id = keyspace.parseMember(key);
+      if (id === undefined) continue;
+      try {
+        members.set(id, { ...decodeMember(key, kv.value.toString()), nodeId: id });
+        memberKvs.set(id, kv);
+      } catch (err) {
+        this.log.warn('ignoring unreadable member record', { key, err: errorMessage(err) });
+      }
+    }
+    const factsPresent = new Set<string>();
+    for (const kv of kvs[1]) {
+      const id = keyspace.parseFacts(kv.key.toString());
+      if (id !== undefined) factsPresent.add(id);
+    }
+    const known = new Map<string, VersionedNode>();
+    for (const kv of kvs[2]) {
+      const key = kv.key.toString();
+      const id = keyspace.parseNode(key);
+      if (id === undefined) continue;
+      try {
+        known.set(id, { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision });
+      } catch (err) {
+        this.log.warn('ignoring unreadable node record', { key, err: errorMessage(err) });
+      }
+    }
+    const now = clock.iso();
+    const actions = planInventory({
+      members,
+      factsPresent,
+      nodes: new Map([...known].map(([id, v]) => [id, v.record])),
+      streams: new Set(streams.connectedIds()),
+      now,
+    });
+    if (actions.length === 0) return { actions, applied: 0, failed: 0 };
+
+    // A node's actions run in order (create before discover); nodes run side by side.
+    const byNode = new Map<string, InventoryAction[]>();
+    for (const a of actions) byNode.set(a.nodeId, [...(byNode.get(a.nodeId) ?? []), a]);
+    let applied = 0;
+    let failed = 0;
+    let notLeader: NotLeaderError | undefined;
+    const queue = [...byNode.entries()];
+    const worker = async (): Promise<void> => {
+      for (let next = queue.shift(); next && !notLeader; next = queue.shift()) {
+        const [nodeId, list] = next;
+        let first: VersionedNode | null | undefined = known.get(nodeId) ?? null;
+        for (const action of list) {
+          try {
+            const res = await nodes.mutate(nodeId, (current) => applyAction(action, current, clock.iso(), (id) => streams.isConnected(id)), {
+              known: first,
+              guards: this.guardsFor(action, memberKvs.get(nodeId)),
+            });
+            first = res.node ?? undefined;
+            if (res.changed) applied++;
+            else if (res.guardFailed) {
+              // Membership moved since the read; the watch event that moved it brings a new pass.
+              this.log.debug('action skipped: membership changed meanwhile', { nodeId, action: action.kind });
+              break;
+            }
+          } catch (err) {
+            if (err instanceof NotLeaderError) {
+              notLeader = err;
+              return;
+            }
+            failed++;
+            this.log.warn('inventory action failed', { nodeId, action: action.kind, err: errorMessage(err) });
+            break;
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.opts.concurrency, byNode.size) }, worker));
+    if (notLeader) {
+      this.log.warn('inventory pass stopped: not the leader', { err: notLeader.message });
+    } else {
+      this.log.debug('inventory pass', { actions: actions.length, applied, failed });
+    }
+    return { actions, applied, failed };
+  }
+
+  /**
+   * The membership fact an action was derived from must still hold when it is written:
+   * "unreachable" needs the member key still absent; the others need it unchanged.
+   */
+  private guardsFor(action: InventoryAction, memberKv: IKeyValue | undefined): Compare[] {
+    const key = this.opts.keyspace.member(action.nodeId);
+    switch (action.kind) {
+      case 'unreachable':
+        return [{ key, target: 'Create', op: '==', value: '0', reason: 'member-absent' }];
+      case 'create':
+      case 'reachable':
+      case 'agent-changed':
+        return memberKv ? [{ key, target: 'Mod', op: '==', value: memberKv.mod_revision, reason: 'member-unchanged' }] : [];
+      case 'discover':
+      case 'disconnected':
+        return [];
+    }
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Reading groups/<name> and configs/<bundle>/<version> for jobs. ConfigService
+ * (coordinator/config/) owns writing them; this is the minimal reader jobs need, with the
+ * record shapes agreed in the jobs brief: group = {name, bundle, version, variables, minSize,
+ * dependsOn, verifySchedule, repairPolicy, autoCommission:[{selector}]}, bundle = the validated
+ * Bundle JSON of shared/bundle/types.ts. Replace with ConfigService's own reader when it lands.
+ */
+import type { Etcd3 } from 'etcd3';
+import { InvalidArgumentError, NotFoundError, type Keyspace } from '../../shared';
+import type { Bundle } from '../../shared/bundle';
+import { readKeys, readPrefixes } from '../etcd-txn';
+import type { GroupRules } from './group-rules';
+
+export interface GroupRecord {
+  name: string;
+  bundle: string;
+  version: string;
+  variables: Record<string, string>;
+  minSize?: number;
+  dependsOn?: string[];
+  verifySchedule?: string;
+  repairPolicy?: string;
+  autoCommission?: { selector: string }[];
+  updatedAt?: string;
+}
+
+export function decodeGroup(key: string, text: string): GroupRecord {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new InvalidArgumentError(`etcd value at ${key} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof o !== 'object' || o === null || typeof o.name !== 'string') throw new InvalidArgumentError(`etcd value at ${key} is not a group record`);
+  const vars: Record<string, string> = {};
+  if (o.variables && typeof o.variables === 'object') {
+    for (const [k, v] of Object.entries(o.variables as Record<string, unknown>)) vars[k] = String(v);
+  }
+  return {
+    ...(o as Partial<GroupRecord>),
+    name: o.name,
+    bundle: typeof o.bundle === 'string' ? o.bundle : '',
+    version: typeof o.version === 'string' ? o.version : typeof o.version === 'number' ? String(o.version) : '',
+    variables: vars,
+  };
+}
+
+export function groupRules(g: GroupRecord): GroupRules {
+  return { ...(g.minSize !== undefined ? { minSize: g.minSize } : {}), ...(g.dependsOn ? { dependsOn: g.dependsOn } : {}) };
+}
+
+/** "name@version" → parts; InvalidArgumentError naming the field otherwise. */
+export function parseBundleRef(text: string, what = 'bundle'): { name: string; version: string } {
+  const m = /^([^@\s]+)@([^@\s]+)$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`${what} ${JSON.stringify(text)}: use NAME@VERSION, e.g. base@3`);
+  return { name: m[1], version: m[2] };
+}
+
+export class ConfigReader {
+  constructor(private readonly client: Etcd3, private readonly keyspace: Keyspace) {}
+
+  async group(name: string): Promise<{ record: GroupRecord; modRevision: string } | undefined> {
+    const key = this.keyspace.group(name);
+    const { kvs } = await readKeys(this.client, [key]);
+    const kv = kvs[0];
+    return kv ? { record: decodeGroup(key, kv.value.toString()), modRevision: kv.mod_revision } : undefined;
+  }
+
+  async requireGroup(name: string): Promise<GroupRecord> {
+    const g = await this.group(name);
+    if (!g) throw new NotFoundError(`group ${name} not found (define it with \`clusterctl group set ${name} --bundle NAME@VERSION\`)`);
+    return g.record;
+  }
+
+  async allGroups(): Promise<GroupRecord[]> {
+    const { kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.groupsPrefix() }]);
+    const out: GroupRecord[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (this.keyspace.parseGroup(key) === undefined) continue;
+      try { out.push(decodeGroup(key, kv.value.toString())); } catch { /* an unreadable group has no rules to enforce */ }
+    }
+    return out;
+  }
+
+  /** The stored bundle; NotFoundError naming it (and how to push one) when absent. */
+  async bundle(name: string, version: string): Promise<Bundle> {
+    const key = this.keyspace.config(name, version);
+    const { kvs } = await readKeys(this.client, [key]);
+    const kv = kvs[0];
+    if (!kv) throw new NotFoundError(`bundle ${name}@${version} not found (push it with \`clusterctl bundle push FILE\`)`);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(kv.value.toString());
+    } catch (err) {
+      throw new InvalidArgumentError(`stored bundle ${name}@${version} is not JSON: ${(err as Error).message}`);
+    }
+    // Stored bundles were validated (and compiled) by ConfigService before they were written.
+    const b = doc as Partial<Bundle> | null;
+    if (!b || typeof b !== 'object' || typeof b.name !== 'string' || !Array.isArray(b.units)) {
+      throw new InvalidArgumentError(`stored bundle ${name}@${version} is not a bundle record (name, version, units)`);
+    }
+    return { variables: {}, verify: [], ...b, name: b.name, version: String(b.version ?? version), units: b.units };
+  }
+
+  /** Distributed file content (files/<name>); the stored value is the content itself, or JSON {content}. */
+  async file(name: string): Promise<string | undefined> {
+    const { kvs } = await readKeys(this.client, [this.keyspace.file(name)]);
+    const text = kvs[0]?.value.toString();
+    if (text === undefined) return undefined;
+    try {
+      const o = JSON.parse(text) as { content?: unknown };
+      if (o && typeof o === 'object' && typeof o.content === 'string') return o.content;
+    } catch { /* plain content */ }
+    return text;
+  }
+}

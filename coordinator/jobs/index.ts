@@ -1,0 +1,58 @@
+/**
+ * Lifecycle jobs: what coordinator.ts wires. `createJobs` builds the pieces of one replica:
+ * the JobService handlers (any replica) and the leader's JobRunner (start on `gained`, stop on
+ * `lost`).
+ */
+import type { Etcd3 } from 'etcd3';
+import type { Clock, Keyspace, Logger } from '../../shared';
+import type { AgentStreams } from '../agent-streams';
+import type { EventLog } from '../event-log';
+import type { Fence, NodeStore } from '../node-store';
+import { ConfigReader } from './config-records';
+import { JobRunner, type JobRunnerOptions } from './job-runner';
+import { createJobServiceHandlers } from './job-service';
+import { JobStarter } from './job-starter';
+import { JobStore } from './job-store';
+import type { JobServiceHandlers } from '../../generated/cluster/v1/JobService';
+
+export interface JobsOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  events: EventLog;
+  /** The coordinator's node store (fenced by the election). */
+  nodes: NodeStore;
+  streams: AgentStreams;
+  fence: Fence;
+  isLeader: () => boolean;
+  clock: Clock;
+  logger: Logger;
+  runner?: Partial<Pick<JobRunnerOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'cancelGraceMs' | 'progressFlushMs' | 'resyncIntervalMs'>>;
+}
+
+export interface Jobs {
+  store: JobStore;
+  runner: JobRunner;
+  handlers: JobServiceHandlers;
+}
+
+export function createJobs(o: JobsOptions): Jobs {
+  const logger = o.logger.child({ component: 'jobs' });
+  const store = new JobStore({ client: o.client, keyspace: o.keyspace, events: o.events, logger });
+  const config = new ConfigReader(o.client, o.keyspace);
+  const starter = new JobStarter({ client: o.client, keyspace: o.keyspace, store, config, clock: o.clock });
+  const runner = new JobRunner({
+    client: o.client, keyspace: o.keyspace, store: store.fenced(o.fence), nodes: o.nodes, streams: o.streams, config,
+    isLeader: o.isLeader, clock: o.clock, logger, ...o.runner,
+  });
+  return { store, runner, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
+}
+
+export { JobRunner, CANCELLED_BY_OPERATOR, commandKindFor, type JobRunnerOptions } from './job-runner';
+export { JobStore, type VersionedJob } from './job-store';
+export { JobStarter, WORKING_STATE, parseFactSelector, matchesFacts } from './job-starter';
+export { ConfigReader, decodeGroup, parseBundleRef, groupRules, type GroupRecord } from './config-records';
+export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';
+export * from './job-record';
+export { chunk, claimConflicts, rollbackSet, CLAIM_CHUNK } from './claim-plan';
+export { planBatches, parseBatchSize, thresholdExceeded, type Strategy, type BatchSize } from './batch-plan';
+export { checkGroupRules, checkDependents, type GroupRules } from './group-rules';

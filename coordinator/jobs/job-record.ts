@@ -1,0 +1,208 @@
+/**
+ * The job records stored in etcd (jobs/<jobId>, jobs/<jobId>/nodes/<nodeId>), their strict
+ * decoders, the job state machine (pure, tested by table), job ids sortable by time, and the
+ * bounded output kept per node (head + tail, Contiv #103/#113: output of every job is kept,
+ * but a chatty command must not blow etcd's 1.5 MiB request limit).
+ */
+import { randomBytes } from 'node:crypto';
+import { FailedPreconditionError, InvalidArgumentError } from '../../shared';
+
+export const JOB_KINDS = ['commission', 'upgrade', 'decommission', 'verify', 'repair'] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
+export function isJobKind(s: string): s is JobKind {
+  return (JOB_KINDS as readonly string[]).includes(s);
+}
+
+export const JOB_STATES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export function isJobState(s: string): s is JobState {
+  return (JOB_STATES as readonly string[]).includes(s);
+}
+
+/** Job moves: a job is cancellable in every unfinished state (Contiv #62, #63). */
+export const JOB_TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
+  Pending: ['Running', 'Cancelling', 'Failed', 'Cancelled'],
+  Running: ['Succeeded', 'Failed', 'Cancelling'],
+  Cancelling: ['Cancelled'],
+  Succeeded: [],
+  Failed: [],
+  Cancelled: [],
+};
+
+export function isFinished(s: JobState): boolean {
+  return JOB_TRANSITIONS[s].length === 0;
+}
+
+/** States the runner works on. */
+export function isActive(s: JobState): boolean {
+  return s === 'Pending' || s === 'Running' || s === 'Cancelling';
+}
+
+export function checkJobTransition(jobId: string, from: JobState, to: JobState): void {
+  if (JOB_TRANSITIONS[from].includes(to)) return;
+  throw new FailedPreconditionError(
+    `job ${jobId} is ${from}; it cannot become ${to}` + (isFinished(from) ? ' (it has finished)' : ` (from ${from}: ${JOB_TRANSITIONS[from].join(', ')})`),
+  );
+}
+
+export const JOB_NODE_STATES = ['pending', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'] as const;
+export type JobNodeState = (typeof JOB_NODE_STATES)[number];
+export function isNodeDone(s: JobNodeState): boolean {
+  return s !== 'pending' && s !== 'running';
+}
+
+export interface JobTargets {
+  nodeIds?: string[];
+  labelSelector?: string;
+  factSelector?: string;
+  group?: string;
+}
+
+export interface JobRecord {
+  id: string;
+  kind: JobKind;
+  state: JobState;
+  /** As asked (for the record); `nodeIds` is what they resolved to, once, sorted. */
+  targets: JobTargets;
+  nodeIds: string[];
+  /** The group (commission -g: the group the nodes join). */
+  group?: string;
+  /** "name@version" of the bundle the job applies (decommission/verify: per node, see JobNodeRecord.bundle). */
+  bundle?: string;
+  /** Group variables + extra vars, merged over the bundle's own on the agent. */
+  variables: Record<string, string>;
+  strategy: 'all-at-once' | 'rolling';
+  batch: string;
+  maxFailures: number;
+  dryRun: boolean;
+  force: boolean;
+  batches: string[][];
+  currentBatch: number;
+  message: string;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  requestedBy: string;
+  /** False while StartJob is still claiming nodes: the runner leaves the job alone. */
+  claimed: boolean;
+}
+
+export interface JobNodeUnit {
+  unitId: string;
+  status: string;
+  message: string;
+}
+
+export interface JobNodeRecord {
+  nodeId: string;
+  state: JobNodeState;
+  batch: number;
+  commandId?: string;
+  attempt: number;
+  /** "name@version" sent to this node. */
+  bundle?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  error?: string;
+  output?: string;
+  units: JobNodeUnit[];
+  planJson?: string;
+  driftJson?: string;
+}
+
+export const OUTPUT_LIMIT = 64 * 1024;
+
+/** Keeps head and tail of `text` within `limit` characters. */
+export function boundOutput(text: string, limit = OUTPUT_LIMIT): string {
+  if (text.length <= limit) return text;
+  const marker = `\n[... ${text.length - limit} characters omitted ...]\n`;
+  const half = Math.max(0, Math.floor((limit - marker.length) / 2));
+  return text.slice(0, half) + marker + text.slice(text.length - half);
+}
+
+/** `j-20250101123045-ab12cd`: lexical order is creation order (to the second). */
+export function newJobId(now: Date, random: () => Buffer = () => randomBytes(3)): string {
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  const stamp = `${now.getUTCFullYear()}${p(now.getUTCMonth() + 1)}${p(now.getUTCDate())}${p(now.getUTCHours())}${p(now.getUTCMinutes())}${p(now.getUTCSeconds())}`;
+  return `j-${stamp}-${random().toString('hex')}`;
+}
+
+function parseObject(key: string, text: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`etcd value at ${key} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`etcd value at ${key} is not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+
+export function decodeJob(key: string, text: string): JobRecord {
+  const o = parseObject(key, text);
+  if (typeof o.id !== 'string') throw new InvalidArgumentError(`etcd value at ${key}: field id must be a string`);
+  if (typeof o.kind !== 'string' || !isJobKind(o.kind)) throw new InvalidArgumentError(`etcd value at ${key}: unknown job kind ${JSON.stringify(o.kind)}`);
+  if (typeof o.state !== 'string' || !isJobState(o.state)) throw new InvalidArgumentError(`etcd value at ${key}: unknown job state ${JSON.stringify(o.state)}`);
+  return {
+    ...(o as Partial<JobRecord>),
+    id: o.id,
+    kind: o.kind,
+    state: o.state,
+    targets: (o.targets && typeof o.targets === 'object' ? o.targets : {}),
+    nodeIds: strings(o.nodeIds),
+    variables: (o.variables && typeof o.variables === 'object' ? o.variables : {}) as Record<string, string>,
+    strategy: o.strategy === 'rolling' ? 'rolling' : 'all-at-once',
+    batch: typeof o.batch === 'string' ? o.batch : '1',
+    maxFailures: typeof o.maxFailures === 'number' ? o.maxFailures : 0,
+    dryRun: o.dryRun === true,
+    force: o.force === true,
+    batches: Array.isArray(o.batches) ? o.batches.map(strings) : [],
+    currentBatch: typeof o.currentBatch === 'number' ? o.currentBatch : 0,
+    message: typeof o.message === 'string' ? o.message : '',
+    createdAt: typeof o.createdAt === 'string' ? o.createdAt : '',
+    requestedBy: typeof o.requestedBy === 'string' ? o.requestedBy : '',
+    claimed: o.claimed !== false,
+  };
+}
+
+export function decodeJobNode(key: string, text: string): JobNodeRecord {
+  const o = parseObject(key, text);
+  if (typeof o.nodeId !== 'string') throw new InvalidArgumentError(`etcd value at ${key}: field nodeId must be a string`);
+  const state = typeof o.state === 'string' && (JOB_NODE_STATES as readonly string[]).includes(o.state) ? (o.state as JobNodeState) : undefined;
+  if (!state) throw new InvalidArgumentError(`etcd value at ${key}: unknown job node state ${JSON.stringify(o.state)}`);
+  return {
+    ...(o as Partial<JobNodeRecord>),
+    nodeId: o.nodeId,
+    state,
+    batch: typeof o.batch === 'number' ? o.batch : 0,
+    attempt: typeof o.attempt === 'number' ? o.attempt : 0,
+    units: Array.isArray(o.units) ? (o.units as JobNodeUnit[]) : [],
+  };
+}
+
+/** The job's per-node record before the runner touched it. */
+export function pendingNode(nodeId: string, batch: number): JobNodeRecord {
+  return { nodeId, state: 'pending', batch, attempt: 0, units: [] };
+}
+
+export function batchOf(job: JobRecord, nodeId: string): number {
+  const i = job.batches.findIndex((b) => b.includes(nodeId));
+  return i < 0 ? 0 : i;
+}
+
+/** Counts of nodes by per-node state (nodes without a record count as pending). */
+export function countNodes(job: JobRecord, nodes: ReadonlyMap<string, JobNodeRecord>): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const id of job.nodeIds) {
+    const s = nodes.get(id)?.state ?? 'pending';
+    counts[s] = (counts[s] ?? 0) + 1;
+  }
+  return counts;
+}
+
+/** The command id of a node's attempt: stable, so a resumed job re-sends the SAME id. */
+export function commandIdFor(jobId: string, nodeId: string, attempt: number): string {
+  return `${jobId}/${nodeId}/${attempt}`;
+}

@@ -1,0 +1,309 @@
+/**
+ * StartJob (any replica): validate everything, resolve the targets once, claim the nodes, and
+ * write the job Pending with its event. Every refusal happens before the first write or is
+ * rolled back, so a refused job changes nothing:
+ *
+ *   1. validate the request and the targets (unknown node → NOT_FOUND naming it; an illegal
+ *      lifecycle move → FAILED_PRECONDITION naming the node, its state and the allowed moves;
+ *      maintenance, group rules, a node already in a live job — Contiv #104)
+ *   2. put the job record provisionally (claimed=false: the runner leaves it alone)
+ *   3. claim the nodes in chunks (CAS on each node's mod revision; a lost chunk releases the
+ *      earlier ones and deletes the provisional record)
+ *   4. mark the job claimed, with event job.created (and, for an upgrade naming a bundle, move
+ *      the group to it in the same transaction)
+ */
+import type { Etcd3 } from 'etcd3';
+import {
+  checkTransition, ConflictError, decodeNode, FailedPreconditionError, InvalidArgumentError, NotFoundError, summariseFacts,
+  type Clock, type Facts, type Keyspace, type LifecycleState, type NodeRecord,
+} from '../../shared';
+import { parseSelector, matchesSelector } from '../../shared/selector';
+import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJobRequest';
+import { readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
+import { parseBatchSize, planBatches } from './batch-plan';
+import { chunk, claimConflicts, rollbackSet } from './claim-plan';
+import { ConfigReader, groupRules, parseBundleRef, type GroupRecord } from './config-records';
+import { checkDependents, checkGroupRules } from './group-rules';
+import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobKind, type JobRecord, type JobTargets } from './job-record';
+import type { JobStore, VersionedJob } from './job-store';
+
+/** The lifecycle state a job kind moves its nodes into while working (verify/repair: none). */
+export const WORKING_STATE: Readonly<Record<JobKind, LifecycleState | undefined>> = {
+  commission: 'Commissioning',
+  upgrade: 'Upgrading',
+  decommission: 'Decommissioning',
+  verify: undefined,
+  repair: undefined,
+};
+
+/** States from which verify and repair make sense: something was applied. */
+const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed'];
+
+interface NodeSnapshot {
+  record: NodeRecord;
+  modRevision: string;
+  facts?: Partial<Facts>;
+}
+
+/** Fact selector: "manufacturer=Dell Inc.,cpuCores=16" over the facts summary (values may hold spaces). */
+export function parseFactSelector(text: string): { key: string; op: '=' | '!='; value: string }[] {
+  const out: { key: string; op: '=' | '!='; value: string }[] = [];
+  for (const raw of text.split(',')) {
+    const m = /^\s*([A-Za-z][A-Za-z0-9]*)\s*(!=|==|=)\s*(.*?)\s*$/.exec(raw);
+    if (!m) throw new InvalidArgumentError(`malformed fact selector ${JSON.stringify(text)}: use FIELD=VALUE[,FIELD!=VALUE] over facts summary fields, e.g. "manufacturer=Dell Inc.,cpuCores=16"`);
+    out.push({ key: m[1], op: m[2] === '!=' ? '!=' : '=', value: m[3] });
+  }
+  return out;
+}
+
+export function matchesFacts(sel: ReturnType<typeof parseFactSelector>, facts: Partial<Facts> | undefined): boolean {
+  const summary = summariseFacts(facts) as Record<string, unknown>;
+  return sel.every((r) => {
+    const v = summary[r.key];
+    const text = typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
+    return r.op === '=' ? text === r.value : text !== r.value;
+  });
+}
+
+function parseExtraVars(text: string): Record<string, string> {
+  if (!text.trim()) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`extra vars are not JSON: ${(err as Error).message} (use e.g. {"ntp_server":"10.0.0.1"})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError('extra vars must be a JSON object, e.g. {"ntp_server":"10.0.0.1"}');
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (typeof x === 'object' && x !== null) throw new InvalidArgumentError(`extra var ${k} must be a string, number or boolean`);
+    out[k] = String(x);
+  }
+  return out;
+}
+
+export interface JobStarterOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  store: JobStore;
+  config: ConfigReader;
+  clock: Clock;
+  /** Whole-request retries when a node changed between validation and claim (default 3). */
+  attempts?: number;
+}
+
+export class JobStarter {
+  constructor(private readonly o: JobStarterOptions) {}
+
+  async start(req: StartJobRequest__Output): Promise<VersionedJob> {
+    const attempts = this.o.attempts ?? 3;
+    for (let i = 1; ; i++) {
+      try {
+        return await this.startOnce(req);
+      } catch (err) {
+        if (!(err instanceof ConflictError) || i >= attempts) throw err;
+      }
+    }
+  }
+
+  private async snapshot(): Promise<{ nodes: Map<string, NodeSnapshot>; jobs: Map<string, JobRecord> }> {
+    const ks = this.o.keyspace;
+    const { kvs } = await readPrefixes(this.o.client, [{ prefix: ks.nodesPrefix() }, { prefix: ks.factsPrefix() }]);
+    const nodes = new Map<string, NodeSnapshot>();
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      const id = ks.parseNode(key);
+      if (id === undefined) continue;
+      try { nodes.set(id, { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision }); } catch { /* unreadable: cannot be targeted */ }
+    }
+    for (const kv of kvs[1]) {
+      const id = ks.parseFacts(kv.key.toString());
+      const n = id === undefined ? undefined : nodes.get(id);
+      if (!n) continue;
+      try { n.facts = JSON.parse(kv.value.toString()) as Partial<Facts>; } catch { /* no facts */ }
+    }
+    const jobs = new Map((await this.o.store.list()).map((j) => [j.record.id, j.record]));
+    return { nodes, jobs };
+  }
+
+  private async startOnce(req: StartJobRequest__Output): Promise<VersionedJob> {
+    const kind = req.kind.trim().toLowerCase();
+    if (!isJobKind(kind)) throw new InvalidArgumentError(`unknown job kind ${JSON.stringify(req.kind)}: use one of ${JOB_KINDS.join(', ')}`);
+    const strategyText = req.strategy.trim() || 'all-at-once';
+    if (strategyText !== 'all-at-once' && strategyText !== 'rolling') throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(req.strategy)}: use all-at-once or rolling`);
+    const batchText = req.batch.trim() || '1';
+    const batch = parseBatchSize(batchText);
+    const extraVars = parseExtraVars(req.extraVarsJson);
+    const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
+
+    const ids = [...new Set(req.nodeIds.map((s) => s.trim()).filter(Boolean))];
+    const label = req.labelSelector.trim();
+    const fact = req.factSelector.trim();
+    const groupName = req.group.trim();
+    const given = [ids.length > 0, label !== '', fact !== ''].filter(Boolean).length;
+    // commission -g G with another target: G is the group to join; alone, the group's members are the targets.
+    const groupIsTarget = groupName !== '' && given === 0;
+    if (given + (groupIsTarget ? 1 : 0) !== 1) {
+      throw new InvalidArgumentError('name the nodes with exactly one of: node ids, a label selector (-l), a fact selector, or a group (-g)' +
+        (kind === 'commission' ? '; with commission, -g may also accompany node ids or a selector to name the group they join' : ''));
+    }
+    if (groupName !== '' && !groupIsTarget && kind !== 'commission' && kind !== 'upgrade') {
+      throw new InvalidArgumentError(`${kind}: -g names the target group and cannot be combined with node ids or selectors`);
+    }
+    const labelSel = label ? parseSelector(label) : undefined;
+    const factSel = fact ? parseFactSelector(fact) : undefined;
+
+    const { nodes, jobs } = await this.snapshot();
+
+    let targets: string[];
+    if (ids.length > 0) {
+      const unknown = ids.filter((id) => !nodes.has(id));
+      if (unknown.length > 0) throw new NotFoundError(`node${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} not found (list nodes with \`clusterctl nodes\`)`);
+      targets = ids;
+    } else if (labelSel) {
+      targets = [...nodes.values()].filter((n) => matchesSelector(labelSel, n.record.labels)).map((n) => n.record.id);
+    } else if (factSel) {
+      targets = [...nodes.values()].filter((n) => matchesFacts(factSel, n.facts)).map((n) => n.record.id);
+    } else {
+      targets = [...nodes.values()].filter((n) => n.record.group === groupName).map((n) => n.record.id);
+    }
+    targets.sort();
+    if (targets.length === 0) {
+      throw new FailedPreconditionError(`no node matches ${label ? `label selector ${JSON.stringify(label)}` : fact ? `fact selector ${JSON.stringify(fact)}` : `group ${groupName}`} (list nodes with \`clusterctl nodes\`)`);
+    }
+    const targetNodes = targets.map((id) => nodes.get(id) as NodeSnapshot);
+
+    // --- the group and the bundle -----------------------------------------------------------
+    let group: GroupRecord | undefined;
+    let effectiveGroup = groupName;
+    if (!effectiveGroup) {
+      const groups = [...new Set(targetNodes.map((n) => n.record.group).filter((g): g is string => !!g))];
+      if (groups.length > 1 && kind !== 'decommission' && kind !== 'verify') {
+        throw new InvalidArgumentError(`the nodes belong to different groups (${groups.sort().join(', ')}); run one job per group (-g)`);
+      }
+      if (groups.length === 1) effectiveGroup = groups[0];
+    }
+    if (effectiveGroup) group = await this.o.config.requireGroup(effectiveGroup);
+    let bundle: string | undefined;
+    if (bundleOverride) bundle = `${bundleOverride.name}@${bundleOverride.version}`;
+    else if (group?.bundle && group.version) bundle = `${group.bundle}@${group.version}`;
+    if ((kind === 'commission' || kind === 'upgrade' || kind === 'repair') && !bundle) {
+      throw new InvalidArgumentError(`${kind} needs a bundle: name a group with a bundle (-g GROUP) or a bundle (--bundle NAME@VERSION)`);
+    }
+    if (kind === 'decommission' || kind === 'verify') {
+      const without = targetNodes.filter((n) => !n.record.appliedConfig && !bundle).map((n) => n.record.id);
+      if (without.length > 0) throw new FailedPreconditionError(`node${without.length > 1 ? 's' : ''} ${without.join(', ')} ha${without.length > 1 ? 've' : 's'} no applied config and no group bundle; nothing to ${kind}`);
+    }
+    const refs = new Set<string>(bundle ? [bundle] : []);
+    if (kind === 'decommission' || kind === 'verify') for (const n of targetNodes) if (n.record.appliedConfig) refs.add(n.record.appliedConfig);
+    for (const ref of refs) {
+      const { name, version } = parseBundleRef(ref);
+      await this.o.config.bundle(name, version); // NotFoundError naming it
+    }
+
+    // --- lifecycle, maintenance, group rules, claims by live jobs ---------------------------
+    const working = WORKING_STATE[kind];
+    for (const n of targetNodes) {
+      if (working) checkTransition(n.record.id, n.record.state, working);
+      else if (!APPLIED_STATES.includes(n.record.state)) {
+        throw new FailedPreconditionError(`node ${n.record.id} is ${n.record.state}; ${kind} needs a node that was commissioned (${APPLIED_STATES.join(', ')})`);
+      }
+    }
+    const inMaintenance = targetNodes.filter((n) => n.record.maintenance).map((n) => n.record.id);
+    if (inMaintenance.length > 0 && !req.force) {
+      throw new FailedPreconditionError(`node${inMaintenance.length > 1 ? 's' : ''} ${inMaintenance.join(', ')} ${inMaintenance.length > 1 ? 'are' : 'is'} in maintenance; --force overrides the maintenance flag`);
+    }
+    if (!req.force && effectiveGroup && group && (kind === 'commission' || kind === 'decommission')) {
+      const all = [...nodes.values()].map((n) => ({ id: n.record.id, group: n.record.group, state: n.record.state }));
+      const violations = checkGroupRules(kind, effectiveGroup, groupRules(group), targets, all);
+      if (kind === 'decommission') {
+        const allRules = Object.fromEntries((await this.o.config.allGroups()).map((g) => [g.name, groupRules(g)]));
+        violations.push(...checkDependents(effectiveGroup, allRules, targets, all));
+      }
+      if (violations.length > 0) throw new FailedPreconditionError(`${kind} refused: ${violations.join('; ')} (--force overrides this group rule)`);
+    }
+    const liveness = (jobId: string): 'active' | 'finished' | 'missing' => {
+      const j = jobs.get(jobId);
+      return !j ? 'missing' : isFinished(j.state) ? 'finished' : 'active';
+    };
+    const conflicts = claimConflicts(targetNodes.map((n) => ({ id: n.record.id, currentJob: n.record.currentJob })), '', liveness);
+    if (conflicts.length > 0) {
+      const c = conflicts[0];
+      const other = jobs.get(c.jobId);
+      throw new FailedPreconditionError(
+        `node ${c.nodeId} is already in job ${c.jobId} (${other?.kind ?? 'job'}, ${other?.state ?? 'active'})` +
+        (conflicts.length > 1 ? ` and ${conflicts.length - 1} more node(s) are in running jobs` : '') +
+        `; wait for it (clusterctl job watch ${c.jobId}) or cancel it (clusterctl job cancel ${c.jobId})`,
+      );
+    }
+
+    // --- write -------------------------------------------------------------------------------
+    const now = this.o.clock.iso();
+    const jobId = newJobId(new Date(this.o.clock.now()));
+    const targetsAsked: JobTargets = ids.length > 0 ? { nodeIds: ids } : label ? { labelSelector: label } : fact ? { factSelector: fact } : { group: groupName };
+    const record: JobRecord = {
+      id: jobId, kind, state: 'Pending', targets: targetsAsked, nodeIds: targets,
+      ...(effectiveGroup ? { group: effectiveGroup } : {}), ...(bundle ? { bundle } : {}),
+      variables: { ...(group?.variables ?? {}), ...extraVars },
+      strategy: strategyText, batch: batchText, maxFailures: req.maxFailures, dryRun: req.dryRun, force: req.force,
+      batches: planBatches(targets, { type: strategyText, batch }), currentBatch: 0,
+      message: 'waiting for the leader to start it', createdAt: now, requestedBy: req.requestedBy || 'operator', claimed: false,
+    };
+    const jobKey = this.o.keyspace.job(jobId);
+    const provisional = await this.o.store.txn([{ key: jobKey, target: 'Create', op: '==', value: '0', reason: 'cas' }], [{ kind: 'put', key: jobKey, value: JSON.stringify(record) }]);
+    if (!provisional.succeeded) throw new ConflictError(`job id ${jobId} is taken; retry`);
+    const provisionalRev = provisional.revision;
+
+    const chunks = chunk(targetNodes);
+    const claimedRevs = new Map<string, string>();
+    for (let i = 0; i < chunks.length; i++) {
+      const compares: Compare[] = chunks[i].map((n) => ({ key: this.o.keyspace.node(n.record.id), target: 'Mod', op: '==', value: n.modRevision, reason: 'cas' }));
+      const ops: TxnOp[] = chunks[i].map((n) => ({
+        kind: 'put', key: this.o.keyspace.node(n.record.id), value: JSON.stringify({ ...n.record, currentJob: jobId, updatedAt: now }),
+      }));
+      const outcome = await this.o.store.txn(compares, ops);
+      if (!outcome.succeeded) {
+        await this.rollback(rollbackSet(chunks, i), claimedRevs, jobKey, provisionalRev);
+        throw new ConflictError(`node ${outcome.failed[0]?.key.slice(this.o.keyspace.nodesPrefix().length) ?? ''} changed while job ${jobId} was claiming it; retry`);
+      }
+      for (const n of chunks[i]) claimedRevs.set(n.record.id, outcome.revision);
+    }
+
+    const extra: TxnOp[] = [];
+    if (kind === 'upgrade' && bundleOverride && group) {
+      // "move the group to this bundle version first" (proto StartJobRequest.bundle).
+      const moved: GroupRecord = { ...group, bundle: bundleOverride.name, version: bundleOverride.version, updatedAt: now };
+      extra.push({ kind: 'put', key: this.o.keyspace.group(group.name), value: JSON.stringify(moved) });
+    }
+    const final: JobRecord = { ...record, claimed: true };
+    try {
+      return await this.o.store.commit(final, provisionalRev, {
+        type: 'job.created',
+        message: `${kind}${req.dryRun ? ' (dry run)' : ''} of ${targets.length} node(s)${bundle ? ` with ${bundle}` : ''} requested by ${record.requestedBy}`,
+        actor: record.requestedBy,
+      }, extra);
+    } catch (err) {
+      await this.rollback(targetNodes, claimedRevs, jobKey, provisionalRev);
+      throw err;
+    }
+  }
+
+  /** Releases our own claims (CAS on the revision our claim wrote) and deletes the provisional job. */
+  private async rollback(nodes: readonly NodeSnapshot[], claimedRevs: ReadonlyMap<string, string>, jobKey: string, jobRev: string): Promise<void> {
+    for (const part of chunk(nodes.filter((n) => claimedRevs.has(n.record.id)))) {
+      const compares: Compare[] = part.map((n) => ({ key: this.o.keyspace.node(n.record.id), target: 'Mod', op: '==', value: claimedRevs.get(n.record.id) ?? '0', reason: 'cas' }));
+      // The records as they were before the claim (only currentJob differs).
+      const ops: TxnOp[] = part.map((n) => ({ kind: 'put', key: this.o.keyspace.node(n.record.id), value: JSON.stringify(n.record) }));
+      const outcome = await this.o.store.txn(compares, ops);
+      if (!outcome.succeeded) {
+        // Someone changed a node after our claim: release one by one where it is still ours.
+        for (const n of part) {
+          const key = this.o.keyspace.node(n.record.id);
+          await this.o.store.txn([{ key, target: 'Mod', op: '==', value: claimedRevs.get(n.record.id) ?? '0', reason: 'cas' }], [{ kind: 'put', key, value: JSON.stringify(n.record) }]);
+        }
+      }
+    }
+    await this.o.store.txn([{ key: jobKey, target: 'Mod', op: '==', value: jobRev, reason: 'cas' }], [{ kind: 'delete', key: jobKey }]);
+  }
+}
+

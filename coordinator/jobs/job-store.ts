@@ -1,0 +1,129 @@
+/**
+ * jobs/<jobId> and jobs/<jobId>/nodes/<nodeId> in etcd. Job state changes are one transaction
+ * with their event (EventLog.commit) and a CAS on the job record; per-node progress is a plain
+ * put. Leader-only writers pass the election's fence, and every write of theirs carries it, so
+ * a deposed leader's late write is refused by etcd.
+ */
+import type { Etcd3 } from 'etcd3';
+import { ConflictError, errorMessage, NotFoundError, type Keyspace, type Logger } from '../../shared';
+import { readKeys, readPrefixes, runTxn, type Compare, type TxnOp } from '../etcd-txn';
+import type { EventInput, EventLog } from '../event-log';
+import type { Fence } from '../node-store';
+import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './job-record';
+
+export interface VersionedJob {
+  record: JobRecord;
+  modRevision: string;
+}
+
+export interface JobStoreOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  events: EventLog;
+  logger: Logger;
+  /** Set for the leader's runner; absent for a follower's JobService (StartJob, CancelJob). */
+  fence?: Fence;
+}
+
+export class JobStore {
+  readonly client: Etcd3;
+  readonly keyspace: Keyspace;
+  private readonly events: EventLog;
+  private readonly log: Logger;
+  private readonly fence?: Fence;
+
+  constructor(options: JobStoreOptions) {
+    this.client = options.client;
+    this.keyspace = options.keyspace;
+    this.events = options.events;
+    this.log = options.logger;
+    this.fence = options.fence;
+  }
+
+  /** The same store writing with `fence` (the runner's view). */
+  fenced(fence: Fence): JobStore {
+    return new JobStore({ client: this.client, keyspace: this.keyspace, events: this.events, logger: this.log, fence });
+  }
+
+  async get(jobId: string): Promise<VersionedJob | undefined> {
+    const key = this.keyspace.job(jobId);
+    const { kvs } = await readKeys(this.client, [key]);
+    const kv = kvs[0];
+    return kv ? { record: decodeJob(key, kv.value.toString()), modRevision: kv.mod_revision } : undefined;
+  }
+
+  async require(jobId: string): Promise<VersionedJob> {
+    const j = await this.get(jobId);
+    if (!j) throw new NotFoundError(`job ${jobId} not found (list jobs with \`clusterctl jobs\`)`);
+    return j;
+  }
+
+  /** Every job record (not the per-node records), oldest first. */
+  async list(): Promise<VersionedJob[]> {
+    const { kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.jobsPrefix() }]);
+    const out: VersionedJob[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      const parsed = this.keyspace.parseJobKey(key);
+      if (!parsed || parsed.nodeId !== undefined) continue;
+      try {
+        out.push({ record: decodeJob(key, kv.value.toString()), modRevision: kv.mod_revision });
+      } catch (err) {
+        this.log.warn('skipping unreadable job record', { key, err: errorMessage(err) });
+      }
+    }
+    return out.sort((a, b) => (a.record.id < b.record.id ? -1 : a.record.id > b.record.id ? 1 : 0));
+  }
+
+  async nodes(jobId: string): Promise<Map<string, JobNodeRecord>> {
+    const { kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.jobNodesPrefix(jobId) }]);
+    const out = new Map<string, JobNodeRecord>();
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      const parsed = this.keyspace.parseJobKey(key);
+      if (parsed?.jobId !== jobId || !parsed.nodeId) continue;
+      try {
+        out.set(parsed.nodeId, decodeJobNode(key, kv.value.toString()));
+      } catch (err) {
+        this.log.warn('skipping unreadable job node record', { key, err: errorMessage(err) });
+      }
+    }
+    return out;
+  }
+
+  private fenceCompares(): Compare[] {
+    return this.fence ? [this.fence.fenceCompare()] : [];
+  }
+
+  /**
+   * Writes the job record (CAS on `expected`: a mod revision, or '0' for "absent") with its event
+   * and extra ops, as one transaction. ConflictError when the job changed meanwhile.
+   */
+  async commit(next: JobRecord, expected: string, event: Omit<EventInput, 'jobId'>, extraOps: readonly TxnOp[] = []): Promise<VersionedJob> {
+    const key = this.keyspace.job(next.id);
+    const cas: Compare = expected === '0'
+      ? { key, target: 'Create', op: '==', value: '0', reason: 'cas' }
+      : { key, target: 'Mod', op: '==', value: expected, reason: 'cas' };
+    const fence = this.fenceCompares();
+    const outcome = await this.events.commit({
+      compares: [cas, ...fence],
+      ops: [{ kind: 'put', key, value: JSON.stringify(next) }, ...extraOps],
+      event: { ...event, jobId: next.id },
+    });
+    if (outcome.succeeded) return { record: next, modRevision: outcome.revision };
+    if (fence.length > 0 && outcome.failed.includes(fence[0]) && this.fence) throw this.fence.fenceFailed();
+    throw new ConflictError(`job ${next.id} changed while being updated; retry`);
+  }
+
+  /** Per-node progress: a plain (fenced) put. */
+  async putNode(jobId: string, rec: JobNodeRecord): Promise<void> {
+    const fence = this.fenceCompares();
+    const outcome = await runTxn(this.client, fence, [{ kind: 'put', key: this.keyspace.jobNode(jobId, rec.nodeId), value: JSON.stringify(rec) }]);
+    if (!outcome.succeeded && this.fence) throw this.fence.fenceFailed();
+  }
+
+  /** A raw transaction with this store's fence added (claims, provisional records). */
+  async txn(compares: readonly Compare[], ops: readonly TxnOp[]): ReturnType<typeof runTxn> {
+    return runTxn(this.client, [...compares, ...this.fenceCompares()], ops);
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * nodes/<id>: the node records. Every mutation is ONE etcd transaction
+ *   { CAS on the node's mod revision (or absence), the leader fence, extra guards,
+ *     the event counter } → { put node, put event }
+ * and every lifecycle change is checked by shared/lifecycle.ts `checkTransition` before
+ * anything is written. A lost CAS re-reads the node and re-applies the mutator (which sees
+ * the fresh record, so a stale decision is re-made, not replayed), a bounded number of times.
+ */
+import type { Etcd3 } from 'etcd3';
+import {
+  checkTransition, ConflictError, decodeNode, FailedPreconditionError, type Clock, type Keyspace, type LifecycleState,
+  type NodeRecord, type NotLeaderError,
+} from '../shared';
+import type { EventInput, EventLog } from './event-log';
+import { readKeys, readPrefixes, type Compare } from './etcd-txn';
+
+export interface VersionedNode {
+  record: NodeRecord;
+  /** etcd mod revision of nodes/<id>. */
+  modRevision: string;
+}
+
+/** What a mutator wants written: the whole next record and the event that explains it. */
+export interface NodeChange {
+  next: NodeRecord;
+  event: Omit<EventInput, 'nodeId' | 'from' | 'to'>;
+}
+
+/** Decides the change from the current record (undefined = no node); undefined = nothing to do. */
+export type NodeMutator = (current: NodeRecord | undefined) => NodeChange | undefined;
+
+/** The leader's fence (see leader-election.ts), narrowed to what writers need. */
+export interface Fence {
+  fenceCompare(): Compare;
+  /** Called when etcd refused a fenced write: re-checks leadership, returns the error to throw. */
+  fenceFailed(): NotLeaderError;
+}
+
+export type MutationResult =
+  | { changed: true; node: VersionedNode; seq: number }
+  /** Nothing to do (the mutator said so), or a caller's guard no longer held (`guardFailed`). */
+  | { changed: false; node?: VersionedNode; guardFailed?: Compare[] };
+
+export interface MutateOptions {
+  /** The record as the caller already read it (skips one read); null = known absent. */
+  known?: VersionedNode | null;
+  /** Extra conditions the change depends on (e.g. "member key still absent"). */
+  guards?: readonly Compare[];
+}
+
+export interface NodeStoreOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  events: EventLog;
+  clock: Clock;
+  /** Leader-only writers pass the election; writes then fail once leadership is gone. */
+  fence?: Fence;
+  /** CAS attempts before giving up with ConflictError (default 5). */
+  maxAttempts?: number;
+}
+
+/** A record for a node seen for the first time (first contact, or a hello before the reconciler). */
+export function newNodeRecord(id: string, now: string): NodeRecord {
+  return {
+    id, state: 'New', stateChangedAt: now, reachable: false, labels: {}, maintenance: false, connected: false,
+    createdAt: now, updatedAt: now,
+  };
+}
+
+export class NodeStore {
+  private readonly client: Etcd3;
+  private readonly keyspace: Keyspace;
+  private readonly events: EventLog;
+  private readonly clock: Clock;
+  private readonly fence?: Fence;
+  private readonly maxAttempts: number;
+
+  constructor(options: NodeStoreOptions) {
+    this.client = options.client;
+    this.keyspace = options.keyspace;
+    this.events = options.events;
+    this.clock = options.clock;
+    this.fence = options.fence;
+    this.maxAttempts = options.maxAttempts ?? 5;
+  }
+
+  async get(id: string): Promise<VersionedNode | undefined> {
+    const key = this.keyspace.node(id);
+    const { kvs } = await readKeys(this.client, [key]);
+    const kv = kvs[0];
+    return kv ? { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision } : undefined;
+  }
+
+  /** All node records, read at one revision. Unreadable records are reported through `bad`. */
+  async list(bad?: (key: string, err: unknown) => void): Promise<{ nodes: VersionedNode[]; revision: string }> {
+    const { revision, kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.nodesPrefix() }]);
+    const nodes: VersionedNode[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (this.keyspace.parseNode(key) === undefined) continue;
+      try {
+        nodes.push({ record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision });
+      } catch (err) {
+        bad?.(key, err);
+      }
+    }
+    return { nodes, revision };
+  }
+
+  /** Read-modify-write of one node as one fenced, evented transaction (see file comment). */
+  async mutate(id: string, mutator: NodeMutator, options: MutateOptions = {}): Promise<MutationResult> {
+    const key = this.keyspace.node(id); // validates the id
+    let known: VersionedNode | null | undefined = options.known;
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const current = known === undefined ? await this.get(id) : known ?? undefined;
+      known = undefined;
+      const change = mutator(current?.record);
+      if (!change) return { changed: false, node: current };
+      const now = this.clock.iso();
+      const from = current?.record.state;
+      const to = change.next.state;
+      if (from === undefined) {
+        if (to !== 'New') throw new FailedPreconditionError(`node ${id} does not exist; a node enters the inventory as New, not ${to}`);
+      } else if (from !== to) {
+        checkTransition(id, from, to);
+      }
+      const next: NodeRecord = {
+        ...change.next,
+        id,
+        updatedAt: now,
+        ...(from !== to ? { stateChangedAt: now } : {}),
+      };
+      const cas: Compare = current
+        ? { key, target: 'Mod', op: '==', value: current.modRevision, reason: 'cas' }
+        : { key, target: 'Create', op: '==', value: '0', reason: 'cas' };
+      const fence = this.fence?.fenceCompare(); // throws NotLeaderError when not leading
+      const compares = [cas, ...(fence ? [fence] : []), ...(options.guards ?? [])];
+      const transition = from !== undefined && from !== to ? { from, to } : {};
+      const outcome = await this.events.commit({
+        compares,
+        ops: [{ kind: 'put', key, value: JSON.stringify(next) }],
+        event: { ...change.event, nodeId: id, ...transition },
+      });
+      if (outcome.succeeded) return { changed: true, node: { record: next, modRevision: outcome.revision }, seq: outcome.seq };
+      if (fence && outcome.failed.includes(fence) && this.fence) throw this.fence.fenceFailed();
+      const guardFailed = outcome.failed.filter((c) => c !== cas);
+      if (guardFailed.length > 0) return { changed: false, node: current, guardFailed };
+      // Lost the CAS: someone else changed the node; decide again on the fresh record.
+    }
+    throw new ConflictError(`node ${id} kept changing while being updated (${this.maxAttempts} attempts); retry`);
+  }
+
+  /** Moves a node to another lifecycle state (checked), with event `node.state`. */
+  async transition(id: string, to: LifecycleState, message: string, actor?: string): Promise<MutationResult> {
+    return this.mutate(id, (current) => {
+      if (!current) throw new FailedPreconditionError(`node ${id} not found (list nodes with \`clusterctl nodes\`)`);
+      if (current.state === to) return undefined;
+      return { next: { ...current, state: to }, event: { type: 'node.state', message, ...(actor ? { actor } : {}) } };
+    });
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The operator's view of a node: the stored record (nodes/<id>) plus the facts summary
+ * (facts/<id>, shared/facts summariseFacts) plus the record's etcd revision, as the proto Node.
+ */
+import { summariseFacts, type Facts, type NodeRecord } from '../shared';
+import type { Node } from '../generated/cluster/v1/Node';
+
+/** Facts JSON as stored by the agent; undefined when absent or unreadable (shown as no facts). */
+export function parseFacts(text: string | undefined): Partial<Facts> | undefined {
+  if (!text) return undefined;
+  try {
+    const v: unknown = JSON.parse(text);
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function toNodeView(record: NodeRecord, modRevision: string, facts: Partial<Facts> | undefined): Node {
+  return {
+    id: record.id,
+    state: record.state,
+    reachable: record.reachable,
+    unreachableSince: record.unreachableSince ?? '',
+    labels: { ...record.labels },
+    group: record.group ?? '',
+    maintenance: record.maintenance,
+    agentVersion: record.agentVersion ?? '',
+    bootId: record.bootId ?? '',
+    address: record.address ?? '',
+    facts: facts ? summariseFacts(facts) : null,
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    lastSeenAt: record.lastSeenAt ?? '',
+    lastError: record.lastError ?? '',
+    desiredConfig: record.desiredConfig ?? '',
+    appliedConfig: record.appliedConfig ?? '',
+    appliedDigest: record.appliedDigest ?? '',
+    currentJob: record.currentJob ?? '',
+    revision: modRevision,
+    connectedAt: record.connectedAt ?? '',
+    connected: record.connected,
+    stateChangedAt: record.stateChangedAt,
+  };
+}

@@ -88,6 +88,11 @@ export function machine(): { cores: number; cpuModel: string } {
   return { cores: cpus().length, cpuModel: cpus()[0]?.model ?? '' };
 }
 
+/** The node id of the i-th (0-based) simulated agent: sim-00001, sim-00002, ... */
+export function simNodeId(i: number, idPrefix = 'sim-'): string {
+  return `${idPrefix}${String(i + 1).padStart(5, '0')}`;
+}
+
 // --- the wire format of the child's report -------------------------------------------------
 
 export interface StartedEvent { event: 'started'; at: number; pid: number; agents: number; connections: string; etcdClients: number }
@@ -157,7 +162,7 @@ async function childMain(): Promise<number> {
   const out = createLogger({ level, fields: { service: 'sim-fleet' } });
   const keyspace = new Keyspace(o.prefix);
   const n = o.agents;
-  const ids = Array.from({ length: n }, (_, i) => `${o.idPrefix}${String(i + 1).padStart(5, '0')}`);
+  const ids = Array.from({ length: n }, (_, i) => simNodeId(i, o.idPrefix));
   const sandbox = o.sandbox ?? `/dev/shm/sim-fleet-${process.pid}`;
   const ownsSandbox = o.sandbox === undefined;
   const bootId = randomUUID();

@@ -33,7 +33,7 @@ export const AGENT_OPTIONS = {
     description: 'etcd key prefix',
   },
   coordinator: {
-    kind: 'string', env: 'CLUSTER_COORDINATOR', placeholder: 'HOST:PORT',
+    kind: 'string', env: 'CLUSTER_AGENT_COORDINATOR', placeholder: 'HOST:PORT',
     description: 'fixed coordinator address instead of discovering the leader in etcd',
   },
   hostname: {

@@ -1,0 +1,244 @@
+/**
+ * The agent's CommandHandler: runs the coordinator's commands with the config-unit executor.
+ *
+ *   APPLY   render the bundle (vars from the command, facts from this node), converge it, then
+ *           write the applied record (what the agent re-verifies after a restart: "reload")
+ *   REMOVE  undo the units in reverse order, then clear the applied record
+ *   VERIFY  check every unit and probe; drift is reported in report_json (changes nothing)
+ *   PLAN    what APPLY would change (dry run)
+ *   EXEC    run one argv with a timeout, bounded output
+ *
+ * Per-unit progress goes to the callback (forwarded as CommandProgress); the AbortSignal
+ * (CancelCommand, timeout, shutdown) aborts the running unit, whose child process is killed.
+ * The applied record sits behind the narrow AppliedStore interface; the file store below keeps
+ * it as JSON in the agent's state dir, written atomically.
+ */
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Command__Output } from '../generated/cluster/v1/Command';
+import type { Logger } from '../shared/logger';
+import { errorMessage } from '../shared/errors';
+import { digestOf } from '../shared/bundle/digest';
+import { renderBundle } from '../shared/bundle/render-template';
+import type { Bundle } from '../shared/bundle/types';
+import type { BaseUnitContext } from './unit-context';
+import type { AppliedState } from './coordinator-link';
+import { commandKindName, type CommandHandler, type CommandResultBody, type ReportProgress } from './command-handler';
+import { runBundle, unitDigest, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress } from './units/executor';
+import { BoundedOutput } from './units/bounded-output';
+import { runShell } from './units/run-shell';
+
+/** What the agent last applied. */
+export interface AppliedRecord {
+  bundle: string;
+  version: string;
+  /** Digest of the rendered bundle that was applied. */
+  digest: string;
+  appliedAt: string;
+  /** Unit id → digest of its rendered spec (the executor's previousDigests). */
+  units: Record<string, string>;
+  /** The rendered bundle, so a restarted agent can re-verify it without the coordinator. */
+  bundleJson: string;
+}
+
+export interface AppliedStore {
+  current(): AppliedRecord | undefined;
+  write(record: AppliedRecord): Promise<void>;
+  clear(): Promise<void>;
+}
+
+/** The applied record as `<stateDir>/applied.json` (write to a temp file, then rename). */
+export class FileAppliedStore implements AppliedStore {
+  private record?: AppliedRecord;
+  private readonly path: string;
+
+  private constructor(private readonly dir: string) {
+    this.path = join(dir, 'applied.json');
+  }
+
+  static async open(stateDir: string): Promise<FileAppliedStore> {
+    const s = new FileAppliedStore(stateDir);
+    try {
+      const o = JSON.parse(await readFile(s.path, 'utf8')) as Partial<AppliedRecord>;
+      if (typeof o.bundle === 'string' && typeof o.digest === 'string') s.record = o as AppliedRecord;
+    } catch {
+      // Missing or unreadable: nothing applied as far as we know.
+    }
+    return s;
+  }
+
+  current(): AppliedRecord | undefined {
+    return this.record;
+  }
+
+  async write(record: AppliedRecord): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    await writeFile(tmp, JSON.stringify(record), { mode: 0o600 });
+    await rename(tmp, this.path);
+    this.record = record;
+  }
+
+  async clear(): Promise<void> {
+    await rm(this.path, { force: true });
+    this.record = undefined;
+  }
+}
+
+/** In memory (benchmarks with thousands of agents in one process; tests). */
+export class MemoryAppliedStore implements AppliedStore {
+  private record?: AppliedRecord;
+  current(): AppliedRecord | undefined { return this.record; }
+  write(record: AppliedRecord): Promise<void> { this.record = record; return Promise.resolve(); }
+  clear(): Promise<void> { this.record = undefined; return Promise.resolve(); }
+}
+
+/** For CoordinatorLink's Hello and the membership record. */
+export function appliedState(store: AppliedStore): AppliedState {
+  const r = store.current();
+  return r ? { digest: r.digest, bundle: r.bundle, version: r.version } : { digest: '', bundle: '', version: '' };
+}
+
+export interface CommandExecutorOptions {
+  handlers: HandlerRegistry;
+  context: BaseUnitContext;
+  applied: AppliedStore;
+  logger: Logger;
+  /** This node's facts for `{{ facts.* }}` templates; undefined when unknown. */
+  facts?: () => Promise<unknown>;
+  /** Called after the applied record changed (e.g. to refresh the membership record). */
+  onAppliedChanged?: () => void;
+  defaultUnitTimeoutMs?: number;
+  /** EXEC commands without their own timeout (default 10 min). */
+  execTimeoutMs?: number;
+  clock?: () => Date;
+}
+
+const MODE: Record<string, RunMode | undefined> = { apply: 'apply', remove: 'remove', verify: 'verify', plan: 'plan' };
+
+function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** What a unit's progress looks like on the wire (CommandProgress.status). */
+function wireStatus(mode: RunMode, p: UnitProgress): string {
+  if (mode === 'plan' && p.state !== 'running' && p.state !== 'failed') return 'planned';
+  return p.state;
+}
+
+/** The report_json the coordinator stores: plan and drift per unit, failures, probes. */
+export function summariseReport(report: RunReport): string {
+  const units = report.units.map((u) => ({
+    unitId: u.unitId, kind: u.kind, state: u.state, action: u.plan?.action, summary: u.plan?.summary,
+    ...(u.plan && u.plan.changes.length > 0 ? { changes: u.plan.changes } : {}), ...(u.error ? { error: u.error } : {}),
+  }));
+  const body = report.mode === 'verify'
+    ? { drift: units.filter((u) => u.state !== 'unchanged'), probes: report.probes.filter((p) => !p.ok) }
+    : { units, probes: report.probes };
+  return JSON.stringify({ mode: report.mode, bundle: report.bundle, ok: report.ok, changed: report.changed, ...body, ...(report.failure ? { failure: report.failure } : {}) });
+}
+
+export class CommandExecutor implements CommandHandler {
+  private readonly log: Logger;
+
+  constructor(private readonly o: CommandExecutorOptions) {
+    this.log = o.logger.child({ component: 'command-executor' });
+  }
+
+  async execute(cmd: Command__Output, reportProgress: ReportProgress, signal: AbortSignal): Promise<CommandResultBody> {
+    const kind = commandKindName(cmd.kind);
+    if (kind === 'exec') return this.exec(cmd, reportProgress, signal);
+    const mode = MODE[kind];
+    if (!mode) return { outcome: 'failed', error: `unknown command kind ${cmd.kind}` };
+
+    let bundle: Bundle;
+    try {
+      bundle = JSON.parse(cmd.bundleJson) as Bundle;
+      if (!bundle || typeof bundle.name !== 'string' || !Array.isArray(bundle.units)) throw new Error('not a bundle (name, version, units)');
+    } catch (err) {
+      return { outcome: 'failed', error: `command ${cmd.id}: bundle_json is unusable: ${errorMessage(err)}` };
+    }
+    let facts: unknown;
+    try {
+      facts = await this.o.facts?.();
+    } catch (err) {
+      this.log.warn('facts unavailable for templates', { err: errorMessage(err) });
+    }
+    let rendered: Bundle;
+    try {
+      rendered = renderBundle(bundle, { facts, extraVars: cmd.variables });
+    } catch (err) {
+      return { outcome: 'failed', error: errorMessage(err) };
+    }
+
+    const previous = this.o.applied.current();
+    const output = new BoundedOutput();
+    const report = await runBundle(rendered, mode, {
+      handlers: this.o.handlers,
+      context: this.o.context,
+      signal,
+      defaultTimeoutMs: this.o.defaultUnitTimeoutMs,
+      previousDigests: mode === 'apply' && previous ? new Map(Object.entries(previous.units)) : undefined,
+      onProgress: (p) => {
+        reportProgress({ unitId: p.unitId, status: wireStatus(mode, p), message: p.plan?.summary ?? p.error ?? '' });
+      },
+      onOutput: (unitId, chunk) => {
+        output.push(chunk);
+        reportProgress({ unitId, status: 'running', message: '', output: chunk });
+      },
+    });
+
+    let appliedDigest = previous?.digest ?? '';
+    if (report.ok && mode === 'apply') {
+      const record: AppliedRecord = {
+        bundle: rendered.name, version: rendered.version, digest: digestOf(rendered), appliedAt: (this.o.clock?.() ?? new Date()).toISOString(),
+        units: Object.fromEntries(rendered.units.map((u) => [u.id, unitDigest(u)])), bundleJson: JSON.stringify(rendered),
+      };
+      await this.o.applied.write(record);
+      appliedDigest = record.digest;
+      this.o.onAppliedChanged?.();
+    } else if (report.ok && mode === 'remove') {
+      await this.o.applied.clear();
+      appliedDigest = '';
+      this.o.onAppliedChanged?.();
+    }
+
+    const failure = report.failure;
+    let error = '';
+    if (report.cancelled) error = `cancelled${failure?.unitId ? ` while running unit ${failure.unitId}` : ''}`;
+    else if (failure) error = `${failure.unitId ? `unit ${failure.unitId}: ` : ''}${failure.reason}` + (failure.alreadyChanged.length ? ` (already changed: ${failure.alreadyChanged.join(', ')})` : '');
+    else if (!report.ok && mode === 'verify') error = `drift in ${report.changed.join(', ')}`;
+    return {
+      outcome: report.ok ? 'succeeded' : report.cancelled ? 'cancelled' : 'failed',
+      error,
+      reportJson: summariseReport(report),
+      appliedDigest,
+      output: output.result().text,
+    };
+  }
+
+  private async exec(cmd: Command__Output, reportProgress: ReportProgress, signal: AbortSignal): Promise<CommandResultBody> {
+    if (cmd.argv.length === 0) return { outcome: 'failed', error: 'exec command without argv' };
+    const timeoutMs = cmd.timeoutMs > 0 ? cmd.timeoutMs : this.o.execTimeoutMs ?? 600_000;
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    try {
+      const r = await runShell(cmd.argv.map(shellQuote).join(' '), {
+        cwd: this.o.context.root, env: this.o.context.env, signal: controller.signal,
+        onOutput: (chunk) => reportProgress({ unitId: 'exec', status: 'running', message: '', output: chunk }),
+      });
+      const ok = !r.aborted && r.exitCode === 0;
+      return {
+        outcome: ok ? 'succeeded' : r.aborted ? (signal.aborted ? 'cancelled' : 'timed_out') : 'failed',
+        error: ok ? '' : r.aborted ? errorMessage(controller.signal.reason) : `exit code ${r.exitCode ?? `killed by ${r.signal ?? 'a signal'}`}`,
+        exitCode: r.exitCode ?? -1,
+        output: r.output.text,
+      };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+}

@@ -422,6 +422,42 @@ describe('coordinator (real etcd, real gRPC)', function () {
     expect(await client.get(ks.electionCandidate('a')).string()).to.equal(null);
   });
 
+  it('a burst of 300 joins at once is coalesced into a few passes, and every node ends Discovered with its events', async () => {
+    const c = await startCoordinator('a');
+    await leaderOf(c);
+    const lease = client.lease(30, { autoKeepAlive: false });
+    lease.on('lost', () => undefined);
+    const leaseId = await lease.grant();
+    const ids = Array.from({ length: 300 }, (_, i) => `burst-${String(i).padStart(3, '0')}`);
+    const runOnce = c.reconciler.runOnce.bind(c.reconciler);
+    let passes = 0;
+    c.reconciler.runOnce = async () => { passes++; return runOnce(); };
+    const t0 = Date.now();
+    // Members and facts in chunks of 50 (etcd's default max ops per txn is 128).
+    for (let i = 0; i < ids.length; i += 50) {
+      const chunk = ids.slice(i, i + 50);
+      await client.kv.txn({
+        compare: [],
+        success: chunk.flatMap((id) => [
+          { request_put: { key: Buffer.from(ks.member(id)), value: Buffer.from(JSON.stringify({ nodeId: id, hostname: id, agentVersion: '0.1.0', bootId: 'b', instanceId: 'i', address: '', appliedDigest: '', registeredAt: '' })), lease: leaseId } },
+          { request_put: { key: Buffer.from(ks.facts(id)), value: Buffer.from('{"hostname":"x"}') } },
+        ]),
+        failure: [],
+      });
+    }
+    await waitFor('300 Discovered', async () => {
+      const all = await client.getAll().prefix(ks.nodesPrefix()).strings();
+      return Object.values(all).filter((v) => (JSON.parse(v) as NodeRecord).state === 'Discovered').length === ids.length;
+    }, { timeoutMs: 50_000, intervalMs: 250 });
+    const ms = Date.now() - t0;
+    const evs = await events();
+    expect(evs.filter((e) => e.type === 'node.created')).to.have.length(300);
+    expect(evs.filter((e) => e.type === 'node.discovered')).to.have.length(300);
+    expect(passes).to.be.lessThan(20);
+    console.log(`      300 joins → 600 evented txns in ${ms} ms, ${passes} passes`);
+    await lease.revoke();
+  });
+
   it('event retention keeps the newest N events', async () => {
     const c = await startCoordinator('a', { eventRetention: 5 });
     await leaderOf(c);

@@ -133,6 +133,7 @@ async function main(): Promise<number> {
   const sandbox = mkdtempSync(join(existsShm() ? '/dev/shm' : tmpdir(), 'bench-failover-'));
   let fleet: SimFleet | undefined;
   const rounds: Round[] = [];
+  const pooled: number[] = [];
   let initial = { registerMs: NaN, attachMs: NaN };
   const rss = { coordinatorMiB: NaN, fleetMiB: NaN };
   try {
@@ -173,6 +174,7 @@ async function main(): Promise<number> {
       const writeAt = await withTimeout(firstWrite, roundTimeout * 1000, 'first leader write');
       term = await attached;
       const lat = term.times.map((t) => t - killedAt);
+      pooled.push(...lat);
       const round: Round = {
         killed: leader, newLeader: survivorId,
         becameLeaderMs: becameAt - killedAt, firstWriteMs: writeAt - killedAt,
@@ -198,7 +200,7 @@ async function main(): Promise<number> {
     rmSync(sandbox, { recursive: true, force: true });
   }
 
-  const all = rounds.flatMap((r) => [r.reattach]);
+  const all = rounds.map((r) => r.reattach);
   const result = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
     agents: n, rounds: k, electionTtlSeconds: electionTtl, agentLeaseTtlSeconds: leaseTtl, connections,
@@ -209,6 +211,7 @@ async function main(): Promise<number> {
     reattachP50Ms: stats(all.map((s) => s.p50)),
     reattachP99Ms: stats(all.map((s) => s.p99)),
     lastReattachMs: stats(rounds.map((r) => r.lastReattachMs)),
+    reattachPooledMs: stats(pooled),
     rssMiB: rss,
     perRound: rounds,
     wallSeconds: Math.round((Date.now() - started) / 1000),
@@ -231,6 +234,7 @@ async function main(): Promise<number> {
     row('kill → re-attach, per-round p50', result.reattachP50Ms),
     row('kill → re-attach, per-round p99', result.reattachP99Ms),
     row('kill → last agent re-attached', result.lastReattachMs),
+    row(`kill → re-attach, all K×N=${pooled.length} pooled`, result.reattachPooledMs),
     '',
   ].join('\n'));
   return 0;

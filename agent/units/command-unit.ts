@@ -58,6 +58,10 @@ async function guardVerdict(spec: CommandUnitSpec, ctx: UnitContext): Promise<{ 
     const full = resolveUnderRoot(ctx.root, spec.creates);
     if (await statOrUndefined(full)) return { satisfied: true, why: `${spec.creates} exists` };
   }
+  if (spec.unless === undefined && spec.onlyIf === undefined) return { satisfied: false, why: spec.creates !== undefined ? `${spec.creates} missing` : 'no guard' };
+  const cwd = spec.cwd !== undefined ? resolveUnderRoot(ctx.root, spec.cwd) : ctx.root;
+  // In a plan, an earlier unit may be what creates the working directory: the guard cannot run yet.
+  if (!(await statOrUndefined(cwd))?.isDirectory()) return { satisfied: false, why: `guards not evaluated: ${spec.cwd ?? 'the node root'} does not exist yet` };
   const opts = await shellOptions(spec, ctx);
   if (spec.unless !== undefined) {
     const r = await runShell(spec.unless, { ...opts, signal: ctx.signal });

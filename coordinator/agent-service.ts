@@ -44,6 +44,8 @@ type Call = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
 /** One open Connect call, once its Hello was accepted. */
 class GrpcAgentStream implements AgentStream {
   private closed = false;
+  private welcomed = false;
+  private readonly held: CoordinatorMessage[] = [];
   constructor(
     private readonly call: Call,
     readonly nodeId: string,
@@ -58,6 +60,19 @@ class GrpcAgentStream implements AgentStream {
 
   send(message: CoordinatorMessage): boolean {
     if (this.isClosed) return false;
+    // The stream is registered (and announced as `connected`) before its Welcome is written;
+    // an agent drops a stream whose first message is not Welcome, so hold anything else
+    // (e.g. a job's command) until the Welcome went out.
+    if (message.welcome) {
+      this.call.write(message);
+      this.welcomed = true;
+      for (const m of this.held.splice(0)) this.call.write(m);
+      return true;
+    }
+    if (!this.welcomed) {
+      this.held.push(message);
+      return true;
+    }
     this.call.write(message);
     return true;
   }

@@ -85,9 +85,50 @@ class Halted extends Error {}
 
 type Outcome = Pick<CommandResult__Output, 'outcome' | 'error' | 'reportJson' | 'appliedDigest' | 'output'>;
 
+/** What one waiting command wants to hear from AgentStreams. */
+export interface CommandListener {
+  nodeId: string;
+  onResult(r: CommandResult__Output): void;
+  onProgress(p: CommandProgress__Output): void;
+  onConnected(): void;
+  onDisconnected(): void;
+}
+
 export class JobRunner {
   private readonly log: Logger;
   private readonly runs = new Map<string, JobRun>();
+  /**
+   * One set of AgentStreams listeners for the runner, routing by command id and node id: a
+   * listener per waiting command would make every message O(commands) with thousands of nodes.
+   */
+  private readonly byCommand = new Map<string, CommandListener>();
+  private readonly byNode = new Map<string, Set<CommandListener>>();
+  private readonly onResult = (nodeId: string, r: CommandResult__Output): void => {
+    const l = this.byCommand.get(r.commandId);
+    if (l?.nodeId === nodeId) l.onResult(r);
+  };
+  private readonly onProgress = (nodeId: string, p: CommandProgress__Output): void => {
+    const l = this.byCommand.get(p.commandId);
+    if (l?.nodeId === nodeId) l.onProgress(p);
+  };
+  private readonly onConnected = (s: AgentStream): void => {
+    for (const l of [...(this.byNode.get(s.nodeId) ?? [])]) l.onConnected();
+  };
+  private readonly onDisconnected = (s: AgentStream): void => {
+    for (const l of [...(this.byNode.get(s.nodeId) ?? [])]) l.onDisconnected();
+  };
+
+  listen(commandId: string, l: CommandListener): () => void {
+    this.byCommand.set(commandId, l);
+    let set = this.byNode.get(l.nodeId);
+    if (!set) this.byNode.set(l.nodeId, (set = new Set()));
+    set.add(l);
+    return () => {
+      if (this.byCommand.get(commandId) === l) this.byCommand.delete(commandId);
+      set.delete(l);
+      if (set.size === 0) this.byNode.delete(l.nodeId);
+    };
+  }
   private watcher?: Watcher;
   private timer?: NodeJS.Timeout;
   private passing?: Promise<void>;
@@ -102,6 +143,11 @@ export class JobRunner {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    const streams = this.o.streams;
+    streams.on('result', this.onResult);
+    streams.on('progress', this.onProgress);
+    streams.on('connected', this.onConnected);
+    streams.on('disconnected', this.onDisconnected);
     try {
       const w = await this.o.client.watch().prefix(this.o.keyspace.jobsPrefix()).create();
       w.on('put', (kv) => {
@@ -131,6 +177,11 @@ export class JobRunner {
     for (const r of runs) r.halt();
     await Promise.all(runs.map((r) => r.done));
     await this.passing?.catch(() => undefined);
+    const streams = this.o.streams;
+    streams.off('result', this.onResult);
+    streams.off('progress', this.onProgress);
+    streams.off('connected', this.onConnected);
+    streams.off('disconnected', this.onDisconnected);
   }
 
   /** Resolves when no job is running here (tests). */
@@ -165,10 +216,10 @@ export class JobRunner {
       if (!record.claimed || !isActive(record.state) || !this.running) continue;
       const r = new JobRun(this, record.id);
       this.runs.set(record.id, r);
+      r.start(); // sets r.done
       r.done.finally(() => {
-        this.runs.delete(record.id);
+        if (this.runs.get(record.id) === r) this.runs.delete(record.id);
       }).catch(() => undefined);
-      r.start();
     }
   }
 }
@@ -187,7 +238,7 @@ class JobRun {
   /** Per node: the chain of its record writes (progress and final), in order. */
   private readonly writes = new Map<string, Promise<void>>();
 
-  constructor(runner: JobRunner, readonly jobId: string) {
+  constructor(private readonly runner: JobRunner, readonly jobId: string) {
     this.o = runner.o;
     this.log = runner.o.logger.child({ component: 'job-runner', jobId });
   }
@@ -472,12 +523,10 @@ class JobRun {
         settle({ outcome: 'timed_out', error: `no result within ${command.timeoutMs ?? 0} ms`, reportJson: '', appliedDigest: '', output: outputText });
       }, (command.timeoutMs ?? 3_600_000) + 30_000);
 
+      let unlisten = (): void => undefined;
       const cleanup = (): void => {
         clearTimeout(waitTimer); clearTimeout(cancelTimer); clearTimeout(flushTimer); clearTimeout(deadline);
-        streams.off('result', onResult);
-        streams.off('progress', onProgress);
-        streams.off('connected', onConnected);
-        streams.off('disconnected', onDisconnected);
+        unlisten();
         this.cancel.signal.removeEventListener('abort', onCancel);
         this.halted.signal.removeEventListener('abort', onHalt);
       };
@@ -511,11 +560,7 @@ class JobRun {
           waitForAgent(everSent ? 'went unreachable mid-command' : 'is not connected');
         }
       };
-      const onResult = (nid: string, r: CommandResult__Output): void => {
-        if (nid === nodeId && r.commandId === commandId) settle(r);
-      };
-      const onProgress = (nid: string, p: CommandProgress__Output): void => {
-        if (nid !== nodeId || p.commandId !== commandId) return;
+      const onProgress = (p: CommandProgress__Output): void => {
         const units = live.units.filter((u) => u.unitId !== p.unitId);
         const idx = live.units.findIndex((u) => u.unitId === p.unitId);
         const entry = { unitId: p.unitId, status: p.status, message: p.message };
@@ -530,12 +575,7 @@ class JobRun {
         }
         this.nodes.set(nodeId, live);
       };
-      const onConnected = (s: AgentStream): void => {
-        if (s.nodeId === nodeId) send();
-      };
-      const onDisconnected = (s: AgentStream): void => {
-        if (s.nodeId === nodeId && !streams.isConnected(nodeId)) waitForAgent('went unreachable mid-command');
-      };
+
       const onCancel = (): void => {
         const reachable = trySend({ cancel: { commandId, reason: CANCELLED_BY_OPERATOR } });
         if (!reachable) {
@@ -550,10 +590,13 @@ class JobRun {
         cleanup();
         reject(new Halted('leadership lost or runner stopped'));
       };
-      streams.on('result', onResult);
-      streams.on('progress', onProgress);
-      streams.on('connected', onConnected);
-      streams.on('disconnected', onDisconnected);
+      unlisten = this.runner.listen(commandId, {
+        nodeId,
+        onResult: (r) => settle(r),
+        onProgress,
+        onConnected: () => send(),
+        onDisconnected: () => { if (!streams.isConnected(nodeId)) waitForAgent('went unreachable mid-command'); },
+      });
       this.halted.signal.addEventListener('abort', onHalt, { once: true });
       if (this.cancel.signal.aborted) onCancel();
       else {

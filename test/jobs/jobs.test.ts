@@ -1,0 +1,282 @@
+/**
+ * Lifecycle jobs end to end in one process: real etcd, real gRPC on 127.0.0.1 (AgentService
+ * streams and JobService), in-process Coordinators and Agents whose CommandExecutor runs real
+ * file and command units (real child processes) in per-node sandbox roots.
+ */
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Etcd3 } from 'etcd3';
+import { EtcdServer, waitFor, delay } from '../helpers';
+import { Coordinator } from '../../coordinator';
+import { createJobs, type Jobs } from '../../coordinator/jobs';
+import { Agent } from '../../agent/agent';
+import { CommandExecutor, MemoryAppliedStore, appliedState } from '../../agent/command-executor';
+import { createUnitContext } from '../../agent/unit-context';
+import { createHandlerRegistry } from '../../agent/units/handlers';
+import { createLogger, fromGrpcError, Keyspace, loadProto, systemClock, type Facts, type NodeRecord } from '../../shared';
+import type { JobServiceClient } from '../../generated/cluster/v1/JobService';
+import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
+import type { Job__Output } from '../../generated/cluster/v1/Job';
+import type { StartJobRequest } from '../../generated/cluster/v1/StartJobRequest';
+
+const logger = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
+
+const FACTS = {
+  collectedAt: '2024-01-01T00:00:00.000Z', hostname: 'sandbox',
+  system: { manufacturer: 'Dell Inc.', model: 'R650', serial: 'S', uuid: 'u', sku: '', virtual: false },
+  cpu: { manufacturer: 'Intel', brand: 'Xeon', model: '1', cores: 4, physicalCores: 2, threads: 4, sockets: 1, speedGHz: 2 },
+  memory: { totalBytes: 1024, layout: [] }, disks: [], network: [], gpus: [],
+  os: { platform: 'linux', distro: 'Rocky Linux', release: '9.3', codename: '', kernel: '5.14', arch: 'x64' },
+} as unknown as Facts;
+
+/** A file unit templated with vars and facts, and a command unit that counts its runs. */
+const BUNDLE = {
+  name: 'web', version: '1', variables: { greeting: 'hello', sleep: '0' },
+  units: [
+    { id: 'conf', kind: 'file', path: '/etc/app.conf', content: 'greeting={{ vars.greeting }} host={{ facts.hostname }}\n', mode: '0644' },
+    { id: 'count', kind: 'command', run: 'echo $$ > "$NODE_ROOT/pid"; echo run >> "$NODE_ROOT/count"; sleep {{ vars.sleep }} && test ! -f "$NODE_ROOT/fail-here" && echo done >> "$NODE_ROOT/done"' },
+  ],
+  verify: [],
+};
+
+interface Replica {
+  coord: Coordinator;
+  jobs: Jobs;
+  server: grpc.Server;
+  client: JobServiceClient;
+}
+
+interface TestAgent {
+  agent: Agent;
+  root: string;
+}
+
+function unary<Req, Res>(fn: (req: Req, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    fn(req, (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res as Res)));
+  });
+}
+
+describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
+  this.timeout(120_000);
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  let ks: Keyspace;
+  let replicas: Replica[] = [];
+  let agents: TestAgent[] = [];
+
+  before(async () => {
+    etcd = await EtcdServer.start('jobs');
+    client = etcd.client();
+  });
+  after(async () => {
+    await etcd.destroy();
+  });
+  beforeEach(() => {
+    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+  });
+  afterEach(async () => {
+    await Promise.all(agents.map((a) => a.agent.stop(1000)));
+    for (const a of agents) rmSync(a.root, { recursive: true, force: true });
+    agents = [];
+    for (const r of replicas) await stopReplica(r);
+    replicas = [];
+  });
+
+  async function stopReplica(r: Replica): Promise<void> {
+    r.client.close();
+    await r.jobs.runner.stop();
+    await r.coord.stop({ graceMs: 500 });
+    await new Promise<void>((res) => r.server.tryShutdown(() => res()));
+  }
+
+  async function startReplica(id: string): Promise<Replica> {
+    const coord = new Coordinator({
+      etcd: client, keyspace: ks, logger: logger.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000,
+    });
+    await coord.start();
+    const election = coord.leaderElection;
+    const jobs = createJobs({
+      client, keyspace: ks, events: coord.events, nodes: coord.nodes, streams: coord.streams, fence: election,
+      isLeader: () => coord.isLeader(), clock: systemClock, logger,
+      runner: { connectTimeoutMs: 15_000, cancelGraceMs: 5000, progressFlushMs: 100, resyncIntervalMs: 1000 },
+    });
+    election.on('gained', () => { void jobs.runner.start(); });
+    election.on('lost', () => { void jobs.runner.stop(); });
+    if (coord.isLeader()) void jobs.runner.start();
+    const server = new grpc.Server();
+    const { api } = loadProto();
+    server.addService(api.cluster.v1.JobService.service, jobs.handlers);
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    const jobClient = new api.cluster.v1.JobService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const r = { coord, jobs, server, client: jobClient };
+    replicas.push(r);
+    return r;
+  }
+
+  async function startAgent(nodeId: string): Promise<TestAgent> {
+    const root = mkdtempSync(join(tmpdir(), `job-${nodeId}-`));
+    const context = createUnitContext({ root, logger });
+    const applied = new MemoryAppliedStore();
+    const executor = new CommandExecutor({ handlers: createHandlerRegistry(), context, applied, logger, facts: () => Promise.resolve(FACTS) });
+    const agent = new Agent(
+      { nodeId, leaseTtlMs: 3000, prefix: ks.prefix, hostname: `${nodeId}.lab`, bootId: 'boot-1', factsIntervalMs: 0 },
+      { etcd: client, logger: logger.child({ nodeId }), factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied) },
+    );
+    await agent.start();
+    const a = { agent, root };
+    agents.push(a);
+    return a;
+  }
+
+  async function node(r: Replica, id: string): Promise<NodeRecord> {
+    const n = await r.coord.nodes.get(id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n.record;
+  }
+
+  async function setup(nodeIds: string[], groupVars: Record<string, string> = {}): Promise<{ leader: Replica; agents: Map<string, TestAgent> }> {
+    await client.put(ks.config('web', '1')).value(JSON.stringify(BUNDLE));
+    await client.put(ks.group('web')).value(JSON.stringify({ name: 'web', bundle: 'web', version: '1', variables: groupVars }));
+    const leader = await startReplica('r1');
+    await waitFor('r1 to lead', () => leader.coord.isLeader(), { timeoutMs: 15_000 });
+    const map = new Map<string, TestAgent>();
+    for (const id of nodeIds) map.set(id, await startAgent(id));
+    await waitFor('nodes discovered and connected', async () => {
+      for (const id of nodeIds) {
+        const n = await leader.coord.nodes.get(id);
+        if (n?.record.state !== 'Discovered' || !leader.coord.streams.isConnected(id)) return false;
+      }
+      return true;
+    }, { timeoutMs: 30_000 });
+    return { leader, agents: map };
+  }
+
+  const start = (r: Replica, req: StartJobRequest): Promise<Job__Output> => unary(r.client.startJob.bind(r.client), req);
+  const get = (r: Replica, id: string): Promise<JobDetail__Output> => unary(r.client.getJob.bind(r.client), { id });
+
+  async function finished(r: Replica, id: string, timeoutMs = 60_000): Promise<JobDetail__Output> {
+    return waitFor(`job ${id} to finish`, async () => {
+      const d = await get(r, id);
+      return ['Succeeded', 'Failed', 'Cancelled'].includes(d.job?.state ?? '') ? d : undefined;
+    }, { timeoutMs, intervalMs: 200 });
+  }
+
+  const lines = (path: string): number => (existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).length : 0);
+
+  it('commissions 3 agents: units applied in each sandbox, nodes Commissioned in the group, claims released; a second commission and unknown nodes are refused and change nothing', async () => {
+    const ids = ['n1', 'n2', 'n3'];
+    const { leader, agents: ag } = await setup(ids);
+    const job = await start(leader, { kind: 'commission', nodeIds: ids, group: 'web', extraVarsJson: '{"greeting":"hi"}', requestedBy: 'test' });
+    expect(job.state).to.equal('Pending');
+    expect(job.nodeIds).to.deep.equal(ids);
+    const d = await finished(leader, job.id);
+    expect(d.job?.state, d.job?.message).to.equal('Succeeded');
+    expect(d.job?.counts).to.deep.equal({ succeeded: 3 });
+    for (const id of ids) {
+      const root = ag.get(id)?.root ?? '';
+      expect(readFileSync(join(root, 'etc/app.conf'), 'utf8')).to.equal('greeting=hi host=sandbox\n');
+      expect(lines(join(root, 'count'))).to.equal(1);
+      const n = await node(leader, id);
+      expect(n.state).to.equal('Commissioned');
+      expect(n.group).to.equal('web');
+      expect(n.appliedConfig).to.equal('web@1');
+      expect(n.appliedDigest).to.match(/^sha256:/);
+      expect(n.currentJob).to.equal(undefined);
+      const jn = d.nodes.find((x) => x.nodeId === id);
+      expect(jn?.state).to.equal('succeeded');
+      expect(jn?.units.map((u) => `${u.unitId}:${u.status}`)).to.deep.equal(['conf:changed', 'count:changed']);
+    }
+
+    // Refusals: nothing may change (same node revisions, no new job).
+    const before = await Promise.all(ids.map(async (id) => (await leader.coord.nodes.get(id))?.modRevision));
+    const again = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web' }).catch((e: unknown) => e as Error);
+    expect(again).to.be.instanceOf(Error);
+    expect((again as Error).message).to.match(/node n1 is Commissioned; it cannot move to Commissioning \(from Commissioned it can move to Upgrading, Decommissioning\)/);
+    const unknown = await start(leader, { kind: 'upgrade', nodeIds: ['n1', 'nope'] }).catch((e: unknown) => e as Error);
+    expect((unknown as { code?: number }).code).to.equal(grpc.status.NOT_FOUND);
+    expect((unknown as Error).message).to.include('node nope not found');
+    const badKind = await start(leader, { kind: 'explode', nodeIds: ['n1'] }).catch((e: unknown) => e as Error);
+    expect((badKind as Error).message).to.match(/unknown job kind "explode": use one of commission/);
+    const after = await Promise.all(ids.map(async (id) => (await leader.coord.nodes.get(id))?.modRevision));
+    expect(after).to.deep.equal(before);
+    const list = await unary(leader.client.listJobs.bind(leader.client), { state: '', limit: 0 });
+    expect(list.jobs.map((j) => j.id)).to.deep.equal([job.id]);
+  });
+
+  it('rolling with batch 1 stops at the failure threshold: later nodes skipped and released', async () => {
+    const ids = ['n1', 'n2', 'n3'];
+    const { leader, agents: ag } = await setup(ids);
+    writeFileSync(join(ag.get('n2')?.root ?? '', 'fail-here'), '');
+    const job = await start(leader, { kind: 'commission', nodeIds: ids, group: 'web', strategy: 'rolling', batch: '1', maxFailures: 0 });
+    const d = await finished(leader, job.id);
+    expect(d.job?.state).to.equal('Failed');
+    expect(d.job?.message).to.match(/1 node\(s\) failed, more than --max-failures 0/);
+    expect(d.nodes.map((n) => `${n.nodeId}:${n.state}:${n.batch}`)).to.deep.equal(['n1:succeeded:0', 'n2:failed:1', 'n3:skipped:2']);
+    expect(d.nodes[1].error).to.match(/unit count/);
+    expect((await node(leader, 'n1')).state).to.equal('Commissioned');
+    const n2 = await node(leader, 'n2');
+    expect(n2.state).to.equal('Failed');
+    expect(n2.lastError).to.match(/commission failed/);
+    const n3 = await node(leader, 'n3');
+    expect(n3.state).to.equal('Discovered');
+    expect(n3.currentJob).to.equal(undefined);
+    expect(lines(join(ag.get('n3')?.root ?? '', 'count'))).to.equal(0);
+  });
+
+  it('refuses a second job on a node being commissioned (Contiv #104); cancel mid-command kills the command on the agent', async () => {
+    const { leader, agents: ag } = await setup(['n1']);
+    const root = ag.get('n1')?.root ?? '';
+    const job = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web', extraVarsJson: '{"sleep":"30"}' });
+    await waitFor('the command to run', () => existsSync(join(root, 'pid')), { timeoutMs: 30_000 });
+    const pid = Number(readFileSync(join(root, 'pid'), 'utf8').trim());
+    expect((await node(leader, 'n1')).state).to.equal('Commissioning');
+
+    const dup = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web' }).catch((e: unknown) => e as Error);
+    expect((dup as Error).message).to.match(/node n1 is|already in job/);
+    expect((dup as { code?: number }).code).to.equal(grpc.status.FAILED_PRECONDITION);
+
+    const cancelled = await unary(leader.client.cancelJob.bind(leader.client), { id: job.id, reason: 'test' });
+    expect(cancelled.state).to.equal('Cancelling');
+    const d = await finished(leader, job.id, 30_000);
+    expect(d.job?.state).to.equal('Cancelled');
+    expect(d.nodes[0].state, d.nodes[0].error).to.equal('cancelled');
+    const n = await node(leader, 'n1');
+    expect(n.state).to.equal('Failed');
+    expect(n.lastError).to.equal('cancelled by operator');
+    expect(n.currentJob).to.equal(undefined);
+    await waitFor('the command process to be gone', () => {
+      try { process.kill(pid, 0); return false; } catch { return true; }
+    }, { timeoutMs: 10_000 });
+    await delay(500);
+    expect(existsSync(join(root, 'done'))).to.equal(false);
+    // From Failed every path stays open: commission again works.
+    const retry = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web' });
+    expect((await finished(leader, retry.id)).job?.state).to.equal('Succeeded');
+  });
+
+  it('resumes after the leader stops mid-job: nodes recorded done are not re-run, the running one is not started twice', async () => {
+    const ids = ['n1', 'n2', 'n3'];
+    const { leader, agents: ag } = await setup(ids, { sleep: '2' });
+    const follower = await startReplica('r2');
+    const job = await start(follower, { kind: 'commission', nodeIds: ids, group: 'web', strategy: 'rolling', batch: '1' });
+    await waitFor('n1 done and n2 running', async () => {
+      const d = await get(follower, job.id);
+      return d.nodes[0].state === 'succeeded' && d.nodes[1].state === 'running' && existsSync(join(ag.get('n2')?.root ?? '', 'pid'));
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    replicas.splice(replicas.indexOf(leader), 1);
+    await stopReplica(leader);
+    await waitFor('r2 to lead', () => follower.coord.isLeader(), { timeoutMs: 20_000 });
+    const d = await finished(follower, job.id, 60_000);
+    expect(d.job?.state, JSON.stringify(d.nodes.map((n) => [n.nodeId, n.state, n.error]))).to.equal('Succeeded');
+    for (const id of ids) {
+      expect(lines(join(ag.get(id)?.root ?? '', 'count')), `runs on ${id}`).to.equal(1);
+      expect((await node(follower, id)).state).to.equal('Commissioned');
+    }
+  });
+});

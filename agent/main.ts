@@ -9,6 +9,10 @@
  */
 import { mkdirSync } from 'node:fs';
 import { Agent } from './agent';
+import { appliedState, CommandExecutor, FileAppliedStore } from './command-executor';
+import { systemFactsProvider } from './facts-collector';
+import { createUnitContext } from './unit-context';
+import { createHandlerRegistry } from './units/handlers';
 import { agentHelp, parseAgentOptions } from './options';
 import { createEtcdClient } from '../shared/etcd';
 import { ClusterError, errorMessage } from '../shared/errors';
@@ -48,6 +52,11 @@ async function main(argv: string[]): Promise<number> {
 
   let agent: Agent;
   let etcd: ReturnType<typeof createEtcdClient>;
+  // Reads only: the applied record the coordinator's commands update (written under --state-dir).
+  const applied = await FileAppliedStore.open(o.stateDir);
+  const unitContext = createUnitContext({
+    root: o.root, logger, systemdBus: o.systemdBus as 'system' | 'session', systemdUnitDir: o.systemdUnitDir, packageBackend: o.packageBackend,
+  });
   try {
     etcd = createEtcdClient({ endpoints: o.etcd });
     agent = new Agent(
@@ -55,7 +64,15 @@ async function main(argv: string[]): Promise<number> {
         nodeId: o.nodeId, bootId: o.bootId, hostname: o.hostname, leaseTtlMs: o.leaseTtl, prefix: o.prefix,
         coordinator: o.coordinator, factsIntervalMs: o.factsInterval,
       },
-      { etcd, logger },
+      {
+        etcd, logger,
+        applied: () => appliedState(applied),
+        commandHandler: new CommandExecutor({
+          handlers: createHandlerRegistry(), context: unitContext, applied, logger,
+          facts: () => systemFactsProvider({ hostname: agent.identity.hostname, logger })(),
+          onAppliedChanged: () => { agent.refreshMembership().catch(() => undefined); },
+        }),
+      },
     );
   } catch (err) {
     if (err instanceof ClusterError) return usageError(err.message);

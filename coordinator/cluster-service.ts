@@ -41,7 +41,8 @@ interface Snapshot {
   facts: Map<string, Partial<Facts>>;
 }
 
-export function createClusterServiceHandlers(options: ClusterServiceOptions): ClusterServiceHandlers {
+/** The read RPCs; cluster-admin.ts adds the admin ones (coordinator.ts composes both). */
+export function createClusterServiceHandlers(options: ClusterServiceOptions): Pick<ClusterServiceHandlers, 'ListNodes' | 'GetNode' | 'WatchNodes'> {
   const { client, keyspace } = options;
   const log = options.logger.child({ component: 'cluster-service' });
 

@@ -12,6 +12,7 @@ import type { Etcd3 } from 'etcd3';
 import { errorMessage, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
+import { createClusterAdminHandlers } from './cluster-admin';
 import { createClusterServiceHandlers } from './cluster-service';
 import { EventLog } from './event-log';
 import { AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME, GrpcServer, parseHostPort } from './grpc-server';
@@ -80,7 +81,14 @@ export class Coordinator {
         replicaId: options.replicaId, leadership, nodes: this.nodes, streams: this.streams, clock, logger: this.log,
         pingIntervalMs: options.pingIntervalMs ?? 10_000,
       }),
-      clusterService: createClusterServiceHandlers({ client, keyspace, logger: this.log }),
+      clusterService: {
+        ...createClusterServiceHandlers({ client, keyspace, logger: this.log }),
+        // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
+        ...createClusterAdminHandlers({
+          client, keyspace, events: this.events, logger: this.log,
+          nodes: new NodeStore({ client, keyspace, events: this.events, clock }),
+        }),
+      },
     });
   }
 

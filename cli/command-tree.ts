@@ -8,6 +8,19 @@ import { GLOBAL_OPTIONS } from './global-options';
 import { nodesList } from './commands/nodes-list';
 import { nodeDescribe } from './commands/node-describe';
 import { version } from './commands/version';
+import { bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
+import { events } from './commands/events';
+import { groupSet, groupShow, groupsList } from './commands/group-commands';
+import { jobCancel } from './commands/job-cancel';
+import { jobDescribe } from './commands/job-describe';
+import { jobLogs } from './commands/job-logs';
+import { jobWatch } from './commands/job-watch';
+import { jobsList } from './commands/jobs-list';
+import { nodeLabel } from './commands/node-label';
+import { nodeMaintenance } from './commands/node-maintenance';
+import { nodeCommission, nodeDecommission, nodeRepair, nodeUpgrade, nodeVerify } from './commands/node-job';
+import { status } from './commands/status';
+import { completionCommand } from './completion';
 
 /** `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. */
 const nodesGroup = defineCommand<CliContext, Record<string, never>>({
@@ -22,10 +35,63 @@ const nodesGroup = defineCommand<CliContext, Record<string, never>>({
 /** `node`: acts on one node (Contiv's `clusterctl node get ID`). */
 const nodeGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'node',
-  summary: 'Show one node (describe/get ID)',
-  usage: 'node describe|get ID [flags]',
-  example: 'clusterctl node describe node-1',
-  subcommands: [nodeDescribe, nodesList],
+  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label',
+  usage: 'node COMMAND ID... [flags]',
+  example: 'clusterctl node describe node-1\nclusterctl node commission node-1 -g worker --wait\nclusterctl node maintenance on node-1 --reason "disk swap"',
+  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel],
+});
+
+/** `jobs`: bare `jobs` lists (`jobs --state running`). */
+const jobsGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'jobs',
+  summary: 'List jobs',
+  usage: 'jobs [list] [--state STATE] [flags]',
+  example: 'clusterctl jobs\nclusterctl jobs --state failed -o wide',
+  subcommands: [jobsList, jobDescribe, jobWatch, jobLogs, jobCancel],
+  defaultSubcommand: 'list',
+});
+
+/** `job`: one job (Contiv's `job get active|last`). */
+const jobGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'job',
+  summary: 'Show, follow, read the output of, or cancel one job',
+  usage: 'job describe|watch|logs|cancel ID|active|last [flags]',
+  example: 'clusterctl job describe last\nclusterctl job get active -f\nclusterctl job logs last --node node-1\nclusterctl job cancel active',
+  subcommands: [jobDescribe, jobWatch, jobLogs, jobCancel, jobsList],
+});
+
+const bundlesGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'bundles',
+  summary: 'List stored bundle versions',
+  usage: 'bundles [list] [flags]',
+  example: 'clusterctl bundles',
+  subcommands: [bundlesList, bundleShow, bundlePush],
+  defaultSubcommand: 'list',
+});
+
+const bundleGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'bundle',
+  summary: 'Push and show config bundles (versioned, validated units + verify probes)',
+  usage: 'bundle push|show|list [flags]',
+  example: 'clusterctl bundle push -f base.yaml\nclusterctl bundle show base@3',
+  subcommands: [bundlePush, bundleShow, bundlesList],
+});
+
+const groupsGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'groups',
+  summary: 'List groups',
+  usage: 'groups [list] [flags]',
+  example: 'clusterctl groups',
+  subcommands: [groupsList, groupShow, groupSet],
+  defaultSubcommand: 'list',
+});
+
+const groupGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'group',
+  summary: 'Show and set groups (role -> bundle version, variables, rules)',
+  usage: 'group show|set|list NAME [flags]',
+  example: 'clusterctl group show worker\nclusterctl group set worker --bundle base@3 --min-size 2',
+  subcommands: [groupShow, groupSet, groupsList],
 });
 
 export function commandTree(): Command<CliContext> {
@@ -33,8 +99,11 @@ export function commandTree(): Command<CliContext> {
     name: 'clusterctl',
     summary: 'clusterctl: the operator CLI of the bare-metal cluster manager (talks gRPC to any coordinator replica).',
     usage: 'clusterctl [global options] COMMAND [flags]',
-    example: 'clusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml',
+    example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
-    subcommands: [nodesGroup, nodeGroup, version],
+    subcommands: [
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, events,
+      completionCommand(commandTree), version,
+    ],
   });
 }

@@ -6,6 +6,7 @@
 import type { Clock } from '../shared/clock';
 import type { OptionValues } from '../shared/options';
 import type { ClusterClient } from './client';
+import type { ApiClient } from './commands/api';
 import type { GLOBAL_OPTIONS } from './global-options';
 import type { OutputFormat, OutputSink } from './output';
 
@@ -22,6 +23,8 @@ export interface CliContext {
   format: OutputFormat;
   /** The ClusterService client for --coordinator/--timeout; main.ts closes it after the command. */
   client(): ClusterClient;
+  /** Admin, job and config RPCs on the same address (cli/commands/api.ts); closed by main.ts too. */
+  api(): ApiClient;
   /** Resolves when the operator asks a long-running command to stop (Ctrl-C, SIGTERM). */
   interrupted: Promise<void>;
 }

@@ -7,6 +7,7 @@
 import { ClusterError } from '../shared/errors';
 import { systemClock, type Clock } from '../shared/clock';
 import { ClusterClient } from './client';
+import { ApiClient } from './commands/api';
 import { EXIT, helpText, parseInvocation, runInvocation, type ExitCode } from './command';
 import { commandTree } from './command-tree';
 import type { CliContext, GlobalValues } from './context';
@@ -38,6 +39,7 @@ function oneLine(s: string): string {
 export async function main(argv: readonly string[], io: MainIo): Promise<ExitCode> {
   const debug = io.env.CLUSTERCTL_DEBUG === '1' || io.env.CLUSTERCTL_DEBUG === 'true';
   let client: ClusterClient | undefined;
+  let api: ApiClient | undefined;
   try {
     const root = commandTree();
     const inv = parseInvocation(root, argv, { env: io.env, configEnv: CONFIG_ENV, defaultConfigPath: defaultConfigPath(io.env) });
@@ -56,6 +58,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
       globals,
       format,
       client: () => (client ??= new ClusterClient({ address, timeoutMs: globals.timeout })),
+      api: () => (api ??= new ApiClient({ address, timeoutMs: globals.timeout })),
       interrupted: io.interrupted ?? new Promise<void>(() => undefined),
     };
     return await runInvocation(inv, context);
@@ -64,6 +67,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
     return EXIT.error;
   } finally {
     client?.close();
+    api?.close();
   }
 }
 

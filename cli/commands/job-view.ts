@@ -1,0 +1,154 @@
+/**
+ * How a job looks in each output format: list rows, the JSON/YAML object (proto field names,
+ * proto order), the `job describe` page, the dry-run plan, and the exit code a finished job
+ * means (0 succeeded, 1 failed/cancelled, 2 verify found drift). Pure functions.
+ */
+import type { Job__Output } from '../../generated/cluster/v1/Job';
+import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
+import type { JobNode__Output } from '../../generated/cluster/v1/JobNode';
+import { EXIT, type ExitCode } from '../command';
+import { ageSince, formatBool, formatTable, orDash, type Cell, type Row } from '../output';
+
+export const JOB_COLUMNS = ['ID', 'KIND', 'STATE', 'NODES', 'DONE', 'FAILED', 'BATCH', 'GROUP', 'AGE'] as const;
+export const JOB_WIDE_COLUMNS = [...JOB_COLUMNS, 'BUNDLE', 'STRATEGY', 'DRY-RUN', 'REQUESTED-BY', 'MESSAGE'] as const;
+
+export const FINISHED_JOB_STATES: readonly string[] = ['Succeeded', 'Failed', 'Cancelled'];
+
+const STATE_COLOUR: Record<string, Cell['colour']> = { Failed: 'red', Cancelled: 'yellow', Cancelling: 'yellow', Succeeded: 'green', Running: 'bold' };
+
+function sortedCounts(c: Readonly<Record<string, number>>): Record<string, number> {
+  return Object.fromEntries(Object.entries(c).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+export function jobObject(j: Job__Output): Record<string, unknown> {
+  return {
+    id: j.id, kind: j.kind, state: j.state, group: j.group, bundle: j.bundle, strategy: j.strategy, batch: j.batch,
+    maxFailures: j.maxFailures, dryRun: j.dryRun, force: j.force, nodeIds: j.nodeIds, batches: j.batches,
+    currentBatch: j.currentBatch, counts: sortedCounts(j.counts), message: j.message, createdAt: j.createdAt,
+    startedAt: j.startedAt, finishedAt: j.finishedAt, requestedBy: j.requestedBy, revision: j.revision,
+  };
+}
+
+/** Plan/drift JSON text as data (so `-o json` nests it instead of quoting it); text when unreadable. */
+export function parseJsonField(text: string): unknown {
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+export function jobNodeObject(n: JobNode__Output): Record<string, unknown> {
+  return {
+    nodeId: n.nodeId, batch: n.batch, state: n.state, commandId: n.commandId, startedAt: n.startedAt, finishedAt: n.finishedAt,
+    error: n.error, output: n.output, units: n.units.map((u) => ({ unitId: u.unitId, status: u.status, message: u.message })),
+    plan: parseJsonField(n.planJson), drift: parseJsonField(n.driftJson),
+  };
+}
+
+export function jobDetailObject(d: JobDetail__Output): Record<string, unknown> {
+  return { job: d.job ? jobObject(d.job) : null, nodes: d.nodes.map(jobNodeObject) };
+}
+
+function count(j: Job__Output, ...states: string[]): number {
+  return states.reduce((sum, s) => sum + (j.counts[s] ?? 0), 0);
+}
+
+export function jobRow(j: Job__Output, nowMs: number): Row {
+  const done = count(j, 'succeeded', 'failed', 'cancelled', 'skipped');
+  return [
+    j.id, j.kind + (j.dryRun ? ' (dry-run)' : ''), { text: j.state, colour: STATE_COLOUR[j.state] }, String(j.nodeIds.length),
+    `${done}/${j.nodeIds.length}`, { text: String(count(j, 'failed')), colour: count(j, 'failed') ? 'red' : undefined },
+    j.batches ? `${Math.min(j.currentBatch + 1, j.batches)}/${j.batches}` : '-', orDash(j.group), ageSince(j.createdAt, nowMs),
+  ];
+}
+
+export function jobWideRow(j: Job__Output, nowMs: number): Row {
+  return [...jobRow(j, nowMs), orDash(j.bundle), orDash(j.strategy), formatBool(j.dryRun), orDash(j.requestedBy), orDash(j.message)];
+}
+
+/** Has this verify node's drift JSON any content? (`[]`, `{}`, `null` and '' mean no drift.) */
+export function hasDrift(n: JobNode__Output): boolean {
+  const v = parseJsonField(n.driftJson);
+  if (v === null || v === undefined || v === '') return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v).length > 0;
+  return true;
+}
+
+/** The exit code a finished job stands for (EXIT.ok while it runs, for callers that ask early). */
+export function jobExitCode(d: JobDetail__Output): ExitCode {
+  const state = d.job?.state ?? '';
+  if (state === 'Failed' || state === 'Cancelled') return EXIT.error;
+  if (state === 'Succeeded' && d.nodes.some(hasDrift)) return EXIT.changes;
+  return EXIT.ok;
+}
+
+export interface PlanLine {
+  nodeId: string;
+  unitId: string;
+  action: string;
+  detail: string;
+}
+
+/**
+ * The per-node, per-unit plan of a dry run. The agent's plan JSON is a list of unit entries (or
+ * `{units: [...]}`); each names its unit and what would change. Unknown shapes print as JSON.
+ */
+export function planLines(d: JobDetail__Output): PlanLine[] {
+  const lines: PlanLine[] = [];
+  for (const n of d.nodes) {
+    const plan = parseJsonField(n.planJson);
+    const entries: unknown[] = Array.isArray(plan) ? plan : plan && typeof plan === 'object' && Array.isArray((plan as { units?: unknown }).units) ? (plan as { units: unknown[] }).units : [];
+    if (entries.length === 0) {
+      const why = n.error ? `error: ${n.error}` : plan === null ? `no plan (${n.state})` : JSON.stringify(plan);
+      lines.push({ nodeId: n.nodeId, unitId: '-', action: n.state === 'failed' ? 'failed' : '-', detail: why });
+      continue;
+    }
+    for (const e of entries) {
+      const o = (e && typeof e === 'object' ? e : {}) as Record<string, unknown>;
+      const unitId = typeof o.unitId === 'string' ? o.unitId : typeof o.id === 'string' ? o.id : '?';
+      const changes = o.changes ?? o.diff ?? o.changed;
+      const action = typeof o.action === 'string' ? o.action : typeof o.status === 'string' ? o.status
+        : changes === false || (Array.isArray(changes) && changes.length === 0) ? 'unchanged' : 'change';
+      const detail = typeof o.message === 'string' ? o.message : typeof o.summary === 'string' ? o.summary
+        : Array.isArray(changes) ? changes.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join('; ') : '';
+      lines.push({ nodeId: n.nodeId, unitId, action, detail });
+    }
+  }
+  return lines;
+}
+
+export function formatPlan(d: JobDetail__Output): string {
+  return formatTable(['NODE', 'UNIT', 'ACTION', 'DETAIL'], planLines(d).map((l) => [l.nodeId, l.unitId, l.action, orDash(l.detail)]));
+}
+
+/** `job describe`: the job, then one block per node with its units and error. */
+export function describeJob(d: JobDetail__Output, nowMs: number): string {
+  const j = d.job;
+  if (!j) return 'no job\n';
+  const lines = [
+    `Job:          ${j.id}`,
+    `Kind:         ${j.kind}${j.dryRun ? ' (dry run)' : ''}`,
+    `State:        ${j.state}${j.message ? ` (${j.message})` : ''}`,
+    `Group:        ${orDash(j.group)}`,
+    `Bundle:       ${orDash(j.bundle)}`,
+    `Strategy:     ${orDash(j.strategy)} batch ${orDash(j.batch)}, ${j.batches} batch(es), max failures ${j.maxFailures}${j.force ? ', forced' : ''}`,
+    `Requested by: ${orDash(j.requestedBy)}`,
+    `Created:      ${orDash(j.createdAt)} (${ageSince(j.createdAt, nowMs)} ago)`,
+    `Started:      ${orDash(j.startedAt)}`,
+    `Finished:     ${orDash(j.finishedAt)}`,
+    `Counts:       ${Object.entries(sortedCounts(j.counts)).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`,
+    '',
+    'Nodes:',
+  ];
+  const rows: Row[] = d.nodes.map((n) => [n.nodeId, String(n.batch), { text: n.state, colour: n.state === 'failed' ? 'red' : undefined }, orDash(n.startedAt), orDash(n.finishedAt), orDash(n.error)]);
+  lines.push(...formatTable(['NODE', 'BATCH', 'STATE', 'STARTED', 'FINISHED', 'ERROR'], rows).trimEnd().split('\n').map((l) => `  ${l}`));
+  for (const n of d.nodes) {
+    if (n.units.length === 0) continue;
+    lines.push('', `Units on ${n.nodeId}:`);
+    lines.push(...formatTable(['UNIT', 'STATUS', 'MESSAGE'], n.units.map((u) => [u.unitId, u.status, orDash(u.message)])).trimEnd().split('\n').map((l) => `  ${l}`));
+  }
+  return lines.join('\n') + '\n';
+}

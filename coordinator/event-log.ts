@@ -147,14 +147,20 @@ export class EventLog {
 
   /** Deletes all but the newest `retention` events; returns how many were deleted. */
   trim(): Promise<number> {
-    this.trimming ??= this.trimNow().finally(() => {
-      this.trimming = undefined;
+    // Queued behind a trim in flight, never joined to it: that one read the counter earlier
+    // and would leave events this caller expects gone.
+    const run = (this.trimming ?? Promise.resolve(0)).catch(() => 0).then(() => this.trimNow());
+    const tracked: Promise<number> = run.finally(() => {
+      if (this.trimming === tracked) this.trimming = undefined;
     });
-    return this.trimming;
+    this.trimming = tracked;
+    return run;
   }
 
+  /** Background trims coalesce: one in flight is enough, the next append triggers another. */
   private trimSoon(): void {
     this.appendsSinceTrim = 0;
+    if (this.trimming) return;
     this.trim().catch((err: unknown) => this.log.warn('trimming events failed', { err: errorMessage(err) }));
   }
 

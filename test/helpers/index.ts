@@ -6,3 +6,4 @@ export { ManagedProcess, spawnNode, run, clusterctl, REPO_ROOT, DIST, BIN, type 
 export { TestCluster, AgentHandle, CoordinatorHandle, etcdSnapshot, wipeEtcd, type CtlNode, type AgentStartOptions, type CoordinatorStartOptions, type TestClusterOptions } from './cluster';
 export { startSystemdSandbox, SYSTEMD_BIN, type SystemdSandbox } from './systemd-sandbox';
 export { buildRpmFixtures, copyIntoRoot, FIXTURE_PACKAGE, FIXTURE_VERSIONS, type RpmFixtures, type FixtureVersion } from './rpm-fixtures';
+export { SandboxNode, type SandboxNodeOptions } from './sandbox-node';

@@ -153,6 +153,7 @@ export class EventLog {
     const tracked: Promise<number> = run.finally(() => {
       if (this.trimming === tracked) this.trimming = undefined;
     });
+    tracked.catch(() => undefined); // the caller gets `run`'s rejection; this copy is bookkeeping
     this.trimming = tracked;
     return run;
   }

@@ -215,8 +215,7 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
       for (const key of PROCESS_LEVEL_DIRECTIVES) for (const v of values(unit, 'Service', key)) props.push(`${key}=${v}`);
       props.push(`Environment=CLUSTER_ETCD=${etcd.endpoint}`, `Environment=CLUSTER_LISTEN=127.0.0.1:${port}`,
         `Environment=CLUSTER_COORDINATOR_CONFIG=${join(root, 'etc/cluster/coordinator.yaml')}`, 'Environment=CLUSTER_ELECTION_TTL=3');
-      coordinator = runSandboxed(mkdtempSync(join(tmp, 'coordinator-')), props, [process.execPath, join(lib, 'coordinator.js')]);
-      await coordinator.proc.waitForLog('sandbox: started', 30_000);
+      coordinator = await runSandboxed('rpm-coordinator', props, [process.execPath, join(lib, 'coordinator.js')]);
 
       agent = spawnNode('bundled-agent', join(lib, 'agent.js'), ['--config', join(root, 'etc/cluster/agent.yaml')], {
         cwd: '/',
@@ -226,23 +225,28 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
 
       let last: RunResult | undefined;
       const listed = await waitFor('clusterctl nodes to list rpm-node-1 as Discovered', async () => {
-        if (!coordinator?.proc.alive) throw new Error('the sandboxed coordinator ended');
+        if (coordinator?.ended()) throw new Error('the sandboxed coordinator ended');
         last = await run(process.execPath, [join(lib, 'clusterctl.js'), '--coordinator', `127.0.0.1:${port}`, 'nodes'], {
           cwd: '/', env: { CLUSTER_PROTO_DIR: '', HOME: tmp, XDG_CONFIG_HOME: join(tmp, 'xdg') }, timeoutMs: 20_000,
         });
         return last.code === 0 && /rpm-node-1\s+Discovered/.test(last.stdout) ? last.stdout : undefined;
       }, { timeoutMs: 60_000, intervalMs: 500 }).catch((err: Error) => {
-        throw new Error(`${err.message}\nlast clusterctl: ${JSON.stringify(last)}\nagent: ${agent?.logs.slice(-2000)}\ncoordinator: ${coordinator?.proc.logs.slice(-2000)}`);
+        const ended: Promise<string> = coordinator?.ended()
+          ? coordinator.done.then((r) => `${r.stdout.slice(-1500)}${r.stderr.slice(-1500)}`)
+          : Promise.resolve('still running');
+        return ended.then((c) => { throw new Error(`${err.message}\nlast clusterctl: ${JSON.stringify(last)}\nagent: ${agent?.logs.slice(-2000)}\ncoordinator: ${c}`); });
       });
       expect(listed).to.match(/rpm-node-1\s+Discovered\s+yes/);
 
       // A clean stop through systemd (SIGTERM) ends with success, not a seccomp kill.
       await agent.stop(15_000);
-      await coordinator.stop();
-      expect(coordinator.proc.logs, coordinator.proc.logs.slice(-3000)).to.match(/"msg":"stopped"[^]*Finished with result: success/);
+      const stopped = await coordinator.stop();
+      const output = `${stopped.stdout}${stopped.stderr}`;
+      expect(output, output.slice(-3000)).to.match(/"msg":"stopped"/);
+      expect(stopped.stderr, output.slice(-3000)).to.match(/Finished with result: success/);
     } finally {
       await agent?.kill();
-      await coordinator?.proc.kill();
+      await coordinator?.dispose();
       await etcd.destroy();
     }
   });

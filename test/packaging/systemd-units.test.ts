@@ -132,26 +132,26 @@ describe('packaging: systemd units', function () {
     expect(props.filter((p) => p.startsWith('SystemCallFilter='))).to.have.length.greaterThan(0);
     const script = 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log("listening on",s.address().port);s.close()});'
       + 'require("child_process").execFileSync("/bin/true");require("fs").writeFileSync("/dev/null","x");';
-    const sb = runSandboxed(mkdtempSync(join(dir, 'sandbox-')), props, [process.execPath, '-e', script]);
+    const svc = await runSandboxed('units-seccomp', props, [process.execPath, '-e', script]);
     try {
-      await sb.proc.exited;
-      expect(sb.proc.logs).to.match(/listening on \d+/);
-      expect(sb.proc.logs).to.match(/Finished with result: success/);
-      expect(sb.proc.logs).to.match(/sandbox: systemd-run exited 0/);
+      const r = await svc.done;
+      expect(r.stdout, r.stderr).to.match(/listening on \d+/);
+      expect(r.stderr).to.match(/Finished with result: success/);
+      expect(r.code).to.equal(0);
     } finally {
-      await sb.proc.kill();
+      await svc.dispose();
     }
   });
 
   it('the sandbox check can fail: a filter Node cannot live with kills it with SIGSYS', async function () {
     this.timeout(60_000);
-    const sb = runSandboxed(mkdtempSync(join(dir, 'sandbox-')), ['NoNewPrivileges=yes', 'SystemCallFilter=@basic-io'], [process.execPath, '-e', 'console.log("alive")']);
+    const svc = await runSandboxed('units-seccomp-fail', ['NoNewPrivileges=yes', 'SystemCallFilter=@basic-io'], [process.execPath, '-e', 'console.log("alive")']);
     try {
-      await sb.proc.exited;
-      expect(sb.proc.logs).to.not.match(/alive/);
-      expect(sb.proc.logs).to.match(/status=31\/SYS|result: signal/);
+      const r = await svc.done;
+      expect(r.stdout).to.not.match(/alive/);
+      expect(r.stderr).to.match(/status=31\/SYS|result: signal/);
     } finally {
-      await sb.proc.kill();
+      await svc.dispose();
     }
   });
 });

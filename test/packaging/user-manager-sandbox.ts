@@ -1,19 +1,17 @@
 /**
- * Runs one command as a transient service of a real systemd user manager (TESTBED.md), with
- * sandbox properties taken from our unit files, to prove that Node and our bundles actually run
- * under them (a seccomp filter that misses one syscall Node makes kills it with SIGSYS).
+ * Runs one command as a transient service of a real systemd user manager (the shared
+ * test/helpers startSystemdSandbox: own mount namespace and own cgroup, cleaned up even when a
+ * test dies), with sandbox properties taken from our unit files, to prove that Node and our
+ * bundles actually run under them: a seccomp filter that misses one syscall Node makes kills it
+ * with SIGSYS before it prints anything.
  *
- * The manager lives in private mount + PID namespaces (`unshare --kill-child`): killing the
- * returned process kills the manager and the service with it, even when a test fails.
- * A user manager cannot set up mount namespaces for its services (ProtectSystem=, PrivateTmp=...
- * fail with status 226/NAMESPACE there) nor DynamicUser=; only process-level directives are
- * applied here, and systemd-analyze verify covers the rest.
+ * A user manager cannot set up mount namespaces for its services (ProtectSystem=, PrivateTmp=,
+ * ProtectKernelTunables=... fail there with status 226/NAMESPACE) nor DynamicUser=; only the
+ * process-level directives below are applied, and systemd-analyze verify covers the rest.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ManagedProcess } from '../helpers';
+import { startSystemdSandbox, type RunResult, type SystemdSandbox } from '../helpers';
 
-/** Unit directives a user manager applies to a transient service (checked one by one here). */
+/** Unit directives a user manager applies to a transient service (each checked here by hand). */
 export const PROCESS_LEVEL_DIRECTIVES = [
   'NoNewPrivileges', 'CapabilityBoundingSet', 'AmbientCapabilities', 'RestrictNamespaces', 'RestrictRealtime',
   'RestrictSUIDSGID', 'LockPersonality', 'UMask', 'RestrictAddressFamilies', 'SystemCallArchitectures',
@@ -21,52 +19,42 @@ export const PROCESS_LEVEL_DIRECTIVES = [
   'MemoryDenyWriteExecute',
 ] as const;
 
-const SCRIPT = `set -u
-n=$1; shift
-props=("\${@:1:$n}"); shift "$n"
-mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system
-export XDG_RUNTIME_DIR="$SB_DIR/run" HOME="$SB_DIR/home"
-/lib/systemd/systemd --user --log-target=console >"$SB_DIR/manager.log" 2>&1 &
-for _ in $(seq 200); do [ -S "$XDG_RUNTIME_DIR/bus" ] && [ -S "$XDG_RUNTIME_DIR/systemd/private" ] && break; sleep 0.05; done
-export DBUS_SESSION_BUS_ADDRESS="unix:path=$XDG_RUNTIME_DIR/bus"
-args=()
-for p in "\${props[@]}"; do args+=(-p "$p"); done
-systemd-run --user --wait --pipe --unit=sandboxed "\${args[@]}" -- "$@" &
-run=$!
-echo "sandbox: started"
-while [ ! -e "$SB_DIR/stop" ] && kill -0 "$run" 2>/dev/null; do sleep 0.1; done
-kill -0 "$run" 2>/dev/null && systemctl --user stop sandboxed.service
-wait "$run"
-echo "sandbox: systemd-run exited $?"
-`;
+const UNIT = 'sandboxed.service';
+
+function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", "'\\''")}'`;
+}
 
 export interface SandboxedService {
-  proc: ManagedProcess;
-  /** Stops the service (SIGTERM through systemd) if still running and waits for the sandbox to end. */
-  stop(): Promise<void>;
+  readonly sandbox: SystemdSandbox;
+  /** Settles when systemd-run returns: the service's output, then systemd-run's summary on stderr. */
+  readonly done: Promise<RunResult>;
+  /** True once `done` has settled (the service ended). */
+  ended(): boolean;
+  /** Stops the service through systemd (SIGTERM, the unit's KillSignal) and waits for `done`. */
+  stop(): Promise<RunResult>;
+  /** Removes the whole sandbox (manager, services, temp dir). Idempotent. */
+  dispose(): Promise<void>;
 }
 
 /**
  * Starts `command` under `properties` (e.g. `SystemCallFilter=@system-service`,
- * `Environment=K=V`) in a fresh user manager whose runtime dir is under `dir`.
+ * `Environment=K=V`) in a fresh user manager. The service runs until it exits or `stop()`.
  */
-export function runSandboxed(dir: string, properties: readonly string[], command: readonly string[]): SandboxedService {
-  mkdirSync(join(dir, 'run'), { recursive: true, mode: 0o700 });
-  mkdirSync(join(dir, 'home'), { recursive: true });
-  const script = join(dir, 'sandbox.sh');
-  writeFileSync(script, SCRIPT);
-  const proc = new ManagedProcess(
-    'user-manager-sandbox', 'unshare',
-    ['--mount', '--pid', '--fork', '--kill-child', '--mount-proc', 'bash', script, String(properties.length), ...properties, ...command],
-    { env: { SB_DIR: dir }, logFile: join(dir, 'sandbox.log') },
-  );
+export async function runSandboxed(name: string, properties: readonly string[], command: readonly string[], maxRunMs = 300_000): Promise<SandboxedService> {
+  const sandbox = await startSystemdSandbox(name);
+  const props = properties.map((p) => `-p ${shellQuote(p)}`).join(' ');
+  const done = sandbox.exec(`systemd-run --user --wait --pipe --unit=${UNIT} ${props} -- ${command.map(shellQuote).join(' ')} </dev/null`, { timeoutMs: maxRunMs });
+  let settled = false;
+  done.then(() => { settled = true; }, () => { settled = true; });
   return {
-    proc,
-    async stop(): Promise<void> {
-      writeFileSync(join(dir, 'stop'), '');
-      const t = setTimeout(() => proc.proc.kill('SIGKILL'), 30_000);
-      await proc.exited;
-      clearTimeout(t);
+    sandbox,
+    done,
+    ended: () => settled,
+    async stop(): Promise<RunResult> {
+      if (!settled) await sandbox.exec(`systemctl --user stop ${UNIT}`, { timeoutMs: 60_000 });
+      return done;
     },
+    dispose: () => sandbox.stop(),
   };
 }

@@ -21,6 +21,7 @@ import { nodeMaintenance } from './commands/node-maintenance';
 import { nodeCommission, nodeDecommission, nodeRepair, nodeUpgrade, nodeVerify } from './commands/node-job';
 import { status } from './commands/status';
 import { completionCommand } from './completion';
+import { filesGroup } from './commands/files';
 
 /** `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. */
 const nodesGroup = defineCommand<CliContext, Record<string, never>>({
@@ -102,7 +103,7 @@ export function commandTree(): Command<CliContext> {
     example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
     subcommands: [
-      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, events,
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, events,
       completionCommand(commandTree), version,
     ],
   });

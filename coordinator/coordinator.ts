@@ -9,11 +9,15 @@
  */
 import { hostname } from 'node:os';
 import type { Etcd3 } from 'etcd3';
-import { errorMessage, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
+import { errorMessage, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
 import { createClusterAdminHandlers } from './cluster-admin';
 import { createClusterServiceHandlers } from './cluster-service';
+import { Declarative } from './declarative/apply';
+import { createDeclarativeServiceHandlers } from './declarative/declarative-service';
+import { createFileServiceHandlers } from './files/file-service';
+import { FileStore } from './files/file-store';
 import { EventLog } from './event-log';
 import { AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME, GrpcServer, parseHostPort } from './grpc-server';
 import { InventoryReconciler } from './inventory-reconciler';
@@ -89,6 +93,17 @@ export class Coordinator {
           nodes: new NodeStore({ client, keyspace, events: this.events, clock }),
         }),
       },
+      // Files and declarative config are data any replica serves from etcd (no leader needed).
+      services: [
+        {
+          definition: loadProto().api.cluster.v1.FileService.service,
+          handlers: createFileServiceHandlers({ files: new FileStore({ client, keyspace, events: this.events, clock }), logger: this.log }),
+        },
+        {
+          definition: loadProto().api.cluster.v1.DeclarativeService.service,
+          handlers: createDeclarativeServiceHandlers({ declarative: new Declarative({ client, keyspace, events: this.events, clock }), logger: this.log }),
+        },
+      ],
     });
   }
 

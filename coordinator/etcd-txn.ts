@@ -24,7 +24,8 @@ export interface Compare {
 }
 
 export type TxnOp =
-  | { kind: 'put'; key: string; value: string; lease?: string }
+  // Buffer: bytes stored as given (distributed files); text is stored as UTF-8.
+  | { kind: 'put'; key: string; value: string | Buffer; lease?: string }
   | { kind: 'delete'; key: string }
   | { kind: 'delete-range'; from: string; to: string };
 
@@ -60,7 +61,7 @@ function toCompare(c: Compare): ICompare {
 
 function toOp(op: TxnOp): IRequestOp {
   switch (op.kind) {
-    case 'put': return { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value), ...(op.lease ? { lease: op.lease } : {}) } };
+    case 'put': return { request_put: { key: Buffer.from(op.key), value: typeof op.value === 'string' ? Buffer.from(op.value) : op.value, ...(op.lease ? { lease: op.lease } : {}) } };
     case 'delete': return { request_delete_range: { key: Buffer.from(op.key) } };
     case 'delete-range': return { request_delete_range: { key: Buffer.from(op.from), range_end: Buffer.from(op.to) } };
   }

@@ -17,10 +17,24 @@ import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterServ
 export const AGENT_SERVICE_NAME = 'cluster.v1.AgentService';
 export const CLUSTER_SERVICE_NAME = 'cluster.v1.ClusterService';
 
+/** Another service of the contract served on the same port (files, declarative config, ...). */
+export interface ExtraService {
+  definition: grpc.ServiceDefinition;
+  handlers: grpc.UntypedServiceImplementation;
+}
+
+/**
+ * Largest message either way: a distributed file (≤ 1 MiB, coordinator/files/file-store.ts)
+ * plus its envelope fits with room to spare, so an oversized upload reaches the handler and
+ * is refused with its size and the limit rather than by the transport.
+ */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 export interface GrpcServerOptions {
   logger: Logger;
   agentService: AgentServiceHandlers;
   clusterService: ClusterServiceHandlers;
+  services?: readonly ExtraService[];
 }
 
 /** Splits "host:port" / "[v6]:port"; port 0 = any free port. */
@@ -46,9 +60,12 @@ export class GrpcServer {
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     });
     this.server.addService(api.cluster.v1.AgentService.service, options.agentService);
     this.server.addService(api.cluster.v1.ClusterService.service, options.clusterService);
+    for (const extra of options.services ?? []) this.server.addService(extra.definition, extra.handlers);
 
     this.health = new HealthImplementation({ '': 'NOT_SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING', [CLUSTER_SERVICE_NAME]: 'NOT_SERVING' });
     this.health.addToServer(this.server);

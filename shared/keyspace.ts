@@ -100,6 +100,16 @@ export class Keyspace {
   filesPrefix(): string { return `${this.prefix}files/`; }
   file(name: string): string { return `${this.filesPrefix()}${segment('file name', name)}`; }
   parseFile(key: string): string | undefined { return this.parseLeaf(key, this.filesPrefix()); }
+  /**
+   * file-info/<name>: size, sha256, mode and upload time of files/<name>. Kept apart so the value
+   * at files/ is exactly the uploaded bytes (nothing to escape, so 1 MiB stays 1 MiB in etcd).
+   */
+  fileInfoPrefix(): string { return `${this.prefix}file-info/`; }
+  fileInfo(name: string): string { return `${this.fileInfoPrefix()}${segment('file name', name)}`; }
+  parseFileInfo(key: string): string | undefined { return this.parseLeaf(key, this.fileInfoPrefix()); }
+
+  // --- meta/last-applied: the cluster file `clusterctl apply` last applied ------------------
+  lastApplied(): string { return `${this.prefix}meta/last-applied`; }
 
   // --- events/<seq> -----------------------------------------------------------------------
   eventsPrefix(): string { return `${this.prefix}events/`; }

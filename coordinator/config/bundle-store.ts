@@ -98,8 +98,25 @@ export class BundleStore {
         throw new InvalidArgumentError(`bundle ${what} ${JSON.stringify(s)} cannot be stored: use 1-253 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit`);
       }
     }
-    // TODO(files): units with `source:` name distributed files (files/<name>); whether they
-    // exist is checked by the files API when it lands, and again when a job inlines them.
+    // Units with `source:` name distributed files (files/<name>): each must be stored now, and
+    // the write below is guarded on their existence (coordinator/files/file-store.ts).
+    const sources = [...new Set(bundle.units.flatMap((u) => (u.kind === 'file' && u.source !== undefined ? [u.source] : [])))];
+    const sourceKeys = sources.map((s) => this.keyspace.file(s));
+    const missingSources = async (): Promise<string[]> => {
+      const { kvs } = await readKeys(this.client, sourceKeys);
+      return sources.filter((_, i) => kvs[i] === undefined);
+    };
+    const refuseMissing = (missing: string[]): never => {
+      throw new NotFoundError(
+        `bundle ${name}@${version}: source file${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')} not found; ` +
+          'upload with `clusterctl files upload PATH --name NAME` first',
+      );
+    };
+    if (sources.length > 0) {
+      const missing = await missingSources();
+      if (missing.length > 0) refuseMissing(missing);
+    }
+    const sourceGuards: Compare[] = sourceKeys.map((k) => ({ key: k, target: 'Create', op: '>', value: '0', reason: 'source-exists' }));
     const key = this.keyspace.config(name, version);
     const infoKey = this.keyspace.configInfo(name, version);
     const json = canonicalJson(bundle);
@@ -118,7 +135,7 @@ export class BundleStore {
       const createdAt = this.clock.iso();
       const absent: Compare = { key, target: 'Create', op: '==', value: '0', reason: 'create-only' };
       const outcome = await this.events.commit({
-        compares: [absent],
+        compares: [absent, ...sourceGuards],
         ops: [
           { kind: 'put', key, value: json },
           { kind: 'put', key: infoKey, value: JSON.stringify({ digest, createdAt } satisfies InfoValue) },
@@ -130,6 +147,7 @@ export class BundleStore {
         },
       });
       if (outcome.succeeded) return { stored: { name, version, digest, createdAt, bundle }, created: true };
+      if (outcome.failed.some((c) => c.reason === 'source-exists')) refuseMissing(await missingSources());
       // Someone pushed the same version meanwhile: judge their content as above.
     }
     throw new ConflictError(`bundle ${name}@${version} kept changing while being pushed; retry`);

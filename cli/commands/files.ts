@@ -1,0 +1,164 @@
+/**
+ * `clusterctl files`: distributed files (files/<name> in etcd, ≤ 1 MiB) that bundles use as a
+ * file unit's `source`. Bare `files` lists; `upload`, `download`, `rm`.
+ */
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import { basename } from 'node:path';
+import { InvalidArgumentError } from '../../shared/errors';
+import type { FileServiceClient } from '../../generated/cluster/v1/FileService';
+import type { FileInfo__Output } from '../../generated/cluster/v1/FileInfo';
+import type { ListFilesResponse__Output } from '../../generated/cluster/v1/ListFilesResponse';
+import type { FileContent__Output } from '../../generated/cluster/v1/FileContent';
+import { defineCommand, EXIT } from '../command';
+import type { CliContext } from '../context';
+import { ageSince, formatBytes, formatJson, formatTable, formatYaml, orDash } from '../output';
+import { CLI_MAX_MESSAGE_BYTES, Rpc } from './files-client';
+
+function filesRpc(context: CliContext): Rpc<FileServiceClient> {
+  return Rpc.forContext(context, (api, address, options) => new api.FileService(address, grpc.credentials.createInsecure(), options));
+}
+
+async function withFiles<T>(context: CliContext, fn: (rpc: Rpc<FileServiceClient>) => Promise<T>): Promise<T> {
+  const rpc = filesRpc(context);
+  try {
+    return await fn(rpc);
+  } finally {
+    rpc.close();
+  }
+}
+
+function fileObject(f: FileInfo__Output): Record<string, unknown> {
+  return { name: f.name, size: Number(f.size), sha256: f.sha256, mode: f.mode, createdAt: f.createdAt, usedBy: f.usedBy };
+}
+
+function printInfos(context: CliContext, files: FileInfo__Output[]): void {
+  switch (context.format) {
+    case 'json': context.out.write(formatJson(files.map(fileObject))); return;
+    case 'yaml': context.out.write(formatYaml(files.map(fileObject))); return;
+    default: {
+      const now = context.clock.now();
+      const wide = context.format === 'wide';
+      const header = wide ? ['NAME', 'SIZE', 'MODE', 'SHA256', 'AGE', 'USED BY'] : ['NAME', 'SIZE', 'SHA256', 'AGE', 'USED BY'];
+      const rows = files.map((f) => {
+        const sha = wide ? f.sha256 : f.sha256.slice(0, 12);
+        const used = f.usedBy.length ? f.usedBy.join(',') : '-';
+        return wide
+          ? [f.name, formatBytes(f.size), f.mode, sha, orDash(ageSince(f.createdAt, now)), used]
+          : [f.name, formatBytes(f.size), sha, orDash(ageSince(f.createdAt, now)), used];
+      });
+      context.out.write(formatTable(header, rows));
+    }
+  }
+}
+
+const filesList = defineCommand<CliContext, Record<string, never>>({
+  name: 'list',
+  aliases: ['ls'],
+  summary: 'List distributed files: size, sha256, age and the bundles that use them',
+  usage: 'files [list] [-o table|wide|json|yaml]',
+  example: 'clusterctl files\nclusterctl files -o json',
+  async run({ context }) {
+    const res = await withFiles(context, (rpc) => rpc.unary<ListFilesResponse__Output>((o, cb) => rpc.client.listFiles({}, o, cb)));
+    if (res.files.length === 0 && (context.format === 'table' || context.format === 'wide')) {
+      context.note('no files yet (upload one with: clusterctl files upload PATH)');
+      return EXIT.ok;
+    }
+    printInfos(context, res.files);
+    return EXIT.ok;
+  },
+});
+
+const UPLOAD_OPTIONS = {
+  name: { kind: 'string', description: 'name to store the file under (default: the file name of PATH)', placeholder: 'NAME' },
+  mode: { kind: 'string', description: 'recorded mode, octal (default: the local file\'s mode)', placeholder: 'MODE' },
+  overwrite: { kind: 'boolean', description: 'replace a stored file of the same name' },
+} as const;
+
+const filesUpload = defineCommand<CliContext, typeof UPLOAD_OPTIONS>({
+  name: 'upload',
+  aliases: ['push', 'put'],
+  summary: 'Upload a local file (at most 1 MiB) so bundles can name it as a file unit `source`',
+  usage: 'files upload PATH [--name NAME] [--mode 0644] [--overwrite]',
+  example: 'clusterctl files upload ./chrony.conf\nclusterctl files upload ./ca.pem --name cluster-ca.pem --mode 0600',
+  options: UPLOAD_OPTIONS,
+  maxPositionals: 1,
+  minPositionals: { count: 1, message: 'files upload needs the PATH of a local file' },
+  async run({ values, positionals, context }) {
+    const path = positionals[0];
+    let st;
+    try {
+      st = await stat(path);
+    } catch (err) {
+      throw new InvalidArgumentError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    }
+    if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
+    // The transport would cut a message this big with a generic error: say it here instead.
+    // Anything smaller goes to the coordinator, which owns the 1 MiB rule and its message.
+    if (st.size > CLI_MAX_MESSAGE_BYTES - 64 * 1024) {
+      throw new InvalidArgumentError(`file ${values.name ?? basename(path)} is ${(st.size / 1048576).toFixed(1)} MiB; the limit is 1 MiB (etcd's request limit is 1.5 MiB)`);
+    }
+    const content = await readFile(path);
+    const name = values.name ?? basename(path);
+    const mode = values.mode ?? (st.mode & 0o777).toString(8).padStart(4, '0');
+    const info = await withFiles(context, (rpc) =>
+      rpc.unary<FileInfo__Output>((o, cb) => rpc.client.upload({ name, content, mode, overwrite: values.overwrite }, o, cb)));
+    if (context.format === 'json' || context.format === 'yaml') printInfos(context, [info]);
+    else context.out.write(`file ${info.name} stored: ${formatBytes(info.size)}, sha256 ${info.sha256}\n`);
+    return EXIT.ok;
+  },
+});
+
+const DOWNLOAD_OPTIONS = {
+  // Same key as the global -o (output format): for this command -o names the file to write,
+  // as in curl/wget, and replaces the format option.
+  output: { kind: 'string', short: 'o', description: 'write to FILE (default: stdout; "-" is stdout)', placeholder: 'FILE' },
+} as const;
+
+const filesDownload = defineCommand<CliContext, typeof DOWNLOAD_OPTIONS>({
+  name: 'download',
+  aliases: ['get', 'cat'],
+  summary: 'Download a stored file, byte for byte (to stdout or -o FILE)',
+  usage: 'files download NAME [-o FILE]',
+  example: 'clusterctl files download chrony.conf\nclusterctl files download cluster-ca.pem -o ./ca.pem',
+  options: DOWNLOAD_OPTIONS,
+  maxPositionals: 1,
+  minPositionals: { count: 1, message: 'files download needs the NAME of a stored file (list them with: clusterctl files)' },
+  async run({ values, positionals, context }) {
+    const res = await withFiles(context, (rpc) => rpc.unary<FileContent__Output>((o, cb) => rpc.client.download({ name: positionals[0] }, o, cb)));
+    const out = values.output;
+    if (out && out !== '-') {
+      await writeFile(out, res.content);
+      context.note(`wrote ${formatBytes(res.content.length)} to ${out} (sha256 ${res.info?.sha256 ?? ''})`);
+    } else {
+      // Raw bytes: process.stdout takes a Buffer even though the sink is typed for text.
+      (context.out.write as (chunk: string | Buffer) => void)(res.content);
+    }
+    return EXIT.ok;
+  },
+});
+
+const filesRm = defineCommand<CliContext, Record<string, never>>({
+  name: 'rm',
+  aliases: ['delete', 'remove'],
+  summary: 'Delete a stored file (refused while a bundle uses it)',
+  usage: 'files rm NAME',
+  example: 'clusterctl files rm old-motd',
+  maxPositionals: 1,
+  minPositionals: { count: 1, message: 'files rm needs the NAME of a stored file (list them with: clusterctl files)' },
+  async run({ positionals, context }) {
+    const info = await withFiles(context, (rpc) => rpc.unary<FileInfo__Output>((o, cb) => rpc.client.deleteFile({ name: positionals[0] }, o, cb)));
+    context.out.write(`file ${info.name} deleted\n`);
+    return EXIT.ok;
+  },
+});
+
+export const filesGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'files',
+  aliases: ['file'],
+  summary: 'Distributed files (≤ 1 MiB) that bundles use as file unit `source`',
+  usage: 'files [list|upload|download|rm] [flags]',
+  example: 'clusterctl files\nclusterctl files upload ./chrony.conf\nclusterctl files download chrony.conf -o /tmp/chrony.conf\nclusterctl files rm chrony.conf',
+  subcommands: [filesList, filesUpload, filesDownload, filesRm],
+  defaultSubcommand: 'list',
+});

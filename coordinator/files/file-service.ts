@@ -1,0 +1,46 @@
+/**
+ * FileService, served by every replica straight from etcd (a file is data, like a bundle: no
+ * leader needed). Errors are shared/errors classes mapped to a gRPC status once, in `unary`.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { toGrpcStatus, type Logger } from '../../shared';
+import type { FileServiceHandlers } from '../../generated/cluster/v1/FileService';
+import type { FileInfo } from '../../generated/cluster/v1/FileInfo';
+import type { FileStore, StoredFile } from './file-store';
+
+export interface FileServiceOptions {
+  files: FileStore;
+  logger: Logger;
+}
+
+function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request).then((res) => callback(null, res), (err: unknown) => callback(toGrpcStatus(err)));
+  };
+}
+
+export function toFileInfo(f: StoredFile): FileInfo {
+  return { name: f.name, size: String(f.size), sha256: f.sha256, createdAt: f.createdAt, mode: f.mode, usedBy: f.usedBy, revision: f.revision };
+}
+
+export function createFileServiceHandlers(options: FileServiceOptions): FileServiceHandlers {
+  const { files } = options;
+  const log = options.logger.child({ component: 'file-service' });
+  return {
+    Upload: unary(async (req) => {
+      const f = await files.upload(req.name, Buffer.from(req.content), { mode: req.mode, overwrite: req.overwrite });
+      log.info('file stored', { file: f.name, size: f.size, sha256: f.sha256 });
+      return toFileInfo(f);
+    }),
+    ListFiles: unary(async () => ({ files: (await files.list()).map(toFileInfo) })),
+    Download: unary(async (req) => {
+      const { file, content } = await files.download(req.name);
+      return { info: toFileInfo(file), content };
+    }),
+    DeleteFile: unary(async (req) => {
+      const f = await files.delete(req.name);
+      log.info('file deleted', { file: f.name });
+      return toFileInfo(f);
+    }),
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * Distributed files end to end: the built clusterctl as a process against a real coordinator
+ * process and a real etcd. Upload/list/download round trip (bytes identical, binary too); a
+ * file over 1 MiB refused with its size and the limit, nothing stored; `files rm` refused while
+ * a stored bundle names the file (the bundle named); a bundle naming a missing file refused.
+ * Size formatting and the limit check are pure and tested by table.
+ */
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { etcdSnapshot, expectReject } from '../helpers';
+import { e2eSuite } from '../e2e/e2e-suite';
+import { formatBytes, MAX_FILE_BYTES, MAX_GRPC_MESSAGE_BYTES, sizeProblem } from '../../coordinator/files/file-store';
+import { MAX_MESSAGE_BYTES } from '../../coordinator/grpc-server';
+import { CLI_MAX_MESSAGE_BYTES } from '../../cli/commands/files-client';
+import { BundleStore } from '../../coordinator/config/bundle-store';
+import { EventLog } from '../../coordinator/event-log';
+import { createLogger, Keyspace, NotFoundError, systemClock } from '../../shared';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+describe('files: sizes and limits (table)', () => {
+  const rows: [number, string][] = [
+    [0, '0 bytes'],
+    [1, '1 byte'],
+    [2048, '2.0 KiB'],
+    [MAX_FILE_BYTES, '1 MiB'],
+    [Math.round(1.4 * MAX_FILE_BYTES), '1.4 MiB'],
+    [MAX_FILE_BYTES + 3, '1.000003 MiB (1048579 bytes)'],
+  ];
+  for (const [n, text] of rows) it(`${n} bytes → ${text}`, () => expect(formatBytes(n)).to.equal(text));
+
+  it('the limit is 1 MiB inclusive, with the message an operator can act on', () => {
+    expect(sizeProblem('a', MAX_FILE_BYTES)).to.equal(undefined);
+    expect(sizeProblem('big.bin', Math.round(1.4 * MAX_FILE_BYTES))).to.equal("file big.bin is 1.4 MiB; the limit is 1 MiB (etcd's request limit is 1.5 MiB)");
+    expect(sizeProblem('edge', MAX_FILE_BYTES + 1)).to.match(/^file edge is 1\.000001 MiB \(1048577 bytes\); the limit is 1 MiB/);
+  });
+
+  it('the gRPC message limit is the same on both ends and leaves room for a maximal file', () => {
+    expect(MAX_MESSAGE_BYTES).to.equal(MAX_GRPC_MESSAGE_BYTES);
+    expect(CLI_MAX_MESSAGE_BYTES).to.equal(MAX_GRPC_MESSAGE_BYTES);
+    expect(MAX_GRPC_MESSAGE_BYTES).to.be.greaterThan(MAX_FILE_BYTES * 1.5);
+  });
+});
+
+describe('files: clusterctl against a real coordinator and etcd', function () {
+  this.timeout(180_000);
+  const suite = e2eSuite('files');
+
+  it('upload, list, download: bytes identical (binary and text); a re-upload of the same bytes is a no-op', async () => {
+    const cluster = suite.cluster({ name: 'files-roundtrip' });
+    await cluster.startCoordinator();
+    const bin = randomBytes(300 * 1024);
+    const binPath = join(cluster.baseDir, 'blob.bin');
+    writeFileSync(binPath, bin);
+    const textPath = join(cluster.baseDir, 'motd.txt');
+    writeFileSync(textPath, 'hello from the files API\n', { mode: 0o640 });
+
+    let r = await cluster.ctl(['files', 'upload', binPath]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(new RegExp(`^file blob\\.bin stored: 300(\\.0)? KiB, sha256 ${sha(bin)}\n$`));
+    r = await cluster.ctl(['files', 'upload', textPath, '--name', 'motd']);
+    expect(r.code, r.stderr).to.equal(0);
+    r = await cluster.ctl(['files', 'upload', textPath, '--name', 'motd']);
+    expect(r.code, `idempotent re-upload: ${r.stderr}`).to.equal(0);
+
+    r = await cluster.ctl(['files', '-o', 'json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const listed = JSON.parse(r.stdout) as { name: string; size: number; sha256: string; mode: string; usedBy: string[] }[];
+    expect(listed.map((f) => f.name)).to.deep.equal(['blob.bin', 'motd']);
+    expect(listed[0]).to.include({ size: bin.length, sha256: sha(bin) });
+    expect(listed[1]).to.include({ size: 25, mode: '0640' });
+    r = await cluster.ctl(['files']);
+    expect(r.stdout).to.match(/^NAME\s+SIZE\s+SHA256\s+AGE\s+USED BY/);
+
+    const out = join(cluster.baseDir, 'blob.out');
+    r = await cluster.ctl(['files', 'download', 'blob.bin', '-o', out]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(Buffer.compare(readFileSync(out), bin)).to.equal(0);
+    r = await cluster.ctl(['files', 'download', 'motd']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal('hello from the files API\n');
+
+    // Same name, other content: refused unless --overwrite.
+    writeFileSync(textPath, 'changed\n');
+    r = await cluster.ctl(['files', 'upload', textPath, '--name', 'motd']);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/file motd exists with other content.*--overwrite/);
+    r = await cluster.ctl(['files', 'upload', textPath, '--name', 'motd', '--overwrite']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect((await cluster.ctl(['files', 'download', 'motd'])).stdout).to.equal('changed\n');
+
+    r = await cluster.ctl(['files', 'download', 'nope']);
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim()).to.equal('error: file nope not found (list files with `clusterctl files`)');
+  });
+
+  it('a file over 1 MiB is refused with its size and the limit, and nothing is stored', async () => {
+    const cluster = suite.cluster({ name: 'files-too-large' });
+    await cluster.startCoordinator();
+    const client = suite.etcd.client();
+    const ks = new Keyspace();
+    const before = await etcdSnapshot(client, ks.prefix);
+    const big = join(cluster.baseDir, 'big.bin');
+    writeFileSync(big, randomBytes(Math.round(1.4 * 1024 * 1024)));
+    const r = await cluster.ctl(['files', 'upload', big]);
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim()).to.equal("error: file big.bin is 1.4 MiB; the limit is 1 MiB (etcd's request limit is 1.5 MiB)");
+    const after = await etcdSnapshot(client, ks.prefix);
+    expect(after).to.deep.equal(before);
+    expect(Object.keys(after).filter((k) => k.startsWith(ks.filesPrefix()) || k.startsWith(ks.fileInfoPrefix()))).to.deep.equal([]);
+  });
+
+  it('rm is refused while a bundle uses the file (naming it); a bundle naming a missing file is refused', async () => {
+    const cluster = suite.cluster({ name: 'files-in-use' });
+    await cluster.startCoordinator();
+    const client = suite.etcd.client();
+    const keyspace = new Keyspace();
+    const logger = createLogger({ level: 'silent' });
+    const events = new EventLog({ client, keyspace, clock: systemClock, logger, actor: 'test' });
+    const bundles = new BundleStore({ client, keyspace, events, clock: systemClock });
+    const bundleText = (v: string, source: string): string =>
+      `name: base\nversion: "${v}"\nunits:\n  - id: conf\n    kind: file\n    path: /etc/app.conf\n    source: ${source}\n`;
+
+    // Missing source: refused, nothing stored.
+    const missing = await expectReject(bundles.push(bundleText('1', 'app.conf')), /source file "app\.conf" not found; upload/);
+    expect(missing).to.be.instanceOf(NotFoundError);
+    expect(await etcdSnapshot(client, keyspace.configsPrefix())).to.deep.equal({});
+
+    const path = join(cluster.baseDir, 'app.conf');
+    writeFileSync(path, 'key = value\n');
+    expect((await cluster.ctl(['files', 'upload', path])).code).to.equal(0);
+    await bundles.push(bundleText('1', 'app.conf'));
+    await bundles.push(bundleText('2', 'app.conf'));
+
+    const r = await cluster.ctl(['files', 'rm', 'app.conf']);
+    expect(r.code).to.equal(1);
+    expect(r.stderr.trim()).to.match(/^error: file app\.conf is used by bundles base@1, base@2; /);
+    expect(await client.get(keyspace.file('app.conf')).string()).to.equal('key = value\n');
+    const listed = JSON.parse((await cluster.ctl(['files', '-o', 'json'])).stdout) as { usedBy: string[] }[];
+    expect(listed[0].usedBy).to.deep.equal(['base@1', 'base@2']);
+
+    // An unused file goes.
+    writeFileSync(path, 'spare\n');
+    expect((await cluster.ctl(['files', 'upload', path, '--name', 'spare'])).code).to.equal(0);
+    const rm = await cluster.ctl(['files', 'rm', 'spare']);
+    expect(rm.code, rm.stderr).to.equal(0);
+    expect(await client.get(keyspace.file('spare')).string()).to.equal(null);
+    expect(await client.get(keyspace.fileInfo('spare')).string()).to.equal(null);
+    await events.stop();
+  });
+});

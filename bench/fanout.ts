@@ -138,6 +138,8 @@ interface SizeResult {
   attachAllMs?: number;
   discoveredAllMs?: number;
   rssIdleMiB?: { coordinator: number; simFleet: number; etcd: number };
+  /** When a size gave up: what the fleet reported last, and the RSS at that moment. */
+  atGiveUp?: { registered: number; attached: number; rssMiB: { coordinator: number; simFleet: number; etcd: number } };
   job?: {
     available: boolean;
     note?: string;
@@ -282,6 +284,11 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
     return result;
   } catch (err) {
     result.problem = errorMessage(err);
+    const p = fleet?.lastProgress;
+    result.atGiveUp = {
+      registered: p?.registered ?? 0, attached: p?.attached ?? 0,
+      rssMiB: { coordinator: rssMiB(cluster.coordinators[0]?.proc.pid ?? -1), simFleet: rssMiB(fleet?.pid ?? -1), etcd: rssMiB(etcdPid(etcd.dataDir)) },
+    };
     say(`N=${n}: ${result.problem}`);
     say(cluster.logTails(8));
     return result;
@@ -354,6 +361,10 @@ async function main(): Promise<number> {
     ].join(' '));
     if (j && !j.available && j.note) lines.push(`       ${j.note}`);
     if (r.problem) lines.push(`       incomplete: ${r.problem}`);
+    if (r.atGiveUp) {
+      const g = r.atGiveUp;
+      lines.push(`       at give-up: ${g.registered} registered, ${g.attached} attached; RSS coordinator ${g.rssMiB.coordinator} MiB, sim-fleet ${g.rssMiB.simFleet} MiB, etcd ${g.rssMiB.etcd} MiB`);
+    }
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   return results.every((r) => r.completed) ? 0 : 1;

@@ -304,6 +304,8 @@ export interface SimFleetOptions {
   etcd: string;
   agents: number;
   prefix?: string;
+  /** Node ids <idPrefix>00001...: several sim-fleets (processes) against one cluster need distinct ones. */
+  idPrefix?: string;
   leaseTtlSec?: number;
   etcdClients?: number;
   connections?: 'per-agent' | 'shared';
@@ -328,6 +330,7 @@ export class SimFleet {
       ...(o.nodeArgs ?? []), script,
       '--etcd', o.etcd, '--agents', String(o.agents),
       ...(o.prefix ? ['--prefix', o.prefix] : []),
+      ...(o.idPrefix ? ['--id-prefix', o.idPrefix] : []),
       ...(o.leaseTtlSec ? ['--lease-ttl', String(o.leaseTtlSec)] : []),
       ...(o.etcdClients ? ['--etcd-clients', String(o.etcdClients)] : []),
       ...(o.connections ? ['--connections', o.connections] : []),

@@ -6,8 +6,8 @@
  */
 import { ClusterError } from '../shared/errors';
 import { systemClock, type Clock } from '../shared/clock';
-import { ClusterClient } from './client';
-import { ApiClient } from './commands/api';
+import type { ClusterClient } from './client';
+import type { ApiClient } from './commands/api';
 import { EXIT, helpText, parseInvocation, runInvocation, type ExitCode } from './command';
 import { commandTree } from './command-tree';
 import type { CliContext, GlobalValues } from './context';
@@ -47,6 +47,8 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
       io.out.write(helpText(inv.path, GLOBAL_OPTIONS));
       return EXIT.ok;
     }
+    // Loaded only when a command runs: gRPC's proto parsing is not needed for --help (bench/cli-startup.ts).
+    const [{ ClusterClient }, { ApiClient }] = await Promise.all([import('./client'), import('./commands/api')]);
     const globals = inv.values as unknown as GlobalValues;
     const address = checkAddress(globals.coordinator);
     const format = isOutputFormat(globals.output) ? globals.output : 'table';

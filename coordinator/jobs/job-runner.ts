@@ -454,7 +454,11 @@ class JobRun {
   private async finishNode(id: string, rec: JobNodeRecord, r: Outcome, bundleRef: string | undefined, working: LifecycleState | undefined): Promise<void> {
     const job = this.job;
     const cancelled = r.outcome === 'cancelled' && this.cancel.signal.aborted;
-    const ok = r.outcome === 'succeeded';
+    const verification = job.kind === 'verify' && !job.dryRun ? completedVerification(r.reportJson) : undefined;
+    // A verification that ran is a success whatever it found: drift is its result, recorded in
+    // driftJson (and turned into exit code 2 by clusterctl), not a failure that would count
+    // against --max-failures. Only a check that could not run fails the node.
+    const ok = r.outcome === 'succeeded' || verification !== undefined;
     const error = ok ? undefined : cancelled ? CANCELLED_BY_OPERATOR : r.error || `command ${r.outcome}`;
     const current = this.nodes.get(id) ?? rec;
     const output = r.output ? boundOutput(r.output) : current.output;
@@ -465,7 +469,7 @@ class JobRun {
       ...(error ? { error } : {}),
       ...(output ? { output } : {}),
       ...(job.dryRun && r.reportJson ? { planJson: r.reportJson } : {}),
-      ...(job.kind === 'verify' && !job.dryRun && r.reportJson ? { driftJson: r.reportJson } : {}),
+      ...(verification?.drifted ? { driftJson: r.reportJson } : {}),
     });
     this.checkHalted();
     const done = DONE_STATE[job.kind];
@@ -605,4 +609,23 @@ class JobRun {
       }
     });
   }
+}
+
+/**
+ * A VERIFY report (agent/command-executor.ts summariseReport) of a verification that ran to the
+ * end: `{mode: 'verify', drift: [...], probes: [...]}` with no `failure`. Undefined for anything
+ * else (no report, unreadable, or a unit whose check itself failed).
+ */
+export function completedVerification(reportJson: string): { drifted: boolean } | undefined {
+  if (!reportJson) return undefined;
+  let r: unknown;
+  try {
+    r = JSON.parse(reportJson);
+  } catch {
+    return undefined;
+  }
+  if (typeof r !== 'object' || r === null) return undefined;
+  const o = r as { mode?: unknown; drift?: unknown; probes?: unknown; failure?: unknown };
+  if (o.mode !== 'verify' || o.failure !== undefined || !Array.isArray(o.drift) || !Array.isArray(o.probes)) return undefined;
+  return { drifted: o.drift.length > 0 || o.probes.length > 0 };
 }

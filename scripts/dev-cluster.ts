@@ -2,7 +2,8 @@
  * A local cluster on one machine, for trying the product and for demos: an etcd (unless
  * --etcd names one), one coordinator and N agents with sandbox identities, all child
  * processes with their logs in .cluster/logs/. Waits until every node is discovered, prints
- * `clusterctl nodes`, then either stops everything (--once) or follows `clusterctl nodes
+ * `clusterctl nodes`, runs the main job (commission with examples/demo-bundle.yaml, unless
+ * --no-job), prints the nodes again, then either stops everything (--once) or follows `clusterctl nodes
  * --watch` until Ctrl-C and then stops everything: agents first (so they leave cleanly),
  * then the coordinator, then etcd.
  *
@@ -23,11 +24,12 @@ const OPTIONS = {
   port: { kind: 'int', default: 7400, min: 1, placeholder: 'PORT', description: 'coordinator port on 127.0.0.1 (clusterctl\'s default is 7400)' },
   etcd: { kind: 'string', placeholder: 'HOST:PORT', description: 'use this etcd instead of starting one' },
   once: { kind: 'boolean', description: 'print the nodes, then stop everything and exit 0' },
+  job: { kind: 'boolean', default: true, description: 'run the main job: push examples/demo-bundle.yaml, set group demo, commission the nodes (--no-job skips it)' },
   fresh: { kind: 'boolean', description: 'delete .cluster/ (etcd data, node state, logs) before starting' },
   waitTimeout: { kind: 'duration', default: '120s', min: 1000, placeholder: 'DURATION', description: 'how long to wait for the nodes to be discovered' },
 } as const;
 
-const USAGE = 'Usage: scripts/dev-cluster [--once] [--nodes N] [--port PORT] [--etcd HOST:PORT] [--fresh]';
+const USAGE = 'Usage: scripts/dev-cluster [--once] [--no-job] [--nodes N] [--port PORT] [--etcd HOST:PORT] [--fresh]';
 const EXTRA = 'Starts etcd (data in .cluster/etcd), a coordinator on 127.0.0.1:PORT and N agents; logs in .cluster/logs/.\n' +
   'Without --once it follows `clusterctl nodes --watch` until Ctrl-C, then stops everything.';
 
@@ -318,8 +320,43 @@ class DevCluster {
   }
 
   async printNodes(): Promise<void> {
-    const p = this.clusterctl(['nodes']);
-    await new Promise((res) => p.once('exit', res));
+    await this.ctl(['nodes']);
+  }
+
+  /** Runs clusterctl with its output on ours; resolves with its exit code. */
+  private async ctl(args: string[]): Promise<number> {
+    const p = this.clusterctl(args);
+    return new Promise((res) => p.once('exit', (code) => res(code ?? 1)));
+  }
+
+  /**
+   * The main job: the demo bundle onto every node through the real path an operator uses
+   * (bundle push, group set, a rolling commission job with batch 1, followed live). Nodes
+   * already in service from an earlier run (.cluster/ keeps etcd's data) are verified instead.
+   */
+  async runMainJob(): Promise<void> {
+    const bundle = join(REPO, 'examples', 'demo-bundle.yaml');
+    say(`main job: clusterctl bundle push -f ${this.rel(bundle)}; group set demo --bundle demo@1`);
+    if (await this.ctl(['bundle', 'push', '-f', bundle]) !== 0) throw new DevClusterError('pushing the demo bundle failed (see above)');
+    if (await this.ctl(['group', 'set', 'demo', '--bundle', 'demo@1']) !== 0) throw new DevClusterError('setting group demo failed (see above)');
+    const client = new ClusterClient({ address: this.coordinatorAddress, timeoutMs: 5000 });
+    let nodes: Node__Output[];
+    try {
+      nodes = await client.listNodes();
+    } finally {
+      client.close();
+    }
+    const ready = nodes.filter((n) => ['Discovered', 'Decommissioned', 'Failed'].includes(n.state)).map((n) => n.id).sort();
+    const args = ready.length > 0
+      ? ['node', 'commission', ...ready, '-g', 'demo', '--batch', '1', '--wait']
+      : ['node', 'verify', '-g', 'demo', '--wait'];
+    say(`main job: clusterctl ${args.join(' ')}`);
+    let code = await this.ctl(args);
+    if (ready.length === 0 && code === 2) {
+      say('main job: drift found (someone changed a managed file); repairing: clusterctl node repair -g demo --wait');
+      code = await this.ctl(['node', 'repair', '-g', 'demo', '--wait']);
+    }
+    if (code !== 0) throw new DevClusterError(`the main job ended with exit code ${code}; see clusterctl jobs / job logs and ${this.rel(this.logDir)}/`);
   }
 
   /** Follows `clusterctl nodes --watch` until Ctrl-C/SIGTERM (or the watch ends). */
@@ -414,6 +451,18 @@ async function main(): Promise<void> {
   process.stderr.write('\n');
   await cluster.printNodes();
   process.stderr.write('\n');
+  if (v.job) {
+    try {
+      await cluster.runMainJob();
+    } catch (err) {
+      process.stderr.write(`dev-cluster: ${errorMessage(err)}\n`);
+      await cluster.shutdown(1);
+      return;
+    }
+    process.stderr.write('\n');
+    await cluster.printNodes();
+    process.stderr.write('\n');
+  }
   say(`cluster up: coordinator ${cluster.coordinatorAddress}; logs in ${relative(process.cwd(), cluster.logDir) || '.'}/`);
   say(`try: node dist/cli/main.js --coordinator ${cluster.coordinatorAddress} nodes -o wide   (or: node dist/cli/main.js node describe node-1)`);
   if (v.once) {

@@ -173,6 +173,31 @@ export class JobStarter {
     }
     const targetNodes = targets.map((id) => nodes.get(id) as NodeSnapshot);
 
+    // A node in a live job is refused naming that job (Contiv #104), and an illegal move naming
+    // the node's state and its allowed moves, before anything about bundles: those say why.
+    const liveness = (jobId: string): 'active' | 'finished' | 'missing' => {
+      const j = jobs.get(jobId);
+      return !j ? 'missing' : isFinished(j.state) ? 'finished' : 'active';
+    };
+    const conflicts = claimConflicts(targetNodes.map((n) => ({ id: n.record.id, currentJob: n.record.currentJob })), '', liveness);
+    if (conflicts.length > 0) {
+      const c = conflicts[0];
+      const other = jobs.get(c.jobId);
+      throw new FailedPreconditionError(
+        `node ${c.nodeId} is already in job ${c.jobId} (${other?.kind ?? 'job'}, ${other?.state ?? 'active'})` +
+        (conflicts.length > 1 ? ` and ${conflicts.length - 1} more node(s) are in running jobs` : '') +
+        `; wait for it (clusterctl job watch ${c.jobId}) or cancel it (clusterctl job cancel ${c.jobId})`,
+      );
+    }
+
+    const working = WORKING_STATE[kind];
+    for (const n of targetNodes) {
+      if (working) checkTransition(n.record.id, n.record.state, working);
+      else if (!APPLIED_STATES.includes(n.record.state)) {
+        throw new FailedPreconditionError(`node ${n.record.id} is ${n.record.state}; ${kind} needs a node that was commissioned (${APPLIED_STATES.join(', ')})`);
+      }
+    }
+
     // --- the group and the bundle -----------------------------------------------------------
     let group: GroupRecord | undefined;
     let effectiveGroup = groupName;
@@ -201,14 +226,7 @@ export class JobStarter {
       await this.o.config.bundle(name, version); // NotFoundError naming it
     }
 
-    // --- lifecycle, maintenance, group rules, claims by live jobs ---------------------------
-    const working = WORKING_STATE[kind];
-    for (const n of targetNodes) {
-      if (working) checkTransition(n.record.id, n.record.state, working);
-      else if (!APPLIED_STATES.includes(n.record.state)) {
-        throw new FailedPreconditionError(`node ${n.record.id} is ${n.record.state}; ${kind} needs a node that was commissioned (${APPLIED_STATES.join(', ')})`);
-      }
-    }
+    // --- maintenance, group rules ---------------------------------------------------------
     const inMaintenance = targetNodes.filter((n) => n.record.maintenance).map((n) => n.record.id);
     if (inMaintenance.length > 0 && !req.force) {
       throw new FailedPreconditionError(`node${inMaintenance.length > 1 ? 's' : ''} ${inMaintenance.join(', ')} ${inMaintenance.length > 1 ? 'are' : 'is'} in maintenance; --force overrides the maintenance flag`);
@@ -222,21 +240,6 @@ export class JobStarter {
       }
       if (violations.length > 0) throw new FailedPreconditionError(`${kind} refused: ${violations.join('; ')} (--force overrides this group rule)`);
     }
-    const liveness = (jobId: string): 'active' | 'finished' | 'missing' => {
-      const j = jobs.get(jobId);
-      return !j ? 'missing' : isFinished(j.state) ? 'finished' : 'active';
-    };
-    const conflicts = claimConflicts(targetNodes.map((n) => ({ id: n.record.id, currentJob: n.record.currentJob })), '', liveness);
-    if (conflicts.length > 0) {
-      const c = conflicts[0];
-      const other = jobs.get(c.jobId);
-      throw new FailedPreconditionError(
-        `node ${c.nodeId} is already in job ${c.jobId} (${other?.kind ?? 'job'}, ${other?.state ?? 'active'})` +
-        (conflicts.length > 1 ? ` and ${conflicts.length - 1} more node(s) are in running jobs` : '') +
-        `; wait for it (clusterctl job watch ${c.jobId}) or cancel it (clusterctl job cancel ${c.jobId})`,
-      );
-    }
-
     // --- write -------------------------------------------------------------------------------
     const now = this.o.clock.iso();
     const jobId = newJobId(new Date(this.o.clock.now()));

@@ -24,7 +24,7 @@
  * coordinator receives the resolved, self-contained document and has no `readFile`). Every
  * problem names the file, line and column, and nothing is sent or changed when there is one.
  */
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import { InvalidArgumentError } from '../../shared/errors';
 import { canonicalJson, validateBundle, type Bundle } from '../../shared/bundle';
 import { checkGroup, type GroupRecord } from '../config/group-store';
@@ -66,6 +66,24 @@ class Problems {
   add(path: readonly (string | number)[], message: string): void {
     this.list.push(`${this.where(path)}: ${message}`);
   }
+
+  /** Where the KEY of a mapping entry is (an unknown key is reported at the key, not its value). */
+  whereKey(path: readonly (string | number)[]): string {
+    const parent = path.length > 1 ? this.doc.getIn(path.slice(0, -1), true) : this.doc.contents;
+    if (isMap(parent)) {
+      const pair = parent.items.find((i) => isScalar(i.key) && i.key.value === path[path.length - 1]);
+      const range = pair && isScalar(pair.key) ? pair.key.range : undefined;
+      if (range) {
+        const p = this.lines.linePos(range[0]);
+        return `${this.source}:${p.line}:${p.col}`;
+      }
+    }
+    return this.where(path);
+  }
+
+  addAtKey(path: readonly (string | number)[], message: string): void {
+    this.list.push(`${this.whereKey(path)}: ${message}`);
+  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -84,11 +102,12 @@ function bundleRef(text: unknown, version: unknown): { bundle: string; version: 
 export function parseClusterFile(text: string, options: ParseOptions = {}): ClusterFile {
   const source = options.source ?? 'cluster file';
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     const msgs = doc.errors.map((e) => {
       const p = e.linePos?.[0];
-      return `${source}${p ? `:${p.line}:${p.col}` : ''}: ${e.message.split('\n')[0]}`;
+      // prettyErrors appends " at line L, column C:" and a source excerpt; the position is ours.
+      return `${source}${p ? `:${p.line}:${p.col}` : ''}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`;
     });
     throw new InvalidArgumentError(`${source} is not valid YAML: ${msgs.join('; ')}`);
   }
@@ -97,7 +116,7 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
   if (root === null || root === undefined) throw new InvalidArgumentError(`${source} is empty: name bundles and groups (see clusterctl apply --help)`);
   if (!isObject(root)) throw new InvalidArgumentError(`${problems.where([])}: a cluster file is a mapping with bundles, groups and autoCommission`);
   for (const k of Object.keys(root)) {
-    if (!TOP_KEYS.includes(k)) problems.add([k], `unknown key "${k}" (expected ${TOP_KEYS.join(', ')})`);
+    if (!TOP_KEYS.includes(k)) problems.addAtKey([k], `unknown key "${k}" (expected ${TOP_KEYS.join(', ')})`);
   }
 
   // --- bundles -------------------------------------------------------------------------------
@@ -120,11 +139,11 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
           problems.add(['bundles', i, 'file'], `cannot read bundle file ${entry.file}: ${(err as Error).message}`);
           return;
         }
-        const bdoc = parseDocument(bundleText, { lineCounter: new LineCounter(), uniqueKeys: true, prettyErrors: false });
+        const bdoc = parseDocument(bundleText, { lineCounter: new LineCounter(), uniqueKeys: true, prettyErrors: true });
         if (bdoc.errors.length > 0) {
           const e = bdoc.errors[0];
           const p = e.linePos?.[0];
-          problems.add(['bundles', i, 'file'], `${entry.file}${p ? `:${p.line}:${p.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`);
+          problems.add(['bundles', i, 'file'], `${entry.file}${p ? `:${p.line}:${p.col}` : ''}: not valid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`);
           return;
         }
         value = bdoc.toJS({ maxAliasCount: 100 });
@@ -161,7 +180,7 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
       problems.add(path, `group ${name || '(unnamed)'} must be a mapping (bundle, variables, minSize, ...)`);
       continue;
     }
-    for (const k of Object.keys(value)) if (!GROUP_KEYS.includes(k)) problems.add([...path, k], `unknown group key "${k}" (expected ${GROUP_KEYS.join(', ')})`);
+    for (const k of Object.keys(value)) if (!GROUP_KEYS.includes(k)) problems.addAtKey([...path, k], `unknown group key "${k}" (expected ${GROUP_KEYS.join(', ')})`);
     const ref = bundleRef(value.bundle, value.version);
     if (!ref) {
       problems.add([...path, 'bundle'], `group ${name || '(unnamed)'}: bundle must be NAME@VERSION (e.g. base@3)`);

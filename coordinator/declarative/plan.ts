@@ -70,15 +70,15 @@ export interface PlanResult {
   hasChanges: boolean;
 }
 
-function show(v: unknown): string {
+function show(v: string | number | readonly string[] | undefined): string {
   if (v === undefined || v === '' || (Array.isArray(v) && v.length === 0)) return '(none)';
-  return Array.isArray(v) ? v.join(', ') : String(v);
+  return typeof v === 'string' || typeof v === 'number' ? String(v) : v.join(', ');
 }
 
 /** Field diffs of a group (stored → desired), in a fixed order. Pure. */
 export function groupChanges(stored: GroupRecord | undefined, desired: GroupSpec): FieldChange[] {
   const out: FieldChange[] = [];
-  const cmp = (field: string, from: unknown, to: unknown): void => {
+  const cmp = (field: string, from: string | number | readonly string[] | undefined, to: string | number | readonly string[] | undefined): void => {
     const a = show(from);
     const b = show(to);
     if (a !== b) out.push({ field, from: a, to: b });

@@ -106,31 +106,37 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
   const log = options.logger.child({ component: 'agent-service' });
   const helloTimeoutMs = options.helloTimeoutMs ?? 3 * pingIntervalMs;
 
-  /** Records the hello: create the node as New first when the reconciler has not yet. */
-  async function recordHello(hello: Hello__Output, connectedAt: string): Promise<void> {
+  /**
+   * Records the hello in ONE transaction (creating the node as New when the reconciler has not
+   * yet). `abandoned()` is asked inside the compare-and-swap: hellos queue behind the event log
+   * when thousands of agents attach at once, and one whose stream already ended must cost
+   * nothing (bench/fanout.ts: at 5,000 agents recording abandoned hellos starved the live ones).
+   */
+  async function recordHello(hello: Hello__Output, connectedAt: string, abandoned: () => boolean): Promise<void> {
     const id = hello.nodeId;
-    await nodes.mutate(id, (current) => current ? undefined : {
-      next: { ...newNodeRecord(id, connectedAt), hostname: hello.hostname },
-      event: { type: 'node.created', message: `node ${id} first seen through its agent's hello`, actor: `agent/${id}` },
-    });
     await nodes.mutate(id, (current) => {
-      const base: NodeRecord = current ?? newNodeRecord(id, connectedAt);
+      if (abandoned()) return undefined;
+      const base: NodeRecord = current ?? { ...newNodeRecord(id, connectedAt), hostname: hello.hostname };
+      const next: NodeRecord = {
+        ...base,
+        agentVersion: hello.agentVersion,
+        bootId: hello.bootId,
+        instanceId: hello.instanceId,
+        ...(hello.hostname ? { hostname: hello.hostname } : {}),
+        ...(hello.appliedDigest ? { appliedDigest: hello.appliedDigest } : {}),
+        connected: true,
+        connectedAt,
+        lastSeenAt: connectedAt,
+      };
+      if (!current) {
+        return { next, event: { type: 'node.created', message: `node ${id} first seen through its agent's hello (agent ${hello.agentVersion || 'of unknown version'})`, actor: `agent/${id}` } };
+      }
       return {
-        next: {
-          ...base,
-          agentVersion: hello.agentVersion,
-          bootId: hello.bootId,
-          instanceId: hello.instanceId,
-          ...(hello.hostname ? { hostname: hello.hostname } : {}),
-          ...(hello.appliedDigest ? { appliedDigest: hello.appliedDigest } : {}),
-          connected: true,
-          connectedAt,
-          lastSeenAt: connectedAt,
-        },
+        next,
         event: {
           type: 'node.hello',
           message: `agent ${hello.agentVersion || '(unknown version)'} connected` +
-            (base.bootId && hello.bootId && base.bootId !== hello.bootId ? ' after a reboot (new boot id)' : ''),
+            (current.bootId && hello.bootId && current.bootId !== hello.bootId ? ' after a reboot (new boot id)' : ''),
           actor: `agent/${id}`,
         },
       };
@@ -188,16 +194,16 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
       // Register before writing connected=true, so a concurrent "nobody is connected" pass of
       // the reconciler sees this stream and leaves the flag alone.
       streams.register(s);
-      try {
-        await recordHello(hello, connectedAt);
-      } catch (err) {
-        log.warn('could not record hello', { nodeId: hello.nodeId, err: errorMessage(err) });
-        finish(err instanceof NotLeaderError ? err : new UnavailableError(`could not record the hello in etcd: ${errorMessage(err)}; retry`));
-        return;
-      }
-      if (finished) return;
+      // Welcome at once and record in the background: the agent is attached as soon as its
+      // stream is registered here, and its attach time must not queue behind etcd writes when
+      // a whole fleet re-attaches after a failover. A hello that cannot be recorded (not the
+      // leader any more, etcd down) still closes the stream, and the agent redials.
       s.send({ welcome: { coordinatorId: options.replicaId, pingIntervalMs } });
       log.info('agent connected', { nodeId: hello.nodeId, agentVersion: hello.agentVersion, instanceId: hello.instanceId });
+      recordHello(hello, connectedAt, () => finished).catch((err: unknown) => {
+        log.warn('could not record hello', { nodeId: hello.nodeId, err: errorMessage(err) });
+        finish(err instanceof NotLeaderError ? err : new UnavailableError(`could not record the hello in etcd: ${errorMessage(err)}; retry`));
+      });
       lastPongAt = clock.now();
       pingTimer = setInterval(() => {
         if (clock.now() - lastPongAt > 3 * pingIntervalMs) {

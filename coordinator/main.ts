@@ -29,15 +29,18 @@ async function main(): Promise<number> {
   const logger = createLogger({ level: config.logLevel, fields: { service: 'cluster-coordinator' } });
   let keyspace: Keyspace;
   let etcd;
+  let electionEtcd;
   try {
     keyspace = new Keyspace(config.prefix);
     etcd = createEtcdClient({ endpoints: config.etcd });
+    // Its own connection: election keepalives must not wait behind bulk writes (coordinator.ts).
+    electionEtcd = createEtcdClient({ endpoints: config.etcd, dedicatedConnection: true });
   } catch (err) {
     process.stderr.write(`cluster-coordinator: ${errorMessage(err)}\n`);
     return 2;
   }
   const coordinator = new Coordinator({
-    etcd, keyspace, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
+    etcd, electionEtcd, keyspace, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs,
     resyncIntervalMs: config.resyncIntervalMs,
   });
@@ -46,6 +49,7 @@ async function main(): Promise<number> {
   } catch (err) {
     logger.error('cannot start', { err: errorMessage(err) });
     etcd.close();
+    electionEtcd.close();
     return 1;
   }
 
@@ -64,7 +68,7 @@ async function main(): Promise<number> {
       }, config.shutdownForceMs);
       force.unref();
       coordinator.stop({ graceMs: config.shutdownGraceMs }).then(
-        () => { clearTimeout(force); etcd.close(); resolve(0); },
+        () => { clearTimeout(force); etcd.close(); electionEtcd.close(); resolve(0); },
         (err: unknown) => { logger.error('shutdown failed', { err: errorMessage(err) }); resolve(1); },
       );
     };

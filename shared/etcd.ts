@@ -24,12 +24,19 @@ export interface EtcdClientOptions {
   endpoints: readonly string[];
   /** Per-call timeout, so a dead etcd turns into an error rather than a hang. */
   dialTimeoutMs?: number;
+  /**
+   * Its own TCP connection: grpc-js otherwise shares one connection between clients with the
+   * same target and options (its global subchannel pool), and this client's calls would share
+   * flow control with the others' bulk traffic.
+   */
+  dedicatedConnection?: boolean;
 }
 
 export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
   const opts: IOptions = {
     hosts: endpointsToHosts(options.endpoints),
     dialTimeout: options.dialTimeoutMs ?? 3000,
+    ...(options.dedicatedConnection ? { grpcOptions: { 'grpc.use_local_subchannel_pool': 1 } } : {}),
     // We run our own retry loops with backoff (lease-membership, reconciler); the client's
     // own retries would hide an outage from them. The default per-host circuit breaker would
     // also keep a recovered etcd "open" for 5 s after a restart; with several endpoints one

@@ -23,6 +23,7 @@ import { status } from './commands/status';
 import { completionCommand } from './completion';
 import { filesGroup } from './commands/files';
 import { applyCommand, planCommand } from './commands/plan-apply';
+import { execCommand } from './commands/exec';
 
 /** `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. */
 const nodesGroup = defineCommand<CliContext, Record<string, never>>({
@@ -104,7 +105,7 @@ export function commandTree(): Command<CliContext> {
     example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
     subcommands: [
-      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, planCommand, applyCommand, events,
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events,
       completionCommand(commandTree), version,
     ],
   });

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { FailedPreconditionError, InvalidArgumentError } from '../../shared';
 
-export const JOB_KINDS = ['commission', 'upgrade', 'decommission', 'verify', 'repair'] as const;
+export const JOB_KINDS = ['commission', 'upgrade', 'decommission', 'verify', 'repair', 'exec'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 export function isJobKind(s: string): s is JobKind {
   return (JOB_KINDS as readonly string[]).includes(s);
@@ -85,6 +85,8 @@ export interface JobRecord {
   requestedBy: string;
   /** False while StartJob is still claiming nodes: the runner leaves the job alone. */
   claimed: boolean;
+  /** Kind exec: the command each node runs, and its timeout on the agent (ms). */
+  exec?: { argv: string[]; timeoutMs: number };
 }
 
 export interface JobNodeUnit {
@@ -108,6 +110,8 @@ export interface JobNodeRecord {
   units: JobNodeUnit[];
   planJson?: string;
   driftJson?: string;
+  /** Kind exec: the command's exit code as the agent reported it (-1: killed, timed out). */
+  exitCode?: number;
 }
 
 export const OUTPUT_LIMIT = 64 * 1024;

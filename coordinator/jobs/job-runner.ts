@@ -43,6 +43,7 @@ const DONE_STATE: Readonly<Record<JobKind, LifecycleState | undefined>> = {
   decommission: 'Decommissioned',
   verify: undefined,
   repair: undefined,
+  exec: undefined,
 };
 
 export const CANCELLED_BY_OPERATOR = 'cancelled by operator';
@@ -53,6 +54,7 @@ export function commandKindFor(kind: JobKind, dryRun: boolean): CommandKind {
     case 'commission': case 'upgrade': case 'repair': return 'COMMAND_KIND_APPLY';
     case 'decommission': return 'COMMAND_KIND_REMOVE';
     case 'verify': return 'COMMAND_KIND_VERIFY';
+    case 'exec': return 'COMMAND_KIND_EXEC';
   }
 }
 
@@ -83,7 +85,7 @@ export interface JobRunnerOptions {
 /** Raised inside a run when leadership is lost or the runner stops: stop without writing. */
 class Halted extends Error {}
 
-type Outcome = Pick<CommandResult__Output, 'outcome' | 'error' | 'reportJson' | 'appliedDigest' | 'output'>;
+type Outcome = Pick<CommandResult__Output, 'outcome' | 'error' | 'reportJson' | 'appliedDigest' | 'output'> & { exitCode?: number };
 
 /** What one waiting command wants to hear from AgentStreams. */
 export interface CommandListener {
@@ -433,6 +435,14 @@ class JobRun {
           return { next: { ...cur, state: working, currentJob: this.jobId }, event: { type: 'node.state', jobId: this.jobId, message: `${job.kind} started by job ${this.jobId}` } };
         });
       }
+      if (job.kind === 'exec') {
+        // One argv, no bundle: the agent runs it under its root and kills it at the timeout.
+        const exec = job.exec ?? { argv: [], timeoutMs: 0 };
+        outcome = await this.dispatch(id, { id: rec.commandId, jobId: this.jobId, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs }, rec);
+        this.checkHalted();
+        await this.finishNode(id, rec, outcome, undefined, undefined);
+        return;
+      }
       if (!bundleRef) throw new FailedPreconditionError(`node ${id} has no bundle to ${job.kind}`);
       const bundle = await this.bundleFor(bundleRef);
       const command: Command = {
@@ -470,6 +480,7 @@ class JobRun {
       ...(output ? { output } : {}),
       ...(job.dryRun && r.reportJson ? { planJson: r.reportJson } : {}),
       ...(verification?.drifted ? { driftJson: r.reportJson } : {}),
+      ...(job.kind === 'exec' && r.exitCode !== undefined && r.outcome !== 'timed_out' && r.outcome !== 'cancelled' ? { exitCode: r.exitCode } : {}),
     });
     this.checkHalted();
     const done = DONE_STATE[job.kind];
@@ -478,6 +489,11 @@ class JobRun {
       const { currentJob: _c, ...rest } = cur;
       const next: NodeRecord = { ...rest };
       if (cur.currentJob !== undefined && cur.currentJob !== this.jobId) next.currentJob = cur.currentJob;
+      if (job.kind === 'exec') {
+        // exec moves no lifecycle state and leaves lastError alone: its result is the job's.
+        if (cur.currentJob !== this.jobId) return undefined;
+        return { next, event: { type: 'job.node', jobId: this.jobId, message: `exec ${ok ? 'succeeded' : `failed: ${error ?? ''}`}` } };
+      }
       let message: string;
       if (job.dryRun) {
         message = `dry run ${ok ? 'planned' : `failed: ${error ?? ''}`}`;

@@ -51,6 +51,7 @@ export function toJobDetail(v: VersionedJob, nodes: ReadonlyMap<string, JobNodeR
       return {
         nodeId: id, batch: n.batch, state: n.state, commandId: n.commandId ?? '', startedAt: n.startedAt ?? '', finishedAt: n.finishedAt ?? '',
         error: n.error ?? '', output: n.output ?? '', units: n.units, planJson: n.planJson ?? '', driftJson: n.driftJson ?? '',
+        exitCode: n.exitCode ?? -1, hasExitCode: n.exitCode !== undefined,
       };
     }),
   };

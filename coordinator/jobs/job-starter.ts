@@ -34,6 +34,7 @@ export const WORKING_STATE: Readonly<Record<JobKind, LifecycleState | undefined>
   decommission: 'Decommissioning',
   verify: undefined,
   repair: undefined,
+  exec: undefined,
 };
 
 /** States from which verify and repair make sense: something was applied. */
@@ -135,6 +136,12 @@ export class JobStarter {
     const batch = parseBatchSize(batchText);
     const extraVars = parseExtraVars(req.extraVarsJson);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
+    // exec: one command on the named nodes whatever their lifecycle state; no bundle, no group.
+    const isExec = kind === 'exec';
+    const execArgv = req.argv.filter((a) => a !== '');
+    if (isExec && execArgv.length === 0) throw new InvalidArgumentError('exec needs a command: clusterctl exec -l SELECTOR -- COMMAND [ARGS...]');
+    if (isExec && (req.dryRun || bundleOverride)) throw new InvalidArgumentError('exec runs a command: --dry-run and --bundle do not apply');
+    if (!isExec && execArgv.length > 0) throw new InvalidArgumentError(`${kind} takes no command (argv is for exec jobs)`);
 
     const ids = [...new Set(req.nodeIds.map((s) => s.trim()).filter(Boolean))];
     const label = req.labelSelector.trim();
@@ -193,7 +200,7 @@ export class JobStarter {
     const working = WORKING_STATE[kind];
     for (const n of targetNodes) {
       if (working) checkTransition(n.record.id, n.record.state, working);
-      else if (!APPLIED_STATES.includes(n.record.state)) {
+      else if (!isExec && !APPLIED_STATES.includes(n.record.state)) {
         throw new FailedPreconditionError(`node ${n.record.id} is ${n.record.state}; ${kind} needs a node that was commissioned (${APPLIED_STATES.join(', ')})`);
       }
     }
@@ -201,14 +208,14 @@ export class JobStarter {
     // --- the group and the bundle -----------------------------------------------------------
     let group: GroupRecord | undefined;
     let effectiveGroup = groupName;
-    if (!effectiveGroup) {
+    if (!effectiveGroup && !isExec) {
       const groups = [...new Set(targetNodes.map((n) => n.record.group).filter((g): g is string => !!g))];
       if (groups.length > 1 && kind !== 'decommission' && kind !== 'verify') {
         throw new InvalidArgumentError(`the nodes belong to different groups (${groups.sort().join(', ')}); run one job per group (-g)`);
       }
       if (groups.length === 1) effectiveGroup = groups[0];
     }
-    if (effectiveGroup) group = await this.o.config.requireGroup(effectiveGroup);
+    if (effectiveGroup && !isExec) group = await this.o.config.requireGroup(effectiveGroup);
     let bundle: string | undefined;
     if (bundleOverride) bundle = `${bundleOverride.name}@${bundleOverride.version}`;
     else if (group?.bundle && group.version) bundle = `${group.bundle}@${group.version}`;
@@ -228,7 +235,8 @@ export class JobStarter {
 
     // --- maintenance, group rules ---------------------------------------------------------
     const inMaintenance = targetNodes.filter((n) => n.record.maintenance).map((n) => n.record.id);
-    if (inMaintenance.length > 0 && !req.force) {
+    // exec is the operator's own hand on the node (debugging one in maintenance is typical).
+    if (inMaintenance.length > 0 && !req.force && !isExec) {
       throw new FailedPreconditionError(`node${inMaintenance.length > 1 ? 's' : ''} ${inMaintenance.join(', ')} ${inMaintenance.length > 1 ? 'are' : 'is'} in maintenance; --force overrides the maintenance flag`);
     }
     if (!req.force && effectiveGroup && group && (kind === 'commission' || kind === 'decommission')) {
@@ -251,6 +259,8 @@ export class JobStarter {
       strategy: strategyText, batch: batchText, maxFailures: req.maxFailures, dryRun: req.dryRun, force: req.force,
       batches: planBatches(targets, { type: strategyText, batch }), currentBatch: 0,
       message: 'waiting for the leader to start it', createdAt: now, requestedBy: req.requestedBy || 'operator', claimed: false,
+      // 0 = the agent's default (10 min); the runner's own deadline follows this value.
+      ...(isExec ? { exec: { argv: execArgv, timeoutMs: req.timeoutMs > 0 ? req.timeoutMs : 600_000 } } : {}),
     };
     const jobKey = this.o.keyspace.job(jobId);
     const provisional = await this.o.store.txn([{ key: jobKey, target: 'Create', op: '==', value: '0', reason: 'cas' }], [{ kind: 'put', key: jobKey, value: JSON.stringify(record) }]);

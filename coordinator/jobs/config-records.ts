@@ -103,15 +103,12 @@ export class ConfigReader {
     return { variables: {}, verify: [], ...b, name: b.name, version: String(b.version ?? version), units: b.units };
   }
 
-  /** Distributed file content (files/<name>); the stored value is the content itself, or JSON {content}. */
+  /**
+   * Distributed file content (files/<name>): the stored value is exactly the uploaded bytes
+   * (coordinator/files/file-store.ts), so an uploaded JSON file is content, not a wrapper.
+   */
   async file(name: string): Promise<string | undefined> {
     const { kvs } = await readKeys(this.client, [this.keyspace.file(name)]);
-    const text = kvs[0]?.value.toString();
-    if (text === undefined) return undefined;
-    try {
-      const o = JSON.parse(text) as { content?: unknown };
-      if (o && typeof o === 'object' && typeof o.content === 'string') return o.content;
-    } catch { /* plain content */ }
-    return text;
+    return kvs[0]?.value.toString();
   }
 }

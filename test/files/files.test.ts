@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { etcdSnapshot, expectReject } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
@@ -149,5 +149,43 @@ describe('files: clusterctl against a real coordinator and etcd', function () {
     expect(await client.get(keyspace.file('spare')).string()).to.equal(null);
     expect(await client.get(keyspace.fileInfo('spare')).string()).to.equal(null);
     await events.stop();
+  });
+
+  it('a bundle whose file unit names an uploaded file, commissioned onto a real agent, writes the uploaded content', async () => {
+    const cluster = suite.cluster({ name: 'files-commission' });
+    await cluster.startCoordinator();
+    const root = join(cluster.baseDir, 'root-n1');
+    mkdirSync(root, { recursive: true });
+    await cluster.startAgent('n1', { extraArgs: ['--root', root] });
+    await cluster.waitForNodes('n1 connected', (ns) => ns.some((n) => n.id === 'n1' && n.state === 'Discovered' && n.connected === true), 60_000);
+
+    // JSON-looking content with a "content" key: it must arrive as is, not be unwrapped.
+    const payload = '{"content": "not a wrapper", "list": [1, 2]}\nsecond line ünïcode\n';
+    const src = join(cluster.baseDir, 'app.json');
+    writeFileSync(src, payload);
+    let r = await cluster.ctl(['files', 'upload', src]);
+    expect(r.code, r.stderr).to.equal(0);
+    const cfg = join(cluster.baseDir, 'cluster.yaml');
+    writeFileSync(cfg, [
+      'bundles:',
+      '  - name: app',
+      '    version: "1"',
+      '    units:',
+      '      - {id: conf, kind: file, path: /etc/app/app.json, source: app.json, mode: "0640"}',
+      'groups:',
+      '  worker: {bundle: app@1}',
+      '',
+    ].join('\n'));
+    r = await cluster.ctl(['apply', '-f', cfg]);
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    r = await cluster.ctl(['node', 'commission', 'n1', '-g', 'worker', '--wait'], 120_000);
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(readFileSync(join(root, 'etc', 'app', 'app.json'), 'utf8')).to.equal(payload);
+    const n1 = await cluster.node('n1');
+    expect(n1?.state).to.equal('Commissioned');
+    // Now in use: rm names the bundle.
+    r = await cluster.ctl(['files', 'rm', 'app.json']);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/used by bundle app@1/);
   });
 });

@@ -19,6 +19,14 @@ import { createDeclarativeServiceHandlers } from './declarative/declarative-serv
 import { createFileServiceHandlers } from './files/file-service';
 import { FileStore } from './files/file-store';
 import { EventLog } from './event-log';
+import { BundleStore } from './config/bundle-store';
+import { createConfigServiceHandlers } from './config/config-service';
+import { GroupStore } from './config/group-store';
+import { createJobs, type Jobs } from './jobs';
+import { AutoCommissioner } from './reconcile/auto-commission';
+import { DriftWatcher } from './reconcile/drift-watcher';
+import { StuckNodeSweeper } from './reconcile/stuck-node-sweeper';
+import { VerifyScheduler } from './reconcile/verify-scheduler';
 import { AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME, GrpcServer, parseHostPort } from './grpc-server';
 import { InventoryReconciler } from './inventory-reconciler';
 import { LeaderElection } from './leader-election';
@@ -26,6 +34,12 @@ import { NodeStore } from './node-store';
 
 export interface CoordinatorOptions {
   etcd: Etcd3;
+  /**
+   * A client for the election alone (default: `etcd`). Its keepalives must not queue behind a
+   * storm of hello and job writes, or the leader loses leadership under load
+   * (bench/fanout.ts at 5,000 agents: the keepalive timed out after 21 s on a shared client).
+   */
+  electionEtcd?: Etcd3;
   keyspace: Keyspace;
   logger: Logger;
   clock?: Clock;
@@ -54,6 +68,11 @@ export class Coordinator {
   readonly events: EventLog;
   readonly nodes: NodeStore;
   readonly reconciler: InventoryReconciler;
+  readonly jobs: Jobs;
+  readonly bundles: BundleStore;
+  readonly groups: GroupStore;
+  /** Leader-only loops besides inventory and jobs: started on `gained`, stopped on `lost`. */
+  private readonly leaderLoops: { start(): void; stop(): Promise<unknown> }[];
   readonly grpc: GrpcServer;
   private readonly log: Logger;
   private readonly options: CoordinatorOptions;
@@ -79,6 +98,19 @@ export class Coordinator {
       client, keyspace, nodes: this.nodes, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log,
       resyncIntervalMs: options.resyncIntervalMs,
     });
+    this.jobs = createJobs({ client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log });
+    this.bundles = new BundleStore({ client, keyspace, events: this.events, clock });
+    this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
+    const startJob = (request: Parameters<Jobs['starter']['start']>[0]): ReturnType<Jobs['starter']['start']> => this.jobs.starter.start(request);
+    const sweeper = new StuckNodeSweeper({ client, keyspace, nodes: this.nodes, isLeader: leadership.isLeader, clock, logger: this.log });
+    // An agent that comes back may have rebooted mid-job (Contiv #158): sweep once its hello is recorded.
+    this.streams.on('connected', () => sweeper.schedule());
+    this.leaderLoops = [
+      sweeper,
+      new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, logger: this.log }),
+      new VerifyScheduler({ client, keyspace, startJob, isLeader: leadership.isLeader, logger: this.log }),
+      new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, logger: this.log }),
+    ];
     this.grpc = new GrpcServer({
       logger: this.log,
       agentService: createAgentServiceHandlers({
@@ -95,6 +127,11 @@ export class Coordinator {
       },
       // Files and declarative config are data any replica serves from etcd (no leader needed).
       services: [
+        { definition: loadProto().api.cluster.v1.JobService.service, handlers: this.jobs.handlers },
+        {
+          definition: loadProto().api.cluster.v1.ConfigService.service,
+          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, logger: this.log }),
+        },
         {
           definition: loadProto().api.cluster.v1.FileService.service,
           handlers: createFileServiceHandlers({ files: new FileStore({ client, keyspace, events: this.events, clock }), logger: this.log }),
@@ -138,7 +175,7 @@ export class Coordinator {
 
     const o = this.options;
     const election = new LeaderElection({
-      client: o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: o.electionTtlMs ?? 10_000,
+      client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: o.electionTtlMs ?? 10_000,
       clock: o.clock ?? systemClock, logger: this.log,
     });
     this.election = election;
@@ -146,10 +183,14 @@ export class Coordinator {
       this.grpc.setHealth(AGENT_SERVICE_NAME, 'SERVING');
       this.events.start();
       this.reconciler.start();
+      this.jobs.runner.start().catch((err: unknown) => this.log.error('job runner failed to start', { err: errorMessage(err) }));
+      for (const loop of this.leaderLoops) loop.start();
     });
     election.on('lost', () => {
       this.grpc.setHealth(AGENT_SERVICE_NAME, 'NOT_SERVING');
       this.reconciler.stop().catch((err: unknown) => this.log.warn('stopping reconciler failed', { err: errorMessage(err) }));
+      this.jobs.runner.stop().catch((err: unknown) => this.log.warn('stopping job runner failed', { err: errorMessage(err) }));
+      for (const loop of this.leaderLoops) loop.stop().catch((err: unknown) => this.log.warn('stopping a leader loop failed', { err: errorMessage(err) }));
       this.streams.closeAll(election.notLeaderError());
     });
     election.on('etcd', (up) => this.grpc.setHealth('', up ? 'SERVING' : 'NOT_SERVING'));
@@ -162,6 +203,8 @@ export class Coordinator {
       this.grpc.setHealth('', 'NOT_SERVING');
       this.grpc.setHealth(AGENT_SERVICE_NAME, 'NOT_SERVING');
       await this.reconciler.stop();
+      await Promise.all(this.leaderLoops.map((loop) => loop.stop()));
+      await this.jobs.runner.stop();
       await this.election?.stop();
       this.streams.closeAll(new UnavailableError('coordinator shutting down; reconnect to the new leader'));
       await this.grpc.shutdown(options.graceMs ?? 5000);

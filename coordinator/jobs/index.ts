@@ -31,6 +31,8 @@ export interface JobsOptions {
 
 export interface Jobs {
   store: JobStore;
+  /** Starts a job the way JobService.StartJob does (claims, rules, maintenance): the reconcilers use it. */
+  starter: JobStarter;
   runner: JobRunner;
   handlers: JobServiceHandlers;
 }
@@ -44,7 +46,7 @@ export function createJobs(o: JobsOptions): Jobs {
     client: o.client, keyspace: o.keyspace, store: store.fenced(o.fence), nodes: o.nodes, streams: o.streams, config,
     isLeader: o.isLeader, clock: o.clock, logger, ...o.runner,
   });
-  return { store, runner, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
+  return { store, starter, runner, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
 }
 
 export { JobRunner, CANCELLED_BY_OPERATOR, commandKindFor, type JobRunnerOptions } from './job-runner';

@@ -511,6 +511,9 @@ class JobRun {
         message = `${job.kind} succeeded`;
       } else {
         if (working && cur.state === working) next.state = 'Failed';
+        // A failed commission may have applied part of the group's bundle: keep the group so
+        // the node can still be decommissioned (or upgraded) with that bundle (no dead end).
+        if (job.kind === 'commission' && job.group && !job.dryRun && !next.group) next.group = job.group;
         next.lastError = cancelled ? CANCELLED_BY_OPERATOR : `${job.kind} failed (job ${this.jobId}): ${error ?? ''}`;
         message = next.lastError;
       }

@@ -3,8 +3,9 @@
  *
  * Bundle `app` version N: a directory, a file rendered from vars and facts, a command that
  * counts its executions (one line "N" appended to /opt/app/runs per run, its shell's pid in
- * /opt/app/cmd.pid, then `sleep {{ vars.sleep }}`, failing when /fail-here exists in the node
- * root) and a systemd service on the node's real user manager (`app.service`, a shell loop).
+ * /opt/app/cmd.pid, a line of output naming `vars.tag`, then `sleep {{ vars.sleep }}`, failing
+ * when /fail-here exists in the node root; its undo writes /opt/app/undo.pid and sleeps the
+ * same) and a systemd service on the node's real user manager (`app.service`, a shell loop).
  * The command has no guard, so it runs once per rendered spec: a re-run would show as a
  * second line for the same version.
  */
@@ -26,6 +27,7 @@ name: ${BUNDLE}
 version: "${version}"
 variables:
   sleep: "0"
+  tag: "none"
 units:
   - { id: app-dir, kind: directory, path: /opt/app, mode: "0755" }
   - id: conf
@@ -35,8 +37,8 @@ units:
     mode: "0644"
   - id: runs
     kind: command
-    run: 'echo $$ > "$NODE_ROOT/opt/app/cmd.pid"; echo ${version} >> "$NODE_ROOT/opt/app/runs"; sleep {{ vars.sleep }}${fail}'
-    undo: 'rm -f "$NODE_ROOT/opt/app/runs" "$NODE_ROOT/opt/app/cmd.pid"'
+    run: 'echo $$ > "$NODE_ROOT/opt/app/cmd.pid"; echo ${version} >> "$NODE_ROOT/opt/app/runs"; echo "job output: release ${version} tag={{ vars.tag }}"; sleep {{ vars.sleep }}${fail}'
+    undo: 'echo $$ > "$NODE_ROOT/opt/app/undo.pid"; sleep {{ vars.sleep }}; rm -f "$NODE_ROOT/opt/app/runs" "$NODE_ROOT/opt/app/cmd.pid" "$NODE_ROOT/opt/app/undo.pid"'
     timeout: 120s
   - id: svc
     kind: systemd
@@ -66,8 +68,8 @@ export function runsOfVersion(root: string, version: number): number {
 }
 
 /** The pid the command wrote (its shell), or undefined before it ran. */
-export function commandPid(root: string): number | undefined {
-  const p = join(root, 'opt/app/cmd.pid');
+export function commandPid(root: string, file: 'cmd.pid' | 'undo.pid' = 'cmd.pid'): number | undefined {
+  const p = join(root, 'opt/app', file);
   if (!existsSync(p)) return undefined;
   const n = Number(readFileSync(p, 'utf8').trim());
   return Number.isInteger(n) && n > 0 ? n : undefined;

@@ -112,6 +112,11 @@ export interface JobNodeRecord {
   driftJson?: string;
   /** Kind exec: the command's exit code as the agent reported it (-1: killed, timed out). */
   exitCode?: number;
+  /**
+   * Boot id of the agent the command was first sent to. An agent that comes back with another
+   * one rebooted mid-command: its command is failed, never sent again (Contiv #158).
+   */
+  bootId?: string;
 }
 
 export const OUTPUT_LIMIT = 64 * 1024;

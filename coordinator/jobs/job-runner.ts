@@ -575,8 +575,21 @@ class JobRun {
           trySend({ cancel: { commandId, reason: CANCELLED_BY_OPERATOR } });
           return;
         }
+        const boot = streams.get(nodeId)?.bootId ?? '';
+        if (live.bootId && boot && boot !== live.bootId) {
+          // The agent rebooted while the command ran (or before a resumed leader re-sent it):
+          // the machine is not in the state the command started from, and the agent no longer
+          // knows the command, so sending it again would run it twice. Fail the node instead.
+          settle({ outcome: 'failed', error: `agent of node ${nodeId} rebooted while the command ran (boot id ${live.bootId} → ${boot}); not re-sent`, reportJson: '', appliedDigest: '', output: outputText });
+          return;
+        }
         if (trySend({ command })) {
           everSent = true;
+          if (!live.bootId && boot) {
+            live = { ...live, bootId: boot };
+            this.nodes.set(nodeId, live);
+            this.writeNode(live).catch((err: unknown) => this.log.debug('boot id write failed', { nodeId, err: errorMessage(err) }));
+          }
           clearTimeout(waitTimer);
           waitTimer = undefined;
         } else {

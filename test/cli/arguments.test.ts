@@ -84,7 +84,7 @@ describe('cli/command: argument handling', () => {
 
   describe('bad input is one clear line', () => {
     const cases: [string, string[], RegExp][] = [
-      ['unknown command', ['nodez'], /^unknown command "nodez" for clusterctl \(commands: nodes, node, version; see clusterctl --help\)$/],
+      ['unknown command', ['nodez'], /^unknown command "nodez" for clusterctl \(commands: status, nodes, node, jobs, job, bundles, bundle, groups, group, files, exec, plan, apply, events, completion, version; see clusterctl --help\)$/],
       ['unknown subcommand', ['node', 'reboot', 'n1'], /^unknown command "reboot" for clusterctl node/],
       ['unknown flag', ['nodes', '--colour'], /^unknown flag --colour \(run with --help/],
       ['bad output format', ['nodes', '-o', 'xml'], /^--output: "xml" is not one of table, wide, json, yaml$/],
@@ -132,7 +132,7 @@ describe('cli/command: argument handling', () => {
       const text = helpText(resolveCommand(commandTree(), []).path, GLOBAL_OPTIONS);
       expect(text).to.match(/^Usage: clusterctl \[global options\] COMMAND/);
       expect(text).to.match(/\n {2}nodes +List and watch/);
-      expect(text).to.include('Example:\n  clusterctl nodes\n');
+      expect(text).to.include('Example:\n  clusterctl status\n  clusterctl nodes\n');
       expect(text.match(/--coordinator HOST:PORT/g)).to.have.length(1);
       expect(text).to.include('env CLUSTER_COORDINATOR; default 127.0.0.1:7400');
     });

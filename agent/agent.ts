@@ -3,6 +3,10 @@
  * to is injected (etcd client, logger, clock, facts, command handler, leader source), and it
  * holds no module state, so a benchmark can run thousands in one process sharing one etcd
  * client and one facts object.
+ *
+ * With `reverify` it also does "reload" (agent/applied-reload.ts): the applied record is
+ * re-verified at start and after a reconnect that followed an outage; drift goes to the
+ * coordinator as a DriftReport.
  */
 import type { ChannelOptions } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
@@ -10,6 +14,7 @@ import { systemClock, type Clock } from '../shared/clock';
 import { DEFAULT_PREFIX, Keyspace } from '../shared/keyspace';
 import type { Logger } from '../shared/logger';
 import { VERSION } from '../shared/version';
+import { AppliedReload, type DriftFinding } from './applied-reload';
 import { UnsupportedCommandHandler, type CommandHandler } from './command-handler';
 import {
   CoordinatorLink, EMPTY_APPLIED, EtcdLeaderSource, StaticLeaderSource,
@@ -53,6 +58,13 @@ export interface AgentDependencies {
    * pool puts every agent's stream on ONE shared TCP connection.
    */
   channelOptions?: ChannelOptions;
+  /**
+   * Re-verifies the applied record ("reload"; main.ts: reverifyStore with the daemon's unit
+   * context). Default: none (a benchmark's in-memory agents have nothing on disk to check).
+   */
+  reverify?: (signal: AbortSignal) => Promise<DriftFinding | undefined>;
+  /** A reconnect after an outage at least this long re-verifies (default: the coordinator's ping interval, at least 1 s). */
+  reverifyAfterOutageMs?: number;
 }
 
 export class Agent {
@@ -63,6 +75,7 @@ export class Agent {
   private readonly link: CoordinatorLink;
   private readonly leaderSource: LeaderSource;
   private readonly ownsLeaderSource: boolean;
+  private readonly reload?: AppliedReload;
   private started = false;
 
   /** Throws InvalidArgumentError when no valid node id can be found (a bad --node-id, no machine-id). */
@@ -103,7 +116,27 @@ export class Agent {
       applied,
       random: deps.random,
       channelOptions: deps.channelOptions,
+      now: () => clock.now(),
+      onConnected: (info) => this.reload?.onConnected(info),
     });
+    if (deps.reverify) {
+      this.reload = new AppliedReload({
+        reverify: deps.reverify,
+        send: (drift) => this.link.sendDrift(drift),
+        logger: this.log,
+        reverifyAfterOutageMs: deps.reverifyAfterOutageMs,
+      });
+    }
+  }
+
+  /** The last re-verify's finding ("reload"); undefined before one finished or without `reverify`. */
+  get lastDriftFinding(): DriftFinding | undefined {
+    return this.reload?.lastFinding;
+  }
+
+  /** Resolves once no re-verify is running. */
+  reverifyIdle(): Promise<void> {
+    return this.reload?.idle() ?? Promise.resolve();
   }
 
   get membershipStatus(): MembershipStatus {
@@ -123,6 +156,8 @@ export class Agent {
       hostname: this.identity.hostname, instanceId: this.identity.instanceId, prefix: this.keyspace.prefix,
     });
     this.membership.start();
+    // Before the link: the finding is then ready (or on its way) when the first Welcome comes.
+    this.reload?.start();
     if (this.ownsLeaderSource && this.leaderSource instanceof EtcdLeaderSource) await this.leaderSource.start();
     this.link.start();
   }
@@ -137,6 +172,17 @@ export class Agent {
     return this.membership.refresh();
   }
 
+  /** A command changed the applied record: refresh the member record, forget an older drift finding. */
+  appliedChanged(): Promise<void> {
+    this.reload?.appliedChanged();
+    return this.membership.refresh();
+  }
+
+  /** An apply or remove converged the node (record changed or not): an older drift finding is obsolete. */
+  converged(): void {
+    this.reload?.appliedChanged();
+  }
+
   /**
    * Closes the stream (cancelling a running command), then revokes the lease so the node shows
    * Unreachable at once. The injected etcd client stays open: its owner closes it.
@@ -145,6 +191,7 @@ export class Agent {
     if (!this.started) return;
     this.started = false;
     await this.link.stop(graceMs);
+    await this.reload?.stop();
     if (this.ownsLeaderSource) await this.leaderSource.close();
     await this.membership.stop();
     this.log.info('agent stopped');

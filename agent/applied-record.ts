@@ -74,24 +74,82 @@ function isRecord(v: unknown): v is AppliedRecord {
     && Array.isArray(r.units) && !!r.bundle && Array.isArray(r.bundle.units) && typeof r.digest === 'string';
 }
 
-/** The record, or undefined when the node never applied anything. Throws on a corrupt record (with its path). */
-export async function readAppliedRecord(stateDir: string): Promise<AppliedRecord | undefined> {
+/**
+ * The shape the daemon's own store wrote before there was one format (agent versions up to
+ * 0.x): `{bundle, version, digest, appliedAt, units: {id: digest}, bundleJson}`. It was written
+ * only after an apply that succeeded, and it holds the rendered bundle and every unit's digest,
+ * so it converts without loss into a complete record (only its digest is recomputed).
+ */
+interface LegacyDaemonRecord {
+  bundle: string;
+  version: string;
+  digest: string;
+  appliedAt: string;
+  units: Record<string, string>;
+  bundleJson: string;
+}
+
+function isLegacyDaemonRecord(v: unknown): v is LegacyDaemonRecord {
+  const r = v as Partial<LegacyDaemonRecord> | null;
+  return !!r && typeof r === 'object' && !('format' in r) && typeof r.bundle === 'string' && typeof r.digest === 'string'
+    && typeof r.bundleJson === 'string' && !!r.units && typeof r.units === 'object';
+}
+
+/** Thrown when applied.json exists but cannot be used: the node needs a re-apply (the message says so). */
+export class AppliedRecordError extends InternalError {}
+
+/** Pure: the legacy daemon record as a format-1 record; throws AppliedRecordError when its bundle is unusable. */
+export function migrateLegacyRecord(old: LegacyDaemonRecord, path: string): AppliedRecord {
+  let bundle: Bundle;
+  try {
+    bundle = JSON.parse(old.bundleJson) as Bundle;
+  } catch (err) {
+    throw new AppliedRecordError(`applied record ${path} is in the old daemon format and its bundle is not valid JSON (${(err as Error).message}); re-apply needed`);
+  }
+  if (!bundle || typeof bundle !== 'object' || typeof bundle.name !== 'string' || !Array.isArray(bundle.units)) {
+    throw new AppliedRecordError(`applied record ${path} is in the old daemon format and holds no usable bundle; re-apply needed`);
+  }
+  const rendered: Bundle = { ...bundle, version: String(bundle.version ?? old.version), verify: Array.isArray(bundle.verify) ? bundle.verify : [] };
+  const units: AppliedUnit[] = rendered.units.map((spec) => ({ id: spec.id, kind: spec.kind, digest: old.units[spec.id] ?? digestOf(spec), converged: true }));
+  const core = { bundleName: rendered.name, bundleVersion: rendered.version, status: 'complete', units } as const;
+  const appliedAt = typeof old.appliedAt === 'string' && old.appliedAt ? old.appliedAt : new Date(0).toISOString();
+  return { format: FORMAT, ...core, appliedAt, bundle: rendered, digest: digestFor(core) };
+}
+
+export interface LoadedRecord {
+  /** undefined: the node never applied anything (no file). */
+  record?: AppliedRecord;
+  /** The file held the old daemon format and `record` is its conversion (not yet written back). */
+  migrated: boolean;
+}
+
+/**
+ * Reads `<stateDir>/applied.json`, converting the old daemon format. Throws AppliedRecordError
+ * (with the path and "re-apply needed") on a record that is unreadable or of an unknown format.
+ */
+export async function loadAppliedRecord(stateDir: string): Promise<LoadedRecord> {
   const path = recordPath(stateDir);
   let text: string;
   try {
     text = await fs.readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new InternalError(`cannot read applied record ${path}: ${(err as Error).message}`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { migrated: false };
+    throw new AppliedRecordError(`cannot read applied record ${path}: ${(err as Error).message}`);
   }
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new InternalError(`applied record ${path} is not valid JSON (${(err as Error).message}); move it aside and re-apply`);
+    throw new AppliedRecordError(`applied record ${path} is not valid JSON (${(err as Error).message}); move it aside and re-apply`);
   }
-  if (!isRecord(doc)) throw new InternalError(`applied record ${path} has an unknown format; move it aside and re-apply`);
-  return doc;
+  if (isRecord(doc)) return { record: doc, migrated: false };
+  if (isLegacyDaemonRecord(doc)) return { record: migrateLegacyRecord(doc, path), migrated: true };
+  throw new AppliedRecordError(`applied record ${path} has an unknown format; move it aside and re-apply`);
+}
+
+/** The record, or undefined when the node never applied anything. Throws on a corrupt record (with its path). */
+export async function readAppliedRecord(stateDir: string): Promise<AppliedRecord | undefined> {
+  return (await loadAppliedRecord(stateDir)).record;
 }
 
 export async function writeAppliedRecord(stateDir: string, record: AppliedRecord): Promise<void> {
@@ -132,13 +190,21 @@ export async function applyAndRecord(stateDir: string, bundle: Bundle, options: 
     handlers: options.handlers ?? createHandlerRegistry(),
     previousDigests: convergedDigests(previous, bundle.name),
   });
-  const record = buildAppliedRecord(bundle, report, new Date((options.now ?? Date.now)()));
-  if (previous?.digest !== record.digest || canonical(previous.bundle) !== canonical(record.bundle)) await writeAppliedRecord(stateDir, record);
-  return { report, record: previous?.digest === record.digest ? previous : record };
+  const next = recordAfterApply(previous, bundle, report, new Date((options.now ?? Date.now)()));
+  if (next.changed) await writeAppliedRecord(stateDir, next.record);
+  return { report, record: next.record };
 }
 
-function canonical(b: Bundle): string {
-  return digestOf(b);
+/**
+ * Pure: the record an apply leaves behind, and whether it differs from the previous one (the
+ * same rule for `cluster-agent apply` and the daemon). Also an incomplete apply is recorded, so
+ * what did change can be re-verified and removed; a no-op apply keeps the previous record (and
+ * its time).
+ */
+export function recordAfterApply(previous: AppliedRecord | undefined, bundle: Bundle, report: RunReport, now: Date): { record: AppliedRecord; changed: boolean } {
+  const record = buildAppliedRecord(bundle, report, now);
+  const changed = !previous || previous.digest !== record.digest || digestOf(previous.bundle) !== digestOf(record.bundle);
+  return changed ? { record, changed } : { record: previous, changed };
 }
 
 /** Plan or verify a rendered bundle with the applied record's digests (guardless commands). */
@@ -179,10 +245,21 @@ export interface DriftReport {
 export async function reverifyApplied(
   stateDir: string,
   ctx: BaseUnitContext,
-  options: { handlers?: HandlerRegistry; signal?: AbortSignal; runProbes?: boolean; now?: () => Date } = {},
+  options: ReverifyOptions = {},
 ): Promise<DriftReport | undefined> {
   const record = await readAppliedRecord(stateDir);
-  if (!record) return undefined;
+  return record ? reverifyRecord(record, ctx, options) : undefined;
+}
+
+export interface ReverifyOptions {
+  handlers?: HandlerRegistry;
+  signal?: AbortSignal;
+  runProbes?: boolean;
+  now?: () => Date;
+}
+
+/** Re-verifies one applied record (the daemon holds its record in an AppliedStore). Reads only. */
+export async function reverifyRecord(record: AppliedRecord, ctx: BaseUnitContext, options: ReverifyOptions = {}): Promise<DriftReport> {
   const report = await runBundle(record.bundle, 'verify', {
     handlers: options.handlers ?? createHandlerRegistry(),
     context: ctx,

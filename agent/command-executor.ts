@@ -10,94 +10,26 @@
  *
  * Per-unit progress goes to the callback (forwarded as CommandProgress); the AbortSignal
  * (CancelCommand, timeout, shutdown) aborts the running unit, whose child process is killed.
- * The applied record sits behind the narrow AppliedStore interface; the file store below keeps
- * it as JSON in the agent's state dir, written atomically.
+ * The applied record (agent/applied-record.ts: the one format `cluster-agent apply` uses too)
+ * sits behind the narrow AppliedStore interface (agent/applied-store.ts). Its converged unit
+ * digests are the executor's previousDigests, so a guardless command runs once per spec.
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Command__Output } from '../generated/cluster/v1/Command';
 import type { Logger } from '../shared/logger';
 import { errorMessage } from '../shared/errors';
-import { digestOf } from '../shared/bundle/digest';
 import { renderBundle } from '../shared/bundle/render-template';
 import type { Bundle } from '../shared/bundle/types';
 import type { BaseUnitContext } from './unit-context';
-import type { AppliedState } from './coordinator-link';
+import { convergedDigests, recordAfterApply } from './applied-record';
+import type { AppliedStore } from './applied-store';
 import { commandKindName, type CommandHandler, type CommandResultBody, type ReportProgress } from './command-handler';
-import { runBundle, unitDigest, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress } from './units/executor';
+import { runBundle, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress } from './units/executor';
 import { BoundedOutput } from './units/bounded-output';
 import { runShell } from './units/run-shell';
 
-/** What the agent last applied. */
-export interface AppliedRecord {
-  bundle: string;
-  version: string;
-  /** Digest of the rendered bundle that was applied. */
-  digest: string;
-  appliedAt: string;
-  /** Unit id → digest of its rendered spec (the executor's previousDigests). */
-  units: Record<string, string>;
-  /** The rendered bundle, so a restarted agent can re-verify it without the coordinator. */
-  bundleJson: string;
-}
-
-export interface AppliedStore {
-  current(): AppliedRecord | undefined;
-  write(record: AppliedRecord): Promise<void>;
-  clear(): Promise<void>;
-}
-
-/** The applied record as `<stateDir>/applied.json` (write to a temp file, then rename). */
-export class FileAppliedStore implements AppliedStore {
-  private record?: AppliedRecord;
-  private readonly path: string;
-
-  private constructor(private readonly dir: string) {
-    this.path = join(dir, 'applied.json');
-  }
-
-  static async open(stateDir: string): Promise<FileAppliedStore> {
-    const s = new FileAppliedStore(stateDir);
-    try {
-      const o = JSON.parse(await readFile(s.path, 'utf8')) as Partial<AppliedRecord>;
-      if (typeof o.bundle === 'string' && typeof o.digest === 'string') s.record = o as AppliedRecord;
-    } catch {
-      // Missing or unreadable: nothing applied as far as we know.
-    }
-    return s;
-  }
-
-  current(): AppliedRecord | undefined {
-    return this.record;
-  }
-
-  async write(record: AppliedRecord): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    await writeFile(tmp, JSON.stringify(record), { mode: 0o600 });
-    await rename(tmp, this.path);
-    this.record = record;
-  }
-
-  async clear(): Promise<void> {
-    await rm(this.path, { force: true });
-    this.record = undefined;
-  }
-}
-
-/** In memory (benchmarks with thousands of agents in one process; tests). */
-export class MemoryAppliedStore implements AppliedStore {
-  private record?: AppliedRecord;
-  current(): AppliedRecord | undefined { return this.record; }
-  write(record: AppliedRecord): Promise<void> { this.record = record; return Promise.resolve(); }
-  clear(): Promise<void> { this.record = undefined; return Promise.resolve(); }
-}
-
-/** For CoordinatorLink's Hello and the membership record. */
-export function appliedState(store: AppliedStore): AppliedState {
-  const r = store.current();
-  return r ? { digest: r.digest, bundle: r.bundle, version: r.version } : { digest: '', bundle: '', version: '' };
-}
+// The store moved to its own file; re-exported for the callers that import it from here.
+export { FileAppliedStore, MemoryAppliedStore, appliedState, type AppliedStore } from './applied-store';
+export type { AppliedRecord } from './applied-record';
 
 export interface CommandExecutorOptions {
   handlers: HandlerRegistry;
@@ -108,6 +40,11 @@ export interface CommandExecutorOptions {
   facts?: () => Promise<unknown>;
   /** Called after the applied record changed (e.g. to refresh the membership record). */
   onAppliedChanged?: () => void;
+  /**
+   * Called after an apply or remove succeeded, also when the record stayed the same (a repair
+   * of drifted files): the node matches its record now, so drift found before is obsolete.
+   */
+  onConverged?: () => void;
   defaultUnitTimeoutMs?: number;
   /** EXEC commands without their own timeout (default 10 min). */
   execTimeoutMs?: number;
@@ -171,6 +108,8 @@ export class CommandExecutor implements CommandHandler {
       return { outcome: 'failed', error: errorMessage(err) };
     }
 
+    // Someone may have run `cluster-agent apply` on this state dir since the last command.
+    await this.o.applied.refresh?.();
     const previous = this.o.applied.current();
     const output = new BoundedOutput();
     const report = await runBundle(rendered, mode, {
@@ -178,7 +117,8 @@ export class CommandExecutor implements CommandHandler {
       context: this.o.context,
       signal,
       defaultTimeoutMs: this.o.defaultUnitTimeoutMs,
-      previousDigests: mode === 'apply' && previous ? new Map(Object.entries(previous.units)) : undefined,
+      // Remove undoes whatever is there; the others treat a guardless command that ran as done.
+      previousDigests: mode === 'remove' ? undefined : convergedDigests(previous, rendered.name),
       onProgress: (p) => {
         reportProgress({ unitId: p.unitId, status: wireStatus(mode, p), message: p.plan?.summary ?? p.error ?? '' });
       },
@@ -189,18 +129,20 @@ export class CommandExecutor implements CommandHandler {
     });
 
     let appliedDigest = previous?.digest ?? '';
-    if (report.ok && mode === 'apply') {
-      const record: AppliedRecord = {
-        bundle: rendered.name, version: rendered.version, digest: digestOf(rendered), appliedAt: (this.o.clock?.() ?? new Date()).toISOString(),
-        units: Object.fromEntries(rendered.units.map((u) => [u.id, unitDigest(u)])), bundleJson: JSON.stringify(rendered),
-      };
-      await this.o.applied.write(record);
-      appliedDigest = record.digest;
-      this.o.onAppliedChanged?.();
+    if (mode === 'apply') {
+      // Also a failed apply is recorded (status incomplete): what it changed stays verifiable.
+      const next = recordAfterApply(previous, rendered, report, this.o.clock?.() ?? new Date());
+      if (next.changed) {
+        await this.o.applied.write(next.record);
+        this.o.onAppliedChanged?.();
+      }
+      appliedDigest = next.record.digest;
+      if (report.ok) this.o.onConverged?.();
     } else if (report.ok && mode === 'remove') {
       await this.o.applied.clear();
       appliedDigest = '';
       this.o.onAppliedChanged?.();
+      this.o.onConverged?.();
     }
 
     const failure = report.failure;

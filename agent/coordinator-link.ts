@@ -13,6 +13,10 @@
  * Commands: one runs at a time (the Hello reports it as runningCommandId). Results are kept by
  * command id (command-handler.ts CommandResults): a Command seen before is answered from there,
  * and a result whose delivery is uncertain is sent again after the next Welcome.
+ *
+ * Drift: `sendDrift` puts a DriftReport (the agent's own re-verify, "reload") on the stream;
+ * `onConnected` tells the owner of every Welcome and how long the agent was disconnected, so
+ * it can re-send a finding or re-verify after an outage.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -21,6 +25,7 @@ import type { AgentServiceClient } from '../generated/cluster/v1/AgentService';
 import type { Command__Output } from '../generated/cluster/v1/Command';
 import type { CommandResult } from '../generated/cluster/v1/CommandResult';
 import type { CoordinatorMessage__Output } from '../generated/cluster/v1/CoordinatorMessage';
+import type { DriftReport } from '../generated/cluster/v1/DriftReport';
 import { Backoff, sleep } from '../shared/backoff';
 import { errorMessage } from '../shared/errors';
 import type { Keyspace } from '../shared/keyspace';
@@ -229,6 +234,18 @@ export interface CoordinatorLinkOptions {
   random?: () => number;
   channelOptions?: grpc.ChannelOptions;
   resultCapacity?: number;
+  /** Called after every Welcome (also the first), outside the stream's message handling. */
+  onConnected?: (info: LinkConnected) => void;
+  /** Milliseconds now (default Date.now); only measures outages. */
+  now?: () => number;
+}
+
+export interface LinkConnected {
+  address: string;
+  /** How long no stream was welcomed before this one; undefined for the first connection. */
+  outageMs?: number;
+  /** The coordinator's ping interval from the Welcome (0: none). */
+  pingIntervalMs: number;
 }
 
 interface RunningCommand {
@@ -255,6 +272,8 @@ export class CoordinatorLink {
   private session?: Session;
   private running?: RunningCommand;
   private unreachableLogged = false;
+  /** When the last welcomed stream ended (for LinkConnected.outageMs). */
+  private lastWelcomedEnd?: number;
 
   constructor(private readonly options: CoordinatorLinkOptions) {
     this.log = options.logger;
@@ -270,6 +289,14 @@ export class CoordinatorLink {
 
   get commandResults(): CommandResults {
     return this.results;
+  }
+
+  /**
+   * Sends a DriftReport on the welcomed stream. Returns false when there is none (the message
+   * is dropped: the caller sends again after the next Welcome, see onConnected).
+   */
+  sendDrift(drift: DriftReport): boolean {
+    return this.write(this.session, { drift });
   }
 
   start(): void {
@@ -375,6 +402,7 @@ export class CoordinatorLink {
         unsubscribe();
         signal.removeEventListener('abort', onAbort);
         if (this.session === session) this.session = undefined;
+        if (session.welcomed) this.lastWelcomedEnd = (this.options.now ?? Date.now)();
         call.removeAllListeners('data');
         // Errors after this point (the CANCELLED of our own cancel) are expected.
         call.on('error', () => undefined);
@@ -410,6 +438,10 @@ export class CoordinatorLink {
             else clearTimeout(watchdog);
             this.log.info('connected to coordinator', { address: leader.address, coordinatorId: msg.welcome?.coordinatorId ?? '', pingIntervalMs });
             for (const r of this.results.unacknowledged()) this.write(session, { result: r }, r.commandId);
+            this.notifyConnected({
+              address: leader.address, pingIntervalMs,
+              ...(this.lastWelcomedEnd !== undefined ? { outageMs: Math.max(0, (this.options.now ?? Date.now)() - this.lastWelcomedEnd) } : {}),
+            });
             return;
           }
           case 'ping':
@@ -445,6 +477,19 @@ export class CoordinatorLink {
           runningCommandId: this.running?.id ?? '',
         },
       });
+    });
+  }
+
+  private notifyConnected(info: LinkConnected): void {
+    const cb = this.options.onConnected;
+    if (!cb) return;
+    // Next tick: a listener's work (or its throw) must not run inside the stream's data handler.
+    setImmediate(() => {
+      try {
+        cb(info);
+      } catch (err) {
+        this.log.warn('connected callback failed', { error: errorMessage(err) });
+      }
     });
   }
 

@@ -4,12 +4,18 @@
  * and the logger, wires one Agent, and turns SIGTERM/SIGINT into a graceful stop with a grace
  * time, after which it exits anyway (systemd would SIGKILL it later otherwise).
  *
+ * The applied record in --state-dir is the same file `cluster-agent apply` writes
+ * (agent/applied-record.ts); at start the daemon re-verifies it ("reload") with the same unit
+ * context its commands use, and reports drift to the coordinator.
+ *
  * `cluster-agent apply|verify|remove|plan ...` are local config-unit commands, served by
  * agent/local-cli.ts (loaded only for them, so the daemon does not pay for it).
  */
 import { mkdirSync } from 'node:fs';
 import { Agent } from './agent';
-import { appliedState, CommandExecutor, FileAppliedStore } from './command-executor';
+import { reverifyStore } from './applied-reload';
+import { appliedState, FileAppliedStore } from './applied-store';
+import { CommandExecutor } from './command-executor';
 import { systemFactsProvider } from './facts-collector';
 import { createUnitContext } from './unit-context';
 import { createHandlerRegistry } from './units/handlers';
@@ -52,8 +58,9 @@ async function main(argv: string[]): Promise<number> {
 
   let agent: Agent;
   let etcd: ReturnType<typeof createEtcdClient>;
-  // Reads only: the applied record the coordinator's commands update (written under --state-dir).
-  const applied = await FileAppliedStore.open(o.stateDir);
+  // Not read yet: bad input must change nothing, and reading may convert an old-format record.
+  const applied = new FileAppliedStore(o.stateDir, logger);
+  const handlers = createHandlerRegistry();
   const unitContext = createUnitContext({
     root: o.root, logger, systemdBus: o.systemdBus as 'system' | 'session', systemdUnitDir: o.systemdUnitDir, packageBackend: o.packageBackend,
   });
@@ -68,10 +75,12 @@ async function main(argv: string[]): Promise<number> {
         etcd, logger,
         applied: () => appliedState(applied),
         commandHandler: new CommandExecutor({
-          handlers: createHandlerRegistry(), context: unitContext, applied, logger,
+          handlers, context: unitContext, applied, logger,
           facts: () => systemFactsProvider({ hostname: agent.identity.hostname, logger })(),
-          onAppliedChanged: () => { agent.refreshMembership().catch(() => undefined); },
+          onAppliedChanged: () => { agent.appliedChanged().catch(() => undefined); },
+          onConverged: () => agent.converged(),
         }),
+        reverify: (signal) => reverifyStore(applied, unitContext, { handlers, signal }),
       },
     );
   } catch (err) {
@@ -88,6 +97,9 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`cluster-agent: cannot create --state-dir ${o.stateDir}: ${errorMessage(err)}\n`);
     return 1;
   }
+  // The Hello carries the applied digest: read the record before connecting. A record that
+  // cannot be used is logged and reported as drift ("re-apply needed"), not fatal.
+  await applied.refresh();
 
   const stopped = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -109,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', again);
 
   await agent.stop(Math.max(0, graceMs - 1000));
+  unitContext.close();
   etcd.close();
   clearTimeout(force);
   return 0;

@@ -166,6 +166,8 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
     let lastPongAt = clock.now();
     let finished = false;
     let helloSeen = false;
+    /** Settles once the hello is recorded (or failed): a DriftReport needs the node record to exist. */
+    let helloRecorded: Promise<void> = Promise.resolve();
     const helloTimer = setTimeout(() => {
       finish(new DeadlineExceededError(`no Hello within ${helloTimeoutMs} ms of opening the stream`));
     }, helloTimeoutMs);
@@ -200,7 +202,7 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
       // leader any more, etcd down) still closes the stream, and the agent redials.
       s.send({ welcome: { coordinatorId: options.replicaId, pingIntervalMs } });
       log.info('agent connected', { nodeId: hello.nodeId, agentVersion: hello.agentVersion, instanceId: hello.instanceId });
-      recordHello(hello, connectedAt, () => finished).catch((err: unknown) => {
+      helloRecorded = recordHello(hello, connectedAt, () => finished).catch((err: unknown) => {
         log.warn('could not record hello', { nodeId: hello.nodeId, err: errorMessage(err) });
         finish(err instanceof NotLeaderError ? err : new UnavailableError(`could not record the hello in etcd: ${errorMessage(err)}; retry`));
       });
@@ -236,7 +238,12 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
         case 'pong': break;
         case 'progress': if (message.progress) streams.emit('progress', nodeId, message.progress); break;
         case 'result': if (message.result) streams.emit('result', nodeId, message.result); break;
-        case 'drift': if (message.drift) streams.emit('drift', nodeId, message.drift); break;
+        case 'drift': {
+          // Sent right after the Welcome, it can overtake the hello's write (a new node's record).
+          const drift = message.drift;
+          if (drift) void helloRecorded.then(() => streams.emit('drift', nodeId, drift));
+          break;
+        }
         case 'hello': log.warn('ignoring a second hello on one stream', { nodeId }); break;
         default: break;
       }

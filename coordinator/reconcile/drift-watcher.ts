@@ -8,7 +8,8 @@
  *    jobs engine; the record then takes the new boot id as verified-for (one txn + event). A node
  *    never verified before takes its current boot as the baseline (it was just commissioned).
  *  - a finished verify job newer than the node's `driftJob` is read: drift is recorded as event
- *    `node.drift` (what differs) and on the record (driftSummary, lastError); no drift clears it.
+ *    `node.drift` (what differs) and on the record (driftSummary; lastError unless it holds another
+ *    error); no drift clears it.
  *    With the group's repairPolicy "repair", drifted nodes get a repair job.
  *  - an agent's DriftReport (sent after its own start-up reverify) is recorded the same way.
  */
@@ -251,7 +252,9 @@ export class DriftWatcher {
       const next: NodeRecord = { ...cur, ...(jobId ? { driftJob: jobId } : {}) };
       if (drift) {
         next.driftSummary = drift;
-        next.lastError = `drift: ${drift}`;
+        // A failure reason already there (e.g. why a commission failed) stays: it is what an
+        // operator needs to recover the node; the drift has its own field.
+        if (!cur.lastError || cur.lastError.startsWith('drift: ')) next.lastError = `drift: ${drift}`;
       } else {
         delete next.driftSummary;
         if (cur.lastError?.startsWith('drift: ')) delete next.lastError;

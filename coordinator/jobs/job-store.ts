@@ -14,6 +14,8 @@ import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './
 export interface VersionedJob {
   record: JobRecord;
   modRevision: string;
+  /** When listed: etcd's create revision of the job key (creation order). */
+  createRevision?: string;
 }
 
 export interface JobStoreOptions {
@@ -67,12 +69,17 @@ export class JobStore {
       const parsed = this.keyspace.parseJobKey(key);
       if (!parsed || parsed.nodeId !== undefined) continue;
       try {
-        out.push({ record: decodeJob(key, kv.value.toString()), modRevision: kv.mod_revision });
+        out.push({ record: decodeJob(key, kv.value.toString()), modRevision: kv.mod_revision, createRevision: kv.create_revision });
       } catch (err) {
         this.log.warn('skipping unreadable job record', { key, err: errorMessage(err) });
       }
     }
-    return out.sort((a, b) => (a.record.id < b.record.id ? -1 : a.record.id > b.record.id ? 1 : 0));
+    // Creation order is etcd's create revision: ids sort by time only to the second, and two
+    // jobs started in one second ("job get last") must still come out in the order they began.
+    return out.sort((a, b) => {
+      const d = BigInt(a.createRevision ?? '0') - BigInt(b.createRevision ?? '0');
+      return d < 0n ? -1 : d > 0n ? 1 : 0;
+    });
   }
 
   async nodes(jobId: string): Promise<Map<string, JobNodeRecord>> {

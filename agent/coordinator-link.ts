@@ -212,6 +212,9 @@ export const EMPTY_APPLIED: AppliedState = { digest: '', bundle: '', version: ''
  * inside one TTL. grpc-js servers accept pings at this rate (no too_many_pings policy);
  * a Go or C-core server would need its enforcement MinTime lowered to 15 s.
  */
+/** Longest random pause before dialling a newly elected leader (spreads a fleet's re-attach). */
+const NEW_LEADER_JITTER_MS = 1000;
+
 export const AGENT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 15_000,
   'grpc.keepalive_timeout_ms': 10_000,
@@ -348,9 +351,33 @@ export class CoordinatorLink {
       }
       // The leader may be gone before its election key expired; look again before redialling.
       if (!outcome.leaderChanged) void source.refresh();
-      await sleep(delay, signal);
+      if (await this.sleepUnlessLeaderMoves(delay, leader.address, signal)) {
+        // A new leader is known: dial it now rather than sleeping out a backoff grown against
+        // the dead one (bench/failover.ts: p99 re-attach ~10 s at 100 agents), after a short
+        // random pause so a whole fleet does not arrive in the same instant.
+        this.backoff.reset();
+        await sleep(Math.round(NEW_LEADER_JITTER_MS * (this.options.random ?? Math.random)()), signal);
+      }
     }
     this.session = undefined;
+  }
+
+  /** Sleeps `ms`; resolves true early when the leader's address becomes another than `from`. */
+  private async sleepUnlessLeaderMoves(ms: number, from: string, signal: AbortSignal): Promise<boolean> {
+    const source = this.options.leaderSource;
+    const movedAway = (): boolean => { const l = source.current(); return l !== undefined && l.address !== from; };
+    if (movedAway()) return true;
+    const moved = new AbortController();
+    const unsubscribe = source.subscribe((l) => { if (l && l.address !== from) moved.abort(); });
+    const onAbort = (): void => moved.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await sleep(ms, moved.signal);
+    } finally {
+      unsubscribe();
+      signal.removeEventListener('abort', onAbort);
+    }
+    return !signal.aborted && movedAway();
   }
 
   /** Sleeps until the source reports a leader, re-reading now and then in case a watch event was missed. */

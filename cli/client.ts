@@ -5,6 +5,7 @@
  * Server errors keep the server's message (shared/errors.ts fromGrpcError).
  */
 import * as grpc from '@grpc/grpc-js';
+import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
 import { loadProto } from '../shared/proto';
 import {
   ClusterError, DeadlineExceededError, NotFoundError, UnavailableError, fromGrpcError,
@@ -37,7 +38,7 @@ export class ClusterClient {
 
   constructor(private readonly options: ClusterClientOptions) {
     const { api } = loadProto();
-    this.client = new api.cluster.v1.ClusterService(options.address, grpc.credentials.createInsecure());
+    this.client = new api.cluster.v1.ClusterService(options.address, grpc.credentials.createInsecure(), { ...GRPC_MESSAGE_LIMITS });
   }
 
   get address(): string {

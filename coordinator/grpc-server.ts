@@ -28,7 +28,8 @@ export interface ExtraService {
  * plus its envelope fits with room to spare, so an oversized upload reaches the handler and
  * is refused with its size and the limit rather than by the transport.
  */
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+export { MAX_GRPC_MESSAGE_BYTES as MAX_MESSAGE_BYTES } from '../shared/grpc-limits';
+import { MAX_GRPC_MESSAGE_BYTES as MAX_MESSAGE_BYTES } from '../shared/grpc-limits';
 
 export interface GrpcServerOptions {
   logger: Logger;

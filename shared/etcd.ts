@@ -5,6 +5,7 @@
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { handleWhen, noop, retry } from 'cockatiel';
 import { InvalidArgumentError } from './errors';
+import { GRPC_MESSAGE_LIMITS } from './grpc-limits';
 
 export function endpointsToHosts(endpoints: readonly string[]): string[] {
   if (endpoints.length === 0) throw new InvalidArgumentError('no etcd endpoints: pass --etcd HOST:PORT[,HOST:PORT...] or set CLUSTER_ETCD');
@@ -36,7 +37,7 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
   const opts: IOptions = {
     hosts: endpointsToHosts(options.endpoints),
     dialTimeout: options.dialTimeoutMs ?? 3000,
-    ...(options.dedicatedConnection ? { grpcOptions: { 'grpc.use_local_subchannel_pool': 1 } } : {}),
+    grpcOptions: { ...GRPC_MESSAGE_LIMITS, ...(options.dedicatedConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}) },
     // We run our own retry loops with backoff (lease-membership, reconciler); the client's
     // own retries would hide an outage from them. The default per-host circuit breaker would
     // also keep a recovered etcd "open" for 5 s after a restart; with several endpoints one

@@ -6,6 +6,7 @@
  * (UNIMPLEMENTED: an older coordinator) says so instead of printing a bare status.
  */
 import * as grpc from '@grpc/grpc-js';
+import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
 import { loadProto } from '../../shared/proto';
 import { ClusterError, DeadlineExceededError, NotFoundError, UnavailableError, fromGrpcError } from '../../shared/errors';
 import type { ClusterServiceClient } from '../../generated/cluster/v1/ClusterService';
@@ -44,7 +45,7 @@ export class ApiClient {
   constructor(private readonly options: ApiClientOptions) {
     const { api } = loadProto();
     const creds = grpc.credentials.createInsecure();
-    this.cluster = new api.cluster.v1.ClusterService(options.address, creds);
+    this.cluster = new api.cluster.v1.ClusterService(options.address, creds, { ...GRPC_MESSAGE_LIMITS });
     // One channel for all three services: the later clients reuse the first one's.
     const channelOverride = this.cluster.getChannel();
     this.jobs = new api.cluster.v1.JobService(options.address, creds, { channelOverride });

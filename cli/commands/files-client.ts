@@ -12,7 +12,8 @@ import { formatDuration } from '../output';
 import type { CliContext } from '../context';
 
 /** Same value as the coordinator's MAX_GRPC_MESSAGE_BYTES (kept in step by test/files). */
-export const CLI_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+export { MAX_GRPC_MESSAGE_BYTES as CLI_MAX_MESSAGE_BYTES } from '../../shared/grpc-limits';
+import { MAX_GRPC_MESSAGE_BYTES as CLI_MAX_MESSAGE_BYTES } from '../../shared/grpc-limits';
 
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_send_message_length': CLI_MAX_MESSAGE_BYTES,

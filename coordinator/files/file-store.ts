@@ -21,12 +21,13 @@ import type { EventLog } from '../event-log';
 export const MAX_FILE_BYTES = 1024 * 1024;
 
 /**
- * The gRPC message limit on both ends of FileService (server and clusterctl): a maximal file
- * plus its envelope fits with room to spare, and a somewhat larger file still reaches the
- * handler, whose refusal names the file's size and the limit (instead of the transport's
- * RESOURCE_EXHAUSTED).
+ * The gRPC message limit on both ends (coordinator server, clusterctl, etcd clients): lists of
+ * a large fleet must fit (ListNodes of 10,000 nodes is ~4.3 MB; the coordinator reads 5,000
+ * node records from etcd in one 8 MB response: bench/fanout.ts hit grpc's default 4 MiB at
+ * both), and a file larger than MAX_FILE_BYTES still reaches the handler, whose refusal names
+ * the file's size and the limit (instead of the transport's RESOURCE_EXHAUSTED).
  */
-export const MAX_GRPC_MESSAGE_BYTES = 4 * 1024 * 1024;
+export { MAX_GRPC_MESSAGE_BYTES } from '../../shared/grpc-limits';
 
 const MODE = /^0?[0-7]{3}$/;
 

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, openSync, closeSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
 import { freePort } from './ports';
 import { waitFor } from './wait';
 
@@ -77,7 +78,7 @@ export class EtcdServer {
 
   /** A client for test assertions; closed by `destroy()`. */
   client(): Etcd3 {
-    const c = new Etcd3({ hosts: `http://${this.endpoint}`, dialTimeout: 2000 });
+    const c = new Etcd3({ hosts: `http://${this.endpoint}`, dialTimeout: 2000, grpcOptions: { ...GRPC_MESSAGE_LIMITS } });
     this.clients.push(c);
     return c;
   }

@@ -1,0 +1,12 @@
+/**
+ * gRPC message size limit used on every channel and server of the system. grpc's default of
+ * 4 MiB is too small for a large fleet: ListNodes of 10,000 nodes is ~4.3 MB and reading 5,000
+ * node records from etcd is ~8 MB (bench/fanout.ts hit both). 64 MiB leaves room for ~100,000
+ * nodes; requests stay small (files are limited to 1 MiB by their service).
+ */
+export const MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+export const GRPC_MESSAGE_LIMITS = {
+  'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
+} as const;

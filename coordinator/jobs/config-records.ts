@@ -1,49 +1,15 @@
 /**
  * Reading groups/<name> and configs/<bundle>/<version> for jobs. ConfigService
- * (coordinator/config/) owns writing them; this is the minimal reader jobs need, with the
- * record shapes agreed in the jobs brief: group = {name, bundle, version, variables, minSize,
- * dependsOn, verifySchedule, repairPolicy, autoCommission:[{selector}]}, bundle = the validated
- * Bundle JSON of shared/bundle/types.ts. Replace with ConfigService's own reader when it lands.
+ * (coordinator/config/) owns writing them and the group record's shape and decoder
+ * (group-store.ts), used here too; a bundle is the validated Bundle JSON of
+ * shared/bundle/types.ts.
  */
 import type { Etcd3 } from 'etcd3';
 import { InvalidArgumentError, NotFoundError, type Keyspace } from '../../shared';
 import type { Bundle } from '../../shared/bundle';
 import { readKeys, readPrefixes } from '../etcd-txn';
+import { decodeGroup, type GroupRecord } from '../config/group-store';
 import type { GroupRules } from './group-rules';
-
-export interface GroupRecord {
-  name: string;
-  bundle: string;
-  version: string;
-  variables: Record<string, string>;
-  minSize?: number;
-  dependsOn?: string[];
-  verifySchedule?: string;
-  repairPolicy?: string;
-  autoCommission?: { selector: string }[];
-  updatedAt?: string;
-}
-
-export function decodeGroup(key: string, text: string): GroupRecord {
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(text) as Record<string, unknown>;
-  } catch (err) {
-    throw new InvalidArgumentError(`etcd value at ${key} is not JSON: ${(err as Error).message}`);
-  }
-  if (typeof o !== 'object' || o === null || typeof o.name !== 'string') throw new InvalidArgumentError(`etcd value at ${key} is not a group record`);
-  const vars: Record<string, string> = {};
-  if (o.variables && typeof o.variables === 'object') {
-    for (const [k, v] of Object.entries(o.variables as Record<string, unknown>)) vars[k] = String(v);
-  }
-  return {
-    ...(o as Partial<GroupRecord>),
-    name: o.name,
-    bundle: typeof o.bundle === 'string' ? o.bundle : '',
-    version: typeof o.version === 'string' ? o.version : typeof o.version === 'number' ? String(o.version) : '',
-    variables: vars,
-  };
-}
 
 export function groupRules(g: GroupRecord): GroupRules {
   return { ...(g.minSize !== undefined ? { minSize: g.minSize } : {}), ...(g.dependsOn ? { dependsOn: g.dependsOn } : {}) };

@@ -52,7 +52,7 @@ export function createJobs(o: JobsOptions): Jobs {
 export { JobRunner, CANCELLED_BY_OPERATOR, commandKindFor, type JobRunnerOptions } from './job-runner';
 export { JobStore, type VersionedJob } from './job-store';
 export { JobStarter, WORKING_STATE, parseFactSelector, matchesFacts } from './job-starter';
-export { ConfigReader, decodeGroup, parseBundleRef, groupRules, type GroupRecord } from './config-records';
+export { ConfigReader, parseBundleRef, groupRules } from './config-records';
 export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';
 export * from './job-record';
 export { chunk, claimConflicts, rollbackSet, CLAIM_CHUNK } from './claim-plan';

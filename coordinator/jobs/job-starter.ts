@@ -22,7 +22,8 @@ import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJo
 import { readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
 import { parseBatchSize, planBatches } from './batch-plan';
 import { chunk, claimConflicts, rollbackSet } from './claim-plan';
-import { ConfigReader, groupRules, parseBundleRef, type GroupRecord } from './config-records';
+import type { GroupRecord } from '../config/group-store';
+import { ConfigReader, groupRules, parseBundleRef } from './config-records';
 import { checkDependents, checkGroupRules } from './group-rules';
 import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobKind, type JobRecord, type JobTargets } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';

@@ -24,6 +24,7 @@ import { decodeJob, isActive } from './jobs/job-record';
 import { parseCandidate } from './leader-election';
 import type { NodeStore } from './node-store';
 import { parseFacts, toNodeView } from './node-view';
+import { unary } from './unary-handler';
 
 /** What the admin RPCs add to ClusterService (composed with cluster-service.ts's reads). */
 export type ClusterAdminHandlers = Pick<ClusterServiceHandlers, 'SetMaintenance' | 'SetLabels' | 'ListEvents' | 'WatchEvents' | 'GetStatus'>;
@@ -57,12 +58,6 @@ const LABEL_VALUE = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/;
 
 const DEFAULT_EVENT_LIMIT = 100;
 const MAX_EVENT_LIMIT = 10_000;
-
-function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then((res) => callback(null, res), (err: unknown) => callback(toGrpcStatus(err)));
-  };
-}
 
 function nodeId(raw: string, rpc: string): string {
   const id = raw.trim();

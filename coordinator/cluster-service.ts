@@ -14,21 +14,12 @@ import type { NodeEvent } from '../generated/cluster/v1/NodeEvent';
 import type { WatchNodesRequest__Output } from '../generated/cluster/v1/WatchNodesRequest';
 import { readKeys, readPrefixes } from './etcd-txn';
 import { parseFacts, toNodeView } from './node-view';
+import { unary } from './unary-handler';
 
 export interface ClusterServiceOptions {
   client: Etcd3;
   keyspace: Keyspace;
   logger: Logger;
-}
-
-/** Wraps an async unary handler: any thrown error becomes the call's status (the one mapping). */
-function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toGrpcStatus(err)),
-    );
-  };
 }
 
 function selectorOf(text: string): Selector {

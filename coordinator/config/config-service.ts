@@ -3,8 +3,7 @@
  * etcd (writes are not leader-only: like a job request, a bundle or a group is data the leader
  * acts on later). Errors are shared/errors classes, mapped to a gRPC status once in `unary`.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { InvalidArgumentError, toGrpcStatus, type Logger } from '../../shared';
+import { InvalidArgumentError, type Logger } from '../../shared';
 import type { ConfigServiceHandlers } from '../../generated/cluster/v1/ConfigService';
 import type { BundleInfo } from '../../generated/cluster/v1/BundleInfo';
 import type { Group } from '../../generated/cluster/v1/Group';
@@ -12,20 +11,12 @@ import type { Group__Output } from '../../generated/cluster/v1/Group';
 import type { BundleStore, StoredBundle } from './bundle-store';
 import type { GroupStore, VersionedGroup } from './group-store';
 import { canonicalJson } from '../../shared/bundle';
+import { unary } from '../unary-handler';
 
 export interface ConfigServiceOptions {
   bundles: BundleStore;
   groups: GroupStore;
   logger: Logger;
-}
-
-function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toGrpcStatus(err)),
-    );
-  };
 }
 
 export function toBundleInfo(b: StoredBundle): BundleInfo {

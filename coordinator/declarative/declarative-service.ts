@@ -2,20 +2,14 @@
  * DeclarativeService (every replica): Plan changes nothing; Apply writes in one guarded
  * transaction (apply.ts). Errors are shared/errors classes mapped to a gRPC status here.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { toGrpcStatus, type Logger } from '../../shared';
+import type { Logger } from '../../shared';
 import type { DeclarativeServiceHandlers } from '../../generated/cluster/v1/DeclarativeService';
 import type { Declarative } from './apply';
+import { unary } from '../unary-handler';
 
 export interface DeclarativeServiceOptions {
   declarative: Declarative;
   logger: Logger;
-}
-
-function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then((res) => callback(null, res), (err: unknown) => callback(toGrpcStatus(err)));
-  };
 }
 
 export function createDeclarativeServiceHandlers(options: DeclarativeServiceOptions): DeclarativeServiceHandlers {

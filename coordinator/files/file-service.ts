@@ -2,21 +2,15 @@
  * FileService, served by every replica straight from etcd (a file is data, like a bundle: no
  * leader needed). Errors are shared/errors classes mapped to a gRPC status once, in `unary`.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { toGrpcStatus, type Logger } from '../../shared';
+import type { Logger } from '../../shared';
 import type { FileServiceHandlers } from '../../generated/cluster/v1/FileService';
 import type { FileInfo } from '../../generated/cluster/v1/FileInfo';
 import type { FileStore, StoredFile } from './file-store';
+import { unary } from '../unary-handler';
 
 export interface FileServiceOptions {
   files: FileStore;
   logger: Logger;
-}
-
-function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then((res) => callback(null, res), (err: unknown) => callback(toGrpcStatus(err)));
-  };
 }
 
 export function toFileInfo(f: StoredFile): FileInfo {

@@ -18,6 +18,7 @@ import {
 } from './job-record';
 import type { JobStarter } from './job-starter';
 import type { JobStore, VersionedJob } from './job-store';
+import { unary } from '../unary-handler';
 
 export interface JobServiceOptions {
   /** Unfenced: any replica may start and cancel jobs. */
@@ -25,12 +26,6 @@ export interface JobServiceOptions {
   starter: JobStarter;
   keyspace: Keyspace;
   logger: Logger;
-}
-
-function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then((res) => callback(null, res), (err: unknown) => callback(toGrpcStatus(err)));
-  };
 }
 
 export function toJobView(v: VersionedJob, nodes: ReadonlyMap<string, JobNodeRecord> = new Map()): Job {

@@ -23,13 +23,9 @@ export interface ExtraService {
   handlers: grpc.UntypedServiceImplementation;
 }
 
-/**
- * Largest message either way: a distributed file (≤ 1 MiB, coordinator/files/file-store.ts)
- * plus its envelope fits with room to spare, so an oversized upload reaches the handler and
- * is refused with its size and the limit rather than by the transport.
- */
+/** The server's message limit, shared with every client (shared/grpc-limits.ts explains its size). */
 export { MAX_GRPC_MESSAGE_BYTES as MAX_MESSAGE_BYTES } from '../shared/grpc-limits';
-import { MAX_GRPC_MESSAGE_BYTES as MAX_MESSAGE_BYTES } from '../shared/grpc-limits';
+import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
 
 export interface GrpcServerOptions {
   logger: Logger;
@@ -61,8 +57,7 @@ export class GrpcServer {
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      ...GRPC_MESSAGE_LIMITS,
     });
     this.server.addService(api.cluster.v1.AgentService.service, options.agentService);
     this.server.addService(api.cluster.v1.ClusterService.service, options.clusterService);

@@ -11,14 +11,11 @@ import { DeadlineExceededError, UnavailableError, fromGrpcError, type ClusterErr
 import { formatDuration } from '../output';
 import type { CliContext } from '../context';
 
-/** Same value as the coordinator's MAX_GRPC_MESSAGE_BYTES (kept in step by test/files). */
+/** The coordinator's message limit (shared/grpc-limits.ts), also used by `files upload`'s early size check. */
 export { MAX_GRPC_MESSAGE_BYTES as CLI_MAX_MESSAGE_BYTES } from '../../shared/grpc-limits';
-import { MAX_GRPC_MESSAGE_BYTES as CLI_MAX_MESSAGE_BYTES } from '../../shared/grpc-limits';
+import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
 
-export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  'grpc.max_send_message_length': CLI_MAX_MESSAGE_BYTES,
-  'grpc.max_receive_message_length': CLI_MAX_MESSAGE_BYTES,
-};
+export const CHANNEL_OPTIONS: grpc.ChannelOptions = { ...GRPC_MESSAGE_LIMITS };
 
 type Api = LoadedProto['api']['cluster']['v1'];
 

@@ -13,6 +13,8 @@ export { parseSelector, matchesSelector, formatSelector, type Selector, type Req
 export { summariseFacts, type Facts, type Disk, type NetworkInterface, type MemoryModule, type Gpu } from './facts';
 export { decodeMember, decodeNode, decodeEvent, type MemberRecord, type NodeRecord, type EventRecord } from './records';
 export { Backoff, sleep, type BackoffOptions } from './backoff';
-export { systemClock, type Clock } from './clock';
+export { systemClock, ManualClock, settle, type Clock, type Timer } from './clock';
+export { ReconcileLoop, DEFAULT_DEBOUNCE_MS, type ReconcileLoopOptions, type ReconcileLoopState } from './reconcile-loop';
+export { watchPrefixes, type PrefixWatch } from './etcd-watch';
 export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
 export { VERSION } from './version';

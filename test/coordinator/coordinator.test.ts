@@ -13,7 +13,7 @@ import type { Etcd3, Lease } from 'etcd3';
 import { EtcdServer, waitFor, expectReject, delay } from '../helpers';
 import { Coordinator, newNodeRecord, type CoordinatorOptions } from '../../coordinator';
 import {
-  createLogger, decodeNode, Keyspace, loadProto, NotLeaderError, type Clock, type EventRecord, type MemberRecord, type NodeRecord,
+  createLogger, decodeNode, Keyspace, loadProto, NotLeaderError, systemClock, type Clock, type Timer, type EventRecord, type MemberRecord, type NodeRecord,
 } from '../../shared';
 import type { ClusterServiceClient } from '../../generated/cluster/v1/ClusterService';
 import type { AgentServiceClient } from '../../generated/cluster/v1/AgentService';
@@ -27,6 +27,7 @@ class OffsetClock implements Clock {
   offsetMs = 0;
   now(): number { return Date.now() + this.offsetMs; }
   iso(): string { return new Date(this.now()).toISOString(); }
+  setTimeout(fn: () => void, ms: number): Timer { return systemClock.setTimeout(fn, ms); }
 }
 
 interface Agentish {

@@ -1,0 +1,39 @@
+/**
+ * Watches that feed a reconcile loop. A loop's pass reads the whole state, so every watch
+ * event — put, delete, and the watcher's (re)connection — only has to `trigger()` it:
+ * a delete matters as much as a put (a removed group or node changes the plan), and after
+ * the client reconnects events may have been missed, so a reconnect is a full resync.
+ */
+import type { Etcd3, Watcher } from 'etcd3';
+import { errorMessage } from './errors';
+import type { Logger } from './logger';
+
+export interface PrefixWatch {
+  /** Cancels every watcher; resolves when etcd has acknowledged the cancels (or failed to). */
+  stop(): Promise<void>;
+}
+
+/** Calls `onChange` on every put/delete under each prefix and on every (re)connect of a watcher. */
+export function watchPrefixes(client: Etcd3, prefixes: readonly string[], onChange: () => void, logger: Logger): PrefixWatch {
+  const watchers: Watcher[] = [];
+  let stopped = false;
+  for (const prefix of prefixes) {
+    const w = client.watch().prefix(prefix).watcher();
+    w.on('put', () => onChange());
+    w.on('delete', () => onChange());
+    w.on('connected', () => onChange());
+    w.on('error', (err) => logger.warn('watch error; it reconnects, and the timer pass catches up meanwhile', { prefix, err: errorMessage(err) }));
+    watchers.push(w);
+  }
+  return {
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all(watchers.map((w) => {
+        w.removeAllListeners();
+        w.on('error', () => undefined);
+        return w.cancel().catch(() => undefined);
+      }));
+    },
+  };
+}

@@ -23,10 +23,10 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv): string {
 export const GLOBAL_OPTIONS = {
   coordinator: {
     kind: 'list',
-    description: 'coordinator replicas, comma separated; any replica serves the API, the next is tried when one is unavailable',
+    description: 'coordinator replicas, comma separated, tried in order (any replica serves the API)',
     env: 'CLUSTER_COORDINATOR',
     default: [DEFAULT_COORDINATOR],
-    placeholder: 'HOST:PORT[,HOST:PORT...]',
+    placeholder: 'HOST:PORT[,...]',
   },
   timeout: {
     kind: 'duration',

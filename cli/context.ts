@@ -1,12 +1,11 @@
 /**
  * What every clusterctl command receives from main.ts (the composition root): where to write,
- * the global options, a client factory and the clock. Commands construct nothing themselves,
- * so a test can hand them a buffer, a fixed clock or a client of a test server.
+ * the global options, the coordinator client and the clock. Commands construct nothing
+ * themselves, so a test can hand them a buffer, a fixed clock or a client of a test server.
  */
 import type { Clock } from '../shared/clock';
 import type { OptionValues } from '../shared/options';
-import type { ClusterClient } from './client';
-import type { ApiClient } from './commands/api';
+import type { CoordinatorClient } from './coordinator-client';
 import type { GLOBAL_OPTIONS } from './global-options';
 import type { OutputFormat, OutputSink } from './output';
 
@@ -21,10 +20,8 @@ export interface CliContext {
   globals: GlobalValues;
   /** The output format chosen with -o (or a command's own shortcut such as -j). */
   format: OutputFormat;
-  /** The ClusterService client for --coordinator/--timeout; main.ts closes it after the command. */
-  client(): ClusterClient;
-  /** Admin, job and config RPCs on the same address (cli/commands/api.ts); closed by main.ts too. */
-  api(): ApiClient;
+  /** The client of the coordinator replicas (--coordinator, --timeout); main.ts closes it after the command. */
+  client: CoordinatorClient;
   /** Resolves when the operator asks a long-running command to stop (Ctrl-C, SIGTERM). */
   interrupted: Promise<void>;
 }

@@ -1,6 +1,8 @@
 /**
  * Options every clusterctl command accepts, with their environment variables and the config
- * file (~/.config/clusterctl/config.yaml, keys as the option names: `coordinator: host:port`).
+ * file (~/.config/clusterctl/config.yaml, keys as the option names: `coordinator: host:port`,
+ * or a YAML list of replicas), and their compiled form, `ClientOptions`, which main.ts hands
+ * to the coordinator client.
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -20,11 +22,11 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv): string {
 
 export const GLOBAL_OPTIONS = {
   coordinator: {
-    kind: 'string',
-    description: 'coordinator replica to talk to (any replica serves the API)',
+    kind: 'list',
+    description: 'coordinator replicas, comma separated, tried in order (any replica serves the API)',
     env: 'CLUSTER_COORDINATOR',
-    default: DEFAULT_COORDINATOR,
-    placeholder: 'HOST:PORT',
+    default: [DEFAULT_COORDINATOR],
+    placeholder: 'HOST:PORT[,...]',
   },
   timeout: {
     kind: 'duration',
@@ -43,6 +45,28 @@ export const GLOBAL_OPTIONS = {
     placeholder: OUTPUT_FORMATS.join('|'),
   },
 } as const satisfies OptionSpecs;
+
+/** How clusterctl talks to the coordinator: the global options compiled once (durations in ms). */
+export interface ClientOptions {
+  /**
+   * HOST:PORT of each coordinator replica (--coordinator, CLUSTER_COORDINATOR, `coordinator:`),
+   * tried in this order; duplicates removed.
+   * @default ['127.0.0.1:7400']
+   */
+  endpoints: readonly string[];
+  /**
+   * Deadline of each request in ms, connecting (and moving to the next replica) included.
+   * @default 5000 (--timeout 5s)
+   */
+  timeoutMs: number;
+}
+
+/** Checks and converts the global options into `ClientOptions`; a bad address is a local error. */
+export function compileClientOptions(globals: { coordinator: readonly string[]; timeout: number }): ClientOptions {
+  const endpoints = [...new Set(globals.coordinator.map((a) => checkAddress(a)))];
+  if (endpoints.length === 0) throw new InvalidArgumentError(`--coordinator needs at least one HOST:PORT (e.g. ${DEFAULT_COORDINATOR})`);
+  return { endpoints, timeoutMs: globals.timeout };
+}
 
 /**
  * HOST:PORT, checked here so a typo is a clear local error instead of a 5 s wait for a

@@ -1,17 +1,16 @@
 #!/usr/bin/env node
 /**
  * clusterctl's composition root: parses argv against the command tree, builds the context
- * (output, clock, the ClusterService client), runs the command and turns any failure into ONE
+ * (output, clock, the one coordinator client), runs the command and turns any failure into ONE
  * line on stderr (`error: ...`) and exit code 1. CLUSTERCTL_DEBUG=1 adds the stack trace.
  */
 import { ClusterError } from '../shared/errors';
 import { systemClock, type Clock } from '../shared/clock';
-import type { ClusterClient } from './client';
-import type { ApiClient } from './commands/api';
+import type { CoordinatorClient } from './coordinator-client';
 import { EXIT, helpText, parseInvocation, runInvocation, type ExitCode } from './command';
 import { commandTree } from './command-tree';
 import type { CliContext, GlobalValues } from './context';
-import { checkAddress, CONFIG_ENV, defaultConfigPath, GLOBAL_OPTIONS } from './global-options';
+import { compileClientOptions, CONFIG_ENV, defaultConfigPath, GLOBAL_OPTIONS } from './global-options';
 import { isOutputFormat, type OutputSink } from './output';
 
 export interface MainIo {
@@ -38,8 +37,7 @@ function oneLine(s: string): string {
 /** Runs clusterctl with `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[], io: MainIo): Promise<ExitCode> {
   const debug = io.env.CLUSTERCTL_DEBUG === '1' || io.env.CLUSTERCTL_DEBUG === 'true';
-  let client: ClusterClient | undefined;
-  let api: ApiClient | undefined;
+  let client: CoordinatorClient | undefined;
   try {
     const root = commandTree();
     const inv = parseInvocation(root, argv, { env: io.env, configEnv: CONFIG_ENV, defaultConfigPath: defaultConfigPath(io.env) });
@@ -47,10 +45,12 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
       io.out.write(helpText(inv.path, GLOBAL_OPTIONS));
       return EXIT.ok;
     }
-    // Loaded only when a command runs: gRPC's proto parsing is not needed for --help (bench/cli-startup.ts).
-    const [{ ClusterClient }, { ApiClient }] = await Promise.all([import('./client'), import('./commands/api')]);
     const globals = inv.values as unknown as GlobalValues;
-    const address = checkAddress(globals.coordinator);
+    const clientOptions = compileClientOptions(globals);
+    // Loaded only when a command runs: gRPC is not needed for --help (bench/cli-startup.ts).
+    // Making the client opens nothing: channels and stubs are made by the first call.
+    const { CoordinatorClient } = await import('./coordinator-client');
+    client = new CoordinatorClient(clientOptions);
     const format = isOutputFormat(globals.output) ? globals.output : 'table';
     const context: CliContext = {
       out: io.out,
@@ -59,8 +59,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
       clock: io.clock ?? systemClock,
       globals,
       format,
-      client: () => (client ??= new ClusterClient({ address, timeoutMs: globals.timeout })),
-      api: () => (api ??= new ApiClient({ address, timeoutMs: globals.timeout })),
+      client,
       interrupted: io.interrupted ?? new Promise<void>(() => undefined),
     };
     return await runInvocation(inv, context);
@@ -69,7 +68,6 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
     return EXIT.error;
   } finally {
     client?.close();
-    api?.close();
   }
 }
 

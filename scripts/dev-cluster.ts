@@ -15,7 +15,7 @@ import { createServer, connect } from 'node:net';
 import { delimiter, join, relative, resolve } from 'node:path';
 import { parseOptions, formatHelp } from '../shared/options';
 import { ClusterError, InvalidArgumentError, errorMessage } from '../shared/errors';
-import { ClusterClient } from '../cli/client';
+import { CoordinatorClient } from '../cli/coordinator-client';
 import { checkAddress } from '../cli/global-options';
 import type { Node__Output } from '../generated/cluster/v1/Node';
 
@@ -272,7 +272,7 @@ class DevCluster {
     for (;;) {
       if (this.shuttingDown) throw new DevClusterError('stopped while waiting for the nodes');
       let nodes: Node__Output[] = [];
-      const client = new ClusterClient({ address: this.coordinatorAddress, timeoutMs: 3000 });
+      const client = new CoordinatorClient({ endpoints: [this.coordinatorAddress], timeoutMs: 3000 });
       try {
         nodes = await client.listNodes();
       } catch (err) {
@@ -339,7 +339,7 @@ class DevCluster {
     say(`main job: clusterctl bundle push -f ${this.rel(bundle)}; group set demo --bundle demo@1`);
     if (await this.ctl(['bundle', 'push', '-f', bundle]) !== 0) throw new DevClusterError('pushing the demo bundle failed (see above)');
     if (await this.ctl(['group', 'set', 'demo', '--bundle', 'demo@1']) !== 0) throw new DevClusterError('setting group demo failed (see above)');
-    const client = new ClusterClient({ address: this.coordinatorAddress, timeoutMs: 5000 });
+    const client = new CoordinatorClient({ endpoints: [this.coordinatorAddress], timeoutMs: 5000 });
     let nodes: Node__Output[];
     try {
       nodes = await client.listNodes();

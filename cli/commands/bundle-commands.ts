@@ -38,7 +38,7 @@ export const bundlesList = defineCommand<CliContext, typeof BUNDLES_LIST_OPTIONS
   example: 'clusterctl bundles\nclusterctl bundles --name base -o json',
   options: BUNDLES_LIST_OPTIONS,
   async run({ values, context }) {
-    const list = await context.api().listBundles(values.name ?? '');
+    const list = await context.client.listBundles(values.name ?? '');
     if (list.length === 0 && (context.format === 'table' || context.format === 'wide')) {
       context.note(values.name ? `no versions of bundle ${values.name}` : 'no bundles yet (push one with: clusterctl bundle push -f FILE)');
       return EXIT.ok;
@@ -85,7 +85,7 @@ export const bundlePush = defineCommand<CliContext, typeof BUNDLE_PUSH_OPTIONS>(
       }
       throw err;
     }
-    const info = await context.api().pushBundle(text);
+    const info = await context.client.pushBundle(text);
     printResult(context, bundleObject(info), () => `bundle ${info.name}@${info.version} stored (${info.units} unit${info.units === 1 ? '' : 's'}, digest ${info.digest})\n`);
     return EXIT.ok;
   },
@@ -101,7 +101,7 @@ export const bundleShow = defineCommand<CliContext, Record<string, never>>({
   minPositionals: { count: 1, message: 'which bundle? give NAME or NAME@VERSION (list them with: clusterctl bundles)' },
   async run({ positionals, context }) {
     const { name, version } = parseBundleArg(positionals[0]);
-    const info = await context.api().getBundle(name, version);
+    const info = await context.client.getBundle(name, version);
     printResult(context, bundleObject(info, true), () =>
       `# bundle ${info.name}@${info.version}, ${info.units} unit(s), digest ${info.digest}, stored ${info.createdAt}\n` +
       formatYaml(parseJsonField(info.bundleJson)));

@@ -46,8 +46,8 @@ export const events = defineCommand<CliContext, typeof EVENTS_OPTIONS>({
       if (v !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/.test(v)) throw new InvalidArgumentError(`${flag} ${JSON.stringify(v)} is not an id (letters, digits and . _ : -)`);
     }
     const filter = { nodeId: values.node ?? '', jobId: values.job ?? '' };
-    const api = context.api();
-    const list = await api.listEvents({ ...filter, limit: values.limit, afterSeq: String(values.after) });
+    const client = context.client;
+    const list = await client.listEvents({ ...filter, limit: values.limit, afterSeq: String(values.after) });
     const now = context.clock.now();
     const wide = context.format === 'wide';
     if (!values.watch) {
@@ -73,7 +73,7 @@ export const events = defineCommand<CliContext, typeof EVENTS_OPTIONS>({
     };
     print(list, true);
     const last = list.length ? Number(list[list.length - 1].seq) : values.after;
-    const watch = await api.watchEvents({ ...filter, afterSeq: String(last) }, (e) => print([e], false));
+    const watch = await client.watchEvents({ ...filter, afterSeq: String(last) }, (e) => print([e], false));
     void context.interrupted.then(() => watch.cancel());
     await watch.done;
     return EXIT.ok;

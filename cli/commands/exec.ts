@@ -15,11 +15,13 @@ import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import { defineCommand, EXIT } from '../command';
 import type { CliContext } from '../context';
 import { formatTable, useColour } from '../output';
-import { ApiClient } from './api';
 
 const FINISHED = ['Succeeded', 'Failed', 'Cancelled'];
 
-/** Requests are short; the command's own --timeout must not bound them (it replaces the global --timeout here). */
+/**
+ * Deadline of this command's requests: its own --timeout (the per-node command timeout)
+ * replaces the global --timeout, so the requests cannot use that.
+ */
 const REQUEST_TIMEOUT_MS = 15_000;
 
 export const EXEC_OPTIONS = {
@@ -78,50 +80,46 @@ export const execCommand = defineCommand<CliContext, typeof EXEC_OPTIONS>({
     if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
       throw new InvalidArgumentError(`--concurrency ${String(concurrency)} must be a whole number ≥ 1`);
     }
-    const api = new ApiClient({ address: context.globals.coordinator, timeoutMs: REQUEST_TIMEOUT_MS });
-    try {
-      const job = await api.startJob({
-        kind: 'exec', nodeIds: nodes, labelSelector: selector, argv, timeoutMs: values.timeout,
-        strategy: concurrency ? 'rolling' : 'all-at-once', batch: concurrency ? String(concurrency) : '',
-        // Every node runs: a failing node is a result to report, not a reason to stop the others.
-        maxFailures: 0xffffffff, requestedBy: context.env.USER ?? 'operator',
-      });
-      context.note(`job ${job.id}: exec on ${job.nodeIds.length} node(s): ${argv.join(' ')}`);
-      const printer = new PrefixedOutput();
-      const finished = new Set<string>();
-      let last: JobDetail__Output | undefined;
-      const watch = await api.watchJob(job.id, (d) => {
-        last = d;
-        for (const n of d.nodes) {
-          if (finished.has(n.nodeId)) continue;
-          const lines = printer.push(n.nodeId, n.output);
-          if (!['pending', 'running'].includes(n.state)) {
-            finished.add(n.nodeId);
-            lines.push(...printer.flush(n.nodeId));
-          }
-          if (lines.length) context.out.write(lines.join('\n') + '\n');
+    const client = context.client.withTimeout(REQUEST_TIMEOUT_MS);
+    const job = await client.startJob({
+      kind: 'exec', nodeIds: nodes, labelSelector: selector, argv, timeoutMs: values.timeout,
+      strategy: concurrency ? 'rolling' : 'all-at-once', batch: concurrency ? String(concurrency) : '',
+      // Every node runs: a failing node is a result to report, not a reason to stop the others.
+      maxFailures: 0xffffffff, requestedBy: context.env.USER ?? 'operator',
+    });
+    context.note(`job ${job.id}: exec on ${job.nodeIds.length} node(s): ${argv.join(' ')}`);
+    const printer = new PrefixedOutput();
+    const finished = new Set<string>();
+    let last: JobDetail__Output | undefined;
+    const watch = await client.watchJob(job.id, (d) => {
+      last = d;
+      for (const n of d.nodes) {
+        if (finished.has(n.nodeId)) continue;
+        const lines = printer.push(n.nodeId, n.output);
+        if (!['pending', 'running'].includes(n.state)) {
+          finished.add(n.nodeId);
+          lines.push(...printer.flush(n.nodeId));
         }
-        if (d.job && FINISHED.includes(d.job.state)) watch.cancel();
-      });
-      let interrupted = false;
-      void context.interrupted.then(async () => {
-        interrupted = true;
-        context.note(`cancelling job ${job.id} (the agents kill the command)`);
-        await api.cancelJob(job.id, 'clusterctl exec interrupted').catch(() => undefined);
-      });
-      await watch.done;
-      const detail = last ?? (await api.getJob(job.id));
-      const rows = detail.nodes.map((n) => [n.nodeId, n.state, n.hasExitCode ? String(n.exitCode) : '-', n.error || '']);
-      context.note('');
-      context.note(formatTable(['NODE', 'STATE', 'EXIT', 'ERROR'], rows, { colour: useColour(context.out, context.env) }).trimEnd());
-      const failed = detail.nodes.filter((n) => n.state !== 'succeeded');
-      if (failed.length > 0 || interrupted) {
-        context.note(`exec failed on ${failed.length} of ${detail.nodes.length} node(s): ${failed.map((n) => n.nodeId).join(', ')} (job ${job.id})`);
-        return EXIT.error;
+        if (lines.length) context.out.write(lines.join('\n') + '\n');
       }
-      return EXIT.ok;
-    } finally {
-      api.close();
+      if (d.job && FINISHED.includes(d.job.state)) watch.cancel();
+    });
+    let interrupted = false;
+    void context.interrupted.then(async () => {
+      interrupted = true;
+      context.note(`cancelling job ${job.id} (the agents kill the command)`);
+      await client.cancelJob(job.id, 'clusterctl exec interrupted').catch(() => undefined);
+    });
+    await watch.done;
+    const detail = last ?? (await client.getJob(job.id));
+    const rows = detail.nodes.map((n) => [n.nodeId, n.state, n.hasExitCode ? String(n.exitCode) : '-', n.error || '']);
+    context.note('');
+    context.note(formatTable(['NODE', 'STATE', 'EXIT', 'ERROR'], rows, { colour: useColour(context.out, context.env) }).trimEnd());
+    const failed = detail.nodes.filter((n) => n.state !== 'succeeded');
+    if (failed.length > 0 || interrupted) {
+      context.note(`exec failed on ${failed.length} of ${detail.nodes.length} node(s): ${failed.map((n) => n.nodeId).join(', ')} (job ${job.id})`);
+      return EXIT.error;
     }
+    return EXIT.ok;
   },
 });

@@ -3,30 +3,13 @@
  * file unit's `source`. Bare `files` lists; `upload`, `download`, `rm`.
  */
 import { readFile, stat, writeFile } from 'node:fs/promises';
-import * as grpc from '@grpc/grpc-js';
 import { basename } from 'node:path';
 import { InvalidArgumentError } from '../../shared/errors';
-import type { FileServiceClient } from '../../generated/cluster/v1/FileService';
 import type { FileInfo__Output } from '../../generated/cluster/v1/FileInfo';
-import type { ListFilesResponse__Output } from '../../generated/cluster/v1/ListFilesResponse';
-import type { FileContent__Output } from '../../generated/cluster/v1/FileContent';
 import { defineCommand, EXIT } from '../command';
 import type { CliContext } from '../context';
 import { ageSince, formatBytes, formatJson, formatTable, formatYaml, orDash } from '../output';
-import { CLI_MAX_MESSAGE_BYTES, Rpc } from './files-client';
-
-function filesRpc(context: CliContext): Rpc<FileServiceClient> {
-  return Rpc.forContext(context, (api, address, options) => new api.FileService(address, grpc.credentials.createInsecure(), options));
-}
-
-async function withFiles<T>(context: CliContext, fn: (rpc: Rpc<FileServiceClient>) => Promise<T>): Promise<T> {
-  const rpc = filesRpc(context);
-  try {
-    return await fn(rpc);
-  } finally {
-    rpc.close();
-  }
-}
+import { MAX_GRPC_MESSAGE_BYTES } from '../../shared/grpc-limits';
 
 function fileObject(f: FileInfo__Output): Record<string, unknown> {
   return { name: f.name, size: Number(f.size), sha256: f.sha256, mode: f.mode, createdAt: f.createdAt, usedBy: f.usedBy };
@@ -59,12 +42,12 @@ const filesList = defineCommand<CliContext, Record<string, never>>({
   usage: 'files [list] [-o table|wide|json|yaml]',
   example: 'clusterctl files\nclusterctl files -o json',
   async run({ context }) {
-    const res = await withFiles(context, (rpc) => rpc.unary<ListFilesResponse__Output>((o, cb) => rpc.client.listFiles({}, o, cb)));
-    if (res.files.length === 0 && (context.format === 'table' || context.format === 'wide')) {
+    const files = await context.client.listFiles();
+    if (files.length === 0 && (context.format === 'table' || context.format === 'wide')) {
       context.note('no files yet (upload one with: clusterctl files upload PATH)');
       return EXIT.ok;
     }
-    printInfos(context, res.files);
+    printInfos(context, files);
     return EXIT.ok;
   },
 });
@@ -95,14 +78,13 @@ const filesUpload = defineCommand<CliContext, typeof UPLOAD_OPTIONS>({
     if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`);
     // The transport would cut a message this big with a generic error: say it here instead.
     // Anything smaller goes to the coordinator, which owns the 1 MiB rule and its message.
-    if (st.size > CLI_MAX_MESSAGE_BYTES - 64 * 1024) {
+    if (st.size > MAX_GRPC_MESSAGE_BYTES - 64 * 1024) {
       throw new InvalidArgumentError(`file ${values.name ?? basename(path)} is ${(st.size / 1048576).toFixed(1)} MiB; the limit is 1 MiB (etcd's request limit is 1.5 MiB)`);
     }
     const content = await readFile(path);
     const name = values.name ?? basename(path);
     const mode = values.mode ?? (st.mode & 0o777).toString(8).padStart(4, '0');
-    const info = await withFiles(context, (rpc) =>
-      rpc.unary<FileInfo__Output>((o, cb) => rpc.client.upload({ name, content, mode, overwrite: values.overwrite }, o, cb)));
+    const info = await context.client.upload({ name, content, mode, overwrite: values.overwrite });
     if (context.format === 'json' || context.format === 'yaml') printInfos(context, [info]);
     else context.out.write(`file ${info.name} stored: ${formatBytes(info.size)}, sha256 ${info.sha256}\n`);
     return EXIT.ok;
@@ -125,7 +107,7 @@ const filesDownload = defineCommand<CliContext, typeof DOWNLOAD_OPTIONS>({
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'files download needs the NAME of a stored file (list them with: clusterctl files)' },
   async run({ values, positionals, context }) {
-    const res = await withFiles(context, (rpc) => rpc.unary<FileContent__Output>((o, cb) => rpc.client.download({ name: positionals[0] }, o, cb)));
+    const res = await context.client.download(positionals[0]);
     const out = values.output;
     if (out && out !== '-') {
       await writeFile(out, res.content);
@@ -147,7 +129,7 @@ const filesRm = defineCommand<CliContext, Record<string, never>>({
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'files rm needs the NAME of a stored file (list them with: clusterctl files)' },
   async run({ positionals, context }) {
-    const info = await withFiles(context, (rpc) => rpc.unary<FileInfo__Output>((o, cb) => rpc.client.deleteFile({ name: positionals[0] }, o, cb)));
+    const info = await context.client.deleteFile(positionals[0]);
     context.out.write(`file ${info.name} deleted\n`);
     return EXIT.ok;
   },

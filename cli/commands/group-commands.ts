@@ -33,7 +33,7 @@ export const groupsList = defineCommand<CliContext, Record<string, never>>({
   usage: 'groups [list] [-o table|wide|json|yaml]',
   example: 'clusterctl groups\nclusterctl groups -o yaml',
   async run({ context }) {
-    const list = await context.api().listGroups();
+    const list = await context.client.listGroups();
     if (list.length === 0 && (context.format === 'table' || context.format === 'wide')) {
       context.note('no groups yet (create one with: clusterctl group set NAME --bundle BUNDLE@VERSION)');
       return EXIT.ok;
@@ -72,7 +72,7 @@ export const groupShow = defineCommand<CliContext, Record<string, never>>({
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'which group? give its name (list them with: clusterctl groups)' },
   async run({ positionals, context }) {
-    const g = await context.api().getGroup(positionals[0]);
+    const g = await context.client.getGroup(positionals[0]);
     printResult(context, groupObject(g), () => describeGroup(g));
     return EXIT.ok;
   },
@@ -114,10 +114,10 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
   minPositionals: { count: 1, message: 'which group? give its name' },
   async run({ values, positionals, context }) {
     const name = positionals[0];
-    const api = context.api();
+    const client = context.client;
     let current: Group__Output | undefined;
     try {
-      current = await api.getGroup(name);
+      current = await client.getGroup(name);
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
@@ -129,7 +129,7 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
       const ref = parseBundleArg(values.bundle);
       bundle = ref.name;
       // No version: the newest stored, resolved now so the group pins an exact version.
-      version = ref.version || (await api.getBundle(ref.name, '')).version;
+      version = ref.version || (await client.getBundle(ref.name, '')).version;
     }
     if (!bundle) throw new InvalidArgumentError(`group ${name} does not exist yet: give --bundle BUNDLE[@VERSION] to create it`);
     const variables = { ...(current?.variables ?? {}), ...set };
@@ -145,7 +145,7 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
         ? (values.autoCommission.trim() ? [{ selector: values.autoCommission.trim() }] : [])
         : current?.autoCommission.map((a) => ({ selector: a.selector })) ?? [],
     };
-    const saved = await api.setGroup(group, current?.revision ?? '');
+    const saved = await client.setGroup(group, current?.revision ?? '');
     printResult(context, groupObject(saved), () => `group ${saved.name} ${current ? 'updated' : 'created'}: ${saved.bundle}@${saved.version}\n`);
     return EXIT.ok;
   },

@@ -23,7 +23,7 @@ export const jobCancel = defineCommand<CliContext, typeof JOB_CANCEL_OPTIONS>({
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'which job? give its ID or "active" (list jobs with: clusterctl jobs --state running)' },
   async run({ values, positionals, context }) {
-    const job = await context.api().cancelJob(positionals[0], values.reason);
+    const job = await context.client.cancelJob(positionals[0], values.reason);
     printResult(context, jobObject(job), () => `job ${job.id} ${job.state}${job.message ? `: ${job.message}` : ''}\n`);
     return EXIT.ok;
   },

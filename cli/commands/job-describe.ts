@@ -34,11 +34,11 @@ export const jobDescribe = defineCommand<CliContext, typeof JOB_DESCRIBE_OPTIONS
     const ctx: CliContext = values.json ? { ...context, format: 'json' } : context;
     if (values.follow) {
       // Resolve "active"/"last" once, so following does not jump to a newer job.
-      const detail = await ctx.api().getJob(positionals[0]);
+      const detail = await ctx.client.getJob(positionals[0]);
       const id = detail.job?.id ?? positionals[0];
       return (await followJob(ctx, id)).code;
     }
-    const detail = await ctx.api().getJob(positionals[0]);
+    const detail = await ctx.client.getJob(positionals[0]);
     printResult(ctx, jobDetailObject(detail), () => describeJob(detail, ctx.clock.now()));
     // A finished job's result is the exit code (scripts: `job get last && ...`); running: 0.
     return detail.job && ['Failed', 'Cancelled'].includes(detail.job.state) ? jobExitCode(detail) : EXIT.ok;

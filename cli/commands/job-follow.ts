@@ -77,7 +77,7 @@ export async function followJob(context: CliContext, id: string, options: { prin
       barShown = true;
     }
   };
-  const watch = await context.api().watchJob(id, onDetail);
+  const watch = await context.client.watchJob(id, onDetail);
   let interrupted = false;
   void context.interrupted.then(() => {
     interrupted = true;

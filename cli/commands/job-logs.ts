@@ -25,7 +25,7 @@ export const jobLogs = defineCommand<CliContext, typeof JOB_LOGS_OPTIONS>({
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'which job? give its ID, "active" or "last" (list jobs with: clusterctl jobs)' },
   async run({ values, positionals, context }) {
-    const detail = await context.api().getJob(positionals[0]);
+    const detail = await context.client.getJob(positionals[0]);
     const jobId = detail.job?.id ?? positionals[0];
     let nodes = detail.nodes;
     if (values.node !== undefined) {

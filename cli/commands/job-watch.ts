@@ -12,7 +12,7 @@ export const jobWatch = defineCommand<CliContext, Record<string, never>>({
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'which job? give its ID, "active" or "last" (list jobs with: clusterctl jobs)' },
   async run({ positionals, context }) {
-    const detail = await context.api().getJob(positionals[0]);
+    const detail = await context.client.getJob(positionals[0]);
     return (await followJob(context, detail.job?.id ?? positionals[0])).code;
   },
 });

@@ -40,7 +40,7 @@ export const jobsList = defineCommand<CliContext, typeof JOBS_LIST_OPTIONS>({
   options: JOBS_LIST_OPTIONS,
   async run({ values, context }) {
     const state = values.state ? jobStateArg(values.state) : '';
-    const jobs = (await context.api().listJobs(state, values.limit))
+    const jobs = (await context.client.listJobs(state, values.limit))
       .sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1));
     if (jobs.length === 0 && (context.format === 'table' || context.format === 'wide')) {
       context.note(state ? `no ${state} jobs` : 'no jobs yet (start one with: clusterctl node commission ID -g GROUP)');

@@ -26,7 +26,7 @@ export const nodeDescribe = defineCommand<CliContext, typeof NODE_DESCRIBE_OPTIO
   minPositionals: { count: 1, message: 'which node? give its ID (list nodes with: clusterctl nodes)' },
   async run({ values, positionals, context }) {
     const id = positionals[0];
-    const detail = await context.client().getNode(id);
+    const detail = await context.client.getNode(id);
     if (!detail.node) throw new Error(`the coordinator answered without a node record for ${id}`);
     const format = values.json ? 'json' : context.format;
     const doc = { node: nodeObject(detail.node), facts: parseFactsJson(detail.factsJson) };

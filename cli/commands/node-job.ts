@@ -153,8 +153,8 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
         bundle: values.bundle ?? '',
         requestedBy: requestedBy(context.env),
       };
-      const api = context.api();
-      const job = await api.startJob(request);
+      const client = context.client;
+      const job = await client.startJob(request);
       if (values.dryRun) {
         // The plan exists only once the agents answered: follow quietly, then print it.
         const result = await followJob(context, job.id, { print: false });

@@ -32,7 +32,7 @@ export const nodeLabel = defineCommand<CliContext, Record<string, never>>({
   async run({ positionals, context }) {
     const [id, ...changes] = positionals;
     const { set, remove } = parseLabelArgs(changes);
-    const node = await context.api().setLabels(id, set, remove);
+    const node = await context.client.setLabels(id, set, remove);
     printResult(context, nodeObject(node), () => formatTable(NODE_WIDE_COLUMNS, [nodeWideRow(node, context.clock.now())], { colour: useColour(context.out, context.env) }));
     return EXIT.ok;
   },

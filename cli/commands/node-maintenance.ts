@@ -34,9 +34,9 @@ export const nodeMaintenance = defineCommand<CliContext, typeof NODE_MAINTENANCE
     if (mode !== 'on' && mode !== 'off') {
       throw new InvalidArgumentError(`node maintenance takes on or off first, not ${JSON.stringify(mode)} (e.g. clusterctl node maintenance on ${mode})`);
     }
-    const api = context.api();
+    const client = context.client;
     const nodes: Node__Output[] = [];
-    for (const id of ids) nodes.push(await api.setMaintenance(id, mode === 'on', values.reason ?? ''));
+    for (const id of ids) nodes.push(await client.setMaintenance(id, mode === 'on', values.reason ?? ''));
     const now = context.clock.now();
     printResult(context, nodes.map(nodeObject), () => formatTable(NODE_COLUMNS, nodes.map((n) => nodeRow(n, now)), { colour: useColour(context.out, context.env) }));
     return EXIT.ok;

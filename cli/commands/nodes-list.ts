@@ -43,7 +43,7 @@ export const nodesList = defineCommand<CliContext, typeof NODES_LIST_OPTIONS>({
     const selector = values.selector ?? '';
     // Checked here too (the server checks again) so a typo fails at once, without a round trip.
     parseSelector(selector);
-    const client = context.client();
+    const client = context.client;
     const colour = useColour(context.out, context.env);
     const now = (): number => context.clock.now();
 

@@ -9,14 +9,9 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError, InvalidArgumentError } from '../../shared/errors';
-import type { DeclarativeServiceClient } from '../../generated/cluster/v1/DeclarativeService';
-import type { PlanResponse__Output } from '../../generated/cluster/v1/PlanResponse';
-import type { ApplyResponse__Output } from '../../generated/cluster/v1/ApplyResponse';
 import { defineCommand, EXIT } from '../command';
 import type { CliContext } from '../context';
-import { Rpc } from './files-client';
 
 /** What `plan --out FILE` saves and `apply --plan FILE` reads. */
 export interface SavedPlan {
@@ -27,10 +22,6 @@ export interface SavedPlan {
   document: string;
   hasChanges: boolean;
   text: string;
-}
-
-function declarativeRpc(context: CliContext): Rpc<DeclarativeServiceClient> {
-  return Rpc.forContext(context, (api, address, options) => new api.DeclarativeService(address, grpc.credentials.createInsecure(), options));
 }
 
 /**
@@ -81,13 +72,7 @@ export const planCommand = defineCommand<CliContext, typeof PLAN_OPTIONS>({
   async run({ values, context }) {
     if (!values.file) throw new InvalidArgumentError('plan needs the cluster file: clusterctl plan -f cluster.yaml');
     const document = await loadClusterFile(values.file);
-    const rpc = declarativeRpc(context);
-    let res: PlanResponse__Output;
-    try {
-      res = await rpc.unary<PlanResponse__Output>((o, cb) => rpc.client.plan({ document, sourceName: values.file }, o, cb));
-    } finally {
-      rpc.close();
-    }
+    const res = await context.client.plan({ document, sourceName: values.file });
     const blocked = (JSON.parse(res.planJson) as { problems?: string[] }).problems ?? [];
     if (context.format === 'json' || context.format === 'yaml') context.out.write(`${res.planJson}\n`);
     else context.out.write(`Plan of ${values.file} at etcd revision ${res.revision}:\n${res.text}`);
@@ -137,15 +122,9 @@ export const applyCommand = defineCommand<CliContext, typeof APPLY_OPTIONS>({
     } else if (values.planRevision && !values.file) {
       throw new InvalidArgumentError('--plan-revision goes with -f FILE (the file that was planned)');
     }
-    const rpc = declarativeRpc(context);
-    let res: ApplyResponse__Output;
-    try {
-      res = await rpc.unary<ApplyResponse__Output>((o, cb) => rpc.client.apply({
-        document, sourceName: source, planRevision: values.planRevision ?? '', planReads, requestedBy: context.env.USER ?? 'operator',
-      }, o, cb));
-    } finally {
-      rpc.close();
-    }
+    const res = await context.client.apply({
+      document, sourceName: source, planRevision: values.planRevision ?? '', planReads, requestedBy: context.env.USER ?? 'operator',
+    });
     if (context.format === 'json' || context.format === 'yaml') context.out.write(`${JSON.stringify({ revision: res.revision, changed: res.changed, plan: JSON.parse(res.planJson) as unknown })}\n`);
     else {
       context.out.write(res.text);

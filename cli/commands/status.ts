@@ -59,7 +59,7 @@ export const status = defineCommand<CliContext, Record<string, never>>({
   usage: 'status [-o table|json|yaml]',
   example: 'clusterctl status\nclusterctl status -o json | jq .etcd',
   async run({ context }) {
-    const s = await context.api().getStatus();
+    const s = await context.client.getStatus();
     printResult(context, statusObject(s), () => statusText(s, context.clock.now(), useColour(context.out, context.env)));
     const sick = s.etcdEndpoints.filter((e) => !e.healthy).map((e) => e.endpoint);
     if (!s.leader || sick.length > 0) {

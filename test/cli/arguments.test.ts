@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { parseInvocation, resolveCommand, helpText, commandLine } from '../../cli/command';
 import { commandTree } from '../../cli/command-tree';
-import { GLOBAL_OPTIONS, checkAddress } from '../../cli/global-options';
+import { GLOBAL_OPTIONS, checkAddress, compileClientOptions } from '../../cli/global-options';
 import { main } from '../../cli/main';
 import { freePort } from '../helpers';
 
@@ -59,13 +59,29 @@ describe('cli/command: argument handling', () => {
     it('merges global and command options wherever the flags appear', () => {
       const inv = parseInvocation(commandTree(), ['-o', 'wide', 'nodes', '--selector', 'role=worker', '--timeout', '1500ms'], noConfig);
       expect(inv.help).to.equal(false);
-      expect(inv.values).to.include({ output: 'wide', selector: 'role=worker', timeout: 1500, coordinator: '127.0.0.1:7400', watch: false });
+      expect(inv.values).to.include({ output: 'wide', selector: 'role=worker', timeout: 1500, watch: false });
+      expect(inv.values.coordinator).to.deep.equal(['127.0.0.1:7400']);
     });
 
     it('reads CLUSTER_COORDINATOR and CLUSTERCTL_TIMEOUT; a flag wins over the environment', () => {
       const env = { CLUSTER_COORDINATOR: '10.1.1.1:7400', CLUSTERCTL_TIMEOUT: '2s' };
-      expect(parseInvocation(commandTree(), ['nodes'], { env }).values).to.include({ coordinator: '10.1.1.1:7400', timeout: 2000 });
-      expect(parseInvocation(commandTree(), ['--coordinator', 'h:1', 'nodes'], { env }).values).to.include({ coordinator: 'h:1' });
+      expect(parseInvocation(commandTree(), ['nodes'], { env }).values).to.deep.include({ coordinator: ['10.1.1.1:7400'], timeout: 2000 });
+      expect(parseInvocation(commandTree(), ['--coordinator', 'h:1', 'nodes'], { env }).values).to.deep.include({ coordinator: ['h:1'] });
+    });
+
+    it('several coordinator replicas: a comma list in the flag, the environment or a repeated flag', () => {
+      const list = (argv: string[], env: NodeJS.ProcessEnv = {}): unknown => parseInvocation(commandTree(), argv, { env }).values.coordinator;
+      expect(list(['--coordinator', 'a:7400,b:7400', 'nodes'])).to.deep.equal(['a:7400', 'b:7400']);
+      expect(list(['--coordinator', 'a:7400', '--coordinator=b:7400', 'nodes'])).to.deep.equal(['a:7400', 'b:7400']);
+      expect(list(['nodes'], { CLUSTER_COORDINATOR: ' a:7400 , b:7400 ' })).to.deep.equal(['a:7400', 'b:7400']);
+    });
+  });
+
+  describe('compileClientOptions', () => {
+    it('checks every address, drops duplicates, keeps the order and the timeout in ms', () => {
+      expect(compileClientOptions({ coordinator: ['b:1', 'a:2', 'b:1'], timeout: 1500 })).to.deep.equal({ endpoints: ['b:1', 'a:2'], timeoutMs: 1500 });
+      expect(() => compileClientOptions({ coordinator: ['a:1', 'nohost'], timeout: 1 })).to.throw(/--coordinator "nohost" is not HOST:PORT/);
+      expect(() => compileClientOptions({ coordinator: [], timeout: 1 })).to.throw(/--coordinator needs at least one HOST:PORT/);
     });
 
     it('keeps the node id as a positional', () => {
@@ -179,6 +195,16 @@ describe('cli/command: argument handling', () => {
       expect(r.ms).to.be.within(350, 4000);
     });
 
+    it('several unreachable replicas: every one is tried within --timeout, and the error names them all', async () => {
+      const [a, b] = [await freePort(), await freePort()];
+      const r = await cli(['--coordinator', `127.0.0.1:${a},127.0.0.1:${b}`, '--timeout', '600ms', 'status']);
+      expect(r.code).to.equal(1);
+      expect(r.err).to.equal(
+        `error: cannot reach the coordinator at 127.0.0.1:${a} or 127.0.0.1:${b} within 600ms (is cluster-coordinator running? set --coordinator or CLUSTER_COORDINATOR)\n`,
+      );
+      expect(r.ms).to.be.within(550, 4000);
+    });
+
     it('the same for node describe', async () => {
       const port = await freePort();
       const r = await cli(['node', 'describe', 'node-1'], { CLUSTER_COORDINATOR: `127.0.0.1:${port}`, CLUSTERCTL_TIMEOUT: '300ms' });
@@ -202,7 +228,11 @@ describe('cli/command: argument handling', () => {
         const good = join(dir, 'good.yaml');
         writeFileSync(good, 'coordinator: 10.9.9.9:7400\noutput: json\n');
         expect(parseInvocation(commandTree(), ['nodes'], { env: {}, configEnv: 'CLUSTERCTL_CONFIG', defaultConfigPath: good }).values)
-          .to.include({ coordinator: '10.9.9.9:7400', output: 'json' });
+          .to.deep.include({ coordinator: ['10.9.9.9:7400'], output: 'json' });
+        const several = join(dir, 'several.yaml');
+        writeFileSync(several, 'coordinator:\n  - 10.9.9.9:7400\n  - 10.9.9.10:7400\n');
+        expect(parseInvocation(commandTree(), ['nodes'], { env: {}, configEnv: 'CLUSTERCTL_CONFIG', defaultConfigPath: several }).values.coordinator)
+          .to.deep.equal(['10.9.9.9:7400', '10.9.9.10:7400']);
         const bad = join(dir, 'bad.yaml');
         writeFileSync(bad, 'coordnator: 10.9.9.9:7400\n');
         const r = await cli(['--config', bad, 'nodes']);

@@ -13,7 +13,6 @@ import { etcdSnapshot, expectReject } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
 import { formatBytes, MAX_FILE_BYTES, MAX_GRPC_MESSAGE_BYTES, sizeProblem } from '../../coordinator/files/file-store';
 import { MAX_MESSAGE_BYTES } from '../../coordinator/grpc-server';
-import { CLI_MAX_MESSAGE_BYTES } from '../../cli/commands/files-client';
 import { BundleStore } from '../../coordinator/config/bundle-store';
 import { EventLog } from '../../coordinator/event-log';
 import { createLogger, Keyspace, NotFoundError, systemClock } from '../../shared';
@@ -39,7 +38,6 @@ describe('files: sizes and limits (table)', () => {
 
   it('the gRPC message limit is the same on both ends and leaves room for a maximal file', () => {
     expect(MAX_MESSAGE_BYTES).to.equal(MAX_GRPC_MESSAGE_BYTES);
-    expect(CLI_MAX_MESSAGE_BYTES).to.equal(MAX_GRPC_MESSAGE_BYTES);
     expect(MAX_GRPC_MESSAGE_BYTES).to.be.greaterThan(MAX_FILE_BYTES * 1.5);
   });
 });

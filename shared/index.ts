@@ -16,3 +16,9 @@ export { Backoff, sleep, type BackoffOptions } from './backoff';
 export { systemClock, type Clock } from './clock';
 export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
 export { VERSION } from './version';
+export {
+  ROLES, USER_ROLES, isRole, isUserRole, UnauthenticatedError, PermissionDeniedError,
+  parsePeerCertificate, verifyIssuedBy, caPublicKeyHash, parseJoinToken, formatJoinToken,
+  parseCredentials, formatCredentials, authorize, serverCredentials, clientCredentials, peerIdentity, fetchPinnedCa,
+  type Role, type UserRole, type PeerIdentity, type JoinToken, type Credentials, type Action, type ServerTlsOptions, type ClientTlsOptions,
+} from './pki';

@@ -4,7 +4,7 @@
  * CA certificate, so an encrypted key cannot be paired with another certificate.
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
-import { promises as fs, constants as fsConstants } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 
@@ -27,18 +27,19 @@ export interface EncryptedKey {
  */
 export async function loadOrCreateClusterSecret(path: string): Promise<{ secret: Buffer; created: boolean }> {
   let created = false;
+  await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  // Written whole to a private temporary file, then linked into place: link() fails if the
+  // file exists, so of two replicas starting together on one host exactly one creates it, and
+  // the other never reads a half-written secret.
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await fs.writeFile(tmp, `${randomBytes(SECRET_BYTES).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
   try {
-    await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    // O_EXCL: two replicas started together on one host cannot both create it.
-    const fh = await fs.open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-    try {
-      await fh.writeFile(`${randomBytes(SECRET_BYTES).toString('hex')}\n`);
-    } finally {
-      await fh.close();
-    }
+    await fs.link(tmp, path);
     created = true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await fs.unlink(tmp);
   }
   const st = await fs.stat(path);
   if ((st.mode & 0o077) !== 0) {

@@ -5,7 +5,7 @@
  */
 export { ROLES, USER_ROLES, isRole, isUserRole, type Role, type UserRole, type PeerIdentity } from './roles';
 export { UnauthenticatedError, PermissionDeniedError } from './errors';
-export { parsePeerCertificate, verifyIssuedBy, caPublicKeyHash, normaliseSerial, identityUri } from './peer-certificate';
+export { parsePeerCertificate, verifyIssuedBy, caPublicKeyHash, normaliseSerial, identityUri, renewalTime } from './peer-certificate';
 export {
   TOKEN_PREFIX, generateJoinToken, formatJoinToken, parseJoinToken, hashTokenSecret, tokenSecretMatches, isTokenId, newTokenId,
   type JoinToken,

@@ -75,3 +75,11 @@ export function verifyIssuedBy(input: X509Certificate | Buffer | string, caInput
   if (now > to) throw new UnauthenticatedError(`certificate ${cert.subject.replace(/\n/g, ', ')} expired at ${to.toISOString()}`);
   return parsePeerCertificate(cert);
 }
+
+/** When a certificate should be renewed: at two thirds of its validity (the agent's schedule). */
+export function renewalTime(input: X509Certificate | Buffer | string): Date {
+  const cert = toX509(input);
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  return new Date(from + Math.floor(((to - from) * 2) / 3));
+}

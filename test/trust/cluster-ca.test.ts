@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import * as x509 from '@peculiar/x509';
 import { X509Certificate, createHash, webcrypto } from 'node:crypto';
 import { ClusterCa, createKeyAndCsr, readCsr, CA_VALIDITY_MS, DEFAULT_VALIDITY_MS } from '../../shared/pki/cluster-ca';
-import { caPublicKeyHash, parsePeerCertificate, verifyIssuedBy, normaliseSerial } from '../../shared/pki/peer-certificate';
+import { caPublicKeyHash, parsePeerCertificate, verifyIssuedBy, normaliseSerial, renewalTime } from '../../shared/pki/peer-certificate';
 import { InvalidArgumentError } from '../../shared/errors';
 import { UnauthenticatedError } from '../../shared/pki/errors';
 import { ROLES } from '../../shared/pki/roles';
@@ -83,6 +83,14 @@ describe('trust: cluster CA and certificates', function () {
     expect(short.notAfter.getTime() - Date.now()).to.be.within(2 * DAY - 5000, 2 * DAY + 1000);
     const long = await ca.issueKeyAndCertificate({ role: 'agent', name: 'n1', validityMs: 20 * 365 * DAY });
     expect(long.notAfter.getTime()).to.equal(Date.parse(ca.cert.validTo));
+  });
+
+  it('renewal is due at two thirds of the validity', async () => {
+    const now = new Date('2030-01-01T00:00:00Z');
+    const c = await ca.issueKeyAndCertificate({ role: 'agent', name: 'n1', now, validityMs: 90 * DAY });
+    // notBefore is back-dated 5 minutes for clock skew.
+    const from = now.getTime() - 5 * 60 * 1000;
+    expect(renewalTime(c.certPem).getTime()).to.equal(from + Math.floor(((now.getTime() + 90 * DAY - from) * 2) / 3));
   });
 
   it('serial numbers are random, positive, and normalised', async () => {

@@ -19,12 +19,11 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContextOptions } from 'node:tls';
-import { UnavailableError } from '../errors';
+import { ClusterError, UnavailableError } from '../errors';
 import { authorize } from './authorization';
 import { caPublicKeyHash, parsePeerCertificate, verifyIssuedBy } from './peer-certificate';
-import { PermissionDeniedError, UnauthenticatedError } from './errors';
+import { UnauthenticatedError } from './errors';
 import type { PeerIdentity, Role } from './roles';
-import { ClusterError } from '../errors';
 
 const MIN_TLS = 'TLSv1.3';
 
@@ -86,7 +85,6 @@ export function checkCall(path: string, call: HasAuthContext, options: Pick<Serv
     (options.authorizeCall ?? ((p: PeerIdentity, m: string) => authorize(p, { method: m })))(peer, path);
     return undefined;
   } catch (err) {
-    if (err instanceof UnauthenticatedError || err instanceof PermissionDeniedError) return err;
     if (err instanceof ClusterError) return err;
     return new UnauthenticatedError(`unauthenticated: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -18,3 +18,9 @@ export { ReconcileLoop, DEFAULT_DEBOUNCE_MS, type ReconcileLoopOptions, type Rec
 export { watchPrefixes, type PrefixWatch } from './etcd-watch';
 export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
 export { VERSION } from './version';
+export {
+  ROLES, USER_ROLES, isRole, isUserRole, UnauthenticatedError, PermissionDeniedError,
+  parsePeerCertificate, verifyIssuedBy, caPublicKeyHash, parseJoinToken, formatJoinToken,
+  parseCredentials, formatCredentials, authorize, serverCredentials, clientCredentials, peerIdentity, fetchPinnedCa,
+  type Role, type UserRole, type PeerIdentity, type JoinToken, type Credentials, type Action, type ServerTlsOptions, type ClientTlsOptions,
+} from './pki';

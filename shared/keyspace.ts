@@ -25,6 +25,14 @@ function segment(kind: string, s: string): string {
   return s;
 }
 
+/** A certificate serial as a key segment: lower-case hex, no leading zero, at most 20 bytes (RFC 5280). */
+const SERIAL = /^[1-9a-f][0-9a-f]{0,39}$/;
+
+function hexSerial(s: string): string {
+  if (!SERIAL.test(s)) throw new InvalidArgumentError(`invalid certificate serial ${JSON.stringify(s)}: use lower-case hex without leading zeros`);
+  return s;
+}
+
 /** Width of the zero-padded event sequence, so lexical order is numeric order. */
 const SEQ_WIDTH = 16;
 
@@ -133,6 +141,27 @@ export class Keyspace {
   electionPrefix(): string { return `${this.prefix}election/coordinator/`; }
   electionCandidate(candidateId: string): string { return `${this.electionPrefix()}${segment('candidate id', candidateId)}`; }
   parseElectionCandidate(key: string): string | undefined { return this.parseLeaf(key, this.electionPrefix()); }
+
+  // --- pki/: the cluster CA, join tokens, users, issued and revoked certificates ------------
+  /** pki/ca: the CA certificate and its key, encrypted under the cluster secret. */
+  pkiCa(): string { return `${this.prefix}pki/ca`; }
+  pkiTokensPrefix(): string { return `${this.prefix}pki/tokens/`; }
+  pkiToken(tokenId: string): string { return `${this.pkiTokensPrefix()}${segment('token id', tokenId)}`; }
+  parsePkiToken(key: string): string | undefined { return this.parseLeaf(key, this.pkiTokensPrefix()); }
+  pkiUsersPrefix(): string { return `${this.prefix}pki/users/`; }
+  pkiUser(name: string): string { return `${this.pkiUsersPrefix()}${segment('user name', name)}`; }
+  parsePkiUser(key: string): string | undefined { return this.parseLeaf(key, this.pkiUsersPrefix()); }
+  /** pki/agents/<nodeId>: the serials issued to a node, so `node revoke` can find them. */
+  pkiAgentsPrefix(): string { return `${this.prefix}pki/agents/`; }
+  pkiAgent(nodeId: string): string { return `${this.pkiAgentsPrefix()}${segment('node id', nodeId)}`; }
+  parsePkiAgent(key: string): string | undefined { return this.parseLeaf(key, this.pkiAgentsPrefix()); }
+  /** pki/revoked/<serial>: serial as lower-case hex without leading zeros. */
+  pkiRevokedPrefix(): string { return `${this.prefix}pki/revoked/`; }
+  pkiRevoked(serial: string): string { return `${this.pkiRevokedPrefix()}${hexSerial(serial)}`; }
+  parsePkiRevoked(key: string): string | undefined {
+    const rest = this.strip(key, this.pkiRevokedPrefix());
+    return rest !== undefined && SERIAL.test(rest) ? rest : undefined;
+  }
 
   // --- helpers ------------------------------------------------------------------------------
   private strip(key: string, prefix: string): string | undefined {

@@ -18,6 +18,9 @@ describe('shared/keyspace', () => {
       { name: 'groups', build: (id) => ks.group(id), parse: (k) => ks.parseGroup(k), expected: (id) => `/t/groups/${id}` },
       { name: 'files', build: (id) => ks.file(id), parse: (k) => ks.parseFile(k), expected: (id) => `/t/files/${id}` },
       { name: 'election', build: (id) => ks.electionCandidate(id), parse: (k) => ks.parseElectionCandidate(k), expected: (id) => `/t/election/coordinator/${id}` },
+      { name: 'pki users', build: (id) => ks.pkiUser(id), parse: (k) => ks.parsePkiUser(k), expected: (id) => `/t/pki/users/${id}` },
+      { name: 'pki agents', build: (id) => ks.pkiAgent(id), parse: (k) => ks.parsePkiAgent(k), expected: (id) => `/t/pki/agents/${id}` },
+      { name: 'pki tokens', build: (id) => ks.pkiToken(id), parse: (k) => ks.parsePkiToken(k), expected: (id) => `/t/pki/tokens/${id}` },
     ];
     const ids = ['n1', 'node-001', 'rack1.host7', 'A', '0', 'mac:52:54:00:12:34:56', 'x'.repeat(253), 'a_b'];
     for (const f of families) {
@@ -44,6 +47,9 @@ describe('shared/keyspace', () => {
       ['config bundle', (id) => ks.config(id, '1')],
       ['config version', (id) => ks.config('base', id)],
       ['jobNode', (id) => ks.jobNode('j1', id)],
+      ['pkiUser', (id) => ks.pkiUser(id)],
+      ['pkiAgent', (id) => ks.pkiAgent(id)],
+      ['pkiToken', (id) => ks.pkiToken(id)],
     ];
     for (const [name, build] of builders) {
       for (const id of bad) {
@@ -72,6 +78,13 @@ describe('shared/keyspace', () => {
       ['/t/jobs/j1/nodes', 'parseJobKey'],
       ['/t/jobs/j1/other/n1', 'parseJobKey'],
       ['/t/jobs/', 'parseJobKey'],
+      ['/t/pki/users/alice', 'parsePkiAgent'],
+      ['/t/pki/agents/n1', 'parsePkiUser'],
+      ['/t/pki/tokens/abc123', 'parsePkiRevoked'],
+      ['/t/pki/revoked/0abc', 'parsePkiRevoked'], // leading zero: not the normal form
+      ['/t/pki/revoked/ABC', 'parsePkiRevoked'], // upper case: not the normal form
+      ['/t/pki/revoked/', 'parsePkiRevoked'],
+      ['/t/pki/ca', 'parsePkiUser'],
     ];
     for (const [key, parser] of cases) {
       it(`${parser}(${key}) is undefined`, () => {
@@ -108,6 +121,17 @@ describe('shared/keyspace', () => {
       expect([...keys].sort()).to.deep.equal(keys);
     });
 
+    it('pki/ca and pki/revoked/<serial> (lower-case hex, no leading zero, at most 20 bytes)', () => {
+      expect(ks.pkiCa()).to.equal('/t/pki/ca');
+      const serial = '4f'.repeat(20);
+      expect(ks.pkiRevoked(serial)).to.equal(`/t/pki/revoked/${serial}`);
+      expect(ks.parsePkiRevoked(ks.pkiRevoked(serial))).to.equal(serial);
+      expect(ks.parsePkiRevoked(ks.pkiRevoked('1'))).to.equal('1');
+      for (const bad of ['', '0a', 'ABC', 'g1', '4f'.repeat(20) + '1', 'a/b']) {
+        expect(() => ks.pkiRevoked(bad), bad).to.throw(InvalidArgumentError, /invalid certificate serial/);
+      }
+    });
+
     for (const bad of [-1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 1]) {
       it(`event(${bad}) is refused`, () => {
         expect(() => ks.event(bad)).to.throw(InvalidArgumentError, /invalid event sequence/);
@@ -125,7 +149,7 @@ describe('shared/keyspace', () => {
       });
     }
     it('every family prefix is under the keyspace prefix and distinct', () => {
-      const prefixes = [ks.membersPrefix(), ks.nodesPrefix(), ks.factsPrefix(), ks.configsPrefix(), ks.groupsPrefix(), ks.jobsPrefix(), ks.filesPrefix(), ks.eventsPrefix(), ks.electionPrefix()];
+      const prefixes = [ks.membersPrefix(), ks.nodesPrefix(), ks.factsPrefix(), ks.configsPrefix(), ks.groupsPrefix(), ks.jobsPrefix(), ks.filesPrefix(), ks.eventsPrefix(), ks.electionPrefix(), ks.pkiTokensPrefix(), ks.pkiUsersPrefix(), ks.pkiAgentsPrefix(), ks.pkiRevokedPrefix()];
       for (const p of prefixes) expect(p.startsWith('/t/')).to.equal(true);
       // No family prefix is a prefix of another, so a range read of one never sees another.
       for (const a of prefixes) for (const b of prefixes) if (a !== b) expect(b.startsWith(a), `${a} vs ${b}`).to.equal(false);

@@ -1,0 +1,19 @@
+/**
+ * The public surface of shared/pki: identities, join tokens, credentials and mutual TLS.
+ * The CA itself (issuing, CSRs) is imported from './cluster-ca' by the programs that issue or
+ * request certificates, so clusterctl does not load the issuing library at start-up.
+ */
+export { ROLES, USER_ROLES, isRole, isUserRole, type Role, type UserRole, type PeerIdentity } from './roles';
+export { UnauthenticatedError, PermissionDeniedError } from './errors';
+export { parsePeerCertificate, verifyIssuedBy, caPublicKeyHash, normaliseSerial, identityUri, renewalTime } from './peer-certificate';
+export {
+  TOKEN_PREFIX, generateJoinToken, formatJoinToken, parseJoinToken, hashTokenSecret, tokenSecretMatches, isTokenId, newTokenId,
+  type JoinToken,
+} from './join-token';
+export { loadOrCreateClusterSecret, encryptCaKey, decryptCaKey, type EncryptedKey } from './cluster-secret';
+export { formatCredentials, parseCredentials, type Credentials } from './credentials-file';
+export { authorize, requirement, satisfies, shortMethod, knownMethods, type Action, type Requirement } from './authorization';
+export {
+  serverCredentials, clientCredentials, peerIdentity, checkCall, checkServerCertificate, fetchPinnedCa, ClusterServerCredentials,
+  type ServerTlsOptions, type ClientTlsOptions,
+} from './grpc-credentials';

@@ -13,6 +13,7 @@ export { parseSelector, matchesSelector, formatSelector, type Selector, type Req
 export { summariseFacts, type Facts, type Disk, type NetworkInterface, type MemoryModule, type Gpu } from './facts';
 export { decodeMember, decodeNode, decodeEvent, type MemberRecord, type NodeRecord, type EventRecord } from './records';
 export { Backoff, sleep, type BackoffOptions } from './backoff';
+export { CAS_LOST, isRetryable, retryOnConflict, retryPolicy, type RetryOptions } from './retry';
 export { systemClock, type Clock } from './clock';
 export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
 export { VERSION } from './version';

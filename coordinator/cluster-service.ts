@@ -32,7 +32,7 @@ interface Snapshot {
   facts: Map<string, Partial<Facts>>;
 }
 
-/** The read RPCs; cluster-admin.ts adds the admin ones (coordinator.ts composes both). */
+/** The read RPCs; node-admin.ts, event-service.ts and status-service.ts add the others (coordinator.ts composes them). */
 export function createClusterServiceHandlers(options: ClusterServiceOptions): Pick<ClusterServiceHandlers, 'ListNodes' | 'GetNode' | 'WatchNodes'> {
   const { client, keyspace } = options;
   const log = options.logger.child({ component: 'cluster-service' });

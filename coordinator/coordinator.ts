@@ -143,7 +143,11 @@ export class Coordinator {
         {
           definition: loadProto().api.cluster.v1.DeclarativeService.service,
           handlers: createDeclarativeServiceHandlers({
-            declarative: new Declarative({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts }), logger: this.log,
+            declarative: new Declarative({
+              client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts,
+              txnLimits: { maxOps: settings.applyTxnMaxOps, maxBytes: settings.applyTxnMaxBytes },
+            }),
+            logger: this.log,
           }),
         },
       ],

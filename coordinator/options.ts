@@ -93,6 +93,19 @@ export interface CoordinatorSettings {
    */
   configCasAttempts: number;
   /**
+   * Most operations a declarative apply writes as one transaction; a larger apply pushes its
+   * new bundle versions first. etcd's default --max-txn-ops is 128: room is kept for the
+   * event and counter writes.
+   * @default 100
+   */
+  applyTxnMaxOps: number;
+  /**
+   * Most bytes a declarative apply writes as one transaction: well under etcd's 1.5 MiB
+   * default request limit.
+   * @default 1_048_576
+   */
+  applyTxnMaxBytes: number;
+  /**
    * Deadline of each etcd member's status probe in `GetStatus`: a dead member must not
    * stall `clusterctl status`.
    * @default 2_000
@@ -198,6 +211,8 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   eventListMaxLimit: 10_000,
   nodeCasAttempts: 5,
   configCasAttempts: 3,
+  applyTxnMaxOps: 100,
+  applyTxnMaxBytes: 1024 * 1024,
   etcdProbeTimeoutMs: 2_000,
   grpcKeepaliveTimeMs: 30_000,
   grpcKeepaliveTimeoutMs: 10_000,

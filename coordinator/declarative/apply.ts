@@ -68,12 +68,9 @@ export interface DeclarativeOptions {
   clock: Clock;
   /** Plans-and-writes of an apply without an operator's plan before ConflictError (default: settings.configCasAttempts). */
   maxAttempts?: number;
+  /** Largest apply written as one transaction (default: settings.applyTxnMaxOps / applyTxnMaxBytes). */
+  txnLimits?: { maxOps: number; maxBytes: number };
 }
-
-/** etcd's default --max-txn-ops is 128; keep room for the event and counter writes. */
-const MAX_TXN_OPS = 100;
-/** Stay well under etcd's 1.5 MiB request limit. */
-const MAX_TXN_BYTES = 1024 * 1024;
 
 interface Snapshot {
   revision: string;
@@ -274,7 +271,8 @@ export class Declarative {
       const size = [...bundleOps, ...groupOps, recordOp].reduce((n, op) => n + (op.kind === 'put' ? op.key.length + op.value.length : 0), 0);
       const ops = [...bundleOps, ...groupOps, recordOp];
       let outcome;
-      if (ops.length <= MAX_TXN_OPS && size <= MAX_TXN_BYTES) {
+      const limits = this.o.txnLimits ?? { maxOps: DEFAULT_SETTINGS.applyTxnMaxOps, maxBytes: DEFAULT_SETTINGS.applyTxnMaxBytes };
+      if (ops.length <= limits.maxOps && size <= limits.maxBytes) {
         outcome = await this.o.events.commit({ compares: guards, ops, event: { type: 'config.applied', message: `${source} applied: ${summary}`, actor } });
       } else {
         // Too big for one request: new bundle versions first, one create-only txn each.

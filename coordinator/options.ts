@@ -23,7 +23,8 @@ export interface CoordinatorSettings {
    */
   electionTtlMs: number;
   /**
-   * Election keepalive period and (for leader-election.ts) the cap of its retry backoff.
+   * Election keepalive period (leader-election.ts; its retry backoff is capped at the larger
+   * of this and 1 s).
    * @default electionTtlMs / 3, at least 200
    */
   electionKeepaliveIntervalMs: number;

@@ -3,10 +3,8 @@
  * watch new ones (a snapshot, then a watch from the next revision, deduplicated by seq).
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import {
-  decodeEvent, errorMessage, InvalidArgumentError, isValidSegment, toGrpcStatus, UnavailableError, type EventRecord, type Keyspace, type Logger,
-} from '../shared';
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { decodeEvent, errorMessage, InvalidArgumentError, isValidSegment, UnavailableError, type EventRecord, type Keyspace, type Logger } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { Event } from '../generated/cluster/v1/Event';
 import type { WatchEventsRequest__Output } from '../generated/cluster/v1/WatchEventsRequest';
@@ -14,6 +12,7 @@ import { readPrefixes } from './etcd-txn';
 import type { EventLog } from './event-log';
 import type { CoordinatorSettings } from './options';
 import { unary } from './unary-handler';
+import { watchStream } from './watch-stream';
 
 export type EventServiceHandlers = Pick<ClusterServiceHandlers, 'ListEvents' | 'WatchEvents'>;
 
@@ -78,20 +77,7 @@ export function createEventServiceHandlers(options: EventServiceOptions): EventS
   }
 
   function watchEvents(call: grpc.ServerWritableStream<WatchEventsRequest__Output, Event>): void {
-    let watcher: Watcher | undefined;
-    let done = false;
-    const cleanup = (): void => {
-      if (done) return;
-      done = true;
-      watcher?.removeAllListeners();
-      watcher?.cancel().catch(() => undefined);
-    };
-    const fail = (err: unknown): void => {
-      if (!done && !call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(err));
-      cleanup();
-    };
-    call.on('cancelled', cleanup);
-    call.on('close', cleanup);
+    const stream = watchStream(call);
     const run = async (): Promise<void> => {
       const f = eventFilter(call.request);
       const { revision, kvs } = await readPrefixes(client, [{ prefix: keyspace.eventsPrefix() }]);
@@ -100,20 +86,20 @@ export function createEventServiceHandlers(options: EventServiceOptions): EventS
       let last = f.afterSeq;
       const send = (e: EventRecord): void => {
         // Deduplicated by seq: a watch restart may repeat what the snapshot sent.
-        if (done || e.seq <= last || !matchesEvent(f, e)) return;
+        if (stream.done || e.seq <= last || !matchesEvent(f, e)) return;
         last = e.seq;
         call.write(toEventView(e));
       };
       for (const e of existing) send(e);
-      if (done) return;
-      watcher = client.watch().prefix(keyspace.eventsPrefix()).startRevision(String(BigInt(revision) + 1n)).watcher();
+      if (stream.done) return;
+      const watcher = stream.add(client.watch().prefix(keyspace.eventsPrefix()).startRevision(String(BigInt(revision) + 1n)).watcher());
       watcher.on('put', (kv) => {
         const e = decodeEventKv(kv);
         if (e) send(e);
       });
-      watcher.on('error', (err) => fail(new UnavailableError(`event watch interrupted: ${errorMessage(err)}; watch again with --after to resume`)));
+      watcher.on('error', (err) => stream.fail(new UnavailableError(`event watch interrupted: ${errorMessage(err)}; watch again with --after to resume`)));
     };
-    run().catch(fail);
+    run().catch((err: unknown) => stream.fail(err));
   }
 
   return { ListEvents: listEvents, WatchEvents: watchEvents };

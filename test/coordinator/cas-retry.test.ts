@@ -4,32 +4,19 @@
  * lost fence or a counter moved by another writer is handled as before (fence: at once).
  */
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
-import { EtcdServer, expectReject } from '../helpers';
+import { expectReject, useEtcd } from '../helpers';
 import { EventLog } from '../../coordinator/event-log';
 import { NodeStore, newNodeRecord, type VersionedNode } from '../../coordinator/node-store';
-import { ConflictError, createLogger, Keyspace, NotLeaderError, systemClock, type NodeRecord } from '../../shared';
+import { ConflictError, createLogger, NotLeaderError, systemClock, type NodeRecord } from '../../shared';
 
 const logger = createLogger({ level: 'silent' });
 
 describe('compare-and-swap retries (real etcd)', function () {
   this.timeout(30_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
-  let ks: Keyspace;
+  const suite = useEtcd('cas');
   let events: EventLog;
-
-  before(async () => {
-    etcd = await EtcdServer.start('cas');
-    client = etcd.client();
-  });
-  after(async () => {
-    await etcd.destroy();
-  });
   beforeEach(() => {
-    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
-    events = new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'test' });
+    events = new EventLog({ client: suite.client, keyspace: suite.ks, clock: systemClock, logger, actor: 'test' });
   });
 
   async function seed(id: string, store: NodeStore): Promise<VersionedNode> {
@@ -52,7 +39,7 @@ describe('compare-and-swap retries (real etcd)', function () {
   ];
   for (const [attempts, stale, wantCalls, want] of rows) {
     it(`node store, ${attempts} attempt(s), ${stale ? 'stale' : 'fresh'} first read → ${want} after ${wantCalls} decision(s)`, async () => {
-      const store = new NodeStore({ client, keyspace: ks, events, clock: systemClock, maxAttempts: attempts });
+      const store = new NodeStore({ client: suite.client, keyspace: suite.ks, events, clock: systemClock, maxAttempts: attempts });
       const seeded = await seed('n1', store);
       // A stale `known` (an older mod revision) loses the CAS on the first attempt only.
       const known: VersionedNode = stale ? { ...seeded, modRevision: String(BigInt(seeded.modRevision) - 1n) } : seeded;
@@ -72,13 +59,13 @@ describe('compare-and-swap retries (real etcd)', function () {
   }
 
   it('node store: a lost fence is thrown at once, not retried', async () => {
-    await seed('n2', new NodeStore({ client, keyspace: ks, events, clock: systemClock }));
+    await seed('n2', new NodeStore({ client: suite.client, keyspace: suite.ks, events, clock: systemClock }));
     let fenceChecks = 0;
     const store = new NodeStore({
-      client, keyspace: ks, events, clock: systemClock, maxAttempts: 5,
+      client: suite.client, keyspace: suite.ks, events, clock: systemClock, maxAttempts: 5,
       fence: {
         // A fence on a key that does not exist: etcd refuses the write.
-        fenceCompare: () => { fenceChecks++; return { key: ks.node('no-such-leader-key'), target: 'Create', op: '>', value: '0', reason: 'fence' }; },
+        fenceCompare: () => { fenceChecks++; return { key: suite.ks.node('no-such-leader-key'), target: 'Create', op: '>', value: '0', reason: 'fence' }; },
         fenceFailed: () => new NotLeaderError('not the leader (test)'),
       },
     });
@@ -90,10 +77,10 @@ describe('compare-and-swap retries (real etcd)', function () {
   // [counter retries, outcome when another writer moved the counter first]
   for (const [retries, want] of [[0, 'ConflictError'], [1, 'written']] as const) {
     it(`event log, ${retries} counter retr${retries === 1 ? 'y' : 'ies'}: another writer moved the counter → ${want}`, async () => {
-      const mine = new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'mine', maxCounterRetries: retries });
-      const other = new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'other' });
+      const mine = new EventLog({ client: suite.client, keyspace: suite.ks, clock: systemClock, logger, actor: 'mine', maxCounterRetries: retries });
+      const other = new EventLog({ client: suite.client, keyspace: suite.ks, clock: systemClock, logger, actor: 'other' });
       const put = (log: EventLog, n: number): ReturnType<EventLog['commit']> =>
-        log.commit({ compares: [], ops: [{ kind: 'put', key: ks.node(`e${n}`), value: '{}' }], event: { type: 'test', message: `m${n}` } });
+        log.commit({ compares: [], ops: [{ kind: 'put', key: suite.ks.node(`e${n}`), value: '{}' }], event: { type: 'test', message: `m${n}` } });
       expect((await put(mine, 1)).succeeded).to.equal(true); // caches the counter
       expect((await put(other, 2)).succeeded).to.equal(true); // moves it behind mine's back
       if (want === 'written') {

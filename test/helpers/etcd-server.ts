@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { randomBytes } from 'node:crypto';
 import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
+import { Keyspace } from '../../shared/keyspace';
 import { etcdHealthy, exited, findEtcd, freePort, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
 import { waitFor } from './wait';
 
@@ -83,4 +85,42 @@ export class EtcdServer {
   tail(lines = 20): string {
     return tailFile(this.logFile, lines);
   }
+}
+
+/** What `useEtcd` gives a suite: valid inside hooks and tests, not at describe time. */
+export interface EtcdSuite {
+  readonly etcd: EtcdServer;
+  /** A client of that etcd (closed when the suite ends). */
+  readonly client: Etcd3;
+  /** A fresh random key prefix for each test, so tests share the etcd but not keys. */
+  readonly ks: Keyspace;
+}
+
+/**
+ * One etcd per describe block (started before its tests, destroyed after them) and a fresh
+ * Keyspace before each test. Call it at the top of the describe, before its own hooks.
+ */
+export function useEtcd(name: string): EtcdSuite {
+  let etcd: EtcdServer | undefined;
+  let client: Etcd3 | undefined;
+  let ks: Keyspace | undefined;
+  const need = <T>(v: T | undefined, what: string): T => {
+    if (v === undefined) throw new Error(`useEtcd(${name}): ${what} is only there inside hooks and tests`);
+    return v;
+  };
+  before(async () => {
+    etcd = await EtcdServer.start(name);
+    client = etcd.client();
+  });
+  after(async () => {
+    await etcd?.destroy();
+  });
+  beforeEach(() => {
+    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+  });
+  return {
+    get etcd() { return need(etcd, 'etcd'); },
+    get client() { return need(client, 'client'); },
+    get ks() { return need(ks, 'ks'); },
+  };
 }

@@ -12,35 +12,28 @@ import { expectReject } from '../helpers/wait';
 
 describe('shared/retry', () => {
   describe('retryPolicy: retried while the error says retryable, `attempts` runs at most', () => {
-    // [error thrown by every run but the last `failures`, attempts, runs expected, succeeds]
-    const rows: [string, () => Error, number, number, number, boolean][] = [
-      ['ConflictError, 2 failures, 3 attempts', () => new ConflictError('cas'), 2, 3, 3, true],
-      ['UnavailableError, 1 failure, 3 attempts', () => new UnavailableError('down'), 1, 3, 2, true],
-      ['DeadlineExceededError, 1 failure, 2 attempts', () => new DeadlineExceededError('slow'), 1, 2, 2, true],
-      ['NotLeaderError, 1 failure, 2 attempts', () => new NotLeaderError('elsewhere'), 1, 2, 2, true],
-      ['ConflictError, attempts exhausted', () => new ConflictError('cas'), 5, 3, 3, false],
-      ['UnavailableError, 1 attempt = no retry', () => new UnavailableError('down'), 1, 1, 1, false],
-      ['InvalidArgumentError: not retryable', () => new InvalidArgumentError('bad'), 1, 5, 1, false],
-      ['NotFoundError: not retryable', () => new NotFoundError('gone'), 1, 5, 1, false],
-      ['FailedPreconditionError: not retryable', () => new FailedPreconditionError('no'), 1, 5, 1, false],
-      ['CancelledError: not retryable', () => new CancelledError('stop'), 1, 5, 1, false],
-      ['InternalError: not retryable', () => new InternalError('bug'), 1, 5, 1, false],
-      ['plain Error: not retryable', () => new Error('boom'), 1, 5, 1, false],
+    const retryable = [ConflictError, UnavailableError, DeadlineExceededError, NotLeaderError];
+    const notRetryable = [InvalidArgumentError, NotFoundError, FailedPreconditionError, CancelledError, InternalError, ClusterError, Error];
+    // [failing runs before success, attempts, runs expected, succeeds]
+    const rows: [number, number, number, boolean][] = [[0, 3, 1, true], [2, 3, 3, true], [1, 2, 2, true], [5, 3, 3, false], [1, 1, 1, false]];
+    const cases = [
+      ...retryable.flatMap((cls) => rows.map(([failures, attempts, runs, ok]) => ({ cls, failures, attempts, runs, ok }))),
+      ...notRetryable.map((cls) => ({ cls, failures: 1, attempts: 5, runs: 1, ok: false })),
     ];
-    for (const [name, make, failures, attempts, wantRuns, succeeds] of rows) {
-      it(name, async () => {
+    for (const { cls, failures, attempts, runs: wantRuns, ok } of cases) {
+      it(`${cls.name}: ${failures} failing run(s), ${attempts} attempt(s) → ${ok ? 'ok' : 'the error'} after ${wantRuns} run(s)`, async () => {
         let runs = 0;
         const call = retryPolicy({ attempts }).execute(async () => {
-          runs++;
-          if (runs <= failures) throw make();
+          if (++runs <= failures) throw new cls(`failure ${runs}`);
           return 'ok';
         });
-        if (succeeds) {
+        if (ok) {
           expect(await call).to.equal('ok');
         } else {
           const err = await expectReject(call);
-          expect(err.message).to.equal(make().message);
-          expect(isRetryable(err)).to.equal(make() instanceof ClusterError && (make() as ClusterError).retryable);
+          expect(err).to.be.instanceOf(cls);
+          expect(err.message).to.equal(`failure ${wantRuns}`);
+          expect(isRetryable(err)).to.equal(retryable.some((r) => err instanceof r));
         }
         expect(runs).to.equal(wantRuns);
       });

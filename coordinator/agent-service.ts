@@ -35,8 +35,8 @@ export interface AgentServiceOptions {
   logger: Logger;
   /** How often the leader pings each agent (the agent gives up after three missed pings). */
   pingIntervalMs: number;
-  /** How long a new stream may stay silent before its Hello (default 3 pings). */
-  helloTimeoutMs?: number;
+  /** How long a new stream may stay silent before its Hello (settings.helloTimeoutMs: 3 pings). */
+  helloTimeoutMs: number;
 }
 
 type Call = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
@@ -102,9 +102,8 @@ function checkHello(message: AgentMessage__Output): Hello__Output {
 }
 
 export function createAgentServiceHandlers(options: AgentServiceOptions): AgentServiceHandlers {
-  const { leadership, nodes, streams, clock, pingIntervalMs } = options;
+  const { leadership, nodes, streams, clock, pingIntervalMs, helloTimeoutMs } = options;
   const log = options.logger.child({ component: 'agent-service' });
-  const helloTimeoutMs = options.helloTimeoutMs ?? 3 * pingIntervalMs;
 
   /**
    * Records the hello in ONE transaction (creating the node as New when the reconciler has not

@@ -4,9 +4,9 @@
  * shared/errors classes and mapped to a gRPC status once, in `unary` / `failStream` below.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import {
-  decodeNode, errorMessage, InvalidArgumentError, isValidSegment, matchesSelector, NotFoundError, parseSelector, toGrpcStatus,
+  decodeNode, errorMessage, InvalidArgumentError, isValidSegment, matchesSelector, NotFoundError, parseSelector,
   UnavailableError, type Facts, type Keyspace, type Logger, type NodeRecord, type Selector,
 } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
@@ -15,6 +15,7 @@ import type { WatchNodesRequest__Output } from '../generated/cluster/v1/WatchNod
 import { readKeys, readPrefixes } from './etcd-txn';
 import { parseFacts, toNodeView } from './node-view';
 import { unary } from './unary-handler';
+import { watchStream } from './watch-stream';
 
 export interface ClusterServiceOptions {
   client: Etcd3;
@@ -32,7 +33,7 @@ interface Snapshot {
   facts: Map<string, Partial<Facts>>;
 }
 
-/** The read RPCs; cluster-admin.ts adds the admin ones (coordinator.ts composes both). */
+/** The read RPCs; node-admin.ts, event-service.ts and status-service.ts add the others (coordinator.ts composes them). */
 export function createClusterServiceHandlers(options: ClusterServiceOptions): Pick<ClusterServiceHandlers, 'ListNodes' | 'GetNode' | 'WatchNodes'> {
   const { client, keyspace } = options;
   const log = options.logger.child({ component: 'cluster-service' });
@@ -82,23 +83,7 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
   });
 
   function watchNodes(call: grpc.ServerWritableStream<WatchNodesRequest__Output, NodeEvent>): void {
-    const watchers: Watcher[] = [];
-    let done = false;
-    const cleanup = (): void => {
-      if (done) return;
-      done = true;
-      for (const w of watchers) {
-        w.removeAllListeners();
-        w.cancel().catch(() => undefined);
-      }
-    };
-    const failStream = (err: unknown): void => {
-      if (!done && !call.cancelled && !call.writableEnded) call.emit('error', toGrpcStatus(err));
-      cleanup();
-    };
-    call.on('cancelled', cleanup);
-    call.on('close', cleanup);
-
+    const stream = watchStream(call);
     const run = async (): Promise<void> => {
       const selector = selectorOf(call.request.labelSelector);
       const snap = await snapshot();
@@ -107,7 +92,7 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
       const sent = new Set<string>();
       const send = (type: 'ADDED' | 'MODIFIED' | 'DELETED', id: string): void => {
         const n = records.get(id);
-        if (!n || done) return;
+        if (!n || stream.done) return;
         call.write({ type, node: toNodeView(n.record, n.modRevision, facts.get(id)) });
       };
       for (const n of [...records.values()].sort((a, b) => a.record.id.localeCompare(b.record.id))) {
@@ -115,12 +100,11 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
         sent.add(n.record.id);
         send('ADDED', n.record.id);
       }
-      if (done) return;
+      if (stream.done) return;
       const from = String(BigInt(snap.revision) + 1n);
 
-      const nodesWatch = client.watch().prefix(keyspace.nodesPrefix()).startRevision(from).watcher();
-      const factsWatch = client.watch().prefix(keyspace.factsPrefix()).startRevision(from).watcher();
-      watchers.push(nodesWatch, factsWatch);
+      const nodesWatch = stream.add(client.watch().prefix(keyspace.nodesPrefix()).startRevision(from).watcher());
+      const factsWatch = stream.add(client.watch().prefix(keyspace.factsPrefix()).startRevision(from).watcher());
       nodesWatch.on('put', (kv) => {
         const n = decodeNodeKv(kv);
         if (!n) return;
@@ -153,11 +137,11 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
         facts.delete(id);
         if (sent.has(id)) send('MODIFIED', id);
       });
-      for (const w of watchers) {
-        w.on('error', (err) => failStream(new UnavailableError(`node watch interrupted: ${errorMessage(err)}; watch again to resume`)));
+      for (const w of [nodesWatch, factsWatch]) {
+        w.on('error', (err) => stream.fail(new UnavailableError(`node watch interrupted: ${errorMessage(err)}; watch again to resume`)));
       }
     };
-    run().catch(failStream);
+    run().catch((err: unknown) => stream.fail(err));
   }
 
   return { ListNodes: listNodes, GetNode: getNode, WatchNodes: watchNodes };

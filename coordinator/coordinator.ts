@@ -12,8 +12,8 @@ import type { Etcd3 } from 'etcd3';
 import { errorMessage, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
-import { createClusterAdminHandlers } from './cluster-admin';
 import { createClusterServiceHandlers } from './cluster-service';
+import { createEventServiceHandlers } from './event-service';
 import { Declarative } from './declarative/apply';
 import { createDeclarativeServiceHandlers } from './declarative/declarative-service';
 import { createFileServiceHandlers } from './files/file-service';
@@ -30,9 +30,13 @@ import { VerifyScheduler } from './reconcile/verify-scheduler';
 import { AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME, GrpcServer, parseHostPort } from './grpc-server';
 import { InventoryReconciler } from './inventory-reconciler';
 import { LeaderElection } from './leader-election';
+import { createNodeAdminHandlers } from './node-admin';
 import { NodeStore } from './node-store';
+import { compileSettings, type CoordinatorSettings } from './options';
+import { createStatusServiceHandlers } from './status-service';
 
-export interface CoordinatorOptions {
+/** The clients and identity of a replica, plus any of its settings (options.ts) to override. */
+export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
   etcd: Etcd3;
   /**
    * A client for the election alone (default: `etcd`). Its keepalives must not queue behind a
@@ -48,18 +52,10 @@ export interface CoordinatorOptions {
   listen: string;
   /** HOST:PORT agents dial; default the listen address with the bound port. */
   advertise?: string;
-  /** Election lease TTL (default 10 s). */
-  electionTtlMs?: number;
-  /** Events kept (default 10000). */
-  eventRetention?: number;
-  /** Agent ping period (default 10 s). */
-  pingIntervalMs?: number;
-  /** Inventory timer pass (default 30 s). */
-  resyncIntervalMs?: number;
 }
 
 export interface StopOptions {
-  /** Time open calls get to finish before they are cut (default 5 s). */
+  /** Time open calls get to finish before they are cut (default: settings.shutdownGraceMs). */
   graceMs?: number;
 }
 
@@ -76,30 +72,35 @@ export class Coordinator {
   readonly grpc: GrpcServer;
   private readonly log: Logger;
   private readonly options: CoordinatorOptions;
+  /** Every knob, defaults filled in once (options.ts); passed down to the components. */
+  readonly settings: CoordinatorSettings;
   private advertised?: string;
   private started = false;
   private stopping?: Promise<void>;
 
   constructor(options: CoordinatorOptions) {
     this.options = options;
+    const settings = compileSettings(options);
+    this.settings = settings;
     const clock = options.clock ?? systemClock;
     const { etcd: client, keyspace } = options;
     this.log = options.logger.child({ replicaId: options.replicaId });
-    this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: options.eventRetention, actor: `coordinator/${options.replicaId}` });
+    this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: settings.eventRetention, trimIntervalMs: settings.eventTrimIntervalMs,
+      maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}` });
     // The election needs the advertised address, known only once the port is bound (start()).
     const notStarted = (): NotLeaderError => new NotLeaderError('not the leader; this coordinator is still starting');
     const fence = {
       fenceCompare: () => { if (!this.election) throw notStarted(); return this.election.fenceCompare(); },
       fenceFailed: () => this.election?.fenceFailed() ?? notStarted(),
     };
-    this.nodes = new NodeStore({ client, keyspace, events: this.events, clock, fence });
+    this.nodes = new NodeStore({ client, keyspace, events: this.events, clock, fence, maxAttempts: settings.nodeCasAttempts });
     const leadership = { isLeader: () => this.election?.isLeader() ?? false, notLeaderError: () => this.election?.notLeaderError() ?? notStarted() };
     this.reconciler = new InventoryReconciler({
       client, keyspace, nodes: this.nodes, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log,
-      resyncIntervalMs: options.resyncIntervalMs,
+      resyncIntervalMs: settings.resyncIntervalMs,
     });
     this.jobs = createJobs({ client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log });
-    this.bundles = new BundleStore({ client, keyspace, events: this.events, clock });
+    this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
     const startJob = (request: Parameters<Jobs['starter']['start']>[0]): ReturnType<Jobs['starter']['start']> => this.jobs.starter.start(request);
     const sweeper = new StuckNodeSweeper({ client, keyspace, nodes: this.nodes, isLeader: leadership.isLeader, clock, logger: this.log });
@@ -113,17 +114,20 @@ export class Coordinator {
     ];
     this.grpc = new GrpcServer({
       logger: this.log,
+      settings,
       agentService: createAgentServiceHandlers({
         replicaId: options.replicaId, leadership, nodes: this.nodes, streams: this.streams, clock, logger: this.log,
-        pingIntervalMs: options.pingIntervalMs ?? 10_000,
+        pingIntervalMs: settings.pingIntervalMs, helloTimeoutMs: settings.helloTimeoutMs,
       }),
       clusterService: {
         ...createClusterServiceHandlers({ client, keyspace, logger: this.log }),
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
-        ...createClusterAdminHandlers({
-          client, keyspace, events: this.events, logger: this.log,
-          nodes: new NodeStore({ client, keyspace, events: this.events, clock }),
+        ...createNodeAdminHandlers({
+          client, keyspace, logger: this.log,
+          nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts }),
         }),
+        ...createEventServiceHandlers({ client, keyspace, events: this.events, logger: this.log, settings }),
+        ...createStatusServiceHandlers({ client, keyspace, settings }),
       },
       // Files and declarative config are data any replica serves from etcd (no leader needed).
       services: [
@@ -138,7 +142,13 @@ export class Coordinator {
         },
         {
           definition: loadProto().api.cluster.v1.DeclarativeService.service,
-          handlers: createDeclarativeServiceHandlers({ declarative: new Declarative({ client, keyspace, events: this.events, clock }), logger: this.log }),
+          handlers: createDeclarativeServiceHandlers({
+            declarative: new Declarative({
+              client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts,
+              txnLimits: { maxOps: settings.applyTxnMaxOps, maxBytes: settings.applyTxnMaxBytes },
+            }),
+            logger: this.log,
+          }),
         },
       ],
     });
@@ -175,7 +185,7 @@ export class Coordinator {
 
     const o = this.options;
     const election = new LeaderElection({
-      client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: o.electionTtlMs ?? 10_000,
+      client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: this.settings.electionTtlMs,
       clock: o.clock ?? systemClock, logger: this.log,
     });
     this.election = election;
@@ -207,7 +217,7 @@ export class Coordinator {
       await this.jobs.runner.stop();
       await this.election?.stop();
       this.streams.closeAll(new UnavailableError('coordinator shutting down; reconnect to the new leader'));
-      await this.grpc.shutdown(options.graceMs ?? 5000);
+      await this.grpc.shutdown(options.graceMs ?? this.settings.shutdownGraceMs);
       await this.events.stop();
       this.log.info('stopped');
     })();

@@ -10,9 +10,10 @@
  * counter's (value, mod revision) is cached: with one writer (the leader) each commit is
  * exactly one round trip. Another writer moving the counter costs one refresh and a retry.
  */
-import { ConflictError, decodeEvent, errorMessage, type Clock, type EventRecord, type Keyspace, type Logger } from '../shared';
+import { CAS_LOST, ConflictError, decodeEvent, errorMessage, retryOnConflict, type Clock, type EventRecord, type Keyspace, type Logger } from '../shared';
 import { Range, type Etcd3 } from 'etcd3';
 import { readKeys, readPrefixes, runTxn, type Compare, type KeyState, type TxnOp } from './etcd-txn';
+import { DEFAULT_SETTINGS } from './options';
 
 export type EventInput = Omit<EventRecord, 'seq' | 'at' | 'actor'> & { actor?: string };
 
@@ -31,13 +32,13 @@ export interface EventLogOptions {
   keyspace: Keyspace;
   clock: Clock;
   logger: Logger;
-  /** Keep the last N events (default 10000). */
+  /** Keep the last N events (default: settings.eventRetention). */
   retention?: number;
   /** Default actor of events (`coordinator/<replicaId>`). */
   actor: string;
-  /** Background trim period (default 60 s); trims also follow every retention/10 appends. */
+  /** Background trim period (default: settings.eventTrimIntervalMs); trims also follow every retention/10 appends. */
   trimIntervalMs?: number;
-  /** Retries when only the counter moved (default 20). */
+  /** Retries when only the counter moved (default: settings.eventCounterRetries). */
   maxCounterRetries?: number;
 }
 
@@ -68,9 +69,9 @@ export class EventLog {
     this.clock = options.clock;
     this.log = options.logger.child({ component: 'event-log' });
     this.actor = options.actor;
-    this.retention = options.retention ?? 10_000;
-    this.trimIntervalMs = options.trimIntervalMs ?? 60_000;
-    this.maxCounterRetries = options.maxCounterRetries ?? 20;
+    this.retention = options.retention ?? DEFAULT_SETTINGS.eventRetention;
+    this.trimIntervalMs = options.trimIntervalMs ?? DEFAULT_SETTINGS.eventTrimIntervalMs;
+    this.maxCounterRetries = options.maxCounterRetries ?? DEFAULT_SETTINGS.eventCounterRetries;
   }
 
   /** Starts background trimming. */
@@ -100,7 +101,7 @@ export class EventLog {
 
   private async commitNow(request: CommitRequest): Promise<CommitOutcome> {
     const seqKey = this.keyspace.eventSeq();
-    for (let attempt = 0; attempt <= this.maxCounterRetries; attempt++) {
+    return retryOnConflict(this.maxCounterRetries + 1, async (): Promise<CommitOutcome | typeof CAS_LOST> => {
       const counter = this.counter ?? (await this.readCounter());
       const seq = counter.value + 1;
       const record: EventRecord = { seq, at: this.clock.iso(), ...request.event, actor: request.event.actor ?? this.actor };
@@ -118,8 +119,8 @@ export class EventLog {
       this.counter = counterFrom(outcome.current.get(seqKey));
       const others = outcome.failed.filter((c) => c !== counterGuard);
       if (others.length > 0) return { succeeded: false, revision: outcome.revision, failed: others, current: outcome.current };
-    }
-    throw new ConflictError(`could not record event ${request.event.type}: the event counter kept moving (another writer?); retry`);
+      return CAS_LOST; // only the counter moved: refreshed above, try again
+    }, () => new ConflictError(`could not record event ${request.event.type}: the event counter kept moving (another writer?); retry`));
   }
 
   private async readCounter(): Promise<Counter> {

@@ -13,6 +13,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { loadProto, InvalidArgumentError, type Logger } from '../shared';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
+import type { CoordinatorSettings } from './options';
 
 export const AGENT_SERVICE_NAME = 'cluster.v1.AgentService';
 export const CLUSTER_SERVICE_NAME = 'cluster.v1.ClusterService';
@@ -29,6 +30,7 @@ import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
 
 export interface GrpcServerOptions {
   logger: Logger;
+  settings: Pick<CoordinatorSettings, 'grpcKeepaliveTimeMs' | 'grpcKeepaliveTimeoutMs' | 'grpcMinPingIntervalMs'>;
   agentService: AgentServiceHandlers;
   clusterService: ClusterServiceHandlers;
   services?: readonly ExtraService[];
@@ -53,10 +55,10 @@ export class GrpcServer {
     const { api, packageDefinition } = loadProto();
     this.server = new grpc.Server({
       // Agents keep one idle stream each for days: let the transport notice dead peers.
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_time_ms': options.settings.grpcKeepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': options.settings.grpcKeepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
-      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      'grpc.http2.min_ping_interval_without_data_ms': options.settings.grpcMinPingIntervalMs,
       ...GRPC_MESSAGE_LIMITS,
     });
     this.server.addService(api.cluster.v1.AgentService.service, options.agentService);

@@ -1,4 +1,4 @@
-/** The public surface of coordinator/: what tests, benchmarks and later issues use. */
+/** The public surface of coordinator/: what main.ts, tests and benchmarks use. */
 export { Coordinator, type CoordinatorOptions, type StopOptions } from './coordinator';
 export { LeaderElection, parseCandidate, type CandidateRecord, type LeaderInfo, type LeaderElectionOptions, type LeaderElectionEvents } from './leader-election';
 export { EventLog, type EventInput, type CommitRequest, type CommitOutcome, type EventLogOptions } from './event-log';
@@ -10,4 +10,4 @@ export { createClusterServiceHandlers, type ClusterServiceOptions } from './clus
 export { toNodeView, parseFacts } from './node-view';
 export { GrpcServer, parseHostPort, AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME } from './grpc-server';
 export { runTxn, readPrefixes, readKeys, holds, type Compare, type TxnOp, type TxnOutcome, type KeyState } from './etcd-txn';
-export { parseCoordinatorArgs, COORDINATOR_OPTIONS, type CoordinatorConfig } from './options';
+export { parseCoordinatorArgs, compileSettings, COORDINATOR_OPTIONS, DEFAULT_SETTINGS, type CoordinatorConfig, type CoordinatorSettings } from './options';

@@ -8,11 +8,12 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  checkTransition, ConflictError, decodeNode, FailedPreconditionError, type Clock, type Keyspace, type LifecycleState,
+  CAS_LOST, checkTransition, ConflictError, decodeNode, FailedPreconditionError, retryOnConflict, type Clock, type Keyspace, type LifecycleState,
   type NodeRecord, type NotLeaderError,
 } from '../shared';
 import type { EventInput, EventLog } from './event-log';
 import { readKeys, readPrefixes, type Compare } from './etcd-txn';
+import { DEFAULT_SETTINGS } from './options';
 
 export interface VersionedNode {
   record: NodeRecord;
@@ -55,7 +56,7 @@ export interface NodeStoreOptions {
   clock: Clock;
   /** Leader-only writers pass the election; writes then fail once leadership is gone. */
   fence?: Fence;
-  /** CAS attempts before giving up with ConflictError (default 5). */
+  /** CAS attempts before giving up with ConflictError (default: settings.nodeCasAttempts). */
   maxAttempts?: number;
 }
 
@@ -81,7 +82,7 @@ export class NodeStore {
     this.events = options.events;
     this.clock = options.clock;
     this.fence = options.fence;
-    this.maxAttempts = options.maxAttempts ?? 5;
+    this.maxAttempts = options.maxAttempts ?? DEFAULT_SETTINGS.nodeCasAttempts;
   }
 
   async get(id: string): Promise<VersionedNode | undefined> {
@@ -111,7 +112,7 @@ export class NodeStore {
   async mutate(id: string, mutator: NodeMutator, options: MutateOptions = {}): Promise<MutationResult> {
     const key = this.keyspace.node(id); // validates the id
     let known: VersionedNode | null | undefined = options.known;
-    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+    return retryOnConflict(this.maxAttempts, async (): Promise<MutationResult | typeof CAS_LOST> => {
       const current = known === undefined ? await this.get(id) : known ?? undefined;
       known = undefined;
       const change = mutator(current?.record);
@@ -146,8 +147,8 @@ export class NodeStore {
       const guardFailed = outcome.failed.filter((c) => c !== cas);
       if (guardFailed.length > 0) return { changed: false, node: current, guardFailed };
       // Lost the CAS: someone else changed the node; decide again on the fresh record.
-    }
-    throw new ConflictError(`node ${id} kept changing while being updated (${this.maxAttempts} attempts); retry`);
+      return CAS_LOST;
+    }, () => new ConflictError(`node ${id} kept changing while being updated (${this.maxAttempts} attempts); retry`));
   }
 
   /** Moves a node to another lifecycle state (checked), with event `node.state`. */

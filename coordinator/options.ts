@@ -1,11 +1,259 @@
 /**
  * cluster-coordinator's options, declared once (flags, CLUSTER_* environment, YAML config
- * file) and compiled into `CoordinatorConfig` for main.ts.
+ * file) and compiled into `CoordinatorConfig` for main.ts; and every knob of a replica,
+ * defaults included, in ONE documented object (`CoordinatorSettings`) that coordinator.ts
+ * compiles once and passes down, so no component keeps a private default.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { formatHelp, InvalidArgumentError, isLogLevel, isValidSegment, parseOptions, DEFAULT_PREFIX, type LogLevel, type OptionSpecs } from '../shared';
 import { parseHostPort } from './grpc-server';
+
+/**
+ * Every knob of one coordinator replica, durations in ms. `compileSettings` fills the
+ * defaults; components read their values from here, not from literals of their own.
+ */
+export interface CoordinatorSettings {
+  /**
+   * Election lease TTL: a crashed leader is replaced within about this long (`--election-ttl`).
+   * 10 s: keepalives every TTL/3 leave two retries, which rides out an etcd leader election
+   * (~1-3 s) without deposing the coordinator; etcd3's Election default of 60 s would stall
+   * agents for a minute.
+   * @default 10_000
+   */
+  electionTtlMs: number;
+  /**
+   * Election keepalive period (leader-election.ts; its retry backoff is capped at the larger
+   * of this and 1 s).
+   * @default electionTtlMs / 3, at least 200
+   */
+  electionKeepaliveIntervalMs: number;
+  /**
+   * First delay of the election's retry backoff after an etcd error (leader-election.ts).
+   * @default 200
+   */
+  electionRetryInitialMs: number;
+  /**
+   * How often the leader pings each agent stream (`--ping-interval`); 3 missed pongs close it.
+   * @default 10_000
+   */
+  pingIntervalMs: number;
+  /**
+   * How long a new agent stream may stay silent before its Hello.
+   * @default 3 * pingIntervalMs
+   */
+  helloTimeoutMs: number;
+  /**
+   * Period of the full inventory pass (`--resync-interval`); watch events trigger passes too.
+   * @default 30_000
+   */
+  resyncIntervalMs: number;
+  /**
+   * Quiet time after a watch event before the inventory pass (inventory-reconciler.ts).
+   * @default 100
+   */
+  inventoryDebounceMs: number;
+  /**
+   * Node actions the inventory pass runs at once (inventory-reconciler.ts).
+   * @default 16
+   */
+  inventoryConcurrency: number;
+  /**
+   * Events kept in etcd (`--event-retention`); older ones are trimmed.
+   * @default 10_000
+   */
+  eventRetention: number;
+  /**
+   * Period of the background event trim (appends also trigger one every retention/10).
+   * @default 60_000
+   */
+  eventTrimIntervalMs: number;
+  /**
+   * Times one event commit re-reads a moved event counter before ConflictError.
+   * @default 20
+   */
+  eventCounterRetries: number;
+  /**
+   * Events `ListEvents` returns when the request gives no limit.
+   * @default 100
+   */
+  eventListDefaultLimit: number;
+  /**
+   * Most events one `ListEvents` returns, whatever the request asks.
+   * @default 10_000
+   */
+  eventListMaxLimit: number;
+  /**
+   * Compare-and-swap attempts of one node mutation before ConflictError.
+   * @default 5
+   */
+  nodeCasAttempts: number;
+  /**
+   * Compare-and-swap attempts of a bundle push and a declarative apply before ConflictError.
+   * @default 3
+   */
+  configCasAttempts: number;
+  /**
+   * Most operations a declarative apply writes as one transaction; a larger apply pushes its
+   * new bundle versions first. etcd's default --max-txn-ops is 128: room is kept for the
+   * event and counter writes.
+   * @default 100
+   */
+  applyTxnMaxOps: number;
+  /**
+   * Most bytes a declarative apply writes as one transaction: well under etcd's 1.5 MiB
+   * default request limit.
+   * @default 1_048_576
+   */
+  applyTxnMaxBytes: number;
+  /**
+   * Deadline of each etcd member's status probe in `GetStatus`: a dead member must not
+   * stall `clusterctl status`.
+   * @default 2_000
+   */
+  etcdProbeTimeoutMs: number;
+  /**
+   * gRPC server keepalive ping period: agents keep one idle stream each for days, and the
+   * transport must notice dead peers.
+   * @default 30_000
+   */
+  grpcKeepaliveTimeMs: number;
+  /**
+   * How long the gRPC server waits for a keepalive answer before it drops the connection.
+   * @default 10_000
+   */
+  grpcKeepaliveTimeoutMs: number;
+  /**
+   * Shortest ping interval the gRPC server accepts from a client without data.
+   * @default 10_000
+   */
+  grpcMinPingIntervalMs: number;
+  /**
+   * On stop: time open calls get to finish before they are cut (`--shutdown-grace`).
+   * @default 5_000
+   */
+  shutdownGraceMs: number;
+  /**
+   * Period of the job runner's full pass (coordinator/jobs/job-runner.ts).
+   * @default 10_000
+   */
+  jobResyncIntervalMs: number;
+  /**
+   * Time an agent has to (re)connect before its node's part of a job fails (job-runner.ts).
+   * @default 60_000
+   */
+  jobConnectTimeoutMs: number;
+  /**
+   * Deadline of one apply/verify command on an agent (job-runner.ts).
+   * @default 3_600_000
+   */
+  jobCommandTimeoutMs: number;
+  /**
+   * Extra time past a command's deadline before the runner marks it timed out, so the
+   * agent's own timeout report arrives first (job-runner.ts).
+   * @default 30_000
+   */
+  jobResultGraceMs: number;
+  /**
+   * Time an agent has to confirm a cancelled command before the runner gives up (job-runner.ts).
+   * @default 15_000
+   */
+  jobCancelGraceMs: number;
+  /**
+   * Batching period of a job's progress writes (job-runner.ts).
+   * @default 250
+   */
+  jobProgressFlushMs: number;
+  /**
+   * Deadline of an exec job's command when the request gives none (job-starter.ts).
+   * @default 600_000
+   */
+  jobExecTimeoutMs: number;
+  /**
+   * Compare-and-swap attempts of starting a job before ConflictError (job-starter.ts).
+   * @default 3
+   */
+  jobStartAttempts: number;
+  /**
+   * Periods of the leader's reconcile loops (coordinator/reconcile/): auto-commission,
+   * drift watcher and stuck-node sweeper.
+   * @default 30_000
+   */
+  reconcileIntervalMs: number;
+  /**
+   * Quiet time after a watch event before a reconcile pass (auto-commission, drift watcher).
+   * @default 200
+   */
+  reconcileDebounceMs: number;
+  /**
+   * Delay of the stuck-node sweep asked for when an agent reconnects (stuck-node-sweeper.ts).
+   * @default 500
+   */
+  sweepDelayMs: number;
+  /**
+   * Period of the verify scheduler's resync of group verify schedules (verify-scheduler.ts).
+   * @default 60_000
+   */
+  verifyResyncIntervalMs: number;
+}
+
+/** Every field of CoordinatorSettings that has a fixed default (the others derive from these). */
+export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepaliveIntervalMs' | 'helloTimeoutMs'>> = {
+  electionTtlMs: 10_000,
+  electionRetryInitialMs: 200,
+  pingIntervalMs: 10_000,
+  resyncIntervalMs: 30_000,
+  inventoryDebounceMs: 100,
+  inventoryConcurrency: 16,
+  eventRetention: 10_000,
+  eventTrimIntervalMs: 60_000,
+  eventCounterRetries: 20,
+  eventListDefaultLimit: 100,
+  eventListMaxLimit: 10_000,
+  nodeCasAttempts: 5,
+  configCasAttempts: 3,
+  applyTxnMaxOps: 100,
+  applyTxnMaxBytes: 1024 * 1024,
+  etcdProbeTimeoutMs: 2_000,
+  grpcKeepaliveTimeMs: 30_000,
+  grpcKeepaliveTimeoutMs: 10_000,
+  grpcMinPingIntervalMs: 10_000,
+  shutdownGraceMs: 5_000,
+  jobResyncIntervalMs: 10_000,
+  jobConnectTimeoutMs: 60_000,
+  jobCommandTimeoutMs: 3_600_000,
+  jobResultGraceMs: 30_000,
+  jobCancelGraceMs: 15_000,
+  jobProgressFlushMs: 250,
+  jobExecTimeoutMs: 600_000,
+  jobStartAttempts: 3,
+  reconcileIntervalMs: 30_000,
+  reconcileDebounceMs: 200,
+  sweepDelayMs: 500,
+  verifyResyncIntervalMs: 60_000,
+};
+
+const SETTING_NAMES: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SETTINGS), 'electionKeepaliveIntervalMs', 'helloTimeoutMs']);
+
+/**
+ * The settings with every default filled in. Only setting fields are read (a caller may pass
+ * its whole options object), and `undefined` counts as not given. Throws InvalidArgumentError
+ * on a value that cannot work (not a positive integer).
+ */
+export function compileSettings(given: Partial<CoordinatorSettings> = {}): CoordinatorSettings {
+  const defined = Object.fromEntries(Object.entries(given).filter(([k, v]) => SETTING_NAMES.has(k) && v !== undefined)) as Partial<CoordinatorSettings>;
+  const base = { ...DEFAULT_SETTINGS, ...defined };
+  // Derived fields last, so a bad field they derive from is the one named.
+  const settings: CoordinatorSettings = {
+    ...base,
+    electionKeepaliveIntervalMs: defined.electionKeepaliveIntervalMs ?? Math.max(200, Math.floor(base.electionTtlMs / 3)),
+    helloTimeoutMs: defined.helloTimeoutMs ?? 3 * base.pingIntervalMs,
+  };
+  for (const [name, value] of Object.entries(settings)) {
+    if (!Number.isSafeInteger(value) || (value as number) <= 0) throw new InvalidArgumentError(`coordinator setting ${name} must be a positive integer, not ${String(value)}`);
+  }
+  return settings;
+}
 
 export const COORDINATOR_OPTIONS = {
   etcd: { kind: 'list', env: 'CLUSTER_ETCD', required: true, placeholder: 'HOST:PORT[,HOST:PORT...]', description: 'etcd endpoints' },
@@ -13,14 +261,11 @@ export const COORDINATOR_OPTIONS = {
   advertise: { kind: 'string', env: 'CLUSTER_ADVERTISE', placeholder: 'HOST:PORT', description: 'address agents dial when this replica leads [default: the listen address with the bound port]' },
   prefix: { kind: 'string', env: 'CLUSTER_PREFIX', default: DEFAULT_PREFIX, placeholder: '/PATH/', description: 'etcd key prefix of this cluster' },
   replicaId: { kind: 'string', env: 'CLUSTER_REPLICA_ID', placeholder: 'ID', description: 'this replica\'s name in the election [default: hostname-<random>]' },
-  // 10 s: a crashed leader is replaced within ~10 s; keepalives every TTL/3 leave two
-  // retries, which rides out an etcd leader election (~1-3 s) without deposing the
-  // coordinator. etcd3's Election default of 60 s would stall agents for a minute.
-  electionTtl: { kind: 'duration', env: 'CLUSTER_ELECTION_TTL', default: 10, unit: 's', min: 2000, placeholder: 'SECONDS', description: 'leader lease TTL: failover time after a leader dies' },
-  pingInterval: { kind: 'duration', env: 'CLUSTER_PING_INTERVAL', default: 10, unit: 's', min: 100, placeholder: 'SECONDS', description: 'how often the leader pings each agent stream' },
-  resyncInterval: { kind: 'duration', env: 'CLUSTER_RESYNC_INTERVAL', default: 30, unit: 's', min: 100, placeholder: 'SECONDS', description: 'period of the full inventory pass (watch events trigger passes too)' },
-  eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: 10000, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
-  shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: 5, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
+  electionTtl: { kind: 'duration', env: 'CLUSTER_ELECTION_TTL', default: DEFAULT_SETTINGS.electionTtlMs / 1000, unit: 's', min: 2000, placeholder: 'SECONDS', description: 'leader lease TTL: failover time after a leader dies' },
+  pingInterval: { kind: 'duration', env: 'CLUSTER_PING_INTERVAL', default: DEFAULT_SETTINGS.pingIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'how often the leader pings each agent stream' },
+  resyncInterval: { kind: 'duration', env: 'CLUSTER_RESYNC_INTERVAL', default: DEFAULT_SETTINGS.resyncIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'period of the full inventory pass (watch events trigger passes too)' },
+  eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: DEFAULT_SETTINGS.eventRetention, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
+  shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: DEFAULT_SETTINGS.shutdownGraceMs / 1000, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
   shutdownForce: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_FORCE', default: 15, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: exit anyway after this long' },
   logLevel: { kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'log level' },
   version: { kind: 'boolean', short: 'V', description: 'print the version and exit' },

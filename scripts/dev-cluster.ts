@@ -11,13 +11,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
-import { delimiter, join, relative, resolve } from 'node:path';
+import { join, relative } from 'node:path';
+import { sleep } from '../shared/backoff';
 import { parseOptions, formatHelp } from '../shared/options';
 import { ClusterError, InvalidArgumentError, errorMessage } from '../shared/errors';
 import { CoordinatorClient } from '../cli/coordinator-client';
 import { checkAddress } from '../cli/global-options';
 import type { Node__Output } from '../generated/cluster/v1/Node';
+import {
+  BIN, etcdHealthy, findEtcd, freePort, isRunning, portFree, REPO_ROOT as REPO, spawnEtcd, stopChild, tailFile, tcpReachable,
+} from './lib/process-support';
 
 const OPTIONS = {
   nodes: { kind: 'int', default: 3, min: 1, placeholder: 'N', description: 'number of agents (node-1 .. node-N)' },
@@ -32,15 +35,6 @@ const OPTIONS = {
 const USAGE = 'Usage: scripts/dev-cluster [--once] [--no-job] [--nodes N] [--port PORT] [--etcd HOST:PORT] [--fresh]';
 const EXTRA = 'Starts etcd (data in .cluster/etcd), a coordinator on 127.0.0.1:PORT and N agents; logs in .cluster/logs/.\n' +
   'Without --once it follows `clusterctl nodes --watch` until Ctrl-C, then stops everything.';
-
-/** The repository (this file runs from dist/scripts/). */
-const REPO = resolve(__dirname, '..', '..');
-const DIST = join(REPO, 'dist');
-const BIN = {
-  agent: join(DIST, 'agent', 'main.js'),
-  coordinator: join(DIST, 'coordinator', 'main.js'),
-  clusterctl: join(DIST, 'cli', 'main.js'),
-};
 
 /** Time each child gets to stop after SIGTERM before SIGKILL (the agent's own grace is 10 s). */
 const STOP_GRACE_MS = 20_000;
@@ -84,53 +78,10 @@ function cmdline(pid: number): string {
   }
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const srv = createServer();
-    srv.once('error', () => res(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      srv.close(() => res(port));
-    });
-  });
-}
-
-function tcpReachable(hostPort: string, timeoutMs: number): Promise<boolean> {
-  const i = hostPort.lastIndexOf(':');
-  const host = hostPort.slice(0, i).replace(/^\[|\]$/g, '');
-  const port = Number(hostPort.slice(i + 1));
-  return new Promise((res) => {
-    const sock = connect({ host, port });
-    const t = setTimeout(() => { sock.destroy(); res(false); }, timeoutMs);
-    sock.once('connect', () => { clearTimeout(t); sock.destroy(); res(true); });
-    sock.once('error', () => { clearTimeout(t); res(false); });
-  });
-}
-
-function findEtcd(): string | undefined {
-  const candidates = [process.env.ETCD_BIN, ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'etcd')), '/usr/bin/etcd'];
-  return candidates.find((c): c is string => !!c && existsSync(c));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((res) => setTimeout(res, ms));
-}
-
+/** A child's log tail, indented under the message that quotes it. */
 function tail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).map((l) => `    ${l}`).join('\n');
-  } catch {
-    return '    (no log)';
-  }
+  const text = tailFile(file, lines);
+  return text ? text.split('\n').map((l) => `    ${l}`).join('\n') : '    (no log)';
 }
 
 class DevCluster {
@@ -177,10 +128,16 @@ class DevCluster {
     writeFileSync(join(this.dir, 'run.json'), JSON.stringify(rec, null, 2) + '\n');
   }
 
-  private spawnChild(name: string, role: Child['role'], command: string, args: string[]): Child {
+  /** .cluster/logs/<name>.log, with a header line saying what starts now. */
+  private openLog(name: string, command: string, args: readonly string[]): string {
     const logFile = join(this.logDir, `${name}.log`);
+    writeFileSync(logFile, `\n===== ${new Date().toISOString()} ${command} ${args.join(' ')}\n`, { flag: 'a' });
+    return logFile;
+  }
+
+  private spawnChild(name: string, role: Child['role'], command: string, args: string[]): Child {
+    const logFile = this.openLog(name, command, args);
     const fd = openSync(logFile, 'a');
-    writeFileSync(fd, `\n===== ${new Date().toISOString()} ${command} ${args.join(' ')}\n`);
     // Blank CLUSTER_* variables of the operator's shell (CLUSTER_COORDINATOR would pin the
     // agents to a fixed address): the dev cluster is configured by flags only.
     const env: NodeJS.ProcessEnv = {};
@@ -189,6 +146,11 @@ class DevCluster {
     // which then stops the children in order (agents, coordinator, etcd).
     const proc = spawn(command, args, { cwd: REPO, env, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
+    return this.track(name, role, proc, logFile);
+  }
+
+  /** Records a child (run.json) and reports it if it exits before we stop it. */
+  private track(name: string, role: Child['role'], proc: ChildProcess, logFile: string): Child {
     const child: Child = {
       name, role, proc, logFile, stopping: false,
       exited: new Promise((res) => proc.once('exit', (code, signal) => res(code ?? (signal ? 128 : null)))),
@@ -217,26 +179,15 @@ class DevCluster {
     const bin = findEtcd();
     if (!bin) throw new DevClusterError('etcd is not installed: run scripts/ensure-deps (or apt-get install etcd-server), or pass --etcd HOST:PORT');
     const [clientPort, peerPort] = [await freePort(), await freePort()];
-    const url = `http://127.0.0.1:${clientPort}`;
-    const peer = `http://127.0.0.1:${peerPort}`;
     const dataDir = join(this.dir, 'etcd');
     // Fresh ports every run are fine for a one-member cluster: etcd keeps its data and only
-    // logs that the peer URL changed.
-    this.spawnChild('etcd', 'etcd', bin, [
-      '--name', 'dev', '--data-dir', dataDir,
-      '--listen-client-urls', url, '--advertise-client-urls', url,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `dev=${peer}`,
-      '--log-level', 'warn',
-    ]);
-    this.etcdEndpoint = `127.0.0.1:${clientPort}`;
+    // logs that the peer URL changed. Detached like the other children (spawnChild).
+    const logFile = this.openLog('etcd', bin, ['--name', 'dev', '--data-dir', dataDir]);
+    const { proc, url, endpoint } = spawnEtcd({ bin, name: 'dev', dataDir, clientPort, peerPort, logFile, detached: true });
+    this.track('etcd', 'etcd', proc, logFile);
+    this.etcdEndpoint = endpoint;
     const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
-        if (r.ok && ((await r.json()) as { health?: string }).health === 'true') break;
-      } catch {
-        // not up yet
-      }
+    while (!(await etcdHealthy(url))) {
       if (this.shuttingDown) throw new DevClusterError('etcd did not start');
       if (Date.now() > deadline) throw new DevClusterError(`etcd did not become healthy within 30s; see ${this.rel(join(this.logDir, 'etcd.log'))}`);
       await sleep(200);
@@ -366,7 +317,7 @@ class DevCluster {
     const watch = this.clusterctl(['nodes', '--watch']);
     const ended = new Promise<void>((res) => watch.once('exit', () => res()));
     await Promise.race([stop, ended]);
-    if (watch.exitCode === null && watch.signalCode === null) watch.kill('SIGTERM');
+    if (isRunning(watch)) watch.kill('SIGTERM');
     await ended;
   }
 
@@ -374,18 +325,12 @@ class DevCluster {
   async stopAll(): Promise<void> {
     this.shuttingDown = true;
     for (const role of ['agent', 'coordinator', 'etcd'] as const) {
-      const group = this.children.filter((c) => c.role === role && c.proc.exitCode === null && c.proc.signalCode === null);
+      const group = this.children.filter((c) => c.role === role && isRunning(c.proc));
       if (!group.length) continue;
       say(`stopping ${group.map((c) => c.name).join(', ')}`);
       await Promise.all(group.map(async (c) => {
         c.stopping = true;
-        c.proc.kill('SIGTERM');
-        const timer = setTimeout(() => {
-          say(`${c.name} did not stop within ${STOP_GRACE_MS / 1000}s; killing it`);
-          c.proc.kill('SIGKILL');
-        }, STOP_GRACE_MS);
-        await c.exited;
-        clearTimeout(timer);
+        await stopChild(c.proc, STOP_GRACE_MS, () => say(`${c.name} did not stop within ${STOP_GRACE_MS / 1000}s; killing it`));
       }));
     }
     rmSync(join(this.dir, 'run.json'), { force: true });
@@ -404,7 +349,7 @@ class DevCluster {
 
   /** Last resort on an unexpected exit: no child may outlive the script. */
   killAllNow(): void {
-    for (const c of this.children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+    for (const c of this.children) if (isRunning(c.proc)) c.proc.kill('SIGKILL');
   }
 }
 

@@ -16,6 +16,7 @@ export { Backoff, sleep, type BackoffOptions } from './backoff';
 export { systemClock, ManualClock, settle, type Clock, type Timer } from './clock';
 export { ReconcileLoop, DEFAULT_DEBOUNCE_MS, type ReconcileLoopOptions, type ReconcileLoopState } from './reconcile-loop';
 export { watchPrefixes, type PrefixWatch } from './etcd-watch';
+export { CAS_LOST, isRetryable, retryOnConflict, retryPolicy, type RetryOptions } from './retry';
 export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
 export { VERSION } from './version';
 export {

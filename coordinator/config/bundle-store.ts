@@ -9,10 +9,13 @@
  * it was pushed and its digest sit beside it at config-info/ (shared/keyspace.ts).
  */
 import type { Etcd3 } from 'etcd3';
-import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, type Clock, type Keyspace } from '../../shared';
+import {
+  AlreadyExistsError, CAS_LOST, ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, retryOnConflict, type Clock, type Keyspace,
+} from '../../shared';
 import { canonicalJson, digestOf, parseBundle, type Bundle } from '../../shared/bundle';
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
 import type { EventLog } from '../event-log';
+import { DEFAULT_SETTINGS } from '../options';
 
 export interface StoredBundle {
   name: string;
@@ -34,6 +37,8 @@ export interface BundleStoreOptions {
   keyspace: Keyspace;
   events: EventLog;
   clock: Clock;
+  /** Attempts of a push that lost its create-only write to a concurrent push (default: settings.configCasAttempts). */
+  maxAttempts?: number;
 }
 
 /**
@@ -80,12 +85,14 @@ export class BundleStore {
   private readonly keyspace: Keyspace;
   private readonly events: EventLog;
   private readonly clock: Clock;
+  private readonly maxAttempts: number;
 
   constructor(options: BundleStoreOptions) {
     this.client = options.client;
     this.keyspace = options.keyspace;
     this.events = options.events;
     this.clock = options.clock;
+    this.maxAttempts = options.maxAttempts ?? DEFAULT_SETTINGS.configCasAttempts;
   }
 
   /** Validates and stores `text` (YAML or JSON). See the file comment for the rules. */
@@ -121,7 +128,7 @@ export class BundleStore {
     const infoKey = this.keyspace.configInfo(name, version);
     const json = canonicalJson(bundle);
     const digest = digestOf(bundle);
-    for (let attempt = 0; attempt < 3; attempt++) {
+    return retryOnConflict(this.maxAttempts, async (): Promise<PushResult | typeof CAS_LOST> => {
       const existing = await this.get(name, version).catch((err: unknown) => {
         if (err instanceof NotFoundError) return undefined;
         throw err;
@@ -149,8 +156,8 @@ export class BundleStore {
       if (outcome.succeeded) return { stored: { name, version, digest, createdAt, bundle }, created: true };
       if (outcome.failed.some((c) => c.reason === 'source-exists')) refuseMissing(await missingSources());
       // Someone pushed the same version meanwhile: judge their content as above.
-    }
-    throw new ConflictError(`bundle ${name}@${version} kept changing while being pushed; retry`);
+      return CAS_LOST;
+    }, () => new ConflictError(`bundle ${name}@${version} kept changing while being pushed; retry`));
   }
 
   /** One version (`version` empty = the newest); NotFoundError naming what exists. */

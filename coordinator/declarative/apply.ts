@@ -15,11 +15,13 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  ConflictError, decodeNode, FailedPreconditionError, InvalidArgumentError, type Clock, type Facts, type Keyspace, type NodeRecord,
+  CAS_LOST, ConflictError, decodeNode, FailedPreconditionError, InvalidArgumentError, retryOnConflict, type Clock, type Facts, type Keyspace,
+  type NodeRecord,
 } from '../../shared';
 import { canonicalJson, digestOf } from '../../shared/bundle';
 import { readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
 import type { EventLog } from '../event-log';
+import { DEFAULT_SETTINGS } from '../options';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
 import { decodeJob, isActive } from '../jobs/job-record';
 import { canonicalDocument, parseClusterFile, type ClusterFile } from './cluster-file';
@@ -64,12 +66,11 @@ export interface DeclarativeOptions {
   keyspace: Keyspace;
   events: EventLog;
   clock: Clock;
+  /** Plans-and-writes of an apply without an operator's plan before ConflictError (default: settings.configCasAttempts). */
+  maxAttempts?: number;
+  /** Largest apply written as one transaction (default: settings.applyTxnMaxOps / applyTxnMaxBytes). */
+  txnLimits?: { maxOps: number; maxBytes: number };
 }
-
-/** etcd's default --max-txn-ops is 128; keep room for the event and counter writes. */
-const MAX_TXN_OPS = 100;
-/** Stay well under etcd's 1.5 MiB request limit. */
-const MAX_TXN_BYTES = 1024 * 1024;
 
 interface Snapshot {
   revision: string;
@@ -233,7 +234,7 @@ export class Declarative {
       document = snap.lastApplied.document;
       source = `last applied configuration (${snap.lastApplied.source || 'cluster file'}, ${snap.lastApplied.appliedAt})`;
     }
-    for (let attempt = 0; attempt < 3; attempt++) {
+    return retryOnConflict(this.o.maxAttempts ?? DEFAULT_SETTINGS.configCasAttempts, async (): Promise<ApplyOutcome | typeof CAS_LOST> => {
       const planned = await this.plan(document, source);
       const changed = changedSince(planned.reads, { planReads: req.planReads, planRevision: req.planRevision });
       if (changed.length > 0) {
@@ -270,7 +271,8 @@ export class Declarative {
       const size = [...bundleOps, ...groupOps, recordOp].reduce((n, op) => n + (op.kind === 'put' ? op.key.length + op.value.length : 0), 0);
       const ops = [...bundleOps, ...groupOps, recordOp];
       let outcome;
-      if (ops.length <= MAX_TXN_OPS && size <= MAX_TXN_BYTES) {
+      const limits = this.o.txnLimits ?? { maxOps: DEFAULT_SETTINGS.applyTxnMaxOps, maxBytes: DEFAULT_SETTINGS.applyTxnMaxBytes };
+      if (ops.length <= limits.maxOps && size <= limits.maxBytes) {
         outcome = await this.o.events.commit({ compares: guards, ops, event: { type: 'config.applied', message: `${source} applied: ${summary}`, actor } });
       } else {
         // Too big for one request: new bundle versions first, one create-only txn each.
@@ -294,8 +296,8 @@ export class Declarative {
         const keys = outcome.failed.map((c) => c.key);
         throw new FailedPreconditionError(`the configuration changed while applying (${keys.join(', ')}); nothing was applied — run clusterctl plan again`);
       }
-    }
-    throw new ConflictError('the configuration kept changing while applying; retry');
+      return CAS_LOST;
+    }, () => new ConflictError('the configuration kept changing while applying; retry'));
   }
 
   private async lastDocument(): Promise<string | undefined> {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { EtcdServer } from './etcd-server';
-import { freePort } from './ports';
+import { freePort } from '../../scripts/lib/process-support';
 import { BIN, clusterctl, ManagedProcess, spawnNode, type RunResult } from './processes';
 import { waitFor } from './wait';
 

@@ -3,16 +3,18 @@
  * (TESTBED.md). `stop()` + `start()` keep the data dir, so an outage can be simulated and
  * healed with the data intact; `destroy()` removes it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync, closeSync, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { randomBytes } from 'node:crypto';
 import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
-import { freePort } from './ports';
+import { Keyspace } from '../../shared/keyspace';
+import { etcdHealthy, exited, findEtcd, freePort, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
 import { waitFor } from './wait';
 
-export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+export const ETCD_BIN = findEtcd() ?? '/usr/bin/etcd';
 
 export class EtcdServer {
   readonly dataDir: string;
@@ -44,36 +46,17 @@ export class EtcdServer {
 
   async start(): Promise<void> {
     if (this.proc) return;
-    const out = openSync(this.logFile, 'a');
-    const url = `http://127.0.0.1:${this.clientPort}`;
-    const peer = `http://127.0.0.1:${this.peerPort}`;
-    const proc = spawn(
-      ETCD_BIN,
-      [
-        '--name', this.name,
-        '--data-dir', this.dataDir,
-        '--listen-client-urls', url, '--advertise-client-urls', url,
-        '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-        '--initial-cluster', `${this.name}=${peer}`,
-        // Small and fast: tests wait for leases of 2-3 s to expire.
-        '--heartbeat-interval', '50', '--election-timeout', '500',
-        '--log-level', 'warn',
-      ],
-      { stdio: ['ignore', out, out] },
-    );
-    closeSync(out);
+    const { proc, url } = spawnEtcd({
+      bin: ETCD_BIN, name: this.name, dataDir: this.dataDir, clientPort: this.clientPort, peerPort: this.peerPort, logFile: this.logFile,
+      // Small and fast: tests wait for leases of 2-3 s to expire.
+      extraArgs: ['--heartbeat-interval', '50', '--election-timeout', '500'],
+    });
     this.proc = proc;
-    this.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
-    const probe = new Etcd3({ hosts: url, dialTimeout: 500 });
-    try {
-      await waitFor(`etcd on ${url} to answer`, async () => {
-        if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${this.tail()}`);
-        await probe.get('probe').string();
-        return true;
-      }, { timeoutMs: 20_000, intervalMs: 100 });
-    } finally {
-      probe.close();
-    }
+    this.exited = exited(proc);
+    await waitFor(`etcd on ${url} to answer`, async () => {
+      if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${this.tail()}`);
+      return etcdHealthy(url, 500);
+    }, { timeoutMs: 20_000, intervalMs: 100 });
   }
 
   /** A client for test assertions; closed by `destroy()`. */
@@ -100,10 +83,44 @@ export class EtcdServer {
   }
 
   tail(lines = 20): string {
-    try {
-      return readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
-    } catch {
-      return '';
-    }
+    return tailFile(this.logFile, lines);
   }
+}
+
+/** What `useEtcd` gives a suite: valid inside hooks and tests, not at describe time. */
+export interface EtcdSuite {
+  readonly etcd: EtcdServer;
+  /** A client of that etcd (closed when the suite ends). */
+  readonly client: Etcd3;
+  /** A fresh random key prefix for each test, so tests share the etcd but not keys. */
+  readonly ks: Keyspace;
+}
+
+/**
+ * One etcd per describe block (started before its tests, destroyed after them) and a fresh
+ * Keyspace before each test. Call it at the top of the describe, before its own hooks.
+ */
+export function useEtcd(name: string): EtcdSuite {
+  let etcd: EtcdServer | undefined;
+  let client: Etcd3 | undefined;
+  let ks: Keyspace | undefined;
+  const need = <T>(v: T | undefined, what: string): T => {
+    if (v === undefined) throw new Error(`useEtcd(${name}): ${what} is only there inside hooks and tests`);
+    return v;
+  };
+  before(async () => {
+    etcd = await EtcdServer.start(name);
+    client = etcd.client();
+  });
+  after(async () => {
+    await etcd?.destroy();
+  });
+  beforeEach(() => {
+    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+  });
+  return {
+    get etcd() { return need(etcd, 'etcd'); },
+    get client() { return need(client, 'client'); },
+    get ks() { return need(ks, 'ks'); },
+  };
 }

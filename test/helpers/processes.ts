@@ -1,20 +1,14 @@
 /**
  * Real child processes for agents, coordinators and clusterctl. Output goes to a log file per
- * process (read back on failure) and is kept in memory for `waitForLog`.
+ * process (read back on failure) and is kept in memory for `waitForLog`. Where the programs
+ * are and how a child is stopped is shared with scripts/dev-cluster (scripts/lib/process-support.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { join, resolve } from 'node:path';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { BIN, isRunning, REPO_ROOT, stopChild } from '../../scripts/lib/process-support';
 import { waitFor } from './wait';
 
-/** The repository root (tests run from dist/test/helpers). */
-export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
-export const DIST = join(REPO_ROOT, 'dist');
-export const BIN = {
-  agent: join(DIST, 'agent', 'main.js'),
-  coordinator: join(DIST, 'coordinator', 'main.js'),
-  clusterctl: join(DIST, 'cli', 'main.js'),
-};
+export { BIN, DIST, REPO_ROOT } from '../../scripts/lib/process-support';
 
 export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
@@ -57,7 +51,7 @@ export class ManagedProcess {
   }
 
   get alive(): boolean {
-    return this.proc.exitCode === null && this.proc.signalCode === null;
+    return isRunning(this.proc);
   }
 
   get logs(): string {
@@ -80,11 +74,8 @@ export class ManagedProcess {
 
   /** SIGTERM, then SIGKILL after `graceMs`. */
   async stop(graceMs = 5000): Promise<void> {
-    if (!this.alive) return;
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
+    await stopChild(this.proc, graceMs);
     await this.exited;
-    clearTimeout(t);
   }
 }
 

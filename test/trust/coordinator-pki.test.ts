@@ -16,7 +16,8 @@ import { UnauthenticatedError } from '../../shared/pki/errors';
 import { FailedPreconditionError } from '../../shared/errors';
 import { bootstrapPki, TokenStore, AgentEnrolment, UserStore, RevocationSet, DEFAULT_TOKEN_TTL_MS, type PkiBootstrapResult } from '../../coordinator/pki';
 import { EtcdServer, expectReject, waitFor } from '../helpers';
-import { ManualClock } from './fixtures';
+import { manualClock } from './fixtures';
+import type { ManualClock } from '../../shared/clock';
 
 const HOUR = 60 * 60 * 1000;
 
@@ -103,7 +104,7 @@ describe('trust: coordinator PKI on a real etcd', function () {
     let tokens: TokenStore;
     before(async () => {
       ks = freshKeyspace();
-      clock = new ManualClock();
+      clock = manualClock();
       ca = (await bootstrap(ks, 'c1', undefined, clock)).ca;
       tokens = new TokenStore(client, ks, ca.publicKeyHash, clock);
     });
@@ -130,7 +131,7 @@ describe('trust: coordinator PKI on a real etcd', function () {
     it('an expired token is refused, naming when it expired', async () => {
       const { token, record } = await tokens.create({ ttlMs: HOUR });
       await tokens.consume(token);
-      clock.advance(HOUR);
+      await clock.advance(HOUR);
       const err = await expectReject(tokens.consume(token));
       expect(err).to.be.instanceOf(UnauthenticatedError);
       expect(err.message).to.equal(`join token ${record.id} expired at ${record.expiresAt}: create a new one with clusterctl token create`);

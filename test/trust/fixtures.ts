@@ -1,7 +1,7 @@
 /** Shared fixtures of the trust tests: a CA, certificates per role, a drivable clock. */
 import { ClusterCa, type KeyAndCertificate } from '../../shared/pki/cluster-ca';
 import type { Role } from '../../shared/pki/roles';
-import type { Clock } from '../../shared/clock';
+import { ManualClock } from '../../shared/clock';
 
 export async function newCa(): Promise<ClusterCa> {
   return (await ClusterCa.create()).ca;
@@ -11,10 +11,7 @@ export async function identity(ca: ClusterCa, role: Role, name: string, extra: {
   return ca.issueKeyAndCertificate({ role, name, ...extra });
 }
 
-/** A clock the test moves by hand. */
-export class ManualClock implements Clock {
-  constructor(private ms: number = Date.now()) {}
-  now(): number { return this.ms; }
-  iso(): string { return new Date(this.ms).toISOString(); }
-  advance(ms: number): void { this.ms += ms; }
+/** A clock the test moves by hand, starting now (certificates are checked against real time too). */
+export function manualClock(): ManualClock {
+  return new ManualClock(Date.now());
 }

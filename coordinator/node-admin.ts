@@ -1,0 +1,104 @@
+/**
+ * ClusterService's operator writes on a node (maintenance flag, labels), served by EVERY
+ * replica. They go through a NodeStore WITHOUT the leader fence (an operator's flag is data
+ * the leader acts on, like a job request), still one CAS transaction plus one event each.
+ */
+import type { Etcd3 } from 'etcd3';
+import { InvalidArgumentError, isValidSegment, NotFoundError, type Keyspace, type Logger, type NodeRecord } from '../shared';
+import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
+import type { Node } from '../generated/cluster/v1/Node';
+import { readKeys } from './etcd-txn';
+import type { NodeStore } from './node-store';
+import { parseFacts, toNodeView } from './node-view';
+import { unary } from './unary-handler';
+
+export type NodeAdminHandlers = Pick<ClusterServiceHandlers, 'SetMaintenance' | 'SetLabels'>;
+
+export interface NodeAdminOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  /** Unfenced node store: operator writes are accepted by any replica. */
+  nodes: NodeStore;
+  logger: Logger;
+}
+
+/** Same syntax as selector keys/values (shared/selector.ts): a label that cannot be selected is useless. */
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,252})?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/;
+
+function nodeId(raw: string, rpc: string): string {
+  const id = raw.trim();
+  if (!id) throw new InvalidArgumentError(`${rpc} needs a node id (list nodes with \`clusterctl nodes\`)`);
+  if (!isValidSegment(id)) throw new InvalidArgumentError(`invalid node id ${JSON.stringify(id)}: use 1-253 characters from A-Z a-z 0-9 . _ : -`);
+  return id;
+}
+
+function notFound(id: string): NotFoundError {
+  return new NotFoundError(`node ${id} not found (list nodes with \`clusterctl nodes\`)`);
+}
+
+/** Checks a label change; throws one line naming the bad key or value. Pure, for tables. */
+export function checkLabelChange(set: Readonly<Record<string, string>>, remove: readonly string[]): void {
+  for (const [k, v] of Object.entries(set)) {
+    if (!LABEL_KEY.test(k)) throw new InvalidArgumentError(`invalid label key ${JSON.stringify(k)}: letters, digits and . _ / - (at most 253), starting with a letter or digit`);
+    if (!LABEL_VALUE.test(v)) throw new InvalidArgumentError(`invalid value ${JSON.stringify(v)} of label ${k}: at most 63 letters, digits and . _ -, starting and ending with a letter or digit`);
+  }
+  for (const k of remove) {
+    if (!LABEL_KEY.test(k)) throw new InvalidArgumentError(`invalid label key to remove ${JSON.stringify(k)}`);
+    if (k in set) throw new InvalidArgumentError(`label ${k} is both set and removed; say one`);
+  }
+  if (Object.keys(set).length === 0 && remove.length === 0) throw new InvalidArgumentError('no label change given (e.g. rack=r1 to set, rack- to remove)');
+}
+
+/** The labels after the change (keys sorted so the stored record is stable). Pure. */
+export function applyLabelChange(labels: Readonly<Record<string, string>>, set: Readonly<Record<string, string>>, remove: readonly string[]): Record<string, string> {
+  const next: Record<string, string> = { ...labels, ...set };
+  for (const k of remove) delete next[k];
+  return Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHandlers {
+  const { client, keyspace, nodes } = options;
+  const log = options.logger.child({ component: 'node-admin' });
+
+  /** The Node view of a record just written, with its facts summary. */
+  async function view(id: string, record: NodeRecord, modRevision: string): Promise<Node> {
+    const { kvs } = await readKeys(client, [keyspace.facts(id)]);
+    return toNodeView(record, modRevision, parseFacts(kvs[0]?.value.toString()));
+  }
+
+  const setMaintenance = unary(async (req: { id: string; maintenance: boolean; reason: string }) => {
+    const id = nodeId(req.id, 'SetMaintenance');
+    const reason = req.reason.trim();
+    const result = await nodes.mutate(id, (current) => {
+      if (!current) throw notFound(id);
+      if (current.maintenance === req.maintenance) return undefined; // already so: no write, no event
+      const what = req.maintenance ? 'maintenance on' : 'maintenance off';
+      return {
+        next: { ...current, maintenance: req.maintenance },
+        event: { type: 'node.maintenance', message: reason ? `${what}: ${reason}` : what, actor: 'operator' },
+      };
+    });
+    const node = result.node;
+    if (!node) throw notFound(id);
+    if (result.changed) log.info('maintenance set', { nodeId: id, maintenance: req.maintenance, reason });
+    return view(id, node.record, node.modRevision);
+  });
+
+  const setLabels = unary(async (req: { id: string; set: Record<string, string>; remove: string[] }) => {
+    const id = nodeId(req.id, 'SetLabels');
+    checkLabelChange(req.set, req.remove);
+    const result = await nodes.mutate(id, (current) => {
+      if (!current) throw notFound(id);
+      const labels = applyLabelChange(current.labels, req.set, req.remove);
+      if (JSON.stringify(labels) === JSON.stringify(applyLabelChange(current.labels, {}, []))) return undefined;
+      const parts = [...Object.entries(req.set).map(([k, v]) => `${k}=${v}`), ...req.remove.map((k) => `${k}-`)];
+      return { next: { ...current, labels }, event: { type: 'node.labels', message: `labels ${parts.join(' ')}`, actor: 'operator' } };
+    });
+    const node = result.node;
+    if (!node) throw notFound(id);
+    return view(id, node.record, node.modRevision);
+  });
+
+  return { SetMaintenance: setMaintenance, SetLabels: setLabels };
+}

@@ -1,0 +1,130 @@
+/**
+ * ClusterService's `GetStatus`, served by EVERY replica from etcd: the leader and replicas
+ * (election candidates), etcd health per member, node counts by state and running jobs.
+ */
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { createEtcdClient, decodeNode, errorMessage, type Keyspace, type NodeRecord } from '../shared';
+import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
+import type { ClusterStatus } from '../generated/cluster/v1/ClusterStatus';
+import type { EtcdEndpointStatus } from '../generated/cluster/v1/EtcdEndpointStatus';
+import type { ReplicaStatus } from '../generated/cluster/v1/ReplicaStatus';
+import { readPrefixes } from './etcd-txn';
+import { decodeJob, isActive } from './jobs/job-record';
+import { parseCandidate } from './leader-election';
+import type { CoordinatorSettings } from './options';
+import { unary } from './unary-handler';
+
+export type StatusServiceHandlers = Pick<ClusterServiceHandlers, 'GetStatus'>;
+
+/** One etcd member's answer to the maintenance Status call. */
+export interface EndpointProbe {
+  version: string;
+  dbSize: string;
+  isLeader: boolean;
+}
+
+export interface StatusServiceOptions {
+  client: Etcd3;
+  keyspace: Keyspace;
+  settings: Pick<CoordinatorSettings, 'etcdProbeTimeoutMs'>;
+  /**
+   * Asks ONE etcd endpoint (a client URL) for its status. Default: a short-lived one-host client
+   * (the shared client balances over hosts, so it cannot say which member answered).
+   */
+  probeEndpoint?: (endpoint: string, timeoutMs: number) => Promise<EndpointProbe>;
+}
+
+/** Default probe: a one-host client, closed after the call. */
+async function probeWithOwnClient(endpoint: string, timeoutMs: number): Promise<EndpointProbe> {
+  const probe = createEtcdClient({ endpoints: [endpoint], dialTimeoutMs: timeoutMs });
+  try {
+    const s = await probe.maintenance.status({ deadline: new Date(Date.now() + timeoutMs) });
+    return { version: s.version, dbSize: String(s.dbSize), isLeader: s.leader === s.header.member_id };
+  } finally {
+    probe.close();
+  }
+}
+
+export function createStatusServiceHandlers(options: StatusServiceOptions): StatusServiceHandlers {
+  const { client, keyspace } = options;
+  const probe = options.probeEndpoint ?? probeWithOwnClient;
+  const probeTimeoutMs = options.settings.etcdProbeTimeoutMs;
+
+  async function etcdEndpoints(): Promise<EtcdEndpointStatus[]> {
+    let urls: string[];
+    try {
+      const members = await client.cluster.memberList({}, { deadline: new Date(Date.now() + probeTimeoutMs) });
+      urls = members.members.flatMap((m) => m.clientURLs);
+    } catch (err) {
+      return [{ endpoint: '(cluster)', healthy: false, version: '', dbSize: '0', isLeader: false, error: `member list failed: ${errorMessage(err)}` }];
+    }
+    return Promise.all(urls.map(async (url): Promise<EtcdEndpointStatus> => {
+      const endpoint = url.replace(/^https?:\/\//, '');
+      try {
+        const s = await probe(endpoint, probeTimeoutMs);
+        return { endpoint, healthy: true, version: s.version, dbSize: s.dbSize, isLeader: s.isLeader, error: '' };
+      } catch (err) {
+        return { endpoint, healthy: false, version: '', dbSize: '0', isLeader: false, error: errorMessage(err) };
+      }
+    }));
+  }
+
+  const getStatus = unary(async (): Promise<ClusterStatus> => {
+    const [snap, etcd] = await Promise.all([
+      readPrefixes(client, [
+        { prefix: keyspace.electionPrefix() }, { prefix: keyspace.nodesPrefix() }, { prefix: keyspace.jobsPrefix() },
+      ]),
+      etcdEndpoints(),
+    ]);
+    const [candidateKvs, nodeKvs, jobKvs] = snap.kvs;
+    // The leader is the candidate with the lowest create revision (the agreed election rule).
+    const candidates = candidateKvs
+      .map((kv) => ({ kv, c: parseCandidate(kv.value.toString()) }))
+      .filter((x): x is { kv: IKeyValue; c: NonNullable<ReturnType<typeof parseCandidate>> } => x.c !== undefined)
+      .sort((a, b) => (BigInt(a.kv.create_revision) < BigInt(b.kv.create_revision) ? -1 : 1));
+    const replicas: ReplicaStatus[] = candidates.map((x, i) => ({ id: x.c.id, address: x.c.address, startedAt: x.c.startedAt, leader: i === 0 }));
+    const counts: Record<string, number> = {};
+    let reachable = 0;
+    let connected = 0;
+    let total = 0;
+    for (const kv of nodeKvs) {
+      const key = kv.key.toString();
+      if (keyspace.parseNode(key) === undefined) continue;
+      let n: NodeRecord;
+      try {
+        n = decodeNode(key, kv.value.toString());
+      } catch {
+        continue;
+      }
+      total++;
+      counts[n.state] = (counts[n.state] ?? 0) + 1;
+      if (n.reachable) reachable++;
+      if (n.connected) connected++;
+    }
+    let jobsRunning = 0;
+    for (const kv of jobKvs) {
+      const key = kv.key.toString();
+      const parsed = keyspace.parseJobKey(key);
+      if (!parsed || parsed.nodeId !== undefined) continue;
+      try {
+        if (isActive(decodeJob(key, kv.value.toString()).state)) jobsRunning++;
+      } catch {
+        // an unreadable job record is not a running job
+      }
+    }
+    const leader = replicas[0];
+    return {
+      leader: leader ? { id: leader.id, address: leader.address } : null,
+      replicas,
+      etcdEndpoints: etcd,
+      nodeCountsByState: counts,
+      reachable,
+      unreachable: total - reachable,
+      connected,
+      jobsRunning,
+      revision: snap.revision,
+    };
+  });
+
+  return { GetStatus: getStatus };
+}

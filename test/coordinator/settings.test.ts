@@ -1,0 +1,51 @@
+/**
+ * coordinator/options.ts `compileSettings`: the one options object of a replica. Defaults
+ * filled in, derived values follow what they derive from, overrides win, undefined is "not
+ * given", and a value that cannot work is refused with its name.
+ */
+import { expect } from 'chai';
+import { COORDINATOR_OPTIONS, compileSettings, DEFAULT_SETTINGS, parseCoordinatorArgs, type CoordinatorSettings } from '../../coordinator/options';
+
+describe('coordinator settings', () => {
+  it('fills every default, and derives the keepalive and hello timeout from TTL and ping', () => {
+    const s = compileSettings();
+    expect(s).to.deep.include(DEFAULT_SETTINGS);
+    expect(s.electionKeepaliveIntervalMs).to.equal(3333);
+    expect(s.helloTimeoutMs).to.equal(30_000);
+  });
+
+  // [given, field, expected]
+  const rows: [Partial<CoordinatorSettings>, keyof CoordinatorSettings, number][] = [
+    [{ pingIntervalMs: 1000 }, 'helloTimeoutMs', 3000],
+    [{ pingIntervalMs: 1000, helloTimeoutMs: 500 }, 'helloTimeoutMs', 500],
+    [{ electionTtlMs: 3000 }, 'electionKeepaliveIntervalMs', 1000],
+    [{ electionTtlMs: 300 }, 'electionKeepaliveIntervalMs', 200],
+    [{ electionTtlMs: 3000, electionKeepaliveIntervalMs: 250 }, 'electionKeepaliveIntervalMs', 250],
+    [{ eventRetention: 50 }, 'eventRetention', 50],
+    [{ eventRetention: undefined }, 'eventRetention', 10_000],
+    [{ nodeCasAttempts: 1 }, 'nodeCasAttempts', 1],
+  ];
+  for (const [given, field, want] of rows) {
+    it(`${JSON.stringify(given)} → ${field} ${want}`, () => {
+      expect(compileSettings(given)[field]).to.equal(want);
+    });
+  }
+
+  for (const bad of [{ pingIntervalMs: 0 }, { nodeCasAttempts: -1 }, { eventRetention: 1.5 }, { etcdProbeTimeoutMs: Number.NaN }]) {
+    it(`refuses ${JSON.stringify(bad)} naming the field`, () => {
+      const field = Object.keys(bad)[0];
+      expect(() => compileSettings(bad)).to.throw(new RegExp(`setting ${field} must be a positive integer`));
+    });
+  }
+
+  it('the command line defaults are the settings defaults', () => {
+    const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379'], {});
+    if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
+    const c = parsed.config;
+    expect([c.electionTtlMs, c.pingIntervalMs, c.resyncIntervalMs, c.eventRetention, c.shutdownGraceMs]).to.deep.equal([
+      DEFAULT_SETTINGS.electionTtlMs, DEFAULT_SETTINGS.pingIntervalMs, DEFAULT_SETTINGS.resyncIntervalMs, DEFAULT_SETTINGS.eventRetention,
+      DEFAULT_SETTINGS.shutdownGraceMs,
+    ]);
+    expect(COORDINATOR_OPTIONS.electionTtl.default).to.equal(10);
+  });
+});

@@ -9,7 +9,7 @@ import type { AgentStreams } from '../agent-streams';
 import type { EventLog } from '../event-log';
 import type { Fence, NodeStore } from '../node-store';
 import { ConfigReader } from './config-records';
-import { JobRunner, type JobRunnerOptions } from './job-runner';
+import { JobRunner, type JobRunnerTimings } from './job-runner';
 import { createJobServiceHandlers } from './job-service';
 import { JobStarter } from './job-starter';
 import { JobStore } from './job-store';
@@ -26,7 +26,7 @@ export interface JobsOptions {
   isLeader: () => boolean;
   clock: Clock;
   logger: Logger;
-  runner?: Partial<Pick<JobRunnerOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'cancelGraceMs' | 'progressFlushMs' | 'resyncIntervalMs'>>;
+  runner?: JobRunnerTimings;
 }
 
 export interface Jobs {
@@ -49,9 +49,10 @@ export function createJobs(o: JobsOptions): Jobs {
   return { store, starter, runner, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
 }
 
-export { JobRunner, CANCELLED_BY_OPERATOR, commandKindFor, type JobRunnerOptions } from './job-runner';
+export { JobRunner, JOB_RUNNER_DEFAULTS, type JobRunnerOptions, type JobRunnerTimings } from './job-runner';
+export { CANCELLED_BY_OPERATOR, WORKING_STATE, DONE_STATE, commandKindFor } from './job-outcome';
 export { JobStore, type VersionedJob } from './job-store';
-export { JobStarter, WORKING_STATE, parseFactSelector, matchesFacts } from './job-starter';
+export { JobStarter, parseFactSelector, matchesFacts } from './job-starter';
 export { ConfigReader, parseBundleRef, groupRules } from './config-records';
 export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';
 export * from './job-record';

@@ -25,18 +25,9 @@ import { chunk, claimConflicts, rollbackSet } from './claim-plan';
 import type { GroupRecord } from '../config/group-store';
 import { ConfigReader, groupRules, parseBundleRef } from './config-records';
 import { checkDependents, checkGroupRules } from './group-rules';
-import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobKind, type JobRecord, type JobTargets } from './job-record';
+import { WORKING_STATE } from './job-outcome';
+import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobRecord, type JobTargets } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
-
-/** The lifecycle state a job kind moves its nodes into while working (verify/repair: none). */
-export const WORKING_STATE: Readonly<Record<JobKind, LifecycleState | undefined>> = {
-  commission: 'Commissioning',
-  upgrade: 'Upgrading',
-  decommission: 'Decommissioning',
-  verify: undefined,
-  repair: undefined,
-  exec: undefined,
-};
 
 /** States from which verify and repair make sense: something was applied. */
 const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed'];

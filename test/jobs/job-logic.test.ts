@@ -4,7 +4,7 @@ import {
   boundOutput, checkJobTransition, chunk, claimConflicts, commandKindFor, isActive, isFinished, JOB_STATES, JOB_TRANSITIONS,
   matchesFacts, newJobId, parseFactSelector, rollbackSet, type JobState,
 } from '../../coordinator/jobs';
-import { completedVerification } from '../../coordinator/jobs/job-runner';
+import { completedVerification } from '../../coordinator/jobs/command-report';
 import { FailedPreconditionError, InvalidArgumentError, type Facts } from '../../shared';
 
 describe('jobs: pure logic', () => {

@@ -1,0 +1,232 @@
+/**
+ * Sending one command to a node's agent and waiting for its result, through reconnects,
+ * cancels and timeouts. Every timer comes from the injected Clock, so a test can drive the
+ * connect timeout, the cancel grace or the command deadline with a ManualClock.
+ */
+import { errorMessage, type Clock, type Logger, type Timer } from '../../shared';
+import type { Command } from '../../generated/cluster/v1/Command';
+import type { CommandProgress__Output } from '../../generated/cluster/v1/CommandProgress';
+import type { CommandResult__Output } from '../../generated/cluster/v1/CommandResult';
+import type { AgentStream, AgentStreams } from '../agent-streams';
+import { CANCELLED_BY_OPERATOR, failedOutcome, type CommandOutcome } from './job-outcome';
+import { boundOutput, type JobNodeRecord } from './job-record';
+
+/** Raised inside a run when leadership is lost or the runner stops: stop without writing. */
+export class Halted extends Error {}
+
+/** What one waiting command wants to hear from AgentStreams. */
+export interface CommandListener {
+  nodeId: string;
+  onResult(r: CommandResult__Output): void;
+  onProgress(p: CommandProgress__Output): void;
+  onConnected(): void;
+  onDisconnected(): void;
+}
+
+/**
+ * One set of AgentStreams listeners for the runner, routing by command id and node id: a
+ * listener per waiting command would make every message O(commands) with thousands of nodes.
+ */
+export class CommandRouter {
+  private readonly byCommand = new Map<string, CommandListener>();
+  private readonly byNode = new Map<string, Set<CommandListener>>();
+  private readonly onResult = (nodeId: string, r: CommandResult__Output): void => {
+    const l = this.byCommand.get(r.commandId);
+    if (l?.nodeId === nodeId) l.onResult(r);
+  };
+  private readonly onProgress = (nodeId: string, p: CommandProgress__Output): void => {
+    const l = this.byCommand.get(p.commandId);
+    if (l?.nodeId === nodeId) l.onProgress(p);
+  };
+  private readonly onConnected = (s: AgentStream): void => {
+    for (const l of [...(this.byNode.get(s.nodeId) ?? [])]) l.onConnected();
+  };
+  private readonly onDisconnected = (s: AgentStream): void => {
+    for (const l of [...(this.byNode.get(s.nodeId) ?? [])]) l.onDisconnected();
+  };
+
+  private attached = false;
+
+  constructor(private readonly streams: AgentStreams) {}
+
+  attach(): void {
+    if (this.attached) return;
+    this.attached = true;
+    this.streams.on('result', this.onResult);
+    this.streams.on('progress', this.onProgress);
+    this.streams.on('connected', this.onConnected);
+    this.streams.on('disconnected', this.onDisconnected);
+  }
+
+  detach(): void {
+    if (!this.attached) return;
+    this.attached = false;
+    this.streams.off('result', this.onResult);
+    this.streams.off('progress', this.onProgress);
+    this.streams.off('connected', this.onConnected);
+    this.streams.off('disconnected', this.onDisconnected);
+  }
+
+  /** Routes the command's messages and its node's (dis)connections to `l`; returns the unsubscribe. */
+  listen(commandId: string, l: CommandListener): () => void {
+    this.byCommand.set(commandId, l);
+    let set = this.byNode.get(l.nodeId);
+    if (!set) this.byNode.set(l.nodeId, (set = new Set()));
+    set.add(l);
+    return () => {
+      if (this.byCommand.get(commandId) === l) this.byCommand.delete(commandId);
+      set.delete(l);
+      if (set.size === 0) this.byNode.delete(l.nodeId);
+    };
+  }
+}
+
+export interface DispatchTimings {
+  /** How long the node's agent may be without a stream before the node fails. */
+  connectTimeoutMs: number;
+  /** Deadline used when the command carries none. */
+  commandTimeoutMs: number;
+  /** How long past the command's deadline the runner waits for the agent's result. */
+  resultGraceMs: number;
+  /** After a cancel, how long the agent gets to confirm. */
+  cancelGraceMs: number;
+  /** Per-unit progress is written at most this often. */
+  progressFlushMs: number;
+}
+
+export interface DispatchContext {
+  streams: AgentStreams;
+  router: CommandRouter;
+  clock: Clock;
+  log: Logger;
+  timings: DispatchTimings;
+  /** The operator cancelled the job. */
+  cancel: AbortSignal;
+  /** Leadership lost or runner stopped: reject with Halted, write nothing. */
+  halted: AbortSignal;
+  /** The node's live job record changed (progress, boot id): keep it in memory. */
+  remember(rec: JobNodeRecord): void;
+  /** Queue a write of the node's job record (after the writes queued before it). */
+  write(rec: JobNodeRecord): Promise<void>;
+}
+
+/**
+ * Sends the command and waits for its result, through reconnects: the same command id is
+ * re-sent on every new stream of the node (the agent dedups by id). Fails the node when the
+ * agent has no stream for connectTimeoutMs, or comes back with another boot id; on cancel sends
+ * CancelCommand and waits for the agent's confirmation (bounded by cancelGraceMs).
+ */
+export function dispatchCommand(c: DispatchContext, nodeId: string, command: Command, rec: JobNodeRecord): Promise<CommandOutcome> {
+  const { streams, clock, timings: t } = c;
+  const commandId = command.id ?? '';
+  let live = { ...rec };
+  let outputText = rec.output ?? '';
+  return new Promise<CommandOutcome>((resolve, reject) => {
+    let settled = false;
+    let waitTimer: Timer | undefined;
+    let cancelTimer: Timer | undefined;
+    let flushTimer: Timer | undefined;
+    let everSent = false;
+    const deadline = clock.setTimeout(() => {
+      trySend({ cancel: { commandId, reason: 'command deadline passed' } });
+      settle(failedOutcome('timed_out', `no result within ${command.timeoutMs ?? 0} ms`, outputText));
+    }, (command.timeoutMs ?? t.commandTimeoutMs) + t.resultGraceMs);
+
+    let unlisten = (): void => undefined;
+    const cleanup = (): void => {
+      waitTimer?.cancel(); cancelTimer?.cancel(); flushTimer?.cancel(); deadline.cancel();
+      unlisten();
+      c.cancel.removeEventListener('abort', onCancel);
+      c.halted.removeEventListener('abort', onHalt);
+    };
+    const settle = (r: CommandOutcome): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      resolve(r);
+    };
+    const trySend = (msg: Parameters<AgentStreams['send']>[1]): boolean => {
+      try { streams.send(nodeId, msg); return true; } catch { return false; }
+    };
+    const waitForAgent = (why: string): void => {
+      if (waitTimer || settled) return;
+      waitTimer = clock.setTimeout(() => {
+        settle(failedOutcome('failed', `agent of node ${nodeId} ${why} and did not reconnect within ${Math.round(t.connectTimeoutMs / 1000)} s`, outputText));
+      }, t.connectTimeoutMs);
+    };
+    const send = (): void => {
+      if (settled) return;
+      if (c.cancel.aborted) {
+        // Cancelled while the agent was away: ask it to stop whatever it still runs.
+        trySend({ cancel: { commandId, reason: CANCELLED_BY_OPERATOR } });
+        return;
+      }
+      const boot = streams.get(nodeId)?.bootId ?? '';
+      if (live.bootId && boot && boot !== live.bootId) {
+        // The agent rebooted while the command ran (or before a resumed leader re-sent it):
+        // the machine is not in the state the command started from, and the agent no longer
+        // knows the command, so sending it again would run it twice. Fail the node instead.
+        settle(failedOutcome('failed', `agent of node ${nodeId} rebooted while the command ran (boot id ${live.bootId} → ${boot}); not re-sent`, outputText));
+        return;
+      }
+      if (trySend({ command })) {
+        everSent = true;
+        if (!live.bootId && boot) {
+          live = { ...live, bootId: boot };
+          c.remember(live);
+          c.write(live).catch((err: unknown) => c.log.debug('boot id write failed', { nodeId, err: errorMessage(err) }));
+        }
+        waitTimer?.cancel();
+        waitTimer = undefined;
+      } else {
+        waitForAgent(everSent ? 'went unreachable mid-command' : 'is not connected');
+      }
+    };
+    const onProgress = (p: CommandProgress__Output): void => {
+      const units = live.units.filter((u) => u.unitId !== p.unitId);
+      const idx = live.units.findIndex((u) => u.unitId === p.unitId);
+      const entry = { unitId: p.unitId, status: p.status, message: p.message };
+      if (idx >= 0) units.splice(idx, 0, entry); else units.push(entry);
+      if (p.output) outputText = boundOutput(outputText + p.output);
+      live = { ...live, units, ...(outputText ? { output: outputText } : {}) };
+      if (!flushTimer) {
+        flushTimer = clock.setTimeout(() => {
+          flushTimer = undefined;
+          if (!settled) c.write(live).catch((err: unknown) => c.log.debug('progress write failed', { nodeId, err: errorMessage(err) }));
+        }, t.progressFlushMs);
+      }
+      c.remember(live);
+    };
+
+    const onCancel = (): void => {
+      const reachable = trySend({ cancel: { commandId, reason: CANCELLED_BY_OPERATOR } });
+      if (!reachable) {
+        settle(failedOutcome('cancelled', `${CANCELLED_BY_OPERATOR} (agent not connected)`, outputText));
+        return;
+      }
+      cancelTimer = clock.setTimeout(
+        () => settle(failedOutcome('cancelled', `${CANCELLED_BY_OPERATOR} (the agent did not confirm within ${t.cancelGraceMs} ms)`, outputText)),
+        t.cancelGraceMs,
+      );
+    };
+    const onHalt = (): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      reject(new Halted('leadership lost or runner stopped'));
+    };
+    unlisten = c.router.listen(commandId, {
+      nodeId,
+      onResult: (r) => settle(r),
+      onProgress,
+      onConnected: () => send(),
+      onDisconnected: () => { if (!streams.isConnected(nodeId)) waitForAgent('went unreachable mid-command'); },
+    });
+    c.halted.addEventListener('abort', onHalt, { once: true });
+    if (c.cancel.aborted) onCancel();
+    else {
+      c.cancel.addEventListener('abort', onCancel, { once: true });
+      send();
+    }
+  });
+}

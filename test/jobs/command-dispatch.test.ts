@@ -1,0 +1,161 @@
+/**
+ * Command dispatch timers driven by a ManualClock: the connect timeout, the cancel grace and the
+ * command deadline pass in no real time. AgentStreams is the real registry; an agent's stream is
+ * the narrow AgentStream interface that records what the coordinator sent it.
+ */
+import { expect } from 'chai';
+import { createLogger, ManualClock, type ClusterError } from '../../shared';
+import { AgentStreams, type AgentStream } from '../../coordinator/agent-streams';
+import { CommandRouter, dispatchCommand, Halted, type DispatchContext } from '../../coordinator/jobs/command-dispatch';
+import { CANCELLED_BY_OPERATOR, type CommandOutcome } from '../../coordinator/jobs/job-outcome';
+import type { JobNodeRecord } from '../../coordinator/jobs/job-record';
+import type { Command } from '../../generated/cluster/v1/Command';
+import type { CoordinatorMessage } from '../../generated/cluster/v1/CoordinatorMessage';
+
+const logger = createLogger({ level: 'silent' });
+
+class RecordingStream implements AgentStream {
+  readonly sent: CoordinatorMessage[] = [];
+  readonly instanceId = 'i1';
+  readonly connectedAt = '2026-01-01T00:00:00.000Z';
+  open = true;
+  constructor(readonly nodeId: string, readonly bootId: string) {}
+  send(message: CoordinatorMessage): boolean {
+    if (this.open) this.sent.push(message);
+    return this.open;
+  }
+  close(_error?: ClusterError): void {
+    this.open = false;
+  }
+}
+
+describe('command dispatch (timers on the injected clock)', () => {
+  let clock: ManualClock;
+  let streams: AgentStreams;
+  let router: CommandRouter;
+  let cancel: AbortController;
+  let halted: AbortController;
+  let written: JobNodeRecord[];
+  const command: Command = { id: 'j1/n1/1', jobId: 'j1', kind: 'COMMAND_KIND_APPLY', bundleJson: '{}', timeoutMs: 600_000 };
+  const rec: JobNodeRecord = { nodeId: 'n1', state: 'running', batch: 0, attempt: 1, commandId: 'j1/n1/1', units: [] };
+
+  beforeEach(() => {
+    clock = new ManualClock();
+    streams = new AgentStreams();
+    router = new CommandRouter(streams);
+    router.attach();
+    cancel = new AbortController();
+    halted = new AbortController();
+    written = [];
+  });
+  afterEach(() => router.detach());
+
+  function dispatch(r: JobNodeRecord = rec, cmd: Command = command): { outcome: Promise<CommandOutcome>; settled: () => CommandOutcome | Error | undefined } {
+    const c: DispatchContext = {
+      streams, router, clock, log: logger, cancel: cancel.signal, halted: halted.signal,
+      timings: { connectTimeoutMs: 60_000, commandTimeoutMs: 3_600_000, resultGraceMs: 30_000, cancelGraceMs: 15_000, progressFlushMs: 250 },
+      remember: () => undefined,
+      write: (x) => { written.push(x); return Promise.resolve(); },
+    };
+    let done: CommandOutcome | Error | undefined;
+    const outcome = dispatchCommand(c, 'n1', cmd, r);
+    outcome.then((o) => { done = o; }, (err: Error) => { done = err; });
+    return { outcome, settled: () => done };
+  }
+
+  function result(outcome: string, error = ''): void {
+    streams.emit('result', 'n1', { commandId: 'j1/n1/1', outcome, error, reportJson: '', appliedDigest: 'd', exitCode: 0, output: '' });
+  }
+
+  it('an agent that never connects fails the node after the 60 s connect timeout, not before', async () => {
+    const d = dispatch();
+    await clock.advance(59_999);
+    expect(d.settled()).to.equal(undefined);
+    await clock.advance(1);
+    expect(await d.outcome).to.deep.include({ outcome: 'failed', error: 'agent of node n1 is not connected and did not reconnect within 60 s' });
+    expect(clock.pending(), 'every timer cancelled').to.equal(0);
+  });
+
+  it('an agent that connects within the timeout gets the command, its boot id is recorded, and its result ends the wait', async () => {
+    const d = dispatch();
+    await clock.advance(30_000);
+    const s = new RecordingStream('n1', 'b1');
+    streams.register(s);
+    expect(s.sent).to.deep.equal([{ command }]);
+    expect(written.map((w) => w.bootId)).to.deep.equal(['b1']);
+    await clock.advance(40_000);
+    expect(d.settled(), 'the connect timeout was cancelled').to.equal(undefined);
+    result('succeeded');
+    expect(await d.outcome).to.deep.include({ outcome: 'succeeded', appliedDigest: 'd' });
+  });
+
+  it('a disconnect mid-command: the same command id is re-sent on reconnect; no reconnect within 60 s fails the node', async () => {
+    const s1 = new RecordingStream('n1', 'b1');
+    streams.register(s1);
+    const d = dispatch();
+    streams.unregister(s1);
+    await clock.advance(59_000);
+    const s2 = new RecordingStream('n1', 'b1');
+    streams.register(s2);
+    expect(s2.sent).to.deep.equal([{ command }]);
+    streams.unregister(s2);
+    await clock.advance(59_999);
+    expect(d.settled()).to.equal(undefined);
+    await clock.advance(1);
+    expect(await d.outcome).to.deep.include({ outcome: 'failed', error: 'agent of node n1 went unreachable mid-command and did not reconnect within 60 s' });
+  });
+
+  it('an agent back with another boot id is not sent the command again: the node fails', async () => {
+    const d = dispatch({ ...rec, bootId: 'b1' });
+    const s = new RecordingStream('n1', 'b2');
+    streams.register(s);
+    expect(s.sent).to.deep.equal([]);
+    expect(await d.outcome).to.deep.include({ outcome: 'failed', error: 'agent of node n1 rebooted while the command ran (boot id b1 → b2); not re-sent' });
+  });
+
+  it('a cancel sends CancelCommand and, unconfirmed, ends the node cancelled after the 15 s grace', async () => {
+    const s = new RecordingStream('n1', 'b1');
+    streams.register(s);
+    const d = dispatch();
+    cancel.abort();
+    expect(s.sent[1]).to.deep.equal({ cancel: { commandId: 'j1/n1/1', reason: CANCELLED_BY_OPERATOR } });
+    await clock.advance(14_999);
+    expect(d.settled()).to.equal(undefined);
+    await clock.advance(1);
+    expect(await d.outcome).to.deep.include({ outcome: 'cancelled', error: `${CANCELLED_BY_OPERATOR} (the agent did not confirm within 15000 ms)` });
+  });
+
+  it('no result by the command deadline plus 30 s: timed out, and the agent is told to stop', async () => {
+    const s = new RecordingStream('n1', 'b1');
+    streams.register(s);
+    const d = dispatch(rec, { ...command, timeoutMs: 1000 });
+    await clock.advance(30_999);
+    expect(d.settled()).to.equal(undefined);
+    await clock.advance(1);
+    expect(await d.outcome).to.deep.include({ outcome: 'timed_out', error: 'no result within 1000 ms' });
+    expect(s.sent[1]).to.deep.equal({ cancel: { commandId: 'j1/n1/1', reason: 'command deadline passed' } });
+  });
+
+  it('progress is written at most once per flush interval', async () => {
+    const s = new RecordingStream('n1', 'b1');
+    streams.register(s);
+    const d = dispatch();
+    written = [];
+    for (const unitId of ['a', 'b', 'c']) streams.emit('progress', 'n1', { commandId: 'j1/n1/1', unitId, status: 'done', message: '', output: `${unitId}\n` });
+    await clock.advance(249);
+    expect(written).to.deep.equal([]);
+    await clock.advance(1);
+    expect(written).to.have.length(1);
+    expect(written[0].units.map((u) => u.unitId)).to.deep.equal(['a', 'b', 'c']);
+    expect(written[0].output).to.equal('a\nb\nc\n');
+    result('succeeded');
+    await d.outcome;
+  });
+
+  it('a halt rejects with Halted and leaves no timer behind', async () => {
+    const d = dispatch();
+    halted.abort();
+    expect(await d.outcome.then(() => undefined, (err: unknown) => err)).to.be.instanceOf(Halted);
+    expect(clock.pending()).to.equal(0);
+  });
+});

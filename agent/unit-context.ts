@@ -7,10 +7,11 @@
 import type { Logger } from '../shared/logger';
 import { createPackageBackend } from './packages';
 import { createSystemdManager } from './systemd';
-import type { PackageBackend, SystemdManager, UnitContext } from './units/unit';
+import type { PackageBackend } from './packages/backend';
+import type { SystemdManager } from './systemd/manager';
+import type { BaseUnitContext } from './units/unit';
 
-/** The per-node part of a UnitContext; the executor adds the per-run parts (signal, changedUnits, onOutput). */
-export type BaseUnitContext = Omit<UnitContext, 'signal' | 'changedUnits' | 'onOutput'>;
+export type { BaseUnitContext };
 
 export interface UnitContextOptions {
   /** Node root: '/' in production, a sandbox directory under test (default '/'). */

@@ -3,7 +3,7 @@
  * but `rpm -q` answers "what is installed" faster and without touching repositories.
  */
 import { FailedPreconditionError } from '../../shared';
-import type { InstalledPackage } from '../units/unit';
+import type { InstalledPackage } from './backend';
 import { lastLines, runCommand } from './run-command';
 
 /** Where rpm looks: the node root, and optionally a database path inside it. */

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { CancelledError, DeadlineExceededError, InternalError } from '../../shared';
-import type { UnitOutput } from '../units/unit';
+import type { PackageOutput } from './backend';
 
 export interface RunCommandOptions {
   env?: NodeJS.ProcessEnv;
@@ -24,7 +24,7 @@ export interface CommandResult {
   /** stdout alone (parsed by queries), bounded like `output`. */
   stdout: string;
   /** stdout and stderr interleaved as they arrived, bounded. */
-  output: UnitOutput;
+  output: PackageOutput;
 }
 
 /** Keeps the first and the last `max / 2` characters of a stream. */
@@ -50,7 +50,7 @@ export class BoundedText {
     }
   }
 
-  result(): UnitOutput {
+  result(): PackageOutput {
     return this.dropped
       ? { text: `${this.head}\n[... output truncated ...]\n${this.tail}`, truncated: true }
       : { text: this.head + this.tail, truncated: false };

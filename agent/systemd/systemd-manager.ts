@@ -2,7 +2,7 @@
  * SystemdManager over D-Bus (dbus-next): the system bus in production, a user manager's session
  * bus under test — one code path, the bus is an option. Raw messages rather than dbus-next's
  * proxy objects: a proxy introspects every unit object first (one more round trip per call),
- * and thousands of simulated nodes share one process later.
+ * and a benchmark runs thousands of simulated nodes in one process.
  *
  * Jobs (start/stop/restart) are waited for the way systemctl does (src/shared/bus-wait-for-jobs.c):
  * Subscribe, watch Manager.JobRemoved, match the job path. The signal can arrive before the
@@ -15,7 +15,7 @@ import {
   CancelledError, ClusterError, DeadlineExceededError, FailedPreconditionError, InternalError, NotFoundError, UnavailableError,
   type Logger,
 } from '../../shared';
-import type { SystemdManager, SystemdUnitStatus } from '../units/unit';
+import type { SystemdManager, SystemdUnitStatus } from './manager';
 import { checkUnitName, isServiceUnit } from './unit-name';
 
 export interface SystemdManagerOptions {

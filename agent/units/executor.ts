@@ -13,7 +13,7 @@
 import { CancelledError, DeadlineExceededError } from '../../shared/errors';
 import { digestOf } from '../../shared/bundle/digest';
 import type { Bundle, UnitKind, UnitSpec } from '../../shared/bundle/types';
-import type { BaseUnitContext } from '../unit-context';
+import type { BaseUnitContext } from './unit';
 import { hasGuard } from './command-unit';
 import { runProbe, type ProbeResult } from './verify-probes';
 import type { UnitContext, UnitHandler, UnitOutput, UnitPlan } from './unit';

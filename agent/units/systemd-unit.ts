@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { FailedPreconditionError, NotFoundError } from '../../shared';
 import type { SystemdUnitSpec } from '../../shared/bundle/types';
 import { checkUnitName } from '../systemd/unit-name';
-import type { FieldChange, PlanAction, SystemdManager, SystemdUnitStatus, UnitContext, UnitHandler, UnitPlan } from './unit';
+import type { SystemdManager, SystemdUnitStatus } from '../systemd/manager';
+import type { FieldChange, PlanAction, UnitContext, UnitHandler, UnitPlan } from './unit';
 
 /** A unit systemd could not bring to the wanted state; carries what systemd reported. */
 export class SystemdUnitFailedError extends FailedPreconditionError {

@@ -27,10 +27,6 @@ import { runBundle, type HandlerRegistry, type RunMode, type RunReport, type Uni
 import { BoundedOutput } from './units/bounded-output';
 import { runShell } from './units/run-shell';
 
-// The store moved to its own file; re-exported for the callers that import it from here.
-export { FileAppliedStore, MemoryAppliedStore, appliedState, type AppliedStore } from './applied-store';
-export type { AppliedRecord } from './applied-record';
-
 export interface CommandExecutorOptions {
   handlers: HandlerRegistry;
   context: BaseUnitContext;

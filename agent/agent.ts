@@ -18,7 +18,7 @@ import { AppliedReload, type DriftFinding } from './applied-reload';
 import { UnsupportedCommandHandler, type CommandHandler } from './command-handler';
 import { CoordinatorLink, EMPTY_APPLIED, type AppliedStateProvider, type LinkTimings } from './coordinator-link';
 import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leader-discovery';
-import { AGENT_DEFAULTS } from './options';
+import { AGENT_DEFAULTS, type WorkTimeouts } from './options';
 import { systemFactsProvider, type FactsProvider } from './facts-collector';
 import { resolveIdentity, systemIdentityEnvironment, type IdentityEnvironment, type NodeIdentity } from './identity';
 import { LeaseMembership, membershipTimings, type MembershipStatus } from './lease-membership';
@@ -41,6 +41,8 @@ export interface AgentSettings {
   factsIntervalMs?: number;
   /** @default AGENT_DEFAULTS.link */
   link?: LinkTimings;
+  /** Only factsProbeTimeoutMs is read here. @default AGENT_DEFAULTS.work */
+  work?: Pick<WorkTimeouts, 'factsProbeTimeoutMs'>;
 }
 
 export interface AgentDependencies {
@@ -107,7 +109,9 @@ export class Agent {
       logger: this.log,
       clock,
       ttlMs: settings.leaseTtlMs,
-      factsProvider: deps.factsProvider ?? systemFactsProvider({ hostname: this.identity.hostname, logger: this.log }),
+      factsProvider: deps.factsProvider ?? systemFactsProvider({
+        hostname: this.identity.hostname, logger: this.log, probeTimeoutMs: (settings.work ?? AGENT_DEFAULTS.work).factsProbeTimeoutMs,
+      }),
       factsIntervalMs: settings.factsIntervalMs ?? AGENT_DEFAULTS.factsIntervalMs,
       details: () => ({ appliedDigest: applied().digest }),
       random: deps.random,

@@ -63,6 +63,8 @@ async function main(argv: string[]): Promise<number> {
   const handlers = createHandlerRegistry();
   const unitContext = createUnitContext({
     root: o.root, logger, systemdBus: o.systemdBus, systemdUnitDir: o.systemdUnitDir, packageBackend: o.packageBackend,
+    systemdCallTimeoutMs: o.work.systemdCallTimeoutMs, systemdJobTimeoutMs: o.work.systemdJobTimeoutMs,
+    packageCommandTimeoutMs: o.work.packageCommandTimeoutMs,
   });
   try {
     etcd = createEtcdClient({ endpoints: o.etcd });
@@ -73,7 +75,8 @@ async function main(argv: string[]): Promise<number> {
         applied: () => appliedState(applied),
         commandHandler: new CommandExecutor({
           handlers, context: unitContext, applied, logger,
-          facts: () => systemFactsProvider({ hostname: agent.identity.hostname, logger })(),
+          execTimeoutMs: o.work.execTimeoutMs,
+          facts: () => systemFactsProvider({ hostname: agent.identity.hostname, logger, probeTimeoutMs: o.work.factsProbeTimeoutMs })(),
           onAppliedChanged: () => { agent.appliedChanged().catch(() => undefined); },
           onConverged: () => agent.converged(),
         }),

@@ -12,7 +12,11 @@
 import { DEFAULT_PREFIX } from '../shared/keyspace';
 import type { LogLevel } from '../shared/logger';
 import { formatHelp, parseDuration, parseOptions, type OptionSpecs, type OptionValues, type ParseResult } from '../shared/options';
+import { DEFAULT_EXEC_TIMEOUT_MS } from './command-executor';
 import type { LinkTimings } from './coordinator-link';
+import { DEFAULT_FACTS_PROBE_TIMEOUT_MS } from './facts-collector';
+import { DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS } from './packages/run-command';
+import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './systemd/systemd-manager';
 import { DEFAULT_LEASE_TTL_SECONDS } from './lease-membership';
 
 export const AGENT_CONFIG_ENV = 'CLUSTER_AGENT_CONFIG';
@@ -119,7 +123,22 @@ export const AGENT_DEFAULTS = {
     /** @default 256 — command results remembered by id (a re-sent Command is answered from them). */
     resultCapacity: 256,
   } satisfies LinkTimings,
+  /** Timeouts of the work commands do (the constants live with the code that applies them). */
+  work: {
+    /** @default 600000 (10 min) — an EXEC command without its own timeout. */
+    execTimeoutMs: DEFAULT_EXEC_TIMEOUT_MS,
+    /** @default 10000 — one facts probe. */
+    factsProbeTimeoutMs: DEFAULT_FACTS_PROBE_TIMEOUT_MS,
+    /** @default 30000 — one systemd D-Bus call. */
+    systemdCallTimeoutMs: DEFAULT_SYSTEMD_CALL_TIMEOUT_MS,
+    /** @default 300000 (5 min) — one systemd start/stop/restart job. */
+    systemdJobTimeoutMs: DEFAULT_SYSTEMD_JOB_TIMEOUT_MS,
+    /** @default 600000 (10 min) — one package-manager command. */
+    packageCommandTimeoutMs: DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS,
+  },
 } as const;
+
+export type WorkTimeouts = { -readonly [K in keyof typeof AGENT_DEFAULTS.work]: number };
 
 /** Every knob of one agent daemon, compiled once (durations in ms). */
 export interface AgentConfig {
@@ -155,6 +174,8 @@ export interface AgentConfig {
   logLevel: LogLevel;
   /** The coordinator link's timings. @default AGENT_DEFAULTS.link */
   link: LinkTimings;
+  /** Timeouts of command work (exec, facts, systemd, packages). @default AGENT_DEFAULTS.work */
+  work: WorkTimeouts;
 }
 
 /** Parsed option values → the compiled config main.ts passes down. */
@@ -176,5 +197,6 @@ export function compileAgentConfig(v: AgentOptions): AgentConfig {
     shutdownGraceMs: v.shutdownGrace,
     logLevel: v.logLevel as LogLevel,
     link: { ...AGENT_DEFAULTS.link, backoff: { ...AGENT_DEFAULTS.link.backoff } },
+    work: { ...AGENT_DEFAULTS.work },
   };
 }

@@ -7,7 +7,7 @@ import { FailedPreconditionError } from '../../shared';
 import type { InstalledPackage, PackageBackend, PackageOutput } from './backend';
 import { checkPackageName, checkPackageVersion } from './package-version';
 import { commandEnv } from './rpm-database';
-import { lastLines, runCommand } from './run-command';
+import { DEFAULT_PACKAGE_QUERY_TIMEOUT_MS, lastLines, runCommand } from './run-command';
 
 export interface AptBackendOptions {
   /** Node root; default '/'. */
@@ -44,7 +44,7 @@ export function createAptBackend(options: AptBackendOptions = {}): PackageBacken
     async query(name: string, signal?: AbortSignal): Promise<InstalledPackage | undefined> {
       checkPackageName(name);
       const r = await runCommand('dpkg-query', [...dpkgRootArgs, '-W', '-f', '${db:Status-Status}\t${Version}\n', '--', name], {
-        env, signal, timeoutMs: options.timeoutMs ?? 60_000,
+        env, signal, timeoutMs: options.timeoutMs ?? DEFAULT_PACKAGE_QUERY_TIMEOUT_MS,
       });
       if (r.code === 0) return parseDpkgQuery(r.stdout, name);
       if (/no packages found/.test(r.output.text)) return undefined;

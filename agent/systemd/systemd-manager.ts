@@ -75,9 +75,14 @@ function propertyValue(reply: Message): string {
   return typeof v?.value === 'string' ? v.value : '';
 }
 
+/** One D-Bus call may take this long. @default 30000 */
+export const DEFAULT_SYSTEMD_CALL_TIMEOUT_MS = 30_000;
+/** A start/stop/restart job may take this long to finish. @default 300000 (5 min) */
+export const DEFAULT_SYSTEMD_JOB_TIMEOUT_MS = 300_000;
+
 export function createSystemdManager(options: SystemdManagerOptions): SystemdManager {
-  const callTimeoutMs = options.callTimeoutMs ?? 30_000;
-  const jobTimeoutMs = options.jobTimeoutMs ?? 300_000;
+  const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_SYSTEMD_CALL_TIMEOUT_MS;
+  const jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_SYSTEMD_JOB_TIMEOUT_MS;
   const where = options.bus === 'system'
     ? `the system bus${options.busAddress ? ` (${options.busAddress})` : ''}`
     : `the session bus ${options.busAddress ?? process.env.DBUS_SESSION_BUS_ADDRESS ?? '(no DBUS_SESSION_BUS_ADDRESS)'}`;

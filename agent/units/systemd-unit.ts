@@ -25,6 +25,9 @@ export class SystemdUnitFailedError extends FailedPreconditionError {
   }
 }
 
+/** How long a freshly started unit must stay up to count as started. @default 1000 */
+export const DEFAULT_SETTLE_MS = 1000;
+
 export interface SystemdUnitHandlerOptions {
   /** How long a freshly started unit must stay up to count as started; default 1000 ms. */
   settleMs?: number;
@@ -155,7 +158,7 @@ async function settle(manager: SystemdManager, unit: string, settleMs: number, s
 }
 
 export function createSystemdUnitHandler(options: SystemdUnitHandlerOptions = {}): UnitHandler<SystemdUnitSpec> {
-  const settleMs = options.settleMs ?? 1000;
+  const settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
 
   const bringUp = async (spec: SystemdUnitSpec, ctx: UnitContext, manager: SystemdManager, verb: 'start' | 'restart'): Promise<void> => {
     const jobResult = verb === 'start' ? await manager.start(spec.unit, ctx.signal) : await manager.restart(spec.unit, ctx.signal);

@@ -16,27 +16,33 @@ import type { Logger } from '../shared/logger';
 import { VERSION } from '../shared/version';
 import { AppliedReload, type DriftFinding } from './applied-reload';
 import { UnsupportedCommandHandler, type CommandHandler } from './command-handler';
-import {
-  CoordinatorLink, EMPTY_APPLIED, EtcdLeaderSource, StaticLeaderSource,
-  type AppliedStateProvider, type LeaderSource,
-} from './coordinator-link';
+import { CoordinatorLink, EMPTY_APPLIED, type AppliedStateProvider, type LinkTimings } from './coordinator-link';
+import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leader-discovery';
+import { AGENT_DEFAULTS, type WorkTimeouts } from './options';
 import { systemFactsProvider, type FactsProvider } from './facts-collector';
 import { resolveIdentity, systemIdentityEnvironment, type IdentityEnvironment, type NodeIdentity } from './identity';
 import { LeaseMembership, membershipTimings, type MembershipStatus } from './lease-membership';
 
-/** The compiled settings an Agent needs (main.ts maps AgentOptions onto this). */
+/**
+ * The part of the compiled AgentConfig (agent/options.ts) an Agent needs; main.ts passes the
+ * whole config. Fields left out (tests, benchmarks) take the defaults documented there.
+ */
 export interface AgentSettings {
   /** Explicit node id; otherwise /etc/machine-id, else the DMI UUID. */
   nodeId?: string;
   bootId?: string;
   hostname?: string;
   leaseTtlMs: number;
-  /** etcd key prefix (default /cluster/v1/). */
+  /** etcd key prefix. @default DEFAULT_PREFIX */
   prefix?: string;
   /** Fixed coordinator HOST:PORT instead of the elected leader. */
   coordinator?: string;
-  /** Facts re-collection interval (default 10 min; 0 = only at start). */
+  /** Facts re-collection interval; 0 = only at start. @default AGENT_DEFAULTS.factsIntervalMs */
   factsIntervalMs?: number;
+  /** @default AGENT_DEFAULTS.link */
+  link?: LinkTimings;
+  /** Only factsProbeTimeoutMs is read here. @default AGENT_DEFAULTS.work */
+  work?: Pick<WorkTimeouts, 'factsProbeTimeoutMs'>;
 }
 
 export interface AgentDependencies {
@@ -92,7 +98,7 @@ export class Agent {
     } else {
       this.leaderSource = settings.coordinator
         ? new StaticLeaderSource(settings.coordinator)
-        : new EtcdLeaderSource(deps.etcd, this.keyspace, this.log, membershipTimings(settings.leaseTtlMs).callTimeoutMs);
+        : new EtcdLeaderSource({ etcd: deps.etcd, keyspace: this.keyspace, logger: this.log, clock, callTimeoutMs: membershipTimings(settings.leaseTtlMs).callTimeoutMs });
       this.ownsLeaderSource = true;
     }
 
@@ -103,8 +109,10 @@ export class Agent {
       logger: this.log,
       clock,
       ttlMs: settings.leaseTtlMs,
-      factsProvider: deps.factsProvider ?? systemFactsProvider({ hostname: this.identity.hostname, logger: this.log }),
-      factsIntervalMs: settings.factsIntervalMs ?? 600_000,
+      factsProvider: deps.factsProvider ?? systemFactsProvider({
+        hostname: this.identity.hostname, logger: this.log, probeTimeoutMs: (settings.work ?? AGENT_DEFAULTS.work).factsProbeTimeoutMs,
+      }),
+      factsIntervalMs: settings.factsIntervalMs ?? AGENT_DEFAULTS.factsIntervalMs,
       details: () => ({ appliedDigest: applied().digest }),
       random: deps.random,
     });
@@ -113,10 +121,11 @@ export class Agent {
       leaderSource: this.leaderSource,
       handler: deps.commandHandler ?? new UnsupportedCommandHandler(),
       logger: this.log,
+      timings: settings.link ?? AGENT_DEFAULTS.link,
       applied,
       random: deps.random,
       channelOptions: deps.channelOptions,
-      now: () => clock.now(),
+      clock,
       onConnected: (info) => this.reload?.onConnected(info),
     });
     if (deps.reverify) {

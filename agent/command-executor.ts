@@ -27,9 +27,8 @@ import { runBundle, type HandlerRegistry, type RunMode, type RunReport, type Uni
 import { BoundedOutput } from './units/bounded-output';
 import { runShell } from './units/run-shell';
 
-// The store moved to its own file; re-exported for the callers that import it from here.
-export { FileAppliedStore, MemoryAppliedStore, appliedState, type AppliedStore } from './applied-store';
-export type { AppliedRecord } from './applied-record';
+/** An EXEC command without its own timeout may run this long. @default 600000 (10 min) */
+export const DEFAULT_EXEC_TIMEOUT_MS = 600_000;
 
 export interface CommandExecutorOptions {
   handlers: HandlerRegistry;
@@ -161,7 +160,7 @@ export class CommandExecutor implements CommandHandler {
 
   private async exec(cmd: Command__Output, reportProgress: ReportProgress, signal: AbortSignal): Promise<CommandResultBody> {
     if (cmd.argv.length === 0) return { outcome: 'failed', error: 'exec command without argv' };
-    const timeoutMs = cmd.timeoutMs > 0 ? cmd.timeoutMs : this.o.execTimeoutMs ?? 600_000;
+    const timeoutMs = cmd.timeoutMs > 0 ? cmd.timeoutMs : this.o.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
     const controller = new AbortController();
     const onAbort = (): void => controller.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });

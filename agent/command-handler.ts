@@ -1,7 +1,7 @@
 /**
  * Commands from the coordinator: the contract of whatever executes them (the config-unit
- * executor of issue 3 implements `CommandHandler`), the honest default until it is wired in,
- * one guarded run of a handler (timeout, cancel, a thrown error all become a CommandResult),
+ * executor, agent/command-executor.ts, implements `CommandHandler`), the honest default of an
+ * agent built without one, one guarded run of a handler (timeout, cancel, a thrown error all become a CommandResult),
  * and the bounded memory of results by command id that makes a re-sent Command idempotent.
  */
 import type { Command__Output } from '../generated/cluster/v1/Command';
@@ -31,7 +31,7 @@ export function commandKindName(kind: string): string {
   return kind.replace(/^COMMAND_KIND_/, '').toLowerCase();
 }
 
-/** Until an executor is wired in, the agent says plainly that it cannot run commands. */
+/** An agent built without an executor (link tests, benchmarks) says plainly that it cannot run commands. */
 export class UnsupportedCommandHandler implements CommandHandler {
   execute(cmd: Command__Output): Promise<CommandResultBody> {
     return Promise.resolve({ outcome: 'failed', error: `this agent cannot run ${commandKindName(cmd.kind)} commands yet` });

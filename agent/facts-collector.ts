@@ -14,6 +14,9 @@ import type { Logger } from '../shared/logger';
 /** What the Agent calls to get facts; a benchmark shares one collected object across agents. */
 export type FactsProvider = () => Promise<Facts>;
 
+/** Time box of one facts probe. @default 10000 */
+export const DEFAULT_FACTS_PROBE_TIMEOUT_MS = 10_000;
+
 export interface FactsCollectorOptions {
   /** Reported hostname (the identity's, which a sandbox may override). */
   hostname: string;
@@ -126,7 +129,7 @@ export function mergeInterfaces(
 
 /** Collects facts once; every probe is time-boxed and degrades to empty values. */
 export async function collectFacts(options: FactsCollectorOptions): Promise<Facts> {
-  const ms = options.probeTimeoutMs ?? 10_000;
+  const ms = options.probeTimeoutMs ?? DEFAULT_FACTS_PROBE_TIMEOUT_MS;
   const log = options.logger;
   const box = <T>(name: string, work: () => Promise<T>, fallback: T): Promise<T> => timeBoxed(name, work, fallback, ms, log);
 

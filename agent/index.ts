@@ -1,13 +1,15 @@
 /** The public surface of agent/: what the integrator, tests and benchmarks may use. */
 export { Agent, type AgentSettings, type AgentDependencies } from './agent';
-export { AGENT_OPTIONS, parseAgentOptions, agentHelp, type AgentOptions } from './options';
+export { AGENT_OPTIONS, AGENT_DEFAULTS, parseAgentOptions, compileAgentConfig, agentHelp, type AgentOptions, type AgentConfig } from './options';
 export { resolveIdentity, systemIdentityEnvironment, type NodeIdentity, type IdentityEnvironment, type IdentityInputs } from './identity';
 export { collectFacts, systemFactsProvider, factsFingerprint, primaryAddress, type FactsProvider } from './facts-collector';
 export { LeaseMembership, membershipTimings, DEFAULT_LEASE_TTL_SECONDS, type MembershipStatus, type MembershipTimings } from './lease-membership';
 export {
-  CoordinatorLink, EtcdLeaderSource, StaticLeaderSource, chooseLeader, AGENT_CHANNEL_OPTIONS, EMPTY_APPLIED,
-  type LeaderSource, type LeaderInfo, type ElectionCandidate, type AppliedState, type AppliedStateProvider,
+  CoordinatorLink, AGENT_CHANNEL_OPTIONS, EMPTY_APPLIED,
+  type AppliedState, type AppliedStateProvider, type LinkTimings, type LinkConnected,
 } from './coordinator-link';
+export { EtcdLeaderSource, StaticLeaderSource, type LeaderSource, type LeaderInfo } from './leader-discovery';
+export { CommandRunner } from './command-runner';
 export {
   UnsupportedCommandHandler, CommandResults, runCommand, commandKindName,
   type CommandHandler, type CommandResultBody, type CommandOutcome, type ProgressUpdate, type ReportProgress,

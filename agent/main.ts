@@ -19,10 +19,10 @@ import { CommandExecutor } from './command-executor';
 import { systemFactsProvider } from './facts-collector';
 import { createUnitContext } from './unit-context';
 import { createHandlerRegistry } from './units/handlers';
-import { agentHelp, parseAgentOptions } from './options';
+import { agentHelp, compileAgentConfig, parseAgentOptions } from './options';
 import { createEtcdClient } from '../shared/etcd';
 import { ClusterError, errorMessage } from '../shared/errors';
-import { createLogger, type LogLevel } from '../shared/logger';
+import { createLogger } from '../shared/logger';
 import { VERSION } from '../shared/version';
 
 const LOCAL_SUBCOMMANDS = new Set(['apply', 'verify', 'remove', 'plan']);
@@ -53,8 +53,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(agentHelp());
     return 0;
   }
-  const o = parsed.values;
-  const logger = createLogger({ level: o.logLevel as LogLevel, fields: { component: 'agent' } });
+  const o = compileAgentConfig(parsed.values);
+  const logger = createLogger({ level: o.logLevel, fields: { component: 'agent' } });
 
   let agent: Agent;
   let etcd: ReturnType<typeof createEtcdClient>;
@@ -62,21 +62,21 @@ async function main(argv: string[]): Promise<number> {
   const applied = new FileAppliedStore(o.stateDir, logger);
   const handlers = createHandlerRegistry();
   const unitContext = createUnitContext({
-    root: o.root, logger, systemdBus: o.systemdBus as 'system' | 'session', systemdUnitDir: o.systemdUnitDir, packageBackend: o.packageBackend,
+    root: o.root, logger, systemdBus: o.systemdBus, systemdUnitDir: o.systemdUnitDir, packageBackend: o.packageBackend,
+    systemdCallTimeoutMs: o.work.systemdCallTimeoutMs, systemdJobTimeoutMs: o.work.systemdJobTimeoutMs,
+    packageCommandTimeoutMs: o.work.packageCommandTimeoutMs,
   });
   try {
     etcd = createEtcdClient({ endpoints: o.etcd });
     agent = new Agent(
-      {
-        nodeId: o.nodeId, bootId: o.bootId, hostname: o.hostname, leaseTtlMs: o.leaseTtl, prefix: o.prefix,
-        coordinator: o.coordinator, factsIntervalMs: o.factsInterval,
-      },
+      o,
       {
         etcd, logger,
         applied: () => appliedState(applied),
         commandHandler: new CommandExecutor({
           handlers, context: unitContext, applied, logger,
-          facts: () => systemFactsProvider({ hostname: agent.identity.hostname, logger })(),
+          execTimeoutMs: o.work.execTimeoutMs,
+          facts: () => systemFactsProvider({ hostname: agent.identity.hostname, logger, probeTimeoutMs: o.work.factsProbeTimeoutMs })(),
           onAppliedChanged: () => { agent.appliedChanged().catch(() => undefined); },
           onConverged: () => agent.converged(),
         }),
@@ -108,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
   await agent.start();
   const signal = await stopped;
 
-  const graceMs = o.shutdownGrace;
+  const graceMs = o.shutdownGraceMs;
   logger.info('shutting down', { signal, graceMs });
   const force = setTimeout(() => {
     logger.error('shutdown grace time exceeded; exiting', { graceMs });

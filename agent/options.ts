@@ -4,8 +4,19 @@
  * (`--config FILE`, CLUSTER_AGENT_CONFIG, or /etc/cluster/agent.yaml when it exists), then
  * the defaults below. Options consumed by the config-unit code (root, systemd bus and unit
  * directory, package backend) are declared here too so there is one `--help`.
+ *
+ * `compileAgentConfig` turns the parsed values into `AgentConfig`, the one object main.ts
+ * passes down; knobs without a flag (the link's timings) get their documented defaults here
+ * (`AGENT_DEFAULTS`), not inside the components.
  */
-import { formatHelp, parseOptions, type OptionSpecs, type OptionValues, type ParseResult } from '../shared/options';
+import { DEFAULT_PREFIX } from '../shared/keyspace';
+import type { LogLevel } from '../shared/logger';
+import { formatHelp, parseDuration, parseOptions, type OptionSpecs, type OptionValues, type ParseResult } from '../shared/options';
+import { DEFAULT_EXEC_TIMEOUT_MS } from './command-executor';
+import type { LinkTimings } from './coordinator-link';
+import { DEFAULT_FACTS_PROBE_TIMEOUT_MS } from './facts-collector';
+import { DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS } from './packages/run-command';
+import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './systemd/systemd-manager';
 import { DEFAULT_LEASE_TTL_SECONDS } from './lease-membership';
 
 export const AGENT_CONFIG_ENV = 'CLUSTER_AGENT_CONFIG';
@@ -29,7 +40,7 @@ export const AGENT_OPTIONS = {
     description: 'TTL of the membership lease; the node shows Unreachable this long after the agent dies',
   },
   prefix: {
-    kind: 'string', env: 'CLUSTER_PREFIX', default: '/cluster/v1/', placeholder: 'PREFIX',
+    kind: 'string', env: 'CLUSTER_PREFIX', default: DEFAULT_PREFIX, placeholder: 'PREFIX',
     description: 'etcd key prefix',
   },
   coordinator: {
@@ -96,4 +107,96 @@ export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEn
 
 export function agentHelp(): string {
   return formatHelp(AGENT_USAGE, AGENT_OPTIONS, `Config file: --config FILE, or ${AGENT_CONFIG_ENV}, or ${DEFAULT_AGENT_CONFIG} when it exists.`);
+}
+
+/** Knobs without a flag: their one home. Durations in ms. */
+export const AGENT_DEFAULTS = {
+  /** @default 600000 (the --facts-interval default, 10 min) — for agents built without options (tests, benchmarks). */
+  factsIntervalMs: parseDuration(AGENT_OPTIONS.factsInterval.default),
+  link: {
+    /** @default 10000 — how long the link waits for Welcome after Hello. */
+    helloTimeoutMs: 10_000,
+    /** @default 1 s .. 30 s — reconnect backoff bounds (full jitter). */
+    backoff: { initialMs: 1000, maxMs: 30_000 },
+    /** @default 1000 — longest random pause before dialling a newly elected leader. */
+    newLeaderJitterMs: 1000,
+    /** @default 256 — command results remembered by id (a re-sent Command is answered from them). */
+    resultCapacity: 256,
+  } satisfies LinkTimings,
+  /** Timeouts of the work commands do (the constants live with the code that applies them). */
+  work: {
+    /** @default 600000 (10 min) — an EXEC command without its own timeout. */
+    execTimeoutMs: DEFAULT_EXEC_TIMEOUT_MS,
+    /** @default 10000 — one facts probe. */
+    factsProbeTimeoutMs: DEFAULT_FACTS_PROBE_TIMEOUT_MS,
+    /** @default 30000 — one systemd D-Bus call. */
+    systemdCallTimeoutMs: DEFAULT_SYSTEMD_CALL_TIMEOUT_MS,
+    /** @default 300000 (5 min) — one systemd start/stop/restart job. */
+    systemdJobTimeoutMs: DEFAULT_SYSTEMD_JOB_TIMEOUT_MS,
+    /** @default 600000 (10 min) — one package-manager command. */
+    packageCommandTimeoutMs: DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS,
+  },
+} as const;
+
+export type WorkTimeouts = { -readonly [K in keyof typeof AGENT_DEFAULTS.work]: number };
+
+/** Every knob of one agent daemon, compiled once (durations in ms). */
+export interface AgentConfig {
+  /** etcd endpoints. Required. */
+  etcd: string[];
+  /** Explicit node id. @default /etc/machine-id, else the DMI system UUID */
+  nodeId?: string;
+  /** @default /proc/sys/kernel/random/boot_id */
+  bootId?: string;
+  /** @default the machine's hostname */
+  hostname?: string;
+  /** Where the applied record lives. @default /var/lib/cluster-agent */
+  stateDir: string;
+  /** Membership lease TTL. @default 45000 */
+  leaseTtlMs: number;
+  /** etcd key prefix. @default DEFAULT_PREFIX ('/cluster/v1/') */
+  prefix: string;
+  /** Fixed coordinator HOST:PORT instead of the elected leader. @default none (follow the election) */
+  coordinator?: string;
+  /** Node root that unit paths resolve under. @default / */
+  root: string;
+  /** @default 'system' */
+  systemdBus: 'system' | 'session';
+  /** @default /etc/systemd/system */
+  systemdUnitDir: string;
+  /** @default 'auto' */
+  packageBackend: string;
+  /** Facts re-collection interval; 0 = only at start. @default 600000 */
+  factsIntervalMs: number;
+  /** Time to stop cleanly on SIGTERM/SIGINT before exiting anyway. @default 10000 */
+  shutdownGraceMs: number;
+  /** @default 'info' */
+  logLevel: LogLevel;
+  /** The coordinator link's timings. @default AGENT_DEFAULTS.link */
+  link: LinkTimings;
+  /** Timeouts of command work (exec, facts, systemd, packages). @default AGENT_DEFAULTS.work */
+  work: WorkTimeouts;
+}
+
+/** Parsed option values → the compiled config main.ts passes down. */
+export function compileAgentConfig(v: AgentOptions): AgentConfig {
+  return {
+    etcd: v.etcd,
+    ...(v.nodeId !== undefined ? { nodeId: v.nodeId } : {}),
+    ...(v.bootId !== undefined ? { bootId: v.bootId } : {}),
+    ...(v.hostname !== undefined ? { hostname: v.hostname } : {}),
+    stateDir: v.stateDir,
+    leaseTtlMs: v.leaseTtl,
+    prefix: v.prefix,
+    ...(v.coordinator !== undefined ? { coordinator: v.coordinator } : {}),
+    root: v.root,
+    systemdBus: v.systemdBus as 'system' | 'session',
+    systemdUnitDir: v.systemdUnitDir,
+    packageBackend: v.packageBackend,
+    factsIntervalMs: v.factsInterval,
+    shutdownGraceMs: v.shutdownGrace,
+    logLevel: v.logLevel as LogLevel,
+    link: { ...AGENT_DEFAULTS.link, backoff: { ...AGENT_DEFAULTS.link.backoff } },
+    work: { ...AGENT_DEFAULTS.work },
+  };
 }

@@ -7,10 +7,11 @@
 import type { Logger } from '../shared/logger';
 import { createPackageBackend } from './packages';
 import { createSystemdManager } from './systemd';
-import type { PackageBackend, SystemdManager, UnitContext } from './units/unit';
+import type { PackageBackend } from './packages/backend';
+import type { SystemdManager } from './systemd/manager';
+import type { BaseUnitContext } from './units/unit';
 
-/** The per-node part of a UnitContext; the executor adds the per-run parts (signal, changedUnits, onOutput). */
-export type BaseUnitContext = Omit<UnitContext, 'signal' | 'changedUnits' | 'onOutput'>;
+export type { BaseUnitContext };
 
 export interface UnitContextOptions {
   /** Node root: '/' in production, a sandbox directory under test (default '/'). */
@@ -26,6 +27,12 @@ export interface UnitContextOptions {
   systemdBusAddress?: string;
   /** auto | dnf | apt | rpm (default auto). */
   packageBackend?: string;
+  /** Per D-Bus call. @default DEFAULT_SYSTEMD_CALL_TIMEOUT_MS (30 s) */
+  systemdCallTimeoutMs?: number;
+  /** Per start/stop/restart job. @default DEFAULT_SYSTEMD_JOB_TIMEOUT_MS (5 min) */
+  systemdJobTimeoutMs?: number;
+  /** Per package-manager command. @default DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS (10 min) */
+  packageCommandTimeoutMs?: number;
 }
 
 /** Overridable constructors, for a benchmark sharing one manager or a test pinning a backend. */
@@ -51,8 +58,10 @@ export function createUnitContext(options: UnitContextOptions, deps: UnitContext
     unitDir: options.systemdUnitDir ?? '/etc/systemd/system',
     busAddress: options.systemdBusAddress,
     logger: options.logger,
+    callTimeoutMs: options.systemdCallTimeoutMs,
+    jobTimeoutMs: options.systemdJobTimeoutMs,
   }));
-  const openPackages = deps.openPackages ?? (() => createPackageBackend({ backend: options.packageBackend ?? 'auto', root, env }));
+  const openPackages = deps.openPackages ?? (() => createPackageBackend({ backend: options.packageBackend ?? 'auto', root, env, timeoutMs: options.packageCommandTimeoutMs }));
   return {
     root,
     logger: options.logger,

@@ -28,8 +28,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Etcd3 } from 'etcd3';
 import { Agent } from '../agent/agent';
-import { CommandExecutor, MemoryAppliedStore, appliedState } from '../agent/command-executor';
-import { EtcdLeaderSource, type LeaderInfo } from '../agent/coordinator-link';
+import { CommandExecutor } from '../agent/command-executor';
+import { MemoryAppliedStore, appliedState } from '../agent/applied-store';
+import { EtcdLeaderSource, type LeaderInfo } from '../agent/leader-discovery';
 import { systemFactsProvider, type FactsProvider } from '../agent/facts-collector';
 import { membershipTimings } from '../agent/lease-membership';
 import { createUnitContext } from '../agent/unit-context';
@@ -168,7 +169,7 @@ async function childMain(): Promise<number> {
   const bootId = randomUUID();
 
   const clients: Etcd3[] = Array.from({ length: o.etcdClients }, () => createEtcdClient({ endpoints: o.etcd }));
-  const leaderSource = new EtcdLeaderSource(clients[0], keyspace, out, membershipTimings(o.leaseTtl * 1000).callTimeoutMs);
+  const leaderSource = new EtcdLeaderSource({ etcd: clients[0], keyspace, logger: out, callTimeoutMs: membershipTimings(o.leaseTtl * 1000).callTimeoutMs });
 
   // Facts are collected once (systeminformation shells out; 10,000 collections would measure
   // dmidecode, not the cluster) and the same object is reported by every agent.

@@ -84,6 +84,16 @@ function agentInfo(member: MemberRecord): Partial<NodeRecord> {
 }
 
 /**
+ * A member record written by another agent instance than the one whose stream is open here is
+ * the leftover of a previous agent (killed or restarted; its lease has not run out yet): the
+ * live stream's hello is newer, and the live agent's own member put follows. Copying it would
+ * put the old boot id back on the node after the hello recorded the new one.
+ */
+function staleMember(current: NodeRecord, member: MemberRecord, isStreamOpen: (id: string) => boolean): boolean {
+  return isStreamOpen(current.id) && !!current.instanceId && !!member.instanceId && current.instanceId !== member.instanceId;
+}
+
+/**
  * The mutator for one action, re-deciding on the CURRENT record (a CAS retry sees fresh data,
  * so a stale plan is never replayed blindly). Pure as well.
  */
@@ -108,13 +118,14 @@ export function applyAction(action: InventoryAction, current: NodeRecord | undef
     case 'reachable': {
       if (!current || current.reachable) return undefined;
       const { unreachableSince, ...rest } = current;
+      const agent = staleMember(current, action.member, isStreamOpen) ? {} : { ...agentInfo(action.member), instanceId: action.member.instanceId };
       return {
-        next: { ...rest, ...agentInfo(action.member), instanceId: action.member.instanceId, reachable: true, lastSeenAt: now },
+        next: { ...rest, ...agent, reachable: true, lastSeenAt: now },
         event: { type: 'node.reachable', message: `membership key back${unreachableSince ? ` (unreachable since ${unreachableSince})` : ''}` },
       };
     }
     case 'agent-changed': {
-      if (!current) return undefined;
+      if (!current || staleMember(current, action.member, isStreamOpen)) return undefined;
       const fields = changedAgentFields(current, action.member);
       if (fields.length === 0) return undefined;
       return {

@@ -4,10 +4,10 @@
  */
 import { join } from 'node:path';
 import { FailedPreconditionError } from '../../shared';
-import type { InstalledPackage, PackageBackend, UnitOutput } from '../units/unit';
+import type { InstalledPackage, PackageBackend, PackageOutput } from './backend';
 import { checkPackageName, checkPackageVersion } from './package-version';
 import { commandEnv } from './rpm-database';
-import { lastLines, runCommand } from './run-command';
+import { DEFAULT_PACKAGE_QUERY_TIMEOUT_MS, lastLines, runCommand } from './run-command';
 
 export interface AptBackendOptions {
   /** Node root; default '/'. */
@@ -33,7 +33,7 @@ export function createAptBackend(options: AptBackendOptions = {}): PackageBacken
   const dpkgRootArgs = root === '/' ? [] : [`--admindir=${join(root, 'var/lib/dpkg')}`];
   const aptRootArgs = root === '/' ? [] : ['-o', `RootDir=${root}`, '-o', `DPkg::Options::=--root=${root}`];
 
-  const aptGet = async (verb: string, flags: string[], words: string[], signal?: AbortSignal): Promise<UnitOutput> => {
+  const aptGet = async (verb: string, flags: string[], words: string[], signal?: AbortSignal): Promise<PackageOutput> => {
     const r = await runCommand('apt-get', [...aptRootArgs, verb, '-y', '-q', ...flags, '--', ...words], { env, signal, timeoutMs: options.timeoutMs });
     if (r.code !== 0) throw new FailedPreconditionError(`apt-get ${verb} ${words.join(' ')} failed (exit ${r.code}): ${lastLines(r.output.text)}`);
     return r.output;
@@ -44,13 +44,13 @@ export function createAptBackend(options: AptBackendOptions = {}): PackageBacken
     async query(name: string, signal?: AbortSignal): Promise<InstalledPackage | undefined> {
       checkPackageName(name);
       const r = await runCommand('dpkg-query', [...dpkgRootArgs, '-W', '-f', '${db:Status-Status}\t${Version}\n', '--', name], {
-        env, signal, timeoutMs: options.timeoutMs ?? 60_000,
+        env, signal, timeoutMs: options.timeoutMs ?? DEFAULT_PACKAGE_QUERY_TIMEOUT_MS,
       });
       if (r.code === 0) return parseDpkgQuery(r.stdout, name);
       if (/no packages found/.test(r.output.text)) return undefined;
       throw new FailedPreconditionError(`dpkg-query ${name} failed (exit ${r.code}): ${lastLines(r.output.text)}`);
     },
-    install(name: string, version: string | undefined, signal?: AbortSignal): Promise<UnitOutput> {
+    install(name: string, version: string | undefined, signal?: AbortSignal): Promise<PackageOutput> {
       checkPackageName(name);
       if (version !== undefined) checkPackageVersion(version);
       // apt wants the exact Debian version (1.2-3), and installs an older one only when told to.
@@ -58,7 +58,7 @@ export function createAptBackend(options: AptBackendOptions = {}): PackageBacken
         ? aptGet('install', [], [name], signal)
         : aptGet('install', ['--allow-downgrades'], [`${name}=${version}`], signal);
     },
-    removePackage(name: string, signal?: AbortSignal): Promise<UnitOutput> {
+    removePackage(name: string, signal?: AbortSignal): Promise<PackageOutput> {
       checkPackageName(name);
       return aptGet('remove', [], [name], signal);
     },

@@ -8,7 +8,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError } from '../../shared';
-import type { InstalledPackage, PackageBackend, UnitOutput } from '../units/unit';
+import type { InstalledPackage, PackageBackend, PackageOutput } from './backend';
 import { parseOsRelease } from './detect-backend';
 import { checkPackageName, checkPackageVersion } from './package-version';
 import { commandEnv, rpmQuery, type RpmTarget } from './rpm-database';
@@ -51,7 +51,7 @@ export function createDnfBackend(options: DnfBackendOptions = {}): PackageBacken
     return args;
   };
 
-  const dnf = async (verb: string, words: string[], signal?: AbortSignal): Promise<UnitOutput> => {
+  const dnf = async (verb: string, words: string[], signal?: AbortSignal): Promise<PackageOutput> => {
     rootArgs ??= computeRootArgs();
     const args = ['-y', ...(await rootArgs), verb, '--', ...words];
     const r = await runCommand('dnf', args, { env: commandEnv(options.env), signal, timeoutMs: options.timeoutMs });
@@ -67,16 +67,16 @@ export function createDnfBackend(options: DnfBackendOptions = {}): PackageBacken
       checkPackageName(name);
       return rpmQuery(name, target, signal);
     },
-    install(name: string, version: string | undefined, signal?: AbortSignal): Promise<UnitOutput> {
+    install(name: string, version: string | undefined, signal?: AbortSignal): Promise<PackageOutput> {
       checkPackageName(name);
       if (version !== undefined) checkPackageVersion(version);
       // `dnf install name-version` also upgrades or downgrades an installed package to that version.
       return dnf('install', [version === undefined ? name : `${name}-${version}`], signal);
     },
-    installFile(path: string, signal?: AbortSignal): Promise<UnitOutput> {
+    installFile(path: string, signal?: AbortSignal): Promise<PackageOutput> {
       return dnf('install', [path], signal);
     },
-    removePackage(name: string, signal?: AbortSignal): Promise<UnitOutput> {
+    removePackage(name: string, signal?: AbortSignal): Promise<PackageOutput> {
       checkPackageName(name);
       return dnf('remove', [name], signal);
     },

@@ -2,7 +2,7 @@
  * Builds the PackageBackend for a node from the agent's options: the composition root calls
  * this once per node and hands it to the units through UnitContext.packages().
  */
-import type { PackageBackend } from '../units/unit';
+import type { PackageBackend } from './backend';
 import { createAptBackend } from './apt-backend';
 import { detectPackageBackend } from './detect-backend';
 import { createDnfBackend, type DnfBackendOptions } from './dnf-backend';

@@ -3,7 +3,7 @@
  * cannot resolve a package by name, and says so instead of guessing.
  */
 import { FailedPreconditionError } from '../../shared';
-import type { InstalledPackage, PackageBackend, UnitOutput } from '../units/unit';
+import type { InstalledPackage, PackageBackend, PackageOutput } from './backend';
 import { checkPackageName } from './package-version';
 import { commandEnv, rpmQuery, rpmTargetArgs, type RpmTarget } from './rpm-database';
 import { lastLines, runCommand } from './run-command';
@@ -21,7 +21,7 @@ export interface RpmBackendOptions {
 export function createRpmBackend(options: RpmBackendOptions = {}): PackageBackend {
   const target: RpmTarget = { root: options.root ?? '/', dbPath: options.dbPath, env: options.env, timeoutMs: options.timeoutMs };
 
-  const rpm = async (what: string, args: string[], signal?: AbortSignal): Promise<UnitOutput> => {
+  const rpm = async (what: string, args: string[], signal?: AbortSignal): Promise<PackageOutput> => {
     const r = await runCommand('rpm', [...rpmTargetArgs(target), ...args], { env: commandEnv(options.env), signal, timeoutMs: options.timeoutMs });
     if (r.code !== 0) throw new FailedPreconditionError(`${what} failed (exit ${r.code}): ${lastLines(r.output.text)}`);
     return r.output;
@@ -33,16 +33,16 @@ export function createRpmBackend(options: RpmBackendOptions = {}): PackageBacken
       checkPackageName(name);
       return rpmQuery(name, target, signal);
     },
-    async install(name: string): Promise<UnitOutput> {
+    async install(name: string): Promise<PackageOutput> {
       throw new FailedPreconditionError(
         `cannot install ${name} by name with the rpm backend: give the unit an rpm: file path, or use --package-backend dnf`,
       );
     },
-    installFile(path: string, signal?: AbortSignal): Promise<UnitOutput> {
+    installFile(path: string, signal?: AbortSignal): Promise<PackageOutput> {
       // --oldpackage: a bundle pinning an older file is a deliberate downgrade, not a mistake.
       return rpm(`rpm -U ${path}`, ['-U', '-v', '--oldpackage', '--', path], signal);
     },
-    removePackage(name: string, signal?: AbortSignal): Promise<UnitOutput> {
+    removePackage(name: string, signal?: AbortSignal): Promise<PackageOutput> {
       checkPackageName(name);
       return rpm(`rpm -e ${name}`, ['-e', '--', name], signal);
     },

@@ -3,8 +3,8 @@
  * but `rpm -q` answers "what is installed" faster and without touching repositories.
  */
 import { FailedPreconditionError } from '../../shared';
-import type { InstalledPackage } from '../units/unit';
-import { lastLines, runCommand } from './run-command';
+import type { InstalledPackage } from './backend';
+import { DEFAULT_PACKAGE_QUERY_TIMEOUT_MS, lastLines, runCommand } from './run-command';
 
 /** Where rpm looks: the node root, and optionally a database path inside it. */
 export interface RpmTarget {
@@ -43,7 +43,7 @@ export function parseRpmQuery(stdout: string, name: string): InstalledPackage | 
 
 export async function rpmQuery(name: string, target: RpmTarget, signal?: AbortSignal): Promise<InstalledPackage | undefined> {
   const r = await runCommand('rpm', [...rpmTargetArgs(target), '-q', '--qf', QUERY_FORMAT, '--', name], {
-    env: commandEnv(target.env), signal, timeoutMs: target.timeoutMs ?? 60_000,
+    env: commandEnv(target.env), signal, timeoutMs: target.timeoutMs ?? DEFAULT_PACKAGE_QUERY_TIMEOUT_MS,
   });
   if (r.code === 0) return parseRpmQuery(r.stdout, name);
   if (r.code === 1 && /is not installed/.test(r.output.text)) return undefined;
@@ -53,7 +53,7 @@ export async function rpmQuery(name: string, target: RpmTarget, signal?: AbortSi
 /** Name and version recorded in a .rpm file's header (no database involved). */
 export async function readRpmFile(path: string, target: Pick<RpmTarget, 'env' | 'timeoutMs'>, signal?: AbortSignal): Promise<InstalledPackage> {
   const r = await runCommand('rpm', ['-qp', '--nosignature', '--nodigest', '--qf', QUERY_FORMAT, '--', path], {
-    env: commandEnv(target.env), signal, timeoutMs: target.timeoutMs ?? 60_000,
+    env: commandEnv(target.env), signal, timeoutMs: target.timeoutMs ?? DEFAULT_PACKAGE_QUERY_TIMEOUT_MS,
   });
   const lines = r.stdout.split('\n').filter((l) => l.includes('\t'));
   if (r.code !== 0 || lines.length !== 1) {

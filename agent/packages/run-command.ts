@@ -6,7 +6,14 @@
  */
 import { spawn } from 'node:child_process';
 import { CancelledError, DeadlineExceededError, InternalError } from '../../shared';
-import type { UnitOutput } from '../units/unit';
+import type { PackageOutput } from './backend';
+
+/** A package-manager command (install, remove) may take this long. @default 600000 (10 min) */
+export const DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS = 600_000;
+/** A query (rpm -q, dpkg-query) may take this long. @default 60000 */
+export const DEFAULT_PACKAGE_QUERY_TIMEOUT_MS = 60_000;
+/** Output kept of one command (head and tail). @default 65536 bytes */
+export const DEFAULT_COMMAND_OUTPUT_BYTES = 65_536;
 
 export interface RunCommandOptions {
   env?: NodeJS.ProcessEnv;
@@ -24,7 +31,7 @@ export interface CommandResult {
   /** stdout alone (parsed by queries), bounded like `output`. */
   stdout: string;
   /** stdout and stderr interleaved as they arrived, bounded. */
-  output: UnitOutput;
+  output: PackageOutput;
 }
 
 /** Keeps the first and the last `max / 2` characters of a stream. */
@@ -50,7 +57,7 @@ export class BoundedText {
     }
   }
 
-  result(): UnitOutput {
+  result(): PackageOutput {
     return this.dropped
       ? { text: `${this.head}\n[... output truncated ...]\n${this.tail}`, truncated: true }
       : { text: this.head + this.tail, truncated: false };
@@ -59,8 +66,8 @@ export class BoundedText {
 
 /** Resolves with the exit code and output; rejects only when the program cannot run, times out or is aborted. */
 export function runCommand(command: string, args: readonly string[], options: RunCommandOptions = {}): Promise<CommandResult> {
-  const timeoutMs = options.timeoutMs ?? 600_000;
-  const max = options.maxOutput ?? 65_536;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS;
+  const max = options.maxOutput ?? DEFAULT_COMMAND_OUTPUT_BYTES;
   const what = `${command} ${args.join(' ')}`;
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {

@@ -2,7 +2,7 @@
  * SystemdManager over D-Bus (dbus-next): the system bus in production, a user manager's session
  * bus under test — one code path, the bus is an option. Raw messages rather than dbus-next's
  * proxy objects: a proxy introspects every unit object first (one more round trip per call),
- * and thousands of simulated nodes share one process later.
+ * and a benchmark runs thousands of simulated nodes in one process.
  *
  * Jobs (start/stop/restart) are waited for the way systemctl does (src/shared/bus-wait-for-jobs.c):
  * Subscribe, watch Manager.JobRemoved, match the job path. The signal can arrive before the
@@ -15,7 +15,7 @@ import {
   CancelledError, ClusterError, DeadlineExceededError, FailedPreconditionError, InternalError, NotFoundError, UnavailableError,
   type Logger,
 } from '../../shared';
-import type { SystemdManager, SystemdUnitStatus } from '../units/unit';
+import type { SystemdManager, SystemdUnitStatus } from './manager';
 import { checkUnitName, isServiceUnit } from './unit-name';
 
 export interface SystemdManagerOptions {
@@ -75,9 +75,14 @@ function propertyValue(reply: Message): string {
   return typeof v?.value === 'string' ? v.value : '';
 }
 
+/** One D-Bus call may take this long. @default 30000 */
+export const DEFAULT_SYSTEMD_CALL_TIMEOUT_MS = 30_000;
+/** A start/stop/restart job may take this long to finish. @default 300000 (5 min) */
+export const DEFAULT_SYSTEMD_JOB_TIMEOUT_MS = 300_000;
+
 export function createSystemdManager(options: SystemdManagerOptions): SystemdManager {
-  const callTimeoutMs = options.callTimeoutMs ?? 30_000;
-  const jobTimeoutMs = options.jobTimeoutMs ?? 300_000;
+  const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_SYSTEMD_CALL_TIMEOUT_MS;
+  const jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_SYSTEMD_JOB_TIMEOUT_MS;
   const where = options.bus === 'system'
     ? `the system bus${options.busAddress ? ` (${options.busAddress})` : ''}`
     : `the session bus ${options.busAddress ?? process.env.DBUS_SESSION_BUS_ADDRESS ?? '(no DBUS_SESSION_BUS_ADDRESS)'}`;

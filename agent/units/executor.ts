@@ -13,7 +13,7 @@
 import { CancelledError, DeadlineExceededError } from '../../shared/errors';
 import { digestOf } from '../../shared/bundle/digest';
 import type { Bundle, UnitKind, UnitSpec } from '../../shared/bundle/types';
-import type { BaseUnitContext } from '../unit-context';
+import type { BaseUnitContext } from './unit';
 import { hasGuard } from './command-unit';
 import { runProbe, type ProbeResult } from './verify-probes';
 import type { UnitContext, UnitHandler, UnitOutput, UnitPlan } from './unit';
@@ -23,6 +23,8 @@ export type UnitState = 'running' | 'changed' | 'unchanged' | 'failed' | 'skippe
 export type HandlerRegistry = ReadonlyMap<UnitKind, UnitHandler>;
 
 export const DEFAULT_UNIT_TIMEOUT_MS = 5 * 60_000;
+/** After a run is aborted, how long a unit may take to stop before the run gives up on it. @default 10000 */
+export const DEFAULT_STOP_GRACE_MS = 10_000;
 
 export interface UnitResult {
   unitId: string;
@@ -192,7 +194,7 @@ export async function runBundle(bundle: Bundle, mode: RunMode, options: Executor
       if (ranOnce && mode !== 'remove') {
         plan = { unitId: spec.id, kind: spec.kind, action: 'unchanged', changes: [], summary: 'already ran (no guard: runs again when its spec changes)' };
       } else {
-        plan = await withDeadline(spec.id, spec.timeoutMs ?? options.defaultTimeoutMs ?? DEFAULT_UNIT_TIMEOUT_MS, options.signal, options.stopGraceMs ?? 10_000, (signal) => {
+        plan = await withDeadline(spec.id, spec.timeoutMs ?? options.defaultTimeoutMs ?? DEFAULT_UNIT_TIMEOUT_MS, options.signal, options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS, (signal) => {
           const ctx: UnitContext = {
             ...options.context,
             signal,

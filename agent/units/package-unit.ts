@@ -9,7 +9,8 @@ import { FailedPreconditionError, InvalidArgumentError } from '../../shared';
 import type { PackageUnitSpec } from '../../shared/bundle/types';
 import { checkPackageName, checkPackageVersion, versionSatisfies } from '../packages/package-version';
 import { readRpmFile } from '../packages/rpm-database';
-import type { InstalledPackage, PackageBackend, UnitContext, UnitHandler, UnitOutput, UnitPlan } from './unit';
+import type { InstalledPackage, PackageBackend } from '../packages/backend';
+import type { UnitContext, UnitHandler, UnitOutput, UnitPlan } from './unit';
 
 interface Wanted {
   present: boolean;

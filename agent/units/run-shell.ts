@@ -8,6 +8,9 @@ import { spawn } from 'node:child_process';
 import { BoundedOutput, DEFAULT_OUTPUT_LIMIT } from './bounded-output';
 import type { UnitOutput } from './unit';
 
+/** Time between SIGTERM and SIGKILL of a unit's process group. @default 2000 */
+export const DEFAULT_KILL_GRACE_MS = 2000;
+
 export interface ShellOptions {
   cwd: string;
   env: NodeJS.ProcessEnv;
@@ -57,7 +60,7 @@ export function runShell(command: string, options: ShellOptions): Promise<ShellR
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
       aborted = true;
       killGroup(child.pid, 'SIGTERM');
-      killTimer = setTimeout(() => killGroup(child.pid as number, 'SIGKILL'), options.killGraceMs ?? 2000);
+      killTimer = setTimeout(() => killGroup(child.pid as number, 'SIGKILL'), options.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const onData = (chunk: Buffer): void => {

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { FailedPreconditionError, NotFoundError } from '../../shared';
 import type { SystemdUnitSpec } from '../../shared/bundle/types';
 import { checkUnitName } from '../systemd/unit-name';
-import type { FieldChange, PlanAction, SystemdManager, SystemdUnitStatus, UnitContext, UnitHandler, UnitPlan } from './unit';
+import type { SystemdManager, SystemdUnitStatus } from '../systemd/manager';
+import type { FieldChange, PlanAction, UnitContext, UnitHandler, UnitPlan } from './unit';
 
 /** A unit systemd could not bring to the wanted state; carries what systemd reported. */
 export class SystemdUnitFailedError extends FailedPreconditionError {
@@ -23,6 +24,9 @@ export class SystemdUnitFailedError extends FailedPreconditionError {
     super(message);
   }
 }
+
+/** How long a freshly started unit must stay up to count as started. @default 1000 */
+export const DEFAULT_SETTLE_MS = 1000;
 
 export interface SystemdUnitHandlerOptions {
   /** How long a freshly started unit must stay up to count as started; default 1000 ms. */
@@ -154,7 +158,7 @@ async function settle(manager: SystemdManager, unit: string, settleMs: number, s
 }
 
 export function createSystemdUnitHandler(options: SystemdUnitHandlerOptions = {}): UnitHandler<SystemdUnitSpec> {
-  const settleMs = options.settleMs ?? 1000;
+  const settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
 
   const bringUp = async (spec: SystemdUnitSpec, ctx: UnitContext, manager: SystemdManager, verb: 'start' | 'restart'): Promise<void> => {
     const jobResult = verb === 'start' ? await manager.start(spec.unit, ctx.signal) : await manager.restart(spec.unit, ctx.signal);

@@ -6,6 +6,8 @@
  */
 import type { Logger } from '../../shared';
 import type { UnitSpec } from '../../shared/bundle/types';
+import type { PackageBackend } from '../packages/backend';
+import type { SystemdManager } from '../systemd/manager';
 
 /** One field that differs: what is there now, what the unit wants. */
 export interface FieldChange {
@@ -63,50 +65,5 @@ export interface UnitHandler<S extends UnitSpec = UnitSpec> {
   remove(spec: S, ctx: UnitContext): Promise<UnitPlan & { output?: UnitOutput }>;
 }
 
-// --- systemd over D-Bus (agent/systemd/) -------------------------------------------------------
-
-export interface SystemdUnitStatus {
-  name: string;
-  /** LoadState: loaded | not-found | error | masked */
-  loadState: string;
-  /** ActiveState: active | inactive | failed | activating | deactivating | reloading */
-  activeState: string;
-  subState: string;
-  /** UnitFileState: enabled | disabled | static | masked | '' when not found */
-  unitFileState: string;
-  /** Result of the last run for services (success, exit-code, signal, timeout, ...). */
-  result: string;
-}
-
-export interface SystemdManager {
-  /** Directory where unit files are written (/etc/systemd/system, or ~/.config/systemd/user). */
-  readonly unitDir: string;
-  status(unit: string): Promise<SystemdUnitStatus>;
-  /** daemon-reload (after unit files changed). */
-  reload(): Promise<void>;
-  /** Start/stop/restart and wait for the job to finish; resolves with the job result ("done", "failed", ...). */
-  start(unit: string, signal?: AbortSignal): Promise<string>;
-  stop(unit: string, signal?: AbortSignal): Promise<string>;
-  restart(unit: string, signal?: AbortSignal): Promise<string>;
-  enable(unit: string): Promise<void>;
-  disable(unit: string): Promise<void>;
-  close(): void;
-}
-
-// --- packages (agent/packages/) ----------------------------------------------------------------
-
-export interface InstalledPackage {
-  name: string;
-  /** Full version as the backend prints it (rpm: [epoch:]version-release). */
-  version: string;
-}
-
-export interface PackageBackend {
-  readonly name: 'dnf' | 'apt' | 'rpm';
-  /** undefined when not installed. */
-  query(name: string, signal?: AbortSignal): Promise<InstalledPackage | undefined>;
-  install(name: string, version: string | undefined, signal?: AbortSignal): Promise<UnitOutput>;
-  /** Install from a local .rpm file (rpm and dnf backends). */
-  installFile?(path: string, signal?: AbortSignal): Promise<UnitOutput>;
-  removePackage(name: string, signal?: AbortSignal): Promise<UnitOutput>;
-}
+/** The per-node part of a UnitContext; the executor adds the per-run parts (signal, changedUnits, onOutput). */
+export type BaseUnitContext = Omit<UnitContext, 'signal' | 'changedUnits' | 'onOutput'>;

@@ -81,6 +81,9 @@ function attempt(probe: VerifyProbe, ctx: UnitContext, signal: AbortSignal): Pro
   return systemdAttempt(probe.systemdActive, ctx);
 }
 
+/** Pause between tries of a probe with `retry`. @default 250 */
+export const PROBE_RETRY_INTERVAL_MS = 250;
+
 /** Runs one probe within its timeout; with `retry`, tries again every `intervalMs` until it passes or time is up. */
 export async function runProbe(probe: VerifyProbe, ctx: UnitContext, options: { retry?: boolean; intervalMs?: number } = {}): Promise<ProbeResult> {
   const started = Date.now();
@@ -95,7 +98,7 @@ export async function runProbe(probe: VerifyProbe, ctx: UnitContext, options: { 
     }
     if (last.ok || !options.retry || signal.aborted) break;
     await new Promise<void>((r) => {
-      const t = setTimeout(r, options.intervalMs ?? 250);
+      const t = setTimeout(r, options.intervalMs ?? PROBE_RETRY_INTERVAL_MS);
       signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
     });
     if (signal.aborted) break;

@@ -10,7 +10,8 @@ import { createLogger, InvalidArgumentError } from '../../shared';
 import type { PackageUnitSpec } from '../../shared/bundle/types';
 import { createPackageBackend, createRpmBackend } from '../../agent/packages';
 import { packageUnitHandler as handler } from '../../agent/units/package-unit';
-import type { PackageBackend, UnitContext } from '../../agent/units/unit';
+import type { PackageBackend } from '../../agent/packages/backend';
+import type { UnitContext } from '../../agent/units/unit';
 import { buildRpmFixtures, copyIntoRoot, expectReject, FIXTURE_PACKAGE, run, type RpmFixtures } from '../helpers';
 
 const logger = createLogger({ level: 'silent' });

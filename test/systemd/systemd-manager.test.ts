@@ -7,7 +7,7 @@ import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CancelledError, InvalidArgumentError, NotFoundError, createLogger, isLogLevel } from '../../shared';
 import { createSystemdManager } from '../../agent/systemd';
-import type { SystemdManager } from '../../agent/units/unit';
+import type { SystemdManager } from '../../agent/systemd/manager';
 import { expectReject, startSystemdSandbox, waitFor, type SystemdSandbox } from '../helpers';
 
 const level = process.env.TEST_LOG_LEVEL ?? 'silent';

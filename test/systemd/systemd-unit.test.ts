@@ -10,7 +10,8 @@ import { createLogger, isLogLevel, NotFoundError } from '../../shared';
 import type { SystemdUnitSpec } from '../../shared/bundle/types';
 import { createSystemdManager } from '../../agent/systemd';
 import { createSystemdUnitHandler, describeState, SystemdUnitFailedError } from '../../agent/units/systemd-unit';
-import type { SystemdManager, UnitContext } from '../../agent/units/unit';
+import type { SystemdManager } from '../../agent/systemd/manager';
+import type { UnitContext } from '../../agent/units/unit';
 import { expectReject, startSystemdSandbox, type SystemdSandbox } from '../helpers';
 
 const level = process.env.TEST_LOG_LEVEL ?? 'silent';

@@ -69,12 +69,12 @@ export class ReconcileLoop {
     return this.active;
   }
 
-  /** Starts the timer and runs a first pass at once. Idempotent. */
-  start(): void {
-    if (this.active) return;
+  /** Starts the timer and runs a first pass at once; resolves when that pass ended. Idempotent. */
+  start(): Promise<void> {
+    if (this.active) return this.running ?? Promise.resolve();
     this.active = true;
     this.armTick();
-    void this.runNow();
+    return this.runNow();
   }
 
   /** Asks for a pass after the debounce; during a pass, for one more after it. */

@@ -87,7 +87,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   /** Reads of the candidates: single flight, a read asked for during one runs once more after it. */
   private readonly evaluator: ReconcileLoop;
   /** Why the last read of the candidates failed (campaign() acts on it); undefined after a good read. */
-  private readError?: unknown;
+  private readError?: Error;
 
   constructor(options: LeaderElectionOptions) {
     super();
@@ -106,7 +106,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
         try {
           await this.readCandidates();
         } catch (err) {
-          this.readError = err;
+          this.readError = err instanceof Error ? err : new Error(errorMessage(err));
           throw err;
         }
       },

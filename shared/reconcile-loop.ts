@@ -47,6 +47,8 @@ export class ReconcileLoop {
   private soon?: Timer;
   private running?: Promise<void>;
   private again = false;
+  /** The rerun was asked for by runNow(): it runs even on a loop that is not started. */
+  private againAsked = false;
   private passes = 0;
 
   constructor(private readonly o: ReconcileLoopOptions) {
@@ -99,6 +101,7 @@ export class ReconcileLoop {
   runNow(): Promise<void> {
     if (this.running) {
       this.again = true;
+      this.againAsked = true;
       return this.running;
     }
     this.soon?.cancel();
@@ -115,6 +118,7 @@ export class ReconcileLoop {
     this.soon?.cancel();
     this.soon = undefined;
     this.again = false;
+    this.againAsked = false;
     await this.running;
   }
 
@@ -134,14 +138,15 @@ export class ReconcileLoop {
     try {
       do {
         this.again = false;
-        if (this.o.when && !this.o.when()) continue;
+        this.againAsked = false;
         try {
+          if (this.o.when && !this.o.when()) continue;
           await this.o.pass();
           this.passes++;
         } catch (err) {
           this.o.logger.warn(`${this.o.name} pass failed; the next trigger or tick retries`, { err: errorMessage(err) });
         }
-      } while (this.again && this.active);
+      } while (this.again && (this.active || this.againAsked));
     } finally {
       this.running = undefined;
     }

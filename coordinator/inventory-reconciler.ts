@@ -170,7 +170,7 @@ export class InventoryReconciler {
     this.loop = new ReconcileLoop({
       name: 'inventory', clock: options.clock, logger: this.log, intervalMs: options.resyncIntervalMs, debounceMs: options.debounceMs,
       when: options.isLeader,
-      pass: async () => { await this.runOnce(); },
+      pass: async () => { await this.pass(); },
     });
   }
 
@@ -204,7 +204,7 @@ export class InventoryReconciler {
     return this.loop.completedPasses;
   }
 
-  /** One pass, outside the loop's single flight (the loop's pass; tests). Leadership is checked first and fences every write. */
+  /** One pass, outside the loop's single flight (tests). Leadership is checked first and fences every write. */
   async runOnce(): Promise<PassResult | undefined> {
     if (!this.opts.isLeader()) return undefined;
     return this.pass();

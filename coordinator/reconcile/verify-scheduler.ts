@@ -62,7 +62,7 @@ export class VerifyScheduler {
   constructor(private readonly o: VerifySchedulerOptions) {
     this.log = o.logger.child({ component: 'verify-scheduler' });
     this.loop = new ReconcileLoop({
-      name: 'verify schedules', clock: o.clock, logger: this.log, intervalMs: o.intervalMs ?? 60_000, debounceMs: o.debounceMs,
+      name: 'verify schedules', clock: o.clock, logger: this.log, intervalMs: o.intervalMs ?? 60_000, debounceMs: o.debounceMs, when: o.isLeader,
       pass: () => this.syncOnce(),
     });
   }
@@ -79,6 +79,16 @@ export class VerifyScheduler {
     await w?.stop();
     await this.loop.stop();
     for (const name of [...this.tasks.keys()]) await this.unschedule(name);
+  }
+
+  /** Asks for a re-read of the groups. */
+  schedule(): void {
+    this.loop.trigger();
+  }
+
+  /** Passes completed (tests). */
+  get passes(): number {
+    return this.loop.completedPasses;
   }
 
   /** Group → expression of the running tasks (tests, status). */

@@ -1,8 +1,9 @@
 /**
  * The one reader of the cluster state a pass decides from: the prefixes it needs in ONE etcd
  * read (one revision, so nodes, jobs and groups agree with each other), each record decoded
- * once, here. A record that does not decode, or a key under a prefix that is not one of its
- * records, is skipped and counted in `skipped` (and logged once per read by `readSnapshot`):
+ * once, here. A record that does not decode, a key under a prefix that is not one of its
+ * records, or a record whose own id names another key than the one it is stored under, is
+ * skipped and counted in `skipped` (and logged once per read by `readSnapshot`):
  * a pass decides from the records it can read, and one bad record never stops it.
  */
 import type { Etcd3, IKeyValue } from 'etcd3';
@@ -69,21 +70,33 @@ export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly S
         switch (part) {
           case 'nodes': {
             const id = ks.parseNode(key);
-            if (id === undefined) skip('not a node key');
-            else s.nodes.set(id, { record: decodeNode(key, text), modRevision });
+            const record = id === undefined ? undefined : decodeNode(key, text);
+            if (id === undefined || !record) skip('not a node key');
+            else if (record.id !== id) skip(`record of node ${record.id} under the key of ${id}`);
+            else s.nodes.set(id, { record, modRevision });
             break;
           }
           case 'jobs': {
             const parsed = ks.parseJobKey(key);
-            if (!parsed) skip('not a job key');
-            else if (parsed.nodeId === undefined) s.jobs.set(parsed.jobId, { record: decodeJob(key, text), modRevision });
-            else s.jobNodes.set(jobNodeKey(parsed.jobId, parsed.nodeId), { record: decodeJobNode(key, text), modRevision });
+            if (!parsed) {
+              skip('not a job key');
+            } else if (parsed.nodeId === undefined) {
+              const record = decodeJob(key, text);
+              if (record.id !== parsed.jobId) skip(`record of job ${record.id} under the key of ${parsed.jobId}`);
+              else s.jobs.set(parsed.jobId, { record, modRevision });
+            } else {
+              const record = decodeJobNode(key, text);
+              if (record.nodeId !== parsed.nodeId) skip(`record of node ${record.nodeId} under the key of ${parsed.nodeId}`);
+              else s.jobNodes.set(jobNodeKey(parsed.jobId, parsed.nodeId), { record, modRevision });
+            }
             break;
           }
           case 'groups': {
             const name = ks.parseGroup(key);
-            if (name === undefined) skip('not a group key');
-            else s.groups.set(name, { record: decodeGroup(key, text), modRevision });
+            const record = name === undefined ? undefined : decodeGroup(key, text);
+            if (name === undefined || !record) skip('not a group key');
+            else if (record.name !== name) skip(`record of group ${record.name} under the key of ${name}`);
+            else s.groups.set(name, { record, modRevision });
             break;
           }
           case 'facts': {

@@ -19,6 +19,7 @@ export type SnapshotPart = 'nodes' | 'jobs' | 'groups' | 'facts' | 'factKeys' | 
 export interface Versioned<T> {
   record: T;
   modRevision: string;
+  createRevision?: string;
 }
 
 export interface Snapshot {
@@ -58,13 +59,14 @@ function prefixOf(ks: Keyspace, part: SnapshotPart): string {
 }
 
 /** Pure: decodes the key/values read for `parts` (same order) into a snapshot. */
-export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly SnapshotPart[], kvs: readonly (readonly Pick<IKeyValue, 'key' | 'value' | 'mod_revision'>[])[]): Snapshot {
+export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly SnapshotPart[], kvs: readonly (readonly (Pick<IKeyValue, 'key' | 'value' | 'mod_revision'> & { create_revision?: string })[])[]): Snapshot {
   const s = emptySnapshot(revision);
   parts.forEach((part, i) => {
     for (const kv of kvs[i] ?? []) {
       const key = kv.key.toString();
       const text = kv.value.toString();
       const modRevision = kv.mod_revision;
+      const createRevision = kv.create_revision;
       const skip = (reason: string): void => { s.skipped.push({ key, reason }); };
       try {
         switch (part) {
@@ -83,7 +85,7 @@ export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly S
             } else if (parsed.nodeId === undefined) {
               const record = decodeJob(key, text);
               if (record.id !== parsed.jobId) skip(`record of job ${record.id} under the key of ${parsed.jobId}`);
-              else s.jobs.set(parsed.jobId, { record, modRevision });
+              else s.jobs.set(parsed.jobId, { record, modRevision, ...(createRevision ? { createRevision } : {}) });
             } else {
               const record = decodeJobNode(key, text);
               if (record.nodeId !== parsed.nodeId) skip(`record of node ${record.nodeId} under the key of ${parsed.nodeId}`);
@@ -126,6 +128,13 @@ export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly S
     }
   });
   return s;
+}
+
+/** One node key/value (a watch event, a point read) decoded as a snapshot would; undefined when skipped. */
+export function decodeNodeKv(ks: Keyspace, kv: Pick<IKeyValue, 'key' | 'value' | 'mod_revision'>, logger?: Logger): Versioned<NodeRecord> | undefined {
+  const s = decodeSnapshot(ks, '0', ['nodes'], [[kv]]);
+  if (s.skipped.length > 0) logger?.warn('unreadable node record skipped', { key: s.skipped[0].key, reason: s.skipped[0].reason });
+  return [...s.nodes.values()][0];
 }
 
 /** Reads `parts` at one revision and decodes them; skipped records are logged once per read. */

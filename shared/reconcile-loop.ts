@@ -1,8 +1,9 @@
 /**
  * The one level-triggered loop (fleet's `pkg/reconcile.go` PeriodicReconciler): a pass reads
  * the world and converges it, so it does not matter how many events led to it, only that one
- * pass starts after the last of them. Every reconciler, the job runner and the agent's link
- * run on it instead of hand-made watch + debounce + timer + "run once more" scaffolding.
+ * pass starts after the last of them. The coordinator's reconcilers and the election's
+ * candidate reads run on it instead of hand-made watch + debounce + timer + "run once more"
+ * scaffolding.
  *
  *  - `start()` runs a first pass at once, then one every `intervalMs` (a safety net for
  *    anything a watch missed);

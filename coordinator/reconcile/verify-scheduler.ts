@@ -62,7 +62,7 @@ export class VerifyScheduler {
   constructor(private readonly o: VerifySchedulerOptions) {
     this.log = o.logger.child({ component: 'verify-scheduler' });
     this.loop = new ReconcileLoop({
-      name: 'verify schedules', clock: o.clock, logger: this.log, intervalMs: o.intervalMs ?? 60_000, debounceMs: o.debounceMs, when: o.isLeader,
+      name: 'verify schedules', clock: o.clock, logger: this.log, intervalMs: o.intervalMs ?? 60_000, debounceMs: o.debounceMs,
       pass: () => this.syncOnce(),
     });
   }
@@ -89,6 +89,11 @@ export class VerifyScheduler {
   /** Passes completed (tests). */
   get passes(): number {
     return this.loop.completedPasses;
+  }
+
+  /** A pass is running (tests). */
+  get busy(): boolean {
+    return this.loop.state === 'running';
   }
 
   /** Group → expression of the running tasks (tests, status). */

@@ -108,9 +108,9 @@ export class Coordinator {
     this.streams.on('connected', () => sweeper.schedule());
     this.leaderLoops = [
       sweeper,
-      new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, logger: this.log }),
-      new VerifyScheduler({ client, keyspace, startJob, isLeader: leadership.isLeader, logger: this.log }),
-      new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, logger: this.log }),
+      new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log }),
+      new VerifyScheduler({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log }),
+      new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log }),
     ];
     this.grpc = new GrpcServer({
       logger: this.log,

@@ -19,7 +19,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { EtcdLeaseInvalidError, type Etcd3, type Lease, type Watcher } from 'etcd3';
-import { Backoff, errorMessage, NotLeaderError, sleep, type Clock, type Keyspace, type Logger } from '../shared';
+import { Backoff, errorMessage, NotLeaderError, ReconcileLoop, sleep, type Clock, type Keyspace, type Logger } from '../shared';
 import { readPrefixes, runTxn, type Compare } from './etcd-txn';
 
 /** The election record every candidate writes (agreed with the agent, which dials `address`). */
@@ -84,8 +84,10 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   private readonly stopSignal = new AbortController();
   /** Wakes the keepalive sleep early when our key vanished. */
   private wake = new AbortController();
-  private evaluating?: Promise<void>;
-  private evaluateAgain = false;
+  /** Reads of the candidates: single flight, a read asked for during one runs once more after it. */
+  private readonly evaluator: ReconcileLoop;
+  /** Why the last read of the candidates failed (campaign() acts on it); undefined after a good read. */
+  private readError?: Error;
 
   constructor(options: LeaderElectionOptions) {
     super();
@@ -97,6 +99,18 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.key = options.keyspace.electionCandidate(options.replicaId);
     this.record = { id: options.replicaId, address: options.address, startedAt: options.clock.iso() };
     this.log = options.logger.child({ component: 'leader-election' });
+    this.evaluator = new ReconcileLoop({
+      name: 'candidates read', clock: options.clock, logger: this.log, intervalMs: 0,
+      pass: async () => {
+        this.readError = undefined;
+        try {
+          await this.readCandidates();
+        } catch (err) {
+          this.readError = err instanceof Error ? err : new Error(errorMessage(err));
+          throw err;
+        }
+      },
+    });
   }
 
   get replicaId(): string {
@@ -110,6 +124,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   /** Starts campaigning in the background; watch `gained` / `isLeader()`. */
   async start(): Promise<void> {
     if (this.loop) return;
+    void this.evaluator.start();
     await this.startWatch();
     this.loop = this.run();
   }
@@ -165,6 +180,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     clearTimeout(this.expiryTimer);
     this.watcher?.removeAllListeners();
     await this.watcher?.cancel().catch(() => undefined);
+    await this.evaluator.stop();
     await this.loop;
     await this.resign();
     this.refresh('stopped');
@@ -223,6 +239,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.wake = new AbortController();
     this.log.info('candidate registered', { revision: outcome.revision, lease: leaseId });
     await this.evaluate();
+    if (this.readError !== undefined) throw this.readError;
     return true;
   }
 
@@ -248,7 +265,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
       }
       this.lastKeepaliveSentAt = sentAt;
       this.setEtcd(true);
-      await this.evaluate().catch((err: unknown) => this.log.warn('reading candidates failed', { err: errorMessage(err) }));
+      await this.evaluate();
     }
   }
 
@@ -277,26 +294,12 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
 
   private evaluateSoon(): void {
     if (this.stopSignal.signal.aborted) return;
-    this.evaluate().catch((err: unknown) => this.log.warn('reading candidates failed', { err: errorMessage(err) }));
+    void this.evaluator.runNow();
   }
 
-  /** Re-reads the candidates (coalesced: one read in flight, at most one queued). */
+  /** Re-reads the candidates now (coalesced: one read in flight, at most one more after it). Never rejects. */
   private evaluate(): Promise<void> {
-    if (this.evaluating) {
-      this.evaluateAgain = true;
-      return this.evaluating;
-    }
-    this.evaluating = (async () => {
-      try {
-        do {
-          this.evaluateAgain = false;
-          await this.readCandidates();
-        } while (this.evaluateAgain);
-      } finally {
-        this.evaluating = undefined;
-      }
-    })();
-    return this.evaluating;
+    return this.evaluator.runNow();
   }
 
   private async readCandidates(): Promise<void> {

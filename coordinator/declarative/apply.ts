@@ -24,7 +24,7 @@ import { DEFAULT_SETTINGS } from '../options';
 import type { GroupRecord } from '../config/group-store';
 import { decodeSnapshot } from '../snapshot';
 import { decodeJob, isActive } from '../jobs/job-record';
-import { canonicalDocument, parseClusterFile, type ClusterFile } from './cluster-file';
+import { canonicalDocument, parseClusterFile, type ClusterFile } from '../../shared/cluster-file';
 import { formatPlan, planConfig, type PlanResult, type StoredConfig } from './plan';
 
 /** What meta/last-applied holds. */

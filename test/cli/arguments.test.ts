@@ -60,7 +60,8 @@ describe('cli/command: argument handling', () => {
       const inv = parseInvocation(commandTree(), ['-o', 'wide', 'nodes', '--selector', 'role=worker', '--timeout', '1500ms'], noConfig);
       expect(inv.help).to.equal(false);
       expect(inv.values).to.include({ output: 'wide', selector: 'role=worker', timeout: 1500, watch: false });
-      expect(inv.values.coordinator).to.deep.equal(['127.0.0.1:7400']);
+      // No --coordinator: the credentials file's coordinators are used (global-options.ts).
+      expect(inv.values.coordinator).to.equal(undefined);
     });
 
     it('reads CLUSTER_COORDINATOR and CLUSTERCTL_TIMEOUT; a flag wins over the environment', () => {
@@ -78,10 +79,34 @@ describe('cli/command: argument handling', () => {
   });
 
   describe('compileClientOptions', () => {
+    // A credentials file as `user add` writes it (the PEM text is not parsed here).
+    const CREDS = 'coordinator: [c1:7400, c2:7400]\nuser: alice\nrole: operator\nca: CA\ncertificate: CERT\nkey: KEY\n';
+    const files = (map: Record<string, string>) => (path: string): string => {
+      if (path in map) return map[path];
+      throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+    };
+
     it('checks every address, drops duplicates, keeps the order and the timeout in ms', () => {
-      expect(compileClientOptions({ coordinator: ['b:1', 'a:2', 'b:1'], timeout: 1500 })).to.deep.equal({ endpoints: ['b:1', 'a:2'], timeoutMs: 1500 });
-      expect(() => compileClientOptions({ coordinator: ['a:1', 'nohost'], timeout: 1 })).to.throw(/--coordinator "nohost" is not HOST:PORT/);
-      expect(() => compileClientOptions({ coordinator: [], timeout: 1 })).to.throw(/--coordinator needs at least one HOST:PORT/);
+      const read = files({ '/c.yaml': CREDS });
+      const o = compileClientOptions({ coordinator: ['b:1', 'a:2', 'b:1'], timeout: 1500, credentials: '/c.yaml' }, read);
+      expect(o).to.deep.include({ endpoints: ['b:1', 'a:2'], timeoutMs: 1500, credentialsFile: '/c.yaml' });
+      expect(o.credentials).to.include({ user: 'alice', role: 'operator', certificate: 'CERT' });
+      expect(() => compileClientOptions({ coordinator: ['a:1', 'nohost'], timeout: 1, credentials: '/c.yaml' }, read)).to.throw(/--coordinator "nohost" is not HOST:PORT/);
+      expect(() => compileClientOptions({ coordinator: [], timeout: 1, credentials: '/c.yaml' }, read)).to.throw(/--coordinator needs at least one HOST:PORT/);
+    });
+
+    it('takes the coordinators from the credentials file when --coordinator is not given; the default file is admin.yaml', () => {
+      expect(compileClientOptions({ timeout: 1, credentials: '/c.yaml' }, files({ '/c.yaml': CREDS })).endpoints).to.deep.equal(['c1:7400', 'c2:7400']);
+      const o = compileClientOptions({ timeout: 1 }, files({ '/etc/cluster/pki/admin.yaml': CREDS }));
+      expect(o.credentialsFile).to.equal('/etc/cluster/pki/admin.yaml');
+    });
+
+    it('without readable credentials: one line naming the three ways to give them', () => {
+      expect(() => compileClientOptions({ timeout: 1 }, files({}))).to.throw(
+        /^no credentials to call the coordinator with \(\/etc\/cluster\/pki\/admin.yaml: no such file\): give one with --credentials FILE, the CLUSTERCTL_CREDENTIALS environment variable, or `credentials: FILE` in the config file$/,
+      );
+      expect(() => compileClientOptions({ timeout: 1, credentials: '/nope.yaml' }, files({}))).to.throw(/^cannot read credentials file \/nope.yaml: no such file; give one with --credentials FILE/);
+      expect(() => compileClientOptions({ timeout: 1, credentials: '/bad.yaml' }, files({ '/bad.yaml': 'user: x\n' }))).to.throw(/credentials file \/bad.yaml: field "coordinator"/);
     });
 
     it('keeps the node id as a positional', () => {

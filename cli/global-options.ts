@@ -102,7 +102,8 @@ export function compileClientOptions(
   readFile?: (path: string) => string,
 ): ClientOptions {
   const { credentials, file } = loadCredentials(globals.credentials, readFile);
-  const given = globals.coordinator ?? credentials.coordinator;
+  // An empty list is what the parser gives when no --coordinator was said anywhere.
+  const given = globals.coordinator !== undefined && globals.coordinator.length > 0 ? globals.coordinator : credentials.coordinator;
   const endpoints = [...new Set(given.map((a) => checkAddress(a)))];
   if (endpoints.length === 0) throw new InvalidArgumentError(`--coordinator needs at least one HOST:PORT (e.g. ${DEFAULT_COORDINATOR})`);
   return { endpoints, timeoutMs: globals.timeout, credentials, credentialsFile: file };

@@ -35,10 +35,10 @@ export const tokenCreate = defineCommand<CliContext, typeof TOKEN_CREATE_OPTIONS
     if (values.neverExpires && values.ttl !== undefined) throw new InvalidArgumentError('say --ttl or --never-expires, not both');
     const ttlSeconds = values.ttl === undefined ? 0 : Math.ceil(values.ttl / 1000);
     const res = await context.client.createToken({ ttlSeconds, neverExpires: values.neverExpires, uses: values.uses ?? 0, description: values.description ?? '' });
-    const info = res.info ? tokenObject(res.info) : undefined;
-    printResult(context, { token: res.token, ...info }, () => `${res.token}\n`);
-    if (context.format === 'table' || context.format === 'wide') {
-      context.note(`join token ${info?.id ?? ''} ${info?.expiresAt ? `expires ${info.expiresAt}` : 'never expires'}; it is shown only now: cluster-agent --join-token TOKEN`);
+    const info = res.info;
+    printResult(context, { token: res.token, ...(info ? tokenObject(info) : {}) }, () => `${res.token}\n`);
+    if (info && (context.format === 'table' || context.format === 'wide')) {
+      context.note(`join token ${info.id} ${info.expiresAt ? `expires ${info.expiresAt}` : 'never expires'}; it is shown only now: cluster-agent --join-token TOKEN`);
     }
     return EXIT.ok;
   },

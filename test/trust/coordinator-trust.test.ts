@@ -7,6 +7,9 @@
  */
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer, waitFor, testPki, type TestPki } from '../helpers';
@@ -156,6 +159,18 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
       else expect(code, path).to.equal(grpc.status.UNAUTHENTICATED);
     }
     expect(await nodeKeys()).to.deep.equal([]);
+  });
+
+  it('a pki dir that cannot be written stops the start before a CA is created (it would leave the cluster without admin.yaml)', async () => {
+    const empty = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+    const other = new Coordinator({
+      etcd: client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r2', listen: '127.0.0.1:0',
+      pki: { dir: '/dev/null/pki', clusterSecretFile: join(mkdtempSync(join(tmpdir(), 'trust-secret-')), 'cluster-secret') },
+    });
+    const err = await refusal(other.start());
+    expect(err.message).to.match(/^the pki dir \/dev\/null\/pki is not a writable directory \(.*\): give --pki-dir DIR/);
+    expect(await client.get(empty.pkiCa()).string()).to.equal(null);
+    await other.stop({ graceMs: 100 });
   });
 
   it('a plaintext client is refused (no plaintext fallback)', async () => {

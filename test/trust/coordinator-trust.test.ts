@@ -244,6 +244,29 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
     expect((await events('node.maintenance')).map((e) => e.actor)).to.deep.equal(['user:olga']);
   });
 
+  it('apply: a cluster file with command units needs admin (the plan is refused before any write); the event names the certificate', async () => {
+    const doc = [
+      'bundles:',
+      '  - name: app',
+      '    version: 1',
+      '    units:',
+      '      - { id: init, kind: command, run: "touch /opt/app/.initialised" }',
+      'groups:',
+      '  web: { bundle: app@1 }',
+      '',
+    ].join('\n');
+    const before = await client.getAll().prefix(ks.prefix).strings();
+    const operator = track(new (api().DeclarativeService)(coord.address, await pki.credentials('operator', 'olga')));
+    const err = await refusal(unary(operator.apply.bind(operator), { document: doc, sourceName: 'cluster.yaml', requestedBy: 'root' }));
+    expect(err.code).to.equal(grpc.status.PERMISSION_DENIED);
+    expect(err.message).to.equal('permission denied: Apply(command units) needs the admin role; you are olga (operator)');
+    expect(await client.getAll().prefix(ks.prefix).strings()).to.deep.equal(before);
+
+    const admin = track(new (api().DeclarativeService)(coord.address, await pki.credentials('admin')));
+    await unary(admin.apply.bind(admin), { document: doc, sourceName: 'cluster.yaml', requestedBy: 'root' });
+    expect((await events('config.applied')).map((e) => e.actor)).to.deep.equal(['user:admin']);
+  });
+
   it('users: added through PkiService, served, revoked, refused from the next call on', async () => {
     const pkiAdmin = track(new (api().PkiService)(coord.address, await pki.credentials('admin')));
     const added = await unary<object, { credentials: string; serial: string }>(pkiAdmin.addUser.bind(pkiAdmin), { name: 'alice', role: 'viewer' });

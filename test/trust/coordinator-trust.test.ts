@@ -8,6 +8,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -171,6 +172,32 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
     expect(err.message).to.match(/^the pki dir \/dev\/null\/pki is not a writable directory \(.*\): give --pki-dir DIR/);
     expect(await client.get(empty.pkiCa()).string()).to.equal(null);
     await other.stop({ graceMs: 100 });
+  });
+
+  it('a replica renews its serving certificate at two thirds of its validity; new connections get the new one and are served', async () => {
+    const empty = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+    const short = new Coordinator({
+      etcd: client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r3', listen: '127.0.0.1:0', servingRenewCheckMs: 100,
+      pki: { ...(await pki.coordinatorPki(client, empty)), servingValidityMs: 60_000 },
+    });
+    try {
+      await short.start();
+      const port = Number(short.address.split(':').pop());
+      const serial = (): Promise<string> => new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' }, () => {
+          resolve(s.getPeerCertificate().serialNumber);
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+      const first = await serial();
+      // Validity starts 5 min back (clock skew allowance), so two thirds of it is already behind us.
+      await waitFor('a renewed serving certificate', async () => (await serial()) !== first, { timeoutMs: 5000, intervalMs: 100 });
+      const viewer = track(new (api().ClusterService)(short.address, await pki.credentials('viewer')));
+      await unary(viewer.getStatus.bind(viewer), {});
+    } finally {
+      await short.stop({ graceMs: 100 });
+    }
   });
 
   it('a plaintext client is refused (no plaintext fallback)', async () => {

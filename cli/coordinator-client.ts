@@ -4,7 +4,9 @@
  *
  * - the channels, one per replica (--coordinator a:7400,b:7400), shared by every service stub,
  *   each stub made the first time a command needs it;
- * - the channel credentials (`channelCredentials`, the one place they are made);
+ * - the channel credentials (`channelCredentials`, the one place they are made): mutual TLS
+ *   with the certificate of the credentials file, the server checked against its CA for the
+ *   coordinator role (there is no plaintext);
  * - the deadline of each call (--timeout), which also bounds connecting, so an absent
  *   coordinator is reported as exactly that instead of as a generic gRPC status;
  * - the message limits (shared/grpc-limits.ts) and the mapping of a gRPC status to the shared
@@ -19,9 +21,10 @@
  * and the proto is parsed only when the first stub is made.
  */
 import * as grpc from '@grpc/grpc-js';
+import { connect as tlsConnect } from 'node:tls';
 import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
 import { loadProto, type ProtoGrpcType } from '../shared/proto';
-import { ClusterError, DeadlineExceededError, NotFoundError, UnavailableError, fromGrpcError } from '../shared/errors';
+import { ClusterError, DeadlineExceededError, NotFoundError, UnauthenticatedError, UnavailableError, fromGrpcError } from '../shared/errors';
 import type { ClusterServiceClient } from '../generated/cluster/v1/ClusterService';
 import type { ConfigServiceClient } from '../generated/cluster/v1/ConfigService';
 import type { DeclarativeServiceClient } from '../generated/cluster/v1/DeclarativeService';
@@ -54,11 +57,50 @@ import type { UploadFileRequest } from '../generated/cluster/v1/UploadFileReques
 import type { WatchEventsRequest } from '../generated/cluster/v1/WatchEventsRequest';
 import type { ClientOptions } from './global-options';
 import { formatDuration } from './output';
+import { checkServerCertificate, clientCredentials, CLUSTER_CHANNEL_OPTIONS } from '../shared/pki/grpc-credentials';
+import type { Credentials } from '../shared/pki/credentials-file';
+import type { PkiServiceClient } from '../generated/cluster/v1/PkiService';
+import type { AddUserResponse__Output } from '../generated/cluster/v1/AddUserResponse';
+import type { CreateTokenRequest } from '../generated/cluster/v1/CreateTokenRequest';
+import type { CreateTokenResponse__Output } from '../generated/cluster/v1/CreateTokenResponse';
+import type { JoinTokenInfo__Output } from '../generated/cluster/v1/JoinTokenInfo';
+import type { ListTokensResponse__Output } from '../generated/cluster/v1/ListTokensResponse';
+import type { ListUsersResponse__Output } from '../generated/cluster/v1/ListUsersResponse';
+import type { RevokeResponse__Output } from '../generated/cluster/v1/RevokeResponse';
+import type { UserInfo__Output } from '../generated/cluster/v1/UserInfo';
 
-/** The channel credentials of every connection to the coordinator. */
-export function channelCredentials(_options: ClientOptions): grpc.ChannelCredentials {
-  // Mutual TLS (a client certificate of the cluster CA) will be made here.
-  return grpc.credentials.createInsecure();
+/** The channel credentials of every connection to the coordinator: mutual TLS with the credentials file. */
+export function channelCredentials(options: ClientOptions): grpc.ChannelCredentials {
+  const c = options.credentials;
+  return clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key });
+}
+
+/** Errors that mean nothing answered at all, as opposed to a TLS handshake that failed. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * Why mutual TLS with `address` fails, if it does (undefined when the handshake succeeds or
+ * nothing answers). A gRPC channel reports a refused certificate only as "not ready", which
+ * would read as "cannot reach the coordinator"; this one handshake says what is wrong.
+ */
+export function tlsProblem(address: string, c: Credentials, timeoutMs: number): Promise<string | undefined> {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(address);
+  if (!m) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host: m[1], port: Number(m[2]), ca: c.ca, cert: c.certificate, key: c.key, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'],
+      servername: String(CLUSTER_CHANNEL_OPTIONS['grpc.ssl_target_name_override']),
+      checkServerIdentity: (_host, cert) => checkServerCertificate(c.ca, 'coordinator', cert),
+    });
+    const done = (problem: string | undefined): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(problem);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    socket.once('secureConnect', () => done(undefined));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code && UNREACHABLE_CODES.has(err.code) ? undefined : err.message));
+  });
 }
 
 /** Raised when no replica could be connected to within the deadline. */
@@ -82,6 +124,7 @@ interface Stubs {
   config: ConfigServiceClient;
   files: FileServiceClient;
   declarative: DeclarativeServiceClient;
+  pki: PkiServiceClient;
 }
 
 type Api = ProtoGrpcType['cluster']['v1'];
@@ -92,6 +135,7 @@ const STUB_MAKERS: { [K in keyof Stubs]: (api: Api, address: string, credentials
   config: (api, address, credentials, options) => new api.ConfigService(address, credentials, options),
   files: (api, address, credentials, options) => new api.FileService(address, credentials, options),
   declarative: (api, address, credentials, options) => new api.DeclarativeService(address, credentials, options),
+  pki: (api, address, credentials, options) => new api.PkiService(address, credentials, options),
 };
 
 type Connected = 'ready' | 'failed' | 'deadline';
@@ -104,7 +148,7 @@ class Endpoint {
   constructor(readonly address: string, private readonly credentials: grpc.ChannelCredentials) {}
 
   private open(): grpc.Channel {
-    this.channel ??= new grpc.Channel(this.address, this.credentials, { ...GRPC_MESSAGE_LIMITS });
+    this.channel ??= new grpc.Channel(this.address, this.credentials, { ...GRPC_MESSAGE_LIMITS, ...CLUSTER_CHANNEL_OPTIONS });
     return this.channel;
   }
 
@@ -239,6 +283,14 @@ export class CoordinatorClient {
         }
       });
       if (ready) return this.pool.use(ready);
+    }
+    const problems = await Promise.all(candidates.map(async (e) => [e.address, await tlsProblem(e.address, this.options.credentials, 1000)] as const));
+    const refused = problems.filter((p): p is readonly [string, string] => p[1] !== undefined);
+    if (refused.length > 0) {
+      throw new UnauthenticatedError(
+        `the TLS handshake with the coordinator at ${refused.map(([a, why]) => `${a} failed (${why})`).join('; at ')}: ` +
+          `check that ${this.options.credentialsFile} is a credentials file of this cluster`,
+      );
     }
     throw this.unreachable();
   }
@@ -484,5 +536,35 @@ export class CoordinatorClient {
 
   apply(req: ApplyRequest): Promise<ApplyResponse__Output> {
     return this.unary('declarative', 'DeclarativeService', 'write', (s, o, cb) => s.apply(req, o, cb));
+  }
+
+  // ---- PkiService ----
+
+  createToken(req: CreateTokenRequest): Promise<CreateTokenResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.createToken(req, o, cb));
+  }
+
+  async listTokens(): Promise<JoinTokenInfo__Output[]> {
+    return (await this.unary<'pki', ListTokensResponse__Output>('pki', 'PkiService', 'read', (s, o, cb) => s.listTokens({}, o, cb))).tokens;
+  }
+
+  revokeToken(id: string): Promise<JoinTokenInfo__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.revokeToken({ id }, o, cb));
+  }
+
+  addUser(name: string, role: string, validityDays = 0): Promise<AddUserResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.addUser({ name, role, validityDays }, o, cb));
+  }
+
+  async listUsers(): Promise<UserInfo__Output[]> {
+    return (await this.unary<'pki', ListUsersResponse__Output>('pki', 'PkiService', 'read', (s, o, cb) => s.listUsers({}, o, cb))).users;
+  }
+
+  revokeUser(name: string, reason: string): Promise<RevokeResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.revokeUser({ name, reason }, o, cb));
+  }
+
+  revokeNode(nodeId: string, reason: string): Promise<RevokeResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.revokeNode({ nodeId, reason }, o, cb));
   }
 }

@@ -6,10 +6,17 @@
  * Leadership drives the leader-only parts: on `gained` the reconciler starts and the
  * AgentService health turns SERVING; on `lost` the reconciler stops and every agent stream is
  * closed with "not the leader; the leader is ..." so agents redial the new leader at once.
+ *
+ * Trust comes first in start(): the cluster CA is loaded from etcd (or created on an empty
+ * cluster, which writes ca.crt, admin.yaml and join-token to the pki directory), this replica
+ * issues itself a serving certificate, and the revocation list is loaded and followed, all
+ * before the port is bound; the port then serves mutual TLS only (shared/pki).
  */
 import { hostname } from 'node:os';
+import { isIP } from 'node:net';
+import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
-import { errorMessage, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
+import { errorMessage, FailedPreconditionError, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
 import { createClusterServiceHandlers } from './cluster-service';
@@ -34,6 +41,9 @@ import { createNodeAdminHandlers } from './node-admin';
 import { NodeStore } from './node-store';
 import { compileSettings, type CoordinatorSettings } from './options';
 import { createStatusServiceHandlers } from './status-service';
+import { renewalTime, serverCredentials, UnauthenticatedError } from '../shared/pki';
+import type { ClusterCa } from '../shared/pki/cluster-ca';
+import { AgentEnrolment, createPkiServiceHandlers, loadOrCreateCa, RevocationSet, TokenStore, UserStore, writeFirstStartFiles, type PkiParts } from './pki';
 
 /** The clients and identity of a replica, plus any of its settings (options.ts) to override. */
 export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
@@ -52,7 +62,36 @@ export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
   listen: string;
   /** HOST:PORT agents dial; default the listen address with the bound port. */
   advertise?: string;
+  pki: CoordinatorPkiOptions;
 }
+
+export interface CoordinatorPkiOptions {
+  /** Where the replica that creates the CA writes ca.crt, admin.yaml and join-token. */
+  dir: string;
+  /** The cluster secret every replica shares (created when absent). */
+  clusterSecretFile: string;
+  /** Lifetime of the first join token; null = never expires. @default DEFAULT_TOKEN_TTL_MS (24 h) */
+  firstTokenTtlMs?: number | null;
+  /** Validity of this replica's serving certificate (renewed at two thirds). @default DEFAULT_VALIDITY_MS.coordinator (one year) */
+  servingValidityMs?: number;
+}
+
+/** A name that can go into a certificate's subjectAltName (an IP address or a DNS name). */
+function isValidHost(h: string): boolean {
+  return isIP(h) !== 0 || /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*$/.test(h);
+}
+
+async function checkWritableDir(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    await fs.access(dir, fsConstants.W_OK);
+  } catch (err) {
+    throw new FailedPreconditionError(`the pki dir ${dir} is not a writable directory (${errorMessage(err)}): give --pki-dir DIR (CLUSTER_PKI_DIR) that this user can write`);
+  }
+}
+
+/** The open method: a joining agent has no certificate yet (its token is checked instead). */
+const OPEN_METHODS = ['/cluster.v1.PkiService/Join'] as const;
 
 export interface StopOptions {
   /** Time open calls get to finish before they are cut (default: settings.shutdownGraceMs). */
@@ -75,7 +114,9 @@ export class Coordinator {
   /** Every knob, defaults filled in once (options.ts); passed down to the components. */
   readonly settings: CoordinatorSettings;
   private advertised?: string;
+  private pki?: PkiParts & { ca: ClusterCa; revocations: RevocationSet };
   private started = false;
+  private servingRenewal?: NodeJS.Timeout;
   private stopping?: Promise<void>;
 
   constructor(options: CoordinatorOptions) {
@@ -123,6 +164,10 @@ export class Coordinator {
       }),
       new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
     ];
+    const pkiParts = (): PkiParts => {
+      if (!this.pki) throw new UnavailableError('this coordinator is still loading the cluster CA; retry');
+      return this.pki;
+    };
     this.grpc = new GrpcServer({
       logger: this.log,
       settings,
@@ -150,6 +195,10 @@ export class Coordinator {
         {
           definition: loadProto().api.cluster.v1.FileService.service,
           handlers: createFileServiceHandlers({ files: new FileStore({ client, keyspace, events: this.events, clock }), logger: this.log }),
+        },
+        {
+          definition: loadProto().api.cluster.v1.PkiService.service,
+          handlers: createPkiServiceHandlers({ parts: pkiParts, events: this.events, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.DeclarativeService.service,
@@ -187,14 +236,63 @@ export class Coordinator {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    const port = await this.grpc.bind(this.options.listen);
-    const { host } = parseHostPort(this.options.listen, '--listen address');
+    const o = this.options;
+    const clock = o.clock ?? systemClock;
+    const { host } = parseHostPort(o.listen, '--listen address');
+    // Checked before a CA can be created: the replica that creates it is the only one that
+    // writes admin.yaml, so a pki dir it cannot write would leave the cluster without an admin.
+    await checkWritableDir(o.pki.dir);
+    const loaded = await loadOrCreateCa({ etcd: o.etcd, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, clock });
+    if (loaded.secretCreated) this.log.info('created the cluster secret; give the same file to every further replica', { file: o.pki.clusterSecretFile });
+    const hosts = [host, ...(o.advertise ? [parseHostPort(o.advertise, '--advertise address').host] : []), hostname()]
+      .map((h) => h.replace(/^\[|\]$/g, ''))
+      .filter((h) => h !== '0.0.0.0' && h !== '::' && isValidHost(h));
+    const issueServing = (): ReturnType<ClusterCa['issueKeyAndCertificate']> => loaded.ca.issueKeyAndCertificate({
+      role: 'coordinator', name: o.replicaId, hosts: [...new Set(hosts)], validityMs: o.pki.servingValidityMs, now: new Date(clock.now()),
+    });
+    const serving = await issueServing();
+    const revocations = await RevocationSet.start(o.etcd, o.keyspace);
+    const tokens = new TokenStore(o.etcd, o.keyspace, loaded.ca.publicKeyHash, clock);
+    this.pki = {
+      ca: loaded.ca, revocations, tokens,
+      enrolment: new AgentEnrolment(o.etcd, o.keyspace, loaded.ca, tokens, { clock }),
+      users: new UserStore(o.etcd, o.keyspace, loaded.ca, clock),
+      endpoints: () => [this.address],
+    };
+    // A revoked agent's live stream ends at once, not at its next reconnect.
+    revocations.onRevoked((r) => {
+      const closed = this.streams.closeCertificate(r.serial, new UnauthenticatedError(`certificate ${r.serial} of ${r.role} ${r.name} has been revoked`));
+      if (closed) this.log.warn('closed the stream of a revoked certificate', { nodeId: closed, serial: r.serial });
+    });
+    const credentials = serverCredentials({
+      caPem: loaded.ca.certPem, certPem: serving.certPem, keyPem: serving.keyPem, openMethods: OPEN_METHODS, isRevoked: (serial) => revocations.isRevoked(serial),
+    });
+
+    // A replica may run for longer than its certificate: renew at two thirds, for new connections.
+    let renewAt = renewalTime(serving.certPem).getTime();
+    this.servingRenewal = setInterval(() => {
+      if (clock.now() < renewAt) return;
+      renewAt = Number.POSITIVE_INFINITY; // one renewal at a time
+      issueServing().then((next) => {
+        credentials.rotate(next.certPem, next.keyPem);
+        renewAt = renewalTime(next.certPem).getTime();
+        this.log.info('renewed the serving certificate', { serial: next.serial, notAfter: next.notAfter.toISOString() });
+      }, (err: unknown) => {
+        renewAt = clock.now() + this.settings.servingRenewCheckMs;
+        this.log.warn('could not renew the serving certificate; retrying', { err: errorMessage(err) });
+      });
+    }, this.settings.servingRenewCheckMs);
+    this.servingRenewal.unref();
+    const port = await this.grpc.bind(o.listen, credentials);
     const listening = `${host}:${port}`;
-    this.advertised = this.options.advertise ?? (host === '0.0.0.0' || host === '[::]' ? `${hostname()}:${port}` : listening);
-    this.log.info('listening', { address: listening, advertise: this.advertised });
+    this.advertised = o.advertise ?? (host === '0.0.0.0' || host === '[::]' ? `${hostname()}:${port}` : listening);
+    this.log.info('listening', { address: listening, advertise: this.advertised, tls: 'TLSv1.3, client certificates of the cluster CA' });
+    if (loaded.created) {
+      await writeFirstStartFiles({ etcd: o.etcd, keyspace: o.keyspace, ca: loaded.ca, pkiDir: o.pki.dir, endpoints: [this.advertised], firstTokenTtlMs: o.pki.firstTokenTtlMs, clock });
+      this.log.info(`wrote ca.crt, admin.yaml, join-token to ${o.pki.dir}`, { pkiDir: o.pki.dir });
+    }
     this.grpc.setHealth(CLUSTER_SERVICE_NAME, 'SERVING');
 
-    const o = this.options;
     const election = new LeaderElection({
       client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: this.settings.electionTtlMs,
       keepaliveIntervalMs: this.settings.electionKeepaliveIntervalMs, retryInitialMs: this.settings.electionRetryInitialMs,
@@ -231,6 +329,8 @@ export class Coordinator {
       this.streams.closeAll(new UnavailableError('coordinator shutting down; reconnect to the new leader'));
       await this.grpc.shutdown(options.graceMs ?? this.settings.shutdownGraceMs);
       await this.events.stop();
+      clearInterval(this.servingRenewal);
+      await this.pki?.revocations.close();
       this.log.info('stopped');
     })();
     return this.stopping;

@@ -11,9 +11,9 @@ export {
   type JoinToken,
 } from './join-token';
 export { loadOrCreateClusterSecret, encryptCaKey, decryptCaKey, type EncryptedKey } from './cluster-secret';
-export { formatCredentials, parseCredentials, type Credentials } from './credentials-file';
+export { formatCredentials, parseCredentials, DEFAULT_PKI_DIR, ADMIN_CREDENTIALS_FILE, type Credentials } from './credentials-file';
 export { authorize, requirement, satisfies, shortMethod, knownMethods, type Action, type Requirement } from './authorization';
 export {
-  serverCredentials, clientCredentials, peerIdentity, checkCall, checkServerCertificate, fetchPinnedCa, ClusterServerCredentials,
+  serverCredentials, clientCredentials, CLUSTER_CHANNEL_OPTIONS, peerIdentity, checkCall, checkServerCertificate, fetchPinnedCa, ClusterServerCredentials,
   type ServerTlsOptions, type ClientTlsOptions,
 } from './grpc-credentials';

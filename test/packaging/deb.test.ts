@@ -183,6 +183,9 @@ describe('packaging: Debian packages (scripts/build-deb)', function () {
     expect(readFileSync(join(root, 'etc/sysconfig/cluster-agent'), 'utf8')).to.equal(sysconfigBefore);
     expect(readFileSync(stateFile, 'utf8')).to.equal('{"units":["chrony-conf"]}');
     expect(statSync(join(root, 'var/lib/cluster-agent')).mode & 0o777).to.equal(0o700);
+    // The program reports the version it was packaged as (what the coordinator shows after an upgrade).
+    const v = await run(process.execPath, [join(root, 'usr/lib/cluster/agent/agent.js'), '--version'], { cwd: '/', env: { CLUSTER_PROTO_DIR: '', HOME: tmp }, timeoutMs: 30_000 });
+    expect(v.stdout.trim()).to.equal(`cluster-agent ${UPGRADE_VERSION}`);
     // An upgrade is not a first install: no preset (which could re-enable a disabled agent),
     // and no restart here either, since no systemd runs in this root (test/fleet covers it).
     expect(systemctlLog().slice(before)).to.deep.equal([]);

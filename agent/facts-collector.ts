@@ -6,6 +6,8 @@
  * therefore time-boxed on its own and degrades to empty values, so one slow or broken probe
  * never costs the others, and collection never throws.
  */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { networkInterfaces as osNetworkInterfaces } from 'node:os';
 import * as si from 'systeminformation';
 import type { Disk, Facts, Gpu, MemoryModule, NetworkInterface } from '../shared/facts';
@@ -151,6 +153,7 @@ export async function collectFacts(options: FactsCollectorOptions): Promise<Fact
     box('osInfo', () => si.osInfo(), undefined),
     box('graphics', () => si.graphics(), undefined),
   ]);
+  const runtime = await box('runtime', () => collectRuntime(ms), { init: '', systemdVersion: '', virtualization: '', virtualizationType: '' });
 
   const layout: MemoryModule[] = memLayout.map((m) => ({
     bank: clean(m.bank),
@@ -208,7 +211,42 @@ export async function collectFacts(options: FactsCollectorOptions): Promise<Fact
       arch: clean(os?.arch),
     },
     gpus,
+    runtime,
   };
+}
+
+/** Runs a program; its stdout and exit code ('' and -1 when it cannot run). */
+function probe(file: string, args: readonly string[], timeoutMs: number): Promise<{ code: number; stdout: string }> {
+  return new Promise((res) => {
+    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      res({ code, stdout: String(stdout ?? '') });
+    });
+  });
+}
+
+/**
+ * PID 1, systemd's version and the virtualisation, as systemd itself sees them. systeminformation
+ * has no container detection (its system().virtual is false in a systemd-nspawn container):
+ * `systemd-detect-virt` answers from /run/systemd/container, cgroups and CPUID.
+ */
+export async function collectRuntime(timeoutMs: number): Promise<NonNullable<Facts['runtime']>> {
+  let init = '';
+  try {
+    init = readFileSync('/proc/1/comm', 'utf8').trim();
+  } catch {
+    // not readable (hidepid): left empty
+  }
+  const [version, virt, container, vm] = await Promise.all([
+    probe('systemctl', ['--version'], timeoutMs),
+    probe('systemd-detect-virt', [], timeoutMs),
+    probe('systemd-detect-virt', ['--container', '--quiet'], timeoutMs),
+    probe('systemd-detect-virt', ['--vm', '--quiet'], timeoutMs),
+  ]);
+  const systemdVersion = version.code === 0 ? (/^systemd (\S+(?: \([^)]*\))?)/.exec(version.stdout)?.[1] ?? '') : '';
+  const virtualization = virt.code === -1 ? '' : virt.stdout.trim();
+  const virtualizationType = virt.code === -1 ? '' : container.code === 0 ? 'container' : vm.code === 0 ? 'vm' : 'none';
+  return { init, systemdVersion, virtualization, virtualizationType };
 }
 
 /** A FactsProvider that collects from this machine each time it is called. */

@@ -86,16 +86,14 @@ export async function up(fleet: Fleet, o: { nodes: number; deb?: string; leaseTt
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
+  // Options may come before or after the command: `fleet --dir D up` and `fleet up --dir D`.
+  const all = parseOptions(OPTIONS, { argv, allowPositionals: true });
+  const [command, ...positionals] = all.positionals;
+  if (all.help || !command || command === 'help') {
     process.stdout.write(`${formatHelp(USAGE, OPTIONS)}\n`);
     return 0;
   }
-  const parsed = parseOptions(OPTIONS, { argv: rest, allowPositionals: true });
-  if (parsed.help) {
-    process.stdout.write(`${formatHelp(USAGE, OPTIONS)}\n`);
-    return 0;
-  }
+  const parsed = { ...all, positionals };
   const v = parsed.values;
   const fleet = new Fleet({ dir: v.dir, cacheDir: v.cache, name: v.name });
   const nodeArg = (): string => {

@@ -57,6 +57,12 @@ export interface Facts {
   network: NetworkInterface[];
   os: { platform: string; distro: string; release: string; codename: string; kernel: string; arch: string };
   gpus: Gpu[];
+  /**
+   * What runs the machine: PID 1's name (`systemd`), systemd's version, and
+   * `systemd-detect-virt`'s answer (`systemd-nspawn`, `kvm`, `none`) with its class
+   * (`container`, `vm`, `none`). Absent from agents older than this field.
+   */
+  runtime?: { init: string; systemdVersion: string; virtualization: string; virtualizationType: string };
 }
 
 /** The fields shown in `clusterctl nodes`; tolerant of partial facts from older agents. */

@@ -1,8 +1,10 @@
 import { expect } from 'chai';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { NetworkInterfaceInfo } from 'node:os';
 import type { Systeminformation } from 'systeminformation';
 import type { Facts, NetworkInterface } from '../../shared/facts';
-import { collectFacts, disksFromBlockDevices, factsFingerprint, mergeInterfaces, primaryAddress } from '../../agent/facts-collector';
+import { collectFacts, collectRuntime, disksFromBlockDevices, factsFingerprint, mergeInterfaces, primaryAddress } from '../../agent/facts-collector';
 
 function blockDevice(name: string, type: string, size: number, extra: Partial<Systeminformation.BlockDevicesData> = {}): Systeminformation.BlockDevicesData {
   return { name, identifier: name, type, fsType: '', mount: '', size, physical: 'HDD', uuid: '', label: '', model: '', serial: '', removable: false, protocol: '', ...extra };
@@ -86,6 +88,15 @@ describe('agent facts collector', () => {
     expect(a.collectedAt).to.not.equal(b.collectedAt);
     expect(factsFingerprint({ ...a, collectedAt: 'x' })).to.equal(factsFingerprint(a));
     expect(factsFingerprint({ ...a, hostname: 'other' })).to.not.equal(factsFingerprint(a));
+  });
+
+  it('runtime: PID 1, systemd version and virtualisation as systemd-detect-virt sees this machine', async () => {
+    const r = await collectRuntime(10_000);
+    expect(r.init).to.equal(readFileSync('/proc/1/comm', 'utf8').trim());
+    expect(execFileSync('systemctl', ['--version'], { encoding: 'utf8' })).to.match(new RegExp(`^systemd ${r.systemdVersion.replace(/[()+~.]/g, '\\$&')}`));
+    expect(r.virtualization).to.equal(spawnSync('systemd-detect-virt', { encoding: 'utf8' }).stdout.trim());
+    const inContainer = spawnSync('systemd-detect-virt', ['--container', '--quiet']).status === 0;
+    expect(r.virtualizationType).to.equal(inContainer ? 'container' : r.virtualization === 'none' ? 'none' : 'vm');
   });
 
   it('a probe that cannot finish in time degrades to empty values instead of failing', async () => {

@@ -65,6 +65,7 @@ export async function up(fleet: Fleet, o: { nodes: number; deb?: string; leaseTt
   if (!existsSync(deb)) throw new FleetError(`no such .deb: ${deb}`);
   const base = fleet.ensureBase();
   say(base.built ? `base root built in ${base.seconds} s` : `base root reused from ${base.path}`);
+  fleet.ensureInotifyLimit(o.nodes + fleet.nodeNames().length);
   await fleet.startControlPlane();
   say(`etcd ${fleet.etcdEndpoint} and coordinator ${fleet.coordinatorAddress} up (${secs()})`);
   const debName = fleet.copyToShare(deb);

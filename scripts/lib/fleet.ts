@@ -219,6 +219,21 @@ export class Fleet {
 
   // ---------------------------------------------------------------- up
 
+  /**
+   * Every node's systemd, journald, logind and dbus hold inotify instances, and the kernel's limit
+   * (fs.inotify.max_user_instances, default 128) counts them per uid: every node's root is the
+   * host's uid 0. Past ~12 nodes, systemd in the next node fails with "Too many open files" on
+   * inotify and never reaches running (seen with 20 nodes). Raises the limit (never lowers it).
+   */
+  ensureInotifyLimit(nodes: number): void {
+    const path = '/proc/sys/fs/inotify/max_user_instances';
+    const need = 256 + 32 * nodes;
+    const have = Number(readFileSync(path, 'utf8').trim());
+    if (have >= need) return;
+    writeFileSync(path, `${need}\n`);
+    this.log(`raised fs.inotify.max_user_instances from ${have} to ${need} (inotify instances of ${nodes} booted nodes, all uid 0)`);
+  }
+
   /** Hub namespace with the bridge, etcd and the coordinator; returns once the coordinator answers. */
   async startControlPlane(): Promise<void> {
     if (this.readState()) throw new FleetError(`a fleet is recorded in ${this.dir}: run fleet down first`);

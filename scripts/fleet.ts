@@ -73,7 +73,11 @@ export async function up(fleet: Fleet, o: { nodes: number; deb?: string; leaseTt
   const names = fleet.nodeNames();
   await Promise.all(names.map((n) => fleet.waitBooted(n, 180_000)));
   say(`${names.length} node(s) booted (${secs()})`);
-  for (const n of names) fleet.installAgent(n, debName, { leaseTtl: o.leaseTtl });
+  // Four at a time: dpkg in each node is CPU-bound, and the box has few cores.
+  const queue = [...names];
+  await Promise.all(Array.from({ length: Math.min(4, queue.length) }, async () => {
+    for (let n = queue.shift(); n !== undefined; n = queue.shift()) await fleet.installAgent(n, debName, { leaseTtl: o.leaseTtl });
+  }));
   say(`cluster-agent installed and started on ${names.length} node(s) (${secs()})`);
   const ids = names.map((n) => fleet.nodeId(n));
   await fleet.waitUntil(`${names.length} node(s) Discovered in clusterctl nodes`, o.waitTimeoutMs, () => {

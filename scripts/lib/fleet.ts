@@ -381,6 +381,29 @@ export class Fleet {
     return { code: r.status ?? 255, stdout: r.stdout ?? '', stderr: r.stderr ?? (r.error?.message ?? '') };
   }
 
+  /** `exec` without blocking the event loop (installs on many nodes side by side). */
+  execAsync(name: string, argv: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+    const { init } = this.pids(name);
+    if (!init) return Promise.resolve({ code: 255, stdout: '', stderr: `${name} is not running` });
+    return new Promise((res) => {
+      const child = spawn('nsenter', ['-t', String(init), '-a', '--', '/usr/bin/env', '-i', `PATH=${NODE_PATH}`, 'LANG=C.UTF-8', 'HOME=/root', ...argv],
+        { stdio: ['pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 60_000 });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      child.stdin.end(opts.input ?? '');
+      child.once('error', (err) => res({ code: 255, stdout, stderr: `${stderr}${err.message}` }));
+      child.once('close', (code) => res({ code: code ?? 255, stdout, stderr }));
+    });
+  }
+
+  async mustExecAsync(name: string, argv: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+    const r = await this.execAsync(name, argv, opts);
+    if (r.code !== 0) throw new FleetError(`${name}: ${argv.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(-2000)}`);
+    return r.stdout;
+  }
+
   mustExec(name: string, argv: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): string {
     const r = this.exec(name, argv, opts);
     if (r.code !== 0) throw new FleetError(`${name}: ${argv.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(-2000)}`);
@@ -400,16 +423,10 @@ export class Fleet {
   }
 
   /** Installs the agent from the .deb in the share dir, configures it for the fleet, enables and starts it. */
-  installAgent(name: string, deb: string, opts: { leaseTtl?: number } = {}): void {
-    this.mustExec(name, ['apt-get', 'install', '-y', '-q', '--no-install-recommends', `/fleet/${deb}`], { timeoutMs: 180_000 });
-    this.configureAgent(name, opts);
-    this.mustExec(name, ['systemctl', 'enable', '--now', 'cluster-agent.service'], { timeoutMs: 60_000 });
-  }
-
-  /** The operator's edit of /etc/cluster/agent.yaml: the fleet's etcd, the join token file. */
-  configureAgent(name: string, opts: { leaseTtl?: number } = {}): void {
+  async installAgent(name: string, deb: string, opts: { leaseTtl?: number } = {}): Promise<void> {
+    await this.mustExecAsync(name, ['apt-get', 'install', '-y', '-q', '--no-install-recommends', `/fleet/${deb}`], { timeoutMs: 180_000 });
     const yaml = [
-      '# written by scripts/fleet',
+      '# written by scripts/fleet: the operator\'s edit of the shipped file',
       'etcd:', `  - ${this.etcdEndpoint}`,
       `leaseTtl: ${opts.leaseTtl ?? 10}`,
       'prefix: /cluster/v1/',
@@ -417,8 +434,9 @@ export class Fleet {
       'joinTokenFile: /etc/cluster/join-token',
       'logLevel: info', '',
     ].join('\n');
-    this.mustExec(name, ['sh', '-c', 'umask 077 && cat > /etc/cluster/agent.yaml'], { input: yaml });
-    this.mustExec(name, ['install', '-m', '0600', '/fleet/join-token', '/etc/cluster/join-token']);
+    await this.mustExecAsync(name, ['sh', '-c', 'umask 077 && cat > /etc/cluster/agent.yaml'], { input: yaml });
+    await this.mustExecAsync(name, ['install', '-m', '0600', '/fleet/join-token', '/etc/cluster/join-token']);
+    await this.mustExecAsync(name, ['systemctl', 'enable', '--now', 'cluster-agent.service'], { timeoutMs: 60_000 });
   }
 
   // ---------------------------------------------------------------- lifecycle of one node

@@ -131,7 +131,7 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     tmp = mkdtempSync(join(tmpdir(), 'fleet-test-'));
     const debs = join(tmp, 'debs');
     for (const v of [VERSION, UPGRADE_VERSION]) {
-      const r = await run(join(REPO_ROOT, 'scripts/build-deb'), ['--no-build', '--version', v, '--out', debs, 'agent'], { cwd: REPO_ROOT, timeoutMs: 300_000 });
+      const r = await run(join(REPO_ROOT, 'scripts/build-deb'), ['--no-build', '--version', v, '--out', debs, ...(v === VERSION ? [] : ['agent'])], { cwd: REPO_ROOT, timeoutMs: 300_000 });
       if (r.code !== 0) throw new Error(`build-deb ${v}: ${r.stderr.slice(-2000)}`);
     }
     fleet = new Fleet({ dir: join(tmp, 'fleet'), cacheDir: process.env.FLEET_CACHE ?? '/var/cache/cluster-fleet', name: 'ftest', log: () => undefined });
@@ -139,6 +139,7 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     await up(fleet, { nodes: 3, deb: join(debs, `cluster-agent_${VERSION}-1_all.deb`), leaseTtl: 6, waitTimeoutMs: 120_000 });
     process.stderr.write(`      (fleet up, 3 nodes Discovered: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
     fleet.copyToShare(join(debs, `cluster-agent_${UPGRADE_VERSION}-1_all.deb`));
+    fleet.copyToShare(join(debs, `cluster-coordinator_${VERSION}-1_all.deb`));
     mkdirSync(join(fleet.shareDir, 'repo'));
     await buildDemoPackage(join(fleet.shareDir, 'repo'), tmp);
     names = fleet.nodeNames();
@@ -331,5 +332,24 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     expect(view(victim).state).to.equal('Commissioned');
     expect(sh(victim, 'test -f /opt/fleet-app/.settled').code).to.equal(0);
     expect(fleet.exec(victim, ['systemctl', 'is-active', 'fleet-app']).stdout.trim()).to.equal('active');
+  });
+
+  it('the coordinator .deb runs as its sandboxed system service (DynamicUser, ProtectSystem=strict) and bootstraps its pki', async function () {
+    this.timeout(120_000);
+    const n = 'n3';
+    fleet.mustExec(n, ['apt-get', 'install', '-y', '-q', `/fleet/cluster-coordinator_${VERSION}-1_all.deb`], { timeoutMs: 120_000 });
+    // Its own cluster on the fleet's etcd (another prefix), as a first replica would start.
+    fleet.mustExec(n, ['sh', '-c', `printf 'CLUSTER_ETCD=${fleet.etcdEndpoint}\\nCLUSTER_PREFIX=/rehearsal/\\nCLUSTER_ADVERTISE=${fleet.node(n).ip}:7400\\n' >> /etc/sysconfig/cluster-coordinator`]);
+    fleet.mustExec(n, ['systemctl', 'start', 'cluster-coordinator']);
+    const status = await waitFor('clusterctl status through the packaged coordinator', () => {
+      const r = fleet.exec(n, ['clusterctl', '--credentials', '/var/lib/cluster-coordinator/pki/admin.yaml', '--coordinator', '127.0.0.1:7400', 'status'], { timeoutMs: 20_000 });
+      return r.code === 0 ? r.stdout : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1000 }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${fleet.exec(n, ['journalctl', '-u', 'cluster-coordinator', '-o', 'cat', '--no-pager', '-n', '20']).stdout}`);
+    });
+    expect(status).to.match(/Leader:\s+\S+ \(198\.18\.0\.3:7400\)/);
+    expect(fleet.exec(n, ['systemctl', 'show', '-p', 'NRestarts', '--value', 'cluster-coordinator']).stdout.trim()).to.equal('0');
+    expect(fleet.mustExec(n, ['sh', '-c', 'ls /var/lib/cluster-coordinator/pki'])).to.match(/admin\.yaml[^]*ca\.crt[^]*join-token/);
+    fleet.mustExec(n, ['systemctl', 'stop', 'cluster-coordinator']);
   });
 });

@@ -327,8 +327,15 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     await fleet.waitBooted(victim);
     await waitFor(`${victim} Reachable`, () => view(victim).reachable && view(victim).bootId === fleet.bootId(victim), { timeoutMs: 60_000, intervalMs: 1000 });
     expect(fleet.nodes().filter((v) => v.state.endsWith('ing')).map((v) => `${v.id} ${v.state}`)).to.deep.equal([]);
-    // From Failed every path stays open: commissioning it again converges the half-applied node.
-    mustCtl(['node', 'commission', id(victim), '-g', GROUP, '--wait'], 150_000);
+    // The returning node may get a verify/repair job of its own (drift watcher, repair policy):
+    // let it end, then, from Failed (every path stays open), commission it again.
+    await waitFor(`no running job on ${victim}`, () => {
+      const job = view(victim).currentJob;
+      if (typeof job !== 'string' || job === '') return true;
+      const j = (JSON.parse(mustCtl(['job', 'describe', job, '-o', 'json'])) as { job: { state: string } }).job;
+      return ['Succeeded', 'Failed', 'Cancelled'].includes(j.state);
+    }, { timeoutMs: 90_000, intervalMs: 1000 });
+    if (view(victim).state !== 'Commissioned') mustCtl(['node', 'commission', id(victim), '-g', GROUP, '--wait'], 150_000);
     expect(view(victim).state).to.equal('Commissioned');
     expect(sh(victim, 'test -f /opt/fleet-app/.settled').code).to.equal(0);
     expect(fleet.exec(victim, ['systemctl', 'is-active', 'fleet-app']).stdout.trim()).to.equal('active');

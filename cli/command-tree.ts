@@ -24,6 +24,7 @@ import { completionCommand } from './completion';
 import { filesGroup } from './commands/files';
 import { applyCommand, planCommand } from './commands/plan-apply';
 import { execCommand } from './commands/exec';
+import { nodeRevoke, tokenCreate, tokenList, tokenRevoke, userAdd, userList, userRevoke } from './commands/pki';
 
 /** `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. */
 const nodesGroup = defineCommand<CliContext, Record<string, never>>({
@@ -38,10 +39,10 @@ const nodesGroup = defineCommand<CliContext, Record<string, never>>({
 /** `node`: acts on one node (Contiv's `clusterctl node get ID`). */
 const nodeGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'node',
-  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label',
+  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label, revoke',
   usage: 'node COMMAND ID... [flags]',
   example: 'clusterctl node describe node-1\nclusterctl node commission node-1 -g worker --wait\nclusterctl node maintenance on node-1 --reason "disk swap"',
-  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel],
+  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel, nodeRevoke],
 });
 
 /** `jobs`: bare `jobs` lists (`jobs --state running`). */
@@ -97,6 +98,24 @@ const groupGroup = defineCommand<CliContext, Record<string, never>>({
   subcommands: [groupShow, groupSet, groupsList],
 });
 
+/** `token`: join tokens for new machines (admin). */
+const tokenGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'token',
+  summary: 'Create, list and revoke join tokens for new machines (admin)',
+  usage: 'token create|list|revoke [flags]',
+  example: 'clusterctl token create --ttl 1h --uses 1\nclusterctl token list\nclusterctl token revoke 8k2x9a',
+  subcommands: [tokenCreate, tokenList, tokenRevoke],
+});
+
+/** `user`: people and their credentials files (admin). */
+const userGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'user',
+  summary: 'Add, list and revoke users (viewer, operator, admin) and their credentials (admin)',
+  usage: 'user add|list|revoke NAME [flags]',
+  example: 'clusterctl user add alice --role operator -f alice.yaml\nclusterctl user list\nclusterctl user revoke alice',
+  subcommands: [userAdd, userList, userRevoke],
+});
+
 export function commandTree(): Command<CliContext> {
   return defineCommand<CliContext, typeof GLOBAL_OPTIONS>({
     name: 'clusterctl',
@@ -106,7 +125,7 @@ export function commandTree(): Command<CliContext> {
     options: GLOBAL_OPTIONS,
     subcommands: [
       status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events,
-      completionCommand(commandTree), version,
+      tokenGroup, userGroup, completionCommand(commandTree), version,
     ],
   });
 }

@@ -4,7 +4,9 @@
  *
  * - the channels, one per replica (--coordinator a:7400,b:7400), shared by every service stub,
  *   each stub made the first time a command needs it;
- * - the channel credentials (`channelCredentials`, the one place they are made);
+ * - the channel credentials (`channelCredentials`, the one place they are made): mutual TLS
+ *   with the certificate of the credentials file, the server checked against its CA for the
+ *   coordinator role (there is no plaintext);
  * - the deadline of each call (--timeout), which also bounds connecting, so an absent
  *   coordinator is reported as exactly that instead of as a generic gRPC status;
  * - the message limits (shared/grpc-limits.ts) and the mapping of a gRPC status to the shared
@@ -54,11 +56,21 @@ import type { UploadFileRequest } from '../generated/cluster/v1/UploadFileReques
 import type { WatchEventsRequest } from '../generated/cluster/v1/WatchEventsRequest';
 import type { ClientOptions } from './global-options';
 import { formatDuration } from './output';
+import { clientCredentials } from '../shared/pki/grpc-credentials';
+import type { PkiServiceClient } from '../generated/cluster/v1/PkiService';
+import type { AddUserResponse__Output } from '../generated/cluster/v1/AddUserResponse';
+import type { CreateTokenRequest } from '../generated/cluster/v1/CreateTokenRequest';
+import type { CreateTokenResponse__Output } from '../generated/cluster/v1/CreateTokenResponse';
+import type { JoinTokenInfo__Output } from '../generated/cluster/v1/JoinTokenInfo';
+import type { ListTokensResponse__Output } from '../generated/cluster/v1/ListTokensResponse';
+import type { ListUsersResponse__Output } from '../generated/cluster/v1/ListUsersResponse';
+import type { RevokeResponse__Output } from '../generated/cluster/v1/RevokeResponse';
+import type { UserInfo__Output } from '../generated/cluster/v1/UserInfo';
 
-/** The channel credentials of every connection to the coordinator. */
-export function channelCredentials(_options: ClientOptions): grpc.ChannelCredentials {
-  // Mutual TLS (a client certificate of the cluster CA) will be made here.
-  return grpc.credentials.createInsecure();
+/** The channel credentials of every connection to the coordinator: mutual TLS with the credentials file. */
+export function channelCredentials(options: ClientOptions): grpc.ChannelCredentials {
+  const c = options.credentials;
+  return clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key });
 }
 
 /** Raised when no replica could be connected to within the deadline. */
@@ -82,6 +94,7 @@ interface Stubs {
   config: ConfigServiceClient;
   files: FileServiceClient;
   declarative: DeclarativeServiceClient;
+  pki: PkiServiceClient;
 }
 
 type Api = ProtoGrpcType['cluster']['v1'];
@@ -92,6 +105,7 @@ const STUB_MAKERS: { [K in keyof Stubs]: (api: Api, address: string, credentials
   config: (api, address, credentials, options) => new api.ConfigService(address, credentials, options),
   files: (api, address, credentials, options) => new api.FileService(address, credentials, options),
   declarative: (api, address, credentials, options) => new api.DeclarativeService(address, credentials, options),
+  pki: (api, address, credentials, options) => new api.PkiService(address, credentials, options),
 };
 
 type Connected = 'ready' | 'failed' | 'deadline';
@@ -484,5 +498,35 @@ export class CoordinatorClient {
 
   apply(req: ApplyRequest): Promise<ApplyResponse__Output> {
     return this.unary('declarative', 'DeclarativeService', 'write', (s, o, cb) => s.apply(req, o, cb));
+  }
+
+  // ---- PkiService ----
+
+  createToken(req: CreateTokenRequest): Promise<CreateTokenResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.createToken(req, o, cb));
+  }
+
+  async listTokens(): Promise<JoinTokenInfo__Output[]> {
+    return (await this.unary<'pki', ListTokensResponse__Output>('pki', 'PkiService', 'read', (s, o, cb) => s.listTokens({}, o, cb))).tokens;
+  }
+
+  revokeToken(id: string): Promise<JoinTokenInfo__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.revokeToken({ id }, o, cb));
+  }
+
+  addUser(name: string, role: string, validityDays = 0): Promise<AddUserResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.addUser({ name, role, validityDays }, o, cb));
+  }
+
+  async listUsers(): Promise<UserInfo__Output[]> {
+    return (await this.unary<'pki', ListUsersResponse__Output>('pki', 'PkiService', 'read', (s, o, cb) => s.listUsers({}, o, cb))).users;
+  }
+
+  revokeUser(name: string, reason: string): Promise<RevokeResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.revokeUser({ name, reason }, o, cb));
+  }
+
+  revokeNode(nodeId: string, reason: string): Promise<RevokeResponse__Output> {
+    return this.unary('pki', 'PkiService', 'write', (s, o, cb) => s.revokeNode({ nodeId, reason }, o, cb));
   }
 }

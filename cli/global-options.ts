@@ -3,10 +3,17 @@
  * file (~/.config/clusterctl/config.yaml, keys as the option names: `coordinator: host:port`,
  * or a YAML list of replicas), and their compiled form, `ClientOptions`, which main.ts hands
  * to the coordinator client.
+ *
+ * Credentials: every call is mutual TLS with a credentials file (`clusterctl user add` writes
+ * one; the first coordinator writes admin.yaml to its pki dir), found through --credentials,
+ * CLUSTERCTL_CREDENTIALS or the config file key `credentials`, else /etc/cluster/pki/admin.yaml
+ * when it is readable. Its `coordinator` endpoints are used when --coordinator is not given.
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { InvalidArgumentError } from '../shared/errors';
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, UnauthenticatedError } from '../shared/errors';
+import { ADMIN_CREDENTIALS_FILE, DEFAULT_PKI_DIR, parseCredentials, type Credentials } from '../shared/pki/credentials-file';
 import type { OptionSpecs } from '../shared/options';
 import { OUTPUT_FORMATS } from './output';
 
@@ -25,8 +32,13 @@ export const GLOBAL_OPTIONS = {
     kind: 'list',
     description: 'coordinator replicas, comma separated, tried in order (any replica serves the API)',
     env: 'CLUSTER_COORDINATOR',
-    default: [DEFAULT_COORDINATOR],
     placeholder: 'HOST:PORT[,...]',
+  },
+  credentials: {
+    kind: 'string',
+    description: `credentials file (CA, certificate, key, coordinator) [default: ${DEFAULT_PKI_DIR}/${ADMIN_CREDENTIALS_FILE} when readable]`,
+    env: 'CLUSTERCTL_CREDENTIALS',
+    placeholder: 'FILE',
   },
   timeout: {
     kind: 'duration',
@@ -51,9 +63,13 @@ export interface ClientOptions {
   /**
    * HOST:PORT of each coordinator replica (--coordinator, CLUSTER_COORDINATOR, `coordinator:`),
    * tried in this order; duplicates removed.
-   * @default ['127.0.0.1:7400']
+   * @default the credentials file's `coordinator`, else ['127.0.0.1:7400']
    */
   endpoints: readonly string[];
+  /** The identity every call is made with (mutual TLS). */
+  credentials: Credentials;
+  /** Where the credentials were read from (for messages). */
+  credentialsFile: string;
   /**
    * Deadline of each request in ms, connecting (and moving to the next replica) included.
    * @default 5000 (--timeout 5s)
@@ -61,11 +77,36 @@ export interface ClientOptions {
   timeoutMs: number;
 }
 
-/** Checks and converts the global options into `ClientOptions`; a bad address is a local error. */
-export function compileClientOptions(globals: { coordinator: readonly string[]; timeout: number }): ClientOptions {
-  const endpoints = [...new Set(globals.coordinator.map((a) => checkAddress(a)))];
+const WAYS = `give one with --credentials FILE, the CLUSTERCTL_CREDENTIALS environment variable, or \`credentials: FILE\` in the config file`;
+
+/** Reads the credentials file: the one given, else the default admin.yaml if readable; one line when none can be read. */
+export function loadCredentials(given: string | undefined, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): { credentials: Credentials; file: string } {
+  const file = given ?? `${DEFAULT_PKI_DIR}/${ADMIN_CREDENTIALS_FILE}`;
+  let text: string;
+  try {
+    text = readFile(file);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    if (given === undefined) throw new UnauthenticatedError(`no credentials to call the coordinator with (${file}: ${why}): ${WAYS}`);
+    throw new UnauthenticatedError(`cannot read credentials file ${file}: ${why}; ${WAYS}`);
+  }
+  return { credentials: parseCredentials(text, `credentials file ${file}`), file };
+}
+
+/**
+ * Checks and converts the global options into `ClientOptions`; a bad address is a local error.
+ * Reads the credentials file (once per command, when the command first needs the coordinator).
+ */
+export function compileClientOptions(
+  globals: { coordinator?: readonly string[]; timeout: number; credentials?: string },
+  readFile?: (path: string) => string,
+): ClientOptions {
+  const { credentials, file } = loadCredentials(globals.credentials, readFile);
+  // An empty list is what the parser gives when no --coordinator was said anywhere.
+  const given = globals.coordinator !== undefined && globals.coordinator.length > 0 ? globals.coordinator : credentials.coordinator;
+  const endpoints = [...new Set(given.map((a) => checkAddress(a)))];
   if (endpoints.length === 0) throw new InvalidArgumentError(`--coordinator needs at least one HOST:PORT (e.g. ${DEFAULT_COORDINATOR})`);
-  return { endpoints, timeoutMs: globals.timeout };
+  return { endpoints, timeoutMs: globals.timeout, credentials, credentialsFile: file };
 }
 
 /**

@@ -46,11 +46,8 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
       return EXIT.ok;
     }
     const globals = inv.values as unknown as GlobalValues;
-    const clientOptions = compileClientOptions(globals);
     // Loaded only when a command runs: gRPC is not needed for --help (bench/cli-startup.ts).
-    // Making the client opens nothing: channels and stubs are made by the first call.
     const { CoordinatorClient } = await import('./coordinator-client');
-    client = new CoordinatorClient(clientOptions);
     const format = isOutputFormat(globals.output) ? globals.output : 'table';
     const context: CliContext = {
       out: io.out,
@@ -59,7 +56,13 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
       clock: io.clock ?? systemClock,
       globals,
       format,
-      client,
+      // Made when a command first needs it (reading the credentials file then), so commands
+      // that never call the coordinator (version, completion) need no credentials. Making it
+      // opens nothing: channels and stubs are made by the first call.
+      get client(): CoordinatorClient {
+        client ??= new CoordinatorClient(compileClientOptions(globals));
+        return client;
+      },
       interrupted: io.interrupted ?? new Promise<void>(() => undefined),
     };
     return await runInvocation(inv, context);

@@ -8,6 +8,12 @@
  * agent that dialled a stale address redials the right one. The hello is recorded in
  * nodes/<id> (one fenced transaction with event node.hello); the stream end records
  * connected=false, unless a newer stream of the same node has taken over meanwhile.
+ *
+ * Who may speak for a node: the server interceptor lets only agent certificates of the cluster
+ * CA open this stream; here the hello's node id must equal the certificate's name, and a second
+ * stream for a node whose stream is alive must present the same certificate (fingerprint) to
+ * replace it. So nobody can forge a hello, a drift report or a result for another node, nor
+ * kick a live agent off its stream.
  */
 import type * as grpc from '@grpc/grpc-js';
 import {
@@ -19,6 +25,7 @@ import type { AgentMessage__Output } from '../generated/cluster/v1/AgentMessage'
 import type { CoordinatorMessage } from '../generated/cluster/v1/CoordinatorMessage';
 import type { Hello__Output } from '../generated/cluster/v1/Hello';
 import type { AgentStream, AgentStreams } from './agent-streams';
+import { peerIdentity, PermissionDeniedError, type PeerIdentity } from '../shared/pki';
 import { newNodeRecord, type NodeStore } from './node-store';
 
 export interface Leadership {
@@ -52,6 +59,7 @@ class GrpcAgentStream implements AgentStream {
     readonly instanceId: string,
     readonly bootId: string,
     readonly connectedAt: string,
+    readonly certificate: { readonly serial: string; readonly fingerprint: string },
   ) {}
 
   get isClosed(): boolean {
@@ -128,7 +136,7 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
         lastSeenAt: connectedAt,
       };
       if (!current) {
-        return { next, event: { type: 'node.created', message: `node ${id} first seen through its agent's hello (agent ${hello.agentVersion || 'of unknown version'})`, actor: `agent/${id}` } };
+        return { next, event: { type: 'node.created', message: `node ${id} first seen through its agent's hello (agent ${hello.agentVersion || 'of unknown version'})`, actor: `node:${id}` } };
       }
       return {
         next,
@@ -136,7 +144,7 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
           type: 'node.hello',
           message: `agent ${hello.agentVersion || '(unknown version)'} connected` +
             (current.bootId && hello.bootId && current.bootId !== hello.bootId ? ' after a reboot (new boot id)' : ''),
-          actor: `agent/${id}`,
+          actor: `node:${id}`,
         },
       };
     });
@@ -149,9 +157,25 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
       if (!current?.connected || current.connectedAt !== stream.connectedAt || streams.isConnected(stream.nodeId)) return undefined;
       return {
         next: { ...current, connected: false, lastSeenAt: clock.iso() },
-        event: { type: 'node.disconnected', message: `agent stream closed: ${why}`, actor: `agent/${stream.nodeId}` },
+        event: { type: 'node.disconnected', message: `agent stream closed: ${why}`, actor: `node:${stream.nodeId}` },
       };
     });
+  }
+
+  /** The caller's certificate must name the hello's node, and may not take over another certificate's live stream. */
+  function checkPeer(c: Call, hello: Hello__Output): PeerIdentity {
+    const peer = peerIdentity(c);
+    if (peer.role !== 'agent') throw new PermissionDeniedError(`permission denied: Connect needs an agent certificate; you are ${peer.name} (${peer.role})`);
+    if (peer.name !== hello.nodeId) {
+      log.warn('refused an agent stream: the hello names another node than the certificate', { certificateNodeId: peer.name, helloNodeId: hello.nodeId, serial: peer.serial });
+      throw new PermissionDeniedError(`permission denied: this certificate is for node ${peer.name}, not ${hello.nodeId}`);
+    }
+    const live = streams.get(hello.nodeId);
+    if (live?.certificate && live.certificate.fingerprint !== peer.fingerprint) {
+      log.warn('refused a second agent stream: another certificate holds the live stream', { nodeId: hello.nodeId, serial: peer.serial, liveSerial: live.certificate.serial });
+      throw new PermissionDeniedError(`permission denied: node ${hello.nodeId} is connected with another certificate (serial ${live.certificate.serial}); a stream with a different certificate cannot replace it`);
+    }
+    return peer;
   }
 
   function connect(call: Call): void {
@@ -188,9 +212,9 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
       }
     };
 
-    const onHello = async (hello: Hello__Output): Promise<void> => {
+    const onHello = async (hello: Hello__Output, peer: PeerIdentity): Promise<void> => {
       const connectedAt = clock.iso();
-      const s = new GrpcAgentStream(call, hello.nodeId, hello.instanceId, hello.bootId, connectedAt);
+      const s = new GrpcAgentStream(call, hello.nodeId, hello.instanceId, hello.bootId, connectedAt, { serial: peer.serial, fingerprint: peer.fingerprint });
       stream = s;
       // Register before writing connected=true, so a concurrent "nobody is connected" pass of
       // the reconciler sees this stream and leaves the flag alone.
@@ -221,13 +245,15 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
         helloSeen = true;
         clearTimeout(helloTimer);
         let hello: Hello__Output;
+        let peer: PeerIdentity;
         try {
           hello = checkHello(message);
+          peer = checkPeer(call, hello);
         } catch (err) {
           finish(err as ClusterError);
           return;
         }
-        onHello(hello).catch((err: unknown) => finish(new UnavailableError(errorMessage(err))));
+        onHello(hello, peer).catch((err: unknown) => finish(new UnavailableError(errorMessage(err))));
         return;
       }
       lastPongAt = clock.now(); // any message proves the stream alive

@@ -2,7 +2,8 @@
  * The leader's open agent streams, by node id: the one place other parts (the job runner)
  * send commands through and hear progress, results and drift from. One stream per node: a
  * newer connection of the same node replaces (and closes) the older one, which is then a
- * zombie from a reconnect the agent already gave up on.
+ * zombie from a reconnect the agent already gave up on (agent-service.ts lets a newer stream
+ * in only when it presents the same certificate as the live one).
  */
 import { EventEmitter } from 'node:events';
 import { UnavailableError, type ClusterError } from '../shared';
@@ -18,6 +19,8 @@ export interface AgentStream {
   readonly bootId: string;
   /** RFC 3339 time of the hello. */
   readonly connectedAt: string;
+  /** The client certificate the stream was opened with (serial: revocation; fingerprint: takeover). */
+  readonly certificate?: { readonly serial: string; readonly fingerprint: string };
   /** Queues a message; false when the stream is closed. */
   send(message: CoordinatorMessage): boolean;
   /** Ends the stream with `error` as its status (OK when omitted). */
@@ -82,6 +85,18 @@ export class AgentStreams extends EventEmitter<AgentStreamsEvents> {
     if (!stream || !stream.send(message)) {
       throw new UnavailableError(`node ${nodeId} is not connected to this coordinator (its agent will reconnect; check \`clusterctl nodes\`)`);
     }
+  }
+
+  /** Closes the stream opened with certificate `serial` (revoked); returns its node id, if any. */
+  closeCertificate(serial: string, error: ClusterError): string | undefined {
+    for (const s of this.streams.values()) {
+      if (s.certificate?.serial !== serial) continue;
+      // close() ends the call; the stream's own end handler unregisters it and records the disconnect.
+      s.close(error);
+      if (this.streams.get(s.nodeId) === s) this.unregister(s);
+      return s.nodeId;
+    }
+    return undefined;
   }
 
   /** Closes every stream (leadership lost, shutdown) with `error` as status. */

@@ -6,8 +6,14 @@
  * Leadership drives the leader-only parts: on `gained` the reconciler starts and the
  * AgentService health turns SERVING; on `lost` the reconciler stops and every agent stream is
  * closed with "not the leader; the leader is ..." so agents redial the new leader at once.
+ *
+ * Trust comes first in start(): the cluster CA is loaded from etcd (or created on an empty
+ * cluster, which writes ca.crt, admin.yaml and join-token to the pki directory), this replica
+ * issues itself a serving certificate, and the revocation list is loaded and followed, all
+ * before the port is bound; the port then serves mutual TLS only (shared/pki).
  */
 import { hostname } from 'node:os';
+import { isIP } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import { errorMessage, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
 import { AgentStreams } from './agent-streams';
@@ -34,6 +40,9 @@ import { createNodeAdminHandlers } from './node-admin';
 import { NodeStore } from './node-store';
 import { compileSettings, type CoordinatorSettings } from './options';
 import { createStatusServiceHandlers } from './status-service';
+import { serverCredentials, UnauthenticatedError } from '../shared/pki';
+import type { ClusterCa } from '../shared/pki/cluster-ca';
+import { AgentEnrolment, createPkiServiceHandlers, loadOrCreateCa, RevocationSet, TokenStore, UserStore, writeFirstStartFiles, type PkiParts } from './pki';
 
 /** The clients and identity of a replica, plus any of its settings (options.ts) to override. */
 export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
@@ -52,7 +61,25 @@ export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
   listen: string;
   /** HOST:PORT agents dial; default the listen address with the bound port. */
   advertise?: string;
+  pki: CoordinatorPkiOptions;
 }
+
+export interface CoordinatorPkiOptions {
+  /** Where the replica that creates the CA writes ca.crt, admin.yaml and join-token. */
+  dir: string;
+  /** The cluster secret every replica shares (created when absent). */
+  clusterSecretFile: string;
+  /** Lifetime of the first join token; null = never expires. @default DEFAULT_TOKEN_TTL_MS (24 h) */
+  firstTokenTtlMs?: number | null;
+}
+
+/** A name that can go into a certificate's subjectAltName (an IP address or a DNS name). */
+function isValidHost(h: string): boolean {
+  return isIP(h) !== 0 || /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*$/.test(h);
+}
+
+/** The open method: a joining agent has no certificate yet (its token is checked instead). */
+const OPEN_METHODS = ['/cluster.v1.PkiService/Join'] as const;
 
 export interface StopOptions {
   /** Time open calls get to finish before they are cut (default: settings.shutdownGraceMs). */
@@ -75,6 +102,7 @@ export class Coordinator {
   /** Every knob, defaults filled in once (options.ts); passed down to the components. */
   readonly settings: CoordinatorSettings;
   private advertised?: string;
+  private pki?: PkiParts & { ca: ClusterCa; revocations: RevocationSet };
   private started = false;
   private stopping?: Promise<void>;
 
@@ -112,6 +140,10 @@ export class Coordinator {
       new VerifyScheduler({ client, keyspace, startJob, isLeader: leadership.isLeader, logger: this.log }),
       new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, logger: this.log }),
     ];
+    const pkiParts = (): PkiParts => {
+      if (!this.pki) throw new UnavailableError('this coordinator is still loading the cluster CA; retry');
+      return this.pki;
+    };
     this.grpc = new GrpcServer({
       logger: this.log,
       settings,
@@ -139,6 +171,10 @@ export class Coordinator {
         {
           definition: loadProto().api.cluster.v1.FileService.service,
           handlers: createFileServiceHandlers({ files: new FileStore({ client, keyspace, events: this.events, clock }), logger: this.log }),
+        },
+        {
+          definition: loadProto().api.cluster.v1.PkiService.service,
+          handlers: createPkiServiceHandlers({ parts: pkiParts, events: this.events, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.DeclarativeService.service,
@@ -176,14 +212,42 @@ export class Coordinator {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    const port = await this.grpc.bind(this.options.listen);
-    const { host } = parseHostPort(this.options.listen, '--listen address');
+    const o = this.options;
+    const clock = o.clock ?? systemClock;
+    const { host } = parseHostPort(o.listen, '--listen address');
+    const loaded = await loadOrCreateCa({ etcd: o.etcd, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, clock });
+    if (loaded.secretCreated) this.log.info('created the cluster secret; give the same file to every further replica', { file: o.pki.clusterSecretFile });
+    const hosts = [host, ...(o.advertise ? [parseHostPort(o.advertise, '--advertise address').host] : []), hostname()]
+      .map((h) => h.replace(/^\[|\]$/g, ''))
+      .filter((h) => h !== '0.0.0.0' && h !== '::' && isValidHost(h));
+    const serving = await loaded.ca.issueKeyAndCertificate({ role: 'coordinator', name: o.replicaId, hosts: [...new Set(hosts)], now: new Date(clock.now()) });
+    const revocations = await RevocationSet.start(o.etcd, o.keyspace);
+    const tokens = new TokenStore(o.etcd, o.keyspace, loaded.ca.publicKeyHash, clock);
+    this.pki = {
+      ca: loaded.ca, revocations, tokens,
+      enrolment: new AgentEnrolment(o.etcd, o.keyspace, loaded.ca, tokens, { clock }),
+      users: new UserStore(o.etcd, o.keyspace, loaded.ca, clock),
+      endpoints: () => [this.address],
+    };
+    // A revoked agent's live stream ends at once, not at its next reconnect.
+    revocations.onRevoked((r) => {
+      const closed = this.streams.closeCertificate(r.serial, new UnauthenticatedError(`certificate ${r.serial} of ${r.role} ${r.name} has been revoked`));
+      if (closed) this.log.warn('closed the stream of a revoked certificate', { nodeId: closed, serial: r.serial });
+    });
+    const credentials = serverCredentials({
+      caPem: loaded.ca.certPem, certPem: serving.certPem, keyPem: serving.keyPem, openMethods: OPEN_METHODS, isRevoked: (serial) => revocations.isRevoked(serial),
+    });
+
+    const port = await this.grpc.bind(o.listen, credentials);
     const listening = `${host}:${port}`;
-    this.advertised = this.options.advertise ?? (host === '0.0.0.0' || host === '[::]' ? `${hostname()}:${port}` : listening);
-    this.log.info('listening', { address: listening, advertise: this.advertised });
+    this.advertised = o.advertise ?? (host === '0.0.0.0' || host === '[::]' ? `${hostname()}:${port}` : listening);
+    this.log.info('listening', { address: listening, advertise: this.advertised, tls: 'TLSv1.3, client certificates of the cluster CA' });
+    if (loaded.created) {
+      await writeFirstStartFiles({ etcd: o.etcd, keyspace: o.keyspace, ca: loaded.ca, pkiDir: o.pki.dir, endpoints: [this.advertised], firstTokenTtlMs: o.pki.firstTokenTtlMs, clock });
+      this.log.info(`wrote ca.crt, admin.yaml, join-token to ${o.pki.dir}`, { pkiDir: o.pki.dir });
+    }
     this.grpc.setHealth(CLUSTER_SERVICE_NAME, 'SERVING');
 
-    const o = this.options;
     const election = new LeaderElection({
       client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: this.settings.electionTtlMs,
       clock: o.clock ?? systemClock, logger: this.log,
@@ -219,6 +283,7 @@ export class Coordinator {
       this.streams.closeAll(new UnavailableError('coordinator shutting down; reconnect to the new leader'));
       await this.grpc.shutdown(options.graceMs ?? this.settings.shutdownGraceMs);
       await this.events.stop();
+      await this.pki?.revocations.close();
       this.log.info('stopped');
     })();
     return this.stopping;

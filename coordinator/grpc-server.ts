@@ -3,7 +3,11 @@
  * replica), standard health checking (grpc.health.v1: "" = SERVING while etcd answers,
  * "cluster.v1.AgentService" = SERVING only on the leader, so a load balancer or an agent can
  * find the leader with a plain health probe) and server reflection, so that
- * `grpcurl -plaintext HOST:PORT list` works without the .proto at hand.
+ * `grpcurl -cacert ca.crt -cert me.crt -key me.key HOST:PORT list` works without the .proto at hand.
+ *
+ * The port speaks TLS 1.3 only, with the cluster's server credentials (shared/pki): every
+ * service, health and reflection included, is behind the interceptor that refuses a call
+ * without a client certificate of the cluster CA. There is no plaintext listener.
  */
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -14,6 +18,7 @@ import { loadProto, InvalidArgumentError, type Logger } from '../shared';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { CoordinatorSettings } from './options';
+import type { ClusterServerCredentials } from '../shared/pki';
 
 export const AGENT_SERVICE_NAME = 'cluster.v1.AgentService';
 export const CLUSTER_SERVICE_NAME = 'cluster.v1.ClusterService';
@@ -76,11 +81,11 @@ export class GrpcServer {
     new ReflectionService({ ...packageDefinition, ...healthDefinition }).addToServer(this.server);
   }
 
-  /** Binds `listen` (HOST:PORT, port 0 = any) and returns the bound port. */
-  bind(listen: string): Promise<number> {
+  /** Binds `listen` (HOST:PORT, port 0 = any) with the cluster's TLS credentials; returns the bound port. */
+  bind(listen: string, credentials: ClusterServerCredentials): Promise<number> {
     parseHostPort(listen, '--listen address');
     return new Promise((res, rej) => {
-      this.server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      this.server.bindAsync(listen, credentials, (err, port) => {
         if (err) {
           rej(new InvalidArgumentError(`cannot listen on ${listen}: ${err.message}`));
           return;

@@ -11,6 +11,7 @@ import { readKeys } from './etcd-txn';
 import type { NodeStore } from './node-store';
 import { parseFacts, toNodeView } from './node-view';
 import { unary } from './unary-handler';
+import { actorOf, type AuthenticatedCall } from './caller';
 
 export type NodeAdminHandlers = Pick<ClusterServiceHandlers, 'SetMaintenance' | 'SetLabels'>;
 
@@ -67,7 +68,8 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
     return toNodeView(record, modRevision, parseFacts(kvs[0]?.value.toString()));
   }
 
-  const setMaintenance = unary(async (req: { id: string; maintenance: boolean; reason: string }) => {
+  const setMaintenance = unary(async (req: { id: string; maintenance: boolean; reason: string }, call: AuthenticatedCall) => {
+    const actor = actorOf(call);
     const id = nodeId(req.id, 'SetMaintenance');
     const reason = req.reason.trim();
     const result = await nodes.mutate(id, (current) => {
@@ -76,7 +78,7 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
       const what = req.maintenance ? 'maintenance on' : 'maintenance off';
       return {
         next: { ...current, maintenance: req.maintenance },
-        event: { type: 'node.maintenance', message: reason ? `${what}: ${reason}` : what, actor: 'operator' },
+        event: { type: 'node.maintenance', message: reason ? `${what}: ${reason}` : what, actor },
       };
     });
     const node = result.node;
@@ -85,7 +87,8 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
     return view(id, node.record, node.modRevision);
   });
 
-  const setLabels = unary(async (req: { id: string; set: Record<string, string>; remove: string[] }) => {
+  const setLabels = unary(async (req: { id: string; set: Record<string, string>; remove: string[] }, call: AuthenticatedCall) => {
+    const actor = actorOf(call);
     const id = nodeId(req.id, 'SetLabels');
     checkLabelChange(req.set, req.remove);
     const result = await nodes.mutate(id, (current) => {
@@ -93,7 +96,7 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
       const labels = applyLabelChange(current.labels, req.set, req.remove);
       if (JSON.stringify(labels) === JSON.stringify(applyLabelChange(current.labels, {}, []))) return undefined;
       const parts = [...Object.entries(req.set).map(([k, v]) => `${k}=${v}`), ...req.remove.map((k) => `${k}-`)];
-      return { next: { ...current, labels }, event: { type: 'node.labels', message: `labels ${parts.join(' ')}`, actor: 'operator' } };
+      return { next: { ...current, labels }, event: { type: 'node.labels', message: `labels ${parts.join(' ')}`, actor } };
     });
     const node = result.node;
     if (!node) throw notFound(id);

@@ -6,8 +6,10 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { formatHelp, InvalidArgumentError, isLogLevel, isValidSegment, parseOptions, DEFAULT_PREFIX, type LogLevel, type OptionSpecs } from '../shared';
 import { parseHostPort } from './grpc-server';
+import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
 
 /**
  * Every knob of one coordinator replica, durations in ms. `compileSettings` fills the
@@ -267,6 +269,8 @@ export const COORDINATOR_OPTIONS = {
   eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: DEFAULT_SETTINGS.eventRetention, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
   shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: DEFAULT_SETTINGS.shutdownGraceMs / 1000, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
   shutdownForce: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_FORCE', default: 15, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: exit anyway after this long' },
+  pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'where the first coordinator writes ca.crt, admin.yaml and join-token' },
+  clusterSecretFile: { kind: 'string', env: 'CLUSTER_SECRET_FILE', placeholder: 'FILE', description: 'the secret every replica shares, which encrypts the CA key in etcd; created when absent [default: <pki-dir>/cluster-secret]' },
   logLevel: { kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'log level' },
   version: { kind: 'boolean', short: 'V', description: 'print the version and exit' },
 } as const satisfies OptionSpecs;
@@ -285,6 +289,10 @@ export interface CoordinatorConfig {
   eventRetention: number;
   shutdownGraceMs: number;
   shutdownForceMs: number;
+  /** Where the first start writes ca.crt, admin.yaml and join-token. */
+  pkiDir: string;
+  /** The cluster secret file (created when absent). */
+  clusterSecretFile: string;
   logLevel: LogLevel;
 }
 
@@ -328,6 +336,8 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       eventRetention: v.eventRetention,
       shutdownGraceMs: v.shutdownGrace,
       shutdownForceMs: v.shutdownForce,
+      pkiDir: v.pkiDir,
+      clusterSecretFile: v.clusterSecretFile ?? join(v.pkiDir, 'cluster-secret'),
       logLevel: v.logLevel,
     },
   };

@@ -1,14 +1,22 @@
 /**
  * The one wrapper for async unary handlers of every service the coordinator serves: whatever a
  * handler throws becomes the call's status through shared/errors toGrpcStatus (the one mapping
- * of typed errors to gRPC codes, STYLE.md "typed errors, mapped once at the edge").
+ * of typed errors to gRPC codes, STYLE.md "typed errors, mapped once at the edge"). The call is
+ * passed along so a handler can read the caller's verified identity (caller.ts).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { toGrpcStatus } from '../shared/errors';
 
-export function unary<Req, Res>(fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(fn: (request: Req, call: grpc.ServerUnaryCall<Req, NoInfer<Res>>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    fn(call.request).then(
+    let pending: Promise<Res>;
+    try {
+      pending = fn(call.request, call);
+    } catch (err) {
+      callback(toGrpcStatus(err));
+      return;
+    }
+    pending.then(
       (res) => callback(null, res),
       (err: unknown) => callback(toGrpcStatus(err)),
     );

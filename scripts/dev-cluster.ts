@@ -16,7 +16,7 @@ import { sleep } from '../shared/backoff';
 import { parseOptions, formatHelp } from '../shared/options';
 import { ClusterError, InvalidArgumentError, errorMessage } from '../shared/errors';
 import { CoordinatorClient } from '../cli/coordinator-client';
-import { checkAddress } from '../cli/global-options';
+import { checkAddress, compileClientOptions } from '../cli/global-options';
 import type { Node__Output } from '../generated/cluster/v1/Node';
 import {
   BIN, etcdHealthy, findEtcd, freePort, isRunning, portFree, REPO_ROOT as REPO, spawnEtcd, stopChild, tailFile, tcpReachable,
@@ -223,7 +223,7 @@ class DevCluster {
     for (;;) {
       if (this.shuttingDown) throw new DevClusterError('stopped while waiting for the nodes');
       let nodes: Node__Output[] = [];
-      const client = new CoordinatorClient({ endpoints: [this.coordinatorAddress], timeoutMs: 3000 });
+      const client = new CoordinatorClient(compileClientOptions({ coordinator: [this.coordinatorAddress], timeout: 3000, credentials: process.env.CLUSTERCTL_CREDENTIALS }));
       try {
         nodes = await client.listNodes();
       } catch (err) {
@@ -290,7 +290,7 @@ class DevCluster {
     say(`main job: clusterctl bundle push -f ${this.rel(bundle)}; group set demo --bundle demo@1`);
     if (await this.ctl(['bundle', 'push', '-f', bundle]) !== 0) throw new DevClusterError('pushing the demo bundle failed (see above)');
     if (await this.ctl(['group', 'set', 'demo', '--bundle', 'demo@1']) !== 0) throw new DevClusterError('setting group demo failed (see above)');
-    const client = new CoordinatorClient({ endpoints: [this.coordinatorAddress], timeoutMs: 5000 });
+    const client = new CoordinatorClient(compileClientOptions({ coordinator: [this.coordinatorAddress], timeout: 5000, credentials: process.env.CLUSTERCTL_CREDENTIALS }));
     let nodes: Node__Output[];
     try {
       nodes = await client.listNodes();

@@ -58,6 +58,14 @@ export class NotLeaderError extends ClusterError {
   override readonly code = Status.FAILED_PRECONDITION;
   override readonly retryable = true;
 }
+/** No certificate, a certificate the cluster CA did not issue, an expired or a revoked one. */
+export class UnauthenticatedError extends ClusterError {
+  override readonly code = Status.UNAUTHENTICATED;
+}
+/** A valid identity whose role does not allow the call; the message names the role needed. */
+export class PermissionDeniedError extends ClusterError {
+  override readonly code = Status.PERMISSION_DENIED;
+}
 /** A bug or an unexpected failure; the message says what was being done. */
 export class InternalError extends ClusterError {
   override readonly code = Status.INTERNAL;
@@ -76,6 +84,8 @@ const byCode = new Map<Status, ErrorClass>([
   [Status.DEADLINE_EXCEEDED, DeadlineExceededError],
   [Status.CANCELLED, CancelledError],
   [Status.INTERNAL, InternalError],
+  [Status.UNAUTHENTICATED, UnauthenticatedError],
+  [Status.PERMISSION_DENIED, PermissionDeniedError],
 ]);
 
 /** Turns anything thrown inside a handler into a gRPC status for the caller. */

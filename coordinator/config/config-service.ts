@@ -10,8 +10,9 @@ import type { Group } from '../../generated/cluster/v1/Group';
 import type { Group__Output } from '../../generated/cluster/v1/Group';
 import type { BundleStore, StoredBundle } from './bundle-store';
 import type { GroupStore, VersionedGroup } from './group-store';
-import { canonicalJson } from '../../shared/bundle';
+import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
 import { unary } from '../unary-handler';
+import { actorName, actorOf, authorizeAction } from '../caller';
 
 export interface ConfigServiceOptions {
   bundles: BundleStore;
@@ -35,13 +36,25 @@ export function toGroupView(g: VersionedGroup): Group {
   };
 }
 
+/** Whether a bundle runs commands of its own (which needs the admin role to push). */
+export function hasCommandUnits(bundle: Pick<Bundle, 'units'>): boolean {
+  return bundle.units.some((u) => u.kind === 'command');
+}
+
 export function createConfigServiceHandlers(options: ConfigServiceOptions): ConfigServiceHandlers {
   const { bundles, groups } = options;
   const log = options.logger.child({ component: 'config-service' });
 
   return {
-    PushBundle: unary(async (req: { yaml: string }) => {
-      const { stored, created } = await bundles.push(req.yaml);
+    PushBundle: unary(async (req: { yaml: string }, call) => {
+      // Command units run arbitrary commands on nodes: pushing one needs admin. An unparsable
+      // bundle is left to push(), which lists every problem.
+      let commandUnits = false;
+      try {
+        commandUnits = hasCommandUnits(parseBundle(req.yaml, 'bundle'));
+      } catch { /* reported by push */ }
+      const peer = authorizeAction(call, { method: 'ConfigService/PushBundle', commandUnits });
+      const { stored, created } = await bundles.push(req.yaml, actorName(peer));
       log.info(created ? 'bundle stored' : 'bundle push: identical version already stored', { bundle: `${stored.name}@${stored.version}` });
       return toBundleInfo(stored);
     }),
@@ -51,7 +64,7 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       if (!name) throw new InvalidArgumentError('GetBundle needs a bundle name (list them with `clusterctl bundle list`)');
       return toBundleInfo(await bundles.get(name, req.version.trim()));
     }),
-    SetGroup: unary(async (req: { group: Group__Output | null; expectedRevision: string }) => {
+    SetGroup: unary(async (req: { group: Group__Output | null; expectedRevision: string }, call) => {
       const g = req.group;
       if (!g) throw new InvalidArgumentError('SetGroup needs a group (name, bundle, version)');
       const saved = await groups.set(
@@ -60,6 +73,7 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
           verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, autoCommission: g.autoCommission,
         },
         req.expectedRevision,
+        actorOf(call),
       );
       log.info('group set', { group: saved.record.name, revision: saved.modRevision });
       return toGroupView(saved);

@@ -59,6 +59,8 @@ export interface ApplyRequest {
   planRevision?: string;
   planReads?: Record<string, string>;
   actor?: string;
+  /** Throws to refuse the parsed file (the caller's role against what it contains); runs before any write. */
+  authorize?: (file: ClusterFile) => void;
 }
 
 export interface DeclarativeOptions {
@@ -243,6 +245,7 @@ export class Declarative {
         );
       }
       const { plan, file } = planned;
+      req.authorize?.(file);
       if (plan.problems.length > 0) {
         throw new FailedPreconditionError(`${source} cannot be applied (${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'}): ${plan.problems.join('; ')}`);
       }

@@ -6,6 +6,8 @@ import type { Logger } from '../../shared';
 import type { DeclarativeServiceHandlers } from '../../generated/cluster/v1/DeclarativeService';
 import type { Declarative } from './apply';
 import { unary } from '../unary-handler';
+import { actorName, authorizeAction } from '../caller';
+import { hasCommandUnits } from '../config/config-service';
 
 export interface DeclarativeServiceOptions {
   declarative: Declarative;
@@ -20,9 +22,13 @@ export function createDeclarativeServiceHandlers(options: DeclarativeServiceOpti
       const p = await declarative.plan(req.document, req.sourceName.trim() || 'cluster file');
       return { revision: p.revision, hasChanges: p.plan.hasChanges, planJson: JSON.stringify(p.plan), text: p.text, reads: p.reads, document: p.document };
     }),
-    Apply: unary(async (req) => {
+    Apply: unary(async (req, call) => {
+      // requestedBy is the client's say-so: the audit trail takes the certificate's identity.
+      const peer = authorizeAction(call, { method: 'DeclarativeService/Apply' });
       const r = await declarative.apply({
-        document: req.document, source: req.sourceName, planRevision: req.planRevision.trim(), planReads: req.planReads, actor: req.requestedBy,
+        document: req.document, source: req.sourceName, planRevision: req.planRevision.trim(), planReads: req.planReads, actor: actorName(peer),
+        // Bundles with command units run arbitrary commands on nodes: admin only.
+        authorize: (file) => authorizeAction(call, { method: 'DeclarativeService/Apply', commandUnits: file.bundles.some(hasCommandUnits) }),
       });
       log.info(r.changed ? 'configuration applied' : 'configuration already up to date', { revision: r.revision });
       return { revision: r.revision, changed: r.changed, planJson: JSON.stringify(r.plan), text: r.text };

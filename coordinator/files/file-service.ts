@@ -7,6 +7,7 @@ import type { FileServiceHandlers } from '../../generated/cluster/v1/FileService
 import type { FileInfo } from '../../generated/cluster/v1/FileInfo';
 import type { FileStore, StoredFile } from './file-store';
 import { unary } from '../unary-handler';
+import { actorOf } from '../caller';
 
 export interface FileServiceOptions {
   files: FileStore;
@@ -21,8 +22,8 @@ export function createFileServiceHandlers(options: FileServiceOptions): FileServ
   const { files } = options;
   const log = options.logger.child({ component: 'file-service' });
   return {
-    Upload: unary(async (req) => {
-      const f = await files.upload(req.name, Buffer.from(req.content), { mode: req.mode, overwrite: req.overwrite });
+    Upload: unary(async (req, call) => {
+      const f = await files.upload(req.name, Buffer.from(req.content), { mode: req.mode, overwrite: req.overwrite, actor: actorOf(call) });
       log.info('file stored', { file: f.name, size: f.size, sha256: f.sha256 });
       return toFileInfo(f);
     }),
@@ -31,8 +32,8 @@ export function createFileServiceHandlers(options: FileServiceOptions): FileServ
       const { file, content } = await files.download(req.name);
       return { info: toFileInfo(file), content };
     }),
-    DeleteFile: unary(async (req) => {
-      const f = await files.delete(req.name);
+    DeleteFile: unary(async (req, call) => {
+      const f = await files.delete(req.name, actorOf(call));
       log.info('file deleted', { file: f.name });
       return toFileInfo(f);
     }),

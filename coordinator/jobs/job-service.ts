@@ -19,6 +19,7 @@ import {
 import type { JobStarter } from './job-starter';
 import type { JobStore, VersionedJob } from './job-store';
 import { unary } from '../unary-handler';
+import { actorName, actorOf, authorizeAction } from '../caller';
 
 export interface JobServiceOptions {
   /** Unfenced: any replica may start and cancel jobs. */
@@ -71,7 +72,7 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
     return j;
   }
 
-  async function cancel(id: string, reason: string): Promise<Job> {
+  async function cancel(id: string, reason: string, actor: string): Promise<Job> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const v = await resolve(id);
       const j = v.record;
@@ -80,7 +81,7 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
       checkJobTransition(j.id, j.state, 'Cancelling');
       const next: JobRecord = { ...j, state: 'Cancelling', message: `cancelling${reason ? `: ${reason}` : ''}` };
       try {
-        const written = await store.commit(next, v.modRevision, { type: 'job.cancelling', message: `cancel requested${reason ? `: ${reason}` : ''}`, actor: 'operator' });
+        const written = await store.commit(next, v.modRevision, { type: 'job.cancelling', message: `cancel requested${reason ? `: ${reason}` : ''}`, actor });
         return toJobView(written);
       } catch (err) {
         log.debug('cancel raced with a job update; retrying', { err: errorMessage(err) });
@@ -132,8 +133,11 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
   }
 
   return {
-    StartJob: unary(async (req) => {
-      const v = await starter.start(req);
+    StartJob: unary(async (req, call) => {
+      // exec needs admin: a fact of the request the method-level check could not see.
+      const peer = authorizeAction(call, { method: 'JobService/StartJob', kind: req.kind });
+      // The audit trail names the certificate's identity, whatever requestedBy the client sent.
+      const v = await starter.start({ ...req, requestedBy: actorName(peer) });
       log.info('job started', { jobId: v.record.id, kind: v.record.kind, nodes: v.record.nodeIds.length });
       return toJobView(v);
     }),
@@ -151,6 +155,6 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
       return toJobDetail(v, await store.nodes(v.record.id));
     }),
     WatchJob: watch,
-    CancelJob: unary((req) => cancel(req.id, req.reason.trim())),
+    CancelJob: unary((req, call) => cancel(req.id, req.reason.trim(), actorOf(call))),
   };
 }

@@ -20,7 +20,8 @@ import { decodeCaRecord, type CaRecord } from './pki-records';
 import { DEFAULT_TOKEN_TTL_MS, TokenStore } from './token-store';
 import { UserStore } from './user-store';
 
-export const DEFAULT_PKI_DIR = '/etc/cluster/pki';
+export { DEFAULT_PKI_DIR } from '../../shared/pki/credentials-file';
+import { ADMIN_CREDENTIALS_FILE, DEFAULT_PKI_DIR } from '../../shared/pki/credentials-file';
 export const ADMIN_USER = 'admin';
 
 export interface PkiBootstrapOptions {
@@ -61,52 +62,66 @@ async function writePrivate(path: string, content: string, mode: number): Promis
   await fs.rename(tmp, path);
 }
 
-export async function bootstrapPki(options: PkiBootstrapOptions): Promise<PkiBootstrapResult> {
+export interface LoadedCa {
+  ca: ClusterCa;
+  /** Whether this replica created the CA (and so must write the first-start files). */
+  created: boolean;
+  /** Whether the cluster secret file was created now. */
+  secretCreated: boolean;
+}
+
+/** Reads the cluster CA from etcd, or creates it when the cluster has none (one winner of a race). */
+export async function loadOrCreateCa(options: Pick<PkiBootstrapOptions, 'etcd' | 'keyspace' | 'clusterSecretFile' | 'clock'>): Promise<LoadedCa> {
   const clock = options.clock ?? systemClock;
   const { secret, created: secretCreated } = await loadOrCreateClusterSecret(options.clusterSecretFile);
   const key = options.keyspace.pkiCa();
-
-  let ca: ClusterCa;
-  let created = false;
   const existing = await options.etcd.get(key).string();
-  if (existing === null) {
-    const made = await ClusterCa.create({ now: new Date(clock.now()) });
-    const record: CaRecord = { certificate: made.ca.certPem, encryptedKey: encryptCaKey(made.keyPem, made.ca.certPem, secret), createdAt: new Date(clock.now()).toISOString() };
-    const out = await runTxn(options.etcd, [{ key, target: 'Create', op: '==', value: '0', reason: 'no CA yet' }], [{ kind: 'put', key, value: JSON.stringify(record) }]);
-    if (out.succeeded) {
-      ca = made.ca;
-      created = true;
-    } else {
-      // Another replica's CA won the race; the failure branch read it at the same revision.
-      const winner = out.current.get(key);
-      if (!winner) throw new InternalError('creating the cluster CA lost a race, yet pki/ca is absent');
-      ca = await loadCa(decodeCaRecord(winner.value), secret);
-    }
-  } else {
-    ca = await loadCa(decodeCaRecord(existing), secret);
-  }
+  if (existing !== null) return { ca: await loadCa(decodeCaRecord(existing), secret), created: false, secretCreated };
+  const made = await ClusterCa.create({ now: new Date(clock.now()) });
+  const record: CaRecord = { certificate: made.ca.certPem, encryptedKey: encryptCaKey(made.keyPem, made.ca.certPem, secret), createdAt: new Date(clock.now()).toISOString() };
+  const out = await runTxn(options.etcd, [{ key, target: 'Create', op: '==', value: '0', reason: 'no CA yet' }], [{ kind: 'put', key, value: JSON.stringify(record) }]);
+  if (out.succeeded) return { ca: made.ca, created: true, secretCreated };
+  // Another replica's CA won the race; the failure branch read it at the same revision.
+  const winner = out.current.get(key);
+  if (!winner) throw new InternalError('creating the cluster CA lost a race, yet pki/ca is absent');
+  return { ca: await loadCa(decodeCaRecord(winner.value), secret), created: false, secretCreated };
+}
 
-  const serving = await ca.issueKeyAndCertificate({ role: 'coordinator', name: options.coordinatorName, hosts: options.hosts, now: new Date(clock.now()) });
+/**
+ * What the replica that created the CA leaves for people and scripts: ca.crt, admin.yaml (the
+ * admin's credentials, naming `endpoints`) and join-token (the first token). Returns the paths.
+ */
+export async function writeFirstStartFiles(
+  options: Pick<PkiBootstrapOptions, 'etcd' | 'keyspace' | 'pkiDir' | 'endpoints' | 'firstTokenTtlMs' | 'clock'> & { ca: ClusterCa },
+): Promise<string[]> {
+  const clock = options.clock ?? systemClock;
+  const { ca } = options;
+  const dir = options.pkiDir ?? DEFAULT_PKI_DIR;
+  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  const admin = await new UserStore(options.etcd, options.keyspace, ca, clock).add(ADMIN_USER, 'admin', { endpoints: options.endpoints });
+  const token = await new TokenStore(options.etcd, options.keyspace, ca.publicKeyHash, clock).create({
+    ttlMs: options.firstTokenTtlMs === undefined ? DEFAULT_TOKEN_TTL_MS : options.firstTokenTtlMs,
+    description: 'created by the first coordinator',
+  });
+  const files: [string, string, number][] = [
+    ['ca.crt', ca.certPem, 0o644],
+    [ADMIN_CREDENTIALS_FILE, admin.credentials, 0o600],
+    ['join-token', `${token.token}\n`, 0o600],
+  ];
   const wrote: string[] = [];
-  if (created) {
-    const dir = options.pkiDir ?? DEFAULT_PKI_DIR;
-    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-    const admin = await new UserStore(options.etcd, options.keyspace, ca, clock).add(ADMIN_USER, 'admin', { endpoints: options.endpoints });
-    const token = await new TokenStore(options.etcd, options.keyspace, ca.publicKeyHash, clock).create({
-      ttlMs: options.firstTokenTtlMs === undefined ? DEFAULT_TOKEN_TTL_MS : options.firstTokenTtlMs,
-      description: 'created by the first coordinator',
-    });
-    const files: [string, string, number][] = [
-      ['ca.crt', ca.certPem, 0o644],
-      ['admin.yaml', admin.credentials, 0o600],
-      ['join-token', `${token.token}\n`, 0o600],
-    ];
-    for (const [name, content, mode] of files) {
-      const path = join(dir, name);
-      await writePrivate(path, content, mode);
-      wrote.push(path);
-    }
+  for (const [name, content, mode] of files) {
+    const path = join(dir, name);
+    await writePrivate(path, content, mode);
+    wrote.push(path);
   }
+  return wrote;
+}
+
+export async function bootstrapPki(options: PkiBootstrapOptions): Promise<PkiBootstrapResult> {
+  const clock = options.clock ?? systemClock;
+  const { ca, created, secretCreated } = await loadOrCreateCa(options);
+  const serving = await ca.issueKeyAndCertificate({ role: 'coordinator', name: options.coordinatorName, hosts: options.hosts, now: new Date(clock.now()) });
+  const wrote = created ? await writeFirstStartFiles({ ...options, ca }) : [];
   return { ca, created, serving, wrote, secretCreated };
 }
 

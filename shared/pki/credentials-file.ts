@@ -6,6 +6,10 @@ import { parse, stringify } from 'yaml';
 import { InvalidArgumentError } from '../errors';
 import { isRole, type Role } from './roles';
 
+/** Where a coordinator writes ca.crt, admin.yaml and join-token, and where clusterctl looks for admin.yaml. */
+export const DEFAULT_PKI_DIR = '/etc/cluster/pki';
+export const ADMIN_CREDENTIALS_FILE = 'admin.yaml';
+
 export interface Credentials {
   /** host:port of one or more coordinator replicas. */
   coordinator: string[];

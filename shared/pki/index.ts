@@ -11,7 +11,7 @@ export {
   type JoinToken,
 } from './join-token';
 export { loadOrCreateClusterSecret, encryptCaKey, decryptCaKey, type EncryptedKey } from './cluster-secret';
-export { formatCredentials, parseCredentials, type Credentials } from './credentials-file';
+export { formatCredentials, parseCredentials, DEFAULT_PKI_DIR, ADMIN_CREDENTIALS_FILE, type Credentials } from './credentials-file';
 export { authorize, requirement, satisfies, shortMethod, knownMethods, type Action, type Requirement } from './authorization';
 export {
   serverCredentials, clientCredentials, peerIdentity, checkCall, checkServerCertificate, fetchPinnedCa, ClusterServerCredentials,

@@ -22,7 +22,7 @@ import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
 import { digestOf } from '../../shared/bundle/digest';
 import { createLogger, decodeEvent, Keyspace, type EventRecord, type Facts, type Logger, type NodeRecord } from '../../shared';
-import { BIN, EtcdServer, ManagedProcess, run, spawnNode, waitFor } from '../helpers';
+import { BIN, EtcdServer, ManagedProcess, run, spawnNode, testPki, waitFor } from '../helpers';
 
 const quiet = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
 
@@ -85,7 +85,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
   async function startCoordinator(id = 'r1'): Promise<Coordinator> {
     const coord = new Coordinator({
       etcd: client, keyspace: ks, logger: quiet.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
-      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000,
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await (await testPki()).coordinatorPki(client, ks),
     });
     await coord.start();
     // Coordinator.stop is idempotent: a test may stop it early, cleanup stops it again.

@@ -6,7 +6,7 @@ import { parseInvocation, resolveCommand, helpText, commandLine } from '../../cl
 import { commandTree } from '../../cli/command-tree';
 import { GLOBAL_OPTIONS, checkAddress, compileClientOptions } from '../../cli/global-options';
 import { main } from '../../cli/main';
-import { freePort } from '../helpers';
+import { freePort, testPki } from '../helpers';
 
 const noConfig = { env: {} as NodeJS.ProcessEnv };
 
@@ -16,6 +16,9 @@ function names(argv: string[]): string {
 
 interface Captured { code: number; out: string; err: string; ms: number }
 
+/** An admin credentials file of the test CA (made in the suite's before hook). */
+let credentialsFile = '';
+
 async function cli(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Captured> {
   let out = '';
   let err = '';
@@ -24,12 +27,17 @@ async function cli(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Capture
   const code = await main(argv, {
     out: { write: (t) => { out += t; }, isTTY: false },
     err: (t) => { err += t; },
-    env: { HOME: '/nonexistent', ...env },
+    env: { HOME: '/nonexistent', CLUSTERCTL_CREDENTIALS: credentialsFile, ...env },
   });
   return { code, out, err, ms: Date.now() - start };
 }
 
 describe('cli/command: argument handling', () => {
+  before(async () => {
+    const pki = await testPki();
+    credentialsFile = pki.writeCredentialsFile(await pki.identity('admin'), ['127.0.0.1:7400']);
+  });
+
   describe('which command runs', () => {
     const cases: [string[], string][] = [
       [['nodes'], 'clusterctl nodes list'],
@@ -60,7 +68,8 @@ describe('cli/command: argument handling', () => {
       const inv = parseInvocation(commandTree(), ['-o', 'wide', 'nodes', '--selector', 'role=worker', '--timeout', '1500ms'], noConfig);
       expect(inv.help).to.equal(false);
       expect(inv.values).to.include({ output: 'wide', selector: 'role=worker', timeout: 1500, watch: false });
-      expect(inv.values.coordinator).to.deep.equal(['127.0.0.1:7400']);
+      // No --coordinator: the credentials file's coordinators are used (global-options.ts).
+      expect(inv.values.coordinator).to.deep.equal([]);
     });
 
     it('reads CLUSTER_COORDINATOR and CLUSTERCTL_TIMEOUT; a flag wins over the environment', () => {
@@ -78,10 +87,34 @@ describe('cli/command: argument handling', () => {
   });
 
   describe('compileClientOptions', () => {
+    // A credentials file as `user add` writes it (the PEM text is not parsed here).
+    const CREDS = 'coordinator: [c1:7400, c2:7400]\nuser: alice\nrole: operator\nca: CA\ncertificate: CERT\nkey: KEY\n';
+    const files = (map: Record<string, string>) => (path: string): string => {
+      if (path in map) return map[path];
+      throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+    };
+
     it('checks every address, drops duplicates, keeps the order and the timeout in ms', () => {
-      expect(compileClientOptions({ coordinator: ['b:1', 'a:2', 'b:1'], timeout: 1500 })).to.deep.equal({ endpoints: ['b:1', 'a:2'], timeoutMs: 1500 });
-      expect(() => compileClientOptions({ coordinator: ['a:1', 'nohost'], timeout: 1 })).to.throw(/--coordinator "nohost" is not HOST:PORT/);
-      expect(() => compileClientOptions({ coordinator: [], timeout: 1 })).to.throw(/--coordinator needs at least one HOST:PORT/);
+      const read = files({ '/c.yaml': CREDS });
+      const o = compileClientOptions({ coordinator: ['b:1', 'a:2', 'b:1'], timeout: 1500, credentials: '/c.yaml' }, read);
+      expect(o).to.deep.include({ endpoints: ['b:1', 'a:2'], timeoutMs: 1500, credentialsFile: '/c.yaml' });
+      expect(o.credentials).to.include({ user: 'alice', role: 'operator', certificate: 'CERT' });
+      expect(() => compileClientOptions({ coordinator: ['a:1', 'nohost'], timeout: 1, credentials: '/c.yaml' }, read)).to.throw(/--coordinator "nohost" is not HOST:PORT/);
+      expect(compileClientOptions({ coordinator: [], timeout: 1, credentials: '/c.yaml' }, read).endpoints).to.deep.equal(['c1:7400', 'c2:7400']);
+    });
+
+    it('takes the coordinators from the credentials file when --coordinator is not given; the default file is admin.yaml', () => {
+      expect(compileClientOptions({ timeout: 1, credentials: '/c.yaml' }, files({ '/c.yaml': CREDS })).endpoints).to.deep.equal(['c1:7400', 'c2:7400']);
+      const o = compileClientOptions({ timeout: 1 }, files({ '/etc/cluster/pki/admin.yaml': CREDS }));
+      expect(o.credentialsFile).to.equal('/etc/cluster/pki/admin.yaml');
+    });
+
+    it('without readable credentials: one line naming the three ways to give them', () => {
+      expect(() => compileClientOptions({ timeout: 1 }, files({}))).to.throw(
+        /^no credentials to call the coordinator with \(\/etc\/cluster\/pki\/admin.yaml: no such file\): give one with --credentials FILE, the CLUSTERCTL_CREDENTIALS environment variable, or `credentials: FILE` in the config file$/,
+      );
+      expect(() => compileClientOptions({ timeout: 1, credentials: '/nope.yaml' }, files({}))).to.throw(/^cannot read credentials file \/nope.yaml: no such file; give one with --credentials FILE/);
+      expect(() => compileClientOptions({ timeout: 1, credentials: '/bad.yaml' }, files({ '/bad.yaml': 'user: x\n' }))).to.throw(/credentials file \/bad.yaml: field "coordinator"/);
     });
 
     it('keeps the node id as a positional', () => {
@@ -100,7 +133,7 @@ describe('cli/command: argument handling', () => {
 
   describe('bad input is one clear line', () => {
     const cases: [string, string[], RegExp][] = [
-      ['unknown command', ['nodez'], /^unknown command "nodez" for clusterctl \(commands: status, nodes, node, jobs, job, bundles, bundle, groups, group, files, exec, plan, apply, events, completion, version; see clusterctl --help\)$/],
+      ['unknown command', ['nodez'], /^unknown command "nodez" for clusterctl \(commands: status, nodes, node, jobs, job, bundles, bundle, groups, group, files, exec, plan, apply, events, token, user, completion, version; see clusterctl --help\)$/],
       ['unknown subcommand', ['node', 'reboot', 'n1'], /^unknown command "reboot" for clusterctl node/],
       ['unknown flag', ['nodes', '--colour'], /^unknown flag --colour \(run with --help/],
       ['bad output format', ['nodes', '-o', 'xml'], /^--output: "xml" is not one of table, wide, json, yaml$/],
@@ -150,7 +183,9 @@ describe('cli/command: argument handling', () => {
       expect(text).to.match(/\n {2}nodes +List and watch/);
       expect(text).to.include('Example:\n  clusterctl status\n  clusterctl nodes\n');
       expect(text.match(/--coordinator HOST:PORT/g)).to.have.length(1);
-      expect(text).to.include('env CLUSTER_COORDINATOR; default 127.0.0.1:7400');
+      expect(text).to.include('env CLUSTER_COORDINATOR');
+      expect(text).to.include('--credentials FILE');
+      expect(text).to.include('env CLUSTERCTL_CREDENTIALS');
     });
 
     it('command help shows usage, aliases, its own flags, then the globals', () => {

@@ -11,6 +11,8 @@ import { UnavailableError } from '../../shared/errors';
 import { CoordinatorClient } from '../../cli/coordinator-client';
 import type { ListNodesResponse } from '../../generated/cluster/v1/ListNodesResponse';
 import type { Node } from '../../generated/cluster/v1/Node';
+import { serverCredentials, type Credentials } from '../../shared/pki';
+import { testPki } from '../helpers/pki';
 
 interface Replica {
   address: string;
@@ -31,8 +33,11 @@ async function replica(answer: 'unavailable' | 'ok', nodeId = 'n1'): Promise<Rep
     listNodes: reply<ListNodesResponse>('ListNodes', { nodes: [{ id: nodeId }] }),
     setLabels: reply<Node>('SetLabels', { id: nodeId }),
   });
+  const pki = await testPki();
+  const serving = await pki.identity('coordinator', 'replica');
+  const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p)));
   });
   return { address: `127.0.0.1:${port}`, calls, server };
 }
@@ -40,8 +45,14 @@ async function replica(answer: 'unavailable' | 'ok', nodeId = 'n1'): Promise<Rep
 describe('coordinator client: which calls move to the next replica (real gRPC servers)', () => {
   const started: Replica[] = [];
   const clients: CoordinatorClient[] = [];
+  let credentials: Credentials;
+  before(async () => {
+    const pki = await testPki();
+    const admin = await pki.identity('admin');
+    credentials = { coordinator: [], user: 'admin', role: 'admin', ca: pki.caPem, certificate: admin.certPem, key: admin.keyPem };
+  });
   const make = (replicas: Replica[]): CoordinatorClient => {
-    const c = new CoordinatorClient({ endpoints: replicas.map((r) => r.address), timeoutMs: 3000 });
+    const c = new CoordinatorClient({ endpoints: replicas.map((r) => r.address), timeoutMs: 3000, credentials, credentialsFile: 'admin.yaml' });
     clients.push(c);
     return c;
   };

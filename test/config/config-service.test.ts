@@ -7,7 +7,8 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { EtcdServer } from '../helpers';
+import { EtcdServer, testPki, type TestPki } from '../helpers';
+import { serverCredentials } from '../../shared/pki';
 import { EventLog } from '../../coordinator/event-log';
 import { BundleStore, compareVersions } from '../../coordinator/config/bundle-store';
 import { GroupStore, checkGroup } from '../../coordinator/config/group-store';
@@ -44,10 +45,13 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
   let ks: Keyspace;
   let server: grpc.Server;
   let api: ConfigServiceClient;
+  let adminApi: ConfigServiceClient;
+  let pki: TestPki;
 
   before(async () => {
     etcd = await EtcdServer.start('config');
     client = etcd.client();
+    pki = await testPki();
   });
   after(async () => {
     await etcd.destroy();
@@ -60,11 +64,15 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const { api: proto } = loadProto();
     server = new grpc.Server();
     server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, logger }));
-    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-    api = new proto.cluster.v1.ConfigService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const serving = await pki.identity('coordinator', 'config-test');
+    const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem });
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
+    api = new proto.cluster.v1.ConfigService(`127.0.0.1:${port}`, await pki.credentials('operator', 'olga'));
+    adminApi = new proto.cluster.v1.ConfigService(`127.0.0.1:${port}`, await pki.credentials('admin'));
   });
   afterEach(async () => {
     api.close();
+    adminApi.close();
     await new Promise<void>((res) => server.tryShutdown(() => res()));
   });
 
@@ -98,6 +106,21 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     expect(await eventsOfType('bundle.pushed')).to.have.length(1);
     const got = await call(api.GetBundle.bind(api), { name: 'base', version: '' });
     expect(got.digest).to.equal(info.digest);
+  });
+
+  it('a bundle with command units needs admin: an operator is refused naming the role; the event names the certificate', async () => {
+    const withCommand = `${BASE_V1}  - id: init\n    kind: command\n    run: touch /opt/app/.initialised\n`;
+    const before = await dump();
+    const err = await refused(call(api.PushBundle.bind(api), { yaml: withCommand }));
+    expect(err.code).to.equal(grpc.status.PERMISSION_DENIED);
+    expect(err.message).to.match(/PushBundle\(command units\) needs the admin role; you are olga \(operator\)/);
+    expect(await dump()).to.deep.equal(before);
+
+    await call(adminApi.PushBundle.bind(adminApi), { yaml: withCommand });
+    await call(api.PushBundle.bind(api), { yaml: BASE_V1.replace('version: 1', 'version: 2') });
+    const all = await client.getAll().prefix(ks.eventsPrefix()).strings();
+    const actors = Object.entries(all).map(([k, v]) => decodeEvent(k, v)).filter((e) => e.type === 'bundle.pushed').map((e) => e.actor).sort();
+    expect(actors).to.deep.equal(['user:admin', 'user:olga']);
   });
 
   it('refuses an invalid bundle listing every problem by path, storing nothing', async () => {

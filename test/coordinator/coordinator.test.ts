@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Etcd3, Lease } from 'etcd3';
-import { EtcdServer, waitFor, expectReject, delay } from '../helpers';
+import { EtcdServer, waitFor, expectReject, delay, testPki, type TestPki } from '../helpers';
 import { Coordinator, newNodeRecord, type CoordinatorOptions } from '../../coordinator';
 import {
   createLogger, decodeNode, Keyspace, loadProto, NotLeaderError, systemClock, type Clock, type Timer, type EventRecord, type MemberRecord, type NodeRecord,
@@ -41,10 +41,16 @@ describe('coordinator (real etcd, real gRPC)', function () {
   let ks: Keyspace;
   const running: Coordinator[] = [];
   const grpcClients: grpc.Client[] = [];
+  let pki: TestPki;
+  let adminCreds: grpc.ChannelCredentials;
+  const agentCreds = new Map<string, grpc.ChannelCredentials>();
 
   before(async () => {
     etcd = await EtcdServer.start('coord');
     client = etcd.client();
+    pki = await testPki();
+    adminCreds = await pki.credentials('admin');
+    for (const id of ['hello-1', 'hello-2']) agentCreds.set(id, await pki.credentials('agent', id));
   });
   after(async () => {
     await etcd.destroy();
@@ -60,7 +66,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
   async function startCoordinator(replicaId: string, over: Partial<CoordinatorOptions> = {}): Promise<Coordinator> {
     const c = new Coordinator({
       etcd: client, keyspace: ks, logger: logger.child({ replica: replicaId }), replicaId, listen: '127.0.0.1:0',
-      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, ...over,
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks), ...over,
     });
     running.push(c);
     await c.start();
@@ -112,14 +118,17 @@ describe('coordinator (real etcd, real gRPC)', function () {
 
   function clusterClient(c: Coordinator): ClusterServiceClient {
     const { api } = loadProto();
-    const cl = new api.cluster.v1.ClusterService(c.address, grpc.credentials.createInsecure());
+    const cl = new api.cluster.v1.ClusterService(c.address, adminCreds);
     grpcClients.push(cl);
     return cl;
   }
 
-  function agentClient(address: string): AgentServiceClient {
+  /** A client holding the agent certificate of `nodeId`. */
+  function agentClient(address: string, nodeId: string): AgentServiceClient {
     const { api } = loadProto();
-    const cl = new api.cluster.v1.AgentService(address, grpc.credentials.createInsecure());
+    const creds = agentCreds.get(nodeId);
+    if (!creds) throw new Error(`no agent certificate made for ${nodeId}`);
+    const cl = new api.cluster.v1.AgentService(address, creds);
     grpcClients.push(cl);
     return cl;
   }
@@ -263,8 +272,9 @@ describe('coordinator (real etcd, real gRPC)', function () {
     const pkg = grpc.loadPackageDefinition(def) as unknown as {
       grpc: { health: { v1: { Health: new (addr: string, creds: grpc.ChannelCredentials) => grpc.Client & { check: (req: { service: string }, cb: grpc.requestCallback<{ status: string }>) => void } } } };
     };
+    const viewerCreds = await pki.credentials('viewer');
     const check = async (c: Coordinator, service: string): Promise<string> => {
-      const h = new pkg.grpc.health.v1.Health(c.address, grpc.credentials.createInsecure());
+      const h = new pkg.grpc.health.v1.Health(c.address, viewerCreds);
       grpcClients.push(h);
       return (await call(h.check.bind(h), { service })).status;
     };
@@ -274,14 +284,14 @@ describe('coordinator (real etcd, real gRPC)', function () {
     expect(await check(follower, 'cluster.v1.AgentService')).to.equal('NOT_SERVING');
     expect(await check(follower, 'cluster.v1.ClusterService')).to.equal('SERVING');
 
-    // Reflection: the same list `grpcurl -plaintext HOST:PORT list` prints.
+    // Reflection (for any authenticated client): the list `grpcurl ... HOST:PORT list` prints.
     const refDef = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', {
       includeDirs: [resolve(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto')],
     });
     const refPkg = grpc.loadPackageDefinition(refDef) as unknown as {
       grpc: { reflection: { v1: { ServerReflection: new (addr: string, creds: grpc.ChannelCredentials) => grpc.Client & { serverReflectionInfo: () => grpc.ClientDuplexStream<{ listServices: string }, { listServicesResponse?: { service: { name: string }[] } }> } } } };
     };
-    const rc = new refPkg.grpc.reflection.v1.ServerReflection(leader.address, grpc.credentials.createInsecure());
+    const rc = new refPkg.grpc.reflection.v1.ServerReflection(leader.address, viewerCreds);
     grpcClients.push(rc);
     const names = await new Promise<string[]>((res, rej) => {
       const s = rc.serverReflectionInfo();
@@ -297,7 +307,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
     await leaderOf(leader);
     const follower = await startCoordinator('b');
     await waitFor('follower sees the leader', () => follower.leaderElection.currentLeader()?.id === 'a');
-    const ac = agentClient(leader.address);
+    const ac = agentClient(leader.address, 'hello-1');
 
     // Hello from a node the reconciler has not seen: created as New with the hello's fields, one txn + one event.
     const stream = ac.connect();
@@ -346,7 +356,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
     expect(e2.details).to.match(/invalid node id/);
 
     // A follower refuses and names the leader.
-    const fc = agentClient(follower.address).connect();
+    const fc = agentClient(follower.address, 'hello-2').connect();
     const fErr = new Promise<grpc.ServiceError>((res) => fc.on('error', res));
     fc.on('data', () => undefined);
     fc.write({ hello: { nodeId: 'hello-2' } } satisfies AgentMessage);

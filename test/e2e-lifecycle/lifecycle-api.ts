@@ -2,10 +2,13 @@
  * The operator's side of the lifecycle e2e tests: gRPC clients of ONE coordinator replica's
  * JobService, ConfigService and ClusterService (real gRPC on 127.0.0.1), promisified, errors
  * turned back into the shared typed errors (`.code` is the gRPC status) so a test can check
- * both the status and the one-line message a person would read.
+ * both the status and the one-line message a person would read. The calls go over the
+ * cluster's mutual TLS with a credentials file (the admin.yaml a coordinator writes).
  */
 import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { fromGrpcError, loadProto } from '../../shared';
+import { clientCredentials, parseCredentials } from '../../shared/pki';
 import type { BundleInfo__Output } from '../../generated/cluster/v1/BundleInfo';
 import type { ClusterServiceClient } from '../../generated/cluster/v1/ClusterService';
 import type { ConfigServiceClient } from '../../generated/cluster/v1/ConfigService';
@@ -33,9 +36,12 @@ export class LifecycleApi {
   private readonly config: ConfigServiceClient;
   private readonly cluster: ClusterServiceClient;
 
-  constructor(readonly address: string) {
+  /** `credentialsFile`: a clusterctl credentials file (default: $CLUSTERCTL_CREDENTIALS). */
+  constructor(readonly address: string, credentialsFile: string | undefined = process.env.CLUSTERCTL_CREDENTIALS) {
     const { api } = loadProto();
-    const creds = grpc.credentials.createInsecure();
+    if (!credentialsFile) throw new Error('LifecycleApi needs a credentials file (the admin.yaml the coordinator wrote to its --pki-dir)');
+    const c = parseCredentials(readFileSync(credentialsFile, 'utf8'), credentialsFile);
+    const creds = clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key });
     this.jobs = new api.cluster.v1.JobService(address, creds);
     this.config = new api.cluster.v1.ConfigService(address, creds);
     this.cluster = new api.cluster.v1.ClusterService(address, creds);

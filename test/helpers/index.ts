@@ -7,3 +7,4 @@ export { TestCluster, AgentHandle, CoordinatorHandle, etcdSnapshot, wipeEtcd, ty
 export { startSystemdSandbox, SYSTEMD_BIN, type SystemdSandbox } from './systemd-sandbox';
 export { buildRpmFixtures, copyIntoRoot, FIXTURE_PACKAGE, FIXTURE_VERSIONS, type RpmFixtures, type FixtureVersion } from './rpm-fixtures';
 export { SandboxNode, type SandboxNodeOptions } from './sandbox-node';
+export { testPki, TestPki, type TestIdentity } from './pki';

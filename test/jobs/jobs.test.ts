@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { EtcdServer, waitFor, delay } from '../helpers';
+import { EtcdServer, waitFor, delay, testPki, type TestPki } from '../helpers';
+import { serverCredentials } from '../../shared/pki';
 import { Coordinator } from '../../coordinator';
 import { createJobs, type Jobs } from '../../coordinator/jobs';
 import { Agent } from '../../agent/agent';
@@ -70,9 +71,12 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
   let replicas: Replica[] = [];
   let agents: TestAgent[] = [];
 
+  let pki: TestPki;
+
   before(async () => {
     etcd = await EtcdServer.start('jobs');
     client = etcd.client();
+    pki = await testPki();
   });
   after(async () => {
     await etcd.destroy();
@@ -98,7 +102,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
   async function startReplica(id: string): Promise<Replica> {
     const coord = new Coordinator({
       etcd: client, keyspace: ks, logger: logger.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
-      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000,
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks),
     });
     await coord.start();
     const election = coord.leaderElection;
@@ -113,8 +117,10 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     const server = new grpc.Server();
     const { api } = loadProto();
     server.addService(api.cluster.v1.JobService.service, jobs.handlers);
-    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-    const jobClient = new api.cluster.v1.JobService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const serving = await pki.identity('coordinator', id);
+    const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem });
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
+    const jobClient = new api.cluster.v1.JobService(`127.0.0.1:${port}`, await pki.credentials('operator'));
     const r = { coord, jobs, server, client: jobClient };
     replicas.push(r);
     return r;

@@ -5,12 +5,14 @@
  * as a plain FailedPreconditionError).
  */
 import { expect } from 'chai';
-import { Server, ServerCredentials, Client, credentials, status as Status, Metadata, type ServiceError, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, Client, status as Status, Metadata, type ServiceError, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import {
   ClusterError, InvalidArgumentError, NotFoundError, AlreadyExistsError, FailedPreconditionError, ConflictError,
-  UnavailableError, DeadlineExceededError, CancelledError, NotLeaderError, InternalError,
+  UnavailableError, DeadlineExceededError, CancelledError, NotLeaderError, InternalError, UnauthenticatedError, PermissionDeniedError,
   toGrpcStatus, fromGrpcError, isServiceError, errorMessage,
 } from '../../shared/errors';
+import { serverCredentials } from '../../shared/pki';
+import { testPki } from '../helpers/pki';
 
 type ErrorClass = new (message: string) => ClusterError;
 
@@ -25,6 +27,8 @@ const TABLE: { cls: ErrorClass; code: Status; retryable: boolean }[] = [
   { cls: CancelledError, code: Status.CANCELLED, retryable: false },
   { cls: NotLeaderError, code: Status.FAILED_PRECONDITION, retryable: true },
   { cls: InternalError, code: Status.INTERNAL, retryable: false },
+  { cls: UnauthenticatedError, code: Status.UNAUTHENTICATED, retryable: false },
+  { cls: PermissionDeniedError, code: Status.PERMISSION_DENIED, retryable: false },
   { cls: ClusterError, code: Status.UNKNOWN, retryable: false },
 ];
 
@@ -89,6 +93,11 @@ describe('shared/errors', () => {
     let client: Client;
 
     before(async () => {
+      // Over the cluster's mutual TLS, as every call travels; the test method is not in the
+      // role table, so this server lets any authenticated caller through.
+      const pki = await testPki();
+      const serving = await pki.identity('coordinator', 'errors-test');
+      const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem, authorizeCall: () => undefined });
       server = new Server();
       server.addService(
         {
@@ -106,9 +115,9 @@ describe('shared/errors', () => {
         },
       );
       const port = await new Promise<number>((resolve, reject) => {
-        server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+        server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p)));
       });
-      client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+      client = new Client(`127.0.0.1:${port}`, await pki.credentials('viewer'));
     });
     after(() => {
       client?.close();

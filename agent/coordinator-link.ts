@@ -425,6 +425,8 @@ export class CoordinatorLink {
  * coordinator's), 'client' when the coordinator refused ours (revoked, expired).
  */
 export function trustRefusal(reason: string): 'server' | 'client' | undefined {
+  // The first group is Node's own chain check against the cluster CA (a certificate of another CA), the second checkServerCertificate's.
+  if (/self-signed certificate|unable to (verify the first certificate|get local issuer certificate|verify leaf signature)|unsuitable certificate purpose|certificate signature failure|certificate has expired|certificate is not yet valid/i.test(reason)) return 'server';
   if (/refusing to talk to it|was not issued by this cluster's CA|is a CA certificate, not a cluster identity|carries no cluster identity/.test(reason)) return 'server';
   if (/has been revoked|unauthenticated|certificate .* expired/i.test(reason)) return 'client';
   return undefined;

@@ -56,7 +56,7 @@ import type { UploadFileRequest } from '../generated/cluster/v1/UploadFileReques
 import type { WatchEventsRequest } from '../generated/cluster/v1/WatchEventsRequest';
 import type { ClientOptions } from './global-options';
 import { formatDuration } from './output';
-import { clientCredentials } from '../shared/pki/grpc-credentials';
+import { clientCredentials, CLUSTER_CHANNEL_OPTIONS } from '../shared/pki/grpc-credentials';
 import type { PkiServiceClient } from '../generated/cluster/v1/PkiService';
 import type { AddUserResponse__Output } from '../generated/cluster/v1/AddUserResponse';
 import type { CreateTokenRequest } from '../generated/cluster/v1/CreateTokenRequest';
@@ -118,7 +118,7 @@ class Endpoint {
   constructor(readonly address: string, private readonly credentials: grpc.ChannelCredentials) {}
 
   private open(): grpc.Channel {
-    this.channel ??= new grpc.Channel(this.address, this.credentials, { ...GRPC_MESSAGE_LIMITS });
+    this.channel ??= new grpc.Channel(this.address, this.credentials, { ...GRPC_MESSAGE_LIMITS, ...CLUSTER_CHANNEL_OPTIONS });
     return this.channel;
   }
 

@@ -14,8 +14,9 @@
  */
 import { hostname } from 'node:os';
 import { isIP } from 'node:net';
+import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
-import { errorMessage, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
+import { errorMessage, FailedPreconditionError, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
 import { createClusterServiceHandlers } from './cluster-service';
@@ -78,6 +79,15 @@ export interface CoordinatorPkiOptions {
 /** A name that can go into a certificate's subjectAltName (an IP address or a DNS name). */
 function isValidHost(h: string): boolean {
   return isIP(h) !== 0 || /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*$/.test(h);
+}
+
+async function checkWritableDir(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    await fs.access(dir, fsConstants.W_OK);
+  } catch (err) {
+    throw new FailedPreconditionError(`the pki dir ${dir} is not a writable directory (${errorMessage(err)}): give --pki-dir DIR (CLUSTER_PKI_DIR) that this user can write`);
+  }
 }
 
 /** The open method: a joining agent has no certificate yet (its token is checked instead). */
@@ -217,6 +227,9 @@ export class Coordinator {
     const o = this.options;
     const clock = o.clock ?? systemClock;
     const { host } = parseHostPort(o.listen, '--listen address');
+    // Checked before a CA can be created: the replica that creates it is the only one that
+    // writes admin.yaml, so a pki dir it cannot write would leave the cluster without an admin.
+    await checkWritableDir(o.pki.dir);
     const loaded = await loadOrCreateCa({ etcd: o.etcd, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, clock });
     if (loaded.secretCreated) this.log.info('created the cluster secret; give the same file to every further replica', { file: o.pki.clusterSecretFile });
     const hosts = [host, ...(o.advertise ? [parseHostPort(o.advertise, '--advertise address').host] : []), hostname()]

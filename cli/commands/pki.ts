@@ -35,10 +35,10 @@ export const tokenCreate = defineCommand<CliContext, typeof TOKEN_CREATE_OPTIONS
     if (values.neverExpires && values.ttl !== undefined) throw new InvalidArgumentError('say --ttl or --never-expires, not both');
     const ttlSeconds = values.ttl === undefined ? 0 : Math.ceil(values.ttl / 1000);
     const res = await context.client.createToken({ ttlSeconds, neverExpires: values.neverExpires, uses: values.uses ?? 0, description: values.description ?? '' });
-    const info = res.info ? tokenObject(res.info) : undefined;
-    printResult(context, { token: res.token, ...info }, () => `${res.token}\n`);
-    if (context.format === 'table' || context.format === 'wide') {
-      context.note(`join token ${info?.id ?? ''} ${info?.expiresAt ? `expires ${info.expiresAt}` : 'never expires'}; it is shown only now: cluster-agent --join-token TOKEN`);
+    const info = res.info;
+    printResult(context, { token: res.token, ...(info ? tokenObject(info) : {}) }, () => `${res.token}\n`);
+    if (info && (context.format === 'table' || context.format === 'wide')) {
+      context.note(`join token ${info.id} ${info.expiresAt ? `expires ${info.expiresAt}` : 'never expires'}; it is shown only now: cluster-agent --join-token TOKEN`);
     }
     return EXIT.ok;
   },
@@ -72,6 +72,7 @@ export const tokenRevoke = defineCommand<CliContext, Record<string, never>>({
   usage: 'token revoke ID',
   example: 'clusterctl token revoke 8k2x9a',
   minPositionals: { count: 1, message: 'give the token id (clusterctl token list shows them)' },
+  maxPositionals: 1,
   async run({ positionals, context }) {
     const t = await context.client.revokeToken(positionals[0]);
     printResult(context, tokenObject(t), () => `join token ${t.id} revoked\n`);
@@ -92,6 +93,7 @@ export const userAdd = defineCommand<CliContext, typeof USER_ADD_OPTIONS>({
   example: 'clusterctl user add alice --role operator -f alice.yaml\nclusterctl --credentials alice.yaml nodes',
   options: USER_ADD_OPTIONS,
   minPositionals: { count: 1, message: 'give the user name (e.g. clusterctl user add alice --role operator)' },
+  maxPositionals: 1,
   async run({ values, positionals, context }) {
     const name = positionals[0];
     if (!values.role) throw new InvalidArgumentError(`user add needs --role viewer, operator or admin (e.g. clusterctl user add ${name} --role operator)`);
@@ -140,6 +142,7 @@ export const userRevoke = defineCommand<CliContext, typeof REVOKE_OPTIONS>({
   example: 'clusterctl user revoke alice --reason "left the team"',
   options: REVOKE_OPTIONS,
   minPositionals: { count: 1, message: 'give the user name (clusterctl user list shows them)' },
+  maxPositionals: 1,
   async run({ values, positionals, context }) {
     const res = await context.client.revokeUser(positionals[0], values.reason ?? '');
     printResult(context, { name: positionals[0], serials: res.serials }, () => `user ${positionals[0]} revoked (${res.serials.length} certificate(s))\n`);
@@ -154,6 +157,7 @@ export const nodeRevoke = defineCommand<CliContext, typeof REVOKE_OPTIONS>({
   example: 'clusterctl node revoke node-7 --reason "reinstalled"',
   options: REVOKE_OPTIONS,
   minPositionals: { count: 1, message: 'give the node id (e.g. clusterctl node revoke node-7)' },
+  maxPositionals: 1,
   async run({ values, positionals, context }) {
     const res = await context.client.revokeNode(positionals[0], values.reason ?? '');
     printResult(context, { nodeId: positionals[0], serials: res.serials }, () => `node ${positionals[0]} revoked (${res.serials.length} certificate(s)); it can join again with a token\n`);

@@ -159,6 +159,14 @@ export function checkServerCertificate(caPem: string, role: Role, cert: PeerCert
   }
 }
 
+/**
+ * Channel options for a client of the cluster: the TLS server name (SNI) is a fixed DNS name.
+ * The address dialled is not what identifies a coordinator (checkServerCertificate ignores
+ * it), and grpc-js would otherwise put an IP address into SNI, which RFC 6066 forbids and Node
+ * warns about on stderr (DEP0123).
+ */
+export const CLUSTER_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = { 'grpc.ssl_target_name_override': 'coordinator.cluster' };
+
 /** The one function that gives a gRPC client its credentials. */
 export function clientCredentials(options: ClientTlsOptions): grpc.ChannelCredentials {
   if ((options.certPem === undefined) !== (options.keyPem === undefined)) throw new UnauthenticatedError('a client certificate needs its key, and a key its certificate');

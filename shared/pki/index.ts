@@ -14,6 +14,6 @@ export { loadOrCreateClusterSecret, encryptCaKey, decryptCaKey, type EncryptedKe
 export { formatCredentials, parseCredentials, DEFAULT_PKI_DIR, ADMIN_CREDENTIALS_FILE, type Credentials } from './credentials-file';
 export { authorize, requirement, satisfies, shortMethod, knownMethods, type Action, type Requirement } from './authorization';
 export {
-  serverCredentials, clientCredentials, peerIdentity, checkCall, checkServerCertificate, fetchPinnedCa, ClusterServerCredentials,
+  serverCredentials, clientCredentials, CLUSTER_CHANNEL_OPTIONS, peerIdentity, checkCall, checkServerCertificate, fetchPinnedCa, ClusterServerCredentials,
   type ServerTlsOptions, type ClientTlsOptions,
 } from './grpc-credentials';

@@ -37,7 +37,7 @@ async function token(cluster: TestCluster, args: readonly string[] = []): Promis
 /** Starts an agent with `tokenText` (and not the cluster's own token) and waits for it to exit. */
 async function joinAndExit(cluster: TestCluster, nodeId: string, tokenText: string): Promise<{ code: number | null; logs: string; agent: AgentHandle }> {
   const agent = await cluster.startAgent(nodeId, { joinWithClusterToken: false, waitRegistered: false, extraArgs: ['--join-token', tokenText] });
-  const exit = await Promise.race([agent.proc.exited, new Promise<undefined>((r) => setTimeout(r, 30_000))]);
+  const exit = await Promise.race([agent.proc.exited, new Promise<undefined>((r) => { setTimeout(() => r(undefined), 30_000); })]);
   if (!exit) throw new Error(`agent ${nodeId} did not exit within 30 s:\n${agent.proc.logs.slice(-2000)}`);
   return { code: exit.code, logs: agent.proc.logs, agent };
 }

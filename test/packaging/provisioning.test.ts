@@ -120,6 +120,8 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
     expect(synced['build/rpm']?.dst).to.equal('/opt/cluster/rpm');
     expect(synced['packaging/config']?.dst).to.equal('/opt/cluster/config');
     expect(synced['scripts/vagrant']?.dst).to.equal('/opt/cluster/provision');
+    // The host-made cluster secret every coordinator replica is given.
+    expect(synced['build/vagrant']?.dst).to.equal('/opt/cluster/shared');
     expect(Object.keys(rec.machines)).to.deep.equal(['node1', 'node2', 'node3']);
     const ips: string[] = [];
     let coordinators = 0;
@@ -162,8 +164,8 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
   it('render-config.sh turns the shipped files into configs the programs accept (table)', async () => {
     const cases: { src: string; args: string[]; expect: Record<string, unknown>; bin: string; configEnv: string }[] = [
       {
-        src: 'agent.yaml', args: ['etcd=192.168.56.11:2379,192.168.56.12:2379,192.168.56.13:2379', 'nodeId=node1'],
-        expect: { etcd: ['192.168.56.11:2379', '192.168.56.12:2379', '192.168.56.13:2379'], nodeId: 'node1', leaseTtl: 45 },
+        src: 'agent.yaml', args: ['etcd=192.168.56.11:2379,192.168.56.12:2379,192.168.56.13:2379', 'nodeId=node1', 'joinTokenFile=/etc/cluster/join-token'],
+        expect: { etcd: ['192.168.56.11:2379', '192.168.56.12:2379', '192.168.56.13:2379'], nodeId: 'node1', leaseTtl: 45, joinTokenFile: '/etc/cluster/join-token' },
         bin: BIN.agent, configEnv: 'CLUSTER_AGENT_CONFIG',
       },
       {

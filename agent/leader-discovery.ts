@@ -83,7 +83,7 @@ export class EtcdLeaderSource implements LeaderSource {
     // With etcd down, etcd3 keeps retrying the watch and its reconnect triggers a fresh read.
     this.watch = watchPrefixes(this.o.etcd, [this.o.keyspace.electionPrefix()], () => this.loop.trigger(), this.o.logger);
     const first = new Promise<void>((resolve) => { this.firstRead = resolve; });
-    this.loop.start(); // its first pass is the first read
+    void this.loop.start(); // its first pass is the first read
     await first;
   }
 

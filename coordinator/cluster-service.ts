@@ -6,13 +6,14 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Etcd3, IKeyValue } from 'etcd3';
 import {
-  decodeNode, errorMessage, InvalidArgumentError, isValidSegment, matchesSelector, NotFoundError, parseSelector,
+  errorMessage, InvalidArgumentError, isValidSegment, matchesSelector, NotFoundError, parseSelector,
   UnavailableError, type Facts, type Keyspace, type Logger, type NodeRecord, type Selector,
 } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { NodeEvent } from '../generated/cluster/v1/NodeEvent';
 import type { WatchNodesRequest__Output } from '../generated/cluster/v1/WatchNodesRequest';
-import { readKeys, readPrefixes } from './etcd-txn';
+import { readKeys } from './etcd-txn';
+import { decodeNodeKv as decodeNodeKvOf, readSnapshot, type Versioned } from './snapshot';
 import { parseFacts, toNodeView } from './node-view';
 import { unary } from './unary-handler';
 import { watchStream } from './watch-stream';
@@ -38,27 +39,13 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
   const { client, keyspace } = options;
   const log = options.logger.child({ component: 'cluster-service' });
 
-  function decodeNodeKv(kv: IKeyValue): { record: NodeRecord; modRevision: string } | undefined {
-    const key = kv.key.toString();
-    if (keyspace.parseNode(key) === undefined) return undefined;
-    try {
-      return { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision };
-    } catch (err) {
-      log.warn('skipping unreadable node record', { key, err: errorMessage(err) });
-      return undefined;
-    }
+  function decodeNodeKv(kv: IKeyValue): Versioned<NodeRecord> | undefined {
+    return decodeNodeKvOf(keyspace, kv, log);
   }
 
   async function snapshot(): Promise<Snapshot> {
-    const { revision, kvs } = await readPrefixes(client, [{ prefix: keyspace.nodesPrefix() }, { prefix: keyspace.factsPrefix() }]);
-    const nodes = kvs[0].map(decodeNodeKv).filter((n): n is NonNullable<typeof n> => n !== undefined);
-    const facts = new Map<string, Partial<Facts>>();
-    for (const kv of kvs[1]) {
-      const id = keyspace.parseFacts(kv.key.toString());
-      const f = id === undefined ? undefined : parseFacts(kv.value.toString());
-      if (id !== undefined && f) facts.set(id, f);
-    }
-    return { revision, nodes, facts };
+    const snap = await readSnapshot(client, keyspace, ['nodes', 'facts'], log);
+    return { revision: snap.revision, nodes: [...snap.nodes.values()], facts: snap.facts };
   }
 
   const listNodes = unary(async (request: { labelSelector: string }) => {

@@ -137,20 +137,31 @@ export class Coordinator {
     const leadership = { isLeader: () => this.election?.isLeader() ?? false, notLeaderError: () => this.election?.notLeaderError() ?? notStarted() };
     this.reconciler = new InventoryReconciler({
       client, keyspace, nodes: this.nodes, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log,
-      resyncIntervalMs: settings.resyncIntervalMs,
+      resyncIntervalMs: settings.resyncIntervalMs, debounceMs: settings.inventoryDebounceMs, concurrency: settings.inventoryConcurrency,
     });
-    this.jobs = createJobs({ client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log });
+    this.jobs = createJobs({
+      client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log,
+      runner: {
+        connectTimeoutMs: settings.jobConnectTimeoutMs, commandTimeoutMs: settings.jobCommandTimeoutMs, resultGraceMs: settings.jobResultGraceMs,
+        cancelGraceMs: settings.jobCancelGraceMs, progressFlushMs: settings.jobProgressFlushMs, resyncIntervalMs: settings.jobResyncIntervalMs,
+      },
+    });
     this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
     const startJob = (request: Parameters<Jobs['starter']['start']>[0]): ReturnType<Jobs['starter']['start']> => this.jobs.starter.start(request);
-    const sweeper = new StuckNodeSweeper({ client, keyspace, nodes: this.nodes, isLeader: leadership.isLeader, clock, logger: this.log });
+    const loop = { intervalMs: settings.reconcileIntervalMs, debounceMs: settings.reconcileDebounceMs };
+    const sweeper = new StuckNodeSweeper({
+      client, keyspace, nodes: this.nodes, isLeader: leadership.isLeader, clock, logger: this.log, intervalMs: settings.reconcileIntervalMs, debounceMs: settings.sweepDelayMs,
+    });
     // An agent that comes back may have rebooted mid-job (Contiv #158): sweep once its hello is recorded.
     this.streams.on('connected', () => sweeper.schedule());
     this.leaderLoops = [
       sweeper,
-      new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, logger: this.log }),
-      new VerifyScheduler({ client, keyspace, startJob, isLeader: leadership.isLeader, logger: this.log }),
-      new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, logger: this.log }),
+      new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
+      new VerifyScheduler({
+        client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, intervalMs: settings.verifyResyncIntervalMs, debounceMs: settings.reconcileDebounceMs,
+      }),
+      new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
     ];
     const pkiParts = (): PkiParts => {
       if (!this.pki) throw new UnavailableError('this coordinator is still loading the cluster CA; retry');
@@ -265,6 +276,7 @@ export class Coordinator {
 
     const election = new LeaderElection({
       client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: this.settings.electionTtlMs,
+      keepaliveIntervalMs: this.settings.electionKeepaliveIntervalMs, retryInitialMs: this.settings.electionRetryInitialMs,
       clock: o.clock ?? systemClock, logger: this.log,
     });
     this.election = election;

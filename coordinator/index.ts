@@ -1,6 +1,6 @@
 /** The public surface of coordinator/: what main.ts, tests and benchmarks use. */
 export { Coordinator, type CoordinatorOptions, type StopOptions } from './coordinator';
-export { LeaderElection, parseCandidate, type CandidateRecord, type LeaderInfo, type LeaderElectionOptions, type LeaderElectionEvents } from './leader-election';
+export { LeaderElection, type LeaderInfo, type LeaderElectionOptions, type LeaderElectionEvents } from './leader-election';
 export { EventLog, type EventInput, type CommitRequest, type CommitOutcome, type EventLogOptions } from './event-log';
 export { NodeStore, newNodeRecord, type VersionedNode, type NodeChange, type NodeMutator, type Fence, type MutationResult, type MutateOptions } from './node-store';
 export { AgentStreams, type AgentStream, type AgentStreamsEvents } from './agent-streams';

@@ -6,11 +6,12 @@
  * to catch anything a watch missed. Because a pass only derives from what etcd holds, a
  * coordinator restart or failover changes no node's state; it re-derives reachability.
  */
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import {
-  decodeMember, decodeNode, errorMessage, NotLeaderError, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord,
+  errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch,
 } from '../shared';
-import { readPrefixes, type Compare } from './etcd-txn';
+import type { Compare } from './etcd-txn';
+import { readSnapshot } from './snapshot';
 import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
 
 // ---------------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ export interface InventoryReconcilerOptions {
   logger: Logger;
   /** Timer pass period (default 30 s). */
   resyncIntervalMs?: number;
-  /** Delay that gathers a burst of watch events into one pass (default 100 ms). */
+  /** Gathers a burst of watch events into one pass. @default DEFAULT_DEBOUNCE_MS */
   debounceMs?: number;
   /** Nodes worked on at once within a pass (default 16). */
   concurrency?: number;
@@ -167,49 +168,36 @@ export interface PassResult {
 }
 
 export class InventoryReconciler {
-  private readonly opts: Required<Pick<InventoryReconcilerOptions, 'resyncIntervalMs' | 'debounceMs' | 'concurrency'>> & InventoryReconcilerOptions;
+  private readonly opts: Required<Pick<InventoryReconcilerOptions, 'concurrency'>> & InventoryReconcilerOptions;
   private readonly log: Logger;
-  private watchers: Watcher[] = [];
-  private timer?: NodeJS.Timeout;
-  private debounce?: NodeJS.Timeout;
-  private running?: Promise<PassResult | undefined>;
-  private again = false;
-  private active = false;
+  private readonly loop: ReconcileLoop;
+  private watch?: PrefixWatch;
   /** Resolves once the first pass after start() finished. */
   private firstPass?: Promise<unknown>;
 
   constructor(options: InventoryReconcilerOptions) {
-    this.opts = { resyncIntervalMs: 30_000, debounceMs: 100, concurrency: 16, ...options };
+    this.opts = { concurrency: 16, ...options };
     this.log = options.logger.child({ component: 'inventory-reconciler' });
+    this.loop = new ReconcileLoop({
+      name: 'inventory', clock: options.clock, logger: this.log, intervalMs: options.resyncIntervalMs, debounceMs: options.debounceMs,
+      when: options.isLeader,
+      pass: async () => { await this.pass(); },
+    });
   }
 
   /** Starts watching and runs a first pass (the leader calls this on gaining leadership). */
   start(): void {
-    if (this.active) return;
-    this.active = true;
+    if (this.loop.started) return;
+    this.firstPass = this.loop.start();
     const { client, keyspace } = this.opts;
-    for (const prefix of [keyspace.membersPrefix(), keyspace.factsPrefix()]) {
-      const w = client.watch().prefix(prefix).watcher();
-      w.on('put', () => this.schedule());
-      w.on('delete', () => this.schedule());
-      w.on('connected', () => this.schedule());
-      w.on('error', (err) => this.log.warn('watch error; the timer pass will catch up', { prefix, err: errorMessage(err) }));
-      this.watchers.push(w);
-    }
-    this.timer = setInterval(() => this.schedule(), this.opts.resyncIntervalMs);
-    this.timer.unref();
-    this.firstPass = this.trigger();
+    this.watch = watchPrefixes(client, [keyspace.membersPrefix(), keyspace.factsPrefix()], () => this.loop.trigger(), this.log);
   }
 
   async stop(): Promise<void> {
-    this.active = false;
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
-    this.debounce = undefined;
-    const ws = this.watchers;
-    this.watchers = [];
-    await Promise.all(ws.map((w) => { w.removeAllListeners(); return w.cancel().catch(() => undefined); }));
-    await this.running?.catch(() => undefined);
+    const w = this.watch;
+    this.watch = undefined;
+    await w?.stop();
+    await this.loop.stop();
   }
 
   /** Waits for the first pass after start() (tests, startup logs). */
@@ -219,79 +207,29 @@ export class InventoryReconciler {
 
   /** Asks for a pass soon; bursts collapse into one. */
   schedule(): void {
-    if (!this.active || this.debounce) return;
-    this.debounce = setTimeout(() => {
-      this.debounce = undefined;
-      this.trigger().catch(() => undefined);
-    }, this.opts.debounceMs);
+    this.loop.trigger();
   }
 
-  /** Runs a pass now, or once more right after the one in progress. */
-  private trigger(): Promise<PassResult | undefined> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      let result: PassResult | undefined;
-      try {
-        do {
-          this.again = false;
-          result = await this.runOnce().catch((err: unknown) => {
-            this.log.warn('inventory pass failed; will retry', { err: errorMessage(err) });
-            return undefined;
-          });
-        } while (this.again && this.active);
-      } finally {
-        this.running = undefined;
-      }
-      return result;
-    })();
-    return this.running;
+  /** Passes completed (tests). */
+  get passes(): number {
+    return this.loop.completedPasses;
   }
 
-  /** One pass: read, plan, act. Leadership is checked first and fences every write. */
+  /** One pass, outside the loop's single flight (tests). Leadership is checked first and fences every write. */
   async runOnce(): Promise<PassResult | undefined> {
-    const { client, keyspace, nodes, clock, streams } = this.opts;
     if (!this.opts.isLeader()) return undefined;
-    const { kvs } = await readPrefixes(client, [
-      { prefix: keyspace.membersPrefix() },
-      { prefix: keyspace.factsPrefix(), keysOnly: true },
-      { prefix: keyspace.nodesPrefix() },
-    ]);
-    const members = new Map<string, MemberRecord>();
-    const memberKvs = new Map<string, IKeyValue>();
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      const id = keyspace.parseMember(key);
-      if (id === undefined) continue;
-      try {
-        members.set(id, { ...decodeMember(key, kv.value.toString()), nodeId: id });
-        memberKvs.set(id, kv);
-      } catch (err) {
-        this.log.warn('ignoring unreadable member record', { key, err: errorMessage(err) });
-      }
-    }
-    const factsPresent = new Set<string>();
-    for (const kv of kvs[1]) {
-      const id = keyspace.parseFacts(kv.key.toString());
-      if (id !== undefined) factsPresent.add(id);
-    }
-    const known = new Map<string, VersionedNode>();
-    for (const kv of kvs[2]) {
-      const key = kv.key.toString();
-      const id = keyspace.parseNode(key);
-      if (id === undefined) continue;
-      try {
-        known.set(id, { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision });
-      } catch (err) {
-        this.log.warn('ignoring unreadable node record', { key, err: errorMessage(err) });
-      }
-    }
+    return this.pass();
+  }
+
+  private async pass(): Promise<PassResult> {
+    const { client, keyspace, nodes, clock, streams } = this.opts;
+    const snap = await readSnapshot(client, keyspace, ['members', 'factKeys', 'nodes'], this.log);
+    const members = new Map([...snap.members].map(([id, m]) => [id, m.record]));
+    const known: Map<string, VersionedNode> = snap.nodes;
     const now = clock.iso();
     const actions = planInventory({
       members,
-      factsPresent,
+      factsPresent: snap.factsPresent,
       nodes: new Map([...known].map(([id, v]) => [id, v.record])),
       streams: new Set(streams.connectedIds()),
       now,
@@ -313,7 +251,7 @@ export class InventoryReconciler {
           try {
             const res = await nodes.mutate(nodeId, (current) => applyAction(action, current, clock.iso(), (id) => streams.isConnected(id)), {
               known: first,
-              guards: this.guardsFor(action, memberKvs.get(nodeId)),
+              guards: this.guardsFor(action, snap.members.get(nodeId)?.modRevision),
             });
             first = res.node ?? undefined;
             if (res.changed) applied++;
@@ -347,7 +285,7 @@ export class InventoryReconciler {
    * The membership fact an action was derived from must still hold when it is written:
    * "unreachable" needs the member key still absent; the others need it unchanged.
    */
-  private guardsFor(action: InventoryAction, memberKv: IKeyValue | undefined): Compare[] {
+  private guardsFor(action: InventoryAction, memberRevision: string | undefined): Compare[] {
     const key = this.opts.keyspace.member(action.nodeId);
     switch (action.kind) {
       case 'unreachable':
@@ -355,7 +293,7 @@ export class InventoryReconciler {
       case 'create':
       case 'reachable':
       case 'agent-changed':
-        return memberKv ? [{ key, target: 'Mod', op: '==', value: memberKv.mod_revision, reason: 'member-unchanged' }] : [];
+        return memberRevision ? [{ key, target: 'Mod', op: '==', value: memberRevision, reason: 'member-unchanged' }] : [];
       case 'discover':
       case 'disconnected':
         return [];

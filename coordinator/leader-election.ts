@@ -19,20 +19,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { EtcdLeaseInvalidError, type Etcd3, type Lease, type Watcher } from 'etcd3';
-import { Backoff, errorMessage, NotLeaderError, sleep, type Clock, type Keyspace, type Logger } from '../shared';
+import { Backoff, errorMessage, NotLeaderError, ReconcileLoop, sleep, type Clock, type Keyspace, type Logger } from '../shared';
+import { pickLeader, type CandidateRecord, type ElectionCandidate } from '../shared/leader-record';
 import { readPrefixes, runTxn, type Compare } from './etcd-txn';
 
-/** The election record every candidate writes (agreed with the agent, which dials `address`). */
-export interface CandidateRecord {
-  id: string;
-  address: string;
-  startedAt: string;
-}
-
-export interface LeaderInfo extends CandidateRecord {
-  /** Create revision of the leader's candidate key: the fencing token. */
-  createRevision: string;
-}
+/** The leader as the election rule picks it (shared/leader-record.ts, the one rule). */
+export type LeaderInfo = ElectionCandidate;
 
 export interface LeaderElectionOptions {
   client: Etcd3;
@@ -46,6 +38,8 @@ export interface LeaderElectionOptions {
   logger: Logger;
   /** Default TTL/3: two keepalives may fail before leadership lapses. */
   keepaliveIntervalMs?: number;
+  /** First wait before campaigning again after a failure (doubles up to the keepalive interval). @default 200 */
+  retryInitialMs?: number;
 }
 
 export interface LeaderElectionEvents {
@@ -84,8 +78,12 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   private readonly stopSignal = new AbortController();
   /** Wakes the keepalive sleep early when our key vanished. */
   private wake = new AbortController();
-  private evaluating?: Promise<void>;
-  private evaluateAgain = false;
+  /** Reads of the candidates: single flight, a read asked for during one runs once more after it. */
+  private readonly evaluator: ReconcileLoop;
+  /** Why the last read of the candidates failed (campaign() acts on it); undefined after a good read. */
+  private readError?: Error;
+
+  private readonly retryInitialMs: number;
 
   constructor(options: LeaderElectionOptions) {
     super();
@@ -94,9 +92,22 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.clock = options.clock;
     this.ttlMs = options.ttlMs;
     this.intervalMs = options.keepaliveIntervalMs ?? Math.max(200, Math.floor(options.ttlMs / 3));
+    this.retryInitialMs = options.retryInitialMs ?? 200;
     this.key = options.keyspace.electionCandidate(options.replicaId);
     this.record = { id: options.replicaId, address: options.address, startedAt: options.clock.iso() };
     this.log = options.logger.child({ component: 'leader-election' });
+    this.evaluator = new ReconcileLoop({
+      name: 'candidates read', clock: options.clock, logger: this.log, intervalMs: 0,
+      pass: async () => {
+        this.readError = undefined;
+        try {
+          await this.readCandidates();
+        } catch (err) {
+          this.readError = err instanceof Error ? err : new Error(errorMessage(err));
+          throw err;
+        }
+      },
+    });
   }
 
   get replicaId(): string {
@@ -110,6 +121,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   /** Starts campaigning in the background; watch `gained` / `isLeader()`. */
   async start(): Promise<void> {
     if (this.loop) return;
+    void this.evaluator.start();
     await this.startWatch();
     this.loop = this.run();
   }
@@ -165,6 +177,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     clearTimeout(this.expiryTimer);
     this.watcher?.removeAllListeners();
     await this.watcher?.cancel().catch(() => undefined);
+    await this.evaluator.stop();
     await this.loop;
     await this.resign();
     this.refresh('stopped');
@@ -173,7 +186,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   // ---------------------------------------------------------------------------------------
 
   private async run(): Promise<void> {
-    const backoff = new Backoff({ initialMs: 200, maxMs: Math.max(1000, this.intervalMs) });
+    const backoff = new Backoff({ initialMs: this.retryInitialMs, maxMs: Math.max(1000, this.intervalMs) });
     while (!this.stopSignal.signal.aborted) {
       try {
         if (await this.campaign()) {
@@ -223,6 +236,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.wake = new AbortController();
     this.log.info('candidate registered', { revision: outcome.revision, lease: leaseId });
     await this.evaluate();
+    if (this.readError !== undefined) throw this.readError;
     return true;
   }
 
@@ -248,7 +262,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
       }
       this.lastKeepaliveSentAt = sentAt;
       this.setEtcd(true);
-      await this.evaluate().catch((err: unknown) => this.log.warn('reading candidates failed', { err: errorMessage(err) }));
+      await this.evaluate();
     }
   }
 
@@ -277,44 +291,21 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
 
   private evaluateSoon(): void {
     if (this.stopSignal.signal.aborted) return;
-    this.evaluate().catch((err: unknown) => this.log.warn('reading candidates failed', { err: errorMessage(err) }));
+    void this.evaluator.runNow();
   }
 
-  /** Re-reads the candidates (coalesced: one read in flight, at most one queued). */
+  /** Re-reads the candidates now (coalesced: one read in flight, at most one more after it). Never rejects. */
   private evaluate(): Promise<void> {
-    if (this.evaluating) {
-      this.evaluateAgain = true;
-      return this.evaluating;
-    }
-    this.evaluating = (async () => {
-      try {
-        do {
-          this.evaluateAgain = false;
-          await this.readCandidates();
-        } while (this.evaluateAgain);
-      } finally {
-        this.evaluating = undefined;
-      }
-    })();
-    return this.evaluating;
+    return this.evaluator.runNow();
   }
 
   private async readCandidates(): Promise<void> {
     const { revision, kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.electionPrefix() }]);
-    let lowest: LeaderInfo | undefined;
-    let mineSeen = false;
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (this.keyspace.parseElectionCandidate(key) === undefined) continue;
-      if (key === this.key && kv.create_revision === this.myRevision) mineSeen = true;
-      if (lowest && BigInt(kv.create_revision) >= BigInt(lowest.createRevision)) continue;
-      const parsed = parseCandidate(kv.value.toString());
-      if (!parsed) {
-        this.log.warn('ignoring malformed election record', { key });
-        continue;
-      }
-      lowest = { ...parsed, createRevision: kv.create_revision };
-    }
+    const raws = kvs[0].map((kv) => ({ key: kv.key.toString(), createRevision: kv.create_revision, value: kv.value.toString() }));
+    const mineSeen = raws.some((r) => r.key === this.key && r.createRevision === this.myRevision);
+    const pick = pickLeader(raws, this.keyspace);
+    for (const bad of pick.skipped) this.log.warn('ignoring malformed election record', { key: bad.key, problem: bad.problem });
+    const lowest = pick.leader;
     // A read older than our key's creation cannot tell whether the key is gone.
     if (this.myRevision !== undefined && BigInt(revision) >= BigInt(this.myRevision) && !mineSeen) {
       // Deleted behind our back (operator, or lease expired while we were cut off): step
@@ -357,17 +348,4 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.etcdUp = up;
     this.emit('etcd', up);
   }
-}
-
-/** Parses an election record; undefined when it is not one. */
-export function parseCandidate(text: string): CandidateRecord | undefined {
-  try {
-    const v = JSON.parse(text) as Partial<CandidateRecord> | null;
-    if (v && typeof v.id === 'string' && typeof v.address === 'string') {
-      return { id: v.id, address: v.address, startedAt: typeof v.startedAt === 'string' ? v.startedAt : '' };
-    }
-  } catch {
-    // fall through
-  }
-  return undefined;
 }

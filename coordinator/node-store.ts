@@ -12,8 +12,9 @@ import {
   type NodeRecord, type NotLeaderError,
 } from '../shared';
 import type { EventInput, EventLog } from './event-log';
-import { readKeys, readPrefixes, type Compare } from './etcd-txn';
+import { readKeys, type Compare } from './etcd-txn';
 import { DEFAULT_SETTINGS } from './options';
+import { readSnapshot } from './snapshot';
 
 export interface VersionedNode {
   record: NodeRecord;
@@ -94,17 +95,10 @@ export class NodeStore {
 
   /** All node records, read at one revision. Unreadable records are reported through `bad`. */
   async list(bad?: (key: string, err: unknown) => void): Promise<{ nodes: VersionedNode[]; revision: string }> {
-    const { revision, kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.nodesPrefix() }]);
-    const nodes: VersionedNode[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (this.keyspace.parseNode(key) === undefined) continue;
-      try {
-        nodes.push({ record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision });
-      } catch (err) {
-        bad?.(key, err);
-      }
-    }
+    const snap = await readSnapshot(this.client, this.keyspace, ['nodes']);
+    for (const { key, reason } of snap.skipped) bad?.(key, new Error(reason));
+    const nodes: VersionedNode[] = [...snap.nodes.values()];
+    const revision = snap.revision;
     return { nodes, revision };
   }
 

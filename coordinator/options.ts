@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { formatHelp, InvalidArgumentError, isLogLevel, isValidSegment, parseOptions, DEFAULT_PREFIX, type LogLevel, type OptionSpecs } from '../shared';
+import { formatHelp, InvalidArgumentError, isLogLevel, isValidSegment, parseOptions, DEFAULT_PREFIX, DEFAULT_DEBOUNCE_MS, type LogLevel, type OptionSpecs } from '../shared';
 import { parseHostPort } from './grpc-server';
 import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
 
@@ -183,8 +183,9 @@ export interface CoordinatorSettings {
    */
   reconcileIntervalMs: number;
   /**
-   * Quiet time after a watch event before a reconcile pass (auto-commission, drift watcher).
-   * @default 200
+   * Quiet time after a watch event before a reconcile pass (auto-commission, drift watcher,
+   * verify scheduler): shared/reconcile-loop.ts DEFAULT_DEBOUNCE_MS.
+   * @default 100
    */
   reconcileDebounceMs: number;
   /**
@@ -205,7 +206,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   electionRetryInitialMs: 200,
   pingIntervalMs: 10_000,
   resyncIntervalMs: 30_000,
-  inventoryDebounceMs: 100,
+  inventoryDebounceMs: DEFAULT_DEBOUNCE_MS,
   inventoryConcurrency: 16,
   eventRetention: 10_000,
   eventTrimIntervalMs: 60_000,
@@ -230,7 +231,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   jobExecTimeoutMs: 600_000,
   jobStartAttempts: 3,
   reconcileIntervalMs: 30_000,
-  reconcileDebounceMs: 200,
+  reconcileDebounceMs: DEFAULT_DEBOUNCE_MS,
   sweepDelayMs: 500,
   verifyResyncIntervalMs: 60_000,
 };

@@ -2,7 +2,7 @@
  * ClusterService's `GetStatus`, served by EVERY replica from etcd: the leader and replicas
  * (election candidates), etcd health per member, node counts by state and running jobs.
  */
-import type { Etcd3, IKeyValue } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { createEtcdClient, decodeNode, errorMessage, type Keyspace, type NodeRecord } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { ClusterStatus } from '../generated/cluster/v1/ClusterStatus';
@@ -10,7 +10,7 @@ import type { EtcdEndpointStatus } from '../generated/cluster/v1/EtcdEndpointSta
 import type { ReplicaStatus } from '../generated/cluster/v1/ReplicaStatus';
 import { readPrefixes } from './etcd-txn';
 import { decodeJob, isActive } from './jobs/job-record';
-import { parseCandidate } from './leader-election';
+import { pickLeader } from '../shared/leader-record';
 import type { CoordinatorSettings } from './options';
 import { unary } from './unary-handler';
 
@@ -78,11 +78,8 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
     ]);
     const [candidateKvs, nodeKvs, jobKvs] = snap.kvs;
     // The leader is the candidate with the lowest create revision (the agreed election rule).
-    const candidates = candidateKvs
-      .map((kv) => ({ kv, c: parseCandidate(kv.value.toString()) }))
-      .filter((x): x is { kv: IKeyValue; c: NonNullable<ReturnType<typeof parseCandidate>> } => x.c !== undefined)
-      .sort((a, b) => (BigInt(a.kv.create_revision) < BigInt(b.kv.create_revision) ? -1 : 1));
-    const replicas: ReplicaStatus[] = candidates.map((x, i) => ({ id: x.c.id, address: x.c.address, startedAt: x.c.startedAt, leader: i === 0 }));
+    const { candidates } = pickLeader(candidateKvs.map((kv) => ({ key: kv.key.toString(), createRevision: kv.create_revision, value: kv.value.toString() })), keyspace);
+    const replicas: ReplicaStatus[] = candidates.map((c, i) => ({ id: c.id, address: c.address, startedAt: c.startedAt, leader: i === 0 }));
     const counts: Record<string, number> = {};
     let reachable = 0;
     let connected = 0;

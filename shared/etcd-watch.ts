@@ -13,14 +13,27 @@ export interface PrefixWatch {
   stop(): Promise<void>;
 }
 
+export interface WatchOptions {
+  /**
+   * Only puts and deletes of keys it accepts call `onChange` (a reconnect always does). E.g.
+   * the job runner follows job records, not the per-node progress records under them, which
+   * change with every progress flush. @default every key
+   */
+  keyFilter?: (key: string) => boolean;
+}
+
 /** Calls `onChange` on every put/delete under each prefix and on every (re)connect of a watcher. */
-export function watchPrefixes(client: Etcd3, prefixes: readonly string[], onChange: () => void, logger: Logger): PrefixWatch {
+export function watchPrefixes(client: Etcd3, prefixes: readonly string[], onChange: () => void, logger: Logger, options: WatchOptions = {}): PrefixWatch {
+  const filter = options.keyFilter;
+  const onKey = (kv: { key: Buffer }): void => {
+    if (!filter || filter(kv.key.toString())) onChange();
+  };
   const watchers: Watcher[] = [];
   let stopped = false;
   for (const prefix of prefixes) {
     const w = client.watch().prefix(prefix).watcher();
-    w.on('put', () => onChange());
-    w.on('delete', () => onChange());
+    w.on('put', onKey);
+    w.on('delete', onKey);
     w.on('connected', () => onChange());
     w.on('error', (err) => logger.warn('watch error; it reconnects, and the timer pass catches up meanwhile', { prefix, err: errorMessage(err) }));
     watchers.push(w);

@@ -15,7 +15,8 @@ export { decodeMember, decodeNode, decodeEvent, type MemberRecord, type NodeReco
 export { Backoff, sleep, type BackoffOptions } from './backoff';
 export { systemClock, ManualClock, settle, type Clock, type Timer } from './clock';
 export { ReconcileLoop, DEFAULT_DEBOUNCE_MS, type ReconcileLoopOptions, type ReconcileLoopState } from './reconcile-loop';
-export { watchPrefixes, type PrefixWatch } from './etcd-watch';
+export { watchPrefixes, type PrefixWatch, type WatchOptions } from './etcd-watch';
+export { pickLeader, decodeCandidate, isHostPort, type CandidateRecord, type ElectionCandidate, type LeaderPick } from './leader-record';
 export { CAS_LOST, isRetryable, retryOnConflict, retryPolicy, type RetryOptions } from './retry';
 export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
 export { VERSION } from './version';

@@ -1,8 +1,9 @@
 /**
  * The one level-triggered loop (fleet's `pkg/reconcile.go` PeriodicReconciler): a pass reads
  * the world and converges it, so it does not matter how many events led to it, only that one
- * pass starts after the last of them. Every reconciler, the job runner and the agent's link
- * run on it instead of hand-made watch + debounce + timer + "run once more" scaffolding.
+ * pass starts after the last of them. The coordinator's reconcilers and the election's
+ * candidate reads run on it instead of hand-made watch + debounce + timer + "run once more"
+ * scaffolding.
  *
  *  - `start()` runs a first pass at once, then one every `intervalMs` (a safety net for
  *    anything a watch missed);
@@ -47,6 +48,8 @@ export class ReconcileLoop {
   private soon?: Timer;
   private running?: Promise<void>;
   private again = false;
+  /** The rerun was asked for by runNow(): it runs even on a loop that is not started. */
+  private againAsked = false;
   private passes = 0;
 
   constructor(private readonly o: ReconcileLoopOptions) {
@@ -69,12 +72,12 @@ export class ReconcileLoop {
     return this.active;
   }
 
-  /** Starts the timer and runs a first pass at once. Idempotent. */
-  start(): void {
-    if (this.active) return;
+  /** Starts the timer and runs a first pass at once; resolves when that pass ended. Idempotent. */
+  start(): Promise<void> {
+    if (this.active) return this.running ?? Promise.resolve();
     this.active = true;
     this.armTick();
-    void this.runNow();
+    return this.runNow();
   }
 
   /** Asks for a pass after the debounce; during a pass, for one more after it. */
@@ -99,6 +102,7 @@ export class ReconcileLoop {
   runNow(): Promise<void> {
     if (this.running) {
       this.again = true;
+      this.againAsked = true;
       return this.running;
     }
     this.soon?.cancel();
@@ -115,6 +119,7 @@ export class ReconcileLoop {
     this.soon?.cancel();
     this.soon = undefined;
     this.again = false;
+    this.againAsked = false;
     await this.running;
   }
 
@@ -134,14 +139,15 @@ export class ReconcileLoop {
     try {
       do {
         this.again = false;
-        if (this.o.when && !this.o.when()) continue;
+        this.againAsked = false;
         try {
+          if (this.o.when && !this.o.when()) continue;
           await this.o.pass();
           this.passes++;
         } catch (err) {
           this.o.logger.warn(`${this.o.name} pass failed; the next trigger or tick retries`, { err: errorMessage(err) });
         }
-      } while (this.again && this.active);
+      } while (this.again && (this.active || this.againAsked));
     } finally {
       this.running = undefined;
     }

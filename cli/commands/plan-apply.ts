@@ -29,7 +29,7 @@ export interface SavedPlan {
  * bundle validator it pulls in, ~110 ms) is loaded only here, not on every clusterctl start.
  */
 export async function loadClusterFile(path: string): Promise<string> {
-  const { canonicalDocument, parseClusterFile } = await import('../../coordinator/declarative/cluster-file');
+  const { canonicalDocument, parseClusterFile } = await import('../../shared/cluster-file');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -2,157 +2,29 @@
  * groups/<name>: which bundle version a group runs, its variables, rules (minimum size,
  * dependencies), scheduled verification, repair policy and auto-commission selectors.
  *
- * The record shape is the one coordinator/jobs/config-records.ts reads (agreed in the jobs
- * brief); `GroupRecord` / `decodeGroup` here are the one definition both should use.
+ * The record's schema, check and decoder are shared/group.ts (clusterctl's plan/apply reads
+ * the same records from a cluster file); this file stores and lists them.
  *
  * A set is checked completely before anything is written (every problem listed at once) and
  * written in one transaction with its event: the compare holds the expected revision (optimistic
  * concurrency) and that the named bundle version still exists.
  */
 import type { Etcd3 } from 'etcd3';
-import { validate as validateCron } from 'node-cron';
 import {
-  ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, parseSelector, type Clock, type Keyspace,
+  ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, type Clock, type Keyspace,
 } from '../../shared';
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
 import type { EventLog } from '../event-log';
 import type { BundleStore } from './bundle-store';
 
-export const REPAIR_POLICIES = ['report', 'repair'] as const;
-export type RepairPolicy = (typeof REPAIR_POLICIES)[number];
-
-export interface AutoCommissionRule {
-  /** Label selector over node labels plus facts summary fields as `facts.<field>`. */
-  selector: string;
-}
-
-export interface GroupRecord {
-  name: string;
-  bundle: string;
-  version: string;
-  variables: Record<string, string>;
-  minSize?: number;
-  dependsOn?: string[];
-  /** node-cron expression ('' or absent = none). */
-  verifySchedule?: string;
-  repairPolicy?: RepairPolicy;
-  autoCommission?: AutoCommissionRule[];
-  updatedAt?: string;
-}
+export {
+  REPAIR_POLICIES, checkGroup, decodeGroup, type RepairPolicy, type AutoCommissionRule, type GroupRecord, type GroupInput,
+} from '../../shared/group';
+import { checkGroup, decodeGroup, type GroupInput, type GroupRecord } from '../../shared/group';
 
 export interface VersionedGroup {
   record: GroupRecord;
   modRevision: string;
-}
-
-/** What an operator sends (the proto Group, camelCased); normalised by `checkGroup`. */
-export interface GroupInput {
-  name: string;
-  bundle: string;
-  version: string;
-  variables?: Record<string, string>;
-  minSize?: number;
-  dependsOn?: string[];
-  verifySchedule?: string;
-  repairPolicy?: string;
-  autoCommission?: { selector: string }[];
-}
-
-const VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/**
- * Pure: the normalised record, or InvalidArgumentError listing every problem. Existence checks
- * (bundle version, other groups) need etcd and are done by GroupStore.set.
- */
-export function checkGroup(input: GroupInput): Omit<GroupRecord, 'updatedAt'> {
-  const problems: string[] = [];
-  const name = (input.name ?? '').trim();
-  if (!name) problems.push('name: is required');
-  else if (!isValidSegment(name)) problems.push(`name: ${JSON.stringify(name)} is not valid; use 1-253 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit`);
-  const bundle = (input.bundle ?? '').trim();
-  const version = (input.version ?? '').trim();
-  if (!bundle) problems.push('bundle: is required (the bundle name, e.g. base)');
-  else if (!isValidSegment(bundle)) problems.push(`bundle: ${JSON.stringify(bundle)} is not a valid bundle name`);
-  if (!version) problems.push('version: is required (a pushed version of the bundle; list them with `clusterctl bundle list`)');
-  else if (!isValidSegment(version)) problems.push(`version: ${JSON.stringify(version)} is not a valid bundle version`);
-  const variables: Record<string, string> = {};
-  for (const [k, v] of Object.entries(input.variables ?? {})) {
-    if (!VARIABLE.test(k)) problems.push(`variables.${k}: variable names are letters, digits and _ (not starting with a digit), as in {{ vars.NAME }}`);
-    else variables[k] = String(v);
-  }
-  const minSize = input.minSize ?? 0;
-  if (!Number.isInteger(minSize) || minSize < 0) problems.push(`minSize: must be a whole number ≥ 0 (got ${String(input.minSize)})`);
-  const dependsOn = [...new Set((input.dependsOn ?? []).map((d) => d.trim()).filter((d) => d !== ''))];
-  for (const d of dependsOn) {
-    if (!isValidSegment(d)) problems.push(`dependsOn: ${JSON.stringify(d)} is not a valid group name`);
-    else if (d === name) problems.push(`dependsOn: group ${name} cannot depend on itself`);
-  }
-  const verifySchedule = (input.verifySchedule ?? '').trim();
-  if (verifySchedule && !validateCron(verifySchedule)) {
-    problems.push(
-      `verifySchedule: ${JSON.stringify(verifySchedule)} is not a valid cron expression ` +
-        '(5 or 6 fields: [second] minute hour day-of-month month day-of-week, e.g. "0 3 * * *" for 03:00 daily)',
-    );
-  }
-  const repairPolicy = (input.repairPolicy ?? '').trim() || 'report';
-  if (!(REPAIR_POLICIES as readonly string[]).includes(repairPolicy)) {
-    problems.push(`repairPolicy: must be "report" or "repair" (got ${JSON.stringify(repairPolicy)})`);
-  }
-  const autoCommission: AutoCommissionRule[] = [];
-  (input.autoCommission ?? []).forEach((rule, i) => {
-    const selector = (rule.selector ?? '').trim();
-    if (!selector) {
-      problems.push(`autoCommission[${i}].selector: is required (an empty selector would match every node)`);
-      return;
-    }
-    try {
-      parseSelector(selector);
-      autoCommission.push({ selector });
-    } catch (err) {
-      problems.push(`autoCommission[${i}].selector: ${(err as Error).message}`);
-    }
-  });
-  if (problems.length > 0) {
-    throw new InvalidArgumentError(`invalid group${name ? ` ${name}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}): ${problems.join('; ')}`);
-  }
-  return {
-    name, bundle, version, variables,
-    ...(minSize > 0 ? { minSize } : {}),
-    ...(dependsOn.length ? { dependsOn } : {}),
-    ...(verifySchedule ? { verifySchedule } : {}),
-    repairPolicy: repairPolicy as RepairPolicy,
-    ...(autoCommission.length ? { autoCommission } : {}),
-  };
-}
-
-export function decodeGroup(key: string, text: string): GroupRecord {
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(text) as Record<string, unknown>;
-  } catch (err) {
-    throw new InvalidArgumentError(`etcd value at ${key} is not JSON: ${(err as Error).message}`);
-  }
-  if (typeof o !== 'object' || o === null || typeof o.name !== 'string') throw new InvalidArgumentError(`etcd value at ${key} is not a group record`);
-  const variables: Record<string, string> = {};
-  if (o.variables && typeof o.variables === 'object') {
-    for (const [k, v] of Object.entries(o.variables as Record<string, unknown>)) variables[k] = String(v);
-  }
-  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
-  const rules = Array.isArray(o.autoCommission)
-    ? (o.autoCommission as unknown[]).filter((r): r is AutoCommissionRule => !!r && typeof (r as AutoCommissionRule).selector === 'string')
-    : [];
-  return {
-    name: o.name,
-    bundle: typeof o.bundle === 'string' ? o.bundle : '',
-    version: typeof o.version === 'string' ? o.version : typeof o.version === 'number' ? String(o.version) : '',
-    variables,
-    ...(typeof o.minSize === 'number' ? { minSize: o.minSize } : {}),
-    ...(Array.isArray(o.dependsOn) ? { dependsOn: strings(o.dependsOn) } : {}),
-    ...(typeof o.verifySchedule === 'string' && o.verifySchedule ? { verifySchedule: o.verifySchedule } : {}),
-    repairPolicy: o.repairPolicy === 'repair' ? 'repair' : 'report',
-    ...(rules.length ? { autoCommission: rules } : {}),
-    ...(typeof o.updatedAt === 'string' ? { updatedAt: o.updatedAt } : {}),
-  };
 }
 
 export interface GroupStoreOptions {

@@ -15,16 +15,16 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  CAS_LOST, ConflictError, decodeNode, FailedPreconditionError, InvalidArgumentError, retryOnConflict, type Clock, type Facts, type Keyspace,
-  type NodeRecord,
+  CAS_LOST, ConflictError, FailedPreconditionError, InvalidArgumentError, retryOnConflict, type Clock, type Keyspace,
 } from '../../shared';
 import { canonicalJson, digestOf } from '../../shared/bundle';
 import { readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
 import type { EventLog } from '../event-log';
 import { DEFAULT_SETTINGS } from '../options';
-import { decodeGroup, type GroupRecord } from '../config/group-store';
+import type { GroupRecord } from '../config/group-store';
+import { decodeSnapshot } from '../snapshot';
 import { decodeJob, isActive } from '../jobs/job-record';
-import { canonicalDocument, parseClusterFile, type ClusterFile } from './cluster-file';
+import { canonicalDocument, parseClusterFile, type ClusterFile } from '../../shared/cluster-file';
 import { formatPlan, planConfig, type PlanResult, type StoredConfig } from './plan';
 
 /** What meta/last-applied holds. */
@@ -127,37 +127,17 @@ export class Declarative {
         bundles.set(`${p.bundle}@${p.version}`, kv.value.toString());
       }
     }
-    const groups = new Map<string, GroupRecord>();
-    for (const kv of kvs[1]) {
-      const key = kv.key.toString();
-      if (ks.parseGroup(key) === undefined) continue;
-      mods.set(key, kv.mod_revision);
-      try {
-        const g = decodeGroup(key, kv.value.toString());
-        groups.set(g.name, g);
-      } catch {
-        // An unreadable group is replaced if the file names it.
-      }
-    }
+    // An unreadable group is replaced if the file names it: its key's revision guards that write.
+    for (const kv of kvs[1]) if (ks.parseGroup(kv.key.toString()) !== undefined) mods.set(kv.key.toString(), kv.mod_revision);
+    const decoded = decodeSnapshot(ks, revision, ['groups', 'nodes', 'facts'], [kvs[1], kvs[3], kvs[4]]);
+    const groups = new Map([...decoded.groups].map(([name, g]) => [name, g.record]));
+    const nodes = [...decoded.nodes].map(([id, n]) => ({ record: n.record, facts: decoded.facts.get(id) }));
     const files = new Set<string>();
     for (const kv of kvs[2]) {
       const n = ks.parseFile(kv.key.toString());
       if (n === undefined) continue;
       files.add(n);
       mods.set(kv.key.toString(), kv.mod_revision);
-    }
-    const facts = new Map<string, Partial<Facts>>();
-    for (const kv of kvs[4]) {
-      const id = ks.parseFacts(kv.key.toString());
-      if (id === undefined) continue;
-      try { facts.set(id, JSON.parse(kv.value.toString()) as Partial<Facts>); } catch { /* no facts */ }
-    }
-    const nodes: { record: NodeRecord; facts?: Partial<Facts> }[] = [];
-    for (const kv of kvs[3]) {
-      const key = kv.key.toString();
-      const id = ks.parseNode(key);
-      if (id === undefined) continue;
-      try { nodes.push({ record: decodeNode(key, kv.value.toString()), facts: facts.get(id) }); } catch { /* unreadable: not planned */ }
     }
     let lastApplied: LastApplied | undefined;
     for (const kv of kvs[5]) {

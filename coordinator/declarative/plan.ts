@@ -18,7 +18,7 @@ import type { Facts, NodeRecord } from '../../shared';
 import { canonicalJson } from '../../shared/bundle';
 import type { GroupRecord } from '../config/group-store';
 import { planAutoCommission } from '../reconcile/auto-commission';
-import type { ClusterFile, GroupSpec } from './cluster-file';
+import type { ClusterFile, GroupSpec } from '../../shared/cluster-file';
 
 export interface StoredConfig {
   /** "name@version" → canonical JSON of the stored bundle. */

@@ -7,7 +7,8 @@
 import type { Etcd3 } from 'etcd3';
 import { InvalidArgumentError, NotFoundError, type Keyspace } from '../../shared';
 import type { Bundle } from '../../shared/bundle';
-import { readKeys, readPrefixes } from '../etcd-txn';
+import { readKeys } from '../etcd-txn';
+import { readSnapshot } from '../snapshot';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
 import type { GroupRules } from './group-rules';
 
@@ -39,14 +40,8 @@ export class ConfigReader {
   }
 
   async allGroups(): Promise<GroupRecord[]> {
-    const { kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.groupsPrefix() }]);
-    const out: GroupRecord[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (this.keyspace.parseGroup(key) === undefined) continue;
-      try { out.push(decodeGroup(key, kv.value.toString())); } catch { /* an unreadable group has no rules to enforce */ }
-    }
-    return out;
+    // An unreadable group has no rules to enforce.
+    return [...(await readSnapshot(this.client, this.keyspace, ['groups'])).groups.values()].map((g) => g.record);
   }
 
   /** The stored bundle; NotFoundError naming it (and how to push one) when absent. */

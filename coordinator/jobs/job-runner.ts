@@ -4,8 +4,8 @@
  * JobProgress each, job-progress.ts), and hands a Cancelling job's cancel to its run. Passes
  * run at start (every leadership gain), on changes to job records and on a timer.
  */
-import type { Etcd3, Watcher } from 'etcd3';
-import { errorMessage, ReconcileLoop, type Clock, type Keyspace, type Logger } from '../../shared';
+import type { Etcd3 } from 'etcd3';
+import { ReconcileLoop, watchPrefixes, type Clock, type PrefixWatch, type Keyspace, type Logger } from '../../shared';
 import type { AgentStreams } from '../agent-streams';
 import type { NodeStore } from '../node-store';
 import { CommandRouter, type DispatchTimings } from './command-dispatch';
@@ -80,7 +80,7 @@ export class JobRunner {
   private readonly router: CommandRouter;
   private readonly loop: ReconcileLoop;
   private readonly timings: DispatchTimings;
-  private watcher?: Watcher;
+  private watcher?: PrefixWatch;
   private running = false;
   private stopping?: Promise<void>;
 
@@ -107,7 +107,7 @@ export class JobRunner {
     this.running = true;
     this.router.attach();
     this.watcher = this.watchJobs();
-    this.loop.start();
+    void this.loop.start();
     return Promise.resolve();
   }
 
@@ -126,7 +126,7 @@ export class JobRunner {
   private async halt(): Promise<void> {
     const w = this.watcher;
     this.watcher = undefined;
-    await Promise.all([this.loop.stop(), w ? cancelWatch(w) : undefined]);
+    await Promise.all([this.loop.stop(), w?.stop()]);
     const runs = [...this.runs.values()];
     for (const r of runs) r.halt();
     await Promise.all(runs.map((r) => r.done));
@@ -144,22 +144,15 @@ export class JobRunner {
   }
 
   /**
-   * A pass on every put or delete of a job record and on every (re)connect of the watch. Not
-   * shared/etcd-watch.ts watchPrefixes: that triggers on every key under the prefix, and the
-   * per-node records under jobs/<id>/nodes/ change with every progress flush — each would make
-   * a pass that lists all jobs.
+   * A pass on every put or delete of a job record and on every (re)connect of the watch; not
+   * on the per-node records under jobs/<id>/nodes/, which change with every progress flush —
+   * each would make a pass that lists all jobs.
    */
-  private watchJobs(): Watcher {
-    const w = this.o.client.watch().prefix(this.o.keyspace.jobsPrefix()).watcher();
-    const onKey = (kv: { key: Buffer }): void => {
-      const parsed = this.o.keyspace.parseJobKey(kv.key.toString());
-      if (parsed && parsed.nodeId === undefined) this.loop.trigger();
-    };
-    w.on('put', onKey);
-    w.on('delete', onKey);
-    w.on('connected', () => this.loop.trigger());
-    w.on('error', (err) => this.log.warn('jobs watch error; it reconnects, and the timer pass catches up meanwhile', { err: errorMessage(err) }));
-    return w;
+  private watchJobs(): PrefixWatch {
+    const ks = this.o.keyspace;
+    return watchPrefixes(this.o.client, [ks.jobsPrefix()], () => this.loop.trigger(), this.log, {
+      keyFilter: (key) => { const parsed = ks.parseJobKey(key); return parsed !== undefined && parsed.nodeId === undefined; },
+    });
   }
 
   private async pass(): Promise<void> {
@@ -179,10 +172,4 @@ export class JobRunner {
       }).catch(() => undefined);
     }
   }
-}
-
-function cancelWatch(w: Watcher): Promise<void> {
-  w.removeAllListeners();
-  w.on('error', () => undefined);
-  return w.cancel().catch(() => undefined);
 }

@@ -14,12 +14,13 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  checkTransition, ConflictError, decodeNode, FailedPreconditionError, InvalidArgumentError, NotFoundError, summariseFacts,
+  checkTransition, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, summariseFacts,
   type Clock, type Facts, type Keyspace, type LifecycleState, type NodeRecord,
 } from '../../shared';
 import { parseSelector, matchesSelector } from '../../shared/selector';
 import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJobRequest';
-import { readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
+import type { Compare, TxnOp } from '../etcd-txn';
+import { readSnapshot } from '../snapshot';
 import { parseBatchSize, planBatches } from './batch-plan';
 import { chunk, claimConflicts, rollbackSet } from './claim-plan';
 import type { GroupRecord } from '../config/group-store';
@@ -100,21 +101,8 @@ export class JobStarter {
   }
 
   private async snapshot(): Promise<{ nodes: Map<string, NodeSnapshot>; jobs: Map<string, JobRecord> }> {
-    const ks = this.o.keyspace;
-    const { kvs } = await readPrefixes(this.o.client, [{ prefix: ks.nodesPrefix() }, { prefix: ks.factsPrefix() }]);
-    const nodes = new Map<string, NodeSnapshot>();
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      const id = ks.parseNode(key);
-      if (id === undefined) continue;
-      try { nodes.set(id, { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision }); } catch { /* unreadable: cannot be targeted */ }
-    }
-    for (const kv of kvs[1]) {
-      const id = ks.parseFacts(kv.key.toString());
-      const n = id === undefined ? undefined : nodes.get(id);
-      if (!n) continue;
-      try { n.facts = JSON.parse(kv.value.toString()) as Partial<Facts>; } catch { /* no facts */ }
-    }
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'facts']);
+    const nodes = new Map<string, NodeSnapshot>([...snap.nodes].map(([id, n]) => [id, { ...n, facts: snap.facts.get(id) }]));
     const jobs = new Map((await this.o.store.list()).map((j) => [j.record.id, j.record]));
     return { nodes, jobs };
   }

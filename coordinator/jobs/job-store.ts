@@ -10,6 +10,7 @@ import { readKeys, readPrefixes, runTxn, type Compare, type TxnOp } from '../etc
 import type { EventInput, EventLog } from '../event-log';
 import type { Fence } from '../node-store';
 import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './job-record';
+import { readSnapshot } from '../snapshot';
 
 export interface VersionedJob {
   record: JobRecord;
@@ -62,18 +63,8 @@ export class JobStore {
 
   /** Every job record (not the per-node records), oldest first. */
   async list(): Promise<VersionedJob[]> {
-    const { kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.jobsPrefix() }]);
-    const out: VersionedJob[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      const parsed = this.keyspace.parseJobKey(key);
-      if (!parsed || parsed.nodeId !== undefined) continue;
-      try {
-        out.push({ record: decodeJob(key, kv.value.toString()), modRevision: kv.mod_revision, createRevision: kv.create_revision });
-      } catch (err) {
-        this.log.warn('skipping unreadable job record', { key, err: errorMessage(err) });
-      }
-    }
+    const snap = await readSnapshot(this.client, this.keyspace, ['jobs'], this.log);
+    const out: VersionedJob[] = [...snap.jobs.values()];
     // Creation order is etcd's create revision: ids sort by time only to the second, and two
     // jobs started in one second ("job get last") must still come out in the order they began.
     return out.sort((a, b) => {

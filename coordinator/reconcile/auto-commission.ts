@@ -5,18 +5,18 @@
  * jobs engine's StartJob path (claims, maintenance and group rules apply).
  *
  * Level-triggered (fleet's reconcile): the pure `planAutoCommission` decides from one etcd
- * snapshot; passes run at leadership gain, on changes under nodes/, facts/ and groups/
- * (debounced) and on a timer. Idempotent: a claimed node is skipped, and a node that left
+ * snapshot; passes run at leadership gain, on changes (puts and deletes) under nodes/, facts/,
+ * groups/ and jobs/ (a deleted or finished job frees its nodes), debounced, and on a timer. Idempotent: a claimed node is skipped, and a node that left
  * Discovered is no longer a candidate.
  */
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import {
-  decodeNode, errorMessage, matchesSelector, parseSelector, summariseFacts, type Facts, type Keyspace, type Logger, type NodeRecord, type Selector,
+  errorMessage, matchesSelector, parseSelector, ReconcileLoop, summariseFacts, watchPrefixes,
+  type Clock, type Facts, type Keyspace, type Logger, type NodeRecord, type PrefixWatch, type Selector,
 } from '../../shared';
-import { readPrefixes } from '../etcd-txn';
-import { parseFacts } from '../node-view';
-import { decodeGroup, type GroupRecord } from '../config/group-store';
-import { decodeJob, isActive } from '../jobs/job-record';
+import type { GroupRecord } from '../config/group-store';
+import { isActive } from '../jobs/job-record';
+import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
 
 /** Node labels plus `facts.<field>` for every facts summary field (numbers as text). */
@@ -68,117 +68,66 @@ export interface AutoCommissionerOptions {
   keyspace: Keyspace;
   startJob: StartJob;
   isLeader: () => boolean;
+  clock: Clock;
   logger: Logger;
-  /** Timer pass (default 30 s). */
+  /** Timer pass. @default 30000 */
   intervalMs?: number;
-  /** Gathers a burst of changes into one pass (default 200 ms). */
+  /** @default DEFAULT_DEBOUNCE_MS */
   debounceMs?: number;
 }
 
 export class AutoCommissioner {
   private readonly log: Logger;
-  private watchers: Watcher[] = [];
-  private timer?: NodeJS.Timeout;
-  private soon?: NodeJS.Timeout;
-  private running?: Promise<string[]>;
-  private again = false;
-  private active = false;
+  private readonly loop: ReconcileLoop;
+  private watch?: PrefixWatch;
+  private created: string[] = [];
 
   constructor(private readonly o: AutoCommissionerOptions) {
     this.log = o.logger.child({ component: 'auto-commission' });
+    this.loop = new ReconcileLoop({
+      name: 'auto-commission', clock: o.clock, logger: this.log, intervalMs: o.intervalMs, debounceMs: o.debounceMs, when: o.isLeader,
+      pass: async () => { this.created.push(...(await this.pass())); },
+    });
   }
 
   start(): void {
-    if (this.active) return;
-    this.active = true;
+    if (this.loop.started) return;
+    void this.loop.start();
     const ks = this.o.keyspace;
-    for (const prefix of [ks.nodesPrefix(), ks.factsPrefix(), ks.groupsPrefix()]) {
-      const w = this.o.client.watch().prefix(prefix).watcher();
-      w.on('put', () => this.schedule());
-      w.on('connected', () => this.schedule());
-      w.on('error', (err) => this.log.warn('watch error; the timer pass will catch up', { prefix, err: errorMessage(err) }));
-      this.watchers.push(w);
-    }
-    this.timer = setInterval(() => this.schedule(), this.o.intervalMs ?? 30_000);
-    this.timer.unref();
-    this.schedule();
+    // jobs/ too: a job that ends or is deleted frees its nodes.
+    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.factsPrefix(), ks.groupsPrefix(), ks.jobsPrefix()], () => this.loop.trigger(), this.log);
   }
 
   async stop(): Promise<void> {
-    this.active = false;
-    clearInterval(this.timer);
-    clearTimeout(this.soon);
-    this.soon = undefined;
-    const ws = this.watchers;
-    this.watchers = [];
-    await Promise.all(ws.map((w) => { w.removeAllListeners(); return w.cancel().catch(() => undefined); }));
-    await this.running?.catch(() => undefined);
+    const w = this.watch;
+    this.watch = undefined;
+    await w?.stop();
+    await this.loop.stop();
   }
 
   schedule(): void {
-    if (!this.active || this.soon) return;
-    this.soon = setTimeout(() => {
-      this.soon = undefined;
-      this.runOnce().catch((err: unknown) => this.log.warn('auto-commission pass failed; will retry', { err: errorMessage(err) }));
-    }, this.o.debounceMs ?? 200);
+    this.loop.trigger();
   }
 
-  /** One pass (or the one in progress, then once more). Returns the ids of jobs created. */
-  runOnce(): Promise<string[]> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      const created: string[] = [];
-      try {
-        do {
-          this.again = false;
-          created.push(...(await this.pass()));
-        } while (this.again && this.active);
-      } finally {
-        this.running = undefined;
-      }
-      return created;
-    })();
-    return this.running;
+  /** Passes completed (tests). */
+  get passes(): number {
+    return this.loop.completedPasses;
+  }
+
+  /** A pass now (after the one in flight, then once more). Returns the ids of jobs created meanwhile. */
+  async runOnce(): Promise<string[]> {
+    this.created = [];
+    await this.loop.runNow();
+    const out = this.created;
+    this.created = [];
+    return out;
   }
 
   private async pass(): Promise<string[]> {
-    if (!this.o.isLeader()) return [];
-    const ks = this.o.keyspace;
-    const { kvs } = await readPrefixes(this.o.client, [
-      { prefix: ks.nodesPrefix() }, { prefix: ks.factsPrefix() }, { prefix: ks.groupsPrefix() }, { prefix: ks.jobsPrefix() },
-    ]);
-    const facts = new Map<string, Partial<Facts>>();
-    for (const kv of kvs[1]) {
-      const id = ks.parseFacts(kv.key.toString());
-      const f = id === undefined ? undefined : parseFacts(kv.value.toString());
-      if (id !== undefined && f) facts.set(id, f);
-    }
-    const nodes: { record: NodeRecord; facts?: Partial<Facts> }[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      const id = ks.parseNode(key);
-      if (id === undefined) continue;
-      try { nodes.push({ record: decodeNode(key, kv.value.toString()), facts: facts.get(id) }); } catch { /* unreadable */ }
-    }
-    const groups: GroupRecord[] = [];
-    for (const kv of kvs[2]) {
-      const key = kv.key.toString();
-      if (ks.parseGroup(key) === undefined) continue;
-      try { groups.push(decodeGroup(key, kv.value.toString())); } catch { /* unreadable */ }
-    }
-    const activeJobs = new Set<string>();
-    for (const kv of kvs[3]) {
-      const key = kv.key.toString();
-      const parsed = ks.parseJobKey(key);
-      if (!parsed || parsed.nodeId !== undefined) continue;
-      try {
-        const j = decodeJob(key, kv.value.toString());
-        if (isActive(j.state)) activeJobs.add(j.id);
-      } catch { /* unreadable */ }
-    }
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'facts', 'groups', 'jobs'], this.log);
+    const nodes = [...snap.nodes].map(([id, n]) => ({ record: n.record, facts: snap.facts.get(id) }));
+    const groups = recordsOf(snap.groups);
+    const activeJobs = new Set([...snap.jobs].filter(([, j]) => isActive(j.record.state)).map(([id]) => id));
     const plan = planAutoCommission({ nodes, groups, activeJobs });
     const created: string[] = [];
     for (const [group, ids] of plan) {
@@ -186,7 +135,7 @@ export class AutoCommissioner {
       // alone so one node cannot hold back the others.
       const attempts = ids.length > 1 ? [ids, ...ids.map((id) => [id])] : [ids];
       for (const nodeIds of attempts) {
-        if (!this.o.isLeader() || !this.active) return created;
+        if (!this.o.isLeader() || !this.loop.started) return created;
         try {
           const job = await this.o.startJob(jobRequest({ kind: 'commission', nodeIds, group, requestedBy: 'auto-commission' }));
           created.push(job.record.id);

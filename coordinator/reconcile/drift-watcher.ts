@@ -13,15 +13,15 @@
  *    With the group's repairPolicy "repair", drifted nodes get a repair job.
  *  - an agent's DriftReport (sent after its own start-up reverify) is recorded the same way.
  */
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import {
-  decodeNode, errorMessage, NotLeaderError, type Keyspace, type Logger, type NodeRecord,
+  errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type NodeRecord, type PrefixWatch,
 } from '../../shared';
 import type { DriftReport__Output } from '../../generated/cluster/v1/DriftReport';
-import { readPrefixes } from '../etcd-txn';
 import type { NodeStore } from '../node-store';
-import { decodeGroup, type GroupRecord } from '../config/group-store';
-import { decodeJob, decodeJobNode, isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
+import type { GroupRecord } from '../config/group-store';
+import { isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
+import { readSnapshot, recordsOf, jobNodeKey } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
 
 export type ReverifyAction =
@@ -82,112 +82,73 @@ export interface DriftWatcherOptions {
   /** The leader's agent streams, for DriftReport messages (optional in tests). */
   streams?: { on(event: 'drift', fn: (nodeId: string, drift: DriftReport__Output) => void): unknown; off(event: 'drift', fn: (nodeId: string, drift: DriftReport__Output) => void): unknown };
   isLeader: () => boolean;
+  clock: Clock;
   logger: Logger;
+  /** Timer pass. @default 30000 */
   intervalMs?: number;
+  /** @default DEFAULT_DEBOUNCE_MS */
   debounceMs?: number;
 }
 
 export class DriftWatcher {
   private readonly log: Logger;
-  private watchers: Watcher[] = [];
-  private timer?: NodeJS.Timeout;
-  private soon?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
-  private active = false;
+  private readonly loop: ReconcileLoop;
+  private watch?: PrefixWatch;
   private readonly onDrift = (nodeId: string, drift: DriftReport__Output): void => {
     this.recordReport(nodeId, drift).catch((err: unknown) => this.log.warn('could not record drift report', { nodeId, err: errorMessage(err) }));
   };
 
   constructor(private readonly o: DriftWatcherOptions) {
     this.log = o.logger.child({ component: 'drift-watcher' });
+    this.loop = new ReconcileLoop({
+      name: 'drift', clock: o.clock, logger: this.log, intervalMs: o.intervalMs, debounceMs: o.debounceMs, when: o.isLeader,
+      pass: () => this.pass(),
+    });
   }
 
   start(): void {
-    if (this.active) return;
-    this.active = true;
-    for (const prefix of [this.o.keyspace.nodesPrefix(), this.o.keyspace.jobsPrefix()]) {
-      const w = this.o.client.watch().prefix(prefix).watcher();
-      w.on('put', () => this.schedule());
-      w.on('error', (err) => this.log.warn('watch error; the timer pass will catch up', { prefix, err: errorMessage(err) }));
-      this.watchers.push(w);
-    }
+    if (this.loop.started) return;
+    void this.loop.start();
+    const ks = this.o.keyspace;
+    // A reconnect of the watch triggers a pass too: what changed while it was down is read then.
+    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.jobsPrefix(), ks.groupsPrefix()], () => this.loop.trigger(), this.log);
     this.o.streams?.on('drift', this.onDrift);
-    this.timer = setInterval(() => this.schedule(), this.o.intervalMs ?? 30_000);
-    this.timer.unref();
-    this.schedule();
   }
 
   async stop(): Promise<void> {
-    this.active = false;
     this.o.streams?.off('drift', this.onDrift);
-    clearInterval(this.timer);
-    clearTimeout(this.soon);
-    this.soon = undefined;
-    const ws = this.watchers;
-    this.watchers = [];
-    await Promise.all(ws.map((w) => { w.removeAllListeners(); return w.cancel().catch(() => undefined); }));
-    await this.running?.catch(() => undefined);
+    const w = this.watch;
+    this.watch = undefined;
+    await w?.stop();
+    await this.loop.stop();
   }
 
   schedule(): void {
-    if (!this.active || this.soon) return;
-    this.soon = setTimeout(() => {
-      this.soon = undefined;
-      this.runOnce().catch((err: unknown) => this.log.warn('drift pass failed; will retry', { err: errorMessage(err) }));
-    }, this.o.debounceMs ?? 200);
+    this.loop.trigger();
   }
 
+  /** Passes completed (tests). */
+  get passes(): number {
+    return this.loop.completedPasses;
+  }
+
+  /** A pass now (after the one in flight, if any). */
   runOnce(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.pass();
-        } while (this.again && this.active);
-      } finally {
-        this.running = undefined;
-      }
-    })();
-    return this.running;
+    return this.loop.runNow();
   }
 
   private async pass(): Promise<void> {
-    if (!this.o.isLeader()) return;
-    const ks = this.o.keyspace;
-    const { kvs } = await readPrefixes(this.o.client, [{ prefix: ks.nodesPrefix() }, { prefix: ks.jobsPrefix() }, { prefix: ks.groupsPrefix() }]);
-    const nodes: NodeRecord[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (ks.parseNode(key) === undefined) continue;
-      try { nodes.push(decodeNode(key, kv.value.toString())); } catch { /* unreadable */ }
-    }
-    const jobs = new Map<string, JobRecord>();
-    const jobNodes = new Map<string, JobNodeRecord>();
-    for (const kv of kvs[1]) {
-      const key = kv.key.toString();
-      const parsed = ks.parseJobKey(key);
-      try {
-        if (parsed?.nodeId === undefined && parsed) jobs.set(parsed.jobId, decodeJob(key, kv.value.toString()));
-        else if (parsed?.nodeId) jobNodes.set(`${parsed.jobId}/${parsed.nodeId}`, decodeJobNode(key, kv.value.toString()));
-      } catch { /* unreadable */ }
-    }
-    const groups = new Map<string, GroupRecord>();
-    for (const kv of kvs[2]) {
-      const key = kv.key.toString();
-      if (ks.parseGroup(key) === undefined) continue;
-      try { const g = decodeGroup(key, kv.value.toString()); groups.set(g.name, g); } catch { /* unreadable */ }
-    }
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobs', 'groups'], this.log);
+    const nodes = recordsOf(snap.nodes);
+    const jobs = new Map([...snap.jobs].map(([id, j]) => [id, j.record]));
+    const jobNodes = new Map([...snap.jobNodes].map(([k, j]) => [k, j.record]));
+    const groups = new Map([...snap.groups].map(([name, g]) => [name, g.record]));
     const activeJobs = new Set([...jobs.values()].filter((j) => isActive(j.state)).map((j) => j.id));
 
     try {
       await this.recordResults(nodes, jobs, jobNodes, groups);
       for (const a of planReverify(nodes, activeJobs)) {
-        if (!this.o.isLeader() || !this.active) return;
+        if (!this.o.isLeader() || !this.loop.started) return;
         await this.act(a, groups.get(nodes.find((n) => n.id === a.nodeId)?.group ?? ''));
       }
     } catch (err) {
@@ -225,7 +186,7 @@ export class DriftWatcher {
     const toRepair = new Map<string, string[]>();
     for (const n of nodes) {
       const newest = finishedVerifies.filter((j) => j.nodeIds.includes(n.id) && (!n.driftJob || j.id > n.driftJob)).pop();
-      const rec = newest ? jobNodes.get(`${newest.id}/${n.id}`) : undefined;
+      const rec = newest ? jobNodes.get(jobNodeKey(newest.id, n.id)) : undefined;
       if (!newest || !rec || (rec.state !== 'succeeded' && rec.state !== 'failed')) continue;
       const drift = driftOf(rec);
       const res = await this.record(n.id, drift, newest.id);
@@ -276,9 +237,7 @@ export class DriftWatcher {
     await this.record(nodeId, drift, undefined);
     const cur = (await this.o.nodes.get(nodeId))?.record;
     if (!cur?.group || cur.maintenance) return;
-    const { kvs } = await readPrefixes(this.o.client, [{ prefix: this.o.keyspace.group(cur.group) }]);
-    const kv = kvs[0].find((k) => k.key.toString() === this.o.keyspace.group(cur.group as string));
-    const g = kv ? decodeGroup(kv.key.toString(), kv.value.toString()) : undefined;
+    const g = (await readSnapshot(this.o.client, this.o.keyspace, ['groups'], this.log)).groups.get(cur.group)?.record;
     if (g?.repairPolicy === 'repair') await this.repair(g.name, [nodeId]);
   }
 }

@@ -15,12 +15,11 @@
  * boot id it sees, so a reboot exactly during a failover is caught by the job's own timeouts.
  */
 import type { Etcd3 } from 'etcd3';
-import {
-  decodeNode, errorMessage, isBusyState, NotLeaderError, type Clock, type Keyspace, type Logger, type NodeRecord,
-} from '../../shared';
-import { readPrefixes, type Compare } from '../etcd-txn';
+import { errorMessage, isBusyState, NotLeaderError, ReconcileLoop, type Clock, type Keyspace, type Logger, type NodeRecord } from '../../shared';
+import type { Compare } from '../etcd-txn';
 import type { NodeStore } from '../node-store';
-import { decodeJob, isFinished, type JobState } from '../jobs/job-record';
+import { isFinished, type JobState } from '../jobs/job-record';
+import { readSnapshot, recordsOf } from '../snapshot';
 
 export interface JobView {
   state: JobState;
@@ -86,76 +85,64 @@ export interface StuckNodeSweeperOptions {
   isLeader: () => boolean;
   clock: Clock;
   logger: Logger;
-  /** Timer pass (default 30 s). */
+  /** Timer pass. @default 30000 */
   intervalMs?: number;
+  /**
+   * Delay of a pass asked for by `schedule()`. Longer than DEFAULT_DEBOUNCE_MS on purpose: it
+   * is asked for when an agent's stream registers, which is before the agent-service records
+   * its hello (the new boot id), and the pass must read the record after that write.
+   * @default 500
+   */
+  debounceMs?: number;
 }
 
 export class StuckNodeSweeper {
   private readonly log: Logger;
   private readonly memory: BootMemory = new Map();
-  private timer?: NodeJS.Timeout;
-  private soon?: NodeJS.Timeout;
-  private running?: Promise<SweepAction[]>;
-  private active = false;
+  private readonly loop: ReconcileLoop;
+  private last: SweepAction[] = [];
 
   constructor(private readonly o: StuckNodeSweeperOptions) {
     this.log = o.logger.child({ component: 'stuck-node-sweeper' });
+    this.loop = new ReconcileLoop({
+      name: 'stuck-node sweep', clock: o.clock, logger: this.log, intervalMs: o.intervalMs, debounceMs: o.debounceMs ?? 500, when: o.isLeader,
+      pass: async () => { this.last = await this.pass(); },
+    });
   }
 
   /** On leadership gain: a pass now, then on the timer. */
   start(): void {
-    if (this.active) return;
-    this.active = true;
+    if (this.loop.started) return;
     this.memory.clear();
-    this.timer = setInterval(() => this.schedule(0), this.o.intervalMs ?? 30_000);
-    this.timer.unref();
-    this.schedule(0);
+    void this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.active = false;
-    clearInterval(this.timer);
-    clearTimeout(this.soon);
-    this.soon = undefined;
-    await this.running?.catch(() => undefined);
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
-  /** Asks for a pass after `delayMs` (e.g. after an agent reconnected, once its hello is recorded). */
-  schedule(delayMs = 500): void {
-    if (!this.active || this.soon) return;
-    this.soon = setTimeout(() => {
-      this.soon = undefined;
-      this.runOnce().catch((err: unknown) => this.log.warn('sweep failed; the timer retries', { err: errorMessage(err) }));
-    }, delayMs);
+  /** Asks for a pass (after an agent reconnected: see `debounceMs`). */
+  schedule(): void {
+    this.loop.trigger();
   }
 
-  /** One pass: snapshot, plan, act. Returns the actions applied. */
-  runOnce(): Promise<SweepAction[]> {
-    if (this.running) return this.running;
-    this.running = this.pass().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+  /** Passes completed (tests). */
+  get passes(): number {
+    return this.loop.completedPasses;
+  }
+
+  /** A pass now (after the one in flight, if any). Returns the actions the last pass applied. */
+  async runOnce(): Promise<SweepAction[]> {
+    this.last = [];
+    await this.loop.runNow();
+    return this.last;
   }
 
   private async pass(): Promise<SweepAction[]> {
-    const { client, keyspace: ks } = this.o;
-    if (!this.o.isLeader()) return [];
-    const { kvs } = await readPrefixes(client, [{ prefix: ks.nodesPrefix() }, { prefix: ks.jobsPrefix() }]);
-    const nodes: NodeRecord[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (ks.parseNode(key) === undefined) continue;
-      try { nodes.push(decodeNode(key, kv.value.toString())); } catch { /* unreadable: nothing to decide */ }
-    }
-    const jobs = new Map<string, JobView>();
-    for (const kv of kvs[1]) {
-      const key = kv.key.toString();
-      const parsed = ks.parseJobKey(key);
-      if (!parsed || parsed.nodeId !== undefined) continue;
-      try { jobs.set(parsed.jobId, { state: decodeJob(key, kv.value.toString()).state, modRevision: kv.mod_revision }); } catch { /* unreadable job = treated as gone */ }
-    }
-    const actions = planSweep(nodes, jobs, this.memory);
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobs'], this.log);
+    // An unreadable job is treated as gone.
+    const jobs = new Map<string, JobView>([...snap.jobs].map(([id, j]) => [id, { state: j.record.state, modRevision: j.modRevision }]));
+    const actions = planSweep(recordsOf(snap.nodes), jobs, this.memory);
     const done: SweepAction[] = [];
     for (const a of actions) {
       try {

@@ -7,13 +7,13 @@
  * Schedules follow the groups: a watch on groups/ (and a timer) re-reads them and adds, removes
  * or replaces cron tasks (`planSchedules`, pure); every task stops when leadership is lost.
  */
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { schedule as cronSchedule, type ScheduledTask } from 'node-cron';
-import { decodeNode, errorMessage, type Keyspace, type Logger, type NodeRecord } from '../../shared';
-import { readPrefixes } from '../etcd-txn';
-import { decodeGroup, type GroupRecord } from '../config/group-store';
+import { errorMessage, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type NodeRecord, type PrefixWatch } from '../../shared';
+import type { GroupRecord } from '../config/group-store';
 import { inService } from '../jobs/group-rules';
-import { decodeJob, isActive } from '../jobs/job-record';
+import { isActive } from '../jobs/job-record';
+import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
 
 /** Pure: which tasks to add, remove or replace, given the running ones (group → expression). */
@@ -43,49 +43,57 @@ export interface VerifySchedulerOptions {
   keyspace: Keyspace;
   startJob: StartJob;
   isLeader: () => boolean;
+  clock: Clock;
   logger: Logger;
-  /** Re-read of groups besides the watch (default 60 s). */
-  resyncIntervalMs?: number;
+  /** Re-read of groups besides the watch. @default 60000 */
+  intervalMs?: number;
+  /** @default DEFAULT_DEBOUNCE_MS */
+  debounceMs?: number;
 }
 
 export class VerifyScheduler {
   private readonly log: Logger;
   private readonly tasks = new Map<string, { expr: string; task: ScheduledTask }>();
-  private watcher?: Watcher;
-  private timer?: NodeJS.Timeout;
-  private syncing?: Promise<void>;
-  private again = false;
-  private active = false;
+  private readonly loop: ReconcileLoop;
+  private watch?: PrefixWatch;
   /** Groups whose verification is being started (a slow start is not doubled by the next tick). */
   private readonly inFlight = new Set<string>();
 
   constructor(private readonly o: VerifySchedulerOptions) {
     this.log = o.logger.child({ component: 'verify-scheduler' });
+    this.loop = new ReconcileLoop({
+      name: 'verify schedules', clock: o.clock, logger: this.log, intervalMs: o.intervalMs ?? 60_000, debounceMs: o.debounceMs,
+      pass: () => this.syncOnce(),
+    });
   }
 
   start(): void {
-    if (this.active) return;
-    this.active = true;
-    const w = this.o.client.watch().prefix(this.o.keyspace.groupsPrefix()).watcher();
-    w.on('put', () => this.syncSoon());
-    w.on('delete', () => this.syncSoon());
-    w.on('connected', () => this.syncSoon());
-    w.on('error', (err) => this.log.warn('groups watch error; the timer re-reads', { err: errorMessage(err) }));
-    this.watcher = w;
-    this.timer = setInterval(() => this.syncSoon(), this.o.resyncIntervalMs ?? 60_000);
-    this.timer.unref();
-    this.syncSoon();
+    if (this.loop.started) return;
+    void this.loop.start();
+    this.watch = watchPrefixes(this.o.client, [this.o.keyspace.groupsPrefix()], () => this.loop.trigger(), this.log);
   }
 
   async stop(): Promise<void> {
-    this.active = false;
-    clearInterval(this.timer);
-    const w = this.watcher;
-    this.watcher = undefined;
-    w?.removeAllListeners();
-    await w?.cancel().catch(() => undefined);
-    await this.syncing?.catch(() => undefined);
+    const w = this.watch;
+    this.watch = undefined;
+    await w?.stop();
+    await this.loop.stop();
     for (const name of [...this.tasks.keys()]) await this.unschedule(name);
+  }
+
+  /** Asks for a re-read of the groups. */
+  schedule(): void {
+    this.loop.trigger();
+  }
+
+  /** Passes completed (tests). */
+  get passes(): number {
+    return this.loop.completedPasses;
+  }
+
+  /** A pass is running (tests). */
+  get busy(): boolean {
+    return this.loop.state === 'running';
   }
 
   /** Group → expression of the running tasks (tests, status). */
@@ -95,37 +103,13 @@ export class VerifyScheduler {
 
   /** Re-reads groups and brings the tasks in line; resolves when done. */
   sync(): Promise<void> {
-    if (this.syncing) {
-      this.again = true;
-      return this.syncing;
-    }
-    this.syncing = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.syncOnce();
-        } while (this.again && this.active);
-      } finally {
-        this.syncing = undefined;
-      }
-    })();
-    return this.syncing;
-  }
-
-  private syncSoon(): void {
-    this.sync().catch((err: unknown) => this.log.warn('reading groups failed; the timer retries', { err: errorMessage(err) }));
+    return this.loop.runNow();
   }
 
   private async syncOnce(): Promise<void> {
-    if (!this.active) return;
-    const { kvs } = await readPrefixes(this.o.client, [{ prefix: this.o.keyspace.groupsPrefix() }]);
-    const groups: GroupRecord[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (this.o.keyspace.parseGroup(key) === undefined) continue;
-      try { groups.push(decodeGroup(key, kv.value.toString())); } catch { /* unreadable: no schedule */ }
-    }
-    if (!this.active) return;
+    if (!this.loop.started) return;
+    const groups = recordsOf((await readSnapshot(this.o.client, this.o.keyspace, ['groups'], this.log)).groups);
+    if (!this.loop.started) return;
     const { add, remove } = planSchedules(this.scheduled(), groups);
     for (const name of remove) await this.unschedule(name);
     for (const [name, expr] of add) {
@@ -147,27 +131,12 @@ export class VerifyScheduler {
 
   /** One scheduled run for `group`: a verify job on its eligible nodes, if any. */
   async tick(group: string): Promise<string | undefined> {
-    if (!this.active || !this.o.isLeader() || this.inFlight.has(group)) return undefined;
+    if (!this.loop.started || !this.o.isLeader() || this.inFlight.has(group)) return undefined;
     this.inFlight.add(group);
     try {
-      const ks = this.o.keyspace;
-      const { kvs } = await readPrefixes(this.o.client, [{ prefix: ks.nodesPrefix() }, { prefix: ks.jobsPrefix() }]);
-      const nodes: NodeRecord[] = [];
-      for (const kv of kvs[0]) {
-        const key = kv.key.toString();
-        if (ks.parseNode(key) === undefined) continue;
-        try { nodes.push(decodeNode(key, kv.value.toString())); } catch { /* unreadable */ }
-      }
-      const activeJobs = new Set<string>();
-      for (const kv of kvs[1]) {
-        const parsed = ks.parseJobKey(kv.key.toString());
-        if (!parsed || parsed.nodeId !== undefined) continue;
-        try {
-          const j = decodeJob(kv.key.toString(), kv.value.toString());
-          if (isActive(j.state)) activeJobs.add(j.id);
-        } catch { /* unreadable */ }
-      }
-      const targets = verifyTargets(group, nodes, activeJobs);
+      const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobs'], this.log);
+      const activeJobs = new Set([...snap.jobs].filter(([, j]) => isActive(j.record.state)).map(([id]) => id));
+      const targets = verifyTargets(group, recordsOf(snap.nodes), activeJobs);
       if (targets.length === 0 || !this.o.isLeader()) return undefined;
       const job = await this.o.startJob(jobRequest({ kind: 'verify', nodeIds: targets, requestedBy: `verify-schedule/${group}` }));
       this.log.info('scheduled verification started', { group, jobId: job.record.id, nodes: targets.length });

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import type { NodeRecord } from '../../shared';
 import { canonicalJson, validateBundle, type Bundle } from '../../shared/bundle';
 import type { GroupRecord } from '../../coordinator/config/group-store';
-import { canonicalDocument, parseClusterFile, type ClusterFile } from '../../coordinator/declarative/cluster-file';
+import { canonicalDocument, parseClusterFile, type ClusterFile } from '../../shared/cluster-file';
 import { formatPlan, planConfig, type StoredConfig } from '../../coordinator/declarative/plan';
 import { changedSince } from '../../coordinator/declarative/apply';
 

@@ -203,7 +203,12 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
       expect(jn?.units.map((u) => `${u.unitId}:${u.status}`)).to.deep.equal(['conf:changed', 'count:changed']);
     }
 
-    // Refusals: nothing may change (same node revisions, no new job).
+    // Refusals: nothing may change (same node revisions, no new job). The drift watcher's
+    // baseline (its write after a commission) lands first, so it is not counted as a change.
+    await waitFor('the verify baselines', async () => {
+      for (const id of ids) if (!(await leader.coord.nodes.get(id))?.record.verifiedBootId) return false;
+      return true;
+    });
     const before = await Promise.all(ids.map(async (id) => (await leader.coord.nodes.get(id))?.modRevision));
     const again = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web' }).catch((e: unknown) => e as Error);
     expect(again).to.be.instanceOf(Error);

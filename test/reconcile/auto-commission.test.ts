@@ -5,11 +5,11 @@
  */
 import { expect } from 'chai';
 import type { Etcd3 } from 'etcd3';
-import { EtcdServer, waitFor } from '../helpers';
+import { EtcdServer } from '../helpers';
 import { AutoCommissioner, planAutoCommission, selectorLabels } from '../../coordinator/reconcile/auto-commission';
 import type { GroupRecord } from '../../coordinator/config/group-store';
-import type { Facts, LifecycleState, NodeRecord } from '../../shared';
-import { Harness, logger } from './harness';
+import { ManualClock, type Facts, type LifecycleState, type NodeRecord } from '../../shared';
+import { Harness, logger, until } from './harness';
 
 const FACTS = (cores: number): Partial<Facts> => ({
   hostname: 'h', system: { manufacturer: 'Dell Inc.', model: 'R650', serial: 'SN1', uuid: 'u', sku: '', virtual: false },
@@ -58,6 +58,7 @@ describe('auto-commission (real etcd, jobs engine)', function () {
   let client: Etcd3;
   let h: Harness;
   let ac: AutoCommissioner;
+  let clock: ManualClock;
 
   before(async () => {
     etcd = await EtcdServer.start('autocommission');
@@ -68,8 +69,9 @@ describe('auto-commission (real etcd, jobs engine)', function () {
   });
   beforeEach(async () => {
     h = await new Harness(client).start();
+    clock = new ManualClock();
     ac = new AutoCommissioner({
-      client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, logger, intervalMs: 60_000, debounceMs: 50,
+      client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, clock, logger, intervalMs: 60_000,
     });
   });
   afterEach(async () => {
@@ -90,7 +92,7 @@ describe('auto-commission (real etcd, jobs engine)', function () {
     for (const id of ['n1', 'n2', 'n3', 'n4']) await putFacts(id, 16);
 
     ac.start();
-    const job = await waitFor('a commission job for n1', async () => (await h.node('n1')).currentJob);
+    const job = await until(clock, 'a commission job for n1', async () => (await h.node('n1')).currentJob);
     const stored = await h.jobs.require(job);
     expect(stored.record).to.deep.include({ kind: 'commission', group: 'worker', nodeIds: ['n1'], requestedBy: 'auto-commission', bundle: 'base@1' });
     expect((await h.node('n2')).currentJob).to.equal(undefined);
@@ -103,9 +105,26 @@ describe('auto-commission (real etcd, jobs engine)', function () {
 
     // Maintenance off (through the watch) → its turn comes.
     await h.putNode({ ...(await h.node('n2')), maintenance: false });
-    const job2 = await waitFor('a commission job for n2', async () => (await h.node('n2')).currentJob);
+    const job2 = await until(clock, 'a commission job for n2', async () => (await h.node('n2')).currentJob);
     expect(job2).to.not.equal(job);
     expect((await h.jobs.require(job2)).record.nodeIds).to.deep.equal(['n2']);
+  });
+
+  it('a delete triggers a pass: the job holding a node is deleted → the node is commissioned again', async () => {
+    await h.withGroup({ autoCommission: [{ selector: 'rack=r1' }] });
+    await h.putNode({ id: 'n1', labels: { rack: 'r1' } });
+    ac.start();
+    const job1 = await until(clock, 'a commission job for n1', async () => (await h.node('n1')).currentJob);
+    // Quiet: the passes the claim's write asked for have run, and found n1 held.
+    await clock.advance(1000);
+    expect(await ac.runOnce()).to.deep.equal([]);
+    // The job is deleted while its claim is still on the node: nothing holds n1 any more.
+    await client.delete().key(h.ks.job(job1)).exec();
+    const job2 = await until(clock, 'a second commission job for n1', async () => {
+      const j = (await h.node('n1')).currentJob;
+      return j && j !== job1 ? j : undefined;
+    });
+    expect((await h.jobs.require(job2)).record).to.deep.include({ kind: 'commission', nodeIds: ['n1'], requestedBy: 'auto-commission' });
   });
 
   it('does nothing when not the leader', async () => {

@@ -10,9 +10,10 @@
 import { expect } from 'chai';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer, waitFor } from '../helpers';
+import { jobRequest } from '../../coordinator/reconcile/job-request';
 import { DriftWatcher, driftOf, driftOfReport, planReverify } from '../../coordinator/reconcile/drift-watcher';
-import type { LifecycleState, NodeRecord } from '../../shared';
-import { Harness, logger } from './harness';
+import { ManualClock, type LifecycleState, type NodeRecord } from '../../shared';
+import { Harness, logger, until } from './harness';
 
 function node(id: string, state: LifecycleState, over: Partial<NodeRecord> = {}): NodeRecord {
   return { id, state, stateChangedAt: '', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', group: 'w', bootId: 'b2', ...over };
@@ -53,6 +54,10 @@ describe('drift watcher (real etcd, jobs engine)', function () {
   let client: Etcd3;
   let h: Harness;
   let dw: DriftWatcher;
+  let clock: ManualClock;
+  /** False: the watcher's passes are skipped (as when its leadership check fails). */
+  let passesAllowed = true;
+  let skipped = 0;
 
   before(async () => {
     etcd = await EtcdServer.start('drift');
@@ -63,7 +68,14 @@ describe('drift watcher (real etcd, jobs engine)', function () {
   });
   beforeEach(async () => {
     h = await new Harness(client).start();
-    dw = new DriftWatcher({ client, keyspace: h.ks, nodes: h.nodes, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, logger, debounceMs: 50 });
+    clock = new ManualClock();
+    passesAllowed = true;
+    skipped = 0;
+    dw = new DriftWatcher({ client, keyspace: h.ks, nodes: h.nodes, startJob: (req) => h.starter.start(req), isLeader: () => {
+      if (passesAllowed) return h.isLeader();
+      skipped++;
+      return false;
+    }, clock, logger, intervalMs: 3_600_000 });
   });
   afterEach(async () => {
     await dw.stop();
@@ -86,17 +98,17 @@ describe('drift watcher (real etcd, jobs engine)', function () {
       await h.withGroup({ repairPolicy: policy });
       await h.putNode({ id: 'n1', state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: 'boot-1' });
       dw.start();
-      await waitFor('the baseline', async () => (await h.node('n1')).verifiedBootId === 'boot-1');
+      await until(clock, 'the baseline', async () => (await h.node('n1')).verifiedBootId === 'boot-1');
       expect(await h.jobs.list()).to.have.length(0);
 
       await h.putNode({ ...(await h.node('n1')), bootId: 'boot-2' }); // the agent's hello after a reboot
-      const jobId = await waitFor('a verify job', async () => (await h.node('n1')).currentJob);
+      const jobId = await until(clock, 'a verify job', async () => (await h.node('n1')).currentJob);
       expect((await h.jobs.require(jobId)).record).to.deep.include({ kind: 'verify', nodeIds: ['n1'], requestedBy: 'drift-watcher' });
       expect((await h.node('n1')).verifiedBootId).to.equal('boot-2');
       expect((await h.eventList((e) => e.type === 'node.reverify'))[0].message).to.match(/new boot id \(boot-1 → boot-2\)/);
 
       await finishVerify(jobId, 'n1');
-      const drift = await waitFor('node.drift', async () => (await h.eventList((e) => e.type === 'node.drift'))[0]);
+      const drift = await until(clock, 'node.drift', async () => (await h.eventList((e) => e.type === 'node.drift'))[0]);
       expect(drift).to.include({ nodeId: 'n1', jobId });
       expect(drift.message).to.match(/motd: update \/etc\/motd/);
       const n1 = await h.node('n1');
@@ -104,7 +116,7 @@ describe('drift watcher (real etcd, jobs engine)', function () {
       expect(n1.lastError).to.match(/^drift: motd/);
 
       if (policy === 'repair') {
-        const repairId = await waitFor('a repair job', async () => (await h.node('n1')).currentJob);
+        const repairId = await until(clock, 'a repair job', async () => (await h.node('n1')).currentJob);
         expect((await h.jobs.require(repairId)).record).to.deep.include({ kind: 'repair', nodeIds: ['n1'], bundle: 'base@1' });
       } else {
         await dw.runOnce();
@@ -115,4 +127,31 @@ describe('drift watcher (real etcd, jobs engine)', function () {
       expect(await h.eventList((e) => e.type === 'node.drift')).to.have.length(1);
     });
   }
+
+  it('resyncs when its watch reconnects: a change it skipped while etcd was away is recorded after etcd is back', async () => {
+    await h.withGroup();
+    await h.putNode({ id: 'n1', state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: 'boot-1', verifiedBootId: 'boot-1' });
+    dw.start();
+    await dw.runOnce();
+    // A verify job ends with drift while the watcher's passes are skipped (its leadership check
+    // failing, as it does while etcd is unreachable): the watch events of that change are spent.
+    passesAllowed = false;
+    const job = await h.starter.start(jobRequest({ kind: 'verify', nodeIds: ['n1'], requestedBy: 'test' }));
+    await finishVerify(job.record.id, 'n1');
+    await until(clock, 'a pass for the change, skipped', async () => skipped > 0);
+    await dw.runOnce();
+    expect((await h.node('n1')).driftSummary).to.equal(undefined);
+    passesAllowed = true;
+
+    // etcd goes away and comes back: the watcher reconnects, and that alone must bring a pass.
+    await etcd.stop();
+    await etcd.start();
+    await waitFor('the test replica to lead again', () => h.election.isLeader(), { timeoutMs: 30_000 });
+    const n1 = await until(clock, 'the drift recorded after the reconnect', async () => {
+      const n = await h.node('n1');
+      return n.driftSummary ? n : undefined;
+    }, 30_000);
+    expect(n1.driftSummary).to.match(/motd/);
+    expect(n1.driftJob).to.equal(job.record.id);
+  });
 });

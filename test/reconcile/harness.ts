@@ -15,10 +15,21 @@ import { JobStarter } from '../../coordinator/jobs/job-starter';
 import { ConfigReader } from '../../coordinator/jobs/config-records';
 import { BundleStore } from '../../coordinator/config/bundle-store';
 import { GroupStore, type GroupInput } from '../../coordinator/config/group-store';
-import { createLogger, decodeEvent, decodeNode, Keyspace, systemClock, type EventRecord, type NodeRecord } from '../../shared';
+import { createLogger, decodeEvent, decodeNode, DEFAULT_DEBOUNCE_MS, Keyspace, systemClock, type EventRecord, type ManualClock, type NodeRecord } from '../../shared';
 import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJobRequest';
 
 export const logger = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
+
+/**
+ * `waitFor` for a loop on a ManualClock: each poll moves the loop's clock on by one debounce,
+ * so the passes its watch events asked for run, without sleeping for a debounce.
+ */
+export function until<T>(clock: ManualClock, what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  return waitFor(what, async () => {
+    await clock.advance(DEFAULT_DEBOUNCE_MS);
+    return probe();
+  }, { timeoutMs, intervalMs: 20 });
+}
 
 export const BUNDLE = `
 name: base

@@ -7,8 +7,9 @@ import { expect } from 'chai';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer } from '../helpers';
 import { planSweep, StuckNodeSweeper, type BootMemory, type JobView } from '../../coordinator/reconcile/stuck-node-sweeper';
-import { systemClock, type LifecycleState, type NodeRecord } from '../../shared';
-import { Harness, logger } from './harness';
+import { ManualClock, type LifecycleState, type NodeRecord } from '../../shared';
+import { NodeStore, type MutateOptions, type MutationResult, type NodeMutator } from '../../coordinator/node-store';
+import { Harness, logger, until } from './harness';
 
 function node(id: string, state: LifecycleState, over: Partial<NodeRecord> = {}): NodeRecord {
   return { id, state, stateChangedAt: '', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', bootId: 'b1', ...over };
@@ -63,6 +64,7 @@ describe('stuck-node sweeper (real etcd, fenced)', function () {
   let client: Etcd3;
   let h: Harness;
   let sweeper: StuckNodeSweeper;
+  let clock: ManualClock;
 
   before(async () => {
     etcd = await EtcdServer.start('sweeper');
@@ -73,7 +75,8 @@ describe('stuck-node sweeper (real etcd, fenced)', function () {
   });
   beforeEach(async () => {
     h = await new Harness(client).start();
-    sweeper = new StuckNodeSweeper({ client, keyspace: h.ks, nodes: h.nodes, isLeader: h.isLeader, clock: systemClock, logger, intervalMs: 60_000 });
+    clock = new ManualClock();
+    sweeper = new StuckNodeSweeper({ client, keyspace: h.ks, nodes: h.nodes, isLeader: h.isLeader, clock, logger, intervalMs: 60_000 });
   });
   afterEach(async () => {
     await sweeper.stop();
@@ -138,5 +141,39 @@ describe('stuck-node sweeper (real etcd, fenced)', function () {
     await h.election.stop();
     expect(await sweeper.runOnce()).to.deep.equal([]);
     expect((await h.node('n1')).state).to.equal('Commissioning');
+  });
+
+  it('a pass asked for while a pass is in flight runs exactly once after it (it used to be dropped)', async () => {
+    /** The real store, whose writes wait for the test to let them through: holds a pass in flight. */
+    class HeldStore extends NodeStore {
+      release?: () => void;
+      held = false;
+      override async mutate(id: string, mutator: NodeMutator, options?: MutateOptions): Promise<MutationResult> {
+        this.held = true;
+        await new Promise<void>((resolve) => { this.release = resolve; });
+        return super.mutate(id, mutator, options);
+      }
+    }
+    const store = new HeldStore({ client, keyspace: h.ks, events: h.events, clock: clock, fence: h.election });
+    let passes = 0;
+    const held = new StuckNodeSweeper({
+      client, keyspace: h.ks, nodes: store, isLeader: () => { passes++; return h.isLeader(); }, clock, logger, intervalMs: 60_000,
+    });
+    try {
+      await h.putNode({ id: 'n1', state: 'Commissioning' });
+      held.start();
+      await until(clock, 'the first pass writing', async () => store.held);
+      expect(passes).to.equal(1);
+      held.schedule(); // e.g. an agent reconnected meanwhile
+      await clock.advance(10_000); // well past the debounce: the pass is still in flight
+      expect(passes).to.equal(1);
+      store.release?.();
+      await until(clock, 'n1 failed', async () => (await h.node('n1')).state === 'Failed');
+      await clock.advance(10_000);
+      expect(passes).to.equal(2);
+    } finally {
+      store.release?.();
+      await held.stop();
+    }
   });
 });

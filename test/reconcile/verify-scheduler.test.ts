@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer, waitFor, delay } from '../helpers';
 import { planSchedules, verifyTargets, VerifyScheduler } from '../../coordinator/reconcile/verify-scheduler';
-import type { LifecycleState, NodeRecord } from '../../shared';
+import { systemClock, type LifecycleState, type NodeRecord } from '../../shared';
 import { Harness, logger } from './harness';
 
 function node(id: string, state: LifecycleState, over: Partial<NodeRecord> = {}): NodeRecord {
@@ -54,7 +54,7 @@ describe('verify scheduler (real etcd, jobs engine)', function () {
   });
   beforeEach(async () => {
     h = await new Harness(client).start();
-    vs = new VerifyScheduler({ client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, logger });
+    vs = new VerifyScheduler({ client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, clock: systemClock, logger });
   });
   afterEach(async () => {
     await vs.stop();

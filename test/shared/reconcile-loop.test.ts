@@ -27,7 +27,7 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
     const clock = new ManualClock();
     let passes = 0;
     const loop = new ReconcileLoop({ name: 't', clock, logger: logCapture().logger, intervalMs: 1000, pass: async () => { passes++; } });
-    loop.start();
+    void loop.start();
     await settle();
     expect(passes).to.equal(1);
     await clock.advance(999);
@@ -46,7 +46,7 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
     const clock = new ManualClock();
     let passes = 0;
     const loop = new ReconcileLoop({ name: 't', clock, logger: logCapture().logger, intervalMs: 0, debounceMs: 100, pass: async () => { passes++; } });
-    loop.start();
+    void loop.start();
     await settle();
     for (let i = 0; i < 50; i++) loop.trigger();
     expect(loop.state).to.equal('scheduled');
@@ -63,7 +63,7 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
     const gate = new Gate();
     let passes = 0;
     const loop = new ReconcileLoop({ name: 't', clock, logger: logCapture().logger, intervalMs: 0, pass: async () => { await gate.wait(); passes++; } });
-    loop.start();
+    void loop.start();
     await settle();
     expect(loop.state).to.equal('running');
     loop.trigger();
@@ -88,7 +88,7 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
     const seen: number[] = [];
     let value = 0;
     const loop = new ReconcileLoop({ name: 't', clock, logger: logCapture().logger, intervalMs: 0, pass: async () => { const v = value; await gate.wait(); seen.push(v); } });
-    loop.start();
+    void loop.start();
     await settle();
     value = 7;
     let done = false;
@@ -106,7 +106,7 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
     const clock = new ManualClock();
     const gate = new Gate();
     const loop = new ReconcileLoop({ name: 't', clock, logger: logCapture().logger, intervalMs: 500, pass: () => gate.wait() });
-    loop.start();
+    void loop.start();
     await settle();
     loop.trigger();
     let stopped = false;
@@ -125,7 +125,7 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
     let leader = false;
     let passes = 0;
     const loop = new ReconcileLoop({ name: 't', clock, logger: logCapture().logger, intervalMs: 0, when: () => leader, pass: async () => { passes++; } });
-    loop.start();
+    void loop.start();
     loop.trigger();
     await clock.advance(200);
     expect(passes).to.equal(0);
@@ -144,7 +144,7 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
       name: 'flaky', clock, logger, intervalMs: 0,
       pass: async () => { calls++; if (calls === 1) throw new Error('etcd unavailable'); },
     });
-    loop.start();
+    void loop.start();
     await settle();
     expect(warnings.join('\n')).to.match(/flaky pass failed.*etcd unavailable/);
     expect(loop.completedPasses).to.equal(0);
@@ -153,5 +153,31 @@ describe('ReconcileLoop (driven by a ManualClock, no sleeps)', () => {
     expect(calls).to.equal(2);
     expect(loop.completedPasses).to.equal(1);
     await loop.stop();
+  });
+
+  it('runNow() during a pass asks for one more pass also on a loop that was never started', async () => {
+    const clock = new ManualClock();
+    const gate = new Gate();
+    let passes = 0;
+    const loop = new ReconcileLoop({ name: 't', clock, logger: logCapture().logger, intervalMs: 0, pass: async () => { await gate.wait(); passes++; } });
+    void loop.runNow();
+    await settle();
+    let done = false;
+    const second = loop.runNow().then(() => { done = true; });
+    gate.open();
+    await settle();
+    expect(passes).to.equal(1);
+    expect(done).to.equal(false);
+    gate.open();
+    await second;
+    expect(passes).to.equal(2);
+  });
+
+  it('a when() that throws is logged like a failed pass; runNow() still resolves', async () => {
+    const clock = new ManualClock();
+    const { logger, warnings } = logCapture();
+    const loop = new ReconcileLoop({ name: 'w', clock, logger, intervalMs: 0, when: () => { throw new Error('no lease'); }, pass: async () => undefined });
+    await loop.runNow();
+    expect(warnings.join('\n')).to.match(/w pass failed.*no lease/);
   });
 });

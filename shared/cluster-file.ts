@@ -25,9 +25,9 @@
  * problem names the file, line and column, and nothing is sent or changed when there is one.
  */
 import { isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
-import { InvalidArgumentError } from '../../shared/errors';
-import { canonicalJson, validateBundle, type Bundle } from '../../shared/bundle';
-import { checkGroup, type GroupRecord } from '../config/group-store';
+import { InvalidArgumentError } from './errors';
+import { canonicalJson, validateBundle, type Bundle } from './bundle';
+import { checkGroup, type GroupRecord } from './group';
 
 /** A group as the file wants it (the stored record without updatedAt). */
 export type GroupSpec = Omit<GroupRecord, 'updatedAt'>;

@@ -1,0 +1,153 @@
+/**
+ * The one reader of the cluster state a pass decides from: the prefixes it needs in ONE etcd
+ * read (one revision, so nodes, jobs and groups agree with each other), each record decoded
+ * once, here. A record that does not decode, a key under a prefix that is not one of its
+ * records, or a record whose own id names another key than the one it is stored under, is
+ * skipped and counted in `skipped` (and logged once per read by `readSnapshot`):
+ * a pass decides from the records it can read, and one bad record never stops it.
+ */
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { decodeMember, decodeNode, errorMessage, type Facts, type Keyspace, type Logger, type MemberRecord, type NodeRecord } from '../shared';
+import { readPrefixes } from './etcd-txn';
+import { parseFacts } from './node-view';
+import { decodeGroup, type GroupRecord } from './config/group-store';
+import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './jobs/job-record';
+
+/** `factKeys` reads only which nodes have facts (keys, not values: facts are large). */
+export type SnapshotPart = 'nodes' | 'jobs' | 'groups' | 'facts' | 'factKeys' | 'members';
+
+export interface Versioned<T> {
+  record: T;
+  modRevision: string;
+  createRevision?: string;
+}
+
+export interface Snapshot {
+  /** The etcd revision every part was read at. */
+  revision: string;
+  nodes: Map<string, Versioned<NodeRecord>>;
+  jobs: Map<string, Versioned<JobRecord>>;
+  /** Keyed `<jobId>/<nodeId>`. */
+  jobNodes: Map<string, Versioned<JobNodeRecord>>;
+  groups: Map<string, Versioned<GroupRecord>>;
+  facts: Map<string, Partial<Facts>>;
+  /** Nodes with a facts key (read by `facts` or `factKeys`), readable or not. */
+  factsPresent: Set<string>;
+  members: Map<string, Versioned<MemberRecord>>;
+  /** Keys skipped: not a record of their prefix, or unreadable; with why. */
+  skipped: { key: string; reason: string }[];
+}
+
+/** Keys of the job node record map. */
+export function jobNodeKey(jobId: string, nodeId: string): string {
+  return `${jobId}/${nodeId}`;
+}
+
+function emptySnapshot(revision: string): Snapshot {
+  return { revision, nodes: new Map(), jobs: new Map(), jobNodes: new Map(), groups: new Map(), facts: new Map(), factsPresent: new Set(), members: new Map(), skipped: [] };
+}
+
+function prefixOf(ks: Keyspace, part: SnapshotPart): string {
+  switch (part) {
+    case 'nodes': return ks.nodesPrefix();
+    case 'jobs': return ks.jobsPrefix();
+    case 'groups': return ks.groupsPrefix();
+    case 'facts':
+    case 'factKeys': return ks.factsPrefix();
+    case 'members': return ks.membersPrefix();
+  }
+}
+
+/** Pure: decodes the key/values read for `parts` (same order) into a snapshot. */
+export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly SnapshotPart[], kvs: readonly (readonly (Pick<IKeyValue, 'key' | 'value' | 'mod_revision'> & { create_revision?: string })[])[]): Snapshot {
+  const s = emptySnapshot(revision);
+  parts.forEach((part, i) => {
+    for (const kv of kvs[i] ?? []) {
+      const key = kv.key.toString();
+      const text = kv.value.toString();
+      const modRevision = kv.mod_revision;
+      const createRevision = kv.create_revision;
+      const skip = (reason: string): void => { s.skipped.push({ key, reason }); };
+      try {
+        switch (part) {
+          case 'nodes': {
+            const id = ks.parseNode(key);
+            const record = id === undefined ? undefined : decodeNode(key, text);
+            if (id === undefined || !record) skip('not a node key');
+            else if (record.id !== id) skip(`record of node ${record.id} under the key of ${id}`);
+            else s.nodes.set(id, { record, modRevision });
+            break;
+          }
+          case 'jobs': {
+            const parsed = ks.parseJobKey(key);
+            if (!parsed) {
+              skip('not a job key');
+            } else if (parsed.nodeId === undefined) {
+              const record = decodeJob(key, text);
+              if (record.id !== parsed.jobId) skip(`record of job ${record.id} under the key of ${parsed.jobId}`);
+              else s.jobs.set(parsed.jobId, { record, modRevision, ...(createRevision ? { createRevision } : {}) });
+            } else {
+              const record = decodeJobNode(key, text);
+              if (record.nodeId !== parsed.nodeId) skip(`record of node ${record.nodeId} under the key of ${parsed.nodeId}`);
+              else s.jobNodes.set(jobNodeKey(parsed.jobId, parsed.nodeId), { record, modRevision });
+            }
+            break;
+          }
+          case 'groups': {
+            const name = ks.parseGroup(key);
+            const record = name === undefined ? undefined : decodeGroup(key, text);
+            if (name === undefined || !record) skip('not a group key');
+            else if (record.name !== name) skip(`record of group ${record.name} under the key of ${name}`);
+            else s.groups.set(name, { record, modRevision });
+            break;
+          }
+          case 'facts': {
+            const id = ks.parseFacts(key);
+            const facts = id === undefined ? undefined : parseFacts(text);
+            if (id === undefined) skip('not a facts key');
+            else if (!facts) { s.factsPresent.add(id); skip('unreadable facts'); }
+            else { s.factsPresent.add(id); s.facts.set(id, facts); }
+            break;
+          }
+          case 'factKeys': {
+            const id = ks.parseFacts(key);
+            if (id === undefined) skip('not a facts key');
+            else s.factsPresent.add(id);
+            break;
+          }
+          case 'members': {
+            const id = ks.parseMember(key);
+            if (id === undefined) skip('not a member key');
+            else s.members.set(id, { record: { ...decodeMember(key, text), nodeId: id }, modRevision });
+            break;
+          }
+        }
+      } catch (err) {
+        skip(errorMessage(err));
+      }
+    }
+  });
+  return s;
+}
+
+/** One node key/value (a watch event, a point read) decoded as a snapshot would; undefined when skipped. */
+export function decodeNodeKv(ks: Keyspace, kv: Pick<IKeyValue, 'key' | 'value' | 'mod_revision'>, logger?: Logger): Versioned<NodeRecord> | undefined {
+  const s = decodeSnapshot(ks, '0', ['nodes'], [[kv]]);
+  if (s.skipped.length > 0) logger?.warn('unreadable node record skipped', { key: s.skipped[0].key, reason: s.skipped[0].reason });
+  return [...s.nodes.values()][0];
+}
+
+/** Reads `parts` at one revision and decodes them; skipped records are logged once per read. */
+export async function readSnapshot(client: Etcd3, ks: Keyspace, parts: readonly SnapshotPart[], logger?: Logger): Promise<Snapshot> {
+  const { revision, kvs } = await readPrefixes(client, parts.map((p) => ({ prefix: prefixOf(ks, p), keysOnly: p === 'factKeys' })));
+  const s = decodeSnapshot(ks, revision, parts, kvs);
+  if (s.skipped.length > 0) {
+    logger?.warn('unreadable records skipped', { count: s.skipped.length, first: s.skipped[0].key, reason: s.skipped[0].reason });
+  }
+  return s;
+}
+
+/** The records of a versioned map, in key order. */
+export function recordsOf<T>(m: ReadonlyMap<string, Versioned<T>>): T[] {
+  return [...m.values()].map((v) => v.record);
+}

@@ -89,33 +89,37 @@ export class NodeCertificateFiles {
     }
     const identity = { keyPem, certPem, caPem };
     const problem = checkIdentity(identity, nodeId, now);
-    return problem ? { problem: `the certificate in ${this.dir} cannot be used: ${problem}` } : { identity, storedAt };
+    if (!problem) return { identity, storedAt };
+    // A renewal cut off between renaming the new key and the new certificate: finish it.
+    const pending = await fs.readFile(`${this.certFile}.tmp`, 'utf8').catch(() => undefined);
+    if (pending !== undefined && checkIdentity({ ...identity, certPem: pending }, nodeId, now) === undefined) {
+      await fs.rename(`${this.certFile}.tmp`, this.certFile);
+      return { identity: { ...identity, certPem: pending }, storedAt: Date.now() };
+    }
+    return { problem: `the certificate in ${this.dir} cannot be used: ${problem}` };
   }
 
   /**
-   * Replaces the stored identity. Each file is written to a temporary name and renamed; the key
-   * is renamed last-but-one and the certificate last, and `read` refuses a key that does not
-   * belong to the certificate, so a crash in between never pairs a key with another certificate.
+   * Replaces the stored identity. Each file is written to a temporary name (fsynced) and renamed,
+   * the key before the certificate; `read` refuses a key that does not belong to the
+   * certificate, and completes a rename a crash cut off between the two.
    */
   async write(identity: TlsIdentity): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     await fs.chmod(this.dir, 0o700);
     const files: [string, string, number][] = [[this.caFile, identity.caPem, 0o644], [this.keyFile, identity.keyPem, 0o600], [this.certFile, identity.certPem, 0o644]];
-    for (const [path, content] of files) {
-      const tmp = `${path}.tmp`;
-      const fh = await fs.open(tmp, 'w', mode(path));
+    // Every new file complete on disk before the first rename.
+    for (const [path, content, mode] of files) {
+      const fh = await fs.open(`${path}.tmp`, 'w', mode);
       try {
         await fh.writeFile(content);
-        await fh.chmod(mode(path));
+        await fh.chmod(mode);
         await fh.sync();
       } finally {
         await fh.close();
       }
-      await fs.rename(tmp, path);
     }
-    function mode(path: string): number {
-      return files.find(([p]) => p === path)?.[2] ?? 0o600;
-    }
+    for (const [path] of files) await fs.rename(`${path}.tmp`, path);
   }
 }
 

@@ -21,9 +21,10 @@
  * and the proto is parsed only when the first stub is made.
  */
 import * as grpc from '@grpc/grpc-js';
+import { connect as tlsConnect } from 'node:tls';
 import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
 import { loadProto, type ProtoGrpcType } from '../shared/proto';
-import { ClusterError, DeadlineExceededError, NotFoundError, UnavailableError, fromGrpcError } from '../shared/errors';
+import { ClusterError, DeadlineExceededError, NotFoundError, UnauthenticatedError, UnavailableError, fromGrpcError } from '../shared/errors';
 import type { ClusterServiceClient } from '../generated/cluster/v1/ClusterService';
 import type { ConfigServiceClient } from '../generated/cluster/v1/ConfigService';
 import type { DeclarativeServiceClient } from '../generated/cluster/v1/DeclarativeService';
@@ -56,7 +57,8 @@ import type { UploadFileRequest } from '../generated/cluster/v1/UploadFileReques
 import type { WatchEventsRequest } from '../generated/cluster/v1/WatchEventsRequest';
 import type { ClientOptions } from './global-options';
 import { formatDuration } from './output';
-import { clientCredentials, CLUSTER_CHANNEL_OPTIONS } from '../shared/pki/grpc-credentials';
+import { checkServerCertificate, clientCredentials, CLUSTER_CHANNEL_OPTIONS } from '../shared/pki/grpc-credentials';
+import type { Credentials } from '../shared/pki/credentials-file';
 import type { PkiServiceClient } from '../generated/cluster/v1/PkiService';
 import type { AddUserResponse__Output } from '../generated/cluster/v1/AddUserResponse';
 import type { CreateTokenRequest } from '../generated/cluster/v1/CreateTokenRequest';
@@ -71,6 +73,34 @@ import type { UserInfo__Output } from '../generated/cluster/v1/UserInfo';
 export function channelCredentials(options: ClientOptions): grpc.ChannelCredentials {
   const c = options.credentials;
   return clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key });
+}
+
+/** Errors that mean nothing answered at all, as opposed to a TLS handshake that failed. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * Why mutual TLS with `address` fails, if it does (undefined when the handshake succeeds or
+ * nothing answers). A gRPC channel reports a refused certificate only as "not ready", which
+ * would read as "cannot reach the coordinator"; this one handshake says what is wrong.
+ */
+export function tlsProblem(address: string, c: Credentials, timeoutMs: number): Promise<string | undefined> {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(address);
+  if (!m) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host: m[1], port: Number(m[2]), ca: c.ca, cert: c.certificate, key: c.key, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'],
+      servername: String(CLUSTER_CHANNEL_OPTIONS['grpc.ssl_target_name_override']),
+      checkServerIdentity: (_host, cert) => checkServerCertificate(c.ca, 'coordinator', cert),
+    });
+    const done = (problem: string | undefined): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(problem);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    socket.once('secureConnect', () => done(undefined));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code && UNREACHABLE_CODES.has(err.code) ? undefined : err.message));
+  });
 }
 
 /** Raised when no replica could be connected to within the deadline. */
@@ -253,6 +283,14 @@ export class CoordinatorClient {
         }
       });
       if (ready) return this.pool.use(ready);
+    }
+    const problems = await Promise.all(candidates.map(async (e) => [e.address, await tlsProblem(e.address, this.options.credentials, 1000)] as const));
+    const refused = problems.filter((p): p is readonly [string, string] => p[1] !== undefined);
+    if (refused.length > 0) {
+      throw new UnauthenticatedError(
+        `the TLS handshake with the coordinator at ${refused.map(([a, why]) => `${a} failed (${why})`).join('; at ')}: ` +
+          `check that ${this.options.credentialsFile} is a credentials file of this cluster`,
+      );
     }
     throw this.unreachable();
   }

@@ -41,7 +41,7 @@ import { createNodeAdminHandlers } from './node-admin';
 import { NodeStore } from './node-store';
 import { compileSettings, type CoordinatorSettings } from './options';
 import { createStatusServiceHandlers } from './status-service';
-import { serverCredentials, UnauthenticatedError } from '../shared/pki';
+import { renewalTime, serverCredentials, UnauthenticatedError } from '../shared/pki';
 import type { ClusterCa } from '../shared/pki/cluster-ca';
 import { AgentEnrolment, createPkiServiceHandlers, loadOrCreateCa, RevocationSet, TokenStore, UserStore, writeFirstStartFiles, type PkiParts } from './pki';
 
@@ -74,6 +74,8 @@ export interface CoordinatorPkiOptions {
   firstTokenTtlMs?: number | null;
   /** Validity of agent certificates (join and renewal). @default DEFAULT_VALIDITY_MS.agent (90 days) */
   agentCertValidityMs?: number;
+  /** Validity of this replica's serving certificate (renewed at two thirds). @default DEFAULT_VALIDITY_MS.coordinator (one year) */
+  servingValidityMs?: number;
 }
 
 /** A name that can go into a certificate's subjectAltName (an IP address or a DNS name). */
@@ -116,6 +118,7 @@ export class Coordinator {
   private advertised?: string;
   private pki?: PkiParts & { ca: ClusterCa; revocations: RevocationSet };
   private started = false;
+  private servingRenewal?: NodeJS.Timeout;
   private stopping?: Promise<void>;
 
   constructor(options: CoordinatorOptions) {
@@ -246,7 +249,10 @@ export class Coordinator {
     const hosts = [host, ...(o.advertise ? [parseHostPort(o.advertise, '--advertise address').host] : []), hostname()]
       .map((h) => h.replace(/^\[|\]$/g, ''))
       .filter((h) => h !== '0.0.0.0' && h !== '::' && isValidHost(h));
-    const serving = await loaded.ca.issueKeyAndCertificate({ role: 'coordinator', name: o.replicaId, hosts: [...new Set(hosts)], now: new Date(clock.now()) });
+    const issueServing = (): ReturnType<ClusterCa['issueKeyAndCertificate']> => loaded.ca.issueKeyAndCertificate({
+      role: 'coordinator', name: o.replicaId, hosts: [...new Set(hosts)], validityMs: o.pki.servingValidityMs, now: new Date(clock.now()),
+    });
+    const serving = await issueServing();
     const revocations = await RevocationSet.start(o.etcd, o.keyspace);
     const tokens = new TokenStore(o.etcd, o.keyspace, loaded.ca.publicKeyHash, clock);
     this.pki = {
@@ -264,6 +270,21 @@ export class Coordinator {
       caPem: loaded.ca.certPem, certPem: serving.certPem, keyPem: serving.keyPem, openMethods: OPEN_METHODS, isRevoked: (serial) => revocations.isRevoked(serial),
     });
 
+    // A replica may run for longer than its certificate: renew at two thirds, for new connections.
+    let renewAt = renewalTime(serving.certPem).getTime();
+    this.servingRenewal = setInterval(() => {
+      if (clock.now() < renewAt) return;
+      renewAt = Number.POSITIVE_INFINITY; // one renewal at a time
+      issueServing().then((next) => {
+        credentials.rotate(next.certPem, next.keyPem);
+        renewAt = renewalTime(next.certPem).getTime();
+        this.log.info('renewed the serving certificate', { serial: next.serial, notAfter: next.notAfter.toISOString() });
+      }, (err: unknown) => {
+        renewAt = clock.now() + this.settings.servingRenewCheckMs;
+        this.log.warn('could not renew the serving certificate; retrying', { err: errorMessage(err) });
+      });
+    }, this.settings.servingRenewCheckMs);
+    this.servingRenewal.unref();
     const port = await this.grpc.bind(o.listen, credentials);
     const listening = `${host}:${port}`;
     this.advertised = o.advertise ?? (host === '0.0.0.0' || host === '[::]' ? `${hostname()}:${port}` : listening);
@@ -310,6 +331,7 @@ export class Coordinator {
       this.streams.closeAll(new UnavailableError('coordinator shutting down; reconnect to the new leader'));
       await this.grpc.shutdown(options.graceMs ?? this.settings.shutdownGraceMs);
       await this.events.stop();
+      clearInterval(this.servingRenewal);
       await this.pki?.revocations.close();
       this.log.info('stopped');
     })();

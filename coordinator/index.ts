@@ -1,5 +1,6 @@
 /** The public surface of coordinator/: what main.ts, tests and benchmarks use. */
-export { Coordinator, type CoordinatorOptions, type StopOptions } from './coordinator';
+export { Coordinator, type CoordinatorOptions, type CoordinatorPkiOptions, type StopOptions } from './coordinator';
+export { actorName, actorOf, authorizeAction, type AuthenticatedCall } from './caller';
 export { LeaderElection, type LeaderInfo, type LeaderElectionOptions, type LeaderElectionEvents } from './leader-election';
 export { EventLog, type EventInput, type CommitRequest, type CommitOutcome, type EventLogOptions } from './event-log';
 export { NodeStore, newNodeRecord, type VersionedNode, type NodeChange, type NodeMutator, type Fence, type MutationResult, type MutateOptions } from './node-store';

@@ -198,6 +198,12 @@ export interface CoordinatorSettings {
    * @default 60_000
    */
   verifyResyncIntervalMs: number;
+  /**
+   * How often a replica checks whether its serving certificate is past two thirds of its
+   * validity; it then issues itself a new one and serves it to new connections (coordinator.ts).
+   * @default 3_600_000
+   */
+  servingRenewCheckMs: number;
 }
 
 /** Every field of CoordinatorSettings that has a fixed default (the others derive from these). */
@@ -234,6 +240,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   reconcileDebounceMs: DEFAULT_DEBOUNCE_MS,
   sweepDelayMs: 500,
   verifyResyncIntervalMs: 60_000,
+  servingRenewCheckMs: 3_600_000,
 };
 
 const SETTING_NAMES: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SETTINGS), 'electionKeepaliveIntervalMs', 'helloTimeoutMs']);

@@ -85,7 +85,7 @@ export const execCommand = defineCommand<CliContext, typeof EXEC_OPTIONS>({
       kind: 'exec', nodeIds: nodes, labelSelector: selector, argv, timeoutMs: values.timeout,
       strategy: concurrency ? 'rolling' : 'all-at-once', batch: concurrency ? String(concurrency) : '',
       // Every node runs: a failing node is a result to report, not a reason to stop the others.
-      maxFailures: 0xffffffff, requestedBy: context.env.USER ?? 'operator',
+      maxFailures: 0xffffffff,
     });
     context.note(`job ${job.id}: exec on ${job.nodeIds.length} node(s): ${argv.join(' ')}`);
     const printer = new PrefixedOutput();

@@ -6,7 +6,6 @@
  * (0 succeeded, 1 failed/cancelled, 2 verify found drift); --dry-run waits for the plan and
  * prints it per node and unit.
  */
-import { userInfo } from 'node:os';
 import { InvalidArgumentError } from '../../shared/errors';
 import { parseSelector } from '../../shared/selector';
 import { defineCommand, EXIT, type Command } from '../command';
@@ -80,19 +79,6 @@ const EXAMPLE: Record<Kind, string> = {
   repair: 'clusterctl node repair node-1 --wait',
 };
 
-/** Who asked, recorded in the job and its events. */
-function requestedBy(env: NodeJS.ProcessEnv): string {
-  let user = env.USER || env.LOGNAME || '';
-  if (!user) {
-    try {
-      user = userInfo().username;
-    } catch {
-      user = 'unknown';
-    }
-  }
-  return `clusterctl/${user}`;
-}
-
 /** Checks -e locally so a typo fails at once with the parser's words; returns the text to send. */
 export function checkExtraVars(text: string | undefined): string {
   if (text === undefined || text.trim() === '') return '';
@@ -151,7 +137,6 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
         force: values.force,
         extraVarsJson: checkExtraVars(values.extraVars),
         bundle: values.bundle ?? '',
-        requestedBy: requestedBy(context.env),
       };
       const client = context.client;
       const job = await client.startJob(request);

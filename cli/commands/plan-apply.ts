@@ -123,7 +123,7 @@ export const applyCommand = defineCommand<CliContext, typeof APPLY_OPTIONS>({
       throw new InvalidArgumentError('--plan-revision goes with -f FILE (the file that was planned)');
     }
     const res = await context.client.apply({
-      document, sourceName: source, planRevision: values.planRevision ?? '', planReads, requestedBy: context.env.USER ?? 'operator',
+      document, sourceName: source, planRevision: values.planRevision ?? '', planReads,
     });
     if (context.format === 'json' || context.format === 'yaml') context.out.write(`${JSON.stringify({ revision: res.revision, changed: res.changed, plan: JSON.parse(res.planJson) as unknown })}\n`);
     else {

@@ -48,4 +48,15 @@ describe('coordinator settings', () => {
     ]);
     expect(COORDINATOR_OPTIONS.electionTtl.default).to.equal(10);
   });
+
+  it('pki: --pki-dir defaults to /etc/cluster/pki, the cluster secret to <pki-dir>/cluster-secret; flags and environment override', () => {
+    const run = (argv: string[], env: NodeJS.ProcessEnv = {}): { pkiDir: string; clusterSecretFile: string } => {
+      const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...argv], env);
+      if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
+      return { pkiDir: parsed.config.pkiDir, clusterSecretFile: parsed.config.clusterSecretFile };
+    };
+    expect(run([])).to.deep.equal({ pkiDir: '/etc/cluster/pki', clusterSecretFile: '/etc/cluster/pki/cluster-secret' });
+    expect(run(['--pki-dir', '/srv/pki'])).to.deep.equal({ pkiDir: '/srv/pki', clusterSecretFile: '/srv/pki/cluster-secret' });
+    expect(run([], { CLUSTER_PKI_DIR: '/e/pki', CLUSTER_SECRET_FILE: '/e/secret' })).to.deep.equal({ pkiDir: '/e/pki', clusterSecretFile: '/e/secret' });
+  });
 });

@@ -15,7 +15,7 @@ import type { Keyspace } from '../../shared/keyspace';
 import { ClusterCa, type KeyAndCertificate } from '../../shared/pki/cluster-ca';
 import { encryptCaKey } from '../../shared/pki/cluster-secret';
 import { clientCredentials, formatCredentials, type Role } from '../../shared/pki';
-import type { CoordinatorPkiOptions } from '../../coordinator/coordinator';
+import type { CoordinatorPkiOptions } from '../../coordinator';
 import type { CaRecord } from '../../coordinator/pki/pki-records';
 
 export type TestIdentity = KeyAndCertificate & { serial: string; role: Role; name: string };

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, clusterctl, EtcdServer, freePort, spawnNode, waitFor, type ManagedProcess, type RunResult } from '../helpers';
+import { BIN, clusterctl, EtcdServer, freePort, spawnNode, testPki, waitFor, type ManagedProcess, type RunResult } from '../helpers';
 import { parseCredentials } from '../../shared/pki';
 
 describe('trust: clusterctl token and user commands against a coordinator process', function () {
@@ -92,6 +92,15 @@ describe('trust: clusterctl token and user commands against a coordinator proces
       return r.code === 1 ? r : undefined;
     }, { timeoutMs: 10_000, intervalMs: 100 });
     expect(refused.stderr).to.match(/^error: certificate [0-9a-f]+ of viewer bob has been revoked\n$/);
+  });
+
+  it('credentials of another cluster: the failed TLS handshake is named, not reported as an unreachable coordinator', async () => {
+    const foreign = await testPki();
+    const address = parseCredentials(readFileSync(admin, 'utf8')).coordinator[0];
+    const file = foreign.writeCredentialsFile(await foreign.identity('admin'), [address]);
+    const r = await clusterctl(['--credentials', file, '--timeout', '1s', 'nodes'], { env });
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(new RegExp(`^error: the TLS handshake with the coordinator at ${address} failed \\(.+\\): check that ${file} is a credentials file of this cluster\n$`));
   });
 
   it('without credentials: one line naming the three ways to give them', async () => {

@@ -8,6 +8,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -173,6 +174,32 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
     await other.stop({ graceMs: 100 });
   });
 
+  it('a replica renews its serving certificate at two thirds of its validity; new connections get the new one and are served', async () => {
+    const empty = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+    const short = new Coordinator({
+      etcd: client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r3', listen: '127.0.0.1:0', servingRenewCheckMs: 100,
+      pki: { ...(await pki.coordinatorPki(client, empty)), servingValidityMs: 60_000 },
+    });
+    try {
+      await short.start();
+      const port = Number(short.address.split(':').pop());
+      const serial = (): Promise<string> => new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' }, () => {
+          resolve(s.getPeerCertificate().serialNumber);
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+      const first = await serial();
+      // Validity starts 5 min back (clock skew allowance), so two thirds of it is already behind us.
+      await waitFor('a renewed serving certificate', async () => (await serial()) !== first, { timeoutMs: 5000, intervalMs: 100 });
+      const viewer = track(new (api().ClusterService)(short.address, await pki.credentials('viewer')));
+      await unary(viewer.getStatus.bind(viewer), {});
+    } finally {
+      await short.stop({ graceMs: 100 });
+    }
+  });
+
   it('a plaintext client is refused (no plaintext fallback)', async () => {
     const plain = track(new grpc.Client(coord.address, grpc.credentials.createInsecure()));
     const err = await rawCall(plain, { path: '/cluster.v1.ClusterService/ListNodes', requestStream: false, responseStream: false });
@@ -242,6 +269,29 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
     const cluster = track(new (api().ClusterService)(coord.address, await pki.credentials('operator', 'olga')));
     await unary(cluster.setMaintenance.bind(cluster), { id: 'n1', maintenance: true, reason: 'test' });
     expect((await events('node.maintenance')).map((e) => e.actor)).to.deep.equal(['user:olga']);
+  });
+
+  it('apply: a cluster file with command units needs admin (the plan is refused before any write); the event names the certificate', async () => {
+    const doc = [
+      'bundles:',
+      '  - name: app',
+      '    version: 1',
+      '    units:',
+      '      - { id: init, kind: command, run: "touch /opt/app/.initialised" }',
+      'groups:',
+      '  web: { bundle: app@1 }',
+      '',
+    ].join('\n');
+    const before = await client.getAll().prefix(ks.prefix).strings();
+    const operator = track(new (api().DeclarativeService)(coord.address, await pki.credentials('operator', 'olga')));
+    const err = await refusal(unary(operator.apply.bind(operator), { document: doc, sourceName: 'cluster.yaml', requestedBy: 'root' }));
+    expect(err.code).to.equal(grpc.status.PERMISSION_DENIED);
+    expect(err.message).to.equal('permission denied: Apply(command units) needs the admin role; you are olga (operator)');
+    expect(await client.getAll().prefix(ks.prefix).strings()).to.deep.equal(before);
+
+    const admin = track(new (api().DeclarativeService)(coord.address, await pki.credentials('admin')));
+    await unary(admin.apply.bind(admin), { document: doc, sourceName: 'cluster.yaml', requestedBy: 'root' });
+    expect((await events('config.applied')).map((e) => e.actor)).to.deep.equal(['user:admin']);
   });
 
   it('users: added through PkiService, served, revoked, refused from the next call on', async () => {

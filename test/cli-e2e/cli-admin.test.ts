@@ -108,7 +108,8 @@ describe('cli-e2e: status, events, maintenance, labels, help, completion, config
     const evs = (): Promise<EventJson[]> => cluster.ctl(['events', '--node', 'n1', '-o', 'json']).then((r) => JSON.parse(expectOk(r).stdout) as EventJson[]);
     const m1 = (await evs()).filter((e) => e.type === 'node.maintenance');
     expect(m1).to.have.length(1);
-    expect(m1[0]).to.include({ nodeId: 'n1', actor: 'operator' });
+    // The actor is the identity of clusterctl's certificate (the cluster's admin.yaml), not a name it sent.
+    expect(m1[0]).to.include({ nodeId: 'n1', actor: 'user:admin' });
     expect(m1[0].message).to.contain('disk swap');
     expectOk(await cluster.ctl(['node', 'maintenance', 'on', 'n1']));
     expect((await evs()).filter((e) => e.type === 'node.maintenance')).to.have.length(1);

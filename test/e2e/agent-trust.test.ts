@@ -5,14 +5,32 @@
  * from its state dir.
  */
 import { expect } from 'chai';
+import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parsePeerCertificate } from '../../shared/pki';
+import { parsePeerCertificate, serverCredentials } from '../../shared/pki';
+import { loadProto } from '../../shared/proto';
+import { KEYSPACE } from './e2e-etcd';
 import { ClusterCa } from '../../shared/pki/cluster-ca';
 import { waitFor } from '../helpers';
 import type { AgentHandle, TestCluster } from '../helpers';
 import { e2eSuite } from './e2e-suite';
+
+/** A gRPC server with valid TLS but a coordinator certificate of ANOTHER CA; counts the streams that reach it. */
+async function rogueCoordinator(): Promise<{ address: string; streams: () => number; stop: () => void }> {
+  const other = (await ClusterCa.create()).ca;
+  const serving = await other.issueKeyAndCertificate({ role: 'coordinator', name: 'rogue' });
+  const server = new grpc.Server();
+  let streams = 0;
+  server.addService(loadProto().api.cluster.v1.AgentService.service, {
+    Connect: (call: grpc.ServerDuplexStream<unknown, unknown>) => { streams++; call.on('error', () => undefined); },
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', serverCredentials({ caPem: other.certPem, certPem: serving.certPem, keyPem: serving.keyPem }), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return { address: `127.0.0.1:${port}`, streams: () => streams, stop: () => server.forceShutdown() };
+}
 
 const NOT_JOINED = /this agent has not joined the cluster: start it once with --join-token \(clusterctl token create prints one\)/;
 
@@ -156,5 +174,30 @@ describe('e2e: agent trust (join, restart, renewal, revocation)', function () {
     await new Promise((res) => setTimeout(res, 5000));
     expect(count(a.proc.logs, /"msg":"connected to coordinator"/)).to.equal(connects);
     expect(count(coordinator.proc.logs, /"msg":"agent connected"/)).to.be.at.most(1);
+  });
+
+  it('a rogue coordinator (another CA) named in the election record: the agent process refuses it, says so, and finds the real one', async () => {
+    const cluster = suite.cluster({ name: 'trust-rogue' });
+    const c1 = await cluster.startCoordinator({ extraArgs: ['--election-ttl', '3'] });
+    const a = await cluster.startAgent('n1');
+    await a.proc.waitForLog(/"msg":"connected to coordinator"/, 30_000);
+    const rogue = await rogueCoordinator();
+    try {
+      // The leader dies; whoever can write the election prefix names the rogue.
+      await c1.kill();
+      const client = suite.etcd.client();
+      await client.put(KEYSPACE.electionCandidate('rogue')).value(JSON.stringify({ id: 'rogue', address: rogue.address, startedAt: new Date().toISOString() }));
+      await a.proc.waitForLog(/"msg":"refused the coordinator named in the election record: its certificate is not a cluster coordinator's"/, 30_000);
+      expect(a.proc.logs).to.match(new RegExp(`"address":"${rogue.address}"`));
+
+      // A real replica comes up; the rogue record goes: the agent is back on the cluster's coordinator.
+      const c2 = await cluster.startCoordinator({ extraArgs: ['--election-ttl', '3'], waitLeader: false });
+      await client.delete().key(KEYSPACE.electionCandidate('rogue'));
+      await c2.ready(true);
+      await waitFor('the agent back on c2', () => count(a.proc.logs, /"msg":"connected to coordinator"/) >= 2, { timeoutMs: 30_000 });
+      expect(rogue.streams(), 'no stream ever reached the rogue').to.equal(0);
+    } finally {
+      rogue.stop();
+    }
   });
 });

@@ -95,8 +95,9 @@ async function main(argv: string[]): Promise<number> {
       ? new StaticLeaderSource(o.coordinator)
       : new EtcdLeaderSource({ etcd, keyspace: new Keyspace(o.prefix), logger: logger.child({ nodeId }), callTimeoutMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
   } catch (err) {
-    if (err instanceof ClusterError || err instanceof Error) return usageError(errorMessage(err));
-    throw err;
+    // A bad node id or --coordinator address: the operator's input.
+    unitContext.close();
+    return usageError(errorMessage(err));
   }
 
   // After validation, so bad input changes nothing on disk.
@@ -119,6 +120,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     await leaders.close();
     etcd.close();
+    unitContext.close();
     if (stopController.signal.aborted) return 0;
     logger.error('cannot start without a certificate', { error: errorMessage(err) });
     process.stderr.write(`cluster-agent: ${errorMessage(err)}\n`);

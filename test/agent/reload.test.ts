@@ -225,6 +225,14 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     await restarted.reverifyIdle();
     expect(restarted.lastDriftFinding?.summary).to.match(/^1 of 3 units drifted: motd/);
     await waitFor('n2 reconnected', () => restarted.connected && coord.streams.isConnected('n2'), { timeoutMs: 30_000 });
+    // The agent came back with a new boot id, so the drift watcher starts its own verify job
+    // for n2 (reload re-verification); the repair starts once that job has let the node go.
+    await waitFor('n2 free of the drift watcher\'s verify job', async () => {
+      const n = await nodeRecord(coord, 'n2');
+      if (!n?.currentJob) return true;
+      const j = await coord.jobs.store.get(n.currentJob);
+      return !j || !['Pending', 'Running', 'Cancelling'].includes(j.record.state);
+    }, { timeoutMs: 30_000 });
     const repair = await coord.jobs.starter.start(jobRequest({ kind: 'repair', nodeIds: ['n2'], requestedBy: 'test' }));
     await waitFor('motd repaired', () => readFileSync(join(root, 'etc/motd'), 'utf8') === 'managed\n', { timeoutMs: 60_000 });
     await waitFor('the drift finding forgotten', () => restarted.lastDriftFinding === undefined, { timeoutMs: 10_000 });

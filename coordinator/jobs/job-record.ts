@@ -191,14 +191,39 @@ export function decodeJob(key: string, text: string): JobRecord {
   };
 }
 
+/**
+ * A report stored by a coordinator before reports were messages (`planJson`/`driftJson`: the
+ * agent's JSON text, a verify's drifted units under `drift`, changes with null sides), in the
+ * shape the decoder reads.
+ */
+function legacyReport(text: string): unknown {
+  const r = JSON.parse(text) as Record<string, unknown>;
+  if (typeof r !== 'object' || r === null) return r;
+  const unit = (u: unknown): unknown => {
+    if (typeof u !== 'object' || u === null) return u;
+    const { changes, ...rest } = u as Record<string, unknown>;
+    return {
+      ...rest,
+      changes: Array.isArray(changes) ? changes.map((c: unknown) => {
+        if (typeof c !== 'object' || c === null) return c;
+        const { before, after, ...f } = c as Record<string, unknown>;
+        return { ...f, ...(typeof before === 'string' ? { before, hasBefore: true } : {}), ...(typeof after === 'string' ? { after, hasAfter: true } : {}) };
+      }) : changes,
+    };
+  };
+  const { drift, units, ...rest } = r;
+  const list = Array.isArray(units) ? units : drift;
+  return { ...rest, units: Array.isArray(list) ? list.map(unit) : list };
+}
+
 /** The reports stored on a job's node record, checked as they are read back. */
 function storedReports(key: string, o: Record<string, unknown>): Pick<JobNodeRecord, 'plan' | 'drift'> {
   const out: Pick<JobNodeRecord, 'plan' | 'drift'> = {};
   for (const field of ['plan', 'drift'] as const) {
-    const v = o[field];
-    if (v === undefined || v === null) continue;
+    const legacy = o[`${field}Json`];
+    if ((o[field] === undefined || o[field] === null) && (typeof legacy !== 'string' || legacy === '')) continue;
     try {
-      out[field] = decodeCommandReport(v, field);
+      out[field] = decodeCommandReport(o[field] ?? legacyReport(legacy as string), field);
     } catch (err) {
       throw new InvalidArgumentError(`etcd value at ${key}: ${errorMessage(err)}`);
     }
@@ -211,8 +236,9 @@ export function decodeJobNode(key: string, text: string): JobNodeRecord {
   if (typeof o.nodeId !== 'string') throw new InvalidArgumentError(`etcd value at ${key}: field nodeId must be a string`);
   const state = typeof o.state === 'string' && (JOB_NODE_STATES as readonly string[]).includes(o.state) ? (o.state as JobNodeState) : undefined;
   if (!state) throw new InvalidArgumentError(`etcd value at ${key}: unknown job node state ${JSON.stringify(o.state)}`);
+  const { planJson: _p, driftJson: _d, plan: _plan, drift: _drift, ...rest } = o;
   return {
-    ...(o as Partial<JobNodeRecord>),
+    ...(rest as Partial<JobNodeRecord>),
     nodeId: o.nodeId,
     state,
     batch: typeof o.batch === 'number' ? o.batch : 0,

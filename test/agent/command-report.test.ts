@@ -115,6 +115,21 @@ describe('command report: a malformed one is refused, naming the field', () => {
     expect(decodeJobNode(key, good).drift?.units.map((u) => u.unitId)).to.deep.equal(['conf']);
     expect(decodeJobNode(key, JSON.stringify({ nodeId: 'n1', state: 'pending' }))).to.not.have.any.keys('plan', 'drift');
   });
+
+  it('a job node record stored before reports were messages (planJson/driftJson text) reads as the same structure', () => {
+    const key = '/cluster/v1/jobs/j1/nodes/n1';
+    // What agent/command-executor.ts summariseReport wrote and the runner stored as it came.
+    const driftJson = JSON.stringify({
+      mode: 'verify', bundle: { name: 'web', version: '2' }, ok: false, changed: ['motd'],
+      drift: [{ unitId: 'motd', kind: 'file', state: 'changed', action: 'create', summary: 'create /etc/motd', changes: [{ field: 'ensure', before: null, after: 'present' }] }], probes: [],
+    });
+    const planJson = JSON.stringify({ mode: 'plan', bundle: { name: 'web', version: '2' }, ok: true, changed: [], units: [{ unitId: 'conf', kind: 'file', state: 'unchanged', action: 'unchanged', summary: 'as wanted' }], probes: [] });
+    const rec = decodeJobNode(key, JSON.stringify({ nodeId: 'n1', state: 'succeeded', driftJson, planJson }));
+    expect(rec.drift).to.deep.equal(commandReport(run({ mode: 'verify', ok: false, changed: ['motd'], units: [NEW] })));
+    expect(rec.plan?.units.map((u) => [u.unitId, u.action])).to.deep.equal([['conf', 'unchanged']]);
+    expect(rec).to.not.have.any.keys('planJson', 'driftJson');
+    expect(() => decodeJobNode(key, JSON.stringify({ nodeId: 'n1', state: 'failed', driftJson: '{not json' }))).to.throw(InvalidArgumentError, `etcd value at ${key}:`);
+  });
 });
 
 describe('drift detail: the agent re-verify on the wire', () => {

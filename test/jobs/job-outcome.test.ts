@@ -36,6 +36,10 @@ const OUTCOMES: OutcomeRow[] = [
   { name: 'agent rebooted', result: failedOutcome('failed', REBOOTED), cancelRequested: false, state: 'failed', error: REBOOTED },
   { name: 'agent unreachable', result: failedOutcome('failed', UNREACHABLE), cancelRequested: false, state: 'failed', error: UNREACHABLE },
   {
+    name: 'a report that does not decode', result: { outcome: 'succeeded', error: '', report: { ...VERIFY_CLEAN, mode: 'verified' }, appliedDigest: 'd2', output: 'ok\n', exitCode: 0 },
+    cancelRequested: false, state: 'failed', error: 'the agent\'s command report is malformed: report.mode: must be one of apply, remove, verify, plan (got "verified")',
+  },
+  {
     name: 'verification ran and found drift', result: { outcome: 'failed', error: '1 unit drifted', report: VERIFY_DRIFT, appliedDigest: '', output: '' }, cancelRequested: false,
     state: 'failed', error: '1 unit drifted', verify: { state: 'succeeded', drift: VERIFY_DRIFT },
   },

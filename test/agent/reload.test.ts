@@ -220,6 +220,12 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     await restarted.reverifyIdle();
     expect(restarted.lastDriftFinding?.summary).to.match(/^1 of 3 units drifted: motd/);
     await waitFor('n2 reconnected', () => restarted.connected && coord.streams.isConnected('n2'), { timeoutMs: 30_000 });
+    // The drift watcher answers the new boot id with a verify job (or, when it had no baseline
+    // yet, takes boot-2 as one); a repair started before that job ends would be refused.
+    await waitFor('the drift watcher done with boot-2', async () => {
+      const n = await nodeRecord(coord, 'n2');
+      return n?.verifiedBootId === 'boot-2' && n.currentJob === undefined;
+    }, { timeoutMs: 60_000 });
     const repair = await coord.jobs.starter.start(jobRequest({ kind: 'repair', nodeIds: ['n2'], requestedBy: 'test' }));
     await waitFor('motd repaired', () => readFileSync(join(root, 'etc/motd'), 'utf8') === 'managed\n', { timeoutMs: 60_000 });
     await waitFor('the drift finding forgotten', () => restarted.lastDriftFinding === undefined, { timeoutMs: 10_000 });

@@ -22,6 +22,7 @@ import { appliedState } from '../../agent/applied-store';
 import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
 import { digestOf } from '../../shared/bundle/digest';
+import { decodeDriftDetail } from '../../shared/command-report';
 import { createLogger, decodeEvent, Keyspace, type EventRecord, type Facts, type Logger, type NodeRecord } from '../../shared';
 import { agentCredentials, BIN, EtcdServer, ManagedProcess, run, spawnNode, testPki, waitFor } from '../helpers';
 
@@ -225,14 +226,12 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     await restarted.reverifyIdle();
     expect(restarted.lastDriftFinding?.summary).to.match(/^1 of 3 units drifted: motd/);
     await waitFor('n2 reconnected', () => restarted.connected && coord.streams.isConnected('n2'), { timeoutMs: 30_000 });
-    // The agent came back with a new boot id, so the drift watcher starts its own verify job
-    // for n2 (reload re-verification); the repair starts once that job has let the node go.
-    await waitFor('n2 free of the drift watcher\'s verify job', async () => {
+    // The drift watcher answers the new boot id with a verify job (or, when it had no baseline
+    // yet, takes boot-2 as one); a repair started before that job ends would be refused.
+    await waitFor('the drift watcher done with boot-2', async () => {
       const n = await nodeRecord(coord, 'n2');
-      if (!n?.currentJob) return true;
-      const j = await coord.jobs.store.get(n.currentJob);
-      return !j || !['Pending', 'Running', 'Cancelling'].includes(j.record.state);
-    }, { timeoutMs: 30_000 });
+      return n?.verifiedBootId === 'boot-2' && n.currentJob === undefined;
+    }, { timeoutMs: 60_000 });
     const repair = await coord.jobs.starter.start(jobRequest({ kind: 'repair', nodeIds: ['n2'], requestedBy: 'test' }));
     await waitFor('motd repaired', () => readFileSync(join(root, 'etc/motd'), 'utf8') === 'managed\n', { timeoutMs: 60_000 });
     await waitFor('the drift finding forgotten', () => restarted.lastDriftFinding === undefined, { timeoutMs: 10_000 });
@@ -326,7 +325,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     expect(cap.lines.some((l) => /"msg":"drift found".*"reason":"reconnected after \d+ ms away"/.test(l))).to.equal(true);
   });
 
-  it('findingOf keeps drift_json bounded (changes dropped, then units cut with a count)', () => {
+  it('findingOf keeps the drift detail bounded (changes dropped, then units cut with a count)', () => {
     const units = Array.from({ length: 500 }, (_, i) => ({
       unitId: `u${i}`, kind: 'file' as const, action: 'update' as const, summary: `update /etc/f${i}: content changed`,
       changes: [{ field: 'content', before: 'x'.repeat(50), after: 'y'.repeat(50) }],
@@ -343,12 +342,12 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     ];
     for (const row of table) {
       const f = findingOf(report, row.max);
-      expect(f.driftJson.length, String(row.max)).to.be.at.most(row.max);
-      const body = JSON.parse(f.driftJson) as { units: { changes?: unknown }[]; unitsOmitted?: number; summary: string; drifted: boolean; report?: unknown };
-      expect(body.report, 'the full run report stays local').to.equal(undefined);
+      expect(JSON.stringify(f.detail).length, String(row.max)).to.be.at.most(row.max);
+      const body = decodeDriftDetail(f.detail);
+      expect(body, 'the full run report stays local').to.not.have.property('report');
       expect(body.drifted).to.equal(true);
-      expect(body.units[0].changes !== undefined, String(row.max)).to.equal(row.changes);
-      expect((body.unitsOmitted ?? 0) > 0, String(row.max)).to.equal(row.omitted);
+      expect(body.units[0].changes.length > 0, String(row.max)).to.equal(row.changes);
+      expect(body.unitsOmitted > 0, String(row.max)).to.equal(row.omitted);
     }
   });
 });

@@ -12,7 +12,9 @@
 import type { DriftReport as DriftReportMessage } from '../generated/cluster/v1/DriftReport';
 import { errorMessage } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import { reverifyRecord, type DriftReport, type ReverifyOptions } from './applied-record';
+import type { DriftDetail, UnitReport } from '../shared/command-report';
+import { reverifyRecord, type DriftedUnit, type DriftReport, type ReverifyOptions } from './applied-record';
+import { fieldChangeReport } from './command-executor';
 import type { AppliedStore } from './applied-store';
 import type { LinkConnected } from './coordinator-link';
 import type { BaseUnitContext } from './unit-context';
@@ -23,30 +25,46 @@ export interface DriftFinding {
   /** One line for logs and the node record. */
   summary: string;
   appliedDigest: string;
-  /** DriftReport.drift_json: what differs, per unit (never file content: see content-diff.ts). */
-  driftJson: string;
+  /** DriftReport.drift: what differs, per unit (never file content: see content-diff.ts). */
+  detail: DriftDetail;
 }
 
-/** drift_json is bounded: a node with thousands of drifted units still sends one small message. */
-export const MAX_DRIFT_JSON = 64 * 1024;
+/**
+ * The drift detail is bounded: a node with thousands of drifted units still sends one small
+ * message. Measured as the detail's JSON length, which is more than its protobuf encoding.
+ */
+export const MAX_DRIFT_BYTES = 64 * 1024;
+
+function driftedUnit(u: DriftedUnit, withChanges: boolean): UnitReport {
+  return {
+    unitId: u.unitId, kind: u.kind, state: u.action, action: u.action === 'failed' ? '' : u.action, summary: u.summary,
+    changes: withChanges ? u.changes.map(fieldChangeReport) : [], error: '',
+  };
+}
 
 /** Pure: the wire form of a re-verify (the full RunReport stays local). */
-export function findingOf(report: DriftReport, maxJson = MAX_DRIFT_JSON): DriftFinding {
-  const { report: _run, ...body } = report;
-  let json = JSON.stringify(body);
-  if (json.length > maxJson) json = JSON.stringify({ ...body, units: body.units.map(({ changes: _c, ...u }) => u) });
-  if (json.length > maxJson) {
+export function findingOf(report: DriftReport, maxBytes = MAX_DRIFT_BYTES): DriftFinding {
+  const base: DriftDetail = {
+    drifted: report.drifted, summary: report.summary, bundle: { ...report.bundle }, appliedAt: report.appliedAt,
+    checkedAt: report.checkedAt, incomplete: report.incomplete, unusableRecord: false,
+    units: report.units.map((u) => driftedUnit(u, true)), failedProbes: report.failedProbes.map((p) => ({ id: p.id, ok: false, detail: p.detail })),
+    unitsOmitted: 0,
+  };
+  const size = (d: DriftDetail): number => JSON.stringify(d).length;
+  let detail = base;
+  if (size(detail) > maxBytes) detail = { ...base, units: report.units.map((u) => driftedUnit(u, false)) };
+  if (size(detail) > maxBytes) {
     // Keep as many units as fit; the summary already names them all (cut as well).
-    let keep = body.units.length;
+    let keep = report.units.length;
     do {
       keep = Math.floor(keep / 2);
-      json = JSON.stringify({
-        ...body, summary: body.summary.slice(0, 2000), units: body.units.slice(0, keep).map(({ changes: _c, ...u }) => u),
-        unitsOmitted: body.units.length - keep,
-      });
-    } while (json.length > maxJson && keep > 0);
+      detail = {
+        ...base, summary: report.summary.slice(0, 2000), units: report.units.slice(0, keep).map((u) => driftedUnit(u, false)),
+        unitsOmitted: report.units.length - keep,
+      };
+    } while (size(detail) > maxBytes && keep > 0);
   }
-  return { drifted: report.drifted, summary: report.summary, appliedDigest: report.appliedDigest, driftJson: json };
+  return { drifted: report.drifted, summary: report.summary, appliedDigest: report.appliedDigest, detail };
 }
 
 /** Pure: an applied record that cannot be read is drift too: the node needs a re-apply. */
@@ -54,7 +72,10 @@ export function unusableRecordFinding(problem: string, now: Date): DriftFinding 
   const summary = `applied record unusable: ${problem}`;
   return {
     drifted: true, summary, appliedDigest: '',
-    driftJson: JSON.stringify({ drifted: true, unusableRecord: true, summary, checkedAt: now.toISOString(), units: [] }),
+    detail: {
+      drifted: true, summary, bundle: null, appliedAt: '', checkedAt: now.toISOString(), incomplete: false, unusableRecord: true,
+      units: [], failedProbes: [], unitsOmitted: 0,
+    },
   };
 }
 
@@ -172,7 +193,7 @@ export class AppliedReload {
   private sendLast(): void {
     const f = this.last;
     if (!f?.drifted) return;
-    if (this.o.send({ appliedDigest: f.appliedDigest, driftJson: f.driftJson })) {
+    if (this.o.send({ appliedDigest: f.appliedDigest, drift: f.detail })) {
       this.log.info('drift reported to the coordinator', { appliedDigest: f.appliedDigest });
     } else {
       this.log.debug('drift report waits for the coordinator stream', { appliedDigest: f.appliedDigest });

@@ -1,10 +1,11 @@
 /**
  * The agent's CommandHandler: runs the coordinator's commands with the config-unit executor.
  *
- *   APPLY   render the bundle (vars from the command, facts from this node), converge it, then
+ *   APPLY   validate and render the bundle (vars: the command's, merged by the coordinator; facts:
+ *           this node's), converge it, then
  *           write the applied record (what the agent re-verifies after a restart: "reload")
  *   REMOVE  undo the units in reverse order, then clear the applied record
- *   VERIFY  check every unit and probe; drift is reported in report_json (changes nothing)
+ *   VERIFY  check every unit and probe; drift is reported in the result's report (changes nothing)
  *   PLAN    what APPLY would change (dry run)
  *   EXEC    run one argv with a timeout, bounded output
  *
@@ -18,12 +19,15 @@ import type { Command__Output } from '../generated/cluster/v1/Command';
 import type { Logger } from '../shared/logger';
 import { errorMessage } from '../shared/errors';
 import { renderBundle } from '../shared/bundle/render-template';
+import { validateBundle } from '../shared/bundle/validate-bundle';
 import type { Bundle } from '../shared/bundle/types';
 import type { BaseUnitContext } from './unit-context';
 import { convergedDigests, recordAfterApply } from './applied-record';
 import type { AppliedStore } from './applied-store';
 import { commandKindName, type CommandHandler, type CommandResultBody, type ReportProgress } from './command-handler';
-import { runBundle, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress } from './units/executor';
+import { runBundle, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
+import type { FieldChange } from './units/unit';
+import type { CommandReport, FieldChange as FieldChangeReport, UnitReport } from '../shared/command-report';
 import { BoundedOutput } from './units/bounded-output';
 import { runShell } from './units/run-shell';
 
@@ -62,16 +66,32 @@ function wireStatus(mode: RunMode, p: UnitProgress): string {
   return p.state;
 }
 
-/** The report_json the coordinator stores: plan and drift per unit, failures, probes. */
-export function summariseReport(report: RunReport): string {
-  const units = report.units.map((u) => ({
-    unitId: u.unitId, kind: u.kind, state: u.state, action: u.plan?.action, summary: u.plan?.summary,
-    ...(u.plan && u.plan.changes.length > 0 ? { changes: u.plan.changes } : {}), ...(u.error ? { error: u.error } : {}),
-  }));
-  const body = report.mode === 'verify'
-    ? { drift: units.filter((u) => u.state !== 'unchanged'), probes: report.probes.filter((p) => !p.ok) }
-    : { units, probes: report.probes };
-  return JSON.stringify({ mode: report.mode, bundle: report.bundle, ok: report.ok, changed: report.changed, ...body, ...(report.failure ? { failure: report.failure } : {}) });
+/** A field change for the wire: null (absent before/after) becomes has_before/has_after false. */
+export function fieldChangeReport(c: FieldChange): FieldChangeReport {
+  return { field: c.field, before: c.before ?? '', hasBefore: c.before !== null, after: c.after ?? '', hasAfter: c.after !== null };
+}
+
+/** One unit's result for the wire. */
+export function unitReport(u: UnitResult): UnitReport {
+  return {
+    unitId: u.unitId, kind: u.kind, state: u.state, action: u.plan?.action ?? '', summary: u.plan?.summary ?? '',
+    changes: (u.plan?.changes ?? []).map(fieldChangeReport), error: u.error ?? '',
+  };
+}
+
+/**
+ * The CommandResult report the coordinator stores: plan and drift per unit, failures, probes.
+ * A VERIFY report keeps only what drifted (units not unchanged, probes that failed).
+ */
+export function commandReport(report: RunReport): CommandReport {
+  const verify = report.mode === 'verify';
+  const f = report.failure;
+  return {
+    mode: report.mode, bundle: { name: report.bundle.name, version: report.bundle.version }, ok: report.ok, changed: [...report.changed],
+    units: (verify ? report.units.filter((u) => u.state !== 'unchanged') : report.units).map(unitReport),
+    probes: (verify ? report.probes.filter((p) => !p.ok) : report.probes).map((p) => ({ id: p.id, ok: p.ok, detail: p.detail })),
+    failure: f ? { unitId: f.unitId ?? '', probeId: f.probeId ?? '', reason: f.reason, alreadyChanged: [...f.alreadyChanged] } : null,
+  };
 }
 
 export class CommandExecutor implements CommandHandler {
@@ -89,10 +109,9 @@ export class CommandExecutor implements CommandHandler {
 
     let bundle: Bundle;
     try {
-      bundle = JSON.parse(cmd.bundleJson) as Bundle;
-      if (!bundle || typeof bundle.name !== 'string' || !Array.isArray(bundle.units)) throw new Error('not a bundle (name, version, units)');
+      bundle = validateBundle(JSON.parse(cmd.bundleJson));
     } catch (err) {
-      return { outcome: 'failed', error: `command ${cmd.id}: bundle_json is unusable: ${errorMessage(err)}` };
+      return { outcome: 'failed', error: `command ${cmd.id}: refused: bundle_json is not a valid bundle: ${errorMessage(err)}` };
     }
     let facts: unknown;
     try {
@@ -102,7 +121,9 @@ export class CommandExecutor implements CommandHandler {
     }
     let rendered: Bundle;
     try {
-      rendered = renderBundle(bundle, { facts, extraVars: cmd.variables });
+      // The command's variables are the whole set (the coordinator merged the bundle's defaults,
+      // the group's and the job's); the bundle's own are not merged again here.
+      rendered = renderBundle({ ...bundle, variables: cmd.variables }, { facts });
     } catch (err) {
       return { outcome: 'failed', error: errorMessage(err) };
     }
@@ -152,7 +173,7 @@ export class CommandExecutor implements CommandHandler {
     return {
       outcome: report.ok ? 'succeeded' : report.cancelled ? 'cancelled' : 'failed',
       error,
-      reportJson: summariseReport(report),
+      report: commandReport(report),
       appliedDigest,
       output: output.result().text,
     };

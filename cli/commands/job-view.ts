@@ -6,6 +6,7 @@
 import type { Job__Output } from '../../generated/cluster/v1/Job';
 import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { JobNode__Output } from '../../generated/cluster/v1/JobNode';
+import { driftLines, type FieldChange } from '../../shared/command-report';
 import { EXIT, type ExitCode } from '../command';
 import { ageSince, formatBool, formatTable, orDash, type Cell, type Row } from '../output';
 
@@ -29,7 +30,7 @@ export function jobObject(j: Job__Output): Record<string, unknown> {
   };
 }
 
-/** Plan/drift JSON text as data (so `-o json` nests it instead of quoting it); text when unreadable. */
+/** JSON text as data (so `-o json` nests it instead of quoting it); text when unreadable. */
 export function parseJsonField(text: string): unknown {
   if (!text) return null;
   try {
@@ -43,7 +44,7 @@ export function jobNodeObject(n: JobNode__Output): Record<string, unknown> {
   return {
     nodeId: n.nodeId, batch: n.batch, state: n.state, commandId: n.commandId, startedAt: n.startedAt, finishedAt: n.finishedAt,
     error: n.error, output: n.output, units: n.units.map((u) => ({ unitId: u.unitId, status: u.status, message: u.message })),
-    plan: parseJsonField(n.planJson), drift: parseJsonField(n.driftJson),
+    plan: n.plan, drift: n.drift,
   };
 }
 
@@ -68,13 +69,9 @@ export function jobWideRow(j: Job__Output, nowMs: number): Row {
   return [...jobRow(j, nowMs), orDash(j.bundle), orDash(j.strategy), formatBool(j.dryRun), orDash(j.requestedBy), orDash(j.message)];
 }
 
-/** Has this verify node's drift JSON any content? (`[]`, `{}`, `null` and '' mean no drift.) */
+/** Did this verify node find drift (a unit that differs or a probe that failed)? */
 export function hasDrift(n: JobNode__Output): boolean {
-  const v = parseJsonField(n.driftJson);
-  if (v === null || v === undefined || v === '') return false;
-  if (Array.isArray(v)) return v.length > 0;
-  if (typeof v === 'object') return Object.keys(v).length > 0;
-  return true;
+  return !!n.drift && driftLines(n.drift).length > 0;
 }
 
 /** The exit code a finished job stands for (EXIT.ok while it runs, for callers that ask early). */
@@ -92,29 +89,24 @@ export interface PlanLine {
   detail: string;
 }
 
-/**
- * The per-node, per-unit plan of a dry run. The agent's plan JSON is a list of unit entries (or
- * `{units: [...]}`); each names its unit and what would change. Unknown shapes print as JSON.
- */
+/** `content: 3 lines → 4 lines`; a side that does not exist is `(none)`. */
+function changeText(c: FieldChange): string {
+  return `${c.field}: ${c.hasBefore ? c.before : '(none)'} → ${c.hasAfter ? c.after : '(none)'}`;
+}
+
+/** The per-node, per-unit plan of a dry run (the agent's PLAN report); a node without one says why. */
 export function planLines(d: JobDetail__Output): PlanLine[] {
   const lines: PlanLine[] = [];
   for (const n of d.nodes) {
-    const plan = parseJsonField(n.planJson);
-    const entries: unknown[] = Array.isArray(plan) ? plan : plan && typeof plan === 'object' && Array.isArray((plan as { units?: unknown }).units) ? (plan as { units: unknown[] }).units : [];
-    if (entries.length === 0) {
-      const why = n.error ? `error: ${n.error}` : plan === null ? `no plan (${n.state})` : JSON.stringify(plan);
+    const units = n.plan?.units ?? [];
+    if (units.length === 0) {
+      const why = n.error ? `error: ${n.error}` : n.plan ? 'no units' : `no plan (${n.state})`;
       lines.push({ nodeId: n.nodeId, unitId: '-', action: n.state === 'failed' ? 'failed' : '-', detail: why });
       continue;
     }
-    for (const e of entries) {
-      const o = (e && typeof e === 'object' ? e : {}) as Record<string, unknown>;
-      const unitId = typeof o.unitId === 'string' ? o.unitId : typeof o.id === 'string' ? o.id : '?';
-      const changes = o.changes ?? o.diff ?? o.changed;
-      const action = typeof o.action === 'string' ? o.action : typeof o.status === 'string' ? o.status
-        : changes === false || (Array.isArray(changes) && changes.length === 0) ? 'unchanged' : 'change';
-      const detail = typeof o.message === 'string' ? o.message : typeof o.summary === 'string' ? o.summary
-        : Array.isArray(changes) ? changes.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join('; ') : '';
-      lines.push({ nodeId: n.nodeId, unitId, action, detail });
+    for (const u of units) {
+      const detail = u.summary || u.error || u.changes.map(changeText).join('; ');
+      lines.push({ nodeId: n.nodeId, unitId: u.unitId, action: u.action || u.state, detail });
     }
   }
   return lines;

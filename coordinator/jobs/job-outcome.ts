@@ -13,7 +13,8 @@ import { FailedPreconditionError, type LifecycleState, type NodeRecord } from '.
 import type { CommandKind } from '../../generated/cluster/v1/CommandKind';
 import type { CommandResult__Output } from '../../generated/cluster/v1/CommandResult';
 import type { NodeChange } from '../node-store';
-import { completedVerification } from './command-report';
+import { completedVerification, decodeCommandReport, type CommandReport } from '../../shared/command-report';
+import { errorMessage } from '../../shared/errors';
 import { boundOutput, type JobKind, type JobNodeRecord, type JobRecord } from './job-record';
 
 export const CANCELLED_BY_OPERATOR = 'cancelled by operator';
@@ -49,11 +50,11 @@ export function commandKindFor(kind: JobKind, dryRun: boolean): CommandKind {
 }
 
 /** How one node's command ended: the agent's result, or one the runner made up (timeout, cancel, reboot, unreachable). */
-export type CommandOutcome = Pick<CommandResult__Output, 'outcome' | 'error' | 'reportJson' | 'appliedDigest' | 'output'> & { exitCode?: number };
+export type CommandOutcome = Pick<CommandResult__Output, 'outcome' | 'error' | 'report' | 'appliedDigest' | 'output'> & { exitCode?: number };
 
 /** An outcome the runner decided without a result from the agent. */
 export function failedOutcome(outcome: CommandResult__Output['outcome'], error: string, output = ''): CommandOutcome {
-  return { outcome, error, reportJson: '', appliedDigest: '', output };
+  return { outcome, error, report: null, appliedDigest: '', output };
 }
 
 /** The job fields the decision reads. */
@@ -78,26 +79,37 @@ export interface NodeOutcome {
   /** The operator's cancel was confirmed (or assumed): not a failure of the node. */
   cancelled: boolean;
   error?: string;
-  /** The final fields of the node's job record (state, error, planJson, driftJson, exitCode). */
-  record: Pick<JobNodeRecord, 'state' | 'error' | 'planJson' | 'driftJson' | 'exitCode'>;
+  /** The final fields of the node's job record (state, error, plan, drift, exitCode). */
+  record: Pick<JobNodeRecord, 'state' | 'error' | 'plan' | 'drift' | 'exitCode'>;
+}
+
+/** The agent's report checked as it comes off the wire; a malformed one fails the node, saying why. */
+function checkedReport(wire: CommandReport | null | undefined): { report?: CommandReport; problem?: string } {
+  if (!wire) return {};
+  try {
+    return { report: decodeCommandReport(wire) };
+  } catch (err) {
+    return { problem: `the agent's command report is malformed: ${errorMessage(err)}` };
+  }
 }
 
 /** How the node's part of the job ended, from the command's outcome and whether the operator cancelled. */
 export function decideNodeOutcome(job: OutcomeJob, r: CommandOutcome, cancelRequested: boolean): NodeOutcome {
   const cancelled = r.outcome === 'cancelled' && cancelRequested;
-  const verification = job.kind === 'verify' && !job.dryRun ? completedVerification(r.reportJson) : undefined;
+  const { report, problem } = checkedReport(r.report);
+  const verification = job.kind === 'verify' && !job.dryRun ? completedVerification(report) : undefined;
   // A verification that ran is a success whatever it found: drift is its result, recorded in
-  // driftJson (and turned into exit code 2 by clusterctl), not a failure that would count
-  // against --max-failures. Only a check that could not run fails the node.
-  const ok = r.outcome === 'succeeded' || verification !== undefined;
-  const error = ok ? undefined : cancelled ? CANCELLED_BY_OPERATOR : r.error || `command ${r.outcome}`;
+  // the record's drift (and turned into exit code 2 by clusterctl), not a failure that would
+  // count against --max-failures. Only a check that could not run fails the node.
+  const ok = !problem && (r.outcome === 'succeeded' || verification !== undefined);
+  const error = ok ? undefined : problem ?? (cancelled ? CANCELLED_BY_OPERATOR : r.error || `command ${r.outcome}`);
   return {
     ok, cancelled, ...(error ? { error } : {}),
     record: {
       state: ok ? 'succeeded' : cancelled ? 'cancelled' : 'failed',
       ...(error ? { error } : {}),
-      ...(job.dryRun && r.reportJson ? { planJson: r.reportJson } : {}),
-      ...(verification?.drifted ? { driftJson: r.reportJson } : {}),
+      ...(job.dryRun && report ? { plan: report } : {}),
+      ...(verification?.drifted && report ? { drift: report } : {}),
       ...(job.kind === 'exec' && r.exitCode !== undefined && r.outcome !== 'timed_out' && r.outcome !== 'cancelled' ? { exitCode: r.exitCode } : {}),
     },
   };

@@ -29,7 +29,7 @@ import {
   startedNodeChange, workingState, type CommandOutcome,
 } from './job-outcome';
 import {
-  batchOf, checkJobTransition, commandIdFor, isNodeDone, pendingNode,
+  batchOf, checkJobTransition, commandIdFor, commandVariables, isNodeDone, pendingNode,
   type JobNodeRecord, type JobRecord, type JobState,
 } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
@@ -237,7 +237,7 @@ export class JobProgress {
     await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef);
   }
 
-  /** The command for one node: an exec's argv, or the job's bundle with its variables merged. */
+  /** The command for one node: an exec's argv, or the job's bundle and its variables. */
   private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined): Promise<Command> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
@@ -250,9 +250,10 @@ export class JobProgress {
     const bundle = await this.bundles.resolve(bundleRef);
     return {
       ...base, kind: commandKindFor(job.kind, job.dryRun),
-      // Variables merged for this node; facts templates are rendered by the agent with its own facts.
-      bundleJson: JSON.stringify({ ...bundle, variables: { ...bundle.variables, ...job.variables } }),
-      variables: job.variables,
+      // The bundle as stored (sources inlined); the agent validates and renders it with
+      // `variables` and its own facts.
+      bundleJson: JSON.stringify(bundle),
+      variables: commandVariables(bundle.variables, job.variables),
       timeoutMs: this.o.timings.commandTimeoutMs,
     };
   }

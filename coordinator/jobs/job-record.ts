@@ -5,7 +5,8 @@
  * but a chatty command must not blow etcd's 1.5 MiB request limit).
  */
 import { randomBytes } from 'node:crypto';
-import { FailedPreconditionError, InvalidArgumentError } from '../../shared';
+import { errorMessage, FailedPreconditionError, InvalidArgumentError } from '../../shared';
+import { decodeCommandReport, type CommandReport } from '../../shared/command-report';
 
 export const JOB_KINDS = ['commission', 'upgrade', 'decommission', 'verify', 'repair', 'exec'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
@@ -69,7 +70,7 @@ export interface JobRecord {
   group?: string;
   /** "name@version" of the bundle the job applies (decommission/verify: per node, see JobNodeRecord.bundle). */
   bundle?: string;
-  /** Group variables + extra vars, merged over the bundle's own on the agent. */
+  /** Group variables < extra vars (job-starter.ts); commandVariables puts them over the bundle's. */
   variables: Record<string, string>;
   strategy: 'all-at-once' | 'rolling';
   batch: string;
@@ -108,8 +109,10 @@ export interface JobNodeRecord {
   error?: string;
   output?: string;
   units: JobNodeUnit[];
-  planJson?: string;
-  driftJson?: string;
+  /** Dry run: the agent's PLAN report. */
+  plan?: CommandReport;
+  /** Verify: the agent's VERIFY report when it found drift. */
+  drift?: CommandReport;
   /** Kind exec: the command's exit code as the agent reported it (-1: killed, timed out). */
   exitCode?: number;
   /**
@@ -117,6 +120,18 @@ export interface JobNodeRecord {
    * one rebooted mid-command: its command is failed, never sent again (Contiv #158).
    */
   bootId?: string;
+}
+
+/**
+ * The one merge of a bundle command's template variables, lowest first: the bundle's defaults
+ * < the group's variables < the job's extra vars (`clusterctl ... -e`). The job starter merges
+ * the last two into JobRecord.variables; this puts them over the bundle's. The agent renders
+ * with exactly this set (Command.variables).
+ */
+export function commandVariables(bundleDefaults: Readonly<Record<string, string | number | boolean>>, jobVariables: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(bundleDefaults)) out[k] = String(v);
+  return { ...out, ...jobVariables };
 }
 
 export const OUTPUT_LIMIT = 64 * 1024;
@@ -176,18 +191,60 @@ export function decodeJob(key: string, text: string): JobRecord {
   };
 }
 
+/**
+ * A report stored by a coordinator before reports were messages (`planJson`/`driftJson`: the
+ * agent's JSON text, a verify's drifted units under `drift`, changes with null sides), in the
+ * shape the decoder reads.
+ */
+function legacyReport(text: string): unknown {
+  const r = JSON.parse(text) as Record<string, unknown>;
+  if (typeof r !== 'object' || r === null) return r;
+  const unit = (u: unknown): unknown => {
+    if (typeof u !== 'object' || u === null) return u;
+    const { changes, ...rest } = u as Record<string, unknown>;
+    return {
+      ...rest,
+      changes: Array.isArray(changes) ? changes.map((c: unknown) => {
+        if (typeof c !== 'object' || c === null) return c;
+        const { before, after, ...f } = c as Record<string, unknown>;
+        return { ...f, ...(typeof before === 'string' ? { before, hasBefore: true } : {}), ...(typeof after === 'string' ? { after, hasAfter: true } : {}) };
+      }) : changes,
+    };
+  };
+  const { drift, units, ...rest } = r;
+  const list = Array.isArray(units) ? units : drift;
+  return { ...rest, units: Array.isArray(list) ? list.map(unit) : list };
+}
+
+/** The reports stored on a job's node record, checked as they are read back. */
+function storedReports(key: string, o: Record<string, unknown>): Pick<JobNodeRecord, 'plan' | 'drift'> {
+  const out: Pick<JobNodeRecord, 'plan' | 'drift'> = {};
+  for (const field of ['plan', 'drift'] as const) {
+    const legacy = o[`${field}Json`];
+    if ((o[field] === undefined || o[field] === null) && (typeof legacy !== 'string' || legacy === '')) continue;
+    try {
+      out[field] = decodeCommandReport(o[field] ?? legacyReport(legacy as string), field);
+    } catch (err) {
+      throw new InvalidArgumentError(`etcd value at ${key}: ${errorMessage(err)}`);
+    }
+  }
+  return out;
+}
+
 export function decodeJobNode(key: string, text: string): JobNodeRecord {
   const o = parseObject(key, text);
   if (typeof o.nodeId !== 'string') throw new InvalidArgumentError(`etcd value at ${key}: field nodeId must be a string`);
   const state = typeof o.state === 'string' && (JOB_NODE_STATES as readonly string[]).includes(o.state) ? (o.state as JobNodeState) : undefined;
   if (!state) throw new InvalidArgumentError(`etcd value at ${key}: unknown job node state ${JSON.stringify(o.state)}`);
+  const { planJson: _p, driftJson: _d, plan: _plan, drift: _drift, ...rest } = o;
   return {
-    ...(o as Partial<JobNodeRecord>),
+    ...(rest as Partial<JobNodeRecord>),
     nodeId: o.nodeId,
     state,
     batch: typeof o.batch === 'number' ? o.batch : 0,
     attempt: typeof o.attempt === 'number' ? o.attempt : 0,
     units: Array.isArray(o.units) ? (o.units as JobNodeUnit[]) : [],
+    ...storedReports(key, o),
   };
 }
 

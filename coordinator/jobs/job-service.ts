@@ -46,7 +46,7 @@ export function toJobDetail(v: VersionedJob, nodes: ReadonlyMap<string, JobNodeR
       const n = nodes.get(id) ?? pendingNode(id, batchOf(v.record, id));
       return {
         nodeId: id, batch: n.batch, state: n.state, commandId: n.commandId ?? '', startedAt: n.startedAt ?? '', finishedAt: n.finishedAt ?? '',
-        error: n.error ?? '', output: n.output ?? '', units: n.units, planJson: n.planJson ?? '', driftJson: n.driftJson ?? '',
+        error: n.error ?? '', output: n.output ?? '', units: n.units, plan: n.plan ?? null, drift: n.drift ?? null,
         exitCode: n.exitCode ?? -1, hasExitCode: n.exitCode !== undefined,
       };
     }),

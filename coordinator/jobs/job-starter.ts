@@ -235,6 +235,7 @@ export class JobStarter {
     const record: JobRecord = {
       id: jobId, kind, state: 'Pending', targets: targetsAsked, nodeIds: targets,
       ...(effectiveGroup ? { group: effectiveGroup } : {}), ...(bundle ? { bundle } : {}),
+      // Extra vars over the group's; the bundle's defaults go under both per command (commandVariables).
       variables: { ...(group?.variables ?? {}), ...extraVars },
       strategy: strategyText, batch: batchText, maxFailures: req.maxFailures, dryRun: req.dryRun, force: req.force,
       batches: planBatches(targets, { type: strategyText, batch }), currentBatch: 0,

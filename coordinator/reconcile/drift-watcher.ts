@@ -18,6 +18,7 @@ import {
   errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type NodeRecord, type PrefixWatch,
 } from '../../shared';
 import type { DriftReport__Output } from '../../generated/cluster/v1/DriftReport';
+import { decodeDriftDetail, driftDetailLine, driftLines } from '../../shared/command-report';
 import type { NodeStore } from '../node-store';
 import type { GroupRecord } from '../config/group-store';
 import { isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
@@ -46,30 +47,22 @@ export function planReverify(nodes: readonly NodeRecord[], activeJobs: ReadonlyS
 }
 
 /** Pure: the drift a verify job's node record shows; '' = none. */
-export function driftOf(rec: Pick<JobNodeRecord, 'state' | 'error' | 'driftJson'>): string {
-  const parts: string[] = [];
-  if (rec.driftJson) {
-    try {
-      const r = JSON.parse(rec.driftJson) as { drift?: { unitId?: string; summary?: string; error?: string }[]; probes?: { id?: string; detail?: string }[] };
-      for (const u of r.drift ?? []) parts.push(`${u.unitId ?? '?'}: ${u.summary ?? u.error ?? 'differs'}`);
-      for (const p of r.probes ?? []) parts.push(`probe ${p.id ?? '?'}: ${p.detail ?? 'failed'}`);
-    } catch {
-      parts.push(`unreadable drift report: ${rec.driftJson.slice(0, 200)}`);
-    }
-  }
+export function driftOf(rec: Pick<JobNodeRecord, 'state' | 'error' | 'drift'>): string {
+  const parts = rec.drift ? driftLines(rec.drift) : [];
   if (parts.length === 0 && rec.state === 'failed') parts.push(rec.error ?? 'verification failed');
   return parts.join('; ');
 }
 
-/** Pure: a DriftReport message from an agent, as one line ('' = no drift). */
-export function driftOfReport(report: Pick<DriftReport__Output, 'driftJson'>): string {
+/**
+ * Pure: a DriftReport message from an agent, as one line ('' = no drift). A detail that does
+ * not decode is drift too (the agent found something it could not say), named as such.
+ */
+export function driftOfReport(report: Pick<DriftReport__Output, 'drift'>): string {
+  if (!report.drift) return '';
   try {
-    const r = JSON.parse(report.driftJson) as { drifted?: boolean; summary?: string; units?: { unitId?: string; summary?: string }[] };
-    if (r.drifted === false) return '';
-    if (typeof r.summary === 'string' && r.summary) return r.summary;
-    return (r.units ?? []).map((u) => `${u.unitId ?? '?'}: ${u.summary ?? 'differs'}`).join('; ') || 'drift reported';
-  } catch {
-    return report.driftJson ? `drift reported: ${report.driftJson.slice(0, 200)}` : '';
+    return driftDetailLine(decodeDriftDetail(report.drift));
+  } catch (err) {
+    return `drift reported, but the report is malformed: ${errorMessage(err)}`;
   }
 }
 

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { Coordinator } from '../../coordinator';
+import { TokenStore } from '../../coordinator/pki';
 import { jobRequest } from '../../coordinator/reconcile/job-request';
 import { Agent } from '../../agent/agent';
 import { findingOf, reverifyStore } from '../../agent/applied-reload';
@@ -21,8 +22,9 @@ import { appliedState } from '../../agent/applied-store';
 import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
 import { digestOf } from '../../shared/bundle/digest';
+import { decodeDriftDetail } from '../../shared/command-report';
 import { createLogger, decodeEvent, Keyspace, type EventRecord, type Facts, type Logger, type NodeRecord } from '../../shared';
-import { BIN, EtcdServer, ManagedProcess, run, spawnNode, testPki, waitFor } from '../helpers';
+import { agentCredentials, BIN, EtcdServer, ManagedProcess, run, spawnNode, testPki, waitFor } from '../helpers';
 
 const quiet = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
 
@@ -64,6 +66,8 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
   let client: Etcd3;
   let ks: Keyspace;
   let dir: string;
+  /** A join token of the current test's cluster (made with its coordinator). */
+  let joinToken = '';
   const cleanup: (() => Promise<void> | void)[] = [];
 
   before(async () => {
@@ -91,6 +95,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     // Coordinator.stop is idempotent: a test may stop it early, cleanup stops it again.
     cleanup.push(() => coord.stop({ graceMs: 500 }));
     await waitFor(`${id} to lead`, () => coord.isLeader(), { timeoutMs: 15_000 });
+    joinToken = (await new TokenStore(client, ks, (await testPki()).ca.publicKeyHash).create({})).token;
     return coord;
   }
 
@@ -114,6 +119,8 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     const p = spawnNode(`agent ${nodeId} ${bootId}`, BIN.agent, [
       '--etcd', etcd.endpoint, '--node-id', nodeId, '--state-dir', state, '--root', root, '--prefix', ks.prefix,
       '--boot-id', bootId, '--lease-ttl', '3', '--hostname', `${nodeId}.lab`, '--log-level', 'debug',
+      // Joins at its first start; a restart on the same state dir uses the stored certificate.
+      '--join-token', joinToken,
     ], { logFile: join(dir, `agent-${nodeId}.log`) });
     cleanup.push(() => p.kill('SIGKILL'));
     return p;
@@ -133,7 +140,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     const a = new Agent(
       { nodeId, leaseTtlMs: 3000, prefix: ks.prefix, hostname: `${nodeId}.lab`, bootId, factsIntervalMs: 0 },
       {
-        etcd: client, logger, factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied),
+        etcd: client, logger, credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied),
         reverify: (signal) => reverifyStore(applied, context, { handlers, signal }),
       },
     );
@@ -219,6 +226,12 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     await restarted.reverifyIdle();
     expect(restarted.lastDriftFinding?.summary).to.match(/^1 of 3 units drifted: motd/);
     await waitFor('n2 reconnected', () => restarted.connected && coord.streams.isConnected('n2'), { timeoutMs: 30_000 });
+    // The drift watcher answers the new boot id with a verify job (or, when it had no baseline
+    // yet, takes boot-2 as one); a repair started before that job ends would be refused.
+    await waitFor('the drift watcher done with boot-2', async () => {
+      const n = await nodeRecord(coord, 'n2');
+      return n?.verifiedBootId === 'boot-2' && n.currentJob === undefined;
+    }, { timeoutMs: 60_000 });
     const repair = await coord.jobs.starter.start(jobRequest({ kind: 'repair', nodeIds: ['n2'], requestedBy: 'test' }));
     await waitFor('motd repaired', () => readFileSync(join(root, 'etc/motd'), 'utf8') === 'managed\n', { timeoutMs: 60_000 });
     await waitFor('the drift finding forgotten', () => restarted.lastDriftFinding === undefined, { timeoutMs: 10_000 });
@@ -312,7 +325,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     expect(cap.lines.some((l) => /"msg":"drift found".*"reason":"reconnected after \d+ ms away"/.test(l))).to.equal(true);
   });
 
-  it('findingOf keeps drift_json bounded (changes dropped, then units cut with a count)', () => {
+  it('findingOf keeps the drift detail bounded (changes dropped, then units cut with a count)', () => {
     const units = Array.from({ length: 500 }, (_, i) => ({
       unitId: `u${i}`, kind: 'file' as const, action: 'update' as const, summary: `update /etc/f${i}: content changed`,
       changes: [{ field: 'content', before: 'x'.repeat(50), after: 'y'.repeat(50) }],
@@ -329,12 +342,12 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     ];
     for (const row of table) {
       const f = findingOf(report, row.max);
-      expect(f.driftJson.length, String(row.max)).to.be.at.most(row.max);
-      const body = JSON.parse(f.driftJson) as { units: { changes?: unknown }[]; unitsOmitted?: number; summary: string; drifted: boolean; report?: unknown };
-      expect(body.report, 'the full run report stays local').to.equal(undefined);
+      expect(JSON.stringify(f.detail).length, String(row.max)).to.be.at.most(row.max);
+      const body = decodeDriftDetail(f.detail);
+      expect(body, 'the full run report stays local').to.not.have.property('report');
       expect(body.drifted).to.equal(true);
-      expect(body.units[0].changes !== undefined, String(row.max)).to.equal(row.changes);
-      expect((body.unitsOmitted ?? 0) > 0, String(row.max)).to.equal(row.omitted);
+      expect(body.units[0].changes.length > 0, String(row.max)).to.equal(row.changes);
+      expect(body.unitsOmitted > 0, String(row.max)).to.equal(row.omitted);
     }
   });
 });

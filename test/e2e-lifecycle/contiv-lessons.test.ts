@@ -90,7 +90,7 @@ describe('e2e lifecycle: Contiv Cluster lessons (real processes)', function () {
 
     const verify = await waitFor('a verify job for n1 after the reboot', async () => (await api.listJobs()).find((j) => j.kind === 'verify' && j.nodeIds.includes('n1')), { timeoutMs: 30_000 });
     const vd = await api.finished(verify.id, 60_000);
-    expect(vd.nodes[0]?.driftJson, nodeStates(vd)).to.include('conf');
+    expect(vd.nodes[0]?.drift?.units.map((u) => u.unitId), nodeStates(vd)).to.include('conf');
     const rec = await waitFor('drift recorded on n1', async () => {
       const n = await nodeRecord(s.client, 'n1');
       return n?.driftSummary && n.verifiedBootId === 'n1-boot-2' ? n : undefined;

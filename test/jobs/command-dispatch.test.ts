@@ -64,7 +64,7 @@ describe('command dispatch (timers on the injected clock)', () => {
   }
 
   function result(outcome: string, error = ''): void {
-    streams.emit('result', 'n1', { commandId: 'j1/n1/1', outcome, error, reportJson: '', appliedDigest: 'd', exitCode: 0, output: '' });
+    streams.emit('result', 'n1', { commandId: 'j1/n1/1', outcome, error, report: null, appliedDigest: 'd', exitCode: 0, output: '' });
   }
 
   it('an agent that never connects fails the node after the 60 s connect timeout, not before', async () => {

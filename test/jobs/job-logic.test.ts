@@ -4,7 +4,6 @@ import {
   boundOutput, checkJobTransition, chunk, claimConflicts, commandKindFor, isActive, isFinished, JOB_STATES, JOB_TRANSITIONS,
   matchesFacts, newJobId, parseFactSelector, rollbackSet, type JobState,
 } from '../../coordinator/jobs';
-import { completedVerification } from '../../coordinator/jobs/command-report';
 import { FailedPreconditionError, InvalidArgumentError, type Facts } from '../../shared';
 
 describe('jobs: pure logic', () => {
@@ -89,17 +88,3 @@ describe('jobs: pure logic', () => {
   });
 });
 
-describe('completedVerification (a verify report that ran to the end; drift is its result, not a failure)', () => {
-  const rows: [string, string, { drifted: boolean } | undefined][] = [
-    ['no drift', JSON.stringify({ mode: 'verify', ok: true, drift: [], probes: [] }), { drifted: false }],
-    ['a drifted unit', JSON.stringify({ mode: 'verify', ok: false, drift: [{ unitId: 'conf' }], probes: [] }), { drifted: true }],
-    ['a failed probe', JSON.stringify({ mode: 'verify', ok: false, drift: [], probes: [{ id: 'port' }] }), { drifted: true }],
-    ['a check that could not run', JSON.stringify({ mode: 'verify', ok: false, drift: [], probes: [], failure: { unitId: 'pkg', error: 'dnf missing' } }), undefined],
-    ['an apply report', JSON.stringify({ mode: 'apply', ok: true, units: [], probes: [] }), undefined],
-    ['no report', '', undefined],
-    ['unreadable', '{not json', undefined],
-  ];
-  for (const [name, json, want] of rows) {
-    it(name, () => expect(completedVerification(json)).to.deep.equal(want));
-  }
-});

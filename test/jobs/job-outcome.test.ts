@@ -9,9 +9,10 @@ import {
   WORKING_STATE, type CommandOutcome, type OutcomeJob,
 } from '../../coordinator/jobs/job-outcome';
 import { JOB_KINDS, type JobKind, type JobNodeRecord } from '../../coordinator/jobs/job-record';
+import { decodeCommandReport, type CommandReport } from '../../shared/command-report';
 
-const VERIFY_DRIFT = JSON.stringify({ mode: 'verify', ok: false, drift: [{ unitId: 'conf' }], probes: [] });
-const VERIFY_CLEAN = JSON.stringify({ mode: 'verify', ok: true, drift: [], probes: [] });
+const VERIFY_DRIFT = decodeCommandReport({ mode: 'verify', ok: false, changed: ['conf'], units: [{ unitId: 'conf', state: 'changed' }] });
+const VERIFY_CLEAN = decodeCommandReport({ mode: 'verify', ok: true });
 const REBOOTED = 'agent of node n1 rebooted while the command ran (boot id b1 → b2); not re-sent';
 const UNREACHABLE = 'agent of node n1 went unreachable mid-command and did not reconnect within 60 s';
 
@@ -22,12 +23,12 @@ interface OutcomeRow {
   /** The job node's state and error for every kind but verify (verify: `verify` below, when it differs). */
   state: JobNodeRecord['state'];
   error?: string;
-  verify?: { state: JobNodeRecord['state']; error?: string; driftJson?: string };
+  verify?: { state: JobNodeRecord['state']; error?: string; drift?: CommandReport };
 }
 
 const OUTCOMES: OutcomeRow[] = [
-  { name: 'succeeded', result: { outcome: 'succeeded', error: '', reportJson: VERIFY_CLEAN, appliedDigest: 'd2', output: 'ok\n', exitCode: 0 }, cancelRequested: false, state: 'succeeded' },
-  { name: 'failed (agent error)', result: { outcome: 'failed', error: 'unit conf: disk full', reportJson: '', appliedDigest: '', output: '', exitCode: 3 }, cancelRequested: false, state: 'failed', error: 'unit conf: disk full' },
+  { name: 'succeeded', result: { outcome: 'succeeded', error: '', report: VERIFY_CLEAN, appliedDigest: 'd2', output: 'ok\n', exitCode: 0 }, cancelRequested: false, state: 'succeeded' },
+  { name: 'failed (agent error)', result: { outcome: 'failed', error: 'unit conf: disk full', report: null, appliedDigest: '', output: '', exitCode: 3 }, cancelRequested: false, state: 'failed', error: 'unit conf: disk full' },
   { name: 'failed (no error text)', result: failedOutcome('failed', ''), cancelRequested: false, state: 'failed', error: 'command failed' },
   { name: 'timed out', result: { ...failedOutcome('timed_out', 'no result within 1000 ms'), exitCode: -1 }, cancelRequested: false, state: 'failed', error: 'no result within 1000 ms' },
   { name: 'cancelled by the operator', result: { ...failedOutcome('cancelled', 'stopped'), exitCode: -1 }, cancelRequested: true, state: 'cancelled', error: CANCELLED_BY_OPERATOR },
@@ -35,8 +36,12 @@ const OUTCOMES: OutcomeRow[] = [
   { name: 'agent rebooted', result: failedOutcome('failed', REBOOTED), cancelRequested: false, state: 'failed', error: REBOOTED },
   { name: 'agent unreachable', result: failedOutcome('failed', UNREACHABLE), cancelRequested: false, state: 'failed', error: UNREACHABLE },
   {
-    name: 'verification ran and found drift', result: { outcome: 'failed', error: '1 unit drifted', reportJson: VERIFY_DRIFT, appliedDigest: '', output: '' }, cancelRequested: false,
-    state: 'failed', error: '1 unit drifted', verify: { state: 'succeeded', driftJson: VERIFY_DRIFT },
+    name: 'a report that does not decode', result: { outcome: 'succeeded', error: '', report: { ...VERIFY_CLEAN, mode: 'verified' }, appliedDigest: 'd2', output: 'ok\n', exitCode: 0 },
+    cancelRequested: false, state: 'failed', error: 'the agent\'s command report is malformed: report.mode: must be one of apply, remove, verify, plan (got "verified")',
+  },
+  {
+    name: 'verification ran and found drift', result: { outcome: 'failed', error: '1 unit drifted', report: VERIFY_DRIFT, appliedDigest: '', output: '' }, cancelRequested: false,
+    state: 'failed', error: '1 unit drifted', verify: { state: 'succeeded', drift: VERIFY_DRIFT },
   },
 ];
 
@@ -122,8 +127,8 @@ describe('job outcome: every kind × every way a command ends', () => {
         expect(rec.error).to.equal(want.error);
         expect(rec.finishedAt).to.equal('2026-01-01T00:00:00.000Z');
         expect(rec.output).to.equal(o.result.output || 'progress\n');
-        expect(rec.driftJson).to.equal(kind === 'verify' && o.verify ? VERIFY_DRIFT : undefined);
-        expect(rec.planJson).to.equal(undefined);
+        expect(rec.drift).to.deep.equal(kind === 'verify' && o.verify ? VERIFY_DRIFT : undefined);
+        expect(rec.plan).to.equal(undefined);
         const exitCode = kind === 'exec' && o.result.outcome !== 'timed_out' && o.result.outcome !== 'cancelled' ? o.result.exitCode : undefined;
         expect(rec.exitCode).to.equal(exitCode);
 
@@ -167,10 +172,10 @@ describe('job outcome: every kind × every way a command ends', () => {
 });
 
 describe('job outcome: dry runs plan and change nothing', () => {
-  const plan = JSON.stringify({ mode: 'plan', units: [] });
+  const plan = decodeCommandReport({ mode: 'plan', units: [{ unitId: 'conf', state: 'unchanged', action: 'create' }] });
   const rows: [string, CommandOutcome, JobNodeRecord['state'], string][] = [
-    ['planned', { outcome: 'succeeded', error: '', reportJson: plan, appliedDigest: 'd2', output: '' }, 'succeeded', 'dry run planned'],
-    ['failed', { outcome: 'failed', error: 'no such package', reportJson: plan, appliedDigest: '', output: '' }, 'failed', 'dry run failed: no such package'],
+    ['planned', { outcome: 'succeeded', error: '', report: plan, appliedDigest: 'd2', output: '' }, 'succeeded', 'dry run planned'],
+    ['failed', { outcome: 'failed', error: 'no such package', report: plan, appliedDigest: '', output: '' }, 'failed', 'dry run failed: no such package'],
   ];
   for (const kind of JOB_KINDS.filter((x) => x !== 'exec')) {
     for (const [name, r, state, message] of rows) {
@@ -179,8 +184,8 @@ describe('job outcome: dry runs plan and change nothing', () => {
         const d = decideNodeOutcome(job, r, false);
         const rec = finishedJobNode(running, d, r, 'now');
         expect(rec.state).to.equal(state);
-        expect(rec.planJson).to.equal(plan);
-        expect(rec.driftJson).to.equal(undefined);
+        expect(rec.plan).to.deep.equal(plan);
+        expect(rec.drift).to.equal(undefined);
         const before = nodeBefore('Discovered');
         const change = finishedNodeChange(job, d, r, 'web@2', before);
         const { currentJob: _c, ...unchanged } = before;

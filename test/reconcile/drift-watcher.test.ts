@@ -4,7 +4,7 @@
  * node.drift and on the record; the repair policy starts a repair job.
  *
  * The verify job's outcome is written here the way the job runner records an agent's VERIFY
- * result (job state + per-node record with the agent's report_json): the end-to-end path with a
+ * result (job state + per-node record with the agent's report): the end-to-end path with a
  * real agent changing a file under its sandbox root is left to the integration suite.
  */
 import { expect } from 'chai';
@@ -13,13 +13,14 @@ import { EtcdServer, waitFor } from '../helpers';
 import { jobRequest } from '../../coordinator/reconcile/job-request';
 import { DriftWatcher, driftOf, driftOfReport, planReverify } from '../../coordinator/reconcile/drift-watcher';
 import { ManualClock, type LifecycleState, type NodeRecord } from '../../shared';
+import { decodeCommandReport, decodeDriftDetail } from '../../shared/command-report';
 import { Harness, logger, until } from './harness';
 
 function node(id: string, state: LifecycleState, over: Partial<NodeRecord> = {}): NodeRecord {
   return { id, state, stateChangedAt: '', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', group: 'w', bootId: 'b2', ...over };
 }
 
-const DRIFT_JSON = JSON.stringify({ mode: 'verify', ok: false, drift: [{ unitId: 'motd', state: 'planned', summary: 'update /etc/motd: content 1→2 lines' }], probes: [] });
+const DRIFT = decodeCommandReport({ mode: 'verify', ok: false, changed: ['motd'], units: [{ unitId: 'motd', state: 'changed', action: 'update', summary: 'update /etc/motd: content 1→2 lines' }] });
 
 describe('drift watcher: decisions (tables)', () => {
   it('plans reverify on a new boot id and a baseline for never-verified nodes', () => {
@@ -40,11 +41,17 @@ describe('drift watcher: decisions (tables)', () => {
   });
 
   it('reads drift from the verify report', () => {
-    expect(driftOf({ state: 'failed', driftJson: DRIFT_JSON })).to.equal('motd: update /etc/motd: content 1→2 lines');
-    expect(driftOf({ state: 'succeeded', driftJson: JSON.stringify({ drift: [], probes: [] }) })).to.equal('');
+    expect(driftOf({ state: 'failed', drift: DRIFT })).to.equal('motd: update /etc/motd: content 1→2 lines');
+    expect(driftOf({ state: 'succeeded', drift: decodeCommandReport({ mode: 'verify', ok: true }) })).to.equal('');
     expect(driftOf({ state: 'failed', error: 'agent gone' })).to.equal('agent gone');
-    expect(driftOfReport({ driftJson: JSON.stringify({ drifted: true, summary: '1 of 3 units drifted: motd (content)' }) })).to.equal('1 of 3 units drifted: motd (content)');
-    expect(driftOfReport({ driftJson: JSON.stringify({ drifted: false, summary: 'all fine' }) })).to.equal('');
+    const detail = decodeDriftDetail({ drifted: true, summary: '1 of 3 units drifted: motd (content)' });
+    expect(driftOfReport({ drift: detail })).to.equal('1 of 3 units drifted: motd (content)');
+    expect(driftOfReport({ drift: { ...detail, summary: '', units: [{ unitId: 'motd', kind: 'file', state: 'update', action: 'update', summary: 'content', changes: [], error: '' }] } })).to.equal('motd: content');
+    expect(driftOfReport({ drift: { ...detail, drifted: false, summary: 'all fine' } })).to.equal('');
+    expect(driftOfReport({ drift: null })).to.equal('');
+    // Off the wire a detail is checked: one that does not decode is reported as drift, saying so.
+    expect(driftOfReport({ drift: { ...detail, units: [{ unitId: '', kind: 'file', state: '', action: '', summary: '', changes: [], error: '' }] } }))
+      .to.equal('drift reported, but the report is malformed: drift.units[0].unitId: must name the unit');
   });
 });
 
@@ -86,7 +93,7 @@ describe('drift watcher (real etcd, jobs engine)', function () {
   async function finishVerify(jobId: string, nodeId: string): Promise<void> {
     const job = await h.jobs.require(jobId);
     await client.put(h.ks.jobNode(jobId, nodeId)).value(JSON.stringify({
-      nodeId, state: 'failed', batch: 0, attempt: 1, units: [], error: 'drift found', driftJson: DRIFT_JSON,
+      nodeId, state: 'failed', batch: 0, attempt: 1, units: [], error: 'drift found', drift: DRIFT,
     })).exec();
     const { currentJob: _c, ...released } = await h.node(nodeId);
     await h.putNode(released);

@@ -314,17 +314,29 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     const victim = await waitFor('a node in Commissioning', () => names.find((n) => view(n).state === 'Commissioning'), { timeoutMs: 60_000, intervalMs: 250 });
     fleet.poweroff(victim);
     await waitFor(`${victim} Unreachable`, () => !view(victim).reachable, { timeoutMs: 30_000, intervalMs: 500 });
-    const job = await waitFor('the rolling job to end', () => {
-      const j = (JSON.parse(mustCtl(['job', 'describe', 'last', '-o', 'json'])) as { job: { state: string; counts: Record<string, number> } }).job;
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(j.state) ? j : undefined;
-    }, { timeoutMs: 120_000, intervalMs: 1000 });
-    // max-failures 1: the cut node fails, the job goes on with the others.
-    expect(job.state).to.equal('Succeeded');
-    expect(job.counts.failed ?? 0).to.equal(1);
-    expect(view(victim).state).to.equal('Failed');
-    for (const n of names.filter((x) => x !== victim)) expect(view(n).state).to.equal('Commissioned');
+    // Power back on while the job still waits for it: the agent returns with a new boot id, so
+    // the command it was running is not re-sent (it would run twice) and the node fails.
     fleet.poweron(victim);
     await fleet.waitBooted(victim);
+    type JobView = { job: { state: string; counts: Record<string, number> }; nodes: { nodeId: string; state: string; error: string }[] };
+    const described = await waitFor('the rolling job to end', () => {
+      const d = JSON.parse(mustCtl(['job', 'describe', 'last', '-o', 'json'])) as JobView;
+      return ['Succeeded', 'Failed', 'Cancelled'].includes(d.job.state) ? d : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 1000 });
+    // max-failures 1: the job ends Succeeded whatever happened to the cut node. That node either
+    // failed (its agent came back with a new boot id while the command ran: not re-sent) or, when
+    // the cut came before the command reached it, got the command on its new boot and succeeded.
+    const entry = described.nodes.find((e) => e.nodeId === id(victim));
+    const detail = JSON.stringify(entry);
+    expect(described.job.state, detail).to.equal('Succeeded');
+    if (entry?.state === 'failed') {
+      expect(entry.error, detail).to.match(/rebooted while the command ran|did not reconnect/);
+      expect(view(victim).state).to.equal('Failed');
+    } else {
+      expect(entry?.state, detail).to.equal('succeeded');
+      process.stderr.write(`      (power cut before the command reached ${victim}: ${detail})\n`);
+    }
+    for (const n of names.filter((x) => x !== victim)) expect(view(n).state).to.equal('Commissioned');
     await waitFor(`${victim} Reachable`, () => view(victim).reachable && view(victim).bootId === fleet.bootId(victim), { timeoutMs: 60_000, intervalMs: 1000 });
     expect(fleet.nodes().filter((v) => v.state.endsWith('ing')).map((v) => `${v.id} ${v.state}`)).to.deep.equal([]);
     // The returning node may get a verify/repair job of its own (drift watcher, repair policy):

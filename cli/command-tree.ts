@@ -20,7 +20,7 @@ import { nodeLabel } from './commands/node-label';
 import { nodeMaintenance } from './commands/node-maintenance';
 import { nodeCommission, nodeDecommission, nodeRepair, nodeUpgrade, nodeVerify } from './commands/node-job';
 import { status } from './commands/status';
-import { completionCommand } from './completion';
+import { completeNamesCommand, completionCommand } from './completion';
 import { filesGroup } from './commands/files';
 import { applyCommand, planCommand } from './commands/plan-apply';
 import { execCommand } from './commands/exec';
@@ -125,7 +125,7 @@ export function commandTree(): Command<CliContext> {
     options: GLOBAL_OPTIONS,
     subcommands: [
       status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events,
-      tokenGroup, userGroup, completionCommand(commandTree), version,
+      tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });
 }

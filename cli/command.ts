@@ -114,7 +114,7 @@ export function resolveCommand<C>(root: Command<C>, argv: readonly string[]): Re
       continue;
     }
     if (descending && current.subcommands && !current.run) {
-      const known = current.subcommands.map((c) => c.name).join(', ');
+      const known = current.subcommands.filter((c) => !c.hidden).map((c) => c.name).join(', ');
       const where = path.length === 1 ? 'clusterctl' : `clusterctl ${path.slice(1).map((c) => c.name).join(' ')}`;
       throw new InvalidArgumentError(`unknown command ${JSON.stringify(arg)} for ${where} (commands: ${known}; see ${where} --help)`);
     }

@@ -15,6 +15,7 @@ import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import { defineCommand, EXIT } from '../command';
 import type { CliContext } from '../context';
 import { formatTable, useColour } from '../output';
+import { UNLIMITED_FAILURES } from './job-view';
 
 const FINISHED = ['Succeeded', 'Failed', 'Cancelled'];
 
@@ -87,7 +88,7 @@ export const execCommand = defineCommand<CliContext, typeof EXEC_OPTIONS>({
       kind: 'exec', nodeIds: nodes, labelSelector: selector, argv, timeoutMs: values.commandTimeout,
       strategy: concurrency ? 'rolling' : 'all-at-once', batch: concurrency ? String(concurrency) : '',
       // Every node runs: a failing node is a result to report, not a reason to stop the others.
-      maxFailures: 0xffffffff,
+      maxFailures: UNLIMITED_FAILURES,
     });
     context.note(`job ${job.id}: exec on ${job.nodeIds.length} node(s): ${argv.join(' ')}`);
     const printer = new PrefixedOutput();

@@ -11,6 +11,7 @@ import { commandTree } from '../../cli/command-tree';
 import { GLOBAL_OPTIONS } from '../../cli/global-options';
 import { completionEntries, fishScript } from '../../cli/completion';
 import { execRequestTimeoutMs } from '../../cli/commands/exec';
+import { maxFailuresView, UNLIMITED_FAILURES } from '../../cli/commands/job-view';
 import { main } from '../../cli/main';
 import { Coordinator, newNodeRecord } from '../../coordinator';
 import { createLogger, Keyspace } from '../../shared';
@@ -74,6 +75,13 @@ describe('cli: rough edges', function () {
     });
   });
 
+  describe('JSON numbers', () => {
+    it('maxFailures of "no limit" reads unlimited; a limit stays a number', () => {
+      expect(maxFailuresView(UNLIMITED_FAILURES)).to.equal('unlimited');
+      expect(maxFailuresView(4)).to.equal(4);
+    });
+  });
+
   describe('version and completion', () => {
     it('--version prints the version and exits 0', async () => {
       const r = await cli(['--version'], {});
@@ -125,6 +133,18 @@ describe('cli: rough edges', function () {
         const r = await cli(['--timeout', '2s', '__complete', 'nodes'], { CLUSTERCTL_CREDENTIALS: creds });
         expect(r.code).to.equal(0);
         expect(r.out.trim().split('\n').sort()).to.deep.equal(['web-1', 'web-2']);
+
+        // The maintenance reason is kept on the record and shown by node describe.
+        const admin = pki.writeCredentialsFile(await pki.identity('admin'), [c.address]);
+        const on = await cli(['node', 'maintenance', 'on', 'web-1', '--reason', 'disk swap, ticket 4711'], { CLUSTERCTL_CREDENTIALS: admin });
+        expect(on.code, on.err).to.equal(0);
+        const d = await cli(['node', 'describe', 'web-1'], { CLUSTERCTL_CREDENTIALS: admin });
+        expect(d.out).to.include('Maintenance:    yes: disk swap, ticket 4711\n');
+        const json = await cli(['node', 'describe', 'web-1', '-o', 'json'], { CLUSTERCTL_CREDENTIALS: admin });
+        expect(json.out).to.include('"maintenanceReason": "disk swap, ticket 4711"');
+        await cli(['node', 'maintenance', 'off', 'web-1'], { CLUSTERCTL_CREDENTIALS: admin });
+        const off = await cli(['node', 'describe', 'web-1'], { CLUSTERCTL_CREDENTIALS: admin });
+        expect(off.out).to.include('Maintenance:    no\n');
       } finally {
         await c.stop({ graceMs: 500 });
         await etcd.destroy();

@@ -75,6 +75,31 @@ describe('cli: rough edges', function () {
     });
   });
 
+  it('status with etcd down says etcd is unreachable and names its members', async () => {
+    const etcd = await EtcdServer.start('status-down');
+    const client: Etcd3 = etcd.client();
+    const ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
+    const pki = await testPki();
+    const c = new Coordinator({
+      etcd: client, keyspace: ks, etcdEndpoints: [etcd.endpoint], logger: createLogger({ level: 'silent' }), replicaId: 'r1', listen: '127.0.0.1:0',
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks),
+    });
+    try {
+      await c.start();
+      const creds = pki.writeCredentialsFile(await pki.identity('viewer'), [c.address]);
+      const up = await cli(['status'], { CLUSTERCTL_CREDENTIALS: creds });
+      expect(up.code, up.err).to.equal(0);
+      await etcd.stop('SIGKILL');
+      const down = await cli(['--timeout', '8s', 'status'], { CLUSTERCTL_CREDENTIALS: creds });
+      expect(down.code).to.equal(1);
+      expect(down.err).to.match(/etcd is unreachable from coordinator r1: no member answered \(127\.0\.0\.1:\d+\)/);
+      expect(down.err).to.not.match(/did not answer within/);
+    } finally {
+      await c.stop({ graceMs: 500 });
+      await etcd.destroy();
+    }
+  });
+
   describe('JSON numbers', () => {
     it('maxFailures of "no limit" reads unlimited; a limit stays a number', () => {
       expect(maxFailuresView(UNLIMITED_FAILURES)).to.equal('unlimited');

@@ -26,13 +26,16 @@ import { applyCommand, planCommand } from './commands/plan-apply';
 import { execCommand } from './commands/exec';
 import { nodeRevoke, tokenCreate, tokenList, tokenRevoke, userAdd, userList, userRevoke } from './commands/pki';
 
-/** `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. */
+/**
+ * `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. Contiv's batch
+ * forms `nodes commission|decommission|update ID...` are the node job commands.
+ */
 const nodesGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'nodes',
-  summary: 'List and watch the machines in the inventory',
-  usage: 'nodes [list|describe] [flags]',
-  example: 'clusterctl nodes\nclusterctl nodes -o json',
-  subcommands: [nodesList, nodeDescribe],
+  summary: 'List and watch the machines in the inventory; commission, decommission or update several',
+  usage: 'nodes [list|describe|commission|decommission|upgrade] [flags]',
+  example: 'clusterctl nodes\nclusterctl nodes get -j\nclusterctl nodes commission node-1 node-2 -g worker --wait',
+  subcommands: [nodesList, nodeDescribe, nodeCommission, nodeDecommission, nodeUpgrade],
   defaultSubcommand: 'list',
 });
 

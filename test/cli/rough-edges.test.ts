@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
-import { parseInvocation, helpText } from '../../cli/command';
+import { commandLine, parseInvocation, helpText } from '../../cli/command';
 import { commandTree } from '../../cli/command-tree';
 import { GLOBAL_OPTIONS } from '../../cli/global-options';
 import { completionEntries, fishScript } from '../../cli/completion';
@@ -100,6 +100,26 @@ describe('cli: rough edges', function () {
     }
   });
 
+  describe("Contiv's spellings", () => {
+    const cases: [string[], string][] = [
+      [['node', 'update', 'n1', '-g', 'w'], 'clusterctl node upgrade'],
+      [['nodes', 'update', 'n1', 'n2', '-g', 'w'], 'clusterctl nodes upgrade'],
+      [['nodes', 'commission', 'n1', 'n2', '-g', 'w'], 'clusterctl nodes commission'],
+      [['nodes', 'decommission', 'n1', 'n2'], 'clusterctl nodes decommission'],
+      [['nodes', 'get', '-j'], 'clusterctl nodes list'],
+    ];
+    for (const [argv, want] of cases) {
+      it(`${argv.join(' ')} → ${want}`, () => {
+        const inv = parseInvocation(commandTree(), argv, noConfig);
+        expect(commandLine(inv.path)).to.equal(want);
+        expect(inv.help).to.equal(false);
+      });
+    }
+    it('nodes get -j asks for JSON', () => {
+      expect(parseInvocation(commandTree(), ['nodes', 'get', '-j'], noConfig).values).to.include({ json: true });
+    });
+  });
+
   describe('JSON numbers', () => {
     it('maxFailures of "no limit" reads unlimited; a limit stays a number', () => {
       expect(maxFailuresView(UNLIMITED_FAILURES)).to.equal('unlimited');
@@ -158,6 +178,8 @@ describe('cli: rough edges', function () {
         const r = await cli(['--timeout', '2s', '__complete', 'nodes'], { CLUSTERCTL_CREDENTIALS: creds });
         expect(r.code).to.equal(0);
         expect(r.out.trim().split('\n').sort()).to.deep.equal(['web-1', 'web-2']);
+        const j = await cli(['nodes', 'get', '-j'], { CLUSTERCTL_CREDENTIALS: creds });
+        expect((JSON.parse(j.out) as { id: string }[]).map((n) => n.id).sort()).to.deep.equal(['web-1', 'web-2']);
 
         // The maintenance reason is kept on the record and shown by node describe.
         const admin = pki.writeCredentialsFile(await pki.identity('admin'), [c.address]);

@@ -20,19 +20,22 @@ import { nodeLabel } from './commands/node-label';
 import { nodeMaintenance } from './commands/node-maintenance';
 import { nodeCommission, nodeDecommission, nodeRepair, nodeUpgrade, nodeVerify } from './commands/node-job';
 import { status } from './commands/status';
-import { completionCommand } from './completion';
+import { completeNamesCommand, completionCommand } from './completion';
 import { filesGroup } from './commands/files';
 import { applyCommand, planCommand } from './commands/plan-apply';
 import { execCommand } from './commands/exec';
 import { nodeRevoke, tokenCreate, tokenList, tokenRevoke, userAdd, userList, userRevoke } from './commands/pki';
 
-/** `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. */
+/**
+ * `nodes`: the inventory (Contiv's `clusterctl nodes get`); bare `nodes` lists. Contiv's batch
+ * forms `nodes commission|decommission|update ID...` are the node job commands.
+ */
 const nodesGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'nodes',
-  summary: 'List and watch the machines in the inventory',
-  usage: 'nodes [list|describe] [flags]',
-  example: 'clusterctl nodes\nclusterctl nodes -o json',
-  subcommands: [nodesList, nodeDescribe],
+  summary: 'List and watch the machines in the inventory; commission, decommission or update several',
+  usage: 'nodes [list|describe|commission|decommission|upgrade] [flags]',
+  example: 'clusterctl nodes\nclusterctl nodes get -j\nclusterctl nodes commission node-1 node-2 -g worker --wait',
+  subcommands: [nodesList, nodeDescribe, nodeCommission, nodeDecommission, nodeUpgrade],
   defaultSubcommand: 'list',
 });
 
@@ -125,7 +128,7 @@ export function commandTree(): Command<CliContext> {
     options: GLOBAL_OPTIONS,
     subcommands: [
       status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events,
-      tokenGroup, userGroup, completionCommand(commandTree), version,
+      tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });
 }

@@ -43,6 +43,8 @@ export interface Command<C, S extends OptionSpecs = OptionSpecs> {
   /** Fewest positionals the command needs, with what to say when they are missing. */
   minPositionals?: { count: number; message: string };
   run?: (input: CommandInput<S, C>) => Promise<ExitCode | void>;
+  /** Not listed in help or completion (a helper the completion scripts call). */
+  hidden?: boolean;
 }
 
 /**
@@ -64,6 +66,8 @@ export interface Resolved<C> {
   argv: string[];
   /** All option specs along the path, the globals first. */
   specs: OptionSpecs;
+  /** How many commands at the end of `path` were added as a group's default, not named. */
+  implied: number;
 }
 
 function takesValue(specs: OptionSpecs, arg: string): boolean {
@@ -110,7 +114,7 @@ export function resolveCommand<C>(root: Command<C>, argv: readonly string[]): Re
       continue;
     }
     if (descending && current.subcommands && !current.run) {
-      const known = current.subcommands.map((c) => c.name).join(', ');
+      const known = current.subcommands.filter((c) => !c.hidden).map((c) => c.name).join(', ');
       const where = path.length === 1 ? 'clusterctl' : `clusterctl ${path.slice(1).map((c) => c.name).join(' ')}`;
       throw new InvalidArgumentError(`unknown command ${JSON.stringify(arg)} for ${where} (commands: ${known}; see ${where} --help)`);
     }
@@ -119,14 +123,16 @@ export function resolveCommand<C>(root: Command<C>, argv: readonly string[]): Re
   }
   // A group with a default runs it: `nodes -l role=worker` is `nodes list -l role=worker`.
   let leaf = path[path.length - 1];
+  let implied = 0;
   while (!leaf.run && leaf.defaultSubcommand) {
     const def = findSubcommand(leaf, leaf.defaultSubcommand);
     if (!def) break;
     path.push(def);
     specs = { ...specs, ...(def.options ?? {}) };
     leaf = def;
+    implied++;
   }
-  return { path, argv: rest, specs };
+  return { path, argv: rest, specs, implied };
 }
 
 export function commandLine<C>(path: readonly Command<C>[]): string {
@@ -144,9 +150,10 @@ export function helpText<C>(path: readonly Command<C>[], globalSpecs: OptionSpec
   if (cmd.description) lines.push('', cmd.description);
   if (cmd.aliases?.length) lines.push('', `Aliases: ${[cmd.name, ...cmd.aliases].join(', ')}`);
   if (cmd.subcommands?.length) {
-    const width = Math.max(...cmd.subcommands.map((c) => c.name.length)) + 2;
+    const listed = cmd.subcommands.filter((c) => !c.hidden);
+    const width = Math.max(...listed.map((c) => c.name.length)) + 2;
     lines.push('', 'Commands:');
-    for (const c of cmd.subcommands) {
+    for (const c of listed) {
       const alias = c.aliases?.length ? ` (also: ${c.aliases.join(', ')})` : '';
       const def = cmd.defaultSubcommand === c.name ? ' [default]' : '';
       lines.push(`  ${c.name.padEnd(width)}${c.summary}${alias}${def}`);
@@ -154,6 +161,11 @@ export function helpText<C>(path: readonly Command<C>[], globalSpecs: OptionSpec
   }
   lines.push('', 'Example:', ...cmd.example.split('\n').map((l) => `  ${l}`));
   if (path.length > 1 && Object.keys(own).length > 0) lines.push('', 'Options:', ...optionRows(own));
+  // A group run without a command runs its default: show the default's flags too.
+  const def = cmd.defaultSubcommand ? findSubcommand(cmd, cmd.defaultSubcommand) : undefined;
+  if (def?.options && Object.keys(def.options).length > 0) {
+    lines.push('', `Options of ${commandLine([...path, def])} (the default):`, ...optionRows(def.options));
+  }
   lines.push('', 'Global options:', ...optionRows(globalSpecs, true));
   if (cmd.subcommands?.length) lines.push('', `Run '${commandLine(path)} COMMAND --help' for a command's flags.`);
   return lines.join('\n') + '\n';
@@ -216,7 +228,8 @@ export function parseInvocation<C>(
     }
   }
   return {
-    path: resolved.path,
+    // `nodes --help` is help for the group (every subcommand), not for its default alone.
+    path: parsed.help && resolved.implied > 0 ? resolved.path.slice(0, resolved.path.length - resolved.implied) : resolved.path,
     help: parsed.help || !cmd.run,
     values: parsed.values,
     positionals: parsed.positionals,

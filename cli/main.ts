@@ -40,6 +40,8 @@ export async function main(argv: readonly string[], io: MainIo): Promise<ExitCod
   let client: CoordinatorClient | undefined;
   try {
     const root = commandTree();
+    // `clusterctl --version` (as most tools spell it) is `clusterctl version`.
+    if (argv.length === 1 && argv[0] === '--version') argv = ['version'];
     const inv = parseInvocation(root, argv, { env: io.env, configEnv: CONFIG_ENV, defaultConfigPath: defaultConfigPath(io.env) });
     if (inv.help) {
       io.out.write(helpText(inv.path, GLOBAL_OPTIONS));

@@ -94,7 +94,8 @@ export interface NodeObject {
   agentVersion: string;
   bootId: string;
   address: string;
-  facts: FactsSummary__Output;
+  /** uint64 byte counts as JSON numbers (exact up to 8 PiB), not the wire's decimal text. */
+  facts: Omit<FactsSummary__Output, 'memoryBytes' | 'diskBytes'> & { memoryBytes: number; diskBytes: number };
   createdAt: string;
   updatedAt: string;
   lastSeenAt: string;
@@ -107,6 +108,7 @@ export interface NodeObject {
   connectedAt: string;
   connected: boolean;
   stateChangedAt: string;
+  maintenanceReason: string;
 }
 
 /**
@@ -134,9 +136,9 @@ export function nodeObject(n: Node__Output): NodeObject {
       cpuModel: f.cpuModel,
       cpuCores: f.cpuCores,
       cpuThreads: f.cpuThreads,
-      memoryBytes: f.memoryBytes,
+      memoryBytes: Number(f.memoryBytes),
       diskCount: f.diskCount,
-      diskBytes: f.diskBytes,
+      diskBytes: Number(f.diskBytes),
       os: f.os,
       kernel: f.kernel,
       primaryMac: f.primaryMac,
@@ -156,6 +158,7 @@ export function nodeObject(n: Node__Output): NodeObject {
     connectedAt: n.connectedAt,
     connected: n.connected,
     stateChangedAt: n.stateChangedAt,
+    maintenanceReason: n.maintenanceReason,
   };
 }
 
@@ -188,7 +191,7 @@ export function describeNode(n: Node__Output, factsJson: string, nowMs: number):
     ['State', `${orDash(n.state)}${n.stateChangedAt ? `, since ${when(n.stateChangedAt, nowMs)}` : ''}`],
     ['Reachable', reach],
     ['Connected', n.connected ? `yes${n.connectedAt ? `, since ${when(n.connectedAt, nowMs)}` : ''}` : 'no'],
-    ['Maintenance', formatBool(n.maintenance)],
+    ['Maintenance', n.maintenance && n.maintenanceReason ? `yes: ${n.maintenanceReason}` : formatBool(n.maintenance)],
     ['Group', orDash(n.group)],
     ['Labels', formatLabels(n.labels)],
     ['Hostname', orDash(f.hostname)],
@@ -204,7 +207,9 @@ export function describeNode(n: Node__Output, factsJson: string, nowMs: number):
     ['Last error', orDash(n.lastError)],
     ['Created', when(n.createdAt, nowMs)],
     ['Updated', when(n.updatedAt, nowMs)],
-    ['Last seen', when(n.lastSeenAt, nowMs)],
+    // The record's lastSeenAt is written at connect and disconnect, not at every ping: while the
+    // stream is open the node is seen now.
+    ['Last seen', n.connected ? 'now (connected)' : when(n.lastSeenAt, nowMs)],
     ['Revision', orDash(n.revision)],
     ['System', orDash([f.manufacturer, f.model].filter((s) => s).join(' '))],
     ['Serial', orDash(f.serial)],

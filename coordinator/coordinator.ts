@@ -55,6 +55,8 @@ export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
    */
   electionEtcd?: Etcd3;
   keyspace: Keyspace;
+  /** The etcd endpoints the client was given (named by `status` when etcd does not answer). */
+  etcdEndpoints?: readonly string[];
   logger: Logger;
   clock?: Clock;
   replicaId: string;
@@ -185,7 +187,7 @@ export class Coordinator {
           nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts }),
         }),
         ...createEventServiceHandlers({ client, keyspace, events: this.events, logger: this.log, settings }),
-        ...createStatusServiceHandlers({ client, keyspace, settings }),
+        ...createStatusServiceHandlers({ client, keyspace, settings, replicaId: options.replicaId, etcdEndpoints: options.etcdEndpoints }),
       },
       // Files and declarative config are data any replica serves from etcd (no leader needed).
       services: [

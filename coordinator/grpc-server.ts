@@ -15,6 +15,8 @@ import * as protoLoader from '@grpc/proto-loader';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import { loadProto, InvalidArgumentError, type Logger } from '../shared';
+import { LOADER_OPTIONS, protoPath } from '../shared/proto';
+import { protocStyleDescriptors } from './reflection-descriptors';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { CoordinatorSettings } from './options';
@@ -57,7 +59,7 @@ export class GrpcServer {
 
   constructor(options: GrpcServerOptions) {
     this.log = options.logger.child({ component: 'grpc-server' });
-    const { api, packageDefinition } = loadProto();
+    const { api } = loadProto();
     this.server = new grpc.Server({
       // Agents keep one idle stream each for days: let the transport notice dead peers.
       'grpc.keepalive_time_ms': options.settings.grpcKeepaliveTimeMs,
@@ -74,11 +76,13 @@ export class GrpcServer {
     this.health.addToServer(this.server);
 
     // Reflection over our contract plus the health service (loaded by relative name so the
-    // descriptor's file name is the conventional "health/v1/health.proto").
+    // descriptor's file name is the conventional "health/v1/health.proto"), with the .proto's
+    // own field names (keepCase) and descriptors rewritten as protoc writes them.
+    const reflected = protoLoader.loadSync(protoPath(), { ...LOADER_OPTIONS, keepCase: true });
     const healthDefinition = protoLoader.loadSync('health/v1/health.proto', {
       includeDirs: [resolve(dirname(healthProtoPath), '..', '..')],
     });
-    new ReflectionService({ ...packageDefinition, ...healthDefinition }).addToServer(this.server);
+    new ReflectionService(protocStyleDescriptors({ ...reflected, ...healthDefinition })).addToServer(this.server);
   }
 
   /** Binds `listen` (HOST:PORT, port 0 = any) with the cluster's TLS credentials; returns the bound port. */

@@ -40,7 +40,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const coordinator = new Coordinator({
-    etcd, electionEtcd, keyspace, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
+    etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs,
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs },
   });

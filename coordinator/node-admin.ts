@@ -77,7 +77,7 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
       if (current.maintenance === req.maintenance) return undefined; // already so: no write, no event
       const what = req.maintenance ? 'maintenance on' : 'maintenance off';
       return {
-        next: { ...current, maintenance: req.maintenance },
+        next: { ...current, maintenance: req.maintenance, maintenanceReason: req.maintenance && reason ? reason : undefined },
         event: { type: 'node.maintenance', message: reason ? `${what}: ${reason}` : what, actor },
       };
     });

@@ -25,6 +25,7 @@ export function toNodeView(record: NodeRecord, modRevision: string, facts: Parti
     labels: { ...record.labels },
     group: record.group ?? '',
     maintenance: record.maintenance,
+    maintenanceReason: record.maintenance ? record.maintenanceReason ?? '' : '',
     agentVersion: record.agentVersion ?? '',
     bootId: record.bootId ?? '',
     address: record.address ?? '',

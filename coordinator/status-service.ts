@@ -3,7 +3,7 @@
  * (election candidates), etcd health per member, node counts by state and running jobs.
  */
 import type { Etcd3 } from 'etcd3';
-import { createEtcdClient, decodeNode, errorMessage, type Keyspace, type NodeRecord } from '../shared';
+import { createEtcdClient, decodeNode, errorMessage, UnavailableError, type Keyspace, type NodeRecord } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { ClusterStatus } from '../generated/cluster/v1/ClusterStatus';
 import type { EtcdEndpointStatus } from '../generated/cluster/v1/EtcdEndpointStatus';
@@ -27,6 +27,10 @@ export interface StatusServiceOptions {
   client: Etcd3;
   keyspace: Keyspace;
   settings: Pick<CoordinatorSettings, 'etcdProbeTimeoutMs'>;
+  /** This replica (named when etcd does not answer it). */
+  replicaId?: string;
+  /** The endpoints the etcd client was given: named when even the member list fails. */
+  etcdEndpoints?: readonly string[];
   /**
    * Asks ONE etcd endpoint (a client URL) for its status. Default: a short-lived one-host client
    * (the shared client balances over hosts, so it cannot say which member answered).
@@ -50,13 +54,19 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
   const probe = options.probeEndpoint ?? probeWithOwnClient;
   const probeTimeoutMs = options.settings.etcdProbeTimeoutMs;
 
+  // The members of the last member list that answered: who to name when etcd stops answering.
+  let knownMembers: string[] = (options.etcdEndpoints ?? []).map((e) => e.replace(/^https?:\/\//, ''));
+
   async function etcdEndpoints(): Promise<EtcdEndpointStatus[]> {
     let urls: string[];
     try {
       const members = await client.cluster.memberList({}, { deadline: new Date(Date.now() + probeTimeoutMs) });
       urls = members.members.flatMap((m) => m.clientURLs);
+      knownMembers = urls.map((u) => u.replace(/^https?:\/\//, ''));
     } catch (err) {
-      return [{ endpoint: '(cluster)', healthy: false, version: '', dbSize: '0', isLeader: false, error: `member list failed: ${errorMessage(err)}` }];
+      const error = `member list failed: ${errorMessage(err)}`;
+      if (knownMembers.length === 0) return [{ endpoint: '(cluster)', healthy: false, version: '', dbSize: '0', isLeader: false, error }];
+      return knownMembers.map((endpoint) => ({ endpoint, healthy: false, version: '', dbSize: '0', isLeader: false, error }));
     }
     return Promise.all(urls.map(async (url): Promise<EtcdEndpointStatus> => {
       const endpoint = url.replace(/^https?:\/\//, '');
@@ -70,11 +80,16 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
   }
 
   const getStatus = unary(async (): Promise<ClusterStatus> => {
-    const [snap, etcd] = await Promise.all([
-      readPrefixes(client, [
-        { prefix: keyspace.electionPrefix() }, { prefix: keyspace.nodesPrefix() }, { prefix: keyspace.jobsPrefix() },
-      ]),
-      etcdEndpoints(),
+    // etcd first, with the probe's short deadline: when no member answers, the read below would
+    // hang until the caller's deadline and the operator would be told the coordinator is silent.
+    const etcd = await etcdEndpoints();
+    if (!etcd.some((e) => e.healthy)) {
+      const who = options.replicaId ? `coordinator ${options.replicaId}` : 'this coordinator';
+      const members = etcd.map((e) => e.endpoint).join(', ');
+      throw new UnavailableError(`etcd is unreachable from ${who}: no member answered (${members}): ${etcd[0]?.error ?? 'no members'}`);
+    }
+    const snap = await readPrefixes(client, [
+      { prefix: keyspace.electionPrefix() }, { prefix: keyspace.nodesPrefix() }, { prefix: keyspace.jobsPrefix() },
     ]);
     const [candidateKvs, nodeKvs, jobKvs] = snap.kvs;
     // The leader is the candidate with the lowest create revision (the agreed election rule).

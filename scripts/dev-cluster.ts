@@ -89,7 +89,8 @@ function tail(file: string, lines = 15): string {
 }
 
 class DevCluster {
-  readonly dir = join(REPO, '.cluster');
+  /** Data, logs and run.json (DEV_CLUSTER_DIR moves it, for tests). */
+  readonly dir = process.env.DEV_CLUSTER_DIR || join(REPO, '.cluster');
   readonly logDir = join(this.dir, 'logs');
   /** The coordinator's --pki-dir: ca.crt, admin.yaml, join-token, cluster-secret. */
   readonly pkiDir = join(this.dir, 'pki');
@@ -109,19 +110,29 @@ class DevCluster {
     return relative(process.cwd(), p) || '.';
   }
 
-  /** Refuses a second live dev cluster, and stops children a hard-killed run left behind. */
-  private handlePreviousRun(): void {
+  private previousRun(): RunRecord | undefined {
     const file = join(this.dir, 'run.json');
-    if (!existsSync(file)) return;
-    let rec: RunRecord;
+    if (!existsSync(file)) return undefined;
     try {
-      rec = JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
+      return JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
     } catch {
-      return;
+      return undefined;
     }
-    if (rec.supervisorPid !== process.pid && alive(rec.supervisorPid) && cmdline(rec.supervisorPid).includes('dev-cluster')) {
+  }
+
+  /** Refuses a second live dev cluster (the wrapper calls it before it installs or builds anything). */
+  refuseIfRunning(): void {
+    const rec = this.previousRun();
+    if (rec && rec.supervisorPid !== process.pid && alive(rec.supervisorPid) && cmdline(rec.supervisorPid).includes('dev-cluster')) {
       throw new DevClusterError(`a dev cluster is already running (pid ${rec.supervisorPid}); stop it with Ctrl-C in its terminal or: kill ${rec.supervisorPid}`);
     }
+  }
+
+  /** Refuses a second live dev cluster, and stops children a hard-killed run left behind. */
+  private handlePreviousRun(): void {
+    this.refuseIfRunning();
+    const rec = this.previousRun();
+    if (!rec) return;
     for (const c of rec.children) {
       // Only a process whose command line still points into this repository is ours.
       if (alive(c.pid) && cmdline(c.pid).includes(REPO)) {
@@ -399,6 +410,16 @@ async function main(): Promise<void> {
   const v = parsed.values;
   if (v.port > 65535) throw new InvalidArgumentError(`--port ${v.port}: use 1-65535`);
   const cluster = new DevCluster({ nodes: v.nodes, port: v.port, etcd: v.etcd, once: v.once, fresh: v.fresh, waitTimeout: v.waitTimeout });
+  // The wrapper's check before it installs or builds: flags are valid and no cluster runs.
+  if (process.env.DEV_CLUSTER_PREFLIGHT === '1') {
+    try {
+      cluster.refuseIfRunning();
+    } catch (err) {
+      process.stderr.write(`dev-cluster: ${errorMessage(err)}\n`);
+      process.exit(1);
+    }
+    return;
+  }
 
   let onStop: () => void = () => undefined;
   const stop = new Promise<void>((res) => { onStop = res; });

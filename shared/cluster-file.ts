@@ -44,8 +44,11 @@ export interface ParseOptions {
   readFile?: (relativePath: string) => string;
 }
 
-const TOP_KEYS = ['bundles', 'groups', 'autoCommission'];
-const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission'];
+/** Every key the parser accepts (docs/operations.md documents each; a test keeps them in step). */
+export const TOP_KEYS = ['bundles', 'groups', 'autoCommission'];
+/** The keys of a top-level autoCommission rule. */
+export const AUTO_COMMISSION_RULE_KEYS = ['group', 'selector'];
+export const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission'];
 
 class Problems {
   readonly list: string[] = [];
@@ -224,7 +227,7 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
   else {
     rawAuto.forEach((r: unknown, i) => {
       if (!isObject(r) || typeof r.group !== 'string' || typeof r.selector !== 'string') {
-        problems.add(['autoCommission', i], 'each rule needs group and selector, e.g. {group: worker, selector: role=worker}');
+        problems.add(['autoCommission', i], `each rule needs ${AUTO_COMMISSION_RULE_KEYS.join(' and ')}, e.g. {group: worker, selector: role=worker}`);
         return;
       }
       const g = groups.get(r.group);

@@ -31,6 +31,8 @@ export interface NodeRecord {
   labels: Record<string, string>;
   group?: string;
   maintenance: boolean;
+  /** Why the node is in maintenance (the operator's --reason); unset when it is not. */
+  maintenanceReason?: string;
   hostname?: string;
   address?: string;
   agentVersion?: string;

@@ -1,5 +1,5 @@
 /**
- * `clusterctl exec -l SELECTOR|--nodes a,b [--timeout 30s] [--concurrency N] -- COMMAND...`:
+ * `clusterctl exec -l SELECTOR|--nodes a,b [--command-timeout 30s] [--concurrency N] -- COMMAND...`:
  * one command on many nodes (Clusterlite's cluster-wide operation, Ansible's ad-hoc `-a`).
  *
  * It is a job of kind "exec" through JobService, not a side channel: the job is recorded, each
@@ -15,21 +15,24 @@ import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import { defineCommand, EXIT } from '../command';
 import type { CliContext } from '../context';
 import { formatTable, useColour } from '../output';
+import { UNLIMITED_FAILURES } from './job-view';
 
 const FINISHED = ['Succeeded', 'Failed', 'Cancelled'];
 
 /**
- * Deadline of this command's requests: its own --timeout (the per-node command timeout)
- * replaces the global --timeout, so the requests cannot use that.
+ * The deadline of exec's requests: the global --timeout, but never shorter than the command's
+ * own timeout plus a margin, so a request never gives up on a command that is allowed to run.
  */
-const REQUEST_TIMEOUT_MS = 15_000;
+export function execRequestTimeoutMs(globalTimeoutMs: number, commandTimeoutMs: number): number {
+  return Math.max(globalTimeoutMs, commandTimeoutMs + 15_000);
+}
 
 export const EXEC_OPTIONS = {
   selector: { kind: 'string', short: 'l', description: 'nodes whose labels match (kubectl syntax: role=worker,rack!=r1)', placeholder: 'SELECTOR' },
   nodes: { kind: 'list', description: 'node ids, comma separated', placeholder: 'ID,ID' },
-  // Same key as the global --timeout so `exec --timeout 30s` means the command's timeout;
-  // requests of this command use a fixed deadline instead.
-  timeout: { kind: 'duration', description: 'per-node command timeout: the agent kills the command after it', default: '10m', placeholder: 'DURATION', min: 1 },
+  // Not --timeout: that is the global request deadline, and one flag with two meanings is how
+  // a 2 s request deadline once killed the command.
+  commandTimeout: { kind: 'duration', description: 'per-node command timeout: the agent kills the command after it', default: '10m', placeholder: 'DURATION', min: 1 },
   concurrency: { kind: 'int', description: 'at most N nodes at a time (rolling batches of N; default: all at once)', placeholder: 'N' },
 } as const;
 
@@ -65,9 +68,9 @@ export class PrefixedOutput {
 export const execCommand = defineCommand<CliContext, typeof EXEC_OPTIONS>({
   name: 'exec',
   summary: 'Run a command on many nodes in parallel; output prefixed per node, exit codes summarised',
-  usage: 'exec -l SELECTOR|--nodes a,b [--timeout 30s] [--concurrency N] -- COMMAND [ARGS...]',
+  usage: 'exec -l SELECTOR|--nodes a,b [--command-timeout 30s] [--concurrency N] -- COMMAND [ARGS...]',
   description: 'Runs as a job of kind exec (recorded, output kept per node, see clusterctl job describe). Exit code 1 when the command failed or timed out on any node; Ctrl-C cancels the job and the agents kill the command.',
-  example: 'clusterctl exec -l role=worker -- uptime\nclusterctl exec --nodes n1,n2 --timeout 30s --concurrency 1 -- systemctl restart chronyd',
+  example: 'clusterctl exec -l role=worker -- uptime\nclusterctl exec --nodes n1,n2 --command-timeout 30s --concurrency 1 -- systemctl restart chronyd',
   options: EXEC_OPTIONS,
   async run({ values, rest, context }) {
     const argv = rest;
@@ -80,12 +83,12 @@ export const execCommand = defineCommand<CliContext, typeof EXEC_OPTIONS>({
     if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
       throw new InvalidArgumentError(`--concurrency ${String(concurrency)} must be a whole number ≥ 1`);
     }
-    const client = context.client.withTimeout(REQUEST_TIMEOUT_MS);
+    const client = context.client.withTimeout(execRequestTimeoutMs(context.globals.timeout, values.commandTimeout));
     const job = await client.startJob({
-      kind: 'exec', nodeIds: nodes, labelSelector: selector, argv, timeoutMs: values.timeout,
+      kind: 'exec', nodeIds: nodes, labelSelector: selector, argv, timeoutMs: values.commandTimeout,
       strategy: concurrency ? 'rolling' : 'all-at-once', batch: concurrency ? String(concurrency) : '',
       // Every node runs: a failing node is a result to report, not a reason to stop the others.
-      maxFailures: 0xffffffff,
+      maxFailures: UNLIMITED_FAILURES,
     });
     context.note(`job ${job.id}: exec on ${job.nodeIds.length} node(s): ${argv.join(' ')}`);
     const printer = new PrefixedOutput();

@@ -21,10 +21,18 @@ function sortedCounts(c: Readonly<Record<string, number>>): Record<string, numbe
   return Object.fromEntries(Object.entries(c).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+/** uint32 max: "no limit" (exec runs every node whatever fails). */
+export const UNLIMITED_FAILURES = 0xffffffff;
+
+/** maxFailures as an operator reads it: a number, or "unlimited" for no limit. */
+export function maxFailuresView(n: number): number | 'unlimited' {
+  return n >= UNLIMITED_FAILURES ? 'unlimited' : n;
+}
+
 export function jobObject(j: Job__Output): Record<string, unknown> {
   return {
     id: j.id, kind: j.kind, state: j.state, group: j.group, bundle: j.bundle, strategy: j.strategy, batch: j.batch,
-    maxFailures: j.maxFailures, dryRun: j.dryRun, force: j.force, nodeIds: j.nodeIds, batches: j.batches,
+    maxFailures: maxFailuresView(j.maxFailures), dryRun: j.dryRun, force: j.force, nodeIds: j.nodeIds, batches: j.batches,
     currentBatch: j.currentBatch, counts: sortedCounts(j.counts), message: j.message, createdAt: j.createdAt,
     startedAt: j.startedAt, finishedAt: j.finishedAt, requestedBy: j.requestedBy, revision: j.revision,
   };
@@ -126,7 +134,7 @@ export function describeJob(d: JobDetail__Output, nowMs: number): string {
     `State:        ${j.state}${j.message ? ` (${j.message})` : ''}`,
     `Group:        ${orDash(j.group)}`,
     `Bundle:       ${orDash(j.bundle)}`,
-    `Strategy:     ${orDash(j.strategy)} batch ${orDash(j.batch)}, ${j.batches} batch(es), max failures ${j.maxFailures}${j.force ? ', forced' : ''}`,
+    `Strategy:     ${orDash(j.strategy)} batch ${orDash(j.batch)}, ${j.batches} batch(es), max failures ${maxFailuresView(j.maxFailures)}${j.force ? ', forced' : ''}`,
     `Requested by: ${orDash(j.requestedBy)}`,
     `Created:      ${orDash(j.createdAt)} (${ageSince(j.createdAt, nowMs)} ago)`,
     `Started:      ${orDash(j.startedAt)}`,

@@ -106,6 +106,8 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
   const options = { ...NODE_JOB_OPTIONS, ...extraOptions } as typeof NODE_JOB_OPTIONS & Partial<typeof VERIFY_OPTIONS>;
   return defineCommand<CliContext, typeof options>({
     name: kind,
+    // Contiv's spelling of upgrade.
+    aliases: kind === 'upgrade' ? ['update'] : undefined,
     summary: SUMMARY[kind],
     usage: `node ${kind} ID... | -l SELECTOR | -g GROUP [flags]`,
     example: EXAMPLE[kind],

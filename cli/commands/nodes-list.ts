@@ -22,6 +22,12 @@ export const NODES_LIST_OPTIONS = {
     short: 'w',
     description: 'after the list, print every change until Ctrl-C (JSON: one object per line)',
   },
+  // Contiv's `nodes get -j`.
+  json: {
+    kind: 'boolean',
+    short: 'j',
+    description: 'print JSON (same as -o json)',
+  },
 } as const;
 
 /** Rows arriving within this window are printed as one aligned batch (the initial list). */
@@ -31,7 +37,7 @@ export const nodesList = defineCommand<CliContext, typeof NODES_LIST_OPTIONS>({
   name: 'list',
   aliases: ['get', 'ls'],
   summary: 'List nodes: lifecycle state, reachability, group and hardware summary',
-  usage: 'nodes [list] [-l SELECTOR] [-o table|wide|json|yaml] [--watch]',
+  usage: 'nodes [list] [-l SELECTOR] [-o table|wide|json|yaml] [-j] [--watch]',
   example: 'clusterctl nodes\nclusterctl nodes -l role=worker -o wide\nclusterctl nodes -o json | jq -r \'.[] | select(.reachable) | .id\'\nclusterctl nodes --watch',
   options: NODES_LIST_OPTIONS,
   // One word is accepted only to explain itself: `nodes get node-1` is a natural mistake.
@@ -40,6 +46,7 @@ export const nodesList = defineCommand<CliContext, typeof NODES_LIST_OPTIONS>({
     if (positionals.length > 0) {
       throw new InvalidArgumentError(`"nodes" lists every node; to show one: clusterctl node describe ${positionals[0]}`);
     }
+    const format = values.json ? 'json' : context.format;
     const selector = values.selector ?? '';
     // Checked here too (the server checks again) so a typo fails at once, without a round trip.
     parseSelector(selector);
@@ -49,12 +56,12 @@ export const nodesList = defineCommand<CliContext, typeof NODES_LIST_OPTIONS>({
 
     if (!values.watch) {
       const nodes = await client.listNodes(selector);
-      if (nodes.length === 0 && (context.format === 'table' || context.format === 'wide')) {
+      if (nodes.length === 0 && (format === 'table' || format === 'wide')) {
         // As kubectl: an empty table alone looks like a failure; JSON/YAML stay pure data ([]).
         context.note(selector ? `no nodes match -l ${selector}` : 'no nodes yet (agents register when they start)');
         return EXIT.ok;
       }
-      switch (context.format) {
+      switch (format) {
         case 'json': context.out.write(formatJson(nodes.map(nodeObject))); break;
         case 'yaml': context.out.write(formatYaml(nodes.map(nodeObject))); break;
         case 'wide': context.out.write(formatTable(NODE_WIDE_COLUMNS, nodes.map((n) => nodeWideRow(n, now())), { colour })); break;
@@ -63,7 +70,7 @@ export const nodesList = defineCommand<CliContext, typeof NODES_LIST_OPTIONS>({
       return EXIT.ok;
     }
 
-    const printer = new NodeWatchPrinter(context.out, context.format, now, colour);
+    const printer = new NodeWatchPrinter(context.out, format, now, colour);
     let timer: NodeJS.Timeout | undefined;
     const watch = await client.watchNodes(selector, (e) => {
       printer.push(e);

@@ -215,8 +215,10 @@ export class JobStarter {
 
     // --- maintenance, group rules ---------------------------------------------------------
     const inMaintenance = targetNodes.filter((n) => n.record.maintenance).map((n) => n.record.id);
-    // exec is the operator's own hand on the node (debugging one in maintenance is typical).
-    if (inMaintenance.length > 0 && !req.force && !isExec) {
+    // Maintenance holds back what changes a node. verify only reads it, and exec is the
+    // operator's own hand on it (debugging one in maintenance is typical): neither is held.
+    const changesNodes = !isExec && kind !== 'verify';
+    if (inMaintenance.length > 0 && !req.force && changesNodes) {
       throw new FailedPreconditionError(`node${inMaintenance.length > 1 ? 's' : ''} ${inMaintenance.join(', ')} ${inMaintenance.length > 1 ? 'are' : 'is'} in maintenance; --force overrides the maintenance flag`);
     }
     if (!req.force && effectiveGroup && group && (kind === 'commission' || kind === 'decommission')) {

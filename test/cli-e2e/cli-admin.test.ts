@@ -210,7 +210,7 @@ COMP_WORDS=(${shellWords.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${shellWor
     expectOneLineError(await cluster.ctl(['events', '--node', '../x']), /--node "\.\.\/x" is not an id/);
     expectOneLineError(await cluster.ctl(['events', '--limit', '0']), /--limit: must be at least 1/);
     expectOneLineError(await cluster.ctl(['status', '-o', 'xml']), /"xml" is not one of table, wide, json, yaml/);
-    expectOneLineError(await cluster.ctl(['completion', 'fish']), /use bash or zsh/);
+    expectOneLineError(await cluster.ctl(['completion', 'tcsh']), /use bash, zsh or fish/);
     expectOneLineError(await cluster.ctl(['jobs', '--state', 'sleeping']), /unknown job state "sleeping"/);
 
     expect(await etcdSnapshot(client), 'the keyspace is unchanged').to.deep.equal(before);

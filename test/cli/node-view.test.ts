@@ -19,7 +19,7 @@ function node(over: Partial<Node__Output> = {}): Node__Output {
     },
     createdAt: '2026-03-01T11:55:00.000Z', updatedAt: '2026-03-01T11:59:00.000Z', lastSeenAt: '2026-03-01T11:59:30.000Z',
     lastError: '', desiredConfig: '', appliedConfig: '', appliedDigest: '', currentJob: '', revision: '42',
-    connectedAt: '2026-03-01T11:55:01.000Z', connected: true, stateChangedAt: '2026-03-01T11:55:02.000Z',
+    connectedAt: '2026-03-01T11:55:01.000Z', connected: true, stateChangedAt: '2026-03-01T11:55:02.000Z', maintenanceReason: '',
     ...over,
   };
 }
@@ -43,13 +43,13 @@ describe('cli/node-view', () => {
   it('the JSON object carries state, reachable (boolean) and facts; labels sorted', () => {
     const o = nodeObject(node({ reachable: false }));
     expect(o).to.include({ id: 'node-1', state: 'Discovered', reachable: false });
-    expect(o.facts).to.include({ hostname: 'node-1.lab', cpuCores: 16, memoryBytes: String(192 * 1024 ** 3) });
+    expect(o.facts).to.include({ hostname: 'node-1.lab', cpuCores: 16, memoryBytes: 192 * 1024 ** 3, diskBytes: 2 * 960 * 1000 ** 3 });
     expect(JSON.stringify(o.labels)).to.equal('{"rack":"r1","role":"worker"}');
   });
 
   it('a node without facts yet still prints (empty summary, dashes in tables)', () => {
     const n = node({ facts: null, state: 'New' });
-    expect(nodeObject(n).facts).to.include({ hostname: '', cpuCores: 0, memoryBytes: '0' });
+    expect(nodeObject(n).facts).to.include({ hostname: '', cpuCores: 0, memoryBytes: 0 });
     expect(nodeRow(n, NOW).map((c) => (typeof c === 'string' ? c : c.text))).to.deep.equal(
       ['node-1', 'New', 'yes', '-', '-', '-', '-', '-', '5m'],
     );
@@ -104,6 +104,16 @@ describe('cli/node-view', () => {
       expect(text).to.include('CPU:            Xeon Gold 6130 (16 cores, 32 threads)\n');
       expect(text).to.include('Memory:         192 GiB\n');
       expect(text).to.include('\nFacts:\n  hostname: node-1.lab\n  cpu:\n    brand: Xeon Gold 6130\n    cores: 32\n  disks:\n    - device: /dev/sda\n');
+    });
+
+    it('a connected node is seen now (the record\'s lastSeenAt is its connect time); a disconnected one shows lastSeenAt', () => {
+      expect(describeNode(node(), '', NOW)).to.include('Last seen:      now (connected)\n');
+      expect(describeNode(node({ connected: false }), '', NOW)).to.include('Last seen:      2026-03-01T11:59:30.000Z (30s ago)\n');
+    });
+
+    it('shows the maintenance reason', () => {
+      expect(describeNode(node({ maintenance: true, maintenanceReason: 'disk swap, ticket 4711' }), '', NOW)).to.include('Maintenance:    yes: disk swap, ticket 4711\n');
+      expect(describeNode(node({ maintenance: true }), '', NOW)).to.include('Maintenance:    yes\n');
     });
 
     it('says when facts are not reported yet, and since when a node is unreachable', () => {

@@ -91,7 +91,7 @@ describe('exec: clusterctl exec on real agents', function () {
     // Timeout: the agent kills the command; the node fails with the reason and no exit code.
     const root1 = roots.get('n1') ?? '';
     const t0 = Date.now();
-    r = await cluster.ctl(['exec', '--nodes', 'n1', '--timeout', '2s', '--', 'sh', '-c', 'echo $$ > pid; echo started; sleep 30; touch finished'], 120_000);
+    r = await cluster.ctl(['exec', '--nodes', 'n1', '--command-timeout', '2s', '--', 'sh', '-c', 'echo $$ > pid; echo started; sleep 30; touch finished'], 120_000);
     const took = Date.now() - t0;
     const context2 = `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
     expect(r.code, context2).to.equal(1);

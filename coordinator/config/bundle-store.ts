@@ -1,7 +1,8 @@
 /**
  * configs/<bundle>/<version>: immutable bundle versions. A push is validated with the SAME code
  * the agent uses (shared/bundle: every problem listed by path, nothing stored on error), then
- * written create-only in one transaction with its event. Versions never change once stored:
+ * written create-only in one transaction with its event. Every template reference is checked
+ * too: a misspelt root (`var.x`) or a fact no node reports is refused at push, not at upgrade. Versions never change once stored:
  * pushing an existing version with other content is refused (bump the version), pushing the
  * same content again is an idempotent OK, so `clusterctl bundle push` can be re-run safely.
  *
@@ -12,7 +13,7 @@ import type { Etcd3 } from 'etcd3';
 import {
   AlreadyExistsError, CAS_LOST, ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, retryOnConflict, type Clock, type Keyspace,
 } from '../../shared';
-import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
+import { canonicalJson, parseBundle, templateReferences, type Bundle } from '../../shared/bundle';
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
 import { bundleDigest, missingSourcesError, parseBundleInfo, pinSources, sourceNames, type BundleInfoValue } from './source-pins';
 import type { EventLog } from '../event-log';
@@ -92,6 +93,13 @@ export class BundleStore {
       if (!isValidSegment(s)) {
         throw new InvalidArgumentError(`bundle ${what} ${JSON.stringify(s)} cannot be stored: use 1-253 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit`);
       }
+    }
+    // A misspelt root or a fact no node reports would break every node at its next job: refuse now.
+    const refs = templateReferences(bundle);
+    if (refs.problems.length > 0) {
+      throw new InvalidArgumentError(
+        `bundle ${name}@${version} refused, nothing stored (${refs.problems.length} template problem${refs.problems.length === 1 ? '' : 's'}): ${refs.problems.join('; ')}`,
+      );
     }
     // Units with `source:` name distributed files (files/<name>): each must be stored now, and
     // the version pins the edition current at this push (./source-pins.ts).

@@ -16,6 +16,7 @@ import {
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
 import type { EventLog } from '../event-log';
 import type { BundleStore } from './bundle-store';
+import { missingVariables, templateReferences } from '../../shared/bundle';
 
 export {
   REPAIR_POLICIES, checkGroup, decodeGroup, type RepairPolicy, type AutoCommissionRule, type GroupRecord, type GroupInput,
@@ -93,9 +94,24 @@ export class GroupStore {
     if (expected && (current?.modRevision ?? '0') !== expected) {
       throw new ConflictError(`group ${name} changed since you read it (revision ${expected}, now ${current?.modRevision ?? 'deleted'}); get it again and retry`);
     }
-    // Forward references are allowed (groups may be defined in any order) but said out loud.
+    // The group must supply every variable its bundle uses and does not default.
+    const stored = await this.o.bundles.get(bundle, version);
+    const unset = missingVariables(templateReferences(stored.bundle), stored.bundle.variables, checked.variables);
+    if (unset.length > 0) {
+      throw new InvalidArgumentError(
+        `group ${name}: bundle ${bundle}@${version} uses variable${unset.length === 1 ? '' : 's'} that neither the bundle defines nor the group sets: ` +
+          `${unset.join(', ')}; set ${unset.length === 1 ? 'it' : 'them'} with --var NAME=VALUE`,
+      );
+    }
+    // A dependency on a group that does not exist could never be met: refuse it, naming it.
     const known = new Set((await this.list()).map((g) => g.record.name));
     const missing = (checked.dependsOn ?? []).filter((d) => !known.has(d));
+    if (missing.length > 0) {
+      throw new NotFoundError(
+        `group ${name}: depends on group${missing.length === 1 ? '' : 's'} ${missing.join(', ')}, which ${missing.length === 1 ? 'does' : 'do'} not exist ` +
+          '(define it first, or list groups with `clusterctl group list`)',
+      );
+    }
     const record: GroupRecord = { ...checked, updatedAt: this.o.clock.iso() };
     const cas: Compare = expected
       ? { key, target: 'Mod', op: '==', value: expected, reason: 'expected-revision' }
@@ -112,7 +128,8 @@ export class GroupStore {
         message: `group ${name} ${what}: ${bundle}@${version}, repair policy ${record.repairPolicy ?? 'report'}` +
           (record.verifySchedule ? `, verify "${record.verifySchedule}"` : '') +
           (record.autoCommission?.length ? `, auto-commission ${record.autoCommission.map((r) => `"${r.selector}"`).join(' | ')}` : '') +
-          (missing.length ? `; warning: depends on group(s) not defined yet: ${missing.join(', ')}` : ''),
+          (record.dependsOn?.length ? `, depends on ${record.dependsOn.join(', ')}` : '') +
+          (current?.record.dependsOn?.length && !record.dependsOn?.length ? `, dependency on ${current.record.dependsOn.join(', ')} cleared` : ''),
         actor,
       },
     });

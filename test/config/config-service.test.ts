@@ -1,7 +1,7 @@
 /**
  * ConfigService over real gRPC on 127.0.0.1 against a real etcd: bundle push (valid, invalid,
- * duplicate version, idempotent), groups (bad cron, unknown bundle version, stale revision,
- * forward dependencies) — every refusal leaves etcd exactly as it was.
+ * duplicate version, idempotent, template references), groups (bad cron, unknown bundle version,
+ * stale revision, unknown dependencies, unset variables) — every refusal leaves etcd exactly as it was.
  */
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
@@ -159,6 +159,23 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     expect(missing.message).to.match(/stored versions: 1, 9, 10/);
   });
 
+  it('refuses a bundle whose templates name a misspelt root or an unknown fact, listing unit and field, storing nothing', async () => {
+    const before = await dump();
+    const typo = BASE_V1.replace('{{ vars.greeting }}', '{{ var.greeting }}');
+    const err = await refused(call(api.PushBundle.bind(api), { yaml: typo }));
+    expect(err.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(err.message).to.match(/bundle base@1 refused, nothing stored \(1 template problem\): unit motd, field content: \{\{ var\.greeting \}\} names no template root; use \{\{ vars\.NAME \}\}/);
+    const facts = `${BASE_V1}  - id: svc\n    kind: systemd\n    unit: app.service\n    content: "cores={{ facts.cpu.corez }} disk={{ facts.disks.0.sizeBytes }} {{ facts.disks.size }}"\n`;
+    const factErr = await refused(call(api.PushBundle.bind(api), { yaml: facts }));
+    expect(factErr.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(factErr.message).to.match(/2 template problems/);
+    expect(factErr.message).to.match(/unit svc, field content: unknown fact facts\.cpu\.corez: facts\.cpu has no field corez/);
+    expect(factErr.message).to.match(/unit svc, field content: unknown fact facts\.disks\.size: facts\.disks is a list/);
+    expect(await dump()).to.deep.equal(before);
+    // Other templating inside content (Prometheus, Go) is not ours and passes.
+    await call(api.PushBundle.bind(api), { yaml: BASE_V1.replace('{{ vars.greeting }}', '{{ vars.greeting }} {{ $labels.instance }} {{ .Values.x }}') });
+  });
+
   describe('groups', () => {
     const group = (over: Partial<Group> = {}): Group => ({ name: 'worker', bundle: 'base', version: '1', ...over });
 
@@ -210,12 +227,35 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
       expect(read.minSize).to.equal(1);
     });
 
-    it('allows a forward dependency and warns about it in the event', async () => {
-      await call(api.SetGroup.bind(api), { group: group({ dependsOn: ['control'] }) });
-      const messages = await eventsOfType('group.set');
-      expect(messages[0]).to.match(/warning: depends on group\(s\) not defined yet: control/);
+    it('refuses a dependency on a group that does not exist, naming it, and stores nothing; an empty list clears one (said in the event)', async () => {
+      const before = await dump();
+      const missing = await refused(call(api.SetGroup.bind(api), { group: group({ dependsOn: ['nosuchgroup'] }) }));
+      expect(missing.code).to.equal(grpc.status.NOT_FOUND);
+      expect(missing.message).to.match(/group worker: depends on group nosuchgroup, which does not exist/);
+      expect(await dump()).to.deep.equal(before);
       const self = await refused(call(api.SetGroup.bind(api), { group: group({ dependsOn: ['worker'] }) }));
       expect(self.message).to.match(/cannot depend on itself/);
+
+      await call(api.SetGroup.bind(api), { group: group({ name: 'control' }) });
+      await call(api.SetGroup.bind(api), { group: group({ dependsOn: ['control'] }) });
+      expect((await call(api.GetGroup.bind(api), { name: 'worker' })).dependsOn).to.deep.equal(['control']);
+      await call(api.SetGroup.bind(api), { group: group({ dependsOn: [] }) });
+      expect((await call(api.GetGroup.bind(api), { name: 'worker' })).dependsOn).to.deep.equal([]);
+      const messages = await eventsOfType('group.set');
+      expect(messages[messages.length - 1]).to.match(/dependency on control cleared/);
+    });
+
+    it('refuses a group that leaves a variable its bundle uses undefined, naming unit and field; accepts it once the group sets it', async () => {
+      await call(api.PushBundle.bind(api), {
+        yaml: 'name: web\nversion: 1\nunits:\n  - {id: conf, kind: file, path: /etc/web.conf, content: "listen {{ vars.listen }}\\n"}\n',
+      });
+      const before = await dump();
+      const err = await refused(call(api.SetGroup.bind(api), { group: group({ name: 'web', bundle: 'web' }) }));
+      expect(err.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(err.message).to.match(/group web: bundle web@1 uses variable that neither the bundle defines nor the group sets: listen \(unit conf, field content\); set it with --var/);
+      expect(await dump()).to.deep.equal(before);
+      await call(api.SetGroup.bind(api), { group: group({ name: 'web', bundle: 'web', variables: { listen: '8080' } }) });
+      expect((await call(api.GetGroup.bind(api), { name: 'web' })).variables).to.deep.equal({ listen: '8080' });
     });
 
     it('unknown group → NOT_FOUND with a hint', async () => {

@@ -1,5 +1,6 @@
 /**
- * One agent: identity + facts + lease membership + the coordinator link. Everything it talks
+ * One agent: identity + facts + lease membership + the coordinator link (mutual TLS with the
+ * injected credentials). Everything it talks
  * to is injected (etcd client, logger, clock, facts, command handler, leader source), and it
  * holds no module state, so a benchmark can run thousands in one process sharing one etcd
  * client and one facts object.
@@ -18,6 +19,7 @@ import { AppliedReload, type DriftFinding } from './applied-reload';
 import { UnsupportedCommandHandler, type CommandHandler } from './command-handler';
 import { CoordinatorLink, EMPTY_APPLIED, type AppliedStateProvider, type LinkTimings } from './coordinator-link';
 import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leader-discovery';
+import type { CredentialSource } from './node-certificate';
 import { AGENT_DEFAULTS, type WorkTimeouts } from './options';
 import { systemFactsProvider, type FactsProvider } from './facts-collector';
 import { resolveIdentity, systemIdentityEnvironment, type IdentityEnvironment, type NodeIdentity } from './identity';
@@ -47,6 +49,11 @@ export interface AgentSettings {
 
 export interface AgentDependencies {
   etcd: Etcd3;
+  /**
+   * The agent's certificate, key and the cluster CA for the coordinator stream (mutual TLS):
+   * main.ts's NodeCertificate (joined, stored, renewed); a benchmark's StaticCredentials.
+   */
+  credentials: CredentialSource;
   logger: Logger;
   clock?: Clock;
   /** Default: collect from this machine with systeminformation. */
@@ -118,6 +125,7 @@ export class Agent {
     });
     this.link = new CoordinatorLink({
       identity: this.identity,
+      credentials: deps.credentials,
       leaderSource: this.leaderSource,
       handler: deps.commandHandler ?? new UnsupportedCommandHandler(),
       logger: this.log,

@@ -11,11 +11,17 @@
  * Results are kept by command id (command-handler.ts CommandResults): a result whose delivery
  * is uncertain is listed in the next Hello and sent again after the next Welcome.
  *
+ * Trust: the stream is mutual TLS with the agent's certificate (a CredentialSource), and the
+ * server must present a certificate the cluster CA issued for the coordinator role, whatever
+ * address the election record names: a rogue coordinator fails the handshake, is logged, and the
+ * loop keeps looking (re-reading the election) as for any unreachable leader. A renewed
+ * certificate ends the stream and the next one is opened with it at once.
+ *
  * Drift: `sendDrift` puts a DriftReport (the agent's own re-verify, "reload") on the stream;
  * `onConnected` tells the owner of every Welcome and how long the agent was disconnected, so
  * it can re-send a finding or re-verify after an outage.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { AgentMessage } from '../generated/cluster/v1/AgentMessage';
 import type { AgentServiceClient } from '../generated/cluster/v1/AgentService';
 import type { CoordinatorMessage__Output } from '../generated/cluster/v1/CoordinatorMessage';
@@ -30,6 +36,8 @@ import { CommandResults, type CommandHandler } from './command-handler';
 import { CommandRunner } from './command-runner';
 import type { NodeIdentity } from './identity';
 import type { LeaderInfo, LeaderSource } from './leader-discovery';
+import type { CredentialSource, TlsIdentity } from './node-certificate';
+import { clientCredentials } from '../shared/pki';
 
 /** What the agent last applied (agent/applied-record.ts); empty strings while nothing is. */
 export interface AppliedState {
@@ -71,6 +79,8 @@ export interface LinkTimings {
 
 export interface CoordinatorLinkOptions {
   identity: NodeIdentity;
+  /** The agent's TLS identity (certificate, key, cluster CA); a new one (renewal) reconnects. */
+  credentials: CredentialSource;
   leaderSource: LeaderSource;
   handler: CommandHandler;
   logger: Logger;
@@ -106,11 +116,13 @@ export class CoordinatorLink {
   private readonly results: CommandResults;
   private abort?: AbortController;
   private loop?: Promise<void>;
-  private client?: { address: string; client: AgentServiceClient };
+  private client?: { address: string; identity: TlsIdentity; client: AgentServiceClient };
   private session?: Session;
   private readonly runner: CommandRunner;
   private readonly clock: Clock;
   private unreachableLogged = false;
+  /** The kind of the last trust refusal logged (logged again only when it changes). */
+  private lastRefusal?: 'server' | 'client';
   /** When the last welcomed stream ended (for LinkConnected.outageMs). */
   private lastWelcomedEnd?: number;
 
@@ -173,9 +185,21 @@ export class CoordinatorLink {
       if (outcome.welcomed) {
         this.backoff.reset();
         this.unreachableLogged = false;
+        this.lastRefusal = undefined;
+      }
+      if (outcome.credentialsChanged) {
+        // A renewed certificate: the next stream is opened with it now, not after a backoff.
+        this.log.info('reconnecting with the renewed certificate', { address: leader.address });
+        continue;
       }
       const delay = this.backoff.next();
-      if (outcome.welcomed || outcome.leaderChanged) {
+      const refusal = trustRefusal(outcome.reason);
+      if (refusal && refusal !== this.lastRefusal) {
+        // Said every time it changes, at error level: an operator must look at this.
+        this.lastRefusal = refusal;
+        this.log.error(refusal === 'server' ? 'refused the coordinator named in the election record: its certificate is not a cluster coordinator\'s' : 'the coordinator refuses this agent\'s certificate',
+          { address: leader.address, leaderId: leader.id, reason: outcome.reason, retryInMs: delay });
+      } else if (outcome.welcomed || outcome.leaderChanged) {
         this.log.warn('disconnected from coordinator', { address: leader.address, reason: outcome.reason, retryInMs: delay });
       } else if (!this.unreachableLogged) {
         // Once per outage; every agent of a fleet retrying must not flood the journal.
@@ -246,19 +270,21 @@ export class CoordinatorLink {
   }
 
   private clientFor(address: string): AgentServiceClient {
-    if (this.client?.address === address) return this.client.client;
+    const identity = this.options.credentials.current();
+    if (this.client?.address === address && this.client.identity === identity) return this.client.client;
     this.client?.client.close();
     const { api } = loadProto();
-    const client = new api.cluster.v1.AgentService(address, grpc.credentials.createInsecure(), {
+    const credentials = clientCredentials({ caPem: identity.caPem, certPem: identity.certPem, keyPem: identity.keyPem });
+    const client = new api.cluster.v1.AgentService(address, credentials, {
       ...AGENT_CHANNEL_OPTIONS,
       ...this.options.channelOptions,
     });
-    this.client = { address, client };
+    this.client = { address, identity, client };
     return client;
   }
 
   /** One stream, from Hello to its end. Never throws. */
-  private connect(leader: LeaderInfo, signal: AbortSignal): Promise<{ welcomed: boolean; leaderChanged: boolean; reason: string }> {
+  private connect(leader: LeaderInfo, signal: AbortSignal): Promise<{ welcomed: boolean; leaderChanged: boolean; credentialsChanged: boolean; reason: string }> {
     const id = this.options.identity;
     const client = this.clientFor(leader.address);
     const call = client.Connect();
@@ -268,6 +294,7 @@ export class CoordinatorLink {
     return new Promise((resolve) => {
       let finished = false;
       let leaderChanged = false;
+      let credentialsChanged = false;
       let watchdog: Timer | undefined;
       let pingIntervalMs = 0;
 
@@ -276,6 +303,7 @@ export class CoordinatorLink {
         finished = true;
         watchdog?.cancel();
         unsubscribe();
+        unsubscribeCredentials();
         signal.removeEventListener('abort', onAbort);
         if (this.session === session) this.session = undefined;
         if (session.welcomed) this.lastWelcomedEnd = this.clock.now();
@@ -283,7 +311,7 @@ export class CoordinatorLink {
         // Errors after this point (the CANCELLED of our own cancel) are expected.
         call.on('error', () => undefined);
         call.cancel();
-        resolve({ welcomed: session.welcomed, leaderChanged, reason });
+        resolve({ welcomed: session.welcomed, leaderChanged, credentialsChanged, reason });
       };
       const arm = (ms: number, why: string): void => {
         watchdog?.cancel();
@@ -298,6 +326,12 @@ export class CoordinatorLink {
         if (l?.address === leader.address && l.createRevision === leader.createRevision) return;
         leaderChanged = true;
         finish(l ? `leader changed to ${l.id} at ${l.address}` : 'leader stepped down');
+      });
+      const unsubscribeCredentials = this.options.credentials.subscribe(() => {
+        credentialsChanged = true;
+        // Half-close first, so the coordinator sees this stream end before the next one's hello.
+        call.end();
+        finish('certificate renewed');
       });
       signal.addEventListener('abort', onAbort, { once: true });
 
@@ -383,4 +417,17 @@ export class CoordinatorLink {
       return false;
     }
   }
+}
+
+/**
+ * Whether a stream failed on trust rather than reachability: 'server' when the server's
+ * certificate was refused (checkServerCertificate: not from the cluster CA, or not a
+ * coordinator's), 'client' when the coordinator refused ours (revoked, expired).
+ */
+export function trustRefusal(reason: string): 'server' | 'client' | undefined {
+  // The first group is Node's own chain check against the cluster CA (a certificate of another CA), the second checkServerCertificate's.
+  if (/self-signed certificate|unable to (verify the first certificate|get local issuer certificate|verify leaf signature)|unsuitable certificate purpose|certificate signature failure|certificate has expired|certificate is not yet valid/i.test(reason)) return 'server';
+  if (/refusing to talk to it|was not issued by this cluster's CA|is a CA certificate, not a cluster identity|carries no cluster identity/.test(reason)) return 'server';
+  if (/has been revoked|unauthenticated|certificate .* expired/i.test(reason)) return 'client';
+  return undefined;
 }

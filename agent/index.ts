@@ -5,9 +5,13 @@ export { resolveIdentity, systemIdentityEnvironment, type NodeIdentity, type Ide
 export { collectFacts, systemFactsProvider, factsFingerprint, primaryAddress, type FactsProvider } from './facts-collector';
 export { LeaseMembership, membershipTimings, DEFAULT_LEASE_TTL_SECONDS, type MembershipStatus, type MembershipTimings } from './lease-membership';
 export {
-  CoordinatorLink, AGENT_CHANNEL_OPTIONS, EMPTY_APPLIED,
+  CoordinatorLink, AGENT_CHANNEL_OPTIONS, EMPTY_APPLIED, trustRefusal,
   type AppliedState, type AppliedStateProvider, type LinkTimings, type LinkConnected,
 } from './coordinator-link';
+export {
+  NodeCertificate, NodeCertificateFiles, StaticCredentials, NotJoinedError, NOT_JOINED_HINT, checkIdentity, renewalDue,
+  type CredentialSource, type TlsIdentity, type NodeCertificateOptions,
+} from './node-certificate';
 export { EtcdLeaderSource, StaticLeaderSource, type LeaderSource, type LeaderInfo } from './leader-discovery';
 export { CommandRunner } from './command-runner';
 export {

@@ -8,10 +8,16 @@
  * (agent/applied-record.ts); at start the daemon re-verifies it ("reload") with the same unit
  * context its commands use, and reports drift to the coordinator.
  *
+ * Trust: before anything talks to the coordinator the agent has its certificate
+ * (agent/node-certificate.ts): the one in <state-dir>/pki/, or one obtained by joining with
+ * --join-token/--join-token-file. Without either it exits 1 saying how to join; a refused
+ * join (bad, expired, used-up or revoked token; a coordinator without the pinned CA) exits 1
+ * with the cluster's reason. The certificate is renewed while the daemon runs.
+ *
  * `cluster-agent apply|verify|remove|plan ...` are local config-unit commands, served by
  * agent/local-cli.ts (loaded only for them, so the daemon does not pay for it).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { Agent } from './agent';
 import { reverifyStore } from './applied-reload';
 import { appliedState, FileAppliedStore } from './applied-store';
@@ -19,9 +25,14 @@ import { CommandExecutor } from './command-executor';
 import { systemFactsProvider } from './facts-collector';
 import { createUnitContext } from './unit-context';
 import { createHandlerRegistry } from './units/handlers';
+import { resolveIdentity, systemIdentityEnvironment } from './identity';
+import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leader-discovery';
+import { membershipTimings } from './lease-membership';
+import { NodeCertificate } from './node-certificate';
 import { agentHelp, compileAgentConfig, parseAgentOptions } from './options';
 import { createEtcdClient } from '../shared/etcd';
 import { ClusterError, errorMessage } from '../shared/errors';
+import { Keyspace } from '../shared/keyspace';
 import { createLogger } from '../shared/logger';
 import { VERSION } from '../shared/version';
 
@@ -56,8 +67,19 @@ async function main(argv: string[]): Promise<number> {
   const o = compileAgentConfig(parsed.values);
   const logger = createLogger({ level: o.logLevel, fields: { component: 'agent' } });
 
+  if (o.joinToken !== undefined && o.joinTokenFile !== undefined) return usageError('give the join token once: --join-token or --join-token-file, not both');
+
+  const stopController = new AbortController();
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    const on = (sig: NodeJS.Signals): void => { stopController.abort(); resolve(sig); };
+    process.once('SIGTERM', () => on('SIGTERM'));
+    process.once('SIGINT', () => on('SIGINT'));
+  });
+
   let agent: Agent;
   let etcd: ReturnType<typeof createEtcdClient>;
+  let nodeId: string;
+  let leaders: LeaderSource;
   // Not read yet: bad input must change nothing, and reading may convert an old-format record.
   const applied = new FileAppliedStore(o.stateDir, logger);
   const handlers = createHandlerRegistry();
@@ -67,11 +89,49 @@ async function main(argv: string[]): Promise<number> {
     packageCommandTimeoutMs: o.work.packageCommandTimeoutMs,
   });
   try {
+    nodeId = resolveIdentity(o, systemIdentityEnvironment).nodeId;
     etcd = createEtcdClient({ endpoints: o.etcd });
+    leaders = o.coordinator
+      ? new StaticLeaderSource(o.coordinator)
+      : new EtcdLeaderSource({ etcd, keyspace: new Keyspace(o.prefix), logger: logger.child({ nodeId }), callTimeoutMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
+  } catch (err) {
+    // A bad node id or --coordinator address: the operator's input.
+    unitContext.close();
+    return usageError(errorMessage(err));
+  }
+
+  // After validation, so bad input changes nothing on disk.
+  try {
+    // 0700: the applied record may name secrets' paths and digests; pki/ holds the node's key.
+    mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    etcd.close();
+    process.stderr.write(`cluster-agent: cannot create --state-dir ${o.stateDir}: ${errorMessage(err)}\n`);
+    return 1;
+  }
+
+  // The certificate first: nothing is written to etcd by an agent that cannot join.
+  let certificate: NodeCertificate;
+  try {
+    if (leaders instanceof EtcdLeaderSource) await leaders.start();
+    const file = o.joinTokenFile;
+    const joinToken = file !== undefined ? (): string => readFileSync(file, 'utf8').trim() : o.joinToken !== undefined ? (): string => o.joinToken as string : undefined;
+    certificate = await NodeCertificate.open({ stateDir: o.stateDir, nodeId, joinToken, leaders, logger: logger.child({ nodeId }) }, stopController.signal);
+  } catch (err) {
+    await leaders.close();
+    etcd.close();
+    unitContext.close();
+    if (stopController.signal.aborted) return 0;
+    logger.error('cannot start without a certificate', { error: errorMessage(err) });
+    process.stderr.write(`cluster-agent: ${errorMessage(err)}\n`);
+    return 1;
+  }
+
+  try {
     agent = new Agent(
       o,
       {
-        etcd, logger,
+        etcd, logger, credentials: certificate, leaderSource: leaders,
         applied: () => appliedState(applied),
         commandHandler: new CommandExecutor({
           handlers, context: unitContext, applied, logger,
@@ -84,27 +144,16 @@ async function main(argv: string[]): Promise<number> {
       },
     );
   } catch (err) {
+    await leaders.close();
+    etcd.close();
     if (err instanceof ClusterError) return usageError(err.message);
     throw err;
-  }
-
-  // After validation, so bad input changes nothing on disk.
-  try {
-    // 0700: the applied record may name secrets' paths and digests.
-    mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    etcd.close();
-    process.stderr.write(`cluster-agent: cannot create --state-dir ${o.stateDir}: ${errorMessage(err)}\n`);
-    return 1;
   }
   // The Hello carries the applied digest: read the record before connecting. A record that
   // cannot be used is logged and reported as drift ("re-apply needed"), not fatal.
   await applied.refresh();
 
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  certificate.start();
   await agent.start();
   const signal = await stopped;
 
@@ -121,6 +170,8 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', again);
 
   await agent.stop(Math.max(0, graceMs - 1000));
+  await certificate.stop();
+  await leaders.close();
   unitContext.close();
   etcd.close();
   clearTimeout(force);

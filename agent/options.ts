@@ -33,7 +33,15 @@ export const AGENT_OPTIONS = {
   },
   stateDir: {
     kind: 'string', env: 'CLUSTER_STATE_DIR', default: '/var/lib/cluster-agent', placeholder: 'DIR',
-    description: 'where the agent keeps its applied record',
+    description: 'where the agent keeps its applied record and its certificate (pki/)',
+  },
+  joinToken: {
+    kind: 'string', env: 'CLUSTER_JOIN_TOKEN', placeholder: 'TOKEN',
+    description: 'join token (clusterctl token create): used once, when the state dir holds no certificate yet',
+  },
+  joinTokenFile: {
+    kind: 'string', env: 'CLUSTER_JOIN_TOKEN_FILE', placeholder: 'FILE',
+    description: 'file holding the join token (keeps it out of the process list)',
   },
   leaseTtl: {
     kind: 'duration', env: 'CLUSTER_LEASE_TTL', default: DEFAULT_LEASE_TTL_SECONDS, unit: 's', min: 2000, placeholder: 'SECONDS',
@@ -150,8 +158,12 @@ export interface AgentConfig {
   bootId?: string;
   /** @default the machine's hostname */
   hostname?: string;
-  /** Where the applied record lives. @default /var/lib/cluster-agent */
+  /** Where the applied record and the certificate (pki/) live. @default /var/lib/cluster-agent */
   stateDir: string;
+  /** The join token, used only while the state dir holds no usable certificate. @default none */
+  joinToken?: string;
+  /** A file holding the join token (read at start, only when a join is needed). @default none */
+  joinTokenFile?: string;
   /** Membership lease TTL. @default 45000 */
   leaseTtlMs: number;
   /** etcd key prefix. @default DEFAULT_PREFIX ('/cluster/v1/') */
@@ -186,6 +198,8 @@ export function compileAgentConfig(v: AgentOptions): AgentConfig {
     ...(v.bootId !== undefined ? { bootId: v.bootId } : {}),
     ...(v.hostname !== undefined ? { hostname: v.hostname } : {}),
     stateDir: v.stateDir,
+    ...(v.joinToken !== undefined ? { joinToken: v.joinToken } : {}),
+    ...(v.joinTokenFile !== undefined ? { joinTokenFile: v.joinTokenFile } : {}),
     leaseTtlMs: v.leaseTtl,
     prefix: v.prefix,
     ...(v.coordinator !== undefined ? { coordinator: v.coordinator } : {}),

@@ -146,7 +146,7 @@ async function main(): Promise<number> {
 
     const t0 = Date.now();
     fleet = new SimFleet({
-      etcd: etcd.endpoint, agents: n, leaseTtlSec: leaseTtl, connections, sandbox, logFile: join(cluster.logDir, 'sim-fleet.log'),
+      etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents: n, leaseTtlSec: leaseTtl, connections, sandbox, logFile: join(cluster.logDir, 'sim-fleet.log'),
       etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 500))),
     });
     const reg = await fleet.registered(roundTimeout * 1000);

@@ -29,6 +29,7 @@ import { parseOptions, formatHelp, type OptionSpecs, type ParseResult } from '..
 import { errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
 import { loadProto } from '../shared/proto';
+import { clientCredentials, parseCredentials } from '../shared/pki';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { decodeNode } from '../shared/records';
@@ -181,7 +182,7 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
     say(`N=${n}: etcd + coordinator up; starting the sim-fleet (${o.startRate > 0 ? `${o.startRate}/s` : 'all at once'}); logs in ${cluster.logDir}`);
     const t0 = Date.now();
     fleet = new SimFleet({
-      etcd: etcd.endpoint, agents: n, leaseTtlSec: o.leaseTtl, connections: o.connections, startRate: o.startRate, sandbox,
+      etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents: n, leaseTtlSec: o.leaseTtl, connections: o.connections, startRate: o.startRate, sandbox,
       etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 1000))), logFile: join(cluster.logDir, 'sim-fleet.log'),
       nodeArgs: ['--max-old-space-size=8192'],
     });
@@ -219,8 +220,11 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
 
     // --- the fan-out job --------------------------------------------------------------------
     const { api } = loadProto();
-    jobClient = new api.cluster.v1.JobService(coord.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-    configClient = new api.cluster.v1.ConfigService(coord.address, grpc.credentials.createInsecure());
+    // The operator's side over mutual TLS with the admin credentials the coordinator wrote.
+    const admin = parseCredentials(readFileSync(cluster.adminCredentials, 'utf8'), cluster.adminCredentials);
+    const adminTls = clientCredentials({ caPem: admin.ca, certPem: admin.certificate, keyPem: admin.key });
+    jobClient = new api.cluster.v1.JobService(coord.address, adminTls, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+    configClient = new api.cluster.v1.ConfigService(coord.address, adminTls);
     const cc = configClient;
     const jc = jobClient;
     try {

@@ -7,7 +7,12 @@
  * would have one of each per machine and we have one machine: a small pool of etcd clients,
  * one leader source (one election watch instead of N), one collected facts object.
  *
- *   node dist/bench/sim-fleet.js --etcd HOST:PORT --agents N [--prefix P] [--lease-ttl S] ...
+ * Trust as in production: every agent holds its own certificate and key (`agent <node id>`),
+ * so every stream is its own mutual-TLS handshake. They are issued here from the cluster CA
+ * directly (read from etcd with the cluster secret, `--cluster-secret-file`) instead of through
+ * N joins: a join is one unary call per agent, not what these benchmarks measure.
+ *
+ *   node dist/bench/sim-fleet.js --etcd HOST:PORT --cluster-secret-file FILE --agents N [--prefix P] [--lease-ttl S] ...
  *
  * It reports on stdout, one JSON object per line:
  *   {"event":"started", pid, agents, ...}
@@ -28,6 +33,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Etcd3 } from 'etcd3';
 import { Agent } from '../agent/agent';
+import { StaticCredentials } from '../agent/node-certificate';
+import { loadOrCreateCa } from '../coordinator/pki';
 import { CommandExecutor } from '../agent/command-executor';
 import { MemoryAppliedStore, appliedState } from '../agent/applied-store';
 import { EtcdLeaderSource, type LeaderInfo } from '../agent/leader-discovery';
@@ -117,6 +124,7 @@ const OPTIONS = {
   idPrefix: { kind: 'string', default: 'sim-', placeholder: 'TEXT', description: 'node ids are <id-prefix>00001...' },
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'membership lease TTL of every agent' },
   etcdClients: { kind: 'int', default: 4, min: 1, placeholder: 'K', description: 'etcd clients shared round robin by the agents' },
+  clusterSecretFile: { kind: 'string', required: true, placeholder: 'FILE', description: 'the coordinators\' cluster secret: decrypts the CA in etcd that issues each agent its certificate' },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'one TCP connection per agent stream (real), or one for all (grpc-js global subchannel pool)' },
   startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second (0 = all at once)' },
   sandbox: { kind: 'string', placeholder: 'DIR', description: 'per-agent node roots go under DIR/<node id> [default: /dev/shm/sim-fleet-<pid>]' },
@@ -221,6 +229,13 @@ async function childMain(): Promise<number> {
   const agentLogger = new TapLogger(out, {}, tap);
 
   const channelOptions = o.connections === 'per-agent' ? { 'grpc.use_local_subchannel_pool': 1 } : {};
+  // One certificate per agent, from the cluster CA the coordinators created.
+  const { ca } = await loadOrCreateCa({ etcd: clients[0], keyspace, clusterSecretFile: o.clusterSecretFile });
+  const credentials: StaticCredentials[] = [];
+  for (const nodeId of ids) {
+    const issued = await ca.issueKeyAndCertificate({ role: 'agent', name: nodeId });
+    credentials.push(new StaticCredentials({ caPem: ca.certPem, certPem: issued.certPem, keyPem: issued.keyPem }));
+  }
   const agents: Agent[] = [];
   const contexts: { close(): void }[] = [];
   mkdirSync(sandbox, { recursive: true });
@@ -240,7 +255,10 @@ async function childMain(): Promise<number> {
     });
     const agent: Agent = new Agent(
       { nodeId, bootId, hostname: nodeId, leaseTtlMs: o.leaseTtl * 1000, prefix: o.prefix, factsIntervalMs: 0 },
-      { etcd: clients[i % clients.length], logger: agentLogger, factsProvider, commandHandler: executor, applied: () => appliedState(store), leaderSource, channelOptions },
+      {
+        etcd: clients[i % clients.length], logger: agentLogger, credentials: credentials[i], factsProvider, commandHandler: executor,
+        applied: () => appliedState(store), leaderSource, channelOptions,
+      },
     );
     agents.push(agent);
   }
@@ -303,6 +321,8 @@ async function childMain(): Promise<number> {
 
 export interface SimFleetOptions {
   etcd: string;
+  /** The coordinators' cluster secret file (TestCluster: <pkiDir>/cluster-secret). */
+  clusterSecretFile: string;
   agents: number;
   prefix?: string;
   /** Node ids <idPrefix>00001...: several sim-fleets (processes) against one cluster need distinct ones. */
@@ -329,7 +349,7 @@ export class SimFleet {
     const script = join(DIST, 'bench', 'sim-fleet.js');
     const args = [
       ...(o.nodeArgs ?? []), script,
-      '--etcd', o.etcd, '--agents', String(o.agents),
+      '--etcd', o.etcd, '--cluster-secret-file', o.clusterSecretFile, '--agents', String(o.agents),
       ...(o.prefix ? ['--prefix', o.prefix] : []),
       ...(o.idPrefix ? ['--id-prefix', o.idPrefix] : []),
       ...(o.leaseTtlSec ? ['--lease-ttl', String(o.leaseTtlSec)] : []),

@@ -72,6 +72,8 @@ export interface CoordinatorPkiOptions {
   clusterSecretFile: string;
   /** Lifetime of the first join token; null = never expires. @default DEFAULT_TOKEN_TTL_MS (24 h) */
   firstTokenTtlMs?: number | null;
+  /** Validity of agent certificates (join and renewal). @default DEFAULT_VALIDITY_MS.agent (90 days) */
+  agentCertValidityMs?: number;
   /** Validity of this replica's serving certificate (renewed at two thirds). @default DEFAULT_VALIDITY_MS.coordinator (one year) */
   servingValidityMs?: number;
 }
@@ -255,7 +257,7 @@ export class Coordinator {
     const tokens = new TokenStore(o.etcd, o.keyspace, loaded.ca.publicKeyHash, clock);
     this.pki = {
       ca: loaded.ca, revocations, tokens,
-      enrolment: new AgentEnrolment(o.etcd, o.keyspace, loaded.ca, tokens, { clock }),
+      enrolment: new AgentEnrolment(o.etcd, o.keyspace, loaded.ca, tokens, { clock, validityMs: o.pki.agentCertValidityMs }),
       users: new UserStore(o.etcd, o.keyspace, loaded.ca, clock),
       endpoints: () => [this.address],
     };

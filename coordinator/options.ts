@@ -278,6 +278,10 @@ export const COORDINATOR_OPTIONS = {
   shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: DEFAULT_SETTINGS.shutdownGraceMs / 1000, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
   shutdownForce: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_FORCE', default: 15, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: exit anyway after this long' },
   pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'where the first coordinator writes ca.crt, admin.yaml and join-token' },
+  agentCertValidity: {
+    kind: 'duration', env: 'CLUSTER_AGENT_CERT_VALIDITY', default: '2160h', min: 10_000, placeholder: 'DURATION',
+    description: 'validity of the certificate an agent gets when it joins or renews (it renews at two thirds); 2160h = 90 days',
+  },
   clusterSecretFile: { kind: 'string', env: 'CLUSTER_SECRET_FILE', placeholder: 'FILE', description: 'the secret every replica shares, which encrypts the CA key in etcd; created when absent [default: <pki-dir>/cluster-secret]' },
   logLevel: { kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'log level' },
   version: { kind: 'boolean', short: 'V', description: 'print the version and exit' },
@@ -301,6 +305,8 @@ export interface CoordinatorConfig {
   pkiDir: string;
   /** The cluster secret file (created when absent). */
   clusterSecretFile: string;
+  /** Validity of agent certificates (join and renewal). @default 90 days */
+  agentCertValidityMs: number;
   logLevel: LogLevel;
 }
 
@@ -346,6 +352,7 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       shutdownForceMs: v.shutdownForce,
       pkiDir: v.pkiDir,
       clusterSecretFile: v.clusterSecretFile ?? join(v.pkiDir, 'cluster-secret'),
+      agentCertValidityMs: v.agentCertValidity,
       logLevel: v.logLevel,
     },
   };

@@ -7,6 +7,10 @@
  * --watch` until Ctrl-C and then stops everything: agents first (so they leave cleanly),
  * then the coordinator, then etcd.
  *
+ * Secure like a real cluster: the coordinator creates the cluster CA on first start and writes
+ * ca.crt, admin.yaml and join-token to .cluster/pki (--pki-dir); the agents join with that token
+ * (their certificates stay in their state dirs), and every clusterctl call here uses admin.yaml.
+ *
  * Run it through scripts/dev-cluster, which first installs what is missing and builds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -87,6 +91,10 @@ function tail(file: string, lines = 15): string {
 class DevCluster {
   readonly dir = join(REPO, '.cluster');
   readonly logDir = join(this.dir, 'logs');
+  /** The coordinator's --pki-dir: ca.crt, admin.yaml, join-token, cluster-secret. */
+  readonly pkiDir = join(this.dir, 'pki');
+  readonly adminCredentials = join(this.pkiDir, 'admin.yaml');
+  readonly joinTokenFile = join(this.pkiDir, 'join-token');
   private readonly children: Child[] = [];
   private etcdEndpoint = '';
   private shuttingDown = false;
@@ -198,8 +206,28 @@ class DevCluster {
   private startCoordinator(): void {
     this.spawnChild('coordinator', 'coordinator', process.execPath, [
       BIN.coordinator, '--etcd', this.etcdEndpoint, '--listen', this.coordinatorAddress, '--replica-id', 'dev-coordinator',
+      '--pki-dir', this.pkiDir,
     ]);
     say(`coordinator starting on ${this.coordinatorAddress}`);
+  }
+
+  /**
+   * Waits for the coordinator to be listening with its pki files in place (written on the first
+   * start; kept from an earlier run otherwise), so the agents find their join token.
+   */
+  private async waitForPki(): Promise<void> {
+    const deadline = Date.now() + this.o.waitTimeout;
+    while (!(existsSync(this.joinTokenFile) && existsSync(this.adminCredentials) && (await tcpReachable(this.coordinatorAddress, 1000)))) {
+      if (this.shuttingDown) throw new DevClusterError('stopped while waiting for the coordinator');
+      if (Date.now() > deadline) {
+        throw new DevClusterError(
+          `no ${this.rel(this.joinTokenFile)} or ${this.rel(this.adminCredentials)} after ${this.o.waitTimeout / 1000}s: the coordinator writes them when it creates the cluster CA; ` +
+          `if this etcd already holds a CA from elsewhere, start with --fresh (see ${this.rel(join(this.logDir, 'coordinator.log'))})`,
+        );
+      }
+      await sleep(200);
+    }
+    say(`cluster CA ready: ${this.rel(this.pkiDir)}/{ca.crt,admin.yaml,join-token}`);
   }
 
   private startAgents(): void {
@@ -210,6 +238,8 @@ class DevCluster {
       this.spawnChild(id, 'agent', process.execPath, [
         BIN.agent, '--etcd', this.etcdEndpoint, '--node-id', id, '--hostname', id,
         '--state-dir', join(base, 'state'), '--root', join(base, 'root'),
+        // Used at the first start only; later runs find the certificate in the state dir.
+        '--join-token-file', this.joinTokenFile,
       ]);
     }
     say(`${this.o.nodes} agent(s) starting: ${Array.from({ length: this.o.nodes }, (_, i) => `node-${i + 1}`).join(', ')}`);
@@ -223,7 +253,7 @@ class DevCluster {
     for (;;) {
       if (this.shuttingDown) throw new DevClusterError('stopped while waiting for the nodes');
       let nodes: Node__Output[] = [];
-      const client = new CoordinatorClient(compileClientOptions({ coordinator: [this.coordinatorAddress], timeout: 3000, credentials: process.env.CLUSTERCTL_CREDENTIALS }));
+      const client = new CoordinatorClient(compileClientOptions({ coordinator: [this.coordinatorAddress], timeout: 3000, credentials: this.adminCredentials }));
       try {
         nodes = await client.listNodes();
       } catch (err) {
@@ -246,7 +276,7 @@ class DevCluster {
 
   /** Runs clusterctl with our coordinator, its output on our stdout. */
   private clusterctl(args: string[]): ChildProcess {
-    return spawn(process.execPath, [BIN.clusterctl, '--coordinator', this.coordinatorAddress, ...args], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'] });
+    return spawn(process.execPath, [BIN.clusterctl, '--coordinator', this.coordinatorAddress, '--credentials', this.adminCredentials, ...args], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'] });
   }
 
   async start(): Promise<void> {
@@ -266,6 +296,7 @@ class DevCluster {
     say(`logs: ${this.rel(this.logDir)}/{${this.o.etcd ? '' : 'etcd,'}coordinator,node-1..${this.o.nodes}}.log`);
     await this.startEtcd();
     this.startCoordinator();
+    await this.waitForPki();
     this.startAgents();
     await this.waitForNodes();
   }
@@ -290,7 +321,7 @@ class DevCluster {
     say(`main job: clusterctl bundle push -f ${this.rel(bundle)}; group set demo --bundle demo@1`);
     if (await this.ctl(['bundle', 'push', '-f', bundle]) !== 0) throw new DevClusterError('pushing the demo bundle failed (see above)');
     if (await this.ctl(['group', 'set', 'demo', '--bundle', 'demo@1']) !== 0) throw new DevClusterError('setting group demo failed (see above)');
-    const client = new CoordinatorClient(compileClientOptions({ coordinator: [this.coordinatorAddress], timeout: 5000, credentials: process.env.CLUSTERCTL_CREDENTIALS }));
+    const client = new CoordinatorClient(compileClientOptions({ coordinator: [this.coordinatorAddress], timeout: 5000, credentials: this.adminCredentials }));
     let nodes: Node__Output[];
     try {
       nodes = await client.listNodes();
@@ -409,7 +440,9 @@ async function main(): Promise<void> {
     process.stderr.write('\n');
   }
   say(`cluster up: coordinator ${cluster.coordinatorAddress}; logs in ${relative(process.cwd(), cluster.logDir) || '.'}/`);
-  say(`try: node dist/cli/main.js --coordinator ${cluster.coordinatorAddress} nodes -o wide   (or: node dist/cli/main.js node describe node-1)`);
+  const creds = relative(process.cwd(), cluster.adminCredentials);
+  say(`clusterctl needs the admin credentials the coordinator wrote: ${creds} (CA, certificate, key and the coordinator's address)`);
+  say(`try: export CLUSTERCTL_CREDENTIALS=${creds}; node dist/cli/main.js nodes -o wide   (or: node dist/cli/main.js --credentials ${creds} node describe node-1)`);
   if (v.once) {
     await cluster.shutdown(0);
     return;

@@ -6,8 +6,12 @@
 #      scripts/build-rpm on the host, synced to /opt/cluster/rpm;
 #   3. /etc/cluster/*.yaml rendered from the very files the RPMs ship (packaging/config, synced
 #      to /opt/cluster/config) with this cluster's endpoints;
-#   4. the services enabled and started; on the last node, waits until `clusterctl nodes` shows
-#      every node Discovered.
+#   4. trust: every coordinator gets the cluster secret the host made (build/vagrant/cluster-secret,
+#      synced to /opt/cluster/shared) as a systemd credential; the first coordinator creates the
+#      CA and its join token, which node1 hands to the others through etcd (a lab shortcut: this
+#      etcd has no TLS yet) and every agent joins with (/etc/cluster/join-token);
+#   5. the services enabled and started; on the last node, waits until etcd shows every node
+#      Discovered.
 # Idempotent: `vagrant provision` runs it again safely.
 # Environment (set by the Vagrantfile): NODE_NAME, NODE_IP, ETCD_MEMBERS (name=ip,...),
 # ROLE_COORDINATOR (0|1), WAIT_FOR_NODES (0 = don't wait, else how many nodes to wait for).
@@ -91,29 +95,59 @@ dnf -y -q install "${rpms[@]}"
 etcd_endpoints=""
 for m in ${ETCD_MEMBERS//,/ }; do etcd_endpoints+="${etcd_endpoints:+,}${m#*=}:2379"; done
 render="$SHARE/provision/render-config.sh"
-# Vagrant boxes can share one /etc/machine-id (the default node id): name the nodes explicitly.
-bash "$render" "$SHARE/config/agent.yaml" "etcd=$etcd_endpoints" "nodeId=$NODE_NAME" > /etc/cluster/agent.yaml.new
-install -m 0600 /etc/cluster/agent.yaml.new /etc/cluster/agent.yaml && rm -f /etc/cluster/agent.yaml.new
+# Vagrant boxes can share one /etc/machine-id (the default node id): the agent config below names
+# the nodes explicitly.
+PKI_DIR=/var/lib/cluster-coordinator/pki
+TOKEN_KEY=/vagrant-lab/join-token
 if [ "$ROLE_COORDINATOR" = 1 ]; then
   bash "$render" "$SHARE/config/coordinator.yaml" "etcd=$etcd_endpoints" "listen=0.0.0.0:7400" "advertise=$NODE_IP:7400" > /etc/cluster/coordinator.yaml.new
   install -m 0644 /etc/cluster/coordinator.yaml.new /etc/cluster/coordinator.yaml && rm -f /etc/cluster/coordinator.yaml.new
+  # The same cluster secret for every replica, readable by the service only (LoadCredential).
+  install -m 0600 "$SHARE/shared/cluster-secret" /etc/cluster/cluster-secret
+  mkdir -p /etc/systemd/system/cluster-coordinator.service.d
+  cat > /etc/systemd/system/cluster-coordinator.service.d/cluster-secret.conf <<'UNIT'
+[Service]
+LoadCredential=cluster-secret:/etc/cluster/cluster-secret
+Environment=CLUSTER_SECRET_FILE=%d/cluster-secret
+UNIT
+  systemctl daemon-reload
   systemctl enable -q cluster-coordinator
   systemctl restart cluster-coordinator
 fi
+
+# The join token: written by the coordinator that created the CA (node1, first up), passed on
+# through etcd for an hour.
+token=""
+for _ in $(seq 90); do
+  if [ -s "$PKI_DIR/join-token" ]; then
+    token=$(cat "$PKI_DIR/join-token")
+    lease=$(etcdctl --endpoints 127.0.0.1:2379 lease grant 3600 | awk '{print $2}')
+    etcdctl --endpoints 127.0.0.1:2379 put --lease="$lease" "$TOKEN_KEY" "$token" >/dev/null
+    break
+  fi
+  token=$(etcdctl --endpoints 127.0.0.1:2379 get --print-value-only "$TOKEN_KEY" 2>/dev/null || true)
+  [ -n "$token" ] && break
+  sleep 2
+done
+if [ -z "$token" ] && [ ! -s /var/lib/cluster-agent/pki/node.crt ]; then
+  say "no join token after 180 s (first coordinator: journalctl -u cluster-coordinator on node1)"; exit 1
+fi
+if [ -n "$token" ]; then
+  (umask 077; printf '%s\n' "$token" > /etc/cluster/join-token)
+fi
+bash "$render" "$SHARE/config/agent.yaml" "etcd=$etcd_endpoints" "nodeId=$NODE_NAME" "joinTokenFile=/etc/cluster/join-token" > /etc/cluster/agent.yaml.new
+install -m 0600 /etc/cluster/agent.yaml.new /etc/cluster/agent.yaml && rm -f /etc/cluster/agent.yaml.new
 systemctl enable -q cluster-agent
 systemctl restart cluster-agent
 
 # --- wait for the whole cluster (last node only) ----------------------------------------------
 if [ "$WAIT_FOR_NODES" -gt 0 ]; then
-  say "waiting for $WAIT_FOR_NODES Discovered nodes (clusterctl nodes via a coordinator)"
-  coordinators=$(for m in ${ETCD_MEMBERS//,/ }; do echo "${m#*=}:7400"; done)
+  say "waiting for $WAIT_FOR_NODES Discovered nodes (their records in etcd)"
   for _ in $(seq 90); do
-    for c in $coordinators; do
-      out=$(clusterctl --coordinator "$c" nodes 2>/dev/null || true)
-      if [ "$(grep -c ' Discovered ' <<<"$out")" -ge "$WAIT_FOR_NODES" ]; then
-        printf '%s\n' "$out"; say "cluster ready: try  vagrant ssh node1 -c 'clusterctl nodes'"; exit 0
-      fi
-    done
+    n=$(etcdctl --endpoints 127.0.0.1:2379 get --prefix --print-value-only /cluster/v1/nodes/ 2>/dev/null | grep -c '"state":"Discovered"' || true)
+    if [ "$n" -ge "$WAIT_FOR_NODES" ]; then
+      say "cluster ready: try  vagrant ssh node1 -c 'sudo clusterctl --credentials $PKI_DIR/admin.yaml nodes'"; exit 0
+    fi
     sleep 2
   done
   say "not all nodes Discovered after 180 s; look at: journalctl -u cluster-agent -u cluster-coordinator -u etcd"

@@ -6,13 +6,13 @@
  */
 import { expect } from 'chai';
 import { Etcd3 } from 'etcd3';
-import { Agent } from '../../agent';
+import { Agent, type StaticCredentials } from '../../agent';
 import { createEtcdClient } from '../../shared/etcd';
 import type { Facts } from '../../shared/facts';
 import { Keyspace } from '../../shared/keyspace';
 import { createLogger, type Logger } from '../../shared/logger';
 import { decodeMember } from '../../shared/records';
-import { EtcdServer, waitFor } from '../helpers';
+import { agentCredentials, EtcdServer, waitFor } from '../helpers';
 
 const FACTS: Facts = {
   collectedAt: '2024-01-01T00:00:00.000Z', hostname: 'shared',
@@ -38,12 +38,14 @@ describe('agent against a real etcd', function () {
   let etcd: EtcdServer;
   let observer: Etcd3;
   let prefixN = 0;
+  let credentials: StaticCredentials;
   const agents: Agent[] = [];
   const clients: Etcd3[] = [];
 
   before(async () => {
     etcd = await EtcdServer.start('agent');
     observer = etcd.client();
+    credentials = await agentCredentials('etcd-test');
   });
   after(async () => {
     await etcd?.destroy();
@@ -66,7 +68,8 @@ describe('agent against a real etcd', function () {
   function agent(nodeId: string, ks: Keyspace, etcdClient: Etcd3, logger: Logger, ttlMs = 2000): Agent {
     const a = new Agent(
       { nodeId, leaseTtlMs: ttlMs, prefix: ks.prefix, hostname: `${nodeId}.lab`, bootId: 'boot-1', factsIntervalMs: 0 },
-      { etcd: etcdClient, logger, factsProvider: () => Promise.resolve(FACTS) },
+      // No coordinator in these tests: the certificate is never presented, but an Agent needs one.
+      { etcd: etcdClient, logger, credentials, factsProvider: () => Promise.resolve(FACTS) },
     );
     agents.push(a);
     return a;
@@ -170,7 +173,7 @@ describe('agent against a real etcd', function () {
   });
 
   it('refuses a bad node id before touching etcd', () => {
-    expect(() => new Agent({ nodeId: 'no spaces', leaseTtlMs: 2000 }, { etcd: observer, logger: capturingLogger().logger }))
+    expect(() => new Agent({ nodeId: 'no spaces', leaseTtlMs: 2000 }, { etcd: observer, logger: capturingLogger().logger, credentials }))
       .to.throw(/invalid --node-id "no spaces"/);
   });
 });

@@ -1,7 +1,8 @@
 /**
- * The agent's stream to the coordinator over real gRPC on 127.0.0.1, with the leader found in
- * a real etcd. The coordinator side is a scripted AgentService (the test drives what the
- * coordinator says); the agent under test is the real Agent.
+ * The agent's stream to the coordinator over real gRPC with mutual TLS on 127.0.0.1, with the
+ * leader found in a real etcd. The coordinator side is a scripted AgentService (the test drives
+ * what the coordinator says) serving with a coordinator certificate of the test CA
+ * (test/helpers/pki.ts); the agent under test is the real Agent with its own agent certificate.
  */
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
@@ -13,7 +14,9 @@ import { createEtcdClient } from '../../shared/etcd';
 import { Keyspace } from '../../shared/keyspace';
 import { createLogger } from '../../shared/logger';
 import { loadProto } from '../../shared/proto';
-import { EtcdServer, waitFor } from '../helpers';
+import { serverCredentials } from '../../shared/pki';
+import { ClusterCa, type KeyAndCertificate } from '../../shared/pki/cluster-ca';
+import { agentCredentials, EtcdServer, testPki, waitFor } from '../helpers';
 
 type Stream = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
 
@@ -23,9 +26,12 @@ class ScriptedCoordinator {
   readonly streams: Stream[] = [];
   readonly received: { stream: number; msg: AgentMessage__Output }[] = [];
   port = 0;
-  constructor(readonly id: string, private readonly onHello: (s: Stream) => void) {}
+  /** `serving`: the certificate it presents and the CA it trusts (default: a coordinator certificate of the test CA). */
+  constructor(readonly id: string, private readonly onHello: (s: Stream) => void, private readonly serving?: KeyAndCertificate & { caPem: string }) {}
 
   async start(): Promise<void> {
+    const pki = await testPki();
+    const serving = this.serving ?? { ...(await pki.identity('coordinator', this.id)), caPem: pki.caPem };
     const { api } = loadProto();
     this.server.addService(api.cluster.v1.AgentService.service, {
       Connect: (call: Stream) => {
@@ -39,7 +45,7 @@ class ScriptedCoordinator {
       },
     });
     this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      this.server.bindAsync('127.0.0.1:0', serverCredentials({ caPem: serving.caPem, certPem: serving.certPem, keyPem: serving.keyPem }), (err, port) => (err ? reject(err) : resolve(port)));
     });
   }
 
@@ -71,26 +77,27 @@ describe('agent coordinator link', function () {
     for (const c of cleanup.splice(0).reverse()) await c();
   });
 
-  async function coordinator(id: string, ks: Keyspace, script: (s: Stream) => void): Promise<ScriptedCoordinator> {
-    const c = new ScriptedCoordinator(id, script);
+  async function coordinator(id: string, ks: Keyspace, script: (s: Stream) => void, serving?: KeyAndCertificate & { caPem: string }): Promise<ScriptedCoordinator> {
+    const c = new ScriptedCoordinator(id, script, serving);
     await c.start();
     cleanup.push(() => c.stop());
     await client.put(ks.electionCandidate(id)).value(JSON.stringify({ id, address: c.address, startedAt: new Date().toISOString() }));
     return c;
   }
 
-  function startAgent(ks: Keyspace, handler?: CommandHandler): Promise<Agent> {
+  async function startAgent(ks: Keyspace, handler?: CommandHandler, logger = createLogger({ level: 'silent' })): Promise<Agent> {
     const a = new Agent(
       { nodeId: 'n1', leaseTtlMs: 3000, prefix: ks.prefix, hostname: 'n1.lab', bootId: 'boot-9', factsIntervalMs: 0 },
       {
-        etcd: client, logger: createLogger({ level: 'silent' }), commandHandler: handler,
+        etcd: client, logger, commandHandler: handler, credentials: await agentCredentials('n1'),
         factsProvider: () => Promise.reject(new Error('no facts in this test')),
         // Fast redials keep the test short; production uses 1 s .. 30 s.
         random: () => 0.1,
       },
     );
     cleanup.push(() => a.stop(1000));
-    return a.start().then(() => a);
+    await a.start();
+    return a;
   }
 
   const welcome = (s: Stream, pingIntervalMs = 0): void => { s.write({ welcome: { coordinatorId: 'c', pingIntervalMs } }); };
@@ -177,5 +184,35 @@ describe('agent coordinator link', function () {
     await client.delete().key(ks.electionCandidate('c1'));
     await waitFor('hello at the new leader', () => c2.of('hello').length === 1, { timeoutMs: 20_000 });
     await waitFor('connected', () => a.connected);
+  });
+
+  it('refuses a rogue coordinator named in the election record (another CA; the cluster CA but not the coordinator role), logs it and keeps looking', async () => {
+    const pki = await testPki();
+    const other = (await ClusterCa.create()).ca;
+    const rogues: [string, KeyAndCertificate & { caPem: string }][] = [
+      ['another CA', { ...(await other.issueKeyAndCertificate({ role: 'coordinator', name: 'rogue' })), caPem: other.certPem }],
+      ['an admin certificate of the cluster CA', { ...(await pki.identity('admin', 'rogue')), caPem: pki.caPem }],
+    ];
+    for (const [what, serving] of rogues) {
+      const ks = new Keyspace(`/link-${++n}/`);
+      const lines: Record<string, unknown>[] = [];
+      const logger = createLogger({ level: 'debug', sink: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+      const rogue = await coordinator('rogue', ks, (s) => welcome(s, 60_000), serving);
+      const a = await startAgent(ks, undefined, logger);
+      await waitFor(`the refusal of ${what} in the log`, () => lines.some((l) => /refused the coordinator named in the election record/.test(String(l.msg))), { timeoutMs: 15_000 })
+        .catch((err: unknown) => { throw new Error(`${String(err)}; log: ${JSON.stringify(lines.filter((l) => l.level !== 'debug' || /coordinator/.test(String(l.msg))).slice(-5))}`); });
+      // Several redials (random 0.1: 100 ms .. backoff), none of which got as far as a stream.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(rogue.streams, what).to.have.length(0);
+      expect(a.connected, what).to.equal(false);
+
+      // The real coordinator takes over the election: the agent finds and uses it.
+      const good = await coordinator('c1', ks, (s) => welcome(s, 60_000));
+      await client.delete().key(ks.electionCandidate('rogue'));
+      await waitFor(`connected after ${what}`, () => a.connected, { timeoutMs: 20_000 });
+      expect(good.of('hello')[0].hello?.nodeId).to.equal('n1');
+      expect(rogue.streams, what).to.have.length(0);
+      await a.stop(1000);
+    }
   });
 });

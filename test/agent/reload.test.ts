@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { Coordinator } from '../../coordinator';
+import { TokenStore } from '../../coordinator/pki';
 import { jobRequest } from '../../coordinator/reconcile/job-request';
 import { Agent } from '../../agent/agent';
 import { findingOf, reverifyStore } from '../../agent/applied-reload';
@@ -22,7 +23,7 @@ import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
 import { digestOf } from '../../shared/bundle/digest';
 import { createLogger, decodeEvent, Keyspace, type EventRecord, type Facts, type Logger, type NodeRecord } from '../../shared';
-import { BIN, EtcdServer, ManagedProcess, run, spawnNode, testPki, waitFor } from '../helpers';
+import { agentCredentials, BIN, EtcdServer, ManagedProcess, run, spawnNode, testPki, waitFor } from '../helpers';
 
 const quiet = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
 
@@ -64,6 +65,8 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
   let client: Etcd3;
   let ks: Keyspace;
   let dir: string;
+  /** A join token of the current test's cluster (made with its coordinator). */
+  let joinToken = '';
   const cleanup: (() => Promise<void> | void)[] = [];
 
   before(async () => {
@@ -91,6 +94,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     // Coordinator.stop is idempotent: a test may stop it early, cleanup stops it again.
     cleanup.push(() => coord.stop({ graceMs: 500 }));
     await waitFor(`${id} to lead`, () => coord.isLeader(), { timeoutMs: 15_000 });
+    joinToken = (await new TokenStore(client, ks, (await testPki()).ca.publicKeyHash).create({})).token;
     return coord;
   }
 
@@ -114,6 +118,8 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     const p = spawnNode(`agent ${nodeId} ${bootId}`, BIN.agent, [
       '--etcd', etcd.endpoint, '--node-id', nodeId, '--state-dir', state, '--root', root, '--prefix', ks.prefix,
       '--boot-id', bootId, '--lease-ttl', '3', '--hostname', `${nodeId}.lab`, '--log-level', 'debug',
+      // Joins at its first start; a restart on the same state dir uses the stored certificate.
+      '--join-token', joinToken,
     ], { logFile: join(dir, `agent-${nodeId}.log`) });
     cleanup.push(() => p.kill('SIGKILL'));
     return p;
@@ -133,7 +139,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     const a = new Agent(
       { nodeId, leaseTtlMs: 3000, prefix: ks.prefix, hostname: `${nodeId}.lab`, bootId, factsIntervalMs: 0 },
       {
-        etcd: client, logger, factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied),
+        etcd: client, logger, credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied),
         reverify: (signal) => reverifyStore(applied, context, { handlers, signal }),
       },
     );

@@ -108,7 +108,8 @@ describe('cli-e2e: status, events, maintenance, labels, help, completion, config
     const evs = (): Promise<EventJson[]> => cluster.ctl(['events', '--node', 'n1', '-o', 'json']).then((r) => JSON.parse(expectOk(r).stdout) as EventJson[]);
     const m1 = (await evs()).filter((e) => e.type === 'node.maintenance');
     expect(m1).to.have.length(1);
-    expect(m1[0]).to.include({ nodeId: 'n1', actor: 'operator' });
+    // The actor is the identity of clusterctl's certificate (the cluster's admin.yaml), not a name it sent.
+    expect(m1[0]).to.include({ nodeId: 'n1', actor: 'user:admin' });
     expect(m1[0].message).to.contain('disk swap');
     expectOk(await cluster.ctl(['node', 'maintenance', 'on', 'n1']));
     expect((await evs()).filter((e) => e.type === 'node.maintenance')).to.have.length(1);
@@ -129,7 +130,7 @@ describe('cli-e2e: status, events, maintenance, labels, help, completion, config
     expect([...new Set(all.map((e) => e.nodeId))]).to.include.members(['n1', 'n2']);
     expect((parseYaml(expectOk(await cluster.ctl(['events', '-o', 'yaml', '--limit', '3'])).stdout) as EventJson[])).to.have.length(3);
     expect(expectOk(await cluster.ctl(['events', '--node', 'n1'])).stdout.split('\n')[0]).to.match(/^SEQ +AGE +TYPE +NODE +JOB +CHANGE +MESSAGE$/);
-    expect(expectOk(await cluster.ctl(['events', '--node', 'n1', '-o', 'wide'])).stdout).to.match(/node\.maintenance .*operator/);
+    expect(expectOk(await cluster.ctl(['events', '--node', 'n1', '-o', 'wide'])).stdout).to.match(/node\.maintenance .*user:admin/);
 
     // events --watch: the list, then a new event as it happens (JSON lines).
     const watcher = spawnNode('events --watch', BIN.clusterctl, ['--coordinator', cluster.coordinatorAddress, 'events', '--node', 'n2', '--watch', '-o', 'json'], { env: cluster.childEnv });

@@ -101,7 +101,7 @@ export function lifecycleSuite(name: string): LifecycleSuite {
       return Promise.all(ids.map((id) => suite.node(id, options)));
     },
     api(address) {
-      const a = new LifecycleApi(address ?? cluster().coordinatorAddress);
+      const a = new LifecycleApi(address ?? cluster().coordinatorAddress, cluster().adminCredentials);
       apis.push(a);
       return a;
     },

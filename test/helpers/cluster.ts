@@ -34,6 +34,8 @@ export interface AgentStartOptions {
   env?: NodeJS.ProcessEnv;
   /** Wait for the "registered" log line (default true). */
   waitRegistered?: boolean;
+  /** Join with the cluster's first token (--join-token-file <pki>/join-token). Default true; false for a test that gives its own. */
+  joinWithClusterToken?: boolean;
 }
 
 export interface CoordinatorStartOptions {
@@ -65,6 +67,7 @@ export class AgentHandle {
       '--state-dir', this.stateDir,
       '--lease-ttl', String(o.leaseTtlSec ?? this.cluster.leaseTtlSec),
       '--hostname', o.hostname ?? `host-${this.nodeId}`,
+      ...(o.joinWithClusterToken ?? true ? ['--join-token-file', this.cluster.joinTokenFile] : []),
       ...(o.extraArgs ?? []),
     ];
     return spawnNode(`agent ${this.nodeId}#${this.starts}`, BIN.agent, args, {
@@ -105,7 +108,7 @@ export class CoordinatorHandle {
 
   private spawn(): ManagedProcess {
     this.starts++;
-    const args = ['--etcd', this.cluster.etcd.endpoint, '--listen', this.address, ...(this.options.extraArgs ?? [])];
+    const args = ['--etcd', this.cluster.etcd.endpoint, '--listen', this.address, '--pki-dir', this.cluster.pkiDir, ...(this.options.extraArgs ?? [])];
     return spawnNode(`coordinator ${this.replica}#${this.starts}`, BIN.coordinator, args, {
       env: { ...this.cluster.childEnv, ...this.options.env },
       logFile: join(this.cluster.logDir, `coordinator-${this.replica}.log`),
@@ -139,6 +142,8 @@ export interface TestClusterOptions {
 export class TestCluster {
   readonly baseDir: string;
   readonly logDir: string;
+  /** Every coordinator's --pki-dir: ca.crt, admin.yaml, join-token, cluster-secret. */
+  readonly pkiDir: string;
   readonly leaseTtlSec: number;
   readonly agents = new Map<string, AgentHandle>();
   readonly coordinators: CoordinatorHandle[] = [];
@@ -156,13 +161,30 @@ export class TestCluster {
     this.logDir = join(this.baseDir, 'logs');
     mkdirSync(this.logDir, { recursive: true });
     mkdirSync(join(this.baseDir, 'home'), { recursive: true });
+    this.pkiDir = join(this.baseDir, 'pki');
     this.leaseTtlSec = options.leaseTtlSec ?? 3;
     this.keepDir = options.keepDir === true || process.env.KEEP_TEST_DIRS === '1';
     // ManagedProcess merges over process.env, so CLUSTER_* variables are blanked (options
     // ignore an empty variable) rather than left out.
     const env: NodeJS.ProcessEnv = { HOME: join(this.baseDir, 'home'), XDG_CONFIG_HOME: join(this.baseDir, 'home', '.config') };
     for (const k of Object.keys(process.env)) if (/^(CLUSTER_|CLUSTERCTL_)/.test(k)) env[k] = '';
+    env.CLUSTERCTL_CREDENTIALS = this.adminCredentials;
     this.childEnv = env;
+  }
+
+  /** The first token the first coordinator wrote (agents join with it). */
+  get joinTokenFile(): string {
+    return join(this.pkiDir, 'join-token');
+  }
+
+  /** The admin credentials file clusterctl uses. */
+  get adminCredentials(): string {
+    return join(this.pkiDir, 'admin.yaml');
+  }
+
+  /** The join token text (after the first coordinator started). */
+  joinToken(): string {
+    return readFileSync(this.joinTokenFile, 'utf8').trim();
   }
 
   /** The first coordinator's address: where clusterctl dials. */

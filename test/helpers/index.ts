@@ -8,3 +8,4 @@ export { startSystemdSandbox, SYSTEMD_BIN, type SystemdSandbox } from './systemd
 export { buildRpmFixtures, copyIntoRoot, FIXTURE_PACKAGE, FIXTURE_VERSIONS, type RpmFixtures, type FixtureVersion } from './rpm-fixtures';
 export { SandboxNode, type SandboxNodeOptions } from './sandbox-node';
 export { testPki, TestPki, type TestIdentity } from './pki';
+export { agentCredentials } from './agent-credentials';

@@ -96,6 +96,8 @@ export class SandboxNode {
       '--root', this.root,
       '--systemd-bus', 'session',
       '--systemd-unit-dir', sb.unitDir,
+      // The agent joins the cluster with its first token (the certificate then lives in the state dir).
+      '--join-token-file', this.cluster.joinTokenFile,
       ...(o.extraArgs ?? []),
     ];
     const env: NodeJS.ProcessEnv = {

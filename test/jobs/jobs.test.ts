@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { EtcdServer, waitFor, delay, testPki, type TestPki } from '../helpers';
+import { EtcdServer, waitFor, delay, testPki, agentCredentials, type TestPki } from '../helpers';
 import { serverCredentials } from '../../shared/pki';
 import { Coordinator } from '../../coordinator';
 import { createJobs, type Jobs } from '../../coordinator/jobs';
@@ -133,7 +133,10 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     const executor = new CommandExecutor({ handlers: createHandlerRegistry(), context, applied, logger, facts: () => Promise.resolve(FACTS) });
     const agent = new Agent(
       { nodeId, leaseTtlMs: 3000, prefix: ks.prefix, hostname: `${nodeId}.lab`, bootId: 'boot-1', factsIntervalMs: 0 },
-      { etcd: client, logger: logger.child({ nodeId }), factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied) },
+      {
+        etcd: client, logger: logger.child({ nodeId }), credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(FACTS),
+        commandHandler: executor, applied: () => appliedState(applied),
+      },
     );
     await agent.start();
     const a = { agent, root };

@@ -8,7 +8,7 @@
  * coordinator option parsers (dist/) must accept what it and the kickstart write.
  */
 import { expect } from 'chai';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -120,6 +120,8 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
     expect(synced['build/rpm']?.dst).to.equal('/opt/cluster/rpm');
     expect(synced['packaging/config']?.dst).to.equal('/opt/cluster/config');
     expect(synced['scripts/vagrant']?.dst).to.equal('/opt/cluster/provision');
+    // The host-made cluster secret every coordinator replica is given.
+    expect(synced['build/vagrant']?.dst).to.equal('/opt/cluster/shared');
     expect(Object.keys(rec.machines)).to.deep.equal(['node1', 'node2', 'node3']);
     const ips: string[] = [];
     let coordinators = 0;
@@ -162,8 +164,8 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
   it('render-config.sh turns the shipped files into configs the programs accept (table)', async () => {
     const cases: { src: string; args: string[]; expect: Record<string, unknown>; bin: string; configEnv: string }[] = [
       {
-        src: 'agent.yaml', args: ['etcd=192.168.56.11:2379,192.168.56.12:2379,192.168.56.13:2379', 'nodeId=node1'],
-        expect: { etcd: ['192.168.56.11:2379', '192.168.56.12:2379', '192.168.56.13:2379'], nodeId: 'node1', leaseTtl: 45 },
+        src: 'agent.yaml', args: ['etcd=192.168.56.11:2379,192.168.56.12:2379,192.168.56.13:2379', 'nodeId=node1', 'joinTokenFile=/etc/cluster/join-token'],
+        expect: { etcd: ['192.168.56.11:2379', '192.168.56.12:2379', '192.168.56.13:2379'], nodeId: 'node1', leaseTtl: 45, joinTokenFile: '/etc/cluster/join-token' },
         bin: BIN.agent, configEnv: 'CLUSTER_AGENT_CONFIG',
       },
       {
@@ -209,7 +211,7 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
       expect(sections.map((s) => s.header.split(' ')[0])).to.deep.equal(['%packages', '%post']);
     });
 
-    it('%post: bash -n, the RPM URL variable first, the join token placeholder clearly marked', async () => {
+    it('%post: bash -n, the RPM URL variable first, then etcd and the join token', async () => {
       const post = ks().sections.find((s) => s.header.startsWith('%post'))?.body ?? '';
       const file = join(tmp, 'post.sh');
       writeFileSync(file, post);
@@ -217,7 +219,7 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
       expect(r.code, r.stderr).to.equal(0);
       const assignments = post.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => l.split('=')[0]);
       expect(assignments.slice(0, 3)).to.deep.equal(['AGENT_RPM_URL', 'ETCD_ENDPOINTS', 'JOIN_TOKEN']);
-      expect(post).to.match(/JOIN TOKEN PLACEHOLDER/);
+      expect(post).to.match(/clusterctl token create/);
     });
 
     it('%post really runs: installs the RPM, writes an agent.yaml the agent accepts, enables the unit; kernel-line overrides win', async () => {
@@ -230,7 +232,8 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
         chmodSync(join(stubs, tool), 0o755);
       }
       mkdirSync(join(dir, 'etc-cluster'));
-      writeFileSync(join(dir, 'cmdline'), 'BOOT_IMAGE=vmlinuz inst.ks=http://x/agent.ks cluster.etcd=198.18.0.1:2379,198.18.0.2:2379 quiet\n');
+      const token = `K10${'ab'.repeat(32)}::x1y2z3.${'0123456789abcdef'.repeat(2)}`;
+      writeFileSync(join(dir, 'cmdline'), `BOOT_IMAGE=vmlinuz inst.ks=http://x/agent.ks cluster.etcd=198.18.0.1:2379,198.18.0.2:2379 cluster.join_token=${token} quiet\n`);
       // Only the two host paths move; everything else runs as written.
       const script = post
         .replaceAll('/etc/cluster/agent.yaml', join(dir, 'etc-cluster', 'agent.yaml'))
@@ -246,9 +249,18 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
       const doc = parseYaml(readFileSync(written, 'utf8')) as Record<string, unknown>;
       expect(doc.etcd).to.deep.equal(['198.18.0.1:2379', '198.18.0.2:2379']);
       for (const key of Object.keys(doc)) expect(Object.keys(AGENT_OPTIONS), key).to.include(key);
-      expect(readFileSync(written, 'utf8')).to.match(/^# joinToken: CHANGE-ME-JOIN-TOKEN$/m);
+      expect(doc.joinToken).to.equal(token);
+      expect(statSync(written).mode & 0o777).to.equal(0o600);
       const help = await run(process.execPath, [BIN.agent, '--help'], { env: { CLUSTER_AGENT_CONFIG: written } });
       expect(help.code, help.stderr).to.equal(0);
+
+      // The placeholder left in place: the install fails at once saying what to set, and installs nothing.
+      writeFileSync(join(dir, 'cmdline'), 'BOOT_IMAGE=vmlinuz inst.ks=http://x/agent.ks quiet\n');
+      rmSync(join(dir, 'calls.log'));
+      const unset = await run('bash', [join(dir, 'post.sh')], { env: { PATH: `${stubs}:${process.env.PATH ?? ''}` } });
+      expect(unset.code).to.equal(1);
+      expect(unset.stderr).to.match(/JOIN_TOKEN is not set: put the output of 'clusterctl token create'/);
+      expect(existsSync(join(dir, 'calls.log'))).to.equal(false);
     });
   });
 });

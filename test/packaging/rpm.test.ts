@@ -194,10 +194,10 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
     }
     // And a bad config key is refused with one line naming it (the shipped files are not lax).
     const bad = join(tmp, 'bad-agent.yaml');
-    writeFileSync(bad, `${readFileSync(join(root, 'etc/cluster/agent.yaml'), 'utf8')}\njoinToken: CHANGE-ME\n`);
+    writeFileSync(bad, `${readFileSync(join(root, 'etc/cluster/agent.yaml'), 'utf8')}\njoinTokn: K10\n`);
     const r = await run(process.execPath, [join(lib, 'agent.js'), '--config', bad, '--help'], { cwd: '/', env, timeoutMs: 30_000 });
     expect(r.code).to.not.equal(0);
-    expect(r.stderr).to.match(/unknown option "joinToken"/);
+    expect(r.stderr).to.match(/unknown option "joinTokn"/);
   });
 
   it('the installed bundles run a cluster: clusterctl nodes shows the agent Discovered through the sandboxed coordinator', async function () {
@@ -206,6 +206,7 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
     const etcd = await EtcdServer.start('rpm-e2e');
     let coordinator: SandboxedService | undefined;
     let agent: ManagedProcess | undefined;
+    const pkiDir = join(tmp, 'pki');
     try {
       const port = await freePort();
       // The coordinator runs as a service of a real user manager under every process-level
@@ -214,19 +215,30 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
       const props: string[] = [];
       for (const key of PROCESS_LEVEL_DIRECTIVES) for (const v of values(unit, 'Service', key)) props.push(`${key}=${v}`);
       props.push(`Environment=CLUSTER_ETCD=${etcd.endpoint}`, `Environment=CLUSTER_LISTEN=127.0.0.1:${port}`,
-        `Environment=CLUSTER_COORDINATOR_CONFIG=${join(root, 'etc/cluster/coordinator.yaml')}`, 'Environment=CLUSTER_ELECTION_TTL=3');
+        `Environment=CLUSTER_COORDINATOR_CONFIG=${join(root, 'etc/cluster/coordinator.yaml')}`, 'Environment=CLUSTER_ELECTION_TTL=3',
+        // The user manager cannot give it /etc/cluster/pki (ConfigurationDirectory=): a temp dir stands in.
+        `Environment=CLUSTER_PKI_DIR=${pkiDir}`);
       coordinator = await runSandboxed('rpm-coordinator', props, [process.execPath, join(lib, 'coordinator.js')]);
+      // The first start creates the CA and writes the first join token the agent uses.
+      await waitFor('the coordinator to write its join token and admin.yaml', () => {
+        if (coordinator?.ended()) throw new Error('the sandboxed coordinator ended');
+        return existsSync(join(pkiDir, 'join-token')) && existsSync(join(pkiDir, 'admin.yaml'));
+      }, { timeoutMs: 60_000, intervalMs: 200 });
+      expect(statSync(join(pkiDir, 'join-token')).mode & 0o777).to.equal(0o600);
 
       agent = spawnNode('bundled-agent', join(lib, 'agent.js'), ['--config', join(root, 'etc/cluster/agent.yaml')], {
         cwd: '/',
-        env: { CLUSTER_ETCD: etcd.endpoint, CLUSTER_NODE_ID: 'rpm-node-1', CLUSTER_STATE_DIR: join(tmp, 'agent-state'), CLUSTER_LEASE_TTL: '5', CLUSTER_PROTO_DIR: '' },
+        env: {
+          CLUSTER_ETCD: etcd.endpoint, CLUSTER_NODE_ID: 'rpm-node-1', CLUSTER_STATE_DIR: join(tmp, 'agent-state'), CLUSTER_LEASE_TTL: '5', CLUSTER_PROTO_DIR: '',
+          CLUSTER_JOIN_TOKEN_FILE: join(pkiDir, 'join-token'),
+        },
         logFile: join(tmp, 'agent.log'),
       });
 
       let last: RunResult | undefined;
       const listed = await waitFor('clusterctl nodes to list rpm-node-1 as Discovered', async () => {
         if (coordinator?.ended()) throw new Error('the sandboxed coordinator ended');
-        last = await run(process.execPath, [join(lib, 'clusterctl.js'), '--coordinator', `127.0.0.1:${port}`, 'nodes'], {
+        last = await run(process.execPath, [join(lib, 'clusterctl.js'), '--coordinator', `127.0.0.1:${port}`, '--credentials', join(pkiDir, 'admin.yaml'), 'nodes'], {
           cwd: '/', env: { CLUSTER_PROTO_DIR: '', HOME: tmp, XDG_CONFIG_HOME: join(tmp, 'xdg') }, timeoutMs: 20_000,
         });
         return last.code === 0 && /rpm-node-1\s+Discovered/.test(last.stdout) ? last.stdout : undefined;

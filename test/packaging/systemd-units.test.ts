@@ -101,6 +101,9 @@ describe('packaging: systemd units', function () {
     for (const [key, want] of Object.entries(expected)) expect(value(u, 'Service', key), key).to.equal(want);
     expect(values(u, 'Service', 'SystemCallFilter')[0]).to.match(/^@system-service\b/);
     expect(value(u, 'Service', 'User')).to.equal(undefined);
+    // The pki dir must be writable by the dynamic user under ProtectSystem=strict: its own state directory.
+    expect(value(u, 'Service', 'StateDirectory')?.split(' ')).to.include('cluster-coordinator/pki');
+    expect(values(u, 'Service', 'Environment')).to.include('CLUSTER_PKI_DIR=/var/lib/cluster-coordinator/pki');
   });
 
   it('TimeoutStopSec leaves room above each program\'s own graceful-shutdown limit', () => {

@@ -8,9 +8,9 @@ import { GLOBAL_OPTIONS } from './global-options';
 import { nodesList } from './commands/nodes-list';
 import { nodeDescribe } from './commands/node-describe';
 import { version } from './commands/version';
-import { bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
+import { bundleDelete, bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
 import { events } from './commands/events';
-import { groupSet, groupShow, groupsList } from './commands/group-commands';
+import { groupDelete, groupSet, groupShow, groupsList } from './commands/group-commands';
 import { jobCancel } from './commands/job-cancel';
 import { jobDescribe } from './commands/job-describe';
 import { jobLogs } from './commands/job-logs';
@@ -76,9 +76,9 @@ const bundlesGroup = defineCommand<CliContext, Record<string, never>>({
 const bundleGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'bundle',
   summary: 'Push and show config bundles (versioned, validated units + verify probes)',
-  usage: 'bundle push|show|list [flags]',
+  usage: 'bundle push|show|list|delete [flags]',
   example: 'clusterctl bundle push -f base.yaml\nclusterctl bundle show base@3',
-  subcommands: [bundlePush, bundleShow, bundlesList],
+  subcommands: [bundlePush, bundleShow, bundlesList, bundleDelete],
 });
 
 const groupsGroup = defineCommand<CliContext, Record<string, never>>({
@@ -93,9 +93,9 @@ const groupsGroup = defineCommand<CliContext, Record<string, never>>({
 const groupGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'group',
   summary: 'Show and set groups (role -> bundle version, variables, rules)',
-  usage: 'group show|set|list NAME [flags]',
-  example: 'clusterctl group show worker\nclusterctl group set worker --bundle base@3 --min-size 2',
-  subcommands: [groupShow, groupSet, groupsList],
+  usage: 'group show|set|list|delete NAME [flags]',
+  example: 'clusterctl group show worker\nclusterctl group set worker --bundle base@3 --min-size 2\nclusterctl group delete canary',
+  subcommands: [groupShow, groupSet, groupsList, groupDelete],
 });
 
 /** `token`: join tokens for new machines (admin). */

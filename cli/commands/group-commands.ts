@@ -152,3 +152,24 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
     return EXIT.ok;
   },
 });
+
+const GROUP_DELETE_OPTIONS = {
+  force: { kind: 'boolean', description: 'delete although Decommissioned, Failed, New or Discovered nodes still name the group (never while one is Commissioned, in a transition or running a job)' },
+} as const;
+
+export const groupDelete = defineCommand<CliContext, typeof GROUP_DELETE_OPTIONS>({
+  name: 'delete',
+  aliases: ['rm'],
+  summary: 'Delete a group (refused while nodes are in it, or another group depends on it)',
+  usage: 'group delete NAME [--force]',
+  example: 'clusterctl group delete canary\nclusterctl group delete canary --force   # its nodes are all Decommissioned or Failed',
+  options: GROUP_DELETE_OPTIONS,
+  maxPositionals: 1,
+  minPositionals: { count: 1, message: 'which group? give its name (list them with: clusterctl groups)' },
+  async run({ values, positionals, context }) {
+    const res = await context.client.deleteGroup(positionals[0], values.force);
+    printResult(context, { group: positionals[0], nodes: res.nodes }, () =>
+      `group ${positionals[0]} deleted` + (res.nodes.length ? ` (node${res.nodes.length === 1 ? '' : 's'} ${res.nodes.join(', ')} still name it)` : '') + '\n');
+    return EXIT.ok;
+  },
+});

@@ -11,8 +11,10 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  AlreadyExistsError, CAS_LOST, ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, retryOnConflict, type Clock, type Keyspace,
+  AlreadyExistsError, CAS_LOST, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, decodeNode, isValidSegment, retryOnConflict,
+  type Clock, type Keyspace,
 } from '../../shared';
+import { decodeGroup } from '../../shared/group';
 import { canonicalJson, parseBundle, templateReferences, type Bundle } from '../../shared/bundle';
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
 import { bundleDigest, missingSourcesError, parseBundleInfo, pinSources, sourceNames, type BundleInfoValue } from './source-pins';
@@ -197,6 +199,61 @@ export class BundleStore {
       }
     }
     return out.sort((a, b) => (a.name === b.name ? compareVersions(a.version, b.version) : a.name < b.name ? -1 : 1));
+  }
+
+  /**
+   * Deletes one version. Refused while a group runs it or a node's desired or applied record
+   * names it, saying which (move the groups, upgrade or decommission the nodes first). The
+   * compare on config-info/ meets the one a concurrent `group set` of this version makes
+   * (group-store.ts). Returns the deleted version and the files it named (their unused editions
+   * can go now: FileStore.prune).
+   */
+  async delete(name: string, version: string, actor = 'operator'): Promise<StoredBundle> {
+    if (!version) throw new InvalidArgumentError(`bundle delete needs NAME@VERSION (a version is deleted, not a bundle): e.g. ${name}@1`);
+    const stored = await this.get(name, version);
+    const ref = `${name}@${version}`;
+    const ks = this.keyspace;
+    const { kvs } = await readPrefixes(this.client, [{ prefix: ks.groupsPrefix() }, { prefix: ks.nodesPrefix() }]);
+    const groups: string[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (ks.parseGroup(key) === undefined) continue;
+      try {
+        const g = decodeGroup(key, kv.value.toString());
+        if (g.bundle === name && g.version === version) groups.push(g.name);
+      } catch { /* an unreadable group runs nothing */ }
+    }
+    const nodes: string[] = [];
+    for (const kv of kvs[1]) {
+      const key = kv.key.toString();
+      if (ks.parseNode(key) === undefined) continue;
+      try {
+        const n = decodeNode(key, kv.value.toString());
+        const why = [n.appliedConfig === ref ? 'applied' : '', n.desiredConfig === ref ? 'desired' : ''].filter(Boolean).join(', ');
+        if (why) nodes.push(`${n.id} (${why})`);
+      } catch { /* an unreadable node record names nothing */ }
+    }
+    if (groups.length > 0 || nodes.length > 0) {
+      throw new FailedPreconditionError(
+        `bundle ${ref} is in use: ` +
+          [groups.length ? `group${groups.length === 1 ? '' : 's'} ${groups.join(', ')}` : '', nodes.length ? `node${nodes.length === 1 ? '' : 's'} ${nodes.join(', ')}` : '']
+            .filter(Boolean).join('; ') +
+          '; move groups to another version (clusterctl group set GROUP --bundle NAME@VERSION) and upgrade or decommission the nodes first',
+      );
+    }
+    const { kvs: infoKvs } = await readKeys(this.client, [ks.config(name, version), ks.configInfo(name, version)]);
+    const [cfg, info] = infoKvs;
+    if (!cfg) throw new NotFoundError(`bundle ${ref} not found`);
+    const outcome = await this.events.commit({
+      compares: [
+        { key: ks.config(name, version), target: 'Mod', op: '==', value: cfg.mod_revision, reason: 'cas' },
+        info ? { key: ks.configInfo(name, version), target: 'Mod', op: '==', value: info.mod_revision, reason: 'in-use' } : { key: ks.configInfo(name, version), target: 'Create', op: '==', value: '0', reason: 'in-use' },
+      ],
+      ops: [{ kind: 'delete', key: ks.config(name, version) }, { kind: 'delete', key: ks.configInfo(name, version) }],
+      event: { type: 'bundle.deleted', message: `bundle ${ref} deleted (${stored.digest})`, actor },
+    });
+    if (!outcome.succeeded) throw new ConflictError(`bundle ${ref} was put to use while being deleted; check \`clusterctl group list\` and retry`);
+    return stored;
   }
 
   private decode(name: string, version: string, text: string, infoText: string | undefined): StoredBundle {

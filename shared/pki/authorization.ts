@@ -53,6 +53,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/SetGroup': fixed(user('operator')),
   'ConfigService/GetGroup': fixed(user('viewer')),
   'ConfigService/ListGroups': fixed(user('viewer')),
+  'ConfigService/DeleteBundle': fixed(user('operator')),
+  'ConfigService/DeleteGroup': fixed(user('operator')),
 
   'FileService/Upload': (a) => user(a.secret ? 'admin' : 'operator'),
   'FileService/ListFiles': fixed(user('viewer')),

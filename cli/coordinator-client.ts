@@ -434,6 +434,10 @@ export class CoordinatorClient {
     return this.unary('cluster', 'SetMaintenance', 'write', (s, o, cb) => s.setMaintenance({ id, maintenance, reason }, o, cb));
   }
 
+  deleteNode(id: string, force: boolean): Promise<Node__Output> {
+    return this.unary('cluster', 'DeleteNode', 'write', (s, o, cb) => s.deleteNode({ id, force }, o, cb));
+  }
+
   setLabels(id: string, set: Record<string, string>, remove: string[]): Promise<Node__Output> {
     return this.unary('cluster', 'SetLabels', 'write', (s, o, cb) => s.setLabels({ id, set, remove }, o, cb));
   }

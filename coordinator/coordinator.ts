@@ -183,7 +183,7 @@ export class Coordinator {
         ...createClusterServiceHandlers({ client, keyspace, logger: this.log }),
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
         ...createNodeAdminHandlers({
-          client, keyspace, logger: this.log,
+          client, keyspace, logger: this.log, events: this.events, clock,
           nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts }),
         }),
         ...createEventServiceHandlers({ client, keyspace, events: this.events, logger: this.log, settings }),

@@ -40,6 +40,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ClusterService/GetStatus': fixed(user('viewer')),
   'ClusterService/SetMaintenance': fixed(user('operator')),
   'ClusterService/SetLabels': fixed(user('operator')),
+  'ClusterService/DeleteNode': fixed(user('operator')),
 
   'JobService/StartJob': (a) => user(a.kind === 'exec' ? 'admin' : 'operator'),
   'JobService/ListJobs': fixed(user('viewer')),

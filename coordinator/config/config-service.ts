@@ -91,8 +91,12 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
     DeleteBundle: unary(async (req: { name: string; version: string }, call) => {
       const name = req.name.trim();
       if (!name) throw new InvalidArgumentError('DeleteBundle needs NAME and VERSION (list them with `clusterctl bundle list`)');
-      const actor = actorOf(call);
-      const deleted = await bundles.delete(name, req.version.trim(), actor);
+      // Like a push: removing a bundle that runs commands on nodes needs admin.
+      const version = req.version.trim();
+      const target = version ? await bundles.get(name, version) : undefined;
+      const peer = authorizeAction(call, { method: 'ConfigService/DeleteBundle', commandUnits: target ? hasCommandUnits(target.bundle) : false });
+      const actor = actorName(peer);
+      const deleted = await bundles.delete(name, version, actor);
       const prunedEditions = await options.files.prune(sourceNames(deleted.bundle), actor);
       log.info('bundle deleted', { bundle: `${deleted.name}@${deleted.version}`, prunedEditions });
       return { bundle: toBundleInfo(deleted), prunedEditions };

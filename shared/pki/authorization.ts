@@ -54,7 +54,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/SetGroup': fixed(user('operator')),
   'ConfigService/GetGroup': fixed(user('viewer')),
   'ConfigService/ListGroups': fixed(user('viewer')),
-  'ConfigService/DeleteBundle': fixed(user('operator')),
+  'ConfigService/DeleteBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
   'ConfigService/DeleteGroup': fixed(user('operator')),
 
   'FileService/Upload': (a) => user(a.secret ? 'admin' : 'operator'),

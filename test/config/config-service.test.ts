@@ -123,6 +123,11 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const all = await client.getAll().prefix(ks.eventsPrefix()).strings();
     const actors = Object.entries(all).map(([k, v]) => decodeEvent(k, v)).filter((e) => e.type === 'bundle.pushed').map((e) => e.actor).sort();
     expect(actors).to.deep.equal(['user:admin', 'user:olga']);
+    // Deleting it needs admin too.
+    const del = await refused(call(api.DeleteBundle.bind(api), { name: 'base', version: '1' }));
+    expect(del.code).to.equal(grpc.status.PERMISSION_DENIED);
+    expect(del.message).to.match(/DeleteBundle\(command units\) needs the admin role/);
+    await call(adminApi.DeleteBundle.bind(adminApi), { name: 'base', version: '1' });
   });
 
   it('refuses an invalid bundle listing every problem by path, storing nothing', async () => {

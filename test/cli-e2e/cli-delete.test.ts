@@ -3,7 +3,8 @@
  * and a real etcd: `node delete` refused for a node with a live agent and for a recently
  * unreachable one without --force, then removes nodes/<id> and facts/<id>; `group delete` and
  * `bundle delete` refused while in use (saying which), then done with their events; --help of
- * each shows its example. Pure rules (nodeDeleteProblem) by table.
+ * each shows its example; bad input (a misspelt template root, an unset variable, an unknown
+ * dependency) refused when given, and `--depends-on ""` clears. Pure rules (nodeDeleteProblem) by table.
  */
 import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -95,5 +96,34 @@ describe('clusterctl delete: node, group, bundle (real coordinator, agent, etcd)
 
     const events = expectOk(await cluster.ctl(['events', '-o', 'json'])).stdout;
     for (const type of ['node.deleted', 'group.deleted', 'bundle.deleted']) expect(events).to.include(type);
+  });
+
+  it('bad input refused when given: a misspelt template root at push, an unknown --depends-on at group set; --depends-on "" clears and says so', async () => {
+    const cluster = suite.cluster({ name: 'cli-bad-input' });
+    await cluster.startCoordinator();
+    const client = suite.etcd.client();
+    const ks = new Keyspace();
+    const typo = join(cluster.baseDir, 'typo.yaml');
+    writeFileSync(typo, 'name: web\nversion: "1"\nunits:\n  - {id: conf, kind: file, path: /etc/web.conf, content: "listen {{ var.listen }}"}\n');
+    expectRefused(await cluster.ctl(['bundle', 'push', typo]), /^error: bundle web@1 refused, nothing stored \(1 template problem\): unit conf, field content: \{\{ var\.listen \}\} names no template root/);
+    expect(await client.get(ks.config('web', '1')).string()).to.equal(null);
+
+    const good = join(cluster.baseDir, 'web.yaml');
+    writeFileSync(good, 'name: web\nversion: "1"\nunits:\n  - {id: conf, kind: file, path: /etc/web.conf, content: "listen {{ vars.listen }}"}\n');
+    expectOk(await cluster.ctl(['bundle', 'push', good]));
+    expectRefused(await cluster.ctl(['group', 'set', 'web', '--bundle', 'web@1']), /^error: group web: bundle web@1 uses variable that neither the bundle defines nor the group sets: listen \(unit conf, field content\)/);
+    expect(await client.get(ks.group('web')).string()).to.equal(null);
+    expectOk(await cluster.ctl(['group', 'set', 'db', '--bundle', 'web@1', '--var', 'listen=5432']));
+    expectOk(await cluster.ctl(['group', 'set', 'web', '--bundle', 'web@1', '--var', 'listen=8080', '--depends-on', 'db']));
+    const before = await client.get(ks.group('web')).string();
+    expectRefused(await cluster.ctl(['group', 'set', 'web', '--depends-on', 'nosuchgroup']), /^error: group web: depends on group nosuchgroup, which does not exist/);
+    expect(await client.get(ks.group('web')).string()).to.equal(before);
+    const cleared = expectOk(await cluster.ctl(['group', 'set', 'web', '--depends-on', '']));
+    expect(cleared.stdout).to.equal('group web updated: web@1; dependency on db cleared\n');
+    expect((JSON.parse(expectOk(await cluster.ctl(['group', 'show', 'web', '-o', 'json'])).stdout) as { dependsOn: string[] }).dependsOn).to.deep.equal([]);
+    // Without --depends-on the dependency is kept.
+    expectOk(await cluster.ctl(['group', 'set', 'web', '--depends-on', 'db']));
+    expectOk(await cluster.ctl(['group', 'set', 'web', '--var', 'listen=9090']));
+    expect((JSON.parse(expectOk(await cluster.ctl(['group', 'show', 'web', '-o', 'json'])).stdout) as { dependsOn: string[] }).dependsOn).to.deep.equal(['db']);
   });
 });

@@ -8,9 +8,9 @@ import { GLOBAL_OPTIONS } from './global-options';
 import { nodesList } from './commands/nodes-list';
 import { nodeDescribe } from './commands/node-describe';
 import { version } from './commands/version';
-import { bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
+import { bundleDelete, bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
 import { events } from './commands/events';
-import { groupSet, groupShow, groupsList } from './commands/group-commands';
+import { groupDelete, groupSet, groupShow, groupsList } from './commands/group-commands';
 import { jobCancel } from './commands/job-cancel';
 import { jobDescribe } from './commands/job-describe';
 import { jobLogs } from './commands/job-logs';
@@ -18,6 +18,7 @@ import { jobWatch } from './commands/job-watch';
 import { jobsList } from './commands/jobs-list';
 import { nodeLabel } from './commands/node-label';
 import { nodeMaintenance } from './commands/node-maintenance';
+import { nodeDelete } from './commands/node-delete';
 import { nodeCommission, nodeDecommission, nodeRepair, nodeUpgrade, nodeVerify } from './commands/node-job';
 import { status } from './commands/status';
 import { completeNamesCommand, completionCommand } from './completion';
@@ -42,10 +43,10 @@ const nodesGroup = defineCommand<CliContext, Record<string, never>>({
 /** `node`: acts on one node (Contiv's `clusterctl node get ID`). */
 const nodeGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'node',
-  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label, revoke',
+  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label, revoke, delete',
   usage: 'node COMMAND ID... [flags]',
   example: 'clusterctl node describe node-1\nclusterctl node commission node-1 -g worker --wait\nclusterctl node maintenance on node-1 --reason "disk swap"',
-  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel, nodeRevoke],
+  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel, nodeRevoke, nodeDelete],
 });
 
 /** `jobs`: bare `jobs` lists (`jobs --state running`). */
@@ -79,9 +80,9 @@ const bundlesGroup = defineCommand<CliContext, Record<string, never>>({
 const bundleGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'bundle',
   summary: 'Push and show config bundles (versioned, validated units + verify probes)',
-  usage: 'bundle push|show|list [flags]',
+  usage: 'bundle push|show|list|delete [flags]',
   example: 'clusterctl bundle push -f base.yaml\nclusterctl bundle show base@3',
-  subcommands: [bundlePush, bundleShow, bundlesList],
+  subcommands: [bundlePush, bundleShow, bundlesList, bundleDelete],
 });
 
 const groupsGroup = defineCommand<CliContext, Record<string, never>>({
@@ -96,9 +97,9 @@ const groupsGroup = defineCommand<CliContext, Record<string, never>>({
 const groupGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'group',
   summary: 'Show and set groups (role -> bundle version, variables, rules)',
-  usage: 'group show|set|list NAME [flags]',
-  example: 'clusterctl group show worker\nclusterctl group set worker --bundle base@3 --min-size 2',
-  subcommands: [groupShow, groupSet, groupsList],
+  usage: 'group show|set|list|delete NAME [flags]',
+  example: 'clusterctl group show worker\nclusterctl group set worker --bundle base@3 --min-size 2\nclusterctl group delete canary',
+  subcommands: [groupShow, groupSet, groupsList, groupDelete],
 });
 
 /** `token`: join tokens for new machines (admin). */

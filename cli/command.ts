@@ -16,8 +16,10 @@ export interface CommandInput<S extends OptionSpecs, C> {
   /** Command options merged with the global ones. */
   values: OptionValues<S>;
   positionals: string[];
-  /** Arguments after `--` (for exec, later). */
+  /** Arguments after `--` (exec). */
   rest: string[];
+  /** Options given on the command line, even as an empty value (`--depends-on ""` clears; absent keeps). */
+  given: ReadonlySet<string>;
   /** What main.ts provides: output, clients, clock (injected so tests can drive them). */
   context: C;
 }
@@ -200,6 +202,7 @@ export interface Invocation<C> {
   values: OptionValues<OptionSpecs>;
   positionals: string[];
   rest: string[];
+  given: ReadonlySet<string>;
 }
 
 /** Resolves and parses argv; throws InvalidArgumentError (one line) on any bad input. */
@@ -234,6 +237,7 @@ export function parseInvocation<C>(
     values: parsed.values,
     positionals: parsed.positionals,
     rest: parsed.rest,
+    given: new Set(Object.entries(parsed.sources).filter(([, src]) => src === 'flag').map(([k]) => k)),
   };
 }
 
@@ -241,6 +245,6 @@ export function parseInvocation<C>(
 export async function runInvocation<C>(inv: Invocation<C>, context: C): Promise<ExitCode> {
   const cmd = inv.path[inv.path.length - 1];
   if (!cmd.run) throw new InvalidArgumentError(`${commandLine(inv.path)} needs a command (see --help)`);
-  const code = await cmd.run({ values: inv.values, positionals: inv.positionals, rest: inv.rest, context });
+  const code = await cmd.run({ values: inv.values, positionals: inv.positionals, rest: inv.rest, given: inv.given, context });
   return code ?? EXIT.ok;
 }

@@ -38,6 +38,8 @@ import type { Event__Output } from '../generated/cluster/v1/Event';
 import type { FileContent__Output } from '../generated/cluster/v1/FileContent';
 import type { FileInfo__Output } from '../generated/cluster/v1/FileInfo';
 import type { Group, Group__Output } from '../generated/cluster/v1/Group';
+import type { DeleteBundleResponse__Output } from '../generated/cluster/v1/DeleteBundleResponse';
+import type { DeleteGroupResponse__Output } from '../generated/cluster/v1/DeleteGroupResponse';
 import type { Job__Output } from '../generated/cluster/v1/Job';
 import type { JobDetail__Output } from '../generated/cluster/v1/JobDetail';
 import type { ListBundlesResponse__Output } from '../generated/cluster/v1/ListBundlesResponse';
@@ -432,6 +434,10 @@ export class CoordinatorClient {
     return this.unary('cluster', 'SetMaintenance', 'write', (s, o, cb) => s.setMaintenance({ id, maintenance, reason }, o, cb));
   }
 
+  deleteNode(id: string, force: boolean): Promise<Node__Output> {
+    return this.unary('cluster', 'DeleteNode', 'write', (s, o, cb) => s.deleteNode({ id, force }, o, cb));
+  }
+
   setLabels(id: string, set: Record<string, string>, remove: string[]): Promise<Node__Output> {
     return this.unary('cluster', 'SetLabels', 'write', (s, o, cb) => s.setLabels({ id, set, remove }, o, cb));
   }
@@ -499,6 +505,14 @@ export class CoordinatorClient {
 
   setGroup(group: Group, expectedRevision: string): Promise<Group__Output> {
     return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.setGroup({ group, expectedRevision }, o, cb));
+  }
+
+  deleteBundle(name: string, version: string): Promise<DeleteBundleResponse__Output> {
+    return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.deleteBundle({ name, version }, o, cb));
+  }
+
+  deleteGroup(name: string, force: boolean): Promise<DeleteGroupResponse__Output> {
+    return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.deleteGroup({ name, force }, o, cb));
   }
 
   getGroup(name: string): Promise<Group__Output> {

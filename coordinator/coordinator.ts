@@ -110,6 +110,7 @@ export class Coordinator {
   readonly jobs: Jobs;
   readonly bundles: BundleStore;
   readonly groups: GroupStore;
+  readonly files: FileStore;
   /** Leader-only loops besides inventory and jobs: started on `gained`, stopped on `lost`. */
   private readonly leaderLoops: { start(): void; stop(): Promise<unknown> }[];
   readonly grpc: GrpcServer;
@@ -153,6 +154,7 @@ export class Coordinator {
     });
     this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
+    this.files = new FileStore({ client, keyspace, events: this.events, clock });
     const startJob = (request: Parameters<Jobs['starter']['start']>[0]): ReturnType<Jobs['starter']['start']> => this.jobs.starter.start(request);
     const loop = { intervalMs: settings.reconcileIntervalMs, debounceMs: settings.reconcileDebounceMs };
     const sweeper = new StuckNodeSweeper({
@@ -183,7 +185,7 @@ export class Coordinator {
         ...createClusterServiceHandlers({ client, keyspace, logger: this.log }),
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
         ...createNodeAdminHandlers({
-          client, keyspace, logger: this.log,
+          client, keyspace, logger: this.log, events: this.events, clock,
           nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts }),
         }),
         ...createEventServiceHandlers({ client, keyspace, events: this.events, logger: this.log, settings }),
@@ -194,11 +196,11 @@ export class Coordinator {
         { definition: loadProto().api.cluster.v1.JobService.service, handlers: this.jobs.handlers },
         {
           definition: loadProto().api.cluster.v1.ConfigService.service,
-          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, logger: this.log }),
+          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, files: this.files, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.FileService.service,
-          handlers: createFileServiceHandlers({ files: new FileStore({ client, keyspace, events: this.events, clock }), logger: this.log }),
+          handlers: createFileServiceHandlers({ files: this.files, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.PkiService.service,

@@ -1,10 +1,13 @@
 /**
- * ClusterService's operator writes on a node (maintenance flag, labels), served by EVERY
+ * ClusterService's operator writes on a node (maintenance flag, labels, delete), served by EVERY
  * replica. They go through a NodeStore WITHOUT the leader fence (an operator's flag is data
  * the leader acts on, like a job request), still one CAS transaction plus one event each.
  */
 import type { Etcd3 } from 'etcd3';
-import { InvalidArgumentError, isValidSegment, NotFoundError, type Keyspace, type Logger, type NodeRecord } from '../shared';
+import {
+  ConflictError, decodeNode, FailedPreconditionError, InvalidArgumentError, isValidSegment, NotFoundError, type Clock, type Keyspace, type Logger, type NodeRecord,
+} from '../shared';
+import type { EventLog } from './event-log';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { Node } from '../generated/cluster/v1/Node';
 import { readKeys } from './etcd-txn';
@@ -13,7 +16,7 @@ import { parseFacts, toNodeView } from './node-view';
 import { unary } from './unary-handler';
 import { actorOf, type AuthenticatedCall } from './caller';
 
-export type NodeAdminHandlers = Pick<ClusterServiceHandlers, 'SetMaintenance' | 'SetLabels'>;
+export type NodeAdminHandlers = Pick<ClusterServiceHandlers, 'SetMaintenance' | 'SetLabels' | 'DeleteNode'>;
 
 export interface NodeAdminOptions {
   client: Etcd3;
@@ -21,6 +24,35 @@ export interface NodeAdminOptions {
   /** Unfenced node store: operator writes are accepted by any replica. */
   nodes: NodeStore;
   logger: Logger;
+  /** Writes a delete and its event in one transaction. */
+  events: EventLog;
+  clock: Clock;
+  /** How long a node must have been unreachable before `node delete` without --force (default 24 h). */
+  deleteUnreachableMs?: number;
+}
+
+/** Default of NodeAdminOptions.deleteUnreachableMs: a day, long past any reboot or network blip. */
+export const NODE_DELETE_UNREACHABLE_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Why a node may not be deleted now, or undefined when it may. Pure, for tables:
+ *  - never while its agent is alive (membership key present, or a stream open);
+ *  - never while it runs a job;
+ *  - without force: only Decommissioned, or unreachable for at least `unreachableMs`;
+ *  - with force: any other state (a Failed node, a machine that will not come back soon).
+ */
+export function nodeDeleteProblem(
+  n: Pick<NodeRecord, 'id' | 'state' | 'connected' | 'reachable' | 'unreachableSince' | 'currentJob'>,
+  o: { live: boolean; force: boolean; nowMs: number; unreachableMs: number },
+): string | undefined {
+  if (o.live || n.connected) return `node ${n.id} has a live agent (${n.connected ? 'its stream is open' : 'it holds its membership'}); stop the agent, or decommission the node first`;
+  if (n.currentJob) return `node ${n.id} is running job ${n.currentJob}; cancel it or wait for it`;
+  if (o.force || n.state === 'Decommissioned') return undefined;
+  const since = n.unreachableSince ? Date.parse(n.unreachableSince) : NaN;
+  if (!n.reachable && Number.isFinite(since) && o.nowMs - since >= o.unreachableMs) return undefined;
+  const hours = Math.round(o.unreachableMs / 36e5 * 10) / 10;
+  return `node ${n.id} is ${n.state}${!n.reachable && n.unreachableSince ? `, unreachable since ${n.unreachableSince}` : ''}: ` +
+    `only a Decommissioned node or one unreachable for ${hours} h is deleted; decommission it, or --force (any node without a live agent or a running job)`;
 }
 
 /** Same syntax as selector keys/values (shared/selector.ts): a label that cannot be selected is useless. */
@@ -103,5 +135,35 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
     return view(id, node.record, node.modRevision);
   });
 
-  return { SetMaintenance: setMaintenance, SetLabels: setLabels };
+  const deleteNode = unary(async (req: { id: string; force: boolean }, call: AuthenticatedCall) => {
+    const actor = actorOf(call);
+    const id = nodeId(req.id, 'DeleteNode');
+    const { kvs } = await readKeys(client, [keyspace.node(id), keyspace.member(id)]);
+    const [kv, member] = kvs;
+    if (!kv) throw notFound(id);
+    const record = decodeNode(keyspace.node(id), kv.value.toString());
+    const problem = nodeDeleteProblem(record, {
+      live: member !== undefined, force: req.force, nowMs: options.clock.now(), unreachableMs: options.deleteUnreachableMs ?? NODE_DELETE_UNREACHABLE_MS,
+    });
+    if (problem) throw new FailedPreconditionError(problem);
+    const shown = await view(id, record, kv.mod_revision);
+    const outcome = await options.events.commit({
+      compares: [
+        { key: keyspace.node(id), target: 'Mod', op: '==', value: kv.mod_revision, reason: 'cas' },
+        // An agent that connects meanwhile holds its membership key: it is not deleted under it.
+        { key: keyspace.member(id), target: 'Create', op: '==', value: '0', reason: 'live' },
+      ],
+      ops: [{ kind: 'delete', key: keyspace.node(id) }, { kind: 'delete', key: keyspace.facts(id) }],
+      event: {
+        type: 'node.deleted',
+        message: `node ${id} deleted (${record.state}${record.group ? `, group ${record.group}` : ''}${req.force ? ', forced' : ''}); its certificate stays valid until \`clusterctl node revoke ${id}\``,
+        actor,
+      },
+    });
+    if (!outcome.succeeded) throw new ConflictError(`node ${id} changed while being deleted (its agent may have connected); check it and retry`);
+    log.info('node deleted', { nodeId: id, state: record.state, force: req.force });
+    return shown;
+  });
+
+  return { SetMaintenance: setMaintenance, SetLabels: setLabels, DeleteNode: deleteNode };
 }

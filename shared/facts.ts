@@ -65,6 +65,59 @@ export interface Facts {
   runtime?: { init: string; systemdVersion: string; virtualization: string; virtualizationType: string };
 }
 
+/**
+ * The shape of Facts at run time, for checking `{{ facts.PATH }}` in a bundle when it is pushed
+ * (shared/bundle/template-references.ts): 'scalar' is a text, number or boolean field; an array
+ * holds its item's shape (indexed by number in a path: facts.disks.0.sizeBytes). Keep it in step
+ * with the interfaces above (test/bundle/template-references.test.ts compares it with real facts).
+ */
+export type FactShape = 'scalar' | { readonly [field: string]: FactShape } | readonly [FactShape];
+
+const MEMORY_MODULE: FactShape = {
+  bank: 'scalar', sizeBytes: 'scalar', type: 'scalar', clockSpeedMHz: 'scalar', formFactor: 'scalar', manufacturer: 'scalar', partNum: 'scalar', serial: 'scalar',
+};
+const DISK: FactShape = {
+  device: 'scalar', name: 'scalar', type: 'scalar', interfaceType: 'scalar', vendor: 'scalar', model: 'scalar', serial: 'scalar', sizeBytes: 'scalar',
+};
+const NIC: FactShape = {
+  iface: 'scalar', mac: 'scalar', ipv4: ['scalar'], ipv6: ['scalar'], speedMbps: 'scalar', type: 'scalar', virtual: 'scalar', operstate: 'scalar', isDefault: 'scalar',
+};
+
+export const FACTS_SHAPE: FactShape = {
+  collectedAt: 'scalar',
+  hostname: 'scalar',
+  system: { manufacturer: 'scalar', model: 'scalar', serial: 'scalar', uuid: 'scalar', sku: 'scalar', virtual: 'scalar' },
+  bios: { vendor: 'scalar', version: 'scalar', releaseDate: 'scalar' },
+  baseboard: { manufacturer: 'scalar', model: 'scalar', serial: 'scalar' },
+  cpu: { manufacturer: 'scalar', brand: 'scalar', model: 'scalar', cores: 'scalar', physicalCores: 'scalar', threads: 'scalar', sockets: 'scalar', speedGHz: 'scalar' },
+  memory: { totalBytes: 'scalar', layout: [MEMORY_MODULE] },
+  disks: [DISK],
+  network: [NIC],
+  os: { platform: 'scalar', distro: 'scalar', release: 'scalar', codename: 'scalar', kernel: 'scalar', arch: 'scalar' },
+  gpus: [{ vendor: 'scalar', model: 'scalar', vramMB: 'scalar', bus: 'scalar' }],
+};
+
+/** Why `path` (after "facts.") names no text or number field of FACTS_SHAPE, or undefined when it does. */
+export function factPathProblem(path: readonly string[], shape: FactShape = FACTS_SHAPE): string | undefined {
+  let cur: FactShape = shape;
+  for (let i = 0; i < path.length; i++) {
+    const seg = path[i];
+    const at = ['facts', ...path.slice(0, i)].join('.');
+    if (cur === 'scalar') return `${at} is a value, it has no field ${seg}`;
+    if (Array.isArray(cur)) {
+      if (!/^\d+$/.test(seg)) return `${at} is a list: index it with a number (${at}.0)`;
+      cur = (cur as readonly [FactShape])[0];
+      continue;
+    }
+    const fields = cur as { readonly [field: string]: FactShape };
+    if (!Object.prototype.hasOwnProperty.call(fields, seg)) return `${at} has no field ${seg} (fields: ${Object.keys(fields).join(', ')})`;
+    cur = fields[seg];
+  }
+  if (cur === 'scalar') return undefined;
+  const at = ['facts', ...path].join('.');
+  return Array.isArray(cur) ? `${at} is a list; name one item's field (${at}.0...)` : `${at} is an object; name one of its fields (${Object.keys(cur).join(', ')})`;
+}
+
 /** The fields shown in `clusterctl nodes`; tolerant of partial facts from older agents. */
 export function summariseFacts(f: Partial<Facts> | undefined): FactsSummary {
   if (!f) return {};

@@ -33,6 +33,14 @@ function hexSerial(s: string): string {
   return s;
 }
 
+/** A content digest as a key segment: lower-case hex sha256. */
+const SHA256 = /^[0-9a-f]{64}$/;
+
+function contentDigest(s: string): string {
+  if (!SHA256.test(s)) throw new InvalidArgumentError(`invalid content digest ${JSON.stringify(s)}: use the lower-case hex sha256`);
+  return s;
+}
+
 /** Width of the zero-padded event sequence, so lexical order is numeric order. */
 const SEQ_WIDTH = 16;
 
@@ -82,6 +90,11 @@ export class Keyspace {
   configInfo(bundle: string, version: string): string {
     return `${this.configInfoPrefix()}${segment('bundle name', bundle)}/${segment('bundle version', version)}`;
   }
+  parseConfigInfo(key: string): { bundle: string; version: string } | undefined {
+    const parts = this.strip(key, this.configInfoPrefix())?.split('/');
+    if (!parts || parts.length !== 2 || !parts.every(isValidSegment)) return undefined;
+    return { bundle: parts[0], version: parts[1] };
+  }
 
   // --- groups/<group> -------------------------------------------------------------------
   groupsPrefix(): string { return `${this.prefix}groups/`; }
@@ -115,6 +128,28 @@ export class Keyspace {
   fileInfoPrefix(): string { return `${this.prefix}file-info/`; }
   fileInfo(name: string): string { return `${this.fileInfoPrefix()}${segment('file name', name)}`; }
   parseFileInfo(key: string): string | undefined { return this.parseLeaf(key, this.fileInfoPrefix()); }
+
+  /**
+   * file-editions/<name>/<sha256>: every uploaded edition's bytes, immutable (the key is the
+   * content's hex sha256), and file-edition-info/<name>/<sha256> its size, mode and upload time.
+   * files/<name> holds the current edition (what the next bundle push pins); a bundle version
+   * pins the edition it was pushed with in config-info/, so later uploads never change it.
+   */
+  fileEditionsPrefix(name?: string): string {
+    return `${this.prefix}file-editions/${name === undefined ? '' : `${segment('file name', name)}/`}`;
+  }
+  fileEdition(name: string, sha256: string): string { return `${this.fileEditionsPrefix(name)}${contentDigest(sha256)}`; }
+  fileEditionInfoPrefix(name?: string): string {
+    return `${this.prefix}file-edition-info/${name === undefined ? '' : `${segment('file name', name)}/`}`;
+  }
+  fileEditionInfo(name: string, sha256: string): string { return `${this.fileEditionInfoPrefix(name)}${contentDigest(sha256)}`; }
+  /** file-editions/ or file-edition-info/ key → name and sha256. */
+  parseFileEdition(key: string): { name: string; sha256: string } | undefined {
+    const rest = this.strip(key, this.fileEditionsPrefix()) ?? this.strip(key, this.fileEditionInfoPrefix());
+    const parts = rest?.split('/');
+    if (!parts || parts.length !== 2 || !isValidSegment(parts[0]) || !SHA256.test(parts[1])) return undefined;
+    return { name: parts[0], sha256: parts[1] };
+  }
 
   // --- meta/last-applied: the cluster file `clusterctl apply` last applied ------------------
   lastApplied(): string { return `${this.prefix}meta/last-applied`; }

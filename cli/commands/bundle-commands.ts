@@ -108,3 +108,21 @@ export const bundleShow = defineCommand<CliContext, Record<string, never>>({
     return EXIT.ok;
   },
 });
+
+export const bundleDelete = defineCommand<CliContext, Record<string, never>>({
+  name: 'delete',
+  aliases: ['rm'],
+  summary: 'Delete one bundle version (refused while a group runs it or a node has it desired or applied)',
+  usage: 'bundle delete NAME@VERSION',
+  example: 'clusterctl bundle delete ntp@1\n# in use? move the group and upgrade its nodes first:\nclusterctl group set time --bundle ntp@2 && clusterctl node upgrade -g time --wait && clusterctl bundle delete ntp@1',
+  maxPositionals: 1,
+  minPositionals: { count: 1, message: 'which version? give NAME@VERSION (list them with: clusterctl bundles)' },
+  async run({ positionals, context }) {
+    const { name, version } = parseBundleArg(positionals[0]);
+    if (!version) throw new InvalidArgumentError(`bundle delete deletes one version: give ${name}@VERSION (list them with: clusterctl bundles ${name})`);
+    const res = await context.client.deleteBundle(name, version);
+    printResult(context, { bundle: res.bundle ? bundleObject(res.bundle) : null, prunedEditions: res.prunedEditions }, () =>
+      `bundle ${name}@${version} deleted\n` + res.prunedEditions.map((e) => `  unused file edition deleted: ${e}\n`).join(''));
+    return EXIT.ok;
+  },
+});

@@ -1,6 +1,7 @@
 /**
  * `clusterctl files`: distributed files (files/<name> in etcd, ≤ 1 MiB) that bundles use as a
- * file unit's `source`. Bare `files` lists; `upload`, `download`, `rm`.
+ * file unit's `source`. Bare `files` lists (one row per edition); `upload`, `download`, `rm`.
+ * Each upload is an immutable edition; a bundle version delivers the edition it was pushed with.
  */
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -12,9 +13,13 @@ import { ageSince, formatBytes, formatJson, formatTable, formatYaml, orDash } fr
 import { MAX_GRPC_MESSAGE_BYTES } from '../../shared/grpc-limits';
 
 function fileObject(f: FileInfo__Output): Record<string, unknown> {
-  return { name: f.name, size: Number(f.size), sha256: f.sha256, mode: f.mode, createdAt: f.createdAt, usedBy: f.usedBy };
+  return {
+    name: f.name, size: Number(f.size), sha256: f.sha256, mode: f.mode, createdAt: f.createdAt, usedBy: f.usedBy,
+    editions: f.editions.map((e) => ({ sha256: e.sha256, size: Number(e.size), createdAt: e.createdAt, current: e.current, usedBy: e.usedBy })),
+  };
 }
 
+/** One row per edition: the current one first (what the next bundle push pins), then those kept for bundles. */
 function printInfos(context: CliContext, files: FileInfo__Output[]): void {
   switch (context.format) {
     case 'json': context.out.write(formatJson(files.map(fileObject))); return;
@@ -22,13 +27,19 @@ function printInfos(context: CliContext, files: FileInfo__Output[]): void {
     default: {
       const now = context.clock.now();
       const wide = context.format === 'wide';
-      const header = wide ? ['NAME', 'SIZE', 'MODE', 'SHA256', 'AGE', 'USED BY'] : ['NAME', 'SIZE', 'SHA256', 'AGE', 'USED BY'];
-      const rows = files.map((f) => {
-        const sha = wide ? f.sha256 : f.sha256.slice(0, 12);
-        const used = f.usedBy.length ? f.usedBy.join(',') : '-';
-        return wide
-          ? [f.name, formatBytes(f.size), f.mode, sha, orDash(ageSince(f.createdAt, now)), used]
-          : [f.name, formatBytes(f.size), sha, orDash(ageSince(f.createdAt, now)), used];
+      const header = wide ? ['NAME', 'SIZE', 'MODE', 'SHA256', 'AGE', 'USED BY', 'EDITION'] : ['NAME', 'SIZE', 'SHA256', 'AGE', 'USED BY', 'EDITION'];
+      const rows = files.flatMap((f) => {
+        const editions = f.editions.length
+          ? f.editions
+          : [{ sha256: f.sha256, size: f.size, createdAt: f.createdAt, current: true, usedBy: f.usedBy }];
+        return editions.map((e) => {
+          const sha = wide ? e.sha256 : e.sha256.slice(0, 12);
+          const used = e.usedBy.length ? e.usedBy.join(',') : '-';
+          const which = e.current ? 'current' : 'kept';
+          return wide
+            ? [f.name, formatBytes(e.size), f.mode, sha, orDash(ageSince(e.createdAt, now)), used, which]
+            : [f.name, formatBytes(e.size), sha, orDash(ageSince(e.createdAt, now)), used, which];
+        });
       });
       context.out.write(formatTable(header, rows));
     }
@@ -38,7 +49,7 @@ function printInfos(context: CliContext, files: FileInfo__Output[]): void {
 const filesList = defineCommand<CliContext, Record<string, never>>({
   name: 'list',
   aliases: ['ls'],
-  summary: 'List distributed files: size, sha256, age and the bundles that use them',
+  summary: 'List distributed files, one row per edition: size, sha256, age and the bundle versions that deliver it',
   usage: 'files [list] [-o table|wide|json|yaml]',
   example: 'clusterctl files\nclusterctl files -o json',
   async run({ context }) {
@@ -86,7 +97,13 @@ const filesUpload = defineCommand<CliContext, typeof UPLOAD_OPTIONS>({
     const mode = values.mode ?? (st.mode & 0o777).toString(8).padStart(4, '0');
     const info = await context.client.upload({ name, content, mode, overwrite: values.overwrite });
     if (context.format === 'json' || context.format === 'yaml') printInfos(context, [info]);
-    else context.out.write(`file ${info.name} stored: ${formatBytes(info.size)}, sha256 ${info.sha256}\n`);
+    else {
+      context.out.write(`file ${info.name} stored: ${formatBytes(info.size)}, sha256 ${info.sha256}\n`);
+      // Bundle versions pushed earlier keep the edition they pinned: say which, so nobody expects them to change.
+      for (const e of info.editions.filter((x) => !x.current && x.usedBy.length > 0)) {
+        context.out.write(`  edition ${e.sha256.slice(0, 12)} kept: ${e.usedBy.join(', ')} still deliver${e.usedBy.length === 1 ? 's' : ''} it; push a new version to deliver this upload\n`);
+      }
+    }
     return EXIT.ok;
   },
 });
@@ -123,7 +140,7 @@ const filesDownload = defineCommand<CliContext, typeof DOWNLOAD_OPTIONS>({
 const filesRm = defineCommand<CliContext, Record<string, never>>({
   name: 'rm',
   aliases: ['delete', 'remove'],
-  summary: 'Delete a stored file (refused while a bundle uses it)',
+  summary: 'Delete a stored file and all its editions (refused while a bundle version uses any of them)',
   usage: 'files rm NAME',
   example: 'clusterctl files rm old-motd',
   maxPositionals: 1,

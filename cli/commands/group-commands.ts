@@ -82,7 +82,7 @@ export const GROUP_SET_OPTIONS = {
   bundle: { kind: 'string', placeholder: 'BUNDLE[@VERSION]', description: 'the bundle the group runs (no version: the newest stored)' },
   var: { kind: 'list', placeholder: 'KEY=VALUE', description: 'set a group variable (repeat the flag; KEY= with nothing removes it)' },
   minSize: { kind: 'int', min: 0, placeholder: 'N', description: 'decommission is refused below this many commissioned nodes (unless --force)' },
-  dependsOn: { kind: 'list', placeholder: 'GROUP', description: 'groups that need a commissioned node before this one commissions (repeat the flag)' },
+  dependsOn: { kind: 'list', placeholder: 'GROUP', description: 'groups that need a commissioned node before this one commissions (repeat the flag; each must exist; "" clears)' },
   verifySchedule: { kind: 'string', placeholder: 'CRON', description: 'cron expression for scheduled verification ("" = none), e.g. "0 3 * * *"' },
   repairPolicy: { kind: 'string', choices: ['report', 'repair'], placeholder: 'report|repair', description: 'what to do when drift is found' },
   autoCommission: { kind: 'string', placeholder: 'SELECTOR', description: 'commission Discovered nodes matching this label selector (facts.FIELD too); "" clears' },
@@ -108,11 +108,11 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
   aliases: ['create', 'update'],
   summary: 'Create a group or change the fields given',
   usage: 'group set NAME [--bundle BUNDLE[@VERSION]] [--var K=V ...] [--min-size N] [--depends-on G] [--verify-schedule CRON] [--repair-policy report|repair] [--auto-commission SELECTOR]',
-  example: 'clusterctl group set worker --bundle base@3 --var ntp_server=10.0.0.1 --min-size 2 --depends-on control\nclusterctl group set worker --verify-schedule "0 3 * * *" --repair-policy repair',
+  example: 'clusterctl group set worker --bundle base@3 --var ntp_server=10.0.0.1 --min-size 2 --depends-on control\nclusterctl group set worker --verify-schedule "0 3 * * *" --repair-policy repair\nclusterctl group set worker --depends-on ""   # clear the dependency',
   options: GROUP_SET_OPTIONS,
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'which group? give its name' },
-  async run({ values, positionals, context }) {
+  async run({ values, positionals, given, context }) {
     const name = positionals[0];
     const client = context.client;
     let current: Group__Output | undefined;
@@ -134,7 +134,8 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
     if (!bundle) throw new InvalidArgumentError(`group ${name} does not exist yet: give --bundle BUNDLE[@VERSION] to create it`);
     const variables = { ...(current?.variables ?? {}), ...set };
     for (const k of remove) delete variables[k];
-    const dependsOn = values.dependsOn.length ? values.dependsOn : current?.dependsOn ?? [];
+    // `--depends-on ""` clears the dependency; no --depends-on keeps it.
+    const dependsOn = given.has('dependsOn') ? values.dependsOn : current?.dependsOn ?? [];
     const group: Group = {
       name, bundle, version, variables,
       minSize: values.minSize ?? current?.minSize ?? 0,
@@ -146,7 +147,29 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
         : current?.autoCommission.map((a) => ({ selector: a.selector })) ?? [],
     };
     const saved = await client.setGroup(group, current?.revision ?? '');
-    printResult(context, groupObject(saved), () => `group ${saved.name} ${current ? 'updated' : 'created'}: ${saved.bundle}@${saved.version}\n`);
+    const cleared = current && current.dependsOn.length > 0 && saved.dependsOn.length === 0 ? `; dependency on ${current.dependsOn.join(', ')} cleared` : '';
+    printResult(context, groupObject(saved), () => `group ${saved.name} ${current ? 'updated' : 'created'}: ${saved.bundle}@${saved.version}${cleared}\n`);
+    return EXIT.ok;
+  },
+});
+
+const GROUP_DELETE_OPTIONS = {
+  force: { kind: 'boolean', description: 'delete although Decommissioned, Failed, New or Discovered nodes still name the group (never while one is Commissioned, in a transition or running a job)' },
+} as const;
+
+export const groupDelete = defineCommand<CliContext, typeof GROUP_DELETE_OPTIONS>({
+  name: 'delete',
+  aliases: ['rm'],
+  summary: 'Delete a group (refused while nodes are in it, or another group depends on it)',
+  usage: 'group delete NAME [--force]',
+  example: 'clusterctl group delete canary\nclusterctl group delete canary --force   # its nodes are all Decommissioned or Failed',
+  options: GROUP_DELETE_OPTIONS,
+  maxPositionals: 1,
+  minPositionals: { count: 1, message: 'which group? give its name (list them with: clusterctl groups)' },
+  async run({ values, positionals, context }) {
+    const res = await context.client.deleteGroup(positionals[0], values.force);
+    printResult(context, { group: positionals[0], nodes: res.nodes }, () =>
+      `group ${positionals[0]} deleted` + (res.nodes.length ? ` (node${res.nodes.length === 1 ? '' : 's'} ${res.nodes.join(', ')} still name it)` : '') + '\n');
     return EXIT.ok;
   },
 });

@@ -1,29 +1,35 @@
 /**
  * configs/<bundle>/<version>: immutable bundle versions. A push is validated with the SAME code
  * the agent uses (shared/bundle: every problem listed by path, nothing stored on error), then
- * written create-only in one transaction with its event. Versions never change once stored:
+ * written create-only in one transaction with its event. Every template reference is checked
+ * too: a misspelt root (`var.x`) or a fact no node reports is refused at push, not at upgrade. Versions never change once stored:
  * pushing an existing version with other content is refused (bump the version), pushing the
  * same content again is an idempotent OK, so `clusterctl bundle push` can be re-run safely.
  *
  * The value at configs/ is exactly the compiled Bundle JSON (what jobs render and send); when
- * it was pushed and its digest sit beside it at config-info/ (shared/keyspace.ts).
+ * it was pushed, its digest and the file editions it pins sit beside it at config-info/ (shared/keyspace.ts).
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  AlreadyExistsError, CAS_LOST, ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, retryOnConflict, type Clock, type Keyspace,
+  AlreadyExistsError, CAS_LOST, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, decodeNode, isValidSegment, retryOnConflict,
+  type Clock, type Keyspace,
 } from '../../shared';
-import { canonicalJson, digestOf, parseBundle, type Bundle } from '../../shared/bundle';
+import { decodeGroup } from '../../shared/group';
+import { canonicalJson, parseBundle, templateReferences, type Bundle } from '../../shared/bundle';
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
+import { bundleDigest, missingSourcesError, parseBundleInfo, pinSources, sourceNames, type BundleInfoValue } from './source-pins';
 import type { EventLog } from '../event-log';
 import { DEFAULT_SETTINGS } from '../options';
 
 export interface StoredBundle {
   name: string;
   version: string;
-  /** digestOf(bundle): sha256 over the canonical JSON of the compiled bundle. */
+  /** bundleDigest(): sha256 over the canonical JSON of the compiled bundle and its pinned file editions. */
   digest: string;
   createdAt: string;
   bundle: Bundle;
+  /** File name → hex sha256 of the edition this version delivers (see ./source-pins.ts). */
+  sources: Record<string, string>;
 }
 
 export interface PushResult {
@@ -65,21 +71,6 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
-interface InfoValue {
-  digest: string;
-  createdAt: string;
-}
-
-function parseInfo(text: string | undefined): Partial<InfoValue> {
-  if (!text) return {};
-  try {
-    const v = JSON.parse(text) as Partial<InfoValue> | null;
-    return v && typeof v === 'object' ? v : {};
-  } catch {
-    return {};
-  }
-}
-
 export class BundleStore {
   private readonly client: Etcd3;
   private readonly keyspace: Keyspace;
@@ -105,57 +96,61 @@ export class BundleStore {
         throw new InvalidArgumentError(`bundle ${what} ${JSON.stringify(s)} cannot be stored: use 1-253 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit`);
       }
     }
-    // Units with `source:` name distributed files (files/<name>): each must be stored now, and
-    // the write below is guarded on their existence (coordinator/files/file-store.ts).
-    const sources = [...new Set(bundle.units.flatMap((u) => (u.kind === 'file' && u.source !== undefined ? [u.source] : [])))];
-    const sourceKeys = sources.map((s) => this.keyspace.file(s));
-    const missingSources = async (): Promise<string[]> => {
-      const { kvs } = await readKeys(this.client, sourceKeys);
-      return sources.filter((_, i) => kvs[i] === undefined);
-    };
-    const refuseMissing = (missing: string[]): never => {
-      throw new NotFoundError(
-        `bundle ${name}@${version}: source file${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')} not found; ` +
-          'upload with `clusterctl files upload PATH --name NAME` first',
+    // A misspelt root or a fact no node reports would break every node at its next job: refuse now.
+    const refs = templateReferences(bundle);
+    if (refs.problems.length > 0) {
+      throw new InvalidArgumentError(
+        `bundle ${name}@${version} refused, nothing stored (${refs.problems.length} template problem${refs.problems.length === 1 ? '' : 's'}): ${refs.problems.join('; ')}`,
       );
-    };
-    if (sources.length > 0) {
-      const missing = await missingSources();
-      if (missing.length > 0) refuseMissing(missing);
     }
-    const sourceGuards: Compare[] = sourceKeys.map((k) => ({ key: k, target: 'Create', op: '>', value: '0', reason: 'source-exists' }));
+    // Units with `source:` name distributed files (files/<name>): each must be stored now, and
+    // the version pins the edition current at this push (./source-pins.ts).
+    const sources = sourceNames(bundle);
     const key = this.keyspace.config(name, version);
     const infoKey = this.keyspace.configInfo(name, version);
     const json = canonicalJson(bundle);
-    const digest = digestOf(bundle);
     return retryOnConflict(this.maxAttempts, async (): Promise<PushResult | typeof CAS_LOST> => {
+      const pinned = await pinSources(this.client, this.keyspace, sources);
       const existing = await this.get(name, version).catch((err: unknown) => {
         if (err instanceof NotFoundError) return undefined;
         throw err;
       });
+      const digest = bundleDigest(bundle, pinned.pins);
       if (existing) {
-        if (canonicalJson(existing.bundle) === json) return { stored: existing, created: false };
-        throw new AlreadyExistsError(
-          `bundle ${name}@${version} exists with different content; bump version (stored digest ${existing.digest}, pushed ${digest})`,
-        );
+        if (canonicalJson(existing.bundle) !== json) {
+          throw new AlreadyExistsError(
+            `bundle ${name}@${version} exists with different content; bump version (stored digest ${existing.digest}, pushed ${digest})`,
+          );
+        }
+        const moved = Object.entries(existing.sources).filter(([f, sha]) => pinned.pins[f] !== undefined && pinned.pins[f] !== sha);
+        if (moved.length > 0) {
+          throw new AlreadyExistsError(
+            `bundle ${name}@${version} exists and delivers ${moved.map(([f, sha]) => `${f} edition ${sha.slice(0, 12)} (now ${pinned.pins[f].slice(0, 12)})`).join(', ')}; ` +
+              'a version never changes what it deploys: push a new version to deliver the new upload',
+          );
+        }
+        return { stored: existing, created: false };
       }
+      if (pinned.missing.length > 0) throw missingSourcesError(`${name}@${version}`, pinned.missing);
       const createdAt = this.clock.iso();
       const absent: Compare = { key, target: 'Create', op: '==', value: '0', reason: 'create-only' };
+      const info: BundleInfoValue = { digest, createdAt, ...(sources.length ? { sources: pinned.pins } : {}) };
       const outcome = await this.events.commit({
-        compares: [absent, ...sourceGuards],
+        compares: [absent, ...pinned.compares],
         ops: [
           { kind: 'put', key, value: json },
-          { kind: 'put', key: infoKey, value: JSON.stringify({ digest, createdAt } satisfies InfoValue) },
+          { kind: 'put', key: infoKey, value: JSON.stringify(info) },
+          ...pinned.ops,
         ],
         event: {
           type: 'bundle.pushed',
-          message: `bundle ${name}@${version} stored (${bundle.units.length} unit(s), ${bundle.verify.length} probe(s), ${digest})`,
+          message: `bundle ${name}@${version} stored (${bundle.units.length} unit(s), ${bundle.verify.length} probe(s), ${digest})` +
+            (sources.length ? `; pins ${sources.map((f) => `${f} edition ${pinned.pins[f].slice(0, 12)}`).join(', ')}` : ''),
           actor,
         },
       });
-      if (outcome.succeeded) return { stored: { name, version, digest, createdAt, bundle }, created: true };
-      if (outcome.failed.some((c) => c.reason === 'source-exists')) refuseMissing(await missingSources());
-      // Someone pushed the same version meanwhile: judge their content as above.
+      if (outcome.succeeded) return { stored: { name, version, digest, createdAt, bundle, sources: info.sources ?? {} }, created: true };
+      // Someone pushed the same version, or uploaded a source, meanwhile: read again.
       return CAS_LOST;
     }, () => new ConflictError(`bundle ${name}@${version} kept changing while being pushed; retry`));
   }
@@ -206,6 +201,61 @@ export class BundleStore {
     return out.sort((a, b) => (a.name === b.name ? compareVersions(a.version, b.version) : a.name < b.name ? -1 : 1));
   }
 
+  /**
+   * Deletes one version. Refused while a group runs it or a node's desired or applied record
+   * names it, saying which (move the groups, upgrade or decommission the nodes first). The
+   * compare on config-info/ meets the one a concurrent `group set` of this version makes
+   * (group-store.ts). Returns the deleted version and the files it named (their unused editions
+   * can go now: FileStore.prune).
+   */
+  async delete(name: string, version: string, actor = 'operator'): Promise<StoredBundle> {
+    if (!version) throw new InvalidArgumentError(`bundle delete needs NAME@VERSION (a version is deleted, not a bundle): e.g. ${name}@1`);
+    const stored = await this.get(name, version);
+    const ref = `${name}@${version}`;
+    const ks = this.keyspace;
+    const { kvs } = await readPrefixes(this.client, [{ prefix: ks.groupsPrefix() }, { prefix: ks.nodesPrefix() }]);
+    const groups: string[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (ks.parseGroup(key) === undefined) continue;
+      try {
+        const g = decodeGroup(key, kv.value.toString());
+        if (g.bundle === name && g.version === version) groups.push(g.name);
+      } catch { /* an unreadable group runs nothing */ }
+    }
+    const nodes: string[] = [];
+    for (const kv of kvs[1]) {
+      const key = kv.key.toString();
+      if (ks.parseNode(key) === undefined) continue;
+      try {
+        const n = decodeNode(key, kv.value.toString());
+        const why = [n.appliedConfig === ref ? 'applied' : '', n.desiredConfig === ref ? 'desired' : ''].filter(Boolean).join(', ');
+        if (why) nodes.push(`${n.id} (${why})`);
+      } catch { /* an unreadable node record names nothing */ }
+    }
+    if (groups.length > 0 || nodes.length > 0) {
+      throw new FailedPreconditionError(
+        `bundle ${ref} is in use: ` +
+          [groups.length ? `group${groups.length === 1 ? '' : 's'} ${groups.join(', ')}` : '', nodes.length ? `node${nodes.length === 1 ? '' : 's'} ${nodes.join(', ')}` : '']
+            .filter(Boolean).join('; ') +
+          '; move groups to another version (clusterctl group set GROUP --bundle NAME@VERSION) and upgrade or decommission the nodes first',
+      );
+    }
+    const { kvs: infoKvs } = await readKeys(this.client, [ks.config(name, version), ks.configInfo(name, version)]);
+    const [cfg, info] = infoKvs;
+    if (!cfg) throw new NotFoundError(`bundle ${ref} not found`);
+    const outcome = await this.events.commit({
+      compares: [
+        { key: ks.config(name, version), target: 'Mod', op: '==', value: cfg.mod_revision, reason: 'cas' },
+        info ? { key: ks.configInfo(name, version), target: 'Mod', op: '==', value: info.mod_revision, reason: 'in-use' } : { key: ks.configInfo(name, version), target: 'Create', op: '==', value: '0', reason: 'in-use' },
+      ],
+      ops: [{ kind: 'delete', key: ks.config(name, version) }, { kind: 'delete', key: ks.configInfo(name, version) }],
+      event: { type: 'bundle.deleted', message: `bundle ${ref} deleted (${stored.digest})`, actor },
+    });
+    if (!outcome.succeeded) throw new ConflictError(`bundle ${ref} was put to use while being deleted; check \`clusterctl group list\` and retry`);
+    return stored;
+  }
+
   private decode(name: string, version: string, text: string, infoText: string | undefined): StoredBundle {
     let bundle: Bundle;
     try {
@@ -213,7 +263,8 @@ export class BundleStore {
     } catch (err) {
       throw new InvalidArgumentError(`stored bundle ${name}@${version} is not JSON: ${(err as Error).message}`);
     }
-    const info = parseInfo(infoText);
-    return { name, version, digest: info.digest ?? digestOf(bundle), createdAt: info.createdAt ?? '', bundle };
+    const info = parseBundleInfo(infoText);
+    const sources = info.sources ?? {};
+    return { name, version, digest: info.digest ?? bundleDigest(bundle, sources), createdAt: info.createdAt ?? '', bundle, sources };
   }
 }

@@ -10,6 +10,8 @@ import type { Group } from '../../generated/cluster/v1/Group';
 import type { Group__Output } from '../../generated/cluster/v1/Group';
 import type { BundleStore, StoredBundle } from './bundle-store';
 import type { GroupStore, VersionedGroup } from './group-store';
+import type { FileStore } from '../files/file-store';
+import { sourceNames } from './source-pins';
 import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
 import { unary } from '../unary-handler';
 import { actorName, actorOf, authorizeAction } from '../caller';
@@ -17,6 +19,8 @@ import { actorName, actorOf, authorizeAction } from '../caller';
 export interface ConfigServiceOptions {
   bundles: BundleStore;
   groups: GroupStore;
+  /** Deletes the unused file editions a deleted bundle version leaves. */
+  files: FileStore;
   logger: Logger;
 }
 
@@ -84,5 +88,25 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       return toGroupView(await groups.require(name));
     }),
     ListGroups: unary(async () => ({ groups: (await groups.list()).map(toGroupView) })),
+    DeleteBundle: unary(async (req: { name: string; version: string }, call) => {
+      const name = req.name.trim();
+      if (!name) throw new InvalidArgumentError('DeleteBundle needs NAME and VERSION (list them with `clusterctl bundle list`)');
+      // Like a push: removing a bundle that runs commands on nodes needs admin.
+      const version = req.version.trim();
+      const target = version ? await bundles.get(name, version) : undefined;
+      const peer = authorizeAction(call, { method: 'ConfigService/DeleteBundle', commandUnits: target ? hasCommandUnits(target.bundle) : false });
+      const actor = actorName(peer);
+      const deleted = await bundles.delete(name, version, actor);
+      const prunedEditions = await options.files.prune(sourceNames(deleted.bundle), actor);
+      log.info('bundle deleted', { bundle: `${deleted.name}@${deleted.version}`, prunedEditions });
+      return { bundle: toBundleInfo(deleted), prunedEditions };
+    }),
+    DeleteGroup: unary(async (req: { name: string; force: boolean }, call) => {
+      const name = req.name.trim();
+      if (!name) throw new InvalidArgumentError('DeleteGroup needs a group name (list them with `clusterctl group list`)');
+      const { group, nodes } = await groups.delete(name, { force: req.force }, actorOf(call));
+      log.info('group deleted', { group: name, nodes });
+      return { group: toGroupView(group), nodes };
+    }),
   };
 }

@@ -11,16 +11,20 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  ConflictError, InvalidArgumentError, NotFoundError, isValidSegment, type Clock, type Keyspace,
+  ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, decodeNode, isValidSegment, type Clock, type Keyspace, type NodeRecord,
 } from '../../shared';
-import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
+import { readKeys, readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
 import type { EventLog } from '../event-log';
 import type { BundleStore } from './bundle-store';
+import { missingVariables, templateReferences } from '../../shared/bundle';
 
 export {
   REPAIR_POLICIES, checkGroup, decodeGroup, type RepairPolicy, type AutoCommissionRule, type GroupRecord, type GroupInput,
 } from '../../shared/group';
 import { checkGroup, decodeGroup, type GroupInput, type GroupRecord } from '../../shared/group';
+
+/** States a node may be in when its group is deleted with --force (see GroupStore.delete). */
+export const GROUP_DELETE_FORCE_STATES: ReadonlySet<string> = new Set(['Decommissioned', 'Failed', 'New', 'Discovered']);
 
 export interface VersionedGroup {
   record: GroupRecord;
@@ -93,9 +97,24 @@ export class GroupStore {
     if (expected && (current?.modRevision ?? '0') !== expected) {
       throw new ConflictError(`group ${name} changed since you read it (revision ${expected}, now ${current?.modRevision ?? 'deleted'}); get it again and retry`);
     }
-    // Forward references are allowed (groups may be defined in any order) but said out loud.
+    // The group must supply every variable its bundle uses and does not default.
+    const stored = await this.o.bundles.get(bundle, version);
+    const unset = missingVariables(templateReferences(stored.bundle), stored.bundle.variables, checked.variables);
+    if (unset.length > 0) {
+      throw new InvalidArgumentError(
+        `group ${name}: bundle ${bundle}@${version} uses variable${unset.length === 1 ? '' : 's'} that neither the bundle defines nor the group sets: ` +
+          `${unset.join(', ')}; set ${unset.length === 1 ? 'it' : 'them'} with --var NAME=VALUE`,
+      );
+    }
+    // A dependency on a group that does not exist could never be met: refuse it, naming it.
     const known = new Set((await this.list()).map((g) => g.record.name));
     const missing = (checked.dependsOn ?? []).filter((d) => !known.has(d));
+    if (missing.length > 0) {
+      throw new NotFoundError(
+        `group ${name}: depends on group${missing.length === 1 ? '' : 's'} ${missing.join(', ')}, which ${missing.length === 1 ? 'does' : 'do'} not exist ` +
+          '(define it first, or list groups with `clusterctl group list`)',
+      );
+    }
     const record: GroupRecord = { ...checked, updatedAt: this.o.clock.iso() };
     const cas: Compare = expected
       ? { key, target: 'Mod', op: '==', value: expected, reason: 'expected-revision' }
@@ -103,21 +122,87 @@ export class GroupStore {
         ? { key, target: 'Mod', op: '==', value: current.modRevision, reason: 'cas' }
         : { key, target: 'Create', op: '==', value: '0', reason: 'cas' };
     const bundleExists: Compare = { key: this.o.keyspace.config(bundle, version), target: 'Create', op: '>', value: '0', reason: 'bundle-exists' };
+    // Rewriting the version's info record unchanged moves its mod revision: a concurrent
+    // `bundle delete` of that version (which compares it) then fails and reads the users again.
+    const infoKey = this.o.keyspace.configInfo(bundle, version);
+    const info = (await readKeys(this.o.client, [infoKey])).kvs[0];
+    const touch: TxnOp[] = info ? [{ kind: 'put', key: infoKey, value: info.value.toString() }] : [];
     const what = current ? 'updated' : 'created';
     const outcome = await this.o.events.commit({
-      compares: [cas, bundleExists],
-      ops: [{ kind: 'put', key, value: JSON.stringify(record) }],
+      compares: [cas, bundleExists, ...(info ? [{ key: infoKey, target: 'Mod', op: '==', value: info.mod_revision, reason: 'bundle-info' } satisfies Compare] : [])],
+      ops: [{ kind: 'put', key, value: JSON.stringify(record) }, ...touch],
       event: {
         type: 'group.set',
         message: `group ${name} ${what}: ${bundle}@${version}, repair policy ${record.repairPolicy ?? 'report'}` +
           (record.verifySchedule ? `, verify "${record.verifySchedule}"` : '') +
           (record.autoCommission?.length ? `, auto-commission ${record.autoCommission.map((r) => `"${r.selector}"`).join(' | ')}` : '') +
-          (missing.length ? `; warning: depends on group(s) not defined yet: ${missing.join(', ')}` : ''),
+          (record.dependsOn?.length ? `, depends on ${record.dependsOn.join(', ')}` : '') +
+          (current?.record.dependsOn?.length && !record.dependsOn?.length ? `, dependency on ${current.record.dependsOn.join(', ')} cleared` : ''),
         actor,
       },
     });
     if (outcome.succeeded) return { record, modRevision: outcome.revision };
     if (outcome.failed.some((c) => c.reason === 'bundle-exists')) throw new NotFoundError(`group ${name}: bundle ${bundle}@${version} not found`);
     throw new ConflictError(`group ${name} changed since you read it (concurrent update); get it again and retry`);
+  }
+
+  /**
+   * Deletes a group. Refused while another group depends on it (naming them). Refused while a
+   * node record names it, listing the nodes, unless `force`; with `force` it is still refused
+   * while any of them is Commissioned, in a lifecycle transition or running a job (decommission
+   * those first): the nodes left are Decommissioned, Failed, New or Discovered and keep the
+   * group's name in their record as history; commissioning one again names a group.
+   */
+  async delete(name: string, options: { force?: boolean } = {}, actor = 'operator'): Promise<{ group: VersionedGroup; nodes: string[] }> {
+    const current = await this.require(name);
+    const dependents = (await this.list()).filter((g) => (g.record.dependsOn ?? []).includes(name)).map((g) => g.record.name);
+    if (dependents.length > 0) {
+      throw new FailedPreconditionError(
+        `group ${name} is a dependency of group${dependents.length === 1 ? '' : 's'} ${dependents.join(', ')}; ` +
+          `clear it first (clusterctl group set ${dependents[0]} --depends-on "")`,
+      );
+    }
+    const { kvs } = await readPrefixes(this.o.client, [{ prefix: this.o.keyspace.nodesPrefix() }]);
+    const members: { record: NodeRecord; modRevision: string }[] = [];
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (this.o.keyspace.parseNode(key) === undefined) continue;
+      try {
+        const record = decodeNode(key, kv.value.toString());
+        if (record.group === name) members.push({ record, modRevision: kv.mod_revision });
+      } catch {
+        // An unreadable node record names no group.
+      }
+    }
+    const describe = (n: NodeRecord): string => `${n.id} (${n.state}${n.currentJob ? `, job ${n.currentJob}` : ''})`;
+    if (members.length > 0 && !options.force) {
+      throw new FailedPreconditionError(
+        `group ${name} has ${members.length} node${members.length === 1 ? '' : 's'}: ${members.map((m) => describe(m.record)).join(', ')}; ` +
+          'decommission them first, or --force when none is Commissioned or busy',
+      );
+    }
+    const busy = members.filter((m) => !GROUP_DELETE_FORCE_STATES.has(m.record.state) || m.record.currentJob);
+    if (busy.length > 0) {
+      throw new FailedPreconditionError(
+        `group ${name} cannot be deleted even with --force: ${busy.map((m) => describe(m.record)).join(', ')} ` +
+          `${busy.length === 1 ? 'is' : 'are'} not Decommissioned, Failed, New or Discovered, or running a job; decommission ${busy.length === 1 ? 'it' : 'them'} first`,
+      );
+    }
+    const key = this.o.keyspace.group(name);
+    const outcome = await this.o.events.commit({
+      compares: [
+        { key, target: 'Mod', op: '==', value: current.modRevision, reason: 'cas' },
+        ...members.map((m): Compare => ({ key: this.o.keyspace.node(m.record.id), target: 'Mod', op: '==', value: m.modRevision, reason: 'node' })),
+      ],
+      ops: [{ kind: 'delete', key }],
+      event: {
+        type: 'group.deleted',
+        message: `group ${name} deleted (was ${current.record.bundle}@${current.record.version})` +
+          (members.length ? `; forced with node${members.length === 1 ? '' : 's'} ${members.map((m) => describe(m.record)).join(', ')}` : ''),
+        actor,
+      },
+    });
+    if (!outcome.succeeded) throw new ConflictError(`group ${name} or its nodes changed while being deleted; check it and retry`);
+    return { group: current, nodes: members.map((m) => m.record.id) };
   }
 }

@@ -17,7 +17,8 @@ import type { Etcd3 } from 'etcd3';
 import {
   CAS_LOST, ConflictError, FailedPreconditionError, InvalidArgumentError, retryOnConflict, type Clock, type Keyspace,
 } from '../../shared';
-import { canonicalJson, digestOf } from '../../shared/bundle';
+import { canonicalJson } from '../../shared/bundle';
+import { bundleDigest, missingSourcesError, pinSources, sourceNames, type BundleInfoValue } from '../config/source-pins';
 import { readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
 import type { EventLog } from '../event-log';
 import { DEFAULT_SETTINGS } from '../options';
@@ -234,13 +235,19 @@ export class Declarative {
       const guards: Compare[] = Object.entries(planned.reads).map(([key, rev]) =>
         rev === '0' ? { key, target: 'Create', op: '==', value: '0', reason: 'plan-read' } : { key, target: 'Mod', op: '==', value: rev, reason: 'plan-read' });
       const bundleOps: TxnOp[] = [];
-      for (const b of file.bundles) {
-        if (plan.bundles.find((p) => p.ref === `${b.name}@${b.version}`)?.action !== 'push') continue;
+      const pushed = file.bundles.filter((b) => plan.bundles.find((p) => p.ref === `${b.name}@${b.version}`)?.action === 'push');
+      // New versions pin the current edition of each file they name (coordinator/config/source-pins.ts).
+      const pinned = await pinSources(this.o.client, ks, [...new Set(pushed.flatMap(sourceNames))]);
+      if (pinned.missing.length > 0) throw missingSourcesError(source, pinned.missing);
+      for (const b of pushed) {
+        const sources = Object.fromEntries(sourceNames(b).map((f) => [f, pinned.pins[f]]));
+        const info: BundleInfoValue = { digest: bundleDigest(b, sources), createdAt: now, ...(Object.keys(sources).length ? { sources } : {}) };
         bundleOps.push(
           { kind: 'put', key: ks.config(b.name, b.version), value: canonicalJson(b) },
-          { kind: 'put', key: ks.configInfo(b.name, b.version), value: JSON.stringify({ digest: digestOf(b), createdAt: now }) },
+          { kind: 'put', key: ks.configInfo(b.name, b.version), value: JSON.stringify(info) },
         );
       }
+      guards.push(...pinned.compares);
       const groupOps: TxnOp[] = [];
       for (const g of file.groups) {
         if (plan.groups.find((p) => p.name === g.name)?.action === 'unchanged') continue;
@@ -252,7 +259,7 @@ export class Declarative {
       const recordOp: TxnOp = { kind: 'put', key: ks.lastApplied(), value: JSON.stringify(last) };
       const summary = formatPlan(plan).trim().split('\n').pop() ?? '';
       const size = [...bundleOps, ...groupOps, recordOp].reduce((n, op) => n + (op.kind === 'put' ? op.key.length + op.value.length : 0), 0);
-      const ops = [...bundleOps, ...groupOps, recordOp];
+      const ops = [...bundleOps, ...pinned.ops, ...groupOps, recordOp];
       let outcome;
       const limits = this.o.txnLimits ?? { maxOps: DEFAULT_SETTINGS.applyTxnMaxOps, maxBytes: DEFAULT_SETTINGS.applyTxnMaxBytes };
       if (ops.length <= limits.maxOps && size <= limits.maxBytes) {
@@ -263,13 +270,14 @@ export class Declarative {
           const op = bundleOps[i];
           const key = op.kind === 'put' ? op.key : '';
           const r = await this.o.events.commit({
-            compares: [{ key, target: 'Create', op: '==', value: '0', reason: 'create-only' }],
-            ops: bundleOps.slice(i, i + 2),
+            // The first also pins the file editions (their compares and records) for all of them.
+            compares: [{ key, target: 'Create', op: '==', value: '0', reason: 'create-only' }, ...(i === 0 ? pinned.compares : [])],
+            ops: [...bundleOps.slice(i, i + 2), ...(i === 0 ? pinned.ops : [])],
             event: { type: 'bundle.pushed', message: `bundle ${key.slice(ks.configsPrefix().length).replace('/', '@')} stored by apply of ${source}`, actor },
           });
           if (!r.succeeded) throw new ConflictError(`bundle ${key.slice(ks.configsPrefix().length).replace('/', '@')} was pushed concurrently; run clusterctl plan again`);
         }
-        const rest = guards.filter((g) => !bundleOps.some((op) => op.kind === 'put' && op.key === g.key));
+        const rest = guards.filter((g) => !bundleOps.some((op) => op.kind === 'put' && op.key === g.key) && !pinned.compares.includes(g));
         outcome = await this.o.events.commit({ compares: rest, ops: [...groupOps, recordOp], event: { type: 'config.applied', message: `${source} applied: ${summary}`, actor } });
       }
       if (outcome.succeeded) return { revision: outcome.revision, changed: plan.hasChanges, plan, text: planned.text };

@@ -15,7 +15,7 @@
  * the caller refuses to apply while there are any.
  */
 import type { Facts, NodeRecord } from '../../shared';
-import { canonicalJson } from '../../shared/bundle';
+import { canonicalJson, missingVariables, templateReferences, type Bundle } from '../../shared/bundle';
 import type { GroupRecord } from '../config/group-store';
 import { planAutoCommission } from '../reconcile/auto-commission';
 import type { ClusterFile, GroupSpec } from '../../shared/cluster-file';
@@ -95,6 +95,17 @@ export function groupChanges(stored: GroupRecord | undefined, desired: GroupSpec
 }
 
 /** Desired vs stored. Pure: same inputs, same plan. */
+/** A stored bundle's canonical JSON as a Bundle; undefined when absent or unreadable (judged elsewhere). */
+function storedBundle(json: string | undefined): Bundle | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const b = JSON.parse(json) as Partial<Bundle> | null;
+    return b && Array.isArray(b.units) ? { variables: {}, verify: [], ...b } as Bundle : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function planConfig(desired: ClusterFile, stored: StoredConfig): PlanResult {
   const problems: string[] = [];
   const inFile = new Map<string, unknown>(desired.bundles.map((b) => [`${b.name}@${b.version}`, b]));
@@ -112,11 +123,20 @@ export function planConfig(desired: ClusterFile, stored: StoredConfig): PlanResu
     for (const m of [...new Set(missing)]) problems.push(`bundle ${b.name}@${b.version}: source file "${m}" is not uploaded (clusterctl files upload PATH --name ${m})`);
   }
 
+  // The same checks as `bundle push` and `group set`: refused at plan, not when a node renders it.
+  for (const b of desired.bundles) {
+    for (const p of templateReferences(b).problems) problems.push(`bundle ${b.name}@${b.version}: ${p}`);
+  }
+  const groupNames = new Set([...desired.groups.map((g) => g.name), ...stored.groups.keys()]);
   const groups: GroupPlan[] = desired.groups.map((g) => {
     const ref = `${g.bundle}@${g.version}`;
     if (!inFile.has(ref) && !stored.bundles.has(ref)) {
       problems.push(`group ${g.name}: bundle ${ref} is neither stored nor listed under bundles`);
     }
+    const b = (inFile.get(ref) as Bundle | undefined) ?? storedBundle(stored.bundles.get(ref));
+    const unset = b ? missingVariables(templateReferences(b), b.variables ?? {}, g.variables ?? {}) : [];
+    if (unset.length > 0) problems.push(`group ${g.name}: bundle ${ref} uses variables that neither the bundle defines nor the group sets: ${unset.join(', ')}`);
+    for (const d of g.dependsOn ?? []) if (!groupNames.has(d)) problems.push(`group ${g.name}: depends on group ${d}, which is neither stored nor in the file`);
     const have = stored.groups.get(g.name);
     const changes = groupChanges(have, g);
     return { name: g.name, action: !have ? 'create' : changes.length > 0 ? 'update' : 'unchanged', changes: have ? changes : [] };

@@ -15,7 +15,10 @@ export interface FileServiceOptions {
 }
 
 export function toFileInfo(f: StoredFile): FileInfo {
-  return { name: f.name, size: String(f.size), sha256: f.sha256, createdAt: f.createdAt, mode: f.mode, usedBy: f.usedBy, revision: f.revision };
+  return {
+    name: f.name, size: String(f.size), sha256: f.sha256, createdAt: f.createdAt, mode: f.mode, usedBy: f.usedBy, revision: f.revision,
+    editions: f.editions.map((e) => ({ sha256: e.sha256, size: String(e.size), createdAt: e.createdAt, current: e.current, usedBy: e.usedBy })),
+  };
 }
 
 export function createFileServiceHandlers(options: FileServiceOptions): FileServiceHandlers {

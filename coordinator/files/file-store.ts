@@ -1,20 +1,24 @@
 /**
  * files/<name>: distributed files, at most 1 MiB each (etcd refuses requests over 1.5 MiB by
  * default, `--max-request-bytes`; the rest is headroom for the key, the info record and the
- * event written in the same transaction). The value at files/<name> is exactly the uploaded
- * bytes; size, sha256, mode and upload time sit beside it at file-info/<name>
+ * event written in the same transaction). The value at files/<name> is exactly the current
+ * edition's bytes; size, sha256, mode and upload time sit beside it at file-info/<name>
  * (shared/keyspace.ts), so a download is byte-identical and nothing is escaped or inflated.
  *
- * Bundles name files in a file unit's `source`; a file a stored bundle names cannot be deleted
- * (the refusal names the bundles), and BundleStore refuses a bundle naming a missing file.
+ * Every upload is an edition, kept immutable at file-editions/<name>/<sha256>. A bundle version
+ * pins the edition current when it was pushed (coordinator/config/source-pins.ts), so an upload
+ * --overwrite reaches only bundles pushed after it. An edition that is not current and that no
+ * stored bundle pins is deleted by the next upload of that file or by a bundle delete; a file any
+ * stored bundle uses cannot be deleted (the refusal names the bundles: delete them first).
  */
 import { createHash } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import {
-  AlreadyExistsError, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, isValidSegment,
+  AlreadyExistsError, CAS_LOST, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, isValidSegment, retryOnConflict,
   type Clock, type Keyspace,
 } from '../../shared';
-import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
+import { readKeys, readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
+import { parseBundleInfo } from '../config/source-pins';
 import type { EventLog } from '../event-log';
 
 /** The largest file accepted: 1 MiB. */
@@ -39,9 +43,21 @@ export interface FileMeta {
   createdAt: string;
 }
 
-export interface StoredFile extends FileMeta {
-  /** "bundle@version" of stored bundles whose file units name this file as `source`. */
+export interface FileEdition {
+  sha256: string;
+  size: number;
+  createdAt: string;
+  /** The edition the next bundle push pins. */
+  current: boolean;
+  /** "bundle@version" of the stored bundles that deliver this edition. */
   usedBy: string[];
+}
+
+export interface StoredFile extends FileMeta {
+  /** "bundle@version" of stored bundles whose file units name this file as `source` (any edition). */
+  usedBy: string[];
+  /** Every kept edition, the current one first, then newest first. */
+  editions: FileEdition[];
   /** Mod revision of files/<name>. */
   revision: string;
 }
@@ -116,12 +132,21 @@ function decodeMeta(name: string, text: string | undefined, content: Buffer | un
   };
 }
 
+/** Attempts of an upload or delete that lost its compare to a concurrent push or upload. */
+const MAX_ATTEMPTS = 5;
+
+/** The range end of a key prefix ending in "/" (the next key after every key under it). */
+function prefixEnd(prefix: string): string {
+  return `${prefix.slice(0, -1)}0`;
+}
+
 export class FileStore {
   constructor(private readonly o: FileStoreOptions) {}
 
   /**
-   * Stores a file. Over 1 MiB: InvalidArgumentError and nothing written. An existing name is
-   * refused unless `overwrite` (re-uploading identical content is an idempotent OK).
+   * Stores a file as its new current edition. Over 1 MiB: InvalidArgumentError and nothing
+   * written. An existing name is refused unless `overwrite` (re-uploading identical content is
+   * an idempotent OK). Bundles pushed earlier keep delivering the edition they pinned.
    */
   async upload(nameText: string, content: Buffer, options: { mode?: string; overwrite?: boolean; actor?: string } = {}): Promise<StoredFile> {
     const name = checkName(nameText);
@@ -130,34 +155,52 @@ export class FileStore {
     const modeText = (options.mode ?? '').trim() || '0644';
     if (!MODE.test(modeText)) throw new InvalidArgumentError(`mode ${JSON.stringify(options.mode)}: use octal like 0644`);
     const mode = modeText.padStart(4, '0');
-    const key = this.o.keyspace.file(name);
+    const ks = this.o.keyspace;
+    const key = ks.file(name);
+    const infoKey = ks.fileInfo(name);
     const digest = sha256(content);
-    const { kvs } = await readKeys(this.o.client, [key, this.o.keyspace.fileInfo(name)]);
-    const existing = kvs[0];
-    if (existing && !options.overwrite) {
-      const meta = decodeMeta(name, kvs[1]?.value.toString(), existing.value);
-      if (meta.sha256 === digest && meta.mode === mode) return this.require(name);
-      throw new AlreadyExistsError(`file ${name} exists with other content (sha256 ${meta.sha256.slice(0, 12)}…); upload with --overwrite to replace it`);
-    }
-    const meta: FileMeta = { name, size: content.length, sha256: digest, mode, createdAt: this.o.clock.iso() };
-    const guard: Compare = existing
-      ? { key, target: 'Mod', op: '==', value: existing.mod_revision, reason: 'cas' }
-      : { key, target: 'Create', op: '==', value: '0', reason: 'cas' };
-    const outcome = await this.o.events.commit({
-      compares: [guard],
-      ops: [
+    return retryOnConflict(MAX_ATTEMPTS, async (): Promise<StoredFile | typeof CAS_LOST> => {
+      const { kvs } = await readKeys(this.o.client, [key, infoKey, ks.fileEditionInfo(name, digest)]);
+      const [existing, info, editionInfo] = kvs;
+      if (existing && !options.overwrite) {
+        const meta = decodeMeta(name, info?.value.toString(), existing.value);
+        if (meta.sha256 === digest && meta.mode === mode) return this.require(name);
+        throw new AlreadyExistsError(`file ${name} exists with other content (sha256 ${meta.sha256.slice(0, 12)}…); upload with --overwrite to replace it`);
+      }
+      const before = existing ? (await this.list(name))[0] : undefined;
+      const meta: FileMeta = { name, size: content.length, sha256: digest, mode, createdAt: this.o.clock.iso() };
+      const ops: TxnOp[] = [
         { kind: 'put', key, value: content },
-        { kind: 'put', key: this.o.keyspace.fileInfo(name), value: JSON.stringify(meta) },
-      ],
-      event: {
-        type: 'file.uploaded',
-        // The content is never logged: distributed files may hold secrets.
-        message: `file ${name} ${existing ? 'replaced' : 'stored'} (${formatBytes(content.length)}, sha256 ${digest})`,
-        actor: options.actor ?? 'operator',
-      },
-    });
-    if (!outcome.succeeded) throw new ConflictError(`file ${name} changed while being uploaded; retry`);
-    return this.require(name);
+        { kind: 'put', key: infoKey, value: JSON.stringify(meta) },
+      ];
+      // An edition is immutable: the same content uploaded again keeps its first record.
+      if (!editionInfo) {
+        ops.push({ kind: 'put', key: ks.fileEdition(name, digest), value: content }, { kind: 'put', key: ks.fileEditionInfo(name, digest), value: JSON.stringify(meta) });
+      }
+      const kept = (before?.editions ?? []).filter((e) => e.sha256 !== digest && e.usedBy.length > 0);
+      const pruned = (before?.editions ?? []).filter((e) => e.sha256 !== digest && e.usedBy.length === 0);
+      for (const e of pruned) ops.push({ kind: 'delete', key: ks.fileEdition(name, e.sha256) }, { kind: 'delete', key: ks.fileEditionInfo(name, e.sha256) });
+      // A bundle push rewrites file-info/<name> when it pins an edition: comparing its mod
+      // revision means no edition pruned here was pinned after the usage above was read.
+      const guards: Compare[] = [
+        existing ? { key, target: 'Mod', op: '==', value: existing.mod_revision, reason: 'cas' } : { key, target: 'Create', op: '==', value: '0', reason: 'cas' },
+        info ? { key: infoKey, target: 'Mod', op: '==', value: info.mod_revision, reason: 'cas' } : { key: infoKey, target: 'Create', op: '==', value: '0', reason: 'cas' },
+      ];
+      const outcome = await this.o.events.commit({
+        compares: guards,
+        ops,
+        event: {
+          type: 'file.uploaded',
+          // The content is never logged: distributed files may hold secrets.
+          message: `file ${name} ${existing ? 'replaced' : 'stored'} (${formatBytes(content.length)}, edition sha256 ${digest})` +
+            kept.map((e) => `; edition ${e.sha256.slice(0, 12)} kept for ${e.usedBy.join(', ')}`).join('') +
+            (pruned.length ? `; unused edition${pruned.length > 1 ? 's' : ''} ${pruned.map((e) => e.sha256.slice(0, 12)).join(', ')} deleted` : ''),
+          actor: options.actor ?? 'operator',
+        },
+      });
+      if (!outcome.succeeded) return CAS_LOST;
+      return this.require(name);
+    }, () => new ConflictError(`file ${name} kept changing while being uploaded; retry`));
   }
 
   /** One file's info with its users; NotFoundError with a hint when absent. */
@@ -169,33 +212,69 @@ export class FileStore {
     return f;
   }
 
-  /** Every stored file (or only `only`), by name, with the bundles that use it. */
+  /** Every stored file (or only `only`), by name, with its editions and the bundles that use each. */
   async list(only?: string): Promise<StoredFile[]> {
     const ks = this.o.keyspace;
     const { kvs } = await readPrefixes(this.o.client, [
       { prefix: only ? ks.file(only) : ks.filesPrefix(), keysOnly: false },
       { prefix: only ? ks.fileInfo(only) : ks.fileInfoPrefix() },
       { prefix: ks.configsPrefix() },
+      { prefix: ks.configInfoPrefix() },
+      { prefix: ks.fileEditionInfoPrefix(only) },
     ]);
-    const users = new Map<string, string[]>();
-    for (const kv of kvs[2]) {
-      const parsed = ks.parseConfig(kv.key.toString());
-      if (!parsed) continue;
-      for (const s of bundleSources(kv.value.toString())) {
-        users.set(s, [...(users.get(s) ?? []), `${parsed.bundle}@${parsed.version}`]);
-      }
-    }
     const infos = new Map<string, string>();
     for (const kv of kvs[1]) {
       const n = ks.parseFileInfo(kv.key.toString());
       if (n !== undefined) infos.set(n, kv.value.toString());
     }
-    const out: StoredFile[] = [];
+    const current = new Map<string, FileMeta>();
+    const revisions = new Map<string, string>();
     for (const kv of kvs[0]) {
       const name = ks.parseFile(kv.key.toString());
       // A prefix read of files/ab also returns files/abc: keep the exact name only.
       if (name === undefined || (only !== undefined && name !== only)) continue;
-      out.push({ ...decodeMeta(name, infos.get(name), kv.value), usedBy: users.get(name) ?? [], revision: kv.mod_revision });
+      current.set(name, decodeMeta(name, infos.get(name), kv.value));
+      revisions.set(name, kv.mod_revision);
+    }
+    const pins = new Map<string, Record<string, string>>();
+    for (const kv of kvs[3]) {
+      const parsed = ks.parseConfigInfo(kv.key.toString());
+      if (parsed) pins.set(`${parsed.bundle}@${parsed.version}`, parseBundleInfo(kv.value.toString()).sources ?? {});
+    }
+    // file → edition sha256 → bundle versions delivering it. A version pushed before editions
+    // existed pinned nothing and delivers the current edition.
+    const users = new Map<string, Map<string, string[]>>();
+    for (const kv of kvs[2]) {
+      const parsed = ks.parseConfig(kv.key.toString());
+      if (!parsed) continue;
+      const ref = `${parsed.bundle}@${parsed.version}`;
+      for (const s of bundleSources(kv.value.toString())) {
+        const sha = pins.get(ref)?.[s] ?? current.get(s)?.sha256 ?? '';
+        const byEdition = users.get(s) ?? new Map<string, string[]>();
+        byEdition.set(sha, [...(byEdition.get(sha) ?? []), ref]);
+        users.set(s, byEdition);
+      }
+    }
+    const editions = new Map<string, FileEdition[]>();
+    for (const kv of kvs[4]) {
+      const parsed = ks.parseFileEdition(kv.key.toString());
+      if (!parsed || !current.has(parsed.name)) continue;
+      const meta = decodeMeta(parsed.name, kv.value.toString(), undefined);
+      const list = editions.get(parsed.name) ?? [];
+      list.push({
+        sha256: parsed.sha256, size: meta.size, createdAt: meta.createdAt, current: current.get(parsed.name)?.sha256 === parsed.sha256,
+        usedBy: users.get(parsed.name)?.get(parsed.sha256) ?? [],
+      });
+      editions.set(parsed.name, list);
+    }
+    const out: StoredFile[] = [];
+    for (const [name, meta] of current) {
+      const own = editions.get(name) ?? [];
+      // A file stored before editions existed has its current edition at files/<name> only.
+      if (!own.some((e) => e.current)) own.push({ sha256: meta.sha256, size: meta.size, createdAt: meta.createdAt, current: true, usedBy: users.get(name)?.get(meta.sha256) ?? [] });
+      own.sort((a, b) => (a.current !== b.current ? (a.current ? -1 : 1) : a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+      const usedBy = [...new Set(own.flatMap((e) => e.usedBy))].sort();
+      out.push({ ...meta, usedBy, editions: own, revision: revisions.get(name) ?? '' });
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
@@ -216,22 +295,62 @@ export class FileStore {
     return names.filter((_, i) => kvs[i] === undefined);
   }
 
-  /** Deletes a file no stored bundle uses; otherwise FailedPreconditionError naming the bundles. */
-  async delete(nameText: string, actor = 'operator'): Promise<StoredFile> {
-    const file = await this.require(nameText);
-    if (file.usedBy.length > 0) {
-      throw new FailedPreconditionError(
-        `file ${file.name} is used by bundle${file.usedBy.length > 1 ? 's' : ''} ${file.usedBy.join(', ')}; ` +
-          'bundles are immutable, so push versions without this source and move groups to them first',
-      );
+  /**
+   * Deletes an unused edition of each named file that is not current (after a bundle version is
+   * deleted, say); returns "name edition sha" of each deleted. Guarded like an upload.
+   */
+  async prune(names: readonly string[], actor = 'operator'): Promise<string[]> {
+    const deleted: string[] = [];
+    for (const name of names) {
+      const ks = this.o.keyspace;
+      const done = await retryOnConflict(MAX_ATTEMPTS, async (): Promise<string[] | typeof CAS_LOST> => {
+        const { kvs } = await readKeys(this.o.client, [ks.fileInfo(name)]);
+        const info = kvs[0];
+        if (!info) return [];
+        const file = (await this.list(name))[0];
+        const unused = (file?.editions ?? []).filter((e) => !e.current && e.usedBy.length === 0);
+        if (unused.length === 0) return [];
+        const outcome = await this.o.events.commit({
+          compares: [{ key: ks.fileInfo(name), target: 'Mod', op: '==', value: info.mod_revision, reason: 'cas' }],
+          ops: unused.flatMap((e): TxnOp[] => [{ kind: 'delete', key: ks.fileEdition(name, e.sha256) }, { kind: 'delete', key: ks.fileEditionInfo(name, e.sha256) }]),
+          event: { type: 'file.pruned', message: `file ${name}: unused edition${unused.length > 1 ? 's' : ''} ${unused.map((e) => e.sha256.slice(0, 12)).join(', ')} deleted`, actor },
+        });
+        return outcome.succeeded ? unused.map((e) => `${name} edition ${e.sha256.slice(0, 12)}`) : CAS_LOST;
+      }, () => new ConflictError(`file ${name} kept changing while its unused editions were deleted; retry`));
+      deleted.push(...done);
     }
-    const key = this.o.keyspace.file(file.name);
-    const outcome = await this.o.events.commit({
-      compares: [{ key, target: 'Mod', op: '==', value: file.revision, reason: 'cas' }],
-      ops: [{ kind: 'delete', key }, { kind: 'delete', key: this.o.keyspace.fileInfo(file.name) }],
-      event: { type: 'file.deleted', message: `file ${file.name} deleted (${formatBytes(file.size)}, sha256 ${file.sha256})`, actor },
-    });
-    if (!outcome.succeeded) throw new ConflictError(`file ${file.name} changed while being deleted; check it and retry`);
-    return file;
+    return deleted;
+  }
+
+  /** Deletes a file (every edition) no stored bundle uses; otherwise FailedPreconditionError naming the bundles. */
+  async delete(nameText: string, actor = 'operator'): Promise<StoredFile> {
+    const name = checkName(nameText);
+    const ks = this.o.keyspace;
+    return retryOnConflict(MAX_ATTEMPTS, async (): Promise<StoredFile | typeof CAS_LOST> => {
+      const { kvs } = await readKeys(this.o.client, [ks.fileInfo(name)]);
+      const file = await this.require(name);
+      if (file.usedBy.length > 0) {
+        throw new FailedPreconditionError(
+          `file ${file.name} is used by bundle${file.usedBy.length > 1 ? 's' : ''} ${file.usedBy.join(', ')}; ` +
+            'bundle versions are immutable: delete them first (`clusterctl bundle delete NAME@VERSION`, after moving groups off them)',
+        );
+      }
+      const key = ks.file(file.name);
+      const info = kvs[0];
+      const outcome = await this.o.events.commit({
+        compares: [
+          { key, target: 'Mod', op: '==', value: file.revision, reason: 'cas' },
+          info ? { key: ks.fileInfo(name), target: 'Mod', op: '==', value: info.mod_revision, reason: 'cas' } : { key: ks.fileInfo(name), target: 'Create', op: '==', value: '0', reason: 'cas' },
+        ],
+        ops: [
+          { kind: 'delete', key },
+          { kind: 'delete', key: ks.fileInfo(file.name) },
+          { kind: 'delete-range', from: ks.fileEditionsPrefix(file.name), to: prefixEnd(ks.fileEditionsPrefix(file.name)) },
+          { kind: 'delete-range', from: ks.fileEditionInfoPrefix(file.name), to: prefixEnd(ks.fileEditionInfoPrefix(file.name)) },
+        ],
+        event: { type: 'file.deleted', message: `file ${file.name} deleted (${file.editions.length} edition(s); current ${formatBytes(file.size)}, sha256 ${file.sha256})`, actor },
+      });
+      return outcome.succeeded ? file : CAS_LOST;
+    }, () => new ConflictError(`file ${name} changed while being deleted; check it and retry`));
   }
 }

@@ -25,13 +25,15 @@ export class BundleResolver {
   private async read(ref: string): Promise<Bundle> {
     const { name, version } = parseBundleRef(ref);
     const b = await this.config.bundle(name, version);
+    // The edition the version pinned at push; a version pushed before editions existed reads the current one.
+    const pins = await this.config.sourcePins(name, version);
     const files = new Map<string, string>();
     for (const u of b.units) {
       if (u.kind === 'file' && u.source !== undefined && !files.has(u.source)) {
-        const content = await this.config.file(u.source);
+        const content = await this.config.file(u.source, pins[u.source]);
         if (content !== undefined) files.set(u.source, content);
       }
     }
-    return inlineSources(b, (n) => files.get(n), 'push it with `clusterctl file push`');
+    return inlineSources(b, (n) => files.get(n), 'upload it with `clusterctl files upload`');
   }
 }

@@ -10,6 +10,7 @@ import type { Bundle } from '../../shared/bundle';
 import { readKeys } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
+import { parseBundleInfo } from '../config/source-pins';
 import type { GroupRules } from './group-rules';
 
 export function groupRules(g: GroupRecord): GroupRules {
@@ -67,9 +68,16 @@ export class ConfigReader {
   /**
    * Distributed file content (files/<name>): the stored value is exactly the uploaded bytes
    * (coordinator/files/file-store.ts), so an uploaded JSON file is content, not a wrapper.
+   * With `edition` (hex sha256), that immutable edition; without, the current one.
    */
-  async file(name: string): Promise<string | undefined> {
-    const { kvs } = await readKeys(this.client, [this.keyspace.file(name)]);
+  async file(name: string, edition?: string): Promise<string | undefined> {
+    const { kvs } = await readKeys(this.client, [edition ? this.keyspace.fileEdition(name, edition) : this.keyspace.file(name)]);
     return kvs[0]?.value.toString();
+  }
+
+  /** File name → sha256 of the edition a bundle version pinned at push (coordinator/config/source-pins.ts). */
+  async sourcePins(name: string, version: string): Promise<Record<string, string>> {
+    const { kvs } = await readKeys(this.client, [this.keyspace.configInfo(name, version)]);
+    return parseBundleInfo(kvs[0]?.value.toString()).sources ?? {};
   }
 }

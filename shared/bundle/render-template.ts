@@ -10,6 +10,7 @@
  */
 import { InvalidArgumentError } from '../errors';
 import type { Bundle, UnitSpec, VerifyProbe } from './types';
+import { factPathProblem } from '../facts';
 
 export interface TemplateScope {
   vars: Readonly<Record<string, string | number | boolean>>;
@@ -131,4 +132,71 @@ export function renderBundle(bundle: Bundle, options: { facts?: unknown; extraVa
   const verify = bundle.verify.map((p) => renderRecord<VerifyProbe>(p, scope, (field) => ({ probeId: p.id, field }), problems));
   if (problems.length > 0) throw new TemplateError(bundle.name, problems);
   return { ...bundle, variables: vars, units, verify };
+}
+
+/** What a bundle's templates refer to, found without rendering (at push, before any node). */
+export interface TemplateReferences {
+  /** Misspelt roots, facts that no node reports, malformed expressions: each names its unit and field. */
+  problems: string[];
+  /** Each `vars.NAME` used → where ("unit conf, field content"). */
+  variables: Map<string, string[]>;
+}
+
+function visitTemplated(bundle: Pick<Bundle, 'units' | 'verify'>, visit: (text: string, site: TemplateSite) => void): void {
+  const walk = (obj: object, site: (field: string) => TemplateSite): void => {
+    for (const [key, value] of Object.entries(obj)) {
+      if (UNTEMPLATED.has(key)) continue;
+      if (typeof value === 'string') visit(value, site(key));
+      else if (key === 'env' && value !== null && typeof value === 'object') {
+        for (const [k, v] of Object.entries(value as Record<string, unknown>)) if (typeof v === 'string') visit(v, site(`env.${k}`));
+      }
+    }
+  };
+  for (const u of bundle.units) walk(u, (field) => ({ unitId: u.id, field }));
+  for (const p of bundle.verify) walk(p, (field) => ({ probeId: p.id, field }));
+}
+
+/**
+ * Every template reference of a bundle, checked against the facts schema (shared/facts.ts) and
+ * the two roots. Variables are collected, not judged: a group may supply them, so whether each
+ * is defined is decided where the bundle meets its group (missingVariables).
+ */
+export function templateReferences(bundle: Pick<Bundle, 'units' | 'verify'>): TemplateReferences {
+  const out: TemplateReferences = { problems: [], variables: new Map() };
+  visitTemplated(bundle, (text, site) => {
+    for (const m of text.matchAll(EXPRESSION)) {
+      const [whole, rootName, dotted] = m;
+      const path = dotted.split('.').slice(1);
+      if (rootName !== 'vars' && rootName !== 'facts') {
+        if (TYPO_ROOTS.has(rootName)) out.problems.push(`${siteText(site)}: ${whole.trim()} names no template root; use {{ vars.NAME }} or {{ facts.PATH }}`);
+        continue;
+      }
+      if (path.length === 0) {
+        out.problems.push(`${siteText(site)}: ${whole.trim()} needs a name after "${rootName}."`);
+      } else if (rootName === 'vars') {
+        if (path.length > 1) {
+          out.problems.push(`${siteText(site)}: ${whole.trim()}: variables are flat, name one (vars.${path[0]})`);
+        } else {
+          out.variables.set(path[0], [...(out.variables.get(path[0]) ?? []), siteText(site)]);
+        }
+      } else {
+        const problem = factPathProblem(path);
+        if (problem) out.problems.push(`${siteText(site)}: unknown fact facts.${path.join('.')}: ${problem}`);
+      }
+    }
+  });
+  return out;
+}
+
+/**
+ * Variables `refs` uses that none of `supplied` (the bundle's defaults, the group's variables)
+ * defines, each with where it is used: "listen (unit conf, field content)".
+ */
+export function missingVariables(refs: TemplateReferences, ...supplied: readonly Readonly<Record<string, unknown>>[]): string[] {
+  const out: string[] = [];
+  for (const [name, sites] of refs.variables) {
+    if (supplied.some((s) => Object.prototype.hasOwnProperty.call(s, name))) continue;
+    out.push(`${name} (${[...new Set(sites)].join('; ')})`);
+  }
+  return out.sort();
 }

@@ -40,6 +40,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ClusterService/GetStatus': fixed(user('viewer')),
   'ClusterService/SetMaintenance': fixed(user('operator')),
   'ClusterService/SetLabels': fixed(user('operator')),
+  'ClusterService/DeleteNode': fixed(user('operator')),
 
   'JobService/StartJob': (a) => user(a.kind === 'exec' ? 'admin' : 'operator'),
   'JobService/ListJobs': fixed(user('viewer')),
@@ -53,6 +54,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/SetGroup': fixed(user('operator')),
   'ConfigService/GetGroup': fixed(user('viewer')),
   'ConfigService/ListGroups': fixed(user('viewer')),
+  'ConfigService/DeleteBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
+  'ConfigService/DeleteGroup': fixed(user('operator')),
 
   'FileService/Upload': (a) => user(a.secret ? 'admin' : 'operator'),
   'FileService/ListFiles': fixed(user('viewer')),

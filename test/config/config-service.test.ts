@@ -1,7 +1,8 @@
 /**
  * ConfigService over real gRPC on 127.0.0.1 against a real etcd: bundle push (valid, invalid,
- * duplicate version, idempotent), groups (bad cron, unknown bundle version, stale revision,
- * forward dependencies) — every refusal leaves etcd exactly as it was.
+ * duplicate version, idempotent, template references), groups (bad cron, unknown bundle version,
+ * stale revision, unknown dependencies, unset variables), group and bundle delete — every refusal
+ * leaves etcd exactly as it was.
  */
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
@@ -13,6 +14,7 @@ import { EventLog } from '../../coordinator/event-log';
 import { BundleStore, compareVersions } from '../../coordinator/config/bundle-store';
 import { GroupStore, checkGroup } from '../../coordinator/config/group-store';
 import { createConfigServiceHandlers } from '../../coordinator/config/config-service';
+import { FileStore } from '../../coordinator/files/file-store';
 import { createLogger, fromGrpcError, Keyspace, loadProto, systemClock, decodeEvent, type ClusterError } from '../../shared';
 import type { ConfigServiceClient } from '../../generated/cluster/v1/ConfigService';
 import type { Group } from '../../generated/cluster/v1/Group';
@@ -63,7 +65,7 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const groups = new GroupStore({ client, keyspace: ks, events, clock: systemClock, bundles });
     const { api: proto } = loadProto();
     server = new grpc.Server();
-    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, logger }));
+    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, files: new FileStore({ client, keyspace: ks, events, clock: systemClock }), logger }));
     const serving = await pki.identity('coordinator', 'config-test');
     const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem });
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
@@ -121,6 +123,11 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const all = await client.getAll().prefix(ks.eventsPrefix()).strings();
     const actors = Object.entries(all).map(([k, v]) => decodeEvent(k, v)).filter((e) => e.type === 'bundle.pushed').map((e) => e.actor).sort();
     expect(actors).to.deep.equal(['user:admin', 'user:olga']);
+    // Deleting it needs admin too.
+    const del = await refused(call(api.DeleteBundle.bind(api), { name: 'base', version: '1' }));
+    expect(del.code).to.equal(grpc.status.PERMISSION_DENIED);
+    expect(del.message).to.match(/DeleteBundle\(command units\) needs the admin role/);
+    await call(adminApi.DeleteBundle.bind(adminApi), { name: 'base', version: '1' });
   });
 
   it('refuses an invalid bundle listing every problem by path, storing nothing', async () => {
@@ -157,6 +164,23 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const missing = await refused(call(api.GetBundle.bind(api), { name: 'base', version: '4' }));
     expect(missing.code).to.equal(grpc.status.NOT_FOUND);
     expect(missing.message).to.match(/stored versions: 1, 9, 10/);
+  });
+
+  it('refuses a bundle whose templates name a misspelt root or an unknown fact, listing unit and field, storing nothing', async () => {
+    const before = await dump();
+    const typo = BASE_V1.replace('{{ vars.greeting }}', '{{ var.greeting }}');
+    const err = await refused(call(api.PushBundle.bind(api), { yaml: typo }));
+    expect(err.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(err.message).to.match(/bundle base@1 refused, nothing stored \(1 template problem\): unit motd, field content: \{\{ var\.greeting \}\} names no template root; use \{\{ vars\.NAME \}\}/);
+    const facts = `${BASE_V1}  - id: svc\n    kind: systemd\n    unit: app.service\n    content: "cores={{ facts.cpu.corez }} disk={{ facts.disks.0.sizeBytes }} {{ facts.disks.size }}"\n`;
+    const factErr = await refused(call(api.PushBundle.bind(api), { yaml: facts }));
+    expect(factErr.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(factErr.message).to.match(/2 template problems/);
+    expect(factErr.message).to.match(/unit svc, field content: unknown fact facts\.cpu\.corez: facts\.cpu has no field corez/);
+    expect(factErr.message).to.match(/unit svc, field content: unknown fact facts\.disks\.size: facts\.disks is a list/);
+    expect(await dump()).to.deep.equal(before);
+    // Other templating inside content (Prometheus, Go) is not ours and passes.
+    await call(api.PushBundle.bind(api), { yaml: BASE_V1.replace('{{ vars.greeting }}', '{{ vars.greeting }} {{ $labels.instance }} {{ .Values.x }}') });
   });
 
   describe('groups', () => {
@@ -210,12 +234,114 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
       expect(read.minSize).to.equal(1);
     });
 
-    it('allows a forward dependency and warns about it in the event', async () => {
-      await call(api.SetGroup.bind(api), { group: group({ dependsOn: ['control'] }) });
-      const messages = await eventsOfType('group.set');
-      expect(messages[0]).to.match(/warning: depends on group\(s\) not defined yet: control/);
+    it('refuses a dependency on a group that does not exist, naming it, and stores nothing; an empty list clears one (said in the event)', async () => {
+      const before = await dump();
+      const missing = await refused(call(api.SetGroup.bind(api), { group: group({ dependsOn: ['nosuchgroup'] }) }));
+      expect(missing.code).to.equal(grpc.status.NOT_FOUND);
+      expect(missing.message).to.match(/group worker: depends on group nosuchgroup, which does not exist/);
+      expect(await dump()).to.deep.equal(before);
       const self = await refused(call(api.SetGroup.bind(api), { group: group({ dependsOn: ['worker'] }) }));
       expect(self.message).to.match(/cannot depend on itself/);
+
+      await call(api.SetGroup.bind(api), { group: group({ name: 'control' }) });
+      await call(api.SetGroup.bind(api), { group: group({ dependsOn: ['control'] }) });
+      expect((await call(api.GetGroup.bind(api), { name: 'worker' })).dependsOn).to.deep.equal(['control']);
+      await call(api.SetGroup.bind(api), { group: group({ dependsOn: [] }) });
+      expect((await call(api.GetGroup.bind(api), { name: 'worker' })).dependsOn).to.deep.equal([]);
+      const messages = await eventsOfType('group.set');
+      expect(messages[messages.length - 1]).to.match(/dependency on control cleared/);
+    });
+
+    it('refuses a group that leaves a variable its bundle uses undefined, naming unit and field; accepts it once the group sets it', async () => {
+      await call(api.PushBundle.bind(api), {
+        yaml: 'name: web\nversion: 1\nunits:\n  - {id: conf, kind: file, path: /etc/web.conf, content: "listen {{ vars.listen }}\\n"}\n',
+      });
+      const before = await dump();
+      const err = await refused(call(api.SetGroup.bind(api), { group: group({ name: 'web', bundle: 'web' }) }));
+      expect(err.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(err.message).to.match(/group web: bundle web@1 uses variable that neither the bundle defines nor the group sets: listen \(unit conf, field content\); set it with --var/);
+      expect(await dump()).to.deep.equal(before);
+      await call(api.SetGroup.bind(api), { group: group({ name: 'web', bundle: 'web', variables: { listen: '8080' } }) });
+      expect((await call(api.GetGroup.bind(api), { name: 'web' })).variables).to.deep.equal({ listen: '8080' });
+    });
+
+    async function putNode(id: string, state: string, extra: Record<string, unknown> = {}): Promise<void> {
+      const now = new Date().toISOString();
+      await client.put(ks.node(id)).value(JSON.stringify({
+        id, state, stateChangedAt: now, reachable: true, labels: {}, maintenance: false, connected: false, createdAt: now, ...extra,
+      }));
+    }
+
+    it('group delete: refused while nodes are in it (naming them) or a group depends on it; --force only when none is Commissioned or busy; event', async () => {
+      await call(api.SetGroup.bind(api), { group: group() });
+      await call(api.SetGroup.bind(api), { group: group({ name: 'edge', dependsOn: ['worker'] }) });
+      await putNode('n1', 'Commissioned', { group: 'worker', appliedConfig: 'base@1' });
+      await putNode('n2', 'Decommissioned', { group: 'worker' });
+      const before = await dump();
+      const dep = await refused(call(api.DeleteGroup.bind(api), { name: 'worker', force: true }));
+      expect(dep.code).to.equal(grpc.status.FAILED_PRECONDITION);
+      expect(dep.message).to.match(/group worker is a dependency of group edge; clear it first \(clusterctl group set edge --depends-on ""\)/);
+      await call(api.SetGroup.bind(api), { group: group({ name: 'edge', dependsOn: [] }) });
+      const mid = await dump();
+      const inUse = await refused(call(api.DeleteGroup.bind(api), { name: 'worker', force: false }));
+      expect(inUse.code).to.equal(grpc.status.FAILED_PRECONDITION);
+      expect(inUse.message).to.match(/group worker has 2 nodes: n1 \(Commissioned\), n2 \(Decommissioned\); decommission them first, or --force/);
+      const forced = await refused(call(api.DeleteGroup.bind(api), { name: 'worker', force: true }));
+      expect(forced.message).to.match(/cannot be deleted even with --force: n1 \(Commissioned\) is not Decommissioned/);
+      expect(await dump()).to.deep.equal(mid);
+      expect(mid).to.not.deep.equal(before);
+
+      await putNode('n1', 'Decommissioned', { group: 'worker' });
+      const res = await call(api.DeleteGroup.bind(api), { name: 'worker', force: true });
+      expect(res.nodes).to.deep.equal(['n1', 'n2']);
+      expect(await client.get(ks.group('worker')).string()).to.equal(null);
+      expect((await eventsOfType('group.deleted'))[0]).to.match(/group worker deleted \(was base@1\); forced with nodes n1 \(Decommissioned\), n2 \(Decommissioned\)/);
+      // A group without nodes goes without --force.
+      await call(api.DeleteGroup.bind(api), { name: 'edge', force: false });
+      expect((await call(api.ListGroups.bind(api), {})).groups).to.deep.equal([]);
+      const gone = await refused(call(api.DeleteGroup.bind(api), { name: 'edge', force: false }));
+      expect(gone.code).to.equal(grpc.status.NOT_FOUND);
+    });
+
+    it('bundle delete: refused while a group runs it or a node applied it (saying which); then deleted with its event, and its file becomes removable', async () => {
+      const files = new FileStore({ client, keyspace: ks, events: new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'test' }), clock: systemClock });
+      await files.upload('motd.txt', Buffer.from('one\n'));
+      await call(api.PushBundle.bind(api), { yaml: 'name: m\nversion: 1\nunits:\n  - {id: motd, kind: file, path: /etc/motd, source: motd.txt}\n' });
+      await call(api.SetGroup.bind(api), { group: group({ bundle: 'm' }) });
+      await putNode('n1', 'Commissioned', { group: 'other', appliedConfig: 'm@1' });
+      // A newer upload: m@1 keeps edition "one".
+      await files.upload('motd.txt', Buffer.from('two\n'), { overwrite: true });
+      const before = await dump();
+      const inUse = await refused(call(api.DeleteBundle.bind(api), { name: 'm', version: '1' }));
+      expect(inUse.code).to.equal(grpc.status.FAILED_PRECONDITION);
+      expect(inUse.message).to.match(/bundle m@1 is in use: group worker; node n1 \(applied\); move groups/);
+      const noVersion = await refused(call(api.DeleteBundle.bind(api), { name: 'm', version: '' }));
+      expect(noVersion.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(await dump()).to.deep.equal(before);
+      await expectFileRefused();
+
+      await call(api.SetGroup.bind(api), { group: group() });
+      await putNode('n1', 'Decommissioned', { group: 'other' });
+      const res = await call(api.DeleteBundle.bind(api), { name: 'm', version: '1' });
+      expect(res.bundle?.version).to.equal('1');
+      expect(res.prunedEditions).to.have.length(1);
+      expect(res.prunedEditions[0]).to.match(/^motd\.txt edition [0-9a-f]{12}$/);
+      expect(await client.get(ks.config('m', '1')).string()).to.equal(null);
+      expect(await client.get(ks.configInfo('m', '1')).string()).to.equal(null);
+      expect((await eventsOfType('bundle.deleted'))[0]).to.match(/^bundle m@1 deleted \(sha256:/);
+      expect((await files.require('motd.txt')).editions.map((e) => e.current)).to.deep.equal([true]);
+      await files.delete('motd.txt');
+      expect(Object.keys(await client.getAll().prefix(ks.fileEditionsPrefix()).strings())).to.deep.equal([]);
+
+      async function expectFileRefused(): Promise<void> {
+        try {
+          await files.delete('motd.txt');
+        } catch (err) {
+          expect((err as Error).message).to.match(/file motd\.txt is used by bundle m@1; .*clusterctl bundle delete/);
+          return;
+        }
+        throw new Error('expected the file delete to be refused');
+      }
     });
 
     it('unknown group → NOT_FOUND with a hint', async () => {

@@ -140,6 +140,24 @@ describe('declarative: plan (table)', () => {
       expect: { problems: [/source file "ca\.pem" is not uploaded/], hasChanges: true },
     },
     {
+      what: 'a misspelt template root and an unknown fact in a bundle of the file',
+      file: desired({ bundles: [validateBundle({ name: 'base', version: '2', units: [{ id: 'c', kind: 'file', path: '/x', content: '{{ var.ntp }} {{ facts.cpu.corez }}' }] })] }),
+      stored: stored(),
+      expect: { problems: [/bundle base@2: unit c, field content: \{\{ var\.ntp \}\} names no template root/, /bundle base@2: unit c, field content: unknown fact facts\.cpu\.corez/], hasChanges: true },
+    },
+    {
+      what: 'a group that leaves a variable of its bundle unset, and depends on a group that exists nowhere',
+      file: desired({
+        bundles: [validateBundle({ name: 'base', version: '2', units: [{ id: 'c', kind: 'file', path: '/x', content: 'server {{ vars.ntp }} {{ vars.pool }}' }] })],
+        groups: [{ name: 'worker', bundle: 'base', version: '2', variables: { ntp: 'b' }, repairPolicy: 'report', dependsOn: ['nosuchgroup'] }],
+      }),
+      stored: stored(),
+      expect: {
+        problems: [/group worker: bundle base@2 uses variables that neither the bundle defines nor the group sets: pool \(unit c, field content\)/, /group worker: depends on group nosuchgroup, which is neither stored nor in the file/],
+        hasChanges: true,
+      },
+    },
+    {
       what: 'a new auto-commission rule: Discovered, free, not in maintenance nodes that match',
       file: desired({ groups: [{ name: 'worker', bundle: 'base', version: '2', variables: { ntp: 'b' }, repairPolicy: 'report', autoCommission: [{ selector: 'role=worker' }] }] }),
       stored: stored({

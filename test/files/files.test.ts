@@ -2,14 +2,15 @@
  * Distributed files end to end: the built clusterctl as a process against a real coordinator
  * process and a real etcd. Upload/list/download round trip (bytes identical, binary too); a
  * file over 1 MiB refused with its size and the limit, nothing stored; `files rm` refused while
- * a stored bundle names the file (the bundle named); a bundle naming a missing file refused.
+ * a stored bundle names the file (the bundle named); a bundle naming a missing file refused;
+ * editions: a bundle version delivers the edition it was pushed with, whatever is uploaded later.
  * Size formatting and the limit check are pure and tested by table.
  */
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { etcdSnapshot, expectReject } from '../helpers';
+import { etcdSnapshot, expectReject, type RunResult } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
 import { formatBytes, MAX_FILE_BYTES, MAX_GRPC_MESSAGE_BYTES, sizeProblem } from '../../coordinator/files/file-store';
 import { MAX_MESSAGE_BYTES } from '../../coordinator/grpc-server';
@@ -18,6 +19,11 @@ import { EventLog } from '../../coordinator/event-log';
 import { createLogger, Keyspace, NotFoundError, systemClock } from '../../shared';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function expectOk(r: RunResult): RunResult {
+  expect(r.code, `exit ${r.code}; stdout ${r.stdout.slice(0, 2000)}; stderr ${r.stderr.slice(0, 2000)}`).to.equal(0);
+  return r;
+}
 
 describe('files: sizes and limits (table)', () => {
   const rows: [number, string][] = [
@@ -185,5 +191,83 @@ describe('files: clusterctl against a real coordinator and etcd', function () {
     r = await cluster.ctl(['files', 'rm', 'app.json']);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/used by bundle app@1/);
+  });
+});
+
+describe('files: editions (an immutable bundle version delivers the same bytes forever)', function () {
+  this.timeout(240_000);
+  const suite = e2eSuite('file-editions');
+
+  it('upload, push ntp@1, upload --overwrite, commission: the node gets the first content, ntp@1 keeps its digest; ntp@2 delivers the new one', async () => {
+    const cluster = suite.cluster({ name: 'files-editions' });
+    await cluster.startCoordinator();
+    const root = join(cluster.baseDir, 'root-n1');
+    mkdirSync(root, { recursive: true });
+    await cluster.startAgent('n1', { extraArgs: ['--root', root] });
+    await cluster.waitForNodes('n1 connected', (ns) => ns.some((n) => n.id === 'n1' && n.state === 'Discovered' && n.connected === true), 60_000);
+
+    const conf = join(cluster.baseDir, 'chrony.conf');
+    writeFileSync(conf, 'server first.example iburst\n');
+    expectOk(await cluster.ctl(['files', 'upload', conf]));
+    const ntp = (v: string): string => {
+      const p = join(cluster.baseDir, `ntp-${v}.yaml`);
+      writeFileSync(p, `name: ntp\nversion: "${v}"\nunits:\n  - {id: conf, kind: file, path: /etc/chrony.conf, source: chrony.conf}\n`);
+      return p;
+    };
+    expectOk(await cluster.ctl(['bundle', 'push', ntp('1')]));
+    const digestBefore = (JSON.parse(expectOk(await cluster.ctl(['bundle', 'get', 'ntp@1', '-o', 'json'])).stdout) as { digest: string }).digest;
+
+    writeFileSync(conf, 'server second.example iburst\n');
+    const up = expectOk(await cluster.ctl(['files', 'upload', conf, '--overwrite']));
+    expect(up.stdout).to.match(/edition [0-9a-f]{12} kept: ntp@1 still delivers it/);
+    // Re-pushing ntp@1 cannot move it to the new edition.
+    const again = await cluster.ctl(['bundle', 'push', ntp('1')]);
+    expect(again.code).to.equal(1);
+    expect(again.stderr).to.match(/ntp@1 exists and delivers chrony\.conf edition .*push a new version/);
+    const digestAfter = (JSON.parse(expectOk(await cluster.ctl(['bundle', 'get', 'ntp@1', '-o', 'json'])).stdout) as { digest: string }).digest;
+    expect(digestAfter).to.equal(digestBefore);
+
+    expectOk(await cluster.ctl(['group', 'set', 'time', '--bundle', 'ntp@1']));
+    expectOk(await cluster.ctl(['node', 'commission', 'n1', '-g', 'time', '--wait'], 120_000));
+    expect(readFileSync(join(root, 'etc', 'chrony.conf'), 'utf8')).to.equal('server first.example iburst\n');
+
+    // A push after the upload pins the new edition, with another digest.
+    expectOk(await cluster.ctl(['bundle', 'push', ntp('2')]));
+    const v2 = JSON.parse(expectOk(await cluster.ctl(['bundle', 'get', 'ntp@2', '-o', 'json'])).stdout) as { digest: string };
+    expect(v2.digest).to.not.equal(digestBefore);
+    expectOk(await cluster.ctl(['group', 'set', 'time', '--bundle', 'ntp@2']));
+    expectOk(await cluster.ctl(['node', 'upgrade', 'n1', '--wait'], 120_000));
+    expect(readFileSync(join(root, 'etc', 'chrony.conf'), 'utf8')).to.equal('server second.example iburst\n');
+
+    // `files` shows both editions and who delivers each.
+    const listed = JSON.parse(expectOk(await cluster.ctl(['files', '-o', 'json'])).stdout) as {
+      name: string; editions: { current: boolean; usedBy: string[] }[];
+    }[];
+    expect(listed[0].editions.map((e) => [e.current, e.usedBy])).to.deep.equal([[true, ['ntp@2']], [false, ['ntp@1']]]);
+    const table = expectOk(await cluster.ctl(['files'])).stdout;
+    expect(table).to.match(/chrony\.conf .*ntp@2\s+current/);
+    expect(table).to.match(/chrony\.conf .*ntp@1\s+kept/);
+  });
+
+  it('an edition nothing uses is deleted by the next upload; one a bundle pins is kept', async () => {
+    const cluster = suite.cluster({ name: 'files-editions-prune' });
+    await cluster.startCoordinator();
+    const client = suite.etcd.client();
+    const ks = new Keyspace();
+    const path = join(cluster.baseDir, 'motd');
+    const editionKeys = async (): Promise<string[]> => Object.keys(await etcdSnapshot(client, ks.fileEditionsPrefix('motd')));
+    writeFileSync(path, 'one\n');
+    expectOk(await cluster.ctl(['files', 'upload', path]));
+    writeFileSync(path, 'two\n');
+    expectOk(await cluster.ctl(['files', 'upload', path, '--overwrite']));
+    // "one" was used by nothing: gone.
+    expect(await editionKeys()).to.deep.equal([ks.fileEdition('motd', sha(Buffer.from('two\n')))]);
+    const b = join(cluster.baseDir, 'm.yaml');
+    writeFileSync(b, 'name: m\nversion: "1"\nunits:\n  - {id: motd, kind: file, path: /etc/motd, source: motd}\n');
+    expectOk(await cluster.ctl(['bundle', 'push', b]));
+    writeFileSync(path, 'three\n');
+    expectOk(await cluster.ctl(['files', 'upload', path, '--overwrite']));
+    expect((await editionKeys()).sort()).to.deep.equal([ks.fileEdition('motd', sha(Buffer.from('two\n'))), ks.fileEdition('motd', sha(Buffer.from('three\n')))].sort());
+    expect(await client.get(ks.fileEdition('motd', sha(Buffer.from('two\n')))).string()).to.equal('two\n');
   });
 });

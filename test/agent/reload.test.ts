@@ -21,8 +21,8 @@ import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
 import { digestOf } from '../../shared/bundle/digest';
 import { decodeDriftDetail } from '../../shared/command-report';
-import { createLogger, decodeEvent, type EventRecord, type Facts, type Logger, type NodeRecord } from '../../shared';
-import { agentCredentials, BIN, ManagedProcess, run, spawnNode, testPki, useEtcd, waitFor } from '../helpers';
+import { createLogger, decodeEvent, type EventRecord, type Logger, type NodeRecord } from '../../shared';
+import { agentCredentials, BIN, ManagedProcess, run, SANDBOX_FACTS, spawnNode, testPki, useEtcd, waitFor } from '../helpers';
 
 const quiet = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
 
@@ -31,14 +31,6 @@ function capturingLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
   return { lines, logger: createLogger({ level: 'debug', sink: (l) => lines.push(l) }) };
 }
-
-const FACTS = {
-  collectedAt: '2024-01-01T00:00:00.000Z', hostname: 'sandbox',
-  system: { manufacturer: 'x', model: 'y', serial: 'S', uuid: 'u', sku: '', virtual: false },
-  cpu: { manufacturer: 'Intel', brand: 'Xeon', model: '1', cores: 4, physicalCores: 2, threads: 4, sockets: 1, speedGHz: 2 },
-  memory: { totalBytes: 1024, layout: [] }, disks: [], network: [], gpus: [],
-  os: { platform: 'linux', distro: 'Rocky Linux', release: '9.3', codename: '', kernel: '5.14', arch: 'x64' },
-} as unknown as Facts;
 
 /** Two files and a guardless command (runs once per spec: the record's digests say it ran). */
 const BUNDLE = {
@@ -121,14 +113,14 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     const handlers = createHandlerRegistry();
     const ref: { agent?: Agent } = {};
     const executor = new CommandExecutor({
-      handlers, context, applied, logger: quiet, facts: () => Promise.resolve(FACTS),
+      handlers, context, applied, logger: quiet, facts: () => Promise.resolve(SANDBOX_FACTS),
       onAppliedChanged: () => { ref.agent?.appliedChanged().catch(() => undefined); },
       onConverged: () => ref.agent?.converged(),
     });
     const a = new Agent(
       { nodeId, leaseTtlMs: 3000, prefix: env.ks.prefix, hostname: `${nodeId}.lab`, bootId, factsIntervalMs: 0 },
       {
-        etcd: env.client, logger, credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied),
+        etcd: env.client, logger, credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(SANDBOX_FACTS), commandHandler: executor, applied: () => appliedState(applied),
         reverify: (signal) => reverifyStore(applied, context, { handlers, signal }),
       },
     );

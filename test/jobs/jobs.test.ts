@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { useEtcd, waitFor, delay, testPki, agentCredentials, type TestPki } from '../helpers';
+import { useEtcd, waitFor, delay, testPki, agentCredentials, SANDBOX_FACTS, type TestPki } from '../helpers';
 import { serverCredentials } from '../../shared/pki';
 import { Coordinator } from '../../coordinator';
 import { createJobs, type Jobs } from '../../coordinator/jobs';
@@ -17,21 +17,13 @@ import { CommandExecutor } from '../../agent/command-executor';
 import { MemoryAppliedStore, appliedState } from '../../agent/applied-store';
 import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
-import { createLogger, fromGrpcError, loadProto, systemClock, type Facts, type NodeRecord } from '../../shared';
+import { createLogger, fromGrpcError, loadProto, systemClock, type NodeRecord } from '../../shared';
 import type { JobServiceClient } from '../../generated/cluster/v1/JobService';
 import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { Job__Output } from '../../generated/cluster/v1/Job';
 import type { StartJobRequest } from '../../generated/cluster/v1/StartJobRequest';
 
 const logger = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
-
-const FACTS = {
-  collectedAt: '2024-01-01T00:00:00.000Z', hostname: 'sandbox',
-  system: { manufacturer: 'Dell Inc.', model: 'R650', serial: 'S', uuid: 'u', sku: '', virtual: false },
-  cpu: { manufacturer: 'Intel', brand: 'Xeon', model: '1', cores: 4, physicalCores: 2, threads: 4, sockets: 1, speedGHz: 2 },
-  memory: { totalBytes: 1024, layout: [] }, disks: [], network: [], gpus: [],
-  os: { platform: 'linux', distro: 'Rocky Linux', release: '9.3', codename: '', kernel: '5.14', arch: 'x64' },
-} as unknown as Facts;
 
 /** A file unit templated with vars and facts, and a command unit that counts its runs. */
 const BUNDLE = {
@@ -118,11 +110,11 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     const root = mkdtempSync(join(tmpdir(), `job-${nodeId}-`));
     const context = createUnitContext({ root, logger });
     const applied = new MemoryAppliedStore();
-    const executor = new CommandExecutor({ handlers: createHandlerRegistry(), context, applied, logger, facts: () => Promise.resolve(FACTS) });
+    const executor = new CommandExecutor({ handlers: createHandlerRegistry(), context, applied, logger, facts: () => Promise.resolve(SANDBOX_FACTS) });
     const agent = new Agent(
       { nodeId, leaseTtlMs: 3000, prefix: env.ks.prefix, hostname: `${nodeId}.lab`, bootId: 'boot-1', factsIntervalMs: 0 },
       {
-        etcd: env.client, logger: logger.child({ nodeId }), credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(FACTS),
+        etcd: env.client, logger: logger.child({ nodeId }), credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(SANDBOX_FACTS),
         commandHandler: executor, applied: () => appliedState(applied),
       },
     );

@@ -59,6 +59,11 @@ function clean(v: unknown): string {
   return s;
 }
 
+/** The named fields of a systeminformation record, each cleaned (absent → ''), in the order given. */
+function cleaned<K extends string>(src: Partial<Record<K, unknown>> | undefined, keys: readonly K[]): Record<K, string> {
+  return Object.fromEntries(keys.map((k) => [k, clean(src?.[k])])) as Record<K, string>;
+}
+
 function num(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
@@ -180,19 +185,15 @@ export async function collectFacts(options: FactsCollectorOptions): Promise<Fact
     collectedAt: (options.now ?? (() => new Date()))().toISOString(),
     hostname: options.hostname,
     system: {
-      manufacturer: clean(system?.manufacturer),
-      model: clean(system?.model),
-      serial: clean(system?.serial),
+      ...cleaned(system, ['manufacturer', 'model', 'serial']),
       uuid: clean(system?.uuid).toLowerCase(),
       sku: clean(system?.sku),
       virtual: system?.virtual === true,
     },
-    bios: { vendor: clean(bios?.vendor), version: clean(bios?.version), releaseDate: clean(bios?.releaseDate) },
-    baseboard: { manufacturer: clean(baseboard?.manufacturer), model: clean(baseboard?.model), serial: clean(baseboard?.serial) },
+    bios: cleaned(bios, ['vendor', 'version', 'releaseDate']),
+    baseboard: cleaned(baseboard, ['manufacturer', 'model', 'serial']),
     cpu: {
-      manufacturer: clean(cpu?.manufacturer),
-      brand: clean(cpu?.brand),
-      model: clean(cpu?.model),
+      ...cleaned(cpu, ['manufacturer', 'brand', 'model']),
       cores: num(cpu?.cores),
       physicalCores: num(cpu?.physicalCores),
       threads: num(cpu?.cores),
@@ -202,14 +203,7 @@ export async function collectFacts(options: FactsCollectorOptions): Promise<Fact
     memory: { totalBytes: num(mem?.total), layout },
     disks,
     network: mergeInterfaces(ifaces, osNetworkInterfaces(), clean(defaultIface)),
-    os: {
-      platform: clean(os?.platform),
-      distro: clean(os?.distro),
-      release: clean(os?.release),
-      codename: clean(os?.codename),
-      kernel: clean(os?.kernel),
-      arch: clean(os?.arch),
-    },
+    os: cleaned(os, ['platform', 'distro', 'release', 'codename', 'kernel', 'arch']),
     gpus,
     runtime,
   };

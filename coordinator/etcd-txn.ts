@@ -130,3 +130,10 @@ export async function readKeys(client: Etcd3, keys: readonly string[]): Promise<
   });
   return { revision: response.header.revision, kvs: response.responses.map((r) => r.response_range?.kvs?.[0]) };
 }
+
+/** The record at `key`, decoded, with the revision a compare-and-swap needs; undefined when absent. */
+export async function readRecord<R>(client: Etcd3, key: string, decode: (key: string, text: string) => R): Promise<{ record: R; modRevision: string } | undefined> {
+  const { kvs } = await readKeys(client, [key]);
+  const kv = kvs[0];
+  return kv ? { record: decode(key, kv.value.toString()), modRevision: kv.mod_revision } : undefined;
+}

@@ -12,7 +12,7 @@ import {
   type NodeRecord, type NotLeaderError,
 } from '../shared';
 import type { EventInput, EventLog } from './event-log';
-import { readKeys, type Compare } from './etcd-txn';
+import { readRecord, type Compare } from './etcd-txn';
 import { DEFAULT_SETTINGS } from './options';
 import { readSnapshot } from './snapshot';
 
@@ -86,11 +86,8 @@ export class NodeStore {
     this.maxAttempts = options.maxAttempts ?? DEFAULT_SETTINGS.nodeCasAttempts;
   }
 
-  async get(id: string): Promise<VersionedNode | undefined> {
-    const key = this.keyspace.node(id);
-    const { kvs } = await readKeys(this.client, [key]);
-    const kv = kvs[0];
-    return kv ? { record: decodeNode(key, kv.value.toString()), modRevision: kv.mod_revision } : undefined;
+  get(id: string): Promise<VersionedNode | undefined> {
+    return readRecord(this.client, this.keyspace.node(id), decodeNode);
   }
 
   /** All node records, read at one revision. Unreadable records are reported through `bad`. */

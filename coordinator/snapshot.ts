@@ -68,14 +68,18 @@ export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly S
       const modRevision = kv.mod_revision;
       const createRevision = kv.create_revision;
       const skip = (reason: string): void => { s.skipped.push({ key, reason }); };
+      // A record stored under its own name: the key must name one, and the record the same one.
+      const named = <R>(what: string, name: string | undefined, decode: (k: string, t: string) => R, nameOf: (r: R) => string): { name: string; record: R } | undefined => {
+        if (name === undefined) { skip(`not a ${what} key`); return undefined; }
+        const record = decode(key, text);
+        if (nameOf(record) !== name) { skip(`record of ${what} ${nameOf(record)} under the key of ${name}`); return undefined; }
+        return { name, record };
+      };
       try {
         switch (part) {
           case 'nodes': {
-            const id = ks.parseNode(key);
-            const record = id === undefined ? undefined : decodeNode(key, text);
-            if (id === undefined || !record) skip('not a node key');
-            else if (record.id !== id) skip(`record of node ${record.id} under the key of ${id}`);
-            else s.nodes.set(id, { record, modRevision });
+            const node = named('node', ks.parseNode(key), decodeNode, (r) => r.id);
+            if (node) s.nodes.set(node.name, { record: node.record, modRevision });
             break;
           }
           case 'jobs': {
@@ -83,22 +87,17 @@ export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly S
             if (!parsed) {
               skip('not a job key');
             } else if (parsed.nodeId === undefined) {
-              const record = decodeJob(key, text);
-              if (record.id !== parsed.jobId) skip(`record of job ${record.id} under the key of ${parsed.jobId}`);
-              else s.jobs.set(parsed.jobId, { record, modRevision, ...(createRevision ? { createRevision } : {}) });
+              const job = named('job', parsed.jobId, decodeJob, (r) => r.id);
+              if (job) s.jobs.set(job.name, { record: job.record, modRevision, ...(createRevision ? { createRevision } : {}) });
             } else {
-              const record = decodeJobNode(key, text);
-              if (record.nodeId !== parsed.nodeId) skip(`record of node ${record.nodeId} under the key of ${parsed.nodeId}`);
-              else s.jobNodes.set(jobNodeKey(parsed.jobId, parsed.nodeId), { record, modRevision });
+              const jobNode = named('node', parsed.nodeId, decodeJobNode, (r) => r.nodeId);
+              if (jobNode) s.jobNodes.set(jobNodeKey(parsed.jobId, jobNode.name), { record: jobNode.record, modRevision });
             }
             break;
           }
           case 'groups': {
-            const name = ks.parseGroup(key);
-            const record = name === undefined ? undefined : decodeGroup(key, text);
-            if (name === undefined || !record) skip('not a group key');
-            else if (record.name !== name) skip(`record of group ${record.name} under the key of ${name}`);
-            else s.groups.set(name, { record, modRevision });
+            const group = named('group', ks.parseGroup(key), decodeGroup, (r) => r.name);
+            if (group) s.groups.set(group.name, { record: group.record, modRevision });
             break;
           }
           case 'facts': {

@@ -18,58 +18,41 @@ export class ClusterError extends Error {
   }
 }
 
+/**
+ * The class of one row of the status table: the code it travels as and whether a retry may
+ * help. Each error below is one such row, a named class (so `instanceof` and `name` work).
+ */
+function statusError(code: Status, retryable = false): typeof ClusterError {
+  return class extends ClusterError {
+    override readonly code = code;
+    override readonly retryable = retryable;
+  };
+}
+
 /** The request is malformed: a bad flag, selector, bundle or message. */
-export class InvalidArgumentError extends ClusterError {
-  override readonly code = Status.INVALID_ARGUMENT;
-}
+export class InvalidArgumentError extends statusError(Status.INVALID_ARGUMENT) {}
 /** The named thing (node, job, bundle, group, file) does not exist. */
-export class NotFoundError extends ClusterError {
-  override readonly code = Status.NOT_FOUND;
-}
+export class NotFoundError extends statusError(Status.NOT_FOUND) {}
 /** The thing being created exists already (a duplicate job, an existing bundle version). */
-export class AlreadyExistsError extends ClusterError {
-  override readonly code = Status.ALREADY_EXISTS;
-}
+export class AlreadyExistsError extends statusError(Status.ALREADY_EXISTS) {}
 /** The system is not in a state that allows this (illegal transition, group rule broken). */
-export class FailedPreconditionError extends ClusterError {
-  override readonly code = Status.FAILED_PRECONDITION;
-}
+export class FailedPreconditionError extends statusError(Status.FAILED_PRECONDITION) {}
 /** A concurrent change won (compare-and-swap lost); the caller may re-read and retry. */
-export class ConflictError extends ClusterError {
-  override readonly code = Status.ABORTED;
-  override readonly retryable = true;
-}
+export class ConflictError extends statusError(Status.ABORTED, true) {}
 /** A dependency (etcd, the leader, an agent) cannot be reached right now. */
-export class UnavailableError extends ClusterError {
-  override readonly code = Status.UNAVAILABLE;
-  override readonly retryable = true;
-}
+export class UnavailableError extends statusError(Status.UNAVAILABLE, true) {}
 /** The operation did not finish within its deadline. */
-export class DeadlineExceededError extends ClusterError {
-  override readonly code = Status.DEADLINE_EXCEEDED;
-  override readonly retryable = true;
-}
+export class DeadlineExceededError extends statusError(Status.DEADLINE_EXCEEDED, true) {}
 /** The operation was cancelled by an operator or by shutdown. */
-export class CancelledError extends ClusterError {
-  override readonly code = Status.CANCELLED;
-}
+export class CancelledError extends statusError(Status.CANCELLED) {}
 /** This replica is not the leader (or no longer is): leader-only work refused. */
-export class NotLeaderError extends ClusterError {
-  override readonly code = Status.FAILED_PRECONDITION;
-  override readonly retryable = true;
-}
+export class NotLeaderError extends statusError(Status.FAILED_PRECONDITION, true) {}
 /** No certificate, a certificate the cluster CA did not issue, an expired or a revoked one. */
-export class UnauthenticatedError extends ClusterError {
-  override readonly code = Status.UNAUTHENTICATED;
-}
+export class UnauthenticatedError extends statusError(Status.UNAUTHENTICATED) {}
 /** A valid identity whose role does not allow the call; the message names the role needed. */
-export class PermissionDeniedError extends ClusterError {
-  override readonly code = Status.PERMISSION_DENIED;
-}
+export class PermissionDeniedError extends statusError(Status.PERMISSION_DENIED) {}
 /** A bug or an unexpected failure; the message says what was being done. */
-export class InternalError extends ClusterError {
-  override readonly code = Status.INTERNAL;
-}
+export class InternalError extends statusError(Status.INTERNAL) {}
 
 type ErrorClass = new (message: string, options?: { cause?: unknown }) => ClusterError;
 

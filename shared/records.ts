@@ -71,7 +71,8 @@ export interface EventRecord {
   actor: string;
 }
 
-function parseJson(key: string, text: string): Record<string, unknown> {
+/** The JSON object stored at `key`; anything else is an InvalidArgumentError naming the key. */
+export function parseRecordObject(key: string, text: string): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -89,7 +90,7 @@ function str(key: string, o: Record<string, unknown>, field: string): string {
 }
 
 export function decodeMember(key: string, text: string): MemberRecord {
-  const o = parseJson(key, text);
+  const o = parseRecordObject(key, text);
   return {
     nodeId: str(key, o, 'nodeId'),
     hostname: typeof o.hostname === 'string' ? o.hostname : '',
@@ -103,7 +104,7 @@ export function decodeMember(key: string, text: string): MemberRecord {
 }
 
 export function decodeNode(key: string, text: string): NodeRecord {
-  const o = parseJson(key, text);
+  const o = parseRecordObject(key, text);
   const state = str(key, o, 'state');
   if (!isLifecycleState(state)) throw new InvalidArgumentError(`etcd value at ${key}: unknown lifecycle state ${JSON.stringify(state)}`);
   const labels = o.labels && typeof o.labels === 'object' && !Array.isArray(o.labels) ? (o.labels as Record<string, string>) : {};
@@ -122,7 +123,7 @@ export function decodeNode(key: string, text: string): NodeRecord {
 }
 
 export function decodeEvent(key: string, text: string): EventRecord {
-  const o = parseJson(key, text);
+  const o = parseRecordObject(key, text);
   return {
     ...(o as Partial<EventRecord>),
     seq: typeof o.seq === 'number' ? o.seq : 0,

@@ -7,7 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import { InvalidArgumentError, NotFoundError, type Keyspace } from '../../shared';
 import type { Bundle } from '../../shared/bundle';
-import { readKeys } from '../etcd-txn';
+import { readKeys, readRecord } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
 import { parseBundleInfo } from '../config/source-pins';
@@ -27,11 +27,8 @@ export function parseBundleRef(text: string, what = 'bundle'): { name: string; v
 export class ConfigReader {
   constructor(private readonly client: Etcd3, private readonly keyspace: Keyspace) {}
 
-  async group(name: string): Promise<{ record: GroupRecord; modRevision: string } | undefined> {
-    const key = this.keyspace.group(name);
-    const { kvs } = await readKeys(this.client, [key]);
-    const kv = kvs[0];
-    return kv ? { record: decodeGroup(key, kv.value.toString()), modRevision: kv.mod_revision } : undefined;
+  group(name: string): Promise<{ record: GroupRecord; modRevision: string } | undefined> {
+    return readRecord(this.client, this.keyspace.group(name), decodeGroup);
   }
 
   async requireGroup(name: string): Promise<GroupRecord> {

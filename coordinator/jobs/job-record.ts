@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { errorMessage, FailedPreconditionError, InvalidArgumentError } from '../../shared';
 import { decodeCommandReport, type CommandReport } from '../../shared/command-report';
+import { parseRecordObject } from '../../shared/records';
 
 export const JOB_KINDS = ['commission', 'upgrade', 'decommission', 'verify', 'repair', 'exec'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
@@ -151,21 +152,10 @@ export function newJobId(now: Date, random: () => Buffer = () => randomBytes(3))
   return `j-${stamp}-${random().toString('hex')}`;
 }
 
-function parseObject(key: string, text: string): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidArgumentError(`etcd value at ${key} is not JSON: ${(err as Error).message}`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`etcd value at ${key} is not a JSON object`);
-  return v as Record<string, unknown>;
-}
-
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 
 export function decodeJob(key: string, text: string): JobRecord {
-  const o = parseObject(key, text);
+  const o = parseRecordObject(key, text);
   if (typeof o.id !== 'string') throw new InvalidArgumentError(`etcd value at ${key}: field id must be a string`);
   if (typeof o.kind !== 'string' || !isJobKind(o.kind)) throw new InvalidArgumentError(`etcd value at ${key}: unknown job kind ${JSON.stringify(o.kind)}`);
   if (typeof o.state !== 'string' || !isJobState(o.state)) throw new InvalidArgumentError(`etcd value at ${key}: unknown job state ${JSON.stringify(o.state)}`);
@@ -232,7 +222,7 @@ function storedReports(key: string, o: Record<string, unknown>): Pick<JobNodeRec
 }
 
 export function decodeJobNode(key: string, text: string): JobNodeRecord {
-  const o = parseObject(key, text);
+  const o = parseRecordObject(key, text);
   if (typeof o.nodeId !== 'string') throw new InvalidArgumentError(`etcd value at ${key}: field nodeId must be a string`);
   const state = typeof o.state === 'string' && (JOB_NODE_STATES as readonly string[]).includes(o.state) ? (o.state as JobNodeState) : undefined;
   if (!state) throw new InvalidArgumentError(`etcd value at ${key}: unknown job node state ${JSON.stringify(o.state)}`);

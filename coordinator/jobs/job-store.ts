@@ -6,7 +6,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { ConflictError, errorMessage, NotFoundError, type Keyspace, type Logger } from '../../shared';
-import { readKeys, readPrefixes, runTxn, type Compare, type TxnOp } from '../etcd-txn';
+import { readPrefixes, readRecord, runTxn, type Compare, type TxnOp } from '../etcd-txn';
 import type { EventInput, EventLog } from '../event-log';
 import type { Fence } from '../node-store';
 import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './job-record';
@@ -48,11 +48,8 @@ export class JobStore {
     return new JobStore({ client: this.client, keyspace: this.keyspace, events: this.events, logger: this.log, fence });
   }
 
-  async get(jobId: string): Promise<VersionedJob | undefined> {
-    const key = this.keyspace.job(jobId);
-    const { kvs } = await readKeys(this.client, [key]);
-    const kv = kvs[0];
-    return kv ? { record: decodeJob(key, kv.value.toString()), modRevision: kv.mod_revision } : undefined;
+  get(jobId: string): Promise<VersionedJob | undefined> {
+    return readRecord(this.client, this.keyspace.job(jobId), decodeJob);
   }
 
   async require(jobId: string): Promise<VersionedJob> {

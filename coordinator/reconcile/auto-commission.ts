@@ -9,15 +9,15 @@
  * groups/ and jobs/ (a deleted or finished job frees its nodes), debounced, and on a timer. Idempotent: a claimed node is skipped, and a node that left
  * Discovered is no longer a candidate.
  */
-import type { Etcd3 } from 'etcd3';
 import {
   errorMessage, matchesSelector, parseSelector, ReconcileLoop, summariseFacts, watchPrefixes,
-  type Clock, type Facts, type Keyspace, type Logger, type NodeRecord, type PrefixWatch, type Selector,
+  type Facts, type Logger, type NodeRecord, type PrefixWatch, type Selector,
 } from '../../shared';
 import type { GroupRecord } from '../config/group-store';
 import { isActive } from '../jobs/job-record';
 import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
+import type { ReconcilerOptions } from './reconciler-options';
 
 /** Node labels plus `facts.<field>` for every facts summary field (numbers as text). */
 export function selectorLabels(labels: Readonly<Record<string, string>>, facts: Partial<Facts> | undefined): Record<string, string> {
@@ -63,17 +63,10 @@ export function planAutoCommission(input: AutoCommissionInput): Map<string, stri
   return plan;
 }
 
-export interface AutoCommissionerOptions {
-  client: Etcd3;
-  keyspace: Keyspace;
+export interface AutoCommissionerOptions extends ReconcilerOptions {
   startJob: StartJob;
-  isLeader: () => boolean;
-  clock: Clock;
-  logger: Logger;
   /** Timer pass. @default 30000 */
   intervalMs?: number;
-  /** @default DEFAULT_DEBOUNCE_MS */
-  debounceMs?: number;
 }
 
 export class AutoCommissioner {

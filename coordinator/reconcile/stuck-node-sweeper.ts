@@ -14,12 +14,12 @@
  * sweeper first saw it working for a job is remembered in memory: a new leader starts from the
  * boot id it sees, so a reboot exactly during a failover is caught by the job's own timeouts.
  */
-import type { Etcd3 } from 'etcd3';
-import { errorMessage, isBusyState, NotLeaderError, ReconcileLoop, type Clock, type Keyspace, type Logger, type NodeRecord } from '../../shared';
+import { errorMessage, isBusyState, NotLeaderError, ReconcileLoop, type Logger, type NodeRecord } from '../../shared';
 import type { Compare } from '../etcd-txn';
 import type { NodeStore } from '../node-store';
 import { isFinished, type JobState } from '../jobs/job-record';
 import { readSnapshot, recordsOf } from '../snapshot';
+import type { ReconcilerOptions } from './reconciler-options';
 
 export interface JobView {
   state: JobState;
@@ -77,14 +77,9 @@ export function planSweep(nodes: readonly NodeRecord[], jobs: ReadonlyMap<string
   return actions;
 }
 
-export interface StuckNodeSweeperOptions {
-  client: Etcd3;
-  keyspace: Keyspace;
+export interface StuckNodeSweeperOptions extends ReconcilerOptions {
   /** Fenced by the election. */
   nodes: NodeStore;
-  isLeader: () => boolean;
-  clock: Clock;
-  logger: Logger;
   /** Timer pass. @default 30000 */
   intervalMs?: number;
   /**

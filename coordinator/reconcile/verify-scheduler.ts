@@ -7,14 +7,14 @@
  * Schedules follow the groups: a watch on groups/ (and a timer) re-reads them and adds, removes
  * or replaces cron tasks (`planSchedules`, pure); every task stops when leadership is lost.
  */
-import type { Etcd3 } from 'etcd3';
 import { schedule as cronSchedule, type ScheduledTask } from 'node-cron';
-import { errorMessage, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type NodeRecord, type PrefixWatch } from '../../shared';
+import { errorMessage, ReconcileLoop, watchPrefixes, type Logger, type NodeRecord, type PrefixWatch } from '../../shared';
 import type { GroupRecord } from '../config/group-store';
 import { inService } from '../jobs/group-rules';
 import { isActive } from '../jobs/job-record';
 import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
+import type { ReconcilerOptions } from './reconciler-options';
 
 /** Pure: which tasks to add, remove or replace, given the running ones (group → expression). */
 export function planSchedules(
@@ -38,17 +38,10 @@ export function verifyTargets(group: string, nodes: readonly NodeRecord[], activ
     .sort();
 }
 
-export interface VerifySchedulerOptions {
-  client: Etcd3;
-  keyspace: Keyspace;
+export interface VerifySchedulerOptions extends ReconcilerOptions {
   startJob: StartJob;
-  isLeader: () => boolean;
-  clock: Clock;
-  logger: Logger;
   /** Re-read of groups besides the watch. @default 60000 */
   intervalMs?: number;
-  /** @default DEFAULT_DEBOUNCE_MS */
-  debounceMs?: number;
 }
 
 export class VerifyScheduler {

@@ -5,11 +5,9 @@
  * units in sandbox roots.
  */
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Etcd3 } from 'etcd3';
 import { Coordinator } from '../../coordinator';
 import { TokenStore } from '../../coordinator/pki';
 import { jobRequest } from '../../coordinator/reconcile/job-request';
@@ -23,8 +21,8 @@ import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
 import { digestOf } from '../../shared/bundle/digest';
 import { decodeDriftDetail } from '../../shared/command-report';
-import { createLogger, decodeEvent, Keyspace, type EventRecord, type Facts, type Logger, type NodeRecord } from '../../shared';
-import { agentCredentials, BIN, EtcdServer, ManagedProcess, run, spawnNode, testPki, waitFor } from '../helpers';
+import { createLogger, decodeEvent, type EventRecord, type Logger, type NodeRecord } from '../../shared';
+import { agentCredentials, BIN, ManagedProcess, run, SANDBOX_FACTS, spawnNode, testPki, useEtcd, waitFor } from '../helpers';
 
 const quiet = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
 
@@ -33,14 +31,6 @@ function capturingLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
   return { lines, logger: createLogger({ level: 'debug', sink: (l) => lines.push(l) }) };
 }
-
-const FACTS = {
-  collectedAt: '2024-01-01T00:00:00.000Z', hostname: 'sandbox',
-  system: { manufacturer: 'x', model: 'y', serial: 'S', uuid: 'u', sku: '', virtual: false },
-  cpu: { manufacturer: 'Intel', brand: 'Xeon', model: '1', cores: 4, physicalCores: 2, threads: 4, sockets: 1, speedGHz: 2 },
-  memory: { totalBytes: 1024, layout: [] }, disks: [], network: [], gpus: [],
-  os: { platform: 'linux', distro: 'Rocky Linux', release: '9.3', codename: '', kernel: '5.14', arch: 'x64' },
-} as unknown as Facts;
 
 /** Two files and a guardless command (runs once per spec: the record's digests say it ran). */
 const BUNDLE = {
@@ -62,23 +52,13 @@ units:
 
 describe('agent reload: one applied record, re-verify at start and on reconnect, DriftReport to the coordinator', function () {
   this.timeout(120_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
-  let ks: Keyspace;
+  const env = useEtcd('reload');
   let dir: string;
   /** A join token of the current test's cluster (made with its coordinator). */
   let joinToken = '';
   const cleanup: (() => Promise<void> | void)[] = [];
 
-  before(async () => {
-    etcd = await EtcdServer.start('reload');
-    client = etcd.client();
-  });
-  after(async () => {
-    await etcd?.destroy();
-  });
   beforeEach(() => {
-    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     dir = mkdtempSync(join(tmpdir(), 'reload-'));
   });
   afterEach(async () => {
@@ -88,14 +68,14 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
 
   async function startCoordinator(id = 'r1'): Promise<Coordinator> {
     const coord = new Coordinator({
-      etcd: client, keyspace: ks, logger: quiet.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
-      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await (await testPki()).coordinatorPki(client, ks),
+      etcd: env.client, keyspace: env.ks, logger: quiet.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await (await testPki()).coordinatorPki(env.client, env.ks),
     });
     await coord.start();
     // Coordinator.stop is idempotent: a test may stop it early, cleanup stops it again.
     cleanup.push(() => coord.stop({ graceMs: 500 }));
     await waitFor(`${id} to lead`, () => coord.isLeader(), { timeoutMs: 15_000 });
-    joinToken = (await new TokenStore(client, ks, (await testPki()).ca.publicKeyHash).create({})).token;
+    joinToken = (await new TokenStore(env.client, env.ks, (await testPki()).ca.publicKeyHash).create({})).token;
     return coord;
   }
 
@@ -104,7 +84,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
   }
 
   async function events(type: string, nodeId: string): Promise<EventRecord[]> {
-    const kvs = await client.getAll().prefix(ks.eventsPrefix()).exec();
+    const kvs = await env.client.getAll().prefix(env.ks.eventsPrefix()).exec();
     return kvs.kvs.map((kv) => decodeEvent(kv.key.toString(), kv.value.toString())).filter((e) => e.type === type && e.nodeId === nodeId);
   }
 
@@ -117,7 +97,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
 
   function spawnAgent(nodeId: string, root: string, state: string, bootId: string): ManagedProcess {
     const p = spawnNode(`agent ${nodeId} ${bootId}`, BIN.agent, [
-      '--etcd', etcd.endpoint, '--node-id', nodeId, '--state-dir', state, '--root', root, '--prefix', ks.prefix,
+      '--etcd', env.etcd.endpoint, '--node-id', nodeId, '--state-dir', state, '--root', root, '--prefix', env.ks.prefix,
       '--boot-id', bootId, '--lease-ttl', '3', '--hostname', `${nodeId}.lab`, '--log-level', 'debug',
       // Joins at its first start; a restart on the same state dir uses the stored certificate.
       '--join-token', joinToken,
@@ -133,14 +113,14 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     const handlers = createHandlerRegistry();
     const ref: { agent?: Agent } = {};
     const executor = new CommandExecutor({
-      handlers, context, applied, logger: quiet, facts: () => Promise.resolve(FACTS),
+      handlers, context, applied, logger: quiet, facts: () => Promise.resolve(SANDBOX_FACTS),
       onAppliedChanged: () => { ref.agent?.appliedChanged().catch(() => undefined); },
       onConverged: () => ref.agent?.converged(),
     });
     const a = new Agent(
-      { nodeId, leaseTtlMs: 3000, prefix: ks.prefix, hostname: `${nodeId}.lab`, bootId, factsIntervalMs: 0 },
+      { nodeId, leaseTtlMs: 3000, prefix: env.ks.prefix, hostname: `${nodeId}.lab`, bootId, factsIntervalMs: 0 },
       {
-        etcd: client, logger, credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(FACTS), commandHandler: executor, applied: () => appliedState(applied),
+        etcd: env.client, logger, credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(SANDBOX_FACTS), commandHandler: executor, applied: () => appliedState(applied),
         reverify: (signal) => reverifyStore(applied, context, { handlers, signal }),
       },
     );
@@ -191,8 +171,8 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
 
   it('a daemon apply (commission job) writes the record `cluster-agent verify` reads: guardless command counted as run, drift found after a change', async () => {
     const coord = await startCoordinator();
-    await client.put(ks.config('web', '1')).value(JSON.stringify(BUNDLE));
-    await client.put(ks.group('web')).value(JSON.stringify({ name: 'web', bundle: 'web', version: '1', variables: {} }));
+    await env.client.put(env.ks.config('web', '1')).value(JSON.stringify(BUNDLE));
+    await env.client.put(env.ks.group('web')).value(JSON.stringify({ name: 'web', bundle: 'web', version: '1', variables: {} }));
     const { root, state } = nodeDirs('n2');
     const agent = await startAgent('n2', root, state, 'boot-1', quiet);
     await waitFor('n2 discovered and connected', async () => (await nodeRecord(coord, 'n2'))?.state === 'Discovered' && coord.streams.isConnected('n2'), { timeoutMs: 30_000 });

@@ -4,16 +4,15 @@
  * the agent stream, and fencing.
  */
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import type { Etcd3, Lease } from 'etcd3';
-import { EtcdServer, waitFor, expectReject, delay, testPki, type TestPki } from '../helpers';
+import type { Lease } from 'etcd3';
+import { useEtcd, waitFor, expectReject, delay, testPki, type TestPki } from '../helpers';
 import { Coordinator, newNodeRecord, type CoordinatorOptions } from '../../coordinator';
 import {
-  createLogger, decodeNode, Keyspace, loadProto, NotLeaderError, systemClock, type Clock, type Timer, type EventRecord, type MemberRecord, type NodeRecord,
+  createLogger, decodeNode, loadProto, NotLeaderError, systemClock, type Clock, type Timer, type EventRecord, type MemberRecord, type NodeRecord,
 } from '../../shared';
 import type { ClusterServiceClient } from '../../generated/cluster/v1/ClusterService';
 import type { AgentServiceClient } from '../../generated/cluster/v1/AgentService';
@@ -36,9 +35,7 @@ interface Agentish {
 
 describe('coordinator (real etcd, real gRPC)', function () {
   this.timeout(60_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
-  let ks: Keyspace;
+  const env = useEtcd('coord');
   const running: Coordinator[] = [];
   const grpcClients: grpc.Client[] = [];
   let pki: TestPki;
@@ -46,17 +43,9 @@ describe('coordinator (real etcd, real gRPC)', function () {
   const agentCreds = new Map<string, grpc.ChannelCredentials>();
 
   before(async () => {
-    etcd = await EtcdServer.start('coord');
-    client = etcd.client();
     pki = await testPki();
     adminCreds = await pki.credentials('admin');
     for (const id of ['hello-1', 'hello-2']) agentCreds.set(id, await pki.credentials('agent', id));
-  });
-  after(async () => {
-    await etcd.destroy();
-  });
-  beforeEach(() => {
-    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
   });
   afterEach(async () => {
     for (const c of grpcClients.splice(0)) c.close();
@@ -65,8 +54,8 @@ describe('coordinator (real etcd, real gRPC)', function () {
 
   async function startCoordinator(replicaId: string, over: Partial<CoordinatorOptions> = {}): Promise<Coordinator> {
     const c = new Coordinator({
-      etcd: client, keyspace: ks, logger: logger.child({ replica: replicaId }), replicaId, listen: '127.0.0.1:0',
-      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks), ...over,
+      etcd: env.client, keyspace: env.ks, logger: logger.child({ replica: replicaId }), replicaId, listen: '127.0.0.1:0',
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(env.client, env.ks), ...over,
     });
     running.push(c);
     await c.start();
@@ -84,13 +73,13 @@ describe('coordinator (real etcd, real gRPC)', function () {
 
   /** What an agent does: a member key bound to a short lease, then facts. */
   async function joinAsAgent(id: string, withFacts = true, over: Partial<MemberRecord> = {}): Promise<Agentish> {
-    const lease = client.lease(2, { autoKeepAlive: true });
+    const lease = env.client.lease(2, { autoKeepAlive: true });
     lease.on('lost', () => undefined);
     const record: MemberRecord = {
       nodeId: id, hostname: `${id}.lab`, agentVersion: '0.1.0', bootId: 'boot-1', instanceId: 'i-1', address: '198.18.0.7',
       appliedDigest: '', registeredAt: new Date().toISOString(), ...over,
     };
-    await lease.put(ks.member(id)).value(JSON.stringify(record)).exec();
+    await lease.put(env.ks.member(id)).value(JSON.stringify(record)).exec();
     if (withFacts) {
       const facts = {
         collectedAt: new Date().toISOString(), hostname: `${id}.lab`,
@@ -98,18 +87,18 @@ describe('coordinator (real etcd, real gRPC)', function () {
         cpu: { manufacturer: 'Intel', brand: 'Xeon', model: '', cores: 32, physicalCores: 16, threads: 32, sockets: 2, speedGHz: 2.4 },
         memory: { totalBytes: 68719476736, layout: [] }, disks: [], network: [], gpus: [],
       };
-      await client.put(ks.facts(id)).value(JSON.stringify(facts)).exec();
+      await env.client.put(env.ks.facts(id)).value(JSON.stringify(facts)).exec();
     }
     return { lease };
   }
 
   async function readNode(id: string): Promise<NodeRecord | undefined> {
-    const text = await client.get(ks.node(id)).string();
-    return text === null ? undefined : decodeNode(ks.node(id), text);
+    const text = await env.client.get(env.ks.node(id)).string();
+    return text === null ? undefined : decodeNode(env.ks.node(id), text);
   }
 
   async function events(nodeId?: string): Promise<EventRecord[]> {
-    const all = await client.getAll().prefix(ks.eventsPrefix()).strings();
+    const all = await env.client.getAll().prefix(env.ks.eventsPrefix()).strings();
     return Object.entries(all)
       .map(([, v]) => JSON.parse(v) as EventRecord)
       .filter((e) => nodeId === undefined || e.nodeId === nodeId)
@@ -177,7 +166,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
     // Every event has its own sequence number, without gaps, matching the counter.
     const all = await events();
     expect(all.map((e) => e.seq)).to.deep.equal(all.map((_, i) => i + 1));
-    expect(await client.get(ks.eventSeq()).string()).to.equal(String(all.length));
+    expect(await env.client.get(env.ks.eventSeq()).string()).to.equal(String(all.length));
     await back.lease.revoke();
   });
 
@@ -258,7 +247,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
     stream.on('data', (e: { type: string; node: { id: string; state: string } | null }) => seen.push(`${e.type}:${e.node?.id}:${e.node?.state}`));
     stream.on('error', () => undefined);
     await waitFor('ADDED', () => seen.includes('ADDED:w1:New'));
-    await client.put(ks.facts('w1')).value(JSON.stringify({ hostname: 'w1.lab' })).exec();
+    await env.client.put(env.ks.facts('w1')).value(JSON.stringify({ hostname: 'w1.lab' })).exec();
     await waitFor('MODIFIED to Discovered', () => seen.includes('MODIFIED:w1:Discovered'));
     stream.cancel();
   });
@@ -374,7 +363,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
     const before = await readNode('f1');
     const eventsBefore = (await events()).length;
 
-    await client.delete().key(ks.electionCandidate('a')).exec();
+    await env.client.delete().key(env.ks.electionCandidate('a')).exec();
     // The leader may not have noticed yet; etcd refuses the fenced txn regardless.
     const err = await expectReject(
       c.nodes.mutate('f1', (cur) => cur && { next: { ...cur, labels: { stale: 'write' } }, event: { type: 'node.labels', message: 'stale' } }),
@@ -386,7 +375,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
 
     // Alone in the election, the replica campaigns again with a new key and leads again.
     await leaderOf(c);
-    const newRev = (await client.get(ks.electionCandidate('a')).exec()).kvs[0]?.create_revision;
+    const newRev = (await env.client.get(env.ks.electionCandidate('a')).exec()).kvs[0]?.create_revision;
     expect(c.leaderElection.currentLeader()?.createRevision).to.equal(newRev);
     await c.nodes.mutate('f1', (cur) => cur && { next: { ...cur, labels: { fresh: 'write' } }, event: { type: 'node.labels', message: 'fresh' } });
     expect((await readNode('f1'))?.labels).to.deep.equal({ fresh: 'write' });
@@ -411,14 +400,14 @@ describe('coordinator (real etcd, real gRPC)', function () {
     await leaderOf(c);
     const lostAt = new Promise<number>((res) => c.leaderElection.once('lost', () => res(Date.now())));
     const stoppedAt = Date.now();
-    await etcd.stop('SIGKILL');
+    await env.etcd.stop('SIGKILL');
     try {
       const at = await lostAt;
       // The last acknowledged keepalive was at most one interval (TTL/3) before the outage.
       expect(at - stoppedAt).to.be.within(1000, 3300);
       expect(c.isLeader()).to.equal(false);
     } finally {
-      await etcd.start();
+      await env.etcd.start();
     }
     await leaderOf(c);
   });
@@ -434,13 +423,13 @@ describe('coordinator (real etcd, real gRPC)', function () {
     await leaderOf(b);
     expect(Date.now() - t0).to.be.lessThan(3000); // resign deletes the key: no TTL wait
     expect(b.leaderElection.currentLeader()).to.include({ id: 'b', address: b.address });
-    expect(await client.get(ks.electionCandidate('a')).string()).to.equal(null);
+    expect(await env.client.get(env.ks.electionCandidate('a')).string()).to.equal(null);
   });
 
   it('a burst of 300 joins at once is coalesced into a few passes, and every node ends Discovered with its events', async () => {
     const c = await startCoordinator('a');
     await leaderOf(c);
-    const lease = client.lease(30, { autoKeepAlive: false });
+    const lease = env.client.lease(30, { autoKeepAlive: false });
     lease.on('lost', () => undefined);
     const leaseId = await lease.grant();
     const ids = Array.from({ length: 300 }, (_, i) => `burst-${String(i).padStart(3, '0')}`);
@@ -449,17 +438,17 @@ describe('coordinator (real etcd, real gRPC)', function () {
     // Members and facts in chunks of 50 (etcd's default max ops per txn is 128).
     for (let i = 0; i < ids.length; i += 50) {
       const chunk = ids.slice(i, i + 50);
-      await client.kv.txn({
+      await env.client.kv.txn({
         compare: [],
         success: chunk.flatMap((id) => [
-          { request_put: { key: Buffer.from(ks.member(id)), value: Buffer.from(JSON.stringify({ nodeId: id, hostname: id, agentVersion: '0.1.0', bootId: 'b', instanceId: 'i', address: '', appliedDigest: '', registeredAt: '' })), lease: leaseId } },
-          { request_put: { key: Buffer.from(ks.facts(id)), value: Buffer.from('{"hostname":"x"}') } },
+          { request_put: { key: Buffer.from(env.ks.member(id)), value: Buffer.from(JSON.stringify({ nodeId: id, hostname: id, agentVersion: '0.1.0', bootId: 'b', instanceId: 'i', address: '', appliedDigest: '', registeredAt: '' })), lease: leaseId } },
+          { request_put: { key: Buffer.from(env.ks.facts(id)), value: Buffer.from('{"hostname":"x"}') } },
         ]),
         failure: [],
       });
     }
     await waitFor('300 Discovered', async () => {
-      const all = await client.getAll().prefix(ks.nodesPrefix()).strings();
+      const all = await env.client.getAll().prefix(env.ks.nodesPrefix()).strings();
       return Object.values(all).filter((v) => (JSON.parse(v) as NodeRecord).state === 'Discovered').length === ids.length;
     }, { timeoutMs: 50_000, intervalMs: 250 });
     const ms = Date.now() - t0;
@@ -482,6 +471,6 @@ describe('coordinator (real etcd, real gRPC)', function () {
     await delay(50);
     const left = await events();
     expect(left.map((e) => e.seq)).to.deep.equal([8, 9, 10, 11, 12]);
-    expect(await client.get(ks.eventSeq()).string()).to.equal('12');
+    expect(await env.client.get(env.ks.eventSeq()).string()).to.equal('12');
   });
 });

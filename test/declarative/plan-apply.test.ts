@@ -40,8 +40,7 @@ describe('declarative: clusterctl plan/apply against a real coordinator and etcd
   const suite = e2eSuite('plan-apply');
 
   it('plan (exit 2) → apply → plan (exit 0); a concurrent change makes apply refuse; apply with no file re-converges; bad YAML changes nothing', async () => {
-    const cluster = suite.cluster({ name: 'plan-apply' });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'plan-apply' });
     const client = suite.etcd.client();
     const ks = new Keyspace();
     const dir = join(cluster.baseDir, 'config');

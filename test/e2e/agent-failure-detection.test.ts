@@ -15,8 +15,7 @@ describe('e2e: agent failure detection', function () {
   const suite = e2eSuite('failure-detection');
 
   it(`SIGKILL of an agent: Unreachable within TTL + 1 s (TTL ${TTL_SEC} s); its restart: Reachable again, same id, same state`, async () => {
-    const cluster = suite.cluster({ name: 'failure-detection', leaseTtlSec: TTL_SEC });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'failure-detection', leaseTtlSec: TTL_SEC });
     const agent = await cluster.startAgent('n1');
     await cluster.startAgent('n2'); // a bystander, which must stay Reachable throughout
     const before = await cluster.waitForNodes('n1 and n2 Discovered and reachable', (ns) =>

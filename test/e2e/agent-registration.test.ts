@@ -12,8 +12,7 @@ describe('e2e: agent registration', function () {
   const suite = e2eSuite('registration');
 
   it('an agent registers and appears Discovered with facts (clusterctl nodes -o json, node describe)', async () => {
-    const cluster = suite.cluster({ name: 'registration' });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'registration' });
     await cluster.startAgent('n1', { hostname: 'rack1-host1' });
 
     const nodes = await cluster.waitForNodes('n1 Discovered and reachable', (ns) => ns.some((n) => n.id === 'n1' && n.state === 'Discovered' && n.reachable === true));

@@ -65,8 +65,7 @@ describe('e2e: agent trust (join, restart, renewal, revocation)', function () {
   const suite = e2eSuite('agent-trust');
 
   it('joins with a valid token, keeps key (0600), certificate and CA in its state dir, and restarts without a token', async () => {
-    const cluster = suite.cluster({ name: 'trust-join' });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'trust-join' });
     const a = await cluster.startAgent('n1');
     await a.proc.waitForLog(/"msg":"connected to coordinator"/, 30_000);
     expect(a.proc.logs).to.match(/"msg":"joined the cluster"/);
@@ -89,8 +88,7 @@ describe('e2e: agent trust (join, restart, renewal, revocation)', function () {
   });
 
   it('without a certificate and without a token: exits 1 saying how to join', async () => {
-    const cluster = suite.cluster({ name: 'trust-none' });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'trust-none' });
     const a = await cluster.startAgent('n1', { joinWithClusterToken: false, waitRegistered: false });
     const exit = await a.proc.exited;
     expect(exit.code).to.equal(1);
@@ -99,8 +97,7 @@ describe('e2e: agent trust (join, restart, renewal, revocation)', function () {
   });
 
   it('expired, used-up, revoked and wrong-CA tokens are refused with a reason an operator can act on; the agent exits 1', async () => {
-    const cluster = suite.cluster({ name: 'trust-tokens' });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'trust-tokens' });
 
     const expired = await token(cluster, ['--ttl', '1s']);
     const once = await token(cluster, ['--uses', '1']);

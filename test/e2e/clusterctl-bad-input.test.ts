@@ -22,8 +22,7 @@ describe('e2e: clusterctl bad input', function () {
   const suite = e2eSuite('bad-input');
 
   it('unknown node id, malformed label selector, unreachable coordinator: exit 1, one clear line, etcd unchanged', async () => {
-    const cluster = suite.cluster({ name: 'bad-input', leaseTtlSec: 3 });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'bad-input', leaseTtlSec: 3 });
     await cluster.startAgent('n1');
     await cluster.waitForNodes('n1 Discovered', (ns) => ns.some((n) => n.id === 'n1' && n.state === 'Discovered' && n.reachable));
     const client = suite.etcd.client();

@@ -16,8 +16,7 @@ describe('e2e: etcd outage', function () {
   const suite = e2eSuite('etcd-outage');
 
   it('etcd stopped for 10 s and restarted: every agent (3) re-registers, nothing lost, states unchanged', async () => {
-    const cluster = suite.cluster({ name: 'etcd-outage', leaseTtlSec: 3 });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'etcd-outage', leaseTtlSec: 3 });
     const agents = await Promise.all(IDS.map((id) => cluster.startAgent(id)));
     await cluster.waitForNodes('3 nodes Discovered and reachable', (ns) => ns.length === 3 && ns.every((n) => n.state === 'Discovered' && n.reachable));
 

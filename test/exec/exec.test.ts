@@ -42,8 +42,7 @@ describe('exec: clusterctl exec on real agents', function () {
   const suite = e2eSuite('exec');
 
   it('runs on 3 agents in parallel batches, prefixes output, reports per-node exit codes, fails overall when one node fails; a timeout kills the command', async () => {
-    const cluster = suite.cluster({ name: 'exec' });
-    await cluster.startCoordinator();
+    const cluster = await suite.startCluster({ name: 'exec' });
     const roots = new Map<string, string>();
     for (const id of ['n1', 'n2', 'n3']) {
       const root = join(cluster.baseDir, 'roots', id);

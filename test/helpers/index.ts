@@ -9,3 +9,4 @@ export { buildRpmFixtures, copyIntoRoot, FIXTURE_PACKAGE, FIXTURE_VERSIONS, type
 export { SandboxNode, type SandboxNodeOptions } from './sandbox-node';
 export { testPki, TestPki, type TestIdentity } from './pki';
 export { agentCredentials } from './agent-credentials';
+export { SANDBOX_FACTS } from './facts';

@@ -4,13 +4,11 @@
  * file and command units (real child processes) in per-node sandbox roots.
  */
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import type { Etcd3 } from 'etcd3';
-import { EtcdServer, waitFor, delay, testPki, agentCredentials, type TestPki } from '../helpers';
+import { useEtcd, waitFor, delay, testPki, agentCredentials, SANDBOX_FACTS, type TestPki } from '../helpers';
 import { serverCredentials } from '../../shared/pki';
 import { Coordinator } from '../../coordinator';
 import { createJobs, type Jobs } from '../../coordinator/jobs';
@@ -19,21 +17,13 @@ import { CommandExecutor } from '../../agent/command-executor';
 import { MemoryAppliedStore, appliedState } from '../../agent/applied-store';
 import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
-import { createLogger, fromGrpcError, Keyspace, loadProto, systemClock, type Facts, type NodeRecord } from '../../shared';
+import { createLogger, fromGrpcError, loadProto, systemClock, type NodeRecord } from '../../shared';
 import type { JobServiceClient } from '../../generated/cluster/v1/JobService';
 import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { Job__Output } from '../../generated/cluster/v1/Job';
 import type { StartJobRequest } from '../../generated/cluster/v1/StartJobRequest';
 
 const logger = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
-
-const FACTS = {
-  collectedAt: '2024-01-01T00:00:00.000Z', hostname: 'sandbox',
-  system: { manufacturer: 'Dell Inc.', model: 'R650', serial: 'S', uuid: 'u', sku: '', virtual: false },
-  cpu: { manufacturer: 'Intel', brand: 'Xeon', model: '1', cores: 4, physicalCores: 2, threads: 4, sockets: 1, speedGHz: 2 },
-  memory: { totalBytes: 1024, layout: [] }, disks: [], network: [], gpus: [],
-  os: { platform: 'linux', distro: 'Rocky Linux', release: '9.3', codename: '', kernel: '5.14', arch: 'x64' },
-} as unknown as Facts;
 
 /** A file unit templated with vars and facts, and a command unit that counts its runs. */
 const BUNDLE = {
@@ -65,24 +55,14 @@ function unary<Req, Res>(fn: (req: Req, cb: (err: grpc.ServiceError | null, res?
 
 describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
   this.timeout(120_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
-  let ks: Keyspace;
+  const env = useEtcd('jobs');
   let replicas: Replica[] = [];
   let agents: TestAgent[] = [];
 
   let pki: TestPki;
 
   before(async () => {
-    etcd = await EtcdServer.start('jobs');
-    client = etcd.client();
     pki = await testPki();
-  });
-  after(async () => {
-    await etcd.destroy();
-  });
-  beforeEach(() => {
-    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
   });
   afterEach(async () => {
     await Promise.all(agents.map((a) => a.agent.stop(1000)));
@@ -101,13 +81,13 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
 
   async function startReplica(id: string): Promise<Replica> {
     const coord = new Coordinator({
-      etcd: client, keyspace: ks, logger: logger.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
-      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks),
+      etcd: env.client, keyspace: env.ks, logger: logger.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
+      electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(env.client, env.ks),
     });
     await coord.start();
     const election = coord.leaderElection;
     const jobs = createJobs({
-      client, keyspace: ks, events: coord.events, nodes: coord.nodes, streams: coord.streams, fence: election,
+      client: env.client, keyspace: env.ks, events: coord.events, nodes: coord.nodes, streams: coord.streams, fence: election,
       isLeader: () => coord.isLeader(), clock: systemClock, logger,
       runner: { connectTimeoutMs: 15_000, cancelGraceMs: 5000, progressFlushMs: 100, resyncIntervalMs: 1000 },
     });
@@ -130,11 +110,11 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     const root = mkdtempSync(join(tmpdir(), `job-${nodeId}-`));
     const context = createUnitContext({ root, logger });
     const applied = new MemoryAppliedStore();
-    const executor = new CommandExecutor({ handlers: createHandlerRegistry(), context, applied, logger, facts: () => Promise.resolve(FACTS) });
+    const executor = new CommandExecutor({ handlers: createHandlerRegistry(), context, applied, logger, facts: () => Promise.resolve(SANDBOX_FACTS) });
     const agent = new Agent(
-      { nodeId, leaseTtlMs: 3000, prefix: ks.prefix, hostname: `${nodeId}.lab`, bootId: 'boot-1', factsIntervalMs: 0 },
+      { nodeId, leaseTtlMs: 3000, prefix: env.ks.prefix, hostname: `${nodeId}.lab`, bootId: 'boot-1', factsIntervalMs: 0 },
       {
-        etcd: client, logger: logger.child({ nodeId }), credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(FACTS),
+        etcd: env.client, logger: logger.child({ nodeId }), credentials: await agentCredentials(nodeId), factsProvider: () => Promise.resolve(SANDBOX_FACTS),
         commandHandler: executor, applied: () => appliedState(applied),
       },
     );
@@ -151,8 +131,8 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
   }
 
   async function setup(nodeIds: string[], groupVars: Record<string, string> = {}): Promise<{ leader: Replica; agents: Map<string, TestAgent> }> {
-    await client.put(ks.config('web', '1')).value(JSON.stringify(BUNDLE));
-    await client.put(ks.group('web')).value(JSON.stringify({ name: 'web', bundle: 'web', version: '1', variables: groupVars }));
+    await env.client.put(env.ks.config('web', '1')).value(JSON.stringify(BUNDLE));
+    await env.client.put(env.ks.group('web')).value(JSON.stringify({ name: 'web', bundle: 'web', version: '1', variables: groupVars }));
     const leader = await startReplica('r1');
     await waitFor('r1 to lead', () => leader.coord.isLeader(), { timeoutMs: 15_000 });
     const map = new Map<string, TestAgent>();

@@ -4,12 +4,10 @@
  * maintenance, idempotent across passes, and reacting to changes through its watch.
  */
 import { expect } from 'chai';
-import type { Etcd3 } from 'etcd3';
-import { EtcdServer } from '../helpers';
 import { AutoCommissioner, planAutoCommission, selectorLabels } from '../../coordinator/reconcile/auto-commission';
 import type { GroupRecord } from '../../coordinator/config/group-store';
 import { ManualClock, type Facts, type LifecycleState, type NodeRecord } from '../../shared';
-import { Harness, logger, until } from './harness';
+import { logger, until, useHarness, type Harness } from './harness';
 
 const FACTS = (cores: number): Partial<Facts> => ({
   hostname: 'h', system: { manufacturer: 'Dell Inc.', model: 'R650', serial: 'SN1', uuid: 'u', sku: '', virtual: false },
@@ -54,33 +52,21 @@ describe('auto-commission: plan (table)', () => {
 
 describe('auto-commission (real etcd, jobs engine)', function () {
   this.timeout(60_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
+  const suite = useHarness('autocommission');
   let h: Harness;
   let ac: AutoCommissioner;
   let clock: ManualClock;
 
-  before(async () => {
-    etcd = await EtcdServer.start('autocommission');
-    client = etcd.client();
-  });
-  after(async () => {
-    await etcd.destroy();
-  });
-  beforeEach(async () => {
-    h = await new Harness(client).start();
+  beforeEach(() => {
+    h = suite.h;
     clock = new ManualClock();
-    ac = new AutoCommissioner({
-      client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, clock, logger, intervalMs: 60_000,
-    });
-  });
-  afterEach(async () => {
-    await ac.stop();
-    await h.stop();
+    ac = h.adopt(new AutoCommissioner({
+      client: h.client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, clock, logger, intervalMs: 60_000,
+    }));
   });
 
   async function putFacts(id: string, cores: number): Promise<void> {
-    await client.put(h.ks.facts(id)).value(JSON.stringify(FACTS(cores))).exec();
+    await h.client.put(h.ks.facts(id)).value(JSON.stringify(FACTS(cores))).exec();
   }
 
   it('picks a Discovered node matching a selector, skips a node in maintenance, and is idempotent', async () => {
@@ -119,7 +105,7 @@ describe('auto-commission (real etcd, jobs engine)', function () {
     await clock.advance(1000);
     expect(await ac.runOnce()).to.deep.equal([]);
     // The job is deleted while its claim is still on the node: nothing holds n1 any more.
-    await client.delete().key(h.ks.job(job1)).exec();
+    await h.client.delete().key(h.ks.job(job1)).exec();
     const job2 = await until(clock, 'a second commission job for n1', async () => {
       const j = (await h.node('n1')).currentJob;
       return j && j !== job1 ? j : undefined;

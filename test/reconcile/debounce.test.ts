@@ -3,15 +3,14 @@
  * drifted to 100, 200, 500 ms and none), except the sweeper, which states why it waits 500 ms.
  */
 import { expect } from 'chai';
-import type { Etcd3 } from 'etcd3';
-import { EtcdServer, waitFor } from '../helpers';
+import { waitFor } from '../helpers';
 import { AutoCommissioner } from '../../coordinator/reconcile/auto-commission';
 import { DriftWatcher } from '../../coordinator/reconcile/drift-watcher';
 import { StuckNodeSweeper } from '../../coordinator/reconcile/stuck-node-sweeper';
 import { VerifyScheduler } from '../../coordinator/reconcile/verify-scheduler';
 import { InventoryReconciler } from '../../coordinator/inventory-reconciler';
 import { DEFAULT_DEBOUNCE_MS, ManualClock } from '../../shared';
-import { Harness, logger } from './harness';
+import { logger, useHarness, type Harness } from './harness';
 
 interface Loop {
   start(): void;
@@ -49,52 +48,38 @@ const LOOPS: { name: string; debounceMs: number; make: (h: Harness, clock: Manua
 
 describe('reconcile loops: one debounce (real etcd, ManualClock)', function () {
   this.timeout(60_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
-
-  before(async () => {
-    etcd = await EtcdServer.start('debounce');
-    client = etcd.client();
-  });
-  after(async () => {
-    await etcd.destroy();
-  });
+  const suite = useHarness('debounce');
 
   for (const { name, debounceMs, make } of LOOPS) {
     it(`${name}: a burst of triggers makes one pass, ${debounceMs} ms after the first`, async () => {
-      const h = await new Harness(client).start();
+      const h = suite.h;
       const clock = new ManualClock();
       // A pass starts with the leadership check (or, in the verify scheduler, which has none,
       // shows as busy until it ends): counting the checks counts passes started.
       let checks = 0;
-      const loop = make(h, clock, () => { checks++; return h.isLeader(); });
+      const loop = h.adopt(make(h, clock, () => { checks++; return h.isLeader(); }));
       const started = (): number => (loop.busy === undefined ? checks : loop.passes + (loop.busy ? 1 : 0));
-      try {
-        loop.start();
-        // Quiet first: the start pass and the one the watches' first connection asks for.
-        let last = -1;
-        await waitFor('the loop to be quiet', async () => {
-          await clock.advance(1000);
-          const quiet = loop.passes > 0 && started() === last;
-          last = started();
-          return quiet;
-        }, { intervalMs: 100 });
-        const before = started();
-        const passesBefore = loop.passes;
-        loop.schedule();
-        await clock.advance(debounceMs / 2);
-        loop.schedule();
-        await clock.advance(debounceMs / 2 - 1);
-        expect(started(), 'before the debounce').to.equal(before);
-        await clock.advance(1);
-        expect(started(), 'at the debounce').to.equal(before + 1);
-        await waitFor('the pass to end', () => loop.passes === passesBefore + 1);
-        await clock.advance(10 * debounceMs);
-        expect(started(), 'the burst made one pass').to.equal(before + 1);
-      } finally {
-        await loop.stop();
-        await h.stop();
-      }
+      loop.start();
+      // Quiet first: the start pass and the one the watches' first connection asks for.
+      let last = -1;
+      await waitFor('the loop to be quiet', async () => {
+        await clock.advance(1000);
+        const quiet = loop.passes > 0 && started() === last;
+        last = started();
+        return quiet;
+      }, { intervalMs: 100 });
+      const before = started();
+      const passesBefore = loop.passes;
+      loop.schedule();
+      await clock.advance(debounceMs / 2);
+      loop.schedule();
+      await clock.advance(debounceMs / 2 - 1);
+      expect(started(), 'before the debounce').to.equal(before);
+      await clock.advance(1);
+      expect(started(), 'at the debounce').to.equal(before + 1);
+      await waitFor('the pass to end', () => loop.passes === passesBefore + 1);
+      await clock.advance(10 * debounceMs);
+      expect(started(), 'the burst made one pass').to.equal(before + 1);
     });
   }
 });

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
-import { waitFor } from '../helpers';
+import { useEtcd, waitFor } from '../helpers';
 import { EventLog } from '../../coordinator/event-log';
 import { LeaderElection } from '../../coordinator/leader-election';
 import { NodeStore } from '../../coordinator/node-store';
@@ -41,8 +41,12 @@ units:
     content: "hello\\n"
 `;
 
+/** A loop under test: stopped by the harness before the harness stops. */
+interface Stoppable {
+  stop(): Promise<void>;
+}
+
 export class Harness {
-  readonly ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
   readonly events: EventLog;
   readonly election: LeaderElection;
   readonly nodes: NodeStore;
@@ -50,8 +54,9 @@ export class Harness {
   readonly starter: JobStarter;
   readonly bundles: BundleStore;
   readonly groups: GroupStore;
+  private readonly adopted: Stoppable[] = [];
 
-  constructor(readonly client: Etcd3) {
+  constructor(readonly client: Etcd3, readonly ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`)) {
     const clock = systemClock;
     this.events = new EventLog({ client, keyspace: this.ks, clock, logger, actor: 'coordinator/test' });
     this.election = new LeaderElection({ client, keyspace: this.ks, replicaId: 'r1', address: '127.0.0.1:1', ttlMs: 3000, clock, logger });
@@ -68,7 +73,14 @@ export class Harness {
     return this;
   }
 
+  /** Hands `loop` to the harness: `stop()` stops it (the last adopted first) before the election. */
+  adopt<T extends Stoppable>(loop: T): T {
+    this.adopted.push(loop);
+    return loop;
+  }
+
   async stop(): Promise<void> {
+    for (const loop of this.adopted.splice(0).reverse()) await loop.stop();
     await this.election.stop();
     await this.events.stop();
   }
@@ -110,4 +122,34 @@ export class Harness {
       force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, requestedBy: 'test', ...over,
     });
   }
+}
+
+/** What `useHarness` gives a suite: valid inside hooks and tests. */
+export interface HarnessSuite {
+  readonly client: Etcd3;
+  /** The current test's harness, leading, on the test's own key prefix. */
+  readonly h: Harness;
+}
+
+/**
+ * One etcd per describe block (`useEtcd`) and a started Harness per test on that test's fresh
+ * keyspace, stopped (with the loops it adopted) after the test. Call it before the suite's own hooks.
+ */
+export function useHarness(name: string): HarnessSuite {
+  const etcd = useEtcd(name);
+  let h: Harness | undefined;
+  beforeEach(async () => {
+    h = await new Harness(etcd.client, etcd.ks).start();
+  });
+  afterEach(async () => {
+    await h?.stop();
+    h = undefined;
+  });
+  return {
+    get client() { return etcd.client; },
+    get h() {
+      if (!h) throw new Error(`useHarness(${name}): the harness is only there inside tests and their hooks`);
+      return h;
+    },
+  };
 }

@@ -4,12 +4,10 @@
  * and from Failed the way back (commission, decommission) is open.
  */
 import { expect } from 'chai';
-import type { Etcd3 } from 'etcd3';
-import { EtcdServer } from '../helpers';
 import { planSweep, StuckNodeSweeper, type BootMemory, type JobView } from '../../coordinator/reconcile/stuck-node-sweeper';
 import { ManualClock, type LifecycleState, type NodeRecord } from '../../shared';
 import { NodeStore, type MutateOptions, type MutationResult, type NodeMutator } from '../../coordinator/node-store';
-import { Harness, logger, until } from './harness';
+import { logger, until, useHarness, type Harness } from './harness';
 
 function node(id: string, state: LifecycleState, over: Partial<NodeRecord> = {}): NodeRecord {
   return { id, state, stateChangedAt: '', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', bootId: 'b1', ...over };
@@ -60,27 +58,15 @@ describe('stuck-node sweeper: plan (table)', () => {
 
 describe('stuck-node sweeper (real etcd, fenced)', function () {
   this.timeout(60_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
+  const suite = useHarness('sweeper');
   let h: Harness;
   let sweeper: StuckNodeSweeper;
   let clock: ManualClock;
 
-  before(async () => {
-    etcd = await EtcdServer.start('sweeper');
-    client = etcd.client();
-  });
-  after(async () => {
-    await etcd.destroy();
-  });
-  beforeEach(async () => {
-    h = await new Harness(client).start();
+  beforeEach(() => {
+    h = suite.h;
     clock = new ManualClock();
-    sweeper = new StuckNodeSweeper({ client, keyspace: h.ks, nodes: h.nodes, isLeader: h.isLeader, clock, logger, intervalMs: 60_000 });
-  });
-  afterEach(async () => {
-    await sweeper.stop();
-    await h.stop();
+    sweeper = h.adopt(new StuckNodeSweeper({ client: h.client, keyspace: h.ks, nodes: h.nodes, isLeader: h.isLeader, clock, logger, intervalMs: 60_000 }));
   });
 
   it('Contiv #158: a node stuck in Commissioning with no job → Failed with the reason, and can be commissioned again', async () => {
@@ -154,10 +140,10 @@ describe('stuck-node sweeper (real etcd, fenced)', function () {
         return super.mutate(id, mutator, options);
       }
     }
-    const store = new HeldStore({ client, keyspace: h.ks, events: h.events, clock: clock, fence: h.election });
+    const store = new HeldStore({ client: h.client, keyspace: h.ks, events: h.events, clock: clock, fence: h.election });
     let passes = 0;
     const held = new StuckNodeSweeper({
-      client, keyspace: h.ks, nodes: store, isLeader: () => { passes++; return h.isLeader(); }, clock, logger, intervalMs: 60_000,
+      client: h.client, keyspace: h.ks, nodes: store, isLeader: () => { passes++; return h.isLeader(); }, clock, logger, intervalMs: 60_000,
     });
     try {
       await h.putNode({ id: 'n1', state: 'Commissioning' });

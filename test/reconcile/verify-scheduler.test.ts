@@ -4,11 +4,10 @@
  * and claimed nodes, following group changes and stopping with leadership.
  */
 import { expect } from 'chai';
-import type { Etcd3 } from 'etcd3';
-import { EtcdServer, waitFor, delay } from '../helpers';
+import { waitFor, delay } from '../helpers';
 import { planSchedules, verifyTargets, VerifyScheduler } from '../../coordinator/reconcile/verify-scheduler';
 import { systemClock, type LifecycleState, type NodeRecord } from '../../shared';
-import { Harness, logger } from './harness';
+import { logger, useHarness, type Harness } from './harness';
 
 function node(id: string, state: LifecycleState, over: Partial<NodeRecord> = {}): NodeRecord {
   return { id, state, stateChangedAt: '', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', group: 'w', ...over };
@@ -40,25 +39,13 @@ describe('verify scheduler: plan (tables)', () => {
 
 describe('verify scheduler (real etcd, jobs engine)', function () {
   this.timeout(60_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
+  const suite = useHarness('verifysched');
   let h: Harness;
   let vs: VerifyScheduler;
 
-  before(async () => {
-    etcd = await EtcdServer.start('verifysched');
-    client = etcd.client();
-  });
-  after(async () => {
-    await etcd.destroy();
-  });
-  beforeEach(async () => {
-    h = await new Harness(client).start();
-    vs = new VerifyScheduler({ client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, clock: systemClock, logger });
-  });
-  afterEach(async () => {
-    await vs.stop();
-    await h.stop();
+  beforeEach(() => {
+    h = suite.h;
+    vs = h.adopt(new VerifyScheduler({ client: h.client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: h.isLeader, clock: systemClock, logger }));
   });
 
   it('a cron of every second starts a verify job on the quiet in-service nodes, and follows group changes', async () => {

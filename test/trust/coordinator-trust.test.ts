@@ -12,8 +12,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import type { Etcd3 } from 'etcd3';
-import { EtcdServer, waitFor, testPki, type TestPki } from '../helpers';
+import { useEtcd, waitFor, testPki, type TestPki } from '../helpers';
 import { Coordinator, newNodeRecord } from '../../coordinator';
 import { createLogger, decodeEvent, fromGrpcError, Keyspace, loadProto, type ClusterError, type EventRecord } from '../../shared';
 import { clientCredentials, parseCredentials } from '../../shared/pki';
@@ -88,9 +87,7 @@ async function refusal(p: Promise<unknown>): Promise<ClusterError> {
 
 describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopback)', function () {
   this.timeout(60_000);
-  let etcd: EtcdServer;
-  let client: Etcd3;
-  let ks: Keyspace;
+  const env = useEtcd('trust');
   let pki: TestPki;
   let coord: Coordinator;
   let logs: Record<string, unknown>[];
@@ -98,20 +95,14 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
   const api = (): ReturnType<typeof loadProto>['api']['cluster']['v1'] => loadProto().api.cluster.v1;
 
   before(async () => {
-    etcd = await EtcdServer.start('trust');
-    client = etcd.client();
     pki = await testPki();
   });
-  after(async () => {
-    await etcd.destroy();
-  });
   beforeEach(async () => {
-    ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     logs = [];
     const logger = createLogger({ level: 'info', sink: (line) => logs.push(JSON.parse(line) as Record<string, unknown>) });
     coord = new Coordinator({
-      etcd: client, keyspace: ks, logger, replicaId: 'r1', listen: '127.0.0.1:0', electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000,
-      pki: await pki.coordinatorPki(client, ks),
+      etcd: env.client, keyspace: env.ks, logger, replicaId: 'r1', listen: '127.0.0.1:0', electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000,
+      pki: await pki.coordinatorPki(env.client, env.ks),
     });
     await coord.start();
     await waitFor('r1 to lead', () => coord.isLeader(), { timeoutMs: 15_000 });
@@ -127,11 +118,11 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
   }
 
   async function nodeKeys(): Promise<string[]> {
-    return Object.keys(await client.getAll().prefix(ks.nodesPrefix()).strings());
+    return Object.keys(await env.client.getAll().prefix(env.ks.nodesPrefix()).strings());
   }
 
   async function events(type: string): Promise<EventRecord[]> {
-    const all = await client.getAll().prefix(ks.eventsPrefix()).strings();
+    const all = await env.client.getAll().prefix(env.ks.eventsPrefix()).strings();
     return Object.entries(all).map(([k, v]) => decodeEvent(k, v)).filter((e) => e.type === type);
   }
 
@@ -165,20 +156,20 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
   it('a pki dir that cannot be written stops the start before a CA is created (it would leave the cluster without admin.yaml)', async () => {
     const empty = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     const other = new Coordinator({
-      etcd: client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r2', listen: '127.0.0.1:0',
+      etcd: env.client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r2', listen: '127.0.0.1:0',
       pki: { dir: '/dev/null/pki', clusterSecretFile: join(mkdtempSync(join(tmpdir(), 'trust-secret-')), 'cluster-secret') },
     });
     const err = await refusal(other.start());
     expect(err.message).to.match(/^the pki dir \/dev\/null\/pki is not a writable directory \(.*\): give --pki-dir DIR/);
-    expect(await client.get(empty.pkiCa()).string()).to.equal(null);
+    expect(await env.client.get(empty.pkiCa()).string()).to.equal(null);
     await other.stop({ graceMs: 100 });
   });
 
   it('a replica renews its serving certificate at two thirds of its validity; new connections get the new one and are served', async () => {
     const empty = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     const short = new Coordinator({
-      etcd: client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r3', listen: '127.0.0.1:0', servingRenewCheckMs: 100,
-      pki: { ...(await pki.coordinatorPki(client, empty)), servingValidityMs: 60_000 },
+      etcd: env.client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r3', listen: '127.0.0.1:0', servingRenewCheckMs: 100,
+      pki: { ...(await pki.coordinatorPki(env.client, empty)), servingValidityMs: 60_000 },
     });
     try {
       await short.start();
@@ -207,15 +198,15 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
   });
 
   it('a certificate for node A opening a stream as node B (CVE-2024-38822 class) is refused and logged with both ids', async () => {
-    await client.put(ks.node('node-b')).value(JSON.stringify(newNodeRecord('node-b', new Date().toISOString())));
-    const before = await client.get(ks.node('node-b')).string();
+    await env.client.put(env.ks.node('node-b')).value(JSON.stringify(newNodeRecord('node-b', new Date().toISOString())));
+    const before = await env.client.get(env.ks.node('node-b')).string();
     const { first } = hello(await pki.credentials('agent', 'node-a'), 'node-b');
     const err = (await first) as grpc.ServiceError;
     expect(err.code).to.equal(grpc.status.PERMISSION_DENIED);
     expect(err.details).to.equal('permission denied: this certificate is for node node-a, not node-b');
     const logged = logs.find((l) => l.msg === 'refused an agent stream: the hello names another node than the certificate');
     expect(logged).to.include({ certificateNodeId: 'node-a', helloNodeId: 'node-b' });
-    expect(await client.get(ks.node('node-b')).string()).to.equal(before);
+    expect(await env.client.get(env.ks.node('node-b')).string()).to.equal(before);
     expect(coord.streams.isConnected('node-b')).to.equal(false);
   });
 
@@ -256,7 +247,7 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
   });
 
   it('a forged requestedBy is ignored: the audit trail shows the certificate identity', async () => {
-    await client.put(ks.node('n1')).value(JSON.stringify({ ...newNodeRecord('n1', new Date().toISOString()), state: 'Discovered' }));
+    await env.client.put(env.ks.node('n1')).value(JSON.stringify({ ...newNodeRecord('n1', new Date().toISOString()), state: 'Discovered' }));
     const admin = track(new (api().JobService)(coord.address, await pki.credentials('admin')));
     const job = await unary<object, { id: string; requestedBy: string }>(admin.startJob.bind(admin), {
       kind: 'exec', nodeIds: ['n1'], argv: ['id'], requestedBy: 'somebody-else', maxFailures: 1,
@@ -282,12 +273,12 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
       '  web: { bundle: app@1 }',
       '',
     ].join('\n');
-    const before = await client.getAll().prefix(ks.prefix).strings();
+    const before = await env.client.getAll().prefix(env.ks.prefix).strings();
     const operator = track(new (api().DeclarativeService)(coord.address, await pki.credentials('operator', 'olga')));
     const err = await refusal(unary(operator.apply.bind(operator), { document: doc, sourceName: 'cluster.yaml', requestedBy: 'root' }));
     expect(err.code).to.equal(grpc.status.PERMISSION_DENIED);
     expect(err.message).to.equal('permission denied: Apply(command units) needs the admin role; you are olga (operator)');
-    expect(await client.getAll().prefix(ks.prefix).strings()).to.deep.equal(before);
+    expect(await env.client.getAll().prefix(env.ks.prefix).strings()).to.deep.equal(before);
 
     const admin = track(new (api().DeclarativeService)(coord.address, await pki.credentials('admin')));
     await unary(admin.apply.bind(admin), { document: doc, sourceName: 'cluster.yaml', requestedBy: 'root' });

@@ -13,15 +13,14 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import {
-  appendFileSync, chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync,
-  symlinkSync, writeFileSync,
+  appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { PACKAGE_VERSION as VERSION, UPGRADE_VERSION, buildTwoReleases, copyShellInto } from './package-build';
 import { REPO_ROOT, run, type RunResult } from '../helpers';
 
-const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const UPGRADE_VERSION = `${VERSION}.1`;
 const debName = (name: string, version: string): string => `${name}_${version}-1_all.deb`;
 
 function buildDeb(cwd: string, args: string[]): Promise<RunResult> {
@@ -34,14 +33,7 @@ function dpkgDeb(args: string[]): string {
 
 /** A root dpkg can run maintainer scripts in: /bin/sh with its libraries, a recording systemctl, an empty dpkg database. */
 function prepareRoot(root: string): void {
-  const shell = execFileSync('readlink', ['-f', '/bin/sh'], { encoding: 'utf8' }).trim();
-  mkdirSync(join(root, 'bin'), { recursive: true });
-  copyFileSync(shell, join(root, 'bin', 'sh'));
-  chmodSync(join(root, 'bin', 'sh'), 0o755);
-  for (const m of execFileSync('ldd', [shell], { encoding: 'utf8' }).matchAll(/(\/\S+\.so[.\d]*)/g)) {
-    mkdirSync(dirname(join(root, m[1])), { recursive: true });
-    copyFileSync(m[1], join(root, m[1]));
-  }
+  copyShellInto(root);
   // The scripts send systemctl's output to /dev/null: the chroot needs the real device.
   mkdirSync(join(root, 'dev'), { recursive: true });
   execFileSync('mknod', ['-m', '0666', join(root, 'dev', 'null'), 'c', '1', '3']);
@@ -62,13 +54,6 @@ async function dpkgInRoot(root: string, args: string[]): Promise<RunResult> {
   return r;
 }
 
-function copyTree(to: string): void {
-  for (const part of ['scripts', 'packaging', 'systemd', 'docs', 'proto', 'dist', 'package.json']) {
-    cpSync(join(REPO_ROOT, part), join(to, part), { recursive: true });
-  }
-  symlinkSync(join(REPO_ROOT, 'node_modules'), join(to, 'node_modules'));
-}
-
 describe('packaging: Debian packages (scripts/build-deb)', function () {
   this.timeout(120_000);
   let tmp: string;
@@ -84,16 +69,9 @@ describe('packaging: Debian packages (scripts/build-deb)', function () {
   before(async function () {
     this.timeout(300_000);
     tmp = mkdtempSync(join(tmpdir(), 'deb-test-'));
-    out1 = join(tmp, 'out1');
-    out2 = join(tmp, 'out2');
     root = join(tmp, 'root');
-    const first = await buildDeb(REPO_ROOT, ['--out', out1]);
-    if (first.code !== 0) throw new Error(`scripts/build-deb failed (${first.code}):\n${first.stderr.slice(-3000)}`);
-    variant = join(tmp, 'variant');
-    copyTree(variant);
-    appendFileSync(join(variant, 'packaging', 'config', 'agent.yaml'), '\n# A default that changed in the next release.\n');
-    const second = await buildDeb(variant, ['--out', out2, '--version', UPGRADE_VERSION]);
-    if (second.code !== 0) throw new Error(`scripts/build-deb --version ${UPGRADE_VERSION} failed (${second.code}):\n${second.stderr.slice(-3000)}`);
+    // The next release changes the default agent.yaml: an upgrade must keep the operator's edited file.
+    ({ out1, out2, variant } = await buildTwoReleases('build-deb', tmp));
     mkdirSync(root);
     prepareRoot(root);
   });

@@ -14,17 +14,16 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import {
-  appendFileSync, chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync,
-  symlinkSync, writeFileSync,
+  appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { PACKAGE_VERSION as VERSION, UPGRADE_VERSION, buildTwoReleases, copyShellInto } from './package-build';
 import { EtcdServer, REPO_ROOT, freePort, run, spawnNode, waitFor, type ManagedProcess, type RunResult } from '../helpers';
 import { readUnitFile, unitWithExecStart, values, verifyUnit } from './unit-file';
 import { PROCESS_LEVEL_DIRECTIVES, runSandboxed, type SandboxedService } from './user-manager-sandbox';
 
-const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const UPGRADE_VERSION = `${VERSION}.1`;
 const rpmName = (name: string, version: string): string => `${name}-${version}-1.noarch.rpm`;
 
 async function buildRpm(cwd: string, args: string[]): Promise<RunResult> {
@@ -37,16 +36,7 @@ function rpmQuery(args: string[]): string {
 
 /** A root rpm can run scriptlets in: /bin/sh (dash) with its libraries, and a recording update helper. */
 function prepareRoot(root: string): void {
-  const shell = execFileSync('readlink', ['-f', '/bin/sh'], { encoding: 'utf8' }).trim();
-  mkdirSync(join(root, 'bin'), { recursive: true });
-  copyFileSync(shell, join(root, 'bin', 'sh'));
-  chmodSync(join(root, 'bin', 'sh'), 0o755);
-  const ldd = execFileSync('ldd', [shell], { encoding: 'utf8' });
-  for (const m of ldd.matchAll(/(\/\S+\.so[.\d]*)/g)) {
-    const lib = m[1];
-    mkdirSync(dirname(join(root, lib)), { recursive: true });
-    copyFileSync(lib, join(root, lib));
-  }
+  copyShellInto(root);
   const helper = join(root, 'usr', 'lib', 'systemd', 'systemd-update-helper');
   mkdirSync(dirname(helper), { recursive: true });
   mkdirSync(join(root, 'var', 'log'), { recursive: true });
@@ -59,14 +49,6 @@ async function rpmInRoot(root: string, args: string[]): Promise<RunResult> {
   const r = await run('rpm', ['--root', root, '--dbpath', '/var/lib/rpm', ...args], { timeoutMs: 120_000 });
   if (r.code !== 0) throw new Error(`rpm ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
   return r;
-}
-
-/** A copy of the repository's packaging inputs (with node_modules linked) to build a variant from. */
-function copyTree(to: string): void {
-  for (const part of ['scripts', 'packaging', 'systemd', 'docs', 'proto', 'dist', 'package.json']) {
-    cpSync(join(REPO_ROOT, part), join(to, part), { recursive: true });
-  }
-  symlinkSync(join(REPO_ROOT, 'node_modules'), join(to, 'node_modules'));
 }
 
 describe('packaging: RPMs (scripts/build-rpm)', function () {
@@ -84,18 +66,9 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
   before(async function () {
     this.timeout(300_000);
     tmp = mkdtempSync(join(tmpdir(), 'rpm-test-'));
-    out1 = join(tmp, 'out1');
-    out2 = join(tmp, 'out2');
     root = join(tmp, 'root');
-    const first = await buildRpm(REPO_ROOT, ['--out', out1]);
-    if (first.code !== 0) throw new Error(`scripts/build-rpm failed (${first.code}):\n${first.stderr.slice(-3000)}`);
-    // The next release changes the default agent.yaml: rpm must then keep the operator's edited
-    // file and write the new default beside it as .rpmnew.
-    variant = join(tmp, 'variant');
-    copyTree(variant);
-    appendFileSync(join(variant, 'packaging', 'config', 'agent.yaml'), '\n# A default that changed in the next release.\n');
-    const second = await buildRpm(variant, ['--out', out2, '--version', UPGRADE_VERSION]);
-    if (second.code !== 0) throw new Error(`scripts/build-rpm --version ${UPGRADE_VERSION} failed (${second.code}):\n${second.stderr.slice(-3000)}`);
+    // The next release changes the default agent.yaml: an upgrade must keep the operator's edited file.
+    ({ out1, out2, variant } = await buildTwoReleases('build-rpm', tmp));
     mkdirSync(root);
     prepareRoot(root);
   });

@@ -3,13 +3,14 @@
  * (election candidates), etcd health per member, node counts by state and running jobs.
  */
 import type { Etcd3 } from 'etcd3';
-import { createEtcdClient, decodeNode, errorMessage, UnavailableError, type Keyspace, type NodeRecord } from '../shared';
+import { createEtcdClient, errorMessage, UnavailableError, type Keyspace } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { ClusterStatus } from '../generated/cluster/v1/ClusterStatus';
 import type { EtcdEndpointStatus } from '../generated/cluster/v1/EtcdEndpointStatus';
 import type { ReplicaStatus } from '../generated/cluster/v1/ReplicaStatus';
 import { readPrefixes } from './etcd-txn';
-import { decodeJob, isActive } from './jobs/job-record';
+import { isActive } from './jobs/job-record';
+import { decodeSnapshot } from './snapshot';
 import { pickLeader } from '../shared/leader-record';
 import type { CoordinatorSettings } from './options';
 import { unary } from './unary-handler';
@@ -95,35 +96,18 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
     // The leader is the candidate with the lowest create revision (the agreed election rule).
     const { candidates } = pickLeader(candidateKvs.map((kv) => ({ key: kv.key.toString(), createRevision: kv.create_revision, value: kv.value.toString() })), keyspace);
     const replicas: ReplicaStatus[] = candidates.map((c, i) => ({ id: c.id, address: c.address, startedAt: c.startedAt, leader: i === 0 }));
+    // Nodes and jobs decoded by the one snapshot decoder, so these counts agree with `nodes`.
+    const { nodes, jobs } = decodeSnapshot(keyspace, snap.revision, ['nodes', 'jobs'], [nodeKvs, jobKvs]);
     const counts: Record<string, number> = {};
     let reachable = 0;
     let connected = 0;
-    let total = 0;
-    for (const kv of nodeKvs) {
-      const key = kv.key.toString();
-      if (keyspace.parseNode(key) === undefined) continue;
-      let n: NodeRecord;
-      try {
-        n = decodeNode(key, kv.value.toString());
-      } catch {
-        continue;
-      }
-      total++;
+    for (const { record: n } of nodes.values()) {
       counts[n.state] = (counts[n.state] ?? 0) + 1;
       if (n.reachable) reachable++;
       if (n.connected) connected++;
     }
-    let jobsRunning = 0;
-    for (const kv of jobKvs) {
-      const key = kv.key.toString();
-      const parsed = keyspace.parseJobKey(key);
-      if (!parsed || parsed.nodeId !== undefined) continue;
-      try {
-        if (isActive(decodeJob(key, kv.value.toString()).state)) jobsRunning++;
-      } catch {
-        // an unreadable job record is not a running job
-      }
-    }
+    const total = nodes.size;
+    const jobsRunning = [...jobs.values()].filter((j) => isActive(j.record.state)).length;
     const leader = replicas[0];
     return {
       leader: leader ? { id: leader.id, address: leader.address } : null,

@@ -10,7 +10,7 @@ import type { Etcd3, IKeyValue } from 'etcd3';
 import { decodeMember, decodeNode, errorMessage, type Facts, type Keyspace, type Logger, type MemberRecord, type NodeRecord } from '../shared';
 import { readPrefixes } from './etcd-txn';
 import { parseFacts } from './node-view';
-import { decodeGroup, type GroupRecord } from './config/group-store';
+import { decodeGroup, type GroupRecord } from '../shared/group';
 import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './jobs/job-record';
 
 /** `factKeys` reads only which nodes have facts (keys, not values: facts are large). */

@@ -11,12 +11,12 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  AlreadyExistsError, CAS_LOST, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, decodeNode, isValidSegment, retryOnConflict,
+  AlreadyExistsError, CAS_LOST, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, isValidSegment, retryOnConflict,
   type Clock, type Keyspace,
 } from '../../shared';
-import { decodeGroup } from '../../shared/group';
 import { canonicalJson, parseBundle, templateReferences, type Bundle } from '../../shared/bundle';
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
+import { readSnapshot, recordsOf } from '../snapshot';
 import { bundleDigest, missingSourcesError, parseBundleInfo, pinSources, sourceNames, type BundleInfoValue } from './source-pins';
 import type { EventLog } from '../event-log';
 import { DEFAULT_SETTINGS } from '../options';
@@ -213,25 +213,12 @@ export class BundleStore {
     const stored = await this.get(name, version);
     const ref = `${name}@${version}`;
     const ks = this.keyspace;
-    const { kvs } = await readPrefixes(this.client, [{ prefix: ks.groupsPrefix() }, { prefix: ks.nodesPrefix() }]);
-    const groups: string[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (ks.parseGroup(key) === undefined) continue;
-      try {
-        const g = decodeGroup(key, kv.value.toString());
-        if (g.bundle === name && g.version === version) groups.push(g.name);
-      } catch { /* an unreadable group runs nothing */ }
-    }
+    const snap = await readSnapshot(this.client, ks, ['groups', 'nodes']);
+    const groups = recordsOf(snap.groups).filter((g) => g.bundle === name && g.version === version).map((g) => g.name);
     const nodes: string[] = [];
-    for (const kv of kvs[1]) {
-      const key = kv.key.toString();
-      if (ks.parseNode(key) === undefined) continue;
-      try {
-        const n = decodeNode(key, kv.value.toString());
-        const why = [n.appliedConfig === ref ? 'applied' : '', n.desiredConfig === ref ? 'desired' : ''].filter(Boolean).join(', ');
-        if (why) nodes.push(`${n.id} (${why})`);
-      } catch { /* an unreadable node record names nothing */ }
+    for (const n of recordsOf(snap.nodes)) {
+      const why = [n.appliedConfig === ref ? 'applied' : '', n.desiredConfig === ref ? 'desired' : ''].filter(Boolean).join(', ');
+      if (why) nodes.push(`${n.id} (${why})`);
     }
     if (groups.length > 0 || nodes.length > 0) {
       throw new FailedPreconditionError(

@@ -11,9 +11,10 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, decodeNode, isValidSegment, type Clock, type Keyspace, type NodeRecord,
+  ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, isValidSegment, type Clock, type Keyspace, type NodeRecord,
 } from '../../shared';
 import { readKeys, readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
+import { readSnapshot } from '../snapshot';
 import type { EventLog } from '../event-log';
 import type { BundleStore } from './bundle-store';
 import { missingVariables, templateReferences } from '../../shared/bundle';
@@ -162,18 +163,8 @@ export class GroupStore {
           `clear it first (clusterctl group set ${dependents[0]} --depends-on "")`,
       );
     }
-    const { kvs } = await readPrefixes(this.o.client, [{ prefix: this.o.keyspace.nodesPrefix() }]);
-    const members: { record: NodeRecord; modRevision: string }[] = [];
-    for (const kv of kvs[0]) {
-      const key = kv.key.toString();
-      if (this.o.keyspace.parseNode(key) === undefined) continue;
-      try {
-        const record = decodeNode(key, kv.value.toString());
-        if (record.group === name) members.push({ record, modRevision: kv.mod_revision });
-      } catch {
-        // An unreadable node record names no group.
-      }
-    }
+    const { nodes } = await readSnapshot(this.o.client, this.o.keyspace, ['nodes']);
+    const members = [...nodes.values()].filter((v) => v.record.group === name);
     const describe = (n: NodeRecord): string => `${n.id} (${n.state}${n.currentJob ? `, job ${n.currentJob}` : ''})`;
     if (members.length > 0 && !options.force) {
       throw new FailedPreconditionError(

@@ -37,7 +37,7 @@ import { CommandRunner } from './command-runner';
 import type { NodeIdentity } from './identity';
 import type { LeaderInfo, LeaderSource } from './leader-discovery';
 import type { CredentialSource, TlsIdentity } from './node-certificate';
-import { clientCredentials } from '../shared/pki';
+import { clientCredentials, CLUSTER_CHANNEL_OPTIONS } from '../shared/pki';
 
 /** What the agent last applied (agent/applied-record.ts); empty strings while nothing is. */
 export interface AppliedState {
@@ -57,6 +57,8 @@ export const EMPTY_APPLIED: AppliedState = { digest: '', bundle: '', version: ''
  * a Go or C-core server would need its enforcement MinTime lowered to 15 s.
  */
 export const AGENT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  // The fixed TLS server name every cluster client uses (no IP address in SNI: Node's DEP0123).
+  ...CLUSTER_CHANNEL_OPTIONS,
   'grpc.keepalive_time_ms': 15_000,
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,

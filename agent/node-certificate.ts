@@ -26,7 +26,7 @@ import { Backoff } from '../shared/backoff';
 import { systemClock, type Clock, type Timer } from '../shared/clock';
 import { ClusterError, UnauthenticatedError, UnavailableError, errorMessage, fromGrpcError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import { clientCredentials, fetchPinnedCa, parseJoinToken, renewalTime, verifyIssuedBy } from '../shared/pki';
+import { clientCredentials, CLUSTER_CHANNEL_OPTIONS, fetchPinnedCa, parseJoinToken, renewalTime, verifyIssuedBy } from '../shared/pki';
 import { createKeyAndCsr } from '../shared/pki/cluster-ca';
 import { loadProto } from '../shared/proto';
 import type { LeaderSource } from './leader-discovery';
@@ -148,7 +148,7 @@ export function renewalDue(certPem: string, storedAt: number): number {
 }
 
 function pkiClient(address: string, credentials: grpc.ChannelCredentials): PkiServiceClient {
-  return new (loadProto().api.cluster.v1.PkiService)(address, credentials);
+  return new (loadProto().api.cluster.v1.PkiService)(address, credentials, { ...CLUSTER_CHANNEL_OPTIONS });
 }
 
 function call<T>(fn: (deadline: grpc.Deadline, cb: (err: grpc.ServiceError | null, res?: T) => void) => void, timeoutMs: number): Promise<T> {

@@ -35,6 +35,8 @@ import { ClusterError, errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
 import { createLogger } from '../shared/logger';
 import { VERSION } from '../shared/version';
+import { renderRegistry, startMetricsServer } from '../shared/metrics-server';
+import { AgentMetrics } from './metrics';
 
 const LOCAL_SUBCOMMANDS = new Set(['apply', 'verify', 'remove', 'plan']);
 
@@ -64,7 +66,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(agentHelp());
     return 0;
   }
-  const o = compileAgentConfig(parsed.values);
+  let o: ReturnType<typeof compileAgentConfig>;
+  try {
+    o = compileAgentConfig(parsed.values);
+  } catch (err) {
+    return usageError(errorMessage(err));
+  }
   const logger = createLogger({ level: o.logLevel, fields: { component: 'agent' } });
 
   if (o.joinToken !== undefined && o.joinTokenFile !== undefined) return usageError('give the join token once: --join-token or --join-token-file, not both');
@@ -83,19 +90,27 @@ async function main(argv: string[]): Promise<number> {
   // Not read yet: bad input must change nothing, and reading may convert an old-format record.
   const applied = new FileAppliedStore(o.stateDir, logger);
   const handlers = createHandlerRegistry();
+  try {
+    nodeId = resolveIdentity(o, systemIdentityEnvironment).nodeId;
+  } catch (err) {
+    // A bad node id: the operator's input.
+    return usageError(errorMessage(err));
+  }
+  // `agent` is assigned below, before anything can scrape.
+  const metrics = new AgentMetrics({ nodeId, connected: () => agent.connected });
   const unitContext = createUnitContext({
+    observer: metrics,
     root: o.root, logger, systemdBus: o.systemdBus, systemdUnitDir: o.systemdUnitDir, packageBackend: o.packageBackend,
     systemdCallTimeoutMs: o.work.systemdCallTimeoutMs, systemdJobTimeoutMs: o.work.systemdJobTimeoutMs,
     packageCommandTimeoutMs: o.work.packageCommandTimeoutMs,
   });
   try {
-    nodeId = resolveIdentity(o, systemIdentityEnvironment).nodeId;
     etcd = createEtcdClient({ endpoints: o.etcd });
     leaders = o.coordinator
       ? new StaticLeaderSource(o.coordinator)
       : new EtcdLeaderSource({ etcd, keyspace: new Keyspace(o.prefix), logger: logger.child({ nodeId }), callTimeoutMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
   } catch (err) {
-    // A bad node id or --coordinator address: the operator's input.
+    // A bad --coordinator address: the operator's input.
     unitContext.close();
     return usageError(errorMessage(err));
   }
@@ -155,6 +170,7 @@ async function main(argv: string[]): Promise<number> {
 
   certificate.start();
   await agent.start();
+  const metricsServer = await startMetricsServer(o.metricsListen, { logger: logger.child({ nodeId }), render: renderRegistry(metrics.registry) });
   const signal = await stopped;
 
   const graceMs = o.shutdownGraceMs;
@@ -169,6 +185,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', again);
   process.once('SIGINT', again);
 
+  await metricsServer?.close();
   await agent.stop(Math.max(0, graceMs - 1000));
   await certificate.stop();
   await leaders.close();

@@ -11,6 +11,7 @@
  */
 import { DEFAULT_PREFIX } from '../shared/keyspace';
 import type { LogLevel } from '../shared/logger';
+import { parseMetricsListen, type MetricsListen } from '../shared/metrics-server';
 import { formatHelp, parseDuration, parseOptions, type OptionSpecs, type OptionValues, type ParseResult } from '../shared/options';
 import { DEFAULT_EXEC_TIMEOUT_MS } from './command-executor';
 import type { LinkTimings } from './coordinator-link';
@@ -86,6 +87,10 @@ export const AGENT_OPTIONS = {
   shutdownGrace: {
     kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: '10s', min: 0, placeholder: 'DURATION',
     description: 'on SIGTERM/SIGINT, time to stop cleanly before exiting anyway',
+  },
+  metricsListen: {
+    kind: 'string', env: 'CLUSTER_METRICS_LISTEN', default: '127.0.0.1:7402', placeholder: 'HOST:PORT|off',
+    description: 'plain-HTTP Prometheus endpoint (GET /metrics); off = none. A port that cannot be bound is logged and the agent runs on without it',
   },
   logLevel: {
     kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], placeholder: 'LEVEL',
@@ -182,6 +187,8 @@ export interface AgentConfig {
   factsIntervalMs: number;
   /** Time to stop cleanly on SIGTERM/SIGINT before exiting anyway. @default 10000 */
   shutdownGraceMs: number;
+  /** Where the Prometheus endpoint listens, or off. @default 127.0.0.1:7402 */
+  metricsListen: MetricsListen;
   /** @default 'info' */
   logLevel: LogLevel;
   /** The coordinator link's timings. @default AGENT_DEFAULTS.link */
@@ -209,6 +216,7 @@ export function compileAgentConfig(v: AgentOptions): AgentConfig {
     packageBackend: v.packageBackend,
     factsIntervalMs: v.factsInterval,
     shutdownGraceMs: v.shutdownGrace,
+    metricsListen: parseMetricsListen(v.metricsListen),
     logLevel: v.logLevel as LogLevel,
     link: { ...AGENT_DEFAULTS.link, backoff: { ...AGENT_DEFAULTS.link.backoff } },
     work: { ...AGENT_DEFAULTS.work },

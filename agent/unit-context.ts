@@ -9,7 +9,7 @@ import { createPackageBackend } from './packages';
 import { createSystemdManager } from './systemd';
 import type { PackageBackend } from './packages/backend';
 import type { SystemdManager } from './systemd/manager';
-import type { BaseUnitContext } from './units/unit';
+import type { BaseUnitContext, RunObserver } from './units/unit';
 
 export type { BaseUnitContext };
 
@@ -33,6 +33,8 @@ export interface UnitContextOptions {
   systemdJobTimeoutMs?: number;
   /** Per package-manager command. @default DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS (10 min) */
   packageCommandTimeoutMs?: number;
+  /** Told of every unit run and run end (the daemon's metrics). @default none */
+  observer?: RunObserver;
 }
 
 /** Overridable constructors, for a benchmark sharing one manager or a test pinning a backend. */
@@ -66,6 +68,7 @@ export function createUnitContext(options: UnitContextOptions, deps: UnitContext
     root,
     logger: options.logger,
     env,
+    ...(options.observer ? { observer: options.observer } : {}),
     systemd() {
       // A failed connection is not cached: the next unit tries again.
       systemd ??= connectSystemd().catch((err: unknown) => { systemd = undefined; throw err; });

@@ -37,6 +37,8 @@ import { VerifyScheduler } from './reconcile/verify-scheduler';
 import { AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME, GrpcServer, parseHostPort } from './grpc-server';
 import { InventoryReconciler } from './inventory-reconciler';
 import { LeaderElection } from './leader-election';
+import { CoordinatorMetrics } from './metrics';
+import { instrumentEtcd } from './etcd-metrics';
 import { createNodeAdminHandlers } from './node-admin';
 import { NodeStore } from './node-store';
 import { compileSettings, type CoordinatorSettings } from './options';
@@ -111,6 +113,10 @@ export class Coordinator {
   readonly bundles: BundleStore;
   readonly groups: GroupStore;
   readonly files: FileStore;
+  /** This replica's Prometheus metrics; main.ts serves `metrics.render()` on --metrics-listen. */
+  readonly metrics: CoordinatorMetrics;
+  /** options.etcd, its transactions timed for the metrics. */
+  private readonly client: Etcd3;
   /** Leader-only loops besides inventory and jobs: started on `gained`, stopped on `lost`. */
   private readonly leaderLoops: { start(): void; stop(): Promise<unknown> }[];
   readonly grpc: GrpcServer;
@@ -129,8 +135,14 @@ export class Coordinator {
     const settings = compileSettings(options);
     this.settings = settings;
     const clock = options.clock ?? systemClock;
-    const { etcd: client, keyspace } = options;
+    const { keyspace } = options;
     this.log = options.logger.child({ replicaId: options.replicaId });
+    // Every transaction of this replica's parts is timed (etcd-metrics.ts); the election keeps its own client.
+    const client = instrumentEtcd(options.etcd, (seconds, failed) => this.metrics.etcdTxn(seconds, failed));
+    this.client = client;
+    this.metrics = new CoordinatorMetrics({
+      client, keyspace, logger: this.log, replicaId: options.replicaId, isLeader: () => this.isLeader(), streamsAttached: () => this.streams.size,
+    });
     this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: settings.eventRetention, trimIntervalMs: settings.eventTrimIntervalMs,
       maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}` });
     // The election needs the advertised address, known only once the port is bound (start()).
@@ -147,6 +159,7 @@ export class Coordinator {
     });
     this.jobs = createJobs({
       client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log,
+      observer: this.metrics,
       runner: {
         connectTimeoutMs: settings.jobConnectTimeoutMs, commandTimeoutMs: settings.jobCommandTimeoutMs, resultGraceMs: settings.jobResultGraceMs,
         cancelGraceMs: settings.jobCancelGraceMs, progressFlushMs: settings.jobProgressFlushMs, resyncIntervalMs: settings.jobResyncIntervalMs,
@@ -248,7 +261,7 @@ export class Coordinator {
     // Checked before a CA can be created: the replica that creates it is the only one that
     // writes admin.yaml, so a pki dir it cannot write would leave the cluster without an admin.
     await checkWritableDir(o.pki.dir);
-    const loaded = await loadOrCreateCa({ etcd: o.etcd, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, clock });
+    const loaded = await loadOrCreateCa({ etcd: this.client, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, clock });
     if (loaded.secretCreated) this.log.info('created the cluster secret; give the same file to every further replica', { file: o.pki.clusterSecretFile });
     const hosts = [host, ...(o.advertise ? [parseHostPort(o.advertise, '--advertise address').host] : []), hostname()]
       .map((h) => h.replace(/^\[|\]$/g, ''))
@@ -257,12 +270,12 @@ export class Coordinator {
       role: 'coordinator', name: o.replicaId, hosts: [...new Set(hosts)], validityMs: o.pki.servingValidityMs, now: new Date(clock.now()),
     });
     const serving = await issueServing();
-    const revocations = await RevocationSet.start(o.etcd, o.keyspace);
-    const tokens = new TokenStore(o.etcd, o.keyspace, loaded.ca.publicKeyHash, clock);
+    const revocations = await RevocationSet.start(this.client, o.keyspace);
+    const tokens = new TokenStore(this.client, o.keyspace, loaded.ca.publicKeyHash, clock);
     this.pki = {
       ca: loaded.ca, revocations, tokens,
-      enrolment: new AgentEnrolment(o.etcd, o.keyspace, loaded.ca, tokens, { clock, validityMs: o.pki.agentCertValidityMs }),
-      users: new UserStore(o.etcd, o.keyspace, loaded.ca, clock),
+      enrolment: new AgentEnrolment(this.client, o.keyspace, loaded.ca, tokens, { clock, validityMs: o.pki.agentCertValidityMs }),
+      users: new UserStore(this.client, o.keyspace, loaded.ca, clock),
       endpoints: () => [this.address],
     };
     // A revoked agent's live stream ends at once, not at its next reconnect.
@@ -294,7 +307,7 @@ export class Coordinator {
     this.advertised = o.advertise ?? (host === '0.0.0.0' || host === '[::]' ? `${hostname()}:${port}` : listening);
     this.log.info('listening', { address: listening, advertise: this.advertised, tls: 'TLSv1.3, client certificates of the cluster CA' });
     if (loaded.created) {
-      await writeFirstStartFiles({ etcd: o.etcd, keyspace: o.keyspace, ca: loaded.ca, pkiDir: o.pki.dir, endpoints: [this.advertised], firstTokenTtlMs: o.pki.firstTokenTtlMs, clock });
+      await writeFirstStartFiles({ etcd: this.client, keyspace: o.keyspace, ca: loaded.ca, pkiDir: o.pki.dir, endpoints: [this.advertised], firstTokenTtlMs: o.pki.firstTokenTtlMs, clock });
       this.log.info(`wrote ca.crt, admin.yaml, join-token to ${o.pki.dir}`, { pkiDir: o.pki.dir });
     }
     this.grpc.setHealth(CLUSTER_SERVICE_NAME, 'SERVING');
@@ -320,6 +333,12 @@ export class Coordinator {
       this.streams.closeAll(election.notLeaderError());
     });
     election.on('etcd', (up) => this.grpc.setHealth('', up ? 'SERVING' : 'NOT_SERVING'));
+    // The first leader seen after start is not a change of leader; every later one is.
+    let firstLeaderSeen = false;
+    election.on('leader', () => {
+      if (firstLeaderSeen) this.metrics.leaderChanged();
+      firstLeaderSeen = true;
+    });
     await election.start();
   }
 

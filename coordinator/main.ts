@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
  * cluster-coordinator: the composition root. Reads the options, builds the etcd client and
- * logger (nothing else constructs clients), starts one Coordinator, and on SIGTERM/SIGINT
+ * logger (nothing else constructs clients), starts one Coordinator and its Prometheus endpoint
+ * (--metrics-listen, after the gRPC port: scrapes read etcd), and on SIGTERM/SIGINT
  * stops it gracefully: resign leadership, close agent streams, let open calls finish within
  * the grace time, and exit anyway after the force time.
  */
 import { createEtcdClient, createLogger, errorMessage, Keyspace, VERSION } from '../shared';
 import { Coordinator } from './coordinator';
 import { parseCoordinatorArgs } from './options';
+import { startMetricsServer } from '../shared/metrics-server';
 
 async function main(): Promise<number> {
   let parsed;
@@ -52,6 +54,7 @@ async function main(): Promise<number> {
     electionEtcd.close();
     return 1;
   }
+  const metricsServer = await startMetricsServer(config.metricsListen, { logger, render: () => coordinator.metrics.render() });
 
   return new Promise<number>((resolve) => {
     let signals = 0;
@@ -68,7 +71,7 @@ async function main(): Promise<number> {
       }, config.shutdownForceMs);
       force.unref();
       coordinator.stop({ graceMs: config.shutdownGraceMs }).then(
-        () => { clearTimeout(force); etcd.close(); electionEtcd.close(); resolve(0); },
+        async () => { await metricsServer?.close(); clearTimeout(force); etcd.close(); electionEtcd.close(); resolve(0); },
         (err: unknown) => { logger.error('shutdown failed', { err: errorMessage(err) }); resolve(1); },
       );
     };

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { formatHelp, InvalidArgumentError, isLogLevel, isValidSegment, parseOptions, DEFAULT_PREFIX, DEFAULT_DEBOUNCE_MS, type LogLevel, type OptionSpecs } from '../shared';
 import { parseHostPort } from './grpc-server';
 import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
+import { parseMetricsListen, type MetricsListen } from '../shared/metrics-server';
 
 /**
  * Every knob of one coordinator replica, durations in ms. `compileSettings` fills the
@@ -283,6 +284,10 @@ export const COORDINATOR_OPTIONS = {
     description: 'validity of the certificate an agent gets when it joins or renews (it renews at two thirds); 2160h = 90 days',
   },
   clusterSecretFile: { kind: 'string', env: 'CLUSTER_SECRET_FILE', placeholder: 'FILE', description: 'the secret every replica shares, which encrypts the CA key in etcd; created when absent [default: <pki-dir>/cluster-secret]' },
+  metricsListen: {
+    kind: 'string', env: 'CLUSTER_METRICS_LISTEN', default: '127.0.0.1:7401', placeholder: 'HOST:PORT|off',
+    description: 'plain-HTTP Prometheus endpoint (GET /metrics); off = none. Loopback by default: expose it deliberately (port 0 = any free port)',
+  },
   logLevel: { kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'log level' },
   version: { kind: 'boolean', short: 'V', description: 'print the version and exit' },
 } as const satisfies OptionSpecs;
@@ -307,6 +312,8 @@ export interface CoordinatorConfig {
   clusterSecretFile: string;
   /** Validity of agent certificates (join and renewal). @default 90 days */
   agentCertValidityMs: number;
+  /** Where the Prometheus endpoint listens, or off. @default 127.0.0.1:7401 */
+  metricsListen: MetricsListen;
   logLevel: LogLevel;
 }
 
@@ -328,6 +335,7 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
   const v = parsed.values;
   if (v.version) return { kind: 'version' };
   parseHostPort(v.listen, '--listen address');
+  const metricsListen = parseMetricsListen(v.metricsListen);
   if (v.advertise !== undefined) {
     const { port } = parseHostPort(v.advertise, '--advertise address');
     if (port === 0) throw new InvalidArgumentError(`--advertise ${v.advertise}: agents need a real port, not 0`);
@@ -353,6 +361,7 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       pkiDir: v.pkiDir,
       clusterSecretFile: v.clusterSecretFile ?? join(v.pkiDir, 'cluster-secret'),
       agentCertValidityMs: v.agentCertValidity,
+      metricsListen,
       logLevel: v.logLevel,
     },
   };

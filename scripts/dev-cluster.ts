@@ -251,6 +251,8 @@ class DevCluster {
         '--state-dir', join(base, 'state'), '--root', join(base, 'root'),
         // Used at the first start only; later runs find the certificate in the state dir.
         '--join-token-file', this.joinTokenFile,
+        // Several agents on one host: each takes a free port (its log line "metrics listening" names it).
+        '--metrics-listen', '127.0.0.1:0',
       ]);
     }
     say(`${this.o.nodes} agent(s) starting: ${Array.from({ length: this.o.nodes }, (_, i) => `node-${i + 1}`).join(', ')}`);

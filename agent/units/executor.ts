@@ -164,6 +164,14 @@ export async function runBundle(bundle: Bundle, mode: RunMode, options: Executor
   let failure: RunFailure | undefined;
   let cancelled = false;
 
+  // Measuring must never change a run's outcome.
+  const observe = (report: () => void): void => {
+    try {
+      report();
+    } catch (err) {
+      options.context.logger.warn('run observer failed', { error: errorText(err) });
+    }
+  };
   const progress = (p: Omit<UnitProgress, 'mode' | 'total'>): void => {
     try {
       options.onProgress?.({ ...p, mode, total });
@@ -215,12 +223,14 @@ export async function runBundle(bundle: Bundle, mode: RunMode, options: Executor
       const { output, ...planOnly } = plan;
       const r: UnitResult = { ...base, state, plan: planOnly, durationMs: now() - unitStarted, ...(output ? { output } : {}) };
       results.push(r);
+      observe(() => options.context.observer?.unitFinished(mode, r));
       progress({ ...r, index });
     } catch (err) {
       const reason = errorText(err);
       const output = outputOf(err);
       const r: UnitResult = { ...base, state: 'failed', error: reason, durationMs: now() - unitStarted, ...(output ? { output } : {}) };
       results.push(r);
+      observe(() => options.context.observer?.unitFinished(mode, r));
       progress({ ...r, index });
       if (options.signal?.aborted) cancelled = true;
       // verify only reads: keep going to report all drift; apply/plan/remove stop here.
@@ -245,7 +255,7 @@ export async function runBundle(bundle: Bundle, mode: RunMode, options: Executor
   if (options.signal?.aborted) cancelled = true;
 
   const ok = failure === undefined && !cancelled && (mode !== 'verify' || changed.size === 0);
-  return {
+  const report: RunReport = {
     mode,
     bundle: { name: bundle.name, version: bundle.version },
     ok,
@@ -256,4 +266,6 @@ export async function runBundle(bundle: Bundle, mode: RunMode, options: Executor
     cancelled,
     durationMs: now() - started,
   };
+  observe(() => options.context.observer?.runFinished(report));
+  return report;
 }

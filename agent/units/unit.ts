@@ -4,6 +4,7 @@
  * stateless objects; everything a run needs comes in the UnitContext, so many agents (and
  * many runs) can share one handler in one process.
  */
+import type { RunMode, RunReport, UnitResult } from './executor';
 import type { Logger } from '../../shared';
 import type { UnitSpec } from '../../shared/bundle/types';
 import type { PackageBackend } from '../packages/backend';
@@ -51,6 +52,15 @@ export interface UnitContext {
   packages(): Promise<PackageBackend>;
   /** Called with output chunks (commands) as they arrive, for live progress. */
   onOutput?(chunk: string): void;
+  /** Told of every unit a run ran and of every run's end (the agent's metrics). */
+  observer?: RunObserver;
+}
+
+/** What the executor reports to whoever measures it (agent/metrics.ts); a narrow interface. */
+export interface RunObserver {
+  /** A unit ran (units skipped because an earlier one failed are not reported). */
+  unitFinished(mode: RunMode, result: UnitResult): void;
+  runFinished(report: RunReport): void;
 }
 
 export interface UnitHandler<S extends UnitSpec = UnitSpec> {

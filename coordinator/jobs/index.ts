@@ -13,6 +13,7 @@ import { JobRunner, type JobRunnerTimings } from './job-runner';
 import { createJobServiceHandlers } from './job-service';
 import { JobStarter } from './job-starter';
 import { JobStore } from './job-store';
+import type { JobObserver } from './job-observer';
 import type { JobServiceHandlers } from '../../generated/cluster/v1/JobService';
 
 export interface JobsOptions {
@@ -27,6 +28,8 @@ export interface JobsOptions {
   clock: Clock;
   logger: Logger;
   runner?: JobRunnerTimings;
+  /** Told of finished jobs and nodes and of commands in flight (metrics). */
+  observer?: JobObserver;
 }
 
 export interface Jobs {
@@ -44,7 +47,7 @@ export function createJobs(o: JobsOptions): Jobs {
   const starter = new JobStarter({ client: o.client, keyspace: o.keyspace, store, config, clock: o.clock });
   const runner = new JobRunner({
     client: o.client, keyspace: o.keyspace, store: store.fenced(o.fence), nodes: o.nodes, streams: o.streams, config,
-    isLeader: o.isLeader, clock: o.clock, logger, ...o.runner,
+    isLeader: o.isLeader, clock: o.clock, logger, ...o.runner, ...(o.observer ? { observer: o.observer } : {}),
   });
   return { store, starter, runner, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
 }
@@ -56,6 +59,7 @@ export { JobStarter, parseFactSelector, matchesFacts } from './job-starter';
 export { ConfigReader, parseBundleRef, groupRules } from './config-records';
 export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';
 export * from './job-record';
+export { secondsBetween, type JobObserver } from './job-observer';
 export { chunk, claimConflicts, rollbackSet, CLAIM_CHUNK } from './claim-plan';
 export { planBatches, parseBatchSize, thresholdExceeded, type Strategy, type BatchSize } from './batch-plan';
 export { checkGroupRules, checkDependents, type GroupRules } from './group-rules';

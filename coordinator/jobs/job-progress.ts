@@ -33,6 +33,7 @@ import {
   type JobNodeRecord, type JobRecord, type JobState,
 } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
+import { secondsBetween, type JobObserver } from './job-observer';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -47,6 +48,8 @@ export interface JobProgressDeps {
   clock: Clock;
   logger: Logger;
   timings: DispatchTimings;
+  /** Told of finished jobs and nodes and of commands in flight (metrics). */
+  observer?: JobObserver;
 }
 
 export class JobProgress {
@@ -187,6 +190,8 @@ export class JobProgress {
       return { next: { ...j, state: to, finishedAt: this.o.clock.iso(), message: to === 'Cancelled' && !cancelled ? CANCELLED_BY_OPERATOR : message }, type: `job.${to.toLowerCase()}`, message };
     });
     this.log.info('job finished', { state: this.job.state, message: this.job.message });
+    const seconds = secondsBetween(this.job.startedAt ?? this.job.createdAt, this.job.finishedAt);
+    if (seconds !== undefined) this.o.observer?.jobFinished(this.job.kind, this.job.state, seconds);
   }
 
   /** Clears currentJob on a node still claimed by this job (one txn + event). */
@@ -261,7 +266,10 @@ export class JobProgress {
   private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined): Promise<void> {
     const job = this.job;
     const d = decideNodeOutcome(job, r, this.cancel.signal.aborted);
-    await this.writeNode(finishedJobNode(this.nodes.get(id) ?? rec, d, r, this.o.clock.iso()));
+    const finished = finishedJobNode(this.nodes.get(id) ?? rec, d, r, this.o.clock.iso());
+    await this.writeNode(finished);
+    const seconds = secondsBetween(finished.startedAt, finished.finishedAt);
+    if (seconds !== undefined) this.o.observer?.nodeFinished(job.kind, finished.state, seconds);
     this.checkHalted();
     await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur));
     this.log.info('node finished', { nodeId: id, outcome: r.outcome, error: d.error });
@@ -274,6 +282,9 @@ export class JobProgress {
       remember: (r) => this.nodes.set(r.nodeId, r),
       write: (r) => this.writeNode(r),
     };
-    return dispatchCommand(c, nodeId, command, rec);
+    const observer = this.o.observer;
+    if (!observer) return dispatchCommand(c, nodeId, command, rec);
+    observer.commandStarted();
+    return dispatchCommand(c, nodeId, command, rec).finally(() => observer.commandSettled());
   }
 }

@@ -13,6 +13,7 @@ import type { ConfigReader } from './config-records';
 import { JobProgress } from './job-progress';
 import { isActive } from './job-record';
 import type { JobStore } from './job-store';
+import type { JobObserver } from './job-observer';
 
 /** The runner's timings: every one has a default, and coordinator options may override it. */
 export interface JobRunnerTimings {
@@ -72,6 +73,8 @@ export interface JobRunnerOptions extends JobRunnerTimings {
   /** Time, the loop's timers and every command timer. */
   clock: Clock;
   logger: Logger;
+  /** Told of finished jobs and nodes and of commands in flight (metrics). */
+  observer?: JobObserver;
 }
 
 export class JobRunner {

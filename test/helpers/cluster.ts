@@ -49,6 +49,15 @@ export interface CoordinatorStartOptions {
 
 const READY_TIMEOUT_MS = 30_000;
 
+const METRICS_LINE = /"msg":"metrics listening"[^\n]*"address":"([^"]+)"/;
+
+async function metricsAddressOf(proc: ManagedProcess, timeoutMs: number): Promise<string> {
+  await proc.waitForLog(METRICS_LINE, timeoutMs);
+  const m = METRICS_LINE.exec(proc.logs);
+  if (!m) throw new Error(`${proc.name}: no metrics address in its log`);
+  return m[1];
+}
+
 /** One agent process, restartable with the same node id and state dir. */
 export class AgentHandle {
   proc: ManagedProcess;
@@ -68,12 +77,19 @@ export class AgentHandle {
       '--lease-ttl', String(o.leaseTtlSec ?? this.cluster.leaseTtlSec),
       '--hostname', o.hostname ?? `host-${this.nodeId}`,
       ...(o.joinWithClusterToken ?? true ? ['--join-token-file', this.cluster.joinTokenFile] : []),
+      // Many agents (and other engineers' tests) on one host: never the fixed default port.
+      ...(o.extraArgs?.includes('--metrics-listen') ? [] : ['--metrics-listen', '127.0.0.1:0']),
       ...(o.extraArgs ?? []),
     ];
     return spawnNode(`agent ${this.nodeId}#${this.starts}`, BIN.agent, args, {
       env: { ...this.cluster.childEnv, ...o.env },
       logFile: join(this.cluster.logDir, `agent-${this.nodeId}.log`),
     });
+  }
+
+  /** HOST:PORT of this start's Prometheus endpoint (from its "metrics listening" log line). */
+  async metricsAddress(timeoutMs = READY_TIMEOUT_MS): Promise<string> {
+    return metricsAddressOf(this.proc, timeoutMs);
   }
 
   /** Resolves when this start of the agent logged "registered". */
@@ -108,11 +124,21 @@ export class CoordinatorHandle {
 
   private spawn(): ManagedProcess {
     this.starts++;
-    const args = ['--etcd', this.cluster.etcd.endpoint, '--listen', this.address, '--pki-dir', this.cluster.pkiDir, ...(this.options.extraArgs ?? [])];
+    const extra = this.options.extraArgs ?? [];
+    const args = [
+      '--etcd', this.cluster.etcd.endpoint, '--listen', this.address, '--pki-dir', this.cluster.pkiDir,
+      ...(extra.includes('--metrics-listen') ? [] : ['--metrics-listen', '127.0.0.1:0']),
+      ...extra,
+    ];
     return spawnNode(`coordinator ${this.replica}#${this.starts}`, BIN.coordinator, args, {
       env: { ...this.cluster.childEnv, ...this.options.env },
       logFile: join(this.cluster.logDir, `coordinator-${this.replica}.log`),
     });
+  }
+
+  /** HOST:PORT of this start's Prometheus endpoint (from its "metrics listening" log line). */
+  async metricsAddress(timeoutMs = READY_TIMEOUT_MS): Promise<string> {
+    return metricsAddressOf(this.proc, timeoutMs);
   }
 
   async ready(waitLeader = this.options.waitLeader ?? true, timeoutMs = READY_TIMEOUT_MS): Promise<void> {

@@ -48,6 +48,11 @@ export class AgentMetrics implements RunObserver {
     });
   }
 
+  /** Every metric name this agent serves (docs/operations.md lists them; a test checks). */
+  metricNames(): string[] {
+    return this.registry.getMetricsAsArray().map((m) => m.name);
+  }
+
   unitFinished(mode: RunMode, r: UnitResult): void {
     const seconds = r.durationMs / 1000;
     if (mode === 'apply') {

@@ -19,13 +19,15 @@
 import type { Etcd3 } from 'etcd3';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { errorMessage, LIFECYCLE_STATES, VERSION, type Keyspace, type Logger } from '../shared';
-import { JOB_KINDS, JOB_STATES, type JobObserver } from './jobs';
+import { isFinished, JOB_KINDS, JOB_STATES, type JobObserver } from './jobs';
 import { readSnapshot, recordsOf } from './snapshot';
 
 /** Buckets of job and node durations: a verify takes seconds, a rolling upgrade of a rack hours. */
 const JOB_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
 /** Buckets of one etcd transaction: ~1 ms on a healthy local member, seconds when it struggles. */
 const ETCD_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+const FINAL_JOB_STATES = JOB_STATES.filter(isFinished);
 
 const FLEET_HELP = 'Read from etcd at scrape time by every replica (leader or not; absent when this replica cannot read etcd): aggregate replicas with max, not sum.';
 
@@ -82,6 +84,9 @@ export class CoordinatorMetrics implements JobObserver {
       name: 'cluster_job_duration_seconds', help: 'Jobs finished by this replica (the leader), from start to end, by kind and final state (Succeeded, Failed, Cancelled).',
       labelNames: ['kind', 'state'], buckets: JOB_BUCKETS, registers,
     });
+    // Every final state of every kind starts at 0, so the first failed job is an increase
+    // (ClusterJobFailed uses increase(); a series born at 1 would not show one).
+    for (const kind of JOB_KINDS) for (const state of FINAL_JOB_STATES) this.jobDuration.zero({ kind, state });
     this.nodeDuration = new Histogram({
       name: 'cluster_job_node_duration_seconds', help: 'One node\'s part of a job, from its command\'s first send to its end, by job kind and node outcome (succeeded, failed, cancelled).',
       labelNames: ['kind', 'state'], buckets: JOB_BUCKETS, registers,
@@ -97,6 +102,11 @@ export class CoordinatorMetrics implements JobObserver {
     this.jobs = new Gauge({ name: 'cluster_jobs', help: `Jobs kept in etcd by kind and state. ${FLEET_HELP}`, labelNames: ['kind', 'state'], registers: fleet });
     this.eventLog = new Gauge({ name: 'cluster_event_log_events', help: `Events kept in the audit trail (trimmed to --event-retention). ${FLEET_HELP}`, registers: fleet });
     this.fleetReadErrors = new Counter({ name: 'cluster_metrics_fleet_read_errors_total', help: 'Scrapes at which this replica could not read the fleet gauges from etcd (they were left out).', registers });
+  }
+
+  /** Every metric name this replica serves (docs/operations.md lists them; a test checks). */
+  metricNames(): string[] {
+    return [...this.registry.getMetricsAsArray(), ...this.fleetRegistry.getMetricsAsArray()].map((m) => m.name);
   }
 
   /** The election saw another leader (or none). */

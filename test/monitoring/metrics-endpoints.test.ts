@@ -1,0 +1,113 @@
+/**
+ * The /metrics endpoints as processes serve them (no Prometheus here; prometheus.test.ts has
+ * one): a follower reports leader 0 and the same fleet gauges as the leader; after the leader
+ * is SIGKILLed the follower leads and counts one leadership change; `--metrics-listen off`
+ * serves nothing, a bad value is refused at start, and an agent whose port is taken runs on
+ * without metrics. The etcd transaction timer counts successes and errors against a real etcd.
+ */
+import { expect } from 'chai';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Etcd3 } from 'etcd3';
+import { BIN, run, waitFor } from '../helpers';
+import { e2eSuite } from '../e2e/e2e-suite';
+import { instrumentEtcd } from '../../coordinator/etcd-metrics';
+import { readPrefixes } from '../../coordinator/etcd-txn';
+
+/** `name{labels}` → value, from the text format. */
+async function scrape(address: string): Promise<Map<string, number>> {
+  const r = await fetch(`http://${address}/metrics`);
+  expect(r.status).to.equal(200);
+  expect(r.headers.get('content-type')).to.match(/^text\/plain; version=0\.0\.4/);
+  const out = new Map<string, number>();
+  for (const line of (await r.text()).split('\n')) {
+    const m = /^([a-z_:][a-z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
+
+/** The fleet series (cluster_nodes...) of one scrape, as sorted lines. */
+function fleet(m: Map<string, number>): string[] {
+  return [...m].filter(([k]) => /^cluster_(nodes|jobs|event_log)/.test(k)).map(([k, v]) => `${k} ${v}`).sort();
+}
+
+describe('monitoring: the /metrics endpoints of coordinator and agent processes', function () {
+  this.timeout(180_000);
+  const suite = e2eSuite('metrics-endpoints');
+
+  it('a follower reports leader 0 and the leader\'s fleet numbers; after a failover it leads and counts one change', async () => {
+    const cluster = await suite.startCluster({ name: 'metrics-failover' });
+    const follower = await cluster.startCoordinator({ waitLeader: false });
+    await cluster.startAgent('n1');
+    await cluster.waitForNodes('n1 discovered', (ns) => ns.some((n) => n.id === 'n1' && n.state === 'Discovered' && n.connected === true), 60_000);
+    const leaderAddr = await cluster.coordinators[0].metricsAddress();
+    const followerAddr = await follower.metricsAddress();
+
+    const [l, f] = await Promise.all([scrape(leaderAddr), scrape(followerAddr)]);
+    expect(l.get('cluster_coordinator_leader')).to.equal(1);
+    expect(f.get('cluster_coordinator_leader')).to.equal(0);
+    expect(l.get('cluster_agent_streams_attached')).to.equal(1);
+    expect(f.get('cluster_agent_streams_attached')).to.equal(0);
+    expect(l.get('cluster_nodes{state="Discovered",reachable="true"}')).to.equal(1);
+    // Both read the same etcd: the same fleet, event count aside (events may land between the two reads).
+    const noEvents = (xs: string[]): string[] => xs.filter((x) => !x.startsWith('cluster_event_log'));
+    expect(noEvents(fleet(f))).to.deep.equal(noEvents(fleet(l)));
+    expect(fleet(f).length).to.be.greaterThan(9);
+    expect(f.get('cluster_coordinator_leader_changes_total')).to.equal(0);
+
+    await cluster.coordinators[0].kill();
+    await follower.proc.waitForLog(/"msg":"became leader"/, 60_000);
+    const after = await waitFor('the new leader to report leader 1', async () => {
+      const m = await scrape(followerAddr);
+      return m.get('cluster_coordinator_leader') === 1 ? m : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 250 });
+    expect(after.get('cluster_coordinator_leader_changes_total')).to.equal(1);
+  });
+
+  it('--metrics-listen off serves nothing; a bad value is refused; an agent whose port is taken runs on without metrics', async () => {
+    const cluster = await suite.startCluster({ name: 'metrics-off' });
+    const busy: Server = createServer(() => undefined);
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    try {
+      const taken = `127.0.0.1:${(busy.address() as AddressInfo).port}`;
+      const off = await cluster.startAgent('n-off', { extraArgs: ['--metrics-listen', 'off'] });
+      const blocked = await cluster.startAgent('n-busy', { extraArgs: ['--metrics-listen', taken] });
+      await blocked.proc.waitForLog(/"msg":"metrics endpoint not started; running without it"/, 30_000);
+      await cluster.waitForNodes('both agents connected', (ns) => ns.filter((n) => n.connected === true).length === 2, 60_000);
+      expect(off.proc.logs).to.not.match(/metrics listening|metrics endpoint/);
+      expect(blocked.proc.alive).to.equal(true);
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
+    for (const [bin, extra] of [[BIN.agent, []], [BIN.coordinator, []]] as const) {
+      const r = await run(process.execPath, [bin, '--etcd', suite.etcd.endpoint, ...extra, '--metrics-listen', 'everywhere'], { env: cluster.childEnv });
+      expect(r.code, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain('--metrics-listen "everywhere": use HOST:PORT');
+    }
+  });
+
+  it('the etcd transaction timer counts a transaction and an error', async () => {
+    const seen: { seconds: number; failed: boolean }[] = [];
+    const real = suite.etcd.client();
+    const timed = instrumentEtcd(real, (seconds, failed) => seen.push({ seconds, failed }));
+    await readPrefixes(timed, [{ prefix: '/none/' }]);
+    expect(seen).to.have.length(1);
+    expect(seen[0].failed).to.equal(false);
+    expect(seen[0].seconds).to.be.greaterThan(0);
+    // Builders reach the KV client through the proxy too; only txn is timed.
+    expect(await timed.get('/none/x').string()).to.equal(null);
+    expect(seen).to.have.length(1);
+    const dead = new Etcd3({ hosts: '127.0.0.1:1' });
+    try {
+      const timedDead = instrumentEtcd(dead, (seconds, failed) => seen.push({ seconds, failed }));
+      await timedDead.kv.txn({ compare: [], success: [], failure: [] }, { deadline: new Date(Date.now() + 1000) }).then(
+        () => { throw new Error('a txn against no etcd succeeded'); },
+        () => undefined,
+      );
+      expect(seen.map((s) => s.failed)).to.deep.equal([false, true]);
+    } finally {
+      dead.close();
+    }
+  });
+});

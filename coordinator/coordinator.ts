@@ -142,6 +142,7 @@ export class Coordinator {
     this.client = client;
     this.metrics = new CoordinatorMetrics({
       client, keyspace, logger: this.log, replicaId: options.replicaId, isLeader: () => this.isLeader(), streamsAttached: () => this.streams.size,
+      fleetReadIntervalMs: settings.metricsFleetReadIntervalMs, now: () => clock.now(),
     });
     this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: settings.eventRetention, trimIntervalMs: settings.eventTrimIntervalMs,
       maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}` });

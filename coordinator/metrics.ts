@@ -40,6 +40,10 @@ export interface CoordinatorMetricsOptions {
   isLeader: () => boolean;
   /** Agent streams open on this replica now. */
   streamsAttached: () => number;
+  /** A scrape within this long of the last fleet read reuses it (CoordinatorSettings). */
+  fleetReadIntervalMs: number;
+  /** Time of the reuse window. @default Date.now */
+  now?: () => number;
 }
 
 export class CoordinatorMetrics implements JobObserver {
@@ -60,6 +64,7 @@ export class CoordinatorMetrics implements JobObserver {
   private readonly inFlight: Gauge;
   private readonly etcdDuration: Histogram;
   private readonly etcdErrors: Counter;
+  private lastFleetRead?: { at: number; read: Promise<boolean> };
 
   constructor(private readonly o: CoordinatorMetricsOptions) {
     this.log = o.logger.child({ component: 'metrics' });
@@ -137,12 +142,17 @@ export class CoordinatorMetrics implements JobObserver {
   }
 
   /**
-   * One scrape: the replica's metrics, then the fleet gauges read from etcd now (one snapshot:
-   * nodes and jobs at one revision, and a count of the events). On an etcd error the fleet
-   * gauges are left out of that scrape rather than kept stale.
+   * One scrape: the replica's metrics, then the fleet gauges read from etcd (one snapshot:
+   * nodes and jobs at one revision, and a count of the events), at most once per
+   * fleetReadIntervalMs. On an etcd error the fleet gauges are left out rather than kept stale.
    */
   async render(): Promise<string> {
-    const fleetRead = await this.refreshFleet();
+    const now = (this.o.now ?? Date.now)();
+    // Concurrent and close scrapes share one read (single flight, reused for the interval).
+    if (!this.lastFleetRead || now - this.lastFleetRead.at >= this.o.fleetReadIntervalMs) {
+      this.lastFleetRead = { at: now, read: this.refreshFleet() };
+    }
+    const fleetRead = await this.lastFleetRead.read;
     return (await this.registry.metrics()) + (fleetRead ? await this.fleetRegistry.metrics() : '');
   }
 

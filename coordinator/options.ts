@@ -205,6 +205,13 @@ export interface CoordinatorSettings {
    * @default 3_600_000
    */
   servingRenewCheckMs: number;
+  /**
+   * Scrapes within this long of the last fleet read (metrics.ts) reuse it instead of reading
+   * nodes and jobs from etcd again: several Prometheus servers scraping every replica must not
+   * multiply full reads of a 10,000-node fleet.
+   * @default 5_000
+   */
+  metricsFleetReadIntervalMs: number;
 }
 
 /** Every field of CoordinatorSettings that has a fixed default (the others derive from these). */
@@ -242,6 +249,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   sweepDelayMs: 500,
   verifyResyncIntervalMs: 60_000,
   servingRenewCheckMs: 3_600_000,
+  metricsFleetReadIntervalMs: 5_000,
 };
 
 const SETTING_NAMES: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SETTINGS), 'electionKeepaliveIntervalMs', 'helloTimeoutMs']);

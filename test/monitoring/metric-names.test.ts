@@ -31,6 +31,7 @@ describe('monitoring: metric names, docs, rules and dashboard agree', () => {
   const client = new Etcd3({ hosts: '127.0.0.1:1' });
   const coordinator = new CoordinatorMetrics({
     client, keyspace: new Keyspace(), logger: createLogger({ level: 'silent' }), replicaId: 'r1', isLeader: () => false, streamsAttached: () => 0,
+    fleetReadIntervalMs: 5_000,
   });
   const agent = new AgentMetrics({ nodeId: 'n1', connected: () => false });
   const ours = [...coordinator.metricNames(), ...agent.metricNames()].filter((n) => !isDefault(n));

@@ -16,6 +16,8 @@ import { BIN, REPO_ROOT, run, waitFor } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
 import { instrumentEtcd } from '../../coordinator/etcd-metrics';
 import { readPrefixes } from '../../coordinator/etcd-txn';
+import { CoordinatorMetrics } from '../../coordinator/metrics';
+import { createLogger, Keyspace } from '../../shared';
 
 /** `name{labels}` → value, from the text format. */
 async function scrape(address: string): Promise<Map<string, number>> {
@@ -128,6 +130,30 @@ describe('monitoring: the /metrics endpoints of coordinator and agent processes'
     expect(c.get('cluster_job_duration_seconds_count{kind="verify",state="Succeeded"}')).to.equal(2);
     expect(c.get('cluster_job_duration_seconds_count{kind="repair",state="Succeeded"}')).to.equal(1);
     expect(c.get('cluster_commands_in_flight')).to.equal(0);
+  });
+
+  it('scrapes within the fleet read interval share one etcd read; a later scrape reads again', async () => {
+    const ks = new Keyspace();
+    const client = suite.etcd.client();
+    let now = 1_000_000;
+    let txns = 0;
+    const metrics = new CoordinatorMetrics({
+      client: instrumentEtcd(client, () => { txns++; }), keyspace: ks, logger: createLogger({ level: 'silent' }), replicaId: 'r1',
+      isLeader: () => false, streamsAttached: () => 0, fleetReadIntervalMs: 5_000, now: () => now,
+    });
+    const discovered = (text: string): string | undefined => /^cluster_nodes\{state="Discovered",reachable="true"\} (\d+)$/m.exec(text)?.[1];
+    const node = (id: string): string => JSON.stringify({ id, state: 'Discovered', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', stateChangedAt: '' });
+    await client.put(ks.node('a')).value(node('a'));
+    const [first, concurrent] = await Promise.all([metrics.render(), metrics.render()]);
+    expect(discovered(first)).to.equal('1');
+    expect(discovered(concurrent)).to.equal('1');
+    expect(txns, 'one snapshot read for two concurrent scrapes').to.equal(1);
+    await client.put(ks.node('b')).value(node('b'));
+    now += 4_999;
+    expect(discovered(await metrics.render()), 'within the interval: the same read').to.equal('1');
+    now += 1;
+    expect(discovered(await metrics.render()), 'after it: read again').to.equal('2');
+    expect(txns).to.equal(2);
   });
 
   it('the etcd transaction timer counts a transaction and an error', async () => {

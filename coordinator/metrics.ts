@@ -29,7 +29,7 @@ const ETCD_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 const FINAL_JOB_STATES = JOB_STATES.filter(isFinished);
 
-const FLEET_HELP = 'Read from etcd at scrape time by every replica (leader or not; absent when this replica cannot read etcd): aggregate replicas with max, not sum.';
+const FLEET_HELP = 'Read from etcd at scrape time (at most every few seconds) by every replica, leader or not; absent when this replica cannot read etcd. Aggregate replicas with max, not sum.';
 
 export interface CoordinatorMetricsOptions {
   client: Etcd3;

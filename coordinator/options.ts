@@ -294,7 +294,7 @@ export const COORDINATOR_OPTIONS = {
   clusterSecretFile: { kind: 'string', env: 'CLUSTER_SECRET_FILE', placeholder: 'FILE', description: 'the secret every replica shares, which encrypts the CA key in etcd; created when absent [default: <pki-dir>/cluster-secret]' },
   metricsListen: {
     kind: 'string', env: 'CLUSTER_METRICS_LISTEN', default: '127.0.0.1:7401', placeholder: 'HOST:PORT|off',
-    description: 'plain-HTTP Prometheus endpoint (GET /metrics); off = none. Loopback by default: expose it deliberately (port 0 = any free port)',
+    description: 'plain-HTTP Prometheus endpoint (GET /metrics); off = none. Loopback by default: expose it deliberately. A port that cannot be bound is logged and the replica runs on without it',
   },
   logLevel: { kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'log level' },
   version: { kind: 'boolean', short: 'V', description: 'print the version and exit' },

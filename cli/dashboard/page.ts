@@ -75,10 +75,11 @@ main { padding: 8px 16px; }
 #grid { flex: 1; min-width: 0; }
 aside { width: 340px; flex: none; }
 aside h2, main h2 { font-size: 14px; margin: 8px 0 4px; }
-.section { margin-bottom: 10px; content-visibility: auto; contain-intrinsic-size: auto 120px; }
+.section { margin-bottom: 10px; }
 .section > h3 { font-size: 13px; margin: 4px 0; color: var(--muted); font-weight: 600; }
 .tiles { display: flex; flex-wrap: wrap; gap: 3px; }
-.tile { display: block; width: 118px; height: 46px; padding: 3px 5px; border-radius: 4px; border: 2px solid transparent; color: #111; text-decoration: none; font-size: 11px; line-height: 13px; overflow: hidden; position: relative; }
+/* Fixed size and content-visibility: with 10,000 tiles only those on screen get their text laid out and painted. */
+.tile { content-visibility: auto; contain-intrinsic-size: 118px 46px; display: block; width: 118px; height: 46px; padding: 3px 5px; border-radius: 4px; border: 2px solid transparent; color: #111; text-decoration: none; font-size: 11px; line-height: 13px; overflow: hidden; position: relative; }
 .tile .id { display: block; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .tile .st { display: block; }
 .tile .marks { display: block; font-size: 10px; font-weight: 600; white-space: nowrap; overflow: hidden; }

@@ -4,8 +4,9 @@
  * hash: the fleet (#/), a node (#/node/ID), a job (#/job/ID) and the event stream (#/events).
  *
  * For tests and the benchmark the body carries data-ready (the first snapshot is on screen),
- * data-tiles (nodes known) and data-first-render-ms (navigation start to the first snapshot
- * rendered, read after the next frame).
+ * data-tiles (nodes known), data-first-render-ms (navigation start to the first snapshot
+ * rendered, read after the next frame), data-snapshot-ms (navigation start to the snapshot
+ * received) and data-apply-ms (the script's work on it, before layout and paint).
  */
 import { parseSelector } from '../../../shared/selector-syntax.js';
 import type { EventItem, FeedStatus, JobPage, JobSummary, NodeDelta, NodePage, Snapshot, StreamMessages } from '../protocol.js';
@@ -97,6 +98,7 @@ class Dashboard {
     if (this.firstRender) {
       this.firstRender = false;
       document.body.dataset.snapshotMs = String(Math.round(received));
+      document.body.dataset.applyMs = String(Math.round(performance.now() - received));
       // After the next frame the tiles have been laid out and painted.
       requestAnimationFrame(() => setTimeout(() => {
         document.body.dataset.firstRenderMs = String(Math.round(performance.now()));

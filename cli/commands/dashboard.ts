@@ -44,14 +44,12 @@ export const dashboard = defineCommand<CliContext, typeof DASHBOARD_OPTIONS>({
     const listen = parseListen(values.listen);
     // Loaded here: --help and the other commands do not need the HTTP server or the page.
     const { DashboardFeed } = await import('../dashboard/dashboard-feed');
-    const { DashboardServer } = await import('../dashboard/dashboard-server');
+    const { DashboardServer, checkListenHost, findDashboardAssets } = await import('../dashboard/dashboard-server');
+    // Refusals that need no coordinator come first (and need no credentials).
+    checkListenHost(listen.host, values.allowNonLoopback);
+    const assetDir = findDashboardAssets();
     const feed = new DashboardFeed({ source: context.client, note: (t) => context.note(t) });
-    let server: InstanceType<typeof DashboardServer>;
-    try {
-      server = new DashboardServer({ feed, host: listen.host, port: listen.port, allowNonLoopback: values.allowNonLoopback });
-    } catch (err) {
-      throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
-    }
+    const server = new DashboardServer({ feed, host: listen.host, port: listen.port, allowNonLoopback: values.allowNonLoopback, assetDir });
     await feed.start();
     let url: string;
     try {

@@ -22,7 +22,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import { join, relative, resolve, sep } from 'node:path';
-import { NotFoundError, errorMessage } from '../../shared/errors';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage } from '../../shared/errors';
 import type { DashboardFeed } from './dashboard-feed';
 import { PAGE_CSS, pageHtml } from './page';
 import type { ApiError, StreamMessageName, StreamMessages } from './protocol';
@@ -36,15 +36,22 @@ export interface DashboardServerOptions {
   allowNonLoopback?: boolean;
   /** The per-run token. @default 32 random bytes, base64url */
   token?: string;
-  /** The page's compiled scripts. @default the first of dashboardAssetDirs() that exists */
+  /** The page's compiled scripts. @default findDashboardAssets() */
   assetDir?: string;
   /** Keep-alive comment on idle event streams, so proxies and browsers keep them open. @default 15000 */
   keepAliveMs?: number;
 }
 
-/** Where the page's scripts are: dist/dashboard-web beside dist/cli (a build), or beside a bundled clusterctl. */
+/** Where the page's scripts may be: dist/dashboard-web beside dist/cli (a build), or beside a bundled clusterctl (the packages). */
 export function dashboardAssetDirs(): string[] {
   return [resolve(__dirname, '..', '..', 'dashboard-web'), resolve(__dirname, 'dashboard-web')];
+}
+
+/** The directory of the page's compiled scripts; throws saying where it looked when there is none. */
+export function findDashboardAssets(): string {
+  const dir = dashboardAssetDirs().find((d) => existsSync(join(d, 'cli', 'dashboard', 'web', 'main.js')));
+  if (!dir) throw new FailedPreconditionError(`the dashboard page is not built (looked in ${dashboardAssetDirs().join(', ')}; run npm run build)`);
+  return dir;
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -53,6 +60,12 @@ export function isLoopbackHost(host: string): boolean {
   if (isIP(h) === 4) return h.startsWith('127.');
   if (isIP(h) === 6) return h === '::1';
   return false;
+}
+
+/** Refuses a non-loopback listen address unless allowed (InvalidArgumentError: it is the operator's --listen). */
+export function checkListenHost(host: string, allowNonLoopback: boolean): void {
+  if (isLoopbackHost(host) || allowNonLoopback) return;
+  throw new InvalidArgumentError(`refusing to listen on ${host}: not a loopback address (anyone who can reach it could read the cluster with your credentials; add --allow-non-loopback to do it anyway)`);
 }
 
 /** Every .js file under `dir`, by its path relative to it with forward slashes. */
@@ -87,13 +100,9 @@ export class DashboardServer {
   private port = 0;
 
   constructor(private readonly options: DashboardServerOptions) {
-    if (!isLoopbackHost(options.host) && !options.allowNonLoopback) {
-      throw new Error(`refusing to listen on ${options.host}: not a loopback address (anyone who can reach it could read the cluster with your credentials; add --allow-non-loopback to do it anyway)`);
-    }
+    checkListenHost(options.host, options.allowNonLoopback === true);
     this.token = options.token ?? randomBytes(32).toString('base64url');
-    const assetDir = options.assetDir ?? dashboardAssetDirs().find((d) => existsSync(join(d, 'cli', 'dashboard', 'web', 'main.js')));
-    if (!assetDir) throw new Error(`the dashboard page is not built (looked in ${dashboardAssetDirs().join(', ')}; run npm run build)`);
-    this.scripts = loadScripts(assetDir);
+    this.scripts = loadScripts(options.assetDir ?? findDashboardAssets());
     this.server = createServer((req, res) => this.handle(req, res));
   }
 

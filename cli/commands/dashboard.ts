@@ -48,7 +48,7 @@ export const dashboard = defineCommand<CliContext, typeof DASHBOARD_OPTIONS>({
     // Refusals that need no coordinator come first (and need no credentials).
     checkListenHost(listen.host, values.allowNonLoopback);
     const assetDir = findDashboardAssets();
-    const feed = new DashboardFeed({ source: context.client, note: (t) => context.note(t) });
+    const feed = new DashboardFeed({ source: context.client, clock: context.clock, note: (t) => context.note(t) });
     const server = new DashboardServer({ feed, host: listen.host, port: listen.port, allowNonLoopback: values.allowNonLoopback, assetDir });
     await feed.start();
     let url: string;

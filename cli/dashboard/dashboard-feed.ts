@@ -16,6 +16,7 @@ import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { Job__Output } from '../../generated/cluster/v1/Job';
 import type { Node__Output } from '../../generated/cluster/v1/Node';
 import type { NodeEvent__Output } from '../../generated/cluster/v1/NodeEvent';
+import { systemClock, type Clock, type Timer } from '../../shared/clock';
 import { errorMessage } from '../../shared/errors';
 import type { CoordinatorClient, WatchHandle } from '../coordinator-client';
 import type { BatchProgress, EventItem, FeedStatus, JobNodeView, JobPage, JobSummary, NodeDelta, NodePage, Snapshot, StreamMessageName, StreamMessages, Tile } from './protocol';
@@ -25,6 +26,8 @@ export type DashboardSource = Pick<CoordinatorClient, 'listNodes' | 'watchNodes'
 
 export interface DashboardFeedOptions {
   source: DashboardSource;
+  /** The coalescing and retry timers. @default systemClock */
+  clock?: Clock;
   /** Node changes within this window go out as one message. @default 25 */
   coalesceMs?: number;
   /** Events kept for a page that opens. @default 300 */
@@ -128,8 +131,8 @@ export class DashboardFeed {
   private readonly jobLookups = new Set<string>();
   private readonly listeners = new Set<Listener>();
   private pending: { upsert: Map<string, Tile>; remove: Set<string> } = { upsert: new Map(), remove: new Set() };
-  private flushTimer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private flushTimer: Timer | undefined;
+  private retryTimer: Timer | undefined;
   private nodeWatch: WatchHandle | undefined;
   private eventWatch: WatchHandle | undefined;
   private status: FeedStatus = { live: false, message: 'connecting to the coordinator' };
@@ -139,12 +142,14 @@ export class DashboardFeed {
   private readonly eventsKept: number;
   private readonly jobsKept: number;
   private readonly retryMs: number;
+  private readonly clock: Clock;
 
   constructor(private readonly options: DashboardFeedOptions) {
     this.coalesceMs = options.coalesceMs ?? 25;
     this.eventsKept = options.eventsKept ?? 300;
     this.jobsKept = options.jobsKept ?? 20;
     this.retryMs = options.retryMs ?? 2000;
+    this.clock = options.clock ?? systemClock;
   }
 
   /** Starts the streams; resolves when the first node list is in (rejects when the coordinator cannot be reached at all). */
@@ -154,8 +159,8 @@ export class DashboardFeed {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.flushTimer);
-    clearTimeout(this.retryTimer);
+    this.flushTimer?.cancel();
+    this.retryTimer?.cancel();
     this.closeStreams();
   }
 
@@ -235,7 +240,7 @@ export class DashboardFeed {
   }
 
   private retry(): void {
-    this.retryTimer = setTimeout(() => {
+    this.retryTimer = this.clock.setTimeout(() => {
       if (this.stopped) return;
       this.connect().then(
         () => this.options.note?.('dashboard: watch streams back'),
@@ -268,12 +273,12 @@ export class DashboardFeed {
   }
 
   private scheduleFlush(): void {
-    this.flushTimer ??= setTimeout(() => this.flush(), this.coalesceMs);
+    this.flushTimer ??= this.clock.setTimeout(() => this.flush(), this.coalesceMs);
   }
 
   /** Sends the coalesced node changes (also before a snapshot, so no page sees a change twice or never). */
   private flush(): void {
-    clearTimeout(this.flushTimer);
+    this.flushTimer?.cancel();
     this.flushTimer = undefined;
     const { upsert, remove } = this.pending;
     if (upsert.size === 0 && remove.size === 0) return;

@@ -25,6 +25,7 @@ import { completeNamesCommand, completionCommand } from './completion';
 import { filesGroup } from './commands/files';
 import { applyCommand, planCommand } from './commands/plan-apply';
 import { execCommand } from './commands/exec';
+import { dashboard } from './commands/dashboard';
 import { nodeRevoke, tokenCreate, tokenList, tokenRevoke, userAdd, userList, userRevoke } from './commands/pki';
 
 /**
@@ -128,7 +129,7 @@ export function commandTree(): Command<CliContext> {
     example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
     subcommands: [
-      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events,
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events, dashboard,
       tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });

@@ -109,6 +109,7 @@ export interface NodeObject {
   connected: boolean;
   stateChangedAt: string;
   maintenanceReason: string;
+  driftSummary: string;
 }
 
 /**
@@ -159,6 +160,7 @@ export function nodeObject(n: Node__Output): NodeObject {
     connected: n.connected,
     stateChangedAt: n.stateChangedAt,
     maintenanceReason: n.maintenanceReason,
+    driftSummary: n.driftSummary,
   };
 }
 

@@ -42,5 +42,6 @@ export function toNodeView(record: NodeRecord, modRevision: string, facts: Parti
     connectedAt: record.connectedAt ?? '',
     connected: record.connected,
     stateChangedAt: record.stateChangedAt,
+    driftSummary: record.driftSummary ?? '',
   };
 }

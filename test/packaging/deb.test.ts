@@ -105,6 +105,7 @@ describe('packaging: Debian packages (scripts/build-deb)', function () {
     expect([...byPath.keys()].some((p) => p.endsWith('.meta.json'))).to.equal(false);
     const coordinator = dpkgDeb(['-c', join(out1, debName('cluster-coordinator', VERSION))]);
     for (const p of ['./usr/lib/cluster/coordinator/coordinator.js', './usr/lib/cluster/coordinator/clusterctl.js', './usr/bin/clusterctl',
+      './usr/lib/cluster/coordinator/dashboard-web/cli/dashboard/web/main.js',
       './usr/bin/cluster-coordinator', './usr/lib/systemd/system/cluster-coordinator.service']) {
       expect(coordinator).to.contain(p);
     }

@@ -95,6 +95,7 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
     const coordinator = rpmQuery(['-qpl', join(out1, rpmName('cluster-coordinator', VERSION))]).trim().split('\n');
     expect(coordinator).to.include.members([
       '/usr/lib/cluster/coordinator.js', '/usr/lib/cluster/clusterctl.js', '/usr/lib/cluster/proto/cluster.proto',
+      '/usr/lib/cluster/dashboard-web/cli/dashboard/web/main.js',
       '/usr/bin/cluster-coordinator', '/usr/bin/clusterctl', '/usr/lib/systemd/system/cluster-coordinator.service',
       '/etc/cluster/coordinator.yaml', '/etc/sysconfig/cluster-coordinator',
     ]);

@@ -132,7 +132,8 @@ export class Coordinator {
     const { etcd: client, keyspace } = options;
     this.log = options.logger.child({ replicaId: options.replicaId });
     this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: settings.eventRetention, trimIntervalMs: settings.eventTrimIntervalMs,
-      maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}` });
+      maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}`,
+      limits: { maxOps: settings.txnMaxOps, maxBytes: settings.txnMaxBytes } });
     // The election needs the advertised address, known only once the port is bound (start()).
     const notStarted = (): NotLeaderError => new NotLeaderError('not the leader; this coordinator is still starting');
     const fence = {

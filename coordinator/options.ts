@@ -86,6 +86,18 @@ export interface CoordinatorSettings {
    */
   eventListMaxLimit: number;
   /**
+   * Most compares, writes or reads of one group-committed transaction (event-log.ts,
+   * txn-batch.ts): etcd's `--max-txn-ops`, default 128. Lower it if etcd runs with a lower one.
+   * @default 128
+   */
+  txnMaxOps: number;
+  /**
+   * Most bytes one group-committed transaction writes: under etcd's 1.5 MiB default
+   * `--max-request-bytes`, with room for the request's framing.
+   * @default 1_048_576
+   */
+  txnMaxBytes: number;
+  /**
    * Compare-and-swap attempts of one node mutation before ConflictError.
    * @default 5
    */
@@ -219,6 +231,8 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   eventCounterRetries: 20,
   eventListDefaultLimit: 100,
   eventListMaxLimit: 10_000,
+  txnMaxOps: 128,
+  txnMaxBytes: 1024 * 1024,
   nodeCasAttempts: 5,
   configCasAttempts: 3,
   applyTxnMaxOps: 100,

@@ -152,6 +152,9 @@ export class Coordinator {
         connectTimeoutMs: settings.jobConnectTimeoutMs, commandTimeoutMs: settings.jobCommandTimeoutMs, resultGraceMs: settings.jobResultGraceMs,
         cancelGraceMs: settings.jobCancelGraceMs, progressFlushMs: settings.jobProgressFlushMs, resyncIntervalMs: settings.jobResyncIntervalMs,
       },
+      retention: {
+        policy: { keep: settings.jobRetention, maxAgeMs: settings.jobRetentionAgeMs }, intervalMs: settings.jobTrimIntervalMs, maxOps: settings.txnMaxOps,
+      },
     });
     this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
@@ -165,6 +168,7 @@ export class Coordinator {
     this.streams.on('connected', () => sweeper.schedule());
     this.leaderLoops = [
       sweeper,
+      this.jobs.retention,
       new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
       new VerifyScheduler({
         client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, intervalMs: settings.verifyResyncIntervalMs, debounceMs: settings.reconcileDebounceMs,

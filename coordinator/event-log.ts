@@ -117,7 +117,16 @@ export class EventLog {
   commit(request: CommitRequest): Promise<CommitOutcome> {
     return new Promise<CommitOutcome>((resolve, reject) => {
       this.pending.push({ request, counterRetries: 0, resolve, reject });
-      this.draining ??= this.drain().finally(() => { this.draining = undefined; });
+      this.kick();
+    });
+  }
+
+  /** Starts the drain loop unless it runs; a commit queued as it ended starts it again. */
+  private kick(): void {
+    if (this.draining) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.pending.length > 0) this.kick();
     });
   }
 

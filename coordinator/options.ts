@@ -179,6 +179,22 @@ export interface CoordinatorSettings {
    */
   jobProgressFlushMs: number;
   /**
+   * Finished jobs kept in etcd with their per-node records and output (`--job-retention`);
+   * the leader trims older ones (jobs/job-retention.ts). Unfinished jobs are always kept.
+   * @default 500
+   */
+  jobRetention: number;
+  /**
+   * Finished jobs older than this are trimmed whatever their number (`--job-retention-age`).
+   * @default 2_592_000_000 (30 days)
+   */
+  jobRetentionAgeMs: number;
+  /**
+   * Period of the leader's job trim (it also runs after every job record change).
+   * @default 600_000
+   */
+  jobTrimIntervalMs: number;
+  /**
    * Deadline of an exec job's command when the request gives none (job-starter.ts).
    * @default 600_000
    */
@@ -248,6 +264,9 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   jobResultGraceMs: 30_000,
   jobCancelGraceMs: 15_000,
   jobProgressFlushMs: 250,
+  jobRetention: 500,
+  jobRetentionAgeMs: 30 * 24 * 3_600_000,
+  jobTrimIntervalMs: 600_000,
   jobExecTimeoutMs: 600_000,
   jobStartAttempts: 3,
   reconcileIntervalMs: 30_000,
@@ -289,6 +308,11 @@ export const COORDINATOR_OPTIONS = {
   pingInterval: { kind: 'duration', env: 'CLUSTER_PING_INTERVAL', default: DEFAULT_SETTINGS.pingIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'how often the leader pings each agent stream' },
   resyncInterval: { kind: 'duration', env: 'CLUSTER_RESYNC_INTERVAL', default: DEFAULT_SETTINGS.resyncIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'period of the full inventory pass (watch events trigger passes too)' },
   eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: DEFAULT_SETTINGS.eventRetention, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
+  jobRetention: { kind: 'int', env: 'CLUSTER_JOB_RETENTION', default: DEFAULT_SETTINGS.jobRetention, min: 1, placeholder: 'N', description: 'finished jobs kept in etcd with their per-node records and output; the leader trims older ones' },
+  jobRetentionAge: {
+    kind: 'duration', env: 'CLUSTER_JOB_RETENTION_AGE', default: `${DEFAULT_SETTINGS.jobRetentionAgeMs / 3_600_000}h`, min: 1000, placeholder: 'DURATION',
+    description: 'finished jobs older than this are trimmed whatever their number; 720h = 30 days',
+  },
   shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: DEFAULT_SETTINGS.shutdownGraceMs / 1000, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
   shutdownForce: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_FORCE', default: 15, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: exit anyway after this long' },
   pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'where the first coordinator writes ca.crt, admin.yaml and join-token' },
@@ -313,6 +337,8 @@ export interface CoordinatorConfig {
   pingIntervalMs: number;
   resyncIntervalMs: number;
   eventRetention: number;
+  jobRetention: number;
+  jobRetentionAgeMs: number;
   shutdownGraceMs: number;
   shutdownForceMs: number;
   /** Where the first start writes ca.crt, admin.yaml and join-token. */
@@ -362,6 +388,8 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       pingIntervalMs: v.pingInterval,
       resyncIntervalMs: v.resyncInterval,
       eventRetention: v.eventRetention,
+      jobRetention: v.jobRetention,
+      jobRetentionAgeMs: v.jobRetentionAge,
       shutdownGraceMs: v.shutdownGrace,
       shutdownForceMs: v.shutdownForce,
       pkiDir: v.pkiDir,

@@ -155,7 +155,16 @@ export class PutBatcher {
       } else {
         this.pending.set(key, { key, value, compares, waiters: [{ resolve, reject }] });
       }
-      this.draining ??= this.drain().finally(() => { this.draining = undefined; });
+      this.kick();
+    });
+  }
+
+  /** Starts the drain loop unless it runs; a put queued as it ended starts it again. */
+  private kick(): void {
+    if (this.draining) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.pending.size > 0) this.kick();
     });
   }
 

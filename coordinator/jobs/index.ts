@@ -13,6 +13,8 @@ import { JobRunner, type JobRunnerTimings } from './job-runner';
 import { createJobServiceHandlers } from './job-service';
 import { JobStarter } from './job-starter';
 import { JobStore } from './job-store';
+import { JobRetention, type RetentionPolicy } from './job-retention';
+import { DEFAULT_SETTINGS as D } from '../options';
 import type { JobServiceHandlers } from '../../generated/cluster/v1/JobService';
 
 export interface JobsOptions {
@@ -27,6 +29,8 @@ export interface JobsOptions {
   clock: Clock;
   logger: Logger;
   runner?: JobRunnerTimings;
+  /** Default: settings' jobRetention, jobRetentionAgeMs, jobTrimIntervalMs, txnMaxOps. */
+  retention?: { policy: RetentionPolicy; intervalMs: number; maxOps: number };
 }
 
 export interface Jobs {
@@ -34,6 +38,8 @@ export interface Jobs {
   /** Starts a job the way JobService.StartJob does (claims, rules, maintenance): the reconcilers use it. */
   starter: JobStarter;
   runner: JobRunner;
+  /** The leader's trim of old finished jobs (start on `gained`, stop on `lost`). */
+  retention: JobRetention;
   handlers: JobServiceHandlers;
 }
 
@@ -46,12 +52,17 @@ export function createJobs(o: JobsOptions): Jobs {
     client: o.client, keyspace: o.keyspace, store: store.fenced(o.fence), nodes: o.nodes, streams: o.streams, config,
     isLeader: o.isLeader, clock: o.clock, logger, ...o.runner,
   });
-  return { store, starter, runner, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
+  const retention = new JobRetention({
+    client: o.client, keyspace: o.keyspace, store, events: o.events, fence: o.fence, isLeader: o.isLeader, clock: o.clock, logger,
+    ...(o.retention ?? { policy: { keep: D.jobRetention, maxAgeMs: D.jobRetentionAgeMs }, intervalMs: D.jobTrimIntervalMs, maxOps: D.txnMaxOps }),
+  });
+  return { store, starter, runner, retention, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
 }
 
 export { JobRunner, JOB_RUNNER_DEFAULTS, type JobRunnerOptions, type JobRunnerTimings } from './job-runner';
 export { CANCELLED_BY_OPERATOR, WORKING_STATE, DONE_STATE, commandKindFor } from './job-outcome';
 export { JobStore, type VersionedJob } from './job-store';
+export { JobRetention, jobsToTrim, type RetentionPolicy } from './job-retention';
 export { JobStarter, parseFactSelector, matchesFacts } from './job-starter';
 export { ConfigReader, parseBundleRef, groupRules } from './config-records';
 export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';

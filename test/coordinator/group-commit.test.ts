@@ -75,6 +75,18 @@ describe('group commit (real etcd)', function () {
     for (const id of ids) expect(after.get(id)?.record.labels, id).to.deep.equal(id === 'm7' ? {} : { v: 'x' });
   });
 
+  it('commits issued one after another, each as the previous resolves, never stall', async () => {
+    // The next commit arrives in the microtask gap between the drain loop's end and its cleanup.
+    const { nodes, events } = stores();
+    const store = new JobStore({ client: suite.client, keyspace: suite.ks, events, logger });
+    for (let i = 0; i < 20; i++) {
+      await nodes.mutate(`s${i}`, create(`s${i}`), { known: null });
+      await store.putNode('job-s', pendingNode(`s${i}`, 0));
+      await store.putNode('job-s', { ...pendingNode(`s${i}`, 0), attempt: 1 });
+    }
+    expect((await store.nodes('job-s')).size).to.equal(20);
+  });
+
   it('two changes of one node issued together land in order (never in one transaction)', async () => {
     const { nodes } = stores();
     await nodes.mutate('d1', create('d1'), { known: null });

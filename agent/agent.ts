@@ -14,6 +14,7 @@ import type { Etcd3 } from 'etcd3';
 import { systemClock, type Clock } from '../shared/clock';
 import { DEFAULT_PREFIX, Keyspace } from '../shared/keyspace';
 import type { Logger } from '../shared/logger';
+import type { Facts } from '../shared/facts';
 import { VERSION } from '../shared/version';
 import { AppliedReload, type DriftFinding } from './applied-reload';
 import { UnsupportedCommandHandler, type CommandHandler } from './command-handler';
@@ -177,6 +178,16 @@ export class Agent {
     this.reload?.start();
     if (this.ownsLeaderSource && this.leaderSource instanceof EtcdLeaderSource) await this.leaderSource.start();
     this.link.start();
+  }
+
+  /** This machine's facts from the cache (collected at start and on the slow schedule), for templates. */
+  facts(): Promise<Facts> {
+    return this.membership.currentFacts();
+  }
+
+  /** Collects the facts now (on demand); true when they changed (then they were written). */
+  refreshFacts(): Promise<boolean> {
+    return this.membership.refreshFacts();
   }
 
   /** Resolves once the member key is written. */

@@ -83,6 +83,10 @@ export const AGENT_OPTIONS = {
     kind: 'duration', env: 'CLUSTER_FACTS_INTERVAL', default: '10m', min: 1000, placeholder: 'DURATION',
     description: 'how often hardware facts are re-collected (written only when they change)',
   },
+  hardwareCheckInterval: {
+    kind: 'duration', env: 'CLUSTER_HARDWARE_CHECK_INTERVAL', default: '30s', min: 0, placeholder: 'DURATION',
+    description: 'how often block devices and network interfaces are compared (cheap); a change re-collects the facts at once (0 = off)',
+  },
   shutdownGrace: {
     kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: '10s', min: 0, placeholder: 'DURATION',
     description: 'on SIGTERM/SIGINT, time to stop cleanly before exiting anyway',
@@ -121,6 +125,8 @@ export function agentHelp(): string {
 export const AGENT_DEFAULTS = {
   /** @default 600000 (the --facts-interval default, 10 min) — for agents built without options (tests, benchmarks). */
   factsIntervalMs: parseDuration(AGENT_OPTIONS.factsInterval.default),
+  /** @default 30000 (the --hardware-check-interval default). */
+  hardwareCheckIntervalMs: parseDuration(AGENT_OPTIONS.hardwareCheckInterval.default),
   link: {
     /** @default 10000 — how long the link waits for Welcome after Hello. */
     helloTimeoutMs: 10_000,
@@ -180,6 +186,8 @@ export interface AgentConfig {
   packageBackend: string;
   /** Facts re-collection interval; 0 = only at start. @default 600000 */
   factsIntervalMs: number;
+  /** Period of the cheap hardware comparison; 0 = off. @default 30000 */
+  hardwareCheckIntervalMs: number;
   /** Time to stop cleanly on SIGTERM/SIGINT before exiting anyway. @default 10000 */
   shutdownGraceMs: number;
   /** @default 'info' */
@@ -208,6 +216,7 @@ export function compileAgentConfig(v: AgentOptions): AgentConfig {
     systemdUnitDir: v.systemdUnitDir,
     packageBackend: v.packageBackend,
     factsIntervalMs: v.factsInterval,
+    hardwareCheckIntervalMs: v.hardwareCheckInterval,
     shutdownGraceMs: v.shutdownGrace,
     logLevel: v.logLevel as LogLevel,
     link: { ...AGENT_DEFAULTS.link, backoff: { ...AGENT_DEFAULTS.link.backoff } },

@@ -257,7 +257,7 @@ async function childMain(): Promise<number> {
     });
     const factsProvider: FactsProvider = () => Promise.resolve({ ...structuredClone(machineFacts), hostname: nodeId });
     const agent: Agent = new Agent(
-      { nodeId, bootId, hostname: nodeId, leaseTtlMs: o.leaseTtl * 1000, prefix: o.prefix, factsIntervalMs: 0 },
+      { nodeId, bootId, hostname: nodeId, leaseTtlMs: o.leaseTtl * 1000, prefix: o.prefix, factsIntervalMs: 0, hardwareCheckIntervalMs: 0 },
       {
         etcd: clients[i % clients.length], logger: agentLogger, credentials: credentials[i], factsProvider, commandHandler: executor,
         applied: () => appliedState(store), leaderSource, channelOptions,

@@ -133,6 +133,32 @@ describe('agent against a real etcd', function () {
     expect(collections).to.equal(3);
   });
 
+  it('a hardware change seen by the cheap comparison re-collects and writes the facts; no change collects nothing', async () => {
+    const ks = newPrefix();
+    let collections = 0;
+    let signature = 'sda';
+    let disks = FACTS.disks;
+    const a = new Agent(
+      { nodeId: 'nh', leaseTtlMs: 2000, prefix: ks.prefix, hostname: 'nh.lab', bootId: 'boot-1', factsIntervalMs: 0, hardwareCheckIntervalMs: 100 },
+      {
+        etcd: client(), logger: capturingLogger().logger, credentials, hardwareSignature: () => signature,
+        factsProvider: () => { collections++; return Promise.resolve({ ...FACTS, disks }); },
+      },
+    );
+    agents.push(a);
+    await a.start();
+    await a.whenRegistered();
+    await new Promise((r) => setTimeout(r, 500)); // ~5 comparisons of an unchanged machine
+    expect(collections).to.equal(1);
+    disks = [...FACTS.disks, { ...FACTS.disks[0], device: '/dev/sdb', name: 'sdb', serial: 'S2' }];
+    signature = 'sda,sdb';
+    await waitFor('facts with the new disk', async () => {
+      const stored = JSON.parse((await observer.get(ks.facts('nh')).string()) ?? '{}') as Facts;
+      return stored.disks.length === 2;
+    }, { timeoutMs: 10_000 });
+    expect(collections).to.equal(2);
+  });
+
   it('the member key expires within the TTL once renewals stop', async () => {
     const ks = newPrefix();
     const own = client();

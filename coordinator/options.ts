@@ -127,6 +127,13 @@ export interface CoordinatorSettings {
    */
   etcdProbeTimeoutMs: number;
   /**
+   * etcd's backend quota (its `--quota-backend-bytes`), shown by `status` next to each member's
+   * database size: past it etcd raises NOSPACE and refuses every write. etcd 3.4 does not
+   * report it, so the coordinator is told (`--etcd-quota-bytes`).
+   * @default 2_147_483_648 (etcd's default, 2 GiB)
+   */
+  etcdQuotaBytes: number;
+  /**
    * gRPC server keepalive ping period: agents keep one idle stream each for days, and the
    * transport must notice dead peers.
    * @default 30_000
@@ -254,6 +261,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   applyTxnMaxOps: 100,
   applyTxnMaxBytes: 1024 * 1024,
   etcdProbeTimeoutMs: 2_000,
+  etcdQuotaBytes: 2 * 1024 ** 3,
   grpcKeepaliveTimeMs: 30_000,
   grpcKeepaliveTimeoutMs: 10_000,
   grpcMinPingIntervalMs: 10_000,
@@ -313,6 +321,10 @@ export const COORDINATOR_OPTIONS = {
     kind: 'duration', env: 'CLUSTER_JOB_RETENTION_AGE', default: `${DEFAULT_SETTINGS.jobRetentionAgeMs / 3_600_000}h`, min: 1000, placeholder: 'DURATION',
     description: 'finished jobs older than this are trimmed whatever their number; 720h = 30 days',
   },
+  etcdQuotaBytes: {
+    kind: 'int', env: 'CLUSTER_ETCD_QUOTA_BYTES', default: DEFAULT_SETTINGS.etcdQuotaBytes, min: 1, placeholder: 'BYTES',
+    description: 'etcd\'s --quota-backend-bytes, shown by `clusterctl status` next to the database size (etcd does not report it)',
+  },
   shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: DEFAULT_SETTINGS.shutdownGraceMs / 1000, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
   shutdownForce: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_FORCE', default: 15, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: exit anyway after this long' },
   pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'where the first coordinator writes ca.crt, admin.yaml and join-token' },
@@ -339,6 +351,7 @@ export interface CoordinatorConfig {
   eventRetention: number;
   jobRetention: number;
   jobRetentionAgeMs: number;
+  etcdQuotaBytes: number;
   shutdownGraceMs: number;
   shutdownForceMs: number;
   /** Where the first start writes ca.crt, admin.yaml and join-token. */
@@ -390,6 +403,7 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       eventRetention: v.eventRetention,
       jobRetention: v.jobRetention,
       jobRetentionAgeMs: v.jobRetentionAge,
+      etcdQuotaBytes: v.etcdQuotaBytes,
       shutdownGraceMs: v.shutdownGrace,
       shutdownForceMs: v.shutdownForce,
       pkiDir: v.pkiDir,

@@ -16,7 +16,7 @@ import { DEFAULT_EXEC_TIMEOUT_MS } from './command-executor';
 import type { LinkTimings } from './coordinator-link';
 import { DEFAULT_FACTS_PROBE_TIMEOUT_MS } from './facts-collector';
 import { DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS } from './packages/run-command';
-import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './systemd/systemd-manager';
+import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './systemd/timeouts';
 import { DEFAULT_LEASE_TTL_SECONDS } from './lease-membership';
 
 export const AGENT_CONFIG_ENV = 'CLUSTER_AGENT_CONFIG';

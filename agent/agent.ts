@@ -14,6 +14,7 @@ import type { Etcd3 } from 'etcd3';
 import { systemClock, type Clock } from '../shared/clock';
 import { DEFAULT_PREFIX, Keyspace } from '../shared/keyspace';
 import type { Logger } from '../shared/logger';
+import type { Facts } from '../shared/facts';
 import { VERSION } from '../shared/version';
 import { AppliedReload, type DriftFinding } from './applied-reload';
 import { UnsupportedCommandHandler, type CommandHandler } from './command-handler';
@@ -22,6 +23,7 @@ import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leade
 import type { CredentialSource } from './node-certificate';
 import { AGENT_DEFAULTS, type WorkTimeouts } from './options';
 import { systemFactsProvider, type FactsProvider } from './facts-collector';
+import { HardwareWatch, systemHardwareSignature } from './hardware-watch';
 import { resolveIdentity, systemIdentityEnvironment, type IdentityEnvironment, type NodeIdentity } from './identity';
 import { LeaseMembership, membershipTimings, type MembershipStatus } from './lease-membership';
 
@@ -41,6 +43,8 @@ export interface AgentSettings {
   coordinator?: string;
   /** Facts re-collection interval; 0 = only at start. @default AGENT_DEFAULTS.factsIntervalMs */
   factsIntervalMs?: number;
+  /** Period of the cheap hardware comparison; 0 = off. @default AGENT_DEFAULTS.hardwareCheckIntervalMs */
+  hardwareCheckIntervalMs?: number;
   /** @default AGENT_DEFAULTS.link */
   link?: LinkTimings;
   /** Only factsProbeTimeoutMs is read here. @default AGENT_DEFAULTS.work */
@@ -58,6 +62,8 @@ export interface AgentDependencies {
   clock?: Clock;
   /** Default: collect from this machine with systeminformation. */
   factsProvider?: FactsProvider;
+  /** The hardware fingerprint the watch compares (default: hardware-watch.ts systemHardwareSignature). */
+  hardwareSignature?: () => string;
   /** Default: answers every command "this agent cannot run <kind> commands yet". */
   commandHandler?: CommandHandler;
   applied?: AppliedStateProvider;
@@ -85,6 +91,7 @@ export class Agent {
   readonly keyspace: Keyspace;
   private readonly log: Logger;
   private readonly membership: LeaseMembership;
+  private readonly hardware: HardwareWatch;
   private readonly link: CoordinatorLink;
   private readonly leaderSource: LeaderSource;
   private readonly ownsLeaderSource: boolean;
@@ -122,6 +129,10 @@ export class Agent {
       factsIntervalMs: settings.factsIntervalMs ?? AGENT_DEFAULTS.factsIntervalMs,
       details: () => ({ appliedDigest: applied().digest }),
       random: deps.random,
+    });
+    this.hardware = new HardwareWatch({
+      signature: deps.hardwareSignature ?? systemHardwareSignature, intervalMs: settings.hardwareCheckIntervalMs ?? AGENT_DEFAULTS.hardwareCheckIntervalMs,
+      clock, logger: this.log, onChange: () => this.membership.refreshFacts(),
     });
     this.link = new CoordinatorLink({
       identity: this.identity,
@@ -173,10 +184,21 @@ export class Agent {
       hostname: this.identity.hostname, instanceId: this.identity.instanceId, prefix: this.keyspace.prefix,
     });
     this.membership.start();
+    this.hardware.start();
     // Before the link: the finding is then ready (or on its way) when the first Welcome comes.
     this.reload?.start();
     if (this.ownsLeaderSource && this.leaderSource instanceof EtcdLeaderSource) await this.leaderSource.start();
     this.link.start();
+  }
+
+  /** This machine's facts from the cache (collected at start and on the slow schedule), for templates. */
+  facts(): Promise<Facts> {
+    return this.membership.currentFacts();
+  }
+
+  /** Collects the facts now (on demand); true when they changed (then they were written). */
+  refreshFacts(): Promise<boolean> {
+    return this.membership.refreshFacts();
   }
 
   /** Resolves once the member key is written. */
@@ -210,6 +232,7 @@ export class Agent {
     await this.link.stop(graceMs);
     await this.reload?.stop();
     if (this.ownsLeaderSource) await this.leaderSource.close();
+    this.hardware.stop();
     await this.membership.stop();
     this.log.info('agent stopped');
   }

@@ -117,6 +117,8 @@ export class LeaseMembership {
   private registrations = 0;
   private facts?: Facts;
   private factsPrint = '';
+  /** The collection in flight, shared by everyone who needs facts meanwhile. */
+  private collecting?: Promise<Facts>;
   private readonly registeredWaiters: (() => void)[] = [];
 
   constructor(private readonly options: LeaseMembershipOptions) {
@@ -228,13 +230,50 @@ export class LeaseMembership {
     await this.keepalive(this.leaseId);
   }
 
-  private async register(leaseId: string, newLease: boolean): Promise<void> {
-    if (!this.facts) {
-      this.facts = await this.options.factsProvider();
-      this.factsPrint = factsFingerprint(this.facts);
+  /**
+   * The cached facts (collected at the first need, then on the slow schedule and on
+   * `refreshFacts`): what commands render templates from. Collecting all hardware facts takes
+   * 0.2–0.3 s of CPU here and seconds on real servers; doing it per command dominated a no-op.
+   */
+  async currentFacts(): Promise<Facts> {
+    return this.facts ?? this.collect();
+  }
+
+  /**
+   * Collects the facts now and, when they changed, writes them (`facts updated`). Returns
+   * whether they changed. Called by the slow schedule and on a hardware change.
+   */
+  async refreshFacts(): Promise<boolean> {
+    const before = this.factsPrint;
+    const facts = await this.collect(true);
+    if (this.factsPrint === before) return false;
+    // While unregistered the facts go out with the next registration.
+    if (this.recordsOnLease) {
+      await this.putFacts(facts);
+      this.log.info('facts updated', { nodeId: this.options.identity.nodeId });
     }
+    return true;
+  }
+
+  private collect(fresh = false): Promise<Facts> {
+    if (this.collecting && !fresh) return this.collecting;
+    const run = this.options.factsProvider().then((facts) => {
+      const print = factsFingerprint(facts);
+      if (print !== this.factsPrint || !this.facts) {
+        this.facts = facts;
+        this.factsPrint = print;
+      }
+      return this.facts;
+    });
+    this.collecting = run;
+    void run.finally(() => { if (this.collecting === run) this.collecting = undefined; }).catch(() => undefined);
+    return run;
+  }
+
+  private async register(leaseId: string, newLease: boolean): Promise<void> {
+    const facts = await this.currentFacts();
     await this.putMember(leaseId);
-    await this.putFacts(this.facts);
+    await this.putFacts(facts);
     this.recordsOnLease = true;
     this.registrations++;
     const fields = { nodeId: this.options.identity.nodeId, leaseId, ttlSeconds: this.timings.ttlSeconds, newLease };
@@ -323,16 +362,7 @@ export class LeaseMembership {
       await sleep(this.options.factsIntervalMs, signal);
       if (signal.aborted) break;
       try {
-        const facts = await this.options.factsProvider();
-        const print = factsFingerprint(facts);
-        if (print === this.factsPrint) continue;
-        this.facts = facts;
-        this.factsPrint = print;
-        // While unregistered the facts go out with the next registration.
-        if (this.recordsOnLease) {
-          await this.putFacts(facts);
-          this.log.info('facts updated', { nodeId: this.options.identity.nodeId });
-        }
+        await this.refreshFacts();
       } catch (err) {
         this.log.warn('facts refresh failed', { error: errorMessage(err) });
       }

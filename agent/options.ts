@@ -17,7 +17,7 @@ import { DEFAULT_EXEC_TIMEOUT_MS } from './command-executor';
 import type { LinkTimings } from './coordinator-link';
 import { DEFAULT_FACTS_PROBE_TIMEOUT_MS } from './facts-collector';
 import { DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS } from './packages/run-command';
-import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './systemd/systemd-manager';
+import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './systemd/timeouts';
 import { DEFAULT_LEASE_TTL_SECONDS } from './lease-membership';
 
 export const AGENT_CONFIG_ENV = 'CLUSTER_AGENT_CONFIG';
@@ -84,6 +84,10 @@ export const AGENT_OPTIONS = {
     kind: 'duration', env: 'CLUSTER_FACTS_INTERVAL', default: '10m', min: 1000, placeholder: 'DURATION',
     description: 'how often hardware facts are re-collected (written only when they change)',
   },
+  hardwareCheckInterval: {
+    kind: 'duration', env: 'CLUSTER_HARDWARE_CHECK_INTERVAL', default: '30s', min: 0, placeholder: 'DURATION',
+    description: 'how often block devices and network interfaces are compared (cheap); a change re-collects the facts at once (0 = off)',
+  },
   shutdownGrace: {
     kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: '10s', min: 0, placeholder: 'DURATION',
     description: 'on SIGTERM/SIGINT, time to stop cleanly before exiting anyway',
@@ -126,6 +130,8 @@ export function agentHelp(): string {
 export const AGENT_DEFAULTS = {
   /** @default 600000 (the --facts-interval default, 10 min) — for agents built without options (tests, benchmarks). */
   factsIntervalMs: parseDuration(AGENT_OPTIONS.factsInterval.default),
+  /** @default 30000 (the --hardware-check-interval default). */
+  hardwareCheckIntervalMs: parseDuration(AGENT_OPTIONS.hardwareCheckInterval.default),
   link: {
     /** @default 10000 — how long the link waits for Welcome after Hello. */
     helloTimeoutMs: 10_000,
@@ -185,6 +191,8 @@ export interface AgentConfig {
   packageBackend: string;
   /** Facts re-collection interval; 0 = only at start. @default 600000 */
   factsIntervalMs: number;
+  /** Period of the cheap hardware comparison; 0 = off. @default 30000 */
+  hardwareCheckIntervalMs: number;
   /** Time to stop cleanly on SIGTERM/SIGINT before exiting anyway. @default 10000 */
   shutdownGraceMs: number;
   /** Where the Prometheus endpoint listens, or off. @default 127.0.0.1:7402 */
@@ -215,6 +223,7 @@ export function compileAgentConfig(v: AgentOptions): AgentConfig {
     systemdUnitDir: v.systemdUnitDir,
     packageBackend: v.packageBackend,
     factsIntervalMs: v.factsInterval,
+    hardwareCheckIntervalMs: v.hardwareCheckInterval,
     shutdownGraceMs: v.shutdownGrace,
     metricsListen: parseMetricsListen(v.metricsListen),
     logLevel: v.logLevel as LogLevel,

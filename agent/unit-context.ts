@@ -6,7 +6,6 @@
  */
 import type { Logger } from '../shared/logger';
 import { createPackageBackend } from './packages';
-import { createSystemdManager } from './systemd';
 import type { PackageBackend } from './packages/backend';
 import type { SystemdManager } from './systemd/manager';
 import type { BaseUnitContext, RunObserver } from './units/unit';
@@ -55,7 +54,8 @@ export function createUnitContext(options: UnitContextOptions, deps: UnitContext
   if (root !== '/') env.NODE_ROOT = root;
   let systemd: Promise<SystemdManager> | undefined;
   let packages: Promise<PackageBackend> | undefined;
-  const connectSystemd = deps.connectSystemd ?? (async () => createSystemdManager({
+  // Loaded on first use: an agent whose bundles have no systemd unit never loads dbus-next.
+  const connectSystemd = deps.connectSystemd ?? (async () => (await import('./systemd')).createSystemdManager({
     bus: options.systemdBus ?? 'system',
     unitDir: options.systemdUnitDir ?? '/etc/systemd/system',
     busAddress: options.systemdBusAddress,

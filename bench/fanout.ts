@@ -33,6 +33,7 @@ import { clientCredentials, parseCredentials } from '../shared/pki';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { decodeNode } from '../shared/records';
+import { topFrames, type Frame } from './cpu-profile';
 import { RssSampler, SimFleet, machine, rssMiB, simNodeId, stats, type Stats } from './sim-fleet';
 
 const OPTIONS = {
@@ -41,6 +42,7 @@ const OPTIONS = {
   startRate: { kind: 'int', default: 1000, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second (0 = all at once)' },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   sizeTimeout: { kind: 'int', default: 300, min: 30, placeholder: 'SECONDS', description: 'give up on one size after this long (prints what it has)' },
+  cpuProf: { kind: 'boolean', description: 'run the coordinator under node --cpu-prof and print the top 10 frames of each size\'s profile (self time)' },
   json: { kind: 'boolean', description: 'print the results as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dirs (logs) afterwards' },
 } as const satisfies OptionSpecs;
@@ -152,6 +154,8 @@ interface SizeResult {
     jobState?: string;
     rssPeakMiB?: { coordinator: number; simFleet: number; etcd: number };
   };
+  /** With --cpu-prof: the coordinator's top frames over the whole size (start, attach, job). */
+  cpuProfile?: { file: string; totalMs: number; frames: Frame[] };
 }
 
 function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
@@ -162,7 +166,7 @@ function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise
   ]);
 }
 
-async function runSize(n: number, o: { leaseTtl: number; startRate: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean }, say: (s: string) => void): Promise<SizeResult> {
+async function runSize(n: number, o: { leaseTtl: number; startRate: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const result: SizeResult = { agents: n, completed: false };
   const etcd = await EtcdServer.start('bench-fanout');
@@ -177,7 +181,11 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
   let configClient: ConfigServiceClient | undefined;
   try {
     // Ping every 10 s (the default): with N streams that is N/10 pings a second on the leader.
-    const coord = await cluster.startCoordinator({ extraArgs: ['--replica-id', 'c1', '--log-level', 'info'] });
+    const profDir = join(cluster.logDir, 'cpu-prof');
+    const coord = await cluster.startCoordinator({
+      extraArgs: ['--replica-id', 'c1', '--log-level', 'info'],
+      ...(o.cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
+    });
     const ePid = etcdPid(etcd.dataDir);
     say(`N=${n}: etcd + coordinator up; starting the sim-fleet (${o.startRate > 0 ? `${o.startRate}/s` : 'all at once'}); logs in ${cluster.logDir}`);
     const t0 = Date.now();
@@ -305,6 +313,13 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
       result.rssIdleMiB ??= { coordinator: NaN, simFleet: rssMiB(fleet.pid), etcd: NaN };
       await fleet.stop().catch(() => undefined);
     }
+    if (o.cpuProf) {
+      // A profile is written at a clean exit only: SIGTERM the coordinator before the teardown's SIGKILL.
+      await cluster.coordinators[0]?.proc.stop(15_000).catch(() => undefined);
+      const dir = join(cluster.logDir, 'cpu-prof');
+      const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+      if (file) result.cpuProfile = { file: join(dir, file), ...topFrames(join(dir, file)) };
+    }
     await cluster.destroy();
     await etcd.destroy();
     rmSync(sandbox, { recursive: true, force: true });
@@ -336,7 +351,7 @@ async function main(): Promise<number> {
   for (const n of sizes) {
     results.push(await runSize(n, {
       leaseTtl: v.leaseTtl, startRate: v.startRate, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
-      sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true,
+      sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true, cpuProf: v.cpuProf === true,
     }, say));
   }
   const out = {
@@ -368,6 +383,10 @@ async function main(): Promise<number> {
     if (r.atGiveUp) {
       const g = r.atGiveUp;
       lines.push(`       at give-up: ${g.registered} registered, ${g.attached} attached; RSS coordinator ${g.rssMiB.coordinator} MiB, sim-fleet ${g.rssMiB.simFleet} MiB, etcd ${g.rssMiB.etcd} MiB`);
+    }
+    if (r.cpuProfile) {
+      lines.push(`       coordinator CPU profile (${r.cpuProfile.totalMs} ms sampled; ${r.cpuProfile.file}), top frames by self time:`);
+      for (const fr of r.cpuProfile.frames) lines.push(`         ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`);
     }
   }
   process.stdout.write(`${lines.join('\n')}\n`);

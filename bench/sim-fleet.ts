@@ -5,7 +5,11 @@
  * `--connections shared`), and commands run by the real CommandExecutor (file/directory/command
  * units) under a per-agent sandbox root in a tmpfs. What is shared, because a real fleet
  * would have one of each per machine and we have one machine: a small pool of etcd clients,
- * one leader source (one election watch instead of N), one collected facts object.
+ * one leader source (one election watch instead of N), and ONE hardware collection at start
+ * (systeminformation shells out; 10,000 collections would measure dmidecode). Each agent gets
+ * its own copy of it (with its own hostname) as its facts provider, and commands render from
+ * that agent's cached facts (`Agent.facts()`), which is exactly the per-command path of a
+ * real agent: no collection per command.
  *
  * Trust as in production: every agent holds its own certificate and key (`agent <node id>`),
  * so every stream is its own mutual-TLS handshake. They are issued here from the cluster CA
@@ -179,10 +183,8 @@ async function childMain(): Promise<number> {
   const clients: Etcd3[] = Array.from({ length: o.etcdClients }, () => createEtcdClient({ endpoints: o.etcd }));
   const leaderSource = new EtcdLeaderSource({ etcd: clients[0], keyspace, logger: out, callTimeoutMs: membershipTimings(o.leaseTtl * 1000).callTimeoutMs });
 
-  // Facts are collected once (systeminformation shells out; 10,000 collections would measure
-  // dmidecode, not the cluster) and the same object is reported by every agent.
-  const facts = systemFactsProvider({ hostname: 'sim-fleet', logger: out })();
-  const factsProvider: FactsProvider = () => facts;
+  // Collected once for the machine (see the file comment); each agent reports its own copy.
+  const machineFacts = await systemFactsProvider({ hostname: 'sim-fleet', logger: out })();
   const handlers = createHandlerRegistry();
 
   // What the report is made of.
@@ -248,13 +250,14 @@ async function childMain(): Promise<number> {
     const context = createUnitContext({ root, logger: log, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
     contexts.push(context);
     const executor = new CommandExecutor({
-      handlers, context, applied: store, logger: log, facts: () => facts,
+      handlers, context, applied: store, logger: log, facts: () => agent.facts(),
       // As a real agent does: the member record carries the applied digest. (Called only after
       // a command ran, so `agent` below is initialised by then.)
       onAppliedChanged: () => { agent.refreshMembership().catch(() => undefined); },
     });
+    const factsProvider: FactsProvider = () => Promise.resolve({ ...structuredClone(machineFacts), hostname: nodeId });
     const agent: Agent = new Agent(
-      { nodeId, bootId, hostname: nodeId, leaseTtlMs: o.leaseTtl * 1000, prefix: o.prefix, factsIntervalMs: 0 },
+      { nodeId, bootId, hostname: nodeId, leaseTtlMs: o.leaseTtl * 1000, prefix: o.prefix, factsIntervalMs: 0, hardwareCheckIntervalMs: 0 },
       {
         etcd: clients[i % clients.length], logger: agentLogger, credentials: credentials[i], factsProvider, commandHandler: executor,
         applied: () => appliedState(store), leaderSource, channelOptions,

@@ -145,7 +145,8 @@ export class Coordinator {
       fleetReadIntervalMs: settings.metricsFleetReadIntervalMs, now: () => clock.now(),
     });
     this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: settings.eventRetention, trimIntervalMs: settings.eventTrimIntervalMs,
-      maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}` });
+      maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}`,
+      limits: { maxOps: settings.txnMaxOps, maxBytes: settings.txnMaxBytes } });
     // The election needs the advertised address, known only once the port is bound (start()).
     const notStarted = (): NotLeaderError => new NotLeaderError('not the leader; this coordinator is still starting');
     const fence = {
@@ -165,6 +166,9 @@ export class Coordinator {
         connectTimeoutMs: settings.jobConnectTimeoutMs, commandTimeoutMs: settings.jobCommandTimeoutMs, resultGraceMs: settings.jobResultGraceMs,
         cancelGraceMs: settings.jobCancelGraceMs, progressFlushMs: settings.jobProgressFlushMs, resyncIntervalMs: settings.jobResyncIntervalMs,
       },
+      retention: {
+        policy: { keep: settings.jobRetention, maxAgeMs: settings.jobRetentionAgeMs }, intervalMs: settings.jobTrimIntervalMs, maxOps: settings.txnMaxOps,
+      },
     });
     this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
@@ -178,6 +182,7 @@ export class Coordinator {
     this.streams.on('connected', () => sweeper.schedule());
     this.leaderLoops = [
       sweeper,
+      this.jobs.retention,
       new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
       new VerifyScheduler({
         client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, intervalMs: settings.verifyResyncIntervalMs, debounceMs: settings.reconcileDebounceMs,

@@ -87,6 +87,18 @@ export interface CoordinatorSettings {
    */
   eventListMaxLimit: number;
   /**
+   * Most compares, writes or reads of one group-committed transaction (event-log.ts,
+   * txn-batch.ts): etcd's `--max-txn-ops`, default 128. Lower it if etcd runs with a lower one.
+   * @default 128
+   */
+  txnMaxOps: number;
+  /**
+   * Most bytes one group-committed transaction writes: under etcd's 1.5 MiB default
+   * `--max-request-bytes`, with room for the request's framing.
+   * @default 1_048_576
+   */
+  txnMaxBytes: number;
+  /**
    * Compare-and-swap attempts of one node mutation before ConflictError.
    * @default 5
    */
@@ -115,6 +127,13 @@ export interface CoordinatorSettings {
    * @default 2_000
    */
   etcdProbeTimeoutMs: number;
+  /**
+   * etcd's backend quota (its `--quota-backend-bytes`), shown by `status` next to each member's
+   * database size: past it etcd raises NOSPACE and refuses every write. etcd 3.4 does not
+   * report it, so the coordinator is told (`--etcd-quota-bytes`).
+   * @default 2_147_483_648 (etcd's default, 2 GiB)
+   */
+  etcdQuotaBytes: number;
   /**
    * gRPC server keepalive ping period: agents keep one idle stream each for days, and the
    * transport must notice dead peers.
@@ -167,6 +186,22 @@ export interface CoordinatorSettings {
    * @default 250
    */
   jobProgressFlushMs: number;
+  /**
+   * Finished jobs kept in etcd with their per-node records and output (`--job-retention`);
+   * the leader trims older ones (jobs/job-retention.ts). Unfinished jobs are always kept.
+   * @default 500
+   */
+  jobRetention: number;
+  /**
+   * Finished jobs older than this are trimmed whatever their number (`--job-retention-age`).
+   * @default 2_592_000_000 (30 days)
+   */
+  jobRetentionAgeMs: number;
+  /**
+   * Period of the leader's job trim (it also runs after every job record change).
+   * @default 600_000
+   */
+  jobTrimIntervalMs: number;
   /**
    * Deadline of an exec job's command when the request gives none (job-starter.ts).
    * @default 600_000
@@ -227,11 +262,14 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   eventCounterRetries: 20,
   eventListDefaultLimit: 100,
   eventListMaxLimit: 10_000,
+  txnMaxOps: 128,
+  txnMaxBytes: 1024 * 1024,
   nodeCasAttempts: 5,
   configCasAttempts: 3,
   applyTxnMaxOps: 100,
   applyTxnMaxBytes: 1024 * 1024,
   etcdProbeTimeoutMs: 2_000,
+  etcdQuotaBytes: 2 * 1024 ** 3,
   grpcKeepaliveTimeMs: 30_000,
   grpcKeepaliveTimeoutMs: 10_000,
   grpcMinPingIntervalMs: 10_000,
@@ -242,6 +280,9 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   jobResultGraceMs: 30_000,
   jobCancelGraceMs: 15_000,
   jobProgressFlushMs: 250,
+  jobRetention: 500,
+  jobRetentionAgeMs: 30 * 24 * 3_600_000,
+  jobTrimIntervalMs: 600_000,
   jobExecTimeoutMs: 600_000,
   jobStartAttempts: 3,
   reconcileIntervalMs: 30_000,
@@ -284,6 +325,15 @@ export const COORDINATOR_OPTIONS = {
   pingInterval: { kind: 'duration', env: 'CLUSTER_PING_INTERVAL', default: DEFAULT_SETTINGS.pingIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'how often the leader pings each agent stream' },
   resyncInterval: { kind: 'duration', env: 'CLUSTER_RESYNC_INTERVAL', default: DEFAULT_SETTINGS.resyncIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'period of the full inventory pass (watch events trigger passes too)' },
   eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: DEFAULT_SETTINGS.eventRetention, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
+  jobRetention: { kind: 'int', env: 'CLUSTER_JOB_RETENTION', default: DEFAULT_SETTINGS.jobRetention, min: 1, placeholder: 'N', description: 'finished jobs kept in etcd with their per-node records and output; the leader trims older ones' },
+  jobRetentionAge: {
+    kind: 'duration', env: 'CLUSTER_JOB_RETENTION_AGE', default: `${DEFAULT_SETTINGS.jobRetentionAgeMs / 3_600_000}h`, min: 1000, placeholder: 'DURATION',
+    description: 'finished jobs older than this are trimmed whatever their number; 720h = 30 days',
+  },
+  etcdQuotaBytes: {
+    kind: 'int', env: 'CLUSTER_ETCD_QUOTA_BYTES', default: DEFAULT_SETTINGS.etcdQuotaBytes, min: 1, placeholder: 'BYTES',
+    description: 'etcd\'s --quota-backend-bytes, shown by `clusterctl status` next to the database size (etcd does not report it)',
+  },
   shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: DEFAULT_SETTINGS.shutdownGraceMs / 1000, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
   shutdownForce: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_FORCE', default: 15, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: exit anyway after this long' },
   pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'where the first coordinator writes ca.crt, admin.yaml and join-token' },
@@ -312,6 +362,9 @@ export interface CoordinatorConfig {
   pingIntervalMs: number;
   resyncIntervalMs: number;
   eventRetention: number;
+  jobRetention: number;
+  jobRetentionAgeMs: number;
+  etcdQuotaBytes: number;
   shutdownGraceMs: number;
   shutdownForceMs: number;
   /** Where the first start writes ca.crt, admin.yaml and join-token. */
@@ -364,6 +417,9 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       pingIntervalMs: v.pingInterval,
       resyncIntervalMs: v.resyncInterval,
       eventRetention: v.eventRetention,
+      jobRetention: v.jobRetention,
+      jobRetentionAgeMs: v.jobRetentionAge,
+      etcdQuotaBytes: v.etcdQuotaBytes,
       shutdownGraceMs: v.shutdownGrace,
       shutdownForceMs: v.shutdownForce,
       pkiDir: v.pkiDir,

@@ -1,6 +1,6 @@
 /**
  * ClusterService's `GetStatus`, served by EVERY replica from etcd: the leader and replicas
- * (election candidates), etcd health per member, node counts by state and running jobs.
+ * (election candidates), etcd health and database size against its quota per member, node counts by state and running jobs.
  */
 import type { Etcd3 } from 'etcd3';
 import { createEtcdClient, errorMessage, UnavailableError, type Keyspace } from '../shared';
@@ -21,13 +21,15 @@ export type StatusServiceHandlers = Pick<ClusterServiceHandlers, 'GetStatus'>;
 export interface EndpointProbe {
   version: string;
   dbSize: string;
+  /** Absent when the probe does not say (then shown as the db size). */
+  dbSizeInUse?: string;
   isLeader: boolean;
 }
 
 export interface StatusServiceOptions {
   client: Etcd3;
   keyspace: Keyspace;
-  settings: Pick<CoordinatorSettings, 'etcdProbeTimeoutMs'>;
+  settings: Pick<CoordinatorSettings, 'etcdProbeTimeoutMs' | 'etcdQuotaBytes'>;
   /** This replica (named when etcd does not answer it). */
   replicaId?: string;
   /** The endpoints the etcd client was given: named when even the member list fails. */
@@ -44,7 +46,7 @@ async function probeWithOwnClient(endpoint: string, timeoutMs: number): Promise<
   const probe = createEtcdClient({ endpoints: [endpoint], dialTimeoutMs: timeoutMs });
   try {
     const s = await probe.maintenance.status({ deadline: new Date(Date.now() + timeoutMs) });
-    return { version: s.version, dbSize: String(s.dbSize), isLeader: s.leader === s.header.member_id };
+    return { version: s.version, dbSize: String(s.dbSize), dbSizeInUse: String(s.dbSizeInUse), isLeader: s.leader === s.header.member_id };
   } finally {
     probe.close();
   }
@@ -54,6 +56,7 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
   const { client, keyspace } = options;
   const probe = options.probeEndpoint ?? probeWithOwnClient;
   const probeTimeoutMs = options.settings.etcdProbeTimeoutMs;
+  const quotaBytes = String(options.settings.etcdQuotaBytes);
 
   // The members of the last member list that answered: who to name when etcd stops answering.
   let knownMembers: string[] = (options.etcdEndpoints ?? []).map((e) => e.replace(/^https?:\/\//, ''));
@@ -66,16 +69,16 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
       knownMembers = urls.map((u) => u.replace(/^https?:\/\//, ''));
     } catch (err) {
       const error = `member list failed: ${errorMessage(err)}`;
-      if (knownMembers.length === 0) return [{ endpoint: '(cluster)', healthy: false, version: '', dbSize: '0', isLeader: false, error }];
-      return knownMembers.map((endpoint) => ({ endpoint, healthy: false, version: '', dbSize: '0', isLeader: false, error }));
+      if (knownMembers.length === 0) return [{ endpoint: '(cluster)', healthy: false, version: '', dbSize: '0', dbSizeInUse: '0', quotaBytes, isLeader: false, error }];
+      return knownMembers.map((endpoint) => ({ endpoint, healthy: false, version: '', dbSize: '0', dbSizeInUse: '0', quotaBytes, isLeader: false, error }));
     }
     return Promise.all(urls.map(async (url): Promise<EtcdEndpointStatus> => {
       const endpoint = url.replace(/^https?:\/\//, '');
       try {
         const s = await probe(endpoint, probeTimeoutMs);
-        return { endpoint, healthy: true, version: s.version, dbSize: s.dbSize, isLeader: s.isLeader, error: '' };
+        return { endpoint, healthy: true, version: s.version, dbSize: s.dbSize, dbSizeInUse: s.dbSizeInUse ?? s.dbSize, quotaBytes, isLeader: s.isLeader, error: '' };
       } catch (err) {
-        return { endpoint, healthy: false, version: '', dbSize: '0', isLeader: false, error: errorMessage(err) };
+        return { endpoint, healthy: false, version: '', dbSize: '0', dbSizeInUse: '0', quotaBytes, isLeader: false, error: errorMessage(err) };
       }
     }));
   }

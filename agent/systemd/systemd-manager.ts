@@ -16,6 +16,7 @@ import {
   type Logger,
 } from '../../shared';
 import type { SystemdManager, SystemdUnitStatus } from './manager';
+import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './timeouts';
 import { checkUnitName, isServiceUnit } from './unit-name';
 
 export interface SystemdManagerOptions {
@@ -75,10 +76,7 @@ function propertyValue(reply: Message): string {
   return typeof v?.value === 'string' ? v.value : '';
 }
 
-/** One D-Bus call may take this long. @default 30000 */
-export const DEFAULT_SYSTEMD_CALL_TIMEOUT_MS = 30_000;
-/** A start/stop/restart job may take this long to finish. @default 300000 (5 min) */
-export const DEFAULT_SYSTEMD_JOB_TIMEOUT_MS = 300_000;
+export { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './timeouts';
 
 export function createSystemdManager(options: SystemdManagerOptions): SystemdManager {
   const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_SYSTEMD_CALL_TIMEOUT_MS;

@@ -124,6 +124,15 @@ export function formatPlan(d: JobDetail__Output): string {
   return formatTable(['NODE', 'UNIT', 'ACTION', 'DETAIL'], planLines(d).map((l) => [l.nodeId, l.unitId, l.action, orDash(l.detail)]));
 }
 
+/**
+ * The strategy as an operator reads it: an all-at-once job has no batch size (its stored
+ * `batch` is a placeholder "1" and would read "batch 1" for a job of 20 nodes).
+ */
+export function strategyText(j: Pick<Job__Output, 'strategy' | 'batch' | 'batches' | 'nodeIds'>): string {
+  if (j.strategy === 'all-at-once') return `all-at-once (${j.nodeIds.length} node(s) in one batch)`;
+  return `${orDash(j.strategy)} batch ${orDash(j.batch)}, ${j.batches} batch(es)`;
+}
+
 /** `job describe`: the job, then one block per node with its units and error. */
 export function describeJob(d: JobDetail__Output, nowMs: number): string {
   const j = d.job;
@@ -134,7 +143,7 @@ export function describeJob(d: JobDetail__Output, nowMs: number): string {
     `State:        ${j.state}${j.message ? ` (${j.message})` : ''}`,
     `Group:        ${orDash(j.group)}`,
     `Bundle:       ${orDash(j.bundle)}`,
-    `Strategy:     ${orDash(j.strategy)} batch ${orDash(j.batch)}, ${j.batches} batch(es), max failures ${maxFailuresView(j.maxFailures)}${j.force ? ', forced' : ''}`,
+    `Strategy:     ${strategyText(j)}, max failures ${maxFailuresView(j.maxFailures)}${j.force ? ', forced' : ''}`,
     `Requested by: ${orDash(j.requestedBy)}`,
     `Created:      ${orDash(j.createdAt)} (${ageSince(j.createdAt, nowMs)} ago)`,
     `Started:      ${orDash(j.startedAt)}`,

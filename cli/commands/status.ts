@@ -22,13 +22,30 @@ export function statusObject(s: ClusterStatus__Output): Record<string, unknown> 
   return {
     leader: s.leader ? { id: s.leader.id, address: s.leader.address } : null,
     replicas: s.replicas.map((r) => ({ id: r.id, address: r.address, startedAt: r.startedAt, leader: r.leader })),
-    etcd: s.etcdEndpoints.map((e) => ({ endpoint: e.endpoint, healthy: e.healthy, version: e.version, dbSize: Number(e.dbSize), isLeader: e.isLeader, error: e.error })),
+    etcd: s.etcdEndpoints.map((e) => ({
+      endpoint: e.endpoint, healthy: e.healthy, version: e.version, dbSize: Number(e.dbSize), dbSizeInUse: Number(e.dbSizeInUse), quotaBytes: Number(e.quotaBytes),
+      isLeader: e.isLeader, error: e.error,
+    })),
     nodes: {
       total: Object.values(counts).reduce((a, b) => a + b, 0), byState: counts, reachable: s.reachable, unreachable: s.unreachable, connected: s.connected,
     },
     jobsRunning: s.jobsRunning,
     revision: s.revision,
   };
+}
+
+/**
+ * "12.3 MiB / 2.0 GiB (0.6%)": the file size against the quota, which is what etcd checks
+ * (NOSPACE); the part in use is added when a defrag would give much back.
+ */
+export function dbSizeText(e: Pick<ClusterStatus__Output['etcdEndpoints'][number], 'dbSize' | 'dbSizeInUse' | 'quotaBytes'>): { text: string; colour?: 'red' } {
+  const size = Number(e.dbSize);
+  const quota = Number(e.quotaBytes);
+  const inUse = Number(e.dbSizeInUse);
+  if (!(quota > 0)) return { text: formatBytes(e.dbSize) };
+  const pct = (100 * size) / quota;
+  const used = inUse > 0 && inUse < size * 0.8 ? `, ${formatBytes(inUse)} in use` : '';
+  return { text: `${formatBytes(e.dbSize)} / ${formatBytes(quota)} (${pct < 10 ? pct.toFixed(1) : pct.toFixed(0)}%${used})`, ...(pct >= 80 ? { colour: 'red' as const } : {}) };
 }
 
 export function statusText(s: ClusterStatus__Output, nowMs: number, colour: boolean): string {
@@ -41,8 +58,8 @@ export function statusText(s: ClusterStatus__Output, nowMs: number, colour: bool
     indent(formatTable(['ID', 'ADDRESS', 'LEADER', 'UP'], s.replicas.map((r) => [r.id, r.address, formatBool(r.leader), ageSince(r.startedAt, nowMs)]))),
     '',
     `etcd (${s.etcdEndpoints.length}):`,
-    indent(formatTable(['ENDPOINT', 'HEALTHY', 'VERSION', 'DB-SIZE', 'LEADER', 'ERROR'], s.etcdEndpoints.map((e) => [
-      e.endpoint, { text: formatBool(e.healthy), colour: e.healthy ? undefined : 'red' }, orDash(e.version), formatBytes(e.dbSize), formatBool(e.isLeader), orDash(e.error),
+    indent(formatTable(['ENDPOINT', 'HEALTHY', 'VERSION', 'DB-SIZE / QUOTA', 'LEADER', 'ERROR'], s.etcdEndpoints.map((e) => [
+      e.endpoint, { text: formatBool(e.healthy), colour: e.healthy ? undefined : 'red' }, orDash(e.version), dbSizeText(e), formatBool(e.isLeader), orDash(e.error),
     ]), { colour })),
     '',
     `Nodes:         ${total} (reachable ${s.reachable}, unreachable ${s.unreachable}, connected to the leader ${s.connected})`,

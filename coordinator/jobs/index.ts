@@ -14,6 +14,8 @@ import { createJobServiceHandlers } from './job-service';
 import { JobStarter } from './job-starter';
 import { JobStore } from './job-store';
 import type { JobObserver } from './job-observer';
+import { JobRetention, type RetentionPolicy } from './job-retention';
+import { DEFAULT_SETTINGS as D } from '../options';
 import type { JobServiceHandlers } from '../../generated/cluster/v1/JobService';
 
 export interface JobsOptions {
@@ -30,6 +32,8 @@ export interface JobsOptions {
   runner?: JobRunnerTimings;
   /** Told of finished jobs and nodes and of commands in flight (metrics). */
   observer?: JobObserver;
+  /** Default: settings' jobRetention, jobRetentionAgeMs, jobTrimIntervalMs, txnMaxOps. */
+  retention?: { policy: RetentionPolicy; intervalMs: number; maxOps: number };
 }
 
 export interface Jobs {
@@ -37,6 +41,8 @@ export interface Jobs {
   /** Starts a job the way JobService.StartJob does (claims, rules, maintenance): the reconcilers use it. */
   starter: JobStarter;
   runner: JobRunner;
+  /** The leader's trim of old finished jobs (start on `gained`, stop on `lost`). */
+  retention: JobRetention;
   handlers: JobServiceHandlers;
 }
 
@@ -49,12 +55,17 @@ export function createJobs(o: JobsOptions): Jobs {
     client: o.client, keyspace: o.keyspace, store: store.fenced(o.fence), nodes: o.nodes, streams: o.streams, config,
     isLeader: o.isLeader, clock: o.clock, logger, ...o.runner, ...(o.observer ? { observer: o.observer } : {}),
   });
-  return { store, starter, runner, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
+  const retention = new JobRetention({
+    client: o.client, keyspace: o.keyspace, store, events: o.events, fence: o.fence, isLeader: o.isLeader, clock: o.clock, logger,
+    ...(o.retention ?? { policy: { keep: D.jobRetention, maxAgeMs: D.jobRetentionAgeMs }, intervalMs: D.jobTrimIntervalMs, maxOps: D.txnMaxOps }),
+  });
+  return { store, starter, runner, retention, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
 }
 
 export { JobRunner, JOB_RUNNER_DEFAULTS, type JobRunnerOptions, type JobRunnerTimings } from './job-runner';
 export { CANCELLED_BY_OPERATOR, WORKING_STATE, DONE_STATE, commandKindFor } from './job-outcome';
 export { JobStore, type VersionedJob } from './job-store';
+export { JobRetention, jobsToTrim, type RetentionPolicy } from './job-retention';
 export { JobStarter, parseFactSelector, matchesFacts } from './job-starter';
 export { ConfigReader, parseBundleRef, groupRules } from './config-records';
 export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';

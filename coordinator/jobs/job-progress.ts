@@ -9,7 +9,9 @@
  * - every write (job record, node record, per-node progress) is fenced by the election, so a
  *   deposed leader's late write is refused by etcd.
  *
- * Per batch: each node moves to its *-ing state (checked, one txn + event), gets its command
+ * Per batch: the batch's node records are read in a few reads, each node moves to its *-ing
+ * state (checked, with its event; the EventLog group-commits the batch's moves into a few
+ * transactions, each move still guarded by its own CAS and the fence), gets its command
  * (command-dispatch.ts), reports per-unit progress (recorded, bounded), and ends as
  * job-outcome.ts decides. A node's claim is released in the same transaction as its final
  * transition; the nodes the job never ran are released when it ends.
@@ -19,7 +21,7 @@ import {
 } from '../../shared';
 import type { Command } from '../../generated/cluster/v1/Command';
 import type { AgentStreams } from '../agent-streams';
-import type { NodeStore } from '../node-store';
+import type { NodeStore, VersionedNode } from '../node-store';
 import { thresholdExceeded } from './batch-plan';
 import { BundleResolver } from './bundle-resolution';
 import { dispatchCommand, Halted, type CommandRouter, type DispatchContext, type DispatchTimings } from './command-dispatch';
@@ -140,7 +142,8 @@ export class JobProgress {
           type: 'job.batch', message: `batch ${b + 1} of ${j.batches.length}: ${j.batches[b].join(', ')}`,
         });
       }
-      await Promise.all(this.job.batches[b].map((id) => this.runNode(id)));
+      const known = await this.o.nodes.getMany(this.job.batches[b]);
+      await Promise.all(this.job.batches[b].map((id) => this.runNode(id, known.get(id))));
       this.checkHalted();
       const failed = this.count('failed');
       if (thresholdExceeded(failed, this.job.maxFailures)) {
@@ -151,7 +154,8 @@ export class JobProgress {
     if (this.cancel.signal.aborted) {
       // Nodes recorded running (e.g. resumed by a new leader) get their CancelCommand too.
       const running = this.job.nodeIds.filter((id) => this.nodes.get(id)?.state === 'running');
-      await Promise.all(running.map((id) => this.runNode(id)));
+      const known = await this.o.nodes.getMany(running);
+      await Promise.all(running.map((id) => this.runNode(id, known.get(id))));
     }
     await this.finish(stopReason);
   }
@@ -164,12 +168,15 @@ export class JobProgress {
     this.checkHalted();
     const cancelled = this.cancel.signal.aborted;
     // Nodes never run: skipped, claim released.
+    const skipped: Promise<void>[] = [];
     for (const id of this.job.nodeIds) {
       const rec = this.nodes.get(id) ?? pendingNode(id, batchOf(this.job, id));
       if (isNodeDone(rec.state)) continue;
-      await this.writeNode({ ...rec, state: 'skipped', finishedAt: this.o.clock.iso(), error: cancelled ? CANCELLED_BY_OPERATOR : stopReason ?? 'not run' });
+      skipped.push(this.writeNode({ ...rec, state: 'skipped', finishedAt: this.o.clock.iso(), error: cancelled ? CANCELLED_BY_OPERATOR : stopReason ?? 'not run' }));
     }
-    for (const id of this.job.nodeIds) await this.releaseClaim(id);
+    await Promise.all(skipped);
+    const claimed = [...(await this.o.nodes.getMany(this.job.nodeIds)).values()].filter((n) => n.record.currentJob === this.jobId);
+    await Promise.all(claimed.map((n) => this.releaseClaim(n)));
     const failed = this.count('failed');
     const succeeded = this.count('succeeded');
     let state: JobState;
@@ -194,14 +201,14 @@ export class JobProgress {
     if (seconds !== undefined) this.o.observer?.jobFinished(this.job.kind, this.job.state, seconds);
   }
 
-  /** Clears currentJob on a node still claimed by this job (one txn + event). */
-  private async releaseClaim(id: string): Promise<void> {
+  /** Clears currentJob on a node still claimed by this job (with its event). */
+  private async releaseClaim(node: VersionedNode): Promise<void> {
     this.checkHalted();
-    await this.o.nodes.mutate(id, (cur) => {
+    await this.o.nodes.mutate(node.record.id, (cur) => {
       if (!cur || cur.currentJob !== this.jobId) return undefined;
       const { currentJob: _c, ...rest } = cur;
       return { next: rest, event: { type: 'job.released', jobId: this.jobId, message: `released by job ${this.jobId}` } };
-    });
+    }, { known: node });
   }
 
   /** Queues a write of the node's job record (progress and final writes stay in order). */
@@ -216,13 +223,15 @@ export class JobProgress {
     return next;
   }
 
-  private async runNode(id: string): Promise<void> {
+  /** `known`: the node record as the batch read it (undefined: read it here). */
+  private async runNode(id: string, known: VersionedNode | undefined): Promise<void> {
     let rec = this.nodes.get(id) ?? pendingNode(id, batchOf(this.job, id));
     if (isNodeDone(rec.state)) return;
     if (this.cancel.signal.aborted && rec.state === 'pending') return;
     this.checkHalted();
     const job = this.job;
-    const node = (await this.o.nodes.get(id))?.record;
+    let versioned = known ?? (await this.o.nodes.get(id));
+    const node = versioned?.record;
     const bundleRef = (job.kind === 'decommission' || job.kind === 'verify' ? node?.appliedConfig : undefined) ?? job.bundle;
     if (rec.state === 'pending') {
       const attempt = rec.attempt + 1;
@@ -232,14 +241,17 @@ export class JobProgress {
     let outcome: CommandOutcome;
     try {
       if (!node) throw new FailedPreconditionError(`node ${id} no longer exists`);
-      if (workingState(job)) await this.o.nodes.mutate(id, (cur) => startedNodeChange(job, cur, id));
+      if (workingState(job)) {
+        const moved = await this.o.nodes.mutate(id, (cur) => startedNodeChange(job, cur, id), { known: versioned ?? null });
+        versioned = moved.node;
+      }
       outcome = await this.dispatch(id, await this.commandFor(rec, bundleRef), rec);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
     }
     this.checkHalted();
-    await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef);
+    await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef, versioned);
   }
 
   /** The command for one node: an exec's argv, or the job's bundle and its variables. */
@@ -263,7 +275,8 @@ export class JobProgress {
     };
   }
 
-  private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined): Promise<void> {
+  /** `known`: the node record as last read or written here (a stale one costs one CAS retry). */
+  private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined, known: VersionedNode | undefined): Promise<void> {
     const job = this.job;
     const d = decideNodeOutcome(job, r, this.cancel.signal.aborted);
     const finished = finishedJobNode(this.nodes.get(id) ?? rec, d, r, this.o.clock.iso());
@@ -271,7 +284,7 @@ export class JobProgress {
     const seconds = secondsBetween(finished.startedAt, finished.finishedAt);
     if (seconds !== undefined) this.o.observer?.nodeFinished(job.kind, finished.state, seconds);
     this.checkHalted();
-    await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur));
+    await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur), known ? { known } : {});
     this.log.info('node finished', { nodeId: id, outcome: r.outcome, error: d.error });
   }
 

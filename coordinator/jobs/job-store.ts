@@ -9,6 +9,8 @@ import { ConflictError, errorMessage, NotFoundError, type Keyspace, type Logger 
 import { readPrefixes, readRecord, runTxn, type Compare, type TxnOp } from '../etcd-txn';
 import type { EventInput, EventLog } from '../event-log';
 import type { Fence } from '../node-store';
+import { DEFAULT_SETTINGS } from '../options';
+import { PutBatcher, type TxnLimits } from '../txn-batch';
 import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './job-record';
 import { readSnapshot } from '../snapshot';
 
@@ -26,6 +28,8 @@ export interface JobStoreOptions {
   logger: Logger;
   /** Set for the leader's runner; absent for a follower's JobService (StartJob, CancelJob). */
   fence?: Fence;
+  /** Size of one group-committed transaction of per-node records (default: settings.txnMaxOps, settings.txnMaxBytes). */
+  limits?: TxnLimits;
 }
 
 export class JobStore {
@@ -34,6 +38,8 @@ export class JobStore {
   private readonly events: EventLog;
   private readonly log: Logger;
   private readonly fence?: Fence;
+  private readonly limits: TxnLimits;
+  private readonly nodeWrites: PutBatcher;
 
   constructor(options: JobStoreOptions) {
     this.client = options.client;
@@ -41,11 +47,17 @@ export class JobStore {
     this.events = options.events;
     this.log = options.logger;
     this.fence = options.fence;
+    this.limits = options.limits ?? { maxOps: DEFAULT_SETTINGS.txnMaxOps, maxBytes: DEFAULT_SETTINGS.txnMaxBytes };
+    const fenceRef = this.fence;
+    this.nodeWrites = new PutBatcher((compares, ops) => runTxn(this.client, compares, ops), this.limits, (failed) => {
+      if (fenceRef && failed.some((c) => c.reason === 'fence')) return fenceRef.fenceFailed();
+      return new ConflictError(`job node record write refused (${failed.map((c) => c.reason).join(', ')}); retry`);
+    });
   }
 
   /** The same store writing with `fence` (the runner's view). */
   fenced(fence: Fence): JobStore {
-    return new JobStore({ client: this.client, keyspace: this.keyspace, events: this.events, logger: this.log, fence });
+    return new JobStore({ client: this.client, keyspace: this.keyspace, events: this.events, logger: this.log, fence, limits: this.limits });
   }
 
   get(jobId: string): Promise<VersionedJob | undefined> {
@@ -110,11 +122,9 @@ export class JobStore {
     throw new ConflictError(`job ${next.id} changed while being updated; retry`);
   }
 
-  /** Per-node progress: a plain (fenced) put. */
-  async putNode(jobId: string, rec: JobNodeRecord): Promise<void> {
-    const fence = this.fenceCompares();
-    const outcome = await runTxn(this.client, fence, [{ kind: 'put', key: this.keyspace.jobNode(jobId, rec.nodeId), value: JSON.stringify(rec) }]);
-    if (!outcome.succeeded && this.fence) throw this.fence.fenceFailed();
+  /** Per-node progress: a plain (fenced) put, group-committed with other nodes' (see file comment). */
+  putNode(jobId: string, rec: JobNodeRecord): Promise<void> {
+    return this.nodeWrites.put(this.keyspace.jobNode(jobId, rec.nodeId), JSON.stringify(rec), this.fenceCompares());
   }
 
   /** A raw transaction with this store's fence added (claims, provisional records). */

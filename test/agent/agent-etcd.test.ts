@@ -104,6 +104,61 @@ describe('agent against a real etcd', function () {
     expect(await present(ks.facts('n1'))).to.equal(true);
   });
 
+  it('facts are collected once and served from the cache to every command; a refresh writes only a change', async () => {
+    const ks = newPrefix();
+    let collections = 0;
+    let disks = FACTS.disks;
+    const a = new Agent(
+      { nodeId: 'nf', leaseTtlMs: 2000, prefix: ks.prefix, hostname: 'nf.lab', bootId: 'boot-1', factsIntervalMs: 0 },
+      { etcd: client(), logger: capturingLogger().logger, credentials, factsProvider: () => { collections++; return Promise.resolve({ ...FACTS, disks }); } },
+    );
+    agents.push(a);
+    await a.start();
+    await a.whenRegistered();
+    // What 50 commands (25 at once, 25 one after another) would ask for their templates.
+    await Promise.all(Array.from({ length: 25 }, () => a.facts()));
+    for (let i = 0; i < 25; i++) expect((await a.facts()).hostname).to.equal('shared');
+    expect(collections).to.equal(1);
+
+    expect(await a.refreshFacts()).to.equal(false);
+    const rev = (await observer.get(ks.facts('nf')).exec()).kvs[0].mod_revision;
+    expect(collections).to.equal(2);
+    // A new disk: the refresh sees it, writes facts/<id>, and commands render from the new copy.
+    disks = [...FACTS.disks, { ...FACTS.disks[0], device: '/dev/sdb', name: 'sdb', serial: 'S2' }];
+    expect(await a.refreshFacts()).to.equal(true);
+    const stored = JSON.parse((await observer.get(ks.facts('nf')).string()) ?? '{}') as Facts;
+    expect(stored.disks.map((d) => d.name)).to.deep.equal(['sda', 'sdb']);
+    expect((await observer.get(ks.facts('nf')).exec()).kvs[0].mod_revision).to.not.equal(rev);
+    expect((await a.facts()).disks).to.have.length(2);
+    expect(collections).to.equal(3);
+  });
+
+  it('a hardware change seen by the cheap comparison re-collects and writes the facts; no change collects nothing', async () => {
+    const ks = newPrefix();
+    let collections = 0;
+    let signature = 'sda';
+    let disks = FACTS.disks;
+    const a = new Agent(
+      { nodeId: 'nh', leaseTtlMs: 2000, prefix: ks.prefix, hostname: 'nh.lab', bootId: 'boot-1', factsIntervalMs: 0, hardwareCheckIntervalMs: 100 },
+      {
+        etcd: client(), logger: capturingLogger().logger, credentials, hardwareSignature: () => signature,
+        factsProvider: () => { collections++; return Promise.resolve({ ...FACTS, disks }); },
+      },
+    );
+    agents.push(a);
+    await a.start();
+    await a.whenRegistered();
+    await new Promise((r) => setTimeout(r, 500)); // ~5 comparisons of an unchanged machine
+    expect(collections).to.equal(1);
+    disks = [...FACTS.disks, { ...FACTS.disks[0], device: '/dev/sdb', name: 'sdb', serial: 'S2' }];
+    signature = 'sda,sdb';
+    await waitFor('facts with the new disk', async () => {
+      const stored = JSON.parse((await observer.get(ks.facts('nh')).string()) ?? '{}') as Facts;
+      return stored.disks.length === 2;
+    }, { timeoutMs: 10_000 });
+    expect(collections).to.equal(2);
+  });
+
   it('the member key expires within the TTL once renewals stop', async () => {
     const ks = newPrefix();
     const own = client();

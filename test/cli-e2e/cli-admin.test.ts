@@ -80,7 +80,7 @@ describe('cli-e2e: status, events, maintenance, labels, help, completion, config
     }, { timeoutMs: 20_000, intervalMs: 300 });
     const st = JSON.parse(expectOk(await cluster.ctl(['status', '-o', 'json'])).stdout) as {
       leader: { id: string; address: string }; replicas: { id: string; leader: boolean }[];
-      etcd: { endpoint: string; healthy: boolean; version: string; dbSize: number; isLeader: boolean }[];
+      etcd: { endpoint: string; healthy: boolean; version: string; dbSize: number; dbSizeInUse: number; quotaBytes: number; isLeader: boolean }[];
       nodes: { total: number; byState: Record<string, number>; reachable: number; unreachable: number; connected: number }; jobsRunning: number;
     };
     expect(st.leader).to.deep.equal({ id: 'c1', address: c1.address });
@@ -90,6 +90,9 @@ describe('cli-e2e: status, events, maintenance, labels, help, completion, config
     expect(st.etcd[0]).to.include({ healthy: true, isLeader: true });
     expect(st.etcd[0].version).to.match(/^3\.\d+\.\d+/);
     expect(st.etcd[0].dbSize).to.be.above(0);
+    expect(st.etcd[0].dbSizeInUse).to.be.above(0).and.at.most(st.etcd[0].dbSize);
+    // etcd 3.4 does not report its quota: the coordinator's --etcd-quota-bytes, etcd's default.
+    expect(st.etcd[0].quotaBytes).to.equal(2 * 1024 ** 3);
     expect(st.nodes).to.deep.include({ total: 2, byState: { Discovered: 2 }, reachable: 2, unreachable: 0 });
     expect(st.jobsRunning).to.equal(0);
     const stYaml = parseYaml(expectOk(await cluster.ctl(['status', '-o', 'yaml'])).stdout) as typeof st;
@@ -97,6 +100,7 @@ describe('cli-e2e: status, events, maintenance, labels, help, completion, config
     const stTable = expectOk(await cluster.ctl(['status'])).stdout;
     expect(stTable).to.match(/^Leader: +c1 \(127\.0\.0\.1:\d+\)$/m);
     expect(stTable).to.match(/^ +Discovered +2$/m);
+    expect(stTable).to.match(/ [\d.]+ [KM]iB \/ 2(\.0)? GiB \([\d.]+%(, [\d.]+ [KM]iB in use)?\) /);
     // Any replica answers: the follower reports the same leader.
     const fromFollower = JSON.parse(expectOk(await cluster.ctl(['--coordinator', cluster.coordinators[1].address, 'status', '-o', 'json'])).stdout) as typeof st;
     expect(fromFollower.leader).to.deep.equal(st.leader);

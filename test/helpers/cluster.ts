@@ -42,6 +42,8 @@ export interface CoordinatorStartOptions {
   /** Keep a port across restarts (agents and clusterctl dial the same address). */
   port?: number;
   extraArgs?: readonly string[];
+  /** Arguments of node itself (bench/fanout.ts --cpu-prof). */
+  nodeArgs?: readonly string[];
   env?: NodeJS.ProcessEnv;
   /** Wait for "became leader" (default true; false only waits for "listening"). */
   waitLeader?: boolean;
@@ -131,7 +133,7 @@ export class CoordinatorHandle {
       ...extra,
     ];
     return spawnNode(`coordinator ${this.replica}#${this.starts}`, BIN.coordinator, args, {
-      env: { ...this.cluster.childEnv, ...this.options.env },
+      env: { ...this.cluster.childEnv, ...this.options.env }, nodeArgs: this.options.nodeArgs,
       logFile: join(this.cluster.logDir, `coordinator-${this.replica}.log`),
     });
   }

@@ -79,8 +79,10 @@ export class ManagedProcess {
   }
 }
 
-export function spawnNode(name: string, script: string, args: readonly string[], options: SpawnOptions = {}): ManagedProcess {
-  return new ManagedProcess(name, process.execPath, [script, ...args], options);
+/** `nodeArgs` go to node itself, before the script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+export function spawnNode(name: string, script: string, args: readonly string[], options: SpawnOptions & { nodeArgs?: readonly string[] } = {}): ManagedProcess {
+  const { nodeArgs = [], ...rest } = options;
+  return new ManagedProcess(name, process.execPath, [...nodeArgs, script, ...args], rest);
 }
 
 export interface RunResult {

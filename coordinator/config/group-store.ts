@@ -25,7 +25,7 @@ export {
 import { checkGroup, decodeGroup, type GroupInput, type GroupRecord } from '../../shared/group';
 
 /** States a node may be in when its group is deleted with --force (see GroupStore.delete). */
-export const GROUP_DELETE_FORCE_STATES: ReadonlySet<string> = new Set(['Decommissioned', 'Failed', 'New', 'Discovered']);
+export const GROUP_DELETE_FORCE_STATES: ReadonlySet<string> = new Set(['Decommissioned', 'Failed', 'Cancelled', 'New', 'Discovered']);
 
 export interface VersionedGroup {
   record: GroupRecord;

@@ -154,12 +154,14 @@ export function finishedNodeChange(job: OutcomeJob, d: NodeOutcome, r: CommandOu
     delete next.lastError;
     message = `${job.kind} succeeded`;
   } else {
-    if (working && cur.state === working) next.state = 'Failed';
-    // A failed commission may have applied part of the group's bundle: keep the group so
-    // the node can still be decommissioned (or upgraded) with that bundle (no dead end).
+    // The operator's cancel is not the node's failure: the node says it was cancelled, and
+    // from Cancelled (as from Failed) it can be commissioned again, upgraded or decommissioned.
+    if (working && cur.state === working) next.state = d.cancelled ? 'Cancelled' : 'Failed';
+    // A failed or cancelled commission may have applied part of the group's bundle: keep the
+    // group so the node can still be decommissioned (or upgraded) with that bundle (no dead end).
     if (job.kind === 'commission' && job.group && !next.group) next.group = job.group;
     next.lastError = d.cancelled ? CANCELLED_BY_OPERATOR : `${job.kind} failed (job ${job.id}): ${error ?? ''}`;
-    message = next.lastError;
+    message = d.cancelled ? `${job.kind} ${CANCELLED_BY_OPERATOR} (job ${job.id})` : next.lastError;
   }
   return { next, event: { type: next.state !== cur.state ? 'node.state' : 'job.node', jobId: job.id, message } };
 }

@@ -31,7 +31,7 @@ import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobRecord, type JobTar
 import type { JobStore, VersionedJob } from './job-store';
 
 /** States from which verify and repair make sense: something was applied. */
-const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed'];
+const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed', 'Cancelled'];
 
 interface NodeSnapshot {
   record: NodeRecord;

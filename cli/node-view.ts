@@ -7,7 +7,7 @@ import type { Node__Output } from '../generated/cluster/v1/Node';
 import type { FactsSummary__Output } from '../generated/cluster/v1/FactsSummary';
 import { ageSince, formatBool, formatBytes, formatYaml, orDash, type Cell, type Row } from './output';
 
-export const NODE_COLUMNS = ['ID', 'STATE', 'REACHABLE', 'GROUP', 'HOSTNAME', 'IP', 'CPU', 'MEMORY', 'AGE'] as const;
+export const NODE_COLUMNS = ['ID', 'STATE', 'REACHABLE', 'GROUP', 'CONFIG', 'HOSTNAME', 'IP', 'CPU', 'MEMORY', 'AGE'] as const;
 export const NODE_WIDE_COLUMNS = [...NODE_COLUMNS, 'MODEL', 'SERIAL', 'OS', 'KERNEL', 'AGENT', 'DISKS', 'LABELS'] as const;
 
 const STATE_COLOUR: Record<string, Cell['colour']> = {
@@ -17,6 +17,7 @@ const STATE_COLOUR: Record<string, Cell['colour']> = {
   Decommissioning: 'yellow',
   Commissioned: 'green',
   Upgraded: 'green',
+  Cancelled: 'yellow',
 };
 
 const EMPTY_FACTS: FactsSummary__Output = {
@@ -45,6 +46,11 @@ function stateCell(n: Node__Output): Cell {
   return { text, colour: STATE_COLOUR[n.state] };
 }
 
+/** The applied bundle version, with `*` when it is out of date against the group (`web@2*`). */
+function configCell(n: Node__Output): Cell {
+  return { text: n.appliedConfig ? `${n.appliedConfig}${n.outOfDate ? '*' : ''}` : '-', colour: n.outOfDate ? 'yellow' : undefined };
+}
+
 export function nodeRow(n: Node__Output, nowMs: number): Row {
   const f = facts(n);
   return [
@@ -52,6 +58,7 @@ export function nodeRow(n: Node__Output, nowMs: number): Row {
     stateCell(n),
     { text: formatBool(n.reachable), colour: n.reachable ? undefined : 'red' },
     orDash(n.group),
+    configCell(n),
     orDash(f.hostname),
     orDash(f.primaryIp),
     cpuText(f),
@@ -109,6 +116,10 @@ export interface NodeObject {
   connected: boolean;
   stateChangedAt: string;
   maintenanceReason: string;
+  outOfDate: boolean;
+  outOfDateReasons: string[];
+  appliedVariables: Record<string, string>;
+  appliedExtraVars: string[];
 }
 
 /**
@@ -159,6 +170,10 @@ export function nodeObject(n: Node__Output): NodeObject {
     connected: n.connected,
     stateChangedAt: n.stateChangedAt,
     maintenanceReason: n.maintenanceReason,
+    outOfDate: n.outOfDate,
+    outOfDateReasons: [...n.outOfDateReasons],
+    appliedVariables: sortedRecord(n.appliedVariables),
+    appliedExtraVars: [...n.appliedExtraVars],
   };
 }
 
@@ -201,7 +216,10 @@ export function describeNode(n: Node__Output, factsJson: string, nowMs: number):
     ['Agent version', orDash(n.agentVersion)],
     ['Boot ID', orDash(n.bootId)],
     ['Desired config', orDash(n.desiredConfig)],
-    ['Applied config', orDash(n.appliedConfig)],
+    ['Applied config', n.appliedConfig ? `${n.appliedConfig}${n.outOfDate ? ` (out of date: ${n.outOfDateReasons.join('; ')}; \`clusterctl node upgrade ${n.id}\` rolls it out)` : ''}` : '-'],
+    ['Applied vars', Object.keys(n.appliedVariables).length
+      ? Object.keys(n.appliedVariables).sort().map((k) => `${k}=${n.appliedVariables[k]}${n.appliedExtraVars.includes(k) ? ' (-e)' : ''}`).join(', ')
+      : '-'],
     ['Applied digest', orDash(n.appliedDigest)],
     ['Current job', orDash(n.currentJob)],
     ['Last error', orDash(n.lastError)],

@@ -151,6 +151,10 @@ export class Keyspace {
     return { name: parts[0], sha256: parts[1] };
   }
 
+  // --- globals: cluster-wide template variables (`clusterctl global set`) ------------------
+  /** One record: variables merged over every bundle's defaults and under every group's variables. */
+  globals(): string { return `${this.prefix}globals`; }
+
   // --- meta/last-applied: the cluster file `clusterctl apply` last applied ------------------
   lastApplied(): string { return `${this.prefix}meta/last-applied`; }
 

@@ -33,6 +33,7 @@ import {
   type JobNodeRecord, type JobRecord, type JobState,
 } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
+import { renderInputs, type RenderInputs } from '../../shared/render-inputs';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -218,52 +219,70 @@ export class JobProgress {
     this.checkHalted();
     const job = this.job;
     const node = (await this.o.nodes.get(id))?.record;
-    const bundleRef = (job.kind === 'decommission' || job.kind === 'verify' ? node?.appliedConfig : undefined) ?? job.bundle;
+    // Verify, repair and decommission work on what the node has applied (its bundle version and
+    // the variables it rendered with, extra vars included); commission and upgrade on the desired.
+    const onApplied = job.kind === 'decommission' || job.kind === 'verify' || job.kind === 'repair';
+    const bundleRef = (onApplied ? node?.appliedConfig : undefined) ?? job.bundle;
     if (rec.state === 'pending') {
       const attempt = rec.attempt + 1;
       rec = { ...rec, state: 'running', attempt, commandId: commandIdFor(this.jobId, id, attempt), startedAt: this.o.clock.iso(), units: [], ...(bundleRef ? { bundle: bundleRef } : {}) };
       await this.writeNode(rec);
     }
     let outcome: CommandOutcome;
+    let inputs: RenderInputs | undefined;
     try {
       if (!node) throw new FailedPreconditionError(`node ${id} no longer exists`);
       if (workingState(job)) await this.o.nodes.mutate(id, (cur) => startedNodeChange(job, cur, id));
-      outcome = await this.dispatch(id, await this.commandFor(rec, bundleRef), rec);
+      const applied = onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined;
+      const c = await this.commandFor(rec, bundleRef, applied);
+      inputs = c.inputs;
+      outcome = await this.dispatch(id, c.command, rec);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
     }
     this.checkHalted();
-    await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef);
+    await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef, inputs);
   }
 
-  /** The command for one node: an exec's argv, or the job's bundle and its variables. */
-  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined): Promise<Command> {
+  /**
+   * The command for one node: an exec's argv, or the bundle and its variables, with the inputs
+   * it renders from (recorded on the node when an apply succeeds). `applied`: the node's applied
+   * inputs, whose variables (this job's extra vars over them) verify, repair and decommission use.
+   */
+  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs }> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
     if (job.kind === 'exec') {
       // One argv, no bundle: the agent runs it under its root and kills it at the timeout.
       const exec = job.exec ?? { argv: [], timeoutMs: 0 };
-      return { ...base, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs };
+      return { command: { ...base, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs } };
     }
     if (!bundleRef) throw new FailedPreconditionError(`node ${rec.nodeId} has no bundle to ${job.kind}`);
     const bundle = await this.bundles.resolve(bundleRef);
+    const extra = job.extraVars ?? {};
+    const variables = applied ? { ...applied.variables, ...extra } : commandVariables(bundle.variables, job.variables);
+    const extraNames = [...(applied?.extraVars ?? []), ...Object.keys(extra)];
+    const inputs = renderInputs(bundleRef, bundle, variables, await this.o.config.facts(rec.nodeId), extraNames);
     return {
-      ...base, kind: commandKindFor(job.kind, job.dryRun),
-      // The bundle as stored (sources inlined); the agent validates and renders it with
-      // `variables` and its own facts.
-      bundleJson: JSON.stringify(bundle),
-      variables: commandVariables(bundle.variables, job.variables),
-      timeoutMs: this.o.timings.commandTimeoutMs,
+      command: {
+        ...base, kind: commandKindFor(job.kind, job.dryRun),
+        // The bundle as stored (sources inlined); the agent validates and renders it with
+        // `variables` and its own facts.
+        bundleJson: JSON.stringify(bundle),
+        variables,
+        timeoutMs: this.o.timings.commandTimeoutMs,
+      },
+      inputs,
     };
   }
 
-  private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined): Promise<void> {
+  private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined, inputs: RenderInputs | undefined): Promise<void> {
     const job = this.job;
     const d = decideNodeOutcome(job, r, this.cancel.signal.aborted);
     await this.writeNode(finishedJobNode(this.nodes.get(id) ?? rec, d, r, this.o.clock.iso()));
     this.checkHalted();
-    await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur));
+    await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur, inputs));
     this.log.info('node finished', { nodeId: id, outcome: r.outcome, error: d.error });
   }
 

@@ -207,7 +207,7 @@ export class JobStarter {
       if (without.length > 0) throw new FailedPreconditionError(`node${without.length > 1 ? 's' : ''} ${without.join(', ')} ha${without.length > 1 ? 've' : 's'} no applied config and no group bundle; nothing to ${kind}`);
     }
     const refs = new Set<string>(bundle ? [bundle] : []);
-    if (kind === 'decommission' || kind === 'verify') for (const n of targetNodes) if (n.record.appliedConfig) refs.add(n.record.appliedConfig);
+    if (kind === 'decommission' || kind === 'verify' || kind === 'repair') for (const n of targetNodes) if (n.record.appliedConfig) refs.add(n.record.appliedConfig);
     for (const ref of refs) {
       const { name, version } = parseBundleRef(ref);
       await this.o.config.bundle(name, version); // NotFoundError naming it
@@ -237,8 +237,9 @@ export class JobStarter {
     const record: JobRecord = {
       id: jobId, kind, state: 'Pending', targets: targetsAsked, nodeIds: targets,
       ...(effectiveGroup ? { group: effectiveGroup } : {}), ...(bundle ? { bundle } : {}),
-      // Extra vars over the group's; the bundle's defaults go under both per command (commandVariables).
-      variables: { ...(group?.variables ?? {}), ...extraVars },
+      // Globals < the group's variables < extra vars; the bundle's defaults go under all of them per command (commandVariables).
+      variables: { ...(isExec ? {} : await this.o.config.globals()), ...(group?.variables ?? {}), ...extraVars },
+      ...(Object.keys(extraVars).length ? { extraVars } : {}),
       strategy: strategyText, batch: batchText, maxFailures: req.maxFailures, dryRun: req.dryRun, force: req.force,
       batches: planBatches(targets, { type: strategyText, batch }), currentBatch: 0,
       message: 'waiting for the leader to start it', createdAt: now, requestedBy: req.requestedBy || 'operator', claimed: false,

@@ -182,10 +182,16 @@ export class JobProgress {
       state = 'Succeeded';
       message = `${succeeded} of ${this.job.nodeIds.length} node(s) succeeded` + (failed > 0 ? `, ${failed} failed (within --max-failures ${this.job.maxFailures})` : '');
     }
+    // A verification that ran is a success whatever it found; what it found is the job's result.
+    const drifted = this.job.kind === 'verify' && !this.job.dryRun ? this.job.nodeIds.filter((id) => this.nodes.get(id)?.drift !== undefined) : [];
+    if (drifted.length > 0 && state === 'Succeeded') message = `${message}; drift on ${drifted.length} node(s): ${drifted.join(', ')}`;
     await this.updateJob((j) => {
       const to: JobState = j.state === 'Cancelling' || cancelled ? 'Cancelled' : state;
       if (j.state === 'Pending' && to !== 'Cancelled') return { next: { ...j, state: 'Failed', finishedAt: this.o.clock.iso(), message }, type: 'job.failed', message };
-      return { next: { ...j, state: to, finishedAt: this.o.clock.iso(), message: to === 'Cancelled' && !cancelled ? CANCELLED_BY_OPERATOR : message }, type: `job.${to.toLowerCase()}`, message };
+      return {
+        next: { ...j, state: to, finishedAt: this.o.clock.iso(), message: to === 'Cancelled' && !cancelled ? CANCELLED_BY_OPERATOR : message, ...(this.job.kind === 'verify' ? { drifted } : {}) },
+        type: `job.${to.toLowerCase()}`, message,
+      };
     });
     this.log.info('job finished', { state: this.job.state, message: this.job.message });
   }

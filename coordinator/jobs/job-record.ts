@@ -94,6 +94,8 @@ export interface JobRecord {
   claimed: boolean;
   /** Kind exec: the command each node runs, and its timeout on the agent (ms). */
   exec?: { argv: string[]; timeoutMs: number };
+  /** Verify: the nodes whose verification found drift, recorded when the job ends. */
+  drifted?: string[];
 }
 
 export interface JobNodeUnit {

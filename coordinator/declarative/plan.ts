@@ -206,7 +206,7 @@ export function formatPlan(plan: PlanResult): string {
   const pushes = plan.bundles.filter((b) => b.action === 'push').length;
   const creates = plan.groups.filter((g) => g.action === 'create').length;
   const updates = plan.groups.filter((g) => g.action === 'update').length;
-  if (!plan.hasChanges && plan.problems.length === 0) lines.push('No changes: the stored configuration matches.');
+  if (!plan.hasChanges && plan.problems.length === 0 && plan.upgrades.length === 0) lines.push('No changes: the stored configuration matches.');
   else {
     lines.push(
       `Plan: ${pushes} bundle version(s) to push, ${creates} group(s) to create, ${updates} to update; ` +

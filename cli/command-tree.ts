@@ -11,6 +11,7 @@ import { version } from './commands/version';
 import { bundleDelete, bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
 import { events } from './commands/events';
 import { groupDelete, groupSet, groupShow, groupsList } from './commands/group-commands';
+import { globalGet, globalSet } from './commands/global-commands';
 import { jobCancel } from './commands/job-cancel';
 import { jobDescribe } from './commands/job-describe';
 import { jobLogs } from './commands/job-logs';
@@ -102,6 +103,16 @@ const groupGroup = defineCommand<CliContext, Record<string, never>>({
   subcommands: [groupShow, groupSet, groupsList, groupDelete],
 });
 
+/** `global`: cluster-wide template variables (Contiv's `global get|set`). */
+const globalGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'global',
+  summary: 'Show and set cluster-wide variables (bundle defaults < globals < group variables < -e)',
+  usage: 'global get|set [flags]',
+  example: 'clusterctl global get\nclusterctl global set -e \'{"ntp_server":"10.0.0.1"}\'',
+  subcommands: [globalGet, globalSet],
+  defaultSubcommand: 'get',
+});
+
 /** `token`: join tokens for new machines (admin). */
 const tokenGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'token',
@@ -128,7 +139,7 @@ export function commandTree(): Command<CliContext> {
     example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
     subcommands: [
-      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events,
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, globalGroup, filesGroup, execCommand, planCommand, applyCommand, events,
       tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });

@@ -42,6 +42,7 @@ import type { ListGroupsResponse__Output } from '../generated/cluster/v1/ListGro
 import type { ListJobsResponse__Output } from '../generated/cluster/v1/ListJobsResponse';
 import type { ListNodesResponse__Output } from '../generated/cluster/v1/ListNodesResponse';
 import type { Node__Output } from '../generated/cluster/v1/Node';
+import type { Globals__Output } from '../generated/cluster/v1/Globals';
 import type { NodeDetail__Output } from '../generated/cluster/v1/NodeDetail';
 import type { NodeEvent__Output } from '../generated/cluster/v1/NodeEvent';
 import type { PlanRequest } from '../generated/cluster/v1/PlanRequest';
@@ -364,6 +365,14 @@ export class CoordinatorClient {
 
   deleteGroup(name: string, force: boolean): Promise<DeleteGroupResponse__Output> {
     return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.deleteGroup({ name, force }, o, cb));
+  }
+
+  getGlobals(): Promise<Globals__Output> {
+    return this.unary('config', 'ConfigService', 'read', (s, o, cb) => s.getGlobals({}, o, cb));
+  }
+
+  setGlobals(variablesJson: string): Promise<Globals__Output> {
+    return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.setGlobals({ variablesJson }, o, cb));
   }
 
   getGroup(name: string): Promise<Group__Output> {

@@ -29,6 +29,7 @@ import { EventLog } from './event-log';
 import { BundleStore } from './config/bundle-store';
 import { createConfigServiceHandlers } from './config/config-service';
 import { GroupStore } from './config/group-store';
+import { GlobalsStore } from './config/globals-store';
 import { createJobs, type Jobs } from './jobs';
 import { AutoCommissioner } from './reconcile/auto-commission';
 import { DriftWatcher } from './reconcile/drift-watcher';
@@ -110,6 +111,7 @@ export class Coordinator {
   readonly jobs: Jobs;
   readonly bundles: BundleStore;
   readonly groups: GroupStore;
+  readonly globals: GlobalsStore;
   readonly files: FileStore;
   /** Leader-only loops besides inventory and jobs: started on `gained`, stopped on `lost`. */
   private readonly leaderLoops: { start(): void; stop(): Promise<unknown> }[];
@@ -154,6 +156,7 @@ export class Coordinator {
     });
     this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
+    this.globals = new GlobalsStore({ client, keyspace, events: this.events, clock, bundles: this.bundles, groups: this.groups });
     this.files = new FileStore({ client, keyspace, events: this.events, clock });
     const startJob = (request: Parameters<Jobs['starter']['start']>[0]): ReturnType<Jobs['starter']['start']> => this.jobs.starter.start(request);
     const loop = { intervalMs: settings.reconcileIntervalMs, debounceMs: settings.reconcileDebounceMs };
@@ -196,7 +199,7 @@ export class Coordinator {
         { definition: loadProto().api.cluster.v1.JobService.service, handlers: this.jobs.handlers },
         {
           definition: loadProto().api.cluster.v1.ConfigService.service,
-          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, files: this.files, logger: this.log }),
+          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, files: this.files, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.FileService.service,

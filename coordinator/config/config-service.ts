@@ -10,6 +10,7 @@ import type { Group } from '../../generated/cluster/v1/Group';
 import type { Group__Output } from '../../generated/cluster/v1/Group';
 import type { BundleStore, StoredBundle } from './bundle-store';
 import type { GroupStore, VersionedGroup } from './group-store';
+import type { GlobalsStore, VersionedGlobals } from './globals-store';
 import type { FileStore } from '../files/file-store';
 import { sourceNames } from './source-pins';
 import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
@@ -19,6 +20,7 @@ import { actorName, actorOf, authorizeAction } from '../caller';
 export interface ConfigServiceOptions {
   bundles: BundleStore;
   groups: GroupStore;
+  globals: GlobalsStore;
   /** Deletes the unused file editions a deleted bundle version leaves. */
   files: FileStore;
   logger: Logger;
@@ -38,6 +40,10 @@ export function toGroupView(g: VersionedGroup): Group {
     dependsOn: r.dependsOn ?? [], verifySchedule: r.verifySchedule ?? '', repairPolicy: r.repairPolicy ?? 'report',
     autoCommission: (r.autoCommission ?? []).map((a) => ({ selector: a.selector })), updatedAt: r.updatedAt ?? '', revision: g.modRevision,
   };
+}
+
+export function toGlobalsView(g: VersionedGlobals): { variables: Record<string, string>; updatedAt: string; revision: string } {
+  return { variables: { ...g.record.variables }, updatedAt: g.record.updatedAt ?? '', revision: g.modRevision };
 }
 
 /** Whether a bundle runs commands of its own (which needs the admin role to push). */
@@ -100,6 +106,12 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       const prunedEditions = await options.files.prune(sourceNames(deleted.bundle), actor);
       log.info('bundle deleted', { bundle: `${deleted.name}@${deleted.version}`, prunedEditions });
       return { bundle: toBundleInfo(deleted), prunedEditions };
+    }),
+    GetGlobals: unary(async () => toGlobalsView(await options.globals.get())),
+    SetGlobals: unary(async (req: { variablesJson: string }, call) => {
+      const saved = await options.globals.set(req.variablesJson, actorOf(call));
+      log.info('globals set', { revision: saved.modRevision });
+      return toGlobalsView(saved);
     }),
     DeleteGroup: unary(async (req: { name: string; force: boolean }, call) => {
       const name = req.name.trim();

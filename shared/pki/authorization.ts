@@ -56,6 +56,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/ListGroups': fixed(user('viewer')),
   'ConfigService/DeleteBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
   'ConfigService/DeleteGroup': fixed(user('operator')),
+  'ConfigService/GetGlobals': fixed(user('viewer')),
+  'ConfigService/SetGlobals': fixed(user('operator')),
 
   'FileService/Upload': (a) => user(a.secret ? 'admin' : 'operator'),
   'FileService/ListFiles': fixed(user('viewer')),

@@ -25,6 +25,8 @@ const TABLE: Row[] = [
   [{ method: 'ConfigService/DeleteBundle' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/DeleteBundle', commandUnits: true }, [...USERS_FROM.admin]],
   [{ method: 'ConfigService/DeleteGroup' }, [...USERS_FROM.operator]],
+  [{ method: 'ConfigService/GetGlobals' }, [...USERS_FROM.viewer]],
+  [{ method: 'ConfigService/SetGlobals' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/GetBundle' }, [...USERS_FROM.viewer]],
   [{ method: 'FileService/Upload' }, [...USERS_FROM.operator]],
   [{ method: 'FileService/Upload', secret: true }, [...USERS_FROM.admin]],

@@ -12,6 +12,7 @@ import { bundleDelete, bundlePush, bundleShow, bundlesList } from './commands/bu
 import { events } from './commands/events';
 import { groupDelete, groupSet, groupShow, groupsList } from './commands/group-commands';
 import { globalGet, globalSet } from './commands/global-commands';
+import { configGet, configSet } from './commands/config-commands';
 import { jobCancel } from './commands/job-cancel';
 import { jobDescribe } from './commands/job-describe';
 import { jobLogs } from './commands/job-logs';
@@ -113,6 +114,16 @@ const globalGroup = defineCommand<CliContext, Record<string, never>>({
   defaultSubcommand: 'get',
 });
 
+/** `config`: the manager's own settings (Contiv's `config get|set`). */
+const configGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'config',
+  summary: 'Show and change the manager\'s own settings (default batch, repair policy, auto-commission)',
+  usage: 'config get|set [NAME=VALUE...]',
+  example: 'clusterctl config get\nclusterctl config set repairPolicy=report',
+  subcommands: [configGet, configSet],
+  defaultSubcommand: 'get',
+});
+
 /** `token`: join tokens for new machines (admin). */
 const tokenGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'token',
@@ -139,7 +150,7 @@ export function commandTree(): Command<CliContext> {
     example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
     subcommands: [
-      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, globalGroup, filesGroup, execCommand, planCommand, applyCommand, events,
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, globalGroup, configGroup, filesGroup, execCommand, planCommand, applyCommand, events,
       tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });

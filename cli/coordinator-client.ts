@@ -43,6 +43,7 @@ import type { ListJobsResponse__Output } from '../generated/cluster/v1/ListJobsR
 import type { ListNodesResponse__Output } from '../generated/cluster/v1/ListNodesResponse';
 import type { Node__Output } from '../generated/cluster/v1/Node';
 import type { Globals__Output } from '../generated/cluster/v1/Globals';
+import type { ManagerConfig__Output } from '../generated/cluster/v1/ManagerConfig';
 import type { NodeDetail__Output } from '../generated/cluster/v1/NodeDetail';
 import type { NodeEvent__Output } from '../generated/cluster/v1/NodeEvent';
 import type { PlanRequest } from '../generated/cluster/v1/PlanRequest';
@@ -373,6 +374,14 @@ export class CoordinatorClient {
 
   setGlobals(variablesJson: string): Promise<Globals__Output> {
     return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.setGlobals({ variablesJson }, o, cb));
+  }
+
+  getManagerConfig(): Promise<ManagerConfig__Output> {
+    return this.unary('config', 'ConfigService', 'read', (s, o, cb) => s.getManagerConfig({}, o, cb));
+  }
+
+  setManagerConfig(set: Record<string, string>, reset: string[]): Promise<ManagerConfig__Output> {
+    return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.setManagerConfig({ set, reset }, o, cb));
   }
 
   getGroup(name: string): Promise<Group__Output> {

@@ -155,6 +155,9 @@ export class Keyspace {
   /** One record: variables merged over every bundle's defaults and under every group's variables. */
   globals(): string { return `${this.prefix}globals`; }
 
+  // --- manager-config: the manager's own settings (`clusterctl config set`) ----------------
+  managerConfig(): string { return `${this.prefix}manager-config`; }
+
   // --- meta/last-applied: the cluster file `clusterctl apply` last applied ------------------
   lastApplied(): string { return `${this.prefix}meta/last-applied`; }
 

@@ -11,6 +11,9 @@ import type { Group__Output } from '../../generated/cluster/v1/Group';
 import type { BundleStore, StoredBundle } from './bundle-store';
 import type { GroupStore, VersionedGroup } from './group-store';
 import type { GlobalsStore, VersionedGlobals } from './globals-store';
+import type { ManagerConfigStore, VersionedManagerConfig } from './manager-config-store';
+import { effectiveConfig, MANAGER_SETTINGS, type ManagerSettingName } from '../../shared/manager-config';
+import type { ManagerConfig } from '../../generated/cluster/v1/ManagerConfig';
 import type { FileStore } from '../files/file-store';
 import { sourceNames } from './source-pins';
 import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
@@ -21,6 +24,7 @@ export interface ConfigServiceOptions {
   bundles: BundleStore;
   groups: GroupStore;
   globals: GlobalsStore;
+  managerConfig: ManagerConfigStore;
   /** Deletes the unused file editions a deleted bundle version leaves. */
   files: FileStore;
   logger: Logger;
@@ -44,6 +48,17 @@ export function toGroupView(g: VersionedGroup): Group {
 
 export function toGlobalsView(g: VersionedGlobals): { variables: Record<string, string>; updatedAt: string; revision: string } {
   return { variables: { ...g.record.variables }, updatedAt: g.record.updatedAt ?? '', revision: g.modRevision };
+}
+
+export function toManagerConfigView(c: VersionedManagerConfig): ManagerConfig {
+  const effective = effectiveConfig(c.record);
+  return {
+    settings: MANAGER_SETTINGS.map((s) => ({
+      name: s.name, value: effective[s.name as ManagerSettingName], defaultValue: s.default,
+      isSet: c.record.values[s.name as ManagerSettingName] !== undefined, description: s.description,
+    })),
+    updatedAt: c.record.updatedAt ?? '', revision: c.modRevision,
+  };
 }
 
 /** Whether a bundle runs commands of its own (which needs the admin role to push). */
@@ -112,6 +127,12 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       const saved = await options.globals.set(req.variablesJson, actorOf(call));
       log.info('globals set', { revision: saved.modRevision });
       return toGlobalsView(saved);
+    }),
+    GetManagerConfig: unary(async () => toManagerConfigView(await options.managerConfig.get())),
+    SetManagerConfig: unary(async (req: { set: Record<string, string>; reset: string[] }, call) => {
+      const saved = await options.managerConfig.set(req.set, req.reset, actorOf(call));
+      log.info('manager config set', { revision: saved.modRevision });
+      return toManagerConfigView(saved);
     }),
     DeleteGroup: unary(async (req: { name: string; force: boolean }, call) => {
       const name = req.name.trim();

@@ -12,6 +12,7 @@ import { readSnapshot } from '../snapshot';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
 import { parseBundleInfo } from '../config/source-pins';
 import { decodeGlobals } from '../../shared/globals';
+import { decodeManagerConfig, effectiveConfig, type ManagerConfig } from '../../shared/manager-config';
 import { parseFacts } from '../node-view';
 import type { GroupRules } from './group-rules';
 
@@ -49,6 +50,13 @@ export class ConfigReader {
     const key = this.keyspace.globals();
     const { kvs } = await readKeys(this.client, [key]);
     return kvs[0] ? decodeGlobals(key, kvs[0].value.toString()).variables : {};
+  }
+
+  /** The manager's settings (`clusterctl config set`), defaults filled in; read at every decision, so a change needs no restart. */
+  async managerConfig(): Promise<ManagerConfig> {
+    const key = this.keyspace.managerConfig();
+    const { kvs } = await readKeys(this.client, [key]);
+    return effectiveConfig(kvs[0] ? decodeManagerConfig(key, kvs[0].value.toString()) : undefined);
   }
 
   /** The node's facts as its agent reported them (what its templates render with); undefined when none. */

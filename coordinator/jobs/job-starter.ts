@@ -110,9 +110,16 @@ export class JobStarter {
   private async startOnce(req: StartJobRequest__Output): Promise<VersionedJob> {
     const kind = req.kind.trim().toLowerCase();
     if (!isJobKind(kind)) throw new InvalidArgumentError(`unknown job kind ${JSON.stringify(req.kind)}: use one of ${JOB_KINDS.join(', ')}`);
-    const strategyText = req.strategy.trim() || 'all-at-once';
+    let strategyText = req.strategy.trim();
+    let batchText = req.batch.trim();
+    if (strategyText === '' && batchText === '' && kind !== 'exec') {
+      // Neither named: the manager's defaultBatch decides (`clusterctl config set defaultBatch=10%`).
+      const byDefault = (await this.o.config.managerConfig()).defaultBatch;
+      if (byDefault !== 'all') { strategyText = 'rolling'; batchText = byDefault; }
+    }
+    strategyText ||= 'all-at-once';
     if (strategyText !== 'all-at-once' && strategyText !== 'rolling') throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(req.strategy)}: use all-at-once or rolling`);
-    const batchText = req.batch.trim() || '1';
+    batchText ||= '1';
     const batch = parseBatchSize(batchText);
     const extraVars = parseExtraVars(req.extraVarsJson);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;

@@ -58,6 +58,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/DeleteGroup': fixed(user('operator')),
   'ConfigService/GetGlobals': fixed(user('viewer')),
   'ConfigService/SetGlobals': fixed(user('operator')),
+  'ConfigService/GetManagerConfig': fixed(user('viewer')),
+  'ConfigService/SetManagerConfig': fixed(user('admin')),
 
   'FileService/Upload': (a) => user(a.secret ? 'admin' : 'operator'),
   'FileService/ListFiles': fixed(user('viewer')),

@@ -14,6 +14,7 @@ import { EventLog } from '../../coordinator/event-log';
 import { BundleStore, compareVersions } from '../../coordinator/config/bundle-store';
 import { GroupStore, checkGroup } from '../../coordinator/config/group-store';
 import { GlobalsStore } from '../../coordinator/config/globals-store';
+import { ManagerConfigStore } from '../../coordinator/config/manager-config-store';
 import { createConfigServiceHandlers } from '../../coordinator/config/config-service';
 import { FileStore } from '../../coordinator/files/file-store';
 import { createLogger, fromGrpcError, Keyspace, loadProto, systemClock, decodeEvent, type ClusterError } from '../../shared';
@@ -67,7 +68,7 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const globals = new GlobalsStore({ client, keyspace: ks, events, clock: systemClock, bundles, groups });
     const { api: proto } = loadProto();
     server = new grpc.Server();
-    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, globals, files: new FileStore({ client, keyspace: ks, events, clock: systemClock }), logger }));
+    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, globals, managerConfig: new ManagerConfigStore({ client, keyspace: ks, events, clock: systemClock }), files: new FileStore({ client, keyspace: ks, events, clock: systemClock }), logger }));
     const serving = await pki.identity('coordinator', 'config-test');
     const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem });
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
@@ -296,6 +297,26 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
       const messages = await eventsOfType('globals.set');
       expect(messages).to.deep.equal(['global variables changed: listen set, dns set', 'global variables changed: listen set, dns removed']);
       expect(messages.join(' ')).not.to.contain('10.0.0.53');
+    });
+
+    it('manager config: every setting with its default; set and reset by an admin, checked first (every problem, nothing stored), refused for an operator; event', async () => {
+      const first = await call(api.GetManagerConfig.bind(api), {});
+      expect(first.revision).to.equal('0');
+      expect(first.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', 'all', false], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false]]);
+      const before = await dump();
+      const denied = await refused(call(api.SetManagerConfig.bind(api), { set: { repairPolicy: 'report' }, reset: [] }));
+      expect(denied.code).to.equal(grpc.status.PERMISSION_DENIED);
+      const bad = await refused(call(adminApi.SetManagerConfig.bind(adminApi), { set: { defaultBatch: '0', repairPolicy: 'sometimes', nosuch: 'x' }, reset: [] }));
+      expect(bad.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(bad.message).to.match(/invalid manager config \(3 problems\): defaultBatch: must be all, .*; repairPolicy: must be group, report or repair; unknown setting "nosuch" \(settings: defaultBatch, repairPolicy, autoCommission\)/);
+      expect(await dump(), 'nothing stored').to.deep.equal(before);
+      const set = await call(adminApi.SetManagerConfig.bind(adminApi), { set: { defaultBatch: '25%', repairPolicy: 'report' }, reset: [] });
+      expect(set.settings.map((x) => [x.name, x.value, x.defaultValue, x.isSet])).to.deep.equal([
+        ['defaultBatch', '25%', 'all', true], ['repairPolicy', 'report', 'group', true], ['autoCommission', 'enabled', 'enabled', false],
+      ]);
+      const reset = await call(adminApi.SetManagerConfig.bind(adminApi), { set: {}, reset: ['repairPolicy'] });
+      expect(reset.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', '25%', true], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false]]);
+      expect(await eventsOfType('config.set')).to.deep.equal(['manager config: defaultBatch=25%, repairPolicy=report', 'manager config: repairPolicy reset to its default']);
     });
 
     async function putNode(id: string, state: string, extra: Record<string, unknown> = {}): Promise<void> {

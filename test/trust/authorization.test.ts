@@ -27,6 +27,8 @@ const TABLE: Row[] = [
   [{ method: 'ConfigService/DeleteGroup' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/GetGlobals' }, [...USERS_FROM.viewer]],
   [{ method: 'ConfigService/SetGlobals' }, [...USERS_FROM.operator]],
+  [{ method: 'ConfigService/GetManagerConfig' }, [...USERS_FROM.viewer]],
+  [{ method: 'ConfigService/SetManagerConfig' }, [...USERS_FROM.admin]],
   [{ method: 'ConfigService/GetBundle' }, [...USERS_FROM.viewer]],
   [{ method: 'FileService/Upload' }, [...USERS_FROM.operator]],
   [{ method: 'FileService/Upload', secret: true }, [...USERS_FROM.admin]],

@@ -13,6 +13,7 @@ import { events } from './commands/events';
 import { groupDelete, groupSet, groupShow, groupsList } from './commands/group-commands';
 import { globalGet, globalSet } from './commands/global-commands';
 import { configGet, configSet } from './commands/config-commands';
+import { discoverCommand } from './commands/discover';
 import { jobCancel } from './commands/job-cancel';
 import { jobDescribe } from './commands/job-describe';
 import { jobLogs } from './commands/job-logs';
@@ -150,7 +151,7 @@ export function commandTree(): Command<CliContext> {
     example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
     subcommands: [
-      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, globalGroup, configGroup, filesGroup, execCommand, planCommand, applyCommand, events,
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, globalGroup, configGroup, discoverCommand, filesGroup, execCommand, planCommand, applyCommand, events,
       tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });

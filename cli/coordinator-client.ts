@@ -43,6 +43,7 @@ import type { ListJobsResponse__Output } from '../generated/cluster/v1/ListJobsR
 import type { ListNodesResponse__Output } from '../generated/cluster/v1/ListNodesResponse';
 import type { Node__Output } from '../generated/cluster/v1/Node';
 import type { Globals__Output } from '../generated/cluster/v1/Globals';
+import type { DiscoverResponse__Output } from '../generated/cluster/v1/DiscoverResponse';
 import type { ManagerConfig__Output } from '../generated/cluster/v1/ManagerConfig';
 import type { NodeDetail__Output } from '../generated/cluster/v1/NodeDetail';
 import type { NodeEvent__Output } from '../generated/cluster/v1/NodeEvent';
@@ -293,6 +294,14 @@ export class CoordinatorClient {
 
   setLabels(id: string, set: Record<string, string>, remove: string[]): Promise<Node__Output> {
     return this.unary('cluster', 'SetLabels', 'write', (s, o, cb) => s.setLabels({ id, set, remove }, o, cb));
+  }
+
+  async discover(identifiers: string[], labels: Record<string, string>): Promise<Node__Output[]> {
+    return (await this.unary<'cluster', DiscoverResponse__Output>('cluster', 'Discover', 'write', (s, o, cb) => s.discover({ identifiers, labels }, o, cb))).nodes;
+  }
+
+  async deletePreRegistered(ids: string[]): Promise<Node__Output[]> {
+    return (await this.unary<'cluster', DiscoverResponse__Output>('cluster', 'DeletePreRegistered', 'write', (s, o, cb) => s.deletePreRegistered({ ids }, o, cb))).nodes;
   }
 
   async listEvents(req: ListEventsRequest): Promise<Event__Output[]> {

@@ -42,7 +42,8 @@ function cpuText(f: FactsSummary__Output): string {
 }
 
 function stateCell(n: Node__Output): Cell {
-  const text = orDash(n.state) + (n.maintenance ? ',Maintenance' : '');
+  // A pre-registered node says so: `New (serial SN123)`, until its agent joins.
+  const text = orDash(n.state) + (n.preRegisteredBy ? ` (${n.preRegisteredBy})` : '') + (n.maintenance ? ',Maintenance' : '');
   return { text, colour: STATE_COLOUR[n.state] };
 }
 
@@ -120,6 +121,8 @@ export interface NodeObject {
   outOfDateReasons: string[];
   appliedVariables: Record<string, string>;
   appliedExtraVars: string[];
+  preRegisteredBy: string;
+  preRegistrations: string[];
 }
 
 /**
@@ -174,6 +177,8 @@ export function nodeObject(n: Node__Output): NodeObject {
     outOfDateReasons: [...n.outOfDateReasons],
     appliedVariables: sortedRecord(n.appliedVariables),
     appliedExtraVars: [...n.appliedExtraVars],
+    preRegisteredBy: n.preRegisteredBy,
+    preRegistrations: [...n.preRegistrations],
   };
 }
 
@@ -209,6 +214,8 @@ export function describeNode(n: Node__Output, factsJson: string, nowMs: number):
     ['Maintenance', n.maintenance && n.maintenanceReason ? `yes: ${n.maintenanceReason}` : formatBool(n.maintenance)],
     ['Group', orDash(n.group)],
     ['Labels', formatLabels(n.labels)],
+    ...(n.preRegisteredBy ? [['Pre-registered', `expects the machine with ${n.preRegisteredBy}; its agent has not joined yet`] as [string, string]] : []),
+    ...(n.preRegistrations.length ? [['Matched', `pre-registration ${n.preRegistrations.join(', ')}`] as [string, string]] : []),
     ['Hostname', orDash(f.hostname)],
     ['Address', orDash(n.address)],
     ['Primary IP', orDash(f.primaryIp)],

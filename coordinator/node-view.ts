@@ -48,5 +48,7 @@ export function toNodeView(record: NodeRecord, modRevision: string, facts: Parti
     outOfDateReasons: status?.reasons ?? [],
     appliedVariables: { ...(record.appliedInputs?.variables ?? {}) },
     appliedExtraVars: record.appliedInputs?.extraVars ?? [],
+    preRegisteredBy: record.expected ? `${record.expected.kind} ${record.expected.value}` : '',
+    preRegistrations: record.preRegistrations ?? [],
   };
 }

@@ -55,6 +55,13 @@ export interface NodeRecord {
   driftSummary?: string;
   /** The newest verify job whose result is recorded on this record (drift watcher). */
   driftJob?: string;
+  /**
+   * A pre-registered node (`clusterctl discover`): what identifies the machine expected; the
+   * record has no agent until one whose facts match joins (coordinator/pre-registration.ts).
+   */
+  expected?: { kind: 'ip' | 'serial' | 'mac'; value: string };
+  /** The pre-registrations this node's record took when its agent joined ("serial SN123"). */
+  preRegistrations?: string[];
   createdAt: string;
   updatedAt: string;
 }

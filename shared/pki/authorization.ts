@@ -41,6 +41,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ClusterService/SetMaintenance': fixed(user('operator')),
   'ClusterService/SetLabels': fixed(user('operator')),
   'ClusterService/DeleteNode': fixed(user('operator')),
+  'ClusterService/Discover': fixed(user('operator')),
+  'ClusterService/DeletePreRegistered': fixed(user('operator')),
 
   'JobService/StartJob': (a) => user(a.kind === 'exec' ? 'admin' : 'operator'),
   'JobService/ListJobs': fixed(user('viewer')),

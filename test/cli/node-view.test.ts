@@ -20,7 +20,7 @@ function node(over: Partial<Node__Output> = {}): Node__Output {
     createdAt: '2026-03-01T11:55:00.000Z', updatedAt: '2026-03-01T11:59:00.000Z', lastSeenAt: '2026-03-01T11:59:30.000Z',
     lastError: '', desiredConfig: '', appliedConfig: '', appliedDigest: '', currentJob: '', revision: '42',
     connectedAt: '2026-03-01T11:55:01.000Z', connected: true, stateChangedAt: '2026-03-01T11:55:02.000Z', maintenanceReason: '',
-    outOfDate: false, outOfDateReasons: [], appliedVariables: {}, appliedExtraVars: [],
+    outOfDate: false, outOfDateReasons: [], appliedVariables: {}, appliedExtraVars: [], preRegisteredBy: '', preRegistrations: [],
     ...over,
   };
 }

@@ -26,6 +26,8 @@ const TABLE: Row[] = [
   [{ method: 'ConfigService/DeleteBundle', commandUnits: true }, [...USERS_FROM.admin]],
   [{ method: 'ConfigService/DeleteGroup' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/GetGlobals' }, [...USERS_FROM.viewer]],
+  [{ method: 'ClusterService/Discover' }, [...USERS_FROM.operator]],
+  [{ method: 'ClusterService/DeletePreRegistered' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/SetGlobals' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/GetManagerConfig' }, [...USERS_FROM.viewer]],
   [{ method: 'ConfigService/SetManagerConfig' }, [...USERS_FROM.admin]],

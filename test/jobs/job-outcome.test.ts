@@ -165,6 +165,22 @@ describe('job outcome: every kind × every way a command ends', () => {
     expect(finishedNodeChange(job, decideNodeOutcome(job, r, false), r, 'web@1', { ...nodeBefore('Commissioned'), currentJob: 'j2' })?.next.currentJob).to.equal('j2');
   });
 
+  it('the applied inputs: recorded by a successful commission, upgrade or repair, kept by verify and a failure, dropped by decommission', () => {
+    const inputs = { bundle: 'web@2', variables: { listen: '7777' }, facts: {}, extraVars: ['listen'] };
+    const before = { ...nodeBefore('Commissioned'), appliedInputs: { bundle: 'web@1', variables: { listen: '80' }, facts: {} } };
+    const ok = OUTCOMES[0].result;
+    const failed = OUTCOMES[1].result;
+    const rows: [JobKind, LifecycleState, CommandOutcome, unknown][] = [
+      ['commission', 'Commissioning', ok, inputs], ['upgrade', 'Upgrading', ok, inputs], ['repair', 'Commissioned', ok, inputs],
+      ['verify', 'Commissioned', ok, before.appliedInputs], ['upgrade', 'Upgrading', failed, before.appliedInputs], ['decommission', 'Decommissioning', ok, undefined],
+    ];
+    for (const [kind, state, r, want] of rows) {
+      const job: OutcomeJob = { id: 'j1', kind, dryRun: false, group: 'g' };
+      const next = finishedNodeChange(job, decideNodeOutcome(job, r, false), r, 'web@2', { ...before, state }, inputs)?.next;
+      expect(next?.appliedInputs, `${kind} ${r.outcome}`).to.deep.equal(want);
+    }
+  });
+
   it('a vanished node is not written', () => {
     const job: OutcomeJob = { id: 'j1', kind: 'upgrade', dryRun: false };
     const r = OUTCOMES[0].result;

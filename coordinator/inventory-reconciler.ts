@@ -11,7 +11,7 @@ import {
   errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch,
 } from '../shared';
 import type { Compare } from './etcd-txn';
-import { readSnapshot } from './snapshot';
+import { readSnapshot, type Snapshot } from './snapshot';
 import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
 import { adoptPreRegistrations, describeExpected, planPreRegistrationMatches, PRE_REGISTERED_ID, type Expected } from './pre-registration';
 
@@ -234,8 +234,6 @@ export class InventoryReconciler {
    */
   private async matchPreRegistrations(): Promise<number> {
     const { client, keyspace, nodes } = this.opts;
-    const snap = await readSnapshot(client, keyspace, ['nodes'], this.log);
-    if (![...snap.nodes.values()].some((n) => n.record.expected)) return 0;
     const withFacts = await readSnapshot(client, keyspace, ['nodes', 'facts'], this.log);
     const records = [...withFacts.nodes.values()].map((n) => n.record);
     const { matches, ambiguous } = planPreRegistrationMatches(records, withFacts.facts);
@@ -256,7 +254,8 @@ export class InventoryReconciler {
   }
 
   private async pass(): Promise<PassResult> {
-    const result = await this.inventoryPass();
+    const { result, preRegistered } = await this.inventoryPass();
+    if (!preRegistered) return result;
     try {
       result.applied += await this.matchPreRegistrations();
     } catch (err) {
@@ -267,9 +266,15 @@ export class InventoryReconciler {
     return result;
   }
 
-  private async inventoryPass(): Promise<PassResult> {
-    const { client, keyspace, nodes, clock, streams } = this.opts;
-    const snap = await readSnapshot(client, keyspace, ['members', 'factKeys', 'nodes'], this.log);
+  /** The inventory actions; `preRegistered`: whether the snapshot held a pre-registration to match. */
+  private async inventoryPass(): Promise<{ result: PassResult; preRegistered: boolean }> {
+    const snap = await readSnapshot(this.opts.client, this.opts.keyspace, ['members', 'factKeys', 'nodes'], this.log);
+    const preRegistered = [...snap.nodes.values()].some((n) => n.record.expected);
+    return { result: await this.applyInventory(snap), preRegistered };
+  }
+
+  private async applyInventory(snap: Snapshot): Promise<PassResult> {
+    const { nodes, clock, streams } = this.opts;
     const members = new Map([...snap.members].map(([id, m]) => [id, m.record]));
     const known: Map<string, VersionedNode> = snap.nodes;
     const now = clock.iso();

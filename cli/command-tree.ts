@@ -11,6 +11,9 @@ import { version } from './commands/version';
 import { bundleDelete, bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
 import { events } from './commands/events';
 import { groupDelete, groupSet, groupShow, groupsList } from './commands/group-commands';
+import { globalGet, globalSet } from './commands/global-commands';
+import { configGet, configSet } from './commands/config-commands';
+import { discoverCommand } from './commands/discover';
 import { jobCancel } from './commands/job-cancel';
 import { jobDescribe } from './commands/job-describe';
 import { jobLogs } from './commands/job-logs';
@@ -103,6 +106,26 @@ const groupGroup = defineCommand<CliContext, Record<string, never>>({
   subcommands: [groupShow, groupSet, groupsList, groupDelete],
 });
 
+/** `global`: cluster-wide template variables (Contiv's `global get|set`). */
+const globalGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'global',
+  summary: 'Show and set cluster-wide variables (bundle defaults < globals < group variables < -e)',
+  usage: 'global get|set [flags]',
+  example: 'clusterctl global get\nclusterctl global set -e \'{"ntp_server":"10.0.0.1"}\'',
+  subcommands: [globalGet, globalSet],
+  defaultSubcommand: 'get',
+});
+
+/** `config`: the manager's own settings (Contiv's `config get|set`). */
+const configGroup = defineCommand<CliContext, Record<string, never>>({
+  name: 'config',
+  summary: 'Show and change the manager\'s own settings (default batch, repair policy, auto-commission)',
+  usage: 'config get|set [NAME=VALUE...]',
+  example: 'clusterctl config get\nclusterctl config set repairPolicy=report',
+  subcommands: [configGet, configSet],
+  defaultSubcommand: 'get',
+});
+
 /** `token`: join tokens for new machines (admin). */
 const tokenGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'token',
@@ -129,7 +152,7 @@ export function commandTree(): Command<CliContext> {
     example: 'clusterctl status\nclusterctl nodes\nclusterctl --coordinator 10.0.0.5:7400 nodes -o wide\nclusterctl node describe node-1 -o yaml\nclusterctl node commission node-1 -g worker --wait',
     options: GLOBAL_OPTIONS,
     subcommands: [
-      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, filesGroup, execCommand, planCommand, applyCommand, events, dashboard,
+      status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, globalGroup, configGroup, discoverCommand, filesGroup, execCommand, planCommand, applyCommand, events, dashboard,
       tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });

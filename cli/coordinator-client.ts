@@ -42,6 +42,9 @@ import type { ListGroupsResponse__Output } from '../generated/cluster/v1/ListGro
 import type { ListJobsResponse__Output } from '../generated/cluster/v1/ListJobsResponse';
 import type { ListNodesResponse__Output } from '../generated/cluster/v1/ListNodesResponse';
 import type { Node__Output } from '../generated/cluster/v1/Node';
+import type { Globals__Output } from '../generated/cluster/v1/Globals';
+import type { DiscoverResponse__Output } from '../generated/cluster/v1/DiscoverResponse';
+import type { ManagerConfig__Output } from '../generated/cluster/v1/ManagerConfig';
 import type { NodeDetail__Output } from '../generated/cluster/v1/NodeDetail';
 import type { NodeEvent__Output } from '../generated/cluster/v1/NodeEvent';
 import type { PlanRequest } from '../generated/cluster/v1/PlanRequest';
@@ -293,6 +296,14 @@ export class CoordinatorClient {
     return this.unary('cluster', 'SetLabels', 'write', (s, o, cb) => s.setLabels({ id, set, remove }, o, cb));
   }
 
+  async discover(identifiers: string[], labels: Record<string, string>): Promise<Node__Output[]> {
+    return (await this.unary<'cluster', DiscoverResponse__Output>('cluster', 'Discover', 'write', (s, o, cb) => s.discover({ identifiers, labels }, o, cb))).nodes;
+  }
+
+  async deletePreRegistered(ids: string[]): Promise<Node__Output[]> {
+    return (await this.unary<'cluster', DiscoverResponse__Output>('cluster', 'DeletePreRegistered', 'write', (s, o, cb) => s.deletePreRegistered({ ids }, o, cb))).nodes;
+  }
+
   async listEvents(req: ListEventsRequest): Promise<Event__Output[]> {
     return (await this.unary<'cluster', ListEventsResponse__Output>('cluster', 'ListEvents', 'read', (s, o, cb) => s.listEvents(req, o, cb))).events;
   }
@@ -364,6 +375,22 @@ export class CoordinatorClient {
 
   deleteGroup(name: string, force: boolean): Promise<DeleteGroupResponse__Output> {
     return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.deleteGroup({ name, force }, o, cb));
+  }
+
+  getGlobals(): Promise<Globals__Output> {
+    return this.unary('config', 'ConfigService', 'read', (s, o, cb) => s.getGlobals({}, o, cb));
+  }
+
+  setGlobals(variablesJson: string): Promise<Globals__Output> {
+    return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.setGlobals({ variablesJson }, o, cb));
+  }
+
+  getManagerConfig(): Promise<ManagerConfig__Output> {
+    return this.unary('config', 'ConfigService', 'read', (s, o, cb) => s.getManagerConfig({}, o, cb));
+  }
+
+  setManagerConfig(set: Record<string, string>, reset: string[]): Promise<ManagerConfig__Output> {
+    return this.unary('config', 'ConfigService', 'write', (s, o, cb) => s.setManagerConfig({ set, reset }, o, cb));
   }
 
   getGroup(name: string): Promise<Group__Output> {

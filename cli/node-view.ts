@@ -7,7 +7,7 @@ import type { Node__Output } from '../generated/cluster/v1/Node';
 import type { FactsSummary__Output } from '../generated/cluster/v1/FactsSummary';
 import { ageSince, formatBool, formatBytes, formatYaml, orDash, type Cell, type Row } from './output';
 
-export const NODE_COLUMNS = ['ID', 'STATE', 'REACHABLE', 'GROUP', 'HOSTNAME', 'IP', 'CPU', 'MEMORY', 'AGE'] as const;
+export const NODE_COLUMNS = ['ID', 'STATE', 'REACHABLE', 'GROUP', 'CONFIG', 'HOSTNAME', 'IP', 'CPU', 'MEMORY', 'AGE'] as const;
 export const NODE_WIDE_COLUMNS = [...NODE_COLUMNS, 'MODEL', 'SERIAL', 'OS', 'KERNEL', 'AGENT', 'DISKS', 'LABELS'] as const;
 
 const STATE_COLOUR: Record<string, Cell['colour']> = {
@@ -17,6 +17,7 @@ const STATE_COLOUR: Record<string, Cell['colour']> = {
   Decommissioning: 'yellow',
   Commissioned: 'green',
   Upgraded: 'green',
+  Cancelled: 'yellow',
 };
 
 const EMPTY_FACTS: FactsSummary__Output = {
@@ -41,8 +42,14 @@ function cpuText(f: FactsSummary__Output): string {
 }
 
 function stateCell(n: Node__Output): Cell {
-  const text = orDash(n.state) + (n.maintenance ? ',Maintenance' : '');
+  // A pre-registered node says so: `New (serial SN123)`, until its agent joins.
+  const text = orDash(n.state) + (n.preRegisteredBy ? ` (${n.preRegisteredBy})` : '') + (n.maintenance ? ',Maintenance' : '');
   return { text, colour: STATE_COLOUR[n.state] };
+}
+
+/** The applied bundle version, with `*` when it is out of date against the group (`web@2*`). */
+function configCell(n: Node__Output): Cell {
+  return { text: n.appliedConfig ? `${n.appliedConfig}${n.outOfDate ? '*' : ''}` : '-', colour: n.outOfDate ? 'yellow' : undefined };
 }
 
 export function nodeRow(n: Node__Output, nowMs: number): Row {
@@ -52,6 +59,7 @@ export function nodeRow(n: Node__Output, nowMs: number): Row {
     stateCell(n),
     { text: formatBool(n.reachable), colour: n.reachable ? undefined : 'red' },
     orDash(n.group),
+    configCell(n),
     orDash(f.hostname),
     orDash(f.primaryIp),
     cpuText(f),
@@ -110,6 +118,12 @@ export interface NodeObject {
   stateChangedAt: string;
   maintenanceReason: string;
   driftSummary: string;
+  outOfDate: boolean;
+  outOfDateReasons: string[];
+  appliedVariables: Record<string, string>;
+  appliedExtraVars: string[];
+  preRegisteredBy: string;
+  preRegistrations: string[];
 }
 
 /**
@@ -161,6 +175,12 @@ export function nodeObject(n: Node__Output): NodeObject {
     stateChangedAt: n.stateChangedAt,
     maintenanceReason: n.maintenanceReason,
     driftSummary: n.driftSummary,
+    outOfDate: n.outOfDate,
+    outOfDateReasons: [...n.outOfDateReasons],
+    appliedVariables: sortedRecord(n.appliedVariables),
+    appliedExtraVars: [...n.appliedExtraVars],
+    preRegisteredBy: n.preRegisteredBy,
+    preRegistrations: [...n.preRegistrations],
   };
 }
 
@@ -196,6 +216,8 @@ export function describeNode(n: Node__Output, factsJson: string, nowMs: number):
     ['Maintenance', n.maintenance && n.maintenanceReason ? `yes: ${n.maintenanceReason}` : formatBool(n.maintenance)],
     ['Group', orDash(n.group)],
     ['Labels', formatLabels(n.labels)],
+    ...(n.preRegisteredBy ? [['Pre-registered', `expects the machine with ${n.preRegisteredBy}; its agent has not joined yet`] as [string, string]] : []),
+    ...(n.preRegistrations.length ? [['Matched', `pre-registration ${n.preRegistrations.join(', ')}`] as [string, string]] : []),
     ['Hostname', orDash(f.hostname)],
     ['Address', orDash(n.address)],
     ['Primary IP', orDash(f.primaryIp)],
@@ -203,7 +225,10 @@ export function describeNode(n: Node__Output, factsJson: string, nowMs: number):
     ['Agent version', orDash(n.agentVersion)],
     ['Boot ID', orDash(n.bootId)],
     ['Desired config', orDash(n.desiredConfig)],
-    ['Applied config', orDash(n.appliedConfig)],
+    ['Applied config', n.appliedConfig ? `${n.appliedConfig}${n.outOfDate ? ` (out of date: ${n.outOfDateReasons.join('; ')}; \`clusterctl node upgrade ${n.id}\` rolls it out)` : ''}` : '-'],
+    ['Applied vars', Object.keys(n.appliedVariables).length
+      ? Object.keys(n.appliedVariables).sort().map((k) => `${k}=${n.appliedVariables[k]}${n.appliedExtraVars.includes(k) ? ' (-e)' : ''}`).join(', ')
+      : '-'],
     ['Applied digest', orDash(n.appliedDigest)],
     ['Current job', orDash(n.currentJob)],
     ['Last error', orDash(n.lastError)],

@@ -15,6 +15,7 @@ import type { WatchNodesRequest__Output } from '../generated/cluster/v1/WatchNod
 import { readKeys } from './etcd-txn';
 import { decodeNodeKv as decodeNodeKvOf, readSnapshot, type Versioned } from './snapshot';
 import { parseFacts, toNodeView } from './node-view';
+import { configStatus, readDesiredContext, type DesiredContext } from './desired-state';
 import { unary } from './unary-handler';
 import { watchStream } from './watch-stream';
 
@@ -48,13 +49,18 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
     return { revision: snap.revision, nodes: [...snap.nodes.values()], facts: snap.facts };
   }
 
+  /** The node as the operator sees it: desired vs applied judged against `ctx`. */
+  function view(n: Versioned<NodeRecord>, facts: Partial<Facts> | undefined, ctx: DesiredContext): ReturnType<typeof toNodeView> {
+    return toNodeView(n.record, n.modRevision, facts, configStatus(n.record, facts, ctx));
+  }
+
   const listNodes = unary(async (request: { labelSelector: string }) => {
     const selector = selectorOf(request.labelSelector);
-    const snap = await snapshot();
+    const [snap, ctx] = await Promise.all([snapshot(), readDesiredContext(client, keyspace)]);
     const nodes = snap.nodes
       .filter((n) => matchesSelector(selector, n.record.labels))
       .sort((a, b) => a.record.id.localeCompare(b.record.id))
-      .map((n) => toNodeView(n.record, n.modRevision, snap.facts.get(n.record.id)));
+      .map((n) => view(n, snap.facts.get(n.record.id), ctx));
     return { nodes, revision: snap.revision };
   });
 
@@ -66,21 +72,22 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
     const node = kvs[0] ? decodeNodeKv(kvs[0]) : undefined;
     if (!node) throw new NotFoundError(`node ${id} not found (list nodes with \`clusterctl nodes\`)`);
     const factsJson = kvs[1]?.value.toString() ?? '';
-    return { node: toNodeView(node.record, node.modRevision, parseFacts(factsJson)), factsJson };
+    return { node: view(node, parseFacts(factsJson), await readDesiredContext(client, keyspace)), factsJson };
   });
 
   function watchNodes(call: grpc.ServerWritableStream<WatchNodesRequest__Output, NodeEvent>): void {
     const stream = watchStream(call);
     const run = async (): Promise<void> => {
       const selector = selectorOf(call.request.labelSelector);
-      const snap = await snapshot();
+      const [snap, firstCtx] = await Promise.all([snapshot(), readDesiredContext(client, keyspace)]);
+      let ctx = firstCtx;
       const records = new Map(snap.nodes.map((n) => [n.record.id, n]));
       const facts = snap.facts;
       const sent = new Set<string>();
       const send = (type: 'ADDED' | 'MODIFIED' | 'DELETED', id: string): void => {
         const n = records.get(id);
         if (!n || stream.done) return;
-        call.write({ type, node: toNodeView(n.record, n.modRevision, facts.get(id)) });
+        call.write({ type, node: view(n, facts.get(id), ctx) });
       };
       for (const n of [...records.values()].sort((a, b) => a.record.id.localeCompare(b.record.id))) {
         if (!matchesSelector(selector, n.record.labels)) continue;
@@ -124,7 +131,27 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
         facts.delete(id);
         if (sent.has(id)) send('MODIFIED', id);
       });
-      for (const w of [nodesWatch, factsWatch]) {
+      // A group, the globals or a bundle changing can make nodes out of date without touching
+      // their records: read the context again and send the nodes whose status changed.
+      const configWatch = stream.add(client.watch().prefix(keyspace.groupsPrefix()).startRevision(from).watcher());
+      const globalsWatch = stream.add(client.watch().key(keyspace.globals()).startRevision(from).watcher());
+      let refreshing = Promise.resolve();
+      const refresh = (): void => {
+        refreshing = refreshing.then(async () => {
+          const next = await readDesiredContext(client, keyspace);
+          const before = new Map([...sent].map((id) => [id, JSON.stringify(records.has(id) ? view(records.get(id) as Versioned<NodeRecord>, facts.get(id), ctx) : null)]));
+          ctx = next;
+          for (const id of sent) {
+            const n = records.get(id);
+            if (n && JSON.stringify(view(n, facts.get(id), ctx)) !== before.get(id)) send('MODIFIED', id);
+          }
+        }).catch((err: unknown) => log.debug('node watch: desired state not re-read', { err: errorMessage(err) }));
+      };
+      for (const w of [configWatch, globalsWatch]) {
+        w.on('put', refresh);
+        w.on('delete', refresh);
+      }
+      for (const w of [nodesWatch, factsWatch, configWatch, globalsWatch]) {
         w.on('error', (err) => stream.fail(new UnavailableError(`node watch interrupted: ${errorMessage(err)}; watch again to resume`)));
       }
     };

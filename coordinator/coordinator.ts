@@ -29,6 +29,8 @@ import { EventLog } from './event-log';
 import { BundleStore } from './config/bundle-store';
 import { createConfigServiceHandlers } from './config/config-service';
 import { GroupStore } from './config/group-store';
+import { GlobalsStore } from './config/globals-store';
+import { ManagerConfigStore } from './config/manager-config-store';
 import { createJobs, type Jobs } from './jobs';
 import { AutoCommissioner } from './reconcile/auto-commission';
 import { DriftWatcher } from './reconcile/drift-watcher';
@@ -112,6 +114,8 @@ export class Coordinator {
   readonly jobs: Jobs;
   readonly bundles: BundleStore;
   readonly groups: GroupStore;
+  readonly globals: GlobalsStore;
+  readonly managerConfig: ManagerConfigStore;
   readonly files: FileStore;
   /** This replica's Prometheus metrics; main.ts serves `metrics.render()` on --metrics-listen. */
   readonly metrics: CoordinatorMetrics;
@@ -172,6 +176,8 @@ export class Coordinator {
     });
     this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
+    this.globals = new GlobalsStore({ client, keyspace, events: this.events, clock, bundles: this.bundles, groups: this.groups });
+    this.managerConfig = new ManagerConfigStore({ client, keyspace, events: this.events, clock });
     this.files = new FileStore({ client, keyspace, events: this.events, clock });
     const startJob = (request: Parameters<Jobs['starter']['start']>[0]): ReturnType<Jobs['starter']['start']> => this.jobs.starter.start(request);
     const loop = { intervalMs: settings.reconcileIntervalMs, debounceMs: settings.reconcileDebounceMs };
@@ -215,7 +221,7 @@ export class Coordinator {
         { definition: loadProto().api.cluster.v1.JobService.service, handlers: this.jobs.handlers },
         {
           definition: loadProto().api.cluster.v1.ConfigService.service,
-          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, files: this.files, logger: this.log }),
+          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, managerConfig: this.managerConfig, files: this.files, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.FileService.service,

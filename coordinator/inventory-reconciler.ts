@@ -11,8 +11,9 @@ import {
   errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch,
 } from '../shared';
 import type { Compare } from './etcd-txn';
-import { readSnapshot } from './snapshot';
+import { readSnapshot, type Snapshot } from './snapshot';
 import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
+import { adoptPreRegistrations, describeExpected, planPreRegistrationMatches, PRE_REGISTERED_ID, type Expected } from './pre-registration';
 
 // ---------------------------------------------------------------------------------------
 // The pure part.
@@ -190,7 +191,11 @@ export class InventoryReconciler {
     if (this.loop.started) return;
     this.firstPass = this.loop.start();
     const { client, keyspace } = this.opts;
-    this.watch = watchPrefixes(client, [keyspace.membersPrefix(), keyspace.factsPrefix()], () => this.loop.trigger(), this.log);
+    this.watch = watchPrefixes(client, [keyspace.membersPrefix(), keyspace.factsPrefix(), keyspace.nodesPrefix()], () => this.loop.trigger(), this.log, {
+      // Of the node records only pre-registrations (`clusterctl discover`): one made after its
+      // agent joined is matched at once. The other node writes are this loop's own or jobs'.
+      keyFilter: (key) => !key.startsWith(keyspace.nodesPrefix()) || PRE_REGISTERED_ID.test(keyspace.parseNode(key) ?? ''),
+    });
   }
 
   async stop(): Promise<void> {
@@ -221,9 +226,55 @@ export class InventoryReconciler {
     return this.pass();
   }
 
+  /**
+   * Agents whose facts match a pre-registration take it (coordinator/pre-registration.ts): one
+   * transaction per agent puts its record with the labels carried over and deletes the
+   * pre-registered records, each compared on its revision. Facts are read only when there is a
+   * pre-registration to match.
+   */
+  private async matchPreRegistrations(): Promise<number> {
+    const { client, keyspace, nodes } = this.opts;
+    const withFacts = await readSnapshot(client, keyspace, ['nodes', 'facts'], this.log);
+    const records = [...withFacts.nodes.values()].map((n) => n.record);
+    const { matches, ambiguous } = planPreRegistrationMatches(records, withFacts.facts);
+    for (const a of ambiguous) this.log.warn('pre-registration matches several nodes; left alone', { preRegistration: a.expectedId, nodes: a.nodeIds });
+    let applied = 0;
+    for (const m of matches) {
+      const taken = m.expectedIds.map((id) => withFacts.nodes.get(id)).filter((v): v is VersionedNode => v !== undefined);
+      const res = await nodes.mutate(m.nodeId, (cur) => (!cur ? undefined : {
+        next: adoptPreRegistrations(cur, taken.map((t) => t.record)),
+        event: { type: 'node.matched', message: `agent matches pre-registered ${taken.map((t) => `${t.record.id} (${describeExpected(t.record.expected as Expected)})`).join(', ')}; labels carried over` },
+      }), {
+        guards: taken.map((t): Compare => ({ key: keyspace.node(t.record.id), target: 'Mod', op: '==', value: t.modRevision, reason: 'pre-registration' })),
+        ops: taken.map((t) => ({ kind: 'delete' as const, key: keyspace.node(t.record.id) })),
+      });
+      if (res.changed) applied++;
+    }
+    return applied;
+  }
+
   private async pass(): Promise<PassResult> {
-    const { client, keyspace, nodes, clock, streams } = this.opts;
-    const snap = await readSnapshot(client, keyspace, ['members', 'factKeys', 'nodes'], this.log);
+    const { result, preRegistered } = await this.inventoryPass();
+    if (!preRegistered) return result;
+    try {
+      result.applied += await this.matchPreRegistrations();
+    } catch (err) {
+      if (err instanceof NotLeaderError) return result;
+      result.failed++;
+      this.log.warn('pre-registration match failed', { err: errorMessage(err) });
+    }
+    return result;
+  }
+
+  /** The inventory actions; `preRegistered`: whether the snapshot held a pre-registration to match. */
+  private async inventoryPass(): Promise<{ result: PassResult; preRegistered: boolean }> {
+    const snap = await readSnapshot(this.opts.client, this.opts.keyspace, ['members', 'factKeys', 'nodes'], this.log);
+    const preRegistered = [...snap.nodes.values()].some((n) => n.record.expected);
+    return { result: await this.applyInventory(snap), preRegistered };
+  }
+
+  private async applyInventory(snap: Snapshot): Promise<PassResult> {
+    const { nodes, clock, streams } = this.opts;
     const members = new Map([...snap.members].map(([id, m]) => [id, m.record]));
     const known: Map<string, VersionedNode> = snap.nodes;
     const now = clock.iso();

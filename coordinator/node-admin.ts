@@ -11,12 +11,16 @@ import type { EventLog } from './event-log';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { Node } from '../generated/cluster/v1/Node';
 import { readKeys } from './etcd-txn';
-import type { NodeStore } from './node-store';
+import { newNodeRecord, type NodeStore } from './node-store';
+import { describeExpected, parseIdentifier, PRE_REGISTERED_ID } from './pre-registration';
+
+/** Pre-registrations accepted in one call (each is one transaction). */
+const MAX_PRE_REGISTER = 256;
 import { parseFacts, toNodeView } from './node-view';
 import { unary } from './unary-handler';
 import { actorOf, type AuthenticatedCall } from './caller';
 
-export type NodeAdminHandlers = Pick<ClusterServiceHandlers, 'SetMaintenance' | 'SetLabels' | 'DeleteNode'>;
+export type NodeAdminHandlers = Pick<ClusterServiceHandlers, 'SetMaintenance' | 'SetLabels' | 'DeleteNode' | 'Discover' | 'DeletePreRegistered'>;
 
 export interface NodeAdminOptions {
   client: Etcd3;
@@ -165,5 +169,69 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
     return shown;
   });
 
-  return { SetMaintenance: setMaintenance, SetLabels: setLabels, DeleteNode: deleteNode };
+  /** Pre-registration ids of `given` (node ids or the identifiers themselves), every bad one named at once. */
+  function preRegisteredIds(given: readonly string[], rpc: string): string[] {
+    const words = [...new Set(given.map((w) => w.trim()).filter(Boolean))];
+    if (words.length === 0) throw new InvalidArgumentError(`${rpc} needs at least one IP address, serial number or MAC address`);
+    if (words.length > MAX_PRE_REGISTER) throw new InvalidArgumentError(`${rpc}: at most ${MAX_PRE_REGISTER} at a time (got ${words.length})`);
+    const problems: string[] = [];
+    const ids: string[] = [];
+    for (const w of words) {
+      try {
+        ids.push(PRE_REGISTERED_ID.test(w) && isValidSegment(w) ? w : parseIdentifier(w).id);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
+    if (problems.length > 0) throw new InvalidArgumentError(problems.join('; '));
+    return [...new Set(ids)];
+  }
+
+  const discover = unary(async (req: { identifiers: string[]; labels: Record<string, string> }, call: AuthenticatedCall) => {
+    const actor = actorOf(call);
+    preRegisteredIds(req.identifiers, 'Discover'); // every bad identifier named before anything is written
+    if (Object.keys(req.labels).length > 0) checkLabelChange(req.labels, []);
+    const labels = applyLabelChange({}, req.labels, []);
+    const out: Node[] = [];
+    for (const e of [...new Map(req.identifiers.map((w) => parseIdentifier(w)).map((e) => [e.id, e])).values()]) {
+      const result = await nodes.mutate(e.id, (current) => {
+        if (current) {
+          if (!current.expected) throw new FailedPreconditionError(`node ${e.id} exists and has an agent; it is not a pre-registration`);
+          return undefined; // already pre-registered: unchanged
+        }
+        return {
+          next: { ...newNodeRecord(e.id, options.clock.iso()), labels, expected: { kind: e.kind, value: e.value } },
+          event: { type: 'node.pre-registered', message: `expected machine with ${describeExpected(e)} pre-registered${Object.keys(labels).length ? ` with labels ${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}`, actor },
+        };
+      });
+      const node = result.node;
+      if (!node) throw notFound(e.id);
+      out.push(await view(e.id, node.record, node.modRevision));
+    }
+    log.info('nodes pre-registered', { ids: out.map((n) => n.id) });
+    return { nodes: out };
+  });
+
+  const deletePreRegistered = unary(async (req: { ids: string[] }, call: AuthenticatedCall) => {
+    const actor = actorOf(call);
+    const ids = preRegisteredIds(req.ids, 'DeletePreRegistered');
+    const found = await readKeys(client, ids.map((id) => keyspace.node(id)));
+    const records = ids.map((id, i) => {
+      const kv = found.kvs[i];
+      if (!kv) throw new NotFoundError(`no pre-registered node ${id} (list them with \`clusterctl discover list\`)`);
+      const record = decodeNode(keyspace.node(id), kv.value.toString());
+      if (!record.expected) throw new FailedPreconditionError(`node ${id} is not a pre-registration (an agent's node is deleted with \`clusterctl node delete ${id}\`)`);
+      return { record, modRevision: kv.mod_revision };
+    });
+    const shown = await Promise.all(records.map((r) => view(r.record.id, r.record, r.modRevision)));
+    const outcome = await options.events.commit({
+      compares: records.map((r) => ({ key: keyspace.node(r.record.id), target: 'Mod' as const, op: '==' as const, value: r.modRevision, reason: 'cas' })),
+      ops: records.map((r) => ({ kind: 'delete' as const, key: keyspace.node(r.record.id) })),
+      event: { type: 'node.pre-registration-deleted', message: `pre-registration${ids.length === 1 ? '' : 's'} ${ids.join(', ')} deleted`, actor },
+    });
+    if (!outcome.succeeded) throw new ConflictError('a pre-registration changed while being deleted (its agent may have joined); check with `clusterctl discover list` and retry');
+    return { nodes: shown };
+  });
+
+  return { SetMaintenance: setMaintenance, SetLabels: setLabels, DeleteNode: deleteNode, Discover: discover, DeletePreRegistered: deletePreRegistered };
 }

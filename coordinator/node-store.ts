@@ -12,7 +12,7 @@ import {
   type NodeRecord, type NotLeaderError,
 } from '../shared';
 import type { EventInput, EventLog } from './event-log';
-import { readKeys, readRecord, type Compare } from './etcd-txn';
+import { readKeys, readRecord, type Compare, type TxnOp } from './etcd-txn';
 import { DEFAULT_SETTINGS } from './options';
 import { readSnapshot } from './snapshot';
 
@@ -48,6 +48,8 @@ export interface MutateOptions {
   known?: VersionedNode | null;
   /** Extra conditions the change depends on (e.g. "member key still absent"). */
   guards?: readonly Compare[];
+  /** Other writes of the same transaction (e.g. deleting the pre-registration a node takes). */
+  ops?: readonly TxnOp[];
 }
 
 export interface NodeStoreOptions {
@@ -151,7 +153,7 @@ export class NodeStore {
       const transition = from !== undefined && from !== to ? { from, to } : {};
       const outcome = await this.events.commit({
         compares,
-        ops: [{ kind: 'put', key, value: JSON.stringify(next) }],
+        ops: [{ kind: 'put', key, value: JSON.stringify(next) }, ...(options.ops ?? [])],
         event: { ...change.event, nodeId: id, ...transition },
       });
       if (outcome.succeeded) return { changed: true, node: { record: next, modRevision: outcome.revision }, seq: outcome.seq };

@@ -4,6 +4,7 @@
  */
 import { summariseFacts, type Facts, type NodeRecord } from '../shared';
 import type { Node } from '../generated/cluster/v1/Node';
+import type { ConfigStatus } from './desired-state';
 
 /** Facts JSON as stored by the agent; undefined when absent or unreadable (shown as no facts). */
 export function parseFacts(text: string | undefined): Partial<Facts> | undefined {
@@ -16,7 +17,8 @@ export function parseFacts(text: string | undefined): Partial<Facts> | undefined
   }
 }
 
-export function toNodeView(record: NodeRecord, modRevision: string, facts: Partial<Facts> | undefined): Node {
+/** `status`: desired vs applied (desired-state.ts); without it the record's own desiredConfig is shown. */
+export function toNodeView(record: NodeRecord, modRevision: string, facts: Partial<Facts> | undefined, status?: ConfigStatus): Node {
   return {
     id: record.id,
     state: record.state,
@@ -34,7 +36,7 @@ export function toNodeView(record: NodeRecord, modRevision: string, facts: Parti
     updatedAt: record.updatedAt,
     lastSeenAt: record.lastSeenAt ?? '',
     lastError: record.lastError ?? '',
-    desiredConfig: record.desiredConfig ?? '',
+    desiredConfig: status?.desiredConfig || record.desiredConfig || '',
     appliedConfig: record.appliedConfig ?? '',
     appliedDigest: record.appliedDigest ?? '',
     currentJob: record.currentJob ?? '',
@@ -43,5 +45,11 @@ export function toNodeView(record: NodeRecord, modRevision: string, facts: Parti
     connected: record.connected,
     stateChangedAt: record.stateChangedAt,
     driftSummary: record.driftSummary ?? '',
+    outOfDate: status?.outOfDate ?? false,
+    outOfDateReasons: status?.reasons ?? [],
+    appliedVariables: { ...(record.appliedInputs?.variables ?? {}) },
+    appliedExtraVars: record.appliedInputs?.extraVars ?? [],
+    preRegisteredBy: record.expected ? `${record.expected.kind} ${record.expected.value}` : '',
+    preRegistrations: record.preRegistrations ?? [],
   };
 }

@@ -341,7 +341,7 @@ class DevCluster {
     } finally {
       client.close();
     }
-    const ready = nodes.filter((n) => ['Discovered', 'Decommissioned', 'Failed'].includes(n.state)).map((n) => n.id).sort();
+    const ready = nodes.filter((n) => ['Discovered', 'Decommissioned', 'Failed', 'Cancelled'].includes(n.state)).map((n) => n.id).sort();
     const args = ready.length > 0
       ? ['node', 'commission', ...ready, '-g', 'demo', '--batch', '1', '--wait']
       : ['node', 'verify', '-g', 'demo', '--wait'];

@@ -45,7 +45,8 @@ export interface GroupInput {
   autoCommission?: { selector: string }[];
 }
 
-const VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A template variable's name, as in {{ vars.NAME }} (group variables, globals, extra vars). */
+export const VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
  * Pure: the normalised record, or InvalidArgumentError listing every problem. Existence checks

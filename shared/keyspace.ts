@@ -151,6 +151,13 @@ export class Keyspace {
     return { name: parts[0], sha256: parts[1] };
   }
 
+  // --- globals: cluster-wide template variables (`clusterctl global set`) ------------------
+  /** One record: variables merged over every bundle's defaults and under every group's variables. */
+  globals(): string { return `${this.prefix}globals`; }
+
+  // --- manager-config: the manager's own settings (`clusterctl config set`) ----------------
+  managerConfig(): string { return `${this.prefix}manager-config`; }
+
   // --- meta/last-applied: the cluster file `clusterctl apply` last applied ------------------
   lastApplied(): string { return `${this.prefix}meta/last-applied`; }
 

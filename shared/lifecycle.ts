@@ -15,6 +15,7 @@ export const LIFECYCLE_STATES = [
   'Decommissioning',
   'Decommissioned',
   'Failed',
+  'Cancelled',
 ] as const;
 
 export type LifecycleState = (typeof LIFECYCLE_STATES)[number];
@@ -32,18 +33,22 @@ export function isBusyState(s: LifecycleState): boolean {
 
 /**
  * Allowed moves: from → to. Read as "a node in <from> may go to any of <to>".
- * Failed keeps every way out open (Contiv #114, #158: no dead ends).
+ * Failed keeps every way out open (Contiv #114, #158: no dead ends). Cancelled is where the
+ * operator's cancel of a commission, upgrade or decommission leaves the node: not a failure of
+ * the node, but it may have been stopped half-way, so every way out is open as from Failed
+ * (commission it again, upgrade it, or decommission what was applied).
  */
 export const TRANSITIONS: Readonly<Record<LifecycleState, readonly LifecycleState[]>> = {
   New: ['Discovered'],
   Discovered: ['Commissioning'],
-  Commissioning: ['Commissioned', 'Failed'],
+  Commissioning: ['Commissioned', 'Failed', 'Cancelled'],
   Commissioned: ['Upgrading', 'Decommissioning'],
-  Upgrading: ['Upgraded', 'Failed'],
+  Upgrading: ['Upgraded', 'Failed', 'Cancelled'],
   Upgraded: ['Upgrading', 'Decommissioning'],
-  Decommissioning: ['Decommissioned', 'Failed'],
+  Decommissioning: ['Decommissioned', 'Failed', 'Cancelled'],
   Decommissioned: ['Commissioning'],
   Failed: ['Commissioning', 'Upgrading', 'Decommissioning'],
+  Cancelled: ['Commissioning', 'Upgrading', 'Decommissioning'],
 };
 
 export function canTransition(from: LifecycleState, to: LifecycleState): boolean {

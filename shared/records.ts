@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError } from './errors';
 import { isLifecycleState, type LifecycleState } from './lifecycle';
+import { decodeRenderInputs, type RenderInputs } from './render-inputs';
 
 /** members/<nodeId>: written by the agent, bound to its lease. */
 export interface MemberRecord {
@@ -44,6 +45,8 @@ export interface NodeRecord {
   desiredConfig?: string;
   appliedConfig?: string;
   appliedDigest?: string;
+  /** What the last commission, upgrade or repair rendered with (shared/render-inputs.ts); drift and out of date are judged against it. */
+  appliedInputs?: RenderInputs;
   currentJob?: string;
   lastError?: string;
   /** Boot id the leader last verified (or took as the baseline); a different bootId means "reverify". */
@@ -52,6 +55,13 @@ export interface NodeRecord {
   driftSummary?: string;
   /** The newest verify job whose result is recorded on this record (drift watcher). */
   driftJob?: string;
+  /**
+   * A pre-registered node (`clusterctl discover`): what identifies the machine expected; the
+   * record has no agent until one whose facts match joins (coordinator/pre-registration.ts).
+   */
+  expected?: { kind: 'ip' | 'serial' | 'mac'; value: string };
+  /** The pre-registrations this node's record took when its agent joined ("serial SN123"). */
+  preRegistrations?: string[];
   createdAt: string;
   updatedAt: string;
 }
@@ -108,8 +118,11 @@ export function decodeNode(key: string, text: string): NodeRecord {
   const state = str(key, o, 'state');
   if (!isLifecycleState(state)) throw new InvalidArgumentError(`etcd value at ${key}: unknown lifecycle state ${JSON.stringify(state)}`);
   const labels = o.labels && typeof o.labels === 'object' && !Array.isArray(o.labels) ? (o.labels as Record<string, string>) : {};
+  const { appliedInputs: storedInputs, ...rest } = o;
+  const appliedInputs = decodeRenderInputs(storedInputs);
   return {
-    ...(o as Partial<NodeRecord>),
+    ...(rest as Partial<NodeRecord>),
+    ...(appliedInputs ? { appliedInputs } : {}),
     id: str(key, o, 'id'),
     state,
     stateChangedAt: typeof o.stateChangedAt === 'string' ? o.stateChangedAt : '',

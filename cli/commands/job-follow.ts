@@ -8,7 +8,7 @@ import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import { EXIT, type ExitCode } from '../command';
 import type { CliContext } from '../context';
 import { formatJsonLine, orDash, useColour } from '../output';
-import { FINISHED_JOB_STATES, jobDetailObject, jobExitCode } from './job-view';
+import { FINISHED_JOB_STATES, jobDetailObject, jobExitCode, jobStateText } from './job-view';
 
 const BAR_WIDTH = 30;
 
@@ -20,7 +20,7 @@ export function progressLine(d: JobDetail__Output): string {
   const filled = total ? Math.round((done / total) * BAR_WIDTH) : BAR_WIDTH;
   const j = d.job;
   const batch = j && j.batches > 1 ? ` (batch ${Math.min(j.currentBatch + 1, j.batches)}/${j.batches})` : '';
-  return `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${done}/${total} done, ${by('running')} running, ${by('failed')} failed${batch} ${j?.state ?? ''}`;
+  return `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${done}/${total} done, ${by('running')} running, ${by('failed')} failed${batch} ${j ? jobStateText(j) : ''}`;
 }
 
 /** One plain line per node state change. */
@@ -69,7 +69,7 @@ export async function followJob(context: CliContext, id: string, options: { prin
     const state = d.job?.state ?? '';
     if (state !== jobState) {
       jobState = state;
-      if (!tty) out.write(`job ${jobId} ${state}${d.job?.message ? `: ${d.job.message}` : ''}\n`);
+      if (!tty) out.write(`job ${jobId} ${d.job ? jobStateText(d.job) : state}${d.job?.message ? `: ${d.job.message}` : ''}\n`);
     }
     if (tty) {
       clearBar();
@@ -86,7 +86,7 @@ export async function followJob(context: CliContext, id: string, options: { prin
   await watch.done;
   if (tty && barShown) {
     out.write('\n');
-    if (last?.job && FINISHED_JOB_STATES.includes(last.job.state)) out.write(`job ${last.job.id} ${last.job.state}${last.job.message ? `: ${orDash(last.job.message)}` : ''}\n`);
+    if (last?.job && FINISHED_JOB_STATES.includes(last.job.state)) out.write(`job ${last.job.id} ${jobStateText(last.job)}${last.job.message ? `: ${orDash(last.job.message)}` : ''}\n`);
   }
   const finished = last?.job !== undefined && last.job !== null && FINISHED_JOB_STATES.includes(last.job.state);
   if (!finished) {

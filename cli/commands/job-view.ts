@@ -34,8 +34,14 @@ export function jobObject(j: Job__Output): Record<string, unknown> {
     id: j.id, kind: j.kind, state: j.state, group: j.group, bundle: j.bundle, strategy: j.strategy, batch: j.batch,
     maxFailures: maxFailuresView(j.maxFailures), dryRun: j.dryRun, force: j.force, nodeIds: j.nodeIds, batches: j.batches,
     currentBatch: j.currentBatch, counts: sortedCounts(j.counts), message: j.message, createdAt: j.createdAt,
-    startedAt: j.startedAt, finishedAt: j.finishedAt, requestedBy: j.requestedBy, revision: j.revision,
+    startedAt: j.startedAt, finishedAt: j.finishedAt, requestedBy: j.requestedBy, revision: j.revision, driftedNodes: j.driftedNodes,
   };
+}
+
+/** The job's state as an operator reads it: a verify that found drift says so (`Succeeded (drift on 2 nodes)`). */
+export function jobStateText(j: Pick<Job__Output, 'state' | 'driftedNodes'>): string {
+  const n = j.driftedNodes.length;
+  return n > 0 ? `${j.state} (drift on ${n} node${n === 1 ? '' : 's'})` : j.state;
 }
 
 /** JSON text as data (so `-o json` nests it instead of quoting it); text when unreadable. */
@@ -67,7 +73,7 @@ function count(j: Job__Output, ...states: string[]): number {
 export function jobRow(j: Job__Output, nowMs: number): Row {
   const done = count(j, 'succeeded', 'failed', 'cancelled', 'skipped');
   return [
-    j.id, j.kind + (j.dryRun ? ' (dry-run)' : ''), { text: j.state, colour: STATE_COLOUR[j.state] }, String(j.nodeIds.length),
+    j.id, j.kind + (j.dryRun ? ' (dry-run)' : ''), { text: jobStateText(j), colour: j.driftedNodes.length ? 'yellow' : STATE_COLOUR[j.state] }, String(j.nodeIds.length),
     `${done}/${j.nodeIds.length}`, { text: String(count(j, 'failed')), colour: count(j, 'failed') ? 'red' : undefined },
     j.batches ? `${Math.min(j.currentBatch + 1, j.batches)}/${j.batches}` : '-', orDash(j.group), ageSince(j.createdAt, nowMs),
   ];
@@ -140,7 +146,7 @@ export function describeJob(d: JobDetail__Output, nowMs: number): string {
   const lines = [
     `Job:          ${j.id}`,
     `Kind:         ${j.kind}${j.dryRun ? ' (dry run)' : ''}`,
-    `State:        ${j.state}${j.message ? ` (${j.message})` : ''}`,
+    `State:        ${jobStateText(j)}${j.message ? ` (${j.message})` : ''}`,
     `Group:        ${orDash(j.group)}`,
     `Bundle:       ${orDash(j.bundle)}`,
     `Strategy:     ${strategyText(j)}, max failures ${maxFailuresView(j.maxFailures)}${j.force ? ', forced' : ''}`,

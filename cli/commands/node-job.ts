@@ -33,7 +33,7 @@ export const NODE_JOB_OPTIONS = {
   },
   batch: {
     kind: 'string', placeholder: 'N|P%',
-    description: 'rolling: N nodes or P% of them per batch (without it: all at once)',
+    description: 'rolling: N nodes or P% of them per batch (without it: the manager\'s defaultBatch setting, all at once unless set; see clusterctl config get)',
   },
   maxFailures: {
     kind: 'int', min: 0, default: 0, placeholder: 'N',
@@ -132,7 +132,8 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
         labelSelector: selector,
         factSelector: values.factSelector ?? '',
         group,
-        strategy: batch ? 'rolling' : 'all-at-once',
+        // No --batch: the coordinator's defaultBatch setting decides (all at once unless set).
+        strategy: batch ? 'rolling' : '',
         batch,
         maxFailures: values.maxFailures,
         dryRun: values.dryRun,

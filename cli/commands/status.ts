@@ -10,7 +10,7 @@ import { ageSince, formatBool, formatBytes, formatTable, orDash, useColour } fro
 import { printResult } from './print';
 
 /** Lifecycle order (shared/lifecycle.ts), so counts read in the order a node moves. */
-const STATE_ORDER = ['New', 'Discovered', 'Commissioning', 'Commissioned', 'Upgrading', 'Upgraded', 'Failed', 'Decommissioning', 'Decommissioned'];
+const STATE_ORDER = ['New', 'Discovered', 'Commissioning', 'Commissioned', 'Upgrading', 'Upgraded', 'Failed', 'Cancelled', 'Decommissioning', 'Decommissioned'];
 
 function sortedCounts(c: Readonly<Record<string, number>>): Record<string, number> {
   const rank = (s: string): number => (STATE_ORDER.includes(s) ? STATE_ORDER.indexOf(s) : STATE_ORDER.length);

@@ -10,6 +10,10 @@ import type { Group } from '../../generated/cluster/v1/Group';
 import type { Group__Output } from '../../generated/cluster/v1/Group';
 import type { BundleStore, StoredBundle } from './bundle-store';
 import type { GroupStore, VersionedGroup } from './group-store';
+import type { GlobalsStore, VersionedGlobals } from './globals-store';
+import type { ManagerConfigStore, VersionedManagerConfig } from './manager-config-store';
+import { effectiveConfig, MANAGER_SETTINGS, type ManagerSettingName } from '../../shared/manager-config';
+import type { ManagerConfig } from '../../generated/cluster/v1/ManagerConfig';
 import type { FileStore } from '../files/file-store';
 import { sourceNames } from './source-pins';
 import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
@@ -19,6 +23,8 @@ import { actorName, actorOf, authorizeAction } from '../caller';
 export interface ConfigServiceOptions {
   bundles: BundleStore;
   groups: GroupStore;
+  globals: GlobalsStore;
+  managerConfig: ManagerConfigStore;
   /** Deletes the unused file editions a deleted bundle version leaves. */
   files: FileStore;
   logger: Logger;
@@ -37,6 +43,21 @@ export function toGroupView(g: VersionedGroup): Group {
     name: r.name, bundle: r.bundle, version: r.version, variables: { ...r.variables }, minSize: r.minSize ?? 0,
     dependsOn: r.dependsOn ?? [], verifySchedule: r.verifySchedule ?? '', repairPolicy: r.repairPolicy ?? 'report',
     autoCommission: (r.autoCommission ?? []).map((a) => ({ selector: a.selector })), updatedAt: r.updatedAt ?? '', revision: g.modRevision,
+  };
+}
+
+export function toGlobalsView(g: VersionedGlobals): { variables: Record<string, string>; updatedAt: string; revision: string } {
+  return { variables: { ...g.record.variables }, updatedAt: g.record.updatedAt ?? '', revision: g.modRevision };
+}
+
+export function toManagerConfigView(c: VersionedManagerConfig): ManagerConfig {
+  const effective = effectiveConfig(c.record);
+  return {
+    settings: MANAGER_SETTINGS.map((s) => ({
+      name: s.name, value: effective[s.name as ManagerSettingName], defaultValue: s.default,
+      isSet: c.record.values[s.name as ManagerSettingName] !== undefined, description: s.description,
+    })),
+    updatedAt: c.record.updatedAt ?? '', revision: c.modRevision,
   };
 }
 
@@ -100,6 +121,18 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       const prunedEditions = await options.files.prune(sourceNames(deleted.bundle), actor);
       log.info('bundle deleted', { bundle: `${deleted.name}@${deleted.version}`, prunedEditions });
       return { bundle: toBundleInfo(deleted), prunedEditions };
+    }),
+    GetGlobals: unary(async () => toGlobalsView(await options.globals.get())),
+    SetGlobals: unary(async (req: { variablesJson: string }, call) => {
+      const saved = await options.globals.set(req.variablesJson, actorOf(call));
+      log.info('globals set', { revision: saved.modRevision });
+      return toGlobalsView(saved);
+    }),
+    GetManagerConfig: unary(async () => toManagerConfigView(await options.managerConfig.get())),
+    SetManagerConfig: unary(async (req: { set: Record<string, string>; reset: string[] }, call) => {
+      const saved = await options.managerConfig.set(req.set, req.reset, actorOf(call));
+      log.info('manager config set', { revision: saved.modRevision });
+      return toManagerConfigView(saved);
     }),
     DeleteGroup: unary(async (req: { name: string; force: boolean }, call) => {
       const name = req.name.trim();

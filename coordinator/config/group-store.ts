@@ -18,6 +18,7 @@ import { readSnapshot } from '../snapshot';
 import type { EventLog } from '../event-log';
 import type { BundleStore } from './bundle-store';
 import { missingVariables, templateReferences } from '../../shared/bundle';
+import { decodeGlobals } from '../../shared/globals';
 
 export {
   REPAIR_POLICIES, checkGroup, decodeGroup, type RepairPolicy, type AutoCommissionRule, type GroupRecord, type GroupInput,
@@ -25,7 +26,7 @@ export {
 import { checkGroup, decodeGroup, type GroupInput, type GroupRecord } from '../../shared/group';
 
 /** States a node may be in when its group is deleted with --force (see GroupStore.delete). */
-export const GROUP_DELETE_FORCE_STATES: ReadonlySet<string> = new Set(['Decommissioned', 'Failed', 'New', 'Discovered']);
+export const GROUP_DELETE_FORCE_STATES: ReadonlySet<string> = new Set(['Decommissioned', 'Failed', 'Cancelled', 'New', 'Discovered']);
 
 export interface VersionedGroup {
   record: GroupRecord;
@@ -100,7 +101,10 @@ export class GroupStore {
     }
     // The group must supply every variable its bundle uses and does not default.
     const stored = await this.o.bundles.get(bundle, version);
-    const unset = missingVariables(templateReferences(stored.bundle), stored.bundle.variables, checked.variables);
+    const globalsKey = this.o.keyspace.globals();
+    const globalsKv = (await readKeys(this.o.client, [globalsKey])).kvs[0];
+    const globals = globalsKv ? decodeGlobals(globalsKey, globalsKv.value.toString()).variables : {};
+    const unset = missingVariables(templateReferences(stored.bundle), stored.bundle.variables, globals, checked.variables);
     if (unset.length > 0) {
       throw new InvalidArgumentError(
         `group ${name}: bundle ${bundle}@${version} uses variable${unset.length === 1 ? '' : 's'} that neither the bundle defines nor the group sets: ` +

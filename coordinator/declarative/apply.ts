@@ -27,6 +27,7 @@ import { decodeSnapshot } from '../snapshot';
 import { decodeJob, isActive } from '../jobs/job-record';
 import { canonicalDocument, parseClusterFile, type ClusterFile } from '../../shared/cluster-file';
 import { formatPlan, planConfig, type PlanResult, type StoredConfig } from './plan';
+import { decodeGlobals } from '../../shared/globals';
 
 /** What meta/last-applied holds. */
 export interface LastApplied {
@@ -115,6 +116,7 @@ export class Declarative {
       { prefix: ks.factsPrefix() },
       { prefix: ks.lastApplied() },
       { prefix: ks.jobsPrefix(), keysOnly: true },
+      { prefix: ks.globals() },
     ]);
     const mods = new Map<string, string>();
     const bundles = new Map<string, string>();
@@ -154,7 +156,13 @@ export class Declarative {
       if (p && p.nodeId === undefined) jobIds.add(p.jobId);
     }
     const activeJobs = new Set([...new Set(nodes.map((n) => n.record.currentJob).filter((j): j is string => !!j))].filter((j) => jobIds.has(j)));
-    return { revision, stored: { bundles, groups, files, nodes, activeJobs }, mods, lastApplied };
+    // The cluster globals: a node's desired variables (and so its being out of date) depend on them.
+    let globals: Record<string, string> = {};
+    for (const kv of kvs[7]) {
+      if (kv.key.toString() !== ks.globals()) continue;
+      try { globals = decodeGlobals(ks.globals(), kv.value.toString()).variables; } catch { /* unreadable: none */ }
+    }
+    return { revision, stored: { bundles, groups, files, nodes, activeJobs, globals }, mods, lastApplied };
   }
 
   /** The job records of the given ids that are still unfinished (to refine activeJobs). */

@@ -19,6 +19,7 @@ import { canonicalJson, missingVariables, templateReferences, type Bundle } from
 import type { GroupRecord } from '../config/group-store';
 import { planAutoCommission } from '../reconcile/auto-commission';
 import type { ClusterFile, GroupSpec } from '../../shared/cluster-file';
+import { mergeVariables, outOfDateReasons, renderInputs } from '../../shared/render-inputs';
 
 export interface StoredConfig {
   /** "name@version" → canonical JSON of the stored bundle. */
@@ -29,6 +30,8 @@ export interface StoredConfig {
   nodes: readonly { record: NodeRecord; facts?: Partial<Facts> }[];
   /** Ids of unfinished jobs (a node they hold is not an auto-commission candidate). */
   activeJobs: ReadonlySet<string>;
+  /** The cluster globals (`clusterctl global set`); none when absent. */
+  globals?: Readonly<Record<string, string>>;
 }
 
 export interface FieldChange {
@@ -54,6 +57,8 @@ export interface NodeUpgrade {
   group: string;
   from: string;
   to: string;
+  /** What differs between what the node applied and what the group now renders (shared/render-inputs.ts). */
+  reasons: string[];
 }
 
 export interface NodeAutoCommission {
@@ -142,16 +147,26 @@ export function planConfig(desired: ClusterFile, stored: StoredConfig): PlanResu
     return { name: g.name, action: !have ? 'create' : changes.length > 0 ? 'update' : 'unchanged', changes: have ? changes : [] };
   });
 
-  // Nodes of groups whose bundle version changes.
+  // Nodes out of date under the desired groups: what they applied (bundle version, variables,
+  // facts the templates read) differs from what their group would render now. A node that
+  // applied nothing counts only when its group's bundle version changes.
   const upgrades: NodeUpgrade[] = [];
   for (const g of desired.groups) {
     const to = `${g.bundle}@${g.version}`;
     const have = stored.groups.get(g.name);
-    if (have && `${have.bundle}@${have.version}` === to) continue;
-    for (const { record: n } of stored.nodes) {
+    const versionChanges = !have || `${have.bundle}@${have.version}` !== to;
+    const b = (inFile.get(to) as Bundle | undefined) ?? storedBundle(stored.bundles.get(to));
+    for (const { record: n, facts } of stored.nodes) {
       if (n.group !== g.name) continue;
       const from = n.appliedConfig ?? n.desiredConfig ?? '';
-      if (from !== to) upgrades.push({ nodeId: n.id, group: g.name, from: from || '(none)', to });
+      let reasons: string[];
+      if (n.appliedConfig && b) {
+        const inputs = renderInputs(to, b, mergeVariables(b.variables ?? {}, stored.globals ?? {}, g.variables ?? {}), facts);
+        reasons = outOfDateReasons(n.appliedConfig, n.appliedInputs, inputs, b);
+      } else {
+        reasons = versionChanges && from !== to ? [`bundle ${from || '(none)'} → ${to}`] : [];
+      }
+      if (reasons.length > 0) upgrades.push({ nodeId: n.id, group: g.name, from: from || '(none)', to, reasons });
     }
   }
   upgrades.sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
@@ -182,13 +197,16 @@ export function formatPlan(plan: PlanResult): string {
       for (const c of g.changes) lines.push(`    ${c.field}: ${c.from} → ${c.to}`);
     }
   }
-  for (const u of plan.upgrades) lines.push(`  node ${u.nodeId} (group ${u.group}): ${u.from} → ${u.to}, by the next upgrade job`);
+  for (const u of plan.upgrades) {
+    const why = u.reasons.filter((r) => !r.startsWith('bundle '));
+    lines.push(`  node ${u.nodeId} (group ${u.group}): ${u.from} → ${u.to}${why.length ? ` (${why.join(', ')})` : ''}, by the next upgrade job`);
+  }
   for (const a of plan.autoCommission) lines.push(`  node ${a.nodeId}: newly matches auto-commission of group ${a.group}`);
   for (const p of plan.problems) lines.push(`! ${p}`);
   const pushes = plan.bundles.filter((b) => b.action === 'push').length;
   const creates = plan.groups.filter((g) => g.action === 'create').length;
   const updates = plan.groups.filter((g) => g.action === 'update').length;
-  if (!plan.hasChanges && plan.problems.length === 0) lines.push('No changes: the stored configuration matches.');
+  if (!plan.hasChanges && plan.problems.length === 0 && plan.upgrades.length === 0) lines.push('No changes: the stored configuration matches.');
   else {
     lines.push(
       `Plan: ${pushes} bundle version(s) to push, ${creates} group(s) to create, ${updates} to update; ` +

@@ -11,6 +11,9 @@ import { readKeys, readRecord } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
 import { parseBundleInfo } from '../config/source-pins';
+import { decodeGlobals } from '../../shared/globals';
+import { decodeManagerConfig, effectiveConfig, type ManagerConfig } from '../../shared/manager-config';
+import { parseFacts } from '../node-view';
 import type { GroupRules } from './group-rules';
 
 export function groupRules(g: GroupRecord): GroupRules {
@@ -40,6 +43,26 @@ export class ConfigReader {
   async allGroups(): Promise<GroupRecord[]> {
     // An unreadable group has no rules to enforce.
     return [...(await readSnapshot(this.client, this.keyspace, ['groups'])).groups.values()].map((g) => g.record);
+  }
+
+  /** The cluster-wide variables (`clusterctl global set`); none when never set. */
+  async globals(): Promise<Record<string, string>> {
+    const key = this.keyspace.globals();
+    const { kvs } = await readKeys(this.client, [key]);
+    return kvs[0] ? decodeGlobals(key, kvs[0].value.toString()).variables : {};
+  }
+
+  /** The manager's settings (`clusterctl config set`), defaults filled in; read at every decision, so a change needs no restart. */
+  async managerConfig(): Promise<ManagerConfig> {
+    const key = this.keyspace.managerConfig();
+    const { kvs } = await readKeys(this.client, [key]);
+    return effectiveConfig(kvs[0] ? decodeManagerConfig(key, kvs[0].value.toString()) : undefined);
+  }
+
+  /** The node's facts as its agent reported them (what its templates render with); undefined when none. */
+  async facts(nodeId: string): Promise<unknown> {
+    const { kvs } = await readKeys(this.client, [this.keyspace.facts(nodeId)]);
+    return parseFacts(kvs[0]?.value.toString());
   }
 
   /** The stored bundle; NotFoundError naming it (and how to push one) when absent. */

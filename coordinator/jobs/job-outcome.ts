@@ -15,6 +15,7 @@ import type { CommandResult__Output } from '../../generated/cluster/v1/CommandRe
 import type { NodeChange } from '../node-store';
 import { completedVerification, decodeCommandReport, type CommandReport } from '../../shared/command-report';
 import { errorMessage } from '../../shared/errors';
+import type { RenderInputs } from '../../shared/render-inputs';
 import { boundOutput, type JobKind, type JobNodeRecord, type JobRecord } from './job-record';
 
 export const CANCELLED_BY_OPERATOR = 'cancelled by operator';
@@ -125,7 +126,7 @@ export function finishedJobNode(current: JobNodeRecord, d: NodeOutcome, r: Comma
  * The node record once the job is done with it: the claim released, and the lifecycle state,
  * applied config, group and lastError the outcome implies. Undefined: nothing to write.
  */
-export function finishedNodeChange(job: OutcomeJob, d: NodeOutcome, r: CommandOutcome, bundleRef: string | undefined, cur: NodeRecord | undefined): NodeChange | undefined {
+export function finishedNodeChange(job: OutcomeJob, d: NodeOutcome, r: CommandOutcome, bundleRef: string | undefined, cur: NodeRecord | undefined, inputs?: RenderInputs): NodeChange | undefined {
   if (!cur) return undefined;
   const { ok, error } = d;
   const { currentJob: _c, ...rest } = cur;
@@ -145,21 +146,26 @@ export function finishedNodeChange(job: OutcomeJob, d: NodeOutcome, r: CommandOu
     if (working && done && cur.state === working) next.state = done;
     if (job.kind === 'commission' && job.group) next.group = job.group;
     if (job.kind === 'decommission') {
-      delete next.appliedConfig; delete next.appliedDigest; delete next.desiredConfig;
+      delete next.appliedConfig; delete next.appliedDigest; delete next.desiredConfig; delete next.appliedInputs;
     } else if (job.kind !== 'verify' && bundleRef) {
       next.appliedConfig = bundleRef;
       next.desiredConfig = bundleRef;
       if (r.appliedDigest) next.appliedDigest = r.appliedDigest;
+      // What this apply rendered with: drift is judged against it, out of date from it.
+      if (inputs) next.appliedInputs = inputs;
+      else delete next.appliedInputs;
     }
     delete next.lastError;
     message = `${job.kind} succeeded`;
   } else {
-    if (working && cur.state === working) next.state = 'Failed';
-    // A failed commission may have applied part of the group's bundle: keep the group so
-    // the node can still be decommissioned (or upgraded) with that bundle (no dead end).
+    // The operator's cancel is not the node's failure: the node says it was cancelled, and
+    // from Cancelled (as from Failed) it can be commissioned again, upgraded or decommissioned.
+    if (working && cur.state === working) next.state = d.cancelled ? 'Cancelled' : 'Failed';
+    // A failed or cancelled commission may have applied part of the group's bundle: keep the
+    // group so the node can still be decommissioned (or upgraded) with that bundle (no dead end).
     if (job.kind === 'commission' && job.group && !next.group) next.group = job.group;
     next.lastError = d.cancelled ? CANCELLED_BY_OPERATOR : `${job.kind} failed (job ${job.id}): ${error ?? ''}`;
-    message = next.lastError;
+    message = d.cancelled ? `${job.kind} ${CANCELLED_BY_OPERATOR} (job ${job.id})` : next.lastError;
   }
   return { next, event: { type: next.state !== cur.state ? 'node.state' : 'job.node', jobId: job.id, message } };
 }

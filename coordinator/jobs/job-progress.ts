@@ -36,6 +36,7 @@ import {
 } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
 import { secondsBetween, type JobObserver } from './job-observer';
+import { renderInputs, type RenderInputs } from '../../shared/render-inputs';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -191,10 +192,16 @@ export class JobProgress {
       state = 'Succeeded';
       message = `${succeeded} of ${this.job.nodeIds.length} node(s) succeeded` + (failed > 0 ? `, ${failed} failed (within --max-failures ${this.job.maxFailures})` : '');
     }
+    // A verification that ran is a success whatever it found; what it found is the job's result.
+    const drifted = this.job.kind === 'verify' && !this.job.dryRun ? this.job.nodeIds.filter((id) => this.nodes.get(id)?.drift !== undefined) : [];
+    if (drifted.length > 0 && state === 'Succeeded') message = `${message}; drift on ${drifted.length} node(s): ${drifted.join(', ')}`;
     await this.updateJob((j) => {
       const to: JobState = j.state === 'Cancelling' || cancelled ? 'Cancelled' : state;
       if (j.state === 'Pending' && to !== 'Cancelled') return { next: { ...j, state: 'Failed', finishedAt: this.o.clock.iso(), message }, type: 'job.failed', message };
-      return { next: { ...j, state: to, finishedAt: this.o.clock.iso(), message: to === 'Cancelled' && !cancelled ? CANCELLED_BY_OPERATOR : message }, type: `job.${to.toLowerCase()}`, message };
+      return {
+        next: { ...j, state: to, finishedAt: this.o.clock.iso(), message: to === 'Cancelled' && !cancelled ? CANCELLED_BY_OPERATOR : message, ...(this.job.kind === 'verify' ? { drifted } : {}) },
+        type: `job.${to.toLowerCase()}`, message,
+      };
     });
     this.log.info('job finished', { state: this.job.state, message: this.job.message });
     const seconds = secondsBetween(this.job.startedAt ?? this.job.createdAt, this.job.finishedAt);
@@ -232,51 +239,69 @@ export class JobProgress {
     const job = this.job;
     let versioned = known ?? (await this.o.nodes.get(id));
     const node = versioned?.record;
-    const bundleRef = (job.kind === 'decommission' || job.kind === 'verify' ? node?.appliedConfig : undefined) ?? job.bundle;
+    // Verify, repair and decommission work on what the node has applied (its bundle version and
+    // the variables it rendered with, extra vars included); commission and upgrade on the desired.
+    const onApplied = job.kind === 'decommission' || job.kind === 'verify' || job.kind === 'repair';
+    const bundleRef = (onApplied ? node?.appliedConfig : undefined) ?? job.bundle;
     if (rec.state === 'pending') {
       const attempt = rec.attempt + 1;
       rec = { ...rec, state: 'running', attempt, commandId: commandIdFor(this.jobId, id, attempt), startedAt: this.o.clock.iso(), units: [], ...(bundleRef ? { bundle: bundleRef } : {}) };
       await this.writeNode(rec);
     }
     let outcome: CommandOutcome;
+    let inputs: RenderInputs | undefined;
     try {
       if (!node) throw new FailedPreconditionError(`node ${id} no longer exists`);
       if (workingState(job)) {
         const moved = await this.o.nodes.mutate(id, (cur) => startedNodeChange(job, cur, id), { known: versioned ?? null });
         versioned = moved.node;
       }
-      outcome = await this.dispatch(id, await this.commandFor(rec, bundleRef), rec);
+      const applied = onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined;
+      const c = await this.commandFor(rec, bundleRef, applied);
+      inputs = c.inputs;
+      outcome = await this.dispatch(id, c.command, rec);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
     }
     this.checkHalted();
-    await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef, versioned);
+    await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef, inputs, versioned);
   }
 
-  /** The command for one node: an exec's argv, or the job's bundle and its variables. */
-  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined): Promise<Command> {
+  /**
+   * The command for one node: an exec's argv, or the bundle and its variables, with the inputs
+   * it renders from (recorded on the node when an apply succeeds). `applied`: the node's applied
+   * inputs, whose variables (this job's extra vars over them) verify, repair and decommission use.
+   */
+  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs }> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
     if (job.kind === 'exec') {
       // One argv, no bundle: the agent runs it under its root and kills it at the timeout.
       const exec = job.exec ?? { argv: [], timeoutMs: 0 };
-      return { ...base, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs };
+      return { command: { ...base, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs } };
     }
     if (!bundleRef) throw new FailedPreconditionError(`node ${rec.nodeId} has no bundle to ${job.kind}`);
     const bundle = await this.bundles.resolve(bundleRef);
+    const extra = job.extraVars ?? {};
+    const variables = applied ? { ...applied.variables, ...extra } : commandVariables(bundle.variables, job.variables);
+    const extraNames = [...(applied?.extraVars ?? []), ...Object.keys(extra)];
+    const inputs = renderInputs(bundleRef, bundle, variables, await this.o.config.facts(rec.nodeId), extraNames);
     return {
-      ...base, kind: commandKindFor(job.kind, job.dryRun),
-      // The bundle as stored (sources inlined); the agent validates and renders it with
-      // `variables` and its own facts.
-      bundleJson: JSON.stringify(bundle),
-      variables: commandVariables(bundle.variables, job.variables),
-      timeoutMs: this.o.timings.commandTimeoutMs,
+      command: {
+        ...base, kind: commandKindFor(job.kind, job.dryRun),
+        // The bundle as stored (sources inlined); the agent validates and renders it with
+        // `variables` and its own facts.
+        bundleJson: JSON.stringify(bundle),
+        variables,
+        timeoutMs: this.o.timings.commandTimeoutMs,
+      },
+      inputs,
     };
   }
 
   /** `known`: the node record as last read or written here (a stale one costs one CAS retry). */
-  private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined, known: VersionedNode | undefined): Promise<void> {
+  private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined, inputs: RenderInputs | undefined, known: VersionedNode | undefined): Promise<void> {
     const job = this.job;
     const d = decideNodeOutcome(job, r, this.cancel.signal.aborted);
     const finished = finishedJobNode(this.nodes.get(id) ?? rec, d, r, this.o.clock.iso());
@@ -284,7 +309,7 @@ export class JobProgress {
     const seconds = secondsBetween(finished.startedAt, finished.finishedAt);
     if (seconds !== undefined) this.o.observer?.nodeFinished(job.kind, finished.state, seconds);
     this.checkHalted();
-    await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur), known ? { known } : {});
+    await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur, inputs), known ? { known } : {});
     this.log.info('node finished', { nodeId: id, outcome: r.outcome, error: d.error });
   }
 

@@ -71,8 +71,13 @@ export interface JobRecord {
   group?: string;
   /** "name@version" of the bundle the job applies (decommission/verify: per node, see JobNodeRecord.bundle). */
   bundle?: string;
-  /** Group variables < extra vars (job-starter.ts); commandVariables puts them over the bundle's. */
+  /** Globals < group variables < extra vars (job-starter.ts); commandVariables puts them over the bundle's. */
   variables: Record<string, string>;
+  /**
+   * The job's own extra vars (-e), also inside `variables`. Verify, repair and decommission
+   * render with each node's applied variables with these over them (job-progress.ts).
+   */
+  extraVars?: Record<string, string>;
   strategy: 'all-at-once' | 'rolling';
   batch: string;
   maxFailures: number;
@@ -89,6 +94,8 @@ export interface JobRecord {
   claimed: boolean;
   /** Kind exec: the command each node runs, and its timeout on the agent (ms). */
   exec?: { argv: string[]; timeoutMs: number };
+  /** Verify: the nodes whose verification found drift, recorded when the job ends. */
+  drifted?: string[];
 }
 
 export interface JobNodeUnit {
@@ -125,9 +132,9 @@ export interface JobNodeRecord {
 
 /**
  * The one merge of a bundle command's template variables, lowest first: the bundle's defaults
- * < the group's variables < the job's extra vars (`clusterctl ... -e`). The job starter merges
- * the last two into JobRecord.variables; this puts them over the bundle's. The agent renders
- * with exactly this set (Command.variables).
+ * < the cluster globals < the group's variables < the job's extra vars (`clusterctl ... -e`).
+ * The job starter merges the last three into JobRecord.variables; this puts them over the
+ * bundle's. The agent renders with exactly this set (Command.variables).
  */
 export function commandVariables(bundleDefaults: Readonly<Record<string, string | number | boolean>>, jobVariables: Readonly<Record<string, string>>): Record<string, string> {
   const out: Record<string, string> = {};

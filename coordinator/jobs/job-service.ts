@@ -36,6 +36,8 @@ export function toJobView(v: VersionedJob, nodes: ReadonlyMap<string, JobNodeRec
     maxFailures: j.maxFailures, dryRun: j.dryRun, force: j.force, nodeIds: j.nodeIds, batches: j.batches.length,
     currentBatch: j.currentBatch, counts: countNodes(j, nodes), message: j.message, createdAt: j.createdAt,
     startedAt: j.startedAt ?? '', finishedAt: j.finishedAt ?? '', requestedBy: j.requestedBy, revision: v.modRevision,
+    // Recorded at the end; while the job runs, from the node records at hand.
+    driftedNodes: j.drifted ?? j.nodeIds.filter((id) => nodes.get(id)?.drift !== undefined),
   };
 }
 

@@ -31,7 +31,7 @@ import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobRecord, type JobTar
 import type { JobStore, VersionedJob } from './job-store';
 
 /** States from which verify and repair make sense: something was applied. */
-const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed'];
+const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed', 'Cancelled'];
 
 interface NodeSnapshot {
   record: NodeRecord;
@@ -110,9 +110,16 @@ export class JobStarter {
   private async startOnce(req: StartJobRequest__Output): Promise<VersionedJob> {
     const kind = req.kind.trim().toLowerCase();
     if (!isJobKind(kind)) throw new InvalidArgumentError(`unknown job kind ${JSON.stringify(req.kind)}: use one of ${JOB_KINDS.join(', ')}`);
-    const strategyText = req.strategy.trim() || 'all-at-once';
+    let strategyText = req.strategy.trim();
+    let batchText = req.batch.trim();
+    if (strategyText === '' && batchText === '' && kind !== 'exec') {
+      // Neither named: the manager's defaultBatch decides (`clusterctl config set defaultBatch=10%`).
+      const byDefault = (await this.o.config.managerConfig()).defaultBatch;
+      if (byDefault !== 'all') { strategyText = 'rolling'; batchText = byDefault; }
+    }
+    strategyText ||= 'all-at-once';
     if (strategyText !== 'all-at-once' && strategyText !== 'rolling') throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(req.strategy)}: use all-at-once or rolling`);
-    const batchText = req.batch.trim() || '1';
+    batchText ||= '1';
     const batch = parseBatchSize(batchText);
     const extraVars = parseExtraVars(req.extraVarsJson);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
@@ -207,7 +214,7 @@ export class JobStarter {
       if (without.length > 0) throw new FailedPreconditionError(`node${without.length > 1 ? 's' : ''} ${without.join(', ')} ha${without.length > 1 ? 've' : 's'} no applied config and no group bundle; nothing to ${kind}`);
     }
     const refs = new Set<string>(bundle ? [bundle] : []);
-    if (kind === 'decommission' || kind === 'verify') for (const n of targetNodes) if (n.record.appliedConfig) refs.add(n.record.appliedConfig);
+    if (kind === 'decommission' || kind === 'verify' || kind === 'repair') for (const n of targetNodes) if (n.record.appliedConfig) refs.add(n.record.appliedConfig);
     for (const ref of refs) {
       const { name, version } = parseBundleRef(ref);
       await this.o.config.bundle(name, version); // NotFoundError naming it
@@ -237,8 +244,9 @@ export class JobStarter {
     const record: JobRecord = {
       id: jobId, kind, state: 'Pending', targets: targetsAsked, nodeIds: targets,
       ...(effectiveGroup ? { group: effectiveGroup } : {}), ...(bundle ? { bundle } : {}),
-      // Extra vars over the group's; the bundle's defaults go under both per command (commandVariables).
-      variables: { ...(group?.variables ?? {}), ...extraVars },
+      // Globals < the group's variables < extra vars; the bundle's defaults go under all of them per command (commandVariables).
+      variables: { ...(isExec ? {} : await this.o.config.globals()), ...(group?.variables ?? {}), ...extraVars },
+      ...(Object.keys(extraVars).length ? { extraVars } : {}),
       strategy: strategyText, batch: batchText, maxFailures: req.maxFailures, dryRun: req.dryRun, force: req.force,
       batches: planBatches(targets, { type: strategyText, batch }), currentBatch: 0,
       message: 'waiting for the leader to start it', createdAt: now, requestedBy: req.requestedBy || 'operator', claimed: false,

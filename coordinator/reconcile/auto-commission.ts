@@ -6,7 +6,7 @@
  *
  * Level-triggered (fleet's reconcile): the pure `planAutoCommission` decides from one etcd
  * snapshot; passes run at leadership gain, on changes (puts and deletes) under nodes/, facts/,
- * groups/ and jobs/ (a deleted or finished job frees its nodes), debounced, and on a timer. Idempotent: a claimed node is skipped, and a node that left
+ * groups/, jobs/ and of the manager config (autoCommission=paused stops every rule) (a deleted or finished job frees its nodes), debounced, and on a timer. Idempotent: a claimed node is skipped, and a node that left
  * Discovered is no longer a candidate.
  */
 import {
@@ -17,6 +17,7 @@ import type { GroupRecord } from '../config/group-store';
 import { isActive } from '../jobs/job-record';
 import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
+import { ConfigReader } from '../jobs/config-records';
 import type { ReconcilerOptions } from './reconciler-options';
 
 /** Node labels plus `facts.<field>` for every facts summary field (numbers as text). */
@@ -88,7 +89,7 @@ export class AutoCommissioner {
     void this.loop.start();
     const ks = this.o.keyspace;
     // jobs/ too: a job that ends or is deleted frees its nodes.
-    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.factsPrefix(), ks.groupsPrefix(), ks.jobsPrefix()], () => this.loop.trigger(), this.log);
+    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.factsPrefix(), ks.groupsPrefix(), ks.jobsPrefix(), ks.managerConfig()], () => this.loop.trigger(), this.log);
   }
 
   async stop(): Promise<void> {
@@ -117,6 +118,8 @@ export class AutoCommissioner {
   }
 
   private async pass(): Promise<string[]> {
+    // `clusterctl config set autoCommission=paused`: the rules stay, nothing is started.
+    if ((await new ConfigReader(this.o.client, this.o.keyspace).managerConfig()).autoCommission === 'paused') return [];
     const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'facts', 'groups', 'jobs'], this.log);
     const nodes = [...snap.nodes].map(([id, n]) => ({ record: n.record, facts: snap.facts.get(id) }));
     const groups = recordsOf(snap.groups);

@@ -10,7 +10,9 @@
  *  - a finished verify job newer than the node's `driftJob` is read: drift is recorded as event
  *    `node.drift` (what differs) and on the record (driftSummary; lastError unless it holds another
  *    error); no drift clears it.
- *    With the group's repairPolicy "repair", drifted nodes get a repair job.
+ *    With the group's repairPolicy "repair", drifted nodes get a repair job; the manager's
+ *    repairPolicy setting (`clusterctl config set repairPolicy=report|repair|group`), read at each
+ *    finding, can stop or force that for every group.
  *  - an agent's DriftReport (sent after its own start-up reverify) is recorded the same way.
  */
 import type { Etcd3 } from 'etcd3';
@@ -24,6 +26,8 @@ import type { GroupRecord } from '../config/group-store';
 import { isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
 import { readSnapshot, recordsOf, jobNodeKey } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
+import { ConfigReader } from '../jobs/config-records';
+import { repairsAutomatically, type ManagerConfig } from '../../shared/manager-config';
 
 export type ReverifyAction =
   | { kind: 'baseline'; nodeId: string; bootId: string }
@@ -86,6 +90,7 @@ export interface DriftWatcherOptions {
 export class DriftWatcher {
   private readonly log: Logger;
   private readonly loop: ReconcileLoop;
+  private readonly configs: ConfigReader;
   private watch?: PrefixWatch;
   private readonly onDrift = (nodeId: string, drift: DriftReport__Output): void => {
     this.recordReport(nodeId, drift).catch((err: unknown) => this.log.warn('could not record drift report', { nodeId, err: errorMessage(err) }));
@@ -93,6 +98,7 @@ export class DriftWatcher {
 
   constructor(private readonly o: DriftWatcherOptions) {
     this.log = o.logger.child({ component: 'drift-watcher' });
+    this.configs = new ConfigReader(o.client, o.keyspace);
     this.loop = new ReconcileLoop({
       name: 'drift', clock: o.clock, logger: this.log, intervalMs: o.intervalMs, debounceMs: o.debounceMs, when: o.isLeader,
       pass: () => this.pass(),
@@ -177,6 +183,7 @@ export class DriftWatcher {
   ): Promise<void> {
     const finishedVerifies = [...jobs.values()].filter((j) => j.kind === 'verify' && !j.dryRun && isFinished(j.state)).sort((a, b) => (a.id < b.id ? -1 : 1));
     const toRepair = new Map<string, string[]>();
+    let config: ManagerConfig | undefined;
     for (const n of nodes) {
       const newest = finishedVerifies.filter((j) => j.nodeIds.includes(n.id) && (!n.driftJob || j.id > n.driftJob)).pop();
       const rec = newest ? jobNodes.get(jobNodeKey(newest.id, n.id)) : undefined;
@@ -184,7 +191,9 @@ export class DriftWatcher {
       const drift = driftOf(rec);
       const res = await this.record(n.id, drift, newest.id);
       const g = n.group ? groups.get(n.group) : undefined;
-      if (res && drift && g?.repairPolicy === 'repair' && !n.maintenance) toRepair.set(g.name, [...(toRepair.get(g.name) ?? []), n.id]);
+      if (!res || !drift || !g || n.maintenance) continue;
+      config ??= await this.configs.managerConfig();
+      if (repairsAutomatically(config, g.repairPolicy)) toRepair.set(g.name, [...(toRepair.get(g.name) ?? []), n.id]);
     }
     for (const [group, ids] of toRepair) await this.repair(group, ids);
   }
@@ -231,6 +240,6 @@ export class DriftWatcher {
     const cur = (await this.o.nodes.get(nodeId))?.record;
     if (!cur?.group || cur.maintenance) return;
     const g = (await readSnapshot(this.o.client, this.o.keyspace, ['groups'], this.log)).groups.get(cur.group)?.record;
-    if (g?.repairPolicy === 'repair') await this.repair(g.name, [nodeId]);
+    if (g && repairsAutomatically(await this.configs.managerConfig(), g.repairPolicy)) await this.repair(g.name, [nodeId]);
   }
 }

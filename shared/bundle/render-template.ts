@@ -140,6 +140,8 @@ export interface TemplateReferences {
   problems: string[];
   /** Each `vars.NAME` used → where ("unit conf, field content"). */
   variables: Map<string, string[]>;
+  /** Each fact path used, dotted without the root ("cpu.cores"): what a node's rendering reads of its facts. */
+  facts: Set<string>;
 }
 
 function visitTemplated(bundle: Pick<Bundle, 'units' | 'verify'>, visit: (text: string, site: TemplateSite) => void): void {
@@ -162,7 +164,7 @@ function visitTemplated(bundle: Pick<Bundle, 'units' | 'verify'>, visit: (text: 
  * is defined is decided where the bundle meets its group (missingVariables).
  */
 export function templateReferences(bundle: Pick<Bundle, 'units' | 'verify'>): TemplateReferences {
-  const out: TemplateReferences = { problems: [], variables: new Map() };
+  const out: TemplateReferences = { problems: [], variables: new Map(), facts: new Set() };
   visitTemplated(bundle, (text, site) => {
     for (const m of text.matchAll(EXPRESSION)) {
       const [whole, rootName, dotted] = m;
@@ -182,6 +184,7 @@ export function templateReferences(bundle: Pick<Bundle, 'units' | 'verify'>): Te
       } else {
         const problem = factPathProblem(path);
         if (problem) out.problems.push(`${siteText(site)}: unknown fact facts.${path.join('.')}: ${problem}`);
+        else out.facts.add(path.join('.'));
       }
     }
   });

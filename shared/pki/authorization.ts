@@ -41,6 +41,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ClusterService/SetMaintenance': fixed(user('operator')),
   'ClusterService/SetLabels': fixed(user('operator')),
   'ClusterService/DeleteNode': fixed(user('operator')),
+  'ClusterService/Discover': fixed(user('operator')),
+  'ClusterService/DeletePreRegistered': fixed(user('operator')),
 
   'JobService/StartJob': (a) => user(a.kind === 'exec' ? 'admin' : 'operator'),
   'JobService/ListJobs': fixed(user('viewer')),
@@ -56,6 +58,10 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/ListGroups': fixed(user('viewer')),
   'ConfigService/DeleteBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
   'ConfigService/DeleteGroup': fixed(user('operator')),
+  'ConfigService/GetGlobals': fixed(user('viewer')),
+  'ConfigService/SetGlobals': fixed(user('operator')),
+  'ConfigService/GetManagerConfig': fixed(user('viewer')),
+  'ConfigService/SetManagerConfig': fixed(user('admin')),
 
   'FileService/Upload': (a) => user(a.secret ? 'admin' : 'operator'),
   'FileService/ListFiles': fixed(user('viewer')),

@@ -20,6 +20,7 @@ function node(over: Partial<Node__Output> = {}): Node__Output {
     createdAt: '2026-03-01T11:55:00.000Z', updatedAt: '2026-03-01T11:59:00.000Z', lastSeenAt: '2026-03-01T11:59:30.000Z',
     lastError: '', desiredConfig: '', appliedConfig: '', appliedDigest: '', currentJob: '', revision: '42',
     connectedAt: '2026-03-01T11:55:01.000Z', connected: true, stateChangedAt: '2026-03-01T11:55:02.000Z', maintenanceReason: '', driftSummary: '',
+    outOfDate: false, outOfDateReasons: [], appliedVariables: {}, appliedExtraVars: [], preRegisteredBy: '', preRegistrations: [],
     ...over,
   };
 }
@@ -51,16 +52,19 @@ describe('cli/node-view', () => {
     const n = node({ facts: null, state: 'New' });
     expect(nodeObject(n).facts).to.include({ hostname: '', cpuCores: 0, memoryBytes: 0 });
     expect(nodeRow(n, NOW).map((c) => (typeof c === 'string' ? c : c.text))).to.deep.equal(
-      ['node-1', 'New', 'yes', '-', '-', '-', '-', '-', '5m'],
+      ['node-1', 'New', 'yes', '-', '-', '-', '-', '-', '-', '5m'],
     );
   });
 
   describe('table rows', () => {
     const cases: [string, Partial<Node__Output>, string[]][] = [
-      ['discovered', {}, ['node-1', 'Discovered', 'yes', '-', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
-      ['unreachable, in a group', { reachable: false, group: 'worker' }, ['node-1', 'Discovered', 'no', 'worker', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
-      ['maintenance is shown with the state', { state: 'Commissioned', maintenance: true }, ['node-1', 'Commissioned,Maintenance', 'yes', '-', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
-      ['old node', { createdAt: '2026-02-20T12:00:00.000Z' }, ['node-1', 'Discovered', 'yes', '-', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '9d']],
+      ['discovered', {}, ['node-1', 'Discovered', 'yes', '-', '-', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
+      ['unreachable, in a group', { reachable: false, group: 'worker' }, ['node-1', 'Discovered', 'no', 'worker', '-', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
+      ['maintenance is shown with the state', { state: 'Commissioned', maintenance: true }, ['node-1', 'Commissioned,Maintenance', 'yes', '-', '-', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
+      ['old node', { createdAt: '2026-02-20T12:00:00.000Z' }, ['node-1', 'Discovered', 'yes', '-', '-', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '9d']],
+      ['up to date', { state: 'Commissioned', group: 'web', appliedConfig: 'web@2' }, ['node-1', 'Commissioned', 'yes', 'web', 'web@2', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
+      ['out of date: a star on the applied version', { state: 'Commissioned', group: 'web', appliedConfig: 'web@2', outOfDate: true, outOfDateReasons: ['vars.listen "7777" → "8080"'] },
+        ['node-1', 'Commissioned', 'yes', 'web', 'web@2*', 'node-1.lab', '10.0.0.11', '32', '192 GiB', '5m']],
     ];
     for (const [name, over, want] of cases) {
       it(name, () => {
@@ -80,8 +84,8 @@ describe('cli/node-view', () => {
 
     it('a full table is aligned', () => {
       const text = formatTable(NODE_COLUMNS, [nodeRow(node(), NOW), nodeRow(node({ id: 'node-10', reachable: false }), NOW)]);
-      expect(text.split('\n')[0]).to.equal('ID        STATE        REACHABLE   GROUP   HOSTNAME     IP          CPU   MEMORY    AGE');
-      expect(text.split('\n')[2]).to.equal('node-10   Discovered   no          -       node-1.lab   10.0.0.11   32    192 GiB   5m');
+      expect(text.split('\n')[0]).to.equal('ID        STATE        REACHABLE   GROUP   CONFIG   HOSTNAME     IP          CPU   MEMORY    AGE');
+      expect(text.split('\n')[2]).to.equal('node-10   Discovered   no          -       -        node-1.lab   10.0.0.11   32    192 GiB   5m');
     });
   });
 

@@ -13,6 +13,8 @@ import { serverCredentials } from '../../shared/pki';
 import { EventLog } from '../../coordinator/event-log';
 import { BundleStore, compareVersions } from '../../coordinator/config/bundle-store';
 import { GroupStore, checkGroup } from '../../coordinator/config/group-store';
+import { GlobalsStore } from '../../coordinator/config/globals-store';
+import { ManagerConfigStore } from '../../coordinator/config/manager-config-store';
 import { createConfigServiceHandlers } from '../../coordinator/config/config-service';
 import { FileStore } from '../../coordinator/files/file-store';
 import { createLogger, fromGrpcError, Keyspace, loadProto, systemClock, decodeEvent, type ClusterError } from '../../shared';
@@ -63,9 +65,10 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const events = new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'coordinator/test' });
     const bundles = new BundleStore({ client, keyspace: ks, events, clock: systemClock });
     const groups = new GroupStore({ client, keyspace: ks, events, clock: systemClock, bundles });
+    const globals = new GlobalsStore({ client, keyspace: ks, events, clock: systemClock, bundles, groups });
     const { api: proto } = loadProto();
     server = new grpc.Server();
-    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, files: new FileStore({ client, keyspace: ks, events, clock: systemClock }), logger }));
+    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, globals, managerConfig: new ManagerConfigStore({ client, keyspace: ks, events, clock: systemClock }), files: new FileStore({ client, keyspace: ks, events, clock: systemClock }), logger }));
     const serving = await pki.identity('coordinator', 'config-test');
     const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem });
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
@@ -263,6 +266,57 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
       expect(await dump()).to.deep.equal(before);
       await call(api.SetGroup.bind(api), { group: group({ name: 'web', bundle: 'web', variables: { listen: '8080' } }) });
       expect((await call(api.GetGroup.bind(api), { name: 'web' })).variables).to.deep.equal({ listen: '8080' });
+    });
+
+    it('globals: set merges (null removes), supply a bundle variable no group sets, are validated, and cannot be removed while a group needs one; events name the variables only', async () => {
+      expect(await call(api.GetGlobals.bind(api), {})).to.deep.include({ variables: {}, revision: '0' });
+      for (const [text, re] of [
+        ['{not json', /global variables are not JSON/],
+        ['[1]', /must be a JSON object/],
+        ['{"9bad":"x","ok":{"a":1}}', /invalid global variables \(2 problems\): "9bad": variable names .*; ok: must be a string, number or boolean/],
+      ] as const) {
+        const before = await dump();
+        const err = await refused(call(api.SetGlobals.bind(api), { variablesJson: text }));
+        expect(err.code, text).to.equal(grpc.status.INVALID_ARGUMENT);
+        expect(err.message).to.match(re);
+        expect(await dump(), 'nothing stored').to.deep.equal(before);
+      }
+      const g1 = await call(api.SetGlobals.bind(api), { variablesJson: '{"listen":8080,"dns":"10.0.0.53"}' });
+      expect(g1.variables).to.deep.equal({ listen: '8080', dns: '10.0.0.53' });
+      // A group of a bundle using {{ vars.listen }} needs no --var now: the global supplies it.
+      await call(api.PushBundle.bind(api), { yaml: 'name: web\nversion: 1\nunits:\n  - {id: conf, kind: file, path: /etc/web.conf, content: "listen {{ vars.listen }}\\n"}\n' });
+      await call(api.SetGroup.bind(api), { group: group({ name: 'web', bundle: 'web' }) });
+      const before = await dump();
+      const needed = await refused(call(api.SetGlobals.bind(api), { variablesJson: '{"listen":null}' }));
+      expect(needed.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(needed.message).to.match(/group web \(bundle web@1\) would have no value for listen \(unit conf, field content\)/);
+      expect(await dump()).to.deep.equal(before);
+      const g2 = await call(api.SetGlobals.bind(api), { variablesJson: '{"dns":null,"listen":"9090"}' });
+      expect(g2.variables).to.deep.equal({ listen: '9090' });
+      expect((await call(api.GetGlobals.bind(api), {})).variables).to.deep.equal({ listen: '9090' });
+      const messages = await eventsOfType('globals.set');
+      expect(messages).to.deep.equal(['global variables changed: listen set, dns set', 'global variables changed: listen set, dns removed']);
+      expect(messages.join(' ')).not.to.contain('10.0.0.53');
+    });
+
+    it('manager config: every setting with its default; set and reset by an admin, checked first (every problem, nothing stored), refused for an operator; event', async () => {
+      const first = await call(api.GetManagerConfig.bind(api), {});
+      expect(first.revision).to.equal('0');
+      expect(first.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', 'all', false], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false]]);
+      const before = await dump();
+      const denied = await refused(call(api.SetManagerConfig.bind(api), { set: { repairPolicy: 'report' }, reset: [] }));
+      expect(denied.code).to.equal(grpc.status.PERMISSION_DENIED);
+      const bad = await refused(call(adminApi.SetManagerConfig.bind(adminApi), { set: { defaultBatch: '0', repairPolicy: 'sometimes', nosuch: 'x' }, reset: [] }));
+      expect(bad.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(bad.message).to.match(/invalid manager config \(3 problems\): defaultBatch: must be all, .*; repairPolicy: must be group, report or repair; unknown setting "nosuch" \(settings: defaultBatch, repairPolicy, autoCommission\)/);
+      expect(await dump(), 'nothing stored').to.deep.equal(before);
+      const set = await call(adminApi.SetManagerConfig.bind(adminApi), { set: { defaultBatch: '25%', repairPolicy: 'report' }, reset: [] });
+      expect(set.settings.map((x) => [x.name, x.value, x.defaultValue, x.isSet])).to.deep.equal([
+        ['defaultBatch', '25%', 'all', true], ['repairPolicy', 'report', 'group', true], ['autoCommission', 'enabled', 'enabled', false],
+      ]);
+      const reset = await call(adminApi.SetManagerConfig.bind(adminApi), { set: {}, reset: ['repairPolicy'] });
+      expect(reset.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', '25%', true], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false]]);
+      expect(await eventsOfType('config.set')).to.deep.equal(['manager config: defaultBatch=25%, repairPolicy=report', 'manager config: repairPolicy reset to its default']);
     });
 
     async function putNode(id: string, state: string, extra: Record<string, unknown> = {}): Promise<void> {

@@ -16,7 +16,7 @@ function job(over: Partial<Job__Output> = {}): Job__Output {
   return {
     id: 'j-1', kind: 'commission', state: 'Running', group: 'worker', bundle: 'demo@1', strategy: 'rolling', batch: '2', maxFailures: 0,
     dryRun: false, force: false, nodeIds: ['a', 'b', 'c', 'd', 'e'], batches: 3, currentBatch: 2, counts: {}, message: '', createdAt: '2026-12-01T00:00:00Z',
-    startedAt: '', finishedAt: '', requestedBy: 'user:admin', revision: '7', ...over,
+    startedAt: '', finishedAt: '', requestedBy: 'user:admin', revision: '7', driftedNodes: [], ...over,
   };
 }
 
@@ -52,6 +52,7 @@ describe('dashboard: pure parts', () => {
       id: 'n1', state: 'Commissioned', reachable: false, unreachableSince: '', labels, group: 'worker', maintenance: true, maintenanceReason: 'disk', agentVersion: '',
       bootId: '', address: '', facts: { hostname: 'h1', primaryIp: '10.0.0.1' } as NonNullable<Parameters<typeof tileOf>[0]['facts']>, createdAt: '', updatedAt: '', lastSeenAt: '', lastError: '',
       desiredConfig: '', appliedConfig: '', appliedDigest: '', currentJob: 'j-1', revision: '', connectedAt: '', connected: false, stateChangedAt: '', driftSummary: '1 of 2 units drifted',
+      outOfDate: false, outOfDateReasons: [], appliedVariables: {}, appliedExtraVars: [], preRegisteredBy: '', preRegistrations: [],
     });
     expect(t).to.deep.equal({
       id: 'n1', state: 'Commissioned', reachable: false, connected: false, maintenance: true, drift: '1 of 2 units drifted', group: 'worker',

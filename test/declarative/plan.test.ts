@@ -18,6 +18,9 @@ function bundle(name: string, version: string, content = 'hi'): Bundle {
   return validateBundle({ name, version, units: [{ id: 'motd', kind: 'file', path: '/etc/motd', content }] });
 }
 
+/** A bundle whose templates read two variables: ntp (the group sets it) and pool (a default, or a global). */
+const NTP_V2 = validateBundle({ name: 'base', version: '2', variables: { pool: 'p' }, units: [{ id: 'c', kind: 'file', path: '/x', content: 'server {{ vars.ntp }} pool {{ vars.pool }}' }] });
+
 function node(id: string, extra: Partial<NodeRecord> = {}): { record: NodeRecord } {
   return {
     record: {
@@ -95,7 +98,7 @@ describe('declarative: plan (table)', () => {
 
   const rows: {
     what: string; file: ClusterFile; stored: StoredConfig;
-    expect: { pushes?: string[]; groups?: Record<string, string>; changes?: string[]; upgrades?: string[]; auto?: string[]; problems?: RegExp[]; hasChanges: boolean };
+    expect: { pushes?: string[]; groups?: Record<string, string>; changes?: string[]; upgrades?: string[]; reasons?: string[]; auto?: string[]; problems?: RegExp[]; hasChanges: boolean };
   }[] = [
     {
       what: 'empty cluster: push the bundle, create the group',
@@ -121,6 +124,34 @@ describe('declarative: plan (table)', () => {
         changes: ['bundle: base@1 → base@2', 'variables.ntp: a → b', 'variables.old: x → (none)'],
         upgrades: ['n1:base@1→base@2'], hasChanges: true,
       },
+    },
+    {
+      what: 'a group variable changed after the nodes applied (group set): same version, but the nodes whose applied variables differ are to upgrade, -e ones too',
+      file: desired({ bundles: [NTP_V2] }),
+      stored: stored({
+        bundles: new Map([['base@2', canonicalJson(NTP_V2)]]),
+        groups: new Map([['worker', group('worker', 'base@2', { variables: { ntp: 'b' } })]]),
+        nodes: [
+          node('n1', { group: 'worker', state: 'Commissioned', appliedConfig: 'base@2', appliedInputs: { bundle: 'base@2', variables: { ntp: 'a', pool: 'p' }, facts: {} } }),
+          node('n2', { group: 'worker', state: 'Commissioned', appliedConfig: 'base@2', appliedInputs: { bundle: 'base@2', variables: { ntp: 'b', pool: 'p' }, facts: {} } }),
+          node('n3', { group: 'worker', state: 'Upgraded', appliedConfig: 'base@2', appliedInputs: { bundle: 'base@2', variables: { ntp: 'x', pool: 'p' }, facts: {}, extraVars: ['ntp'] } }),
+        ],
+      }),
+      expect: {
+        groups: { worker: 'unchanged' }, upgrades: ['n1:base@2→base@2', 'n3:base@2→base@2'], hasChanges: false,
+        reasons: ['vars.ntp "a" → "b"', 'vars.ntp "x" → "b" (applied with -e)'],
+      },
+    },
+    {
+      what: 'a global changed: the nodes of groups that do not set it are to upgrade',
+      file: desired({ bundles: [NTP_V2] }),
+      stored: stored({
+        bundles: new Map([['base@2', canonicalJson(NTP_V2)]]),
+        groups: new Map([['worker', group('worker', 'base@2', { variables: { ntp: 'b' } })]]),
+        globals: { pool: 'q' },
+        nodes: [node('n1', { group: 'worker', state: 'Commissioned', appliedConfig: 'base@2', appliedInputs: { bundle: 'base@2', variables: { ntp: 'b', pool: 'p' }, facts: {} } })],
+      }),
+      expect: { groups: { worker: 'unchanged' }, upgrades: ['n1:base@2→base@2'], hasChanges: false, reasons: ['vars.pool "p" → "q"'] },
     },
     {
       what: 'a stored version with other content is a conflict (versions are immutable)',
@@ -184,14 +215,16 @@ describe('declarative: plan (table)', () => {
       if (e.groups) expect(Object.fromEntries(p.groups.map((g) => [g.name, g.action]))).to.deep.equal(e.groups);
       if (e.changes) expect(p.groups.flatMap((g) => g.changes.map((c) => `${c.field}: ${c.from} → ${c.to}`))).to.deep.equal(e.changes);
       expect(p.upgrades.map((u) => `${u.nodeId}:${u.from}→${u.to}`)).to.deep.equal(e.upgrades ?? []);
+      if (e.reasons) expect(p.upgrades.flatMap((u) => u.reasons)).to.deep.equal(e.reasons);
       expect(p.autoCommission.map((a) => `${a.nodeId}:${a.group}`)).to.deep.equal(e.auto ?? []);
       expect(p.problems).to.have.length((e.problems ?? []).length);
       (e.problems ?? []).forEach((re, i) => expect(p.problems[i]).to.match(re));
       expect(p.hasChanges).to.equal(e.hasChanges);
       const text = formatPlan(p);
       expect(text.endsWith('\n')).to.equal(true);
-      if (!p.hasChanges && p.problems.length === 0) expect(text).to.contain('No changes');
+      if (!p.hasChanges && p.problems.length === 0 && p.upgrades.length === 0) expect(text).to.contain('No changes');
       else expect(text).to.match(/^Plan: /m);
+      if (p.upgrades.length > 0) expect(text).to.contain(`${p.upgrades.length} node(s) to upgrade`);
     });
   }
 });

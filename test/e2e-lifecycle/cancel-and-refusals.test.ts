@@ -25,7 +25,7 @@ describe('e2e lifecycle: cancel and refusals (real processes)', function () {
   this.timeout(180_000);
   const s = lifecycleSuite('lc-cancel');
 
-  it('no way to cancel a stuck job (#62, #63): a command sleeping 60 s is cancelled, its process is killed on the agent, node Failed "cancelled by operator", job Cancelled, and the node can be commissioned again', async () => {
+  it('no way to cancel a stuck job (#62, #63): a command sleeping 60 s is cancelled, its process is killed on the agent, node Cancelled ("cancelled by operator"), job Cancelled, and the node can be commissioned again', async () => {
     const { api, nodes } = await prepare(s, ['n1']);
     const n1 = nodes.get('n1');
     if (!n1) throw new Error('no n1');
@@ -45,11 +45,11 @@ describe('e2e lifecycle: cancel and refusals (real processes)', function () {
     await waitFor('the command and its sleep to be gone', () => !processAlive(pid) && !processAlive(sleeper), { timeoutMs: 10_000 });
 
     const rec = await requireNode(s.client, 'n1');
-    expect(rec.state).to.equal('Failed');
+    expect(rec.state).to.equal('Cancelled');
     expect(rec.lastError).to.equal('cancelled by operator');
     expect(rec.currentJob).to.equal(undefined);
 
-    // From Failed every path stays open: commission again (no sleep this time).
+    // From Cancelled every path stays open: commission again (no sleep this time).
     const again = await api.startJob({ kind: 'commission', nodeIds: ['n1'], group: GROUP });
     const d2 = await api.finished(again.id, 60_000);
     expect(d2.job?.state, nodeStates(d2)).to.equal('Succeeded');

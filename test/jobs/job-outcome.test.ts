@@ -141,7 +141,8 @@ describe('job outcome: every kind × every way a command ends', () => {
           if (kind !== 'exec') expect(next?.lastError).to.equal(undefined);
           expect(change?.event.type).to.equal(k.okEvent);
         } else {
-          expect(next?.state).to.equal(k.failedState);
+          // The operator's cancel leaves a *-ing node Cancelled, not Failed.
+          expect(next?.state).to.equal(want.state === 'cancelled' && WORKING_STATE[kind] ? 'Cancelled' : k.failedState);
           expect(next?.appliedConfig, 'applied config kept').to.equal('web@1');
           const lastError = !k.lastError ? 'earlier' : want.state === 'cancelled' ? CANCELLED_BY_OPERATOR : `${kind} failed (job j1): ${want.error ?? ''}`;
           expect(next?.lastError).to.equal(lastError);
@@ -162,6 +163,22 @@ describe('job outcome: every kind × every way a command ends', () => {
     const job: OutcomeJob = { id: 'j1', kind: 'verify', dryRun: false };
     const r = OUTCOMES[0].result;
     expect(finishedNodeChange(job, decideNodeOutcome(job, r, false), r, 'web@1', { ...nodeBefore('Commissioned'), currentJob: 'j2' })?.next.currentJob).to.equal('j2');
+  });
+
+  it('the applied inputs: recorded by a successful commission, upgrade or repair, kept by verify and a failure, dropped by decommission', () => {
+    const inputs = { bundle: 'web@2', variables: { listen: '7777' }, facts: {}, extraVars: ['listen'] };
+    const before = { ...nodeBefore('Commissioned'), appliedInputs: { bundle: 'web@1', variables: { listen: '80' }, facts: {} } };
+    const ok = OUTCOMES[0].result;
+    const failed = OUTCOMES[1].result;
+    const rows: [JobKind, LifecycleState, CommandOutcome, unknown][] = [
+      ['commission', 'Commissioning', ok, inputs], ['upgrade', 'Upgrading', ok, inputs], ['repair', 'Commissioned', ok, inputs],
+      ['verify', 'Commissioned', ok, before.appliedInputs], ['upgrade', 'Upgrading', failed, before.appliedInputs], ['decommission', 'Decommissioning', ok, undefined],
+    ];
+    for (const [kind, state, r, want] of rows) {
+      const job: OutcomeJob = { id: 'j1', kind, dryRun: false, group: 'g' };
+      const next = finishedNodeChange(job, decideNodeOutcome(job, r, false), r, 'web@2', { ...before, state }, inputs)?.next;
+      expect(next?.appliedInputs, `${kind} ${r.outcome}`).to.deep.equal(want);
+    }
   });
 
   it('a vanished node is not written', () => {

@@ -242,7 +242,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     expect(d.job?.state).to.equal('Cancelled');
     expect(d.nodes[0].state, d.nodes[0].error).to.equal('cancelled');
     const n = await node(leader, 'n1');
-    expect(n.state).to.equal('Failed');
+    expect(n.state).to.equal('Cancelled');
     expect(n.lastError).to.equal('cancelled by operator');
     expect(n.currentJob).to.equal(undefined);
     await waitFor('the command process to be gone', () => {
@@ -250,7 +250,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     }, { timeoutMs: 10_000 });
     await delay(500);
     expect(existsSync(join(root, 'done'))).to.equal(false);
-    // From Failed every path stays open: commission again works.
+    // From Cancelled every path stays open: commission again works.
     const retry = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web' });
     expect((await finished(leader, retry.id)).job?.state).to.equal('Succeeded');
   });

@@ -96,6 +96,19 @@ describe('auto-commission (real etcd, jobs engine)', function () {
     expect((await h.jobs.require(job2)).record.nodeIds).to.deep.equal(['n2']);
   });
 
+  it('autoCommission=paused (manager config) starts nothing; enabled again, the change of the setting itself triggers the pass', async () => {
+    await h.withGroup({ autoCommission: [{ selector: 'rack=r1' }] });
+    await h.client.put(h.ks.managerConfig()).value(JSON.stringify({ values: { autoCommission: 'paused' } })).exec();
+    await h.putNode({ id: 'n1', labels: { rack: 'r1' } });
+    await putFacts('n1', 16);
+    ac.start();
+    expect(await ac.runOnce()).to.deep.equal([]);
+    expect(await h.jobs.list()).to.have.length(0);
+    await h.client.put(h.ks.managerConfig()).value(JSON.stringify({ values: {} })).exec();
+    const job = await until(clock, 'a commission job for n1', async () => (await h.node('n1')).currentJob);
+    expect((await h.jobs.require(job)).record).to.deep.include({ kind: 'commission', nodeIds: ['n1'] });
+  });
+
   it('a delete triggers a pass: the job holding a node is deleted → the node is commissioned again', async () => {
     await h.withGroup({ autoCommission: [{ selector: 'rack=r1' }] });
     await h.putNode({ id: 'n1', labels: { rack: 'r1' } });

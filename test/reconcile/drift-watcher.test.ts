@@ -135,6 +135,23 @@ describe('drift watcher (real etcd, jobs engine)', function () {
     });
   }
 
+  // The manager's repairPolicy (clusterctl config set), read at each finding: "report" stops a
+  // group's own "repair", "repair" repairs a "report" group, "group" leaves it to the group.
+  const overrides: [string, 'report' | 'repair', boolean][] = [['report', 'repair', false], ['repair', 'report', true], ['group', 'repair', true]];
+  for (const [setting, groupPolicy, repaired] of overrides) {
+    it(`manager repairPolicy=${setting} over a group with policy ${groupPolicy}: ${repaired ? 'repaired' : 'only reported'}`, async () => {
+      await h.withGroup({ repairPolicy: groupPolicy });
+      await client.put(h.ks.managerConfig()).value(JSON.stringify({ values: { repairPolicy: setting } })).exec();
+      await h.putNode({ id: 'n1', state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: 'boot-2', verifiedBootId: 'boot-1' });
+      dw.start();
+      const jobId = await until(clock, 'a verify job', async () => (await h.node('n1')).currentJob);
+      await finishVerify(jobId, 'n1');
+      await until(clock, 'node.drift', async () => (await h.eventList((e) => e.type === 'node.drift'))[0]);
+      await dw.runOnce();
+      expect((await h.jobs.list()).map((j) => j.record.kind).sort()).to.deep.equal(repaired ? ['repair', 'verify'] : ['verify']);
+    });
+  }
+
   it('resyncs when its watch reconnects: a change it skipped while etcd was away is recorded after etcd is back', async () => {
     await h.withGroup();
     await h.putNode({ id: 'n1', state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: 'boot-1', verifiedBootId: 'boot-1' });

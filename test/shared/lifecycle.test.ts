@@ -15,13 +15,14 @@ import { FailedPreconditionError } from '../../shared/errors';
 const EXPECTED: Record<LifecycleState, LifecycleState[]> = {
   New: ['Discovered'],
   Discovered: ['Commissioning'],
-  Commissioning: ['Commissioned', 'Failed'],
+  Commissioning: ['Commissioned', 'Failed', 'Cancelled'],
   Commissioned: ['Upgrading', 'Decommissioning'],
-  Upgrading: ['Upgraded', 'Failed'],
+  Upgrading: ['Upgraded', 'Failed', 'Cancelled'],
   Upgraded: ['Upgrading', 'Decommissioning'],
-  Decommissioning: ['Decommissioned', 'Failed'],
+  Decommissioning: ['Decommissioned', 'Failed', 'Cancelled'],
   Decommissioned: ['Commissioning'],
   Failed: ['Commissioning', 'Upgrading', 'Decommissioning'],
+  Cancelled: ['Commissioning', 'Upgrading', 'Decommissioning'],
 };
 
 function shortestPath(from: LifecycleState, to: LifecycleState): LifecycleState[] | undefined {
@@ -91,6 +92,12 @@ describe('shared/lifecycle', () => {
         expect(isBusyState(busy)).to.equal(true);
         expect(canTransition(busy, 'Failed')).to.equal(true);
         expect(canTransition('Failed', busy)).to.equal(true);
+      });
+    }
+    for (const busy of BUSY_STATES) {
+      it(`${busy} can be cancelled by the operator, and Cancelled can leave by ${busy}`, () => {
+        expect(canTransition(busy, 'Cancelled')).to.equal(true);
+        expect(canTransition('Cancelled', busy)).to.equal(true);
       });
     }
     it('exactly the *-ing states are busy', () => {

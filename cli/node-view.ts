@@ -117,13 +117,13 @@ export interface NodeObject {
   connected: boolean;
   stateChangedAt: string;
   maintenanceReason: string;
-  driftSummary: string;
   outOfDate: boolean;
   outOfDateReasons: string[];
   appliedVariables: Record<string, string>;
   appliedExtraVars: string[];
   preRegisteredBy: string;
   preRegistrations: string[];
+  driftSummary: string;
 }
 
 /**
@@ -174,13 +174,13 @@ export function nodeObject(n: Node__Output): NodeObject {
     connected: n.connected,
     stateChangedAt: n.stateChangedAt,
     maintenanceReason: n.maintenanceReason,
-    driftSummary: n.driftSummary,
     outOfDate: n.outOfDate,
     outOfDateReasons: [...n.outOfDateReasons],
     appliedVariables: sortedRecord(n.appliedVariables),
     appliedExtraVars: [...n.appliedExtraVars],
     preRegisteredBy: n.preRegisteredBy,
     preRegistrations: [...n.preRegistrations],
+    driftSummary: n.driftSummary,
   };
 }
 

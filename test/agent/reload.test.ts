@@ -56,6 +56,8 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
   let dir: string;
   /** A join token of the current test's cluster (made with its coordinator). */
   let joinToken = '';
+  /** Where agents join: the current test's coordinator. */
+  let joinAddress = '';
   const cleanup: (() => Promise<void> | void)[] = [];
 
   beforeEach(() => {
@@ -75,6 +77,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     // Coordinator.stop is idempotent: a test may stop it early, cleanup stops it again.
     cleanup.push(() => coord.stop({ graceMs: 500 }));
     await waitFor(`${id} to lead`, () => coord.isLeader(), { timeoutMs: 15_000 });
+    joinAddress = coord.address;
     joinToken = (await new TokenStore(env.client, env.ks, (await testPki()).ca.publicKeyHash).create({})).token;
     return coord;
   }
@@ -100,7 +103,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
       '--etcd', env.etcd.endpoint, '--node-id', nodeId, '--state-dir', state, '--root', root, '--prefix', env.ks.prefix,
       '--boot-id', bootId, '--lease-ttl', '3', '--hostname', `${nodeId}.lab`, '--log-level', 'debug',
       // Joins at its first start; a restart on the same state dir uses the stored certificate.
-      '--join-token', joinToken,
+      '--join-token', joinToken, '--join-address', joinAddress,
     ], { logFile: join(dir, `agent-${nodeId}.log`) });
     cleanup.push(() => p.kill('SIGKILL'));
     return p;

@@ -117,7 +117,8 @@ export class TestPki {
 
   /**
    * Stores this CA in `keyspace` (unless one is there) and returns the coordinator's pki
-   * options: a temporary pki dir holding the cluster secret that decrypts it.
+   * options: a temporary pki dir holding the cluster secret that decrypts it, and etcd RBAC on
+   * (joining agents get their etcd user; `etcd` must be root or coordinator).
    */
   async coordinatorPki(etcd: Etcd3, keyspace: Keyspace): Promise<CoordinatorPkiOptions> {
     const dir = this.tempDir('pki');
@@ -129,7 +130,8 @@ export class TestPki {
     };
     const key = keyspace.pkiCa();
     await etcd.if(key, 'Create', '==', 0).then(etcd.put(key).value(JSON.stringify(record))).commit();
-    return { dir, clusterSecretFile };
+    // The test etcd has auth on: agents that join get their etcd user as in production.
+    return { dir, clusterSecretFile, etcdRbac: true };
   }
 
   private tempDir(what: string): string {

@@ -75,6 +75,8 @@ async function main(): Promise<void> {
       if ((i + 1) % step === 0) {
         const now = Date.now();
         checkpoints.push({ users: i + 1, seconds: Math.round((now - started) / 100) / 10, perUserMs: Math.round(((now - last) / step) * 10) / 10 });
+        // A long run is readable while it runs (and when cut short).
+        process.stderr.write(`${JSON.stringify({ ...checkpoints[checkpoints.length - 1], dbMiB: await dbMiB(root), rssMiB: rssMiB(pid) })}\n`);
         last = now;
       }
     }

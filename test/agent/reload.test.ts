@@ -70,7 +70,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
 
   async function startCoordinator(id = 'r1'): Promise<Coordinator> {
     const coord = new Coordinator({
-      etcd: env.client, keyspace: env.ks, logger: quiet.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
+      etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: env.ks, logger: quiet.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await (await testPki()).coordinatorPki(env.client, env.ks),
     });
     await coord.start();

@@ -62,7 +62,9 @@ export function parsePeerCertificate(input: X509Certificate | Buffer | string): 
   }
   const cn = subject.get('CN') ?? [];
   const o = subject.get('O') ?? [];
-  if (cn.length !== 1 || cn[0] !== certificateCommonName(role, name) || o.length !== 1 || o[0] !== role) {
+  // CN=<name> is what the CA wrote before etcd users existed: such a certificate keeps its gRPC
+  // identity (URI and O still have to agree) but is no etcd user of ours (docs/operations.md).
+  if (cn.length !== 1 || (cn[0] !== certificateCommonName(role, name) && cn[0] !== name) || o.length !== 1 || o[0] !== role) {
     throw new UnauthenticatedError(`certificate subject ${cert.subject.replace(/\n/g, ', ')} does not match its identity ${ours[0]}`);
   }
   return { role, name, serial: normaliseSerial(cert.serialNumber), notAfter: new Date(cert.validTo), fingerprint: cert.fingerprint256 };

@@ -142,9 +142,11 @@ describe('trust: cluster CA and certificates', function () {
     })).toString('pem');
     const mixed = await forge('CN=agent:n1, O=admin', ['cluster://agent/n1']);
     expect(() => verifyIssuedBy(mixed, ca.certPem)).to.throw(UnauthenticatedError, /does not match its identity/);
-    // A bare CN would be read by etcd as another user than the agent's own (agent:n1).
-    const bare = await forge('CN=n1, O=agent', ['cluster://agent/n1']);
-    expect(() => verifyIssuedBy(bare, ca.certPem)).to.throw(UnauthenticatedError, /does not match its identity/);
+    // CN=<name>, as certificates were issued before etcd users: the same gRPC identity.
+    const legacy = await forge('CN=n1, O=agent', ['cluster://agent/n1']);
+    expect(verifyIssuedBy(legacy, ca.certPem)).to.include({ role: 'agent', name: 'n1' });
+    const otherName = await forge('CN=agent:n2, O=agent', ['cluster://agent/n1']);
+    expect(() => verifyIssuedBy(otherName, ca.certPem)).to.throw(UnauthenticatedError, /does not match its identity/);
     const two = await forge('CN=n1, O=agent', ['cluster://agent/n1', 'cluster://admin/n1']);
     expect(() => parsePeerCertificate(two)).to.throw(UnauthenticatedError, /carries no cluster identity/);
     const none = await forge('CN=n1, O=agent', []);

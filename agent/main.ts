@@ -10,7 +10,8 @@
  *
  * Trust: before anything talks to the coordinator the agent has its certificate
  * (agent/node-certificate.ts): the one in <state-dir>/pki/, or one obtained by joining with
- * --join-token/--join-token-file. Without either it exits 1 saying how to join; a refused
+ * --join-token/--join-token-file through --join-address (etcd admits only agents with a
+ * certificate: its CN is the agent's etcd user). Without either it exits 1 saying how to join; a refused
  * join (bad, expired, used-up or revoked token; a coordinator without the pinned CA) exits 1
  * with the cluster's reason. The certificate is renewed while the daemon runs.
  *

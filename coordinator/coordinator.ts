@@ -7,8 +7,9 @@
  * AgentService health turns SERVING; on `lost` the reconciler stops and every agent stream is
  * closed with "not the leader; the leader is ..." so agents redial the new leader at once.
  *
- * Trust comes first in start(): the cluster CA is loaded from etcd (or created on an empty
- * cluster, which writes ca.crt, admin.yaml and join-token to the pki directory), this replica
+ * Trust comes first in start(): with etcd RBAC on, etcd authentication is enabled (idempotent);
+ * the cluster CA is loaded from etcd (or, on an empty cluster, stored from the pki directory
+ * or created, which writes ca.crt, admin.yaml and join-token to the pki directory), this replica
  * issues itself a serving certificate, and the revocation list is loaded and followed, all
  * before the port is bound; the port then serves mutual TLS only (shared/pki).
  */

@@ -2,7 +2,8 @@
  * A coordinator's first step: make sure the cluster has a CA, and get this replica a serving
  * certificate from it.
  *
- * The first replica to start against an empty cluster creates the CA and stores it (key
+ * The first replica to start against an empty cluster stores the CA (the one `cluster-coordinator
+ * init` left in the pki dir, which etcd's own certificates come from, or a new one; key
  * encrypted under the cluster secret) in ONE transaction that requires pki/ca to be absent: of
  * replicas racing, exactly one CA wins and the others read it. The winner alone writes ca.crt,
  * admin.yaml and join-token into the pki directory and returns their paths to be logged.

@@ -10,7 +10,8 @@
  *
  * Trust: before anything talks to the coordinator the agent has its certificate
  * (agent/node-certificate.ts): the one in <state-dir>/pki/, or one obtained by joining with
- * --join-token/--join-token-file. Without either it exits 1 saying how to join; a refused
+ * --join-token/--join-token-file through --join-address (etcd admits only agents with a
+ * certificate: its CN is the agent's etcd user). Without either it exits 1 saying how to join; a refused
  * join (bad, expired, used-up or revoked token; a coordinator without the pinned CA) exits 1
  * with the cluster's reason. The certificate is renewed while the daemon runs.
  *
@@ -27,9 +28,10 @@ import { createHandlerRegistry } from './units/handlers';
 import { resolveIdentity, systemIdentityEnvironment } from './identity';
 import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leader-discovery';
 import { membershipTimings } from './lease-membership';
-import { NodeCertificate } from './node-certificate';
+import { NodeCertificate, NodeCertificateFiles, NOT_JOINED_HINT, NotJoinedError } from './node-certificate';
 import { agentHelp, compileAgentConfig, parseAgentOptions } from './options';
-import { createEtcdClient } from '../shared/etcd';
+import type { Etcd3 } from 'etcd3';
+import { createEtcdClient, endpointsToHosts } from '../shared/etcd';
 import { ClusterError, errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
 import { createLogger } from '../shared/logger';
@@ -83,9 +85,8 @@ async function main(argv: string[]): Promise<number> {
   });
 
   let agent: Agent;
-  let etcd: ReturnType<typeof createEtcdClient>;
   let nodeId: string;
-  let leaders: LeaderSource;
+  let joinSource: StaticLeaderSource | undefined;
   // Not read yet: bad input must change nothing, and reading may convert an old-format record.
   const applied = new FileAppliedStore(o.stateDir, logger);
   const handlers = createHandlerRegistry();
@@ -104,12 +105,11 @@ async function main(argv: string[]): Promise<number> {
     packageCommandTimeoutMs: o.work.packageCommandTimeoutMs,
   });
   try {
-    etcd = createEtcdClient({ endpoints: o.etcd });
-    leaders = o.coordinator
-      ? new StaticLeaderSource(o.coordinator)
-      : new EtcdLeaderSource({ etcd, keyspace: new Keyspace(o.prefix), logger: logger.child({ nodeId }), callTimeoutMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
+    endpointsToHosts(o.etcd, true);
+    const joinAddress = o.joinAddress ?? o.coordinator;
+    joinSource = joinAddress !== undefined ? new StaticLeaderSource(joinAddress) : undefined;
   } catch (err) {
-    // A bad --coordinator address: the operator's input.
+    // A bad --etcd, --join-address or --coordinator address: the operator's input.
     unitContext.close();
     return usageError(errorMessage(err));
   }
@@ -119,33 +119,54 @@ async function main(argv: string[]): Promise<number> {
     // 0700: the applied record may name secrets' paths and digests; pki/ holds the node's key.
     mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    etcd.close();
     process.stderr.write(`cluster-agent: cannot create --state-dir ${o.stateDir}: ${errorMessage(err)}\n`);
     return 1;
   }
 
-  // The certificate first: nothing is written to etcd by an agent that cannot join.
+  // The certificate first: etcd admits only clients with a certificate of the cluster CA (its
+  // CN is this agent's etcd user), so an agent that has not joined joins through --join-address
+  // before it can read anything there, and nothing is written to etcd by an agent that cannot join.
+  const file = o.joinTokenFile;
+  const joinToken = file !== undefined ? (): string => readFileSync(file, 'utf8').trim() : o.joinToken !== undefined ? (): string => o.joinToken as string : undefined;
   let certificate: NodeCertificate;
+  let etcd: Etcd3 | undefined;
+  let leaders: LeaderSource | undefined;
   try {
+    const files = new NodeCertificateFiles(o.stateDir);
+    const stored = await files.read(nodeId, new Date());
+    if (!('identity' in stored)) {
+      if (joinToken === undefined) throw new NotJoinedError(`${NOT_JOINED_HINT} (${stored.problem})`);
+      if (joinSource === undefined) throw new NotJoinedError(`to join, give --join-address HOST:PORT (a coordinator): etcd admits only agents that hold a certificate (${stored.problem})`);
+      await NodeCertificate.open({ stateDir: o.stateDir, nodeId, joinToken, leaders: joinSource, logger: logger.child({ nodeId }) }, stopController.signal);
+    }
+    const identity = await files.read(nodeId, new Date());
+    if (!('identity' in identity)) throw new NotJoinedError(identity.problem);
+    // A renewed certificate reaches etcd at the next start: the current one stays valid for a
+    // third of its life after renewal, and etcd3's client cannot change its credentials.
+    etcd = createEtcdClient({ endpoints: o.etcd, tls: identity.identity });
+    leaders = o.coordinator
+      ? new StaticLeaderSource(o.coordinator)
+      : new EtcdLeaderSource({ etcd, keyspace: new Keyspace(o.prefix), logger: logger.child({ nodeId }), callTimeoutMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
     if (leaders instanceof EtcdLeaderSource) await leaders.start();
-    const file = o.joinTokenFile;
-    const joinToken = file !== undefined ? (): string => readFileSync(file, 'utf8').trim() : o.joinToken !== undefined ? (): string => o.joinToken as string : undefined;
+    // Loads the stored identity; renewals follow the elected leader.
     certificate = await NodeCertificate.open({ stateDir: o.stateDir, nodeId, joinToken, leaders, logger: logger.child({ nodeId }) }, stopController.signal);
   } catch (err) {
-    await leaders.close();
-    etcd.close();
+    await leaders?.close();
+    etcd?.close();
     unitContext.close();
     if (stopController.signal.aborted) return 0;
     logger.error('cannot start without a certificate', { error: errorMessage(err) });
     process.stderr.write(`cluster-agent: ${errorMessage(err)}\n`);
     return 1;
   }
+  const etcdClient = etcd;
+  const leaderSource = leaders;
 
   try {
     agent = new Agent(
       o,
       {
-        etcd, logger, credentials: certificate, leaderSource: leaders,
+        etcd: etcdClient, logger, credentials: certificate, leaderSource,
         applied: () => appliedState(applied),
         commandHandler: new CommandExecutor({
           handlers, context: unitContext, applied, logger,
@@ -159,8 +180,8 @@ async function main(argv: string[]): Promise<number> {
       },
     );
   } catch (err) {
-    await leaders.close();
-    etcd.close();
+    await leaderSource.close();
+    etcdClient.close();
     if (err instanceof ClusterError) return usageError(err.message);
     throw err;
   }
@@ -188,9 +209,9 @@ async function main(argv: string[]): Promise<number> {
   await metricsServer?.close();
   await agent.stop(Math.max(0, graceMs - 1000));
   await certificate.stop();
-  await leaders.close();
+  await leaderSource.close();
   unitContext.close();
-  etcd.close();
+  etcdClient.close();
   clearTimeout(force);
   return 0;
 }

@@ -26,7 +26,7 @@ export const DEFAULT_AGENT_CONFIG = '/etc/cluster/agent.yaml';
 export const AGENT_OPTIONS = {
   etcd: {
     kind: 'list', env: 'CLUSTER_ETCD', required: true, placeholder: 'HOST:PORT[,HOST:PORT...]',
-    description: 'etcd endpoints',
+    description: 'etcd endpoints (TLS: the agent presents its own certificate, whose CN is its etcd user)',
   },
   nodeId: {
     kind: 'string', env: 'CLUSTER_NODE_ID', placeholder: 'ID',
@@ -43,6 +43,10 @@ export const AGENT_OPTIONS = {
   joinTokenFile: {
     kind: 'string', env: 'CLUSTER_JOIN_TOKEN_FILE', placeholder: 'FILE',
     description: 'file holding the join token (keeps it out of the process list)',
+  },
+  joinAddress: {
+    kind: 'string', env: 'CLUSTER_JOIN_ADDRESS', placeholder: 'HOST:PORT',
+    description: 'a coordinator to join through (etcd admits only agents with a certificate, so the first join cannot find the leader there)',
   },
   leaseTtl: {
     kind: 'duration', env: 'CLUSTER_LEASE_TTL', default: DEFAULT_LEASE_TTL_SECONDS, unit: 's', min: 2000, placeholder: 'SECONDS',
@@ -108,7 +112,7 @@ export const AGENT_OPTIONS = {
 
 export type AgentOptions = OptionValues<typeof AGENT_OPTIONS>;
 
-export const AGENT_USAGE = `Usage: cluster-agent --etcd HOST:PORT[,HOST:PORT...] [--node-id ID] [--state-dir DIR] [--lease-ttl SECONDS] [options]
+export const AGENT_USAGE = `Usage: cluster-agent --etcd HOST:PORT[,HOST:PORT...] [--node-id ID] [--state-dir DIR] [--join-address HOST:PORT --join-token-file FILE] [options]
        cluster-agent apply|verify|remove|plan ...   (local config-unit commands, see cluster-agent apply --help)`;
 
 /** Parses the daemon's argv/env/config file. Throws InvalidArgumentError with a fix on bad input. */
@@ -175,6 +179,8 @@ export interface AgentConfig {
   joinToken?: string;
   /** A file holding the join token (read at start, only when a join is needed). @default none */
   joinTokenFile?: string;
+  /** A coordinator HOST:PORT to join through when the state dir holds no certificate. @default --coordinator */
+  joinAddress?: string;
   /** Membership lease TTL. @default 45000 */
   leaseTtlMs: number;
   /** etcd key prefix. @default DEFAULT_PREFIX ('/cluster/v1/') */
@@ -215,6 +221,7 @@ export function compileAgentConfig(v: AgentOptions): AgentConfig {
     stateDir: v.stateDir,
     ...(v.joinToken !== undefined ? { joinToken: v.joinToken } : {}),
     ...(v.joinTokenFile !== undefined ? { joinTokenFile: v.joinTokenFile } : {}),
+    ...(v.joinAddress !== undefined ? { joinAddress: v.joinAddress } : {}),
     leaseTtlMs: v.leaseTtl,
     prefix: v.prefix,
     ...(v.coordinator !== undefined ? { coordinator: v.coordinator } : {}),

@@ -30,10 +30,11 @@
  *
  * The parent side of this (spawn, read events, RSS) is `SimFleet` below; the benchmarks use it.
  */
+import { PKI_FILES, readEtcdTls } from '../coordinator/pki/pki-dir';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Etcd3 } from 'etcd3';
 import { Agent } from '../agent/agent';
@@ -129,6 +130,10 @@ const OPTIONS = {
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'membership lease TTL of every agent' },
   etcdClients: { kind: 'int', default: 4, min: 1, placeholder: 'K', description: 'etcd clients shared round robin by the agents' },
   clusterSecretFile: { kind: 'string', required: true, placeholder: 'FILE', description: 'the coordinators\' cluster secret: decrypts the CA in etcd that issues each agent its certificate' },
+  etcdPkiDir: {
+    kind: 'string', placeholder: 'DIR',
+    description: 'pki dir whose ca.crt and etcd-coordinator.crt/.key the shared etcd clients present (a harness shortcut: real agents each use their own certificate; bench/etcd-auth-scale measures that) [default: the cluster secret file\'s dir]',
+  },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'one TCP connection per agent stream (real), or one for all (grpc-js global subchannel pool)' },
   startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second (0 = all at once)' },
   sandbox: { kind: 'string', placeholder: 'DIR', description: 'per-agent node roots go under DIR/<node id> [default: /dev/shm/sim-fleet-<pid>]' },
@@ -180,7 +185,9 @@ async function childMain(): Promise<number> {
   const ownsSandbox = o.sandbox === undefined;
   const bootId = randomUUID();
 
-  const clients: Etcd3[] = Array.from({ length: o.etcdClients }, () => createEtcdClient({ endpoints: o.etcd }));
+  const pkiDir = o.etcdPkiDir ?? dirname(o.clusterSecretFile);
+  const tls = await readEtcdTls({ caFile: join(pkiDir, PKI_FILES.caCert), certFile: join(pkiDir, PKI_FILES.etcdCoordinatorCert), keyFile: join(pkiDir, PKI_FILES.etcdCoordinatorKey) });
+  const clients: Etcd3[] = Array.from({ length: o.etcdClients }, () => createEtcdClient({ endpoints: o.etcd, tls }));
   const leaderSource = new EtcdLeaderSource({ etcd: clients[0], keyspace, logger: out, callTimeoutMs: membershipTimings(o.leaseTtl * 1000).callTimeoutMs });
 
   // Collected once for the machine (see the file comment); each agent reports its own copy.

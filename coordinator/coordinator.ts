@@ -7,8 +7,9 @@
  * AgentService health turns SERVING; on `lost` the reconciler stops and every agent stream is
  * closed with "not the leader; the leader is ..." so agents redial the new leader at once.
  *
- * Trust comes first in start(): the cluster CA is loaded from etcd (or created on an empty
- * cluster, which writes ca.crt, admin.yaml and join-token to the pki directory), this replica
+ * Trust comes first in start(): with etcd RBAC on, etcd authentication is enabled (idempotent);
+ * the cluster CA is loaded from etcd (or, on an empty cluster, stored from the pki directory
+ * or created, which writes ca.crt, admin.yaml and join-token to the pki directory), this replica
  * issues itself a serving certificate, and the revocation list is loaded and followed, all
  * before the port is bound; the port then serves mutual TLS only (shared/pki).
  */
@@ -16,6 +17,8 @@ import { hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
+import { enableEtcdAuth } from '../shared/etcd-auth';
+import type { EtcdTls } from '../shared/etcd';
 import { errorMessage, FailedPreconditionError, loadProto, NotLeaderError, systemClock, UnavailableError, type Clock, type Keyspace, type Logger } from '../shared';
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
@@ -61,6 +64,8 @@ export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
   keyspace: Keyspace;
   /** The etcd endpoints the client was given (named by `status` when etcd does not answer). */
   etcdEndpoints?: readonly string[];
+  /** The TLS credentials `etcd` was built with (status probes each member with them). @default none */
+  etcdTls?: EtcdTls;
   logger: Logger;
   clock?: Clock;
   replicaId: string;
@@ -82,6 +87,14 @@ export interface CoordinatorPkiOptions {
   agentCertValidityMs?: number;
   /** Validity of this replica's serving certificate (renewed at two thirds). @default DEFAULT_VALIDITY_MS.coordinator (one year) */
   servingValidityMs?: number;
+  /**
+   * etcd runs with TLS and client-certificate auth, and this replica's etcd user may manage
+   * users: enable etcd authentication at start, give each agent its etcd user and role at
+   * join, delete them at revocation (shared/etcd-auth.ts). Off for an etcd without TLS, where
+   * enabling auth would lock out every client (none has a password).
+   * @default false
+   */
+  etcdRbac?: boolean;
 }
 
 /** A name that can go into a certificate's subjectAltName (an IP address or a DNS name). */
@@ -214,7 +227,7 @@ export class Coordinator {
           nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts }),
         }),
         ...createEventServiceHandlers({ client, keyspace, events: this.events, logger: this.log, settings }),
-        ...createStatusServiceHandlers({ client, keyspace, settings, replicaId: options.replicaId, etcdEndpoints: options.etcdEndpoints }),
+        ...createStatusServiceHandlers({ client, keyspace, settings, replicaId: options.replicaId, etcdEndpoints: options.etcdEndpoints, ...(options.etcdTls ? { etcdTls: options.etcdTls } : {}) }),
       },
       // Files and declarative config are data any replica serves from etcd (no leader needed).
       services: [
@@ -273,7 +286,11 @@ export class Coordinator {
     // Checked before a CA can be created: the replica that creates it is the only one that
     // writes admin.yaml, so a pki dir it cannot write would leave the cluster without an admin.
     await checkWritableDir(o.pki.dir);
-    const loaded = await loadOrCreateCa({ etcd: this.client, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, clock });
+    if (o.pki.etcdRbac) {
+      // Idempotent: the first replica on a new etcd enables authentication, later ones find it on.
+      await enableEtcdAuth(o.etcd, o.keyspace);
+    }
+    const loaded = await loadOrCreateCa({ etcd: this.client, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, pkiDir: o.pki.dir, clock });
     if (loaded.secretCreated) this.log.info('created the cluster secret; give the same file to every further replica', { file: o.pki.clusterSecretFile });
     const hosts = [host, ...(o.advertise ? [parseHostPort(o.advertise, '--advertise address').host] : []), hostname()]
       .map((h) => h.replace(/^\[|\]$/g, ''))
@@ -286,7 +303,7 @@ export class Coordinator {
     const tokens = new TokenStore(this.client, o.keyspace, loaded.ca.publicKeyHash, clock);
     this.pki = {
       ca: loaded.ca, revocations, tokens,
-      enrolment: new AgentEnrolment(this.client, o.keyspace, loaded.ca, tokens, { clock, validityMs: o.pki.agentCertValidityMs }),
+      enrolment: new AgentEnrolment(this.client, o.keyspace, loaded.ca, tokens, { clock, validityMs: o.pki.agentCertValidityMs, etcdRbac: o.pki.etcdRbac === true }),
       users: new UserStore(this.client, o.keyspace, loaded.ca, clock),
       endpoints: () => [this.address],
     };

@@ -6,12 +6,42 @@
  * stops it gracefully: resign leadership, close agent streams, let open calls finish within
  * the grace time, and exit anyway after the force time.
  */
-import { createEtcdClient, createLogger, errorMessage, Keyspace, VERSION } from '../shared';
+import { createEtcdClient, createLogger, errorMessage, formatHelp, Keyspace, parseOptions, VERSION, type EtcdTls, type OptionSpecs } from '../shared';
+import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
 import { Coordinator } from './coordinator';
 import { parseCoordinatorArgs } from './options';
 import { startMetricsServer } from '../shared/metrics-server';
+import { initPkiDir, readEtcdTls } from './pki/pki-dir';
+
+const INIT_OPTIONS = {
+  pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'the pki dir every coordinator replica is given (--pki-dir)' },
+  clusterSecretFile: { kind: 'string', env: 'CLUSTER_SECRET_FILE', placeholder: 'FILE', description: 'the cluster secret [default: <pki-dir>/cluster-secret]' },
+  etcdHost: { kind: 'list', placeholder: 'NAME[,NAME...]', description: 'DNS names or addresses etcd is reached at, besides localhost and 127.0.0.1 (its certificate names them)' },
+} as const satisfies OptionSpecs;
+
+/** `cluster-coordinator init`: the pki dir etcd needs before its first start (coordinator/pki/pki-dir.ts). */
+async function init(argv: readonly string[]): Promise<number> {
+  let values;
+  try {
+    values = parseOptions(INIT_OPTIONS, { argv, env: process.env, allowPositionals: false });
+  } catch (err) {
+    process.stderr.write(`cluster-coordinator init: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(formatHelp('Usage: cluster-coordinator init [--pki-dir DIR] [--etcd-host NAME...]', INIT_OPTIONS,
+      'Makes (when missing) the cluster secret, the cluster CA (ca.crt, ca-key.json), etcd\'s serving certificate and\nthe etcd client certificates of the coordinators (CN=coordinator) and of etcd\'s root user.'));
+    return 0;
+  }
+  const v = values.values;
+  const wrote = await initPkiDir({ dir: v.pkiDir, ...(v.clusterSecretFile ? { clusterSecretFile: v.clusterSecretFile } : {}), etcdHosts: v.etcdHost });
+  for (const path of wrote) process.stdout.write(`wrote ${path}\n`);
+  if (wrote.length === 0) process.stdout.write(`${v.pkiDir} is complete; nothing written\n`);
+  return 0;
+}
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'init') return init(process.argv.slice(3));
   let parsed;
   try {
     parsed = parseCoordinatorArgs(process.argv.slice(2));
@@ -32,20 +62,23 @@ async function main(): Promise<number> {
   let keyspace: Keyspace;
   let etcd;
   let electionEtcd;
+  let tls: EtcdTls | undefined;
   try {
     keyspace = new Keyspace(config.prefix);
-    etcd = createEtcdClient({ endpoints: config.etcd });
+    tls = config.etcdTls ? await readEtcdTls(config.etcdTls) : undefined;
+    etcd = createEtcdClient({ endpoints: config.etcd, ...(tls ? { tls } : {}) });
     // Its own connection: election keepalives must not wait behind bulk writes (coordinator.ts).
-    electionEtcd = createEtcdClient({ endpoints: config.etcd, dedicatedConnection: true });
+    electionEtcd = createEtcdClient({ endpoints: config.etcd, dedicatedConnection: true, ...(tls ? { tls } : {}) });
   } catch (err) {
     process.stderr.write(`cluster-coordinator: ${errorMessage(err)}\n`);
     return 2;
   }
+  if (!tls) logger.warn('etcd is spoken to without TLS: anyone who reaches its port can rewrite the cluster (cluster-coordinator init makes its certificates)', { pkiDir: config.pkiDir });
   const coordinator = new Coordinator({
-    etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
+    etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, ...(tls ? { etcdTls: tls } : {}), logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs,
     jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
-    resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs },
+    resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs, etcdRbac: tls !== undefined },
   });
   try {
     await coordinator.start();

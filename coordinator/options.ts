@@ -6,7 +6,9 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { PKI_FILES } from './pki/pki-dir';
 import { formatHelp, InvalidArgumentError, isLogLevel, isValidSegment, parseOptions, DEFAULT_PREFIX, DEFAULT_DEBOUNCE_MS, type LogLevel, type OptionSpecs } from '../shared';
 import { parseHostPort } from './grpc-server';
 import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
@@ -341,6 +343,12 @@ export const COORDINATOR_OPTIONS = {
     kind: 'duration', env: 'CLUSTER_AGENT_CERT_VALIDITY', default: '2160h', min: 10_000, placeholder: 'DURATION',
     description: 'validity of the certificate an agent gets when it joins or renews (it renews at two thirds); 2160h = 90 days',
   },
+  etcdCa: { kind: 'string', env: 'CLUSTER_ETCD_CA', placeholder: 'FILE', description: 'CA that issued etcd\'s certificate [default: <pki-dir>/ca.crt]' },
+  etcdCert: {
+    kind: 'string', env: 'CLUSTER_ETCD_CERT', placeholder: 'FILE',
+    description: 'client certificate for etcd, CN=coordinator (cluster-coordinator init makes it) [default: <pki-dir>/etcd-coordinator.crt; without it etcd is spoken to in plaintext]',
+  },
+  etcdKey: { kind: 'string', env: 'CLUSTER_ETCD_KEY', placeholder: 'FILE', description: 'key of --etcd-cert [default: <pki-dir>/etcd-coordinator.key]' },
   clusterSecretFile: { kind: 'string', env: 'CLUSTER_SECRET_FILE', placeholder: 'FILE', description: 'the secret every replica shares, which encrypts the CA key in etcd; created when absent [default: <pki-dir>/cluster-secret]' },
   metricsListen: {
     kind: 'string', env: 'CLUSTER_METRICS_LISTEN', default: '127.0.0.1:7401', placeholder: 'HOST:PORT|off',
@@ -350,7 +358,8 @@ export const COORDINATOR_OPTIONS = {
   version: { kind: 'boolean', short: 'V', description: 'print the version and exit' },
 } as const satisfies OptionSpecs;
 
-export const USAGE = 'Usage: cluster-coordinator --etcd HOST:PORT[,HOST:PORT...] [--listen HOST:PORT] [options]';
+export const USAGE = `Usage: cluster-coordinator --etcd HOST:PORT[,HOST:PORT...] [--listen HOST:PORT] [options]
+       cluster-coordinator init [--pki-dir DIR] [--etcd-host NAME...]   (before etcd's first start: the CA and etcd's certificates)`;
 
 export interface CoordinatorConfig {
   etcd: string[];
@@ -371,6 +380,11 @@ export interface CoordinatorConfig {
   pkiDir: string;
   /** The cluster secret file (created when absent). */
   clusterSecretFile: string;
+  /**
+   * etcd client TLS files; undefined = plaintext (an etcd without TLS). Explicit flags must name
+   * existing files; the pki-dir defaults are used when etcd-coordinator.crt is there.
+   */
+  etcdTls?: { caFile: string; certFile: string; keyFile: string };
   /** Validity of agent certificates (join and renewal). @default 90 days */
   agentCertValidityMs: number;
   /** Where the Prometheus endpoint listens, or off. @default 127.0.0.1:7401 */
@@ -383,6 +397,19 @@ export type ParsedCommandLine = { kind: 'help'; text: string } | { kind: 'versio
 export function defaultReplicaId(): string {
   const host = hostname().replace(/[^A-Za-z0-9._:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'coordinator';
   return `${host.slice(0, 200)}-${randomBytes(3).toString('hex')}`;
+}
+
+function etcdTlsFiles(pkiDir: string, ca?: string, cert?: string, key?: string): Pick<CoordinatorConfig, 'etcdTls'> {
+  const files = {
+    caFile: ca ?? join(pkiDir, PKI_FILES.caCert),
+    certFile: cert ?? join(pkiDir, PKI_FILES.etcdCoordinatorCert),
+    keyFile: key ?? join(pkiDir, PKI_FILES.etcdCoordinatorKey),
+  };
+  if (ca === undefined && cert === undefined && key === undefined && !existsSync(files.certFile)) return {};
+  for (const [flag, f] of [['--etcd-ca', files.caFile], ['--etcd-cert', files.certFile], ['--etcd-key', files.keyFile]] as const) {
+    if (!existsSync(f)) throw new InvalidArgumentError(`${flag} ${f}: no such file (cluster-coordinator init --pki-dir ${pkiDir} makes etcd's certificates)`);
+  }
+  return { etcdTls: files };
 }
 
 /** Parses and validates; throws InvalidArgumentError with a one-line fix. */
@@ -424,6 +451,7 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       shutdownForceMs: v.shutdownForce,
       pkiDir: v.pkiDir,
       clusterSecretFile: v.clusterSecretFile ?? join(v.pkiDir, 'cluster-secret'),
+      ...etcdTlsFiles(v.pkiDir, v.etcdCa, v.etcdCert, v.etcdKey),
       agentCertValidityMs: v.agentCertValidity,
       metricsListen,
       logLevel: v.logLevel,

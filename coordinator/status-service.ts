@@ -3,7 +3,7 @@
  * (election candidates), etcd health and database size against its quota per member, node counts by state and running jobs.
  */
 import type { Etcd3 } from 'etcd3';
-import { createEtcdClient, errorMessage, UnavailableError, type Keyspace } from '../shared';
+import { createEtcdClient, errorMessage, UnavailableError, type EtcdTls, type Keyspace } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { ClusterStatus } from '../generated/cluster/v1/ClusterStatus';
 import type { EtcdEndpointStatus } from '../generated/cluster/v1/EtcdEndpointStatus';
@@ -34,6 +34,8 @@ export interface StatusServiceOptions {
   replicaId?: string;
   /** The endpoints the etcd client was given: named when even the member list fails. */
   etcdEndpoints?: readonly string[];
+  /** The TLS credentials of the shared client, for the default per-member probe. @default none (plaintext) */
+  etcdTls?: EtcdTls;
   /**
    * Asks ONE etcd endpoint (a client URL) for its status. Default: a short-lived one-host client
    * (the shared client balances over hosts, so it cannot say which member answered).
@@ -42,8 +44,8 @@ export interface StatusServiceOptions {
 }
 
 /** Default probe: a one-host client, closed after the call. */
-async function probeWithOwnClient(endpoint: string, timeoutMs: number): Promise<EndpointProbe> {
-  const probe = createEtcdClient({ endpoints: [endpoint], dialTimeoutMs: timeoutMs });
+async function probeWithOwnClient(endpoint: string, timeoutMs: number, tls?: EtcdTls): Promise<EndpointProbe> {
+  const probe = createEtcdClient({ endpoints: [endpoint], dialTimeoutMs: timeoutMs, ...(tls ? { tls } : {}) });
   try {
     const s = await probe.maintenance.status({ deadline: new Date(Date.now() + timeoutMs) });
     return { version: s.version, dbSize: String(s.dbSize), dbSizeInUse: String(s.dbSizeInUse), isLeader: s.leader === s.header.member_id };
@@ -54,7 +56,7 @@ async function probeWithOwnClient(endpoint: string, timeoutMs: number): Promise<
 
 export function createStatusServiceHandlers(options: StatusServiceOptions): StatusServiceHandlers {
   const { client, keyspace } = options;
-  const probe = options.probeEndpoint ?? probeWithOwnClient;
+  const probe = options.probeEndpoint ?? ((endpoint: string, timeoutMs: number) => probeWithOwnClient(endpoint, timeoutMs, options.etcdTls));
   const probeTimeoutMs = options.settings.etcdProbeTimeoutMs;
   const quotaBytes = String(options.settings.etcdQuotaBytes);
 

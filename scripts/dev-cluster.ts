@@ -13,6 +13,7 @@
  *
  * Run it through scripts/dev-cluster, which first installs what is missing and builds.
  */
+import { initPkiDir, PKI_FILES, readEtcdTls } from '../coordinator/pki/pki-dir';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -201,12 +202,19 @@ class DevCluster {
     const dataDir = join(this.dir, 'etcd');
     // Fresh ports every run are fine for a one-member cluster: etcd keeps its data and only
     // logs that the peer URL changed. Detached like the other children (spawnChild).
-    const logFile = this.openLog('etcd', bin, ['--name', 'dev', '--data-dir', dataDir]);
-    const { proc, url, endpoint } = spawnEtcd({ bin, name: 'dev', dataDir, clientPort, peerPort, logFile, detached: true });
+    // etcd runs with TLS and client-certificate auth, trusting the cluster CA: the CA and etcd's
+    // certificates are made first (as `cluster-coordinator init` does); the coordinator then
+    // stores this CA and enables etcd's authentication.
+    const wrote = await initPkiDir({ dir: this.pkiDir });
+    if (wrote.length > 0) say(`made the cluster CA and etcd's certificates in ${this.rel(this.pkiDir)}`);
+    const logFile = this.openLog('etcd', bin, ['--name', 'dev', '--data-dir', dataDir, '--client-cert-auth']);
+    const tls = { caFile: join(this.pkiDir, PKI_FILES.caCert), certFile: join(this.pkiDir, PKI_FILES.etcdServerCert), keyFile: join(this.pkiDir, PKI_FILES.etcdServerKey) };
+    const { proc, url, endpoint } = spawnEtcd({ bin, name: 'dev', dataDir, clientPort, peerPort, logFile, detached: true, tls });
+    const rootTls = await readEtcdTls({ caFile: tls.caFile, certFile: join(this.pkiDir, PKI_FILES.etcdRootCert), keyFile: join(this.pkiDir, PKI_FILES.etcdRootKey) });
     this.track('etcd', 'etcd', proc, logFile);
     this.etcdEndpoint = endpoint;
     const deadline = Date.now() + 30_000;
-    while (!(await etcdHealthy(url))) {
+    while (!(await etcdHealthy(url, 2000, rootTls))) {
       if (this.shuttingDown) throw new DevClusterError('etcd did not start');
       if (Date.now() > deadline) throw new DevClusterError(`etcd did not become healthy within 30s; see ${this.rel(join(this.logDir, 'etcd.log'))}`);
       await sleep(200);
@@ -250,7 +258,7 @@ class DevCluster {
         BIN.agent, '--etcd', this.etcdEndpoint, '--node-id', id, '--hostname', id,
         '--state-dir', join(base, 'state'), '--root', join(base, 'root'),
         // Used at the first start only; later runs find the certificate in the state dir.
-        '--join-token-file', this.joinTokenFile,
+        '--join-token-file', this.joinTokenFile, '--join-address', this.coordinatorAddress,
         // Several agents on one host: each takes a free port (its log line "metrics listening" names it).
         '--metrics-listen', '127.0.0.1:0',
       ]);

@@ -7,10 +7,25 @@ import { handleWhen, noop, retry } from 'cockatiel';
 import { InvalidArgumentError } from './errors';
 import { GRPC_MESSAGE_LIMITS } from './grpc-limits';
 
-export function endpointsToHosts(endpoints: readonly string[]): string[] {
+/** Must equal ETCD_SERVER_NAME of shared/pki/cluster-ca.ts (not imported: that module loads the issuing library). */
+const ETCD_SERVER_NAME = 'etcd';
+
+/**
+ * What an etcd client presents and trusts: the cluster CA (which issued etcd's serving
+ * certificate) and a client certificate whose CN is the etcd user (etcd's --client-cert-auth).
+ */
+export interface EtcdTls {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/** Endpoints as URLs: https:// when the client speaks TLS, http:// otherwise (a bare HOST:PORT takes the client's scheme). */
+export function endpointsToHosts(endpoints: readonly string[], tls = false): string[] {
   if (endpoints.length === 0) throw new InvalidArgumentError('no etcd endpoints: pass --etcd HOST:PORT[,HOST:PORT...] or set CLUSTER_ETCD');
   return endpoints.map((e) => {
-    const url = /^https?:\/\//.test(e) ? e : `http://${e}`;
+    const url = /^https?:\/\//.test(e) ? e : `${tls ? 'https' : 'http'}://${e}`;
+    if (tls && url.startsWith('http://')) throw new InvalidArgumentError(`etcd endpoint ${JSON.stringify(e)} says http:// but this client has TLS credentials: use HOST:PORT or https://`);
     try {
       const u = new URL(url);
       if (!u.hostname || !u.port) throw new Error('missing host or port');
@@ -31,13 +46,24 @@ export interface EtcdClientOptions {
    * flow control with the others' bulk traffic.
    */
   dedicatedConnection?: boolean;
+  /** TLS with a client certificate; without it the client speaks plaintext (only for an etcd without TLS). */
+  tls?: EtcdTls;
 }
 
 export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
   const opts: IOptions = {
-    hosts: endpointsToHosts(options.endpoints),
+    hosts: endpointsToHosts(options.endpoints, options.tls !== undefined),
+    ...(options.tls ? {
+      credentials: { rootCertificate: Buffer.from(options.tls.caPem), certChain: Buffer.from(options.tls.certPem), privateKey: Buffer.from(options.tls.keyPem) },
+    } : {}),
     dialTimeout: options.dialTimeoutMs ?? 3000,
-    grpcOptions: { ...GRPC_MESSAGE_LIMITS, ...(options.dedicatedConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}) },
+    grpcOptions: {
+      ...GRPC_MESSAGE_LIMITS,
+      ...(options.dedicatedConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
+      // etcd's certificate names `etcd` (cluster-coordinator init): checked instead of the
+      // address, which keeps IP addresses out of SNI (Node's DEP0123).
+      ...(options.tls ? { 'grpc.ssl_target_name_override': ETCD_SERVER_NAME, 'grpc.default_authority': ETCD_SERVER_NAME } : {}),
+    },
     // We run our own retry loops with backoff (lease-membership, reconciler); the client's
     // own retries would hide an outage from them. The default per-host circuit breaker would
     // also keep a recovered etcd "open" for 5 s after a restart; with several endpoints one

@@ -18,7 +18,7 @@ export { ReconcileLoop, DEFAULT_DEBOUNCE_MS, type ReconcileLoopOptions, type Rec
 export { watchPrefixes, type PrefixWatch, type WatchOptions } from './etcd-watch';
 export { pickLeader, decodeCandidate, isHostPort, type CandidateRecord, type ElectionCandidate, type LeaderPick } from './leader-record';
 export { CAS_LOST, isRetryable, retryOnConflict, retryPolicy, type RetryOptions } from './retry';
-export { createEtcdClient, endpointsToHosts, type EtcdClientOptions } from './etcd';
+export { createEtcdClient, endpointsToHosts, type EtcdClientOptions, type EtcdTls } from './etcd';
 export { VERSION } from './version';
 export {
   ROLES, USER_ROLES, isRole, isUserRole, UnauthenticatedError, PermissionDeniedError,

@@ -18,6 +18,7 @@ import type { ClusterCa } from '../../shared/pki/cluster-ca';
 import { readCsr } from '../../shared/pki/cluster-ca';
 import { PermissionDeniedError, UnauthenticatedError } from '../../shared/pki/errors';
 import type { PeerIdentity } from '../../shared/pki/roles';
+import { grantAgentAccess, removeAgentAccess } from '../../shared/etcd-auth';
 import { runTxn, type Compare } from '../etcd-txn';
 import { liveEntries, revokeAll, withIssued } from './issued-certificates';
 import { decodeAgentRecord, type AgentRecord } from './pki-records';
@@ -37,6 +38,8 @@ export interface AgentEnrolmentOptions {
   /** @default DEFAULT_VALIDITY_MS.agent (90 days) */
   validityMs?: number;
   clock?: Clock;
+  /** Create the agent's etcd user and role at join, delete them at revocation (CoordinatorPkiOptions.etcdRbac). @default false */
+  etcdRbac?: boolean;
 }
 
 export class AgentEnrolment {
@@ -76,7 +79,12 @@ export class AgentEnrolment {
       const issued = await this.ca.issueForPublicKey(csr.publicKey, { role: 'agent', name: nodeId, validityMs: this.options.validityMs, now });
       const next: AgentRecord = { nodeId, certificates: withIssued(record.certificates, issued, now) };
       const out = await runTxn(this.etcd, [use.compare, compare], [use.op, { kind: 'put', key: this.keyspace.pkiAgent(nodeId), value: JSON.stringify(next) }]);
-      if (out.succeeded) return { ...issued, caPem: this.ca.certPem };
+      if (out.succeeded) {
+        // After the token is spent: the user is what the certificate opens etcd with. Should this
+        // fail, the agent's first etcd call is refused and the operator revokes and re-joins.
+        if (this.options.etcdRbac) await grantAgentAccess(this.etcd, this.keyspace, nodeId);
+        return { ...issued, caPem: this.ca.certPem };
+      }
     }
     throw new ConflictError(`too many concurrent joins for node ${nodeId} or this token; try again`);
   }
@@ -118,7 +126,11 @@ export class AgentEnrolment {
       const record = decodeAgentRecord(kv.value.toString());
       const { list, ops, serials } = revokeAll(this.keyspace, record.certificates, { role: 'agent', name: nodeId }, reason, new Date(this.clock.now()));
       const out = await runTxn(this.etcd, [{ key, target: 'Mod', op: '==', value: kv.mod_revision, reason: 'cas' }], [...ops, { kind: 'put', key, value: JSON.stringify({ nodeId, certificates: list }) }]);
-      if (out.succeeded) return serials;
+      if (out.succeeded) {
+        // etcd does not read our revocation list: without its user the certificate opens nothing.
+        if (this.options.etcdRbac) await removeAgentAccess(this.etcd, nodeId);
+        return serials;
+      }
     }
     throw new ConflictError(`node ${nodeId}'s certificate record changed during revocation; try again`);
   }

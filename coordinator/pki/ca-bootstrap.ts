@@ -2,7 +2,8 @@
  * A coordinator's first step: make sure the cluster has a CA, and get this replica a serving
  * certificate from it.
  *
- * The first replica to start against an empty cluster creates the CA and stores it (key
+ * The first replica to start against an empty cluster stores the CA (the one `cluster-coordinator
+ * init` left in the pki dir, which etcd's own certificates come from, or a new one; key
  * encrypted under the cluster secret) in ONE transaction that requires pki/ca to be absent: of
  * replicas racing, exactly one CA wins and the others read it. The winner alone writes ca.crt,
  * admin.yaml and join-token into the pki directory and returns their paths to be logged.
@@ -17,6 +18,7 @@ import { ClusterCa, type IssuedCertificate, type KeyAndCertificate } from '../..
 import { decryptCaKey, encryptCaKey, loadOrCreateClusterSecret } from '../../shared/pki/cluster-secret';
 import { runTxn } from '../etcd-txn';
 import { decodeCaRecord, type CaRecord } from './pki-records';
+import { readPkiDirCa } from './pki-dir';
 import { DEFAULT_TOKEN_TTL_MS, TokenStore } from './token-store';
 import { UserStore } from './user-store';
 
@@ -70,17 +72,30 @@ export interface LoadedCa {
   secretCreated: boolean;
 }
 
-/** Reads the cluster CA from etcd, or creates it when the cluster has none (one winner of a race). */
-export async function loadOrCreateCa(options: Pick<PkiBootstrapOptions, 'etcd' | 'keyspace' | 'clusterSecretFile' | 'clock'>): Promise<LoadedCa> {
+/**
+ * Reads the cluster CA from etcd; when the cluster has none, stores the one `cluster-coordinator
+ * init` left in the pki dir (the CA etcd's own certificates come from), or creates one (an etcd
+ * without TLS). Of replicas racing, one wins and the others read its CA.
+ */
+export async function loadOrCreateCa(options: Pick<PkiBootstrapOptions, 'etcd' | 'keyspace' | 'clusterSecretFile' | 'pkiDir' | 'clock'>): Promise<LoadedCa> {
   const clock = options.clock ?? systemClock;
   const { secret, created: secretCreated } = await loadOrCreateClusterSecret(options.clusterSecretFile);
   const key = options.keyspace.pkiCa();
   const existing = await options.etcd.get(key).string();
   if (existing !== null) return { ca: await loadCa(decodeCaRecord(existing), secret), created: false, secretCreated };
-  const made = await ClusterCa.create({ now: new Date(clock.now()) });
-  const record: CaRecord = { certificate: made.ca.certPem, encryptedKey: encryptCaKey(made.keyPem, made.ca.certPem, secret), createdAt: new Date(clock.now()).toISOString() };
+  const inDir = options.pkiDir !== undefined ? await readPkiDirCa(options.pkiDir) : undefined;
+  let record: CaRecord;
+  let ca: ClusterCa;
+  if (inDir) {
+    record = { ...inDir, createdAt: new Date(clock.now()).toISOString() };
+    ca = await loadCa(record, secret);
+  } else {
+    const made = await ClusterCa.create({ now: new Date(clock.now()) });
+    record = { certificate: made.ca.certPem, encryptedKey: encryptCaKey(made.keyPem, made.ca.certPem, secret), createdAt: new Date(clock.now()).toISOString() };
+    ca = made.ca;
+  }
   const out = await runTxn(options.etcd, [{ key, target: 'Create', op: '==', value: '0', reason: 'no CA yet' }], [{ kind: 'put', key, value: JSON.stringify(record) }]);
-  if (out.succeeded) return { ca: made.ca, created: true, secretCreated };
+  if (out.succeeded) return { ca, created: true, secretCreated };
   // Another replica's CA won the race; the failure branch read it at the same revision.
   const winner = out.current.get(key);
   if (!winner) throw new InternalError('creating the cluster CA lost a race, yet pki/ca is absent');

@@ -20,6 +20,7 @@
  * `up` (or of the test) finds and removes it all. Processes are killed only by recorded pid,
  * and only when /proc/PID/cmdline still names this fleet dir.
  */
+import { initPkiDir, PKI_FILES } from '../../coordinator/pki/pki-dir';
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -248,9 +249,14 @@ export class Fleet {
 
     const etcd = findEtcd();
     if (!etcd) throw new FleetError('etcd not found (apt-get install etcd-server)');
-    const etcdUrl = `http://${HUB_IP}:${ETCD_PORT}`;
+    // etcd with TLS and client-certificate auth, trusting the cluster CA made first (as
+    // `cluster-coordinator init` does); the coordinator stores that CA and enables etcd auth.
+    await initPkiDir({ dir: this.pkiDir, etcdHosts: [HUB_IP] });
+    const etcdUrl = `https://${HUB_IP}:${ETCD_PORT}`;
     const etcdPid = this.spawnInHub('etcd', [etcd, '--name', 'fleet', '--data-dir', join(this.dir, 'etcd'),
       '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
+      '--client-cert-auth', '--trusted-ca-file', join(this.pkiDir, PKI_FILES.caCert),
+      '--cert-file', join(this.pkiDir, PKI_FILES.etcdServerCert), '--key-file', join(this.pkiDir, PKI_FILES.etcdServerKey),
       '--listen-peer-urls', 'http://127.0.0.1:2380', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
       '--initial-cluster', 'fleet=http://127.0.0.1:2380', '--log-level', 'warn']);
     this.update((s) => { s.etcdPid = etcdPid; });
@@ -265,10 +271,13 @@ export class Fleet {
     copyFileSync(join(this.pkiDir, 'join-token'), join(this.shareDir, 'join-token'));
   }
 
-  /** Whether etcd in the hub answers /health (checked from inside the hub namespace). */
+  /** Whether etcd in the hub answers /health (checked from inside the hub namespace, as etcd's root user). */
   private hubFetchHealthy(): boolean {
+    const f = (name: string): string => JSON.stringify(join(this.pkiDir, name));
     const r = this.inHub([process.execPath, '-e',
-      `fetch('http://${HUB_IP}:${ETCD_PORT}/health').then(r=>r.json()).then(j=>process.exit(j.health==='true'?0:1),()=>process.exit(1))`], 5000);
+      `const fs=require('fs');require('https').get('https://${HUB_IP}:${ETCD_PORT}/health',{servername:'etcd',ca:fs.readFileSync(${f(PKI_FILES.caCert)}),` +
+      `cert:fs.readFileSync(${f(PKI_FILES.etcdRootCert)}),key:fs.readFileSync(${f(PKI_FILES.etcdRootKey)})},(res)=>{let b='';res.on('data',(d)=>{b+=d;});` +
+      `res.on('end',()=>{try{process.exit(JSON.parse(b).health==='true'?0:1);}catch{process.exit(1);}});}).on('error',()=>process.exit(1));`], 5000);
     return r.code === 0;
   }
 
@@ -432,6 +441,7 @@ export class Fleet {
       'prefix: /cluster/v1/',
       'stateDir: /var/lib/cluster-agent',
       'joinTokenFile: /etc/cluster/join-token',
+      `joinAddress: ${this.coordinatorAddress}`,
       'logLevel: info', '',
     ].join('\n');
     await this.mustExecAsync(name, ['sh', '-c', 'umask 077 && cat > /etc/cluster/agent.yaml'], { input: yaml });

@@ -4,6 +4,7 @@
  * stopping a child with a grace time. Not product runtime: nothing under agent/,
  * coordinator/, cli/ or shared/ imports it.
  */
+import { request as httpsRequest } from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
@@ -73,29 +74,58 @@ export interface EtcdSpawnOptions {
   extraArgs?: readonly string[];
   /** A new process group (dev-cluster: Ctrl-C reaches only the supervisor). */
   detached?: boolean;
+  /**
+   * TLS on the client and peer URLs with client-certificate auth (the CN is the etcd user):
+   * the CA that issued etcd's certificate and every client's, and etcd's own certificate.
+   */
+  tls?: { caFile: string; certFile: string; keyFile: string };
 }
 
 /** Starts a one-member etcd on loopback ports; returns the child and its client URL. */
 export function spawnEtcd(o: EtcdSpawnOptions): { proc: ChildProcess; url: string; endpoint: string } {
-  const url = `http://127.0.0.1:${o.clientPort}`;
-  const peer = `http://127.0.0.1:${o.peerPort}`;
+  const scheme = o.tls ? 'https' : 'http';
+  const url = `${scheme}://127.0.0.1:${o.clientPort}`;
+  const peer = `${scheme}://127.0.0.1:${o.peerPort}`;
+  const tls = o.tls ? [
+    '--client-cert-auth', '--trusted-ca-file', o.tls.caFile, '--cert-file', o.tls.certFile, '--key-file', o.tls.keyFile,
+    '--peer-client-cert-auth', '--peer-trusted-ca-file', o.tls.caFile, '--peer-cert-file', o.tls.certFile, '--peer-key-file', o.tls.keyFile,
+  ] : [];
   const out = openSync(o.logFile, 'a');
   const proc = spawn(o.bin, [
     '--name', o.name, '--data-dir', o.dataDir,
     '--listen-client-urls', url, '--advertise-client-urls', url,
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `${o.name}=${peer}`,
     '--log-level', 'warn',
+    ...tls,
     ...(o.extraArgs ?? []),
   ], { stdio: ['ignore', out, out], detached: o.detached ?? false });
   closeSync(out);
   return { proc, url, endpoint: `127.0.0.1:${o.clientPort}` };
 }
 
-/** Whether the etcd at `url` says it is healthy (GET /health: a leader and a quorum). */
-export async function etcdHealthy(url: string, timeoutMs = 2000): Promise<boolean> {
+/**
+ * Whether the etcd at `url` says it is healthy (GET /health: a leader and a quorum). Over TLS
+ * it presents `tls`'s client certificate (etcd with --client-cert-auth refuses a handshake
+ * without one) and checks the name `etcd` that cluster-coordinator init's certificate carries.
+ */
+export async function etcdHealthy(url: string, timeoutMs = 2000, tls?: { caPem: string; certPem: string; keyPem: string }): Promise<boolean> {
   try {
-    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(timeoutMs) });
-    return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+    if (!tls) {
+      const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+    }
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = httpsRequest(`${url}/health`, { ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, timeout: timeoutMs, servername: 'etcd' }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => { text += d; });
+        res.on('end', () => resolve(res.statusCode === 200 ? text : ''));
+      });
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', reject);
+      req.end();
+    });
+    return (JSON.parse(body || '{}') as { health?: string }).health === 'true';
   } catch {
     return false;
   }

@@ -14,7 +14,7 @@ import { isIP } from 'node:net';
 import { isValidSegment } from '../keyspace';
 import { InvalidArgumentError } from '../errors';
 import { isRole, type PeerIdentity, type Role } from './roles';
-import { caPublicKeyHash, identityUri, normaliseSerial, verifyIssuedBy } from './peer-certificate';
+import { caPublicKeyHash, certificateCommonName, identityUri, normaliseSerial, verifyIssuedBy } from './peer-certificate';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -25,6 +25,11 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 export const CA_COMMON_NAME = 'cluster-ca';
+/**
+ * The name every etcd serving certificate carries and every client of ours checks (shared/etcd.ts),
+ * so no IP address goes into SNI (Node's DEP0123) whatever address --etcd gives.
+ */
+export const ETCD_SERVER_NAME = 'etcd';
 export const CA_VALIDITY_MS = 3650 * DAY_MS;
 /** Default validity per role; an agent renews at two thirds of it. */
 export const DEFAULT_VALIDITY_MS: Readonly<Record<Role, number>> = {
@@ -154,7 +159,7 @@ export class ClusterCa {
     }
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
-      subject: [{ CN: [subject.name] }, { O: [subject.role] }],
+      subject: [{ CN: [certificateCommonName(subject.role, subject.name)] }, { O: [subject.role] }],
       issuer: issuer.subjectName,
       notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
       // A certificate never outlives the CA that vouches for it.
@@ -186,6 +191,48 @@ export class ClusterCa {
     const keys = await generateKeyPair(true);
     const issued = await this.issueForPublicKey(keys.publicKey, subject);
     return { ...issued, keyPem: await exportPrivateKeyPem(keys.privateKey) };
+  }
+
+  /**
+   * A key and certificate for etcd itself (`server`: etcd's serving certificate, valid for
+   * `hosts`, also used between members) or for an etcd client whose etcd user is `user`
+   * (`client`: CN = the user, as etcd's --client-cert-auth reads it). Neither carries a cluster
+   * identity (no cluster:// URI), so no gRPC peer of ours accepts one; and `user` never contains
+   * the ':' every role certificate's CN has, so no role certificate is an etcd user of these.
+   */
+  async issueEtcdCertificate(options: { kind: 'server' | 'client'; user?: string; hosts?: readonly string[]; validityMs?: number; now?: Date }): Promise<KeyAndCertificate & IssuedCertificate> {
+    const now = options.now ?? new Date();
+    const name = options.kind === 'server' ? 'etcd' : options.user ?? '';
+    if (!/^[a-z][a-z0-9-]{0,62}$/.test(name)) throw new InvalidArgumentError(`invalid etcd user ${JSON.stringify(name)}: use a-z 0-9 - starting with a letter`);
+    const keys = await generateKeyPair(true);
+    const notAfter = new Date(now.getTime() + (options.validityMs ?? DEFAULT_VALIDITY_MS.coordinator));
+    const caNotAfter = new Date(this.cert.validTo);
+    const issuer = new x509.X509Certificate(this.certPem);
+    const sans: x509.JsonGeneralNames = [];
+    if (options.kind === 'server') {
+      for (const h of new Set([ETCD_SERVER_NAME, 'localhost', '127.0.0.1', '::1', ...(options.hosts ?? [])])) sans.push({ type: isIP(h) ? 'ip' : 'dns', value: h });
+    }
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: [{ CN: [name] }, { O: ['etcd'] }],
+      issuer: issuer.subjectName,
+      notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
+      notAfter: notAfter > caNotAfter ? caNotAfter : notAfter,
+      publicKey: keys.publicKey,
+      signingKey: this.signingKey,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        // etcd's serving certificate is also its client certificate towards its peers.
+        new x509.ExtendedKeyUsageExtension(options.kind === 'server' ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.clientAuth], false),
+        ...(sans.length > 0 ? [new x509.SubjectAlternativeNameExtension(sans, false)] : []),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
+      ],
+    });
+    const node = new X509Certificate(cert.toString('pem'));
+    return { certPem: `${cert.toString('pem')}\n`, serial: normaliseSerial(node.serialNumber), notAfter: new Date(node.validTo), keyPem: await exportPrivateKeyPem(keys.privateKey) };
   }
 
   /** Verifies that the CA issued `cert` and that it is valid now; returns its identity. */

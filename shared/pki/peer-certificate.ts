@@ -3,9 +3,11 @@
  * hands us). Kept apart from cluster-ca.ts so that a client that only verifies does not load
  * the issuing library.
  *
- * Identity: CN=<name>, O=<role> and exactly one URI SAN `cluster://<role>/<name>`. A reader
- * requires all three to agree, so a certificate cannot be read as another role than the one
- * the CA wrote.
+ * Identity: CN=<role>:<name>, O=<role> and exactly one URI SAN `cluster://<role>/<name>`. A
+ * reader requires all three to agree, so a certificate cannot be read as another role than the
+ * one the CA wrote. The CN is also the certificate's etcd user (etcd's --client-cert-auth): an
+ * agent's is `agent:<nodeId>`, the user its enrolment creates; etcd's own users (root,
+ * coordinator) have no ':' so no role certificate can be one of them.
  */
 import { X509Certificate, createHash } from 'node:crypto';
 import { isValidSegment } from '../keyspace';
@@ -14,6 +16,11 @@ import { UnauthenticatedError } from './errors';
 import { isRole, type PeerIdentity, type Role } from './roles';
 
 export const URI_SCHEME = 'cluster://';
+
+/** The CN the CA writes into a role certificate: the etcd user it authenticates as. */
+export function certificateCommonName(role: Role, name: string): string {
+  return `${role}:${name}`;
+}
 
 export function identityUri(role: Role, name: string): string {
   return `${URI_SCHEME}${role}/${name}`;
@@ -55,7 +62,9 @@ export function parsePeerCertificate(input: X509Certificate | Buffer | string): 
   }
   const cn = subject.get('CN') ?? [];
   const o = subject.get('O') ?? [];
-  if (cn.length !== 1 || cn[0] !== name || o.length !== 1 || o[0] !== role) {
+  // CN=<name> is what the CA wrote before etcd users existed: such a certificate keeps its gRPC
+  // identity (URI and O still have to agree) but is no etcd user of ours (docs/operations.md).
+  if (cn.length !== 1 || (cn[0] !== certificateCommonName(role, name) && cn[0] !== name) || o.length !== 1 || o[0] !== role) {
     throw new UnauthenticatedError(`certificate subject ${cert.subject.replace(/\n/g, ', ')} does not match its identity ${ours[0]}`);
   }
   return { role, name, serial: normaliseSerial(cert.serialNumber), notAfter: new Date(cert.validTo), fingerprint: cert.fingerprint256 };

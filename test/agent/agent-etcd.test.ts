@@ -60,7 +60,7 @@ describe('agent against a real etcd', function () {
   }
 
   function client(): Etcd3 {
-    const c = createEtcdClient({ endpoints: [etcd.endpoint] });
+    const c = createEtcdClient({ endpoints: [etcd.endpoint], tls: etcd.rootTls });
     clients.push(c);
     return c;
   }

@@ -67,7 +67,7 @@ describe('agent coordinator link', function () {
 
   before(async () => {
     etcd = await EtcdServer.start('link');
-    client = createEtcdClient({ endpoints: [etcd.endpoint] });
+    client = createEtcdClient({ endpoints: [etcd.endpoint], tls: etcd.rootTls });
   });
   after(async () => {
     client?.close();

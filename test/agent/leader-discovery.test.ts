@@ -21,7 +21,7 @@ describe('agent leader discovery (EtcdLeaderSource)', function () {
 
   before(async () => {
     etcd = await EtcdServer.start('leader-discovery');
-    client = createEtcdClient({ endpoints: [etcd.endpoint] });
+    client = createEtcdClient({ endpoints: [etcd.endpoint], tls: etcd.rootTls });
   });
   after(async () => {
     client?.close();

@@ -56,6 +56,8 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
   let dir: string;
   /** A join token of the current test's cluster (made with its coordinator). */
   let joinToken = '';
+  /** Where agents join: the current test's coordinator. */
+  let joinAddress = '';
   const cleanup: (() => Promise<void> | void)[] = [];
 
   beforeEach(() => {
@@ -68,13 +70,14 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
 
   async function startCoordinator(id = 'r1'): Promise<Coordinator> {
     const coord = new Coordinator({
-      etcd: env.client, keyspace: env.ks, logger: quiet.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
+      etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: env.ks, logger: quiet.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await (await testPki()).coordinatorPki(env.client, env.ks),
     });
     await coord.start();
     // Coordinator.stop is idempotent: a test may stop it early, cleanup stops it again.
     cleanup.push(() => coord.stop({ graceMs: 500 }));
     await waitFor(`${id} to lead`, () => coord.isLeader(), { timeoutMs: 15_000 });
+    joinAddress = coord.address;
     joinToken = (await new TokenStore(env.client, env.ks, (await testPki()).ca.publicKeyHash).create({})).token;
     return coord;
   }
@@ -100,7 +103,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
       '--etcd', env.etcd.endpoint, '--node-id', nodeId, '--state-dir', state, '--root', root, '--prefix', env.ks.prefix,
       '--boot-id', bootId, '--lease-ttl', '3', '--hostname', `${nodeId}.lab`, '--log-level', 'debug',
       // Joins at its first start; a restart on the same state dir uses the stored certificate.
-      '--join-token', joinToken,
+      '--join-token', joinToken, '--join-address', joinAddress,
     ], { logFile: join(dir, `agent-${nodeId}.log`) });
     cleanup.push(() => p.kill('SIGKILL'));
     return p;

@@ -81,7 +81,7 @@ describe('cli: rough edges', function () {
     const ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     const pki = await testPki();
     const c = new Coordinator({
-      etcd: client, keyspace: ks, etcdEndpoints: [etcd.endpoint], logger: createLogger({ level: 'silent' }), replicaId: 'r1', listen: '127.0.0.1:0',
+      etcd: client, etcdTls: etcd.rootTls, keyspace: ks, etcdEndpoints: [etcd.endpoint], logger: createLogger({ level: 'silent' }), replicaId: 'r1', listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks),
     });
     try {
@@ -165,7 +165,7 @@ describe('cli: rough edges', function () {
       const ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
       const pki = await testPki();
       const c = new Coordinator({
-        etcd: client, keyspace: ks, logger: createLogger({ level: 'silent' }), replicaId: 'r1', listen: '127.0.0.1:0',
+        etcd: client, etcdTls: etcd.rootTls, keyspace: ks, logger: createLogger({ level: 'silent' }), replicaId: 'r1', listen: '127.0.0.1:0',
         electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks),
       });
       try {

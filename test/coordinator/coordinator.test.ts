@@ -54,7 +54,7 @@ describe('coordinator (real etcd, real gRPC)', function () {
 
   async function startCoordinator(replicaId: string, over: Partial<CoordinatorOptions> = {}): Promise<Coordinator> {
     const c = new Coordinator({
-      etcd: env.client, keyspace: env.ks, logger: logger.child({ replica: replicaId }), replicaId, listen: '127.0.0.1:0',
+      etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: env.ks, logger: logger.child({ replica: replicaId }), replicaId, listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(env.client, env.ks), ...over,
     });
     running.push(c);

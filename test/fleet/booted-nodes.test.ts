@@ -11,9 +11,10 @@
  */
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PKI_FILES } from '../../coordinator/pki/pki-dir';
 import { Fleet, type CtlNodeView } from '../../scripts/lib/fleet';
 import { up } from '../../scripts/fleet';
 import { REPO_ROOT, run, waitFor } from '../helpers';
@@ -358,7 +359,13 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     this.timeout(120_000);
     const n = 'n3';
     fleet.mustExec(n, ['apt-get', 'install', '-y', '-q', `/fleet/cluster-coordinator_${VERSION}-1_all.deb`], { timeoutMs: 120_000 });
-    // Its own cluster on the fleet's etcd (another prefix), as a first replica would start.
+    // Its own cluster on the fleet's etcd (another prefix), as a first replica would start: the
+    // operator copies what `cluster-coordinator init` made (the CA etcd trusts, the cluster
+    // secret, the coordinators' etcd certificate) into the service's pki dir first.
+    const files = [PKI_FILES.clusterSecret, PKI_FILES.caCert, PKI_FILES.caKey, PKI_FILES.etcdCoordinatorCert, PKI_FILES.etcdCoordinatorKey];
+    mkdirSync(join(fleet.shareDir, 'rehearsal-pki'), { recursive: true });
+    for (const f of files) copyFileSync(join(fleet.pkiDir, f), join(fleet.shareDir, 'rehearsal-pki', f));
+    fleet.mustExec(n, ['sh', '-c', `mkdir -p -m 0700 /var/lib/cluster-coordinator/pki && for f in ${files.join(' ')}; do install -m 0600 /fleet/rehearsal-pki/$f /var/lib/cluster-coordinator/pki/$f; done`]);
     fleet.mustExec(n, ['sh', '-c', `printf 'CLUSTER_ETCD=${fleet.etcdEndpoint}\\nCLUSTER_PREFIX=/rehearsal/\\nCLUSTER_ADVERTISE=${fleet.node(n).ip}:7400\\n' >> /etc/sysconfig/cluster-coordinator`]);
     fleet.mustExec(n, ['systemctl', 'start', 'cluster-coordinator']);
     const status = await waitFor('clusterctl status through the packaged coordinator', () => {

@@ -4,7 +4,9 @@
  * temp dir holding every process's log and every agent's state dir. `logTails()` is what a
  * failing test prints; `destroy()` kills every process it started and removes the dir.
  */
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { PKI_FILES } from '../../coordinator/pki/pki-dir';
+import { testPki } from './pki';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
@@ -81,6 +83,7 @@ export class AgentHandle {
       ...(o.joinWithClusterToken ?? true ? ['--join-token-file', this.cluster.joinTokenFile] : []),
       // Many agents (and other engineers' tests) on one host: never the fixed default port.
       ...(o.extraArgs?.includes('--metrics-listen') ? [] : ['--metrics-listen', '127.0.0.1:0']),
+      ...this.cluster.joinAddressArgs(),
       ...(o.extraArgs ?? []),
     ];
     return spawnNode(`agent ${this.nodeId}#${this.starts}`, BIN.agent, args, {
@@ -222,7 +225,19 @@ export class TestCluster {
     return c.address;
   }
 
+  /**
+   * `--join-address` of the first coordinator: etcd admits only agents with a certificate, so an
+   * agent joins through a coordinator before it reads the election there.
+   */
+  joinAddressArgs(): string[] {
+    const c = this.coordinators[0];
+    return c ? ['--join-address', c.address] : [];
+  }
+
   async startCoordinator(options: CoordinatorStartOptions = {}): Promise<CoordinatorHandle> {
+    // The test etcd trusts the process's test CA: the coordinators store that one
+    // (as after cluster-coordinator init) and reach etcd as its user `coordinator`.
+    if (!existsSync(join(this.pkiDir, PKI_FILES.caKey))) await (await testPki()).writePkiDir(this.pkiDir);
     const port = options.port ?? (await freePort());
     const c = new CoordinatorHandle(this, `c${this.coordinators.length + 1}`, port, options);
     this.coordinators.push(c);

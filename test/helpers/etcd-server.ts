@@ -2,6 +2,11 @@
  * A real etcd (Debian's etcd-server) per suite, on free loopback ports with a temp data dir
  * (TESTBED.md). `stop()` + `start()` keep the data dir, so an outage can be simulated and
  * healed with the data intact; `destroy()` removes it.
+ *
+ * Secure as in production: TLS with client-certificate auth, certificates of the process's
+ * test CA (helpers/pki.ts), and etcd authentication enabled (shared/etcd-auth.ts: users root
+ * and coordinator). `client()` is root; `tls(user)` gives another user's credentials, and a
+ * TestCluster's pki dir makes its coordinators speak to this etcd as `coordinator`.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,9 +14,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { randomBytes } from 'node:crypto';
-import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
 import { Keyspace } from '../../shared/keyspace';
 import { etcdHealthy, exited, findEtcd, freePort, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
+import type { EtcdTls } from '../../shared/etcd';
+import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
+import { enableEtcdAuth, ETCD_ROOT_USER } from '../../shared/etcd-auth';
+import { writeFileSync } from 'node:fs';
+import { ETCD_SERVER_NAME } from '../../shared/pki/cluster-ca';
+import { testPki } from './pki';
 import { waitFor } from './wait';
 
 export const ETCD_BIN = findEtcd() ?? '/usr/bin/etcd';
@@ -22,17 +32,28 @@ export class EtcdServer {
   private proc?: ChildProcess;
   private exited?: Promise<void>;
   private clients: Etcd3[] = [];
+  private authEnabled = false;
 
-  private constructor(readonly name: string, readonly clientPort: number, readonly peerPort: number, readonly baseDir: string) {
+  private constructor(readonly name: string, readonly clientPort: number, readonly peerPort: number, readonly baseDir: string, readonly rootTls: EtcdTls) {
     this.dataDir = join(baseDir, 'data');
     this.logFile = join(baseDir, 'etcd.log');
   }
 
   static async start(name = 'test'): Promise<EtcdServer> {
     const baseDir = mkdtempSync(join(tmpdir(), `etcd-${name}-`));
-    const server = new EtcdServer(name, await freePort(), await freePort(), baseDir);
+    const pki = await testPki();
+    const serving = await pki.etcdIdentity('server');
+    writeFileSync(join(baseDir, 'ca.crt'), pki.caPem);
+    writeFileSync(join(baseDir, 'server.crt'), serving.certPem);
+    writeFileSync(join(baseDir, 'server.key'), serving.keyPem, { mode: 0o600 });
+    const server = new EtcdServer(name, await freePort(), await freePort(), baseDir, await pki.etcdTls(ETCD_ROOT_USER));
     await server.start();
     return server;
+  }
+
+  /** The etcd credentials of `user` (root, coordinator) from the test CA. */
+  async tls(user: string): Promise<EtcdTls> {
+    return (await testPki()).etcdTls(user);
   }
 
   /** host:port, the form every --etcd flag takes. */
@@ -48,6 +69,7 @@ export class EtcdServer {
     if (this.proc) return;
     const { proc, url } = spawnEtcd({
       bin: ETCD_BIN, name: this.name, dataDir: this.dataDir, clientPort: this.clientPort, peerPort: this.peerPort, logFile: this.logFile,
+      tls: { caFile: join(this.baseDir, 'ca.crt'), certFile: join(this.baseDir, 'server.crt'), keyFile: join(this.baseDir, 'server.key') },
       // Small and fast: tests wait for leases of 2-3 s to expire.
       extraArgs: ['--heartbeat-interval', '50', '--election-timeout', '500'],
     });
@@ -55,13 +77,32 @@ export class EtcdServer {
     this.exited = exited(proc);
     await waitFor(`etcd on ${url} to answer`, async () => {
       if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${this.tail()}`);
-      return etcdHealthy(url, 500);
+      return etcdHealthy(url, 500, this.rootTls);
     }, { timeoutMs: 20_000, intervalMs: 100 });
+    if (!this.authEnabled) {
+      const root = this.clientAs(this.rootTls);
+      try {
+        await enableEtcdAuth(root, new Keyspace());
+      } finally {
+        root.close();
+        this.clients = this.clients.filter((c) => c !== root);
+      }
+      this.authEnabled = true;
+    }
   }
 
-  /** A client for test assertions; closed by `destroy()`. */
+  /** A root client for test assertions; closed by `destroy()`. */
   client(): Etcd3 {
-    const c = new Etcd3({ hosts: `http://${this.endpoint}`, dialTimeout: 2000, grpcOptions: { ...GRPC_MESSAGE_LIMITS } });
+    return this.clientAs(this.rootTls);
+  }
+
+  /** A client presenting `tls` (an agent's certificate, another user's); closed by `destroy()`. */
+  clientAs(tls: EtcdTls): Etcd3 {
+    const c = new Etcd3({
+      hosts: `https://${this.endpoint}`, dialTimeout: 2000,
+      grpcOptions: { ...GRPC_MESSAGE_LIMITS, 'grpc.ssl_target_name_override': ETCD_SERVER_NAME, 'grpc.default_authority': ETCD_SERVER_NAME },
+      credentials: { rootCertificate: Buffer.from(tls.caPem), certChain: Buffer.from(tls.certPem), privateKey: Buffer.from(tls.keyPem) },
+    });
     this.clients.push(c);
     return c;
   }

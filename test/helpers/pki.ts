@@ -7,7 +7,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -17,11 +17,14 @@ import { encryptCaKey } from '../../shared/pki/cluster-secret';
 import { clientCredentials, formatCredentials, type Role } from '../../shared/pki';
 import type { CoordinatorPkiOptions } from '../../coordinator';
 import type { CaRecord } from '../../coordinator/pki/pki-records';
+import { PKI_FILES } from '../../coordinator/pki/pki-dir';
+import type { EtcdTls } from '../../shared/etcd';
 
 export type TestIdentity = KeyAndCertificate & { serial: string; role: Role; name: string };
 
 export class TestPki {
   private readonly issued = new Map<string, Promise<TestIdentity>>();
+  private readonly etcdIssued = new Map<string, Promise<KeyAndCertificate>>();
   private readonly dirs: string[] = [];
   /** The cluster secret every coordinator of this process is given (hex, as the file holds it). */
   private readonly secretHex = randomBytes(32).toString('hex');
@@ -48,6 +51,51 @@ export class TestPki {
     return { ...(await this.ca.issueKeyAndCertificate({ role, name })), role, name };
   }
 
+  /** etcd's serving certificate, or the etcd client certificate of `user` (root, coordinator), issued once per process. */
+  etcdIdentity(kind: 'server' | 'client', user = 'etcd'): Promise<KeyAndCertificate> {
+    const key = `etcd-${kind}/${user}`;
+    let made = this.etcdIssued.get(key);
+    if (!made) {
+      made = this.ca.issueEtcdCertificate(kind === 'server' ? { kind } : { kind, user });
+      this.etcdIssued.set(key, made);
+    }
+    return made;
+  }
+
+  /** What an etcd client of `user` presents: the CA and that user's certificate. */
+  async etcdTls(user: string): Promise<EtcdTls> {
+    const id = await this.etcdIdentity('client', user);
+    return { caPem: this.caPem, certPem: id.certPem, keyPem: id.keyPem };
+  }
+
+  /** An agent's etcd credentials: its own certificate (CN agent:<nodeId>), as the daemon uses it. */
+  async agentEtcdTls(nodeId: string): Promise<EtcdTls> {
+    const id = await this.identity('agent', nodeId);
+    return { caPem: this.caPem, certPem: id.certPem, keyPem: id.keyPem };
+  }
+
+  /**
+   * Fills `dir` as `cluster-coordinator init` would, from this process's CA: the cluster secret,
+   * ca.crt, ca-key.json and the coordinators' etcd client certificate, so a coordinator process
+   * given --pki-dir dir stores this CA (the one the test etcd trusts) and speaks TLS to etcd.
+   */
+  async writePkiDir(dir: string): Promise<void> {
+    mkdirSync(dir, { recursive: true });
+    const secret = Buffer.from(this.secretHex, 'hex');
+    const coordinator = await this.etcdIdentity('client', 'coordinator');
+    const files: [string, string, number][] = [
+      [PKI_FILES.clusterSecret, `${this.secretHex}\n`, 0o600],
+      [PKI_FILES.caCert, this.caPem, 0o644],
+      [PKI_FILES.caKey, `${JSON.stringify(encryptCaKey(this.caKeyPem, this.caPem, secret))}\n`, 0o600],
+      [PKI_FILES.etcdCoordinatorCert, coordinator.certPem, 0o644],
+      [PKI_FILES.etcdCoordinatorKey, coordinator.keyPem, 0o600],
+    ];
+    for (const [name, content, mode] of files) {
+      writeFileSync(join(dir, name), content, { mode });
+      chmodSync(join(dir, name), mode);
+    }
+  }
+
   /** mTLS channel credentials as `role` `name` (the admin, a viewer, `agent` node-1 ...). */
   async credentials(role: Role, name: string = role): Promise<grpc.ChannelCredentials> {
     const id = await this.identity(role, name);
@@ -69,7 +117,8 @@ export class TestPki {
 
   /**
    * Stores this CA in `keyspace` (unless one is there) and returns the coordinator's pki
-   * options: a temporary pki dir holding the cluster secret that decrypts it.
+   * options: a temporary pki dir holding the cluster secret that decrypts it, and etcd RBAC on
+   * (joining agents get their etcd user; `etcd` must be root or coordinator).
    */
   async coordinatorPki(etcd: Etcd3, keyspace: Keyspace): Promise<CoordinatorPkiOptions> {
     const dir = this.tempDir('pki');
@@ -81,7 +130,8 @@ export class TestPki {
     };
     const key = keyspace.pkiCa();
     await etcd.if(key, 'Create', '==', 0).then(etcd.put(key).value(JSON.stringify(record))).commit();
-    return { dir, clusterSecretFile };
+    // The test etcd has auth on: agents that join get their etcd user as in production.
+    return { dir, clusterSecretFile, etcdRbac: true };
   }
 
   private tempDir(what: string): string {

@@ -98,6 +98,7 @@ export class SandboxNode {
       '--systemd-unit-dir', sb.unitDir,
       // The agent joins the cluster with its first token (the certificate then lives in the state dir).
       '--join-token-file', this.cluster.joinTokenFile,
+      ...this.cluster.joinAddressArgs(),
       ...(o.extraArgs ?? []),
     ];
     const env: NodeJS.ProcessEnv = {

@@ -81,7 +81,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
 
   async function startReplica(id: string): Promise<Replica> {
     const coord = new Coordinator({
-      etcd: env.client, keyspace: env.ks, logger: logger.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
+      etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: env.ks, logger: logger.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(env.client, env.ks),
     });
     await coord.start();

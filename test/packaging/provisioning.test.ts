@@ -233,7 +233,7 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
       }
       mkdirSync(join(dir, 'etc-cluster'));
       const token = `K10${'ab'.repeat(32)}::x1y2z3.${'0123456789abcdef'.repeat(2)}`;
-      writeFileSync(join(dir, 'cmdline'), `BOOT_IMAGE=vmlinuz inst.ks=http://x/agent.ks cluster.etcd=198.18.0.1:2379,198.18.0.2:2379 cluster.join_token=${token} quiet\n`);
+      writeFileSync(join(dir, 'cmdline'), `BOOT_IMAGE=vmlinuz inst.ks=http://x/agent.ks cluster.etcd=198.18.0.1:2379,198.18.0.2:2379 cluster.join_token=${token} cluster.join_address=198.18.0.7:7400 quiet\n`);
       // Only the two host paths move; everything else runs as written.
       const script = post
         .replaceAll('/etc/cluster/agent.yaml', join(dir, 'etc-cluster', 'agent.yaml'))
@@ -250,6 +250,7 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
       expect(doc.etcd).to.deep.equal(['198.18.0.1:2379', '198.18.0.2:2379']);
       for (const key of Object.keys(doc)) expect(Object.keys(AGENT_OPTIONS), key).to.include(key);
       expect(doc.joinToken).to.equal(token);
+      expect(doc.joinAddress).to.equal('198.18.0.7:7400');
       expect(statSync(written).mode & 0o777).to.equal(0o600);
       const help = await run(process.execPath, [BIN.agent, '--help'], { env: { CLUSTER_AGENT_CONFIG: written } });
       expect(help.code, help.stderr).to.equal(0);

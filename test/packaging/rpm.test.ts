@@ -20,7 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PACKAGE_VERSION as VERSION, UPGRADE_VERSION, buildTwoReleases, copyShellInto } from './package-build';
-import { EtcdServer, REPO_ROOT, freePort, run, spawnNode, waitFor, type ManagedProcess, type RunResult } from '../helpers';
+import { EtcdServer, REPO_ROOT, freePort, run, spawnNode, testPki, waitFor, type ManagedProcess, type RunResult } from '../helpers';
 import { readUnitFile, unitWithExecStart, values, verifyUnit } from './unit-file';
 import { PROCESS_LEVEL_DIRECTIVES, runSandboxed, type SandboxedService } from './user-manager-sandbox';
 
@@ -183,6 +183,8 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
     const pkiDir = join(tmp, 'pki');
     try {
       const port = await freePort();
+      // As `cluster-coordinator init` leaves it: the CA the TLS etcd trusts and the coordinators' etcd certificate.
+      await (await testPki()).writePkiDir(pkiDir);
       // The coordinator runs as a service of a real user manager under every process-level
       // directive of its installed unit (seccomp filter, address families, no capabilities...).
       const unit = readUnitFile(join(root, 'usr/lib/systemd/system/cluster-coordinator.service'));
@@ -193,7 +195,7 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
         // The user manager cannot give it /etc/cluster/pki (ConfigurationDirectory=): a temp dir stands in.
         `Environment=CLUSTER_PKI_DIR=${pkiDir}`);
       coordinator = await runSandboxed('rpm-coordinator', props, [process.execPath, join(lib, 'coordinator.js')]);
-      // The first start creates the CA and writes the first join token the agent uses.
+      // The first start stores the CA and writes the first join token the agent uses.
       await waitFor('the coordinator to write its join token and admin.yaml', () => {
         if (coordinator?.ended()) throw new Error('the sandboxed coordinator ended');
         return existsSync(join(pkiDir, 'join-token')) && existsSync(join(pkiDir, 'admin.yaml'));
@@ -204,7 +206,7 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
         cwd: '/',
         env: {
           CLUSTER_ETCD: etcd.endpoint, CLUSTER_NODE_ID: 'rpm-node-1', CLUSTER_STATE_DIR: join(tmp, 'agent-state'), CLUSTER_LEASE_TTL: '5', CLUSTER_PROTO_DIR: '',
-          CLUSTER_JOIN_TOKEN_FILE: join(pkiDir, 'join-token'),
+          CLUSTER_JOIN_TOKEN_FILE: join(pkiDir, 'join-token'), CLUSTER_JOIN_ADDRESS: `127.0.0.1:${port}`,
         },
         logFile: join(tmp, 'agent.log'),
       });

@@ -43,7 +43,7 @@ describe('server reflection with a real third-party client (python3-grpcio)', fu
   it('lists every service, resolves every method type into a message class and makes a call', async () => {
     const ks = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     coordinator = new Coordinator({
-      etcd: client, keyspace: ks, logger: createLogger({ level: 'silent' }), replicaId: 'r1', listen: '127.0.0.1:0',
+      etcd: client, etcdTls: etcd.rootTls, keyspace: ks, logger: createLogger({ level: 'silent' }), replicaId: 'r1', listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(client, ks),
     });
     await coordinator.start();

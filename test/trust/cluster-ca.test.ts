@@ -57,7 +57,7 @@ describe('trust: cluster CA and certificates', function () {
         const now = new Date();
         const issued = await ca.issueForCsr(csrPem, { role, name: 'n-1', now, hosts: ['10.1.2.3', 'coord.example'] });
         const cert = new X509Certificate(issued.certPem);
-        expect(cert.subject).to.equal(`CN=n-1\nO=${role}`);
+        expect(cert.subject).to.equal(`CN=${role}:n-1\nO=${role}`);
         expect(cert.ca).to.equal(false);
         const life = Date.parse(cert.validTo) - now.getTime();
         expect(life).to.be.within(DEFAULT_VALIDITY_MS[role] - 1000, DEFAULT_VALIDITY_MS[role] + 1000);
@@ -140,8 +140,13 @@ describe('trust: cluster CA and certificates', function () {
       publicKey: keys.publicKey, signingKey, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
       extensions: [new x509.SubjectAlternativeNameExtension(uris.map((value) => ({ type: 'url' as const, value })))],
     })).toString('pem');
-    const mixed = await forge('CN=n1, O=admin', ['cluster://agent/n1']);
+    const mixed = await forge('CN=agent:n1, O=admin', ['cluster://agent/n1']);
     expect(() => verifyIssuedBy(mixed, ca.certPem)).to.throw(UnauthenticatedError, /does not match its identity/);
+    // CN=<name>, as certificates were issued before etcd users: the same gRPC identity.
+    const legacy = await forge('CN=n1, O=agent', ['cluster://agent/n1']);
+    expect(verifyIssuedBy(legacy, ca.certPem)).to.include({ role: 'agent', name: 'n1' });
+    const otherName = await forge('CN=agent:n2, O=agent', ['cluster://agent/n1']);
+    expect(() => verifyIssuedBy(otherName, ca.certPem)).to.throw(UnauthenticatedError, /does not match its identity/);
     const two = await forge('CN=n1, O=agent', ['cluster://agent/n1', 'cluster://admin/n1']);
     expect(() => parsePeerCertificate(two)).to.throw(UnauthenticatedError, /carries no cluster identity/);
     const none = await forge('CN=n1, O=agent', []);

@@ -9,8 +9,9 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, clusterctl, EtcdServer, freePort, spawnNode, testPki, waitFor, type ManagedProcess, type RunResult } from '../helpers';
+import { BIN, clusterctl, EtcdServer, freePort, spawnNode, testPki, TestPki, waitFor, type ManagedProcess, type RunResult } from '../helpers';
 import { parseCredentials } from '../../shared/pki';
+import { ClusterCa } from '../../shared/pki/cluster-ca';
 
 describe('trust: clusterctl token and user commands against a coordinator process', function () {
   this.timeout(90_000);
@@ -25,6 +26,7 @@ describe('trust: clusterctl token and user commands against a coordinator proces
     etcd = await EtcdServer.start('trust-ctl');
     dir = mkdtempSync(join(tmpdir(), 'trust-ctl-'));
     const port = await freePort();
+    await (await testPki()).writePkiDir(join(dir, 'pki'));
     coordinator = spawnNode('coordinator', BIN.coordinator, [
       '--etcd', etcd.endpoint, '--listen', `127.0.0.1:${port}`, '--pki-dir', join(dir, 'pki'), '--replica-id', 'c1', '--log-level', 'info',
     ]);
@@ -95,10 +97,13 @@ describe('trust: clusterctl token and user commands against a coordinator proces
   });
 
   it('credentials of another cluster: the failed TLS handshake is named, not reported as an unreachable coordinator', async () => {
-    const foreign = await testPki();
+    // Another cluster's CA (this coordinator stores the process's test CA, the one etcd trusts).
+    const made = await ClusterCa.create();
+    const foreign = new TestPki(made.ca, made.keyPem);
     const address = parseCredentials(readFileSync(admin, 'utf8')).coordinator[0];
     const file = foreign.writeCredentialsFile(await foreign.identity('admin'), [address]);
     const r = await clusterctl(['--credentials', file, '--timeout', '1s', 'nodes'], { env });
+    foreign.cleanup();
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(new RegExp(`^error: the TLS handshake with the coordinator at ${address} failed \\(.+\\): check that ${file} is a credentials file of this cluster\n$`));
   });

@@ -101,7 +101,7 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
     logs = [];
     const logger = createLogger({ level: 'info', sink: (line) => logs.push(JSON.parse(line) as Record<string, unknown>) });
     coord = new Coordinator({
-      etcd: env.client, keyspace: env.ks, logger, replicaId: 'r1', listen: '127.0.0.1:0', electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000,
+      etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: env.ks, logger, replicaId: 'r1', listen: '127.0.0.1:0', electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000,
       pki: await pki.coordinatorPki(env.client, env.ks),
     });
     await coord.start();
@@ -156,7 +156,7 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
   it('a pki dir that cannot be written stops the start before a CA is created (it would leave the cluster without admin.yaml)', async () => {
     const empty = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     const other = new Coordinator({
-      etcd: env.client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r2', listen: '127.0.0.1:0',
+      etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r2', listen: '127.0.0.1:0',
       pki: { dir: '/dev/null/pki', clusterSecretFile: join(mkdtempSync(join(tmpdir(), 'trust-secret-')), 'cluster-secret') },
     });
     const err = await refusal(other.start());
@@ -168,7 +168,7 @@ describe('trust: the coordinator over mutual TLS (real etcd, real TLS on loopbac
   it('a replica renews its serving certificate at two thirds of its validity; new connections get the new one and are served', async () => {
     const empty = new Keyspace(`/t-${randomBytes(4).toString('hex')}/`);
     const short = new Coordinator({
-      etcd: env.client, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r3', listen: '127.0.0.1:0', servingRenewCheckMs: 100,
+      etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: empty, logger: createLogger({ level: 'silent' }), replicaId: 'r3', listen: '127.0.0.1:0', servingRenewCheckMs: 100,
       pki: { ...(await pki.coordinatorPki(env.client, empty)), servingValidityMs: 60_000 },
     });
     try {

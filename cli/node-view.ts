@@ -109,6 +109,7 @@ export interface NodeObject {
   connected: boolean;
   stateChangedAt: string;
   maintenanceReason: string;
+  unreachableSignal: string;
 }
 
 /**
@@ -159,6 +160,7 @@ export function nodeObject(n: Node__Output): NodeObject {
     connected: n.connected,
     stateChangedAt: n.stateChangedAt,
     maintenanceReason: n.maintenanceReason,
+    unreachableSignal: n.unreachableSignal,
   };
 }
 
@@ -182,10 +184,18 @@ export function parseFactsJson(text: string): unknown {
   }
 }
 
+/** What each reachability signal means, for `node describe`. */
+const SIGNAL_TEXT: Readonly<Record<string, string>> = {
+  stream: 'agent stream closed',
+  lease: 'membership lease expired',
+  both: 'agent stream closed, membership lease expired',
+};
+
 /** The `node describe` page: the record as `Key: value` lines, then the full facts as YAML. */
 export function describeNode(n: Node__Output, factsJson: string, nowMs: number): string {
   const f = facts(n);
-  const reach = n.reachable ? 'yes' : n.unreachableSince ? `no, since ${when(n.unreachableSince, nowMs)}` : 'no';
+  const signal = n.unreachableSignal ? ` (${SIGNAL_TEXT[n.unreachableSignal] ?? n.unreachableSignal})` : '';
+  const reach = n.reachable ? 'yes' : `${n.unreachableSince ? `no, since ${when(n.unreachableSince, nowMs)}` : 'no'}${signal}`;
   const fields: [string, string][] = [
     ['ID', n.id],
     ['State', `${orDash(n.state)}${n.stateChangedAt ? `, since ${when(n.stateChangedAt, nowMs)}` : ''}`],

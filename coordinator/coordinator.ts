@@ -103,7 +103,7 @@ export interface StopOptions {
 }
 
 export class Coordinator {
-  readonly streams = new AgentStreams();
+  readonly streams: AgentStreams;
   readonly events: EventLog;
   readonly nodes: NodeStore;
   readonly reconciler: InventoryReconciler;
@@ -115,6 +115,7 @@ export class Coordinator {
   private readonly leaderLoops: { start(): void; stop(): Promise<unknown> }[];
   readonly grpc: GrpcServer;
   private readonly log: Logger;
+  private readonly clock: Clock;
   private readonly options: CoordinatorOptions;
   /** Every knob, defaults filled in once (options.ts); passed down to the components. */
   readonly settings: CoordinatorSettings;
@@ -129,7 +130,9 @@ export class Coordinator {
     const settings = compileSettings(options);
     this.settings = settings;
     const clock = options.clock ?? systemClock;
+    this.clock = clock;
     const { etcd: client, keyspace } = options;
+    this.streams = new AgentStreams(clock);
     this.log = options.logger.child({ replicaId: options.replicaId });
     this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: settings.eventRetention, trimIntervalMs: settings.eventTrimIntervalMs,
       maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}` });
@@ -144,7 +147,12 @@ export class Coordinator {
     this.reconciler = new InventoryReconciler({
       client, keyspace, nodes: this.nodes, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log,
       resyncIntervalMs: settings.resyncIntervalMs, debounceMs: settings.inventoryDebounceMs, concurrency: settings.inventoryConcurrency,
+      streamGraceMs: settings.streamGraceMs, reattachGraceMs: settings.reattachGraceMs,
     });
+    // The stream signal is time-based: a pass when a stream's grace ends, and when a stream
+    // comes back for a node found Unreachable (the timer pass is 30 s away).
+    this.streams.on('disconnected', () => this.passAfter(settings.streamGraceMs));
+    this.streams.on('connected', (s) => { if (this.streams.markedUnreachable(s.nodeId)) this.reconciler.schedule(); });
     this.jobs = createJobs({
       client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log,
       runner: {
@@ -306,6 +314,8 @@ export class Coordinator {
     });
     this.election = election;
     election.on('gained', () => {
+      this.streams.beginTerm();
+      this.passAfter(this.settings.reattachGraceMs);
       this.grpc.setHealth(AGENT_SERVICE_NAME, 'SERVING');
       this.events.start();
       this.reconciler.start();
@@ -321,6 +331,12 @@ export class Coordinator {
     });
     election.on('etcd', (up) => this.grpc.setHealth('', up ? 'SERVING' : 'NOT_SERVING'));
     await election.start();
+  }
+
+  /** Asks for an inventory pass once `ms` have passed (a grace of the stream signal ended). */
+  private passAfter(ms: number): void {
+    // A little past the grace, so the pass finds it over (timers may fire a tick early).
+    this.clock.setTimeout(() => this.reconciler.schedule(), ms + 20);
   }
 
   /** SIGTERM path: resign (so another replica leads at once), close agent streams, stop serving. */

@@ -41,7 +41,7 @@ async function main(): Promise<number> {
   }
   const coordinator = new Coordinator({
     etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
-    electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs,
+    electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs },
   });
   try {

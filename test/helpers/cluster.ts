@@ -8,7 +8,11 @@ import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import type { EtcdServer } from './etcd-server';
+/** What the cluster needs of its etcd: where processes dial it (an EtcdServer, or an EtcdCluster's members). */
+export interface EtcdEndpoint {
+  /** HOST:PORT[,HOST:PORT...], the form every --etcd flag takes. */
+  readonly endpoint: string;
+}
 import { freePort } from '../../scripts/lib/process-support';
 import { BIN, clusterctl, ManagedProcess, spawnNode, type RunResult } from './processes';
 import { waitFor } from './wait';
@@ -45,6 +49,8 @@ export interface CoordinatorStartOptions {
   env?: NodeJS.ProcessEnv;
   /** Wait for "became leader" (default true; false only waits for "listening"). */
   waitLeader?: boolean;
+  /** The etcd endpoint this replica dials (default the cluster's etcd): e.g. a TcpProxy that partitions it. */
+  etcd?: string;
 }
 
 const READY_TIMEOUT_MS = 30_000;
@@ -108,7 +114,7 @@ export class CoordinatorHandle {
 
   private spawn(): ManagedProcess {
     this.starts++;
-    const args = ['--etcd', this.cluster.etcd.endpoint, '--listen', this.address, '--pki-dir', this.cluster.pkiDir, ...(this.options.extraArgs ?? [])];
+    const args = ['--etcd', this.options.etcd ?? this.cluster.etcd.endpoint, '--listen', this.address, '--pki-dir', this.cluster.pkiDir, ...(this.options.extraArgs ?? [])];
     return spawnNode(`coordinator ${this.replica}#${this.starts}`, BIN.coordinator, args, {
       env: { ...this.cluster.childEnv, ...this.options.env },
       logFile: join(this.cluster.logDir, `coordinator-${this.replica}.log`),
@@ -155,7 +161,7 @@ export class TestCluster {
   readonly childEnv: NodeJS.ProcessEnv;
   private readonly keepDir: boolean;
 
-  constructor(readonly etcd: EtcdServer, options: TestClusterOptions = {}) {
+  constructor(readonly etcd: EtcdEndpoint, options: TestClusterOptions = {}) {
     const slug = (options.name ?? 'cluster').replace(/[^A-Za-z0-9]+/g, '-').slice(0, 40);
     this.baseDir = mkdtempSync(join(tmpdir(), `e2e-${slug}-`));
     this.logDir = join(this.baseDir, 'logs');

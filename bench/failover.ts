@@ -35,6 +35,7 @@ import { TestCluster, type CoordinatorHandle } from '../test/helpers/cluster';
 import { TcpProxy } from '../test/helpers/tcp-proxy';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { decodeEvent } from '../shared/records';
+import { pickLeader } from '../shared/leader-record';
 import { SimFleet, machine, rssMiB, stats, type Stats } from './sim-fleet';
 
 const OPTIONS = {
@@ -143,6 +144,23 @@ interface Round {
   leaderSeenBySimMs: number;
 }
 
+/** Resolves once `proc` logged a line with msg `msg` after character `from` of its log. */
+async function logAfter(proc: { readonly logs: string }, from: number, msg: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!proc.logs.slice(from).includes(`"msg":"${msg}"`)) {
+    if (Date.now() > deadline) throw new Error(`no "${msg}" within ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+/** The leading replica's id, by the election rule (shared/leader-record.ts). */
+async function currentLeader(client: Etcd3, ks: Keyspace): Promise<string> {
+  const res = await client.getAll().prefix(ks.electionPrefix()).sort('Create', 'Ascend').exec();
+  const pick = pickLeader(res.kvs.map((kv) => ({ key: kv.key.toString(), createRevision: kv.create_revision, value: kv.value.toString() })), ks);
+  if (!pick.leader) throw new Error('no coordinator leads');
+  return pick.leader.id;
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -196,13 +214,15 @@ async function main(): Promise<number> {
       etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 500))),
     });
     const reg = await fleet.registered(roundTimeout * 1000);
-    let term = await fleet.attached('c1', roundTimeout * 1000);
+    // Whoever leads now (on a loaded box c2 may have won the first election).
+    const firstLeader = await currentLeader(client, ks);
+    let term = await fleet.attached(firstLeader, roundTimeout * 1000);
     initial = { registerMs: reg.at - t0, attachMs: Math.max(...term.times) - t0 };
-    rss.coordinatorMiB = rssMiB(c1.proc.pid);
+    rss.coordinatorMiB = rssMiB(byId.get(firstLeader)?.proc.pid ?? -1);
     rss.fleetMiB = rssMiB(fleet.pid);
-    say(`${n} agents registered in ${initial.registerMs} ms and attached to c1 in ${initial.attachMs} ms; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`);
+    say(`${n} agents registered in ${initial.registerMs} ms and attached to ${firstLeader} in ${initial.attachMs} ms; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`);
 
-    let leader = 'c1';
+    let leader = firstLeader;
     for (let r = 0; r < k; r++) {
       const victim = byId.get(leader);
       const survivorId = leader === 'c1' ? 'c2' : 'c1';
@@ -214,19 +234,22 @@ async function main(): Promise<number> {
       const killedAt = Date.now();
       const firstWrite = writes.arm(killedAt);
       const attached = fleet.attached(survivorId, roundTimeout * 1000, term.createRevision);
-      const becomes = survivor.proc.waitForLog(/"msg":"became leader"/, roundTimeout * 1000);
+      // Only lines written after the cut count (in partition mode the processes keep their logs).
+      const survivorFrom = survivor.proc.logs.length;
+      const victimFrom = victim.proc.logs.length;
+      const becomes = logAfter(survivor.proc, survivorFrom, 'became leader', roundTimeout * 1000);
       const proxy = proxies.get(leader);
       if (proxy) proxy.cut();
       else await victim.kill();
       await withTimeout(becomes, roundTimeout * 1000 + 1000, 'became leader');
-      const becameAt = lastLogTime(survivor.proc.logs, 'became leader') ?? NaN;
+      const becameAt = lastLogTime(survivor.proc.logs.slice(survivorFrom), 'became leader') ?? NaN;
       const writeAt = await withTimeout(firstWrite, roundTimeout * 1000, 'first leader write');
       term = await attached;
       let timeline: Round['timeline'];
       if (proxy) {
         // The old leader, cut off but running, stopped acting on its own clock (its log line).
-        await withTimeout(victim.proc.waitForLog(/"msg":"lost leadership"/, roundTimeout * 1000), roundTimeout * 1000 + 1000, 'old leader lost leadership');
-        const stoppedAt = lastLogTime(victim.proc.logs, 'lost leadership') ?? NaN;
+        await withTimeout(logAfter(victim.proc, victimFrom, 'lost leadership', roundTimeout * 1000), roundTimeout * 1000 + 1000, 'old leader lost leadership');
+        const stoppedAt = lastLogTime(victim.proc.logs.slice(victimFrom), 'lost leadership') ?? NaN;
         // Heal: whatever it wrote into the cut connection reaches etcd now, and must be refused.
         proxy.heal();
         await new Promise((res) => setTimeout(res, 3000));

@@ -10,7 +10,13 @@
  * node is Reachable again. With the default lease the signal is the stream: the lease would
  * take 30-45 s.
  *
- *   npm run build && node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl S]
+ * With `--mode partition` the agents reach the coordinator through a TCP proxy (its
+ * advertised address, test/helpers/tcp-proxy.ts) and each round cuts it instead: silence, no
+ * FIN, the way a pulled cable or a dead switch looks; every agent's node must turn Unreachable
+ * by the gRPC keepalive (the kernel says nothing), and the time to each is measured; then
+ * the cut heals and the nodes come back. Their etcd connections stay up: the lease never fires.
+ *
+ *   npm run build && node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl S] [--mode kill|partition]
  */
 import { cpus, loadavg } from 'node:os';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -21,16 +27,19 @@ import { decodeNode, type UnreachableSignal } from '../shared/records';
 import { DEFAULT_LEASE_TTL_SECONDS } from '../agent/lease-membership';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
+import { TcpProxy } from '../test/helpers/tcp-proxy';
+import { freePort } from '../scripts/lib/process-support';
 
 const OPTIONS = {
   agents: { kind: 'int', default: 5, min: 1, placeholder: 'N', description: 'agent processes' },
   kills: { kind: 'int', default: 20, min: 1, placeholder: 'K', description: 'SIGKILLs to measure' },
   ttl: { kind: 'int', default: DEFAULT_LEASE_TTL_SECONDS, min: 2, placeholder: 'SECONDS', description: 'agent membership lease TTL (the agent\'s default)' },
+  mode: { kind: 'string', default: 'kill', choices: ['kill', 'partition'], description: 'SIGKILL one agent per round, or cut every agent from the coordinator (no FIN)' },
   json: { kind: 'boolean', description: 'print the result as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dir (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl SECONDS] [--json]';
+const USAGE = 'Usage: node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl SECONDS] [--mode kill|partition] [--json]';
 
 /** Nearest-rank percentile of sorted values. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -109,6 +118,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const { agents: n, kills: k, ttl, json, keep } = parsed.values;
+  const partition = parsed.values.mode === 'partition';
   const say = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
 
   const started = Date.now();
@@ -120,15 +130,41 @@ async function main(): Promise<number> {
   const detection: number[] = [];
   const signals: Record<string, number> = {};
   const recovery: number[] = [];
+  let proxy: TcpProxy | undefined;
   try {
-    say(`starting etcd, a coordinator and ${n} agents (TTL ${ttl} s); logs in ${cluster.logDir}`);
-    await cluster.startCoordinator();
+    say(`starting etcd, a coordinator and ${n} agents (TTL ${ttl} s; ${partition ? 'partitions' : 'SIGKILLs'}); logs in ${cluster.logDir}`);
+    if (partition) {
+      const port = await freePort();
+      proxy = await TcpProxy.start(`127.0.0.1:${port}`);
+      await cluster.startCoordinator({ port, extraArgs: ['--advertise', proxy.endpoint] });
+    } else {
+      await cluster.startCoordinator();
+    }
     const ids = Array.from({ length: n }, (_, i) => `bench-${String(i + 1).padStart(3, '0')}`);
     await Promise.all(ids.map((id) => cluster.startAgent(id)));
     await timeline.start();
     await cluster.waitForNodes(`${n} nodes reachable`, (ns) => ns.length === n && ns.every((x) => x.reachable), 120_000, 500);
 
-    for (let i = 0; i < k; i++) {
+    for (let i = 0; partition && proxy && i < k; i++) {
+      await new Promise((res) => setTimeout(res, 3000)); // streams idle and established
+      const unreachable = ids.map((id) => timeline.next('unreachable', id, 60_000));
+      const cutAt = Date.now();
+      proxy.cut();
+      const seen = await Promise.all(unreachable);
+      for (const { at, event } of seen) {
+        detection.push(at - cutAt);
+        const signal = event.signal ?? 'lease';
+        signals[signal] = (signals[signal] ?? 0) + 1;
+      }
+      const reachable = ids.map((id) => timeline.next('reachable', id, 60_000));
+      const healAt = Date.now();
+      proxy.heal();
+      const back = await Promise.all(reachable);
+      for (const { at } of back) recovery.push(at - healAt);
+      say(`cut ${String(i + 1).padStart(3)}/${k}: all ${n} unreachable after ${Math.min(...seen.map((x) => x.at)) - cutAt}..${Math.max(...seen.map((x) => x.at)) - cutAt} ms; ` +
+        `reachable ${Math.max(...back.map((x) => x.at)) - healAt} ms after the heal`);
+    }
+    for (let i = 0; !partition && i < k; i++) {
       const id = ids[i % n];
       const agent = cluster.agent(id);
       const unreachable = timeline.next('unreachable', id, (ttl + 30) * 1000);
@@ -151,6 +187,7 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await timeline.stop().catch(() => undefined);
+    await proxy?.close();
     await cluster.destroy();
     await etcd.destroy();
   }
@@ -160,6 +197,7 @@ async function main(): Promise<number> {
     cores: cpus().length,
     cpuModel: cpus()[0]?.model ?? '',
     loadavg1: Number(loadavg()[0].toFixed(2)),
+    mode: partition ? 'partition' : 'kill',
     ttlSeconds: ttl,
     agents: n,
     kills: k,
@@ -177,10 +215,10 @@ async function main(): Promise<number> {
   process.stdout.write([
     `failure detection: ${result.date}`,
     `machine: ${result.cores} cores (${result.cpuModel}), load ${result.loadavg1}`,
-    `TTL ${ttl} s, N=${n} agents, K=${k} kills, wall ${result.wallSeconds} s`,
+    `TTL ${ttl} s, N=${n} agents, K=${k} ${partition ? 'partitions of every agent (no FIN)' : 'kills'}, wall ${result.wallSeconds} s`,
     `${''.padEnd(34)}${['p50', 'p90', 'p99', 'min', 'max', 'mean'].map((h) => h.padStart(7)).join('')}   (ms)`,
-    row('kill → Unreachable (detection)', result.detectionMs),
-    row('restart → Reachable', result.recoveryMs),
+    row(partition ? 'cut → Unreachable (detection)' : 'kill → Unreachable (detection)', result.detectionMs),
+    row(partition ? 'heal → Reachable' : 'restart → Reachable', result.recoveryMs),
     `signal that fired: ${Object.entries(signals).map(([sig, count]) => `${sig} ${count}`).join(', ')}`,
     '',
   ].join('\n'));

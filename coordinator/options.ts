@@ -162,7 +162,9 @@ export interface CoordinatorSettings {
    */
   jobResyncIntervalMs: number;
   /**
-   * Time an agent has to (re)connect before its node's part of a job fails (job-runner.ts).
+   * Time an agent has to (re)connect before its node's part of a job fails (job-runner.ts),
+   * while the node is not found Unreachable: one that is (its stream gone past
+   * streamGraceMs, or its lease expired) fails at once (command-dispatch.ts).
    * @default 60_000
    */
   jobConnectTimeoutMs: number;

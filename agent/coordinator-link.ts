@@ -212,10 +212,11 @@ export class CoordinatorLink {
       }
       // The leader may be gone before its election key expired; look again before redialling.
       if (!outcome.leaderChanged) void source.refresh();
-      if (await this.sleepUnlessLeaderMoves(delay, leader.address, signal)) {
-        // A new leader is known: dial it now rather than sleeping out a backoff grown against
-        // the dead one (bench/failover.ts: p99 re-attach ~10 s at 100 agents), after a short
-        // random pause so a whole fleet does not arrive in the same instant.
+      if (await this.sleepUntilNews(delay, leader, signal)) {
+        // A new leader is known (or the same replica leads again, or etcd is back): dial now
+        // rather than sleeping out a backoff grown against the dead one (bench/failover.ts:
+        // p99 re-attach ~10 s at 100 agents; issue 12: 14-27 s after a 30 s etcd outage),
+        // after a short random pause so a whole fleet does not arrive in the same instant.
         this.backoff.reset();
         await this.sleep(Math.round(this.options.timings.newLeaderJitterMs * (this.options.random ?? Math.random)()), signal);
       }
@@ -223,13 +224,18 @@ export class CoordinatorLink {
     this.session = undefined;
   }
 
-  /** Sleeps `ms`; resolves true early when the leader's address becomes another than `from`. */
-  private async sleepUnlessLeaderMoves(ms: number, from: string, signal: AbortSignal): Promise<boolean> {
+  /**
+   * Sleeps `ms`; resolves true early when there is news worth dialling at once: another
+   * leader than `from` (another address, or the same replica elected again: a new term), or
+   * the leader source heard from etcd again after an outage (it then repeats the leader).
+   */
+  private async sleepUntilNews(ms: number, from: LeaderInfo, signal: AbortSignal): Promise<boolean> {
     const source = this.options.leaderSource;
-    const movedAway = (): boolean => { const l = source.current(); return l !== undefined && l.address !== from; };
-    if (movedAway()) return true;
+    const isNew = (l: LeaderInfo | undefined): boolean => l !== undefined && (l.address !== from.address || l.createRevision !== from.createRevision);
+    if (isNew(source.current())) return true;
     const moved = new AbortController();
-    const unsubscribe = source.subscribe((l) => { if (l && l.address !== from) moved.abort(); });
+    let news = false;
+    const unsubscribe = source.subscribe((l) => { if (l) { news = true; moved.abort(); } });
     const onAbort = (): void => moved.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -238,7 +244,7 @@ export class CoordinatorLink {
       unsubscribe();
       signal.removeEventListener('abort', onAbort);
     }
-    return !signal.aborted && movedAway();
+    return !signal.aborted && (news || isNew(source.current()));
   }
 
   /** Sleeps until the source reports a leader, re-reading now and then in case a watch event was missed. */

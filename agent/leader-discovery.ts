@@ -22,7 +22,11 @@ export interface LeaderInfo {
 /** Source of the current leader: etcd in production, a fixed address with --coordinator. Shareable. */
 export interface LeaderSource {
   current(): LeaderInfo | undefined;
-  /** Called with every change of leader (undefined: none). Returns an unsubscribe function. */
+  /**
+   * Called with every change of leader (undefined: none), and with the same leader again when
+   * etcd answers after an outage (a reconnecting agent then redials without waiting out its
+   * backoff). Returns an unsubscribe function.
+   */
   subscribe(listener: (leader: LeaderInfo | undefined) => void): () => void;
   /** Re-reads now (after a failed dial: the leader may be gone before its key expired). */
   refresh(): Promise<void>;
@@ -69,6 +73,8 @@ export class EtcdLeaderSource implements LeaderSource {
   private closed = false;
   private lastProblem?: string;
   private firstRead?: () => void;
+  /** The last read failed (etcd unreachable): the next good one is news even with the same leader. */
+  private readFailed = false;
 
   constructor(private readonly o: EtcdLeaderSourceOptions) {
     this.loop = new ReconcileLoop({
@@ -121,8 +127,11 @@ export class EtcdLeaderSource implements LeaderSource {
     } catch (err) {
       // Keep the last known leader: the stream to it may well be fine while etcd is away.
       this.o.logger.debug('cannot read the coordinator election', { error: errorMessage(err) });
+      this.readFailed = true;
       return;
     }
+    const etcdBack = this.readFailed;
+    this.readFailed = false;
     const pick = pickLeader(raws, this.o.keyspace);
     const problem = [
       ...pick.skipped.map((s) => s.problem),
@@ -131,7 +140,14 @@ export class EtcdLeaderSource implements LeaderSource {
     if (problem && problem !== this.lastProblem) this.o.logger.warn(pick.leader ? 'malformed election record skipped' : 'no coordinator leader', { reason: problem });
     this.lastProblem = problem;
     const next = pick.leader ? { id: pick.leader.id, address: pick.leader.address, createRevision: pick.leader.createRevision } : undefined;
-    if (this.closed || sameLeader(next, this.leader)) return;
+    if (this.closed) return;
+    if (sameLeader(next, this.leader)) {
+      if (etcdBack && next) {
+        this.o.logger.info('etcd answers again', { leaderId: next.id, address: next.address });
+        for (const l of [...this.listeners]) l(next);
+      }
+      return;
+    }
     this.leader = next;
     if (next) this.o.logger.info('coordinator leader', { leaderId: next.id, address: next.address });
     for (const l of [...this.listeners]) l(next);

@@ -18,14 +18,13 @@
  *   - a renewal that hits a silently dead connection waits its deadline, 5 s
  *     (ETCD_CALL_TIMEOUT_MAX_MS); etcd3 then drops the channel (DEADLINE_EXCEEDED is
  *     "recoverable" there) and redials within its dialTimeout, 3 s (shared/etcd.ts);
- *   - a retry, with backoff, up to 5 s later;
- *   so 15 + 2 × (5 + 3) + 5 ≈ 36 s < 45 s: two full failed renewals plus a retry fit inside
+ *   - a retry, with backoff, up to 2 s later;
+ *   so 15 + 2 × (5 + 3) + 2 ≈ 33 s < 45 s: two full failed renewals plus a retry fit inside
  *   one TTL, also across an etcd leader election (1-3 s with etcd's defaults; a new etcd
  *   leader also extends every lease by its TTL).
- *   - The coordinator stream's gRPC keepalive (coordinator-link.ts: ping every 15 s, 10 s
- *     timeout, i.e. a dead stream is noticed within 25 s) and its 3-missed-pings rule are
- *     also shorter than the TTL, so a node whose stream broke is redialled before its
- *     membership could lapse: "disconnected" is always seen before "unreachable".
+ *   - The lease is not the fast signal: the leader sees a dead agent by its stream in about
+ *     2 s (coordinator/agent-streams.ts, --stream-grace), so the TTL can stay long and calm;
+ *     it still marks a node whose agent lost etcd, and one no leader holds a stream of.
  * Tests use TTLs of 2-3 s: every timing below is derived from the TTL, not hard-coded.
  */
 import type { Etcd3 } from 'etcd3';
@@ -64,12 +63,17 @@ function clamp(v: number, lo: number, hi: number): number {
 export function membershipTimings(ttlMs: number): MembershipTimings {
   const ttlSeconds = Math.max(1, Math.ceil(ttlMs / 1000));
   const ttl = ttlSeconds * 1000;
+  // After a failed renewal the retries come fast (a short deadline, a short backoff), so a
+  // partition shorter than the TTL ends with a renewal that lands before etcd expires the
+  // lease: with TTL 3 s a renewal fails within 0.75 s and is retried within 0.4 s, so a cut
+  // that heals by about TTL - 1.2 s is ridden out (issue 12: a 2 s cut made a TTL-3 node flap
+  // when a hung renewal waited 1.5 s and its retry up to 1 s more).
   return {
     ttlSeconds,
     keepaliveIntervalMs: Math.round(ttl / 3),
-    callTimeoutMs: Math.round(clamp(ttl / 2, 1000, ETCD_CALL_TIMEOUT_MAX_MS)),
-    retryInitialMs: Math.round(clamp(ttl / 10, 100, 1000)),
-    retryMaxMs: Math.round(clamp(ttl / 3, 500, 5000)),
+    callTimeoutMs: Math.round(clamp(ttl / 4, 500, ETCD_CALL_TIMEOUT_MAX_MS)),
+    retryInitialMs: Math.round(clamp(ttl / 20, 100, 500)),
+    retryMaxMs: Math.round(clamp(ttl / 8, 250, 2000)),
   };
 }
 

@@ -139,8 +139,12 @@ export const AGENT_DEFAULTS = {
   link: {
     /** @default 10000 — how long the link waits for Welcome after Hello. */
     helloTimeoutMs: 10_000,
-    /** @default 1 s .. 30 s — reconnect backoff bounds (full jitter). */
-    backoff: { initialMs: 1000, maxMs: 30_000 },
+    /**
+     * @default 250 ms .. 5 s — reconnect backoff bounds (full jitter). The first redial after a
+     * dropped stream comes within 250 ms, inside the coordinator's 1.5 s stream grace; the cap
+     * is far under the 45 s lease, and a new leader or etcd coming back wakes the wait anyway.
+     */
+    backoff: { initialMs: 250, maxMs: 5_000 },
     /** @default 1000 — longest random pause before dialling a newly elected leader. */
     newLeaderJitterMs: 1000,
     /** @default 256 — command results remembered by id (a re-sent Command is answered from them). */

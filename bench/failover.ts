@@ -2,20 +2,26 @@
  * Leader-failover benchmark: how long after the leader coordinator dies is the fleet served
  * by the new one?
  *
- * Starts a real etcd, two `cluster-coordinator` processes (replica ids c1, c2; a short
- * election TTL) and a sim-fleet child with N in-process agents (bench/sim-fleet.ts: real
- * leases, real gRPC streams). Then K rounds:
+ * Starts a real etcd, two `cluster-coordinator` processes (replica ids c1, c2; the DEFAULT
+ * election TTL, 2 s) and a sim-fleet child with N in-process agents (bench/sim-fleet.ts: real
+ * leases, real gRPC streams; 1,000 by default). Then K rounds:
  *
  *   1. SIGKILL the leader process (no resign: its election key stays until its lease expires);
+ *      or, with `--mode partition`, cut the leader from etcd (each replica dials etcd through
+ *      its own test/helpers/tcp-proxy.ts: silence, no FIN) while it keeps running and holding
+ *      its agents' streams;
  *   2. (a) kill → new leader acting: the time of the survivor's "became leader" log line (its
  *      own `ts`), and the first leader-only write after the kill (a put under nodes/ or
  *      events/, seen through an etcd watch; only the leader writes there, fenced);
  *   3. (b) kill → every agent re-attached (Welcome from the new leader): per-agent latency
  *      (p50 / p99) and the last one;
  *   4. restart the killed coordinator (same replica id) as the new follower, wait until it is
- *      campaigning, and go on.
+ *      campaigning, and go on. In partition mode: print the timeline (old leader stops acting,
+ *      by its own log; etcd expires its key; the new leader acts), heal the cut (the bytes the
+ *      old leader sent meanwhile now reach etcd), and count the events the old leader got into
+ *      etcd after the new leader's first one: split brain, which fencing must keep at 0.
  *
- *   npm run build && node dist/bench/failover.js --agents 100 [--rounds K] [--election-ttl S]
+ *   npm run build && node dist/bench/failover.js [--agents N] [--rounds K] [--mode kill|partition] [--election-ttl S]
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -26,12 +32,17 @@ import { errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster, type CoordinatorHandle } from '../test/helpers/cluster';
+import { TcpProxy } from '../test/helpers/tcp-proxy';
+import { DEFAULT_SETTINGS } from '../coordinator/options';
+import { decodeEvent } from '../shared/records';
+import { pickLeader } from '../shared/leader-record';
 import { SimFleet, machine, rssMiB, stats, type Stats } from './sim-fleet';
 
 const OPTIONS = {
-  agents: { kind: 'int', default: 100, min: 1, placeholder: 'N', description: 'simulated agents (one sim-fleet process)' },
-  rounds: { kind: 'int', default: 5, min: 1, placeholder: 'K', description: 'leader kills to measure' },
-  electionTtl: { kind: 'int', default: 3, min: 2, placeholder: 'SECONDS', description: 'coordinators\' election lease TTL' },
+  agents: { kind: 'int', default: 1000, min: 1, placeholder: 'N', description: 'simulated agents (one sim-fleet process)' },
+  rounds: { kind: 'int', default: 5, min: 1, placeholder: 'K', description: 'leader kills (or partitions) to measure' },
+  mode: { kind: 'string', default: 'kill', choices: ['kill', 'partition'], description: 'SIGKILL the leader, or cut it from etcd (no FIN) and heal afterwards' },
+  electionTtl: { kind: 'int', default: DEFAULT_SETTINGS.electionTtlMs / 1000, min: 2, placeholder: 'SECONDS', description: 'coordinators\' election lease TTL (the coordinator\'s default)' },
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'agents\' membership lease TTL' },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   roundTimeout: { kind: 'int', default: 180, min: 10, placeholder: 'SECONDS', description: 'give up on a round after this long' },
@@ -39,7 +50,7 @@ const OPTIONS = {
   keep: { kind: 'boolean', description: 'keep the temp dir (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/failover.js [--agents N] [--rounds K] [--election-ttl S] [--json]';
+const USAGE = 'Usage: node dist/bench/failover.js [--agents N] [--rounds K] [--mode kill|partition] [--election-ttl S] [--json]';
 
 /** "ts" of the last line of `logs` whose msg is `msg`, as epoch ms. */
 function lastLogTime(logs: string, msg: string): number | undefined {
@@ -55,21 +66,52 @@ function lastLogTime(logs: string, msg: string): number | undefined {
   }
 }
 
-/** First put under nodes/ or events/ after a given time: the new leader's first fenced write. */
+/**
+ * First put under nodes/ or events/ after a given time: the new leader's first fenced write.
+ * Also keeps, per coordinator, when each of its events landed (the event's actor), and when
+ * each election key was deleted: the partition timeline.
+ */
 class LeaderWrites {
   private watchers: Watcher[] = [];
   private after = Infinity;
   private first?: number;
   private resolve?: (at: number) => void;
+  /** Wall times at which events of `coordinator/<id>` were seen. */
+  readonly eventsBy = new Map<string, number[]>();
+  /** Wall time of the last deletion of each candidate key. */
+  readonly keyDeletedAt = new Map<string, number>();
 
   constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
 
   async start(): Promise<void> {
     for (const prefix of [this.ks.nodesPrefix(), this.ks.eventsPrefix()]) {
       const w = await this.client.watch().prefix(prefix).create();
-      w.on('put', (_kv: IKeyValue) => this.seen(Date.now()));
+      w.on('put', (kv: IKeyValue) => {
+        const at = Date.now();
+        this.seen(at);
+        const key = kv.key.toString();
+        if (this.ks.parseEvent(key) === undefined) return;
+        try {
+          const actor = decodeEvent(key, kv.value.toString()).actor;
+          const id = actor.startsWith('coordinator/') ? actor.slice('coordinator/'.length) : undefined;
+          if (id) this.eventsBy.set(id, [...(this.eventsBy.get(id) ?? []), at]);
+        } catch {
+          // not an event record: nothing to attribute
+        }
+      });
       this.watchers.push(w);
     }
+    const election = await this.client.watch().prefix(this.ks.electionPrefix()).create();
+    election.on('delete', (kv: IKeyValue) => {
+      const id = this.ks.parseElectionCandidate(kv.key.toString());
+      if (id) this.keyDeletedAt.set(id, Date.now());
+    });
+    this.watchers.push(election);
+  }
+
+  /** Events of coordinator `id` seen after wall time `t`. */
+  eventsAfter(id: string, t: number): number {
+    return (this.eventsBy.get(id) ?? []).filter((at) => at > t).length;
   }
 
   /** Arms for the next write after `t`. */
@@ -92,12 +134,31 @@ class LeaderWrites {
 
 interface Round {
   killed: string;
+  /** Partition mode: ms after the cut (old leader's own log ts; etcd watch; etc.). */
+  timeline?: { oldStoppedMs: number; keyExpiredMs: number; newActingMs: number; splitBrainEvents: number };
   newLeader: string;
   becameLeaderMs: number;
   firstWriteMs: number;
   reattach: Stats;
   lastReattachMs: number;
   leaderSeenBySimMs: number;
+}
+
+/** Resolves once `proc` logged a line with msg `msg` after character `from` of its log. */
+async function logAfter(proc: { readonly logs: string }, from: number, msg: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!proc.logs.slice(from).includes(`"msg":"${msg}"`)) {
+    if (Date.now() > deadline) throw new Error(`no "${msg}" within ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+/** The leading replica's id, by the election rule (shared/leader-record.ts). */
+async function currentLeader(client: Etcd3, ks: Keyspace): Promise<string> {
+  const res = await client.getAll().prefix(ks.electionPrefix()).sort('Create', 'Ascend').exec();
+  const pick = pickLeader(res.kvs.map((kv) => ({ key: kv.key.toString(), createRevision: kv.create_revision, value: kv.value.toString() })), ks);
+  if (!pick.leader) throw new Error('no coordinator leads');
+  return pick.leader.id;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -121,6 +182,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const { agents: n, rounds: k, electionTtl, leaseTtl, json, keep, roundTimeout } = parsed.values;
+  const partition = parsed.values.mode === 'partition';
   const connections = parsed.values.connections === 'shared' ? 'shared' : 'per-agent';
   const say = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
   const started = Date.now();
@@ -136,11 +198,13 @@ async function main(): Promise<number> {
   const pooled: number[] = [];
   let initial = { registerMs: NaN, attachMs: NaN };
   const rss = { coordinatorMiB: NaN, fleetMiB: NaN };
+  const proxies = new Map<string, TcpProxy>();
   try {
     const coordArgs = (id: string): string[] => ['--replica-id', id, '--election-ttl', String(electionTtl), '--log-level', 'info'];
-    say(`starting etcd, coordinators c1 + c2 (election TTL ${electionTtl} s) and a sim-fleet of ${n} agents; logs in ${cluster.logDir}`);
-    const c1 = await cluster.startCoordinator({ extraArgs: coordArgs('c1') });
-    const c2 = await cluster.startCoordinator({ extraArgs: coordArgs('c2'), waitLeader: false });
+    say(`starting etcd, coordinators c1 + c2 (election TTL ${electionTtl} s) and a sim-fleet of ${n} agents; ${partition ? 'partitions' : 'SIGKILLs'}; logs in ${cluster.logDir}`);
+    if (partition) for (const id of ['c1', 'c2']) proxies.set(id, await TcpProxy.start(etcd.endpoint));
+    const c1 = await cluster.startCoordinator({ extraArgs: coordArgs('c1'), etcd: proxies.get('c1')?.endpoint });
+    const c2 = await cluster.startCoordinator({ extraArgs: coordArgs('c2'), waitLeader: false, etcd: proxies.get('c2')?.endpoint });
     const byId = new Map<string, CoordinatorHandle>([['c1', c1], ['c2', c2]]);
     await writes.start();
 
@@ -150,13 +214,15 @@ async function main(): Promise<number> {
       etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 500))),
     });
     const reg = await fleet.registered(roundTimeout * 1000);
-    let term = await fleet.attached('c1', roundTimeout * 1000);
+    // Whoever leads now (on a loaded box c2 may have won the first election).
+    const firstLeader = await currentLeader(client, ks);
+    let term = await fleet.attached(firstLeader, roundTimeout * 1000);
     initial = { registerMs: reg.at - t0, attachMs: Math.max(...term.times) - t0 };
-    rss.coordinatorMiB = rssMiB(c1.proc.pid);
+    rss.coordinatorMiB = rssMiB(byId.get(firstLeader)?.proc.pid ?? -1);
     rss.fleetMiB = rssMiB(fleet.pid);
-    say(`${n} agents registered in ${initial.registerMs} ms and attached to c1 in ${initial.attachMs} ms; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`);
+    say(`${n} agents registered in ${initial.registerMs} ms and attached to ${firstLeader} in ${initial.attachMs} ms; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`);
 
-    let leader = 'c1';
+    let leader = firstLeader;
     for (let r = 0; r < k; r++) {
       const victim = byId.get(leader);
       const survivorId = leader === 'c1' ? 'c2' : 'c1';
@@ -168,15 +234,36 @@ async function main(): Promise<number> {
       const killedAt = Date.now();
       const firstWrite = writes.arm(killedAt);
       const attached = fleet.attached(survivorId, roundTimeout * 1000, term.createRevision);
-      await victim.kill();
-      await withTimeout(survivor.proc.waitForLog(/"msg":"became leader"/, roundTimeout * 1000), roundTimeout * 1000 + 1000, 'became leader');
-      const becameAt = lastLogTime(survivor.proc.logs, 'became leader') ?? NaN;
+      // Only lines written after the cut count (in partition mode the processes keep their logs).
+      const survivorFrom = survivor.proc.logs.length;
+      const victimFrom = victim.proc.logs.length;
+      const becomes = logAfter(survivor.proc, survivorFrom, 'became leader', roundTimeout * 1000);
+      const proxy = proxies.get(leader);
+      if (proxy) proxy.cut();
+      else await victim.kill();
+      await withTimeout(becomes, roundTimeout * 1000 + 1000, 'became leader');
+      const becameAt = lastLogTime(survivor.proc.logs.slice(survivorFrom), 'became leader') ?? NaN;
       const writeAt = await withTimeout(firstWrite, roundTimeout * 1000, 'first leader write');
       term = await attached;
+      let timeline: Round['timeline'];
+      if (proxy) {
+        // The old leader, cut off but running, stopped acting on its own clock (its log line).
+        await withTimeout(logAfter(victim.proc, victimFrom, 'lost leadership', roundTimeout * 1000), roundTimeout * 1000 + 1000, 'old leader lost leadership');
+        const stoppedAt = lastLogTime(victim.proc.logs.slice(victimFrom), 'lost leadership') ?? NaN;
+        // Heal: whatever it wrote into the cut connection reaches etcd now, and must be refused.
+        proxy.heal();
+        await new Promise((res) => setTimeout(res, 3000));
+        timeline = {
+          oldStoppedMs: stoppedAt - killedAt, keyExpiredMs: (writes.keyDeletedAt.get(leader) ?? NaN) - killedAt, newActingMs: becameAt - killedAt,
+          splitBrainEvents: writes.eventsAfter(leader, Math.min(becameAt, writeAt)),
+        };
+        say(`round ${r + 1}/${k} timeline after the cut of ${leader}: ${leader} stops acting +${timeline.oldStoppedMs} ms, etcd expires its key +${timeline.keyExpiredMs} ms, ` +
+          `${survivorId} acting +${timeline.newActingMs} ms; events of ${leader} landing after that: ${timeline.splitBrainEvents}`);
+      }
       const lat = term.times.map((t) => t - killedAt);
       pooled.push(...lat);
       const round: Round = {
-        killed: leader, newLeader: survivorId,
+        killed: leader, newLeader: survivorId, ...(timeline ? { timeline } : {}),
         becameLeaderMs: becameAt - killedAt, firstWriteMs: writeAt - killedAt,
         reattach: stats(lat), lastReattachMs: Math.max(...lat), leaderSeenBySimMs: term.leaderSeenAt - killedAt,
       };
@@ -184,8 +271,10 @@ async function main(): Promise<number> {
       say(`round ${r + 1}/${k}: killed ${leader}; ${survivorId} became leader +${round.becameLeaderMs} ms, first fenced write +${round.firstWriteMs} ms, ` +
         `agents saw the new leader +${round.leaderSeenBySimMs} ms; re-attach p50 ${round.reattach.p50} ms, p99 ${round.reattach.p99} ms, last ${round.lastReattachMs} ms`);
 
-      await victim.restart(false);
-      await victim.proc.waitForLog(/"msg":"listening"/, 30_000);
+      if (!proxy) {
+        await victim.restart(false);
+        await victim.proc.waitForLog(/"msg":"listening"/, 30_000);
+      }
       leader = survivorId;
     }
     rss.coordinatorMiB = Math.max(rss.coordinatorMiB, rssMiB(byId.get(leader)?.proc.pid ?? -1));
@@ -195,6 +284,7 @@ async function main(): Promise<number> {
   } finally {
     await writes.stop().catch(() => undefined);
     await fleet?.stop().catch(() => undefined);
+    for (const p of proxies.values()) await p.close();
     await cluster.destroy();
     await etcd.destroy();
     rmSync(sandbox, { recursive: true, force: true });
@@ -203,7 +293,7 @@ async function main(): Promise<number> {
   const all = rounds.map((r) => r.reattach);
   const result = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    agents: n, rounds: k, electionTtlSeconds: electionTtl, agentLeaseTtlSeconds: leaseTtl, connections,
+    agents: n, rounds: k, mode: partition ? 'partition' : 'kill', electionTtlSeconds: electionTtl, agentLeaseTtlSeconds: leaseTtl, connections,
     initialRegisterMs: initial.registerMs, initialAttachMs: initial.attachMs,
     becameLeaderMs: stats(rounds.map((r) => r.becameLeaderMs)),
     firstFencedWriteMs: stats(rounds.map((r) => r.firstWriteMs)),
@@ -225,7 +315,7 @@ async function main(): Promise<number> {
   process.stdout.write([
     `leader failover: ${result.date}`,
     `machine: ${result.cores} cores (${result.cpuModel}), load ${result.loadavg1}`,
-    `N=${n} agents (${connections} connections), K=${k} leader kills, election TTL ${electionTtl} s, agent lease TTL ${leaseTtl} s, wall ${result.wallSeconds} s`,
+    `N=${n} agents (${connections} connections), K=${k} leader ${partition ? 'partitions' : 'kills'}, election TTL ${electionTtl} s, agent lease TTL ${leaseTtl} s, wall ${result.wallSeconds} s`,
     `initial: all registered ${initial.registerMs} ms, all attached ${initial.attachMs} ms after the fleet started; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`,
     `over the K rounds (ms after SIGKILL)       p50     p90     p99     min     max`,
     row('kill → "became leader" (log ts)', result.becameLeaderMs),
@@ -235,6 +325,10 @@ async function main(): Promise<number> {
     row('kill → re-attach, per-round p99', result.reattachP99Ms),
     row('kill → last agent re-attached', result.lastReattachMs),
     row(`kill → re-attach, all K×N=${pooled.length} pooled`, result.reattachPooledMs),
+    ...(partition ? [
+      'partition timeline per round (ms after the cut): old leader stops acting < etcd expires its key < new leader acting; split-brain events',
+      ...rounds.map((r, i) => `  round ${i + 1} (${r.killed} cut): ${r.timeline?.oldStoppedMs} < ${r.timeline?.keyExpiredMs} < ${r.timeline?.newActingMs}; ${r.timeline?.splitBrainEvents}`),
+    ] : []),
     '',
   ].join('\n'));
   return 0;

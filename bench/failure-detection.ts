@@ -1,33 +1,45 @@
 /**
- * Failure-detection benchmark: how long after an agent dies does its node show Unreachable?
+ * Failure-detection benchmark: how long after an agent dies does its node show Unreachable,
+ * at the DEFAULT settings (45 s membership lease, the coordinator's 1.5 s stream grace and
+ * 1 s / 2 s gRPC keepalive)?
  *
  * Starts a real etcd, one coordinator and N agents (real processes, as in test/e2e), then K
  * times: SIGKILL one agent (round robin), time from the kill to the coordinator's write of
- * `reachable: false` on nodes/<id> (seen through an etcd watch, so no polling delay is added),
- * restart the agent and wait until the node is Reachable again. Also times the lease expiry
- * itself (deletion of members/<id>), which splits detection into "etcd expired the lease" and
- * "the coordinator reacted".
+ * `reachable: false` on nodes/<id> (seen through an etcd watch, so no polling delay is added)
+ * and note which signal fired (stream, lease, both); restart the agent and wait until the
+ * node is Reachable again. With the default lease the signal is the stream: the lease would
+ * take 30-45 s.
  *
- *   npm run build && node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl S]
+ * With `--mode partition` the agents reach the coordinator through a TCP proxy (its
+ * advertised address, test/helpers/tcp-proxy.ts) and each round cuts it instead: silence, no
+ * FIN, the way a pulled cable or a dead switch looks; every agent's node must turn Unreachable
+ * by the gRPC keepalive (the kernel says nothing), and the time to each is measured; then
+ * the cut heals and the nodes come back. Their etcd connections stay up: the lease never fires.
+ *
+ *   npm run build && node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl S] [--mode kill|partition]
  */
 import { cpus, loadavg } from 'node:os';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { parseOptions, formatHelp, type OptionSpecs, type ParseResult } from '../shared/options';
 import { errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
-import { decodeNode } from '../shared/records';
+import { decodeNode, type UnreachableSignal } from '../shared/records';
+import { DEFAULT_LEASE_TTL_SECONDS } from '../agent/lease-membership';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
+import { TcpProxy } from '../test/helpers/tcp-proxy';
+import { freePort } from '../scripts/lib/process-support';
 
 const OPTIONS = {
   agents: { kind: 'int', default: 5, min: 1, placeholder: 'N', description: 'agent processes' },
   kills: { kind: 'int', default: 20, min: 1, placeholder: 'K', description: 'SIGKILLs to measure' },
-  ttl: { kind: 'int', default: 3, min: 2, placeholder: 'SECONDS', description: 'agent membership lease TTL' },
+  ttl: { kind: 'int', default: DEFAULT_LEASE_TTL_SECONDS, min: 2, placeholder: 'SECONDS', description: 'agent membership lease TTL (the agent\'s default)' },
+  mode: { kind: 'string', default: 'kill', choices: ['kill', 'partition'], description: 'SIGKILL one agent per round, or cut every agent from the coordinator (no FIN)' },
   json: { kind: 'boolean', description: 'print the result as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dir (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl SECONDS] [--json]';
+const USAGE = 'Usage: node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl SECONDS] [--mode kill|partition] [--json]';
 
 /** Nearest-rank percentile of sorted values. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -47,39 +59,34 @@ function stats(values: readonly number[]): Stats {
 }
 
 /**
- * One watch over members/ and nodes/ for the whole run: records, per node, when the member
- * key was deleted and when the node record turned unreachable / reachable.
+ * One watch over nodes/ for the whole run: records, per node, when the node record turned
+ * unreachable (and by which signal) / reachable.
  */
 class Timeline {
-  private readonly waiters: { match: (e: TimelineEvent) => boolean; resolve: (at: number) => void }[] = [];
+  private readonly waiters: { match: (e: TimelineEvent) => boolean; resolve: (at: number, e: TimelineEvent) => void }[] = [];
   private readonly watchers: Watcher[] = [];
 
   constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
 
   async start(): Promise<void> {
-    const members = await this.client.watch().prefix(this.ks.membersPrefix()).create();
-    members.on('delete', (kv: IKeyValue) => {
-      const nodeId = this.ks.parseMember(kv.key.toString());
-      if (nodeId) this.emit({ kind: 'member-deleted', nodeId });
-    });
     const nodes = await this.client.watch().prefix(this.ks.nodesPrefix()).create();
     nodes.on('put', (kv: IKeyValue) => {
       const key = kv.key.toString();
       const nodeId = this.ks.parseNode(key);
       if (!nodeId) return;
       const rec = decodeNode(key, kv.value.toString());
-      this.emit({ kind: rec.reachable ? 'reachable' : 'unreachable', nodeId });
+      this.emit({ kind: rec.reachable ? 'reachable' : 'unreachable', nodeId, signal: rec.unreachableSignal });
     });
-    this.watchers.push(members, nodes);
+    this.watchers.push(nodes);
   }
 
-  /** A promise of the wall time of the next matching event (register BEFORE causing it). */
-  next(kind: TimelineEvent['kind'], nodeId: string, timeoutMs: number): Promise<number> {
+  /** A promise of the wall time (and event) of the next matching event (register BEFORE causing it). */
+  next(kind: TimelineEvent['kind'], nodeId: string, timeoutMs: number): Promise<{ at: number; event: TimelineEvent }> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no ${kind} of ${nodeId} within ${timeoutMs} ms`)), timeoutMs);
       this.waiters.push({
         match: (e) => e.kind === kind && e.nodeId === nodeId,
-        resolve: (at) => { clearTimeout(timer); resolve(at); },
+        resolve: (at, event) => { clearTimeout(timer); resolve({ at, event }); },
       });
     });
   }
@@ -87,7 +94,7 @@ class Timeline {
   private emit(e: TimelineEvent): void {
     const at = Date.now();
     for (let i = this.waiters.length - 1; i >= 0; i--) {
-      if (this.waiters[i].match(e)) this.waiters.splice(i, 1)[0].resolve(at);
+      if (this.waiters[i].match(e)) this.waiters.splice(i, 1)[0].resolve(at, e);
     }
   }
 
@@ -96,7 +103,7 @@ class Timeline {
   }
 }
 
-interface TimelineEvent { kind: 'member-deleted' | 'unreachable' | 'reachable'; nodeId: string }
+interface TimelineEvent { kind: 'unreachable' | 'reachable'; nodeId: string; signal?: UnreachableSignal }
 
 async function main(): Promise<number> {
   let parsed: ParseResult<typeof OPTIONS>;
@@ -111,6 +118,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const { agents: n, kills: k, ttl, json, keep } = parsed.values;
+  const partition = parsed.values.mode === 'partition';
   const say = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
 
   const started = Date.now();
@@ -120,42 +128,66 @@ async function main(): Promise<number> {
   const ks = new Keyspace();
   const timeline = new Timeline(client, ks);
   const detection: number[] = [];
-  const leaseExpiry: number[] = [];
-  const reaction: number[] = [];
+  const signals: Record<string, number> = {};
   const recovery: number[] = [];
+  let proxy: TcpProxy | undefined;
   try {
-    say(`starting etcd, a coordinator and ${n} agents (TTL ${ttl} s); logs in ${cluster.logDir}`);
-    await cluster.startCoordinator();
+    say(`starting etcd, a coordinator and ${n} agents (TTL ${ttl} s; ${partition ? 'partitions' : 'SIGKILLs'}); logs in ${cluster.logDir}`);
+    if (partition) {
+      const port = await freePort();
+      proxy = await TcpProxy.start(`127.0.0.1:${port}`);
+      await cluster.startCoordinator({ port, extraArgs: ['--advertise', proxy.endpoint] });
+    } else {
+      await cluster.startCoordinator();
+    }
     const ids = Array.from({ length: n }, (_, i) => `bench-${String(i + 1).padStart(3, '0')}`);
     await Promise.all(ids.map((id) => cluster.startAgent(id)));
     await timeline.start();
     await cluster.waitForNodes(`${n} nodes reachable`, (ns) => ns.length === n && ns.every((x) => x.reachable), 120_000, 500);
 
-    for (let i = 0; i < k; i++) {
+    for (let i = 0; partition && proxy && i < k; i++) {
+      await new Promise((res) => setTimeout(res, 3000)); // streams idle and established
+      const unreachable = ids.map((id) => timeline.next('unreachable', id, 60_000));
+      const cutAt = Date.now();
+      proxy.cut();
+      const seen = await Promise.all(unreachable);
+      for (const { at, event } of seen) {
+        detection.push(at - cutAt);
+        const signal = event.signal ?? 'lease';
+        signals[signal] = (signals[signal] ?? 0) + 1;
+      }
+      const reachable = ids.map((id) => timeline.next('reachable', id, 60_000));
+      const healAt = Date.now();
+      proxy.heal();
+      const back = await Promise.all(reachable);
+      for (const { at } of back) recovery.push(at - healAt);
+      say(`cut ${String(i + 1).padStart(3)}/${k}: all ${n} unreachable after ${Math.min(...seen.map((x) => x.at)) - cutAt}..${Math.max(...seen.map((x) => x.at)) - cutAt} ms; ` +
+        `reachable ${Math.max(...back.map((x) => x.at)) - healAt} ms after the heal`);
+    }
+    for (let i = 0; !partition && i < k; i++) {
       const id = ids[i % n];
       const agent = cluster.agent(id);
-      const limit = (ttl + 30) * 1000;
-      const memberGone = timeline.next('member-deleted', id, limit);
-      const unreachable = timeline.next('unreachable', id, limit);
+      const unreachable = timeline.next('unreachable', id, (ttl + 30) * 1000);
       const killedAt = Date.now();
       await agent.kill();
-      const [goneAt, unreachableAt] = await Promise.all([memberGone, unreachable]);
+      const { at: unreachableAt, event } = await unreachable;
       detection.push(unreachableAt - killedAt);
-      leaseExpiry.push(goneAt - killedAt);
-      reaction.push(unreachableAt - goneAt);
+      const signal = event.signal ?? 'lease';
+      signals[signal] = (signals[signal] ?? 0) + 1;
 
       const reachable = timeline.next('reachable', id, 60_000);
       const restartAt = Date.now();
       await agent.restart(false);
-      const reachableAt = await reachable;
+      const { at: reachableAt } = await reachable;
       recovery.push(reachableAt - restartAt);
-      say(`kill ${String(i + 1).padStart(3)}/${k} ${id}: unreachable after ${unreachableAt - killedAt} ms (lease gone ${goneAt - killedAt} ms, coordinator +${unreachableAt - goneAt} ms); reachable ${reachableAt - restartAt} ms after restart`);
+      say(`kill ${String(i + 1).padStart(3)}/${k} ${id}: unreachable (signal ${signal}) after ${unreachableAt - killedAt} ms; reachable ${reachableAt - restartAt} ms after restart`);
     }
   } catch (err) {
     process.stderr.write(`failure-detection: ${errorMessage(err)}\n${cluster.logTails(20)}\n`);
     return 1;
   } finally {
     await timeline.stop().catch(() => undefined);
+    await proxy?.close();
     await cluster.destroy();
     await etcd.destroy();
   }
@@ -165,12 +197,12 @@ async function main(): Promise<number> {
     cores: cpus().length,
     cpuModel: cpus()[0]?.model ?? '',
     loadavg1: Number(loadavg()[0].toFixed(2)),
+    mode: partition ? 'partition' : 'kill',
     ttlSeconds: ttl,
     agents: n,
     kills: k,
     detectionMs: stats(detection),
-    leaseExpiryMs: stats(leaseExpiry),
-    coordinatorReactionMs: stats(reaction),
+    signals,
     recoveryMs: stats(recovery),
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
@@ -183,12 +215,11 @@ async function main(): Promise<number> {
   process.stdout.write([
     `failure detection: ${result.date}`,
     `machine: ${result.cores} cores (${result.cpuModel}), load ${result.loadavg1}`,
-    `TTL ${ttl} s, N=${n} agents, K=${k} kills, wall ${result.wallSeconds} s`,
+    `TTL ${ttl} s, N=${n} agents, K=${k} ${partition ? 'partitions of every agent (no FIN)' : 'kills'}, wall ${result.wallSeconds} s`,
     `${''.padEnd(34)}${['p50', 'p90', 'p99', 'min', 'max', 'mean'].map((h) => h.padStart(7)).join('')}   (ms)`,
-    row('kill → Unreachable (detection)', result.detectionMs),
-    row('kill → lease expired (etcd)', result.leaseExpiryMs),
-    row('lease expired → Unreachable', result.coordinatorReactionMs),
-    row('restart → Reachable', result.recoveryMs),
+    row(partition ? 'cut → Unreachable (detection)' : 'kill → Unreachable (detection)', result.detectionMs),
+    row(partition ? 'heal → Reachable' : 'restart → Reachable', result.recoveryMs),
+    `signal that fired: ${Object.entries(signals).map(([sig, count]) => `${sig} ${count}`).join(', ')}`,
     '',
   ].join('\n'));
   return 0;

@@ -124,6 +124,7 @@ export interface NodeObject {
   preRegisteredBy: string;
   preRegistrations: string[];
   driftSummary: string;
+  unreachableSignal: string;
 }
 
 /**
@@ -181,6 +182,7 @@ export function nodeObject(n: Node__Output): NodeObject {
     preRegisteredBy: n.preRegisteredBy,
     preRegistrations: [...n.preRegistrations],
     driftSummary: n.driftSummary,
+    unreachableSignal: n.unreachableSignal,
   };
 }
 
@@ -204,10 +206,18 @@ export function parseFactsJson(text: string): unknown {
   }
 }
 
+/** What each reachability signal means, for `node describe`. */
+const SIGNAL_TEXT: Readonly<Record<string, string>> = {
+  stream: 'agent stream closed',
+  lease: 'membership lease expired',
+  both: 'agent stream closed, membership lease expired',
+};
+
 /** The `node describe` page: the record as `Key: value` lines, then the full facts as YAML. */
 export function describeNode(n: Node__Output, factsJson: string, nowMs: number): string {
   const f = facts(n);
-  const reach = n.reachable ? 'yes' : n.unreachableSince ? `no, since ${when(n.unreachableSince, nowMs)}` : 'no';
+  const signal = n.unreachableSignal ? ` (${SIGNAL_TEXT[n.unreachableSignal] ?? n.unreachableSignal})` : '';
+  const reach = n.reachable ? 'yes' : `${n.unreachableSince ? `no, since ${when(n.unreachableSince, nowMs)}` : 'no'}${signal}`;
   const fields: [string, string][] = [
     ['ID', n.id],
     ['State', `${orDash(n.state)}${n.stateChangedAt ? `, since ${when(n.stateChangedAt, nowMs)}` : ''}`],

@@ -4,9 +4,14 @@
  * newer connection of the same node replaces (and closes) the older one, which is then a
  * zombie from a reconnect the agent already gave up on (agent-service.ts lets a newer stream
  * in only when it presents the same certificate as the live one).
+ *
+ * It also keeps this leader's side of reachability (DESIGN.md "Reachability"): when each
+ * node's stream ended in this term, when the term began (agents get a re-attach grace after a
+ * leader change), and which nodes the inventory reconciler found Unreachable, so the job
+ * runner neither sends to them nor waits a connect timeout for them.
  */
 import { EventEmitter } from 'node:events';
-import { UnavailableError, type ClusterError } from '../shared';
+import { systemClock, UnavailableError, type Clock, type ClusterError } from '../shared';
 import type { CoordinatorMessage } from '../generated/cluster/v1/CoordinatorMessage';
 import type { CommandProgress__Output } from '../generated/cluster/v1/CommandProgress';
 import type { CommandResult__Output } from '../generated/cluster/v1/CommandResult';
@@ -33,10 +38,71 @@ export interface AgentStreamsEvents {
   progress: [nodeId: string, progress: CommandProgress__Output];
   result: [nodeId: string, result: CommandResult__Output];
   drift: [nodeId: string, drift: DriftReport__Output];
+  /** The inventory reconciler found the node Unreachable (with no stream open here). */
+  unreachable: [nodeId: string, reason: string];
 }
 
 export class AgentStreams extends EventEmitter<AgentStreamsEvents> {
   private readonly streams = new Map<string, AgentStream>();
+  /** When each node's last stream ended in this term (clock ms). */
+  private readonly endedAt = new Map<string, number>();
+  /** Nodes found Unreachable by the inventory reconciler, with why. */
+  private readonly unreachable = new Map<string, string>();
+  /** When this leader's term began (clock ms); undefined while not leading. */
+  private termStartedAt?: number;
+
+  constructor(private readonly clock: Clock = systemClock) {
+    super();
+  }
+
+  /** A new term (leadership gained): stream history and Unreachable marks of an earlier term do not count. */
+  beginTerm(): void {
+    this.termStartedAt = this.clock.now();
+    this.endedAt.clear();
+    this.unreachable.clear();
+  }
+
+  /**
+   * Since when (clock ms) the stream signal says node `nodeId` is gone, or undefined while it
+   * does not: a stream open here is up; one that ended counts `graceMs` after its end (an agent
+   * that redials at once never shows); a node with no stream yet in this term counts
+   * `reattachGraceMs` after the term began (its agent is re-attaching to the new leader).
+   */
+  streamDownSince(nodeId: string, graceMs: number, reattachGraceMs: number): number | undefined {
+    if (this.streams.has(nodeId) || this.termStartedAt === undefined) return undefined;
+    const now = this.clock.now();
+    const ended = this.endedAt.get(nodeId);
+    if (ended !== undefined) return now >= ended + graceMs ? ended : undefined;
+    return now >= this.termStartedAt + reattachGraceMs ? this.termStartedAt : undefined;
+  }
+
+  /**
+   * Records what the inventory reconciler found: `reason` set = Unreachable. A node newly
+   * found Unreachable is announced ('unreachable'), so a command waiting on it fails at once.
+   */
+  setUnreachable(nodeId: string, reason: string | undefined): void {
+    if (reason === undefined) {
+      this.unreachable.delete(nodeId);
+      return;
+    }
+    const was = this.unreachable.get(nodeId);
+    this.unreachable.set(nodeId, reason);
+    if (was === undefined && !this.streams.has(nodeId)) this.emit('unreachable', nodeId, reason);
+  }
+
+  /**
+   * Why the node is Unreachable, or undefined when it is not (or its stream is open here: a
+   * stream that works can carry a command, whatever the lease says).
+   */
+  unreachableReason(nodeId: string): string | undefined {
+    if (this.streams.has(nodeId)) return undefined;
+    return this.unreachable.get(nodeId);
+  }
+
+  /** Whether the reconciler's last word on the node was Unreachable (a new stream then asks for a pass). */
+  markedUnreachable(nodeId: string): boolean {
+    return this.unreachable.has(nodeId);
+  }
 
   /** Adds `stream`; an older stream of the same node is closed and returned. */
   register(stream: AgentStream): AgentStream | undefined {
@@ -54,6 +120,7 @@ export class AgentStreams extends EventEmitter<AgentStreamsEvents> {
   unregister(stream: AgentStream): boolean {
     if (this.streams.get(stream.nodeId) !== stream) return false;
     this.streams.delete(stream.nodeId);
+    this.endedAt.set(stream.nodeId, this.clock.now());
     this.emit('disconnected', stream);
     return true;
   }
@@ -103,6 +170,9 @@ export class AgentStreams extends EventEmitter<AgentStreamsEvents> {
   closeAll(error?: ClusterError): void {
     const all = [...this.streams.values()];
     this.streams.clear();
+    this.termStartedAt = undefined;
+    this.endedAt.clear();
+    this.unreachable.clear();
     for (const s of all) {
       s.close(error);
       this.emit('disconnected', s);

@@ -120,7 +120,7 @@ export interface StopOptions {
 }
 
 export class Coordinator {
-  readonly streams = new AgentStreams();
+  readonly streams: AgentStreams;
   readonly events: EventLog;
   readonly nodes: NodeStore;
   readonly reconciler: InventoryReconciler;
@@ -138,6 +138,7 @@ export class Coordinator {
   private readonly leaderLoops: { start(): void; stop(): Promise<unknown> }[];
   readonly grpc: GrpcServer;
   private readonly log: Logger;
+  private readonly clock: Clock;
   private readonly options: CoordinatorOptions;
   /** Every knob, defaults filled in once (options.ts); passed down to the components. */
   readonly settings: CoordinatorSettings;
@@ -152,7 +153,9 @@ export class Coordinator {
     const settings = compileSettings(options);
     this.settings = settings;
     const clock = options.clock ?? systemClock;
+    this.clock = clock;
     const { keyspace } = options;
+    this.streams = new AgentStreams(clock);
     this.log = options.logger.child({ replicaId: options.replicaId });
     // Every transaction of this replica's parts is timed (etcd-metrics.ts); the election keeps its own client.
     const client = instrumentEtcd(options.etcd, (seconds, failed) => this.metrics.etcdTxn(seconds, failed));
@@ -175,7 +178,12 @@ export class Coordinator {
     this.reconciler = new InventoryReconciler({
       client, keyspace, nodes: this.nodes, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log,
       resyncIntervalMs: settings.resyncIntervalMs, debounceMs: settings.inventoryDebounceMs, concurrency: settings.inventoryConcurrency,
+      streamGraceMs: settings.streamGraceMs, reattachGraceMs: settings.reattachGraceMs,
     });
+    // The stream signal is time-based: a pass when a stream's grace ends, and when a stream
+    // comes back for a node found Unreachable (the timer pass is 30 s away).
+    this.streams.on('disconnected', () => this.passAfter(settings.streamGraceMs));
+    this.streams.on('connected', (s) => { if (this.streams.markedUnreachable(s.nodeId)) this.reconciler.schedule(); });
     this.jobs = createJobs({
       client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log,
       observer: this.metrics,
@@ -348,6 +356,8 @@ export class Coordinator {
     });
     this.election = election;
     election.on('gained', () => {
+      this.streams.beginTerm();
+      this.passAfter(this.settings.reattachGraceMs);
       this.grpc.setHealth(AGENT_SERVICE_NAME, 'SERVING');
       this.events.start();
       this.reconciler.start();
@@ -369,6 +379,12 @@ export class Coordinator {
       firstLeaderSeen = true;
     });
     await election.start();
+  }
+
+  /** Asks for an inventory pass once `ms` have passed (a grace of the stream signal ended). */
+  private passAfter(ms: number): void {
+    // A little past the grace, so the pass finds it over (timers may fire a tick early).
+    this.clock.setTimeout(() => this.reconciler.schedule(), ms + 20);
   }
 
   /** SIGTERM path: resign (so another replica leads at once), close agent streams, stop serving. */

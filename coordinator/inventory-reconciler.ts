@@ -5,11 +5,18 @@
  * facts/ (coalesced: a burst of 1,000 joins is a handful of passes, not 1,000), and on a timer
  * to catch anything a watch missed. Because a pass only derives from what etcd holds, a
  * coordinator restart or failover changes no node's state; it re-derives reachability.
+ *
+ * Reachability has two signals (DESIGN.md "Reachability"): the membership lease (members/<id>)
+ * and, for a node whose agent has attached a stream before, its stream to this leader
+ * (AgentStreams.streamDownSince: closed, or cut by the gRPC keepalive, and not back within the
+ * grace; after a leader change, not re-attached within the re-attach grace). Either one makes
+ * the node Unreachable; the record names which (stream, lease or both).
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch,
+  errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch, type UnreachableSignal,
 } from '../shared';
+import type { AgentStreams } from './agent-streams';
 import type { Compare } from './etcd-txn';
 import { readSnapshot, type Snapshot } from './snapshot';
 import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
@@ -28,9 +35,9 @@ export type InventoryAction =
   | { kind: 'create'; nodeId: string; member: MemberRecord }
   /** Facts present, state New → Discovered. */
   | { kind: 'discover'; nodeId: string }
-  /** Member key gone → reachable=false, unreachableSince=now; lifecycle untouched. */
-  | { kind: 'unreachable'; nodeId: string; since: string }
-  /** Member key back → reachable=true, unreachableSince cleared; lifecycle untouched. */
+  /** A signal fired (member key gone, stream gone past its grace) → reachable=false with since and signal; lifecycle untouched. */
+  | { kind: 'unreachable'; nodeId: string; since: string; signal: UnreachableSignal }
+  /** Member key back (and the stream, for a node that speaks one) → reachable=true, since and signal cleared; lifecycle untouched. */
   | { kind: 'reachable'; nodeId: string; member: MemberRecord }
   /** The agent's version / boot id / hostname / address changed. */
   | { kind: 'agent-changed'; nodeId: string; member: MemberRecord; fields: AgentField[] }
@@ -43,8 +50,17 @@ export interface InventoryInput {
   nodes: ReadonlyMap<string, NodeRecord>;
   /** Nodes with an open agent stream on this leader. */
   streams: ReadonlySet<string>;
+  /** Nodes whose stream signal fired (AgentStreams.streamDownSince), with since when (RFC 3339). */
+  streamDown: ReadonlyMap<string, string>;
   /** RFC 3339. */
   now: string;
+}
+
+/** The signal that makes a node Unreachable, or undefined when it is reachable. */
+export function unreachableSignal(leaseUp: boolean, streamUp: boolean): UnreachableSignal | undefined {
+  if (leaseUp && streamUp) return undefined;
+  if (!leaseUp && !streamUp) return 'both';
+  return leaseUp ? 'stream' : 'lease';
 }
 
 export function changedAgentFields(node: NodeRecord, member: MemberRecord): AgentField[] {
@@ -65,18 +81,39 @@ export function planInventory(input: InventoryInput): InventoryAction[] {
       if (input.factsPresent.has(nodeId)) actions.push({ kind: 'discover', nodeId });
       continue;
     }
-    if (member && !node.reachable) {
-      actions.push({ kind: 'reachable', nodeId, member });
-    } else if (member) {
-      const fields = changedAgentFields(node, member);
-      if (fields.length > 0) actions.push({ kind: 'agent-changed', nodeId, member, fields });
-    } else if (node.reachable) {
-      actions.push({ kind: 'unreachable', nodeId, since: input.now });
+    const streamSince = input.streamDown.get(nodeId);
+    const signal = unreachableSignal(member !== undefined, streamSince === undefined);
+    if (signal === undefined && member) {
+      if (!node.reachable) actions.push({ kind: 'reachable', nodeId, member });
+      else {
+        const fields = changedAgentFields(node, member);
+        if (fields.length > 0) actions.push({ kind: 'agent-changed', nodeId, member, fields });
+      }
+    } else if (signal !== undefined && (node.reachable || (node.unreachableSignal ?? 'lease') !== signal)) {
+      // (A record without a signal was written when the lease was the only one.)
+      // Newly unreachable: since the first signal fired. Already unreachable with another
+      // signal (the lease ran out after the stream, or came back): the since stays.
+      const since = node.reachable || !node.unreachableSince ? streamSince ?? input.now : node.unreachableSince;
+      actions.push({ kind: 'unreachable', nodeId, since, signal });
     }
     if (node.state === 'New' && input.factsPresent.has(nodeId)) actions.push({ kind: 'discover', nodeId });
     if (node.connected && !input.streams.has(nodeId)) actions.push({ kind: 'disconnected', nodeId });
   }
   return actions;
+}
+
+const SIGNAL_WORDS: Readonly<Record<UnreachableSignal, string>> = {
+  stream: 'agent stream closed',
+  lease: 'membership lease expired',
+  both: 'agent stream closed and membership lease expired',
+};
+
+function unreachableMessage(signal: UnreachableSignal, since: string, lastSeenAt: string | undefined): string {
+  switch (signal) {
+    case 'stream': return `agent stream closed at ${since} and not back within the grace`;
+    case 'lease': return `membership key expired (agent silent since ${lastSeenAt ?? 'unknown'})`;
+    case 'both': return `agent stream closed and membership key expired (since ${since})`;
+  }
 }
 
 function agentInfo(member: MemberRecord): Partial<NodeRecord> {
@@ -111,19 +148,25 @@ export function applyAction(action: InventoryAction, current: NodeRecord | undef
     case 'discover':
       if (current?.state !== 'New') return undefined;
       return { next: { ...current, state: 'Discovered' }, event: { type: 'node.discovered', message: 'hardware facts reported' } };
-    case 'unreachable':
-      if (!current?.reachable) return undefined;
+    case 'unreachable': {
+      if (!current || (!current.reachable && (current.unreachableSignal ?? 'lease') === action.signal)) return undefined;
+      // The stream came back between the plan and this write: the plan is stale.
+      if (action.signal !== 'lease' && isStreamOpen(id)) return undefined;
+      const since = current.reachable || !current.unreachableSince ? action.since : current.unreachableSince;
       return {
-        next: { ...current, reachable: false, unreachableSince: action.since },
-        event: { type: 'node.unreachable', message: `membership key expired (agent silent since ${current.lastSeenAt ?? 'unknown'})` },
+        next: { ...current, reachable: false, unreachableSince: since, unreachableSignal: action.signal },
+        event: current.reachable
+          ? { type: 'node.unreachable', message: unreachableMessage(action.signal, action.since, current.lastSeenAt) }
+          : { type: 'node.unreachable', message: `still unreachable (since ${since}); signal now: ${SIGNAL_WORDS[action.signal]}` },
       };
+    }
     case 'reachable': {
       if (!current || current.reachable) return undefined;
-      const { unreachableSince, ...rest } = current;
+      const { unreachableSince, unreachableSignal: _signal, ...rest } = current;
       const agent = staleMember(current, action.member, isStreamOpen) ? {} : { ...agentInfo(action.member), instanceId: action.member.instanceId };
       return {
         next: { ...rest, ...agent, reachable: true, lastSeenAt: now },
-        event: { type: 'node.reachable', message: `membership key back${unreachableSince ? ` (unreachable since ${unreachableSince})` : ''}` },
+        event: { type: 'node.reachable', message: `membership key and agent stream back${unreachableSince ? ` (unreachable since ${unreachableSince})` : ''}` },
       };
     }
     case 'agent-changed': {
@@ -149,8 +192,12 @@ export interface InventoryReconcilerOptions {
   client: Etcd3;
   keyspace: Keyspace;
   nodes: NodeStore;
-  /** Which nodes have a stream open here (AgentStreams). */
-  streams: { isConnected(nodeId: string): boolean; connectedIds(): string[] };
+  /** Which nodes have a stream open here, and this leader's stream signal (AgentStreams). */
+  streams: Pick<AgentStreams, 'isConnected' | 'connectedIds' | 'streamDownSince' | 'setUnreachable'>;
+  /** A stream that ended counts after this long without a new one (settings.streamGraceMs). */
+  streamGraceMs: number;
+  /** After a leader change, how long agents have to re-attach before their streams count (settings.reattachGraceMs). */
+  reattachGraceMs: number;
   isLeader: () => boolean;
   clock: Clock;
   logger: Logger;
@@ -278,13 +325,21 @@ export class InventoryReconciler {
     const members = new Map([...snap.members].map(([id, m]) => [id, m.record]));
     const known: Map<string, VersionedNode> = snap.nodes;
     const now = clock.iso();
-    const actions = planInventory({
-      members,
-      factsPresent: snap.factsPresent,
-      nodes: new Map([...known].map(([id, v]) => [id, v.record])),
-      streams: new Set(streams.connectedIds()),
-      now,
-    });
+    const records = new Map([...known].map(([id, v]) => [id, v.record]));
+    const streamDown = new Map<string, string>();
+    for (const [id, record] of records) {
+      // Only an agent that has attached a stream before speaks one: a member key alone is not a stream gone.
+      if (!record.connectedAt) continue;
+      const since = streams.streamDownSince(id, this.opts.streamGraceMs, this.opts.reattachGraceMs);
+      if (since !== undefined) streamDown.set(id, new Date(since).toISOString());
+    }
+    // What this leader believes, for the job runner: written or not, a node found Unreachable is not sent commands.
+    for (const [id, record] of records) {
+      const signal = unreachableSignal(members.has(id), !streamDown.has(id));
+      streams.setUnreachable(id, signal === undefined ? undefined : `${SIGNAL_WORDS[signal]}, unreachable since ${
+        record.reachable ? streamDown.get(id) ?? now : record.unreachableSince ?? now}`);
+    }
+    const actions = planInventory({ members, factsPresent: snap.factsPresent, nodes: records, streams: new Set(streams.connectedIds()), streamDown, now });
     if (actions.length === 0) return { actions, applied: 0, failed: 0 };
 
     // A node's actions run in order (create before discover); nodes run side by side.
@@ -340,7 +395,8 @@ export class InventoryReconciler {
     const key = this.opts.keyspace.member(action.nodeId);
     switch (action.kind) {
       case 'unreachable':
-        return [{ key, target: 'Create', op: '==', value: '0', reason: 'member-absent' }];
+        // Stream alone: the member key is there and may be renewed meanwhile; the mutator re-checks the stream.
+        return action.signal === 'stream' ? [] : [{ key, target: 'Create', op: '==', value: '0', reason: 'member-absent' }];
       case 'create':
       case 'reachable':
       case 'agent-changed':

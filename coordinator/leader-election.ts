@@ -243,13 +243,23 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   private async keepAlive(): Promise<void> {
     const lease = this.lease;
     if (!lease) return;
+    // Pacing is in real time, like the sleep itself (leadership is timed by the injected clock).
+    let lastSentAt = Date.now();
     while (!this.stopSignal.signal.aborted) {
-      await sleep(this.intervalMs, this.wake.signal);
+      // One keepalive per interval from the previous send: a slow answer does not push the next one out.
+      await sleep(Math.max(0, lastSentAt + this.intervalMs - Date.now()), this.wake.signal);
       if (this.stopSignal.signal.aborted) return;
       if (this.myRevision === undefined) throw new CandidacyLost('our candidate key was deleted');
+      lastSentAt = Date.now();
       const sentAt = this.clock.now();
+      // Wait for a slow answer as long as it can still extend our leadership (at most two
+      // intervals, so a dead connection is given up in time to redial): with the 2 s default
+      // TTL a busy leader (hundreds of agents' TLS handshakes) answered late, and a deadline
+      // of one interval deposed it for nothing.
+      const left = this.lastKeepaliveSentAt + this.ttlMs - sentAt;
+      const waitMs = Math.max(this.intervalMs, Math.min(2 * this.intervalMs, left));
       try {
-        const res = await lease.keepaliveOnce({ deadline: new Date(Date.now() + this.intervalMs) });
+        const res = await lease.keepaliveOnce({ deadline: new Date(Date.now() + waitMs) });
         if (res.TTL === '0') throw new CandidacyLost('lease expired');
       } catch (err) {
         if (err instanceof CandidacyLost) throw err;

@@ -76,7 +76,7 @@ async function main(): Promise<number> {
   if (!tls) logger.warn('etcd is spoken to without TLS: anyone who reaches its port can rewrite the cluster (cluster-coordinator init makes its certificates)', { pkiDir: config.pkiDir });
   const coordinator = new Coordinator({
     etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, ...(tls ? { etcdTls: tls } : {}), logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
-    electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs,
+    electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
     jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs, etcdRbac: tls !== undefined },
   });

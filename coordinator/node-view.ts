@@ -24,6 +24,7 @@ export function toNodeView(record: NodeRecord, modRevision: string, facts: Parti
     state: record.state,
     reachable: record.reachable,
     unreachableSince: record.unreachableSince ?? '',
+    unreachableSignal: record.reachable ? '' : record.unreachableSignal ?? '',
     labels: { ...record.labels },
     group: record.group ?? '',
     maintenance: record.maintenance,

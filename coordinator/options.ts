@@ -21,10 +21,13 @@ import { parseMetricsListen, type MetricsListen } from '../shared/metrics-server
 export interface CoordinatorSettings {
   /**
    * Election lease TTL: a crashed leader is replaced within about this long (`--election-ttl`).
-   * 10 s: keepalives every TTL/3 leave two retries, which rides out an etcd leader election
-   * (~1-3 s) without deposing the coordinator; etcd3's Election default of 60 s would stall
-   * agents for a minute.
-   * @default 10_000
+   * 2 s, etcd's smallest lease (its minimum is 1.5 × its election timeout, rounded up): a
+   * SIGKILLed leader is replaced in about 2.5 s (the lease, plus etcd's 0.5 s expiry sweep).
+   * Keepalives every TTL/3 leave two retries; a keepalive is not a raft write, and a new etcd
+   * leader extends every lease, so an etcd leader change does not depose the coordinator
+   * (bench/soak.ts moves etcd's leader every 2 minutes). etcd3's Election default of 60 s
+   * would stall agents for a minute.
+   * @default 2_000
    */
   electionTtlMs: number;
   /**
@@ -43,6 +46,21 @@ export interface CoordinatorSettings {
    * @default 10_000
    */
   pingIntervalMs: number;
+  /**
+   * How long an agent's stream may be gone (closed, or cut by the gRPC keepalive) without a new
+   * one before the node is Unreachable with signal "stream" (`--stream-grace`). Longer than an
+   * agent's redial after a dropped stream (its first backoff step, 250 ms), short enough that a
+   * SIGKILLed agent shows in about 2 s.
+   * @default 1_500
+   */
+  streamGraceMs: number;
+  /**
+   * After this replica becomes leader, how long agents have to re-attach their streams before
+   * a missing stream counts (`--reattach-grace`). Covers a fleet's re-attach after a failover
+   * (1,000 agents in about 1 s, bench/failover.ts) with room for a loaded box.
+   * @default 10_000
+   */
+  reattachGraceMs: number;
   /**
    * How long a new agent stream may stay silent before its Hello.
    * @default 3 * pingIntervalMs
@@ -137,14 +155,17 @@ export interface CoordinatorSettings {
    */
   etcdQuotaBytes: number;
   /**
-   * gRPC server keepalive ping period: agents keep one idle stream each for days, and the
-   * transport must notice dead peers.
-   * @default 30_000
+   * gRPC server keepalive ping period: the transport notices a peer gone without a FIN (power
+   * cut, partition) by an unanswered HTTP/2 PING. A PING is a few bytes answered by the
+   * peer's HTTP/2 layer, so 1 s costs 1,000 tiny frames a second at 1,000 agents.
+   * @default 1_000
    */
   grpcKeepaliveTimeMs: number;
   /**
-   * How long the gRPC server waits for a keepalive answer before it drops the connection.
-   * @default 10_000
+   * How long the gRPC server waits for a keepalive answer before it drops the connection: a
+   * partitioned agent's stream ends within keepalive time + this (≤ 3 s), then the stream
+   * grace runs (≤ 4.5 s to Unreachable).
+   * @default 2_000
    */
   grpcKeepaliveTimeoutMs: number;
   /**
@@ -163,7 +184,9 @@ export interface CoordinatorSettings {
    */
   jobResyncIntervalMs: number;
   /**
-   * Time an agent has to (re)connect before its node's part of a job fails (job-runner.ts).
+   * Time an agent has to (re)connect before its node's part of a job fails (job-runner.ts),
+   * while the node is not found Unreachable: one that is (its stream gone past
+   * streamGraceMs, or its lease expired) fails at once (command-dispatch.ts).
    * @default 60_000
    */
   jobConnectTimeoutMs: number;
@@ -253,9 +276,11 @@ export interface CoordinatorSettings {
 
 /** Every field of CoordinatorSettings that has a fixed default (the others derive from these). */
 export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepaliveIntervalMs' | 'helloTimeoutMs'>> = {
-  electionTtlMs: 10_000,
+  electionTtlMs: 2_000,
   electionRetryInitialMs: 200,
   pingIntervalMs: 10_000,
+  streamGraceMs: 1_500,
+  reattachGraceMs: 10_000,
   resyncIntervalMs: 30_000,
   inventoryDebounceMs: DEFAULT_DEBOUNCE_MS,
   inventoryConcurrency: 16,
@@ -272,8 +297,8 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   applyTxnMaxBytes: 1024 * 1024,
   etcdProbeTimeoutMs: 2_000,
   etcdQuotaBytes: 2 * 1024 ** 3,
-  grpcKeepaliveTimeMs: 30_000,
-  grpcKeepaliveTimeoutMs: 10_000,
+  grpcKeepaliveTimeMs: 1_000,
+  grpcKeepaliveTimeoutMs: 2_000,
   grpcMinPingIntervalMs: 10_000,
   shutdownGraceMs: 5_000,
   jobResyncIntervalMs: 10_000,
@@ -325,6 +350,14 @@ export const COORDINATOR_OPTIONS = {
   replicaId: { kind: 'string', env: 'CLUSTER_REPLICA_ID', placeholder: 'ID', description: 'this replica\'s name in the election [default: hostname-<random>]' },
   electionTtl: { kind: 'duration', env: 'CLUSTER_ELECTION_TTL', default: DEFAULT_SETTINGS.electionTtlMs / 1000, unit: 's', min: 2000, placeholder: 'SECONDS', description: 'leader lease TTL: failover time after a leader dies' },
   pingInterval: { kind: 'duration', env: 'CLUSTER_PING_INTERVAL', default: DEFAULT_SETTINGS.pingIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'how often the leader pings each agent stream' },
+  streamGrace: {
+    kind: 'duration', env: 'CLUSTER_STREAM_GRACE', default: DEFAULT_SETTINGS.streamGraceMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS',
+    description: 'a node whose agent stream is gone this long without a new one is Unreachable (signal "stream")',
+  },
+  reattachGrace: {
+    kind: 'duration', env: 'CLUSTER_REATTACH_GRACE', default: DEFAULT_SETTINGS.reattachGraceMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS',
+    description: 'after becoming leader: time agents have to re-attach before a missing stream counts',
+  },
   resyncInterval: { kind: 'duration', env: 'CLUSTER_RESYNC_INTERVAL', default: DEFAULT_SETTINGS.resyncIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'period of the full inventory pass (watch events trigger passes too)' },
   eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: DEFAULT_SETTINGS.eventRetention, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
   jobRetention: { kind: 'int', env: 'CLUSTER_JOB_RETENTION', default: DEFAULT_SETTINGS.jobRetention, min: 1, placeholder: 'N', description: 'finished jobs kept in etcd with their per-node records and output; the leader trims older ones' },
@@ -369,6 +402,8 @@ export interface CoordinatorConfig {
   replicaId: string;
   electionTtlMs: number;
   pingIntervalMs: number;
+  streamGraceMs: number;
+  reattachGraceMs: number;
   resyncIntervalMs: number;
   eventRetention: number;
   jobRetention: number;
@@ -442,6 +477,8 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       replicaId,
       electionTtlMs: v.electionTtl,
       pingIntervalMs: v.pingInterval,
+      streamGraceMs: v.streamGrace,
+      reattachGraceMs: v.reattachGrace,
       resyncIntervalMs: v.resyncInterval,
       eventRetention: v.eventRetention,
       jobRetention: v.jobRetention,

@@ -20,14 +20,27 @@ export interface MemberRecord {
   registeredAt: string;
 }
 
+/**
+ * Why a node is Unreachable: its agent's stream to the leader is gone past the grace
+ * ('stream'), its membership lease expired ('lease'), or both. A stream alive with the lease
+ * gone is an agent cut off from etcd, not a dead machine: the record keeps them apart.
+ */
+export type UnreachableSignal = 'stream' | 'lease' | 'both';
+
+export function isUnreachableSignal(v: unknown): v is UnreachableSignal {
+  return v === 'stream' || v === 'lease' || v === 'both';
+}
+
 /** nodes/<nodeId>: the node record, written by the coordinator with compare-and-swap. */
 export interface NodeRecord {
   id: string;
   state: LifecycleState;
   stateChangedAt: string;
   reachable: boolean;
-  /** Set while unreachable; the time the membership key went away. */
+  /** Set while unreachable: when the first signal fired (the stream ended, or the membership key went away). */
   unreachableSince?: string;
+  /** Set while unreachable: which signal says so (coordinator/reachability.ts). */
+  unreachableSignal?: UnreachableSignal;
   lastSeenAt?: string;
   labels: Record<string, string>;
   group?: string;
@@ -127,6 +140,7 @@ export function decodeNode(key: string, text: string): NodeRecord {
     state,
     stateChangedAt: typeof o.stateChangedAt === 'string' ? o.stateChangedAt : '',
     reachable: o.reachable === true,
+    unreachableSignal: isUnreachableSignal(o.unreachableSignal) ? o.unreachableSignal : undefined,
     labels,
     maintenance: o.maintenance === true,
     connected: o.connected === true,

@@ -21,6 +21,8 @@ export interface CommandListener {
   onProgress(p: CommandProgress__Output): void;
   onConnected(): void;
   onDisconnected(): void;
+  /** The inventory reconciler found the node Unreachable (no stream open). */
+  onUnreachable(reason: string): void;
 }
 
 /**
@@ -44,6 +46,9 @@ export class CommandRouter {
   private readonly onDisconnected = (s: AgentStream): void => {
     for (const l of [...(this.byNode.get(s.nodeId) ?? [])]) l.onDisconnected();
   };
+  private readonly onUnreachable = (nodeId: string, reason: string): void => {
+    for (const l of [...(this.byNode.get(nodeId) ?? [])]) l.onUnreachable(reason);
+  };
 
   private attached = false;
 
@@ -56,6 +61,7 @@ export class CommandRouter {
     this.streams.on('progress', this.onProgress);
     this.streams.on('connected', this.onConnected);
     this.streams.on('disconnected', this.onDisconnected);
+    this.streams.on('unreachable', this.onUnreachable);
   }
 
   detach(): void {
@@ -65,6 +71,7 @@ export class CommandRouter {
     this.streams.off('progress', this.onProgress);
     this.streams.off('connected', this.onConnected);
     this.streams.off('disconnected', this.onDisconnected);
+    this.streams.off('unreachable', this.onUnreachable);
   }
 
   /** Routes the command's messages and its node's (dis)connections to `l`; returns the unsubscribe. */
@@ -82,7 +89,10 @@ export class CommandRouter {
 }
 
 export interface DispatchTimings {
-  /** How long the node's agent may be without a stream before the node fails. */
+  /**
+   * How long the node's agent may be without a stream before the node fails, while the node is
+   * not found Unreachable (that fails it at once): e.g. an agent still re-attaching to a new leader.
+   */
   connectTimeoutMs: number;
   /** Deadline used when the command carries none. */
   commandTimeoutMs: number;
@@ -112,8 +122,9 @@ export interface DispatchContext {
 
 /**
  * Sends the command and waits for its result, through reconnects: the same command id is
- * re-sent on every new stream of the node (the agent dedups by id). Fails the node when the
- * agent has no stream for connectTimeoutMs, or comes back with another boot id; on cancel sends
+ * re-sent on every new stream of the node (the agent dedups by id). Fails the node at once when
+ * it is Unreachable (not sent, or lost mid-command: the job's failure rules take it from there),
+ * when its agent has no stream for connectTimeoutMs, or comes back with another boot id; on cancel sends
  * CancelCommand and waits for the agent's confirmation (bounded by cancelGraceMs).
  */
 export function dispatchCommand(c: DispatchContext, nodeId: string, command: Command, rec: JobNodeRecord): Promise<CommandOutcome> {
@@ -169,6 +180,13 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
         settle(failedOutcome('failed', `agent of node ${nodeId} rebooted while the command ran (boot id ${live.bootId} → ${boot}); not re-sent`, outputText));
         return;
       }
+      const unreachable = streams.unreachableReason(nodeId);
+      if (unreachable !== undefined) {
+        settle(failedOutcome('failed', everSent
+          ? `node ${nodeId} became Unreachable mid-command (${unreachable}); the command's outcome is unknown`
+          : `node ${nodeId} is Unreachable (${unreachable}); the command was not sent`, outputText));
+        return;
+      }
       if (trySend({ command })) {
         everSent = true;
         if (!live.bootId && boot) {
@@ -221,6 +239,13 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
       onProgress,
       onConnected: () => send(),
       onDisconnected: () => { if (!streams.isConnected(nodeId)) waitForAgent('went unreachable mid-command'); },
+      onUnreachable: (reason) => {
+        if (settled || streams.isConnected(nodeId)) return;
+        if (c.cancel.aborted) settle(failedOutcome('cancelled', `${CANCELLED_BY_OPERATOR} (node Unreachable: ${reason})`, outputText));
+        else settle(failedOutcome('failed', everSent
+          ? `node ${nodeId} became Unreachable mid-command (${reason}); the command's outcome is unknown`
+          : `node ${nodeId} is Unreachable (${reason}); the command was not sent`, outputText));
+      },
     });
     c.halted.addEventListener('abort', onHalt, { once: true });
     if (c.cancel.aborted) onCancel();

@@ -8,6 +8,8 @@ import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { Agent, type CommandHandler } from '../../agent';
+import { AGENT_DEFAULTS } from '../../agent/options';
+import type { LinkTimings } from '../../agent/coordinator-link';
 import type { AgentMessage__Output } from '../../generated/cluster/v1/AgentMessage';
 import type { CoordinatorMessage } from '../../generated/cluster/v1/CoordinatorMessage';
 import { createEtcdClient } from '../../shared/etcd';
@@ -85,13 +87,13 @@ describe('agent coordinator link', function () {
     return c;
   }
 
-  async function startAgent(ks: Keyspace, handler?: CommandHandler, logger = createLogger({ level: 'silent' })): Promise<Agent> {
+  async function startAgent(ks: Keyspace, handler?: CommandHandler, logger = createLogger({ level: 'silent' }), link?: LinkTimings): Promise<Agent> {
     const a = new Agent(
-      { nodeId: 'n1', leaseTtlMs: 3000, prefix: ks.prefix, hostname: 'n1.lab', bootId: 'boot-9', factsIntervalMs: 0 },
+      { nodeId: 'n1', leaseTtlMs: 3000, prefix: ks.prefix, hostname: 'n1.lab', bootId: 'boot-9', factsIntervalMs: 0, ...(link ? { link } : {}) },
       {
         etcd: client, logger, commandHandler: handler, credentials: await agentCredentials('n1'),
         factsProvider: () => Promise.reject(new Error('no facts in this test')),
-        // Fast redials keep the test short; production uses 1 s .. 30 s.
+        // Full jitter at 0.1: redials at about a fifth of the backoff ceiling.
         random: () => 0.1,
       },
     );
@@ -184,6 +186,26 @@ describe('agent coordinator link', function () {
     await client.delete().key(ks.electionCandidate('c1'));
     await waitFor('hello at the new leader', () => c2.of('hello').length === 1, { timeoutMs: 20_000 });
     await waitFor('connected', () => a.connected);
+  });
+
+  it('a backoff grown against a refusing leader is cut short when the same replica is elected again (a new term at the same address)', async () => {
+    const ks = new Keyspace(`/link-${++n}/`);
+    let refuse = true;
+    // The replica refuses like a coordinator that lost leadership to an etcd outage, then is elected again.
+    const c1 = await coordinator('c1', ks, (s) => {
+      if (refuse) s.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: 'not the leader; no leader is elected right now, retry in a few seconds' });
+      else welcome(s);
+    });
+    // A backoff far longer than the wait below: only a wake-up can bring the next hello in time.
+    const slow: LinkTimings = { ...AGENT_DEFAULTS.link, backoff: { initialMs: 120_000, maxMs: 120_000 }, newLeaderJitterMs: 0 };
+    const a = await startAgent(ks, undefined, undefined, slow);
+    await waitFor('the first, refused hello', () => c1.of('hello').length === 1, { timeoutMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 300)); // the agent is now asleep in its backoff (about 23 s)
+    refuse = false;
+    await client.delete().key(ks.electionCandidate('c1'));
+    await client.put(ks.electionCandidate('c1')).value(JSON.stringify({ id: 'c1', address: c1.address, startedAt: new Date().toISOString() }));
+    await waitFor('a hello right after the new term', () => c1.of('hello').length === 2, { timeoutMs: 10_000 });
+    await waitFor('connected', () => a.connected, { timeoutMs: 10_000 });
   });
 
   it('refuses a rogue coordinator named in the election record (another CA; the cluster CA but not the coordinator role), logs it and keeps looking', async () => {

@@ -5,11 +5,11 @@ import { Backoff } from '../../shared/backoff';
 
 describe('agent membership timings', () => {
   const table: { ttlMs: number; ttlSeconds: number; interval: number; call: number; retryInitial: number; retryMax: number }[] = [
-    { ttlMs: 2000, ttlSeconds: 2, interval: 667, call: 1000, retryInitial: 200, retryMax: 667 },
-    { ttlMs: 3000, ttlSeconds: 3, interval: 1000, call: 1500, retryInitial: 300, retryMax: 1000 },
-    { ttlMs: 2500, ttlSeconds: 3, interval: 1000, call: 1500, retryInitial: 300, retryMax: 1000 },
-    { ttlMs: 45_000, ttlSeconds: 45, interval: 15_000, call: 5000, retryInitial: 1000, retryMax: 5000 },
-    { ttlMs: 600_000, ttlSeconds: 600, interval: 200_000, call: 5000, retryInitial: 1000, retryMax: 5000 },
+    { ttlMs: 2000, ttlSeconds: 2, interval: 667, call: 500, retryInitial: 100, retryMax: 250 },
+    { ttlMs: 3000, ttlSeconds: 3, interval: 1000, call: 750, retryInitial: 150, retryMax: 375 },
+    { ttlMs: 2500, ttlSeconds: 3, interval: 1000, call: 750, retryInitial: 150, retryMax: 375 },
+    { ttlMs: 45_000, ttlSeconds: 45, interval: 15_000, call: 5000, retryInitial: 500, retryMax: 2000 },
+    { ttlMs: 600_000, ttlSeconds: 600, interval: 200_000, call: 5000, retryInitial: 500, retryMax: 2000 },
   ];
   for (const t of table) {
     it(`TTL ${t.ttlMs} ms`, () => {
@@ -17,6 +17,8 @@ describe('agent membership timings', () => {
       expect(m).to.deep.equal({ ttlSeconds: t.ttlSeconds, keepaliveIntervalMs: t.interval, callTimeoutMs: t.call, retryInitialMs: t.retryInitial, retryMaxMs: t.retryMax });
       // A keepalive that times out still leaves time for a retry before the lease expires.
       expect(m.keepaliveIntervalMs + m.callTimeoutMs).to.be.lessThan(t.ttlSeconds * 1000);
+      // Retries come faster than the renewal period: a short partition is ridden out.
+      expect(m.callTimeoutMs + m.retryMaxMs).to.be.lessThan(m.keepaliveIntervalMs * 2);
     });
   }
 
@@ -35,7 +37,7 @@ describe('agent membership timings', () => {
     const highs = new Backoff({ initialMs: m.retryInitialMs, maxMs: m.retryMaxMs, random: () => 0.999999 });
     const lo = Array.from({ length: 6 }, () => lows.next());
     const hi = Array.from({ length: 6 }, () => highs.next());
-    expect(lo).to.deep.equal([30, 60, 100, 100, 100, 100]);
-    expect(hi).to.deep.equal([300, 600, 1000, 1000, 1000, 1000]);
+    expect(lo).to.deep.equal([15, 30, 38, 38, 38, 38]);
+    expect(hi).to.deep.equal([150, 300, 375, 375, 375, 375]);
   });
 });

@@ -10,7 +10,7 @@ const NOW = Date.parse('2026-03-01T12:00:00.000Z');
 
 function node(over: Partial<Node__Output> = {}): Node__Output {
   return {
-    id: 'node-1', state: 'Discovered', reachable: true, unreachableSince: '', labels: { role: 'worker', rack: 'r1' }, group: '',
+    id: 'node-1', state: 'Discovered', reachable: true, unreachableSince: '', unreachableSignal: '', labels: { role: 'worker', rack: 'r1' }, group: '',
     maintenance: false, agentVersion: '0.1.0', bootId: 'b-1', address: '127.0.0.1:0',
     facts: {
       manufacturer: 'Dell Inc.', model: 'PowerEdge R640', serial: 'SN123', systemUuid: 'uuid-1', cpuModel: 'Xeon Gold 6130',

@@ -27,7 +27,9 @@ interface Row {
   facts?: string[];
   nodes?: NodeRecord[];
   streams?: string[];
-  want: (Pick<InventoryAction, 'kind' | 'nodeId'> & { fields?: string[] })[];
+  /** Nodes whose stream signal fired, with since when. */
+  streamDown?: [string, string][];
+  want: (Pick<InventoryAction, 'kind' | 'nodeId'> & { fields?: string[]; signal?: string; since?: string })[];
 }
 
 const rows: Row[] = [
@@ -77,6 +79,36 @@ const rows: Row[] = [
     members: [member('n1')], nodes: [node('n1', { connected: true, connectedAt: EARLIER })], streams: ['n1'], want: [],
   },
   {
+    name: 'stream gone past its grace, member there → unreachable by "stream", since the stream ended',
+    members: [member('n1')], nodes: [node('n1', { connectedAt: EARLIER })], streamDown: [['n1', EARLIER]],
+    want: [{ kind: 'unreachable', nodeId: 'n1', signal: 'stream', since: EARLIER }],
+  },
+  {
+    name: 'stream and member gone → unreachable by "both"',
+    nodes: [node('n1', { connectedAt: EARLIER })], streamDown: [['n1', EARLIER]],
+    want: [{ kind: 'unreachable', nodeId: 'n1', signal: 'both', since: EARLIER }],
+  },
+  {
+    name: 'unreachable by "stream", then the lease runs out too → "both", since kept',
+    nodes: [node('n1', { connectedAt: EARLIER, reachable: false, unreachableSince: EARLIER, unreachableSignal: 'stream' })], streamDown: [['n1', NOW]],
+    want: [{ kind: 'unreachable', nodeId: 'n1', signal: 'both', since: EARLIER }],
+  },
+  {
+    name: 'unreachable by "stream", member there, stream back → reachable',
+    members: [member('n1')], nodes: [node('n1', { connectedAt: EARLIER, reachable: false, unreachableSince: EARLIER, unreachableSignal: 'stream' })], streams: ['n1'],
+    want: [{ kind: 'reachable', nodeId: 'n1' }],
+  },
+  {
+    name: 'unreachable by "both", member back but no stream → "stream"',
+    members: [member('n1')], nodes: [node('n1', { connectedAt: EARLIER, reachable: false, unreachableSince: EARLIER, unreachableSignal: 'both' })], streamDown: [['n1', EARLIER]],
+    want: [{ kind: 'unreachable', nodeId: 'n1', signal: 'stream', since: EARLIER }],
+  },
+  {
+    name: 'unreachable by "stream" already → nothing',
+    members: [member('n1')], nodes: [node('n1', { connectedAt: EARLIER, reachable: false, unreachableSince: EARLIER, unreachableSignal: 'stream' })], streamDown: [['n1', EARLIER]],
+    want: [],
+  },
+  {
     name: 'several nodes: sorted by id, each judged alone',
     members: [member('b'), member('c')], facts: ['c'], nodes: [node('a'), node('b')],
     want: [{ kind: 'unreachable', nodeId: 'a' }, { kind: 'create', nodeId: 'c' }, { kind: 'discover', nodeId: 'c' }],
@@ -91,11 +123,17 @@ describe('planInventory (table)', () => {
         factsPresent: new Set(row.facts ?? []),
         nodes: new Map((row.nodes ?? []).map((n) => [n.id, n])),
         streams: new Set(row.streams ?? []),
+        streamDown: new Map(row.streamDown ?? []),
         now: NOW,
       });
-      const got = actions.map((a) => (a.kind === 'agent-changed' ? { kind: a.kind, nodeId: a.nodeId, fields: a.fields } : { kind: a.kind, nodeId: a.nodeId }));
+      const got = actions.map((a) => {
+        if (a.kind === 'agent-changed') return { kind: a.kind, nodeId: a.nodeId, fields: a.fields };
+        // A lease-only row leaves signal and since implicit: "lease", now.
+        if (a.kind === 'unreachable' && row.streamDown) return { kind: a.kind, nodeId: a.nodeId, signal: a.signal, since: a.since };
+        return { kind: a.kind, nodeId: a.nodeId };
+      });
       expect(got).to.deep.equal(row.want);
-      for (const a of actions) if (a.kind === 'unreachable') expect(a.since).to.equal(NOW);
+      if (!row.streamDown) for (const a of actions) if (a.kind === 'unreachable') expect([a.since, a.signal]).to.deep.equal([NOW, 'lease']);
     });
   }
 });
@@ -118,9 +156,22 @@ describe('applyAction (table): re-decides on the current record', () => {
     },
     { name: 'discover when no longer New: nothing', action: { kind: 'discover', nodeId: 'n1' }, current: node('n1', { state: 'Discovered' }), check: (r) => expect(r).to.equal(undefined) },
     {
-      name: 'unreachable keeps the lifecycle state and sets since', action: { kind: 'unreachable', nodeId: 'n1', since: NOW },
+      name: 'unreachable keeps the lifecycle state and sets since and signal', action: { kind: 'unreachable', nodeId: 'n1', since: NOW, signal: 'lease' },
       current: node('n1', { state: 'Commissioned' }),
-      check: (r) => { expect(r?.next).to.include({ state: 'Commissioned', reachable: false, unreachableSince: NOW }); expect(r?.event.type).to.equal('node.unreachable'); },
+      check: (r) => {
+        expect(r?.next).to.include({ state: 'Commissioned', reachable: false, unreachableSince: NOW, unreachableSignal: 'lease' });
+        expect(r?.event.type).to.equal('node.unreachable');
+      },
+    },
+    {
+      name: 'unreachable by "stream" when the stream came back meanwhile: nothing', action: { kind: 'unreachable', nodeId: 'n1', since: NOW, signal: 'stream' },
+      current: node('n1'),
+      check: () => expect(applyAction({ kind: 'unreachable', nodeId: 'n1', since: NOW, signal: 'stream' }, node('n1'), NOW, () => true)).to.equal(undefined),
+    },
+    {
+      name: 'signal changes while unreachable: since kept', action: { kind: 'unreachable', nodeId: 'n1', since: NOW, signal: 'both' },
+      current: node('n1', { reachable: false, unreachableSince: EARLIER, unreachableSignal: 'stream' }),
+      check: (r) => expect(r?.next).to.include({ reachable: false, unreachableSince: EARLIER, unreachableSignal: 'both' }),
     },
     {
       name: 'reachable clears since and keeps the state', action: { kind: 'reachable', nodeId: 'n1', member: member('n1', { bootId: 'boot-9' }) },
@@ -128,6 +179,7 @@ describe('applyAction (table): re-decides on the current record', () => {
       check: (r) => {
         expect(r?.next).to.include({ state: 'Failed', reachable: true, bootId: 'boot-9' });
         expect(r?.next).to.not.have.property('unreachableSince');
+        expect(r?.next).to.not.have.property('unreachableSignal');
         expect(r?.event.type).to.equal('node.reachable');
       },
     },

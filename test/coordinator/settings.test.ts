@@ -10,7 +10,7 @@ describe('coordinator settings', () => {
   it('fills every default, and derives the keepalive and hello timeout from TTL and ping', () => {
     const s = compileSettings();
     expect(s).to.deep.include(DEFAULT_SETTINGS);
-    expect(s.electionKeepaliveIntervalMs).to.equal(3333);
+    expect(s.electionKeepaliveIntervalMs).to.equal(666);
     expect(s.helloTimeoutMs).to.equal(30_000);
   });
 
@@ -42,11 +42,11 @@ describe('coordinator settings', () => {
     const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379'], {});
     if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
     const c = parsed.config;
-    expect([c.electionTtlMs, c.pingIntervalMs, c.resyncIntervalMs, c.eventRetention, c.shutdownGraceMs]).to.deep.equal([
-      DEFAULT_SETTINGS.electionTtlMs, DEFAULT_SETTINGS.pingIntervalMs, DEFAULT_SETTINGS.resyncIntervalMs, DEFAULT_SETTINGS.eventRetention,
-      DEFAULT_SETTINGS.shutdownGraceMs,
+    expect([c.electionTtlMs, c.pingIntervalMs, c.streamGraceMs, c.reattachGraceMs, c.resyncIntervalMs, c.eventRetention, c.shutdownGraceMs]).to.deep.equal([
+      DEFAULT_SETTINGS.electionTtlMs, DEFAULT_SETTINGS.pingIntervalMs, DEFAULT_SETTINGS.streamGraceMs, DEFAULT_SETTINGS.reattachGraceMs,
+      DEFAULT_SETTINGS.resyncIntervalMs, DEFAULT_SETTINGS.eventRetention, DEFAULT_SETTINGS.shutdownGraceMs,
     ]);
-    expect(COORDINATOR_OPTIONS.electionTtl.default).to.equal(10);
+    expect(COORDINATOR_OPTIONS.electionTtl.default).to.equal(2);
   });
 
   it('pki: --pki-dir defaults to /etc/cluster/pki, the cluster secret to <pki-dir>/cluster-secret; flags and environment override', () => {

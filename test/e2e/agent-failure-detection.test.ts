@@ -33,6 +33,10 @@ describe('e2e: agent failure detection', function () {
       expect(detectionMs, 'kill → Unreachable').to.be.at.most(TTL_SEC * 1000 + 1000);
       expect(node.state, 'lifecycle state is a separate dimension').to.equal(stateBefore);
       expect(node.unreachableSince, 'unreachableSince set').to.be.a('string').and.not.equal('');
+      // The stream closes at once; the lease runs out later: the record names both by then.
+      expect(['stream', 'both'], 'the signal that fired first').to.include(node.unreachableSignal);
+      const both = await watch.until((n) => n.unreachableSignal === 'both', (TTL_SEC + 10) * 1000, 'n1 unreachable by stream and lease');
+      expect(both.node.unreachableSince, 'since kept when the second signal fires').to.equal(node.unreachableSince);
 
       // What the operator sees agrees with etcd.
       const seen = await cluster.nodes();

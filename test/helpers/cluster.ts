@@ -10,7 +10,11 @@ import { testPki } from './pki';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import type { EtcdServer } from './etcd-server';
+/** What the cluster needs of its etcd: where processes dial it (an EtcdServer, or an EtcdCluster's members). */
+export interface EtcdEndpoint {
+  /** HOST:PORT[,HOST:PORT...], the form every --etcd flag takes. */
+  readonly endpoint: string;
+}
 import { freePort } from '../../scripts/lib/process-support';
 import { BIN, clusterctl, ManagedProcess, spawnNode, type RunResult } from './processes';
 import { waitFor } from './wait';
@@ -49,6 +53,8 @@ export interface CoordinatorStartOptions {
   env?: NodeJS.ProcessEnv;
   /** Wait for "became leader" (default true; false only waits for "listening"). */
   waitLeader?: boolean;
+  /** The etcd endpoint this replica dials (default the cluster's etcd): e.g. a TcpProxy that partitions it. */
+  etcd?: string;
 }
 
 const READY_TIMEOUT_MS = 30_000;
@@ -131,7 +137,7 @@ export class CoordinatorHandle {
     this.starts++;
     const extra = this.options.extraArgs ?? [];
     const args = [
-      '--etcd', this.cluster.etcd.endpoint, '--listen', this.address, '--pki-dir', this.cluster.pkiDir,
+      '--etcd', this.options.etcd ?? this.cluster.etcd.endpoint, '--listen', this.address, '--pki-dir', this.cluster.pkiDir,
       ...(extra.includes('--metrics-listen') ? [] : ['--metrics-listen', '127.0.0.1:0']),
       ...extra,
     ];
@@ -186,7 +192,7 @@ export class TestCluster {
   readonly childEnv: NodeJS.ProcessEnv;
   private readonly keepDir: boolean;
 
-  constructor(readonly etcd: EtcdServer, options: TestClusterOptions = {}) {
+  constructor(readonly etcd: EtcdEndpoint, options: TestClusterOptions = {}) {
     const slug = (options.name ?? 'cluster').replace(/[^A-Za-z0-9]+/g, '-').slice(0, 40);
     this.baseDir = mkdtempSync(join(tmpdir(), `e2e-${slug}-`));
     this.logDir = join(this.baseDir, 'logs');

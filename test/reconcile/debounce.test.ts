@@ -9,6 +9,7 @@ import { DriftWatcher } from '../../coordinator/reconcile/drift-watcher';
 import { StuckNodeSweeper } from '../../coordinator/reconcile/stuck-node-sweeper';
 import { VerifyScheduler } from '../../coordinator/reconcile/verify-scheduler';
 import { InventoryReconciler } from '../../coordinator/inventory-reconciler';
+import { AgentStreams } from '../../coordinator/agent-streams';
 import { DEFAULT_DEBOUNCE_MS, ManualClock } from '../../shared';
 import { logger, useHarness, type Harness } from './harness';
 
@@ -37,7 +38,7 @@ const LOOPS: { name: string; debounceMs: number; make: (h: Harness, clock: Manua
   {
     name: 'inventory reconciler', debounceMs: DEFAULT_DEBOUNCE_MS,
     make: (h, clock, isLeader) => new InventoryReconciler({
-      client: h.client, keyspace: h.ks, nodes: h.nodes, streams: { isConnected: () => false, connectedIds: () => [] }, isLeader, clock, logger,
+      client: h.client, keyspace: h.ks, nodes: h.nodes, streams: new AgentStreams(clock), streamGraceMs: 1_500, reattachGraceMs: 10_000, isLeader, clock, logger,
     }),
   },
   {

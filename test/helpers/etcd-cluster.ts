@@ -1,0 +1,104 @@
+/**
+ * A real 3-member etcd cluster on loopback (TESTBED.md: three processes with distinct ports and
+ * one --initial-cluster), at etcd's DEFAULT raft timings (100 ms heartbeat, 1 s election), as in
+ * production; and `moveLeader()`, etcdctl's move-leader, for a leader change on demand.
+ */
+import { execFile } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
+import { etcdHealthy, exited, freePort, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
+import { ETCD_BIN } from './etcd-server';
+import { waitFor } from './wait';
+
+const run = promisify(execFile);
+const ETCDCTL = ETCD_BIN.replace(/etcd$/, 'etcdctl');
+
+interface Member {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  proc: ChildProcess;
+  exited: Promise<void>;
+  logFile: string;
+}
+
+export class EtcdCluster {
+  private readonly clients: Etcd3[] = [];
+
+  private constructor(readonly baseDir: string, private readonly members: Member[]) {}
+
+  static async start(name: string, size = 3): Promise<EtcdCluster> {
+    const baseDir = mkdtempSync(join(tmpdir(), `etcd-cluster-${name}-`));
+    const ports: { name: string; clientPort: number; peerPort: number }[] = [];
+    for (let i = 1; i <= size; i++) ports.push({ name: `${name}-${i}`, clientPort: await freePort(), peerPort: await freePort() });
+    const initial = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
+    const members: Member[] = ports.map((p) => {
+      const logFile = join(baseDir, `${p.name}.log`);
+      const { proc } = spawnEtcd({
+        bin: ETCD_BIN, name: p.name, dataDir: join(baseDir, p.name), clientPort: p.clientPort, peerPort: p.peerPort, logFile,
+        // Later flags win: one cluster of `size` members instead of spawnEtcd's single member.
+        extraArgs: ['--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', `tok-${name}`],
+      });
+      return { ...p, proc, exited: exited(proc), logFile };
+    });
+    const cluster = new EtcdCluster(baseDir, members);
+    for (const m of members) {
+      await waitFor(`etcd member ${m.name} healthy`, async () => {
+        if (m.proc.exitCode !== null) throw new Error(`etcd ${m.name} exited with ${m.proc.exitCode}: ${tailFile(m.logFile, 20)}`);
+        return etcdHealthy(`http://127.0.0.1:${m.clientPort}`, 1000);
+      }, { timeoutMs: 30_000, intervalMs: 200 });
+    }
+    return cluster;
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => `127.0.0.1:${m.clientPort}`);
+  }
+
+  /** Every member, comma-separated: the form every --etcd flag takes. */
+  get endpoint(): string {
+    return this.endpoints.join(',');
+  }
+
+  client(): Etcd3 {
+    const c = new Etcd3({ hosts: this.endpoints.map((e) => `http://${e}`), dialTimeout: 2000, grpcOptions: { ...GRPC_MESSAGE_LIMITS } });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Each member's id (hex) and whether it leads, from `etcdctl endpoint status`. */
+  async status(): Promise<{ endpoint: string; id: string; leader: boolean }[]> {
+    const { stdout } = await run(ETCDCTL, ['--endpoints', this.endpoints.join(','), 'endpoint', 'status', '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10_000 });
+    const rows = JSON.parse(stdout) as { Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }[];
+    // JSON numbers above 2^53 lose digits: read the ids from the text instead.
+    const ids = [...stdout.matchAll(/"member_id":(\d+)/g)].map((m) => BigInt(m[1]));
+    const leaders = [...stdout.matchAll(/"leader":(\d+)/g)].map((m) => BigInt(m[1]));
+    return rows.map((r, i) => ({ endpoint: r.Endpoint, id: ids[i].toString(16), leader: ids[i] === leaders[i] }));
+  }
+
+  /** Moves raft leadership to another member (etcdctl move-leader); returns the endpoints. */
+  async moveLeader(): Promise<{ from: string; to: string }> {
+    const members = await this.status();
+    const leader = members.find((m) => m.leader);
+    const target = members.find((m) => !m.leader);
+    if (!leader || !target) throw new Error(`no leader or no follower among ${JSON.stringify(members)}`);
+    await run(ETCDCTL, ['--endpoints', leader.endpoint, 'move-leader', target.id], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 15_000 });
+    return { from: leader.endpoint, to: target.endpoint };
+  }
+
+  tail(lines = 20): string {
+    return this.members.map((m) => `--- ${m.name}\n${tailFile(m.logFile, lines)}`).join('\n');
+  }
+
+  async destroy(): Promise<void> {
+    for (const c of this.clients) c.close();
+    for (const m of this.members) m.proc.kill('SIGKILL');
+    await Promise.all(this.members.map((m) => m.exited));
+    rmSync(this.baseDir, { recursive: true, force: true });
+  }
+}

@@ -52,7 +52,7 @@ describe('dashboard: pure parts', () => {
       id: 'n1', state: 'Commissioned', reachable: false, unreachableSince: '', labels, group: 'worker', maintenance: true, maintenanceReason: 'disk', agentVersion: '',
       bootId: '', address: '', facts: { hostname: 'h1', primaryIp: '10.0.0.1' } as NonNullable<Parameters<typeof tileOf>[0]['facts']>, createdAt: '', updatedAt: '', lastSeenAt: '', lastError: '',
       desiredConfig: '', appliedConfig: '', appliedDigest: '', currentJob: 'j-1', revision: '', connectedAt: '', connected: false, stateChangedAt: '', driftSummary: '1 of 2 units drifted',
-      outOfDate: false, outOfDateReasons: [], appliedVariables: {}, appliedExtraVars: [], preRegisteredBy: '', preRegistrations: [],
+      outOfDate: false, outOfDateReasons: [], appliedVariables: {}, appliedExtraVars: [], preRegisteredBy: '', preRegistrations: [], unreachableSignal: '',
     });
     expect(t).to.deep.equal({
       id: 'n1', state: 'Commissioned', reachable: false, connected: false, maintenance: true, drift: '1 of 2 units drifted', group: 'worker',

@@ -19,6 +19,8 @@ export interface ScrapeJob {
   name: string;
   /** HOST:PORT of each /metrics endpoint. */
   targets: string[];
+  /** Scraped over https with this client certificate (etcd with client-certificate auth). */
+  tls?: { caPem: string; certPem: string; keyPem: string; serverName: string };
 }
 
 export interface PromSample {
@@ -42,6 +44,16 @@ export interface PromTarget {
 
 interface ApiAnswer<T> { status: 'success' | 'error'; data: T; error?: string; errorType?: string }
 
+/** Writes a job's client certificate into Prometheus's temp dir: its config names files. */
+function tlsFiles(dir: string, job: string, tls: NonNullable<ScrapeJob['tls']>): Record<string, string> {
+  const file = (suffix: string, pem: string): string => {
+    const path = join(dir, `${job}-${suffix}`);
+    writeFileSync(path, pem, { mode: 0o600 });
+    return path;
+  };
+  return { ca_file: file('ca.crt', tls.caPem), cert_file: file('client.crt', tls.certPem), key_file: file('client.key', tls.keyPem), server_name: tls.serverName };
+}
+
 export class PrometheusServer {
   private constructor(readonly proc: ManagedProcess, readonly url: string, readonly dir: string) {}
 
@@ -52,7 +64,7 @@ export class PrometheusServer {
     const config = {
       global: { scrape_interval: '1s', scrape_timeout: '900ms', evaluation_interval: '1s' },
       rule_files: [...ruleFiles],
-      scrape_configs: jobs.map((j) => ({ job_name: j.name, static_configs: [{ targets: j.targets }] })),
+      scrape_configs: jobs.map((j) => ({ job_name: j.name, static_configs: [{ targets: j.targets }], ...(j.tls ? { scheme: 'https', tls_config: tlsFiles(dir, j.name, j.tls) } : {}) })),
     };
     const configFile = join(dir, 'prometheus.yml');
     writeFileSync(configFile, toYaml(config));

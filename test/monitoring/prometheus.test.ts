@@ -16,6 +16,7 @@ import { delay, REPO_ROOT, run, waitFor, type CtlNode } from '../helpers';
 import { PrometheusServer, PROMTOOL_BIN, type PromSample } from '../helpers/prometheus';
 import { e2eSuite } from '../e2e/e2e-suite';
 import { Keyspace } from '../../shared';
+import { ETCD_SERVER_NAME } from '../../shared/pki/cluster-ca';
 
 const MONITORING = join(REPO_ROOT, 'deploy', 'monitoring');
 const RULES = join(MONITORING, 'cluster-alerts.yml');
@@ -105,8 +106,9 @@ describe('monitoring: a real Prometheus scrapes a running cluster', function () 
     prom = await PrometheusServer.start([
       { name: 'cluster-coordinator', targets: [coordinator] },
       { name: 'cluster-agent', targets: [...agents.values()] },
-      // etcd serves its own /metrics on the client URL (EtcdDatabaseNearQuota reads it).
-      { name: 'etcd', targets: [suite.etcd.endpoint] },
+      // etcd serves its own /metrics on the client URL (EtcdDatabaseNearQuota reads it), behind
+      // TLS with client-certificate auth like every etcd call: Prometheus presents a client certificate.
+      { name: 'etcd', targets: [suite.etcd.endpoint], tls: { ...suite.etcd.rootTls, serverName: ETCD_SERVER_NAME } },
     ], [shortRules(cluster.baseDir)]);
     const p = prom;
 

@@ -2,17 +2,24 @@
  * A real 3-member etcd cluster on loopback (TESTBED.md: three processes with distinct ports and
  * one --initial-cluster), at etcd's DEFAULT raft timings (100 ms heartbeat, 1 s election), as in
  * production; and `moveLeader()`, etcdctl's move-leader, for a leader change on demand.
+ * Secure like EtcdServer: TLS on client and peer URLs with client-certificate auth from the
+ * process's test CA, and etcd authentication on (users root and coordinator).
  */
 import { execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
 import { etcdHealthy, exited, freePort, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
+import { Keyspace } from '../../shared/keyspace';
+import type { EtcdTls } from '../../shared/etcd';
+import { enableEtcdAuth, ETCD_ROOT_USER } from '../../shared/etcd-auth';
+import { ETCD_SERVER_NAME } from '../../shared/pki/cluster-ca';
 import { ETCD_BIN } from './etcd-server';
+import { testPki } from './pki';
 import { waitFor } from './wait';
 
 const run = promisify(execFile);
@@ -30,28 +37,42 @@ interface Member {
 export class EtcdCluster {
   private readonly clients: Etcd3[] = [];
 
-  private constructor(readonly baseDir: string, private readonly members: Member[]) {}
+  private constructor(readonly baseDir: string, private readonly members: Member[], readonly rootTls: EtcdTls) {}
 
   static async start(name: string, size = 3): Promise<EtcdCluster> {
     const baseDir = mkdtempSync(join(tmpdir(), `etcd-cluster-${name}-`));
+    const pki = await testPki();
+    const serving = await pki.etcdIdentity('server');
+    const tls = { caFile: join(baseDir, 'ca.crt'), certFile: join(baseDir, 'server.crt'), keyFile: join(baseDir, 'server.key') };
+    writeFileSync(tls.caFile, pki.caPem);
+    writeFileSync(tls.certFile, serving.certPem);
+    writeFileSync(tls.keyFile, serving.keyPem, { mode: 0o600 });
+    const rootTls = await pki.etcdTls(ETCD_ROOT_USER);
     const ports: { name: string; clientPort: number; peerPort: number }[] = [];
     for (let i = 1; i <= size; i++) ports.push({ name: `${name}-${i}`, clientPort: await freePort(), peerPort: await freePort() });
-    const initial = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
+    const initial = ports.map((p) => `${p.name}=https://127.0.0.1:${p.peerPort}`).join(',');
     const members: Member[] = ports.map((p) => {
       const logFile = join(baseDir, `${p.name}.log`);
       const { proc } = spawnEtcd({
-        bin: ETCD_BIN, name: p.name, dataDir: join(baseDir, p.name), clientPort: p.clientPort, peerPort: p.peerPort, logFile,
+        bin: ETCD_BIN, name: p.name, dataDir: join(baseDir, p.name), clientPort: p.clientPort, peerPort: p.peerPort, logFile, tls,
         // Later flags win: one cluster of `size` members instead of spawnEtcd's single member.
         extraArgs: ['--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', `tok-${name}`],
       });
       return { ...p, proc, exited: exited(proc), logFile };
     });
-    const cluster = new EtcdCluster(baseDir, members);
+    const cluster = new EtcdCluster(baseDir, members, rootTls);
     for (const m of members) {
       await waitFor(`etcd member ${m.name} healthy`, async () => {
         if (m.proc.exitCode !== null) throw new Error(`etcd ${m.name} exited with ${m.proc.exitCode}: ${tailFile(m.logFile, 20)}`);
-        return etcdHealthy(`http://127.0.0.1:${m.clientPort}`, 1000);
+        return etcdHealthy(`https://127.0.0.1:${m.clientPort}`, 1000, rootTls);
       }, { timeoutMs: 30_000, intervalMs: 200 });
+    }
+    const root = cluster.client();
+    try {
+      await enableEtcdAuth(root, new Keyspace());
+    } finally {
+      root.close();
+      cluster.clients.splice(cluster.clients.indexOf(root), 1);
     }
     return cluster;
   }
@@ -66,14 +87,33 @@ export class EtcdCluster {
   }
 
   client(): Etcd3 {
-    const c = new Etcd3({ hosts: this.endpoints.map((e) => `http://${e}`), dialTimeout: 2000, grpcOptions: { ...GRPC_MESSAGE_LIMITS } });
+    const tls = this.rootTls;
+    const c = new Etcd3({
+      hosts: this.endpoints.map((e) => `https://${e}`), dialTimeout: 2000,
+      grpcOptions: { ...GRPC_MESSAGE_LIMITS, 'grpc.ssl_target_name_override': ETCD_SERVER_NAME, 'grpc.default_authority': ETCD_SERVER_NAME },
+      credentials: { rootCertificate: Buffer.from(tls.caPem), certChain: Buffer.from(tls.certPem), privateKey: Buffer.from(tls.keyPem) },
+    });
     this.clients.push(c);
     return c;
   }
 
+  /** etcdctl's TLS flags: root's certificate (written once into the cluster's dir). */
+  private etcdctlTls(): string[] {
+    const file = (n: string, pem: string): string => {
+      const path = join(this.baseDir, n);
+      writeFileSync(path, pem, { mode: 0o600 });
+      return path;
+    };
+    return ['--cacert', file('ctl-ca.crt', this.rootTls.caPem), '--cert', file('ctl-root.crt', this.rootTls.certPem), '--key', file('ctl-root.key', this.rootTls.keyPem)];
+  }
+
+  private httpsEndpoints(): string {
+    return this.endpoints.map((e) => `https://${e}`).join(',');
+  }
+
   /** Each member's id (hex) and whether it leads, from `etcdctl endpoint status`. */
   async status(): Promise<{ endpoint: string; id: string; leader: boolean }[]> {
-    const { stdout } = await run(ETCDCTL, ['--endpoints', this.endpoints.join(','), 'endpoint', 'status', '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10_000 });
+    const { stdout } = await run(ETCDCTL, [...this.etcdctlTls(), '--endpoints', this.httpsEndpoints(), 'endpoint', 'status', '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10_000 });
     const rows = JSON.parse(stdout) as { Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }[];
     // JSON numbers above 2^53 lose digits: read the ids from the text instead.
     const ids = [...stdout.matchAll(/"member_id":(\d+)/g)].map((m) => BigInt(m[1]));
@@ -87,7 +127,7 @@ export class EtcdCluster {
     const leader = members.find((m) => m.leader);
     const target = members.find((m) => !m.leader);
     if (!leader || !target) throw new Error(`no leader or no follower among ${JSON.stringify(members)}`);
-    await run(ETCDCTL, ['--endpoints', leader.endpoint, 'move-leader', target.id], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 15_000 });
+    await run(ETCDCTL, [...this.etcdctlTls(), '--endpoints', leader.endpoint, 'move-leader', target.id], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 15_000 });
     return { from: leader.endpoint, to: target.endpoint };
   }
 

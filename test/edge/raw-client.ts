@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { loadProto } from '../../shared';
 import { CLUSTER_CHANNEL_OPTIONS, clientCredentials, parseCredentials } from '../../shared/pki';
 import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
+import { DEADLINE_HEADER } from '../../shared/request-headers';
 
 export interface RawMethod {
   /** "/cluster.v1.JobService/StartJob" */
@@ -18,6 +19,7 @@ export interface RawMethod {
   requestStream: boolean;
   responseStream: boolean;
   serialize: (message: unknown) => Buffer;
+  deserialize: (bytes: Buffer) => unknown;
   /** The request type's field names (camelCase) as proto-loader gives them. */
   requestType: string;
 }
@@ -27,6 +29,8 @@ export interface RawAnswer {
   details: string;
   /** Messages received (a stream may answer several before its status). */
   messages: number;
+  /** A unary call's decoded response. */
+  response?: unknown;
 }
 
 /** Every method of every service of proto/cluster.proto. */
@@ -41,7 +45,7 @@ export function contractMethods(): RawMethod[] {
       const md = m as grpc.MethodDefinition<unknown, unknown> & { requestType?: { type?: { name?: string } } };
       out.push({
         path: md.path, service, name, requestStream: md.requestStream, responseStream: md.responseStream,
-        serialize: (msg) => md.requestSerialize(msg), requestType: md.requestType?.type?.name ?? '',
+        serialize: (msg) => md.requestSerialize(msg), deserialize: (b) => md.responseDeserialize(b), requestType: md.requestType?.type?.name ?? '',
       });
     }
   }
@@ -65,14 +69,16 @@ export class RawClient {
     const serialize = (m: unknown): Buffer => (Buffer.isBuffer(m) ? m : method.serialize(m));
     const deserialize = (b: Buffer): Buffer => b;
     const deadline = Date.now() + (options.timeoutMs ?? 10_000);
-    const metadata = options.metadata ?? new grpc.Metadata();
+    const metadata = options.metadata?.clone() ?? new grpc.Metadata();
+    // As clusterctl sends it with every write (shared/request-headers.ts).
+    metadata.set(DEADLINE_HEADER, String(deadline));
     return new Promise((resolve) => {
       let messages = 0;
       const done = (code: grpc.status, details: string): void => resolve({ code, details, messages });
       if (!method.requestStream && !method.responseStream) {
-        this.client.makeUnaryRequest(method.path, serialize, deserialize, request, metadata, { deadline }, (err) => {
+        this.client.makeUnaryRequest(method.path, serialize, deserialize, request, metadata, { deadline }, (err, res) => {
           if (err) done(err.code, err.details);
-          else { messages = 1; done(grpc.status.OK, ''); }
+          else resolve({ code: grpc.status.OK, details: '', messages: 1, response: res ? method.deserialize(res) : undefined });
         });
         return;
       }

@@ -113,10 +113,29 @@ export function parseBoundedYaml(text: string, origin: string, maxBytes: number,
 
 /** `doc.toJS` with the alias limit; an alias bomb or a self-referencing anchor is a refusal, not a crash. */
 export function boundedToJS(doc: Document.Parsed, origin: string, limits: Pick<InputLimits, 'yamlAliases'> = INPUT_LIMITS): unknown {
+  let value: unknown;
   try {
-    return doc.toJS({ maxAliasCount: limits.yamlAliases });
+    value = doc.toJS({ maxAliasCount: limits.yamlAliases });
   } catch (err) {
     const why = err instanceof Error && /alias/i.test(err.message) ? `uses aliases beyond the limit of ${limits.yamlAliases} expansions` : 'cannot be read';
     throw new InvalidArgumentError(`${origin} ${why}`);
   }
+  if (isCircular(value)) throw new InvalidArgumentError(`${origin} has an anchor that refers to itself (&a [*a])`);
+  return value;
+}
+
+/** Whether `value` contains itself (a self-referencing anchor makes such a value); iterative. */
+function isCircular(value: unknown): boolean {
+  const onPath = new Set<object>();
+  const stack: { v: unknown; exit?: true }[] = [{ v: value }];
+  while (stack.length > 0) {
+    const { v, exit } = stack.pop() as { v: unknown; exit?: true };
+    if (v === null || typeof v !== 'object') continue;
+    if (exit) { onPath.delete(v); continue; }
+    if (onPath.has(v)) return true;
+    onPath.add(v);
+    stack.push({ v, exit: true });
+    for (const child of v instanceof Map ? v.values() : Object.values(v)) stack.push({ v: child });
+  }
+  return false;
 }

@@ -154,6 +154,7 @@ verify:
       ['deep block nesting', `name: x\nversion: 1\nunits: []\nvariables:\n${'- '.repeat(5000)}x\n`, /nested too deep/],
       ['a map of too many keys', `name: x\nversion: 1\nunits: []\nvariables:\n${Array.from({ length: INPUT_LIMITS.mapKeys + 1 }, (_, i) => `  v${i}: 1`).join('\n')}\n`, /mapping of \d+ keys; the limit is/],
       ['an alias bomb', `a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`, /aliases beyond the limit/],
+      ['a self-referencing anchor', 'name: x\nversion: 1\nunits: []\nvariables: &a [*a]\n', /refers to itself/],
       ['too many units', `name: x\nversion: 1\nunits:\n${Array.from({ length: INPUT_LIMITS.unitsPerBundle + 1 }, (_, i) => `  - { id: u${i}, kind: directory, path: /d${i} }`).join('\n')}\n`, /a bundle holds at most/],
     ];
     for (const [name, yaml, match] of refusals) {

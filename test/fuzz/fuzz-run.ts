@@ -5,7 +5,8 @@
  *   npm run build && node dist/test/fuzz/fuzz-run.js [--requests 100000] [--bundles 10000] [--seed 1]
  *
  * Starts its own etcd and coordinator (test/helpers), runs test/fuzz/fuzz.ts, prints progress
- * and the report as JSON, and exits 1 when any request failed a check.
+ * and the report as JSON, and exits 1 when any request failed a check. SIGINT/SIGTERM stop it
+ * after the request in flight: it prints the report of what was sent and stops its processes.
  */
 import { EtcdServer, TestCluster } from '../helpers';
 import { runFuzz } from './fuzz';
@@ -24,14 +25,18 @@ async function main(): Promise<number> {
   const etcd = await EtcdServer.start('fuzz-run');
   const cluster = new TestCluster(etcd, { name: 'fuzz-run' });
   const t0 = Date.now();
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  process.once('SIGTERM', () => stop.abort());
   try {
     const c = await cluster.startCoordinator();
     const report = await runFuzz({
       address: c.address, credentialsFile: cluster.adminCredentials, etcd: etcd.client(), alive: () => c.proc.alive, seed, requests, bundles,
-      probeEvery: 1000,
+      probeEvery: 1000, signal: stop.signal,
       onProgress: (done, total, codes) => process.stderr.write(`${new Date().toISOString()} ${done}/${total} ${JSON.stringify(codes)}\n`),
+      onFailure: (what) => process.stderr.write(`FAILURE ${what}\n`),
     });
-    process.stdout.write(`${JSON.stringify({ seed, seconds: Math.round((Date.now() - t0) / 1000), ...report }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ seed, stopped: stop.signal.aborted, seconds: Math.round((Date.now() - t0) / 1000), ...report }, null, 2)}\n`);
     return report.failures.length === 0 ? 0 : 1;
   } finally {
     await cluster.destroy();

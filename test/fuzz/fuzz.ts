@@ -214,6 +214,10 @@ export interface FuzzOptions {
   /** @default 200 */
   hashEvery?: number;
   onProgress?: (done: number, total: number, counts: Record<string, number>) => void;
+  /** Stops the run after the request in flight; the report covers what was sent. */
+  signal?: AbortSignal;
+  /** Called with each failure as it is found (a long run shows them before it ends). */
+  onFailure?: (what: string) => void;
 }
 
 export interface FuzzReport {
@@ -265,12 +269,13 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const total = o.requests + o.bundles;
   const timeoutMs = o.callTimeoutMs ?? 15_000;
   const fail = (what: string): void => {
+    o.onFailure?.(what);
     if (report.failures.length < 50) report.failures.push(what);
   };
   let hash = await keyspaceHash(o.etcd);
   try {
     let next = 0;
-    for (let i = 0; i < total; i++) {
+    for (let i = 0; i < total && !o.signal?.aborted; i++) {
       // The bundles spread evenly among the requests.
       const isBundle = Math.floor(((i + 1) * o.bundles) / total) > Math.floor((i * o.bundles) / total);
       const method = isBundle ? push : methods[next++ % methods.length];

@@ -51,6 +51,8 @@ export class NotLeaderError extends statusError(Status.FAILED_PRECONDITION, true
 export class UnauthenticatedError extends statusError(Status.UNAUTHENTICATED) {}
 /** A valid identity whose role does not allow the call; the message names the role needed. */
 export class PermissionDeniedError extends statusError(Status.PERMISSION_DENIED) {}
+/** One client or agent sent more than its share (calls in flight, messages per second); it may retry later. */
+export class ResourceExhaustedError extends statusError(Status.RESOURCE_EXHAUSTED, true) {}
 /** A bug or an unexpected failure; the message says what was being done. */
 export class InternalError extends statusError(Status.INTERNAL) {}
 
@@ -67,6 +69,7 @@ const byCode = new Map<Status, ErrorClass>([
   [Status.DEADLINE_EXCEEDED, DeadlineExceededError],
   [Status.CANCELLED, CancelledError],
   [Status.INTERNAL, InternalError],
+  [Status.RESOURCE_EXHAUSTED, ResourceExhaustedError],
   [Status.UNAUTHENTICATED, UnauthenticatedError],
   [Status.PERMISSION_DENIED, PermissionDeniedError],
 ]);

@@ -46,5 +46,5 @@ export const INPUT_LIMITS: Readonly<InputLimits> = {
   labelChars: 253,
   stringChars: 4096,
   idsPerRequest: 10_000,
-  agentMessagesPerSecond: 200,
+  agentMessagesPerSecond: 1000,
 };

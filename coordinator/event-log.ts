@@ -10,6 +10,7 @@
  * counter's (value, mod revision) is cached: with one writer (the leader) each commit is
  * exactly one round trip. Another writer moving the counter costs one refresh and a retry.
  */
+import { unbound } from './request-binding';
 import { CAS_LOST, ConflictError, decodeEvent, errorMessage, retryOnConflict, type Clock, type EventRecord, type Keyspace, type Logger } from '../shared';
 import { Range, type Etcd3 } from 'etcd3';
 import { readKeys, readPrefixes, runTxn, type Compare, type KeyState, type TxnOp } from './etcd-txn';
@@ -163,7 +164,8 @@ export class EventLog {
   private trimSoon(): void {
     this.appendsSinceTrim = 0;
     if (this.trimming) return;
-    this.trim().catch((err: unknown) => this.log.warn('trimming events failed', { err: errorMessage(err) }));
+    // Housekeeping, not part of the request whose append triggered it: not bound to its deadline.
+    unbound(() => this.trim()).catch((err: unknown) => this.log.warn('trimming events failed', { err: errorMessage(err) }));
   }
 
   private async trimNow(): Promise<number> {

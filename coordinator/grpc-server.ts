@@ -35,7 +35,7 @@ export interface ExtraService {
 
 /** The server's message limit, shared with every client (shared/grpc-limits.ts explains its size). */
 export { MAX_GRPC_MESSAGE_BYTES as MAX_MESSAGE_BYTES } from '../shared/grpc-limits';
-import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
+import { GRPC_MESSAGE_LIMITS, MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 
 export interface GrpcServerOptions {
   logger: Logger;
@@ -93,6 +93,8 @@ export class GrpcServer {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': options.settings.grpcMinPingIntervalMs,
       ...GRPC_MESSAGE_LIMITS,
+      // Responses may be large (ListNodes of a big fleet); requests may not.
+      'grpc.max_receive_message_length': MAX_GRPC_REQUEST_BYTES,
       interceptors: [callGuard({ logger: options.logger, maxCallsPerPeer: options.maxCallsPerPeer })],
     });
     const add = (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): void => {

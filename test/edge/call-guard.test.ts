@@ -47,6 +47,9 @@ describe('edge: the call guard', function () {
         expect(a.code, `${path}: ${a.details}`).to.equal(grpc.status.INVALID_ARGUMENT);
         expect(a.details).to.match(/not a valid .* message/);
       }
+      // Over the request size bound: refused before decoding, the connection still usable.
+      const huge = await raw.call(method('/cluster.v1.ConfigService/PushBundle'), Buffer.alloc(9 * 1024 * 1024, 0x41));
+      expect(huge.code, huge.details).to.equal(grpc.status.RESOURCE_EXHAUSTED);
       // Still serving.
       const ok = await raw.call(method('/cluster.v1.ClusterService/GetStatus'), {});
       expect(ok.code, ok.details).to.equal(grpc.status.OK);

@@ -14,13 +14,18 @@
  * - moving to the next replica: any replica serves the API, so when connecting to one fails
  *   the call goes to the next. A read that fails with UNAVAILABLE is retried on the next
  *   replica too; a write is retried only when it was never sent (connecting failed), since an
- *   UNAVAILABLE after sending does not say whether the coordinator acted on it. A stream
- *   (watch) whose connection is lost resumes on the next replica.
+ *   UNAVAILABLE after sending does not say whether the coordinator acted on it — except
+ *   StartJob, which the coordinator deduplicates by idempotency key. A stream (watch) whose
+ *   connection is lost resumes on the next replica;
+ * - the idempotency key and the wall-clock deadline of every write (shared/request-headers.ts):
+ *   one key per write call of this invocation, the same on that call's retries on another replica.
  *
  * Importing this module loads gRPC; main.ts does so only when a command runs (not for --help),
  * and the proto is parsed only when the first stub is made.
  */
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { DEADLINE_HEADER, IDEMPOTENCY_HEADER } from '../shared/request-headers';
 import { ClusterError, DeadlineExceededError, NotFoundError, UnauthenticatedError, UnavailableError, fromGrpcError } from '../shared/errors';
 import type { ApplyRequest } from '../generated/cluster/v1/ApplyRequest';
 import type { ApplyResponse__Output } from '../generated/cluster/v1/ApplyResponse';
@@ -76,13 +81,29 @@ export interface WatchHandle {
   cancel(): void;
 }
 
-/** Whether a call may be sent again to another replica after an UNAVAILABLE answer. */
-type Safety = 'read' | 'write';
+/**
+ * Whether a call may be sent again to another replica after an UNAVAILABLE answer: a read may;
+ * a write only when the server answers a repeat with the first result (`idempotent`).
+ */
+type Safety = 'read' | 'write' | 'idempotent';
+
+/** A client interceptor that sends `headers` with the call. */
+function withHeaders(headers: Readonly<Record<string, string>>): grpc.Interceptor {
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start: (metadata, listener, next) => {
+      for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
+      next(metadata, listener);
+    },
+  });
+}
 
 type Start<S, Res> = (stub: S, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
 
 export class CoordinatorClient {
   private readonly pool: EndpointPool;
+  /** This invocation's id: with a counter, the idempotency key of each of its writes. */
+  private readonly invocation = randomUUID();
+  private writes = 0;
 
   /** `pool` is given by `withTimeout` only: the views of one client share its channels. */
   constructor(private readonly options: ClientOptions, pool?: EndpointPool) {
@@ -173,11 +194,16 @@ export class CoordinatorClient {
   private async unary<K extends keyof Stubs, Res>(service: K, what: string, safety: Safety, start: Start<Stubs[K], Res>): Promise<Res> {
     const deadline = this.deadline();
     const failed = new Set<Endpoint>();
+    // One key for this request, the same on each of its retries; the deadline as a time too.
+    const interceptors = safety === 'read' ? [] : [withHeaders({
+      [IDEMPOTENCY_HEADER]: `${this.invocation}.${++this.writes}`,
+      [DEADLINE_HEADER]: String(deadline.getTime()),
+    })];
     for (;;) {
       const endpoint = await this.connect(deadline, failed);
       try {
         return await new Promise<Res>((resolve, reject) => {
-          start(endpoint.stub(service), { deadline }, (err, res) => {
+          start(endpoint.stub(service), { deadline, interceptors }, (err, res) => {
             if (err) reject(err);
             else if (res === undefined) reject(new UnavailableError(`the coordinator at ${endpoint.address} sent an empty answer`));
             else resolve(res);
@@ -185,7 +211,7 @@ export class CoordinatorClient {
         });
       } catch (err) {
         failed.add(endpoint);
-        const retry = safety === 'read' && isUnavailable(err) && failed.size < this.pool.endpoints.length && Date.now() < deadline.getTime();
+        const retry = safety !== 'write' && isUnavailable(err) && failed.size < this.pool.endpoints.length && Date.now() < deadline.getTime();
         if (!retry) throw this.callError(err, endpoint.address, what, [...failed].map((e) => e.address));
         this.pool.moveOn(endpoint);
       }
@@ -324,7 +350,7 @@ export class CoordinatorClient {
   // ---- JobService ----
 
   startJob(req: StartJobRequest): Promise<Job__Output> {
-    return this.unary('jobs', 'JobService', 'write', (s, o, cb) => s.startJob(req, o, cb));
+    return this.unary('jobs', 'JobService', 'idempotent', (s, o, cb) => s.startJob(req, o, cb));
   }
 
   async listJobs(state: string, limit: number): Promise<Job__Output[]> {

@@ -11,7 +11,7 @@ import { EXIT, helpText, parseInvocation, runInvocation, type ExitCode } from '.
 import { commandTree } from './command-tree';
 import type { CliContext, GlobalValues } from './context';
 import { compileClientOptions, CONFIG_ENV, defaultConfigPath, GLOBAL_OPTIONS } from './global-options';
-import { isOutputFormat, type OutputSink } from './output';
+import { isOutputFormat, terminalSafe, type OutputSink } from './output';
 
 export interface MainIo {
   out: OutputSink;
@@ -87,8 +87,9 @@ if (require.main === module) {
     throw err;
   });
   main(process.argv.slice(2), {
-    out: { write: (t) => process.stdout.write(t), isTTY: process.stdout.isTTY === true },
-    err: (t) => process.stderr.write(t),
+    // Everything printed passes the one sanitizer (output.ts terminalSafe); a file's bytes do not.
+    out: { write: (t: string | Buffer) => process.stdout.write(typeof t === 'string' ? terminalSafe(t) : t), isTTY: process.stdout.isTTY === true },
+    err: (t) => process.stderr.write(terminalSafe(t)),
     env: process.env,
     interrupted,
   }).then(
@@ -98,7 +99,7 @@ if (require.main === module) {
       setTimeout(() => process.exit(code), 2000).unref();
     },
     (err: unknown) => {
-      process.stderr.write(errorLine(err, process.env.CLUSTERCTL_DEBUG === '1') + '\n');
+      process.stderr.write(terminalSafe(errorLine(err, process.env.CLUSTERCTL_DEBUG === '1')) + '\n');
       process.exit(EXIT.error);
     },
   );

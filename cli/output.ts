@@ -5,6 +5,7 @@
  * Plus the human formats used in tables: bytes, ages, booleans, durations.
  */
 import { stringify as yamlStringify } from 'yaml';
+import { safeText } from '../shared/errors';
 
 export const OUTPUT_FORMATS = ['table', 'wide', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -39,8 +40,31 @@ const ANSI: Record<Colour, [string, string]> = {
 };
 
 function cell(c: string | Cell): Cell {
-  return typeof c === 'string' ? { text: c } : c;
+  // Received text is made safe before a colour goes around it, so its own escapes never pass as ours.
+  return typeof c === 'string' ? { text: safeText(c, Infinity) } : { ...c, text: safeText(c.text, Infinity) };
 }
+
+/** Back to the start of the line and clear it (a progress bar redrawn in place). */
+export const CLEAR_LINE = '\r\x1b[2K';
+
+/** The escape sequences clusterctl itself writes (the colours above, CLEAR_LINE): the only ones that reach a terminal. */
+const OWN_ESCAPES = new Set([...Object.values(ANSI).flat(), CLEAR_LINE]);
+
+/**
+ * The one sanitizer every line clusterctl prints passes (main.ts wraps stdout and stderr with
+ * it): control characters that came from the coordinator, an agent or a file name — a terminal
+ * escape in an agent version, a carriage return that overprints a line — are printed escaped
+ * (\u001b), as shared/errors safeText does for status messages. Newlines and tabs stay; so do
+ * our own colour codes, and table cells were made safe before those were put around them.
+ * Bytes (a downloaded file sent to stdout) are what the operator asked for and pass unchanged.
+ */
+export function terminalSafe(text: string): string {
+  return text.replace(UNSAFE, (m) => (OWN_ESCAPES.has(m) ? m : safeText(m, Infinity)));
+}
+
+// Our colour codes (kept when they are ours), control characters but \n and \t, lone surrogates.
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /\r\x1b\[2K|\x1b\[\d{1,2}m|[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028\u2029]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** Column gap, as kubectl: three spaces keep columns apart even when a value is long. */
 const GAP = '   ';

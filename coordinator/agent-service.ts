@@ -15,6 +15,9 @@
  * replace it. So nobody can forge a hello, a drift report or a result for another node, nor
  * kick a live agent off its stream.
  */
+import { INPUT_LIMITS } from '../shared/input-limits';
+import { ResourceExhaustedError } from '../shared/errors';
+import { MessageRate } from './message-rate';
 import type * as grpc from '@grpc/grpc-js';
 import {
   errorMessage, InvalidArgumentError, isValidSegment, NotLeaderError, toGrpcStatus, UnavailableError, DeadlineExceededError,
@@ -191,6 +194,7 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
     let helloSeen = false;
     /** Settles once the hello is recorded (or failed): a DriftReport needs the node record to exist. */
     let helloRecorded: Promise<void> = Promise.resolve();
+    const rate = new MessageRate(INPUT_LIMITS.agentMessagesPerSecond, clock.now());
     const helloTimer = setTimeout(() => {
       finish(new DeadlineExceededError(`no Hello within ${helloTimeoutMs} ms of opening the stream`));
     }, helloTimeoutMs);
@@ -241,6 +245,11 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
 
     call.on('data', (message: AgentMessage__Output) => {
       if (finished) return;
+      if (!rate.take(clock.now())) {
+        log.warn('agent stream over its message rate; closing it', { nodeId: stream?.nodeId, perSecond: INPUT_LIMITS.agentMessagesPerSecond });
+        finish(new ResourceExhaustedError(`more than ${INPUT_LIMITS.agentMessagesPerSecond} messages per second on one agent stream`));
+        return;
+      }
       if (!helloSeen) {
         helloSeen = true;
         clearTimeout(helloTimer);

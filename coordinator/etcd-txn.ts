@@ -8,6 +8,7 @@
  * We use the raw KV RPC rather than etcd3's ComparatorBuilder because the builder cannot run a
  * transaction with zero compares and hides the failure branch's responses behind its own types.
  */
+import { checkDeadline } from './request-binding';
 import { Range, type Etcd3, type IKeyValue, type IRequestOp, type ITxnResponse, type ICompare } from 'etcd3';
 
 export type CompareTarget = 'Create' | 'Mod' | 'Version' | 'Value';
@@ -89,6 +90,8 @@ export function holds(c: Compare, state: KeyState | undefined): boolean {
 
 /** Runs one transaction; never throws for a failed guard, only for etcd errors. */
 export async function runTxn(client: Etcd3, compares: readonly Compare[], ops: readonly TxnOp[]): Promise<TxnOutcome> {
+  // Not after the deadline of the request this write is for (request-binding.ts).
+  if (ops.length > 0) checkDeadline('the etcd transaction');
   const guarded = [...new Set(compares.map((c) => c.key))];
   const response = await client.kv.txn({
     compare: compares.map(toCompare),

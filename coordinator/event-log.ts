@@ -14,6 +14,7 @@
  * transactions instead of 20,000. Another writer moving the counter costs one refresh and a
  * retry.
  */
+import { currentBinding, deadlineError, unbound, type RequestBinding } from './request-binding';
 import { ConflictError, decodeEvent, errorMessage, type Clock, type EventRecord, type Keyspace, type Logger } from '../shared';
 import { Range, type Etcd3 } from 'etcd3';
 import { readKeys, readPrefixes, runTxn, type Compare, type KeyState, type TxnOp } from './etcd-txn';
@@ -55,6 +56,8 @@ interface Queued {
   counterRetries: number;
   resolve(outcome: CommitOutcome): void;
   reject(err: unknown): void;
+  /** The request this commit is for (its deadline), when it came from a call. */
+  binding?: RequestBinding;
 }
 
 interface Counter {
@@ -116,7 +119,8 @@ export class EventLog {
    */
   commit(request: CommitRequest): Promise<CommitOutcome> {
     return new Promise<CommitOutcome>((resolve, reject) => {
-      this.pending.push({ request, counterRetries: 0, resolve, reject });
+      const binding = currentBinding();
+      this.pending.push({ request, counterRetries: 0, resolve, reject, ...(binding ? { binding } : {}) });
       this.kick();
     });
   }
@@ -124,7 +128,9 @@ export class EventLog {
   /** Starts the drain loop unless it runs; a commit queued as it ended starts it again. */
   private kick(): void {
     if (this.draining) return;
-    this.draining = this.drain().finally(() => {
+    // The drain serves every queued writer: it must not run in (and be refused by) the binding
+    // of whichever request happened to start it. Each writer's own deadline is checked below.
+    this.draining = unbound(() => this.drain()).finally(() => {
       this.draining = undefined;
       if (this.pending.length > 0) this.kick();
     });
@@ -135,6 +141,12 @@ export class EventLog {
     // nodes, Promise.all) share the first transaction; later ones gather while it is in flight.
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.pending.length > 0) {
+      this.pending = this.pending.filter((q) => {
+        const late = deadlineError(q.binding, 'the etcd transaction');
+        if (late) q.reject(late);
+        return !late;
+      });
+      if (this.pending.length === 0) break;
       const parts = this.pending.map((q) => q.request);
       const seqKey = this.keyspace.eventSeq();
       const taken = packBatch(parts, this.limits, { compares: 1, ops: 1, bytes: 64 }, 1, (i) => partBytes(parts[i], 512 + parts[i].event.message.length), this.batchCap);
@@ -238,7 +250,8 @@ export class EventLog {
   private trimSoon(): void {
     this.appendsSinceTrim = 0;
     if (this.trimming) return;
-    this.trim().catch((err: unknown) => this.log.warn('trimming events failed', { err: errorMessage(err) }));
+    // Housekeeping, not part of the request whose append triggered it: not bound to its deadline.
+    unbound(() => this.trim()).catch((err: unknown) => this.log.warn('trimming events failed', { err: errorMessage(err) }));
   }
 
   private async trimNow(): Promise<number> {

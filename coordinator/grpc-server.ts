@@ -17,6 +17,8 @@ import { ReflectionService } from '@grpc/reflection';
 import { loadProto, InvalidArgumentError, type Logger } from '../shared';
 import { LOADER_OPTIONS, protoPath } from '../shared/proto';
 import { protocStyleDescriptors } from './reflection-descriptors';
+import { callGuard, withTotalDeserializers } from './call-guard';
+import { toGrpcStatus } from '../shared/errors';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { CoordinatorSettings } from './options';
@@ -33,7 +35,7 @@ export interface ExtraService {
 
 /** The server's message limit, shared with every client (shared/grpc-limits.ts explains its size). */
 export { MAX_GRPC_MESSAGE_BYTES as MAX_MESSAGE_BYTES } from '../shared/grpc-limits';
-import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
+import { GRPC_MESSAGE_LIMITS, MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 
 export interface GrpcServerOptions {
   logger: Logger;
@@ -41,6 +43,30 @@ export interface GrpcServerOptions {
   agentService: AgentServiceHandlers;
   clusterService: ClusterServiceHandlers;
   services?: readonly ExtraService[];
+  /** Unary calls one client may have in flight (call-guard.ts). @default 32 */
+  maxCallsPerPeer?: number;
+}
+
+/**
+ * Every handler with a last line of defence: a synchronous throw becomes the call's status
+ * instead of an exception in grpc-js's event handler, which would end the process.
+ */
+function guardHandlers(handlers: grpc.UntypedServiceImplementation, log: Logger): grpc.UntypedServiceImplementation {
+  const out: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    const fn = handler as (call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => void;
+    out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>): void => {
+      try {
+        fn(call, callback);
+      } catch (err) {
+        log.error('handler threw', { method: name, err: err instanceof Error ? err.message : String(err) });
+        const status = toGrpcStatus(err);
+        if (callback) callback(status);
+        else call.emit('error', status);
+      }
+    }) as grpc.UntypedHandleCall;
+  }
+  return out;
 }
 
 /** Splits "host:port" / "[v6]:port"; port 0 = any free port. */
@@ -67,10 +93,16 @@ export class GrpcServer {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': options.settings.grpcMinPingIntervalMs,
       ...GRPC_MESSAGE_LIMITS,
+      // Responses may be large (ListNodes of a big fleet); requests may not.
+      'grpc.max_receive_message_length': MAX_GRPC_REQUEST_BYTES,
+      interceptors: [callGuard({ logger: options.logger, maxCallsPerPeer: options.maxCallsPerPeer })],
     });
-    this.server.addService(api.cluster.v1.AgentService.service, options.agentService);
-    this.server.addService(api.cluster.v1.ClusterService.service, options.clusterService);
-    for (const extra of options.services ?? []) this.server.addService(extra.definition, extra.handlers);
+    const add = (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): void => {
+      this.server.addService(withTotalDeserializers(definition), guardHandlers(handlers, this.log));
+    };
+    add(api.cluster.v1.AgentService.service, options.agentService);
+    add(api.cluster.v1.ClusterService.service, options.clusterService);
+    for (const extra of options.services ?? []) add(extra.definition, extra.handlers);
 
     this.health = new HealthImplementation({ '': 'NOT_SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING', [CLUSTER_SERVICE_NAME]: 'NOT_SERVING' });
     this.health.addToServer(this.server);

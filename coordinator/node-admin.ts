@@ -3,6 +3,7 @@
  * replica. They go through a NodeStore WITHOUT the leader fence (an operator's flag is data
  * the leader acts on, like a job request), still one CAS transaction plus one event each.
  */
+import { INPUT_LIMITS } from '../shared/input-limits';
 import type { Etcd3 } from 'etcd3';
 import {
   ConflictError, decodeNode, FailedPreconditionError, InvalidArgumentError, isValidSegment, NotFoundError, type Clock, type Keyspace, type Logger, type NodeRecord,
@@ -76,6 +77,8 @@ function notFound(id: string): NotFoundError {
 
 /** Checks a label change; throws one line naming the bad key or value. Pure, for tables. */
 export function checkLabelChange(set: Readonly<Record<string, string>>, remove: readonly string[]): void {
+  const given = Object.keys(set).length + remove.length;
+  if (given > INPUT_LIMITS.labels) throw new InvalidArgumentError(`${given} label changes in one request; a node holds at most ${INPUT_LIMITS.labels} labels`);
   for (const [k, v] of Object.entries(set)) {
     if (!LABEL_KEY.test(k)) throw new InvalidArgumentError(`invalid label key ${JSON.stringify(k)}: letters, digits and . _ / - (at most 253), starting with a letter or digit`);
     if (!LABEL_VALUE.test(v)) throw new InvalidArgumentError(`invalid value ${JSON.stringify(v)} of label ${k}: at most 63 letters, digits and . _ -, starting and ending with a letter or digit`);
@@ -108,6 +111,7 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
     const actor = actorOf(call);
     const id = nodeId(req.id, 'SetMaintenance');
     const reason = req.reason.trim();
+    if (reason.length > INPUT_LIMITS.stringChars) throw new InvalidArgumentError(`the reason is ${reason.length} characters; the limit is ${INPUT_LIMITS.stringChars}`);
     const result = await nodes.mutate(id, (current) => {
       if (!current) throw notFound(id);
       if (current.maintenance === req.maintenance) return undefined; // already so: no write, no event
@@ -130,6 +134,7 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
     const result = await nodes.mutate(id, (current) => {
       if (!current) throw notFound(id);
       const labels = applyLabelChange(current.labels, req.set, req.remove);
+      if (Object.keys(labels).length > INPUT_LIMITS.labels) throw new InvalidArgumentError(`node ${id} would have ${Object.keys(labels).length} labels; the limit is ${INPUT_LIMITS.labels}`);
       if (JSON.stringify(labels) === JSON.stringify(applyLabelChange(current.labels, {}, []))) return undefined;
       const parts = [...Object.entries(req.set).map(([k, v]) => `${k}=${v}`), ...req.remove.map((k) => `${k}-`)];
       return { next: { ...current, labels }, event: { type: 'node.labels', message: `labels ${parts.join(' ')}`, actor } };

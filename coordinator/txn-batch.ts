@@ -15,6 +15,7 @@
  * later parts touching ITS keys (per-key order is the order of submission).
  */
 import { holds, type Compare, type KeyState, type TxnOp } from './etcd-txn';
+import { unbound } from './request-binding';
 
 /** What one transaction may hold. etcd's defaults: `--max-txn-ops` 128, `--max-request-bytes` 1.5 MiB. */
 export interface TxnLimits {
@@ -162,7 +163,8 @@ export class PutBatcher {
   /** Starts the drain loop unless it runs; a put queued as it ended starts it again. */
   private kick(): void {
     if (this.draining) return;
-    this.draining = this.drain().finally(() => {
+    // Shared by every queued put: not run in the binding of the request that started it.
+    this.draining = unbound(() => this.drain()).finally(() => {
       this.draining = undefined;
       if (this.pending.size > 0) this.kick();
     });

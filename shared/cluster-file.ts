@@ -24,7 +24,9 @@
  * coordinator receives the resolved, self-contained document and has no `readFile`). Every
  * problem names the file, line and column, and nothing is sent or changed when there is one.
  */
-import { isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, isScalar, type Document, type LineCounter } from 'yaml';
+import { boundedToJS, parseBoundedYaml } from './bounded-yaml';
+import { INPUT_LIMITS } from './input-limits';
 import { InvalidArgumentError } from './errors';
 import { canonicalJson, validateBundle, type Bundle } from './bundle';
 import { checkGroup, type GroupRecord } from './group';
@@ -104,17 +106,12 @@ function bundleRef(text: unknown, version: unknown): { bundle: string; version: 
 /** Parses and validates a cluster file; InvalidArgumentError listing every problem with its line. */
 export function parseClusterFile(text: string, options: ParseOptions = {}): ClusterFile {
   const source = options.source ?? 'cluster file';
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
-  if (doc.errors.length > 0) {
-    const msgs = doc.errors.map((e) => {
-      const p = e.linePos?.[0];
-      // prettyErrors appends " at line L, column C:" and a source excerpt; the position is ours.
-      return `${source}${p ? `:${p.line}:${p.col}` : ''}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`;
-    });
+  const { doc, problems: syntax, lines } = parseBoundedYaml(text, source, INPUT_LIMITS.clusterFileBytes);
+  if (syntax.length > 0) {
+    const msgs = syntax.map((p) => `${source}${p.line ? `:${p.line}:${p.col ?? 0}` : ''}: ${p.message}`);
     throw new InvalidArgumentError(`${source} is not valid YAML: ${msgs.join('; ')}`);
   }
-  const root: unknown = doc.toJS({ maxAliasCount: 100 });
+  const root: unknown = boundedToJS(doc, source);
   const problems = new Problems(source, doc, lines);
   if (root === null || root === undefined) throw new InvalidArgumentError(`${source} is empty: name bundles and groups (see clusterctl apply --help)`);
   if (!isObject(root)) throw new InvalidArgumentError(`${problems.where([])}: a cluster file is a mapping with bundles, groups and autoCommission`);
@@ -142,14 +139,19 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
           problems.add(['bundles', i, 'file'], `cannot read bundle file ${entry.file}: ${(err as Error).message}`);
           return;
         }
-        const bdoc = parseDocument(bundleText, { lineCounter: new LineCounter(), uniqueKeys: true, prettyErrors: true });
-        if (bdoc.errors.length > 0) {
-          const e = bdoc.errors[0];
-          const p = e.linePos?.[0];
-          problems.add(['bundles', i, 'file'], `${entry.file}${p ? `:${p.line}:${p.col}` : ''}: not valid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`);
+        let parsed;
+        try {
+          parsed = parseBoundedYaml(bundleText, entry.file, INPUT_LIMITS.bundleBytes);
+          if (parsed.problems.length === 0) value = boundedToJS(parsed.doc, entry.file);
+        } catch (err) {
+          problems.add(['bundles', i, 'file'], (err as Error).message);
           return;
         }
-        value = bdoc.toJS({ maxAliasCount: 100 });
+        if (parsed.problems.length > 0) {
+          const p = parsed.problems[0];
+          problems.add(['bundles', i, 'file'], `${entry.file}${p.line ? `:${p.line}:${p.col ?? 0}` : ''}: not valid YAML: ${p.message}`);
+          return;
+        }
         origin = entry.file;
       }
       try {

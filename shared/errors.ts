@@ -51,6 +51,8 @@ export class NotLeaderError extends statusError(Status.FAILED_PRECONDITION, true
 export class UnauthenticatedError extends statusError(Status.UNAUTHENTICATED) {}
 /** A valid identity whose role does not allow the call; the message names the role needed. */
 export class PermissionDeniedError extends statusError(Status.PERMISSION_DENIED) {}
+/** One client or agent sent more than its share (calls in flight, messages per second); it may retry later. */
+export class ResourceExhaustedError extends statusError(Status.RESOURCE_EXHAUSTED, true) {}
 /** A bug or an unexpected failure; the message says what was being done. */
 export class InternalError extends statusError(Status.INTERNAL) {}
 
@@ -67,19 +69,41 @@ const byCode = new Map<Status, ErrorClass>([
   [Status.DEADLINE_EXCEEDED, DeadlineExceededError],
   [Status.CANCELLED, CancelledError],
   [Status.INTERNAL, InternalError],
+  [Status.RESOURCE_EXHAUSTED, ResourceExhaustedError],
   [Status.UNAUTHENTICATED, UnauthenticatedError],
   [Status.PERMISSION_DENIED, PermissionDeniedError],
 ]);
+
+/** The longest status message sent: a person reads it, and a parser's echo of a 1 MB input must not travel back. */
+export const MAX_STATUS_MESSAGE_CHARS = 1024;
+
+/**
+ * The one rule for the text of a status message and of anything printed from input: lone
+ * UTF-16 surrogates become U+FFFD (grpc-js sends `grpc-message` through encodeURI, which throws
+ * URIError on them and so ended the process), control characters are escaped as \uXXXX (no
+ * terminal escape or forged line reaches a terminal or a log), and the text is cut to `max`
+ * characters with a note of how much was cut.
+ */
+export function safeText(text: string, max = MAX_STATUS_MESSAGE_CHARS): string {
+  const wellFormed = text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+  // eslint-disable-next-line no-control-regex
+  const escaped = wellFormed.replace(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (escaped.length <= max) return escaped;
+  // Never cut a surrogate pair in two.
+  let cut = max;
+  if (/[\uD800-\uDBFF]/.test(escaped.charAt(cut - 1))) cut--;
+  return `${escaped.slice(0, cut)}… (${escaped.length - cut} more characters)`;
+}
 
 /** Turns anything thrown inside a handler into a gRPC status for the caller. */
 export function toGrpcStatus(err: unknown): Partial<StatusObject> {
   if (err instanceof ClusterError) {
     const metadata = new Metadata();
     metadata.set('x-cluster-error', err.name);
-    return { code: err.code, details: err.message, metadata };
+    return { code: err.code, details: safeText(err.message), metadata };
   }
   const message = err instanceof Error ? err.message : String(err);
-  return { code: Status.INTERNAL, details: `internal error: ${message}` };
+  return { code: Status.INTERNAL, details: safeText(`internal error: ${message}`) };
 }
 
 export function isServiceError(err: unknown): err is ServiceError {

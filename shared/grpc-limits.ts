@@ -6,6 +6,13 @@
  */
 export const MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024;
 
+/**
+ * The largest request the coordinator reads: the largest legitimate one is a 1 MiB file upload
+ * or a 1 MiB cluster file (shared/input-limits.ts), and an agent's report is far smaller.
+ * Anything larger is refused by grpc-js (RESOURCE_EXHAUSTED) before a byte of it is decoded.
+ */
+export const MAX_GRPC_REQUEST_BYTES = 8 * 1024 * 1024;
+
 export const GRPC_MESSAGE_LIMITS = {
   'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,

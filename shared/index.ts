@@ -3,7 +3,7 @@ export { Keyspace, DEFAULT_PREFIX, isValidSegment } from './keyspace';
 export {
   ClusterError, InvalidArgumentError, NotFoundError, AlreadyExistsError, FailedPreconditionError, ConflictError,
   UnavailableError, DeadlineExceededError, CancelledError, NotLeaderError, InternalError,
-  toGrpcStatus, fromGrpcError, isServiceError, errorMessage,
+  toGrpcStatus, fromGrpcError, isServiceError, errorMessage, safeText, MAX_STATUS_MESSAGE_CHARS,
 } from './errors';
 export { createLogger, isLogLevel, type Logger, type LogLevel, type LogFields, type LogSink } from './logger';
 export { parseOptions, formatHelp, parseDuration, kebab, type OptionSpec, type OptionSpecs, type OptionValues, type ParseResult, type ParseContext } from './options';

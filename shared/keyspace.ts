@@ -158,6 +158,11 @@ export class Keyspace {
   // --- manager-config: the manager's own settings (`clusterctl config set`) ----------------
   managerConfig(): string { return `${this.prefix}manager-config`; }
 
+  // --- idempotency/<sha256>: the first result of a write request, bound to a lease ----------
+  idempotencyPrefix(): string { return `${this.prefix}idempotency/`; }
+  /** `digest`: sha256 (hex) of the caller's identity and the request's idempotency key. */
+  idempotency(digest: string): string { return `${this.idempotencyPrefix()}${contentDigest(digest)}`; }
+
   // --- meta/last-applied: the cluster file `clusterctl apply` last applied ------------------
   lastApplied(): string { return `${this.prefix}meta/last-applied`; }
 

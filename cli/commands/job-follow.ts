@@ -7,7 +7,8 @@
 import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import { EXIT, type ExitCode } from '../command';
 import type { CliContext } from '../context';
-import { formatJsonLine, orDash, useColour } from '../output';
+import { CLEAR_LINE, formatJsonLine, orDash, useColour } from '../output';
+import { safeText } from '../../shared/errors';
 import { FINISHED_JOB_STATES, jobDetailObject, jobExitCode, jobStateText } from './job-view';
 
 const BAR_WIDTH = 30;
@@ -44,7 +45,7 @@ export async function followJob(context: CliContext, id: string, options: { prin
   let last: JobDetail__Output | undefined;
   let barShown = false;
   const clearBar = (): void => {
-    if (barShown) out.write('\r\x1b[2K');
+    if (barShown) out.write(CLEAR_LINE);
     barShown = false;
   };
   const onDetail = (d: JobDetail__Output): void => {
@@ -63,7 +64,8 @@ export async function followJob(context: CliContext, id: string, options: { prin
       if (tty && (n.state === 'pending' || n.state === 'running')) continue;
       if (first && n.state === 'pending') continue;
       clearBar();
-      const line = nodeLine(jobId, n);
+      // Made safe before our colour goes around it, so a received escape cannot pass as ours.
+      const line = safeText(nodeLine(jobId, n), Infinity);
       out.write((colour && n.state === 'failed' ? `\x1b[31m${line}\x1b[39m` : line) + '\n');
     }
     const state = d.job?.state ?? '';

@@ -139,7 +139,13 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
       // exec needs admin: a fact of the request the method-level check could not see.
       const peer = authorizeAction(call, { method: 'JobService/StartJob', kind: req.kind });
       // The audit trail names the certificate's identity, whatever requestedBy the client sent.
-      const v = await starter.start({ ...req, requestedBy: actorName(peer) });
+      let v: VersionedJob;
+      try {
+        v = await starter.start({ ...req, requestedBy: actorName(peer) });
+      } catch (err) {
+        log.info('job refused', { kind: req.kind, by: actorName(peer), err: errorMessage(err) });
+        throw err;
+      }
       log.info('job started', { jobId: v.record.id, kind: v.record.kind, nodes: v.record.nodeIds.length });
       return toJobView(v);
     }),

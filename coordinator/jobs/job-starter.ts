@@ -11,7 +11,14 @@
  *      earlier ones and deletes the provisional record)
  *   4. mark the job claimed, with event job.created (and, for an upgrade naming a bundle, move
  *      the group to it in the same transaction)
+ *
+ * A request with an idempotency key (request-binding.ts) whose key already started a job gets
+ * that job back instead of a second one: step 4 also writes idempotency/<digest> → the job id,
+ * bound to a lease of `idempotencyTtlSec`, guarded on that key being absent, so two copies of
+ * one request racing on two replicas create one job. No write is sent after the request's
+ * deadline (runTxn); the rollback of a refused request still is.
  */
+import { createHash } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import {
   checkTransition, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, summariseFacts,
@@ -29,6 +36,7 @@ import { checkDependents, checkGroupRules } from './group-rules';
 import { WORKING_STATE } from './job-outcome';
 import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobRecord, type JobTargets } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
+import { currentBinding, idempotencyDigest, unbound } from '../request-binding';
 
 /** States from which verify and repair make sense: something was applied. */
 const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed', 'Cancelled'];
@@ -84,6 +92,24 @@ export interface JobStarterOptions {
   clock: Clock;
   /** Whole-request retries when a node changed between validation and claim (default 3). */
   attempts?: number;
+  /**
+   * How long an idempotency key's first result is kept, in seconds (a retry after that starts a new job).
+   * @default 86400
+   */
+  idempotencyTtlSec?: number;
+}
+
+export const DEFAULT_IDEMPOTENCY_TTL_SEC = 24 * 3600;
+
+/** What idempotency/<digest> holds: the job the first request with that key started. */
+interface IdempotencyRecord {
+  jobId: string;
+  /** sha256 of the request, so a key reused for another request is refused rather than answered. */
+  request: string;
+}
+
+function requestDigest(req: StartJobRequest__Output): string {
+  return createHash('sha256').update(JSON.stringify({ ...req, requestedBy: '' })).digest('hex');
 }
 
 export class JobStarter {
@@ -91,13 +117,37 @@ export class JobStarter {
 
   async start(req: StartJobRequest__Output): Promise<VersionedJob> {
     const attempts = this.o.attempts ?? 3;
+    const key = currentBinding()?.idempotencyKey;
+    const idempotency = key ? { key: this.o.keyspace.idempotency(idempotencyDigest(req.requestedBy, key)), request: requestDigest(req) } : undefined;
     for (let i = 1; ; i++) {
+      if (idempotency) {
+        const first = await this.firstResult(idempotency.key, idempotency.request);
+        if (first) return first;
+      }
       try {
-        return await this.startOnce(req);
+        return await this.startOnce(req, idempotency);
       } catch (err) {
+        // A lost race with a copy of this request is a conflict too: the next turn finds its job.
         if (!(err instanceof ConflictError) || i >= attempts) throw err;
       }
     }
+  }
+
+  /** The job a request with this idempotency key already started, if any. */
+  private async firstResult(key: string, request: string): Promise<VersionedJob | undefined> {
+    const text = await this.o.client.get(key).string();
+    if (text === null) return undefined;
+    let rec: Partial<IdempotencyRecord>;
+    try {
+      rec = JSON.parse(text) as Partial<IdempotencyRecord>;
+    } catch {
+      return undefined;
+    }
+    if (typeof rec.jobId !== 'string') return undefined;
+    if (rec.request !== request) {
+      throw new InvalidArgumentError(`this idempotency key already started job ${rec.jobId} with another request; use a new key for a new request`);
+    }
+    return this.o.store.require(rec.jobId);
   }
 
   private async snapshot(): Promise<{ nodes: Map<string, NodeSnapshot>; jobs: Map<string, JobRecord> }> {
@@ -107,7 +157,7 @@ export class JobStarter {
     return { nodes, jobs };
   }
 
-  private async startOnce(req: StartJobRequest__Output): Promise<VersionedJob> {
+  private async startOnce(req: StartJobRequest__Output, idempotency?: { key: string; request: string }): Promise<VersionedJob> {
     const kind = req.kind.trim().toLowerCase();
     if (!isJobKind(kind)) throw new InvalidArgumentError(`unknown job kind ${JSON.stringify(req.kind)}: use one of ${JOB_KINDS.join(', ')}`);
     let strategyText = req.strategy.trim();
@@ -265,7 +315,14 @@ export class JobStarter {
       const ops: TxnOp[] = chunks[i].map((n) => ({
         kind: 'put', key: this.o.keyspace.node(n.record.id), value: JSON.stringify({ ...n.record, currentJob: jobId, updatedAt: now }),
       }));
-      const outcome = await this.o.store.txn(compares, ops);
+      let outcome;
+      try {
+        outcome = await this.o.store.txn(compares, ops);
+      } catch (err) {
+        // The deadline passed or etcd failed mid-claim: give back what this request took.
+        await this.rollback(targetNodes, claimedRevs, jobKey, provisionalRev);
+        throw err;
+      }
       if (!outcome.succeeded) {
         await this.rollback(rollbackSet(chunks, i), claimedRevs, jobKey, provisionalRev);
         throw new ConflictError(`node ${outcome.failed[0]?.key.slice(this.o.keyspace.nodesPrefix().length) ?? ''} changed while job ${jobId} was claiming it; retry`);
@@ -281,11 +338,18 @@ export class JobStarter {
     }
     const final: JobRecord = { ...record, claimed: true };
     try {
+      const guards: Compare[] = [];
+      if (idempotency) {
+        const lease = this.o.client.lease(this.o.idempotencyTtlSec ?? DEFAULT_IDEMPOTENCY_TTL_SEC, { autoKeepAlive: false });
+        const value: IdempotencyRecord = { jobId, request: idempotency.request };
+        extra.push({ kind: 'put', key: idempotency.key, value: JSON.stringify(value), lease: await lease.grant() });
+        guards.push({ key: idempotency.key, target: 'Create', op: '==', value: '0', reason: 'cas' });
+      }
       return await this.o.store.commit(final, provisionalRev, {
         type: 'job.created',
         message: `${kind}${req.dryRun ? ' (dry run)' : ''} of ${targets.length} node(s)${bundle ? ` with ${bundle}` : ''} requested by ${record.requestedBy}`,
         actor: record.requestedBy,
-      }, extra);
+      }, extra, guards);
     } catch (err) {
       await this.rollback(targetNodes, claimedRevs, jobKey, provisionalRev);
       throw err;
@@ -293,7 +357,12 @@ export class JobStarter {
   }
 
   /** Releases our own claims (CAS on the revision our claim wrote) and deletes the provisional job. */
-  private async rollback(nodes: readonly NodeSnapshot[], claimedRevs: ReadonlyMap<string, string>, jobKey: string, jobRev: string): Promise<void> {
+  private rollback(nodes: readonly NodeSnapshot[], claimedRevs: ReadonlyMap<string, string>, jobKey: string, jobRev: string): Promise<void> {
+    // Undoing our own claims must land even when the request's deadline has passed.
+    return unbound(() => this.release(nodes, claimedRevs, jobKey, jobRev));
+  }
+
+  private async release(nodes: readonly NodeSnapshot[], claimedRevs: ReadonlyMap<string, string>, jobKey: string, jobRev: string): Promise<void> {
     for (const part of chunk(nodes.filter((n) => claimedRevs.has(n.record.id)))) {
       const compares: Compare[] = part.map((n) => ({ key: this.o.keyspace.node(n.record.id), target: 'Mod', op: '==', value: claimedRevs.get(n.record.id) ?? '0', reason: 'cas' }));
       // The records as they were before the claim (only currentJob differs).

@@ -104,16 +104,17 @@ export class JobStore {
 
   /**
    * Writes the job record (CAS on `expected`: a mod revision, or '0' for "absent") with its event
-   * and extra ops, as one transaction. ConflictError when the job changed meanwhile.
+   * and extra ops, as one transaction. ConflictError when the job changed meanwhile or one of
+   * `extraCompares` did not hold.
    */
-  async commit(next: JobRecord, expected: string, event: Omit<EventInput, 'jobId'>, extraOps: readonly TxnOp[] = []): Promise<VersionedJob> {
+  async commit(next: JobRecord, expected: string, event: Omit<EventInput, 'jobId'>, extraOps: readonly TxnOp[] = [], extraCompares: readonly Compare[] = []): Promise<VersionedJob> {
     const key = this.keyspace.job(next.id);
     const cas: Compare = expected === '0'
       ? { key, target: 'Create', op: '==', value: '0', reason: 'cas' }
       : { key, target: 'Mod', op: '==', value: expected, reason: 'cas' };
     const fence = this.fenceCompares();
     const outcome = await this.events.commit({
-      compares: [cas, ...fence],
+      compares: [cas, ...fence, ...extraCompares],
       ops: [{ kind: 'put', key, value: JSON.stringify(next) }, ...extraOps],
       event: { ...event, jobId: next.id },
     });

@@ -35,6 +35,9 @@ export interface PkiServiceOptions {
   logger: Logger;
 }
 
+/** Ten years: long past any operator's tenure, and a date every X.509 encoder handles. */
+const MAX_USER_VALIDITY_DAYS = 3650;
+
 export function toTokenInfo(t: TokenRecord): JoinTokenInfo {
   return {
     id: t.id, createdAt: t.createdAt, expiresAt: t.expiresAt ?? '', usesLeft: t.usesLeft ?? -1, description: t.description, revoked: t.revoked,
@@ -84,6 +87,8 @@ export function createPkiServiceHandlers(options: PkiServiceOptions): PkiService
     AddUser: unary(async (req, call) => {
       const role = req.role.trim();
       if (!isUserRole(role)) throw new InvalidArgumentError(`invalid role ${JSON.stringify(req.role)}: use viewer, operator or admin`);
+      // Found by the fuzzer: a validity of 2^32 days made an invalid date (INTERNAL).
+      if (req.validityDays > MAX_USER_VALIDITY_DAYS) throw new InvalidArgumentError(`a user certificate is valid for at most ${MAX_USER_VALIDITY_DAYS} days`);
       const parts = options.parts();
       const added = await parts.users.add(req.name.trim(), role, {
         endpoints: parts.endpoints(), ...(req.validityDays > 0 ? { validityMs: req.validityDays * DAY_MS } : {}),

@@ -1,21 +1,23 @@
 /**
- * Reading a bundle from YAML text or a file: parse, then validate (validate-bundle.ts). YAML
- * syntax errors keep the parser's line and column so the operator can find them.
+ * Reading a bundle from YAML text or a file: parse within the input limits (bounded-yaml.ts),
+ * then validate (validate-bundle.ts). YAML syntax errors keep the parser's line and column so
+ * the operator can find them.
  */
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
 import { InvalidArgumentError } from '../errors';
+import { boundedToJS, parseBoundedYaml } from '../bounded-yaml';
+import { INPUT_LIMITS } from '../input-limits';
 import type { Bundle } from './types';
 import { validateBundle } from './validate-bundle';
 
 /** Parses YAML (JSON is YAML too) and validates it. `origin` names the source in errors. */
 export function parseBundle(text: string, origin = 'bundle'): Bundle {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const lines = doc.errors.map((e) => e.message.split('\n')[0]);
+  const { doc, problems } = parseBoundedYaml(text, origin, INPUT_LIMITS.bundleBytes);
+  if (problems.length > 0) {
+    const lines = problems.map((p) => `${p.message}${p.line ? ` at line ${p.line}, column ${p.col ?? 0}` : ''}`);
     throw new InvalidArgumentError(`${origin} is not valid YAML: ${lines.join('; ')}`);
   }
-  return validateBundle(doc.toJS({ maxAliasCount: 100 }));
+  return validateBundle(boundedToJS(doc, origin));
 }
 
 /** Reads and validates a bundle file. */

@@ -10,6 +10,7 @@
 import Ajv, { type ErrorObject } from 'ajv';
 import { InvalidArgumentError } from '../errors';
 import { parseDuration } from '../options';
+import { INPUT_LIMITS } from '../input-limits';
 import schema from './bundle.schema.json';
 import type { Bundle, UnitSpec, VerifyProbe } from './types';
 
@@ -171,6 +172,10 @@ function compileProbe(p: Raw): VerifyProbe {
 /** Problems with `doc` (parsed YAML/JSON), one line each; empty when the bundle is valid. */
 export function bundleProblems(doc: unknown): string[] {
   if (!isRecord(doc)) return [`bundle: must be a mapping with name, version and units (got ${Array.isArray(doc) ? 'a list' : JSON.stringify(doc)})`];
+  // Counted before the schema runs over them: one bundle of 80,000 units is refused in one line.
+  if (Array.isArray(doc.units) && doc.units.length > INPUT_LIMITS.unitsPerBundle) {
+    return [`units: ${doc.units.length} units; a bundle holds at most ${INPUT_LIMITS.unitsPerBundle} (split it into several bundles)`];
+  }
   const problems: string[] = [];
   if (!validateSchema(doc)) {
     for (const err of validateSchema.errors ?? []) {

@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import { INPUT_LIMITS } from '../../shared/input-limits';
+import { InvalidArgumentError } from '../../shared/errors';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -98,7 +100,9 @@ verify:
     { name: 'unknown top-level key', yaml: `${unit('  - { id: a, kind: directory, path: /a }')}\nextra: 1`, expect: ['bundle: unknown key "extra" (allowed: name, version, description, variables, units, verify)'] },
     { name: 'unknown kind', yaml: unit('  - { id: a, kind: mystery }'), expect: ['units[0].kind: must be one of "file", "directory", "package", "systemd", "command" (got "mystery")'] },
     { name: 'missing required fields', yaml: unit('  - { id: a, kind: command }\n  - { kind: file, path: /x, content: "" }'), expect: ['units[0].run: is required', 'units[1].id: is required'] },
-    { name: 'relative path', yaml: unit('  - { id: a, kind: directory, path: opt/app }'), expect: ['units[0].path: must be an absolute path (starting with /, or with a template that renders one)'] },
+    { name: 'relative path', yaml: unit('  - { id: a, kind: directory, path: opt/app }'), expect: ['units[0].path: must be an absolute path (starting with /, or with a template that renders one), without ".." segments or NUL bytes'] },
+    { name: 'a .. segment', yaml: unit('  - { id: a, kind: directory, path: /opt/../etc }'), expect: ['units[0].path: must be an absolute path (starting with /, or with a template that renders one), without ".." segments or NUL bytes'] },
+    { name: 'a NUL byte', yaml: unit('  - { id: a, kind: directory, path: "/opt/a\\0b" }'), expect: ['units[0].path: must be an absolute path (starting with /, or with a template that renders one), without ".." segments or NUL bytes'] },
     { name: 'bad duration', yaml: unit('  - { id: a, kind: command, run: "true", timeout: soon }'), expect: ['units[0].timeout: must be a duration such as "30s", "500ms", "2m" or a number of seconds'] },
     { name: 'probe with two kinds', yaml: `${unit('  - { id: a, kind: directory, path: /a }')}\nverify:\n  - { id: p, tcp: "h:1", command: "true" }`, expect: ['verify[0]: exactly one of command, tcp, http, systemdActive is required (got command and tcp)'] },
     { name: 'probe port out of range', yaml: `${unit('  - { id: a, kind: directory, path: /a }')}\nverify:\n  - { id: p, tcp: "127.0.0.1:70000" }`, expect: ['verify[0].tcp: port 70000 is out of range 1-65535'] },
@@ -130,7 +134,7 @@ verify:
     expect(problems).to.deep.equal([
       'units[0].mode: must be an octal string like "0644" (quote it: YAML reads 0644 as a decimal number)',
       'units[1].id: duplicate id "a" (first used by units[0])',
-      'units[1].path: must be an absolute path (starting with /, or with a template that renders one)',
+      'units[1].path: must be an absolute path (starting with /, or with a template that renders one), without ".." segments or NUL bytes',
       'units[2].restartWhenChanged[0]: unknown unit id "nope"',
       'units[3]: unknown key "bogus" (allowed: id, kind, timeout, timeoutMs, run, creates, unless, onlyIf, undo, env, cwd)',
       'verify[0].http: must be an http:// or https:// URL',
@@ -141,5 +145,28 @@ verify:
   it('reports YAML syntax errors with their position', () => {
     expect(() => parseBundle('name: x\nunits: [\n', 'f.yaml')).to.throw(/f\.yaml is not valid YAML: .*line/i);
     expect(() => parseBundle('name: x\nname: y\nversion: 1\nunits: []', 'g.yaml')).to.throw(/g\.yaml is not valid YAML: .*unique/i);
+  });
+
+  it('bounds what it parses: size, nesting, keys, aliases and units are refused in one short line that does not echo the input', () => {
+    const refusals: [string, string, RegExp][] = [
+      ['over the size limit', `name: x\nversion: 1\nunits: []\ndescription: "${'a'.repeat(INPUT_LIMITS.bundleBytes)}"\n`, /is \d+ bytes; the limit is/],
+      ['deep flow nesting', `name: x\nversion: 1\nunits: []\nvariables: ${'['.repeat(5000)}`, /nested too deep/],
+      ['deep block nesting', `name: x\nversion: 1\nunits: []\nvariables:\n${'- '.repeat(5000)}x\n`, /nested too deep/],
+      ['a map of too many keys', `name: x\nversion: 1\nunits: []\nvariables:\n${Array.from({ length: INPUT_LIMITS.mapKeys + 1 }, (_, i) => `  v${i}: 1`).join('\n')}\n`, /mapping of \d+ keys; the limit is/],
+      ['an alias bomb', `a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`, /aliases beyond the limit/],
+      ['a self-referencing anchor', 'name: x\nversion: 1\nunits: []\nvariables: &a [*a]\n', /refers to itself/],
+      ['too many units', `name: x\nversion: 1\nunits:\n${Array.from({ length: INPUT_LIMITS.unitsPerBundle + 1 }, (_, i) => `  - { id: u${i}, kind: directory, path: /d${i} }`).join('\n')}\n`, /a bundle holds at most/],
+    ];
+    for (const [name, yaml, match] of refusals) {
+      let err: unknown;
+      try {
+        parseBundle(yaml, 'b.yaml');
+      } catch (e) {
+        err = e;
+      }
+      expect(err, name).to.be.instanceOf(InvalidArgumentError);
+      expect((err as Error).message, name).to.match(match);
+      expect((err as Error).message.length, name).to.be.below(300);
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import {
   ageSince, columnWidths, formatAge, formatBool, formatBytes, formatDuration, formatJson, formatJsonLine, formatTable,
-  formatYaml, orDash, useColour, type Row,
+  formatYaml, orDash, terminalSafe, useColour, type Row,
 } from '../../cli/output';
 
 describe('cli/output', () => {
@@ -140,5 +140,24 @@ describe('cli/output', () => {
     for (const [name, isTTY, env, want] of cases) {
       it(`${name} → ${want}`, () => expect(useColour({ isTTY, write: () => undefined }, env)).to.equal(want));
     }
+  });
+
+  describe('terminalSafe (every line clusterctl prints)', () => {
+    const rows: [string, string, string][] = [
+      ['a terminal escape from an agent version', 'v1\x1b]0;pwned\x07\x1b[2J', 'v1\\u001b]0;pwned\\u0007\\u001b[2J'],
+      ['a carriage return that would overprint', 'ok\rFAKE', 'ok\\u000dFAKE'],
+      ['a C1 CSI', 'a\u009b2Jb', 'a\\u009b2Jb'],
+      ['a lone surrogate', 'x\uD800y', 'x\uFFFDy'],
+      ['newlines, tabs and a surrogate pair stay', 'a\tb\n\uD83D\uDE00\n', 'a\tb\n\uD83D\uDE00\n'],
+      ['our own colour codes stay', '\x1b[31mfailed\x1b[39m', '\x1b[31mfailed\x1b[39m'],
+      ['a colour code we never write does not', '\x1b[5mblink', '\\u001b[5mblink'],
+    ];
+    for (const [name, input, want] of rows) it(name, () => expect(terminalSafe(input)).to.equal(want));
+
+    it('a table cell is made safe before its colour: a received colour code is not taken for ours', () => {
+      const table = formatTable(['ID', 'VERSION'], [['n1', { text: '\x1b[31mred', colour: 'green' }]], { colour: true });
+      expect(terminalSafe(table)).to.equal(table);
+      expect(table).to.contain('\x1b[32m\\u001b[31mred\x1b[39m');
+    });
   });
 });

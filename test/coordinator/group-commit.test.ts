@@ -10,7 +10,8 @@ import { EventLog } from '../../coordinator/event-log';
 import { NodeStore, newNodeRecord, type Fence } from '../../coordinator/node-store';
 import { JobStore } from '../../coordinator/jobs/job-store';
 import { pendingNode } from '../../coordinator/jobs/job-record';
-import { createLogger, decodeEvent, NotLeaderError, systemClock, type NodeRecord } from '../../shared';
+import { runBound } from '../../coordinator/request-binding';
+import { createLogger, decodeEvent, DeadlineExceededError, NotLeaderError, systemClock, type NodeRecord } from '../../shared';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -99,6 +100,21 @@ describe('group commit (real etcd)', function () {
     await nodes.mutate('d1', create('d1'), { known: null });
     await Promise.all([nodes.mutate('d1', append('first')), nodes.mutate('d1', append('second'))]);
     expect((await nodes.get('d1'))?.record.labels?.v?.split(',').sort()).to.deep.equal(['first', 'second']);
+  });
+
+  it('a writer whose request deadline has passed is refused alone; the transaction it would have started carries the others', async () => {
+    const { nodes } = stores();
+    const expired = { method: '/test.Service/Expired', deadlineMs: Date.now() - 1 };
+    // The expired writer queues first, so the drain starts from its call: it must not be bound to it.
+    const [late, ok] = await Promise.allSettled([
+      runBound(expired, () => nodes.mutate('late', create('late'), { known: null })),
+      nodes.mutate('on-time', create('on-time'), { known: null }),
+    ]);
+    expect(late.status).to.equal('rejected');
+    if (late.status === 'rejected') expect(late.reason).to.be.instanceOf(DeadlineExceededError);
+    expect(ok.status).to.equal('fulfilled');
+    expect(await nodes.get('late')).to.equal(undefined);
+    expect((await nodes.get('on-time'))?.record.id).to.equal('on-time');
   });
 
   it('a lost fence fails every writer of the batch with NotLeaderError and writes nothing', async () => {

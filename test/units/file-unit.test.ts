@@ -93,8 +93,9 @@ describe('file unit (real files under a node root)', () => {
 
   it('keeps paths inside the root; refuses directories in the way and an un-inlined source', async () => {
     const hostPasswd = readFileSync('/etc/passwd', 'utf8');
-    await fileUnit.apply(spec({ path: '/../../etc/passwd', content: 'sandboxed\n' }), node.ctx());
-    expect(readFileSync(join(node.root, 'etc/passwd'), 'utf8')).to.equal('sandboxed\n');
+    // A traversal is refused, not normalised into the root: it is a mistake or an attack.
+    await expectReject(fileUnit.apply(spec({ path: '/../../etc/passwd', content: 'sandboxed\n' }), node.ctx()), /must not contain "\.\." segments/);
+    expect(existsSync(join(node.root, 'etc/passwd'))).to.equal(false);
     expect(readFileSync('/etc/passwd', 'utf8')).to.equal(hostPasswd);
     mkdirSync(join(node.root, 'etc/app/app.conf'), { recursive: true });
     await expectReject(fileUnit.apply(spec(), node.ctx()), /is a directory/);

@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2eSuite } from '../e2e/e2e-suite';
-import type { RunResult } from '../helpers';
+import { waitFor, type RunResult } from '../helpers';
 import { Keyspace } from '../../shared';
 import { NODE_DELETE_UNREACHABLE_MS, nodeDeleteProblem } from '../../coordinator/node-admin';
 
@@ -78,6 +78,10 @@ describe('clusterctl delete: node, group, bundle (real coordinator, agent, etcd)
     expectRefused(await cluster.ctl(['node', 'delete', 'n1']), /^error: node n1 has a live agent/);
     await agent.kill();
     await cluster.waitForNodes('n1 unreachable', (ns) => ns.some((n) => n.id === 'n1' && n.reachable === false && n.connected !== true), 60_000);
+    // The stream signal marks it Unreachable within seconds; its membership lease (which a live
+    // but partitioned agent would still renew) lasts until its TTL, and delete waits for both.
+    const etcd = suite.etcd.client();
+    await waitFor('n1\'s membership lease to expire', async () => (await etcd.get(new Keyspace().member('n1')).string()) === null, { timeoutMs: 60_000, intervalMs: 250 });
 
     // Decommissioned and its agent gone: deleted without --force.
     const del = expectOk(await cluster.ctl(['node', 'delete', 'n1']));

@@ -3,9 +3,14 @@
  * (STYLE.md: nothing else constructs clients).
  */
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
-import { handleWhen, noop, retry } from 'cockatiel';
+import { ExponentialBackoff, handleWhen, noop, retry, wrap } from 'cockatiel';
 import { InvalidArgumentError } from './errors';
 import { GRPC_MESSAGE_LIMITS } from './grpc-limits';
+
+/** etcd's ErrAuthOldRevision: the request was refused unapplied, and may be sent again. */
+export function isAuthRevisionRace(err: unknown): boolean {
+  return err instanceof Error && /revision of auth store is old/.test(err.message);
+}
 
 /** Must equal ETCD_SERVER_NAME of shared/pki/cluster-ca.ts (not imported: that module loads the issuing library). */
 const ETCD_SERVER_NAME = 'etcd';
@@ -68,9 +73,16 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
     // own retries would hide an outage from them. The default per-host circuit breaker would
     // also keep a recovered etcd "open" for 5 s after a restart; with several endpoints one
     // retry on another host is still worth it.
+    //
+    // With etcd auth on, etcd refuses any request that raced an auth change (an agent's join
+    // adds a user and a role) with "revision of auth store is old", before doing anything:
+    // sent again it succeeds. Seen in the suite as a refused join when two agents joined at once.
     faultHandling: {
       host: () => noop,
-      global: options.endpoints.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: options.endpoints.length - 1 }) : noop,
+      global: wrap(
+        retry(handleWhen(isAuthRevisionRace), { maxAttempts: 5, backoff: new ExponentialBackoff({ initialDelay: 10, maxDelay: 200 }) }),
+        options.endpoints.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: options.endpoints.length - 1 }) : noop,
+      ),
     },
   };
   return new Etcd3(opts);

@@ -87,6 +87,24 @@ describe('etcd access: TLS, client certificates and a role per agent', function 
     expect(await hasAgentAccess(coordinator, 'n9')).to.equal(false);
   });
 
+  it('writes racing agents\' joins: etcd refuses them unapplied ("revision of auth store is old") and the client sends them again', async () => {
+    const coordinator = createEtcdClient({ endpoints: [suite.etcd.endpoint], tls: await suite.etcd.tls('coordinator'), dialTimeoutMs: 2000 });
+    try {
+      const ids = Array.from({ length: 24 }, (_, i) => `rush-${i}`);
+      const writes = Array.from({ length: 400 }, (_, i) => coordinator.put(`${suite.ks.prefix}rush/${i}`).value(String(i)).exec());
+      const [granted, written] = await Promise.allSettled([
+        Promise.all(ids.map((id) => grantAgentAccess(coordinator, suite.ks, id))),
+        Promise.all(writes),
+      ]);
+      expect(granted.status, granted.status === 'rejected' ? String(granted.reason) : '').to.equal('fulfilled');
+      expect(written.status, written.status === 'rejected' ? String(written.reason) : '').to.equal('fulfilled');
+      for (const id of ids) expect(await hasAgentAccess(suite.client, id), id).to.equal(true);
+      await Promise.all(ids.map((id) => removeAgentAccess(coordinator, id)));
+    } finally {
+      coordinator.close();
+    }
+  });
+
   it('joining creates the agent user, revoking deletes it', async () => {
     const { ks, client: root } = suite;
     const pki = await testPki();

@@ -109,9 +109,12 @@ describe('drift watcher (real etcd, jobs engine)', function () {
       expect(await h.jobs.list()).to.have.length(0);
 
       await h.putNode({ ...(await h.node('n1')), bootId: 'boot-2' }); // the agent's hello after a reboot
-      const jobId = await until(clock, 'a verify job', async () => (await h.node('n1')).currentJob);
+      // The job claims the node first; the new boot id is recorded as verified right after.
+      const jobId = await until(clock, 'a verify job, the new boot id recorded', async () => {
+        const n = await h.node('n1');
+        return n.verifiedBootId === 'boot-2' ? n.currentJob : undefined;
+      });
       expect((await h.jobs.require(jobId)).record).to.deep.include({ kind: 'verify', nodeIds: ['n1'], requestedBy: 'drift-watcher' });
-      expect((await h.node('n1')).verifiedBootId).to.equal('boot-2');
       expect((await h.eventList((e) => e.type === 'node.reverify'))[0].message).to.match(/new boot id \(boot-1 → boot-2\)/);
 
       await finishVerify(jobId, 'n1');

@@ -14,10 +14,11 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch, type UnreachableSignal,
+  describeFacts, describeFactsChange, errorMessage, factsDigest, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type FactsDigest, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch, type UnreachableSignal,
 } from '../shared';
 import type { AgentStreams } from './agent-streams';
-import type { Compare } from './etcd-txn';
+import { readKeys, type Compare } from './etcd-txn';
+import { parseFacts } from './node-view';
 import { readSnapshot, type Snapshot } from './snapshot';
 import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
 import { adoptPreRegistrations, describeExpected, planPreRegistrationMatches, PRE_REGISTERED_ID, type Expected } from './pre-registration';
@@ -184,6 +185,24 @@ export function applyAction(action: InventoryAction, current: NodeRecord | undef
   }
 }
 
+/**
+ * The record with the facts digest the leader just read: the first one is recorded
+ * (node.facts-recorded), a different one is a node.facts-changed event naming the difference,
+ * the same one (an agent re-sending its facts on a reconnect) is nothing.
+ */
+export function applyFactsDigest(current: NodeRecord | undefined, digest: FactsDigest): NodeChange | undefined {
+  if (!current) return undefined;
+  if (!current.factsDigest) {
+    return { next: { ...current, factsDigest: digest }, event: { type: 'node.facts-recorded', message: describeFacts(digest) } };
+  }
+  const change = describeFactsChange(current.factsDigest, digest);
+  if (!change) return undefined;
+  return { next: { ...current, factsDigest: digest }, event: { type: 'node.facts-changed', message: change } };
+}
+
+/** Facts keys read per round trip when comparing digests (facts are a few KiB each). */
+const FACTS_READ_BATCH = 64;
+
 // ---------------------------------------------------------------------------------------
 // The loop.
 // ---------------------------------------------------------------------------------------
@@ -222,6 +241,12 @@ export class InventoryReconciler {
   private watch?: PrefixWatch;
   /** Resolves once the first pass after start() finished. */
   private firstPass?: Promise<unknown>;
+  /**
+   * The facts key revision whose digest this leader has compared with the node record: only a
+   * facts key written since is read again. Empty after a leader change, so the new leader
+   * compares every node's facts once.
+   */
+  private readonly factsSeen = new Map<string, string>();
 
   constructor(options: InventoryReconcilerOptions) {
     this.opts = { concurrency: 16, ...options };
@@ -301,7 +326,14 @@ export class InventoryReconciler {
   }
 
   private async pass(): Promise<PassResult> {
-    const { result, preRegistered } = await this.inventoryPass();
+    const { result, preRegistered, snap } = await this.inventoryPass();
+    try {
+      result.applied += await this.compareFacts(snap);
+    } catch (err) {
+      if (err instanceof NotLeaderError) return result;
+      result.failed++;
+      this.log.warn('facts comparison failed', { err: errorMessage(err) });
+    }
     if (!preRegistered) return result;
     try {
       result.applied += await this.matchPreRegistrations();
@@ -314,10 +346,35 @@ export class InventoryReconciler {
   }
 
   /** The inventory actions; `preRegistered`: whether the snapshot held a pre-registration to match. */
-  private async inventoryPass(): Promise<{ result: PassResult; preRegistered: boolean }> {
+  private async inventoryPass(): Promise<{ result: PassResult; preRegistered: boolean; snap: Snapshot }> {
     const snap = await readSnapshot(this.opts.client, this.opts.keyspace, ['members', 'factKeys', 'nodes'], this.log);
     const preRegistered = [...snap.nodes.values()].some((n) => n.record.expected);
-    return { result: await this.applyInventory(snap), preRegistered };
+    return { result: await this.applyInventory(snap), preRegistered, snap };
+  }
+
+  /**
+   * Nodes whose facts key was written since this leader last compared it: their facts are
+   * read and their digest compared with the record's (applyFactsDigest). A node without a
+   * record yet is compared on a later pass.
+   */
+  private async compareFacts(snap: Snapshot): Promise<number> {
+    const { client, keyspace, nodes } = this.opts;
+    for (const id of [...this.factsSeen.keys()]) if (!snap.factsRevisions.has(id)) this.factsSeen.delete(id);
+    const due = [...snap.factsRevisions].filter(([id, rev]) => this.factsSeen.get(id) !== rev && snap.nodes.has(id)).map(([id]) => id);
+    let applied = 0;
+    for (let i = 0; i < due.length; i += FACTS_READ_BATCH) {
+      const ids = due.slice(i, i + FACTS_READ_BATCH);
+      const { kvs } = await readKeys(client, ids.map((id) => keyspace.facts(id)));
+      for (const [j, id] of ids.entries()) {
+        const kv = kvs[j];
+        const facts = parseFacts(kv?.value.toString());
+        if (!kv || !facts) continue;
+        const res = await nodes.mutate(id, (cur) => applyFactsDigest(cur, factsDigest(facts)));
+        if (res.changed) applied++;
+        if (res.node) this.factsSeen.set(id, kv.mod_revision);
+      }
+    }
+    return applied;
   }
 
   private async applyInventory(snap: Snapshot): Promise<PassResult> {

@@ -52,31 +52,33 @@ describe('inventory reconciler: node.facts-changed (real etcd)', function () {
   const factsEvents = (h: Harness): Promise<{ type: string; message: string }[]> =>
     h.eventList((e) => e.type.startsWith('node.facts-')).then((es) => es.map((e) => ({ type: e.type, message: e.message ?? '' })));
 
-  it('facts written twice equal: recorded once, no change event; then a new disk: exactly one node.facts-changed', async () => {
+  it('facts written twice equal: no event; then a new disk: exactly one node.facts-changed', async () => {
     const h = suite.h;
     const inv = reconciler(h);
-    await h.putNode({ id: 'n1' });
+    await h.putNode({ id: 'n1', state: 'New' });
     await putFacts(h, BASE);
     await inv.runOnce();
     await inv.runOnce();
-    expect((await factsEvents(h)).map((e) => e.type)).to.deep.equal(['node.facts-recorded']);
+    // The first facts are recorded with the discovery, in its event.
+    const discovered = await h.eventList((e) => e.type === 'node.discovered');
+    expect(discovered.map((e) => e.message)).to.deep.equal(['hardware facts reported: disks sda 100 GiB; memory 16 GiB; cpu Xeon, 2 cores / 4 threads; interfaces (none); os Rocky Linux 9.3, kernel 5.14']);
+    expect(await factsEvents(h)).to.deep.equal([]);
 
     // The agent reconnects and writes the same hardware again (a new collectedAt, a new revision).
     await putFacts(h, { ...BASE, collectedAt: '2031-01-01T00:00:00.000Z' });
     await inv.runOnce();
-    expect((await factsEvents(h)).map((e) => e.type)).to.deep.equal(['node.facts-recorded']);
+    expect(await factsEvents(h)).to.deep.equal([]);
 
     await putFacts(h, { ...BASE, disks: [disk('sda', 100), disk('sdb', 500)] });
     await inv.runOnce();
     await inv.runOnce();
-    const events = await factsEvents(h);
-    expect(events.slice(1)).to.deep.equal([{ type: 'node.facts-changed', message: 'disks: +sdb 500 GiB' }]);
+    expect(await factsEvents(h)).to.deep.equal([{ type: 'node.facts-changed', message: 'disks: +sdb 500 GiB' }]);
     expect((await h.node('n1')).factsDigest?.disks).to.deep.equal(['sda 100 GiB', 'sdb 500 GiB']);
   });
 
-  it('a new leader (a fresh reconciler) compares once and writes nothing for unchanged facts', async () => {
+  it('a node discovered before digests were kept: its facts recorded once; a new leader (a fresh reconciler) writes nothing for unchanged facts', async () => {
     const h = suite.h;
-    await h.putNode({ id: 'n1' });
+    await h.putNode({ id: 'n1', state: 'Discovered' });
     await putFacts(h, BASE);
     await reconciler(h).runOnce();
     await reconciler(h).runOnce();

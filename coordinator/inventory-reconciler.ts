@@ -365,11 +365,14 @@ export class InventoryReconciler {
     for (const id of [...this.factsSeen.keys()]) if (!snap.factsRevisions.has(id)) this.factsSeen.delete(id);
     const due = [...snap.factsRevisions].filter(([id, rev]) => this.factsSeen.get(id) !== rev && snap.nodes.has(id)).map(([id]) => id);
     let applied = 0;
-    for (const [id, { facts, modRevision }] of await this.readFacts(due)) {
+    const read = await this.readFacts(due);
+    for (const [id, { facts, modRevision }] of read) {
       const res = await nodes.mutate(id, (cur) => applyFactsDigest(cur, factsDigest(facts)));
       if (res.changed) applied++;
       if (res.node) this.factsSeen.set(id, modRevision);
     }
+    // Unreadable facts (the snapshot logs them) stay so until rewritten: not read again every pass.
+    for (const id of due) if (!read.has(id)) this.factsSeen.set(id, snap.factsRevisions.get(id) ?? '');
     return applied;
   }
 

@@ -146,6 +146,7 @@ export class Agent {
       channelOptions: deps.channelOptions,
       clock,
       onConnected: (info) => this.reload?.onConnected(info),
+      refreshFacts: () => this.membership.refreshFacts(true),
     });
     if (deps.reverify) {
       this.reload = new AppliedReload({

@@ -92,6 +92,11 @@ export interface CoordinatorLinkOptions {
   channelOptions?: grpc.ChannelOptions;
   /** Called after every Welcome (also the first), outside the stream's message handling. */
   onConnected?: (info: LinkConnected) => void;
+  /**
+   * Collects the facts now and stores them when they changed (RefreshFacts, `clusterctl node
+   * refresh-facts`); resolves with whether they changed. Without it the agent answers with an error.
+   */
+  refreshFacts?: () => Promise<boolean>;
   /** Time and timers (watchdogs, backoff sleeps); also measures outages. @default systemClock */
   clock?: Clock;
 }
@@ -372,6 +377,9 @@ export class CoordinatorLink {
           case 'cancel':
             if (msg.cancel) this.runner.onCancel(msg.cancel.commandId, msg.cancel.reason);
             return;
+          case 'refreshFacts':
+            if (msg.refreshFacts) this.refreshFacts(session, msg.refreshFacts.requestId);
+            return;
           default:
             this.log.warn('ignored unknown message from the coordinator', { body: String(msg.body) });
         }
@@ -397,6 +405,18 @@ export class CoordinatorLink {
         },
       });
     });
+  }
+
+  /** Answers on the stream the request came on, once the facts are collected and stored. */
+  private refreshFacts(session: Session, requestId: string): void {
+    const refresh = this.options.refreshFacts;
+    const answer = (changed: boolean, error: string): void => {
+      if (!this.write(session, { factsRefreshed: { requestId, changed, error } })) {
+        this.log.warn('facts refreshed but the stream that asked is gone', { requestId });
+      }
+    };
+    if (!refresh) return answer(false, 'this agent has no facts collector');
+    refresh().then((changed) => answer(changed, ''), (err: unknown) => answer(false, errorMessage(err)));
   }
 
   private notifyConnected(info: LinkConnected): void {

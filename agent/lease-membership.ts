@@ -245,18 +245,21 @@ export class LeaseMembership {
 
   /**
    * Collects the facts now and, when they changed, writes them (`facts updated`). Returns
-   * whether they changed. Called by the slow schedule and on a hardware change.
+   * whether they changed. Called by the slow schedule and on a hardware change; an operator's
+   * request (`clusterctl node refresh-facts`) sets `always`, so that what etcd holds is this
+   * collection even when the cached copy was the same.
    */
-  async refreshFacts(): Promise<boolean> {
+  async refreshFacts(always = false): Promise<boolean> {
     const before = this.factsPrint;
     const facts = await this.collect(true);
-    if (this.factsPrint === before) return false;
+    const changed = this.factsPrint !== before;
+    if (!changed && !always) return false;
     // While unregistered the facts go out with the next registration.
     if (this.recordsOnLease) {
       await this.putFacts(facts);
-      this.log.info('facts updated', { nodeId: this.options.identity.nodeId });
+      this.log.info(changed ? 'facts updated' : 'facts written again on request', { nodeId: this.options.identity.nodeId });
     }
-    return true;
+    return changed;
   }
 
   private collect(fresh = false): Promise<Facts> {

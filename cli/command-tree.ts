@@ -22,6 +22,7 @@ import { jobsList } from './commands/jobs-list';
 import { nodeLabel } from './commands/node-label';
 import { nodeMaintenance } from './commands/node-maintenance';
 import { nodeDelete } from './commands/node-delete';
+import { nodeRefreshFacts } from './commands/node-refresh-facts';
 import { nodeCommission, nodeDecommission, nodeRepair, nodeUpgrade, nodeVerify } from './commands/node-job';
 import { status } from './commands/status';
 import { completeNamesCommand, completionCommand } from './completion';
@@ -47,10 +48,10 @@ const nodesGroup = defineCommand<CliContext, Record<string, never>>({
 /** `node`: acts on one node (Contiv's `clusterctl node get ID`). */
 const nodeGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'node',
-  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label, revoke, delete',
+  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label, revoke, delete, refresh-facts',
   usage: 'node COMMAND ID... [flags]',
   example: 'clusterctl node describe node-1\nclusterctl node commission node-1 -g worker --wait\nclusterctl node maintenance on node-1 --reason "disk swap"',
-  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel, nodeRevoke, nodeDelete],
+  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel, nodeRevoke, nodeDelete, nodeRefreshFacts],
 });
 
 /** `jobs`: bare `jobs` lists (`jobs --state running`). */

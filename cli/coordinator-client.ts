@@ -51,6 +51,7 @@ import type { Globals__Output } from '../generated/cluster/v1/Globals';
 import type { DiscoverResponse__Output } from '../generated/cluster/v1/DiscoverResponse';
 import type { ManagerConfig__Output } from '../generated/cluster/v1/ManagerConfig';
 import type { NodeDetail__Output } from '../generated/cluster/v1/NodeDetail';
+import type { RefreshNodeFactsResponse__Output } from '../generated/cluster/v1/RefreshNodeFactsResponse';
 import type { NodeEvent__Output } from '../generated/cluster/v1/NodeEvent';
 import type { PlanRequest } from '../generated/cluster/v1/PlanRequest';
 import type { PlanResponse__Output } from '../generated/cluster/v1/PlanResponse';
@@ -287,6 +288,15 @@ export class CoordinatorClient {
       if (err instanceof NotFoundError) throw new NotFoundError(`node ${id} not found (list nodes with: clusterctl nodes)`, { cause: err });
       throw err;
     }
+  }
+
+  /**
+   * Has the node's agent collect its facts now; resolves once they are stored. Sent again to
+   * another replica after UNAVAILABLE like a read: only the leader holds the agent's stream
+   * (the others answer UNAVAILABLE), and a second collection changes nothing more.
+   */
+  refreshNodeFacts(id: string): Promise<RefreshNodeFactsResponse__Output> {
+    return this.unary<'cluster', RefreshNodeFactsResponse__Output>('cluster', 'RefreshNodeFacts', 'read', (s, o, cb) => s.refreshNodeFacts({ id }, o, cb));
   }
 
   /**

@@ -278,6 +278,7 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
           if (drift) void helloRecorded.then(() => streams.emit('drift', nodeId, drift));
           break;
         }
+        case 'factsRefreshed': if (message.factsRefreshed) streams.emit('factsRefreshed', nodeId, message.factsRefreshed); break;
         case 'hello': log.warn('ignoring a second hello on one stream', { nodeId }); break;
         default: break;
       }

@@ -16,6 +16,7 @@ import type { CoordinatorMessage } from '../generated/cluster/v1/CoordinatorMess
 import type { CommandProgress__Output } from '../generated/cluster/v1/CommandProgress';
 import type { CommandResult__Output } from '../generated/cluster/v1/CommandResult';
 import type { DriftReport__Output } from '../generated/cluster/v1/DriftReport';
+import type { FactsRefreshed__Output } from '../generated/cluster/v1/FactsRefreshed';
 
 /** One agent's stream as the registry sees it (agent-service.ts implements it over gRPC). */
 export interface AgentStream {
@@ -38,6 +39,8 @@ export interface AgentStreamsEvents {
   progress: [nodeId: string, progress: CommandProgress__Output];
   result: [nodeId: string, result: CommandResult__Output];
   drift: [nodeId: string, drift: DriftReport__Output];
+  /** The agent's answer to a RefreshFacts (coordinator/facts-refresh.ts). */
+  factsRefreshed: [nodeId: string, reply: FactsRefreshed__Output];
   /** The inventory reconciler found the node Unreachable (with no stream open here). */
   unreachable: [nodeId: string, reason: string];
 }

@@ -10,6 +10,7 @@ import {
   UnavailableError, type Facts, type Keyspace, type Logger, type NodeRecord, type Selector,
 } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
+import type { NodeDetail } from '../generated/cluster/v1/NodeDetail';
 import type { NodeEvent } from '../generated/cluster/v1/NodeEvent';
 import type { WatchNodesRequest__Output } from '../generated/cluster/v1/WatchNodesRequest';
 import { readKeys } from './etcd-txn';
@@ -36,7 +37,7 @@ interface Snapshot {
 }
 
 /** The read RPCs; node-admin.ts, event-service.ts and status-service.ts add the others (coordinator.ts composes them). */
-export function createClusterServiceHandlers(options: ClusterServiceOptions): Pick<ClusterServiceHandlers, 'ListNodes' | 'GetNode' | 'WatchNodes'> {
+export function createClusterServiceHandlers(options: ClusterServiceOptions): Pick<ClusterServiceHandlers, 'ListNodes' | 'GetNode' | 'WatchNodes'> & { readNodeDetail: (id: string) => Promise<NodeDetail> } {
   const { client, keyspace } = options;
   const log = options.logger.child({ component: 'cluster-service' });
 
@@ -68,12 +69,17 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
     const id = request.id.trim();
     if (!id) throw new InvalidArgumentError('GetNode needs a node id (list nodes with `clusterctl nodes`)');
     if (!isValidSegment(id)) throw new InvalidArgumentError(`invalid node id ${JSON.stringify(id)}: use 1-253 characters from A-Z a-z 0-9 . _ : -`);
+    return readNodeDetail(id);
+  });
+
+  /** A node with its facts, as GetNode answers (NotFoundError when there is no such node). */
+  async function readNodeDetail(id: string): Promise<NodeDetail> {
     const { kvs } = await readKeys(client, [keyspace.node(id), keyspace.facts(id)]);
     const node = kvs[0] ? decodeNodeKv(kvs[0]) : undefined;
     if (!node) throw new NotFoundError(`node ${id} not found (list nodes with \`clusterctl nodes\`)`);
     const factsJson = kvs[1]?.value.toString() ?? '';
     return { node: view(node, parseFacts(factsJson), await readDesiredContext(client, keyspace)), factsJson };
-  });
+  }
 
   function watchNodes(call: grpc.ServerWritableStream<WatchNodesRequest__Output, NodeEvent>): void {
     const stream = watchStream(call);
@@ -158,5 +164,5 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
     run().catch((err: unknown) => stream.fail(err));
   }
 
-  return { ListNodes: listNodes, GetNode: getNode, WatchNodes: watchNodes };
+  return { ListNodes: listNodes, GetNode: getNode, WatchNodes: watchNodes, readNodeDetail };
 }

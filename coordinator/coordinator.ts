@@ -23,6 +23,7 @@ import { errorMessage, FailedPreconditionError, loadProto, NotLeaderError, syste
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
 import { createClusterServiceHandlers } from './cluster-service';
+import { createFactsRefreshHandlers } from './facts-refresh';
 import { createEventServiceHandlers } from './event-service';
 import { Declarative } from './declarative/apply';
 import { createDeclarativeServiceHandlers } from './declarative/declarative-service';
@@ -220,6 +221,7 @@ export class Coordinator {
       if (!this.pki) throw new UnavailableError('this coordinator is still loading the cluster CA; retry');
       return this.pki;
     };
+    const clusterReads = createClusterServiceHandlers({ client, keyspace, logger: this.log });
     this.grpc = new GrpcServer({
       logger: this.log,
       settings,
@@ -228,7 +230,8 @@ export class Coordinator {
         pingIntervalMs: settings.pingIntervalMs, helloTimeoutMs: settings.helloTimeoutMs,
       }),
       clusterService: {
-        ...createClusterServiceHandlers({ client, keyspace, logger: this.log }),
+        ListNodes: clusterReads.ListNodes, GetNode: clusterReads.GetNode, WatchNodes: clusterReads.WatchNodes,
+        ...createFactsRefreshHandlers({ streams: this.streams, readNode: clusterReads.readNodeDetail, clock, logger: this.log }),
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
         ...createNodeAdminHandlers({
           client, keyspace, logger: this.log, events: this.events, clock,

@@ -14,10 +14,11 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch, type UnreachableSignal,
+  describeFacts, describeFactsChange, errorMessage, factsDigest, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Facts, type FactsDigest, type Keyspace, type Logger, type MemberRecord, type NodeRecord, type PrefixWatch, type UnreachableSignal,
 } from '../shared';
 import type { AgentStreams } from './agent-streams';
-import type { Compare } from './etcd-txn';
+import { readKeys, type Compare } from './etcd-txn';
+import { parseFacts } from './node-view';
 import { readSnapshot, type Snapshot } from './snapshot';
 import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
 import { adoptPreRegistrations, describeExpected, planPreRegistrationMatches, PRE_REGISTERED_ID, type Expected } from './pre-registration';
@@ -33,8 +34,8 @@ export type AgentField = (typeof AGENT_FIELDS)[number];
 export type InventoryAction =
   /** First contact: a member key and no node record → New. */
   | { kind: 'create'; nodeId: string; member: MemberRecord }
-  /** Facts present, state New → Discovered. */
-  | { kind: 'discover'; nodeId: string }
+  /** Facts present, state New → Discovered; `digest` (filled in by the loop, which reads the facts) is recorded with it. */
+  | { kind: 'discover'; nodeId: string; digest?: FactsDigest }
   /** A signal fired (member key gone, stream gone past its grace) → reachable=false with since and signal; lifecycle untouched. */
   | { kind: 'unreachable'; nodeId: string; since: string; signal: UnreachableSignal }
   /** Member key back (and the stream, for a node that speaks one) → reachable=true, since and signal cleared; lifecycle untouched. */
@@ -147,7 +148,10 @@ export function applyAction(action: InventoryAction, current: NodeRecord | undef
       };
     case 'discover':
       if (current?.state !== 'New') return undefined;
-      return { next: { ...current, state: 'Discovered' }, event: { type: 'node.discovered', message: 'hardware facts reported' } };
+      return {
+        next: { ...current, state: 'Discovered', ...(action.digest ? { factsDigest: action.digest } : {}) },
+        event: { type: 'node.discovered', message: action.digest ? `hardware facts reported: ${describeFacts(action.digest)}` : 'hardware facts reported' },
+      };
     case 'unreachable': {
       if (!current || (!current.reachable && (current.unreachableSignal ?? 'lease') === action.signal)) return undefined;
       // The stream came back between the plan and this write: the plan is stale.
@@ -183,6 +187,24 @@ export function applyAction(action: InventoryAction, current: NodeRecord | undef
       return { next: { ...current, connected: false }, event: { type: 'node.disconnected', message: 'no agent stream open on the current leader' } };
   }
 }
+
+/**
+ * The record with the facts digest the leader just read: the first one (a node discovered
+ * before digests were kept) is recorded (node.facts-recorded), a different one is a node.facts-changed event naming the difference,
+ * the same one (an agent re-sending its facts on a reconnect) is nothing.
+ */
+export function applyFactsDigest(current: NodeRecord | undefined, digest: FactsDigest): NodeChange | undefined {
+  if (!current) return undefined;
+  if (!current.factsDigest) {
+    return { next: { ...current, factsDigest: digest }, event: { type: 'node.facts-recorded', message: describeFacts(digest) } };
+  }
+  const change = describeFactsChange(current.factsDigest, digest);
+  if (!change) return undefined;
+  return { next: { ...current, factsDigest: digest }, event: { type: 'node.facts-changed', message: change } };
+}
+
+/** Facts keys read per round trip when comparing digests (facts are a few KiB each). */
+const FACTS_READ_BATCH = 64;
 
 // ---------------------------------------------------------------------------------------
 // The loop.
@@ -222,6 +244,12 @@ export class InventoryReconciler {
   private watch?: PrefixWatch;
   /** Resolves once the first pass after start() finished. */
   private firstPass?: Promise<unknown>;
+  /**
+   * The facts key revision whose digest this leader has compared with the node record: only a
+   * facts key written since is read again. Empty after a leader change, so the new leader
+   * compares every node's facts once.
+   */
+  private readonly factsSeen = new Map<string, string>();
 
   constructor(options: InventoryReconcilerOptions) {
     this.opts = { concurrency: 16, ...options };
@@ -301,7 +329,14 @@ export class InventoryReconciler {
   }
 
   private async pass(): Promise<PassResult> {
-    const { result, preRegistered } = await this.inventoryPass();
+    const { result, preRegistered, snap } = await this.inventoryPass();
+    try {
+      result.applied += await this.compareFacts(snap);
+    } catch (err) {
+      if (err instanceof NotLeaderError) return result;
+      result.failed++;
+      this.log.warn('facts comparison failed', { err: errorMessage(err) });
+    }
     if (!preRegistered) return result;
     try {
       result.applied += await this.matchPreRegistrations();
@@ -314,10 +349,47 @@ export class InventoryReconciler {
   }
 
   /** The inventory actions; `preRegistered`: whether the snapshot held a pre-registration to match. */
-  private async inventoryPass(): Promise<{ result: PassResult; preRegistered: boolean }> {
+  private async inventoryPass(): Promise<{ result: PassResult; preRegistered: boolean; snap: Snapshot }> {
     const snap = await readSnapshot(this.opts.client, this.opts.keyspace, ['members', 'factKeys', 'nodes'], this.log);
     const preRegistered = [...snap.nodes.values()].some((n) => n.record.expected);
-    return { result: await this.applyInventory(snap), preRegistered };
+    return { result: await this.applyInventory(snap), preRegistered, snap };
+  }
+
+  /**
+   * Nodes whose facts key was written since this leader last compared it: their facts are
+   * read and their digest compared with the record's (applyFactsDigest). A node without a
+   * record yet is compared on a later pass.
+   */
+  private async compareFacts(snap: Snapshot): Promise<number> {
+    const { nodes } = this.opts;
+    for (const id of [...this.factsSeen.keys()]) if (!snap.factsRevisions.has(id)) this.factsSeen.delete(id);
+    const due = [...snap.factsRevisions].filter(([id, rev]) => this.factsSeen.get(id) !== rev && snap.nodes.has(id)).map(([id]) => id);
+    let applied = 0;
+    const read = await this.readFacts(due);
+    for (const [id, { facts, modRevision }] of read) {
+      const res = await nodes.mutate(id, (cur) => applyFactsDigest(cur, factsDigest(facts)));
+      if (res.changed) applied++;
+      if (res.node) this.factsSeen.set(id, modRevision);
+    }
+    // Unreadable facts (the snapshot logs them) stay so until rewritten: not read again every pass.
+    for (const id of due) if (!read.has(id)) this.factsSeen.set(id, snap.factsRevisions.get(id) ?? '');
+    return applied;
+  }
+
+  /** The readable facts of these nodes, with their keys' revisions, read in batches. */
+  private async readFacts(ids: readonly string[]): Promise<Map<string, { facts: Partial<Facts>; modRevision: string }>> {
+    const { client, keyspace } = this.opts;
+    const out = new Map<string, { facts: Partial<Facts>; modRevision: string }>();
+    for (let i = 0; i < ids.length; i += FACTS_READ_BATCH) {
+      const batch = ids.slice(i, i + FACTS_READ_BATCH);
+      const { kvs } = await readKeys(client, batch.map((id) => keyspace.facts(id)));
+      for (const [j, id] of batch.entries()) {
+        const kv = kvs[j];
+        const facts = parseFacts(kv?.value.toString());
+        if (kv && facts) out.set(id, { facts, modRevision: kv.mod_revision });
+      }
+    }
+    return out;
   }
 
   private async applyInventory(snap: Snapshot): Promise<PassResult> {
@@ -339,8 +411,14 @@ export class InventoryReconciler {
       streams.setUnreachable(id, signal === undefined ? undefined : `${SIGNAL_WORDS[signal]}, unreachable since ${
         record.reachable ? streamDown.get(id) ?? now : record.unreachableSince ?? now}`);
     }
-    const actions = planInventory({ members, factsPresent: snap.factsPresent, nodes: records, streams: new Set(streams.connectedIds()), streamDown, now });
-    if (actions.length === 0) return { actions, applied: 0, failed: 0 };
+    const planned = planInventory({ members, factsPresent: snap.factsPresent, nodes: records, streams: new Set(streams.connectedIds()), streamDown, now });
+    if (planned.length === 0) return { actions: planned, applied: 0, failed: 0 };
+    // A node discovered records its first facts digest in the same write and event.
+    const discovered = await this.readFacts(planned.filter((a) => a.kind === 'discover').map((a) => a.nodeId));
+    const actions = planned.map((a): InventoryAction => {
+      const facts = a.kind === 'discover' ? discovered.get(a.nodeId)?.facts : undefined;
+      return facts ? { ...a, kind: 'discover', digest: factsDigest(facts) } : a;
+    });
 
     // A node's actions run in order (create before discover); nodes run side by side.
     const byNode = new Map<string, InventoryAction[]>();

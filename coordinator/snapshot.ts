@@ -33,6 +33,8 @@ export interface Snapshot {
   facts: Map<string, Partial<Facts>>;
   /** Nodes with a facts key (read by `facts` or `factKeys`), readable or not. */
   factsPresent: Set<string>;
+  /** The mod revision of each node's facts key (read by `facts` or `factKeys`). */
+  factsRevisions: Map<string, string>;
   members: Map<string, Versioned<MemberRecord>>;
   /** Keys skipped: not a record of their prefix, or unreadable; with why. */
   skipped: { key: string; reason: string }[];
@@ -44,7 +46,7 @@ export function jobNodeKey(jobId: string, nodeId: string): string {
 }
 
 function emptySnapshot(revision: string): Snapshot {
-  return { revision, nodes: new Map(), jobs: new Map(), jobNodes: new Map(), groups: new Map(), facts: new Map(), factsPresent: new Set(), members: new Map(), skipped: [] };
+  return { revision, nodes: new Map(), jobs: new Map(), jobNodes: new Map(), groups: new Map(), facts: new Map(), factsPresent: new Set(), factsRevisions: new Map(), members: new Map(), skipped: [] };
 }
 
 function prefixOf(ks: Keyspace, part: SnapshotPart): string {
@@ -104,14 +106,14 @@ export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly S
             const id = ks.parseFacts(key);
             const facts = id === undefined ? undefined : parseFacts(text);
             if (id === undefined) skip('not a facts key');
-            else if (!facts) { s.factsPresent.add(id); skip('unreadable facts'); }
-            else { s.factsPresent.add(id); s.facts.set(id, facts); }
+            else if (!facts) { s.factsPresent.add(id); s.factsRevisions.set(id, modRevision); skip('unreadable facts'); }
+            else { s.factsPresent.add(id); s.factsRevisions.set(id, modRevision); s.facts.set(id, facts); }
             break;
           }
           case 'factKeys': {
             const id = ks.parseFacts(key);
             if (id === undefined) skip('not a facts key');
-            else s.factsPresent.add(id);
+            else { s.factsPresent.add(id); s.factsRevisions.set(id, modRevision); }
             break;
           }
           case 'members': {

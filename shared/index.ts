@@ -11,6 +11,7 @@ export { loadProto, protoDir, protoPath, LOADER_OPTIONS, type LoadedProto, type 
 export { LIFECYCLE_STATES, TRANSITIONS, BUSY_STATES, isLifecycleState, isBusyState, canTransition, checkTransition, type LifecycleState } from './lifecycle';
 export { parseSelector, matchesSelector, formatSelector, type Selector, type Requirement } from './selector';
 export { summariseFacts, type Facts, type Disk, type NetworkInterface, type MemoryModule, type Gpu } from './facts';
+export { describeFacts, describeFactsChange, factsDigest, type FactsDigest } from './facts-change';
 export { decodeMember, decodeNode, decodeEvent, isUnreachableSignal, type MemberRecord, type NodeRecord, type EventRecord, type UnreachableSignal } from './records';
 export { Backoff, sleep, type BackoffOptions } from './backoff';
 export { systemClock, ManualClock, settle, type Clock, type Timer } from './clock';

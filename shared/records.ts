@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from './errors';
 import { isLifecycleState, type LifecycleState } from './lifecycle';
 import { decodeRenderInputs, type RenderInputs } from './render-inputs';
+import type { FactsDigest } from './facts-change';
 
 /** members/<nodeId>: written by the agent, bound to its lease. */
 export interface MemberRecord {
@@ -75,6 +76,8 @@ export interface NodeRecord {
   expected?: { kind: 'ip' | 'serial' | 'mac'; value: string };
   /** The pre-registrations this node's record took when its agent joined ("serial SN123"). */
   preRegistrations?: string[];
+  /** The facts the leader last saw for this node, in brief; a difference is a node.facts-changed event. */
+  factsDigest?: FactsDigest;
   createdAt: string;
   updatedAt: string;
 }

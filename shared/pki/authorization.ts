@@ -34,6 +34,7 @@ const RULES: Readonly<Record<string, Rule>> = {
 
   'ClusterService/ListNodes': fixed(user('viewer')),
   'ClusterService/GetNode': fixed(user('viewer')),
+  'ClusterService/RefreshNodeFacts': fixed(user('operator')),
   'ClusterService/WatchNodes': fixed(user('viewer')),
   'ClusterService/ListEvents': fixed(user('viewer')),
   'ClusterService/WatchEvents': fixed(user('viewer')),

@@ -14,6 +14,7 @@ const TABLE: Row[] = [
   [{ method: 'ClusterService/SetMaintenance' }, [...USERS_FROM.operator]],
   [{ method: 'ClusterService/SetLabels' }, [...USERS_FROM.operator]],
   [{ method: 'ClusterService/DeleteNode' }, [...USERS_FROM.operator]],
+  [{ method: 'ClusterService/RefreshNodeFacts' }, [...USERS_FROM.operator]],
   [{ method: 'JobService/StartJob', kind: 'commission' }, [...USERS_FROM.operator]],
   [{ method: 'JobService/StartJob', kind: 'upgrade' }, [...USERS_FROM.operator]],
   [{ method: 'JobService/StartJob', kind: 'exec' }, [...USERS_FROM.admin]],

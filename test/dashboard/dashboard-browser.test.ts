@@ -229,7 +229,8 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
 
     // Back on the fleet: the tile says maint (words, not only a mark).
     await page.click('header nav a[data-view="fleet"]');
-    expect(await tile(page, 'n1').innerText()).to.contain('maint');
+    // The fleet view lays its tiles out again on the next frame: wait for it, do not read at once.
+    await waitFor('n1 tile to say maint', async () => (await tile(page, 'n1').innerText()).includes('maint'), { timeoutMs: 10_000 });
 
     expect(pageErrors, 'no script errors on the page').to.deep.equal([]);
     if (process.env.DASHBOARD_DOCS_SCREENSHOT === '1') {

@@ -73,9 +73,9 @@ describe('shared/errors', () => {
       expect(fromGrpcError(e)).to.equal(e);
     });
     it('an unknown status code becomes a ClusterError with the details', () => {
-      const e = fromGrpcError(asServiceError({ code: Status.RESOURCE_EXHAUSTED, details: 'too big' }));
+      const e = fromGrpcError(asServiceError({ code: Status.DATA_LOSS, details: 'lost' }));
       expect(e.constructor).to.equal(ClusterError);
-      expect(e.message).to.equal('too big');
+      expect(e.message).to.equal('lost');
     });
     it('a non-gRPC error becomes InternalError', () => {
       const e = fromGrpcError(new Error('socket hang up'));

@@ -158,7 +158,8 @@ units:
 
   it('SIGKILL in the middle of a run, then a re-run: converges, no half-written file, no temporaries left', async () => {
     const N = 150;
-    const body = (i: number): string => `${new Array<string>(4000).fill(`file ${i}`).join(' ')}\n`;
+    // Under the agent's 512 KiB bundle bound (300 files of ~1.3 KB): the kill lands in the slow unit.
+    const body = (i: number): string => `${new Array<string>(150).fill(`file ${i}`).join(' ')}\n`;
     const units: string[] = [];
     for (let i = 0; i < N; i++) units.push(`  - { id: f${i}, kind: file, path: /data/a/f${i}.txt, content: "${body(i).trimEnd()}\\n" }`);
     units.push(`  - { id: slow, kind: command, run: 'echo $$ >> "$NODE_ROOT/slow.pids"; sleep 2; touch "$NODE_ROOT/data/slow.done"', creates: /data/slow.done }`);

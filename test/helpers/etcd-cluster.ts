@@ -12,13 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
 import { etcdHealthy, exited, freePort, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
 import { Keyspace } from '../../shared/keyspace';
-import type { EtcdTls } from '../../shared/etcd';
+import { createEtcdClient, type EtcdTls } from '../../shared/etcd';
 import { enableEtcdAuth, ETCD_ROOT_USER } from '../../shared/etcd-auth';
-import { ETCD_SERVER_NAME } from '../../shared/pki/cluster-ca';
-import { ETCD_BIN } from './etcd-server';
+import { ETCD_BIN, writeEtcdServingFiles } from './etcd-server';
 import { testPki } from './pki';
 import { waitFor } from './wait';
 
@@ -41,13 +39,8 @@ export class EtcdCluster {
 
   static async start(name: string, size = 3): Promise<EtcdCluster> {
     const baseDir = mkdtempSync(join(tmpdir(), `etcd-cluster-${name}-`));
-    const pki = await testPki();
-    const serving = await pki.etcdIdentity('server');
-    const tls = { caFile: join(baseDir, 'ca.crt'), certFile: join(baseDir, 'server.crt'), keyFile: join(baseDir, 'server.key') };
-    writeFileSync(tls.caFile, pki.caPem);
-    writeFileSync(tls.certFile, serving.certPem);
-    writeFileSync(tls.keyFile, serving.keyPem, { mode: 0o600 });
-    const rootTls = await pki.etcdTls(ETCD_ROOT_USER);
+    const tls = await writeEtcdServingFiles(baseDir);
+    const rootTls = await (await testPki()).etcdTls(ETCD_ROOT_USER);
     const ports: { name: string; clientPort: number; peerPort: number }[] = [];
     for (let i = 1; i <= size; i++) ports.push({ name: `${name}-${i}`, clientPort: await freePort(), peerPort: await freePort() });
     const initial = ports.map((p) => `${p.name}=https://127.0.0.1:${p.peerPort}`).join(',');
@@ -87,12 +80,7 @@ export class EtcdCluster {
   }
 
   client(): Etcd3 {
-    const tls = this.rootTls;
-    const c = new Etcd3({
-      hosts: this.endpoints.map((e) => `https://${e}`), dialTimeout: 2000,
-      grpcOptions: { ...GRPC_MESSAGE_LIMITS, 'grpc.ssl_target_name_override': ETCD_SERVER_NAME, 'grpc.default_authority': ETCD_SERVER_NAME },
-      credentials: { rootCertificate: Buffer.from(tls.caPem), certChain: Buffer.from(tls.certPem), privateKey: Buffer.from(tls.keyPem) },
-    });
+    const c = createEtcdClient({ endpoints: this.endpoints, tls: this.rootTls, dialTimeoutMs: 2000 });
     this.clients.push(c);
     return c;
   }

@@ -26,6 +26,22 @@ import { waitFor } from './wait';
 
 export const ETCD_BIN = findEtcd() ?? '/usr/bin/etcd';
 
+/** Where an etcd of the test CA finds its CA and serving certificate, under `dir`. */
+export function etcdServingFiles(dir: string): { caFile: string; certFile: string; keyFile: string } {
+  return { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'server.crt'), keyFile: join(dir, 'server.key') };
+}
+
+/** Writes the test CA and etcd's serving certificate (names etcd, localhost, 127.0.0.1) into `dir`. */
+export async function writeEtcdServingFiles(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const pki = await testPki();
+  const serving = await pki.etcdIdentity('server');
+  const files = etcdServingFiles(dir);
+  writeFileSync(files.caFile, pki.caPem);
+  writeFileSync(files.certFile, serving.certPem);
+  writeFileSync(files.keyFile, serving.keyPem, { mode: 0o600 });
+  return files;
+}
+
 export class EtcdServer {
   readonly dataDir: string;
   readonly logFile: string;
@@ -41,12 +57,8 @@ export class EtcdServer {
 
   static async start(name = 'test'): Promise<EtcdServer> {
     const baseDir = mkdtempSync(join(tmpdir(), `etcd-${name}-`));
-    const pki = await testPki();
-    const serving = await pki.etcdIdentity('server');
-    writeFileSync(join(baseDir, 'ca.crt'), pki.caPem);
-    writeFileSync(join(baseDir, 'server.crt'), serving.certPem);
-    writeFileSync(join(baseDir, 'server.key'), serving.keyPem, { mode: 0o600 });
-    const server = new EtcdServer(name, await freePort(), await freePort(), baseDir, await pki.etcdTls(ETCD_ROOT_USER));
+    await writeEtcdServingFiles(baseDir);
+    const server = new EtcdServer(name, await freePort(), await freePort(), baseDir, await (await testPki()).etcdTls(ETCD_ROOT_USER));
     await server.start();
     return server;
   }
@@ -69,7 +81,7 @@ export class EtcdServer {
     if (this.proc) return;
     const { proc, url } = spawnEtcd({
       bin: ETCD_BIN, name: this.name, dataDir: this.dataDir, clientPort: this.clientPort, peerPort: this.peerPort, logFile: this.logFile,
-      tls: { caFile: join(this.baseDir, 'ca.crt'), certFile: join(this.baseDir, 'server.crt'), keyFile: join(this.baseDir, 'server.key') },
+      tls: etcdServingFiles(this.baseDir),
       // Small and fast: tests wait for leases of 2-3 s to expire.
       extraArgs: ['--heartbeat-interval', '50', '--election-timeout', '500'],
     });

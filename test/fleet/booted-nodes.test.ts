@@ -312,7 +312,8 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     writeFileSync(join(tmp, 'bundle-3.yaml'), bundleYaml(3, 9090, 6));
     mustCtl(['bundle', 'push', '-f', join(tmp, 'bundle-3.yaml')]);
     mustCtl(['group', 'set', GROUP, '--bundle', `${BUNDLE}@3`]);
-    mustCtl(['node', 'commission', ...names.map(id), '-g', GROUP, '--batch', '1', '--max-failures', '1']);
+    // Followed by its id: the returning node can get a newer job of its own (drift watcher), so "last" is not this one.
+    const jobId = (JSON.parse(mustCtl(['node', 'commission', ...names.map(id), '-g', GROUP, '--batch', '1', '--max-failures', '1', '-o', 'json'])) as { id: string }).id;
     const victim = await waitFor('a node in Commissioning', () => names.find((n) => view(n).state === 'Commissioning'), { timeoutMs: 60_000, intervalMs: 250 });
     fleet.poweroff(victim);
     await waitFor(`${victim} Unreachable`, () => !view(victim).reachable, { timeoutMs: 30_000, intervalMs: 500 });
@@ -322,7 +323,7 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     await fleet.waitBooted(victim);
     type JobView = { job: { state: string; counts: Record<string, number> }; nodes: { nodeId: string; state: string; error: string }[] };
     const described = await waitFor('the rolling job to end', () => {
-      const d = JSON.parse(mustCtl(['job', 'describe', 'last', '-o', 'json'])) as JobView;
+      const d = JSON.parse(mustCtl(['job', 'describe', jobId, '-o', 'json'])) as JobView;
       return ['Succeeded', 'Failed', 'Cancelled'].includes(d.job.state) ? d : undefined;
     }, { timeoutMs: 120_000, intervalMs: 1000 });
     // max-failures 1: the job ends Succeeded whatever happened to the cut node. That node either

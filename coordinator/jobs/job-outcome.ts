@@ -156,6 +156,9 @@ export function finishedNodeChange(job: OutcomeJob, d: NodeOutcome, r: CommandOu
       else delete next.appliedInputs;
     }
     delete next.lastError;
+    // An apply that succeeded made the machine match what it applied (and decommission removed
+    // it): a drift finding from before no longer holds. Verify records its own finding.
+    if (job.kind !== 'verify') delete next.driftSummary;
     message = `${job.kind} succeeded`;
   } else {
     // The operator's cancel is not the node's failure: the node says it was cancelled, and

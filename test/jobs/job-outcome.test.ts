@@ -181,6 +181,21 @@ describe('job outcome: every kind × every way a command ends', () => {
     }
   });
 
+  it('a drift finding: cleared by a successful repair, commission, upgrade or decommission; kept by a failure and by verify (it records its own)', () => {
+    const before = { ...nodeBefore('Commissioned'), driftSummary: 'conf changed', lastError: 'drift: conf changed' };
+    const ok = OUTCOMES[0].result;
+    const failed = OUTCOMES[1].result;
+    const rows: [JobKind, LifecycleState, CommandOutcome, string | undefined][] = [
+      ['repair', 'Commissioned', ok, undefined], ['commission', 'Commissioning', ok, undefined], ['upgrade', 'Upgrading', ok, undefined],
+      ['decommission', 'Decommissioning', ok, undefined], ['repair', 'Commissioned', failed, 'conf changed'], ['verify', 'Commissioned', ok, 'conf changed'],
+    ];
+    for (const [kind, state, r, want] of rows) {
+      const job: OutcomeJob = { id: 'j1', kind, dryRun: false, group: 'g' };
+      const next = finishedNodeChange(job, decideNodeOutcome(job, r, false), r, 'web@2', { ...before, state })?.next;
+      expect(next?.driftSummary, `${kind} ${r.outcome}`).to.equal(want);
+    }
+  });
+
   it('a vanished node is not written', () => {
     const job: OutcomeJob = { id: 'j1', kind: 'upgrade', dryRun: false };
     const r = OUTCOMES[0].result;

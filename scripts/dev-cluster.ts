@@ -21,7 +21,7 @@ import { sleep } from '../shared/backoff';
 import { parseOptions, formatHelp } from '../shared/options';
 import { ClusterError, InvalidArgumentError, errorMessage } from '../shared/errors';
 import { CoordinatorClient } from '../cli/coordinator-client';
-import { checkAddress, compileClientOptions } from '../cli/global-options';
+import { compileClientOptions } from '../cli/global-options';
 import type { Node__Output } from '../generated/cluster/v1/Node';
 import {
   BIN, etcdHealthy, findEtcd, freePort, isRunning, portFree, REPO_ROOT as REPO, spawnEtcd, stopChild, tailFile, tcpReachable,
@@ -30,14 +30,13 @@ import {
 const OPTIONS = {
   nodes: { kind: 'int', default: 3, min: 1, placeholder: 'N', description: 'number of agents (node-1 .. node-N)' },
   port: { kind: 'int', default: 7400, min: 1, placeholder: 'PORT', description: 'coordinator port on 127.0.0.1 (clusterctl\'s default is 7400)' },
-  etcd: { kind: 'string', placeholder: 'HOST:PORT', description: 'use this etcd instead of starting one' },
   once: { kind: 'boolean', description: 'print the nodes, then stop everything and exit 0' },
   job: { kind: 'boolean', default: true, description: 'run the main job: push examples/demo-bundle.yaml, set group demo, commission the nodes (--no-job skips it)' },
   fresh: { kind: 'boolean', description: 'delete .cluster/ (etcd data, node state, logs) before starting' },
   waitTimeout: { kind: 'duration', default: '120s', min: 1000, placeholder: 'DURATION', description: 'how long to wait for the nodes to be discovered' },
 } as const;
 
-const USAGE = 'Usage: scripts/dev-cluster [--once] [--no-job] [--nodes N] [--port PORT] [--etcd HOST:PORT] [--fresh]';
+const USAGE = 'Usage: scripts/dev-cluster [--once] [--no-job] [--nodes N] [--port PORT] [--fresh]';
 const EXTRA = 'Starts etcd (data in .cluster/etcd), a coordinator on 127.0.0.1:PORT and N agents; logs in .cluster/logs/.\n' +
   'Without --once it follows `clusterctl nodes --watch` until Ctrl-C, then stops everything.';
 
@@ -101,7 +100,7 @@ class DevCluster {
   private etcdEndpoint = '';
   private shuttingDown = false;
 
-  constructor(private readonly o: { nodes: number; port: number; etcd?: string; once: boolean; fresh: boolean; waitTimeout: number }) {}
+  constructor(private readonly o: { nodes: number; port: number; once: boolean; fresh: boolean; waitTimeout: number }) {}
 
   get coordinatorAddress(): string {
     return `127.0.0.1:${this.o.port}`;
@@ -187,17 +186,8 @@ class DevCluster {
   }
 
   private async startEtcd(): Promise<void> {
-    if (this.o.etcd) {
-      checkAddress(this.o.etcd, '--etcd');
-      if (!(await tcpReachable(this.o.etcd, 3000))) {
-        throw new DevClusterError(`cannot reach etcd at ${this.o.etcd} (is it running? or leave out --etcd to start one)`);
-      }
-      this.etcdEndpoint = this.o.etcd;
-      say(`using etcd at ${this.etcdEndpoint}`);
-      return;
-    }
     const bin = findEtcd();
-    if (!bin) throw new DevClusterError('etcd is not installed: run scripts/ensure-deps (or apt-get install etcd-server), or pass --etcd HOST:PORT');
+    if (!bin) throw new DevClusterError('etcd is not installed: run scripts/ensure-deps (or apt-get install etcd-server)');
     const [clientPort, peerPort] = [await freePort(), await freePort()];
     const dataDir = join(this.dir, 'etcd');
     // Fresh ports every run are fine for a one-member cluster: etcd keeps its data and only
@@ -314,7 +304,7 @@ class DevCluster {
     if (!(await portFree(this.o.port))) {
       throw new DevClusterError(`port ${this.o.port} on 127.0.0.1 is busy (another coordinator or dev cluster?); choose another with --port N`);
     }
-    say(`logs: ${this.rel(this.logDir)}/{${this.o.etcd ? '' : 'etcd,'}coordinator,node-1..${this.o.nodes}}.log`);
+    say(`logs: ${this.rel(this.logDir)}/{etcd,coordinator,node-1..${this.o.nodes}}.log`);
     await this.startEtcd();
     this.startCoordinator();
     await this.waitForPki();
@@ -419,7 +409,7 @@ async function main(): Promise<void> {
   }
   const v = parsed.values;
   if (v.port > 65535) throw new InvalidArgumentError(`--port ${v.port}: use 1-65535`);
-  const cluster = new DevCluster({ nodes: v.nodes, port: v.port, etcd: v.etcd, once: v.once, fresh: v.fresh, waitTimeout: v.waitTimeout });
+  const cluster = new DevCluster({ nodes: v.nodes, port: v.port, once: v.once, fresh: v.fresh, waitTimeout: v.waitTimeout });
   // The wrapper's check before it installs or builds: flags are valid and no cluster runs.
   if (process.env.DEV_CLUSTER_PREFLIGHT === '1') {
     try {

@@ -62,20 +62,19 @@ async function main(): Promise<number> {
   let keyspace: Keyspace;
   let etcd;
   let electionEtcd;
-  let tls: EtcdTls | undefined;
+  let tls: EtcdTls;
   try {
     keyspace = new Keyspace(config.prefix);
-    tls = config.etcdTls ? await readEtcdTls(config.etcdTls) : undefined;
-    etcd = createEtcdClient({ endpoints: config.etcd, ...(tls ? { tls } : {}) });
+    tls = await readEtcdTls(config.etcdTls);
+    etcd = createEtcdClient({ endpoints: config.etcd, tls });
     // Its own connection: election keepalives must not wait behind bulk writes (coordinator.ts).
-    electionEtcd = createEtcdClient({ endpoints: config.etcd, dedicatedConnection: true, ...(tls ? { tls } : {}) });
+    electionEtcd = createEtcdClient({ endpoints: config.etcd, dedicatedConnection: true, tls });
   } catch (err) {
     process.stderr.write(`cluster-coordinator: ${errorMessage(err)}\n`);
     return 2;
   }
-  if (!tls) logger.warn('etcd is spoken to without TLS: anyone who reaches its port can rewrite the cluster (cluster-coordinator init makes its certificates)', { pkiDir: config.pkiDir });
   const coordinator = new Coordinator({
-    etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, ...(tls ? { etcdTls: tls } : {}), logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
+    etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, etcdTls: tls, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
     jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs, etcdRbac: tls !== undefined },

@@ -379,7 +379,7 @@ export const COORDINATOR_OPTIONS = {
   etcdCa: { kind: 'string', env: 'CLUSTER_ETCD_CA', placeholder: 'FILE', description: 'CA that issued etcd\'s certificate [default: <pki-dir>/ca.crt]' },
   etcdCert: {
     kind: 'string', env: 'CLUSTER_ETCD_CERT', placeholder: 'FILE',
-    description: 'client certificate for etcd, CN=coordinator (cluster-coordinator init makes it) [default: <pki-dir>/etcd-coordinator.crt; without it etcd is spoken to in plaintext]',
+    description: 'client certificate for etcd, CN=coordinator (cluster-coordinator init makes it) [default: <pki-dir>/etcd-coordinator.crt]',
   },
   etcdKey: { kind: 'string', env: 'CLUSTER_ETCD_KEY', placeholder: 'FILE', description: 'key of --etcd-cert [default: <pki-dir>/etcd-coordinator.key]' },
   clusterSecretFile: { kind: 'string', env: 'CLUSTER_SECRET_FILE', placeholder: 'FILE', description: 'the secret every replica shares, which encrypts the CA key in etcd; created when absent [default: <pki-dir>/cluster-secret]' },
@@ -416,10 +416,9 @@ export interface CoordinatorConfig {
   /** The cluster secret file (created when absent). */
   clusterSecretFile: string;
   /**
-   * etcd client TLS files; undefined = plaintext (an etcd without TLS). Explicit flags must name
-   * existing files; the pki-dir defaults are used when etcd-coordinator.crt is there.
+   * etcd client TLS files (flags, or the pki dir's defaults); each must exist.
    */
-  etcdTls?: { caFile: string; certFile: string; keyFile: string };
+  etcdTls: { caFile: string; certFile: string; keyFile: string };
   /** Validity of agent certificates (join and renewal). @default 90 days */
   agentCertValidityMs: number;
   /** Where the Prometheus endpoint listens, or off. @default 127.0.0.1:7401 */
@@ -440,9 +439,12 @@ function etcdTlsFiles(pkiDir: string, ca?: string, cert?: string, key?: string):
     certFile: cert ?? join(pkiDir, PKI_FILES.etcdCoordinatorCert),
     keyFile: key ?? join(pkiDir, PKI_FILES.etcdCoordinatorKey),
   };
-  if (ca === undefined && cert === undefined && key === undefined && !existsSync(files.certFile)) return {};
+  // etcd is spoken to over TLS with a client certificate, always: there is no plaintext mode.
   for (const [flag, f] of [['--etcd-ca', files.caFile], ['--etcd-cert', files.certFile], ['--etcd-key', files.keyFile]] as const) {
-    if (!existsSync(f)) throw new InvalidArgumentError(`${flag} ${f}: no such file (cluster-coordinator init --pki-dir ${pkiDir} makes etcd's certificates)`);
+    if (!existsSync(f)) {
+      throw new InvalidArgumentError(`${flag} ${f}: no such file; the coordinator reaches etcd only over TLS with a client certificate: ` +
+        `run \`cluster-coordinator init --pki-dir ${pkiDir}\` (before etcd's first start) or give --etcd-ca, --etcd-cert and --etcd-key`);
+    }
   }
   return { etcdTls: files };
 }

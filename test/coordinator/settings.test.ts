@@ -4,9 +4,22 @@
  * given", and a value that cannot work is refused with its name.
  */
 import { expect } from 'chai';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { COORDINATOR_OPTIONS, compileSettings, DEFAULT_SETTINGS, parseCoordinatorArgs, type CoordinatorSettings } from '../../coordinator/options';
 
 describe('coordinator settings', () => {
+  // The parser checks only that the etcd client TLS files exist.
+  let tlsDir: string;
+  let tlsFlags: string[];
+  before(() => {
+    tlsDir = mkdtempSync(join(tmpdir(), 'settings-tls-'));
+    for (const f of ['ca.crt', 'etcd-coordinator.crt', 'etcd-coordinator.key']) writeFileSync(join(tlsDir, f), '');
+    tlsFlags = ['--etcd-ca', join(tlsDir, 'ca.crt'), '--etcd-cert', join(tlsDir, 'etcd-coordinator.crt'), '--etcd-key', join(tlsDir, 'etcd-coordinator.key')];
+  });
+  after(() => rmSync(tlsDir, { recursive: true, force: true }));
+
   it('fills every default, and derives the keepalive and hello timeout from TTL and ping', () => {
     const s = compileSettings();
     expect(s).to.deep.include(DEFAULT_SETTINGS);
@@ -39,7 +52,7 @@ describe('coordinator settings', () => {
   }
 
   it('the command line defaults are the settings defaults', () => {
-    const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379'], {});
+    const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...tlsFlags], {});
     if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
     const c = parsed.config;
     expect([c.electionTtlMs, c.pingIntervalMs, c.streamGraceMs, c.reattachGraceMs, c.resyncIntervalMs, c.eventRetention, c.shutdownGraceMs]).to.deep.equal([
@@ -51,12 +64,20 @@ describe('coordinator settings', () => {
 
   it('pki: --pki-dir defaults to /etc/cluster/pki, the cluster secret to <pki-dir>/cluster-secret; flags and environment override', () => {
     const run = (argv: string[], env: NodeJS.ProcessEnv = {}): { pkiDir: string; clusterSecretFile: string } => {
-      const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...argv], env);
+      const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...tlsFlags, ...argv], env);
       if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
       return { pkiDir: parsed.config.pkiDir, clusterSecretFile: parsed.config.clusterSecretFile };
     };
     expect(run([])).to.deep.equal({ pkiDir: '/etc/cluster/pki', clusterSecretFile: '/etc/cluster/pki/cluster-secret' });
     expect(run(['--pki-dir', '/srv/pki'])).to.deep.equal({ pkiDir: '/srv/pki', clusterSecretFile: '/srv/pki/cluster-secret' });
     expect(run([], { CLUSTER_PKI_DIR: '/e/pki', CLUSTER_SECRET_FILE: '/e/secret' })).to.deep.equal({ pkiDir: '/e/pki', clusterSecretFile: '/e/secret' });
+  });
+
+  it('etcd only over TLS: without the client certificate files the coordinator refuses to start and says how to make them', () => {
+    expect(() => parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', '--pki-dir', join(tlsDir, 'none')], {}))
+      .to.throw(/--etcd-ca .*none\/ca\.crt: no such file; the coordinator reaches etcd only over TLS with a client certificate: run `cluster-coordinator init --pki-dir .*none`/);
+    const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', '--pki-dir', tlsDir], {});
+    if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
+    expect(parsed.config.etcdTls).to.deep.equal({ caFile: join(tlsDir, 'ca.crt'), certFile: join(tlsDir, 'etcd-coordinator.crt'), keyFile: join(tlsDir, 'etcd-coordinator.key') });
   });
 });

@@ -326,8 +326,8 @@ export async function reverifyRecord(record: AppliedRecord, ctx: BaseUnitContext
 }
 
 /**
- * Removes what the record says was applied (decommission), in reverse order, then what earlier
- * versions left pending; clears the record on success.
+ * Removes what earlier versions left pending (first: it may sit in the bundle's directories), then
+ * what the record says was applied (decommission), in reverse order; clears the record on success.
  */
 export async function removeApplied(
   stateDir: string,
@@ -337,9 +337,11 @@ export async function removeApplied(
   const record = await readAppliedRecord(stateDir);
   if (!record) return undefined;
   const run: ExecutorOptions = { handlers: options.handlers ?? createHandlerRegistry(), context: ctx, signal: options.signal, onProgress: options.onProgress };
-  const main = await runBundle(record.bundle, 'remove', run);
-  const leftovers = main.ok && record.pendingRemoval?.length ? (await removeDropped(record.pendingRemoval, record.bundle, run)).report : undefined;
-  const report = withRemovals(main, leftovers);
+  const leftovers = record.pendingRemoval?.length ? (await removeDropped(record.pendingRemoval, record.bundle, run)).report : undefined;
+  let report: RunReport;
+  if (!leftovers) report = await runBundle(record.bundle, 'remove', run);
+  else if (!leftovers.ok) report = leftovers;
+  else report = withRemovals(leftovers, await runBundle(record.bundle, 'remove', run));
   if (report.ok) await clearAppliedRecord(stateDir);
   return report;
 }

@@ -160,14 +160,17 @@ export class CommandExecutor implements CommandHandler {
     };
     // Apply also removes what the previous record had and this bundle dropped (agent/dropped-units.ts).
     const run = mode === 'apply' ? await applyThenRemoveDropped(rendered, previous, options) : undefined;
-    let report = run?.report ?? await runBundle(rendered, mode, options);
+    // Decommission removes what earlier versions left behind first: it may sit in the bundle's directories.
+    const leftovers = mode === 'remove' && previous?.pendingRemoval?.length ? (await removeDropped(previous.pendingRemoval, rendered, options)).report : undefined;
+    let report: RunReport;
+    if (run) report = run.report;
+    else if (!leftovers) report = await runBundle(rendered, mode, options);
+    else if (!leftovers.ok) report = leftovers;
+    else report = withRemovals(leftovers, await runBundle(rendered, mode, options));
     if (mode === 'plan') {
       const planned = plannedRemovals(droppedUnits(previous, rendered), rendered);
       for (const u of planned) reportProgress({ unitId: u.unitId, status: 'planned', message: u.plan?.summary ?? '' });
       report = withRemovals(report, undefined, planned);
-    } else if (mode === 'remove' && report.ok && previous?.pendingRemoval?.length) {
-      // Decommission removes what earlier versions left behind too.
-      report = withRemovals(report, (await removeDropped(previous.pendingRemoval, rendered, options)).report);
     } else if (mode === 'verify' && previous?.pendingRemoval?.length && previous.bundleName === rendered.name) {
       report = withLeftovers(report, previous.pendingRemoval);
     }

@@ -128,7 +128,7 @@ export interface RemovalOutcome {
 export async function removeDropped(dropped: readonly PendingRemoval[], next: Bundle, options: ExecutorOptions): Promise<RemovalOutcome> {
   const asBundle: Bundle = {
     name: next.name, version: next.version, variables: {}, verify: [],
-    units: dropped.map((d) => ({ ...d.spec, id: reportedId(d, next) }) as UnitSpec),
+    units: dropped.map((d) => ({ ...d.spec, id: reportedId(d, next) })),
   };
   const report = await runBundle(asBundle, 'remove', { ...options, previousDigests: undefined, runProbes: false });
   // The report is in removal order (reverse of `dropped`).

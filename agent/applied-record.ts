@@ -233,7 +233,11 @@ export function recordAfterApply(
 export async function runWithRecord(stateDir: string, bundle: Bundle, mode: 'plan' | 'verify', options: RecordedRunOptions): Promise<RunReport> {
   const previous = await readAppliedRecord(stateDir);
   const report = await runBundle(bundle, mode, { ...options, handlers: options.handlers ?? createHandlerRegistry(), previousDigests: convergedDigests(previous, bundle.name) });
-  return mode === 'plan' ? withRemovals(report, undefined, plannedRemovals(droppedUnits(previous, bundle), bundle)) : report;
+  if (mode !== 'plan') return report;
+  const planned = plannedRemovals(droppedUnits(previous, bundle), bundle);
+  const total = report.units.length + planned.length;
+  planned.forEach((u, i) => options.onProgress?.({ ...u, mode, index: report.units.length + i, total }));
+  return withRemovals(report, undefined, planned);
 }
 
 export interface DriftedUnit {

@@ -43,6 +43,8 @@ const USAGE = `Usage: cluster-agent apply  --bundle FILE [--dry-run] [--vars NAM
        cluster-agent plan   --bundle FILE [options]
        cluster-agent verify [--bundle FILE] [options]    (default: the applied record)
        cluster-agent remove [--bundle FILE] [options]    (default: the applied record)
+apply also removes the units the applied record (--state-dir) has and the bundle no longer has
+(in reverse order, after the bundle applied); plan and --dry-run list them as "remove".
 Exit status: 0 converged, 2 changes (plan, --dry-run) or drift (verify) found, 1 error.`;
 
 interface Io {
@@ -130,7 +132,9 @@ function summaryLine(mode: RunMode, report: RunReport, dryRun: boolean): string 
   const unchanged = count('unchanged') + count('skipped');
   switch (mode) {
     case 'apply':
-      return changed === 0 ? `nothing to change: ${name} already applied (${unchanged} units unchanged, ${secs})` : `applied ${name}: ${changed} changed, ${unchanged} unchanged (${secs})`;
+      return changed === 0
+        ? `nothing to change: ${name} already applied (${unchanged} units unchanged, ${secs})`
+        : `applied ${name}: ${changed - count('removed')} changed${count('removed') ? `, ${count('removed')} dropped unit(s) removed` : ''}, ${unchanged} unchanged (${secs})`;
     case 'plan':
       return changed === 0 ? `no changes: ${name} is applied (${unchanged} units unchanged${dryRun ? ', dry run' : ''})` : `plan for ${name}: ${changed} to change, ${unchanged} unchanged${dryRun ? ' (dry run: nothing changed)' : ''}`;
     case 'verify': {

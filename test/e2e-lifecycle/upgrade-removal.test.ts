@@ -6,7 +6,7 @@
  * removes them and keeps A, and the upgrade back to 3 re-creates them.
  */
 import { expect } from 'chai';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeStates } from './lifecycle-api';
 import { requireNode, waitNodes } from './lifecycle-fixtures';
@@ -88,5 +88,46 @@ describe('e2e lifecycle: an upgrade removes the units the new version dropped (r
     expect(readFileSync(at('opt/rm/b.conf'), 'utf8')).to.equal('b\n');
     expect(await n.unitActiveState(SVC)).to.equal('active');
     expect((await requireNode(s.client, 'n1')).appliedConfig).to.equal('rm@3');
+  });
+
+  it('a removal that fails fails the node with the reason and what is still there; the next upgrade removes it', async () => {
+    // rmf@1 has A and a command whose undo fails while /block-undo exists; rmf@2 has only A.
+    const v = (version: number, withMarker: boolean): string => `
+name: rmf
+version: "${version}"
+units:
+  - { id: a, kind: file, path: /opt/a.conf, content: "a\\n" }${withMarker ? `
+  - { id: marker, kind: command, run: 'touch "$NODE_ROOT/opt/marker"', creates: /opt/marker, undo: 'test ! -f "$NODE_ROOT/block-undo" && rm -f "$NODE_ROOT/opt/marker"' }` : ''}
+`;
+    await s.coordinator();
+    const api = s.api();
+    await api.pushBundle(v(1, true));
+    await api.pushBundle(v(2, false));
+    await api.setGroup({ name: 'rmf', bundle: 'rmf', version: '1' });
+    const n = await s.node('n1');
+    await waitNodes(s.client, ['n1']);
+    const c = await api.finished((await api.startJob({ kind: 'commission', nodeIds: ['n1'], group: 'rmf' })).id, 90_000);
+    expect(c.job?.state, `${c.job?.message ?? ''} ${nodeStates(c)}`).to.equal('Succeeded');
+    expect(existsSync(join(n.root, 'opt/marker'))).to.equal(true);
+
+    writeFileSync(join(n.root, 'block-undo'), '');
+    const up = await api.finished((await api.startJob({ kind: 'upgrade', nodeIds: ['n1'], group: 'rmf', bundle: 'rmf@2' })).id, 90_000);
+    expect(up.job?.state).to.equal('Failed');
+    expect(up.nodes[0].units.map((u) => `${u.unitId}:${u.status}`)).to.deep.equal(['a:unchanged', 'marker:failed']);
+    const failed = await requireNode(s.client, 'n1');
+    expect(failed.state).to.equal('Failed');
+    expect(failed.lastError).to.match(/^upgrade failed \(job [^)]+\): unit marker: removing what rmf@2 dropped failed: command unit marker: undo .*; rmf@2 itself applied; still on the node: marker \(the next apply removes them\)$/);
+    const record = JSON.parse(readFileSync(join(n.stateDir, 'applied.json'), 'utf8')) as { bundleVersion: string; pendingRemoval?: { from: string; spec: { id: string } }[] };
+    expect(record.bundleVersion).to.equal('2');
+    expect(record.pendingRemoval?.map((p) => `${p.from} ${p.spec.id}`)).to.deep.equal(['rmf@1 marker']);
+
+    rmSync(join(n.root, 'block-undo'));
+    const retry = await api.finished((await api.startJob({ kind: 'upgrade', nodeIds: ['n1'], group: 'rmf', bundle: 'rmf@2' })).id, 90_000);
+    expect(retry.job?.state, `${retry.job?.message ?? ''} ${nodeStates(retry)}`).to.equal('Succeeded');
+    expect(retry.nodes[0].units.map((u) => `${u.unitId}:${u.status}`)).to.deep.equal(['a:unchanged', 'marker:removed']);
+    expect(existsSync(join(n.root, 'opt/marker'))).to.equal(false);
+    const after = await requireNode(s.client, 'n1');
+    expect(after.state).to.equal('Upgraded');
+    expect(after.appliedConfig).to.equal('rmf@2');
   });
 });

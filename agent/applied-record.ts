@@ -16,7 +16,7 @@ import { writeFileAtomic } from './units/atomic-write';
 import { runBundle, type ExecutorOptions, type HandlerRegistry, type RunReport } from './units/executor';
 import { createHandlerRegistry } from './units/handlers';
 import type { FieldChange, PlanAction } from './units/unit';
-import { applyThenRemoveDropped, droppedUnits, plannedRemovals, removeDropped, withRemovals, type PendingRemoval } from './dropped-units';
+import { applyThenRemoveDropped, droppedUnits, plannedRemovals, removeWithLeftovers, withRemovals, type PendingRemoval } from './dropped-units';
 
 export const APPLIED_RECORD_FILE = 'applied.json';
 const FORMAT = 1;
@@ -341,11 +341,7 @@ export async function removeApplied(
   const record = await readAppliedRecord(stateDir);
   if (!record) return undefined;
   const run: ExecutorOptions = { handlers: options.handlers ?? createHandlerRegistry(), context: ctx, signal: options.signal, onProgress: options.onProgress };
-  const leftovers = record.pendingRemoval?.length ? (await removeDropped(record.pendingRemoval, record.bundle, run)).report : undefined;
-  let report: RunReport;
-  if (!leftovers) report = await runBundle(record.bundle, 'remove', run);
-  else if (!leftovers.ok) report = leftovers;
-  else report = withRemovals(leftovers, await runBundle(record.bundle, 'remove', run));
+  const report = await removeWithLeftovers(record.bundle, record.pendingRemoval, run);
   if (report.ok) await clearAppliedRecord(stateDir);
   return report;
 }

@@ -27,7 +27,7 @@ import { convergedDigests, recordAfterApply } from './applied-record';
 import type { AppliedStore } from './applied-store';
 import { commandKindName, type CommandHandler, type CommandResultBody, type ReportProgress } from './command-handler';
 import { runBundle, type ExecutorOptions, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
-import { applyThenRemoveDropped, droppedUnits, plannedRemovals, removeDropped, withRemovals, type PendingRemoval } from './dropped-units';
+import { applyThenRemoveDropped, droppedUnits, plannedRemovals, removeWithLeftovers, withRemovals, type PendingRemoval } from './dropped-units';
 import type { FieldChange } from './units/unit';
 import type { CommandReport, FieldChange as FieldChangeReport, UnitReport } from '../shared/command-report';
 import { BoundedOutput } from './units/bounded-output';
@@ -160,13 +160,11 @@ export class CommandExecutor implements CommandHandler {
     };
     // Apply also removes what the previous record had and this bundle dropped (agent/dropped-units.ts).
     const run = mode === 'apply' ? await applyThenRemoveDropped(rendered, previous, options) : undefined;
-    // Decommission removes what earlier versions left behind first: it may sit in the bundle's directories.
-    const leftovers = mode === 'remove' && previous?.pendingRemoval?.length ? (await removeDropped(previous.pendingRemoval, rendered, options)).report : undefined;
     let report: RunReport;
     if (run) report = run.report;
-    else if (!leftovers) report = await runBundle(rendered, mode, options);
-    else if (!leftovers.ok) report = leftovers;
-    else report = withRemovals(leftovers, await runBundle(rendered, mode, options));
+    // Decommission removes what earlier versions left behind too.
+    else if (mode === 'remove') report = await removeWithLeftovers(rendered, previous?.pendingRemoval, options);
+    else report = await runBundle(rendered, mode, options);
     if (mode === 'plan') {
       const planned = plannedRemovals(droppedUnits(previous, rendered), rendered);
       for (const u of planned) reportProgress({ unitId: u.unitId, status: 'planned', message: u.plan?.summary ?? '' });

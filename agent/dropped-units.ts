@@ -139,6 +139,17 @@ export async function removeDropped(dropped: readonly PendingRemoval[], next: Bu
   return { report, remaining };
 }
 
+/**
+ * Decommission: removes the units earlier versions left pending first (they may sit in the
+ * bundle's directories), then the bundle's own units in reverse order; one report for both.
+ */
+export async function removeWithLeftovers(bundle: Bundle, pending: readonly PendingRemoval[] | undefined, options: ExecutorOptions): Promise<RunReport> {
+  const run: ExecutorOptions = { ...options, previousDigests: undefined };
+  if (!pending?.length) return runBundle(bundle, 'remove', run);
+  const leftovers = (await removeDropped(pending, bundle, run)).report;
+  return leftovers.ok ? withRemovals(leftovers, await runBundle(bundle, 'remove', run)) : leftovers;
+}
+
 /** One report for the apply and the removal after it (what the coordinator stores and shows). */
 export function withRemovals(apply: RunReport, removal: RunReport | undefined, extra: UnitResult[] = []): RunReport {
   const units = [...apply.units, ...(removal?.units ?? []), ...extra];

@@ -16,8 +16,9 @@ import { formatHelp, parseOptions, type OptionSpecs } from '../shared/options';
 import { BundleValidationError, inlineSources, loadBundleFile, renderBundle, TemplateError, type Bundle } from '../shared/bundle';
 import { applyAndRecord, clearAppliedRecord, readAppliedRecord, runWithRecord, type AppliedRecord } from './applied-record';
 import { createUnitContext } from './unit-context';
-import { runBundle, type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
+import { type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
 import { createHandlerRegistry } from './units/handlers';
+import { removeWithLeftovers } from './dropped-units';
 
 const COMMANDS = ['apply', 'verify', 'remove', 'plan'] as const;
 type LocalCommand = (typeof COMMANDS)[number];
@@ -234,8 +235,9 @@ export async function runLocalCli(argv: string[], io: Io = stdio, env: NodeJS.Pr
         report = r.report;
         digest = r.record.digest;
       } else if (mode === 'remove') {
-        report = await runBundle(bundle, 'remove', common);
         const current = record ?? (await readAppliedRecord(stateDir));
+        // Units earlier versions left behind go too when this is the applied bundle (its record is cleared).
+        report = await removeWithLeftovers(bundle, current?.bundleName === bundle.name ? current.pendingRemoval : undefined, common);
         if (report.ok && current?.bundleName === bundle.name) await clearAppliedRecord(stateDir);
       } else {
         report = await runWithRecord(stateDir, bundle, mode, common);

@@ -95,7 +95,7 @@ function reportedId(d: PendingRemoval, next: Bundle): string {
   return next.units.some((u) => u.id === d.spec.id) ? `${d.spec.id} (${d.from})` : d.spec.id;
 }
 
-/** Why a unit is removed: `dropped since base@3` or `path changed in base@4`. */
+/** Why a unit is removed: `not in base@4`, `target changed in base@4`, `kind changed to directory in base@4`. */
 function reason(d: PendingRemoval, next: Bundle): string {
   const same = next.units.find((u) => u.id === d.spec.id);
   const to = `${next.name}@${next.version}`;

@@ -16,6 +16,7 @@ import { writeFileAtomic } from './units/atomic-write';
 import { runBundle, type ExecutorOptions, type HandlerRegistry, type RunReport } from './units/executor';
 import { createHandlerRegistry } from './units/handlers';
 import type { FieldChange, PlanAction } from './units/unit';
+import { applyThenRemoveDropped, droppedUnits, plannedRemovals, removeWithLeftovers, withRemovals, type PendingRemoval } from './dropped-units';
 
 export const APPLIED_RECORD_FILE = 'applied.json';
 const FORMAT = 1;
@@ -40,6 +41,12 @@ export interface AppliedRecord {
   units: AppliedUnit[];
   /** The rendered bundle (templates resolved, sources inlined): what re-verify and remove use. */
   bundle: Bundle;
+  /**
+   * Units of earlier versions still on the node that `bundle` no longer has (agent/dropped-units.ts):
+   * the apply that dropped them failed, or their removal did. The next apply removes them; absent
+   * when there are none.
+   */
+  pendingRemoval?: PendingRemoval[];
   /** Digest of name, version, status and unit digests (not the time): the `appliedDigest`. */
   digest: string;
 }
@@ -49,11 +56,16 @@ export function recordPath(stateDir: string): string {
 }
 
 function digestFor(r: Omit<AppliedRecord, 'digest' | 'appliedAt' | 'bundle' | 'format'>): string {
-  return digestOf({ bundleName: r.bundleName, bundleVersion: r.bundleVersion, status: r.status, failedUnit: r.failedUnit ?? null, units: r.units });
+  // Leftovers make a node differ from one without them; a record with none keeps the digest it had before they existed.
+  const pending = r.pendingRemoval?.length ? { pendingRemoval: r.pendingRemoval.map((p) => ({ from: p.from, digest: digestOf(p.spec) })) } : {};
+  return digestOf({ bundleName: r.bundleName, bundleVersion: r.bundleVersion, status: r.status, failedUnit: r.failedUnit ?? null, units: r.units, ...pending });
 }
 
-/** The record an apply report leaves behind (the bundle must be the rendered one that ran). */
-export function buildAppliedRecord(bundle: Bundle, report: RunReport, now: Date): AppliedRecord {
+/**
+ * The record an apply report leaves behind (the bundle must be the rendered one that ran);
+ * `pending`: units of earlier versions still to remove.
+ */
+export function buildAppliedRecord(bundle: Bundle, report: RunReport, now: Date, pending: readonly PendingRemoval[] = []): AppliedRecord {
   const byId = new Map(report.units.map((u) => [u.unitId, u]));
   const failedUnit = report.failure?.unitId;
   let reachedFailure = false;
@@ -64,14 +76,18 @@ export function buildAppliedRecord(bundle: Bundle, report: RunReport, now: Date)
     return { id: spec.id, kind: spec.kind, digest: r?.digest ?? digestOf(spec), converged };
   });
   const status = report.ok || (report.failure?.probeId !== undefined && !report.cancelled) ? 'complete' : 'incomplete';
-  const core = { bundleName: bundle.name, bundleVersion: bundle.version, status, ...(failedUnit ? { failedUnit } : {}), units } as const;
+  const core = {
+    bundleName: bundle.name, bundleVersion: bundle.version, status, ...(failedUnit ? { failedUnit } : {}), units,
+    ...(pending.length > 0 ? { pendingRemoval: [...pending] } : {}),
+  } as const;
   return { format: FORMAT, ...core, appliedAt: now.toISOString(), bundle, digest: digestFor(core) };
 }
 
 function isRecord(v: unknown): v is AppliedRecord {
   const r = v as Partial<AppliedRecord> | null;
   return !!r && typeof r === 'object' && r.format === FORMAT && typeof r.bundleName === 'string' && typeof r.bundleVersion === 'string'
-    && Array.isArray(r.units) && !!r.bundle && Array.isArray(r.bundle.units) && typeof r.digest === 'string';
+    && Array.isArray(r.units) && !!r.bundle && Array.isArray(r.bundle.units) && typeof r.digest === 'string'
+    && (r.pendingRemoval === undefined || (Array.isArray(r.pendingRemoval) && r.pendingRemoval.every((p) => !!p && typeof p.from === 'string' && !!p.spec && typeof p.spec.kind === 'string')));
 }
 
 /**
@@ -180,19 +196,20 @@ export type RecordedRunOptions = Omit<ExecutorOptions, 'previousDigests' | 'cont
 };
 
 /**
- * Applies a rendered bundle and records the outcome (also an incomplete one, so what did change
+ * Applies a rendered bundle, removes what the previous record had and it no longer has
+ * (agent/dropped-units.ts), and records the outcome (also an incomplete one, so what did change
  * can still be re-verified and removed). A no-op apply leaves the record as it was.
  */
 export async function applyAndRecord(stateDir: string, bundle: Bundle, options: RecordedRunOptions): Promise<{ report: RunReport; record: AppliedRecord }> {
   const previous = await readAppliedRecord(stateDir);
-  const report = await runBundle(bundle, 'apply', {
+  const run = await applyThenRemoveDropped(bundle, previous, {
     ...options,
     handlers: options.handlers ?? createHandlerRegistry(),
     previousDigests: convergedDigests(previous, bundle.name),
   });
-  const next = recordAfterApply(previous, bundle, report, new Date((options.now ?? Date.now)()));
+  const next = recordAfterApply(previous, bundle, run.applyReport, new Date((options.now ?? Date.now)()), run.pending);
   if (next.changed) await writeAppliedRecord(stateDir, next.record);
-  return { report, record: next.record };
+  return { report: run.report, record: next.record };
 }
 
 /**
@@ -201,16 +218,26 @@ export async function applyAndRecord(stateDir: string, bundle: Bundle, options: 
  * what did change can be re-verified and removed; a no-op apply keeps the previous record (and
  * its time).
  */
-export function recordAfterApply(previous: AppliedRecord | undefined, bundle: Bundle, report: RunReport, now: Date): { record: AppliedRecord; changed: boolean } {
-  const record = buildAppliedRecord(bundle, report, now);
+export function recordAfterApply(
+  previous: AppliedRecord | undefined, bundle: Bundle, report: RunReport, now: Date, pending: readonly PendingRemoval[] = [],
+): { record: AppliedRecord; changed: boolean } {
+  const record = buildAppliedRecord(bundle, report, now, pending);
   const changed = !previous || previous.digest !== record.digest || digestOf(previous.bundle) !== digestOf(record.bundle);
   return changed ? { record, changed } : { record: previous, changed };
 }
 
-/** Plan or verify a rendered bundle with the applied record's digests (guardless commands). */
+/**
+ * Plan or verify a rendered bundle with the applied record's digests (guardless commands). A plan
+ * also lists the removal of every unit the record has and `bundle` dropped.
+ */
 export async function runWithRecord(stateDir: string, bundle: Bundle, mode: 'plan' | 'verify', options: RecordedRunOptions): Promise<RunReport> {
   const previous = await readAppliedRecord(stateDir);
-  return runBundle(bundle, mode, { ...options, handlers: options.handlers ?? createHandlerRegistry(), previousDigests: convergedDigests(previous, bundle.name) });
+  const report = await runBundle(bundle, mode, { ...options, handlers: options.handlers ?? createHandlerRegistry(), previousDigests: convergedDigests(previous, bundle.name) });
+  if (mode !== 'plan') return report;
+  const planned = plannedRemovals(droppedUnits(previous, bundle), bundle);
+  const total = report.units.length + planned.length;
+  planned.forEach((u, i) => options.onProgress?.({ ...u, mode, index: report.units.length + i, total }));
+  return withRemovals(report, undefined, planned);
 }
 
 export interface DriftedUnit {
@@ -278,11 +305,16 @@ export async function reverifyRecord(record: AppliedRecord, ctx: BaseUnitContext
     }));
   const failedProbes = report.probes.filter((p) => !p.ok).map((p) => ({ id: p.id, detail: p.detail }));
   const incomplete = record.status === 'incomplete';
-  const drifted = units.length > 0 || failedProbes.length > 0 || incomplete;
+  // Units an earlier version left behind are drift too: a repair (re-apply) removes them.
+  const leftovers: DriftedUnit[] = (record.pendingRemoval ?? []).map((p) => ({
+    unitId: p.spec.id, kind: p.spec.kind, action: 'remove', changes: [], summary: `dropped from ${p.from}, still on the node (removal pending)`,
+  }));
+  const drifted = units.length > 0 || failedProbes.length > 0 || incomplete || leftovers.length > 0;
   const parts: string[] = [];
   if (units.length > 0) parts.push(`${units.length} of ${record.units.length} units drifted: ${units.map((u) => `${u.unitId} (${u.summary})`).join('; ')}`);
   if (failedProbes.length > 0) parts.push(`${failedProbes.length} probe(s) failed: ${failedProbes.map((p) => p.detail).join('; ')}`);
   if (incomplete) parts.push(`last apply stopped at unit ${record.failedUnit ?? '?'}`);
+  if (leftovers.length > 0) parts.push(`${leftovers.length} dropped unit(s) not yet removed: ${leftovers.map((u) => u.unitId).join(', ')}`);
   return {
     bundle: { name: record.bundleName, version: record.bundleVersion },
     appliedDigest: record.digest,
@@ -290,14 +322,17 @@ export async function reverifyRecord(record: AppliedRecord, ctx: BaseUnitContext
     checkedAt: (options.now ?? (() => new Date()))().toISOString(),
     drifted,
     incomplete,
-    units,
+    units: [...units, ...leftovers],
     failedProbes,
     summary: drifted ? parts.join('; ') : `all ${record.units.length} units of ${record.bundleName}@${record.bundleVersion} as applied`,
     report,
   };
 }
 
-/** Removes what the record says was applied (decommission), in reverse order; clears the record on success. */
+/**
+ * Removes what earlier versions left pending (first: it may sit in the bundle's directories), then
+ * what the record says was applied (decommission), in reverse order; clears the record on success.
+ */
 export async function removeApplied(
   stateDir: string,
   ctx: BaseUnitContext,
@@ -305,7 +340,8 @@ export async function removeApplied(
 ): Promise<RunReport | undefined> {
   const record = await readAppliedRecord(stateDir);
   if (!record) return undefined;
-  const report = await runBundle(record.bundle, 'remove', { handlers: options.handlers ?? createHandlerRegistry(), context: ctx, signal: options.signal, onProgress: options.onProgress });
+  const run: ExecutorOptions = { handlers: options.handlers ?? createHandlerRegistry(), context: ctx, signal: options.signal, onProgress: options.onProgress };
+  const report = await removeWithLeftovers(record.bundle, record.pendingRemoval, run);
   if (report.ok) await clearAppliedRecord(stateDir);
   return report;
 }

@@ -2,11 +2,12 @@
  * The agent's CommandHandler: runs the coordinator's commands with the config-unit executor.
  *
  *   APPLY   validate and render the bundle (vars: the command's, merged by the coordinator; facts:
- *           this node's), converge it, then
- *           write the applied record (what the agent re-verifies after a restart: "reload")
- *   REMOVE  undo the units in reverse order, then clear the applied record
+ *           this node's), converge it, remove what the applied record has and the bundle dropped
+ *           (agent/dropped-units.ts), then write the applied record (what the agent re-verifies
+ *           after a restart: "reload")
+ *   REMOVE  undo the units in reverse order (and units earlier versions left), then clear the record
  *   VERIFY  check every unit and probe; drift is reported in the result's report (changes nothing)
- *   PLAN    what APPLY would change (dry run)
+ *   PLAN    what APPLY would change (dry run), removals of dropped units included
  *   EXEC    run one argv with a timeout, bounded output
  *
  * Per-unit progress goes to the callback (forwarded as CommandProgress); the AbortSignal
@@ -25,7 +26,8 @@ import type { BaseUnitContext } from './unit-context';
 import { convergedDigests, recordAfterApply } from './applied-record';
 import type { AppliedStore } from './applied-store';
 import { commandKindName, type CommandHandler, type CommandResultBody, type ReportProgress } from './command-handler';
-import { runBundle, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
+import { runBundle, type ExecutorOptions, type HandlerRegistry, type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
+import { applyThenRemoveDropped, droppedUnits, plannedRemovals, removeWithLeftovers, withRemovals, type PendingRemoval } from './dropped-units';
 import type { FieldChange } from './units/unit';
 import type { CommandReport, FieldChange as FieldChangeReport, UnitReport } from '../shared/command-report';
 import { BoundedOutput } from './units/bounded-output';
@@ -94,6 +96,15 @@ export function commandReport(report: RunReport): CommandReport {
   };
 }
 
+/** A VERIFY report with the units earlier versions left behind counted as drift (a repair removes them). */
+function withLeftovers(report: RunReport, pending: readonly PendingRemoval[]): RunReport {
+  const units: UnitResult[] = pending.map((p) => ({
+    unitId: p.spec.id, kind: p.spec.kind, state: 'changed', durationMs: 0, digest: '',
+    plan: { unitId: p.spec.id, kind: p.spec.kind, action: 'remove', changes: [], summary: `dropped from ${p.from}, still on the node (removal pending)` },
+  }));
+  return { ...report, ok: false, units: [...report.units, ...units], changed: [...report.changed, ...units.map((u) => u.unitId)] };
+}
+
 export class CommandExecutor implements CommandHandler {
   private readonly log: Logger;
 
@@ -132,7 +143,7 @@ export class CommandExecutor implements CommandHandler {
     await this.o.applied.refresh?.();
     const previous = this.o.applied.current();
     const output = new BoundedOutput();
-    const report = await runBundle(rendered, mode, {
+    const options: ExecutorOptions = {
       handlers: this.o.handlers,
       context: this.o.context,
       signal,
@@ -146,12 +157,26 @@ export class CommandExecutor implements CommandHandler {
         output.push(chunk);
         reportProgress({ unitId, status: 'running', message: '', output: chunk });
       },
-    });
+    };
+    // Apply also removes what the previous record had and this bundle dropped (agent/dropped-units.ts).
+    const run = mode === 'apply' ? await applyThenRemoveDropped(rendered, previous, options) : undefined;
+    let report: RunReport;
+    if (run) report = run.report;
+    // Decommission removes what earlier versions left behind too.
+    else if (mode === 'remove') report = await removeWithLeftovers(rendered, previous?.pendingRemoval, options);
+    else report = await runBundle(rendered, mode, options);
+    if (mode === 'plan') {
+      const planned = plannedRemovals(droppedUnits(previous, rendered), rendered);
+      for (const u of planned) reportProgress({ unitId: u.unitId, status: 'planned', message: u.plan?.summary ?? '' });
+      report = withRemovals(report, undefined, planned);
+    } else if (mode === 'verify' && previous?.pendingRemoval?.length && previous.bundleName === rendered.name) {
+      report = withLeftovers(report, previous.pendingRemoval);
+    }
 
     let appliedDigest = previous?.digest ?? '';
-    if (mode === 'apply') {
+    if (run) {
       // Also a failed apply is recorded (status incomplete): what it changed stays verifiable.
-      const next = recordAfterApply(previous, rendered, report, this.o.clock?.() ?? new Date());
+      const next = recordAfterApply(previous, rendered, run.applyReport, this.o.clock?.() ?? new Date(), run.pending);
       if (next.changed) {
         await this.o.applied.write(next.record);
         this.o.onAppliedChanged?.();

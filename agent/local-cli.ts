@@ -16,8 +16,9 @@ import { formatHelp, parseOptions, type OptionSpecs } from '../shared/options';
 import { BundleValidationError, inlineSources, loadBundleFile, renderBundle, TemplateError, type Bundle } from '../shared/bundle';
 import { applyAndRecord, clearAppliedRecord, readAppliedRecord, runWithRecord, type AppliedRecord } from './applied-record';
 import { createUnitContext } from './unit-context';
-import { runBundle, type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
+import { type RunMode, type RunReport, type UnitProgress, type UnitResult } from './units/executor';
 import { createHandlerRegistry } from './units/handlers';
+import { removeWithLeftovers } from './dropped-units';
 
 const COMMANDS = ['apply', 'verify', 'remove', 'plan'] as const;
 type LocalCommand = (typeof COMMANDS)[number];
@@ -43,6 +44,8 @@ const USAGE = `Usage: cluster-agent apply  --bundle FILE [--dry-run] [--vars NAM
        cluster-agent plan   --bundle FILE [options]
        cluster-agent verify [--bundle FILE] [options]    (default: the applied record)
        cluster-agent remove [--bundle FILE] [options]    (default: the applied record)
+apply also removes the units the applied record (--state-dir) has and the bundle no longer has
+(in reverse order, after the bundle applied); plan and --dry-run list them as "remove".
 Exit status: 0 converged, 2 changes (plan, --dry-run) or drift (verify) found, 1 error.`;
 
 interface Io {
@@ -130,7 +133,9 @@ function summaryLine(mode: RunMode, report: RunReport, dryRun: boolean): string 
   const unchanged = count('unchanged') + count('skipped');
   switch (mode) {
     case 'apply':
-      return changed === 0 ? `nothing to change: ${name} already applied (${unchanged} units unchanged, ${secs})` : `applied ${name}: ${changed} changed, ${unchanged} unchanged (${secs})`;
+      return changed === 0
+        ? `nothing to change: ${name} already applied (${unchanged} units unchanged, ${secs})`
+        : `applied ${name}: ${changed - count('removed')} changed${count('removed') ? `, ${count('removed')} dropped unit(s) removed` : ''}, ${unchanged} unchanged (${secs})`;
     case 'plan':
       return changed === 0 ? `no changes: ${name} is applied (${unchanged} units unchanged${dryRun ? ', dry run' : ''})` : `plan for ${name}: ${changed} to change, ${unchanged} unchanged${dryRun ? ' (dry run: nothing changed)' : ''}`;
     case 'verify': {
@@ -230,8 +235,9 @@ export async function runLocalCli(argv: string[], io: Io = stdio, env: NodeJS.Pr
         report = r.report;
         digest = r.record.digest;
       } else if (mode === 'remove') {
-        report = await runBundle(bundle, 'remove', common);
         const current = record ?? (await readAppliedRecord(stateDir));
+        // Units earlier versions left behind go too when this is the applied bundle (its record is cleared).
+        report = await removeWithLeftovers(bundle, current?.bundleName === bundle.name ? current.pendingRemoval : undefined, common);
         if (report.ok && current?.bundleName === bundle.name) await clearAppliedRecord(stateDir);
       } else {
         report = await runWithRecord(stateDir, bundle, mode, common);

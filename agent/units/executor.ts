@@ -5,7 +5,7 @@
  * - plan: what apply would do; nothing changes.
  * - verify: is every unit as specified (drift otherwise) and does every probe pass; reads only,
  *   so it keeps going past drift to report all of it.
- * - remove: undo the units in reverse order (decommission).
+ * - remove: undo the units in reverse order (decommission; units a new version dropped, agent/dropped-units.ts).
  * Every unit runs under a timeout (its own or the default) and the run's AbortSignal: either
  * aborts the unit's signal, which stops its child process. Progress is reported per unit, for
  * the agent's stream to forward as CommandProgress.

@@ -71,7 +71,7 @@ export interface UnitHandler<S extends UnitSpec = UnitSpec> {
   apply(spec: S, ctx: UnitContext): Promise<UnitPlan & { output?: UnitOutput }>;
   /** Checks the unit is as specified; action 'unchanged' means no drift. */
   verify(spec: S, ctx: UnitContext): Promise<UnitPlan>;
-  /** Undoes the unit (decommission); 'unchanged' when nothing was there. */
+  /** Undoes the unit (decommission, or a new version dropped it); 'unchanged' when nothing was there. */
   remove(spec: S, ctx: UnitContext): Promise<UnitPlan & { output?: UnitOutput }>;
 }
 

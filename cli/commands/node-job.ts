@@ -79,6 +79,19 @@ const EXAMPLE: Record<Kind, string> = {
   repair: 'clusterctl node repair node-1 --wait',
 };
 
+/** What an apply does with units the new bundle version no longer has (commission, upgrade, repair). */
+const DROPPED_UNITS =
+  'Units the node applied before (its agent\'s own record) that this bundle version no longer has are removed after the new '
+  + 'version applied, in reverse order, with each unit\'s remove rules (file deleted, service stopped, disabled and its unit file deleted, '
+  + 'package removed, command undo run); a unit with the same id, kind and target (path, package, systemd unit) is kept. '
+  + '--dry-run lists them as `remove`. A removal that fails fails the node; the next apply removes what is left.';
+
+const DESCRIPTION: Partial<Record<Kind, string>> = {
+  commission: `${DROPPED_UNITS} This holds for a node that ran another group's bundle too.`,
+  upgrade: `${DROPPED_UNITS} An upgrade back to an older version removes what the newer one added.`,
+  repair: DROPPED_UNITS,
+};
+
 /** Checks -e locally so a typo fails at once with the parser's words; returns the text to send. */
 export function checkExtraVars(text: string | undefined): string {
   if (text === undefined || text.trim() === '') return '';
@@ -111,6 +124,7 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
     summary: SUMMARY[kind],
     usage: `node ${kind} ID... | -l SELECTOR | -g GROUP [flags]`,
     example: EXAMPLE[kind],
+    ...(DESCRIPTION[kind] ? { description: DESCRIPTION[kind] } : {}),
     options,
     maxPositionals: 10_000,
     async run({ values, positionals, context }) {

@@ -67,6 +67,42 @@ verify:
   - { id: conf-there, command: "test -s opt/web/web.conf" }
 `;
 
+  it('apply removes the units the applied record has and the new bundle dropped; plan lists them as remove', async () => {
+    const v = (version: number, units: string): string => write(`v${version}.yaml`, `name: drop\nversion: ${version}\nunits:\n${units}`);
+    const a = '  - { id: a, kind: file, path: /opt/a.conf, content: "a" }\n';
+    const b = '  - { id: b, kind: file, path: /opt/b.conf, content: "b" }\n';
+    expect((await agent(['apply', '--bundle', v(1, a + b)])).code).to.equal(0);
+    const plan = await agent(['plan', '--bundle', v(2, a)]);
+    expect(plan.code, plan.stderr).to.equal(2);
+    expect(plan.stdout).to.contain('- b: remove file /opt/b.conf (from drop@1: not in drop@2)');
+    expect(existsSync(join(root, 'opt/b.conf')), 'plan changes nothing').to.equal(true);
+    const up = await agent(['apply', '--bundle', v(2, a)]);
+    expect(up.code, up.stderr).to.equal(0);
+    expect(up.stdout).to.contain('- b: remove /opt/b.conf');
+    expect(up.stdout).to.match(/applied drop@2: 0 changed, 1 dropped unit\(s\) removed, 1 unchanged/);
+    expect(existsSync(join(root, 'opt/b.conf'))).to.equal(false);
+    expect(readFileSync(join(root, 'opt/a.conf'), 'utf8')).to.equal('a');
+    expect((await readAppliedRecord(state))?.units.map((u) => u.id)).to.deep.equal(['a']);
+  });
+
+  it('a removal that fails exits 1 and keeps the unit pending; cluster-agent remove removes it with the applied bundle', async () => {
+    const v = (version: number, units: string): string => write(`p${version}.yaml`, `name: pend\nversion: ${version}\nunits:\n${units}`);
+    const a = '  - { id: a, kind: file, path: /opt/a.conf, content: "a" }\n';
+    const m = `  - { id: m, kind: command, run: 'touch "$NODE_ROOT/opt/m"', creates: /opt/m, undo: 'test ! -f "$NODE_ROOT/block" && rm -f "$NODE_ROOT/opt/m"' }\n`;
+    expect((await agent(['apply', '--bundle', v(1, a + m)])).code).to.equal(0);
+    writeFileSync(join(root, 'block'), '');
+    const up = await agent(['apply', '--bundle', v(2, a)]);
+    expect(up.code).to.equal(1);
+    expect(up.stdout).to.match(/FAILED apply of pend@2 at unit m: removing what pend@2 dropped failed: .*still on the node: m/);
+    expect((await readAppliedRecord(state))?.pendingRemoval?.map((p) => p.spec.id)).to.deep.equal(['m']);
+    rmSync(join(root, 'block'));
+    const rm = await agent(['remove']);
+    expect(rm.code, rm.stderr).to.equal(0);
+    expect(existsSync(join(root, 'opt/m')), 'the pending unit was undone').to.equal(false);
+    expect(existsSync(join(root, 'opt/a.conf'))).to.equal(false);
+    expect(await readAppliedRecord(state)).to.equal(undefined);
+  });
+
   it('plan exits 2 and changes nothing; apply exits 0; a second apply says nothing changed; verify exits 0, then 2 on drift', async () => {
     const bundle = write('web.yaml', GOOD);
     const facts = write('facts.json', JSON.stringify({ cpu: { cores: 6 } }));

@@ -331,8 +331,9 @@ export class JobStarter {
     }
 
     const extra: TxnOp[] = [];
-    if (kind === 'upgrade' && bundleOverride && group) {
-      // "move the group to this bundle version first" (proto StartJobRequest.bundle).
+    if (kind === 'upgrade' && bundleOverride && group && !req.dryRun) {
+      // "move the group to this bundle version first" (proto StartJobRequest.bundle); a dry run
+      // plans with the version and changes nothing, the group included.
       const moved: GroupRecord = { ...group, bundle: bundleOverride.name, version: bundleOverride.version, updatedAt: now };
       extra.push({ kind: 'put', key: this.o.keyspace.group(group.name), value: JSON.stringify(moved) });
     }

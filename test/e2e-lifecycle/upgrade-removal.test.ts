@@ -64,6 +64,8 @@ describe('e2e lifecycle: an upgrade removes the units the new version dropped (r
     expect(lines).to.deep.equal(['n1 dir unchanged', 'n1 a unchanged', 'n1 s remove', 'n1 b remove']);
     expect(planned.stdout).to.match(/n1\s+s\s+remove\s+stop and disable rm-svc\.service, delete its unit file \(from rm@3: not in rm@4\)/);
     expect(existsSync(at('opt/rm/b.conf')), 'a dry run changes nothing').to.equal(true);
+    const group = await s.cluster().ctl(['group', 'show', 'rm', '-o', 'json']);
+    expect((JSON.parse(group.stdout) as { version: string }).version, 'a dry run does not move the group to --bundle').to.equal('3');
     expect(await n.unitActiveState(SVC)).to.equal('active');
 
     const up = await api.finished((await api.startJob({ kind: 'upgrade', nodeIds: ['n1'], group: 'rm', bundle: 'rm@4' })).id, 90_000);

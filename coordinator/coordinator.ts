@@ -23,6 +23,7 @@ import { errorMessage, FailedPreconditionError, loadProto, NotLeaderError, syste
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
 import { createClusterServiceHandlers } from './cluster-service';
+import { createNodeHistoryHandlers, NodeHistoryReader } from './node-history';
 import { createFactsRefreshHandlers } from './facts-refresh';
 import { createEventServiceHandlers } from './event-service';
 import { Declarative } from './declarative/apply';
@@ -221,7 +222,8 @@ export class Coordinator {
       if (!this.pki) throw new UnavailableError('this coordinator is still loading the cluster CA; retry');
       return this.pki;
     };
-    const clusterReads = createClusterServiceHandlers({ client, keyspace, logger: this.log });
+    const history = new NodeHistoryReader(client, keyspace, clock);
+    const clusterReads = createClusterServiceHandlers({ client, keyspace, logger: this.log, history });
     this.grpc = new GrpcServer({
       logger: this.log,
       settings,
@@ -231,6 +233,7 @@ export class Coordinator {
       }),
       clusterService: {
         ListNodes: clusterReads.ListNodes, GetNode: clusterReads.GetNode, WatchNodes: clusterReads.WatchNodes,
+        ...createNodeHistoryHandlers(history),
         ...createFactsRefreshHandlers({ streams: this.streams, readNode: clusterReads.readNodeDetail, clock, logger: this.log }),
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
         ...createNodeAdminHandlers({

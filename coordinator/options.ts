@@ -234,9 +234,9 @@ export interface CoordinatorSettings {
   historyRetention: number;
   /**
    * History entries older than this are trimmed, except the one that still describes the node
-   * at that age (`--history-retention-age`). ~15 KB per node per day at 13 changes a day
-   * (bench/history-cost.ts), so 14 days of 1,000 nodes is about 210 MB of etcd.
-   * @default 1_209_600_000 (14 days)
+   * at that age (`--history-retention-age`). About 38 KiB of etcd per node per day at 13
+   * changes a day (bench/history-cost.ts), so 7 days of 1,000 nodes is about 260 MiB.
+   * @default 604_800_000 (7 days)
    */
   historyRetentionAgeMs: number;
   /**
@@ -328,7 +328,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   jobRetentionAgeMs: 30 * 24 * 3_600_000,
   jobTrimIntervalMs: 600_000,
   historyRetention: 500,
-  historyRetentionAgeMs: 14 * 24 * 3_600_000,
+  historyRetentionAgeMs: 7 * 24 * 3_600_000,
   historyTrimIntervalMs: 600_000,
   jobExecTimeoutMs: 600_000,
   jobStartAttempts: 3,
@@ -391,7 +391,7 @@ export const COORDINATOR_OPTIONS = {
   },
   historyRetentionAge: {
     kind: 'duration', env: 'CLUSTER_HISTORY_RETENTION_AGE', default: `${DEFAULT_SETTINGS.historyRetentionAgeMs / 3_600_000}h`, min: 1000, placeholder: 'DURATION',
-    description: 'node history older than this is trimmed (the entry in effect at that age is kept); 336h = 14 days',
+    description: 'node history older than this is trimmed (the entry in effect at that age is kept); 168h = 7 days, ~38 KiB of etcd per node per day',
   },
   etcdQuotaBytes: {
     kind: 'int', env: 'CLUSTER_ETCD_QUOTA_BYTES', default: DEFAULT_SETTINGS.etcdQuotaBytes, min: 1, placeholder: 'BYTES',

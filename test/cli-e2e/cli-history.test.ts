@@ -104,7 +104,7 @@ describe('cli-e2e: node history, describe --at, diff', function () {
     expect((await history()).entries, 'history after compaction').to.deep.equal(h.entries);
     expect((await describeAt(between)).node.state).to.equal('Discovered');
 
-    // Diff of two nodes: n1 has the label, n2's facts say 1 byte more memory; nothing else differs.
+    // Diff of two nodes: n1 has the label, n2's facts say 1 byte more memory; nothing else differs but their hostnames.
     const factsKey = new Keyspace().facts('n2');
     const real = JSON.parse((await client.get(factsKey).string()) ?? '{}') as { memory: { totalBytes: number } };
     const more = real.memory.totalBytes + 1;
@@ -113,7 +113,9 @@ describe('cli-e2e: node history, describe --at, diff', function () {
     await waitFor('n2 facts seen different', async () => (await diff(['n1', 'n2'])).facts.length > 0, { timeoutMs: 30_000, intervalMs: 300 });
     const d = await diff(['n1', 'n2']);
     expect(d.labels).to.deep.equal([{ key: 'rack', a: 'r1' }]);
-    expect(d.facts).to.deep.equal([{ key: 'memory.totalBytes', a: String(real.memory.totalBytes), b: String(more) }]);
+    // The two agents of this box report their own hostnames; the memory is the difference made here.
+    expect(d.facts.map((f) => f.key)).to.deep.equal(['hostname', 'memory.totalBytes']);
+    expect(d.facts[1]).to.deep.equal({ key: 'memory.totalBytes', a: String(real.memory.totalBytes), b: String(more) });
     expect(d.units, 'same bundle, same inputs: same rendered units').to.deep.equal([]);
     expect(d.record).to.deep.equal([]);
     expect(ok(await cluster.ctl(['node', 'diff', 'n1', 'n2'])).stdout).to.match(/^A: n1 now .*\nB: n2 now .*\nWHAT +KEY +A +B\n(.*\n)*label +rack +r1 +\(absent\)/);

@@ -65,6 +65,8 @@ export function parseAtTime(text: string, nowMs: number): number {
   const shown = t.length <= 40 ? JSON.stringify(t) : 'the value';
   const accepted = 'give an RFC 3339 time (2026-12-01T10:00:00Z) or a time before now (-30m, -2h, -7d, -1h30m)';
   if (!t) throw new InvalidArgumentError(`--at needs a time: ${accepted}`);
+  // Bounded before it is parsed: the longest accepted form is an RFC 3339 time with nanoseconds and a zone (35).
+  if (t.length > 40) throw new InvalidArgumentError(`--at ${shown} is not a time (too long): ${accepted}`);
   let ms: number;
   if (t.startsWith('-')) {
     const parts = /^-((?:\d{1,6}[smhdw])+)$/.exec(t);

@@ -7,6 +7,8 @@ import type { CliContext } from './context';
 import { GLOBAL_OPTIONS } from './global-options';
 import { nodesList } from './commands/nodes-list';
 import { nodeDescribe } from './commands/node-describe';
+import { nodeDiff } from './commands/node-diff';
+import { nodeHistory } from './commands/node-history';
 import { version } from './commands/version';
 import { bundleDelete, bundlePush, bundleShow, bundlesList } from './commands/bundle-commands';
 import { events } from './commands/events';
@@ -48,10 +50,10 @@ const nodesGroup = defineCommand<CliContext, Record<string, never>>({
 /** `node`: acts on one node (Contiv's `clusterctl node get ID`). */
 const nodeGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'node',
-  summary: 'Act on nodes: describe, commission, upgrade, decommission, verify, maintenance, label, revoke, delete, refresh-facts',
+  summary: 'Act on nodes: describe, history, diff, commission, upgrade, decommission, verify, maintenance, label, revoke, delete, refresh-facts',
   usage: 'node COMMAND ID... [flags]',
   example: 'clusterctl node describe node-1\nclusterctl node commission node-1 -g worker --wait\nclusterctl node maintenance on node-1 --reason "disk swap"',
-  subcommands: [nodeDescribe, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel, nodeRevoke, nodeDelete, nodeRefreshFacts],
+  subcommands: [nodeDescribe, nodeHistory, nodeDiff, nodesList, nodeCommission, nodeUpgrade, nodeDecommission, nodeVerify, nodeRepair, nodeMaintenance, nodeLabel, nodeRevoke, nodeDelete, nodeRefreshFacts],
 });
 
 /** `jobs`: bare `jobs` lists (`jobs --state running`). */

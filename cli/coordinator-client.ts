@@ -51,6 +51,8 @@ import type { Globals__Output } from '../generated/cluster/v1/Globals';
 import type { DiscoverResponse__Output } from '../generated/cluster/v1/DiscoverResponse';
 import type { ManagerConfig__Output } from '../generated/cluster/v1/ManagerConfig';
 import type { NodeDetail__Output } from '../generated/cluster/v1/NodeDetail';
+import type { NodeDiff__Output } from '../generated/cluster/v1/NodeDiff';
+import type { NodeHistory__Output } from '../generated/cluster/v1/NodeHistory';
 import type { RefreshNodeFactsResponse__Output } from '../generated/cluster/v1/RefreshNodeFactsResponse';
 import type { NodeEvent__Output } from '../generated/cluster/v1/NodeEvent';
 import type { PlanRequest } from '../generated/cluster/v1/PlanRequest';
@@ -280,14 +282,27 @@ export class CoordinatorClient {
     return (await this.unary<'cluster', ListNodesResponse__Output>('cluster', 'ListNodes', 'read', (s, o, cb) => s.listNodes({ labelSelector }, o, cb))).nodes;
   }
 
-  /** One node with its full facts; NotFoundError with a hint when the id is unknown. */
-  async getNode(id: string): Promise<NodeDetail__Output> {
+  /**
+   * One node with its full facts; NotFoundError with a hint when the id is unknown. With `at`
+   * (RFC 3339 or -2h): the node as its history says it was then.
+   */
+  async getNode(id: string, at = ''): Promise<NodeDetail__Output> {
     try {
-      return await this.unary<'cluster', NodeDetail__Output>('cluster', 'GetNode', 'read', (s, o, cb) => s.getNode({ id }, o, cb));
+      return await this.unary<'cluster', NodeDetail__Output>('cluster', 'GetNode', 'read', (s, o, cb) => s.getNode({ id, at }, o, cb));
     } catch (err) {
-      if (err instanceof NotFoundError) throw new NotFoundError(`node ${id} not found (list nodes with: clusterctl nodes)`, { cause: err });
+      if (err instanceof NotFoundError && !at) throw new NotFoundError(`node ${id} not found (list nodes with: clusterctl nodes)`, { cause: err });
       throw err;
     }
+  }
+
+  /** Every kept change of a node's record, oldest first (the newest `limit`; 0 = all). */
+  getNodeHistory(id: string, limit = 0): Promise<NodeHistory__Output> {
+    return this.unary<'cluster', NodeHistory__Output>('cluster', 'GetNodeHistory', 'read', (s, o, cb) => s.getNodeHistory({ id, limit }, o, cb));
+  }
+
+  /** What differs between two nodes or two moments (empty `b` = node `a`; empty time = now). */
+  diffNodes(request: { a: string; aAt?: string; b?: string; bAt?: string }): Promise<NodeDiff__Output> {
+    return this.unary<'cluster', NodeDiff__Output>('cluster', 'DiffNodes', 'read', (s, o, cb) => s.diffNodes(request, o, cb));
   }
 
   /**

@@ -17,6 +17,7 @@ import { readKeys } from './etcd-txn';
 import { decodeNodeKv as decodeNodeKvOf, readSnapshot, type Versioned } from './snapshot';
 import { parseFacts, toNodeView } from './node-view';
 import { configStatus, readDesiredContext, type DesiredContext } from './desired-state';
+import type { NodeHistoryReader } from './node-history';
 import { unary } from './unary-handler';
 import { watchStream } from './watch-stream';
 
@@ -24,6 +25,8 @@ export interface ClusterServiceOptions {
   client: Etcd3;
   keyspace: Keyspace;
   logger: Logger;
+  /** Answers GetNode with `at` (the node as it was then, node-history.ts). */
+  history: NodeHistoryReader;
 }
 
 function selectorOf(text: string): Selector {
@@ -65,10 +68,11 @@ export function createClusterServiceHandlers(options: ClusterServiceOptions): Pi
     return { nodes, revision: snap.revision };
   });
 
-  const getNode = unary(async (request: { id: string }) => {
+  const getNode = unary(async (request: { id: string; at: string }) => {
     const id = request.id.trim();
     if (!id) throw new InvalidArgumentError('GetNode needs a node id (list nodes with `clusterctl nodes`)');
     if (!isValidSegment(id)) throw new InvalidArgumentError(`invalid node id ${JSON.stringify(id)}: use 1-253 characters from A-Z a-z 0-9 . _ : -`);
+    if (request.at.trim()) return options.history.detailAt(id, request.at);
     return readNodeDetail(id);
   });
 

@@ -23,6 +23,8 @@ import { errorMessage, FailedPreconditionError, loadProto, NotLeaderError, syste
 import { AgentStreams } from './agent-streams';
 import { createAgentServiceHandlers } from './agent-service';
 import { createClusterServiceHandlers } from './cluster-service';
+import { createNodeHistoryHandlers, NodeHistoryReader } from './node-history';
+import { HistoryRetention } from './history-retention';
 import { createFactsRefreshHandlers } from './facts-refresh';
 import { createEventServiceHandlers } from './event-service';
 import { Declarative } from './declarative/apply';
@@ -131,6 +133,8 @@ export class Coordinator {
   readonly globals: GlobalsStore;
   readonly managerConfig: ManagerConfigStore;
   readonly files: FileStore;
+  /** The leader's trim of node history (history-retention.ts). */
+  readonly historyRetention: HistoryRetention;
   /** This replica's Prometheus metrics; main.ts serves `metrics.render()` on --metrics-listen. */
   readonly metrics: CoordinatorMetrics;
   /** options.etcd, its transactions timed for the metrics. */
@@ -208,9 +212,14 @@ export class Coordinator {
     });
     // An agent that comes back may have rebooted mid-job (Contiv #158): sweep once its hello is recorded.
     this.streams.on('connected', () => sweeper.schedule());
+    this.historyRetention = new HistoryRetention({
+      client, keyspace, events: this.events, fence, isLeader: leadership.isLeader, clock, logger: this.log, maxOps: settings.txnMaxOps,
+      policy: { keep: settings.historyRetention, maxAgeMs: settings.historyRetentionAgeMs }, intervalMs: settings.historyTrimIntervalMs,
+    });
     this.leaderLoops = [
       sweeper,
       this.jobs.retention,
+      this.historyRetention,
       new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
       new VerifyScheduler({
         client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, intervalMs: settings.verifyResyncIntervalMs, debounceMs: settings.reconcileDebounceMs,
@@ -221,7 +230,8 @@ export class Coordinator {
       if (!this.pki) throw new UnavailableError('this coordinator is still loading the cluster CA; retry');
       return this.pki;
     };
-    const clusterReads = createClusterServiceHandlers({ client, keyspace, logger: this.log });
+    const history = new NodeHistoryReader(client, keyspace, clock);
+    const clusterReads = createClusterServiceHandlers({ client, keyspace, logger: this.log, history });
     this.grpc = new GrpcServer({
       logger: this.log,
       settings,
@@ -231,6 +241,7 @@ export class Coordinator {
       }),
       clusterService: {
         ListNodes: clusterReads.ListNodes, GetNode: clusterReads.GetNode, WatchNodes: clusterReads.WatchNodes,
+        ...createNodeHistoryHandlers(history),
         ...createFactsRefreshHandlers({ streams: this.streams, readNode: clusterReads.readNodeDetail, clock, logger: this.log }),
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
         ...createNodeAdminHandlers({

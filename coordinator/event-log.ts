@@ -15,7 +15,7 @@
  * retry.
  */
 import { currentBinding, deadlineError, unbound, type RequestBinding } from './request-binding';
-import { ConflictError, decodeEvent, errorMessage, type Clock, type EventRecord, type Keyspace, type Logger } from '../shared';
+import { ConflictError, decodeEvent, encodeHistoryEntry, errorMessage, type Clock, type EventRecord, type Keyspace, type Logger } from '../shared';
 import { Range, type Etcd3 } from 'etcd3';
 import { readKeys, readPrefixes, runTxn, type Compare, type KeyState, type TxnOp } from './etcd-txn';
 import { DEFAULT_SETTINGS } from './options';
@@ -27,6 +27,39 @@ export interface CommitRequest {
   compares: readonly Compare[];
   ops: readonly TxnOp[];
   event: EventInput;
+  /**
+   * The node record this commit writes, for its history (history/<nodeId>/<seq>-<ms>): written in
+   * the same transaction, under the event's sequence number, so history never disagrees with the
+   * record and costs no extra round trip (shared/node-history.ts).
+   */
+  history?: HistoryWrite;
+}
+
+export interface HistoryWrite {
+  nodeId: string;
+  /** The record exactly as put to nodes/<id> (its JSON is reused, not re-serialised). */
+  recordJson: string;
+  /** The full facts when the record's facts digest changed with this commit (history-facts/). */
+  factsJson?: string;
+}
+
+/** The history puts of one commit (its event's seq and time). */
+function historyOps(keyspace: Keyspace, h: HistoryWrite, event: EventRecord): TxnOp[] {
+  const atMs = Date.parse(event.at);
+  const { seq, at, type, actor, jobId, message } = event;
+  const ops: TxnOp[] = [{ kind: 'put', key: keyspace.history(h.nodeId, seq, atMs), value: encodeHistoryEntry({ seq, at, type, actor, ...(jobId ? { jobId } : {}), message }, h.recordJson) }];
+  if (h.factsJson !== undefined) ops.push({ kind: 'put', key: keyspace.historyFacts(h.nodeId, seq, atMs), value: h.factsJson });
+  return ops;
+}
+
+/** Writes a commit adds besides its own ops: the event, and its history entries. */
+function extraOps(r: CommitRequest): number {
+  return 1 + (r.history ? (r.history.factsJson !== undefined ? 2 : 1) : 0);
+}
+
+function extraBytes(r: CommitRequest): number {
+  const h = r.history;
+  return 512 + r.event.message.length + (h ? 640 + r.event.message.length + h.recordJson.length + (h.factsJson?.length ?? 0) : 0);
 }
 
 export type CommitOutcome =
@@ -149,7 +182,7 @@ export class EventLog {
       if (this.pending.length === 0) break;
       const parts = this.pending.map((q) => q.request);
       const seqKey = this.keyspace.eventSeq();
-      const taken = packBatch(parts, this.limits, { compares: 1, ops: 1, bytes: 64 }, 1, (i) => partBytes(parts[i], 512 + parts[i].event.message.length), this.batchCap);
+      const taken = packBatch(parts, this.limits, { compares: 1, ops: 1, bytes: 64 }, (i) => extraOps(parts[i]), (i) => partBytes(parts[i], extraBytes(parts[i])), this.batchCap);
       const batch = taken.map((i) => this.pending[i]);
       const takenSet = new Set(taken);
       this.pending = this.pending.filter((_, i) => !takenSet.has(i));
@@ -179,6 +212,7 @@ export class EventLog {
       const e = q.request.event;
       const record: EventRecord = { seq, at: this.clock.iso(), ...e, actor: e.actor ?? this.actor };
       ops.push(...q.request.ops, { kind: 'put', key: this.keyspace.event(seq), value: JSON.stringify(record) });
+      if (q.request.history) ops.push(...historyOps(this.keyspace, q.request.history, record));
     });
     const last = counter.value + batch.length;
     const counterGuard: Compare = { key: seqKey, target: 'Mod', op: '==', value: counter.modRevision, reason: 'event-seq' };

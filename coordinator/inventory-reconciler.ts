@@ -367,7 +367,7 @@ export class InventoryReconciler {
     let applied = 0;
     const read = await this.readFacts(due);
     for (const [id, { facts, modRevision }] of read) {
-      const res = await nodes.mutate(id, (cur) => applyFactsDigest(cur, factsDigest(facts)));
+      const res = await nodes.mutate(id, (cur) => applyFactsDigest(cur, factsDigest(facts)), { facts });
       if (res.changed) applied++;
       if (res.node) this.factsSeen.set(id, modRevision);
     }
@@ -433,9 +433,11 @@ export class InventoryReconciler {
         let first: VersionedNode | null | undefined = known.get(nodeId) ?? null;
         for (const action of list) {
           try {
+            const facts = action.kind === 'discover' ? discovered.get(nodeId)?.facts : undefined;
             const res = await nodes.mutate(nodeId, (current) => applyAction(action, current, clock.iso(), (id) => streams.isConnected(id)), {
               known: first,
               guards: this.guardsFor(action, snap.members.get(nodeId)?.modRevision),
+              ...(facts ? { facts } : {}),
             });
             first = res.node ?? undefined;
             if (res.changed) applied++;

@@ -76,7 +76,7 @@ async function main(): Promise<number> {
   const coordinator = new Coordinator({
     etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, etcdTls: tls, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
-    jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
+    jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, historyRetention: config.historyRetention, historyRetentionAgeMs: config.historyRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs, etcdRbac: tls !== undefined },
   });
   try {

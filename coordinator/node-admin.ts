@@ -168,6 +168,8 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
         message: `node ${id} deleted (${record.state}${record.group ? `, group ${record.group}` : ''}${req.force ? ', forced' : ''}); its certificate stays valid until \`clusterctl node revoke ${id}\``,
         actor,
       },
+      // The last record, under node.deleted: `node describe --at` after this says the node was gone.
+      history: { nodeId: id, recordJson: kv.value.toString() },
     });
     if (!outcome.succeeded) throw new ConflictError(`node ${id} changed while being deleted (its agent may have connected); check it and retry`);
     log.info('node deleted', { nodeId: id, state: record.state, force: req.force });

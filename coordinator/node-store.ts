@@ -1,7 +1,7 @@
 /**
  * nodes/<id>: the node records. Every mutation is ONE etcd transaction
  *   { CAS on the node's mod revision (or absence), the leader fence, extra guards,
- *     the event counter } → { put node, put event }
+ *     the event counter } → { put node, put event, put history entry }
  * and every lifecycle change is checked by shared/lifecycle.ts `checkTransition` before
  * anything is written. A lost CAS re-reads the node and re-applies the mutator (which sees
  * the fresh record, so a stale decision is re-made, not replayed), a bounded number of times.
@@ -50,6 +50,11 @@ export interface MutateOptions {
   guards?: readonly Compare[];
   /** Other writes of the same transaction (e.g. deleting the pre-registration a node takes). */
   ops?: readonly TxnOp[];
+  /**
+   * The full facts the change's facts digest was computed from: kept in the node's history
+   * (history-facts/) when the change moves the digest, so `node describe --at` shows them.
+   */
+  facts?: unknown;
 }
 
 export interface NodeStoreOptions {
@@ -151,10 +156,14 @@ export class NodeStore {
       const fence = this.fence?.fenceCompare(); // throws NotLeaderError when not leading
       const compares = [cas, ...(fence ? [fence] : []), ...(options.guards ?? [])];
       const transition = from !== undefined && from !== to ? { from, to } : {};
+      const recordJson = JSON.stringify(next);
+      const factsMoved = options.facts !== undefined && JSON.stringify(next.factsDigest ?? null) !== JSON.stringify(current?.record.factsDigest ?? null);
       const outcome = await this.events.commit({
         compares,
-        ops: [{ kind: 'put', key, value: JSON.stringify(next) }, ...(options.ops ?? [])],
+        ops: [{ kind: 'put', key, value: recordJson }, ...(options.ops ?? [])],
         event: { ...change.event, nodeId: id, ...transition },
+        // Every change of the record is in its history, in this same transaction (event-log.ts).
+        history: { nodeId: id, recordJson, ...(factsMoved ? { factsJson: JSON.stringify(options.facts) } : {}) },
       });
       if (outcome.succeeded) return { changed: true, node: { record: next, modRevision: outcome.revision }, seq: outcome.seq };
       if (fence && outcome.failed.includes(fence) && this.fence) throw this.fence.fenceFailed();

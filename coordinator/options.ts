@@ -228,6 +228,23 @@ export interface CoordinatorSettings {
    */
   jobTrimIntervalMs: number;
   /**
+   * History entries kept per node, newest first (`--history-retention`; history-retention.ts).
+   * @default 500
+   */
+  historyRetention: number;
+  /**
+   * History entries older than this are trimmed, except the one that still describes the node
+   * at that age (`--history-retention-age`). About 38 KiB of etcd per node per day at 13
+   * changes a day (bench/history-cost.ts), so 7 days of 1,000 nodes is about 260 MiB.
+   * @default 604_800_000 (7 days)
+   */
+  historyRetentionAgeMs: number;
+  /**
+   * Period of the leader's history trim.
+   * @default 600_000
+   */
+  historyTrimIntervalMs: number;
+  /**
    * Deadline of an exec job's command when the request gives none (job-starter.ts).
    * @default 600_000
    */
@@ -310,6 +327,9 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   jobRetention: 500,
   jobRetentionAgeMs: 30 * 24 * 3_600_000,
   jobTrimIntervalMs: 600_000,
+  historyRetention: 500,
+  historyRetentionAgeMs: 7 * 24 * 3_600_000,
+  historyTrimIntervalMs: 600_000,
   jobExecTimeoutMs: 600_000,
   jobStartAttempts: 3,
   reconcileIntervalMs: 30_000,
@@ -365,6 +385,14 @@ export const COORDINATOR_OPTIONS = {
     kind: 'duration', env: 'CLUSTER_JOB_RETENTION_AGE', default: `${DEFAULT_SETTINGS.jobRetentionAgeMs / 3_600_000}h`, min: 1000, placeholder: 'DURATION',
     description: 'finished jobs older than this are trimmed whatever their number; 720h = 30 days',
   },
+  historyRetention: {
+    kind: 'int', env: 'CLUSTER_HISTORY_RETENTION', default: DEFAULT_SETTINGS.historyRetention, min: 1, placeholder: 'N',
+    description: 'node history entries kept per node (`clusterctl node history`); the leader trims older ones',
+  },
+  historyRetentionAge: {
+    kind: 'duration', env: 'CLUSTER_HISTORY_RETENTION_AGE', default: `${DEFAULT_SETTINGS.historyRetentionAgeMs / 3_600_000}h`, min: 1000, placeholder: 'DURATION',
+    description: 'node history older than this is trimmed (the entry in effect at that age is kept); 168h = 7 days, ~38 KiB of etcd per node per day',
+  },
   etcdQuotaBytes: {
     kind: 'int', env: 'CLUSTER_ETCD_QUOTA_BYTES', default: DEFAULT_SETTINGS.etcdQuotaBytes, min: 1, placeholder: 'BYTES',
     description: 'etcd\'s --quota-backend-bytes, shown by `clusterctl status` next to the database size (etcd does not report it)',
@@ -408,6 +436,8 @@ export interface CoordinatorConfig {
   eventRetention: number;
   jobRetention: number;
   jobRetentionAgeMs: number;
+  historyRetention: number;
+  historyRetentionAgeMs: number;
   etcdQuotaBytes: number;
   shutdownGraceMs: number;
   shutdownForceMs: number;
@@ -485,6 +515,8 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       eventRetention: v.eventRetention,
       jobRetention: v.jobRetention,
       jobRetentionAgeMs: v.jobRetentionAge,
+      historyRetention: v.historyRetention,
+      historyRetentionAgeMs: v.historyRetentionAge,
       etcdQuotaBytes: v.etcdQuotaBytes,
       shutdownGraceMs: v.shutdownGrace,
       shutdownForceMs: v.shutdownForce,

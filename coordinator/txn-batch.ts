@@ -59,9 +59,9 @@ export function partBytes(part: TxnPart, extra = 0): number {
  * Which parts (indices, in order) go into the next transaction: as many as fit from the front,
  * skipping (and blocking the keys of) parts that touch a key of a part already taken. A part
  * alone is always taken, even if larger than the limits (etcd then refuses it, as before).
- * `opsPerPart` counts writes a packer adds per part (its event); `cap` bounds the part count.
+ * `opsPerPart` counts writes a packer adds per part (its event, its history); `cap` bounds the part count.
  */
-export function packBatch(parts: readonly TxnPart[], limits: TxnLimits, reserved: Reserved, opsPerPart = 0, bytesOf: (i: number) => number = (i) => partBytes(parts[i]), cap = Infinity): number[] {
+export function packBatch(parts: readonly TxnPart[], limits: TxnLimits, reserved: Reserved, opsPerPart: number | ((i: number) => number) = 0, bytesOf: (i: number) => number = (i) => partBytes(parts[i]), cap = Infinity): number[] {
   const taken: number[] = [];
   const written = new Set<string>();
   const compared = new Set<string>();
@@ -86,7 +86,7 @@ export function packBatch(parts: readonly TxnPart[], limits: TxnLimits, reserved
     const newCompares = part.compares.filter((c) => !compareIds.has(compareId(c)));
     const newCompareIds = new Set(newCompares.map(compareId));
     const guardedKeys = new Set([...compared, ...cmpKeys]);
-    const addOps = part.ops.length + opsPerPart;
+    const addOps = part.ops.length + (typeof opsPerPart === 'number' ? opsPerPart : opsPerPart(i));
     const addBytes = bytesOf(i);
     const fits = compareIds.size + newCompareIds.size + reserved.compares <= limits.maxOps
       && guardedKeys.size + reserved.compares <= limits.maxOps

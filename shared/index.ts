@@ -1,5 +1,5 @@
 /** The public surface of shared/: what agent, coordinator and clusterctl may use. */
-export { Keyspace, DEFAULT_PREFIX, isValidSegment } from './keyspace';
+export { Keyspace, DEFAULT_PREFIX, isValidSegment, type HistoryKey } from './keyspace';
 export {
   ClusterError, InvalidArgumentError, NotFoundError, AlreadyExistsError, FailedPreconditionError, ConflictError,
   UnavailableError, DeadlineExceededError, CancelledError, NotLeaderError, InternalError,
@@ -27,3 +27,7 @@ export {
   parseCredentials, formatCredentials, authorize, serverCredentials, clientCredentials, peerIdentity, fetchPinnedCa,
   type Role, type UserRole, type PeerIdentity, type JoinToken, type Credentials, type Action, type ServerTlsOptions, type ClientTlsOptions,
 } from './pki';
+export {
+  decodeHistoryEntry, diffNodes, encodeHistoryEntry, flattenFacts, historyToTrim, MAX_AT_AGE_MS, parseAtTime, recordChanges,
+  type Difference, type DiffSide, type HistoryEntry, type HistoryKeyRef, type HistoryPolicy, type NodeDifferences,
+} from './node-history';

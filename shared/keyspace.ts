@@ -44,6 +44,29 @@ function contentDigest(s: string): string {
 /** Width of the zero-padded event sequence, so lexical order is numeric order. */
 const SEQ_WIDTH = 16;
 
+/** A parsed history key (history/ or history-facts/). */
+export interface HistoryKey {
+  nodeId: string;
+  seq: number;
+  atMs: number;
+}
+
+const MS_WIDTH = 13;
+
+function historyLeaf(seq: number, atMs: number): string {
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError(`invalid event sequence ${seq}`);
+  if (!Number.isSafeInteger(atMs) || atMs < 0) throw new InvalidArgumentError(`invalid history time ${atMs}`);
+  return `${String(seq).padStart(SEQ_WIDTH, '0')}-${String(atMs).padStart(MS_WIDTH, '0')}`;
+}
+
+function parseHistoryRest(rest: string | undefined): HistoryKey | undefined {
+  const m = rest === undefined ? null : /^([^/]+)\/(\d{16})-(\d{13})$/.exec(rest);
+  if (!m || !isValidSegment(m[1])) return undefined;
+  const seq = Number(m[2]);
+  const atMs = Number(m[3]);
+  return Number.isSafeInteger(seq) && Number.isSafeInteger(atMs) ? { nodeId: m[1], seq, atMs } : undefined;
+}
+
 export class Keyspace {
   readonly prefix: string;
 
@@ -165,6 +188,21 @@ export class Keyspace {
 
   // --- meta/last-applied: the cluster file `clusterctl apply` last applied ------------------
   lastApplied(): string { return `${this.prefix}meta/last-applied`; }
+
+  // --- history/<nodeId>/<seq>-<ms>, history-facts/<nodeId>/<seq>-<ms> ------------------------
+  /**
+   * A node's history: one key per change of its record, written in the change's own
+   * transaction (event-log.ts), named by the change's event sequence and its time in epoch ms.
+   * Both are in the key so that retention (history-retention.ts) decides from a keys-only read.
+   * history-facts/ holds the full facts the leader saw when the record's facts digest changed,
+   * kept apart so that listing a node's history does not read them.
+   */
+  historyPrefix(nodeId?: string): string { return `${this.prefix}history/${nodeId === undefined ? '' : `${segment('node id', nodeId)}/`}`; }
+  historyFactsPrefix(nodeId?: string): string { return `${this.prefix}history-facts/${nodeId === undefined ? '' : `${segment('node id', nodeId)}/`}`; }
+  history(nodeId: string, seq: number, atMs: number): string { return `${this.historyPrefix(nodeId)}${historyLeaf(seq, atMs)}`; }
+  historyFacts(nodeId: string, seq: number, atMs: number): string { return `${this.historyFactsPrefix(nodeId)}${historyLeaf(seq, atMs)}`; }
+  parseHistory(key: string): HistoryKey | undefined { return parseHistoryRest(this.strip(key, this.historyPrefix())); }
+  parseHistoryFacts(key: string): HistoryKey | undefined { return parseHistoryRest(this.strip(key, this.historyFactsPrefix())); }
 
   // --- events/<seq> -----------------------------------------------------------------------
   eventsPrefix(): string { return `${this.prefix}events/`; }

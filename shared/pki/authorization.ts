@@ -34,6 +34,8 @@ const RULES: Readonly<Record<string, Rule>> = {
 
   'ClusterService/ListNodes': fixed(user('viewer')),
   'ClusterService/GetNode': fixed(user('viewer')),
+  'ClusterService/GetNodeHistory': fixed(user('viewer')),
+  'ClusterService/DiffNodes': fixed(user('viewer')),
   'ClusterService/RefreshNodeFacts': fixed(user('operator')),
   'ClusterService/WatchNodes': fixed(user('viewer')),
   'ClusterService/ListEvents': fixed(user('viewer')),

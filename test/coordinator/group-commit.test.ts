@@ -41,9 +41,12 @@ describe('group commit (real etcd)', function () {
       const results = await Promise.all(ids.map((id) => nodes.mutate(id, create(id), { known: null })));
       expect(results.every((r) => r.changed)).to.equal(true);
       const txns = Number((await revision()) - before);
-      // Each transaction writes at most (maxOps - 1) / 2 nodes with their events.
-      expect(txns).to.be.at.least(Math.ceil(500 / Math.floor((maxOps - 1) / 2)));
-      expect(txns).to.be.below(100);
+      // Each transaction writes at most (maxOps - 1) / 3 nodes with their events and history entries.
+      expect(txns).to.be.at.least(Math.ceil(500 / Math.floor((maxOps - 1) / 3)));
+      expect(txns).to.be.below(125);
+      // Each node's history entry went in with its record, under its event's sequence number.
+      const history = (await suite.client.getAll().prefix(suite.ks.historyPrefix()).keys()).map((k) => suite.ks.parseHistory(k));
+      expect(history.map((h) => h?.seq).sort((a, b) => (a ?? 0) - (b ?? 0))).to.deep.equal(Array.from({ length: 500 }, (_, i) => i + 1));
       const evs = (await suite.client.getAll().prefix(suite.ks.eventsPrefix()).strings());
       const seqs = Object.entries(evs).map(([k, v]) => decodeEvent(k, v).seq).sort((a, b) => a - b);
       expect(seqs).to.deep.equal(Array.from({ length: 500 }, (_, i) => i + 1));

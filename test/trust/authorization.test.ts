@@ -49,6 +49,8 @@ const TABLE: Row[] = [
   [{ method: '/grpc.health.v1.Health/Check' }, [...ROLES]],
   [{ method: '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo' }, [...ROLES]],
   [{ method: 'ClusterService/GetNode' }, [...USERS_FROM.viewer]],
+  [{ method: 'ClusterService/GetNodeHistory' }, [...USERS_FROM.viewer]],
+  [{ method: 'ClusterService/DiffNodes' }, [...USERS_FROM.viewer]],
   [{ method: 'ClusterService/WatchNodes' }, [...USERS_FROM.viewer]],
   [{ method: 'ClusterService/ListEvents' }, [...USERS_FROM.viewer]],
   [{ method: 'JobService/GetJob' }, [...USERS_FROM.viewer]],

@@ -1,7 +1,8 @@
 /**
  * The leader's job runner. Level-triggered, on the shared ReconcileLoop: a pass lists jobs/ and
- * starts every claimed Pending/Running/Cancelling job this replica is not already running (one
- * JobProgress each, job-progress.ts), and hands a Cancelling job's cancel to its run. Passes
+ * starts every claimed Pending/Running/Pausing/Cancelling job this replica is not already running
+ * (one JobProgress each, job-progress.ts), and hands a Cancelling job's cancel to its run. A
+ * Paused job has no run: its resume (→ Running) or cancel (→ Cancelling) starts one. Passes
  * run at start (every leadership gain), on changes to job records and on a timer.
  */
 import type { Etcd3 } from 'etcd3';
@@ -172,6 +173,8 @@ export class JobRunner {
       r.start(); // sets r.done
       r.done.finally(() => {
         if (this.runs.get(record.id) === r) this.runs.delete(record.id);
+        // A resume written while this run was ending (it just paused) found the run still here.
+        if (r.paused) this.loop.trigger();
       }).catch(() => undefined);
     }
   }

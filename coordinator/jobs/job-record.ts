@@ -44,9 +44,14 @@ export function isFinished(s: JobState): boolean {
   return JOB_TRANSITIONS[s].length === 0;
 }
 
-/** States the runner works on (a Paused job waits for its resume or cancel, not for the runner). */
+/** Unfinished: the job holds its nodes' claims (a Paused one too). */
 export function isActive(s: JobState): boolean {
-  return s === 'Pending' || s === 'Running' || s === 'Cancelling' || s === 'Pausing';
+  return s === 'Pending' || s === 'Running' || s === 'Cancelling' || s === 'Pausing' || s === 'Paused';
+}
+
+/** States the runner works on: a Paused job waits for its resume or cancel, not for the runner. */
+export function isRunnable(s: JobState): boolean {
+  return isActive(s) && s !== 'Paused';
 }
 
 export function checkJobTransition(jobId: string, from: JobState, to: JobState): void {

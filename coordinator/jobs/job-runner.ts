@@ -12,7 +12,7 @@ import type { NodeStore } from '../node-store';
 import { CommandRouter, type DispatchTimings } from './command-dispatch';
 import type { ConfigReader } from './config-records';
 import { JobProgress } from './job-progress';
-import { isActive } from './job-record';
+import { isRunnable } from './job-record';
 import type { JobStore } from './job-store';
 import type { JobObserver } from './job-observer';
 
@@ -167,7 +167,7 @@ export class JobRunner {
         if (record.state === 'Cancelling') run.requestCancel();
         continue;
       }
-      if (!record.claimed || !isActive(record.state) || !this.running) continue;
+      if (!record.claimed || !isRunnable(record.state) || !this.running) continue;
       const r = new JobProgress({ ...this.o, router: this.router, timings: this.timings }, record.id);
       this.runs.set(record.id, r);
       r.start(); // sets r.done

@@ -13,7 +13,7 @@ import type { Job } from '../../generated/cluster/v1/Job';
 import type { JobDetail } from '../../generated/cluster/v1/JobDetail';
 import type { GetJobRequest__Output } from '../../generated/cluster/v1/GetJobRequest';
 import {
-  batchOf, checkJobTransition, countNodes, isFinished, isJobState, JOB_STATES, pendingNode,
+  batchOf, checkJobTransition, countNodes, isActive, isFinished, isJobState, JOB_STATES, pendingNode,
   type JobNodeRecord, type JobRecord,
 } from './job-record';
 import { pauseChange, resumeChange, type JobChange } from './job-pause';
@@ -66,8 +66,8 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
     const wanted = id.trim();
     if (wanted === 'active' || wanted === 'last') {
       const all = (await store.list()).filter((j) => j.record.claimed);
-      // "active": any unfinished job, a Paused one included (`job resume active`).
-      const pick = wanted === 'last' ? all[all.length - 1] : [...all].reverse().find((j) => !isFinished(j.record.state));
+      // "active": the newest unfinished job, a Paused one included (`job resume active`).
+      const pick = wanted === 'last' ? all[all.length - 1] : [...all].reverse().find((j) => isActive(j.record.state));
       if (!pick) throw new NotFoundError(wanted === 'last' ? 'no jobs yet' : 'no job is running (see `clusterctl jobs`)');
       return pick;
     }

@@ -1,7 +1,7 @@
 /** Pure job logic, by table: job state machine, claim chunks/conflicts/rollback, output bounds, ids, fact selectors. */
 import { expect } from 'chai';
 import {
-  boundOutput, checkJobTransition, chunk, claimConflicts, commandKindFor, isActive, isFinished, JOB_STATES, JOB_TRANSITIONS,
+  boundOutput, checkJobTransition, chunk, claimConflicts, commandKindFor, isActive, isFinished, isRunnable, JOB_STATES, JOB_TRANSITIONS,
   matchesFacts, newJobId, parseFactSelector, rollbackSet, type JobState,
 } from '../../coordinator/jobs';
 import { FailedPreconditionError, InvalidArgumentError, type Facts } from '../../shared';
@@ -28,8 +28,9 @@ describe('jobs: pure logic', () => {
       for (const s of JOB_STATES) {
         if (isFinished(s)) expect(JOB_TRANSITIONS[s]).to.deep.equal([]);
         else expect(JOB_TRANSITIONS[s].includes('Cancelling') || JOB_TRANSITIONS[s].includes('Cancelled')).to.equal(true, s);
+        expect(isActive(s)).to.equal(!isFinished(s));
         // A Paused job is unfinished but not worked on: its resume or cancel wakes the runner.
-        expect(isActive(s)).to.equal(!isFinished(s) && s !== 'Paused', s);
+        expect(isRunnable(s)).to.equal(!isFinished(s) && s !== 'Paused', s);
       }
     });
   });

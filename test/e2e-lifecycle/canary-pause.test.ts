@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { status } from '@grpc/grpc-js';
 import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
-import { delay, type CoordinatorHandle } from '../helpers';
+import { delay, waitFor, type CoordinatorHandle } from '../helpers';
 import { nodeStates, type LifecycleApi } from './lifecycle-api';
 import { BUNDLE, coordinatorSnapshot, GROUP, requireNode, runsOfVersion } from './lifecycle-fixtures';
 import { lifecycleSuite, prepare } from './lifecycle-suite';
@@ -35,7 +35,7 @@ describe('e2e lifecycle: canary, pause and resume (real processes)', function ()
   const s = lifecycleSuite('lc-canary');
 
   it('--canary 1 of 3 commissions one node and pauses holding the others\' claims; pause again is a no-op; resume finishes the job', async () => {
-    const { api, nodes } = await prepare(s, IDS);
+    const { api, nodes, coordinators } = await prepare(s, IDS);
     const job = await api.startJob({ kind: 'commission', nodeIds: IDS, group: GROUP, canary: 1 });
     expect(job.canary).to.equal(1);
     expect(job.batches, 'the canary batch and the rest').to.equal(2);
@@ -52,6 +52,11 @@ describe('e2e lifecycle: canary, pause and resume (real processes)', function ()
     expect(other?.code, other?.message).to.equal(status.FAILED_PRECONDITION);
     expect(other?.message).to.contain(`node n2 is already in job ${job.id} (commission, Paused)`);
     expect((await api.listJobs()).find((j) => j.id === job.id)?.state, 'jobs lists it Paused').to.equal('Paused');
+    const metrics = await coordinators[0].metricsAddress();
+    await waitFor('cluster_jobs to count the Paused job', async () => {
+      const text = await (await fetch(`http://${metrics}/metrics`)).text();
+      return text.split('\n').includes('cluster_jobs{kind="commission",state="Paused"} 1');
+    }, { timeoutMs: 20_000, intervalMs: 500 });
 
     // Idempotent requests answer OK with the job as it is.
     expect((await api.pauseJob(job.id)).state).to.equal('Paused');

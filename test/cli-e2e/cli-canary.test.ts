@@ -86,6 +86,9 @@ describe('cli-e2e: canary, pause and resume through clusterctl', function () {
     expect(described).to.match(/^State: +Paused \(canary done on n1: check it, then resume it: clusterctl job resume /m);
     expect(described).to.match(/^Canary: +1 node\(s\) first \(batch 1\), then Paused until clusterctl job resume$/m);
 
+    const status = JSON.parse(expectCode(await cluster.ctl(['status', '-o', 'json']), 0).stdout) as { jobsRunning: number };
+    expect(status.jobsRunning, 'a Paused job is not counted as running').to.equal(0);
+
     await delay(3000);
     expect(watchEnded, 'job watch is still following the Paused job').to.equal(false);
 

@@ -17,6 +17,7 @@ import { globalGet, globalSet } from './commands/global-commands';
 import { configGet, configSet } from './commands/config-commands';
 import { discoverCommand } from './commands/discover';
 import { jobCancel } from './commands/job-cancel';
+import { jobPause, jobResume } from './commands/job-pause';
 import { jobDescribe } from './commands/job-describe';
 import { jobLogs } from './commands/job-logs';
 import { jobWatch } from './commands/job-watch';
@@ -62,17 +63,17 @@ const jobsGroup = defineCommand<CliContext, Record<string, never>>({
   summary: 'List jobs',
   usage: 'jobs [list] [--state STATE] [flags]',
   example: 'clusterctl jobs\nclusterctl jobs --state failed -o wide',
-  subcommands: [jobsList, jobDescribe, jobWatch, jobLogs, jobCancel],
+  subcommands: [jobsList, jobDescribe, jobWatch, jobLogs, jobCancel, jobPause, jobResume],
   defaultSubcommand: 'list',
 });
 
 /** `job`: one job (Contiv's `job get active|last`). */
 const jobGroup = defineCommand<CliContext, Record<string, never>>({
   name: 'job',
-  summary: 'Show, follow, read the output of, or cancel one job',
-  usage: 'job describe|watch|logs|cancel ID|active|last [flags]',
-  example: 'clusterctl job describe last\nclusterctl job get active -f\nclusterctl job logs last --node node-1\nclusterctl job cancel active',
-  subcommands: [jobDescribe, jobWatch, jobLogs, jobCancel, jobsList],
+  summary: 'Show, follow, read the output of, pause, resume or cancel one job',
+  usage: 'job describe|watch|logs|pause|resume|cancel ID|active|last [flags]',
+  example: 'clusterctl job describe last\nclusterctl job get active -f\nclusterctl job logs last --node node-1\nclusterctl job pause active\nclusterctl job resume active\nclusterctl job cancel active',
+  subcommands: [jobDescribe, jobWatch, jobLogs, jobCancel, jobPause, jobResume, jobsList],
 });
 
 const bundlesGroup = defineCommand<CliContext, Record<string, never>>({

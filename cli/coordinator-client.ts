@@ -402,6 +402,15 @@ export class CoordinatorClient {
     return this.unary('jobs', 'JobService', 'write', (s, o, cb) => s.cancelJob({ id, reason }, o, cb));
   }
 
+  /** Idempotent: pause of a Pausing/Paused job answers OK unchanged, so a retry elsewhere is safe. */
+  pauseJob(id: string, reason: string): Promise<Job__Output> {
+    return this.unary('jobs', 'JobService', 'idempotent', (s, o, cb) => s.pauseJob({ id, reason }, o, cb));
+  }
+
+  resumeJob(id: string): Promise<Job__Output> {
+    return this.unary('jobs', 'JobService', 'idempotent', (s, o, cb) => s.resumeJob({ id }, o, cb));
+  }
+
   // ---- ConfigService ----
 
   pushBundle(yaml: string): Promise<BundleInfo__Output> {

@@ -9,7 +9,7 @@ import type { ClusterStatus } from '../generated/cluster/v1/ClusterStatus';
 import type { EtcdEndpointStatus } from '../generated/cluster/v1/EtcdEndpointStatus';
 import type { ReplicaStatus } from '../generated/cluster/v1/ReplicaStatus';
 import { readPrefixes } from './etcd-txn';
-import { isActive } from './jobs/job-record';
+import { isRunnable } from './jobs/job-record';
 import { decodeSnapshot } from './snapshot';
 import { pickLeader } from '../shared/leader-record';
 import type { CoordinatorSettings } from './options';
@@ -112,7 +112,8 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
       if (n.connected) connected++;
     }
     const total = nodes.size;
-    const jobsRunning = [...jobs.values()].filter((j) => isActive(j.record.state)).length;
+    // A Paused job is unfinished but not running (it shows in `clusterctl jobs --state paused`).
+    const jobsRunning = [...jobs.values()].filter((j) => isRunnable(j.record.state)).length;
     const leader = replicas[0];
     return {
       leader: leader ? { id: leader.id, address: leader.address } : null,

@@ -8,14 +8,16 @@ import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { JobNode__Output } from '../../generated/cluster/v1/JobNode';
 import { driftLines, type FieldChange } from '../../shared/command-report';
 import { EXIT, type ExitCode } from '../command';
-import { ageSince, formatBool, formatTable, orDash, type Cell, type Row } from '../output';
+import { ageSince, formatBool, formatDuration, formatTable, orDash, type Cell, type Row } from '../output';
 
 export const JOB_COLUMNS = ['ID', 'KIND', 'STATE', 'NODES', 'DONE', 'FAILED', 'BATCH', 'GROUP', 'AGE'] as const;
 export const JOB_WIDE_COLUMNS = [...JOB_COLUMNS, 'BUNDLE', 'STRATEGY', 'DRY-RUN', 'REQUESTED-BY', 'MESSAGE'] as const;
 
 export const FINISHED_JOB_STATES: readonly string[] = ['Succeeded', 'Failed', 'Cancelled'];
 
-const STATE_COLOUR: Record<string, Cell['colour']> = { Failed: 'red', Cancelled: 'yellow', Cancelling: 'yellow', Succeeded: 'green', Running: 'bold' };
+const STATE_COLOUR: Record<string, Cell['colour']> = {
+  Failed: 'red', Cancelled: 'yellow', Cancelling: 'yellow', Succeeded: 'green', Running: 'bold', Pausing: 'yellow', Paused: 'yellow',
+};
 
 function sortedCounts(c: Readonly<Record<string, number>>): Record<string, number> {
   return Object.fromEntries(Object.entries(c).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
@@ -35,6 +37,7 @@ export function jobObject(j: Job__Output): Record<string, unknown> {
     maxFailures: maxFailuresView(j.maxFailures), dryRun: j.dryRun, force: j.force, nodeIds: j.nodeIds, batches: j.batches,
     currentBatch: j.currentBatch, counts: sortedCounts(j.counts), message: j.message, createdAt: j.createdAt,
     startedAt: j.startedAt, finishedAt: j.finishedAt, requestedBy: j.requestedBy, revision: j.revision, driftedNodes: j.driftedNodes,
+    canary: j.canary, canarySoakMs: j.canarySoakMs, canarySoakUntil: j.canarySoakUntil,
   };
 }
 
@@ -139,6 +142,15 @@ export function strategyText(j: Pick<Job__Output, 'strategy' | 'batch' | 'batche
   return `${orDash(j.strategy)} batch ${orDash(j.batch)}, ${j.batches} batch(es)`;
 }
 
+/** --canary as an operator reads it ('' for a job without one). */
+export function canaryText(j: Pick<Job__Output, 'canary' | 'canarySoakMs' | 'canarySoakUntil'>): string {
+  if (!j.canary) return '';
+  const then = j.canarySoakMs
+    ? `then a soak of ${formatDuration(j.canarySoakMs)} and its verify probes again${j.canarySoakUntil ? ` (at ${j.canarySoakUntil})` : ''}; all pass: the rest`
+    : 'then Paused until clusterctl job resume';
+  return `${j.canary} node(s) first (batch 1), ${then}`;
+}
+
 /** `job describe`: the job, then one block per node with its units and error. */
 export function describeJob(d: JobDetail__Output, nowMs: number): string {
   const j = d.job;
@@ -150,6 +162,7 @@ export function describeJob(d: JobDetail__Output, nowMs: number): string {
     `Group:        ${orDash(j.group)}`,
     `Bundle:       ${orDash(j.bundle)}`,
     `Strategy:     ${strategyText(j)}, max failures ${maxFailuresView(j.maxFailures)}${j.force ? ', forced' : ''}`,
+    ...(j.canary ? [`Canary:       ${canaryText(j)}`] : []),
     `Requested by: ${orDash(j.requestedBy)}`,
     `Created:      ${orDash(j.createdAt)} (${ageSince(j.createdAt, nowMs)} ago)`,
     `Started:      ${orDash(j.startedAt)}`,

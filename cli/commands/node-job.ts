@@ -3,8 +3,9 @@
  * all built here because they share their targets and flags (Contiv's `clusterctl node
  * commission ID --host-group G -e '{...}'` keeps working). Without --wait the job id is printed
  * and the command returns; --wait follows the job and takes the exit code from its result
- * (0 succeeded, 1 failed/cancelled, 2 verify found drift); --dry-run waits for the plan and
- * prints it per node and unit.
+ * (0 succeeded, 1 failed/cancelled, 2 verify found drift), following a --canary job through its
+ * pause until someone resumes or cancels it; --dry-run waits for the plan and prints it per
+ * node and unit.
  */
 import { InvalidArgumentError } from '../../shared/errors';
 import { parseSelector } from '../../shared/selector';
@@ -73,7 +74,7 @@ const SUMMARY: Record<Kind, string> = {
 
 const EXAMPLE: Record<Kind, string> = {
   commission: 'clusterctl node commission node-1 node-2 -g worker --wait\nclusterctl node commission -l rack=r1 -g worker --batch 25% --max-failures 1\nclusterctl node commission node-3 --host-group worker -e \'{"ntp_server":"10.0.0.1"}\'',
-  upgrade: 'clusterctl node upgrade -g worker --bundle base@4 --batch 2 --wait\nclusterctl node upgrade node-1 --dry-run',
+  upgrade: 'clusterctl node upgrade -g worker --bundle base@4 --batch 2 --wait\nclusterctl node upgrade -g worker --bundle base@4 --canary 1 --batch 25%   # then: clusterctl job resume JOB\nclusterctl node upgrade -g worker --bundle base@4 --canary 2 --canary-soak 10m\nclusterctl node upgrade node-1 --dry-run',
   decommission: 'clusterctl node decommission node-7 --wait\nclusterctl node decommission node-1 --force   # below the group\'s minimum size',
   verify: 'clusterctl node verify -g worker --wait\nclusterctl node verify node-1 --repair --wait',
   repair: 'clusterctl node repair node-1 --wait',
@@ -115,8 +116,18 @@ export function checkBatch(text: string | undefined): string {
   return t;
 }
 
-function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof VERIFY_OPTIONS = {}): Command<CliContext> {
-  const options = { ...NODE_JOB_OPTIONS, ...extraOptions } as typeof NODE_JOB_OPTIONS & Partial<typeof VERIFY_OPTIONS>;
+/** The coordinator's bound on --canary-soak (coordinator/jobs/job-starter.ts), checked here before the round trip. */
+const MAX_CANARY_SOAK_MS = 24 * 3_600_000;
+
+/** --canary-soak in ms for the request (0: none); longer than 24 h is refused. */
+export function checkCanarySoak(ms: number | undefined): number {
+  if (ms === undefined) return 0;
+  if (ms > MAX_CANARY_SOAK_MS) throw new InvalidArgumentError('--canary-soak is longer than the 24h allowed; for a longer look use --canary alone (the job pauses until clusterctl job resume)');
+  return ms;
+}
+
+function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof VERIFY_OPTIONS | typeof CANARY_OPTIONS = {}): Command<CliContext> {
+  const options = { ...NODE_JOB_OPTIONS, ...extraOptions } as typeof NODE_JOB_OPTIONS & Partial<typeof VERIFY_OPTIONS> & Partial<typeof CANARY_OPTIONS>;
   return defineCommand<CliContext, typeof options>({
     name: kind,
     // Contiv's spelling of upgrade.
@@ -128,7 +139,7 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
     options,
     maxPositionals: 10_000,
     async run({ values, positionals, context }) {
-      const v = values as typeof values & { repair?: boolean };
+      const v = values as typeof values & { repair?: boolean; canary?: number; canarySoak?: number };
       const actual: Kind = kind === 'verify' && v.repair ? 'repair' : kind;
       if (values.group !== undefined && values.hostGroup !== undefined && values.group !== values.hostGroup) {
         throw new InvalidArgumentError(`--group ${values.group} and --host-group ${values.hostGroup} disagree; give one`);
@@ -154,6 +165,8 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
         force: values.force,
         extraVarsJson: checkExtraVars(values.extraVars),
         bundle: values.bundle ?? '',
+        canary: v.canary ?? 0,
+        canarySoakMs: checkCanarySoak(v.canarySoak),
       };
       const client = context.client;
       const job = await client.startJob(request);
@@ -170,6 +183,7 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
       if (!values.wait) {
         printResult(context, jobObject(job), () =>
           `job ${job.id} started: ${actual} of ${job.nodeIds.length} node(s)${job.group ? ` in group ${job.group}` : ''}${job.bundle ? ` with ${job.bundle}` : ''}\n` +
+          (job.canary && !job.canarySoakMs ? `it pauses after its ${job.canary} canary node(s); then: clusterctl job resume ${job.id}\n` : '') +
           `follow it: clusterctl job watch ${job.id}\n`);
         return EXIT.ok;
       }
@@ -190,8 +204,19 @@ const VERIFY_OPTIONS = {
   },
 } as const;
 
-export const nodeCommission = nodeJobCommand('commission');
-export const nodeUpgrade = nodeJobCommand('upgrade');
+const CANARY_OPTIONS = {
+  canary: {
+    kind: 'int', min: 0, placeholder: 'N',
+    description: 'run N nodes first (a batch of their own, in node-id order), then pause the job until clusterctl job resume; less than the job\'s node count',
+  },
+  canarySoak: {
+    kind: 'duration', min: 1000, placeholder: 'DURATION',
+    description: 'with --canary: instead of pausing, wait this long (at most 24h), re-run the bundle\'s verify probes on the canary nodes and go on by itself when all pass',
+  },
+} as const;
+
+export const nodeCommission = nodeJobCommand('commission', CANARY_OPTIONS);
+export const nodeUpgrade = nodeJobCommand('upgrade', CANARY_OPTIONS);
 export const nodeDecommission = nodeJobCommand('decommission');
 export const nodeVerify = nodeJobCommand('verify', VERIFY_OPTIONS);
 export const nodeRepair = nodeJobCommand('repair');

@@ -50,6 +50,15 @@ export function planBatches(nodeIds: readonly string[], strategy: Pick<Strategy,
   return out;
 }
 
+/**
+ * --canary N: the first N nodes are a batch of their own, the rest are batched as the strategy
+ * says. The caller has checked 0 < canary < nodeIds.length.
+ */
+export function planCanaryBatches(nodeIds: readonly string[], canary: number, strategy: Pick<Strategy, 'type' | 'batch'>): string[][] {
+  if (canary <= 0 || canary >= nodeIds.length) return planBatches(nodeIds, strategy);
+  return [nodeIds.slice(0, canary), ...planBatches(nodeIds.slice(canary), strategy)];
+}
+
 /** Whether a job with `failed` failures must stop (strictly more than maxFailures). */
 export function thresholdExceeded(failed: number, maxFailures: number): boolean {
   return failed > maxFailures;

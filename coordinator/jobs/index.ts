@@ -66,11 +66,13 @@ export { JobRunner, JOB_RUNNER_DEFAULTS, type JobRunnerOptions, type JobRunnerTi
 export { CANCELLED_BY_OPERATOR, WORKING_STATE, DONE_STATE, commandKindFor } from './job-outcome';
 export { JobStore, type VersionedJob } from './job-store';
 export { JobRetention, jobsToTrim, type RetentionPolicy } from './job-retention';
-export { JobStarter, parseFactSelector, matchesFacts } from './job-starter';
+export { JobStarter, parseFactSelector, matchesFacts, checkCanary, MAX_CANARY_SOAK_MS } from './job-starter';
+export { pauseChange, resumeChange, resumeHint } from './job-pause';
+export { soakFailure, soakUntil } from './canary-soak';
 export { ConfigReader, parseBundleRef, groupRules } from './config-records';
 export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';
 export * from './job-record';
 export { secondsBetween, type JobObserver } from './job-observer';
 export { chunk, claimConflicts, rollbackSet, CLAIM_CHUNK } from './claim-plan';
-export { planBatches, parseBatchSize, thresholdExceeded, type Strategy, type BatchSize } from './batch-plan';
+export { planBatches, planCanaryBatches, parseBatchSize, thresholdExceeded, type Strategy, type BatchSize } from './batch-plan';
 export { checkGroupRules, checkDependents, type GroupRules } from './group-rules';

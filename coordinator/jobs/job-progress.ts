@@ -37,6 +37,8 @@ import {
 import type { JobStore, VersionedJob } from './job-store';
 import { secondsBetween, type JobObserver } from './job-observer';
 import { renderInputs, type RenderInputs } from '../../shared/render-inputs';
+import { soakCommandId, soakFailure, soakUntil, waitUntil } from './canary-soak';
+import { resumeHint } from './job-pause';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -57,6 +59,8 @@ export interface JobProgressDeps {
 
 export class JobProgress {
   done: Promise<void> = Promise.resolve();
+  /** The run ended with the job Paused (job-runner.ts looks again for a resume that raced it). */
+  paused = false;
   private readonly cancel = new AbortController();
   private readonly halted = new AbortController();
   private readonly log: Logger;
@@ -138,6 +142,10 @@ export class JobProgress {
       if (this.cancel.signal.aborted) break;
       this.checkHalted();
       if (b !== this.job.currentBatch) {
+        const hold = await this.holdBeforeBatch(b);
+        if (hold.paused) { this.paused = true; return; }
+        if (hold.stopReason) { stopReason = hold.stopReason; break; }
+        if (this.cancel.signal.aborted) break;
         await this.updateJob((j) => j.state !== 'Running' ? undefined : {
           next: { ...j, currentBatch: b, message: `running batch ${b + 1} of ${j.batches.length}` },
           type: 'job.batch', message: `batch ${b + 1} of ${j.batches.length}: ${j.batches[b].join(', ')}`,
@@ -159,6 +167,83 @@ export class JobProgress {
       await Promise.all(running.map((id) => this.runNode(id, known.get(id))));
     }
     await this.finish(stopReason);
+  }
+
+  /**
+   * Before batch b (b ≥ 1): the operator's pause and the canary gate. The record is read again
+   * (a pause or cancel may have been written by any replica); after the canary batch the
+   * canary soaks (--canary-soak) or the job pauses (--canary). `paused`: the job is Paused and
+   * this run ends (resume makes the runner start it again at batch b); `stopReason`: the soak
+   * failed more nodes than --max-failures allows.
+   */
+  private async holdBeforeBatch(b: number): Promise<{ paused: boolean; stopReason?: string }> {
+    const fresh = await this.o.store.require(this.jobId);
+    this.job = fresh.record;
+    this.rev = fresh.modRevision;
+    if (this.job.state === 'Cancelling') this.requestCancel();
+    if (this.cancel.signal.aborted) return { paused: false };
+    const canaryGate = b === 1 && (this.job.canary ?? 0) > 0;
+    if (canaryGate && this.job.canarySoakMs && this.job.state === 'Running') {
+      await this.soakCanary();
+      if (this.cancel.signal.aborted) return { paused: false };
+      const failed = this.count('failed');
+      if (thresholdExceeded(failed, this.job.maxFailures)) {
+        return { paused: false, stopReason: `${failed} node(s) failed, more than --max-failures ${this.job.maxFailures} (the canary failed its soak); remaining nodes skipped` };
+      }
+    }
+    const total = this.job.batches.length;
+    await this.updateJob((j) => {
+      if (j.state === 'Pausing') {
+        return {
+          next: { ...j, state: 'Paused', currentBatch: b, message: `paused after batch ${b} of ${total}; ${resumeHint(j.id)}` },
+          type: 'job.paused', message: `paused before batch ${b + 1} of ${total}`,
+        };
+      }
+      if (canaryGate && !j.canarySoakMs && j.state === 'Running') {
+        return {
+          next: { ...j, state: 'Paused', currentBatch: b, message: `canary done on ${j.batches[0].join(', ')}: check it, then ${resumeHint(j.id)}` },
+          type: 'job.paused', message: `paused after the canary batch (${j.batches[0].join(', ')})`,
+        };
+      }
+      return undefined;
+    });
+    if (this.job.state === 'Paused') this.log.info('job paused', { beforeBatch: b + 1, message: this.job.message });
+    return { paused: this.job.state === 'Paused' };
+  }
+
+  /** --canary-soak: wait, then re-verify each canary node; a failing one is recorded failed. */
+  private async soakCanary(): Promise<void> {
+    const until = soakUntil(this.job.canarySoakUntil, this.o.clock.now(), this.job.canarySoakMs ?? 0);
+    const canaries = this.job.batches[0] ?? [];
+    await this.updateJob((j) => j.canarySoakUntil === until ? undefined : {
+      next: { ...j, canarySoakUntil: until, message: `canary soak: ${canaries.join(', ')} verified again at ${until}` },
+      type: 'job.soak', message: `canary soak until ${until} on ${canaries.join(', ')}`,
+    });
+    await waitUntil(this.o.clock, until, this.cancel.signal, this.halted.signal);
+    if (this.cancel.signal.aborted || !this.job.bundle) return;
+    this.checkHalted();
+    const bundle = await this.bundles.resolve(this.job.bundle);
+    const variables = commandVariables(bundle.variables, this.job.variables);
+    // Only the canaries that succeeded are verified: a failed one already counts.
+    const passed = canaries.filter((id) => this.nodes.get(id)?.state === 'succeeded');
+    await Promise.all(passed.map(async (id) => {
+      const command: Command = {
+        id: soakCommandId(this.jobId, id), jobId: this.jobId, kind: 'COMMAND_KIND_VERIFY',
+        bundleJson: JSON.stringify(bundle), variables, timeoutMs: this.o.timings.commandTimeoutMs,
+      };
+      // The node's job record keeps its apply's units and output: the verify's progress is not written.
+      const c: DispatchContext = {
+        streams: this.o.streams, router: this.o.router, clock: this.o.clock, log: this.log, timings: this.o.timings,
+        cancel: this.cancel.signal, halted: this.halted.signal, remember: () => undefined, write: () => Promise.resolve(),
+      };
+      const failure = soakFailure(await dispatchCommand(c, id, command, pendingNode(id, 0)));
+      this.checkHalted();
+      if (failure && !this.cancel.signal.aborted) {
+        const rec = this.nodes.get(id) ?? pendingNode(id, 0);
+        await this.writeNode({ ...rec, state: 'failed', error: failure, finishedAt: this.o.clock.iso() });
+        this.log.info('canary failed its soak', { nodeId: id, error: failure });
+      }
+    }));
   }
 
   private count(state: JobNodeRecord['state']): number {

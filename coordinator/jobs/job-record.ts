@@ -15,16 +15,25 @@ export function isJobKind(s: string): s is JobKind {
   return (JOB_KINDS as readonly string[]).includes(s);
 }
 
-export const JOB_STATES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled'] as const;
+export const JOB_STATES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled', 'Pausing', 'Paused'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 export function isJobState(s: string): s is JobState {
   return (JOB_STATES as readonly string[]).includes(s);
 }
 
-/** Job moves: a job is cancellable in every unfinished state (Contiv #62, #63). */
+/**
+ * Job moves: a job is cancellable in every unfinished state (Contiv #62, #63).
+ *
+ * Pause (`clusterctl job pause`): Running → Pausing while the current batch finishes, then
+ * Paused before the next one; a canary job goes Running → Paused by itself after its canary
+ * batch. Resume: Paused | Pausing → Running. A Pausing job whose batch was its last simply
+ * ends (Succeeded/Failed); a Paused job is cancelled through Cancelling like a running one.
+ */
 export const JOB_TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
   Pending: ['Running', 'Cancelling', 'Failed', 'Cancelled'],
-  Running: ['Succeeded', 'Failed', 'Cancelling'],
+  Running: ['Succeeded', 'Failed', 'Cancelling', 'Pausing', 'Paused'],
+  Pausing: ['Paused', 'Running', 'Succeeded', 'Failed', 'Cancelling'],
+  Paused: ['Running', 'Cancelling'],
   Cancelling: ['Cancelled'],
   Succeeded: [],
   Failed: [],
@@ -35,9 +44,14 @@ export function isFinished(s: JobState): boolean {
   return JOB_TRANSITIONS[s].length === 0;
 }
 
-/** States the runner works on. */
+/** Unfinished: the job holds its nodes' claims (a Paused one too). */
 export function isActive(s: JobState): boolean {
-  return s === 'Pending' || s === 'Running' || s === 'Cancelling';
+  return s === 'Pending' || s === 'Running' || s === 'Cancelling' || s === 'Pausing' || s === 'Paused';
+}
+
+/** States the runner works on: a Paused job waits for its resume or cancel, not for the runner. */
+export function isRunnable(s: JobState): boolean {
+  return isActive(s) && s !== 'Paused';
 }
 
 export function checkJobTransition(jobId: string, from: JobState, to: JobState): void {
@@ -96,6 +110,15 @@ export interface JobRecord {
   exec?: { argv: string[]; timeoutMs: number };
   /** Verify: the nodes whose verification found drift, recorded when the job ends. */
   drifted?: string[];
+  /**
+   * --canary N: batches[0] holds the first N nodes; after it the job pauses for `job resume`,
+   * or with canarySoakMs waits that long and re-runs the bundle's verify probes on them
+   * (canary-soak.ts).
+   */
+  canary?: number;
+  canarySoakMs?: number;
+  /** When the canary soak ends (written once, so a new leader waits for the same moment). */
+  canarySoakUntil?: string;
 }
 
 export interface JobNodeUnit {

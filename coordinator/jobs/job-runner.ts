@@ -1,7 +1,8 @@
 /**
  * The leader's job runner. Level-triggered, on the shared ReconcileLoop: a pass lists jobs/ and
- * starts every claimed Pending/Running/Cancelling job this replica is not already running (one
- * JobProgress each, job-progress.ts), and hands a Cancelling job's cancel to its run. Passes
+ * starts every claimed Pending/Running/Pausing/Cancelling job this replica is not already running
+ * (one JobProgress each, job-progress.ts), and hands a Cancelling job's cancel to its run. A
+ * Paused job has no run: its resume (→ Running) or cancel (→ Cancelling) starts one. Passes
  * run at start (every leadership gain), on changes to job records and on a timer.
  */
 import type { Etcd3 } from 'etcd3';
@@ -11,7 +12,7 @@ import type { NodeStore } from '../node-store';
 import { CommandRouter, type DispatchTimings } from './command-dispatch';
 import type { ConfigReader } from './config-records';
 import { JobProgress } from './job-progress';
-import { isActive } from './job-record';
+import { isRunnable } from './job-record';
 import type { JobStore } from './job-store';
 import type { JobObserver } from './job-observer';
 
@@ -166,12 +167,14 @@ export class JobRunner {
         if (record.state === 'Cancelling') run.requestCancel();
         continue;
       }
-      if (!record.claimed || !isActive(record.state) || !this.running) continue;
+      if (!record.claimed || !isRunnable(record.state) || !this.running) continue;
       const r = new JobProgress({ ...this.o, router: this.router, timings: this.timings }, record.id);
       this.runs.set(record.id, r);
       r.start(); // sets r.done
       r.done.finally(() => {
         if (this.runs.get(record.id) === r) this.runs.delete(record.id);
+        // A resume written while this run was ending (it just paused) found the run still here.
+        if (r.paused) this.loop.trigger();
       }).catch(() => undefined);
     }
   }

@@ -1,5 +1,5 @@
 /**
- * JobService, served by every replica: StartJob and CancelJob write to etcd (the leader's
+ * JobService, served by every replica: StartJob, CancelJob, PauseJob and ResumeJob write to etcd (the leader's
  * runner does the work), ListJobs/GetJob read etcd, WatchJob streams the job and its nodes
  * now and after every change under jobs/<id>/ until the job ends. Errors are shared/errors
  * classes, mapped to a gRPC status once, here.
@@ -16,6 +16,7 @@ import {
   batchOf, checkJobTransition, countNodes, isActive, isFinished, isJobState, JOB_STATES, pendingNode,
   type JobNodeRecord, type JobRecord,
 } from './job-record';
+import { pauseChange, resumeChange, type JobChange } from './job-pause';
 import type { JobStarter } from './job-starter';
 import type { JobStore, VersionedJob } from './job-store';
 import { unary } from '../unary-handler';
@@ -38,6 +39,7 @@ export function toJobView(v: VersionedJob, nodes: ReadonlyMap<string, JobNodeRec
     startedAt: j.startedAt ?? '', finishedAt: j.finishedAt ?? '', requestedBy: j.requestedBy, revision: v.modRevision,
     // Recorded at the end; while the job runs, from the node records at hand.
     driftedNodes: j.drifted ?? j.nodeIds.filter((id) => nodes.get(id)?.drift !== undefined),
+    canary: j.canary ?? 0, canarySoakMs: j.canarySoakMs ?? 0, canarySoakUntil: j.canarySoakUntil ?? '',
   };
 }
 
@@ -64,6 +66,7 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
     const wanted = id.trim();
     if (wanted === 'active' || wanted === 'last') {
       const all = (await store.list()).filter((j) => j.record.claimed);
+      // "active": the newest unfinished job, a Paused one included (`job resume active`).
       const pick = wanted === 'last' ? all[all.length - 1] : [...all].reverse().find((j) => isActive(j.record.state));
       if (!pick) throw new NotFoundError(wanted === 'last' ? 'no jobs yet' : 'no job is running (see `clusterctl jobs`)');
       return pick;
@@ -90,6 +93,21 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
       }
     }
     throw new FailedPreconditionError(`job ${id} kept changing while being cancelled; retry`);
+  }
+
+  /** Pause or resume: the pure decision (job-pause.ts) written with CAS, retried on a race. */
+  async function change(id: string, what: string, decide: (j: JobRecord) => JobChange | undefined, actor: string): Promise<Job> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const v = await resolve(id);
+      const c = decide(v.record);
+      if (!c) return toJobView(v, await store.nodes(v.record.id));
+      try {
+        return toJobView(await store.commit(c.next, v.modRevision, { type: c.type, message: c.message, actor }));
+      } catch (err) {
+        log.debug(`${what} raced with a job update; retrying`, { err: errorMessage(err) });
+      }
+    }
+    throw new FailedPreconditionError(`job ${id} kept changing during ${what}; retry`);
   }
 
   function watch(call: grpc.ServerWritableStream<GetJobRequest__Output, JobDetail>): void {
@@ -164,5 +182,7 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
     }),
     WatchJob: watch,
     CancelJob: unary((req, call) => cancel(req.id, req.reason.trim(), actorOf(call))),
+    PauseJob: unary((req, call) => change(req.id, 'pause', (j) => pauseChange(j, req.reason.trim()), actorOf(call))),
+    ResumeJob: unary((req, call) => change(req.id, 'resume', resumeChange, actorOf(call))),
   };
 }

@@ -28,7 +28,7 @@ import { parseSelector, matchesSelector } from '../../shared/selector';
 import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJobRequest';
 import type { Compare, TxnOp } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
-import { parseBatchSize, planBatches } from './batch-plan';
+import { parseBatchSize, planBatches, planCanaryBatches } from './batch-plan';
 import { chunk, claimConflicts, rollbackSet } from './claim-plan';
 import type { GroupRecord } from '../config/group-store';
 import { ConfigReader, groupRules, parseBundleRef } from './config-records';
@@ -100,6 +100,22 @@ export interface JobStarterOptions {
 }
 
 export const DEFAULT_IDEMPOTENCY_TTL_SEC = 24 * 3600;
+
+/** --canary-soak above this is refused: a soak that long is a paused job (`--canary` alone). */
+export const MAX_CANARY_SOAK_MS = 24 * 3_600_000;
+
+/** --canary and --canary-soak checked on their own (the node count is checked once targets are known). */
+export function checkCanary(kind: string, req: Pick<StartJobRequest__Output, 'canary' | 'canarySoakMs' | 'dryRun'>): void {
+  if (req.canarySoakMs > 0 && req.canary === 0) throw new InvalidArgumentError('--canary-soak needs --canary N: the soak runs after the canary batch');
+  if (req.canary === 0) return;
+  if (kind !== 'commission' && kind !== 'upgrade') {
+    throw new InvalidArgumentError(`--canary applies to commission and upgrade (it changes a few nodes first); a ${kind} job has no canary`);
+  }
+  if (req.dryRun) throw new InvalidArgumentError('--canary does not apply to a dry run: a dry run changes no node');
+  if (req.canarySoakMs > MAX_CANARY_SOAK_MS) {
+    throw new InvalidArgumentError(`--canary-soak ${Math.round(req.canarySoakMs / 60_000)}m is longer than the 24h allowed; for a longer look use --canary alone (the job pauses until clusterctl job resume)`);
+  }
+}
 
 /** What idempotency/<digest> holds: the job the first request with that key started. */
 interface IdempotencyRecord {
@@ -179,6 +195,7 @@ export class JobStarter {
     if (isExec && execArgv.length === 0) throw new InvalidArgumentError('exec needs a command: clusterctl exec -l SELECTOR -- COMMAND [ARGS...]');
     if (isExec && (req.dryRun || bundleOverride)) throw new InvalidArgumentError('exec runs a command: --dry-run and --bundle do not apply');
     if (!isExec && execArgv.length > 0) throw new InvalidArgumentError(`${kind} takes no command (argv is for exec jobs)`);
+    checkCanary(kind, req);
 
     const ids = [...new Set(req.nodeIds.map((s) => s.trim()).filter(Boolean))];
     const label = req.labelSelector.trim();
@@ -214,6 +231,9 @@ export class JobStarter {
     targets.sort();
     if (targets.length === 0) {
       throw new FailedPreconditionError(`no node matches ${label ? `label selector ${JSON.stringify(label)}` : fact ? `fact selector ${JSON.stringify(fact)}` : `group ${groupName}`} (list nodes with \`clusterctl nodes\`)`);
+    }
+    if (req.canary > 0 && req.canary >= targets.length) {
+      throw new InvalidArgumentError(`--canary ${req.canary} must be less than the job's ${targets.length} node(s): the canary is a first batch with the others after it`);
     }
     const targetNodes = targets.map((id) => nodes.get(id) as NodeSnapshot);
 
@@ -298,7 +318,8 @@ export class JobStarter {
       variables: { ...(isExec ? {} : await this.o.config.globals()), ...(group?.variables ?? {}), ...extraVars },
       ...(Object.keys(extraVars).length ? { extraVars } : {}),
       strategy: strategyText, batch: batchText, maxFailures: req.maxFailures, dryRun: req.dryRun, force: req.force,
-      batches: planBatches(targets, { type: strategyText, batch }), currentBatch: 0,
+      batches: req.canary > 0 ? planCanaryBatches(targets, req.canary, { type: strategyText, batch }) : planBatches(targets, { type: strategyText, batch }), currentBatch: 0,
+      ...(req.canary > 0 ? { canary: req.canary, ...(req.canarySoakMs > 0 ? { canarySoakMs: req.canarySoakMs } : {}) } : {}),
       message: 'waiting for the leader to start it', createdAt: now, requestedBy: req.requestedBy || 'operator', claimed: false,
       // 0 = the agent's default (10 min); the runner's own deadline follows this value.
       ...(isExec ? { exec: { argv: execArgv, timeoutMs: req.timeoutMs > 0 ? req.timeoutMs : 600_000 } } : {}),

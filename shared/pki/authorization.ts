@@ -52,6 +52,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'JobService/GetJob': fixed(user('viewer')),
   'JobService/WatchJob': fixed(user('viewer')),
   'JobService/CancelJob': fixed(user('operator')),
+  'JobService/PauseJob': fixed(user('operator')),
+  'JobService/ResumeJob': fixed(user('operator')),
 
   'ConfigService/PushBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
   'ConfigService/ListBundles': fixed(user('viewer')),

@@ -9,7 +9,7 @@ function job(strategy: string, batch: string, nodes: number, batches: number): J
   return {
     id: 'j1', kind: 'commission', state: 'Succeeded', group: 'g', bundle: 'b@1', strategy, batch, maxFailures: 0, dryRun: false, force: false,
     nodeIds: Array.from({ length: nodes }, (_, i) => `n${i + 1}`), batches, currentBatch: 0, counts: {}, message: '', createdAt: '', startedAt: '',
-    finishedAt: '', requestedBy: '', revision: '', driftedNodes: [],
+    finishedAt: '', requestedBy: '', revision: '', driftedNodes: [], canary: 0, canarySoakMs: 0, canarySoakUntil: '',
   };
 }
 

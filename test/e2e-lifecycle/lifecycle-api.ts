@@ -71,6 +71,14 @@ export class LifecycleApi {
     return call(this.jobs.cancelJob.bind(this.jobs) as Unary<{ id: string; reason: string }, Job__Output>, { id, reason });
   }
 
+  pauseJob(id: string, reason = 'e2e test'): Promise<Job__Output> {
+    return call(this.jobs.pauseJob.bind(this.jobs) as Unary<{ id: string; reason: string }, Job__Output>, { id, reason });
+  }
+
+  resumeJob(id: string): Promise<Job__Output> {
+    return call(this.jobs.resumeJob.bind(this.jobs) as Unary<{ id: string }, Job__Output>, { id });
+  }
+
   events(filter: { nodeId?: string; jobId?: string } = {}): Promise<Event__Output[]> {
     return call(
       this.cluster.listEvents.bind(this.cluster) as Unary<{ nodeId: string; jobId: string; limit: number; afterSeq: string }, { events: Event__Output[] }>,

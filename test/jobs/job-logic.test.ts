@@ -1,7 +1,7 @@
 /** Pure job logic, by table: job state machine, claim chunks/conflicts/rollback, output bounds, ids, fact selectors. */
 import { expect } from 'chai';
 import {
-  boundOutput, checkJobTransition, chunk, claimConflicts, commandKindFor, isActive, isFinished, JOB_STATES, JOB_TRANSITIONS,
+  boundOutput, checkJobTransition, chunk, claimConflicts, commandKindFor, isActive, isFinished, isRunnable, JOB_STATES, JOB_TRANSITIONS,
   matchesFacts, newJobId, parseFactSelector, rollbackSet, type JobState,
 } from '../../coordinator/jobs';
 import { FailedPreconditionError, InvalidArgumentError, type Facts } from '../../shared';
@@ -13,6 +13,10 @@ describe('jobs: pure logic', () => {
       ['Running', 'Succeeded', true], ['Running', 'Failed', true], ['Running', 'Cancelling', true], ['Running', 'Pending', false],
       ['Cancelling', 'Cancelled', true], ['Cancelling', 'Running', false], ['Cancelling', 'Succeeded', false],
       ['Succeeded', 'Running', false], ['Failed', 'Cancelling', false], ['Cancelled', 'Running', false],
+      ['Running', 'Pausing', true], ['Running', 'Paused', true], ['Pending', 'Pausing', false], ['Pending', 'Paused', false],
+      ['Pausing', 'Paused', true], ['Pausing', 'Running', true], ['Pausing', 'Succeeded', true], ['Pausing', 'Cancelling', true],
+      ['Paused', 'Running', true], ['Paused', 'Cancelling', true], ['Paused', 'Succeeded', false], ['Paused', 'Cancelled', false],
+      ['Cancelling', 'Paused', false], ['Succeeded', 'Paused', false],
     ];
     for (const [from, to, ok] of table) {
       it(`${from} → ${to}: ${ok ? 'allowed' : 'refused'}`, () => {
@@ -25,6 +29,8 @@ describe('jobs: pure logic', () => {
         if (isFinished(s)) expect(JOB_TRANSITIONS[s]).to.deep.equal([]);
         else expect(JOB_TRANSITIONS[s].includes('Cancelling') || JOB_TRANSITIONS[s].includes('Cancelled')).to.equal(true, s);
         expect(isActive(s)).to.equal(!isFinished(s));
+        // A Paused job is unfinished but not worked on: its resume or cancel wakes the runner.
+        expect(isRunnable(s)).to.equal(!isFinished(s) && s !== 'Paused', s);
       }
     });
   });

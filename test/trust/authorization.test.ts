@@ -20,6 +20,8 @@ const TABLE: Row[] = [
   [{ method: 'JobService/StartJob', kind: 'exec' }, [...USERS_FROM.admin]],
   [{ method: 'JobService/ListJobs' }, [...USERS_FROM.viewer]],
   [{ method: 'JobService/CancelJob' }, [...USERS_FROM.operator]],
+  [{ method: 'JobService/PauseJob' }, [...USERS_FROM.operator]],
+  [{ method: 'JobService/ResumeJob' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/PushBundle' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/PushBundle', commandUnits: true }, [...USERS_FROM.admin]],
   [{ method: 'ConfigService/SetGroup' }, [...USERS_FROM.operator]],

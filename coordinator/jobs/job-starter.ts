@@ -37,6 +37,7 @@ import { WORKING_STATE } from './job-outcome';
 import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobRecord, type JobTargets } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
 import { currentBinding, idempotencyDigest, unbound } from '../request-binding';
+import { compileHealthGate, rollbackPolicy } from '../../shared/health-gate';
 
 /** States from which verify and repair make sense: something was applied. */
 const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed', 'Cancelled'];
@@ -173,6 +174,10 @@ export class JobStarter {
     const batch = parseBatchSize(batchText);
     const extraVars = parseExtraVars(req.extraVarsJson);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
+    // The health gate holds each batch after its apply; only jobs that apply a new version have one.
+    const health = compileHealthGate({ soakMs: req.soakMs, intervalMs: req.probeIntervalMs, probes: req.probes });
+    if (health && kind !== 'commission' && kind !== 'upgrade') throw new InvalidArgumentError(`${kind}: a health gate (--soak, --probe-*) is for commission and upgrade`);
+    const rollback = rollbackPolicy(req.rollback, kind, req.dryRun);
     // exec: one command on the named nodes whatever their lifecycle state; no bundle, no group.
     const isExec = kind === 'exec';
     const execArgv = req.argv.filter((a) => a !== '');
@@ -302,6 +307,8 @@ export class JobStarter {
       message: 'waiting for the leader to start it', createdAt: now, requestedBy: req.requestedBy || 'operator', claimed: false,
       // 0 = the agent's default (10 min); the runner's own deadline follows this value.
       ...(isExec ? { exec: { argv: execArgv, timeoutMs: req.timeoutMs > 0 ? req.timeoutMs : 600_000 } } : {}),
+      ...(health && !req.dryRun ? { health } : {}),
+      ...(rollback !== 'never' ? { rollback } : {}),
     };
     const jobKey = this.o.keyspace.job(jobId);
     const provisional = await this.o.store.txn([{ key: jobKey, target: 'Create', op: '==', value: '0', reason: 'cas' }], [{ kind: 'put', key: jobKey, value: JSON.stringify(record) }]);

@@ -10,6 +10,7 @@ function job(strategy: string, batch: string, nodes: number, batches: number): J
     id: 'j1', kind: 'commission', state: 'Succeeded', group: 'g', bundle: 'b@1', strategy, batch, maxFailures: 0, dryRun: false, force: false,
     nodeIds: Array.from({ length: nodes }, (_, i) => `n${i + 1}`), batches, currentBatch: 0, counts: {}, message: '', createdAt: '', startedAt: '',
     finishedAt: '', requestedBy: '', revision: '', driftedNodes: [],
+    soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '',
   };
 }
 

@@ -164,7 +164,7 @@ export class CommandExecutor implements CommandHandler {
       if (report.ok) this.o.onConverged?.();
       // The record says what is on the node (this version, converged) whatever the soak finds:
       // a failing probe fails the command, and the coordinator decides about a rollback.
-      if (report.ok && cmd.health) await this.soak(rendered, cmd.health, report, signal);
+      if (report.ok && cmd.health) await this.soak(rendered, cmd, cmd.health, facts, report, signal);
     } else if (report.ok && mode === 'remove') {
       await this.o.applied.clear();
       appliedDigest = '';
@@ -187,13 +187,22 @@ export class CommandExecutor implements CommandHandler {
   }
 
   /** Runs the health gate's soak after a converged apply; a failing probe turns the report into a failure. */
-  private async soak(rendered: Bundle, gate: HealthGate__Output, report: RunReport, signal: AbortSignal): Promise<void> {
-    const extra: VerifyProbe[] = gate.probes.map((p) => {
+  private async soak(rendered: Bundle, cmd: Command__Output, gate: HealthGate__Output, facts: unknown, report: RunReport, signal: AbortSignal): Promise<void> {
+    const asked: VerifyProbe[] = gate.probes.map((p) => {
       const timeout = p.timeoutMs ? { timeoutMs: p.timeoutMs } : {};
       if (p.tcp) return { id: p.id, tcp: p.tcp, ...timeout };
       if (p.http) return { id: p.id, http: p.http, ...(p.expectStatus ? { expectStatus: p.expectStatus } : {}), ...timeout };
       return { id: p.id, command: p.command, expectExit: p.expectExit, ...timeout };
     });
+    let extra: VerifyProbe[];
+    try {
+      // The job's probes are templated like the bundle's: `{{ vars.port }}`, `{{ facts.hostname }}`.
+      extra = renderBundle({ name: rendered.name, version: rendered.version, variables: cmd.variables, units: [], verify: asked }, { facts }).verify;
+    } catch (err) {
+      report.ok = false;
+      report.failure = { reason: `health probes: ${errorMessage(err)}`, alreadyChanged: [] };
+      return;
+    }
     const probes = [...rendered.verify, ...extra];
     if (probes.length === 0) return;
     const r = await runHealthSoak(probes, { ...this.o.context, signal, changedUnits: new Set(report.changed) }, { soakMs: gate.soakMs, intervalMs: gate.intervalMs });

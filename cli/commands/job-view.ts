@@ -188,7 +188,7 @@ export function describeJob(d: JobDetail__Output, nowMs: number): string {
   if (rolled.length > 0) {
     // In the order the rollback ran: the newest upgraded node first.
     const order = [...rolled].sort((a, b) => a.rollbackFinishedAt.localeCompare(b.rollbackFinishedAt));
-    lines.push('', 'Rollback:');
+    lines.push('', 'Rolled back (newest first):');
     const rbRows: Row[] = order.map((n) => [n.nodeId, `${orDash(n.previousBundle)} (${orDash(n.previousState)})`, { text: n.rollbackState, colour: n.rollbackState === 'failed' ? 'red' : undefined }, orDash(n.rollbackFinishedAt), orDash(n.rollbackError)]);
     lines.push(...formatTable(['NODE', 'BACK TO', 'STATE', 'FINISHED', 'ERROR'], rbRows).trimEnd().split('\n').map((l) => `  ${l}`));
   }

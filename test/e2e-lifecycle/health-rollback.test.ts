@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { HealthProbe } from '../../generated/cluster/v1/HealthProbe';
+import { describeJob } from '../../cli/commands/job-view';
 import { nodeStates } from './lifecycle-api';
 import { requireNode, waitNodes } from './lifecycle-fixtures';
 import { lifecycleSuite, type LifecycleSuite } from './lifecycle-suite';
@@ -158,6 +159,14 @@ describe('e2e lifecycle: health-gated rolling upgrade with automatic rollback (r
     const perNode = rollbackEvents.filter((e) => e.nodeId !== '').map((e) => `${e.nodeId}:${e.from}->${e.to}`);
     expect(perNode).to.deep.equal(['n2:Failed->Upgrading', 'n2:Upgrading->Commissioned', 'n1:Upgraded->Upgrading', 'n1:Upgrading->Commissioned']);
     expect(events.map((e) => e.type)).to.include('job.rolledback');
+
+    // What `clusterctl job describe` prints of it: the gate, the policy, and the rollback per node in the order it ran.
+    const page = describeJob(await api.getJob(job.id), Date.now());
+    if (process.env.ROLLBACK_DESCRIBE_OUT) writeFileSync(process.env.ROLLBACK_DESCRIBE_OUT, page);
+    expect(page).to.match(/^State: +RolledBack \(1 node\(s\) failed/m);
+    expect(page).to.match(/^Health gate: +soak 8s, probes every 1s: bundle verify probes \+ command "curl/m);
+    expect(page).to.match(/^Rollback: +on-failure$/m);
+    expect(page).to.match(/^Rolled back \(newest first\):\n +NODE +BACK TO +STATE +FINISHED +ERROR\n +n2 +web@1 \(Commissioned\) +succeeded .*\n +n1 +web@1 \(Commissioned\) +succeeded/m);
   });
 
   it('web@2 that keeps passing its probes through the soak goes through: every node Upgraded on web@2, serving release 2, job Succeeded', async () => {

@@ -4,7 +4,9 @@
  * node (a node HTTP server run by the node's user manager as `web.service`, on a free port of
  * its own: the sandboxes share the network namespace). Release 2 of the listener exits 4 s
  * after it starts on a machine that has a `v2-crashes` marker: it passes the probes right after
- * the apply and fails them during the soak, the case a soak exists for.
+ * the apply and fails them during the soak, the case a soak exists for. Every version's command
+ * unit appends the version to /opt/web/runs (one line per execution) and sleeps 8 s on a
+ * machine with a `slow` marker, so a rollback can be caught mid-command.
  */
 import { expect } from 'chai';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { join } from 'node:path';
 import type { HealthProbe } from '../../generated/cluster/v1/HealthProbe';
 import { describeJob } from '../../cli/commands/job-view';
 import { nodeStates } from './lifecycle-api';
+import type { CoordinatorHandle } from '../helpers';
 import { requireNode, waitNodes } from './lifecycle-fixtures';
 import { lifecycleSuite, type LifecycleSuite } from './lifecycle-suite';
 
@@ -53,6 +56,10 @@ units:
     path: /opt/web/release
     content: "release=${version}\\n"
     mode: "0644"
+  - id: runs
+    kind: command
+    run: 'echo ${version} >> "$NODE_ROOT/opt/web/runs"; if [ -f ${dir}/slow ]; then sleep 8; fi'
+    timeout: 60s
   - id: web-svc
     kind: systemd
     unit: web.service
@@ -74,9 +81,10 @@ verify:
 
 const IDS = ['n1', 'n2', 'n3'];
 
-/** One coordinator, web@1 and web@2 pushed, group `web` on web@1, three nodes each with its own port, commissioned on web@1. */
-async function commissioned(s: LifecycleSuite): Promise<{ api: ReturnType<LifecycleSuite['api']>; webDir: string; roots: Map<string, string> }> {
-  await s.coordinator();
+/** Coordinators (the first leads), web@1 and web@2 pushed, group `web` on web@1, three nodes each with its own port, commissioned on web@1. */
+async function commissioned(s: LifecycleSuite, coordinators = 1): Promise<{ api: ReturnType<LifecycleSuite['api']>; webDir: string; roots: Map<string, string>; replicas: CoordinatorHandle[] }> {
+  const replicas = [await s.coordinator()];
+  for (let i = 1; i < coordinators; i++) replicas.push(await s.coordinator({ waitLeader: false }));
   const api = s.api();
   const webDir = join(s.cluster().baseDir, 'web');
   mkdirSync(webDir, { recursive: true });
@@ -92,7 +100,7 @@ async function commissioned(s: LifecycleSuite): Promise<{ api: ReturnType<Lifecy
   const c = await api.startJob({ kind: 'commission', nodeIds: IDS, group: 'web' });
   const d = await api.finished(c.id, 120_000);
   expect(d.job?.state, `${d.job?.message ?? ''} ${nodeStates(d)}`).to.equal('Succeeded');
-  return { api, webDir, roots: new Map(nodes.map((n) => [n.nodeId, n.root])) };
+  return { api, webDir, roots: new Map(nodes.map((n) => [n.nodeId, n.root])), replicas };
 }
 
 /** What the node's listener answers, asked from outside (the test process), not through the agent. */
@@ -187,5 +195,37 @@ describe('e2e lifecycle: health-gated rolling upgrade with automatic rollback (r
       expect(d.nodes.find((n) => n.nodeId === id)?.rollbackState, id).to.equal('');
     }
     expect(existsSync(join(webDir, 'host-n2', 'v2-crashes'))).to.equal(false);
+  });
+
+  it('a leader failover during the rollback: the new leader resumes it (n1\'s rollback command runs once), the job ends RolledBack', async () => {
+    const { webDir, roots, replicas } = await commissioned(s, 2);
+    const [c1, c2] = replicas;
+    const api2 = s.api(c2.address);
+    writeFileSync(join(webDir, 'host-n2', 'v2-crashes'), '');
+    const job = await api2.startJob({
+      kind: 'upgrade', nodeIds: IDS, group: 'web', bundle: 'web@2', strategy: 'rolling', batch: '1', maxFailures: 0,
+      soakMs: 6000, probeIntervalMs: 1000,
+    });
+    // n1 upgraded and soaked: from now on its commands are slow, so its rollback can be caught running.
+    await api2.waitJob(job.id, 'n1 succeeded', (d) => d.nodes[0]?.state === 'succeeded', 120_000);
+    writeFileSync(join(webDir, 'host-n1', 'slow'), '');
+    const n1Root = roots.get('n1') ?? '';
+    const runs = (): string[] => (existsSync(join(n1Root, 'opt/web/runs')) ? readFileSync(join(n1Root, 'opt/web/runs'), 'utf8').split('\n').filter(Boolean) : []);
+    const mid = await api2.waitJob(job.id, 'n1\'s rollback running on its agent', (d) =>
+      d.job?.state === 'RollingBack' && d.nodes[0]?.rollbackState === 'running' && runs().length === 3, 120_000);
+    expect(mid.nodes[1]?.rollbackState, 'n2 (newest) went first').to.equal('succeeded');
+
+    await c1.kill();
+    await c2.proc.waitForLog(/"msg":"became leader"/, 30_000);
+    const d = await api2.waitJob(job.id, 'to end', (x) => ['RolledBack', 'Failed', 'Succeeded', 'Cancelled'].includes(x.job?.state ?? ''), 120_000);
+    expect(d.job?.state, `${d.job?.message ?? ''} ${nodeStates(d)}`).to.equal('RolledBack');
+    expect(runs(), 'n1: commission, upgrade, one rollback (not re-run by the new leader)').to.deep.equal(['1', '2', '1']);
+    for (const id of IDS) {
+      const rec = await requireNode(s.client, id);
+      expect(rec.state, id).to.equal('Commissioned');
+      expect(rec.appliedConfig, id).to.equal('web@1');
+      expect(rec.currentJob, id).to.equal(undefined);
+      expect(await served(webDir, id), id).to.equal('release 1');
+    }
   });
 });

@@ -175,8 +175,8 @@ export class JobStarter {
     const extraVars = parseExtraVars(req.extraVarsJson);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
     // The health gate holds each batch after its apply; only jobs that apply a new version have one.
-    const health = compileHealthGate({ soakMs: req.soakMs, intervalMs: req.probeIntervalMs, probes: req.probes });
-    if (health && kind !== 'commission' && kind !== 'upgrade') throw new InvalidArgumentError(`${kind}: a health gate (--soak, --probe-*) is for commission and upgrade`);
+    const asked = compileHealthGate({ soakMs: req.soakMs, intervalMs: req.probeIntervalMs, probes: req.probes });
+    if (asked && kind !== 'commission' && kind !== 'upgrade') throw new InvalidArgumentError(`${kind}: a health gate (--soak, --probe-*) is for commission and upgrade`);
     const rollback = rollbackPolicy(req.rollback, kind, req.dryRun);
     // exec: one command on the named nodes whatever their lifecycle state; no bundle, no group.
     const isExec = kind === 'exec';
@@ -274,6 +274,10 @@ export class JobStarter {
       const { name, version } = parseBundleRef(ref);
       await this.o.config.bundle(name, version); // NotFoundError naming it
     }
+
+    // A job that names no soak takes its group's (`group set --soak`).
+    const groupSoak = (kind === 'commission' || kind === 'upgrade') && !req.soakMs ? group?.soakMs ?? 0 : 0;
+    const health = groupSoak > 0 ? compileHealthGate({ soakMs: groupSoak, intervalMs: req.probeIntervalMs, probes: req.probes }) : asked;
 
     // --- maintenance, group rules ---------------------------------------------------------
     const inMaintenance = targetNodes.filter((n) => n.record.maintenance).map((n) => n.record.id);

@@ -4,7 +4,8 @@
  *   APPLY   validate and render the bundle (vars: the command's, merged by the coordinator; facts:
  *           this node's), converge it, remove what the applied record has and the bundle dropped
  *           (agent/dropped-units.ts), then write the applied record (what the agent re-verifies
- *           after a restart: "reload")
+ *           after a restart: "reload"); with a health gate, soak: the probes must keep passing
+ *           (units/health-soak.ts)
  *   REMOVE  undo the units in reverse order (and units earlier versions left), then clear the record
  *   VERIFY  check every unit and probe; drift is reported in the result's report (changes nothing)
  *   PLAN    what APPLY would change (dry run), removals of dropped units included
@@ -32,6 +33,9 @@ import type { FieldChange } from './units/unit';
 import type { CommandReport, FieldChange as FieldChangeReport, UnitReport } from '../shared/command-report';
 import { BoundedOutput } from './units/bounded-output';
 import { runShell } from './units/run-shell';
+import { runHealthSoak } from './units/health-soak';
+import type { VerifyProbe } from '../shared/bundle/types';
+import type { HealthGate__Output } from '../generated/cluster/v1/HealthGate';
 
 /** An EXEC command without its own timeout may run this long. @default 600000 (10 min) */
 export const DEFAULT_EXEC_TIMEOUT_MS = 600_000;
@@ -183,6 +187,9 @@ export class CommandExecutor implements CommandHandler {
       }
       appliedDigest = next.record.digest;
       if (report.ok) this.o.onConverged?.();
+      // The record says what is on the node (this version, converged) whatever the soak finds:
+      // a failing probe fails the command, and the coordinator decides about a rollback.
+      if (report.ok && cmd.health) await this.soak(rendered, cmd, cmd.health, facts, report, signal);
     } else if (report.ok && mode === 'remove') {
       await this.o.applied.clear();
       appliedDigest = '';
@@ -202,6 +209,39 @@ export class CommandExecutor implements CommandHandler {
       appliedDigest,
       output: output.result().text,
     };
+  }
+
+  /** Runs the health gate's soak after a converged apply; a failing probe turns the report into a failure. */
+  private async soak(rendered: Bundle, cmd: Command__Output, gate: HealthGate__Output, facts: unknown, report: RunReport, signal: AbortSignal): Promise<void> {
+    const asked: VerifyProbe[] = gate.probes.map((p) => {
+      const timeout = p.timeoutMs ? { timeoutMs: p.timeoutMs } : {};
+      if (p.tcp) return { id: p.id, tcp: p.tcp, ...timeout };
+      if (p.http) return { id: p.id, http: p.http, ...(p.expectStatus ? { expectStatus: p.expectStatus } : {}), ...timeout };
+      return { id: p.id, command: p.command, expectExit: p.expectExit, ...timeout };
+    });
+    let extra: VerifyProbe[];
+    try {
+      // The job's probes are templated like the bundle's: `{{ vars.port }}`, `{{ facts.hostname }}`.
+      extra = renderBundle({ name: rendered.name, version: rendered.version, variables: cmd.variables, units: [], verify: asked }, { facts }).verify;
+    } catch (err) {
+      report.ok = false;
+      report.failure = { reason: `health probes: ${errorMessage(err)}`, alreadyChanged: [] };
+      return;
+    }
+    const probes = [...rendered.verify, ...extra];
+    if (probes.length === 0) return;
+    const r = await runHealthSoak(probes, { ...this.o.context, signal, changedUnits: new Set(report.changed) }, { soakMs: gate.soakMs, intervalMs: gate.intervalMs });
+    this.log.info('health soak finished', { ok: r.ok, rounds: r.rounds, soakMs: gate.soakMs });
+    // The apply's own probe results are superseded by the soak's last round.
+    report.probes = r.probes;
+    if (r.cancelled) {
+      report.ok = false;
+      report.cancelled = true;
+    } else if (r.failure) {
+      report.ok = false;
+      const seconds = Math.round(r.failure.atMs / 1000);
+      report.failure = { probeId: r.failure.probe.id, reason: `health probe ${r.failure.probe.id} failed ${seconds} s into the soak (round ${r.rounds}): ${r.failure.probe.detail}`, alreadyChanged: [] };
+    }
   }
 
   private async exec(cmd: Command__Output, reportProgress: ReportProgress, signal: AbortSignal): Promise<CommandResultBody> {

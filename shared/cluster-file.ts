@@ -30,6 +30,7 @@ import { INPUT_LIMITS } from './input-limits';
 import { InvalidArgumentError } from './errors';
 import { canonicalJson, validateBundle, type Bundle } from './bundle';
 import { checkGroup, type GroupRecord } from './group';
+import { durationFlag } from './health-gate';
 
 /** A group as the file wants it (the stored record without updatedAt). */
 export type GroupSpec = Omit<GroupRecord, 'updatedAt'>;
@@ -50,7 +51,7 @@ export interface ParseOptions {
 export const TOP_KEYS = ['bundles', 'groups', 'autoCommission'];
 /** The keys of a top-level autoCommission rule. */
 export const AUTO_COMMISSION_RULE_KEYS = ['group', 'selector'];
-export const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission'];
+export const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission', 'soak'];
 
 class Problems {
   readonly list: string[] = [];
@@ -216,6 +217,7 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
         verifySchedule: typeof value.verifySchedule === 'string' ? value.verifySchedule : undefined,
         repairPolicy: typeof value.repairPolicy === 'string' ? value.repairPolicy : undefined,
         autoCommission: auto,
+        soakMs: value.soak === undefined ? undefined : durationFlag('soak', typeof value.soak === 'string' || typeof value.soak === 'number' ? String(value.soak) : '?'),
       });
       groups.set(spec.name, spec);
     } catch (err) {
@@ -271,6 +273,7 @@ export function canonicalDocument(file: ClusterFile): string {
       ...(g.verifySchedule ? { verifySchedule: g.verifySchedule } : {}),
       ...(g.repairPolicy ? { repairPolicy: g.repairPolicy } : {}),
       ...(g.autoCommission ? { autoCommission: g.autoCommission.map((r) => r.selector) } : {}),
+      ...(g.soakMs ? { soak: `${g.soakMs}ms` } : {}),
     })),
   });
 }

@@ -9,6 +9,7 @@ import { validate as validateCron } from 'node-cron';
 import { InvalidArgumentError } from './errors';
 import { isValidSegment } from './keyspace';
 import { parseSelector } from './selector';
+import { HEALTH_LIMITS } from './health-gate';
 
 export const REPAIR_POLICIES = ['report', 'repair'] as const;
 export type RepairPolicy = (typeof REPAIR_POLICIES)[number];
@@ -29,6 +30,8 @@ export interface GroupRecord {
   verifySchedule?: string;
   repairPolicy?: RepairPolicy;
   autoCommission?: AutoCommissionRule[];
+  /** The health gate's soak of a commission or upgrade of the group's nodes that names none (ms; absent: none). */
+  soakMs?: number;
   updatedAt?: string;
 }
 
@@ -43,6 +46,7 @@ export interface GroupInput {
   verifySchedule?: string;
   repairPolicy?: string;
   autoCommission?: { selector: string }[];
+  soakMs?: number;
 }
 
 /** A template variable's name, as in {{ vars.NAME }} (group variables, globals, extra vars). */
@@ -100,6 +104,8 @@ export function checkGroup(input: GroupInput): Omit<GroupRecord, 'updatedAt'> {
       problems.push(`autoCommission[${i}].selector: ${(err as Error).message}`);
     }
   });
+  const soakMs = input.soakMs ?? 0;
+  if (!Number.isInteger(soakMs) || soakMs < 0 || soakMs > HEALTH_LIMITS.maxSoakMs) problems.push(`soak: must be between 0 and ${HEALTH_LIMITS.maxSoakMs / 60_000} min`);
   if (problems.length > 0) {
     throw new InvalidArgumentError(`invalid group${name ? ` ${name}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}): ${problems.join('; ')}`);
   }
@@ -110,6 +116,7 @@ export function checkGroup(input: GroupInput): Omit<GroupRecord, 'updatedAt'> {
     ...(verifySchedule ? { verifySchedule } : {}),
     repairPolicy: repairPolicy as RepairPolicy,
     ...(autoCommission.length ? { autoCommission } : {}),
+    ...(soakMs > 0 ? { soakMs } : {}),
   };
 }
 
@@ -139,6 +146,7 @@ export function decodeGroup(key: string, text: string): GroupRecord {
     ...(typeof o.verifySchedule === 'string' && o.verifySchedule ? { verifySchedule: o.verifySchedule } : {}),
     repairPolicy: o.repairPolicy === 'repair' ? 'repair' : 'report',
     ...(rules.length ? { autoCommission: rules } : {}),
+    ...(typeof o.soakMs === 'number' && o.soakMs > 0 ? { soakMs: o.soakMs } : {}),
     ...(typeof o.updatedAt === 'string' ? { updatedAt: o.updatedAt } : {}),
   };
 }

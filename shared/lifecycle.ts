@@ -36,14 +36,16 @@ export function isBusyState(s: LifecycleState): boolean {
  * Failed keeps every way out open (Contiv #114, #158: no dead ends). Cancelled is where the
  * operator's cancel of a commission, upgrade or decommission leaves the node: not a failure of
  * the node, but it may have been stopped half-way, so every way out is open as from Failed
- * (commission it again, upgrade it, or decommission what was applied).
+ * (commission it again, upgrade it, or decommission what was applied). Upgrading → Commissioned
+ * is a rolled-back upgrade (coordinator/jobs/job-rollback.ts): the node is back on the version
+ * it was commissioned with.
  */
 export const TRANSITIONS: Readonly<Record<LifecycleState, readonly LifecycleState[]>> = {
   New: ['Discovered'],
   Discovered: ['Commissioning'],
   Commissioning: ['Commissioned', 'Failed', 'Cancelled'],
   Commissioned: ['Upgrading', 'Decommissioning'],
-  Upgrading: ['Upgraded', 'Failed', 'Cancelled'],
+  Upgrading: ['Upgraded', 'Failed', 'Cancelled', 'Commissioned'],
   Upgraded: ['Upgrading', 'Decommissioning'],
   Decommissioning: ['Decommissioned', 'Failed', 'Cancelled'],
   Decommissioned: ['Commissioning'],

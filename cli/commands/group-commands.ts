@@ -6,6 +6,7 @@
 import type { Group, Group__Output } from '../../generated/cluster/v1/Group';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
 import { parseSelector } from '../../shared/selector';
+import { durationFlag } from '../../shared/health-gate';
 import { defineCommand, EXIT } from '../command';
 import type { CliContext } from '../context';
 import { formatTable, orDash } from '../output';
@@ -16,7 +17,7 @@ export function groupObject(g: Group__Output): Record<string, unknown> {
   return {
     name: g.name, bundle: g.bundle, version: g.version,
     variables: Object.fromEntries(Object.entries(g.variables).sort(([a], [b]) => (a < b ? -1 : 1))),
-    minSize: g.minSize, dependsOn: g.dependsOn, verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy,
+    minSize: g.minSize, dependsOn: g.dependsOn, verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, soakMs: g.soakMs,
     autoCommission: g.autoCommission.map((a) => a.selector), updatedAt: g.updatedAt, revision: g.revision,
   };
 }
@@ -57,6 +58,7 @@ export function describeGroup(g: Group__Output): string {
     `Min size:         ${g.minSize}`,
     `Depends on:       ${orDash(g.dependsOn.join(', '))}`,
     `Verify schedule:  ${orDash(g.verifySchedule)}`,
+    `Soak:             ${g.soakMs ? `${g.soakMs / 1000}s (commission/upgrade health gate)` : '-'}`,
     `Repair policy:    ${g.repairPolicy}`,
     `Auto-commission:  ${orDash(g.autoCommission.map((a) => a.selector).join(' | '))}`,
     `Updated:          ${orDash(g.updatedAt)} (revision ${g.revision})`,
@@ -86,6 +88,7 @@ export const GROUP_SET_OPTIONS = {
   verifySchedule: { kind: 'string', placeholder: 'CRON', description: 'cron expression for scheduled verification ("" = none), e.g. "0 3 * * *"' },
   repairPolicy: { kind: 'string', choices: ['report', 'repair'], placeholder: 'report|repair', description: 'what to do when drift is found' },
   autoCommission: { kind: 'string', placeholder: 'SELECTOR', description: 'commission Discovered nodes matching this label selector (facts.FIELD too); "" clears' },
+  soak: { kind: 'string', placeholder: 'DURATION', description: 'health gate of commissions and upgrades of the group that give no --soak: probes must keep passing this long after each apply (e.g. 2m; 0 clears)' },
 } as const;
 
 /** `k=v` pairs of --var into a map; `k=` removes. Pure. */
@@ -107,7 +110,7 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
   name: 'set',
   aliases: ['create', 'update'],
   summary: 'Create a group or change the fields given',
-  usage: 'group set NAME [--bundle BUNDLE[@VERSION]] [--var K=V ...] [--min-size N] [--depends-on G] [--verify-schedule CRON] [--repair-policy report|repair] [--auto-commission SELECTOR]',
+  usage: 'group set NAME [--bundle BUNDLE[@VERSION]] [--var K=V ...] [--min-size N] [--depends-on G] [--verify-schedule CRON] [--repair-policy report|repair] [--auto-commission SELECTOR] [--soak DURATION]',
   example: 'clusterctl group set worker --bundle base@3 --var ntp_server=10.0.0.1 --min-size 2 --depends-on control\nclusterctl group set worker --verify-schedule "0 3 * * *" --repair-policy repair\nclusterctl group set worker --depends-on ""   # clear the dependency',
   options: GROUP_SET_OPTIONS,
   maxPositionals: 1,
@@ -145,6 +148,7 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
       autoCommission: values.autoCommission !== undefined
         ? (values.autoCommission.trim() ? [{ selector: values.autoCommission.trim() }] : [])
         : current?.autoCommission.map((a) => ({ selector: a.selector })) ?? [],
+      soakMs: durationFlag('--soak', values.soak) ?? current?.soakMs ?? 0,
     };
     const saved = await client.setGroup(group, current?.revision ?? '');
     const cleared = current && current.dependsOn.length > 0 && saved.dependsOn.length === 0 ? `; dependency on ${current.dependsOn.join(', ')} cleared` : '';

@@ -41,6 +41,6 @@ export const jobDescribe = defineCommand<CliContext, typeof JOB_DESCRIBE_OPTIONS
     const detail = await ctx.client.getJob(positionals[0]);
     printResult(ctx, jobDetailObject(detail), () => describeJob(detail, ctx.clock.now()));
     // A finished job's result is the exit code (scripts: `job get last && ...`); running: 0.
-    return detail.job && ['Failed', 'Cancelled'].includes(detail.job.state) ? jobExitCode(detail) : EXIT.ok;
+    return detail.job && ['Failed', 'Cancelled', 'RolledBack'].includes(detail.job.state) ? jobExitCode(detail) : EXIT.ok;
   },
 });

@@ -6,6 +6,7 @@
 import type { Job__Output } from '../../generated/cluster/v1/Job';
 import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { JobNode__Output } from '../../generated/cluster/v1/JobNode';
+import type { HealthProbe__Output } from '../../generated/cluster/v1/HealthProbe';
 import { driftLines, type FieldChange } from '../../shared/command-report';
 import { EXIT, type ExitCode } from '../command';
 import { ageSince, formatBool, formatDuration, formatTable, orDash, type Cell, type Row } from '../output';
@@ -13,10 +14,10 @@ import { ageSince, formatBool, formatDuration, formatTable, orDash, type Cell, t
 export const JOB_COLUMNS = ['ID', 'KIND', 'STATE', 'NODES', 'DONE', 'FAILED', 'BATCH', 'GROUP', 'AGE'] as const;
 export const JOB_WIDE_COLUMNS = [...JOB_COLUMNS, 'BUNDLE', 'STRATEGY', 'DRY-RUN', 'REQUESTED-BY', 'MESSAGE'] as const;
 
-export const FINISHED_JOB_STATES: readonly string[] = ['Succeeded', 'Failed', 'Cancelled'];
+export const FINISHED_JOB_STATES: readonly string[] = ['Succeeded', 'Failed', 'Cancelled', 'RolledBack'];
 
 const STATE_COLOUR: Record<string, Cell['colour']> = {
-  Failed: 'red', Cancelled: 'yellow', Cancelling: 'yellow', Succeeded: 'green', Running: 'bold', Pausing: 'yellow', Paused: 'yellow',
+  Failed: 'red', Cancelled: 'yellow', Cancelling: 'yellow', Succeeded: 'green', Running: 'bold', Pausing: 'yellow', Paused: 'yellow', RollingBack: 'yellow', RolledBack: 'red',
 };
 
 function sortedCounts(c: Readonly<Record<string, number>>): Record<string, number> {
@@ -38,6 +39,7 @@ export function jobObject(j: Job__Output): Record<string, unknown> {
     currentBatch: j.currentBatch, counts: sortedCounts(j.counts), message: j.message, createdAt: j.createdAt,
     startedAt: j.startedAt, finishedAt: j.finishedAt, requestedBy: j.requestedBy, revision: j.revision, driftedNodes: j.driftedNodes,
     canary: j.canary, canarySoakMs: j.canarySoakMs, canarySoakUntil: j.canarySoakUntil,
+    soakMs: j.soakMs, probeIntervalMs: j.probeIntervalMs, probes: j.probes.map(probeText), rollback: j.rollback,
   };
 }
 
@@ -62,6 +64,7 @@ export function jobNodeObject(n: JobNode__Output): Record<string, unknown> {
     nodeId: n.nodeId, batch: n.batch, state: n.state, commandId: n.commandId, startedAt: n.startedAt, finishedAt: n.finishedAt,
     error: n.error, output: n.output, units: n.units.map((u) => ({ unitId: u.unitId, status: u.status, message: u.message })),
     plan: n.plan, drift: n.drift,
+    previousState: n.previousState, previousBundle: n.previousBundle, rollbackState: n.rollbackState, rollbackError: n.rollbackError, rollbackFinishedAt: n.rollbackFinishedAt,
   };
 }
 
@@ -94,7 +97,8 @@ export function hasDrift(n: JobNode__Output): boolean {
 /** The exit code a finished job stands for (EXIT.ok while it runs, for callers that ask early). */
 export function jobExitCode(d: JobDetail__Output): ExitCode {
   const state = d.job?.state ?? '';
-  if (state === 'Failed' || state === 'Cancelled') return EXIT.error;
+  // A rolled-back upgrade did not upgrade: a failure for scripts.
+  if (state === 'Failed' || state === 'Cancelled' || state === 'RolledBack') return EXIT.error;
   if (state === 'Succeeded' && d.nodes.some(hasDrift)) return EXIT.changes;
   return EXIT.ok;
 }
@@ -151,6 +155,24 @@ export function canaryText(j: Pick<Job__Output, 'canary' | 'canarySoakMs' | 'can
   return `${j.canary} node(s) first (batch 1), ${then}`;
 }
 
+/** One extra probe as the operator wrote it: `tcp 127.0.0.1:80`, `http URL=200`, `command "..."`. */
+export function probeText(p: HealthProbe__Output): string {
+  if (p.tcp) return `tcp ${p.tcp}`;
+  if (p.http) return `http ${p.http}${p.expectStatus ? `=${p.expectStatus}` : ''}`;
+  return `command ${JSON.stringify(p.command)}${p.expectExit ? ` (exit ${p.expectExit})` : ''}`;
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/** `soak 30s, probes every 10s: bundle verify probes + tcp 127.0.0.1:80`; '-' without a gate. */
+export function healthText(j: Pick<Job__Output, 'soakMs' | 'probeIntervalMs' | 'probes'>): string {
+  if (j.soakMs === 0 && j.probes.length === 0) return '-';
+  const soak = j.soakMs > 0 ? `soak ${seconds(j.soakMs)}, probes every ${seconds(j.probeIntervalMs)}` : 'probes once after the apply';
+  return `${soak}: bundle verify probes${j.probes.map((p) => ` + ${probeText(p)}`).join('')}`;
+}
+
 /** `job describe`: the job, then one block per node with its units and error. */
 export function describeJob(d: JobDetail__Output, nowMs: number): string {
   const j = d.job;
@@ -163,6 +185,8 @@ export function describeJob(d: JobDetail__Output, nowMs: number): string {
     `Bundle:       ${orDash(j.bundle)}`,
     `Strategy:     ${strategyText(j)}, max failures ${maxFailuresView(j.maxFailures)}${j.force ? ', forced' : ''}`,
     ...(j.canary ? [`Canary:       ${canaryText(j)}`] : []),
+    ...(j.soakMs > 0 || j.probes.length > 0 ? [`Health gate:  ${healthText(j)}`] : []),
+    ...(j.rollback ? [`Rollback:     ${j.rollback}`] : []),
     `Requested by: ${orDash(j.requestedBy)}`,
     `Created:      ${orDash(j.createdAt)} (${ageSince(j.createdAt, nowMs)} ago)`,
     `Started:      ${orDash(j.startedAt)}`,
@@ -173,6 +197,14 @@ export function describeJob(d: JobDetail__Output, nowMs: number): string {
   ];
   const rows: Row[] = d.nodes.map((n) => [n.nodeId, String(n.batch), { text: n.state, colour: n.state === 'failed' ? 'red' : undefined }, orDash(n.startedAt), orDash(n.finishedAt), orDash(n.error)]);
   lines.push(...formatTable(['NODE', 'BATCH', 'STATE', 'STARTED', 'FINISHED', 'ERROR'], rows).trimEnd().split('\n').map((l) => `  ${l}`));
+  const rolled = d.nodes.filter((n) => n.rollbackState !== '');
+  if (rolled.length > 0) {
+    // In the order the rollback ran: the newest upgraded node first.
+    const order = [...rolled].sort((a, b) => a.rollbackFinishedAt.localeCompare(b.rollbackFinishedAt));
+    lines.push('', 'Rolled back (newest first):');
+    const rbRows: Row[] = order.map((n) => [n.nodeId, `${orDash(n.previousBundle)} (${orDash(n.previousState)})`, { text: n.rollbackState, colour: n.rollbackState === 'failed' ? 'red' : undefined }, orDash(n.rollbackFinishedAt), orDash(n.rollbackError)]);
+    lines.push(...formatTable(['NODE', 'BACK TO', 'STATE', 'FINISHED', 'ERROR'], rbRows).trimEnd().split('\n').map((l) => `  ${l}`));
+  }
   for (const n of d.nodes) {
     if (n.units.length === 0) continue;
     lines.push('', `Units on ${n.nodeId}:`);

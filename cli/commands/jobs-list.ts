@@ -7,7 +7,7 @@ import { JOB_COLUMNS, JOB_WIDE_COLUMNS, jobObject, jobRow, jobWideRow } from './
 import { printResult } from './print';
 
 /** The job states (coordinator/jobs/job-record.ts), lower case accepted. */
-export const JOB_STATE_NAMES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled', 'Pausing', 'Paused'] as const;
+export const JOB_STATE_NAMES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled', 'Pausing', 'Paused', 'RollingBack', 'RolledBack'] as const;
 
 export const JOBS_LIST_OPTIONS = {
   state: {

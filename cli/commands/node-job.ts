@@ -8,6 +8,7 @@
  * node and unit.
  */
 import { InvalidArgumentError } from '../../shared/errors';
+import { compileHealthGate, durationFlag, probesFromFlags, rollbackPolicy, ROLLBACK_POLICIES } from '../../shared/health-gate';
 import { parseSelector } from '../../shared/selector';
 import { defineCommand, EXIT, type Command } from '../command';
 import type { CliContext } from '../context';
@@ -74,7 +75,11 @@ const SUMMARY: Record<Kind, string> = {
 
 const EXAMPLE: Record<Kind, string> = {
   commission: 'clusterctl node commission node-1 node-2 -g worker --wait\nclusterctl node commission -l rack=r1 -g worker --batch 25% --max-failures 1\nclusterctl node commission node-3 --host-group worker -e \'{"ntp_server":"10.0.0.1"}\'',
-  upgrade: 'clusterctl node upgrade -g worker --bundle base@4 --batch 2 --wait\nclusterctl node upgrade -g worker --bundle base@4 --canary 1 --batch 25%   # then: clusterctl job resume JOB\nclusterctl node upgrade -g worker --bundle base@4 --canary 2 --canary-soak 10m\nclusterctl node upgrade node-1 --dry-run',
+  upgrade: 'clusterctl node upgrade -g worker --bundle base@4 --batch 2 --wait\n' +
+    'clusterctl node upgrade -g worker --bundle base@4 --canary 1 --batch 25%   # then: clusterctl job resume JOB\n' +
+    'clusterctl node upgrade -g worker --bundle base@4 --canary 2 --canary-soak 10m\n' +
+    'clusterctl node upgrade -g web --bundle web@3 --batch 2 --soak 2m --probe-http http://127.0.0.1:8080/healthz=200 --wait   # rolls back on failure\n' +
+    'clusterctl node upgrade node-1 --dry-run',
   decommission: 'clusterctl node decommission node-7 --wait\nclusterctl node decommission node-1 --force   # below the group\'s minimum size',
   verify: 'clusterctl node verify -g worker --wait\nclusterctl node verify node-1 --repair --wait',
   repair: 'clusterctl node repair node-1 --wait',
@@ -126,8 +131,20 @@ export function checkCanarySoak(ms: number | undefined): number {
   return ms;
 }
 
-function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof VERIFY_OPTIONS | typeof CANARY_OPTIONS = {}): Command<CliContext> {
-  const options = { ...NODE_JOB_OPTIONS, ...extraOptions } as typeof NODE_JOB_OPTIONS & Partial<typeof VERIFY_OPTIONS> & Partial<typeof CANARY_OPTIONS>;
+/** The health gate's and the rollback's flags as the request's fields, checked here so a typo fails before any round trip. */
+export function healthRequest(kind: Kind, dryRun: boolean, v: Partial<Record<'soak' | 'probeInterval' | 'probeCommand' | 'rollback', string | undefined>> & { probeTcp?: string[]; probeHttp?: string[] }): {
+  soakMs: number; probeIntervalMs: number; probes: ReturnType<typeof probesFromFlags>; rollback: string;
+} {
+  const soakMs = durationFlag('--soak', v.soak) ?? 0;
+  const probeIntervalMs = durationFlag('--probe-interval', v.probeInterval) ?? 0;
+  const probes = probesFromFlags({ tcp: v.probeTcp, http: v.probeHttp, command: v.probeCommand !== undefined ? [v.probeCommand] : [] });
+  compileHealthGate({ soakMs, intervalMs: probeIntervalMs, probes });
+  rollbackPolicy(v.rollback, kind, dryRun);
+  return { soakMs, probeIntervalMs, probes, rollback: v.rollback ?? '' };
+}
+
+function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof VERIFY_OPTIONS | typeof COMMISSION_OPTIONS | typeof UPGRADE_JOB_OPTIONS = {}): Command<CliContext> {
+  const options = { ...NODE_JOB_OPTIONS, ...extraOptions } as typeof NODE_JOB_OPTIONS & Partial<typeof VERIFY_OPTIONS> & Partial<typeof CANARY_OPTIONS> & Partial<typeof UPGRADE_OPTIONS>;
   return defineCommand<CliContext, typeof options>({
     name: kind,
     // Contiv's spelling of upgrade.
@@ -139,7 +156,7 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
     options,
     maxPositionals: 10_000,
     async run({ values, positionals, context }) {
-      const v = values as typeof values & { repair?: boolean; canary?: number; canarySoak?: number };
+      const v = values as typeof values & { repair?: boolean; canary?: number; canarySoak?: number } & Partial<Record<'soak' | 'probeInterval' | 'probeCommand' | 'rollback', string>> & { probeTcp?: string[]; probeHttp?: string[] };
       const actual: Kind = kind === 'verify' && v.repair ? 'repair' : kind;
       if (values.group !== undefined && values.hostGroup !== undefined && values.group !== values.hostGroup) {
         throw new InvalidArgumentError(`--group ${values.group} and --host-group ${values.hostGroup} disagree; give one`);
@@ -151,7 +168,9 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
         throw new InvalidArgumentError(`which nodes? give node ids, -l SELECTOR or -g GROUP (usage: clusterctl node ${kind} ID... [flags])`);
       }
       const batch = checkBatch(values.batch);
+      const health = healthRequest(actual, values.dryRun, v);
       const request = {
+        ...health,
         kind: actual,
         nodeIds: positionals,
         labelSelector: selector,
@@ -215,8 +234,43 @@ const CANARY_OPTIONS = {
   },
 } as const;
 
-export const nodeCommission = nodeJobCommand('commission', CANARY_OPTIONS);
-export const nodeUpgrade = nodeJobCommand('upgrade', CANARY_OPTIONS);
+/** Commission and upgrade: the health gate (shared/health-gate.ts); upgrade also the rollback. */
+const HEALTH_OPTIONS = {
+  soak: {
+    kind: 'string', placeholder: 'DURATION',
+    description: 'health gate: after each node\'s apply its probes must keep passing this long (e.g. 30s, 2m; at most 60m) before the next batch starts',
+  },
+  probeInterval: {
+    kind: 'string', placeholder: 'DURATION',
+    description: 'how often the probes run during the soak (default 10s, or the soak if shorter; at least 1s)',
+  },
+  probeTcp: {
+    kind: 'list', placeholder: 'HOST:PORT',
+    description: 'extra probe, run on the node: HOST:PORT accepts a connection (e.g. 127.0.0.1:8080; repeat the flag)',
+  },
+  probeHttp: {
+    kind: 'list', placeholder: 'URL[=STATUS]',
+    description: 'extra probe, run on the node: GET URL answers STATUS (default any 2xx/3xx), e.g. http://127.0.0.1:8080/healthz=200',
+  },
+  probeCommand: {
+    kind: 'string', placeholder: 'COMMAND',
+    description: 'extra probe, run on the node as the agent runs guarded commands: COMMAND exits 0',
+  },
+} as const;
+
+const UPGRADE_OPTIONS = {
+  ...HEALTH_OPTIONS,
+  rollback: {
+    kind: 'string', choices: ROLLBACK_POLICIES, placeholder: 'on-failure|never',
+    description: 'when the job stops at --max-failures: on-failure (the default) re-applies each upgraded node\'s previous version and variables, newest first; never leaves them',
+  },
+} as const;
+
+const COMMISSION_OPTIONS = { ...CANARY_OPTIONS, ...HEALTH_OPTIONS } as const;
+const UPGRADE_JOB_OPTIONS = { ...CANARY_OPTIONS, ...UPGRADE_OPTIONS } as const;
+
+export const nodeCommission = nodeJobCommand('commission', COMMISSION_OPTIONS);
+export const nodeUpgrade = nodeJobCommand('upgrade', UPGRADE_JOB_OPTIONS);
 export const nodeDecommission = nodeJobCommand('decommission');
 export const nodeVerify = nodeJobCommand('verify', VERIFY_OPTIONS);
 export const nodeRepair = nodeJobCommand('repair');

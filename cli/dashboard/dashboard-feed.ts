@@ -40,7 +40,7 @@ export interface DashboardFeedOptions {
   note?: (text: string) => void;
 }
 
-const ACTIVE_JOB_STATES = new Set(['Pending', 'Running', 'Cancelling', 'Pausing', 'Paused']);
+const ACTIVE_JOB_STATES = new Set(['Pending', 'Running', 'Cancelling', 'Pausing', 'Paused', 'RollingBack']);
 const FINISHED_NODE_STATES = new Set(['succeeded', 'failed', 'cancelled', 'skipped']);
 
 /** Pure: the tile of a node. */

@@ -96,6 +96,7 @@ export function groupChanges(stored: GroupRecord | undefined, desired: GroupSpec
   cmp('verifySchedule', stored?.verifySchedule, desired.verifySchedule);
   cmp('repairPolicy', stored ? stored.repairPolicy ?? 'report' : undefined, desired.repairPolicy ?? 'report');
   cmp('autoCommission', (stored?.autoCommission ?? []).map((r) => r.selector), (desired.autoCommission ?? []).map((r) => r.selector));
+  cmp('soakMs', stored?.soakMs ?? 0, desired.soakMs ?? 0);
   return out;
 }
 

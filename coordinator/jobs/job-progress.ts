@@ -15,6 +15,10 @@
  * (command-dispatch.ts), reports per-unit progress (recorded, bounded), and ends as
  * job-outcome.ts decides. A node's claim is released in the same transaction as its final
  * transition; the nodes the job never ran are released when it ends.
+ *
+ * An upgrade that stops at its threshold with `--rollback on-failure` then rolls back
+ * (job-rollback.ts): RollingBack, each node it ran on re-applied with what it had before, newest
+ * first; a new leader that finds the job RollingBack resumes the rollback, not the batches.
  */
 import {
   errorMessage, FailedPreconditionError, NotLeaderError, type Clock, type Logger,
@@ -39,6 +43,9 @@ import { secondsBetween, type JobObserver } from './job-observer';
 import { renderInputs, type RenderInputs } from '../../shared/render-inputs';
 import { soakCommandId, soakFailure, soakUntil, waitUntil } from './canary-soak';
 import { resumeHint } from './job-pause';
+import {
+  rollbackCommandId, rollbackEnd, rollbackOrder, rollbackRefusal, rollbackStartChange, rolledBackNodeChange, rollsBack,
+} from './job-rollback';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -137,8 +144,8 @@ export class JobProgress {
     }
     this.log.info('running job', { kind: this.job.kind, state: this.job.state, nodes: this.job.nodeIds.length, batches: this.job.batches.length });
 
-    let stopReason: string | undefined;
-    for (let b = this.job.currentBatch; b < this.job.batches.length; b++) {
+    let stopReason: string | undefined = this.job.state === 'RollingBack' ? this.job.rollbackReason ?? this.job.message : undefined;
+    for (let b = this.job.currentBatch; b < this.job.batches.length && this.job.state !== 'RollingBack'; b++) {
       if (this.cancel.signal.aborted) break;
       this.checkHalted();
       if (b !== this.job.currentBatch) {
@@ -160,6 +167,7 @@ export class JobProgress {
         break;
       }
     }
+    if (stopReason && (this.job.state === 'RollingBack' || rollsBack(this.job, true, this.cancel.signal.aborted))) await this.rollBack(stopReason);
     if (this.cancel.signal.aborted) {
       // Nodes recorded running (e.g. resumed by a new leader) get their CancelCommand too.
       const running = this.job.nodeIds.filter((id) => this.nodes.get(id)?.state === 'running');
@@ -270,6 +278,8 @@ export class JobProgress {
     if (cancelled) {
       state = 'Cancelled';
       message = `${CANCELLED_BY_OPERATOR}: ${succeeded} succeeded, ${this.count('cancelled')} cancelled, ${this.count('skipped')} skipped`;
+    } else if (this.job.state === 'RollingBack') {
+      ({ state, message } = rollbackEnd(this.job, this.nodes, stopReason ?? this.job.message));
     } else if (stopReason) {
       state = 'Failed';
       message = stopReason;
@@ -331,6 +341,10 @@ export class JobProgress {
     if (rec.state === 'pending') {
       const attempt = rec.attempt + 1;
       rec = { ...rec, state: 'running', attempt, commandId: commandIdFor(this.jobId, id, attempt), startedAt: this.o.clock.iso(), units: [], ...(bundleRef ? { bundle: bundleRef } : {}) };
+      // What a rollback would restore, written before the node is touched (a new leader needs it).
+      if (job.kind === 'upgrade' && !job.dryRun && node && rec.previous === undefined) {
+        rec.previous = { state: node.state, ...(node.appliedConfig ? { bundle: node.appliedConfig } : {}), ...(node.appliedInputs ? { inputs: node.appliedInputs } : {}) };
+      }
       await this.writeNode(rec);
     }
     let outcome: CommandOutcome;
@@ -361,6 +375,9 @@ export class JobProgress {
   private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs }> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
+    const gate = job.health && !job.dryRun && commandKindFor(job.kind, job.dryRun) === 'COMMAND_KIND_APPLY' && job.kind !== 'repair'
+      ? { soakMs: job.health.soakMs, intervalMs: job.health.intervalMs, probes: job.health.probes }
+      : undefined;
     if (job.kind === 'exec') {
       // One argv, no bundle: the agent runs it under its root and kills it at the timeout.
       const exec = job.exec ?? { argv: [], timeoutMs: 0 };
@@ -379,10 +396,74 @@ export class JobProgress {
         // `variables` and its own facts.
         bundleJson: JSON.stringify(bundle),
         variables,
-        timeoutMs: this.o.timings.commandTimeoutMs,
+        // A health-gated apply holds the command for its soak too.
+        timeoutMs: this.o.timings.commandTimeoutMs + (gate?.soakMs ?? 0),
+        ...(gate ? { health: gate } : {}),
       },
       inputs,
     };
+  }
+
+  /**
+   * Rolls back every node the job ran on, newest first (job-rollback.ts), one at a time: a
+   * rollback is the careful path back, and one at a time keeps the rest of the group serving.
+   */
+  private async rollBack(stopReason: string): Promise<void> {
+    const order = rollbackOrder(this.job, this.nodes);
+    if (this.job.state !== 'RollingBack') {
+      await this.updateJob((j) => j.state !== 'Running' ? undefined : {
+        next: { ...j, state: 'RollingBack', rollbackReason: stopReason, message: `rolling back: ${stopReason}` },
+        type: 'job.rollback', message: `rolling back ${order.length} node(s), newest first (${order.join(', ')}): ${stopReason}`,
+      });
+    }
+    if (this.job.state !== 'RollingBack') return;
+    this.log.info('rolling back', { nodes: order, why: stopReason });
+    for (const id of order) {
+      if (this.cancel.signal.aborted) break;
+      this.checkHalted();
+      await this.rollBackNode(id, stopReason);
+    }
+  }
+
+  private async rollBackNode(id: string, reason: string): Promise<void> {
+    const rec = this.nodes.get(id);
+    if (!rec) return;
+    const previous = rec.previous;
+    const now = (): string => this.o.clock.iso();
+    const refusal = rollbackRefusal(previous);
+    if (refusal !== undefined || previous?.bundle === undefined) {
+      await this.writeNode({ ...rec, rollback: { state: 'failed', commandId: '', bundle: '', startedAt: now(), finishedAt: now(), error: `not rolled back: ${refusal ?? ''}` } });
+      return;
+    }
+    const target = previous.bundle;
+    const started = rec.rollback ?? { state: 'running' as const, commandId: rollbackCommandId(this.jobId, id), bundle: target, startedAt: now() };
+    if (!rec.rollback) await this.writeNode({ ...rec, rollback: started });
+    let outcome: CommandOutcome;
+    let claimed = false;
+    try {
+      await this.o.nodes.mutate(id, (cur) => rollbackStartChange(this.job, cur, id, target));
+      claimed = true;
+      const bundle = await this.bundles.resolve(target);
+      // Exactly the variables it rendered with before; for an apply recorded before inputs were,
+      // the bundle's defaults under the job's variables without its own extra vars.
+      const extra = new Set(Object.keys(this.job.extraVars ?? {}));
+      const variables = previous.inputs?.variables ?? commandVariables(bundle.variables, Object.fromEntries(Object.entries(this.job.variables).filter(([k]) => !extra.has(k))));
+      const command: Command = {
+        id: started.commandId, jobId: this.jobId, kind: 'COMMAND_KIND_APPLY', bundleJson: JSON.stringify(bundle), variables,
+        timeoutMs: this.o.timings.commandTimeoutMs,
+      };
+      // The upgrade's units and output stay in the node's record: the rollback's progress is not written over them.
+      outcome = await this.dispatch(id, command, { nodeId: id, state: 'running', batch: rec.batch, attempt: rec.attempt, units: [] }, false);
+    } catch (err) {
+      if (err instanceof Halted || err instanceof NotLeaderError) throw err;
+      outcome = failedOutcome('failed', errorMessage(err));
+    }
+    this.checkHalted();
+    const ok = outcome.outcome === 'succeeded';
+    const error = ok ? undefined : outcome.error || `command ${outcome.outcome}`;
+    await this.writeNode({ ...(this.nodes.get(id) ?? rec), rollback: { ...started, state: ok ? 'succeeded' : 'failed', finishedAt: now(), ...(error ? { error } : {}) } });
+    if (claimed) await this.o.nodes.mutate(id, (cur) => rolledBackNodeChange(this.job, cur, previous, outcome, reason));
+    this.log.info('node rolled back', { nodeId: id, to: target, ok, error });
   }
 
   /** `known`: the node record as last read or written here (a stale one costs one CAS retry). */
@@ -398,12 +479,13 @@ export class JobProgress {
     this.log.info('node finished', { nodeId: id, outcome: r.outcome, error: d.error });
   }
 
-  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord): Promise<CommandOutcome> {
+  /** `record`: keep the command's progress in the node's job record (not for a rollback's). */
+  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord, record = true): Promise<CommandOutcome> {
     const c: DispatchContext = {
       streams: this.o.streams, router: this.o.router, clock: this.o.clock, log: this.log, timings: this.o.timings,
       cancel: this.cancel.signal, halted: this.halted.signal,
-      remember: (r) => this.nodes.set(r.nodeId, r),
-      write: (r) => this.writeNode(r),
+      remember: (r) => { if (record) this.nodes.set(r.nodeId, r); },
+      write: (r) => (record ? this.writeNode(r) : Promise.resolve()),
     };
     const observer = this.o.observer;
     if (!observer) return dispatchCommand(c, nodeId, command, rec);

@@ -8,6 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { errorMessage, FailedPreconditionError, InvalidArgumentError } from '../../shared';
 import { decodeCommandReport, type CommandReport } from '../../shared/command-report';
 import { parseRecordObject } from '../../shared/records';
+import type { HealthGate, RollbackPolicy } from '../../shared/health-gate';
+import type { LifecycleState } from '../../shared/lifecycle';
+import type { RenderInputs } from '../../shared/render-inputs';
 
 export const JOB_KINDS = ['commission', 'upgrade', 'decommission', 'verify', 'repair', 'exec'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
@@ -15,7 +18,7 @@ export function isJobKind(s: string): s is JobKind {
   return (JOB_KINDS as readonly string[]).includes(s);
 }
 
-export const JOB_STATES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled', 'Pausing', 'Paused'] as const;
+export const JOB_STATES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled', 'Pausing', 'Paused', 'RollingBack', 'RolledBack'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 export function isJobState(s: string): s is JobState {
   return (JOB_STATES as readonly string[]).includes(s);
@@ -28,16 +31,23 @@ export function isJobState(s: string): s is JobState {
  * Paused before the next one; a canary job goes Running → Paused by itself after its canary
  * batch. Resume: Paused | Pausing → Running. A Pausing job whose batch was its last simply
  * ends (Succeeded/Failed); a Paused job is cancelled through Cancelling like a running one.
+ *
+ * Rollback: an upgrade that stopped at its failure threshold with `--rollback on-failure`
+ * (from Running, or Pausing when the failing batch was the one it waited for) goes RollingBack
+ * (re-applying the previous version, job-rollback.ts) and ends RolledBack, or Failed when a
+ * node could not be rolled back.
  */
 export const JOB_TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
   Pending: ['Running', 'Cancelling', 'Failed', 'Cancelled'],
-  Running: ['Succeeded', 'Failed', 'Cancelling', 'Pausing', 'Paused'],
-  Pausing: ['Paused', 'Running', 'Succeeded', 'Failed', 'Cancelling'],
+  Running: ['Succeeded', 'Failed', 'Cancelling', 'Pausing', 'Paused', 'RollingBack'],
+  Pausing: ['Paused', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'RollingBack'],
   Paused: ['Running', 'Cancelling'],
+  RollingBack: ['RolledBack', 'Failed', 'Cancelling'],
   Cancelling: ['Cancelled'],
   Succeeded: [],
   Failed: [],
   Cancelled: [],
+  RolledBack: [],
 };
 
 export function isFinished(s: JobState): boolean {
@@ -46,7 +56,7 @@ export function isFinished(s: JobState): boolean {
 
 /** Unfinished: the job holds its nodes' claims (a Paused one too). */
 export function isActive(s: JobState): boolean {
-  return s === 'Pending' || s === 'Running' || s === 'Cancelling' || s === 'Pausing' || s === 'Paused';
+  return s === 'Pending' || s === 'Running' || s === 'Cancelling' || s === 'Pausing' || s === 'Paused' || s === 'RollingBack';
 }
 
 /** States the runner works on: a Paused job waits for its resume or cancel, not for the runner. */
@@ -119,6 +129,12 @@ export interface JobRecord {
   canarySoakMs?: number;
   /** When the canary soak ends (written once, so a new leader waits for the same moment). */
   canarySoakUntil?: string;
+  /** Commission/upgrade: the probes each node must keep passing after its apply (shared/health-gate.ts). */
+  health?: HealthGate;
+  /** Upgrade: what happens when the job stops at its failure threshold (absent: never). */
+  rollback?: RollbackPolicy;
+  /** Why the job rolls back (its stop reason), kept for a new leader that resumes the rollback. */
+  rollbackReason?: string;
 }
 
 export interface JobNodeUnit {
@@ -151,6 +167,31 @@ export interface JobNodeRecord {
    * one rebooted mid-command: its command is failed, never sent again (Contiv #158).
    */
   bootId?: string;
+  /**
+   * Upgrade: the node as it was before this job touched it, recorded with the node's first
+   * `running` write, so a rollback (also by a later leader) re-applies exactly that.
+   */
+  previous?: PreviousApplied;
+  /** The rollback of this node, once the job rolls back. */
+  rollback?: NodeRollback;
+}
+
+export interface PreviousApplied {
+  state: LifecycleState;
+  /** "name@version" it had applied (absent: nothing, nothing to go back to). */
+  bundle?: string;
+  /** The inputs it rendered with (absent for an apply recorded before inputs were). */
+  inputs?: RenderInputs;
+}
+
+export interface NodeRollback {
+  state: 'running' | 'succeeded' | 'failed';
+  /** Stable per node, so a new leader re-sends the SAME command (the agent answers from memory). */
+  commandId: string;
+  bundle: string;
+  startedAt: string;
+  finishedAt?: string;
+  error?: string;
 }
 
 /**

@@ -40,6 +40,8 @@ export function toJobView(v: VersionedJob, nodes: ReadonlyMap<string, JobNodeRec
     // Recorded at the end; while the job runs, from the node records at hand.
     driftedNodes: j.drifted ?? j.nodeIds.filter((id) => nodes.get(id)?.drift !== undefined),
     canary: j.canary ?? 0, canarySoakMs: j.canarySoakMs ?? 0, canarySoakUntil: j.canarySoakUntil ?? '',
+    soakMs: j.health?.soakMs ?? 0, probeIntervalMs: j.health?.intervalMs ?? 0, probes: j.health?.probes ?? [],
+    rollback: j.rollback ?? (j.kind === 'upgrade' && !j.dryRun ? 'never' : ''),
   };
 }
 
@@ -52,6 +54,8 @@ export function toJobDetail(v: VersionedJob, nodes: ReadonlyMap<string, JobNodeR
         nodeId: id, batch: n.batch, state: n.state, commandId: n.commandId ?? '', startedAt: n.startedAt ?? '', finishedAt: n.finishedAt ?? '',
         error: n.error ?? '', output: n.output ?? '', units: n.units, plan: n.plan ?? null, drift: n.drift ?? null,
         exitCode: n.exitCode ?? -1, hasExitCode: n.exitCode !== undefined,
+        previousState: n.previous?.state ?? '', previousBundle: n.previous?.bundle ?? '',
+        rollbackState: n.rollback?.state ?? '', rollbackError: n.rollback?.error ?? '', rollbackFinishedAt: n.rollback?.finishedAt ?? '',
       };
     }),
   };

@@ -37,6 +37,7 @@ import { WORKING_STATE } from './job-outcome';
 import { isFinished, isJobKind, JOB_KINDS, newJobId, type JobRecord, type JobTargets } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
 import { currentBinding, idempotencyDigest, unbound } from '../request-binding';
+import { compileHealthGate, rollbackPolicy } from '../../shared/health-gate';
 
 /** States from which verify and repair make sense: something was applied. */
 const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed', 'Cancelled'];
@@ -189,6 +190,10 @@ export class JobStarter {
     const batch = parseBatchSize(batchText);
     const extraVars = parseExtraVars(req.extraVarsJson);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
+    // The health gate holds each batch after its apply; only jobs that apply a new version have one.
+    const asked = compileHealthGate({ soakMs: req.soakMs, intervalMs: req.probeIntervalMs, probes: req.probes });
+    if (asked && kind !== 'commission' && kind !== 'upgrade') throw new InvalidArgumentError(`${kind}: a health gate (--soak, --probe-*) is for commission and upgrade`);
+    const rollback = rollbackPolicy(req.rollback, kind, req.dryRun);
     // exec: one command on the named nodes whatever their lifecycle state; no bundle, no group.
     const isExec = kind === 'exec';
     const execArgv = req.argv.filter((a) => a !== '');
@@ -290,6 +295,10 @@ export class JobStarter {
       await this.o.config.bundle(name, version); // NotFoundError naming it
     }
 
+    // A job that names no soak takes its group's (`group set --soak`).
+    const groupSoak = (kind === 'commission' || kind === 'upgrade') && !req.soakMs ? group?.soakMs ?? 0 : 0;
+    const health = groupSoak > 0 ? compileHealthGate({ soakMs: groupSoak, intervalMs: req.probeIntervalMs, probes: req.probes }) : asked;
+
     // --- maintenance, group rules ---------------------------------------------------------
     const inMaintenance = targetNodes.filter((n) => n.record.maintenance).map((n) => n.record.id);
     // Maintenance holds back what changes a node. verify only reads it, and exec is the
@@ -323,6 +332,8 @@ export class JobStarter {
       message: 'waiting for the leader to start it', createdAt: now, requestedBy: req.requestedBy || 'operator', claimed: false,
       // 0 = the agent's default (10 min); the runner's own deadline follows this value.
       ...(isExec ? { exec: { argv: execArgv, timeoutMs: req.timeoutMs > 0 ? req.timeoutMs : 600_000 } } : {}),
+      ...(health && !req.dryRun ? { health } : {}),
+      ...(rollback !== 'never' ? { rollback } : {}),
     };
     const jobKey = this.o.keyspace.job(jobId);
     const provisional = await this.o.store.txn([{ key: jobKey, target: 'Create', op: '==', value: '0', reason: 'cas' }], [{ kind: 'put', key: jobKey, value: JSON.stringify(record) }]);

@@ -12,6 +12,7 @@ export type StartJob = (request: StartJobRequest__Output) => Promise<{ record: {
 export function jobRequest(over: Partial<StartJobRequest__Output> & Pick<StartJobRequest__Output, 'kind' | 'requestedBy'>): StartJobRequest__Output {
   return {
     nodeIds: [], labelSelector: '', factSelector: '', group: '', strategy: '', batch: '', maxFailures: 0, dryRun: false,
-    force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0, ...over,
+    force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0,
+    soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', ...over,
   };
 }

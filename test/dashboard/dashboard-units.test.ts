@@ -16,13 +16,15 @@ function job(over: Partial<Job__Output> = {}): Job__Output {
   return {
     id: 'j-1', kind: 'commission', state: 'Running', group: 'worker', bundle: 'demo@1', strategy: 'rolling', batch: '2', maxFailures: 0,
     dryRun: false, force: false, nodeIds: ['a', 'b', 'c', 'd', 'e'], batches: 3, currentBatch: 2, counts: {}, message: '', createdAt: '2026-12-01T00:00:00Z',
-    startedAt: '', finishedAt: '', requestedBy: 'user:admin', revision: '7', driftedNodes: [], canary: 0, canarySoakMs: 0, canarySoakUntil: '', ...over,
+    startedAt: '', finishedAt: '', requestedBy: 'user:admin', revision: '7', driftedNodes: [], canary: 0, canarySoakMs: 0, canarySoakUntil: '',
+    soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', ...over,
   };
 }
 
 function jobNode(nodeId: string, batch: number, state: string): JobNode__Output {
   return {
     nodeId, batch, state, commandId: '', startedAt: '', finishedAt: '', error: '', output: '', units: [], exitCode: 0, hasExitCode: false, plan: null, drift: null,
+    previousState: '', previousBundle: '', rollbackState: '', rollbackError: '', rollbackFinishedAt: '',
   };
 }
 

@@ -54,7 +54,7 @@ describe('e2e lifecycle: commission, failure threshold, decommission (real proce
     expect(events.every((e) => e.actor !== ''), 'every event names its actor').to.equal(true);
   });
 
-  it('stops a rolling upgrade at its failure threshold: max-failures 0, batch 1 -> node 1 fails, nodes 2-3 skipped, job Failed, node 1 Failed with the reason', async () => {
+  it('stops a rolling upgrade at its failure threshold (--rollback never): max-failures 0, batch 1 -> node 1 fails, nodes 2-3 skipped, job Failed, node 1 Failed with the reason', async () => {
     const ids = ['n1', 'n2', 'n3'];
     const { api, nodes } = await prepare(s, ids, { versions: [1, 2] });
     const first = await api.startJob({ kind: 'commission', nodeIds: ids, group: GROUP });
@@ -63,7 +63,7 @@ describe('e2e lifecycle: commission, failure threshold, decommission (real proce
     const n1 = nodes.get('n1');
     if (!n1) throw new Error('no n1');
     writeFileSync(join(n1.root, 'fail-here'), '');
-    const job = await api.startJob({ kind: 'upgrade', nodeIds: ids, group: GROUP, bundle: `${BUNDLE}@2`, strategy: 'rolling', batch: '1', maxFailures: 0 });
+    const job = await api.startJob({ kind: 'upgrade', nodeIds: ids, group: GROUP, bundle: `${BUNDLE}@2`, strategy: 'rolling', batch: '1', maxFailures: 0, rollback: 'never' });
     const d = await api.finished(job.id, 90_000);
     expect(d.job?.state, d.job?.message).to.equal('Failed');
     expect(d.job?.message).to.match(/1 node\(s\) failed, more than --max-failures 0/);

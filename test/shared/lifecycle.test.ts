@@ -17,7 +17,7 @@ const EXPECTED: Record<LifecycleState, LifecycleState[]> = {
   Discovered: ['Commissioning'],
   Commissioning: ['Commissioned', 'Failed', 'Cancelled'],
   Commissioned: ['Upgrading', 'Decommissioning'],
-  Upgrading: ['Upgraded', 'Failed', 'Cancelled'],
+  Upgrading: ['Upgraded', 'Failed', 'Cancelled', 'Commissioned'],
   Upgraded: ['Upgrading', 'Decommissioning'],
   Decommissioning: ['Decommissioned', 'Failed', 'Cancelled'],
   Decommissioned: ['Commissioning'],

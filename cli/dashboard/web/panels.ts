@@ -30,7 +30,7 @@ export function renderCounts(root: HTMLElement, tiles: Iterable<Tile>): void {
   );
 }
 
-const ACTIVE = new Set(['Pending', 'Running', 'Cancelling', 'Pausing', 'Paused']);
+const ACTIVE = new Set(['Pending', 'Running', 'Cancelling', 'Pausing', 'Paused', 'RollingBack']);
 
 /** One job: kind, state, progress overall and per batch. */
 export function jobCard(j: JobSummary, withBatches: boolean): HTMLElement {

@@ -37,6 +37,7 @@ import {
 import type { JobStore, VersionedJob } from './job-store';
 import { secondsBetween, type JobObserver } from './job-observer';
 import { renderInputs, type RenderInputs } from '../../shared/render-inputs';
+import { Redactor } from '../../shared/secret-envelope';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -259,7 +260,7 @@ export class JobProgress {
       const applied = onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined;
       const c = await this.commandFor(rec, bundleRef, applied);
       inputs = c.inputs;
-      outcome = await this.dispatch(id, c.command, rec);
+      outcome = await this.dispatch(id, c.command, rec, c.redactor);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
@@ -273,7 +274,7 @@ export class JobProgress {
    * it renders from (recorded on the node when an apply succeeds). `applied`: the node's applied
    * inputs, whose variables (this job's extra vars over them) verify, repair and decommission use.
    */
-  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs }> {
+  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs; redactor?: Redactor }> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
     if (job.kind === 'exec') {
@@ -282,21 +283,26 @@ export class JobProgress {
       return { command: { ...base, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs } };
     }
     if (!bundleRef) throw new FailedPreconditionError(`node ${rec.nodeId} has no bundle to ${job.kind}`);
-    const bundle = await this.bundles.resolve(bundleRef);
+    const { bundle, secrets } = await this.bundles.resolve(bundleRef);
     const extra = job.extraVars ?? {};
     const variables = applied ? { ...applied.variables, ...extra } : commandVariables(bundle.variables, job.variables);
     const extraNames = [...(applied?.extraVars ?? []), ...Object.keys(extra)];
+    // Secret variables stay sealed in the inputs (recorded on the node) and in the job record;
+    // they are opened here, for this command only (docs/secrets.md).
     const inputs = renderInputs(bundleRef, bundle, variables, await this.o.config.facts(rec.nodeId), extraNames);
+    const opened = await this.o.config.openVariables(variables);
     return {
       command: {
         ...base, kind: commandKindFor(job.kind, job.dryRun),
         // The bundle as stored (sources inlined); the agent validates and renders it with
         // `variables` and its own facts.
         bundleJson: JSON.stringify(bundle),
-        variables,
+        variables: opened.variables,
+        ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
         timeoutMs: this.o.timings.commandTimeoutMs,
       },
       inputs,
+      redactor: new Redactor([...opened.secret.map((n) => opened.variables[n]), ...secrets]),
     };
   }
 
@@ -313,12 +319,13 @@ export class JobProgress {
     this.log.info('node finished', { nodeId: id, outcome: r.outcome, error: d.error });
   }
 
-  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord): Promise<CommandOutcome> {
+  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord, redactor?: Redactor): Promise<CommandOutcome> {
     const c: DispatchContext = {
       streams: this.o.streams, router: this.o.router, clock: this.o.clock, log: this.log, timings: this.o.timings,
       cancel: this.cancel.signal, halted: this.halted.signal,
       remember: (r) => this.nodes.set(r.nodeId, r),
       write: (r) => this.writeNode(r),
+      ...(redactor && !redactor.empty ? { redactor } : {}),
     };
     const observer = this.o.observer;
     if (!observer) return dispatchCommand(c, nodeId, command, rec);

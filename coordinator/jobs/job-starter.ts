@@ -28,6 +28,7 @@ import { parseSelector, matchesSelector } from '../../shared/selector';
 import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJobRequest';
 import type { Compare, TxnOp } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
+import { secretValueProblem } from '../secrets/secret-store';
 import { parseBatchSize, planBatches } from './batch-plan';
 import { chunk, claimConflicts, rollbackSet } from './claim-plan';
 import type { GroupRecord } from '../config/group-store';
@@ -84,6 +85,9 @@ function parseExtraVars(text: string): Record<string, string> {
   return out;
 }
 
+/** The largest secret extra var or secret group variable. */
+export const MAX_SECRET_VARIABLE_BYTES = 64 * 1024;
+
 export interface JobStarterOptions {
   client: Etcd3;
   keyspace: Keyspace;
@@ -133,6 +137,22 @@ export class JobStarter {
     }
   }
 
+  /**
+   * Extra vars named secret (`-e NAME=VALUE --secret-var NAME`, docs/secrets.md) sealed before
+   * the job is stored: the job record holds their envelopes, the leader opens them per command.
+   */
+  private async sealSecretExtraVars(extra: Record<string, string>, secretNames: readonly string[]): Promise<Record<string, string>> {
+    const out = { ...extra };
+    for (const name of new Set(secretNames)) {
+      const value = out[name];
+      if (value === undefined) throw new InvalidArgumentError(`secret extra var ${name} has no value: give it with -e ${name}=VALUE (read from a file or stdin with @FILE or @-)`);
+      const problem = secretValueProblem(`secret extra var ${name}`, Buffer.byteLength(value), MAX_SECRET_VARIABLE_BYTES);
+      if (problem) throw new InvalidArgumentError(problem);
+      out[name] = await this.o.config.encrypt(value);
+    }
+    return out;
+  }
+
   /** The job a request with this idempotency key already started, if any. */
   private async firstResult(key: string, request: string): Promise<VersionedJob | undefined> {
     const text = await this.o.client.get(key).string();
@@ -171,7 +191,7 @@ export class JobStarter {
     if (strategyText !== 'all-at-once' && strategyText !== 'rolling') throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(req.strategy)}: use all-at-once or rolling`);
     batchText ||= '1';
     const batch = parseBatchSize(batchText);
-    const extraVars = parseExtraVars(req.extraVarsJson);
+    const extraVars = await this.sealSecretExtraVars(parseExtraVars(req.extraVarsJson), req.secretExtraVars ?? []);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
     // exec: one command on the named nodes whatever their lifecycle state; no bundle, no group.
     const isExec = kind === 'exec';

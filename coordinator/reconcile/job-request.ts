@@ -12,6 +12,6 @@ export type StartJob = (request: StartJobRequest__Output) => Promise<{ record: {
 export function jobRequest(over: Partial<StartJobRequest__Output> & Pick<StartJobRequest__Output, 'kind' | 'requestedBy'>): StartJobRequest__Output {
   return {
     nodeIds: [], labelSelector: '', factSelector: '', group: '', strategy: '', batch: '', maxFailures: 0, dryRun: false,
-    force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, ...over,
+    force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, secretExtraVars: [], ...over,
   };
 }

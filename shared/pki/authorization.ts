@@ -69,6 +69,11 @@ const RULES: Readonly<Record<string, Rule>> = {
   'FileService/Download': (a) => user(a.secret ? 'admin' : 'viewer'),
   'FileService/DeleteFile': (a) => user(a.secret ? 'admin' : 'operator'),
 
+  'SecretService/SetSecret': fixed(user('admin')),
+  'SecretService/ListSecrets': fixed(user('admin')),
+  'SecretService/DeleteSecret': fixed(user('admin')),
+  'SecretService/RotateKey': fixed(user('admin')),
+
   'DeclarativeService/Plan': fixed(user('viewer')),
   'DeclarativeService/Apply': (a) => user(a.commandUnits || a.secret ? 'admin' : 'operator'),
 

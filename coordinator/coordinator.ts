@@ -252,7 +252,7 @@ export class Coordinator {
         { definition: loadProto().api.cluster.v1.JobService.service, handlers: this.jobs.handlers },
         {
           definition: loadProto().api.cluster.v1.ConfigService.service,
-          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, managerConfig: this.managerConfig, files: this.files, logger: this.log }),
+          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, managerConfig: this.managerConfig, files: this.files, keyring: this.keyring, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.FileService.service,

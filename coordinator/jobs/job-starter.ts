@@ -29,6 +29,7 @@ import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJo
 import type { Compare, TxnOp } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
 import { secretValueProblem } from '../secrets/secret-store';
+import { MAX_SECRET_VARIABLE_BYTES } from '../secrets/secret-variables';
 import { parseBatchSize, planBatches } from './batch-plan';
 import { chunk, claimConflicts, rollbackSet } from './claim-plan';
 import type { GroupRecord } from '../config/group-store';
@@ -84,9 +85,6 @@ function parseExtraVars(text: string): Record<string, string> {
   }
   return out;
 }
-
-/** The largest secret extra var or secret group variable. */
-export const MAX_SECRET_VARIABLE_BYTES = 64 * 1024;
 
 export interface JobStarterOptions {
   client: Etcd3;

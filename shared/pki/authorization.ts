@@ -54,7 +54,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/PushBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
   'ConfigService/ListBundles': fixed(user('viewer')),
   'ConfigService/GetBundle': fixed(user('viewer')),
-  'ConfigService/SetGroup': fixed(user('operator')),
+  // A new or changed secret variable is a secret: admin.
+  'ConfigService/SetGroup': (a) => user(a.secret ? 'admin' : 'operator'),
   'ConfigService/GetGroup': fixed(user('viewer')),
   'ConfigService/ListGroups': fixed(user('viewer')),
   'ConfigService/DeleteBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),

@@ -18,7 +18,7 @@
  * one request racing on two replicas create one job. No write is sent after the request's
  * deadline (runTxn); the rollback of a refused request still is.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import {
   checkTransition, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, summariseFacts,
@@ -110,8 +110,20 @@ interface IdempotencyRecord {
   request: string;
 }
 
-function requestDigest(req: StartJobRequest__Output): string {
-  return createHash('sha256').update(JSON.stringify({ ...req, requestedBy: '' })).digest('hex');
+function requestDigest(req: StartJobRequest__Output, idempotencyKey: string): string {
+  // A secret extra var enters the stored digest only keyed by the request's idempotency key
+  // (which etcd does not hold), so the digest cannot be used to test guesses of the secret.
+  let extraVarsJson = req.extraVarsJson;
+  if ((req.secretExtraVars ?? []).length > 0) {
+    try {
+      const extra = JSON.parse(req.extraVarsJson) as Record<string, unknown>;
+      for (const name of req.secretExtraVars) if (name in extra) extra[name] = createHmac('sha256', idempotencyKey).update(String(extra[name])).digest('hex');
+      extraVarsJson = JSON.stringify(extra);
+    } catch {
+      extraVarsJson = '';
+    }
+  }
+  return createHash('sha256').update(JSON.stringify({ ...req, extraVarsJson, requestedBy: '' })).digest('hex');
 }
 
 export class JobStarter {
@@ -120,7 +132,7 @@ export class JobStarter {
   async start(req: StartJobRequest__Output): Promise<VersionedJob> {
     const attempts = this.o.attempts ?? 3;
     const key = currentBinding()?.idempotencyKey;
-    const idempotency = key ? { key: this.o.keyspace.idempotency(idempotencyDigest(req.requestedBy, key)), request: requestDigest(req) } : undefined;
+    const idempotency = key ? { key: this.o.keyspace.idempotency(idempotencyDigest(req.requestedBy, key)), request: requestDigest(req, key) } : undefined;
     for (let i = 1; ; i++) {
       if (idempotency) {
         const first = await this.firstResult(idempotency.key, idempotency.request);

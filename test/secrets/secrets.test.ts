@@ -243,6 +243,14 @@ describe('secrets: real coordinator, agent and etcd', function () {
     const { node: n1 } = JSON.parse(expectOk(await cluster.ctl(['node', 'describe', 'n1', '-o', 'json'])).stdout) as { node: { state: string; outOfDate: boolean; outOfDateReasons: string[] } };
     expect(n1.state).to.equal('Commissioned');
     expect(n1.outOfDate, n1.outOfDateReasons.join('; ')).to.equal(false);
+
+    // A secret extra var: delivered, and sealed in the job record (and the node's applied inputs).
+    const extraSecret = `extra-${randomBytes(16).toString('hex')}`;
+    expectOk(await cluster.ctl(['node', 'repair', 'n1', '--secret-var', `pw=@${write(cluster, 'extra', extraSecret)}`, '--wait'], 120_000), 'repair with a secret extra var');
+    expect(readFileSync(join(root, 'etc/app/pw'), 'utf8')).to.equal(extraSecret);
+    const raw = Object.entries(await etcdSnapshot(suite.etcd.client()));
+    expect(raw.filter(([, v]) => v.includes(extraSecret)).map(([k]) => k)).to.deep.equal([]);
+    expect(raw.some(([k, v]) => k.includes('/jobs/') && (v.match(ENVELOPE_PATTERN) ?? []).length > 0 && v.includes('"repair"'))).to.equal(true);
   });
 
   it('a viewer or operator cannot reveal or store a secret; a secret is withheld without --reveal; bad input is refused', async () => {

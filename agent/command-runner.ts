@@ -5,12 +5,17 @@
  * out through `send`, which the stream session provides and which drops them while no
  * welcomed stream is open: a result whose delivery is uncertain is sent again after the next
  * Welcome (see CommandResults.unacknowledged), progress is live output only.
+ *
+ * A command's secret variables (Command.secretVariables, docs/secrets.md) are redacted from
+ * every progress message and from the result before it is kept, logged or sent: a failing unit
+ * that printed one, or an error that quotes a rendered command line, leaves the node without it.
  */
 import type { AgentMessage } from '../generated/cluster/v1/AgentMessage';
 import type { Command__Output } from '../generated/cluster/v1/Command';
 import type { CommandResult } from '../generated/cluster/v1/CommandResult';
 import { systemClock, type Clock, type Timer } from '../shared/clock';
 import type { Logger } from '../shared/logger';
+import { commandRedactor } from '../shared/secret-envelope';
 import {
   CommandResults, cancelReason, commandKindName, runCommand,
   type CommandHandler, type ProgressUpdate,
@@ -68,10 +73,12 @@ export class CommandRunner {
     }
     log.info('command received', { commandId: cmd.id, jobId: cmd.jobId, kind });
     const controller = new AbortController();
+    const redactor = commandRedactor(cmd);
     const progress = (u: ProgressUpdate): void => {
-      this.o.send({ progress: { ...u, commandId: cmd.id } });
+      this.o.send({ progress: { ...redactor.redactDeep(u), commandId: cmd.id } });
     };
-    const done = runCommand(this.o.handler, cmd, progress, controller).then((result) => {
+    const done = runCommand(this.o.handler, cmd, progress, controller).then((raw) => {
+      const result = redactor.redactDeep(raw);
       this.o.results.record(result);
       if (this.running?.id === cmd.id) this.running = undefined;
       log.info('command finished', { commandId: cmd.id, kind, outcome: result.outcome, error: result.error || undefined });

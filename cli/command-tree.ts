@@ -30,6 +30,7 @@ import { nodeCommission, nodeDecommission, nodeRepair, nodeUpgrade, nodeVerify }
 import { status } from './commands/status';
 import { completeNamesCommand, completionCommand } from './completion';
 import { filesGroup } from './commands/files';
+import { secretGroup } from './commands/secrets';
 import { applyCommand, planCommand } from './commands/plan-apply';
 import { execCommand } from './commands/exec';
 import { dashboard } from './commands/dashboard';
@@ -157,7 +158,7 @@ export function commandTree(): Command<CliContext> {
     options: GLOBAL_OPTIONS,
     subcommands: [
       status, nodesGroup, nodeGroup, jobsGroup, jobGroup, bundlesGroup, bundleGroup, groupsGroup, groupGroup, globalGroup, configGroup, discoverCommand, filesGroup, execCommand, planCommand, applyCommand, events, dashboard,
-      tokenGroup, userGroup, completionCommand(commandTree), completeNamesCommand, version,
+      tokenGroup, userGroup, secretGroup, completionCommand(commandTree), completeNamesCommand, version,
     ],
   });
 }

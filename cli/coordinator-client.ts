@@ -48,6 +48,9 @@ import type { ListJobsResponse__Output } from '../generated/cluster/v1/ListJobsR
 import type { ListNodesResponse__Output } from '../generated/cluster/v1/ListNodesResponse';
 import type { Node__Output } from '../generated/cluster/v1/Node';
 import type { Globals__Output } from '../generated/cluster/v1/Globals';
+import type { SecretInfo__Output } from '../generated/cluster/v1/SecretInfo';
+import type { ListSecretsResponse__Output } from '../generated/cluster/v1/ListSecretsResponse';
+import type { RotateKeyResponse__Output } from '../generated/cluster/v1/RotateKeyResponse';
 import type { DiscoverResponse__Output } from '../generated/cluster/v1/DiscoverResponse';
 import type { ManagerConfig__Output } from '../generated/cluster/v1/ManagerConfig';
 import type { NodeDetail__Output } from '../generated/cluster/v1/NodeDetail';
@@ -471,8 +474,27 @@ export class CoordinatorClient {
     return this.unary('files', 'FileService', 'write', (s, o, cb) => s.upload(req, o, cb));
   }
 
-  download(name: string): Promise<FileContent__Output> {
-    return this.unary('files', 'FileService', 'read', (s, o, cb) => s.download({ name }, o, cb));
+  /** `reveal`: a secret file's content (admin only; otherwise the coordinator withholds it). */
+  download(name: string, reveal = false): Promise<FileContent__Output> {
+    return this.unary('files', 'FileService', 'read', (s, o, cb) => s.download({ name, reveal }, o, cb));
+  }
+
+  // ---- SecretService ----
+
+  setSecret(name: string, value: Buffer): Promise<SecretInfo__Output> {
+    return this.unary('secrets', 'SecretService', 'write', (s, o, cb) => s.setSecret({ name, value }, o, cb));
+  }
+
+  async listSecrets(): Promise<SecretInfo__Output[]> {
+    return (await this.unary<'secrets', ListSecretsResponse__Output>('secrets', 'SecretService', 'read', (s, o, cb) => s.listSecrets({}, o, cb))).secrets;
+  }
+
+  deleteSecret(name: string): Promise<SecretInfo__Output> {
+    return this.unary('secrets', 'SecretService', 'write', (s, o, cb) => s.deleteSecret({ name }, o, cb));
+  }
+
+  rotateKey(): Promise<RotateKeyResponse__Output> {
+    return this.unary('secrets', 'SecretService', 'write', (s, o, cb) => s.rotateKey({}, o, cb));
   }
 
   deleteFile(name: string): Promise<FileInfo__Output> {

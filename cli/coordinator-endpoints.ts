@@ -16,6 +16,7 @@ import type { DeclarativeServiceClient } from '../generated/cluster/v1/Declarati
 import type { FileServiceClient } from '../generated/cluster/v1/FileService';
 import type { JobServiceClient } from '../generated/cluster/v1/JobService';
 import type { PkiServiceClient } from '../generated/cluster/v1/PkiService';
+import type { SecretServiceClient } from '../generated/cluster/v1/SecretService';
 import type { ClientOptions } from './global-options';
 import { checkServerCertificate, clientCredentials, CLUSTER_CHANNEL_OPTIONS } from '../shared/pki/grpc-credentials';
 import type { Credentials } from '../shared/pki/credentials-file';
@@ -62,6 +63,7 @@ export interface Stubs {
   files: FileServiceClient;
   declarative: DeclarativeServiceClient;
   pki: PkiServiceClient;
+  secrets: SecretServiceClient;
 }
 
 type Api = ProtoGrpcType['cluster']['v1'];
@@ -73,6 +75,7 @@ const STUB_MAKERS: { [K in keyof Stubs]: (api: Api, address: string, credentials
   files: (api, address, credentials, options) => new api.FileService(address, credentials, options),
   declarative: (api, address, credentials, options) => new api.DeclarativeService(address, credentials, options),
   pki: (api, address, credentials, options) => new api.PkiService(address, credentials, options),
+  secrets: (api, address, credentials, options) => new api.SecretService(address, credentials, options),
 };
 
 export type Connected = 'ready' | 'failed' | 'deadline';

@@ -31,6 +31,10 @@ import { Declarative } from './declarative/apply';
 import { createDeclarativeServiceHandlers } from './declarative/declarative-service';
 import { createFileServiceHandlers } from './files/file-service';
 import { FileStore } from './files/file-store';
+import { SecretKeyring } from './secrets/secret-keyring';
+import { SecretStore } from './secrets/secret-store';
+import { SecretRotation } from './secrets/secret-rotation';
+import { createSecretServiceHandlers } from './secrets/secret-service';
 import { EventLog } from './event-log';
 import { BundleStore } from './config/bundle-store';
 import { createConfigServiceHandlers } from './config/config-service';
@@ -135,6 +139,8 @@ export class Coordinator {
   readonly files: FileStore;
   /** The leader's trim of node history (history-retention.ts). */
   readonly historyRetention: HistoryRetention;
+  /** The keys of secret values (docs/secrets.md), usable once start() has read the cluster secret. */
+  readonly keyring: SecretKeyring;
   /** This replica's Prometheus metrics; main.ts serves `metrics.render()` on --metrics-listen. */
   readonly metrics: CoordinatorMetrics;
   /** options.etcd, its transactions timed for the metrics. */
@@ -189,8 +195,9 @@ export class Coordinator {
     // comes back for a node found Unreachable (the timer pass is 30 s away).
     this.streams.on('disconnected', () => this.passAfter(settings.streamGraceMs));
     this.streams.on('connected', (s) => { if (this.streams.markedUnreachable(s.nodeId)) this.reconciler.schedule(); });
+    this.keyring = new SecretKeyring({ client, keyspace, clock });
     this.jobs = createJobs({
-      client, keyspace, events: this.events, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log,
+      client, keyspace, events: this.events, keyring: this.keyring, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log,
       observer: this.metrics,
       runner: {
         connectTimeoutMs: settings.jobConnectTimeoutMs, commandTimeoutMs: settings.jobCommandTimeoutMs, resultGraceMs: settings.jobResultGraceMs,
@@ -204,7 +211,7 @@ export class Coordinator {
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
     this.globals = new GlobalsStore({ client, keyspace, events: this.events, clock, bundles: this.bundles, groups: this.groups });
     this.managerConfig = new ManagerConfigStore({ client, keyspace, events: this.events, clock });
-    this.files = new FileStore({ client, keyspace, events: this.events, clock });
+    this.files = new FileStore({ client, keyspace, events: this.events, clock, keyring: this.keyring });
     const startJob = (request: Parameters<Jobs['starter']['start']>[0]): ReturnType<Jobs['starter']['start']> => this.jobs.starter.start(request);
     const loop = { intervalMs: settings.reconcileIntervalMs, debounceMs: settings.reconcileDebounceMs };
     const sweeper = new StuckNodeSweeper({
@@ -256,11 +263,19 @@ export class Coordinator {
         { definition: loadProto().api.cluster.v1.JobService.service, handlers: this.jobs.handlers },
         {
           definition: loadProto().api.cluster.v1.ConfigService.service,
-          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, managerConfig: this.managerConfig, files: this.files, logger: this.log }),
+          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, managerConfig: this.managerConfig, files: this.files, keyring: this.keyring, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.FileService.service,
           handlers: createFileServiceHandlers({ files: this.files, logger: this.log }),
+        },
+        {
+          definition: loadProto().api.cluster.v1.SecretService.service,
+          handlers: createSecretServiceHandlers({
+            secrets: new SecretStore({ client, keyspace, events: this.events, clock, keyring: this.keyring }),
+            rotation: new SecretRotation({ client, keyspace, keyring: this.keyring, events: this.events }),
+            logger: this.log,
+          }),
         },
         {
           definition: loadProto().api.cluster.v1.PkiService.service,
@@ -313,6 +328,7 @@ export class Coordinator {
       await enableEtcdAuth(o.etcd, o.keyspace);
     }
     const loaded = await loadOrCreateCa({ etcd: this.client, keyspace: o.keyspace, clusterSecretFile: o.pki.clusterSecretFile, pkiDir: o.pki.dir, clock });
+    this.keyring.setClusterSecret(loaded.clusterSecret);
     if (loaded.secretCreated) this.log.info('created the cluster secret; give the same file to every further replica', { file: o.pki.clusterSecretFile });
     const hosts = [host, ...(o.advertise ? [parseHostPort(o.advertise, '--advertise address').host] : []), hostname()]
       .map((h) => h.replace(/^\[|\]$/g, ''))

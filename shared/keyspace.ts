@@ -248,6 +248,27 @@ export class Keyspace {
     return rest !== undefined && SERIAL.test(rest) ? rest : undefined;
   }
 
+  /**
+   * pki/secrets-keyring: the data-encryption keys of secret values (docs/secrets.md), each
+   * wrapped under the cluster secret like the CA key, and which one is active.
+   */
+  pkiSecretsKeyring(): string { return `${this.prefix}pki/secrets-keyring`; }
+
+  // --- secrets/<name>: named secret values (`clusterctl secret set`), e.g. secrets/registry/NAME
+  secretsPrefix(): string { return `${this.prefix}secrets/`; }
+  /** `name`: one segment, or "registry/NAME" (two). */
+  secret(name: string): string {
+    const parts = name.split('/');
+    if (parts.length > 2) throw new InvalidArgumentError(`invalid secret name ${JSON.stringify(name)}: use NAME or registry/NAME`);
+    return `${this.secretsPrefix()}${parts.map((p) => segment('secret name', p)).join('/')}`;
+  }
+  parseSecret(key: string): string | undefined {
+    const rest = this.strip(key, this.secretsPrefix());
+    if (rest === undefined) return undefined;
+    const parts = rest.split('/');
+    return parts.length <= 2 && parts.every(isValidSegment) ? rest : undefined;
+  }
+
   // --- helpers ------------------------------------------------------------------------------
   private strip(key: string, prefix: string): string | undefined {
     return key.startsWith(prefix) ? key.slice(prefix.length) : undefined;

@@ -16,6 +16,7 @@
  */
 import { templateReferences } from './bundle/render-template';
 import type { Bundle } from './bundle/types';
+import { comparable, isEnvelope } from './secret-envelope';
 
 export interface RenderInputs {
   /** "name@version". */
@@ -73,11 +74,12 @@ export function outOfDateReasons(appliedConfig: string | undefined, applied: Ren
   if (from !== desired.bundle) return [`bundle ${from || '(none)'} → ${desired.bundle}`];
   if (!applied) return [];
   const out: string[] = [];
-  const show = (v: string | undefined): string => (v === undefined ? '(unset)' : JSON.stringify(v));
+  const show = (v: string | undefined): string => (v === undefined ? '(unset)' : isEnvelope(v) ? '(secret)' : JSON.stringify(v));
   for (const k of [...templateReferences(bundle).variables.keys()].sort()) {
     const a = applied.variables[k];
     const d = desired.variables[k];
-    if (a !== d) out.push(`vars.${k} ${show(a)} → ${show(d)}${applied.extraVars?.includes(k) ? ' (applied with -e)' : ''}`);
+    // A secret compares by its fingerprint: the same value re-encrypted (rotation) is no change.
+    if (comparable(a) !== comparable(d)) out.push(`vars.${k} ${show(a)} → ${show(d)}${applied.extraVars?.includes(k) ? ' (applied with -e)' : ''}`);
   }
   for (const k of Object.keys(desired.facts).sort()) {
     if (applied.facts[k] !== desired.facts[k]) out.push(`facts.${k} ${show(applied.facts[k])} → ${show(desired.facts[k])}`);

@@ -14,7 +14,7 @@ import { MAX_GRPC_MESSAGE_BYTES } from '../../shared/grpc-limits';
 
 function fileObject(f: FileInfo__Output): Record<string, unknown> {
   return {
-    name: f.name, size: Number(f.size), sha256: f.sha256, mode: f.mode, createdAt: f.createdAt, usedBy: f.usedBy,
+    name: f.name, size: Number(f.size), sha256: f.sha256, mode: f.mode, createdAt: f.createdAt, usedBy: f.usedBy, secret: f.secret,
     editions: f.editions.map((e) => ({ sha256: e.sha256, size: Number(e.size), createdAt: e.createdAt, current: e.current, usedBy: e.usedBy })),
   };
 }
@@ -36,9 +36,11 @@ function printInfos(context: CliContext, files: FileInfo__Output[]): void {
           const sha = wide ? e.sha256 : e.sha256.slice(0, 12);
           const used = e.usedBy.length ? e.usedBy.join(',') : '-';
           const which = e.current ? 'current' : 'kept';
+          // A secret's cleartext length is not shown; its sha256 names the encrypted edition.
+          const size = f.secret ? 'secret' : formatBytes(e.size);
           return wide
-            ? [f.name, formatBytes(e.size), f.mode, sha, orDash(ageSince(e.createdAt, now)), used, which]
-            : [f.name, formatBytes(e.size), sha, orDash(ageSince(e.createdAt, now)), used, which];
+            ? [f.name, size, f.mode, sha, orDash(ageSince(e.createdAt, now)), used, which]
+            : [f.name, size, sha, orDash(ageSince(e.createdAt, now)), used, which];
         });
       });
       context.out.write(formatTable(header, rows));
@@ -67,14 +69,15 @@ const UPLOAD_OPTIONS = {
   name: { kind: 'string', description: 'name to store the file under (default: the file name of PATH)', placeholder: 'NAME' },
   mode: { kind: 'string', description: 'recorded mode, octal (default: the local file\'s mode)', placeholder: 'MODE' },
   overwrite: { kind: 'boolean', description: 'replace a stored file of the same name' },
+  secret: { kind: 'boolean', description: 'store it encrypted (admin; at most 256 KiB): never shown without --reveal, delivered with mode 0600 unless the unit names one' },
 } as const;
 
 const filesUpload = defineCommand<CliContext, typeof UPLOAD_OPTIONS>({
   name: 'upload',
   aliases: ['push', 'put'],
   summary: 'Upload a local file (at most 1 MiB) so bundles can name it as a file unit `source`',
-  usage: 'files upload PATH [--name NAME] [--mode 0644] [--overwrite]',
-  example: 'clusterctl files upload ./chrony.conf\nclusterctl files upload ./ca.pem --name cluster-ca.pem --mode 0600',
+  usage: 'files upload PATH [--name NAME] [--mode 0644] [--overwrite] [--secret]',
+  example: 'clusterctl files upload ./chrony.conf\nclusterctl files upload ./ca.pem --name cluster-ca.pem --mode 0600\nclusterctl files upload ./tls.key --secret',
   options: UPLOAD_OPTIONS,
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'files upload needs the PATH of a local file' },
@@ -95,10 +98,10 @@ const filesUpload = defineCommand<CliContext, typeof UPLOAD_OPTIONS>({
     const content = await readFile(path);
     const name = values.name ?? basename(path);
     const mode = values.mode ?? (st.mode & 0o777).toString(8).padStart(4, '0');
-    const info = await context.client.upload({ name, content, mode, overwrite: values.overwrite });
+    const info = await context.client.upload({ name, content, mode, overwrite: values.overwrite, secret: values.secret });
     if (context.format === 'json' || context.format === 'yaml') printInfos(context, [info]);
     else {
-      context.out.write(`file ${info.name} stored: ${formatBytes(info.size)}, sha256 ${info.sha256}\n`);
+      context.out.write(info.secret ? `secret file ${info.name} stored encrypted, edition ${info.sha256}\n` : `file ${info.name} stored: ${formatBytes(info.size)}, sha256 ${info.sha256}\n`);
       // Bundle versions pushed earlier keep the edition they pinned: say which, so nobody expects them to change.
       for (const e of info.editions.filter((x) => !x.current && x.usedBy.length > 0)) {
         context.out.write(`  edition ${e.sha256.slice(0, 12)} kept: ${e.usedBy.join(', ')} still deliver${e.usedBy.length === 1 ? 's' : ''} it; push a new version to deliver this upload\n`);
@@ -112,22 +115,24 @@ const DOWNLOAD_OPTIONS = {
   // Same key as the global -o (output format): for this command -o names the file to write,
   // as in curl/wget, and replaces the format option.
   output: { kind: 'string', short: 'o', description: 'write to FILE (default: stdout; "-" is stdout)', placeholder: 'FILE' },
+  reveal: { kind: 'boolean', description: 'print a secret file\'s content (admin only; without it a secret is withheld)' },
 } as const;
 
 const filesDownload = defineCommand<CliContext, typeof DOWNLOAD_OPTIONS>({
   name: 'download',
   aliases: ['get', 'cat'],
   summary: 'Download a stored file, byte for byte (to stdout or -o FILE)',
-  usage: 'files download NAME [-o FILE]',
+  usage: 'files download NAME [-o FILE] [--reveal]',
   example: 'clusterctl files download chrony.conf\nclusterctl files download cluster-ca.pem -o ./ca.pem',
   options: DOWNLOAD_OPTIONS,
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'files download needs the NAME of a stored file (list them with: clusterctl files)' },
   async run({ values, positionals, context }) {
-    const res = await context.client.download(positionals[0]);
+    const res = await context.client.download(positionals[0], values.reveal);
     const out = values.output;
     if (out && out !== '-') {
-      await writeFile(out, res.content);
+      // A revealed secret is written readable by its owner only.
+      await writeFile(out, res.content, res.info?.secret ? { mode: 0o600 } : {});
       context.note(`wrote ${formatBytes(res.content.length)} to ${out} (sha256 ${res.info?.sha256 ?? ''})`);
     } else {
       // Raw bytes: process.stdout takes a Buffer even though the sink is typed for text.

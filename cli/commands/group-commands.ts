@@ -12,6 +12,8 @@ import type { CliContext } from '../context';
 import { formatTable, orDash } from '../output';
 import { parseBundleArg } from './bundle-commands';
 import { printResult } from './print';
+import { parseSecretVars } from '../secret-input';
+import { isEnvelope } from '../../shared/secret-envelope';
 
 export function groupObject(g: Group__Output): Record<string, unknown> {
   return {
@@ -19,12 +21,14 @@ export function groupObject(g: Group__Output): Record<string, unknown> {
     variables: Object.fromEntries(Object.entries(g.variables).sort(([a], [b]) => (a < b ? -1 : 1))),
     minSize: g.minSize, dependsOn: g.dependsOn, verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, soakMs: g.soakMs,
     autoCommission: g.autoCommission.map((a) => a.selector), updatedAt: g.updatedAt, revision: g.revision,
+    ...(g.secretVariables.length ? { secretVariables: g.secretVariables } : {}),
   };
 }
 
 function vars(g: Group__Output): string {
   const e = Object.entries(g.variables).sort(([a], [b]) => (a < b ? -1 : 1));
-  return e.length ? e.map(([k, v]) => `${k}=${v}`).join(',') : '<none>';
+  // A secret variable's value is its envelope (docs/secrets.md): say what it is instead.
+  return e.length ? e.map(([k, v]) => `${k}=${isEnvelope(v) ? '(secret)' : v}`).join(',') : '<none>';
 }
 
 export const groupsList = defineCommand<CliContext, Record<string, never>>({
@@ -83,6 +87,9 @@ export const groupShow = defineCommand<CliContext, Record<string, never>>({
 export const GROUP_SET_OPTIONS = {
   bundle: { kind: 'string', placeholder: 'BUNDLE[@VERSION]', description: 'the bundle the group runs (no version: the newest stored)' },
   var: { kind: 'list', placeholder: 'KEY=VALUE', description: 'set a group variable (repeat the flag; KEY= with nothing removes it)' },
+  secretVar: {
+    kind: 'list', placeholder: 'KEY=@FILE', description: 'set a secret group variable, stored encrypted and redacted from all output (admin); the value from @FILE, @- (stdin) or literally (visible in ps and shell history)',
+  },
   minSize: { kind: 'int', min: 0, placeholder: 'N', description: 'decommission is refused below this many commissioned nodes (unless --force)' },
   dependsOn: { kind: 'list', placeholder: 'GROUP', description: 'groups that need a commissioned node before this one commissions (repeat the flag; each must exist; "" clears)' },
   verifySchedule: { kind: 'string', placeholder: 'CRON', description: 'cron expression for scheduled verification ("" = none), e.g. "0 3 * * *"' },
@@ -110,8 +117,8 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
   name: 'set',
   aliases: ['create', 'update'],
   summary: 'Create a group or change the fields given',
-  usage: 'group set NAME [--bundle BUNDLE[@VERSION]] [--var K=V ...] [--min-size N] [--depends-on G] [--verify-schedule CRON] [--repair-policy report|repair] [--auto-commission SELECTOR] [--soak DURATION]',
-  example: 'clusterctl group set worker --bundle base@3 --var ntp_server=10.0.0.1 --min-size 2 --depends-on control\nclusterctl group set worker --verify-schedule "0 3 * * *" --repair-policy repair\nclusterctl group set worker --depends-on ""   # clear the dependency',
+  usage: 'group set NAME [--bundle BUNDLE[@VERSION]] [--var K=V ...] [--secret-var K=@FILE ...] [--min-size N] [--depends-on G] [--verify-schedule CRON] [--repair-policy report|repair] [--auto-commission SELECTOR] [--soak DURATION]',
+  example: 'clusterctl group set worker --bundle base@3 --var ntp_server=10.0.0.1 --min-size 2 --depends-on control\nclusterctl group set worker --verify-schedule "0 3 * * *" --repair-policy repair\nclusterctl group set worker --depends-on ""   # clear the dependency\nclusterctl group set worker --secret-var db_password=@./db-password',
   options: GROUP_SET_OPTIONS,
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'which group? give its name' },
@@ -126,6 +133,7 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
     }
     if (values.autoCommission) parseSelector(values.autoCommission);
     const { set, remove } = parseVars(values.var);
+    const secret = parseSecretVars(values.secretVar);
     let bundle = current?.bundle ?? '';
     let version = current?.version ?? '';
     if (values.bundle !== undefined) {
@@ -135,12 +143,14 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
       version = ref.version || (await client.getBundle(ref.name, '')).version;
     }
     if (!bundle) throw new InvalidArgumentError(`group ${name} does not exist yet: give --bundle BUNDLE[@VERSION] to create it`);
-    const variables = { ...(current?.variables ?? {}), ...set };
+    const variables = { ...(current?.variables ?? {}), ...set, ...secret };
     for (const k of remove) delete variables[k];
+    // Stored secrets come back as envelopes and go back unchanged; --var NAME=VALUE makes one plain again.
+    const secretVariables = [...new Set([...(current?.secretVariables ?? []).filter((k) => k in variables && !(k in set)), ...Object.keys(secret)])];
     // `--depends-on ""` clears the dependency; no --depends-on keeps it.
     const dependsOn = given.has('dependsOn') ? values.dependsOn : current?.dependsOn ?? [];
     const group: Group = {
-      name, bundle, version, variables,
+      name, bundle, version, variables, secretVariables,
       minSize: values.minSize ?? current?.minSize ?? 0,
       dependsOn,
       verifySchedule: values.verifySchedule ?? current?.verifySchedule ?? '',

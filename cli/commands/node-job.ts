@@ -15,6 +15,7 @@ import type { CliContext } from '../context';
 import { followJob } from './job-follow';
 import { formatPlan, jobDetailObject, jobExitCode, jobObject, planLines } from './job-view';
 import { printResult } from './print';
+import { parseSecretVars } from '../secret-input';
 
 export const NODE_JOB_OPTIONS = {
   selector: {
@@ -44,6 +45,10 @@ export const NODE_JOB_OPTIONS = {
   extraVars: {
     kind: 'string', short: 'e', placeholder: 'JSON',
     description: 'JSON object merged over the group\'s variables for this job, e.g. \'{"ntp_server":"10.0.0.1"}\'',
+  },
+  secretVar: {
+    kind: 'list', placeholder: 'NAME=@FILE',
+    description: 'a secret extra var: stored encrypted with the job and redacted from all output; the value from @FILE, @- (stdin) or literally (visible in ps)',
   },
   bundle: {
     kind: 'string', placeholder: 'NAME@VERSION',
@@ -109,6 +114,14 @@ export function checkExtraVars(text: string | undefined): string {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError('--extra-vars must be a JSON object, e.g. -e \'{"ntp_server":"10.0.0.1"}\'');
   return text;
+}
+
+/** The extra vars JSON with the secret ones merged in, and their names (StartJobRequest.secretExtraVars). Pure. */
+export function withSecretExtraVars(extraJson: string, secret: Readonly<Record<string, string>>): { extraVarsJson: string; secretExtraVars: string[] } {
+  const names = Object.keys(secret);
+  if (names.length === 0) return { extraVarsJson: extraJson, secretExtraVars: [] };
+  const extra = extraJson ? (JSON.parse(extraJson) as Record<string, unknown>) : {};
+  return { extraVarsJson: JSON.stringify({ ...extra, ...secret }), secretExtraVars: names };
 }
 
 /** `N` or `P%` with 1 ≤ N and 1 ≤ P ≤ 100. */
@@ -182,7 +195,7 @@ function nodeJobCommand(kind: Kind, extraOptions: Record<string, never> | typeof
         maxFailures: values.maxFailures,
         dryRun: values.dryRun,
         force: values.force,
-        extraVarsJson: checkExtraVars(values.extraVars),
+        ...withSecretExtraVars(checkExtraVars(values.extraVars), parseSecretVars(values.secretVar)),
         bundle: values.bundle ?? '',
         canary: v.canary ?? 0,
         canarySoakMs: checkCanarySoak(v.canarySoak),

@@ -19,6 +19,8 @@ import { sourceNames } from './source-pins';
 import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
 import { unary } from '../unary-handler';
 import { actorName, actorOf, authorizeAction } from '../caller';
+import type { SecretKeyring } from '../secrets/secret-keyring';
+import { sealVariables, secretVariableNames } from '../secrets/secret-variables';
 
 export interface ConfigServiceOptions {
   bundles: BundleStore;
@@ -27,6 +29,8 @@ export interface ConfigServiceOptions {
   managerConfig: ManagerConfigStore;
   /** Deletes the unused file editions a deleted bundle version leaves. */
   files: FileStore;
+  /** Seals secret group variables; without it they are refused. */
+  keyring?: SecretKeyring;
   logger: Logger;
 }
 
@@ -44,6 +48,7 @@ export function toGroupView(g: VersionedGroup): Group {
     dependsOn: r.dependsOn ?? [], verifySchedule: r.verifySchedule ?? '', repairPolicy: r.repairPolicy ?? 'report',
     autoCommission: (r.autoCommission ?? []).map((a) => ({ selector: a.selector })), updatedAt: r.updatedAt ?? '', revision: g.modRevision,
     soakMs: r.soakMs ?? 0,
+    secretVariables: secretVariableNames(r.variables),
   };
 }
 
@@ -93,9 +98,13 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
     SetGroup: unary(async (req: { group: Group__Output | null; expectedRevision: string }, call) => {
       const g = req.group;
       if (!g) throw new InvalidArgumentError('SetGroup needs a group (name, bundle, version)');
+      // Secret values are sealed before anything else sees them; a new one needs admin.
+      const stored = g.name.trim() ? await groups.get(g.name.trim()).catch(() => undefined) : undefined;
+      const sealed = await sealVariables(options.keyring, g.variables, g.secretVariables ?? [], stored?.record.variables ?? {});
+      authorizeAction(call, { method: 'ConfigService/SetGroup', secret: sealed.newSecret });
       const saved = await groups.set(
         {
-          name: g.name, bundle: g.bundle, version: g.version, variables: g.variables, minSize: g.minSize, dependsOn: g.dependsOn,
+          name: g.name, bundle: g.bundle, version: g.version, variables: sealed.variables, minSize: g.minSize, dependsOn: g.dependsOn,
           verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, autoCommission: g.autoCommission, soakMs: g.soakMs,
         },
         req.expectedRevision,

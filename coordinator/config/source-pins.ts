@@ -37,9 +37,13 @@ export function parseBundleInfo(text: string | undefined): Partial<BundleInfoVal
   }
 }
 
-/** Distinct `source` names of a bundle's file units, in unit order. */
+/**
+ * Distinct `source` names of a bundle's file units that name distributed files, in unit order. A
+ * `secret:NAME` source names a named secret instead (coordinator/secrets/secret-store.ts): it is
+ * not a file, has no editions to pin, and is read when a command is built.
+ */
 export function sourceNames(bundle: Pick<Bundle, 'units'>): string[] {
-  return [...new Set(bundle.units.flatMap((u) => (u.kind === 'file' && u.source !== undefined ? [u.source] : [])))];
+  return [...new Set(bundle.units.flatMap((u) => (u.kind === 'file' && u.source !== undefined && !u.source.startsWith('secret:') ? [u.source] : [])))];
 }
 
 /** The digest of a bundle version: over the bundle and, when it names files, their pinned editions. */

@@ -186,7 +186,7 @@ export class Declarative {
     const keys = new Set<string>([ks.lastApplied()]);
     for (const b of file.bundles) {
       keys.add(ks.config(b.name, b.version));
-      for (const u of b.units) if (u.kind === 'file' && u.source !== undefined) keys.add(ks.file(u.source));
+      for (const f of sourceNames(b)) keys.add(ks.file(f));
     }
     for (const g of file.groups) {
       keys.add(ks.group(g.name));

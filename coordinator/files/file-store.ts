@@ -10,6 +10,12 @@
  * --overwrite reaches only bundles pushed after it. An edition that is not current and that no
  * stored bundle pins is deleted by the next upload of that file or by a bundle delete; a file any
  * stored bundle uses cannot be deleted (the refusal names the bundles: delete them first).
+ *
+ * A secret file (upload --secret, docs/secrets.md) is stored as one envelope (AES-256-GCM under
+ * the keyring, coordinator/secrets/secret-keyring.ts) at files/<name> and its edition; its info
+ * records `secret: true`, size 0 (the cleartext's length is not shown) and the envelope's sha256
+ * as the edition id. Its content is returned only to an admin asking to --reveal it, and to the
+ * leader building a command (coordinator/jobs/bundle-resolution.ts).
  */
 import { createHash } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
@@ -20,9 +26,17 @@ import {
 import { readKeys, readPrefixes, type Compare, type TxnOp } from '../etcd-txn';
 import { parseBundleInfo } from '../config/source-pins';
 import type { EventLog } from '../event-log';
+import type { SecretKeyring } from '../secrets/secret-keyring';
+import { secretValueProblem } from '../secrets/secret-store';
 
 /** The largest file accepted: 1 MiB. */
 export const MAX_FILE_BYTES = 1024 * 1024;
+
+/**
+ * The largest secret file: keys, certificates and credentials are small, and the envelope's
+ * base64 and the edition copy written in the same transaction must stay under etcd's limit.
+ */
+export const MAX_SECRET_FILE_BYTES = 256 * 1024;
 
 /**
  * The gRPC message limit on both ends (coordinator server, clusterctl, etcd clients): lists of
@@ -41,6 +55,8 @@ export interface FileMeta {
   sha256: string;
   mode: string;
   createdAt: string;
+  /** Stored encrypted (size is then 0 and sha256 names the envelope). */
+  secret?: boolean;
 }
 
 export interface FileEdition {
@@ -67,6 +83,8 @@ export interface FileStoreOptions {
   keyspace: Keyspace;
   events: EventLog;
   clock: Clock;
+  /** Seals and opens secret files; without it a secret file is refused. */
+  keyring?: SecretKeyring;
 }
 
 /** "1.4 MiB", "512.0 KiB", "12 bytes": sizes as an operator reads them. */
@@ -129,6 +147,7 @@ function decodeMeta(name: string, text: string | undefined, content: Buffer | un
     sha256: typeof o.sha256 === 'string' ? o.sha256 : content ? sha256(content) : '',
     mode: typeof o.mode === 'string' ? o.mode : '0644',
     createdAt: typeof o.createdAt === 'string' ? o.createdAt : '',
+    ...(o.secret === true ? { secret: true } : {}),
   };
 }
 
@@ -143,14 +162,19 @@ function prefixEnd(prefix: string): string {
 export class FileStore {
   constructor(private readonly o: FileStoreOptions) {}
 
+  private ring(): SecretKeyring {
+    if (!this.o.keyring) throw new FailedPreconditionError('this file store holds no secrets keyring: secret files are not available here');
+    return this.o.keyring;
+  }
+
   /**
    * Stores a file as its new current edition. Over 1 MiB: InvalidArgumentError and nothing
    * written. An existing name is refused unless `overwrite` (re-uploading identical content is
    * an idempotent OK). Bundles pushed earlier keep delivering the edition they pinned.
    */
-  async upload(nameText: string, content: Buffer, options: { mode?: string; overwrite?: boolean; actor?: string } = {}): Promise<StoredFile> {
+  async upload(nameText: string, content: Buffer, options: { mode?: string; overwrite?: boolean; actor?: string; secret?: boolean } = {}): Promise<StoredFile> {
     const name = checkName(nameText);
-    const tooBig = sizeProblem(name, content.length);
+    const tooBig = options.secret ? secretValueProblem(`secret file ${name}`, content.length, MAX_SECRET_FILE_BYTES) : sizeProblem(name, content.length);
     if (tooBig) throw new InvalidArgumentError(tooBig);
     const modeText = (options.mode ?? '').trim() || '0644';
     if (!MODE.test(modeText)) throw new InvalidArgumentError(`mode ${JSON.stringify(options.mode)}: use octal like 0644`);
@@ -158,24 +182,30 @@ export class FileStore {
     const ks = this.o.keyspace;
     const key = ks.file(name);
     const infoKey = ks.fileInfo(name);
-    const digest = sha256(content);
+    // A secret's stored bytes are its envelope: the edition is named after them, so neither the
+    // key nor the info record says anything about the cleartext.
+    const stored = options.secret ? Buffer.from(await this.ring().encrypt(content)) : content;
+    const digest = sha256(stored);
     return retryOnConflict(MAX_ATTEMPTS, async (): Promise<StoredFile | typeof CAS_LOST> => {
       const { kvs } = await readKeys(this.o.client, [key, infoKey, ks.fileEditionInfo(name, digest)]);
       const [existing, info, editionInfo] = kvs;
       if (existing && !options.overwrite) {
         const meta = decodeMeta(name, info?.value.toString(), existing.value);
-        if (meta.sha256 === digest && meta.mode === mode) return this.require(name);
+        const same = meta.secret
+          ? options.secret === true && (await this.ring().decrypt(existing.value.toString())).equals(content)
+          : !options.secret && meta.sha256 === digest;
+        if (same && meta.mode === mode) return this.require(name);
         throw new AlreadyExistsError(`file ${name} exists with other content (sha256 ${meta.sha256.slice(0, 12)}…); upload with --overwrite to replace it`);
       }
       const before = existing ? (await this.list(name))[0] : undefined;
-      const meta: FileMeta = { name, size: content.length, sha256: digest, mode, createdAt: this.o.clock.iso() };
+      const meta: FileMeta = { name, size: options.secret ? 0 : content.length, sha256: digest, mode, createdAt: this.o.clock.iso(), ...(options.secret ? { secret: true } : {}) };
       const ops: TxnOp[] = [
-        { kind: 'put', key, value: content },
+        { kind: 'put', key, value: stored },
         { kind: 'put', key: infoKey, value: JSON.stringify(meta) },
       ];
       // An edition is immutable: the same content uploaded again keeps its first record.
       if (!editionInfo) {
-        ops.push({ kind: 'put', key: ks.fileEdition(name, digest), value: content }, { kind: 'put', key: ks.fileEditionInfo(name, digest), value: JSON.stringify(meta) });
+        ops.push({ kind: 'put', key: ks.fileEdition(name, digest), value: stored }, { kind: 'put', key: ks.fileEditionInfo(name, digest), value: JSON.stringify(meta) });
       }
       const kept = (before?.editions ?? []).filter((e) => e.sha256 !== digest && e.usedBy.length > 0);
       const pruned = (before?.editions ?? []).filter((e) => e.sha256 !== digest && e.usedBy.length === 0);
@@ -192,7 +222,7 @@ export class FileStore {
         event: {
           type: 'file.uploaded',
           // The content is never logged: distributed files may hold secrets.
-          message: `file ${name} ${existing ? 'replaced' : 'stored'} (${formatBytes(content.length)}, edition sha256 ${digest})` +
+          message: `${options.secret ? 'secret ' : ''}file ${name} ${existing ? 'replaced' : 'stored'} (${options.secret ? 'encrypted' : formatBytes(content.length)}, edition sha256 ${digest})` +
             kept.map((e) => `; edition ${e.sha256.slice(0, 12)} kept for ${e.usedBy.join(', ')}`).join('') +
             (pruned.length ? `; unused edition${pruned.length > 1 ? 's' : ''} ${pruned.map((e) => e.sha256.slice(0, 12)).join(', ')} deleted` : ''),
           actor: options.actor ?? 'operator',
@@ -279,13 +309,30 @@ export class FileStore {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  /**
+   * The current content, decrypted when the file is secret: the caller (file-service.ts) has
+   * checked that a secret may be revealed to its client.
+   */
   async download(nameText: string): Promise<{ file: StoredFile; content: Buffer }> {
     const name = checkName(nameText);
     const { kvs } = await readKeys(this.o.client, [this.o.keyspace.file(name)]);
     const kv = kvs[0];
     if (!kv) throw new NotFoundError(`file ${name} not found (list files with \`clusterctl files\`)`);
     const file = await this.require(name);
-    return { file, content: Buffer.from(kv.value) };
+    return { file, content: file.secret ? await this.ring().decrypt(kv.value.toString()) : Buffer.from(kv.value) };
+  }
+
+  /**
+   * The content a bundle delivers: the pinned edition (or the current one), decrypted when
+   * secret (only the leader building a command calls this). undefined when absent.
+   */
+  async content(name: string, edition?: string): Promise<{ content: Buffer; secret: boolean } | undefined> {
+    const ks = this.o.keyspace;
+    const { kvs } = await readKeys(this.o.client, edition ? [ks.fileEdition(name, edition), ks.fileEditionInfo(name, edition)] : [ks.file(name), ks.fileInfo(name)]);
+    const [kv, info] = kvs;
+    if (!kv) return undefined;
+    const meta = decodeMeta(name, info?.value.toString(), kv.value);
+    return meta.secret ? { content: await this.ring().decrypt(kv.value.toString()), secret: true } : { content: Buffer.from(kv.value), secret: false };
   }
 
   /** Names of the given files that are not stored (for bundle pushes). */

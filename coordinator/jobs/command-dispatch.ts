@@ -10,6 +10,7 @@ import type { CommandResult__Output } from '../../generated/cluster/v1/CommandRe
 import type { AgentStream, AgentStreams } from '../agent-streams';
 import { CANCELLED_BY_OPERATOR, failedOutcome, type CommandOutcome } from './job-outcome';
 import { boundOutput, type JobNodeRecord } from './job-record';
+import type { Redactor } from '../../shared/secret-envelope';
 
 /** Raised inside a run when leadership is lost or the runner stops: stop without writing. */
 export class Halted extends Error {}
@@ -118,6 +119,11 @@ export interface DispatchContext {
   remember(rec: JobNodeRecord): void;
   /** Queue a write of the node's job record (after the writes queued before it). */
   write(rec: JobNodeRecord): Promise<void>;
+  /**
+   * The secrets the command carries: the agent's progress and result pass through it before
+   * anything is kept, logged or evented (the agent redacts too; this does not rely on it).
+   */
+  redactor?: Redactor;
 }
 
 /**
@@ -200,12 +206,14 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
         waitForAgent(everSent ? 'went unreachable mid-command' : 'is not connected');
       }
     };
-    const onProgress = (p: CommandProgress__Output): void => {
+    const onProgress = (received: CommandProgress__Output): void => {
+      const p = c.redactor ? c.redactor.redactDeep(received) : received;
       const units = live.units.filter((u) => u.unitId !== p.unitId);
       const idx = live.units.findIndex((u) => u.unitId === p.unitId);
       const entry = { unitId: p.unitId, status: p.status, message: p.message };
       if (idx >= 0) units.splice(idx, 0, entry); else units.push(entry);
-      if (p.output) outputText = boundOutput(outputText + p.output);
+      // Redacted again once joined: a secret split across two chunks is whole only here.
+      if (p.output) outputText = boundOutput(c.redactor ? c.redactor.redact(outputText + p.output) : outputText + p.output);
       live = { ...live, units, ...(outputText ? { output: outputText } : {}) };
       if (!flushTimer) {
         flushTimer = clock.setTimeout(() => {
@@ -235,7 +243,7 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
     };
     unlisten = c.router.listen(commandId, {
       nodeId,
-      onResult: (r) => settle(r),
+      onResult: (r) => settle(c.redactor ? c.redactor.redactDeep(r) : r),
       onProgress,
       onConnected: () => send(),
       onDisconnected: () => { if (!streams.isConnected(nodeId)) waitForAgent('went unreachable mid-command'); },

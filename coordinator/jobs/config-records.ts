@@ -5,7 +5,7 @@
  * shared/bundle/types.ts.
  */
 import type { Etcd3 } from 'etcd3';
-import { InvalidArgumentError, NotFoundError, type Keyspace } from '../../shared';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, type Keyspace } from '../../shared';
 import type { Bundle } from '../../shared/bundle';
 import { readKeys, readRecord } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
@@ -15,6 +15,9 @@ import { decodeGlobals } from '../../shared/globals';
 import { decodeManagerConfig, effectiveConfig, type ManagerConfig } from '../../shared/manager-config';
 import { parseFacts } from '../node-view';
 import type { GroupRules } from './group-rules';
+import { isEnvelope } from '../../shared/secret-envelope';
+import type { SecretKeyring } from '../secrets/secret-keyring';
+import { revealSecret } from '../secrets/secret-store';
 
 export function groupRules(g: GroupRecord): GroupRules {
   return { ...(g.minSize !== undefined ? { minSize: g.minSize } : {}), ...(g.dependsOn ? { dependsOn: g.dependsOn } : {}) };
@@ -28,7 +31,13 @@ export function parseBundleRef(text: string, what = 'bundle'): { name: string; v
 }
 
 export class ConfigReader {
-  constructor(private readonly client: Etcd3, private readonly keyspace: Keyspace) {}
+  /** `keyring`: the leader's, to open secrets when it builds a command; readers without one cannot. */
+  constructor(private readonly client: Etcd3, private readonly keyspace: Keyspace, private readonly keyring?: SecretKeyring) {}
+
+  private ring(): SecretKeyring {
+    if (!this.keyring) throw new FailedPreconditionError('this reader holds no secrets keyring');
+    return this.keyring;
+  }
 
   group(name: string): Promise<{ record: GroupRecord; modRevision: string } | undefined> {
     return readRecord(this.client, this.keyspace.group(name), decodeGroup);
@@ -90,9 +99,44 @@ export class ConfigReader {
    * (coordinator/files/file-store.ts), so an uploaded JSON file is content, not a wrapper.
    * With `edition` (hex sha256), that immutable edition; without, the current one.
    */
-  async file(name: string, edition?: string): Promise<string | undefined> {
-    const { kvs } = await readKeys(this.client, [edition ? this.keyspace.fileEdition(name, edition) : this.keyspace.file(name)]);
-    return kvs[0]?.value.toString();
+  async file(name: string, edition?: string): Promise<{ content: string; secret: boolean } | undefined> {
+    const ks = this.keyspace;
+    const { kvs } = await readKeys(this.client, edition ? [ks.fileEdition(name, edition), ks.fileEditionInfo(name, edition)] : [ks.file(name), ks.fileInfo(name)]);
+    const [kv, info] = kvs;
+    if (!kv) return undefined;
+    let secret = false;
+    try {
+      secret = (JSON.parse(info?.value.toString() ?? '{}') as { secret?: unknown }).secret === true;
+    } catch {
+      // An unreadable info record is a plain file's (a secret's info is written with its content).
+    }
+    return { content: secret ? (await this.ring().decrypt(kv.value.toString())).toString('utf8') : kv.value.toString(), secret };
+  }
+
+  /** A named secret's cleartext (`source: secret:NAME`); undefined when there is none. */
+  async secret(name: string): Promise<string | undefined> {
+    return (await revealSecret(this.client, this.keyspace, this.ring(), name))?.toString('utf8');
+  }
+
+  /** Seals a value (a job's secret extra vars). */
+  encrypt(value: string): Promise<string> {
+    return this.ring().encrypt(value);
+  }
+
+  /**
+   * Variables as a command carries them: every envelope (a secret group variable, global or
+   * extra var) opened, and the names of those that were secret.
+   */
+  async openVariables(variables: Readonly<Record<string, string>>): Promise<{ variables: Record<string, string>; secret: string[] }> {
+    const out: Record<string, string> = {};
+    const secret: string[] = [];
+    for (const [k, v] of Object.entries(variables)) {
+      if (isEnvelope(v)) {
+        out[k] = (await this.ring().decrypt(v)).toString('utf8');
+        secret.push(k);
+      } else out[k] = v;
+    }
+    return { variables: out, secret };
   }
 
   /** File name → sha256 of the edition a bundle version pinned at push (coordinator/config/source-pins.ts). */

@@ -17,11 +17,14 @@ import type { JobObserver } from './job-observer';
 import { JobRetention, type RetentionPolicy } from './job-retention';
 import { DEFAULT_SETTINGS as D } from '../options';
 import type { JobServiceHandlers } from '../../generated/cluster/v1/JobService';
+import type { SecretKeyring } from '../secrets/secret-keyring';
 
 export interface JobsOptions {
   client: Etcd3;
   keyspace: Keyspace;
   events: EventLog;
+  /** Opens secret variables and files when the leader builds a command; seals secret extra vars. */
+  keyring?: SecretKeyring;
   /** The coordinator's node store (fenced by the election). */
   nodes: NodeStore;
   streams: AgentStreams;
@@ -49,7 +52,7 @@ export interface Jobs {
 export function createJobs(o: JobsOptions): Jobs {
   const logger = o.logger.child({ component: 'jobs' });
   const store = new JobStore({ client: o.client, keyspace: o.keyspace, events: o.events, logger });
-  const config = new ConfigReader(o.client, o.keyspace);
+  const config = new ConfigReader(o.client, o.keyspace, o.keyring);
   const starter = new JobStarter({ client: o.client, keyspace: o.keyspace, store, config, clock: o.clock });
   const runner = new JobRunner({
     client: o.client, keyspace: o.keyspace, store: store.fenced(o.fence), nodes: o.nodes, streams: o.streams, config,

@@ -46,6 +46,7 @@ import { resumeHint } from './job-pause';
 import {
   rollbackCommandId, rollbackEnd, rollbackOrder, rollbackRefusal, rollbackStartChange, rolledBackNodeChange, rollsBack,
 } from './job-rollback';
+import { Redactor } from '../../shared/secret-envelope';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -230,19 +231,23 @@ export class JobProgress {
     await waitUntil(this.o.clock, until, this.cancel.signal, this.halted.signal);
     if (this.cancel.signal.aborted || !this.job.bundle) return;
     this.checkHalted();
-    const bundle = await this.bundles.resolve(this.job.bundle);
-    const variables = commandVariables(bundle.variables, this.job.variables);
+    const { bundle, secrets } = await this.bundles.resolve(this.job.bundle);
+    // Secret variables are opened for these commands only, and redacted from what comes back.
+    const opened = await this.o.config.openVariables(commandVariables(bundle.variables, this.job.variables));
+    const redactor = new Redactor([...opened.secret.map((n) => opened.variables[n]), ...secrets]);
     // Only the canaries that succeeded are verified: a failed one already counts.
     const passed = canaries.filter((id) => this.nodes.get(id)?.state === 'succeeded');
     await Promise.all(passed.map(async (id) => {
       const command: Command = {
         id: soakCommandId(this.jobId, id), jobId: this.jobId, kind: 'COMMAND_KIND_VERIFY',
-        bundleJson: JSON.stringify(bundle), variables, timeoutMs: this.o.timings.commandTimeoutMs,
+        bundleJson: JSON.stringify(bundle), variables: opened.variables, timeoutMs: this.o.timings.commandTimeoutMs,
+        ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
       };
       // The node's job record keeps its apply's units and output: the verify's progress is not written.
       const c: DispatchContext = {
         streams: this.o.streams, router: this.o.router, clock: this.o.clock, log: this.log, timings: this.o.timings,
         cancel: this.cancel.signal, halted: this.halted.signal, remember: () => undefined, write: () => Promise.resolve(),
+        ...(redactor.empty ? {} : { redactor }),
       };
       const failure = soakFailure(await dispatchCommand(c, id, command, pendingNode(id, 0)));
       this.checkHalted();
@@ -358,7 +363,7 @@ export class JobProgress {
       const applied = onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined;
       const c = await this.commandFor(rec, bundleRef, applied);
       inputs = c.inputs;
-      outcome = await this.dispatch(id, c.command, rec);
+      outcome = await this.dispatch(id, c.command, rec, true, c.redactor);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
@@ -372,7 +377,7 @@ export class JobProgress {
    * it renders from (recorded on the node when an apply succeeds). `applied`: the node's applied
    * inputs, whose variables (this job's extra vars over them) verify, repair and decommission use.
    */
-  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs }> {
+  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs; redactor?: Redactor }> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
     const gate = job.health && !job.dryRun && commandKindFor(job.kind, job.dryRun) === 'COMMAND_KIND_APPLY' && job.kind !== 'repair'
@@ -384,23 +389,28 @@ export class JobProgress {
       return { command: { ...base, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs } };
     }
     if (!bundleRef) throw new FailedPreconditionError(`node ${rec.nodeId} has no bundle to ${job.kind}`);
-    const bundle = await this.bundles.resolve(bundleRef);
+    const { bundle, secrets } = await this.bundles.resolve(bundleRef);
     const extra = job.extraVars ?? {};
     const variables = applied ? { ...applied.variables, ...extra } : commandVariables(bundle.variables, job.variables);
     const extraNames = [...(applied?.extraVars ?? []), ...Object.keys(extra)];
+    // Secret variables stay sealed in the inputs (recorded on the node) and in the job record;
+    // they are opened here, for this command only (docs/secrets.md).
     const inputs = renderInputs(bundleRef, bundle, variables, await this.o.config.facts(rec.nodeId), extraNames);
+    const opened = await this.o.config.openVariables(variables);
     return {
       command: {
         ...base, kind: commandKindFor(job.kind, job.dryRun),
         // The bundle as stored (sources inlined); the agent validates and renders it with
         // `variables` and its own facts.
         bundleJson: JSON.stringify(bundle),
-        variables,
+        variables: opened.variables,
+        ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
         // A health-gated apply holds the command for its soak too.
         timeoutMs: this.o.timings.commandTimeoutMs + (gate?.soakMs ?? 0),
         ...(gate ? { health: gate } : {}),
       },
       inputs,
+      redactor: new Redactor([...opened.secret.map((n) => opened.variables[n]), ...secrets]),
     };
   }
 
@@ -443,17 +453,21 @@ export class JobProgress {
     try {
       await this.o.nodes.mutate(id, (cur) => rollbackStartChange(this.job, cur, id, target));
       claimed = true;
-      const bundle = await this.bundles.resolve(target);
+      const { bundle, secrets } = await this.bundles.resolve(target);
       // Exactly the variables it rendered with before; for an apply recorded before inputs were,
-      // the bundle's defaults under the job's variables without its own extra vars.
+      // the bundle's defaults under the job's variables without its own extra vars. Secret ones
+      // are stored sealed and opened for this command only.
       const extra = new Set(Object.keys(this.job.extraVars ?? {}));
       const variables = previous.inputs?.variables ?? commandVariables(bundle.variables, Object.fromEntries(Object.entries(this.job.variables).filter(([k]) => !extra.has(k))));
+      const opened = await this.o.config.openVariables(variables);
       const command: Command = {
-        id: started.commandId, jobId: this.jobId, kind: 'COMMAND_KIND_APPLY', bundleJson: JSON.stringify(bundle), variables,
+        id: started.commandId, jobId: this.jobId, kind: 'COMMAND_KIND_APPLY', bundleJson: JSON.stringify(bundle), variables: opened.variables,
+        ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
         timeoutMs: this.o.timings.commandTimeoutMs,
       };
       // The upgrade's units and output stay in the node's record: the rollback's progress is not written over them.
-      outcome = await this.dispatch(id, command, { nodeId: id, state: 'running', batch: rec.batch, attempt: rec.attempt, units: [] }, false);
+      const redactor = new Redactor([...opened.secret.map((n) => opened.variables[n]), ...secrets]);
+      outcome = await this.dispatch(id, command, { nodeId: id, state: 'running', batch: rec.batch, attempt: rec.attempt, units: [] }, false, redactor);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
@@ -480,12 +494,13 @@ export class JobProgress {
   }
 
   /** `record`: keep the command's progress in the node's job record (not for a rollback's). */
-  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord, record = true): Promise<CommandOutcome> {
+  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord, record = true, redactor?: Redactor): Promise<CommandOutcome> {
     const c: DispatchContext = {
       streams: this.o.streams, router: this.o.router, clock: this.o.clock, log: this.log, timings: this.o.timings,
       cancel: this.cancel.signal, halted: this.halted.signal,
       remember: (r) => { if (record) this.nodes.set(r.nodeId, r); },
       write: (r) => (record ? this.writeNode(r) : Promise.resolve()),
+      ...(redactor && !redactor.empty ? { redactor } : {}),
     };
     const observer = this.o.observer;
     if (!observer) return dispatchCommand(c, nodeId, command, rec);

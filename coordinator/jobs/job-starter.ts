@@ -18,7 +18,7 @@
  * one request racing on two replicas create one job. No write is sent after the request's
  * deadline (runTxn); the rollback of a refused request still is.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import {
   checkTransition, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, summariseFacts,
@@ -28,6 +28,8 @@ import { parseSelector, matchesSelector } from '../../shared/selector';
 import type { StartJobRequest__Output } from '../../generated/cluster/v1/StartJobRequest';
 import type { Compare, TxnOp } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
+import { secretValueProblem } from '../secrets/secret-store';
+import { MAX_SECRET_VARIABLE_BYTES } from '../secrets/secret-variables';
 import { parseBatchSize, planBatches, planCanaryBatches } from './batch-plan';
 import { chunk, claimConflicts, rollbackSet } from './claim-plan';
 import type { GroupRecord } from '../config/group-store';
@@ -125,8 +127,20 @@ interface IdempotencyRecord {
   request: string;
 }
 
-function requestDigest(req: StartJobRequest__Output): string {
-  return createHash('sha256').update(JSON.stringify({ ...req, requestedBy: '' })).digest('hex');
+function requestDigest(req: StartJobRequest__Output, idempotencyKey: string): string {
+  // A secret extra var enters the stored digest only keyed by the request's idempotency key
+  // (which etcd does not hold), so the digest cannot be used to test guesses of the secret.
+  let extraVarsJson = req.extraVarsJson;
+  if ((req.secretExtraVars ?? []).length > 0) {
+    try {
+      const extra = JSON.parse(req.extraVarsJson) as Record<string, unknown>;
+      for (const name of req.secretExtraVars) if (name in extra) extra[name] = createHmac('sha256', idempotencyKey).update(String(extra[name])).digest('hex');
+      extraVarsJson = JSON.stringify(extra);
+    } catch {
+      extraVarsJson = '';
+    }
+  }
+  return createHash('sha256').update(JSON.stringify({ ...req, extraVarsJson, requestedBy: '' })).digest('hex');
 }
 
 export class JobStarter {
@@ -135,7 +149,7 @@ export class JobStarter {
   async start(req: StartJobRequest__Output): Promise<VersionedJob> {
     const attempts = this.o.attempts ?? 3;
     const key = currentBinding()?.idempotencyKey;
-    const idempotency = key ? { key: this.o.keyspace.idempotency(idempotencyDigest(req.requestedBy, key)), request: requestDigest(req) } : undefined;
+    const idempotency = key ? { key: this.o.keyspace.idempotency(idempotencyDigest(req.requestedBy, key)), request: requestDigest(req, key) } : undefined;
     for (let i = 1; ; i++) {
       if (idempotency) {
         const first = await this.firstResult(idempotency.key, idempotency.request);
@@ -148,6 +162,22 @@ export class JobStarter {
         if (!(err instanceof ConflictError) || i >= attempts) throw err;
       }
     }
+  }
+
+  /**
+   * Extra vars named secret (`-e NAME=VALUE --secret-var NAME`, docs/secrets.md) sealed before
+   * the job is stored: the job record holds their envelopes, the leader opens them per command.
+   */
+  private async sealSecretExtraVars(extra: Record<string, string>, secretNames: readonly string[]): Promise<Record<string, string>> {
+    const out = { ...extra };
+    for (const name of new Set(secretNames)) {
+      const value = out[name];
+      if (value === undefined) throw new InvalidArgumentError(`secret extra var ${name} has no value: give it with -e ${name}=VALUE (read from a file or stdin with @FILE or @-)`);
+      const problem = secretValueProblem(`secret extra var ${name}`, Buffer.byteLength(value), MAX_SECRET_VARIABLE_BYTES);
+      if (problem) throw new InvalidArgumentError(problem);
+      out[name] = await this.o.config.encrypt(value);
+    }
+    return out;
   }
 
   /** The job a request with this idempotency key already started, if any. */
@@ -188,7 +218,7 @@ export class JobStarter {
     if (strategyText !== 'all-at-once' && strategyText !== 'rolling') throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(req.strategy)}: use all-at-once or rolling`);
     batchText ||= '1';
     const batch = parseBatchSize(batchText);
-    const extraVars = parseExtraVars(req.extraVarsJson);
+    const extraVars = await this.sealSecretExtraVars(parseExtraVars(req.extraVarsJson), req.secretExtraVars ?? []);
     const bundleOverride = req.bundle.trim() ? parseBundleRef(req.bundle, '--bundle') : undefined;
     // The health gate holds each batch after its apply; only jobs that apply a new version have one.
     const asked = compileHealthGate({ soakMs: req.soakMs, intervalMs: req.probeIntervalMs, probes: req.probes });

@@ -70,6 +70,8 @@ export interface LoadedCa {
   created: boolean;
   /** Whether the cluster secret file was created now. */
   secretCreated: boolean;
+  /** The cluster secret itself: it also wraps the keys of secret values (coordinator/secrets/secret-keyring.ts). */
+  clusterSecret: Buffer;
 }
 
 /**
@@ -82,7 +84,7 @@ export async function loadOrCreateCa(options: Pick<PkiBootstrapOptions, 'etcd' |
   const { secret, created: secretCreated } = await loadOrCreateClusterSecret(options.clusterSecretFile);
   const key = options.keyspace.pkiCa();
   const existing = await options.etcd.get(key).string();
-  if (existing !== null) return { ca: await loadCa(decodeCaRecord(existing), secret), created: false, secretCreated };
+  if (existing !== null) return { ca: await loadCa(decodeCaRecord(existing), secret), created: false, secretCreated, clusterSecret: secret };
   const inDir = options.pkiDir !== undefined ? await readPkiDirCa(options.pkiDir) : undefined;
   let record: CaRecord;
   let ca: ClusterCa;
@@ -95,11 +97,11 @@ export async function loadOrCreateCa(options: Pick<PkiBootstrapOptions, 'etcd' |
     ca = made.ca;
   }
   const out = await runTxn(options.etcd, [{ key, target: 'Create', op: '==', value: '0', reason: 'no CA yet' }], [{ kind: 'put', key, value: JSON.stringify(record) }]);
-  if (out.succeeded) return { ca, created: true, secretCreated };
+  if (out.succeeded) return { ca, created: true, secretCreated, clusterSecret: secret };
   // Another replica's CA won the race; the failure branch read it at the same revision.
   const winner = out.current.get(key);
   if (!winner) throw new InternalError('creating the cluster CA lost a race, yet pki/ca is absent');
-  return { ca: await loadCa(decodeCaRecord(winner.value), secret), created: false, secretCreated };
+  return { ca: await loadCa(decodeCaRecord(winner.value), secret), created: false, secretCreated, clusterSecret: secret };
 }
 
 /**

@@ -4,7 +4,8 @@
  * first coordinator then stores this CA in etcd (ca-bootstrap.ts imports it) instead of making
  * another one.
  *
- *     cluster-secret            32 random bytes (hex), 0600: decrypts the CA key
+ *     cluster-secret            32 random bytes (hex), 0600: decrypts the CA key and the keys of
+ *                               secret values (pki/secrets-keyring in etcd, docs/secrets.md)
  *     ca.crt                    the cluster CA certificate
  *     ca-key.json               the CA key, AES-256-GCM under the cluster secret (0600)
  *     etcd-server.crt/.key      etcd's serving (and peer) certificate

@@ -13,6 +13,6 @@ export function jobRequest(over: Partial<StartJobRequest__Output> & Pick<StartJo
   return {
     nodeIds: [], labelSelector: '', factSelector: '', group: '', strategy: '', batch: '', maxFailures: 0, dryRun: false,
     force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0,
-    soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', ...over,
+    soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', secretExtraVars: [], ...over,
   };
 }

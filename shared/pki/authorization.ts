@@ -58,7 +58,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   'ConfigService/PushBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
   'ConfigService/ListBundles': fixed(user('viewer')),
   'ConfigService/GetBundle': fixed(user('viewer')),
-  'ConfigService/SetGroup': fixed(user('operator')),
+  // A new or changed secret variable is a secret: admin.
+  'ConfigService/SetGroup': (a) => user(a.secret ? 'admin' : 'operator'),
   'ConfigService/GetGroup': fixed(user('viewer')),
   'ConfigService/ListGroups': fixed(user('viewer')),
   'ConfigService/DeleteBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
@@ -72,6 +73,11 @@ const RULES: Readonly<Record<string, Rule>> = {
   'FileService/ListFiles': fixed(user('viewer')),
   'FileService/Download': (a) => user(a.secret ? 'admin' : 'viewer'),
   'FileService/DeleteFile': (a) => user(a.secret ? 'admin' : 'operator'),
+
+  'SecretService/SetSecret': fixed(user('admin')),
+  'SecretService/ListSecrets': fixed(user('admin')),
+  'SecretService/DeleteSecret': fixed(user('admin')),
+  'SecretService/RotateKey': fixed(user('admin')),
 
   'DeclarativeService/Plan': fixed(user('viewer')),
   'DeclarativeService/Apply': (a) => user(a.commandUnits || a.secret ? 'admin' : 'operator'),

@@ -185,7 +185,7 @@ describe('command executor: what comes off the wire', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   function command(kind: CommandKind__Output, bundleJson: string, variables: Record<string, string> = {}): Command__Output {
-    return { id: 'j1/n1/1', jobId: 'j1', kind, bundleJson, variables, argv: [], timeoutMs: 0, health: null };
+    return { id: 'j1/n1/1', jobId: 'j1', kind, bundleJson, variables, argv: [], timeoutMs: 0, health: null, secretVariables: [] };
   }
 
   const BUNDLE = {

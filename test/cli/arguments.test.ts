@@ -133,7 +133,7 @@ describe('cli/command: argument handling', () => {
 
   describe('bad input is one clear line', () => {
     const cases: [string, string[], RegExp][] = [
-      ['unknown command', ['nodez'], /^unknown command "nodez" for clusterctl \(commands: status, nodes, node, jobs, job, bundles, bundle, groups, group, global, config, discover, files, exec, plan, apply, events, dashboard, token, user, completion, version; see clusterctl --help\)$/],
+      ['unknown command', ['nodez'], /^unknown command "nodez" for clusterctl \(commands: status, nodes, node, jobs, job, bundles, bundle, groups, group, global, config, discover, files, exec, plan, apply, events, dashboard, token, user, secret, completion, version; see clusterctl --help\)$/],
       ['unknown subcommand', ['node', 'reboot', 'n1'], /^unknown command "reboot" for clusterctl node/],
       ['unknown flag', ['nodes', '--colour'], /^unknown flag --colour \(run with --help/],
       ['bad output format', ['nodes', '-o', 'xml'], /^--output: "xml" is not one of table, wide, json, yaml$/],

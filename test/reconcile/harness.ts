@@ -119,7 +119,7 @@ export class Harness {
   startJob(over: Partial<StartJobRequest__Output>): ReturnType<JobStarter['start']> {
     return this.starter.start({
       kind: 'verify', nodeIds: [], labelSelector: '', factSelector: '', group: '', strategy: '', batch: '', maxFailures: 0, dryRun: false,
-      force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0, soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', requestedBy: 'test', ...over,
+      force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0, soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', secretExtraVars: [], requestedBy: 'test', ...over,
     });
   }
 }

@@ -5,6 +5,9 @@
  * - every status leaves with a safe message (shared/errors safeText): grpc-js puts the message
  *   through encodeURI, which throws URIError on a lone surrogate, and nothing caught that
  *   throw, so one request whose group name held one ended the process;
+ * - a request over the size bound is INVALID_ARGUMENT with a message that says the bound
+ *   (grpc-js answers RESOURCE_EXHAUSTED, which says "the server is out of something", and
+ *   sends it from its base call, past every interceptor's responder: see `oversizeRefusal`);
  * - a request that does not deserialize is INVALID_ARGUMENT (grpc-js answers INTERNAL, which
  *   says "our bug" when it is the client's): the method's deserializer is wrapped so that it
  *   never throws, and the interceptor turns its marker into the status;
@@ -17,6 +20,7 @@ import * as grpc from '@grpc/grpc-js';
 import { safeText } from '../shared/errors';
 import { peerIdentity } from '../shared/pki';
 import type { Logger } from '../shared/logger';
+import { MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 
 export interface CallGuardOptions {
   logger: Logger;
@@ -63,6 +67,33 @@ function peerKey(call: grpc.ServerInterceptingCallInterface): string {
   } catch {
     return `addr:${call.getPeer()}`;
   }
+}
+
+/**
+ * grpc-js refuses a request over `grpc.max_receive_message_length` inside its
+ * BaseServerInterceptingCall (handleDataFrame, and decompressMessage for a compressed one), by
+ * `this.sendStatus(...)` on that base call: no interceptor's responder sees the status. So this
+ * interceptor must be the first of the chain, the one handed grpc-js's base call (the server
+ * credentials' interceptors come before the server's: shared/pki ServerTlsOptions
+ * `innermostInterceptors`); it wraps that object's sendStatus, and the size refusal leaves as
+ * INVALID_ARGUMENT naming the bound. Matched by grpc-js's own messages ("Received message larger
+ * than max (N vs M)", "Received message that decompresses to a size larger than M");
+ * test/edge/call-guard.test.ts fails if they change.
+ */
+export function oversizeRefusal(maxBytes: number = MAX_GRPC_REQUEST_BYTES): grpc.ServerInterceptor {
+  const MiB = 1024 * 1024;
+  const details = `the request is larger than the limit of ${maxBytes} bytes${maxBytes % MiB === 0 ? ` (${maxBytes / MiB} MiB)` : ''}`;
+  return (_descriptor, call) => {
+    const send = call.sendStatus.bind(call);
+    call.sendStatus = (status: Parameters<grpc.ServerInterceptingCallInterface['sendStatus']>[0]): void => {
+      if (status.code === grpc.status.RESOURCE_EXHAUSTED && /^Received message (larger than max|that decompresses to a size larger than)/.test(status.details ?? '')) {
+        send({ ...status, code: grpc.status.INVALID_ARGUMENT, details });
+        return;
+      }
+      send(status);
+    };
+    return new grpc.ServerInterceptingCall(call);
+  };
 }
 
 export function callGuard(options: CallGuardOptions): grpc.ServerInterceptor {

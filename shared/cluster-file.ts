@@ -16,6 +16,7 @@
  *         verifySchedule: "0 3 * * *"
  *         repairPolicy: repair
  *         autoCommission: ["role=worker"]   # selectors (or {selector: ...})
+ *         allowedPaths: [/etc/chrony.conf]  # where its bundle may write (shared/path-allowlist.ts)
  *     autoCommission:                  # the same rules, listed apart
  *       - group: worker
  *         selector: facts.cpuCores=16
@@ -50,7 +51,7 @@ export interface ParseOptions {
 export const TOP_KEYS = ['bundles', 'groups', 'autoCommission'];
 /** The keys of a top-level autoCommission rule. */
 export const AUTO_COMMISSION_RULE_KEYS = ['group', 'selector'];
-export const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission'];
+export const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission', 'allowedPaths'];
 
 class Problems {
   readonly list: string[] = [];
@@ -216,6 +217,7 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
         verifySchedule: typeof value.verifySchedule === 'string' ? value.verifySchedule : undefined,
         repairPolicy: typeof value.repairPolicy === 'string' ? value.repairPolicy : undefined,
         autoCommission: auto,
+        allowedPaths: Array.isArray(value.allowedPaths) ? value.allowedPaths.map(String) : undefined,
       });
       groups.set(spec.name, spec);
     } catch (err) {

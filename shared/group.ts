@@ -9,6 +9,7 @@ import { validate as validateCron } from 'node-cron';
 import { InvalidArgumentError } from './errors';
 import { isValidSegment } from './keyspace';
 import { parseSelector } from './selector';
+import { normaliseAllowedPaths } from './path-allowlist';
 
 export const REPAIR_POLICIES = ['report', 'repair'] as const;
 export type RepairPolicy = (typeof REPAIR_POLICIES)[number];
@@ -29,6 +30,8 @@ export interface GroupRecord {
   verifySchedule?: string;
   repairPolicy?: RepairPolicy;
   autoCommission?: AutoCommissionRule[];
+  /** Where the group's bundles may write (shared/path-allowlist.ts); absent = anywhere the path rules allow. */
+  allowedPaths?: string[];
   updatedAt?: string;
 }
 
@@ -43,6 +46,7 @@ export interface GroupInput {
   verifySchedule?: string;
   repairPolicy?: string;
   autoCommission?: { selector: string }[];
+  allowedPaths?: string[];
 }
 
 /** A template variable's name, as in {{ vars.NAME }} (group variables, globals, extra vars). */
@@ -100,6 +104,12 @@ export function checkGroup(input: GroupInput): Omit<GroupRecord, 'updatedAt'> {
       problems.push(`autoCommission[${i}].selector: ${(err as Error).message}`);
     }
   });
+  let allowedPaths: string[] = [];
+  try {
+    allowedPaths = normaliseAllowedPaths(input.allowedPaths ?? []);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   if (problems.length > 0) {
     throw new InvalidArgumentError(`invalid group${name ? ` ${name}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}): ${problems.join('; ')}`);
   }
@@ -110,6 +120,7 @@ export function checkGroup(input: GroupInput): Omit<GroupRecord, 'updatedAt'> {
     ...(verifySchedule ? { verifySchedule } : {}),
     repairPolicy: repairPolicy as RepairPolicy,
     ...(autoCommission.length ? { autoCommission } : {}),
+    ...(allowedPaths.length ? { allowedPaths } : {}),
   };
 }
 
@@ -139,6 +150,7 @@ export function decodeGroup(key: string, text: string): GroupRecord {
     ...(typeof o.verifySchedule === 'string' && o.verifySchedule ? { verifySchedule: o.verifySchedule } : {}),
     repairPolicy: o.repairPolicy === 'repair' ? 'repair' : 'report',
     ...(rules.length ? { autoCommission: rules } : {}),
+    ...(Array.isArray(o.allowedPaths) && o.allowedPaths.length ? { allowedPaths: strings(o.allowedPaths) } : {}),
     ...(typeof o.updatedAt === 'string' ? { updatedAt: o.updatedAt } : {}),
   };
 }

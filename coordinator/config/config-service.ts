@@ -43,6 +43,7 @@ export function toGroupView(g: VersionedGroup): Group {
     name: r.name, bundle: r.bundle, version: r.version, variables: { ...r.variables }, minSize: r.minSize ?? 0,
     dependsOn: r.dependsOn ?? [], verifySchedule: r.verifySchedule ?? '', repairPolicy: r.repairPolicy ?? 'report',
     autoCommission: (r.autoCommission ?? []).map((a) => ({ selector: a.selector })), updatedAt: r.updatedAt ?? '', revision: g.modRevision,
+    allowedPaths: r.allowedPaths ?? [],
   };
 }
 
@@ -95,7 +96,7 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       const saved = await groups.set(
         {
           name: g.name, bundle: g.bundle, version: g.version, variables: g.variables, minSize: g.minSize, dependsOn: g.dependsOn,
-          verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, autoCommission: g.autoCommission,
+          verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, autoCommission: g.autoCommission, allowedPaths: g.allowedPaths,
         },
         req.expectedRevision,
         actorOf(call),

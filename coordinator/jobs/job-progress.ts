@@ -66,6 +66,7 @@ export class JobProgress {
   private readonly bundles: BundleResolver;
   /** Per node: the chain of its record writes (progress and final), in order. */
   private readonly writes = new Map<string, Promise<void>>();
+  private readonly groupPaths = new Map<string, Promise<string[]>>();
 
   constructor(private readonly o: JobProgressDeps, readonly jobId: string) {
     this.log = o.logger.child({ component: 'job-runner', jobId });
@@ -257,7 +258,7 @@ export class JobProgress {
         versioned = moved.node;
       }
       const applied = onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined;
-      const c = await this.commandFor(rec, bundleRef, applied);
+      const c = await this.commandFor(rec, bundleRef, applied, job.group ?? node.group);
       inputs = c.inputs;
       outcome = await this.dispatch(id, c.command, rec);
     } catch (err) {
@@ -273,7 +274,21 @@ export class JobProgress {
    * it renders from (recorded on the node when an apply succeeds). `applied`: the node's applied
    * inputs, whose variables (this job's extra vars over them) verify, repair and decommission use.
    */
-  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs }> {
+  /**
+   * A group's allowed paths, read once per job run (a group edited mid-job applies from the next
+   * job, as its variables do); [] for no group or a group without them.
+   */
+  private allowedPaths(group: string | undefined): Promise<string[]> {
+    if (!group) return Promise.resolve([]);
+    let paths = this.groupPaths.get(group);
+    if (!paths) {
+      paths = this.o.config.group(group).then((g) => g?.record.allowedPaths ?? []);
+      this.groupPaths.set(group, paths);
+    }
+    return paths;
+  }
+
+  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined, group: string | undefined): Promise<{ command: Command; inputs?: RenderInputs }> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
     if (job.kind === 'exec') {
@@ -295,6 +310,8 @@ export class JobProgress {
         bundleJson: JSON.stringify(bundle),
         variables,
         timeoutMs: this.o.timings.commandTimeoutMs,
+        // The agent checks the rendered units against them again (a leader is not trusted blindly).
+        allowedPaths: await this.allowedPaths(group),
       },
       inputs,
     };

@@ -110,10 +110,11 @@ export class BundleStore {
     }
   }
 
-  /** Validates and stores `text` (YAML or JSON). See the file comment for the rules. */
-  async push(text: string, actor = 'operator'): Promise<PushResult> {
-    if (text.trim() === '') throw new InvalidArgumentError('PushBundle needs the bundle text (YAML or JSON); it was empty');
-    const bundle = parseBundle(text, 'bundle'); // BundleValidationError lists every problem by path
+  /** Validates and stores `text` (YAML or JSON, or a bundle parseBundle made of it). See the file comment for the rules. */
+  async push(text: string | Bundle, actor = 'operator'): Promise<PushResult> {
+    if (typeof text === 'string' && text.trim() === '') throw new InvalidArgumentError('PushBundle needs the bundle text (YAML or JSON); it was empty');
+    // A Bundle is one parseBundle already made (the service parses once to authorize).
+    const bundle = typeof text === 'string' ? parseBundle(text, 'bundle') : text; // BundleValidationError lists every problem by path
     const { name, version } = bundle;
     for (const [what, s] of [['name', name], ['version', version]] as const) {
       if (!isValidSegment(s)) {

@@ -75,12 +75,18 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
     PushBundle: unary(async (req: { yaml: string }, call) => {
       // Command units run arbitrary commands on nodes: pushing one needs admin. An unparsable
       // bundle is left to push(), which lists every problem.
-      let commandUnits = false;
+      // Parsed once: the parse is what a large bundle costs the event loop (bench/edge-bench.ts).
+      let parsed: Bundle | undefined;
+      let parseError: unknown;
       try {
-        commandUnits = hasCommandUnits(parseBundle(req.yaml, 'bundle'));
-      } catch { /* reported by push */ }
-      const peer = authorizeAction(call, { method: 'ConfigService/PushBundle', commandUnits });
-      const { stored, created } = await bundles.push(req.yaml, actorName(peer));
+        parsed = parseBundle(req.yaml, 'bundle');
+      } catch (err) {
+        parseError = err;
+      }
+      const peer = authorizeAction(call, { method: 'ConfigService/PushBundle', commandUnits: parsed ? hasCommandUnits(parsed) : false });
+      // An empty text gets push()'s own message; anything else unparsable the parser's refusal.
+      if (!parsed && req.yaml.trim() !== '') throw parseError;
+      const { stored, created } = await bundles.push(parsed ?? req.yaml, actorName(peer));
       log.info(created ? 'bundle stored' : 'bundle push: identical version already stored', { bundle: `${stored.name}@${stored.version}` });
       return toBundleInfo(stored);
     }),

@@ -137,7 +137,8 @@ export class CommandExecutor implements CommandHandler {
     } catch (err) {
       return { outcome: 'failed', error: `command ${cmd.id}: refused: ${errorMessage(err)}` };
     }
-    const outside = firstViolation(rendered, allowed);
+    // Only what writes or plans to: removal and verification of what is there are never refused.
+    const outside = mode === 'apply' || mode === 'plan' ? firstViolation(rendered, allowed) : undefined;
     if (outside) return { outcome: 'failed', error: `command ${cmd.id}: refused: ${violationMessage(outside, allowed)}` };
 
     // Someone may have run `cluster-agent apply` on this state dir since the last command.

@@ -302,16 +302,19 @@ export class JobProgress {
     const variables = applied ? { ...applied.variables, ...extra } : commandVariables(bundle.variables, job.variables);
     const extraNames = [...(applied?.extraVars ?? []), ...Object.keys(extra)];
     const inputs = renderInputs(bundleRef, bundle, variables, await this.o.config.facts(rec.nodeId), extraNames);
+    const kind = commandKindFor(job.kind, job.dryRun);
     return {
       command: {
-        ...base, kind: commandKindFor(job.kind, job.dryRun),
+        ...base, kind,
         // The bundle as stored (sources inlined); the agent validates and renders it with
         // `variables` and its own facts.
         bundleJson: JSON.stringify(bundle),
         variables,
         timeoutMs: this.o.timings.commandTimeoutMs,
-        // The agent checks the rendered units against them again (a leader is not trusted blindly).
-        allowedPaths: await this.allowedPaths(group),
+        // For what writes (apply) or plans to: the agent checks the rendered units against them
+        // again (a leader is not trusted blindly). Verify only reads, and decommission removes
+        // what an earlier version placed, possibly before the group had the list.
+        allowedPaths: kind === 'COMMAND_KIND_APPLY' || kind === 'COMMAND_KIND_PLAN' ? await this.allowedPaths(group) : [],
       },
       inputs,
     };

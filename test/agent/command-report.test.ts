@@ -237,6 +237,10 @@ describe('command executor: what comes off the wire', () => {
     // Nothing ran: not even the unit inside the allowed path.
     expect(() => readFileSync(join(root, 'etc', 'myapp', 'app.conf'))).to.throw();
 
+    // Removal and verification are not refused: they touch what an earlier command placed.
+    const removed = await executor.execute(command('COMMAND_KIND_REMOVE', JSON.stringify(bundle), { suffix: '-other' }, ['/etc/myapp']), () => undefined, new AbortController().signal);
+    expect(removed.outcome, removed.error).to.equal('succeeded');
+
     // Normalised before the check, and inside: applied.
     const ok = { ...bundle, units: [{ id: 'inside', kind: 'file', path: '/etc//myapp/./app.conf', content: 'x\n' }] };
     const applied = await executor.execute(command('COMMAND_KIND_APPLY', JSON.stringify(ok), {}, ['/etc/myapp/']), () => undefined, new AbortController().signal);

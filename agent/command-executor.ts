@@ -24,6 +24,7 @@ import { renderBundle } from '../shared/bundle/render-template';
 import { validateBundle } from '../shared/bundle/validate-bundle';
 import type { Bundle } from '../shared/bundle/types';
 import type { BaseUnitContext } from './unit-context';
+import { firstViolation, normaliseAllowedPaths, violationMessage } from '../shared/path-allowlist';
 import { convergedDigests, recordAfterApply } from './applied-record';
 import type { AppliedStore } from './applied-store';
 import { commandKindName, type CommandHandler, type CommandResultBody, type ReportProgress } from './command-handler';
@@ -142,6 +143,18 @@ export class CommandExecutor implements CommandHandler {
     } catch (err) {
       return { outcome: 'failed', error: errorMessage(err) };
     }
+
+    // The group's allowed paths, checked again on the rendered units before anything is touched:
+    // the coordinator checked them at push time, but a leader is not trusted blindly.
+    let allowed: string[];
+    try {
+      allowed = normaliseAllowedPaths(cmd.allowedPaths);
+    } catch (err) {
+      return { outcome: 'failed', error: `command ${cmd.id}: refused: ${errorMessage(err)}` };
+    }
+    // Only what writes or plans to: removal and verification of what is there are never refused.
+    const outside = mode === 'apply' || mode === 'plan' ? firstViolation(rendered, allowed) : undefined;
+    if (outside) return { outcome: 'failed', error: `command ${cmd.id}: refused: ${violationMessage(outside, allowed)}` };
 
     // Someone may have run `cluster-agent apply` on this state dir since the last command.
     await this.o.applied.refresh?.();

@@ -30,6 +30,16 @@ const INPUTS: { name: string; kind: 'bundle' | 'cluster'; text: () => string }[]
   { name: 'a map of 26,000 keys (refused: keys)', kind: 'bundle', text: () => `${header}units: []\nvariables:\n${Array.from({ length: 26_000 }, (_, i) => `  v${i}: 1`).join('\n')}\n`.slice(0, L.bundleBytes - 10) },
   { name: 'alias bomb (refused)', kind: 'bundle', text: () => `a: &a [${'x,'.repeat(9)}x]\nb: &b [${'*a,'.repeat(9)}*a]\nc: &c [${'*b,'.repeat(9)}*b]\nd: &d [${'*c,'.repeat(9)}*c]\ne: [${'*d,'.repeat(9)}*d]\n` },
   { name: '1,124 bytes of unclosed sequence (refused: syntax)', kind: 'bundle', text: () => `[${'a,'.repeat(561)}` },
+  { name: '80,000 variables, 1.9 MiB (refused: size)', kind: 'bundle', text: () => `${header}units: []\nvariables:\n${Array.from({ length: 80_000 }, (_, i) => `  variable_${i}: "v${i}"`).join('\n')}\n` },
+  { name: '2 MB of nested block sequences (refused: size)', kind: 'bundle', text: () => `${header}units: []\nverify:\n${'- '.repeat(1_000_000)}x\n` },
+  { name: 'nested block sequences to the size limit (refused: depth)', kind: 'bundle', text: () => `${header}units: []\nverify:\n${'- '.repeat((L.bundleBytes - 100) / 2)}x\n` },
+  { name: 'deep block mappings, 500 KiB (refused: depth)', kind: 'bundle', text: () => { const lines: string[] = []; for (let d = 0; lines.join('\n').length < 500_000 && d < 4000; d++) lines.push(`${' '.repeat(d % 120)}k${d}:`); return `${header}units: []\nvariables:\n${lines.map((l) => `  ${l}`).join('\n')}\n`; } },
+  { name: 'a flow map of 26,000 keys (refused: keys)', kind: 'bundle', text: () => `${header}units: []\nvariables: {${Array.from({ length: 26_000 }, (_, i) => `v${i}: 1`).join(', ')}}\n` },
+  { name: 'cluster file of 660 KiB: 8 inline bundles of 400 units', kind: 'cluster', text: () => {
+    const bundles = Array.from({ length: 8 }, (_, b) => `  - name: b${b}\n    version: 1\n    units:\n${Array.from({ length: 400 }, (_, i) => `      - { id: u${i}, kind: file, path: /etc/u${i}, content: "${'c'.repeat(150)}" }`).join('\n')}`).join('\n');
+    const groups = Array.from({ length: 50 }, (_, g) => `  g${g}:\n    bundle: b${g % 8}@1\n    variables: { a: "1", b: "2" }`).join('\n');
+    return `bundles:\n${bundles}\ngroups:\n${groups}\n`;
+  } },
   { name: `cluster file: 50 groups, ${Math.floor(L.clusterFileBytes / 1024 / 3)} KiB of inline bundles`, kind: 'cluster', text: () => {
     const bundles = Array.from({ length: 4 }, (_, b) => `  - name: b${b}\n    version: 1\n    units:\n${Array.from({ length: 400 }, (_, i) => `      - { id: u${i}, kind: file, path: /etc/u${i}, content: "${'c'.repeat(150)}" }`).join('\n')}`).join('\n');
     const groups = Array.from({ length: 50 }, (_, g) => `  g${g}:\n    bundle: b${g % 4}@1\n    variables: { a: "1", b: "2" }`).join('\n');

@@ -47,6 +47,8 @@ import { DriftWatcher } from './reconcile/drift-watcher';
 import { StuckNodeSweeper } from './reconcile/stuck-node-sweeper';
 import { VerifyScheduler } from './reconcile/verify-scheduler';
 import { AGENT_SERVICE_NAME, CLUSTER_SERVICE_NAME, GrpcServer, parseHostPort } from './grpc-server';
+import { oversizeRefusal } from './call-guard';
+import { MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 import { InventoryReconciler } from './inventory-reconciler';
 import { LeaderElection } from './leader-election';
 import { CoordinatorMetrics } from './metrics';
@@ -352,6 +354,7 @@ export class Coordinator {
     });
     const credentials = serverCredentials({
       caPem: loaded.ca.certPem, certPem: serving.certPem, keyPem: serving.keyPem, openMethods: OPEN_METHODS, isRevoked: (serial) => revocations.isRevoked(serial),
+      innermostInterceptors: [oversizeRefusal(MAX_GRPC_REQUEST_BYTES)],
     });
 
     // A replica may run for longer than its certificate: renew at two thirds, for new connections.

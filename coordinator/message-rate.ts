@@ -13,6 +13,11 @@ export class MessageRate {
     this.tokens = this.burst;
   }
 
+  /** Milliseconds since the last take: past 2 s of it the bucket is full again. */
+  idleFor(now: number): number {
+    return now - this.last;
+  }
+
   /** Takes one message's token at `now` (ms); false when the stream is over its rate. */
   take(now: number): boolean {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);

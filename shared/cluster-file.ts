@@ -16,6 +16,7 @@
  *         verifySchedule: "0 3 * * *"
  *         repairPolicy: repair
  *         autoCommission: ["role=worker"]   # selectors (or {selector: ...})
+ *         allowedPaths: [/etc/chrony.conf]  # where its bundle may write (shared/path-allowlist.ts)
  *     autoCommission:                  # the same rules, listed apart
  *       - group: worker
  *         selector: facts.cpuCores=16
@@ -51,7 +52,7 @@ export interface ParseOptions {
 export const TOP_KEYS = ['bundles', 'groups', 'autoCommission'];
 /** The keys of a top-level autoCommission rule. */
 export const AUTO_COMMISSION_RULE_KEYS = ['group', 'selector'];
-export const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission', 'soak'];
+export const GROUP_KEYS = ['name', 'bundle', 'version', 'variables', 'minSize', 'dependsOn', 'verifySchedule', 'repairPolicy', 'autoCommission', 'soak', 'allowedPaths'];
 
 class Problems {
   readonly list: string[] = [];
@@ -218,6 +219,7 @@ export function parseClusterFile(text: string, options: ParseOptions = {}): Clus
         repairPolicy: typeof value.repairPolicy === 'string' ? value.repairPolicy : undefined,
         autoCommission: auto,
         soakMs: value.soak === undefined ? undefined : durationFlag('soak', typeof value.soak === 'string' || typeof value.soak === 'number' ? String(value.soak) : '?'),
+        allowedPaths: Array.isArray(value.allowedPaths) ? value.allowedPaths.map(String) : undefined,
       });
       groups.set(spec.name, spec);
     } catch (err) {

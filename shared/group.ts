@@ -10,6 +10,7 @@ import { InvalidArgumentError } from './errors';
 import { isValidSegment } from './keyspace';
 import { parseSelector } from './selector';
 import { HEALTH_LIMITS } from './health-gate';
+import { normaliseAllowedPaths } from './path-allowlist';
 
 export const REPAIR_POLICIES = ['report', 'repair'] as const;
 export type RepairPolicy = (typeof REPAIR_POLICIES)[number];
@@ -32,6 +33,8 @@ export interface GroupRecord {
   autoCommission?: AutoCommissionRule[];
   /** The health gate's soak of a commission or upgrade of the group's nodes that names none (ms; absent: none). */
   soakMs?: number;
+  /** Where the group's bundles may write (shared/path-allowlist.ts); absent = anywhere the path rules allow. */
+  allowedPaths?: string[];
   updatedAt?: string;
 }
 
@@ -47,6 +50,7 @@ export interface GroupInput {
   repairPolicy?: string;
   autoCommission?: { selector: string }[];
   soakMs?: number;
+  allowedPaths?: string[];
 }
 
 /** A template variable's name, as in {{ vars.NAME }} (group variables, globals, extra vars). */
@@ -106,6 +110,12 @@ export function checkGroup(input: GroupInput): Omit<GroupRecord, 'updatedAt'> {
   });
   const soakMs = input.soakMs ?? 0;
   if (!Number.isInteger(soakMs) || soakMs < 0 || soakMs > HEALTH_LIMITS.maxSoakMs) problems.push(`soak: must be between 0 and ${HEALTH_LIMITS.maxSoakMs / 60_000} min`);
+  let allowedPaths: string[] = [];
+  try {
+    allowedPaths = normaliseAllowedPaths(input.allowedPaths ?? []);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   if (problems.length > 0) {
     throw new InvalidArgumentError(`invalid group${name ? ` ${name}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}): ${problems.join('; ')}`);
   }
@@ -117,6 +127,7 @@ export function checkGroup(input: GroupInput): Omit<GroupRecord, 'updatedAt'> {
     repairPolicy: repairPolicy as RepairPolicy,
     ...(autoCommission.length ? { autoCommission } : {}),
     ...(soakMs > 0 ? { soakMs } : {}),
+    ...(allowedPaths.length ? { allowedPaths } : {}),
   };
 }
 
@@ -147,6 +158,7 @@ export function decodeGroup(key: string, text: string): GroupRecord {
     repairPolicy: o.repairPolicy === 'repair' ? 'repair' : 'report',
     ...(rules.length ? { autoCommission: rules } : {}),
     ...(typeof o.soakMs === 'number' && o.soakMs > 0 ? { soakMs: o.soakMs } : {}),
+    ...(Array.isArray(o.allowedPaths) && o.allowedPaths.length ? { allowedPaths: strings(o.allowedPaths) } : {}),
     ...(typeof o.updatedAt === 'string' ? { updatedAt: o.updatedAt } : {}),
   };
 }

@@ -9,7 +9,8 @@ export const MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024;
 /**
  * The largest request the coordinator reads: the largest legitimate one is a 1 MiB file upload
  * or a 1 MiB cluster file (shared/input-limits.ts), and an agent's report is far smaller.
- * Anything larger is refused by grpc-js (RESOURCE_EXHAUSTED) before a byte of it is decoded.
+ * Anything larger is refused by grpc-js before a byte of it is decoded, as INVALID_ARGUMENT
+ * (coordinator/call-guard.ts rewrites grpc-js's RESOURCE_EXHAUSTED).
  */
 export const MAX_GRPC_REQUEST_BYTES = 8 * 1024 * 1024;
 

@@ -20,7 +20,7 @@ export function groupObject(g: Group__Output): Record<string, unknown> {
     name: g.name, bundle: g.bundle, version: g.version,
     variables: Object.fromEntries(Object.entries(g.variables).sort(([a], [b]) => (a < b ? -1 : 1))),
     minSize: g.minSize, dependsOn: g.dependsOn, verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, soakMs: g.soakMs,
-    autoCommission: g.autoCommission.map((a) => a.selector), updatedAt: g.updatedAt, revision: g.revision,
+    autoCommission: g.autoCommission.map((a) => a.selector), allowedPaths: g.allowedPaths, updatedAt: g.updatedAt, revision: g.revision,
     ...(g.secretVariables.length ? { secretVariables: g.secretVariables } : {}),
   };
 }
@@ -65,6 +65,7 @@ export function describeGroup(g: Group__Output): string {
     `Soak:             ${g.soakMs ? `${g.soakMs / 1000}s (commission/upgrade health gate)` : '-'}`,
     `Repair policy:    ${g.repairPolicy}`,
     `Auto-commission:  ${orDash(g.autoCommission.map((a) => a.selector).join(' | '))}`,
+    `Allowed paths:    ${g.allowedPaths.length ? g.allowedPaths.join(', ') : '<any>'}`,
     `Updated:          ${orDash(g.updatedAt)} (revision ${g.revision})`,
   ].join('\n') + '\n';
 }
@@ -96,6 +97,7 @@ export const GROUP_SET_OPTIONS = {
   repairPolicy: { kind: 'string', choices: ['report', 'repair'], placeholder: 'report|repair', description: 'what to do when drift is found' },
   autoCommission: { kind: 'string', placeholder: 'SELECTOR', description: 'commission Discovered nodes matching this label selector (facts.FIELD too); "" clears' },
   soak: { kind: 'string', placeholder: 'DURATION', description: 'health gate of commissions and upgrades of the group that give no --soak: probes must keep passing this long after each apply (e.g. 2m; 0 clears)' },
+  allowPath: { kind: 'list', placeholder: 'PATH', description: 'a directory (or file) the group\'s file, directory and systemd units may write; repeat the flag; replaces the list; "" clears (package and command units are not restricted)' },
 } as const;
 
 /** `k=v` pairs of --var into a map; `k=` removes. Pure. */
@@ -117,8 +119,8 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
   name: 'set',
   aliases: ['create', 'update'],
   summary: 'Create a group or change the fields given',
-  usage: 'group set NAME [--bundle BUNDLE[@VERSION]] [--var K=V ...] [--secret-var K=@FILE ...] [--min-size N] [--depends-on G] [--verify-schedule CRON] [--repair-policy report|repair] [--auto-commission SELECTOR] [--soak DURATION]',
-  example: 'clusterctl group set worker --bundle base@3 --var ntp_server=10.0.0.1 --min-size 2 --depends-on control\nclusterctl group set worker --verify-schedule "0 3 * * *" --repair-policy repair\nclusterctl group set worker --depends-on ""   # clear the dependency\nclusterctl group set worker --secret-var db_password=@./db-password',
+  usage: 'group set NAME [--bundle BUNDLE[@VERSION]] [--var K=V ...] [--secret-var K=@FILE ...] [--min-size N] [--depends-on G] [--verify-schedule CRON] [--repair-policy report|repair] [--auto-commission SELECTOR] [--soak DURATION] [--allow-path PATH ...]',
+  example: 'clusterctl group set worker --bundle base@3 --var ntp_server=10.0.0.1 --min-size 2 --depends-on control\nclusterctl group set worker --verify-schedule "0 3 * * *" --repair-policy repair\nclusterctl group set worker --depends-on ""   # clear the dependency\nclusterctl group set worker --secret-var db_password=@./db-password\nclusterctl group set myapp --allow-path /etc/myapp --allow-path /opt/myapp',
   options: GROUP_SET_OPTIONS,
   maxPositionals: 1,
   minPositionals: { count: 1, message: 'which group? give its name' },
@@ -159,6 +161,8 @@ export const groupSet = defineCommand<CliContext, typeof GROUP_SET_OPTIONS>({
         ? (values.autoCommission.trim() ? [{ selector: values.autoCommission.trim() }] : [])
         : current?.autoCommission.map((a) => ({ selector: a.selector })) ?? [],
       soakMs: durationFlag('--soak', values.soak) ?? current?.soakMs ?? 0,
+      // `--allow-path ""` clears the list; no --allow-path keeps it.
+      allowedPaths: given.has('allowPath') ? values.allowPath.filter((p) => p.trim() !== '') : current?.allowedPaths ?? [],
     };
     const saved = await client.setGroup(group, current?.revision ?? '');
     const cleared = current && current.dependsOn.length > 0 && saved.dependsOn.length === 0 ? `; dependency on ${current.dependsOn.join(', ')} cleared` : '';

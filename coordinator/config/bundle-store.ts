@@ -16,6 +16,8 @@ import {
 } from '../../shared';
 import { canonicalJson, parseBundle, templateReferences, type Bundle } from '../../shared/bundle';
 import { readKeys, readPrefixes, type Compare } from '../etcd-txn';
+import { decodeGroup } from '../../shared/group';
+import { firstViolation, violationMessage } from '../../shared/path-allowlist';
 import { readSnapshot, recordsOf } from '../snapshot';
 import { bundleDigest, missingSourcesError, parseBundleInfo, pinSources, sourceNames, type BundleInfoValue } from './source-pins';
 import type { EventLog } from '../event-log';
@@ -86,10 +88,33 @@ export class BundleStore {
     this.maxAttempts = options.maxAttempts ?? DEFAULT_SETTINGS.configCasAttempts;
   }
 
-  /** Validates and stores `text` (YAML or JSON). See the file comment for the rules. */
-  async push(text: string, actor = 'operator'): Promise<PushResult> {
-    if (text.trim() === '') throw new InvalidArgumentError('PushBundle needs the bundle text (YAML or JSON); it was empty');
-    const bundle = parseBundle(text, 'bundle'); // BundleValidationError lists every problem by path
+  /**
+   * A version of a bundle that a group with allowed paths uses must write inside them (the group
+   * is about to be moved to it): refused naming the group, the unit and the path.
+   */
+  private async checkGroupPaths(bundle: Bundle): Promise<void> {
+    const { kvs } = await readPrefixes(this.client, [{ prefix: this.keyspace.groupsPrefix() }]);
+    for (const kv of kvs[0]) {
+      const key = kv.key.toString();
+      if (this.keyspace.parseGroup(key) === undefined) continue;
+      let group;
+      try {
+        group = decodeGroup(key, kv.value.toString());
+      } catch {
+        continue; // an unreadable group is named where it is read (group show)
+      }
+      const allowed = group.allowedPaths ?? [];
+      if (group.bundle !== bundle.name || allowed.length === 0) continue;
+      const outside = firstViolation(bundle, allowed);
+      if (outside) throw new InvalidArgumentError(`bundle ${bundle.name}@${bundle.version} refused, nothing stored: group ${group.name} uses ${bundle.name} and ${violationMessage(outside, allowed)}`);
+    }
+  }
+
+  /** Validates and stores `text` (YAML or JSON, or a bundle parseBundle made of it). See the file comment for the rules. */
+  async push(text: string | Bundle, actor = 'operator'): Promise<PushResult> {
+    if (typeof text === 'string' && text.trim() === '') throw new InvalidArgumentError('PushBundle needs the bundle text (YAML or JSON); it was empty');
+    // A Bundle is one parseBundle already made (the service parses once to authorize).
+    const bundle = typeof text === 'string' ? parseBundle(text, 'bundle') : text; // BundleValidationError lists every problem by path
     const { name, version } = bundle;
     for (const [what, s] of [['name', name], ['version', version]] as const) {
       if (!isValidSegment(s)) {
@@ -103,6 +128,7 @@ export class BundleStore {
         `bundle ${name}@${version} refused, nothing stored (${refs.problems.length} template problem${refs.problems.length === 1 ? '' : 's'}): ${refs.problems.join('; ')}`,
       );
     }
+    await this.checkGroupPaths(bundle);
     // Units with `source:` name distributed files (files/<name>): each must be stored now, and
     // the version pins the edition current at this push (./source-pins.ts).
     const sources = sourceNames(bundle);

@@ -49,6 +49,7 @@ export function toGroupView(g: VersionedGroup): Group {
     autoCommission: (r.autoCommission ?? []).map((a) => ({ selector: a.selector })), updatedAt: r.updatedAt ?? '', revision: g.modRevision,
     soakMs: r.soakMs ?? 0,
     secretVariables: secretVariableNames(r.variables),
+    allowedPaths: r.allowedPaths ?? [],
   };
 }
 
@@ -80,12 +81,18 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
     PushBundle: unary(async (req: { yaml: string }, call) => {
       // Command units run arbitrary commands on nodes: pushing one needs admin. An unparsable
       // bundle is left to push(), which lists every problem.
-      let commandUnits = false;
+      // Parsed once: the parse is what a large bundle costs the event loop (bench/edge-bench.ts).
+      let parsed: Bundle | undefined;
+      let parseError: unknown;
       try {
-        commandUnits = hasCommandUnits(parseBundle(req.yaml, 'bundle'));
-      } catch { /* reported by push */ }
-      const peer = authorizeAction(call, { method: 'ConfigService/PushBundle', commandUnits });
-      const { stored, created } = await bundles.push(req.yaml, actorName(peer));
+        parsed = parseBundle(req.yaml, 'bundle');
+      } catch (err) {
+        parseError = err;
+      }
+      const peer = authorizeAction(call, { method: 'ConfigService/PushBundle', commandUnits: parsed ? hasCommandUnits(parsed) : false });
+      // An empty text gets push()'s own message; anything else unparsable the parser's refusal.
+      if (!parsed && req.yaml.trim() !== '') throw parseError;
+      const { stored, created } = await bundles.push(parsed ?? req.yaml, actorName(peer));
       log.info(created ? 'bundle stored' : 'bundle push: identical version already stored', { bundle: `${stored.name}@${stored.version}` });
       return toBundleInfo(stored);
     }),
@@ -105,7 +112,7 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       const saved = await groups.set(
         {
           name: g.name, bundle: g.bundle, version: g.version, variables: sealed.variables, minSize: g.minSize, dependsOn: g.dependsOn,
-          verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, autoCommission: g.autoCommission, soakMs: g.soakMs,
+          verifySchedule: g.verifySchedule, repairPolicy: g.repairPolicy, autoCommission: g.autoCommission, soakMs: g.soakMs, allowedPaths: g.allowedPaths,
         },
         req.expectedRevision,
         actorOf(call),

@@ -24,6 +24,7 @@ export {
   REPAIR_POLICIES, checkGroup, decodeGroup, type RepairPolicy, type AutoCommissionRule, type GroupRecord, type GroupInput,
 } from '../../shared/group';
 import { checkGroup, decodeGroup, type GroupInput, type GroupRecord } from '../../shared/group';
+import { firstViolation, violationMessage } from '../../shared/path-allowlist';
 
 /** States a node may be in when its group is deleted with --force (see GroupStore.delete). */
 export const GROUP_DELETE_FORCE_STATES: ReadonlySet<string> = new Set(['Decommissioned', 'Failed', 'Cancelled', 'New', 'Discovered']);
@@ -101,6 +102,8 @@ export class GroupStore {
     }
     // The group must supply every variable its bundle uses and does not default.
     const stored = await this.o.bundles.get(bundle, version);
+    const outside = firstViolation(stored.bundle, checked.allowedPaths ?? []);
+    if (outside) throw new InvalidArgumentError(`group ${name}: bundle ${bundle}@${version} refused: ${violationMessage(outside, checked.allowedPaths ?? [])}`);
     const globalsKey = this.o.keyspace.globals();
     const globalsKv = (await readKeys(this.o.client, [globalsKey])).kvs[0];
     const globals = globalsKv ? decodeGlobals(globalsKey, globalsKv.value.toString()).variables : {};
@@ -142,6 +145,7 @@ export class GroupStore {
           (record.verifySchedule ? `, verify "${record.verifySchedule}"` : '') +
           (record.autoCommission?.length ? `, auto-commission ${record.autoCommission.map((r) => `"${r.selector}"`).join(' | ')}` : '') +
           (record.dependsOn?.length ? `, depends on ${record.dependsOn.join(', ')}` : '') +
+          (record.allowedPaths?.length ? `, allowed paths ${record.allowedPaths.join(', ')}` : '') +
           (current?.record.dependsOn?.length && !record.dependsOn?.length ? `, dependency on ${current.record.dependsOn.join(', ')} cleared` : ''),
         actor,
       },

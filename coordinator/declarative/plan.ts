@@ -16,6 +16,7 @@
  */
 import type { Facts, NodeRecord } from '../../shared';
 import { canonicalJson, missingVariables, templateReferences, type Bundle } from '../../shared/bundle';
+import { firstViolation, violationMessage } from '../../shared/path-allowlist';
 import type { GroupRecord } from '../config/group-store';
 import { planAutoCommission } from '../reconcile/auto-commission';
 import type { ClusterFile, GroupSpec } from '../../shared/cluster-file';
@@ -97,6 +98,7 @@ export function groupChanges(stored: GroupRecord | undefined, desired: GroupSpec
   cmp('repairPolicy', stored ? stored.repairPolicy ?? 'report' : undefined, desired.repairPolicy ?? 'report');
   cmp('autoCommission', (stored?.autoCommission ?? []).map((r) => r.selector), (desired.autoCommission ?? []).map((r) => r.selector));
   cmp('soakMs', stored?.soakMs ?? 0, desired.soakMs ?? 0);
+  cmp('allowedPaths', stored?.allowedPaths ?? [], desired.allowedPaths ?? []);
   return out;
 }
 
@@ -142,6 +144,8 @@ export function planConfig(desired: ClusterFile, stored: StoredConfig): PlanResu
     const b = (inFile.get(ref) as Bundle | undefined) ?? storedBundle(stored.bundles.get(ref));
     const unset = b ? missingVariables(templateReferences(b), b.variables ?? {}, g.variables ?? {}) : [];
     if (unset.length > 0) problems.push(`group ${g.name}: bundle ${ref} uses variables that neither the bundle defines nor the group sets: ${unset.join(', ')}`);
+    const outside = b ? firstViolation(b, g.allowedPaths ?? []) : undefined;
+    if (outside) problems.push(`group ${g.name}: bundle ${ref} refused: ${violationMessage(outside, g.allowedPaths ?? [])}`);
     for (const d of g.dependsOn ?? []) if (!groupNames.has(d)) problems.push(`group ${g.name}: depends on group ${d}, which is neither stored nor in the file`);
     const have = stored.groups.get(g.name);
     const changes = groupChanges(have, g);

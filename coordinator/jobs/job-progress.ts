@@ -78,6 +78,7 @@ export class JobProgress {
   private readonly bundles: BundleResolver;
   /** Per node: the chain of its record writes (progress and final), in order. */
   private readonly writes = new Map<string, Promise<void>>();
+  private readonly groupPaths = new Map<string, Promise<string[]>>();
 
   constructor(private readonly o: JobProgressDeps, readonly jobId: string) {
     this.log = o.logger.child({ component: 'job-runner', jobId });
@@ -361,7 +362,7 @@ export class JobProgress {
         versioned = moved.node;
       }
       const applied = onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined;
-      const c = await this.commandFor(rec, bundleRef, applied);
+      const c = await this.commandFor(rec, bundleRef, applied, job.group ?? node.group);
       inputs = c.inputs;
       outcome = await this.dispatch(id, c.command, rec, true, c.redactor);
     } catch (err) {
@@ -377,7 +378,21 @@ export class JobProgress {
    * it renders from (recorded on the node when an apply succeeds). `applied`: the node's applied
    * inputs, whose variables (this job's extra vars over them) verify, repair and decommission use.
    */
-  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined): Promise<{ command: Command; inputs?: RenderInputs; redactor?: Redactor }> {
+  /**
+   * A group's allowed paths, read once per job run (a group edited mid-job applies from the next
+   * job, as its variables do); [] for no group or a group without them.
+   */
+  private allowedPaths(group: string | undefined): Promise<string[]> {
+    if (!group) return Promise.resolve([]);
+    let paths = this.groupPaths.get(group);
+    if (!paths) {
+      paths = this.o.config.group(group).then((g) => g?.record.allowedPaths ?? []);
+      this.groupPaths.set(group, paths);
+    }
+    return paths;
+  }
+
+  private async commandFor(rec: JobNodeRecord, bundleRef: string | undefined, applied: RenderInputs | undefined, group: string | undefined): Promise<{ command: Command; inputs?: RenderInputs; redactor?: Redactor }> {
     const job = this.job;
     const base = { id: rec.commandId, jobId: this.jobId };
     const gate = job.health && !job.dryRun && commandKindFor(job.kind, job.dryRun) === 'COMMAND_KIND_APPLY' && job.kind !== 'repair'
@@ -397,9 +412,10 @@ export class JobProgress {
     // they are opened here, for this command only (docs/secrets.md).
     const inputs = renderInputs(bundleRef, bundle, variables, await this.o.config.facts(rec.nodeId), extraNames);
     const opened = await this.o.config.openVariables(variables);
+    const kind = commandKindFor(job.kind, job.dryRun);
     return {
       command: {
-        ...base, kind: commandKindFor(job.kind, job.dryRun),
+        ...base, kind,
         // The bundle as stored (sources inlined); the agent validates and renders it with
         // `variables` and its own facts.
         bundleJson: JSON.stringify(bundle),
@@ -408,6 +424,10 @@ export class JobProgress {
         // A health-gated apply holds the command for its soak too.
         timeoutMs: this.o.timings.commandTimeoutMs + (gate?.soakMs ?? 0),
         ...(gate ? { health: gate } : {}),
+        // For what writes (apply) or plans to: the agent checks the rendered units against them
+        // again (a leader is not trusted blindly). Verify only reads, and decommission removes
+        // what an earlier version placed, possibly before the group had the list.
+        allowedPaths: kind === 'COMMAND_KIND_APPLY' || kind === 'COMMAND_KIND_PLAN' ? await this.allowedPaths(group) : [],
       },
       inputs,
       redactor: new Redactor([...opened.secret.map((n) => opened.variables[n]), ...secrets]),
@@ -464,6 +484,8 @@ export class JobProgress {
         id: started.commandId, jobId: this.jobId, kind: 'COMMAND_KIND_APPLY', bundleJson: JSON.stringify(bundle), variables: opened.variables,
         ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
         timeoutMs: this.o.timings.commandTimeoutMs,
+        // An apply like any other: the agent checks it against the group's allowed paths.
+        allowedPaths: await this.allowedPaths(this.job.group),
       };
       // The upgrade's units and output stay in the node's record: the rollback's progress is not written over them.
       const redactor = new Redactor([...opened.secret.map((n) => opened.variables[n]), ...secrets]);

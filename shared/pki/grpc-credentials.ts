@@ -42,6 +42,13 @@ export interface ServerTlsOptions {
    * @default authorize(peer, { method: path }) with the table of authorization.ts
    */
   authorizeCall?: (peer: PeerIdentity, path: string) => void;
+  /**
+   * Interceptors run before authentication, next to grpc-js's own call (credentials'
+   * interceptors come first in grpc-js's chain): for what only that call sees, such as its
+   * refusal of an oversize request (coordinator/call-guard.ts oversizeRefusal).
+   * @default []
+   */
+  innermostInterceptors?: readonly grpc.ServerInterceptor[];
 }
 
 function contextOptions(caPem: string, certPem: string, keyPem: string): SecureContextOptions {
@@ -117,7 +124,7 @@ export class ClusterServerCredentials extends grpc.ServerCredentials {
   }
 
   override _getInterceptors(): grpc.ServerInterceptor[] {
-    return [this.interceptor];
+    return [...(this.options.innermostInterceptors ?? []), this.interceptor];
   }
 
   override _equals(other: grpc.ServerCredentials): boolean {

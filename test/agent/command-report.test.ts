@@ -184,8 +184,8 @@ describe('command executor: what comes off the wire', () => {
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  function command(kind: CommandKind__Output, bundleJson: string, variables: Record<string, string> = {}): Command__Output {
-    return { id: 'j1/n1/1', jobId: 'j1', kind, bundleJson, variables, argv: [], timeoutMs: 0, health: null, secretVariables: [] };
+  function command(kind: CommandKind__Output, bundleJson: string, variables: Record<string, string> = {}, allowedPaths: string[] = []): Command__Output {
+    return { id: 'j1/n1/1', jobId: 'j1', kind, bundleJson, variables, argv: [], timeoutMs: 0, health: null, secretVariables: [], allowedPaths };
   }
 
   const BUNDLE = {
@@ -219,5 +219,32 @@ describe('command executor: what comes off the wire', () => {
     const missing = await executor.execute(command('COMMAND_KIND_PLAN', JSON.stringify(BUNDLE)), () => undefined, new AbortController().signal);
     expect(missing.outcome).to.equal('failed');
     expect(missing.error).to.match(/undefined variable vars\.greeting/);
+  });
+
+  it('the group\'s allowed paths: a rendered unit writing outside them fails the command before any unit runs', async () => {
+    const bundle = {
+      name: 'demo', version: '1', variables: {},
+      units: [
+        { id: 'inside', kind: 'file', path: '/etc/myapp/app.conf', content: 'x\n' },
+        // Rendered on the agent: the coordinator saw only a template under /etc/myapp.
+        { id: 'escape', kind: 'file', path: '/etc/myapp{{ vars.suffix }}/shadow', content: 'x\n' },
+      ],
+    };
+    const r = await executor.execute(command('COMMAND_KIND_APPLY', JSON.stringify(bundle), { suffix: '-other' }, ['/etc/myapp']), () => undefined, new AbortController().signal);
+    expect(r.outcome).to.equal('failed');
+    expect(r.error).to.equal('command j1/n1/1: refused: unit escape writes "/etc/myapp-other/shadow", outside the allowed paths (/etc/myapp)');
+    expect(r.report).to.equal(undefined);
+    // Nothing ran: not even the unit inside the allowed path.
+    expect(() => readFileSync(join(root, 'etc', 'myapp', 'app.conf'))).to.throw();
+
+    // Removal and verification are not refused: they touch what an earlier command placed.
+    const removed = await executor.execute(command('COMMAND_KIND_REMOVE', JSON.stringify(bundle), { suffix: '-other' }, ['/etc/myapp']), () => undefined, new AbortController().signal);
+    expect(removed.outcome, removed.error).to.equal('succeeded');
+
+    // Normalised before the check, and inside: applied.
+    const ok = { ...bundle, units: [{ id: 'inside', kind: 'file', path: '/etc//myapp/./app.conf', content: 'x\n' }] };
+    const applied = await executor.execute(command('COMMAND_KIND_APPLY', JSON.stringify(ok), {}, ['/etc/myapp/']), () => undefined, new AbortController().signal);
+    expect(applied.outcome, applied.error).to.equal('succeeded');
+    expect(readFileSync(join(root, 'etc', 'myapp', 'app.conf'), 'utf8')).to.equal('x\n');
   });
 });

@@ -6,7 +6,7 @@ import {
 import type { Command__Output } from '../../generated/cluster/v1/Command';
 
 function command(id: string, kind: Command__Output['kind'] = 'COMMAND_KIND_APPLY', timeoutMs = 0): Command__Output {
-  return { id, jobId: 'j1', kind, bundleJson: '', variables: {}, argv: [], timeoutMs, health: null, secretVariables: [] };
+  return { id, jobId: 'j1', kind, bundleJson: '', variables: {}, argv: [], timeoutMs, health: null, secretVariables: [], allowedPaths: [] };
 }
 
 /** A handler that waits for its signal (or `ms`) and then returns `body`. */

@@ -96,7 +96,7 @@ describe('agent health soak', function () {
     const executor = new CommandExecutor({ handlers: createHandlerRegistry(), context, applied, logger: quiet });
     const bundle = { name: 'web', version: '2', variables: {}, units: [{ id: 'd', kind: 'directory', path: '/opt/web', mode: '0755' }], verify: [] };
     const result = await executor.execute({
-      id: 'j1/n1/1', jobId: 'j1', kind: 'COMMAND_KIND_APPLY', bundleJson: JSON.stringify(bundle), variables: {}, argv: [], timeoutMs: 0, secretVariables: [],
+      id: 'j1/n1/1', jobId: 'j1', kind: 'COMMAND_KIND_APPLY', bundleJson: JSON.stringify(bundle), variables: {}, argv: [], timeoutMs: 0, secretVariables: [], allowedPaths: [],
       health: { soakMs: 2000, intervalMs: 1000, probes: [{ id: 'listener', tcp: '', http: url, expectStatus: 200, command: '', expectExit: 0, timeoutMs: 0 }] },
     }, () => undefined, new AbortController().signal);
     expect(result.outcome).to.equal('failed');

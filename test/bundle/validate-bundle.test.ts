@@ -155,8 +155,16 @@ verify:
       ['a map of too many keys', `name: x\nversion: 1\nunits: []\nvariables:\n${Array.from({ length: INPUT_LIMITS.mapKeys + 1 }, (_, i) => `  v${i}: 1`).join('\n')}\n`, /mapping of \d+ keys; the limit is/],
       ['an alias bomb', `a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`, /aliases beyond the limit/],
       ['a self-referencing anchor', 'name: x\nversion: 1\nunits: []\nvariables: &a [*a]\n', /refers to itself/],
+      ['33 block levels of mappings', `name: x\nversion: 1\nunits: []\nvariables:\n${Array.from({ length: 33 }, (_, d) => `${'  '.repeat(d + 1)}k${d}:`).join('\n')} 1\n`, /nested too deep \(more than 32 block levels\)/],
+      ['a flow map of too many keys', `name: x\nversion: 1\nunits: []\nvariables: {${Array.from({ length: INPUT_LIMITS.mapKeys + 1 }, (_, i) => `v${i}: 1`).join(', ')}}\n`, /has a mapping of more than \d+ keys/],
+      ['more values than the bound, in flow sequences', `name: x\nversion: 1\nunits: []\nverify: [${Array.from({ length: INPUT_LIMITS.yamlNodes + 1 }, () => '[1]').join(', ')}]\n`, /has more than \d+ values/],
       ['too many units', `name: x\nversion: 1\nunits:\n${Array.from({ length: INPUT_LIMITS.unitsPerBundle + 1 }, (_, i) => `  - { id: u${i}, kind: directory, path: /d${i} }`).join('\n')}\n`, /a bundle holds at most/],
     ];
+    // Not nesting: a block scalar's own indentation, however deep, and 31 block levels.
+    const script = Array.from({ length: 60 }, (_, d) => `${'  '.repeat(d + 3)}echo ${d}`).join('\n');
+    expect(parseBundle(`name: x\nversion: 1\nunits:\n  - id: c\n    kind: file\n    path: /x\n    content: |\n${script}\n`, 'b.yaml').units).to.have.length(1);
+    const deepest = `name: x\nversion: 1\nunits: []\nvariables:\n  v:\n${Array.from({ length: 29 }, (_, d) => `${'  '.repeat(d + 2)}k${d}:`).join('\n')} 1\n`;
+    expect(() => parseBundle(deepest, 'b.yaml')).to.not.throw(/nested too deep/);
     for (const [name, yaml, match] of refusals) {
       let err: unknown;
       try {

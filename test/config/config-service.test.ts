@@ -237,6 +237,52 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
       expect(read.minSize).to.equal(1);
     });
 
+    it('allowed paths: a group whose bundle writes outside them is refused naming unit and path; so is a push of a version of its bundle that does; nothing stored', async () => {
+      const v2 = (path: string, extra = ''): string => `name: base\nversion: 2\nunits:\n  - { id: conf, kind: file, path: "${path}", content: x }\n${extra}`;
+      // base@1 writes /etc/motd: outside /etc/myapp.
+      const before = await dump();
+      const outside = await refused(call(api.SetGroup.bind(api), { group: group({ allowedPaths: ['/etc/myapp', '/opt/myapp'] }) }));
+      expect(outside.code).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(outside.message).to.equal('group worker: bundle base@1 refused: unit motd writes "/etc/motd", outside the allowed paths (/etc/myapp, /opt/myapp)');
+      expect(await dump()).to.deep.equal(before);
+      // A bad list: relative, "..", a template.
+      for (const [bad, want] of [['etc', /must be absolute/], ['/etc/myapp/../shadow', /must not contain "\.\." segments/], ['/etc/{{ vars.x }}', /must not be a template/]] as const) {
+        const e = await refused(call(api.SetGroup.bind(api), { group: group({ allowedPaths: [bad] }) }));
+        expect(e.code, bad).to.equal(grpc.status.INVALID_ARGUMENT);
+        expect(e.message, bad).to.match(want);
+      }
+      // Normalised and inside: stored (sorted, duplicates gone), read back, said in the event.
+      const saved = await call(api.SetGroup.bind(api), { group: group({ allowedPaths: ['/etc/motd', '/opt//myapp/', '/etc/motd'] }) });
+      expect(saved.allowedPaths).to.deep.equal(['/etc/motd', '/opt/myapp']);
+      expect((await call(api.GetGroup.bind(api), { name: 'worker' })).allowedPaths).to.deep.equal(['/etc/motd', '/opt/myapp']);
+      expect((await eventsOfType('group.set')).at(-1)).to.match(/allowed paths \/etc\/motd, \/opt\/myapp$/);
+
+      // A new version of the bundle the group uses: refused when a unit writes outside, by
+      // segment (/opt/myapp2 is not /opt/myapp), a systemd unit file, or a template whose fixed
+      // directory is outside.
+      const mid = await dump();
+      const rows: [string, string][] = [
+        [v2('/opt/myapp2/x'), 'unit conf writes "/opt/myapp2/x"'],
+        [v2('/opt/myapp/x', '  - { id: svc, kind: systemd, unit: myapp.service, content: "[Service]" }\n'), 'unit svc writes "/etc/systemd/system/myapp.service"'],
+        [v2('/opt/myapp{{ vars.x }}/y', 'variables: { x: "" }\n'), 'unit conf writes "/opt/myapp{{ vars.x }}/y"'],
+      ];
+      for (const [yaml, want] of rows) {
+        const e = await refused(call(api.PushBundle.bind(api), { yaml }));
+        expect(e.code, want).to.equal(grpc.status.INVALID_ARGUMENT);
+        expect(e.message, want).to.equal(`bundle base@2 refused, nothing stored: group worker uses base and ${want}, outside the allowed paths (/etc/motd, /opt/myapp)`);
+      }
+      expect(await dump()).to.deep.equal(mid);
+      // Inside (a template under an allowed directory; package and command units are not restricted): stored.
+      const ok = await call(adminApi.PushBundle.bind(adminApi), {
+        yaml: v2('/opt/myapp/{{ vars.x }}.conf', '  - { id: pkg, kind: package, name: chrony }\n  - { id: cmd, kind: command, run: "touch /var/x" }\nvariables: { x: a }\n'),
+      });
+      expect(ok.version).to.equal('2');
+      // Another bundle, not used by a group with allowed paths: not restricted.
+      expect((await call(api.PushBundle.bind(api), { yaml: 'name: other\nversion: 1\nunits:\n  - { id: f, kind: file, path: /etc/anything, content: x }\n' })).version).to.equal('1');
+      // The list cleared: base@1 is fine again.
+      expect((await call(api.SetGroup.bind(api), { group: group({ allowedPaths: [] }) })).allowedPaths).to.deep.equal([]);
+    });
+
     it('refuses a dependency on a group that does not exist, naming it, and stores nothing; an empty list clears one (said in the event)', async () => {
       const before = await dump();
       const missing = await refused(call(api.SetGroup.bind(api), { group: group({ dependsOn: ['nosuchgroup'] }) }));

@@ -189,6 +189,24 @@ describe('declarative: plan (table)', () => {
       },
     },
     {
+      what: 'a group with allowed paths whose bundle (of the file or stored) writes outside them; a new list is a change',
+      file: desired({
+        bundles: [validateBundle({ name: 'base', version: '2', units: [{ id: 'c', kind: 'file', path: '/etc/myapp2/x', content: 'x' }] })],
+        groups: [
+          { name: 'worker', bundle: 'base', version: '2', variables: {}, repairPolicy: 'report', allowedPaths: ['/etc/myapp'] },
+          { name: 'old', bundle: 'base', version: '1', variables: {}, repairPolicy: 'report', allowedPaths: ['/opt'] },
+        ],
+      }),
+      stored: stored({ bundles: new Map([['base@1', canonicalJson(bundle('base', '1'))]]) }),
+      expect: {
+        problems: [
+          /^group worker: bundle base@2 refused: unit c writes "\/etc\/myapp2\/x", outside the allowed paths \(\/etc\/myapp\)$/,
+          /^group old: bundle base@1 refused: unit \w+ writes "\/etc\/[^"]+", outside the allowed paths \(\/opt\)$/,
+        ],
+        hasChanges: true,
+      },
+    },
+    {
       what: 'a new auto-commission rule: Discovered, free, not in maintenance nodes that match',
       file: desired({ groups: [{ name: 'worker', bundle: 'base', version: '2', variables: { ntp: 'b' }, repairPolicy: 'report', autoCommission: [{ selector: 'role=worker' }] }] }),
       stored: stored({

@@ -2,7 +2,8 @@
  * The coordinator's edge (coordinator/call-guard.ts) against a real coordinator process and
  * real gRPC: a status message holding a lone surrogate or terminal escapes leaves safe and
  * the process lives on (it used to exit on grpc-js's URIError); bytes that are not a message
- * are INVALID_ARGUMENT, not INTERNAL; and, on a real in-process server, one client's flood of
+ * are INVALID_ARGUMENT, not INTERNAL, and so is a request over the size bound (plain or
+ * gzip-inflated; grpc-js says RESOURCE_EXHAUSTED); and, on a real in-process server, one client's flood of
  * calls is refused beyond its limit while another client is still served.
  */
 import { expect } from 'chai';
@@ -12,6 +13,7 @@ import { contractMethods, RawClient, type RawMethod } from './raw-client';
 import { callGuard } from '../../coordinator/call-guard';
 import { createLogger } from '../../shared';
 import { waitFor } from '../helpers';
+import { MAX_GRPC_REQUEST_BYTES } from '../../shared/grpc-limits';
 
 function method(path: string): RawMethod {
   const m = contractMethods().find((x) => x.path === path);
@@ -49,7 +51,17 @@ describe('edge: the call guard', function () {
       }
       // Over the request size bound: refused before decoding, the connection still usable.
       const huge = await raw.call(method('/cluster.v1.ConfigService/PushBundle'), Buffer.alloc(9 * 1024 * 1024, 0x41));
-      expect(huge.code, huge.details).to.equal(grpc.status.RESOURCE_EXHAUSTED);
+      expect(huge.code, huge.details).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(huge.details).to.equal(`the request is larger than the limit of ${MAX_GRPC_REQUEST_BYTES} bytes (8 MiB)`);
+      // A gzip-compressed request under the bound on the wire that inflates past it: the same.
+      const gzip = new RawClient(cluster.coordinatorAddress, cluster.adminCredentials, { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip });
+      try {
+        const bomb = await gzip.call(method('/cluster.v1.ConfigService/PushBundle'), Buffer.alloc(9 * 1024 * 1024, 0x41));
+        expect(bomb.code, bomb.details).to.equal(grpc.status.INVALID_ARGUMENT);
+        expect(bomb.details).to.match(/^the request is larger than the limit of \d+ bytes/);
+      } finally {
+        gzip.close();
+      }
       // Still serving.
       const ok = await raw.call(method('/cluster.v1.ClusterService/GetStatus'), {});
       expect(ok.code, ok.details).to.equal(grpc.status.OK);

@@ -55,9 +55,10 @@ export function contractMethods(): RawMethod[] {
 export class RawClient {
   readonly client: grpc.Client;
 
-  constructor(address: string, credentialsFile: string) {
+  /** `channelOptions` are added to the cluster's (e.g. 'grpc.default_compression_algorithm'). */
+  constructor(address: string, credentialsFile: string, channelOptions: grpc.ChannelOptions = {}) {
     const c = parseCredentials(readFileSync(credentialsFile, 'utf8'), credentialsFile);
-    this.client = new grpc.Client(address, clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key }), { ...GRPC_MESSAGE_LIMITS, ...CLUSTER_CHANNEL_OPTIONS });
+    this.client = new grpc.Client(address, clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key }), { ...GRPC_MESSAGE_LIMITS, ...CLUSTER_CHANNEL_OPTIONS, ...channelOptions });
   }
 
   /**

@@ -204,6 +204,20 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     expect(list.jobs.map((j) => j.id)).to.deep.equal([job.id]);
   });
 
+  it('a commission carries the group\'s allowed paths: a group record the coordinator\'s checks never saw (written to etcd directly) is refused by the agent before any unit runs', async () => {
+    const { leader, agents: ag } = await setup(['n1']);
+    // As an older coordinator or a hand edit could have left it: the bundle writes /etc/app.conf.
+    await env.client.put(env.ks.group('web')).value(JSON.stringify({ name: 'web', bundle: 'web', version: '1', variables: {}, allowedPaths: ['/opt/web'] }));
+    const job = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web', requestedBy: 'test' });
+    const d = await finished(leader, job.id);
+    expect(d.job?.state, d.job?.message).to.equal('Failed');
+    const jn = d.nodes.find((x) => x.nodeId === 'n1');
+    expect(jn?.error).to.match(/refused: unit conf writes "\/etc\/app\.conf", outside the allowed paths \(\/opt\/web\)$/);
+    const root = ag.get('n1')?.root ?? '';
+    expect(existsSync(join(root, 'etc/app.conf'))).to.equal(false);
+    expect(lines(join(root, 'count'))).to.equal(0);
+  });
+
   it('rolling with batch 1 stops at the failure threshold: later nodes skipped and released', async () => {
     const ids = ['n1', 'n2', 'n3'];
     const { leader, agents: ag } = await setup(ids);

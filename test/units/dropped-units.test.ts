@@ -110,7 +110,7 @@ describe('dropped units are removed on apply (daemon executor and cluster-agent 
   });
 
   const at = (p: string): string => join(root, p);
-  const command = (kind: CommandKind__Output, b: Bundle): Command__Output => ({ id: 'j/n/1', jobId: 'j', kind, bundleJson: JSON.stringify(b), variables: {}, argv: [], timeoutMs: 0, health: null, secretVariables: [] });
+  const command = (kind: CommandKind__Output, b: Bundle): Command__Output => ({ id: 'j/n/1', jobId: 'j', kind, bundleJson: JSON.stringify(b), variables: {}, argv: [], timeoutMs: 0, health: null, secretVariables: [], allowedPaths: [] });
   const run = async (kind: CommandKind__Output, b: Bundle, progress: string[] = []) => {
     const r = await executor.execute(command(kind, b), (p) => { if (p.status !== 'running') progress.push(`${p.unitId} ${p.status}`); }, new AbortController().signal);
     return { ...r, report: r.report ? decodeCommandReport(r.report) : undefined };

@@ -3,8 +3,10 @@
  * settings (45 s lease, the coordinator's 10 s stream pings) attached to a real coordinator and
  * etcd, left alone for a warm-up, then sampled: RSS (VmRSS) and CPU (utime + stime from
  * /proc/<pid>/stat over the wall time of the window). Targets: RSS ≤ 60 MB, CPU ≤ 0.2 %.
+ * Node runs with the packaged launcher's flags (packaging/bin/cluster-agent), as under systemd;
+ * `--node-flags ''` measures Node's defaults.
  *
- *   npm run build && node dist/bench/agent-cost.js [--warmup S] [--window S] [--json]
+ *   npm run build && node dist/bench/agent-cost.js [--warmup S] [--window S] [--node-flags FLAGS] [--json]
  */
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -12,11 +14,13 @@ import { formatHelp, parseOptions, type OptionSpecs } from '../shared/options';
 import { errorMessage } from '../shared/errors';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
+import { packagedAgentNodeFlags } from '../test/helpers/launcher';
 import { rssMiB } from './sim-fleet';
 
 const OPTIONS = {
   warmup: { kind: 'int', default: 20, min: 0, placeholder: 'SECONDS', description: 'idle time before sampling (start-up work excluded)' },
   window: { kind: 'int', default: 60, min: 5, placeholder: 'SECONDS', description: 'sampling window' },
+  'node-flags': { kind: 'string', placeholder: 'FLAGS', description: "node's flags for the agent, space-separated (default: the packaged launcher's; '' for none)" },
   json: { kind: 'boolean', description: 'print one JSON object' },
 } as const satisfies OptionSpecs;
 
@@ -31,17 +35,19 @@ function cpuSeconds(pid: number): number {
 export interface AgentCost {
   rssMiB: { median: number; max: number };
   cpuPercent: number;
+  /** Node's flags the agent ran with. */
+  nodeFlags: string[];
   windowSeconds: number;
   cores: number;
   load1: number;
 }
 
-export async function measureAgentCost(warmupS: number, windowS: number): Promise<AgentCost> {
+export async function measureAgentCost(warmupS: number, windowS: number, nodeFlags: readonly string[] = packagedAgentNodeFlags()): Promise<AgentCost> {
   const etcd = await EtcdServer.start('bench-agent-cost');
   const cluster = new TestCluster(etcd, { name: 'bench-agent-cost', leaseTtlSec: 45 });
   try {
     await cluster.startCoordinator({ extraArgs: ['--replica-id', 'c1'] });
-    const agent = await cluster.startAgent('idle-1');
+    const agent = await cluster.startAgent('idle-1', { nodeArgs: nodeFlags });
     const pid = agent.proc.pid;
     await new Promise((r) => setTimeout(r, warmupS * 1000));
     const rss: number[] = [];
@@ -57,6 +63,7 @@ export async function measureAgentCost(warmupS: number, windowS: number): Promis
     return {
       rssMiB: { median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] },
       cpuPercent: Math.round((10_000 * cpu) / wall) / 100,
+      nodeFlags: [...nodeFlags],
       windowSeconds: Math.round(wall), cores: cpus().length, load1: Math.round(loadavg()[0] * 10) / 10,
     };
   } finally {
@@ -68,12 +75,13 @@ export async function measureAgentCost(warmupS: number, windowS: number): Promis
 async function main(): Promise<number> {
   const parsed = parseOptions(OPTIONS, { argv: process.argv.slice(2), env: {}, allowPositionals: false });
   if (parsed.help) {
-    process.stdout.write(formatHelp('Usage: node dist/bench/agent-cost.js [--warmup S] [--window S] [--json]', OPTIONS));
+    process.stdout.write(formatHelp('Usage: node dist/bench/agent-cost.js [--warmup S] [--window S] [--node-flags FLAGS] [--json]', OPTIONS));
     return 0;
   }
-  const r = await measureAgentCost(parsed.values.warmup, parsed.values.window);
+  const given = parsed.values['node-flags'];
+  const r = await measureAgentCost(parsed.values.warmup, parsed.values.window, given === undefined ? undefined : given.split(' ').filter((f) => f !== ''));
   if (parsed.values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-  else process.stdout.write(`idle agent: RSS median ${r.rssMiB.median} MiB (max ${r.rssMiB.max}), CPU ${r.cpuPercent}% over ${r.windowSeconds} s; ${r.cores} cores, load ${r.load1}\n`);
+  else process.stdout.write(`idle agent: RSS median ${r.rssMiB.median} MiB (max ${r.rssMiB.max}), CPU ${r.cpuPercent}% over ${r.windowSeconds} s; node flags: ${r.nodeFlags.join(' ') || 'none'}; ${r.cores} cores, load ${r.load1}\n`);
   return 0;
 }
 

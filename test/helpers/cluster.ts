@@ -37,6 +37,8 @@ export interface AgentStartOptions {
   leaseTtlSec?: number;
   hostname?: string;
   extraArgs?: readonly string[];
+  /** Arguments of node itself, before the script (bench/agent-cost.ts: the packaged launcher's V8 flags). */
+  nodeArgs?: readonly string[];
   env?: NodeJS.ProcessEnv;
   /** Wait for the "registered" log line (default true). */
   waitRegistered?: boolean;
@@ -93,6 +95,7 @@ export class AgentHandle {
       ...(o.extraArgs ?? []),
     ];
     return spawnNode(`agent ${this.nodeId}#${this.starts}`, BIN.agent, args, {
+      nodeArgs: o.nodeArgs,
       env: { ...this.cluster.childEnv, ...o.env },
       logFile: join(this.cluster.logDir, `agent-${this.nodeId}.log`),
     });

@@ -123,7 +123,7 @@ describe('packaging: Debian packages (scripts/build-deb)', function () {
       ['etc/sysconfig/cluster-agent', 'packaging/sysconfig/cluster-agent']]) {
       expect(readFileSync(join(x, inDeb), 'utf8'), inDeb).to.equal(readFileSync(join(REPO_ROOT, inRepo), 'utf8'));
     }
-    expect(readFileSync(join(x, 'usr/bin/cluster-agent'), 'utf8')).to.match(/^exec \/usr\/bin\/node \/usr\/lib\/cluster\/agent\/agent\.js "\$@"$/m);
+    expect(readFileSync(join(x, 'usr/bin/cluster-agent'), 'utf8')).to.match(/^exec \/usr\/bin\/node \$CLUSTER_AGENT_NODE_FLAGS \/usr\/lib\/cluster\/agent\/agent\.js "\$@"$/m);
     expect(readFileSync(join(x, 'usr/bin/clusterctl'), 'utf8')).to.match(/^exec \/usr\/bin\/node \/usr\/lib\/cluster\/coordinator\/clusterctl\.js "\$@"$/m);
   });
 

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileUnit } from '../../agent/units/file-unit';
 import type { FileUnitSpec } from '../../shared/bundle/types';
@@ -100,5 +101,31 @@ describe('file unit (real files under a node root)', () => {
     mkdirSync(join(node.root, 'etc/app/app.conf'), { recursive: true });
     await expectReject(fileUnit.apply(spec(), node.ctx()), /is a directory/);
     await expectReject(fileUnit.plan(spec({ path: '/x', content: undefined, source: 'big.bin' }), node.ctx()), /source "big.bin" was not inlined .*--files-dir/);
+  });
+
+  it('compares content byte for byte whatever the sizes (same size, multibyte, empty) and does not hang on a FIFO', async () => {
+    const full = join(node.root, 'etc/app/app.conf');
+    const rows: { content: string; onDisk: string | Buffer; action: 'unchanged' | 'update' }[] = [
+      { content: 'a=1\nb=2\n', onDisk: 'a=1\nb=3\n', action: 'update' }, // same size, one byte differs
+      { content: 'a=1\nb=2\n', onDisk: 'a=1\nb=2\n', action: 'unchanged' },
+      { content: 'naïve=é\n', onDisk: 'naïve=é\n', action: 'unchanged' }, // sizes in bytes, not characters
+      { content: 'naïve=é\n', onDisk: Buffer.from('naïve=e\n\0', 'utf8'), action: 'update' }, // same byte length as the UTF-8 content
+      { content: '', onDisk: '', action: 'unchanged' },
+      { content: '', onDisk: 'x', action: 'update' },
+      { content: 'a=1\n', onDisk: 'a=1\nb=2\n', action: 'update' },
+    ];
+    for (const row of rows) {
+      mkdirSync(join(node.root, 'etc/app'), { recursive: true });
+      writeFileSync(full, row.onDisk);
+      chmodSync(full, 0o640);
+      const plan = await fileUnit.verify(spec({ content: row.content }), node.ctx());
+      expect(plan.action, JSON.stringify(row)).to.equal(row.action);
+      if (row.action === 'update') expect(plan.changes.map((c) => c.field), JSON.stringify(row)).to.deep.equal(['content']);
+    }
+    // A FIFO is not a regular file: reported as a type change at once, never opened for reading.
+    unlinkSync(full);
+    execFileSync('mkfifo', [full]);
+    const fifo = await fileUnit.verify(spec(), node.ctx());
+    expect(fifo.changes.map((c) => c.field)).to.include('type');
   });
 });

@@ -109,7 +109,7 @@ class JobWatch {
       }
       if (!parsed.nodeId) {
         this.jobState = v.state;
-        if (v.state && ['Succeeded', 'Failed', 'Cancelled'].includes(v.state)) this.check(true);
+        if (v.state && ['Succeeded', 'Failed', 'Cancelled', 'RolledBack'].includes(v.state)) this.check(true);
         return;
       }
       if (v.state && FINAL_NODE_STATES.has(v.state) && !this.finished.has(parsed.nodeId)) {

@@ -143,7 +143,7 @@ describe('e2e lifecycle: canary, pause and resume (real processes)', function ()
     const seen = new Set<string>();
     const done = await api.waitJob(job.id, 'to finish', (x) => {
       seen.add(x.job?.state ?? '');
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(x.job?.state ?? '');
+      return ['Succeeded', 'Failed', 'Cancelled', 'RolledBack'].includes(x.job?.state ?? '');
     }, 120_000);
     expect(done.job?.state, nodeStates(done)).to.equal('Succeeded');
     expect(seen.has('Paused'), 'a soaking canary does not wait for resume').to.equal(false);

@@ -20,7 +20,7 @@ import type { JobServiceClient } from '../../generated/cluster/v1/JobService';
 import type { StartJobRequest } from '../../generated/cluster/v1/StartJobRequest';
 import { waitFor } from '../helpers';
 
-const FINISHED = new Set(['Succeeded', 'Failed', 'Cancelled']);
+const FINISHED = new Set(['Succeeded', 'Failed', 'Cancelled', 'RolledBack']);
 const DEADLINE_MS = 15_000;
 
 type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;

@@ -324,7 +324,7 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     type JobView = { job: { state: string; counts: Record<string, number> }; nodes: { nodeId: string; state: string; error: string }[] };
     const described = await waitFor('the rolling job to end', () => {
       const d = JSON.parse(mustCtl(['job', 'describe', jobId, '-o', 'json'])) as JobView;
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(d.job.state) ? d : undefined;
+      return ['Succeeded', 'Failed', 'Cancelled', 'RolledBack'].includes(d.job.state) ? d : undefined;
     }, { timeoutMs: 120_000, intervalMs: 1000 });
     // max-failures 1: the job ends Succeeded whatever happened to the cut node. That node either
     // failed (Unreachable mid-command: the stream signal fails it at once, the outcome unknown;
@@ -349,7 +349,7 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
       const job = view(victim).currentJob;
       if (typeof job !== 'string' || job === '') return true;
       const j = (JSON.parse(mustCtl(['job', 'describe', job, '-o', 'json'])) as { job: { state: string } }).job;
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(j.state);
+      return ['Succeeded', 'Failed', 'Cancelled', 'RolledBack'].includes(j.state);
     }, { timeoutMs: 90_000, intervalMs: 1000 });
     if (view(victim).state !== 'Commissioned') mustCtl(['node', 'commission', id(victim), '-g', GROUP, '--wait'], 150_000);
     expect(view(victim).state).to.equal('Commissioned');

@@ -153,7 +153,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
   async function finished(r: Replica, id: string, timeoutMs = 60_000): Promise<JobDetail__Output> {
     return waitFor(`job ${id} to finish`, async () => {
       const d = await get(r, id);
-      return ['Succeeded', 'Failed', 'Cancelled'].includes(d.job?.state ?? '') ? d : undefined;
+      return ['Succeeded', 'Failed', 'Cancelled', 'RolledBack'].includes(d.job?.state ?? '') ? d : undefined;
     }, { timeoutMs, intervalMs: 200 });
   }
 

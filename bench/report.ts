@@ -138,7 +138,7 @@ async function main(): Promise<number> {
   const settings: BenchSettings = { fanoutSizes: parsed.values.fanoutSizes };
   const loadBefore = Math.round(loadavg()[0] * 10) / 10;
   const rows: BenchRow[] = [];
-  for (const b of BENCHES.filter((x) => !only || only.includes(x.id))) {
+  for (const b of BENCHES.filter((x) => !only || only.length === 0 || only.includes(x.id))) {
     const { script, args } = b.command(settings);
     process.stderr.write(`bench: running ${b.id} (${script} ${args.join(' ')})\n`);
     try {

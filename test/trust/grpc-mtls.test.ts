@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { connect as tlsConnect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { ClusterServerCredentials, serverCredentials, clientCredentials, peerIdentity, fetchPinnedCa, checkServerCertificate } from '../../shared/pki/grpc-credentials';
+import { ClusterServerCredentials, serverCredentials, clientCredentials, peerIdentity, peerIdentities, fetchPinnedCa, checkServerCertificate } from '../../shared/pki/grpc-credentials';
 import { createKeyAndCsr, type ClusterCa, type KeyAndCertificate } from '../../shared/pki/cluster-ca';
 import type { PeerIdentity } from '../../shared/pki/roles';
 import { newCa, identity } from './fixtures';
@@ -188,6 +188,27 @@ describe('trust: mutual TLS over real grpc-js', function () {
     } finally {
       server.revoked.delete(creds.viewer.serial);
     }
+  });
+
+  it('a certificate is parsed once for all its calls, and revoking it still refuses the next call on the same and on a new connection', async () => {
+    const bob = await identity(ca, 'viewer', 'bob');
+    const c = client({ cert: bob });
+    const before = peerIdentities.parseCount;
+    for (let i = 0; i < 5; i++) expect((await call(c, PATHS.getStatus)).identity).to.include({ name: 'bob', serial: bob.serial });
+    // Five calls, each read by the interceptor and the handler: one parse.
+    expect(peerIdentities.parseCount - before).to.equal(1);
+    server.revoked.add(bob.serial);
+    try {
+      for (const conn of [c, client({ cert: bob })]) {
+        const err = await callError(conn, PATHS.getStatus);
+        expect(err.code).to.equal(grpc.status.UNAUTHENTICATED);
+        expect(err.details).to.equal(`certificate ${bob.serial} of viewer bob has been revoked`);
+      }
+    } finally {
+      server.revoked.delete(bob.serial);
+    }
+    expect((await call(c, PATHS.getStatus)).identity).to.include({ name: 'bob' });
+    expect(peerIdentities.parseCount - before).to.equal(1);
   });
 
   it('a client accepts a coordinator certificate whatever name it dialled', async () => {

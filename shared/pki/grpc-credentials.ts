@@ -16,7 +16,7 @@
  * tls.createSecureContext). No plaintext fallback exists: an insecure client fails the handshake.
  */
 import * as grpc from '@grpc/grpc-js';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContextOptions } from 'node:tls';
 import { ClusterError, UnavailableError } from '../errors';
@@ -155,12 +155,40 @@ export interface ClientTlsOptions {
 export function checkServerCertificate(ca: string | X509Certificate, role: Role, cert: PeerCertificate | Buffer): Error | undefined {
   try {
     const raw = Buffer.isBuffer(cert) ? cert : cert.raw;
-    const peer = verifyIssuedBy(raw, ca);
-    if (peer.role !== role) return new Error(`the server's certificate is for ${peer.role} ${peer.name}, not a ${role}: refusing to talk to it`);
-    return undefined;
+    return roleMismatch(verifyIssuedBy(raw, ca), role);
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
   }
+}
+
+/**
+ * Server certificates this process verified against a CA, by CA and DER digest. Every redial
+ * of an agent (all of a simulated fleet's in one process) verified the same coordinator
+ * certificate again: a parse and a signature check per handshake. A hit still checks the
+ * expiry and the role; a certificate not seen, or seen under another CA, is verified in full.
+ */
+const verifiedServers = new Map<string, PeerIdentity>();
+const VERIFIED_SERVERS_MAX = 256;
+
+function checkServerCertificateCached(ca: X509Certificate, caDigest: string, role: Role, cert: PeerCertificate): Error | undefined {
+  const key = `${caDigest}:${createHash('sha256').update(cert.raw).digest('base64')}`;
+  const known = verifiedServers.get(key);
+  if (known && Date.now() <= known.notAfter.getTime()) {
+    return roleMismatch(known, role);
+  }
+  let peer: PeerIdentity;
+  try {
+    peer = verifyIssuedBy(cert.raw, ca);
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+  if (verifiedServers.size >= VERIFIED_SERVERS_MAX) verifiedServers.clear();
+  verifiedServers.set(key, peer);
+  return roleMismatch(peer, role);
+}
+
+function roleMismatch(peer: PeerIdentity, role: Role): Error | undefined {
+  return peer.role === role ? undefined : new Error(`the server's certificate is for ${peer.role} ${peer.name}, not a ${role}: refusing to talk to it`);
 }
 
 /**
@@ -177,13 +205,14 @@ export function clientCredentials(options: ClientTlsOptions): grpc.ChannelCreden
   const role = options.serverRole ?? 'coordinator';
   // Parsed once here, not in every handshake's check (a simulated fleet dials 1,000 streams).
   const ca = new X509Certificate(options.caPem);
+  const caDigest = createHash('sha256').update(ca.raw).digest('base64');
   const context = createSecureContext({
     ca: options.caPem,
     ...(options.certPem !== undefined ? { cert: options.certPem, key: options.keyPem } : {}),
     minVersion: MIN_TLS,
   });
   return grpc.ChannelCredentials.createFromSecureContext(context, {
-    checkServerIdentity: (_host, cert) => checkServerCertificate(ca, role, cert),
+    checkServerIdentity: (_host, cert) => checkServerCertificateCached(ca, caDigest, role, cert),
   });
 }
 

@@ -227,6 +227,24 @@ describe('trust: mutual TLS over real grpc-js', function () {
     }
   });
 
+  // The client's cache of verified server certificates must not keep an expired one usable.
+  // (Node's TLS stack also refuses it, against the CA, before checkServerIdentity runs.)
+  it('a server certificate the client verified before is refused once it expired', async () => {
+    const serving = await identity(ca, 'coordinator', 'c-short', { validityMs: 4000 });
+    const short = await ProbeServer.start(ca, serving);
+    try {
+      expect((await call(client({ cert: creds.admin, address: short.address }), PATHS.getStatus)).identity?.role).to.equal('admin');
+      const expiresAt = new X509Certificate(serving.certPem).validTo;
+      // validTo has whole seconds: wait until it is past.
+      while (Date.now() <= Date.parse(expiresAt) + 1000) await new Promise((r) => setTimeout(r, 200));
+      const err = await callError(client({ cert: creds.admin, address: short.address }), PATHS.getStatus);
+      expect(err.code).to.equal(grpc.status.UNAVAILABLE);
+      expect(err.details).to.match(/expired/);
+    } finally {
+      short.stop();
+    }
+  });
+
   it('a client refuses a server whose cluster certificate is not for the coordinator role', async () => {
     const keys = await createKeyAndCsr('node-7');
     const agentCert = await ca.issueForCsr(keys.csrPem, { role: 'agent', name: 'node-7' });

@@ -23,7 +23,7 @@
  *
  *   npm run build && node dist/bench/failover.js [--agents N] [--rounds K] [--mode kill|partition] [--election-ttl S]
  */
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -47,7 +47,7 @@ const OPTIONS = {
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'agents\' membership lease TTL' },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   roundTimeout: { kind: 'int', default: 180, min: 10, placeholder: 'SECONDS', description: 'give up on a round after this long' },
-  cpuProf: { kind: 'boolean', description: 'profile the new leader of round 1 for 15 s from its becoming leader (coordinator --cpu-profile) and print its top 10 frames; keeps the logs' },
+  cpuProf: { kind: 'boolean', description: 'profile the new leader of round 1 for 15 s from its becoming leader (coordinator --cpu-profile), and the sim-fleet over its life (node --cpu-prof); print the top 10 frames of each; keeps the logs' },
   json: { kind: 'boolean', description: 'print the result as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dir (logs) afterwards' },
 } as const satisfies OptionSpecs;
@@ -207,6 +207,8 @@ async function main(): Promise<number> {
   const rss = { coordinatorMiB: NaN, fleetMiB: NaN };
   const proxies = new Map<string, TcpProxy>();
   let cpuProfile: { file: string; totalMs: number; frames: Frame[] } | undefined;
+  let fleetCpuProfile: { file: string; totalMs: number; frames: Frame[] } | undefined;
+  const fleetProfDir = join(cluster.logDir, 'sim-fleet-cpu-prof');
   const profileFile = (id: string): string => join(cluster.logDir, `${id}-from-leader.cpuprofile`);
   try {
     const coordArgs = (id: string): string[] => [
@@ -225,6 +227,8 @@ async function main(): Promise<number> {
     fleet = new SimFleet({
       etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents: n, leaseTtlSec: leaseTtl, connections, sandbox, logFile: join(cluster.logDir, 'sim-fleet.log'),
       etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 500))),
+      // The agents' side of every handshake runs in this one process: is it the bottleneck?
+      ...(cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${fleetProfDir}`] } : {}),
     });
     const reg = await fleet.registered(roundTimeout * 1000);
     // Whoever leads now (on a loaded box c2 may have won the first election).
@@ -304,6 +308,8 @@ async function main(): Promise<number> {
   } finally {
     await writes.stop().catch(() => undefined);
     await fleet?.stop().catch(() => undefined);
+    const fleetProfile = cpuProf && existsSync(fleetProfDir) ? readdirSync(fleetProfDir).find((f) => f.endsWith('.cpuprofile')) : undefined;
+    if (fleetProfile) fleetCpuProfile = { file: join(fleetProfDir, fleetProfile), ...topFrames(join(fleetProfDir, fleetProfile)) };
     for (const p of proxies.values()) await p.close();
     await cluster.destroy();
     await etcd.destroy();
@@ -325,6 +331,7 @@ async function main(): Promise<number> {
     rssMiB: rss,
     perRound: rounds,
     ...(cpuProfile ? { cpuProfile } : {}),
+    ...(fleetCpuProfile ? { fleetCpuProfile } : {}),
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (json) {
@@ -349,6 +356,10 @@ async function main(): Promise<number> {
     ...(cpuProfile ? [
       `round 1's new leader, CPU profile of ${PROFILE_SECONDS} s from becoming leader (${cpuProfile.totalMs} ms sampled; ${cpuProfile.file}), top frames by self time:`,
       ...cpuProfile.frames.map((fr) => `  ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`),
+    ] : []),
+    ...(fleetCpuProfile ? [
+      `the sim-fleet (all ${n} agents), CPU profile of its whole run (${fleetCpuProfile.totalMs} ms sampled; ${fleetCpuProfile.file}), top frames by self time:`,
+      ...fleetCpuProfile.frames.map((fr) => `  ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`),
     ] : []),
     ...(partition ? [
       'partition timeline per round (ms after the cut): old leader stops acting < etcd expires its key < new leader acting; split-brain events',

@@ -35,7 +35,6 @@ import { TestCluster, type CoordinatorHandle } from '../test/helpers/cluster';
 import { TcpProxy } from '../test/helpers/tcp-proxy';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { decodeEvent } from '../shared/records';
-import { pickLeader } from '../shared/leader-record';
 import { SimFleet, machine, rssMiB, stats, type Stats } from './sim-fleet';
 import { topFrames, type Frame } from './cpu-profile';
 
@@ -158,14 +157,6 @@ async function logAfter(proc: { readonly logs: string }, from: number, msg: stri
   }
 }
 
-/** The leading replica's id, by the election rule (shared/leader-record.ts). */
-async function currentLeader(client: Etcd3, ks: Keyspace): Promise<string> {
-  const res = await client.getAll().prefix(ks.electionPrefix()).sort('Create', 'Ascend').exec();
-  const pick = pickLeader(res.kvs.map((kv) => ({ key: kv.key.toString(), createRevision: kv.create_revision, value: kv.value.toString() })), ks);
-  if (!pick.leader) throw new Error('no coordinator leads');
-  return pick.leader.id;
-}
-
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -231,9 +222,11 @@ async function main(): Promise<number> {
       ...(cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${fleetProfDir}`] } : {}),
     });
     const reg = await fleet.registered(roundTimeout * 1000);
-    // Whoever leads now (on a loaded box c2 may have won the first election).
-    const firstLeader = await currentLeader(client, ks);
-    let term = await fleet.attached(firstLeader, roundTimeout * 1000);
+    // Whoever leads once every agent is attached: on a loaded box c2 may have won the first
+    // election, and the lease may move while hundreds of agents attach at once (waiting for
+    // the replica that led before that hung the run).
+    let term = await fleet.attached(undefined, roundTimeout * 1000);
+    const firstLeader = term.leaderId;
     initial = { registerMs: reg.at - t0, attachMs: Math.max(...term.times) - t0 };
     rss.coordinatorMiB = rssMiB(byId.get(firstLeader)?.proc.pid ?? -1);
     rss.fleetMiB = rssMiB(fleet.pid);

@@ -124,6 +124,12 @@ export class CoordinatorLink {
   private abort?: AbortController;
   private loop?: Promise<void>;
   private client?: { address: string; identity: TlsIdentity; client: AgentServiceClient };
+  /**
+   * Credentials of the current identity, kept across leader changes: building them parses the
+   * key and both certificates into a TLS context, which a new leader's address must not redo
+   * (a renewed certificate is a new identity, and so new credentials).
+   */
+  private credentials?: { identity: TlsIdentity; credentials: grpc.ChannelCredentials };
   private session?: Session;
   private readonly runner: CommandRunner;
   private readonly clock: Clock;
@@ -287,7 +293,10 @@ export class CoordinatorLink {
     if (this.client?.address === address && this.client.identity === identity) return this.client.client;
     this.client?.client.close();
     const { api } = loadProto();
-    const credentials = clientCredentials({ caPem: identity.caPem, certPem: identity.certPem, keyPem: identity.keyPem });
+    if (this.credentials?.identity !== identity) {
+      this.credentials = { identity, credentials: clientCredentials({ caPem: identity.caPem, certPem: identity.certPem, keyPem: identity.keyPem }) };
+    }
+    const { credentials } = this.credentials;
     const client = new api.cluster.v1.AgentService(address, credentials, {
       ...AGENT_CHANNEL_OPTIONS,
       ...this.options.channelOptions,

@@ -23,7 +23,7 @@
  *
  *   npm run build && node dist/bench/failover.js [--agents N] [--rounds K] [--mode kill|partition] [--election-ttl S]
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -35,8 +35,8 @@ import { TestCluster, type CoordinatorHandle } from '../test/helpers/cluster';
 import { TcpProxy } from '../test/helpers/tcp-proxy';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { decodeEvent } from '../shared/records';
-import { pickLeader } from '../shared/leader-record';
 import { SimFleet, machine, rssMiB, stats, type Stats } from './sim-fleet';
+import { topFrames, type Frame } from './cpu-profile';
 
 const OPTIONS = {
   agents: { kind: 'int', default: 1000, min: 1, placeholder: 'N', description: 'simulated agents (one sim-fleet process)' },
@@ -46,11 +46,15 @@ const OPTIONS = {
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'agents\' membership lease TTL' },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   roundTimeout: { kind: 'int', default: 180, min: 10, placeholder: 'SECONDS', description: 'give up on a round after this long' },
+  cpuProf: { kind: 'boolean', description: 'profile the new leader of round 1 for 15 s from its becoming leader (coordinator --cpu-profile), and the sim-fleet over its life (node --cpu-prof); print the top 10 frames of each; keeps the logs' },
   json: { kind: 'boolean', description: 'print the result as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dir (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/failover.js [--agents N] [--rounds K] [--mode kill|partition] [--election-ttl S] [--json]';
+const USAGE = 'Usage: node dist/bench/failover.js [--agents N] [--rounds K] [--mode kill|partition] [--election-ttl S] [--cpu-prof] [--json]';
+
+/** How long --cpu-prof profiles the new leader: the re-attach of 1,000 agents and its writes. */
+const PROFILE_SECONDS = 15;
 
 /** "ts" of the last line of `logs` whose msg is `msg`, as epoch ms. */
 function lastLogTime(logs: string, msg: string): number | undefined {
@@ -153,14 +157,6 @@ async function logAfter(proc: { readonly logs: string }, from: number, msg: stri
   }
 }
 
-/** The leading replica's id, by the election rule (shared/leader-record.ts). */
-async function currentLeader(client: Etcd3, ks: Keyspace): Promise<string> {
-  const res = await client.getAll().prefix(ks.electionPrefix()).sort('Create', 'Ascend').exec();
-  const pick = pickLeader(res.kvs.map((kv) => ({ key: kv.key.toString(), createRevision: kv.create_revision, value: kv.value.toString() })), ks);
-  if (!pick.leader) throw new Error('no coordinator leads');
-  return pick.leader.id;
-}
-
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -181,7 +177,9 @@ async function main(): Promise<number> {
     process.stdout.write(formatHelp(USAGE, OPTIONS));
     return 0;
   }
-  const { agents: n, rounds: k, electionTtl, leaseTtl, json, keep, roundTimeout } = parsed.values;
+  const { agents: n, rounds: k, electionTtl, leaseTtl, json, roundTimeout } = parsed.values;
+  const cpuProf = parsed.values.cpuProf === true;
+  const keep = parsed.values.keep === true || cpuProf;
   const partition = parsed.values.mode === 'partition';
   const connections = parsed.values.connections === 'shared' ? 'shared' : 'per-agent';
   const say = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
@@ -199,8 +197,16 @@ async function main(): Promise<number> {
   let initial = { registerMs: NaN, attachMs: NaN };
   const rss = { coordinatorMiB: NaN, fleetMiB: NaN };
   const proxies = new Map<string, TcpProxy>();
+  let cpuProfile: { file: string; totalMs: number; frames: Frame[] } | undefined;
+  let fleetCpuProfile: { file: string; totalMs: number; frames: Frame[] } | undefined;
+  const fleetProfDir = join(cluster.logDir, 'sim-fleet-cpu-prof');
+  const profileFile = (id: string): string => join(cluster.logDir, `${id}-from-leader.cpuprofile`);
   try {
-    const coordArgs = (id: string): string[] => ['--replica-id', id, '--election-ttl', String(electionTtl), '--log-level', 'info'];
+    const coordArgs = (id: string): string[] => [
+      '--replica-id', id, '--election-ttl', String(electionTtl), '--log-level', 'info',
+      // The first replica to lead profiles its start instead; round 1's survivor profiles the re-attach.
+      ...(cpuProf ? ['--cpu-profile', `leader:${PROFILE_SECONDS}:${profileFile(id)}`] : []),
+    ];
     say(`starting etcd, coordinators c1 + c2 (election TTL ${electionTtl} s) and a sim-fleet of ${n} agents; ${partition ? 'partitions' : 'SIGKILLs'}; logs in ${cluster.logDir}`);
     if (partition) for (const id of ['c1', 'c2']) proxies.set(id, await TcpProxy.start(etcd.endpoint));
     const c1 = await cluster.startCoordinator({ extraArgs: coordArgs('c1'), etcd: proxies.get('c1')?.endpoint });
@@ -212,11 +218,15 @@ async function main(): Promise<number> {
     fleet = new SimFleet({
       etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents: n, leaseTtlSec: leaseTtl, connections, sandbox, logFile: join(cluster.logDir, 'sim-fleet.log'),
       etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 500))),
+      // The agents' side of every handshake runs in this one process: is it the bottleneck?
+      ...(cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${fleetProfDir}`] } : {}),
     });
     const reg = await fleet.registered(roundTimeout * 1000);
-    // Whoever leads now (on a loaded box c2 may have won the first election).
-    const firstLeader = await currentLeader(client, ks);
-    let term = await fleet.attached(firstLeader, roundTimeout * 1000);
+    // Whoever leads once every agent is attached: on a loaded box c2 may have won the first
+    // election, and the lease may move while hundreds of agents attach at once (waiting for
+    // the replica that led before that hung the run).
+    let term = await fleet.attached(undefined, roundTimeout * 1000);
+    const firstLeader = term.leaderId;
     initial = { registerMs: reg.at - t0, attachMs: Math.max(...term.times) - t0 };
     rss.coordinatorMiB = rssMiB(byId.get(firstLeader)?.proc.pid ?? -1);
     rss.fleetMiB = rssMiB(fleet.pid);
@@ -275,6 +285,13 @@ async function main(): Promise<number> {
         await victim.restart(false);
         await victim.proc.waitForLog(/"msg":"listening"/, 30_000);
       }
+      if (cpuProf && r === 0) {
+        const file = profileFile(survivorId);
+        const deadline = Date.now() + (PROFILE_SECONDS + 30) * 1000;
+        while (!existsSync(file) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
+        if (existsSync(file)) cpuProfile = { file, ...topFrames(file) };
+        else say(`no CPU profile from ${survivorId} at ${file}`);
+      }
       leader = survivorId;
     }
     rss.coordinatorMiB = Math.max(rss.coordinatorMiB, rssMiB(byId.get(leader)?.proc.pid ?? -1));
@@ -284,6 +301,8 @@ async function main(): Promise<number> {
   } finally {
     await writes.stop().catch(() => undefined);
     await fleet?.stop().catch(() => undefined);
+    const fleetProfile = cpuProf && existsSync(fleetProfDir) ? readdirSync(fleetProfDir).find((f) => f.endsWith('.cpuprofile')) : undefined;
+    if (fleetProfile) fleetCpuProfile = { file: join(fleetProfDir, fleetProfile), ...topFrames(join(fleetProfDir, fleetProfile)) };
     for (const p of proxies.values()) await p.close();
     await cluster.destroy();
     await etcd.destroy();
@@ -304,6 +323,8 @@ async function main(): Promise<number> {
     reattachPooledMs: stats(pooled),
     rssMiB: rss,
     perRound: rounds,
+    ...(cpuProfile ? { cpuProfile } : {}),
+    ...(fleetCpuProfile ? { fleetCpuProfile } : {}),
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (json) {
@@ -325,6 +346,14 @@ async function main(): Promise<number> {
     row('kill → re-attach, per-round p99', result.reattachP99Ms),
     row('kill → last agent re-attached', result.lastReattachMs),
     row(`kill → re-attach, all K×N=${pooled.length} pooled`, result.reattachPooledMs),
+    ...(cpuProfile ? [
+      `round 1's new leader, CPU profile of ${PROFILE_SECONDS} s from becoming leader (${cpuProfile.totalMs} ms sampled; ${cpuProfile.file}), top frames by self time:`,
+      ...cpuProfile.frames.map((fr) => `  ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`),
+    ] : []),
+    ...(fleetCpuProfile ? [
+      `the sim-fleet (all ${n} agents), CPU profile of its whole run (${fleetCpuProfile.totalMs} ms sampled; ${fleetCpuProfile.file}), top frames by self time:`,
+      ...fleetCpuProfile.frames.map((fr) => `  ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`),
+    ] : []),
     ...(partition ? [
       'partition timeline per round (ms after the cut): old leader stops acting < etcd expires its key < new leader acting; split-brain events',
       ...rounds.map((r, i) => `  round ${i + 1} (${r.killed} cut): ${r.timeline?.oldStoppedMs} < ${r.timeline?.keyExpiredMs} < ${r.timeline?.newActingMs}; ${r.timeline?.splitBrainEvents}`),

@@ -17,7 +17,7 @@
  *
  *   npm run build && node dist/bench/fanout.js [--sizes 1000,5000,10000] [--json]
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -43,11 +43,12 @@ const OPTIONS = {
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   sizeTimeout: { kind: 'int', default: 300, min: 30, placeholder: 'SECONDS', description: 'give up on one size after this long (prints what it has)' },
   cpuProf: { kind: 'boolean', description: 'run the coordinator under node --cpu-prof and print the top 10 frames of each size\'s profile (self time)' },
+  jobCpuProf: { kind: 'int', min: 1, placeholder: 'SECONDS', description: 'profile the coordinator for SECONDS from the StartJob call (coordinator --cpu-profile start-job) and print the job phase\'s top 10 frames; keeps the logs' },
   json: { kind: 'boolean', description: 'print the results as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dirs (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-rate R] [--size-timeout S] [--json]';
+const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-rate R] [--size-timeout S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
 
 const BUNDLE_YAML = `name: bench-fanout
 version: "1"
@@ -156,6 +157,8 @@ interface SizeResult {
   };
   /** With --cpu-prof: the coordinator's top frames over the whole size (start, attach, job). */
   cpuProfile?: { file: string; totalMs: number; frames: Frame[] };
+  /** With --job-cpu-prof: the coordinator's top frames from StartJob on. */
+  jobCpuProfile?: { file: string; seconds: number; totalMs: number; frames: Frame[] };
 }
 
 function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
@@ -166,7 +169,7 @@ function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise
   ]);
 }
 
-async function runSize(n: number, o: { leaseTtl: number; startRate: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean }, say: (s: string) => void): Promise<SizeResult> {
+async function runSize(n: number, o: { leaseTtl: number; startRate: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const result: SizeResult = { agents: n, completed: false };
   const etcd = await EtcdServer.start('bench-fanout');
@@ -179,11 +182,12 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
   const samplers: RssSampler[] = [];
   let jobClient: JobServiceClient | undefined;
   let configClient: ConfigServiceClient | undefined;
+  const jobProfileFile = join(cluster.logDir, 'job.cpuprofile');
   try {
     // Ping every 10 s (the default): with N streams that is N/10 pings a second on the leader.
     const profDir = join(cluster.logDir, 'cpu-prof');
     const coord = await cluster.startCoordinator({
-      extraArgs: ['--replica-id', 'c1', '--log-level', 'info'],
+      extraArgs: ['--replica-id', 'c1', '--log-level', 'info', ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
       ...(o.cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
     });
     const ePid = etcdPid(etcd.dataDir);
@@ -313,6 +317,12 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
       result.rssIdleMiB ??= { coordinator: NaN, simFleet: rssMiB(fleet.pid), etcd: NaN };
       await fleet.stop().catch(() => undefined);
     }
+    if (o.jobCpuProfSeconds && result.job?.available === true) {
+      // Written by the coordinator itself SECONDS after StartJob.
+      const until = Date.now() + (o.jobCpuProfSeconds + 30) * 1000;
+      while (!existsSync(jobProfileFile) && Date.now() < until) await new Promise((res) => setTimeout(res, 500));
+      if (existsSync(jobProfileFile)) result.jobCpuProfile = { file: jobProfileFile, seconds: o.jobCpuProfSeconds, ...topFrames(jobProfileFile) };
+    }
     if (o.cpuProf) {
       // A profile is written at a clean exit only: SIGTERM the coordinator before the teardown's SIGKILL.
       await cluster.coordinators[0]?.proc.stop(15_000).catch(() => undefined);
@@ -351,7 +361,8 @@ async function main(): Promise<number> {
   for (const n of sizes) {
     results.push(await runSize(n, {
       leaseTtl: v.leaseTtl, startRate: v.startRate, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
-      sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true, cpuProf: v.cpuProf === true,
+      sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true || v.jobCpuProf !== undefined, cpuProf: v.cpuProf === true,
+      ...(v.jobCpuProf !== undefined ? { jobCpuProfSeconds: v.jobCpuProf } : {}),
     }, say));
   }
   const out = {
@@ -387,6 +398,10 @@ async function main(): Promise<number> {
     if (r.cpuProfile) {
       lines.push(`       coordinator CPU profile (${r.cpuProfile.totalMs} ms sampled; ${r.cpuProfile.file}), top frames by self time:`);
       for (const fr of r.cpuProfile.frames) lines.push(`         ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`);
+    }
+    if (r.jobCpuProfile) {
+      lines.push(`       coordinator CPU profile of ${r.jobCpuProfile.seconds} s from StartJob (${r.jobCpuProfile.totalMs} ms sampled; ${r.jobCpuProfile.file}), top frames by self time:`);
+      for (const fr of r.jobCpuProfile.frames) lines.push(`         ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`);
     }
   }
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -4,9 +4,13 @@
  * timing out does not take the table with it); this file only runs them and lays out rows.
  *
  * To add a benchmark: append an entry to BENCHES (id, issue section, how to run it, how its
- * JSON becomes rows). The detection, failover and soak benchmarks go there the same way.
+ * JSON becomes rows).
  *
- *   npm run build && npm run bench [-- --only fanout,agent-cost] [-- --fanout-sizes 1000,5000,10000,20000]
+ * The defaults keep a whole run under 30 minutes on a quiet 2-core box (fan-out at 1,000 and
+ * 10,000, a 6-minute soak); the long versions are options:
+ *
+ *   npm run build && npm run bench [-- --only fanout,agent-cost]
+ *   npm run bench -- --soak-minutes 30 --fanout-sizes 1000,5000,10000,20000
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -25,6 +29,11 @@ export interface BenchRow {
 
 export interface BenchSettings {
   fanoutSizes: string[];
+  /** Agents of the failover benchmark's SIGKILL rounds (the issue's figure is at 1,000). */
+  failoverAgents: number;
+  soakMinutes: number;
+  /** SIGKILLs (and the partition mode's cuts) of the failure-detection benchmark. */
+  detectionKills: number;
 }
 
 export interface Bench {
@@ -46,6 +55,37 @@ interface FanoutJson {
     cpuProfile?: { frames: { frame: string; selfMs: number; pct: number }[] };
   }[];
 }
+
+interface Stats { p50: number; p90: number; p99: number; max: number }
+interface DetectionJson { mode: string; agents: number; kills: number; ttlSeconds: number; detectionMs: Stats; signals: Record<string, number>; recoveryMs: Stats }
+interface FailoverJson {
+  agents: number; rounds: number; electionTtlSeconds: number; becameLeaderMs: Stats; firstFencedWriteMs: Stats; reattachPooledMs: Stats; lastReattachMs: Stats;
+  perRound: { timeline?: { oldStoppedMs: number; keyExpiredMs: number; newActingMs: number; splitBrainEvents: number } }[];
+}
+interface SoakJson { minutes: number; agents: number; etcdLeaderMoves: number; coordinatorFailovers: number; unplannedLeaderChanges: number; falseUnreachable: unknown[]; reattachMs: number[] }
+interface BundlePushJson { versions: number; units: number; rows: { stored: string; medianMs: number }[] }
+
+function detectionBench(mode: 'kill' | 'partition'): Bench {
+  const targetMs = mode === 'kill' ? 3_000 : 5_000;
+  const what = mode === 'kill' ? 'SIGKILL of an agent → Unreachable' : 'partition of an agent (no FIN) → Unreachable';
+  return {
+    id: mode === 'kill' ? 'detection' : 'detection-partition',
+    // Partition cuts every agent at once: 3 agents × K/4 cuts gives about as many samples in a quarter of the rounds.
+    command: (s) => ({ script: 'failure-detection.js', args: mode === 'kill' ? ['--kills', String(s.detectionKills), '--json'] : ['--mode', 'partition', '--agents', '3', '--kills', String(Math.max(1, Math.round(s.detectionKills / 4))), '--json'] }),
+    rows: (json) => {
+      const r = json as DetectionJson;
+      const signals = Object.entries(r.signals).map(([sig, n]) => `${sig} ${n}`).join(', ');
+      return [{
+        section: '§1', figure: `${what}, p50 / p99 (${r.detectionMs.p99 === r.detectionMs.max ? 'p99 = max' : `max ${ms(r.detectionMs.max)}`}; lease ${r.ttlSeconds} s; signal ${signals})`,
+        value: `${ms(r.detectionMs.p50)} / ${ms(r.detectionMs.p99)}`, target: `p99 ≤ ${ms(targetMs)}`, met: r.detectionMs.p99 <= targetMs,
+      }];
+    },
+    failed: (why) => [{ section: '§1', figure: what, value: `not measured: ${why}`, target: `p99 ≤ ${ms(targetMs)}` }],
+  };
+}
+
+const FAILOVER_ACTING_MS = 3_000;
+const FAILOVER_REATTACH_MS = 5_000;
 
 interface AgentCostJson { rssMiB: { median: number; max: number }; cpuPercent: number; windowSeconds: number }
 interface UnitsJson { units: number; medianMs: { noopVerify: number } }
@@ -93,6 +133,74 @@ export const BENCHES: Bench[] = [
     },
     failed: (why) => [{ section: '§7', figure: 'no-op verify, 500 units', value: `not measured: ${why}`, target: '≤ 300 ms' }],
   },
+  detectionBench('kill'),
+  detectionBench('partition'),
+  {
+    id: 'failover',
+    command: (s) => ({ script: 'failover.js', args: ['--agents', String(s.failoverAgents), '--rounds', '3', '--json'] }),
+    rows: (json) => {
+      const r = json as FailoverJson;
+      const acting = Math.max(r.becameLeaderMs.max, r.firstFencedWriteMs.max);
+      // The issue's figure is for 1,000 agents: a smaller run shows its value but no verdict.
+      const atScale = r.agents >= 1000;
+      return [
+        {
+          section: '§2', figure: `leader SIGKILL → new leader acting: became leader / first fenced write, max of ${r.rounds} (election TTL ${r.electionTtlSeconds} s)`,
+          value: `${ms(r.becameLeaderMs.max)} / ${ms(r.firstFencedWriteMs.max)}`, target: `≤ ${ms(FAILOVER_ACTING_MS)}`, met: acting <= FAILOVER_ACTING_MS,
+        },
+        {
+          section: '§2', figure: `leader SIGKILL → all ${r.agents} agents re-attached: last agent, max of ${r.rounds} (pooled p50 / p99 ${ms(r.reattachPooledMs.p50)} / ${ms(r.reattachPooledMs.p99)})`,
+          value: ms(r.lastReattachMs.max), target: `≤ ${ms(FAILOVER_REATTACH_MS)} at 1,000`, ...(atScale ? { met: r.lastReattachMs.max <= FAILOVER_REATTACH_MS } : {}),
+        },
+      ];
+    },
+    failed: (why) => [{ section: '§2', figure: 'leader SIGKILL → new leader acting, agents re-attached', value: `not measured: ${why}`, target: `≤ ${ms(FAILOVER_ACTING_MS)}, ≤ ${ms(FAILOVER_REATTACH_MS)}` }],
+  },
+  {
+    id: 'failover-partition',
+    command: () => ({ script: 'failover.js', args: ['--mode', 'partition', '--agents', '200', '--rounds', '3', '--json'] }),
+    rows: (json) => {
+      const r = json as FailoverJson;
+      const lines = r.perRound.map((x) => x.timeline);
+      const ordered = lines.every((t) => t !== undefined && t.oldStoppedMs < t.newActingMs && t.splitBrainEvents === 0);
+      return [{
+        section: '§2', figure: 'partition of the leader from etcd: per round, ms after the cut, old leader stops < its key expires < new leader acts; events of the old leader after that',
+        value: lines.map((t) => (t ? `${t.oldStoppedMs} < ${t.keyExpiredMs} < ${t.newActingMs}; ${t.splitBrainEvents}` : '?')).join(' | '),
+        target: 'old stops first; 0 events', met: lines.length > 0 && ordered,
+      }];
+    },
+    failed: (why) => [{ section: '§2', figure: 'partition of the leader: fencing timeline', value: `not measured: ${why}`, target: 'old stops first; 0 events' }],
+  },
+  {
+    id: 'soak',
+    command: (s) => ({ script: 'soak.js', args: ['--minutes', String(s.soakMinutes), '--json'] }),
+    rows: (json) => {
+      const r = json as SoakJson;
+      const re = [...r.reattachMs].sort((a, b) => a - b);
+      return [{
+        section: '§1', figure: `false Unreachable in a ${r.minutes}-min soak (${r.agents} agents, CPU load, ${r.etcdLeaderMoves} etcd leader moves, ${r.coordinatorFailovers} failovers` +
+          `${re.length ? `, re-attach max ${ms(re[re.length - 1])}` : ''}, ${r.unplannedLeaderChanges} unplanned leader changes)`,
+        value: String(r.falseUnreachable.length), target: '0', met: r.falseUnreachable.length === 0,
+      }];
+    },
+    failed: (why) => [{ section: '§1', figure: 'false Unreachable in a soak', value: `not measured: ${why}`, target: '0' }],
+  },
+  {
+    id: 'bundle-push',
+    command: () => ({ script: 'bundle-push.js', args: ['--json'] }),
+    rows: (json) => {
+      const r = json as BundlePushJson;
+      const first = r.rows[0];
+      const last = r.rows[r.rows.length - 1];
+      // Constant, with room for a loaded box's noise: the last tenth within 1.5× the first.
+      const flat = first !== undefined && last !== undefined && last.medianMs <= first.medianMs * 1.5;
+      return [{
+        section: '§4', figure: `bundle push, median with ${first?.stored ?? '?'} → ${last?.stored ?? '?'} versions stored (${r.units} units)`,
+        value: `${first?.medianMs ?? '-'} → ${last?.medianMs ?? '-'} ms`, target: 'constant (last ≤ 1.5× first)', ...(first && last ? { met: flat } : {}),
+      }];
+    },
+    failed: (why) => [{ section: '§4', figure: 'bundle push cost against stored versions', value: `not measured: ${why}`, target: 'constant' }],
+  },
 ];
 
 function runJson(script: string, args: string[]): Promise<unknown> {
@@ -114,7 +222,10 @@ function runJson(script: string, args: string[]): Promise<unknown> {
 
 const OPTIONS = {
   only: { kind: 'list', placeholder: 'ID[,ID...]', description: `benchmarks to run (default all: ${BENCHES.map((b) => b.id).join(', ')})` },
-  fanoutSizes: { kind: 'list', default: ['1000', '5000', '10000', '20000'], placeholder: 'N[,N...]', description: 'fleet sizes of the fan-out' },
+  fanoutSizes: { kind: 'list', default: ['1000', '10000'], placeholder: 'N[,N...]', description: 'fleet sizes of the fan-out (the whole curve: 1000,5000,10000,20000)' },
+  failoverAgents: { kind: 'int', default: 1000, min: 1, placeholder: 'N', description: 'simulated agents re-attaching in the failover benchmark' },
+  soakMinutes: { kind: 'int', default: 6, min: 1, placeholder: 'N', description: 'length of the soak (the issue\'s: 30)' },
+  detectionKills: { kind: 'int', default: 20, min: 1, placeholder: 'K', description: 'agent SIGKILLs of the failure-detection benchmark (its partition mode cuts K/4 times)' },
 } as const satisfies OptionSpecs;
 
 export function formatReport(rows: readonly BenchRow[], machine: { cores: number; model: string; loadBefore: number; loadAfter: number }): string {
@@ -131,11 +242,13 @@ export function formatReport(rows: readonly BenchRow[], machine: { cores: number
 async function main(): Promise<number> {
   const parsed = parseOptions(OPTIONS, { argv: process.argv.slice(2), env: {}, allowPositionals: false });
   if (parsed.help) {
-    process.stdout.write(formatHelp('Usage: npm run bench [-- --only ID,...] [-- --fanout-sizes N,...]', OPTIONS));
+    process.stdout.write(formatHelp('Usage: npm run bench [-- --only ID,...] [-- --fanout-sizes N,...] [-- --soak-minutes N]', OPTIONS));
     return 0;
   }
   const only = parsed.values.only;
-  const settings: BenchSettings = { fanoutSizes: parsed.values.fanoutSizes };
+  const settings: BenchSettings = {
+    fanoutSizes: parsed.values.fanoutSizes, failoverAgents: parsed.values.failoverAgents, soakMinutes: parsed.values.soakMinutes, detectionKills: parsed.values.detectionKills,
+  };
   const loadBefore = Math.round(loadavg()[0] * 10) / 10;
   const rows: BenchRow[] = [];
   for (const b of BENCHES.filter((x) => !only || only.length === 0 || only.includes(x.id))) {

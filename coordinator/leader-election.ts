@@ -22,6 +22,7 @@ import { EtcdLeaseInvalidError, type Etcd3, type Lease, type Watcher } from 'etc
 import { Backoff, errorMessage, NotLeaderError, ReconcileLoop, sleep, type Clock, type Keyspace, type Logger } from '../shared';
 import { pickLeader, type CandidateRecord, type ElectionCandidate } from '../shared/leader-record';
 import { readPrefixes, runTxn, type Compare } from './etcd-txn';
+import { markCpuProfile } from './cpu-profile';
 
 /** The leader as the election rule picks it (shared/leader-record.ts, the one rule). */
 export type LeaderInfo = ElectionCandidate;
@@ -346,6 +347,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.leading = now;
     if (now && this.leader) {
       this.log.info('became leader', { replicaId: this.record.id, address: this.record.address, revision: this.myRevision });
+      markCpuProfile('leader');
       this.emit('gained', this.leader);
     } else if (!now) {
       this.log.warn('lost leadership', { replicaId: this.record.id, reason });

@@ -10,6 +10,7 @@ import { createEtcdClient, createLogger, errorMessage, formatHelp, Keyspace, par
 import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
 import { Coordinator } from './coordinator';
 import { parseCoordinatorArgs } from './options';
+import { armCpuProfile } from './cpu-profile';
 import { startMetricsServer } from '../shared/metrics-server';
 import { initPkiDir, readEtcdTls } from './pki/pki-dir';
 
@@ -59,6 +60,7 @@ async function main(): Promise<number> {
   }
   const config = parsed.config;
   const logger = createLogger({ level: config.logLevel, fields: { service: 'cluster-coordinator' } });
+  if (config.cpuProfile) armCpuProfile(config.cpuProfile, logger);
   let keyspace: Keyspace;
   let etcd;
   let electionEtcd;

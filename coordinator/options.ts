@@ -13,6 +13,7 @@ import { formatHelp, InvalidArgumentError, isLogLevel, isValidSegment, parseOpti
 import { parseHostPort } from './grpc-server';
 import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
 import { parseMetricsListen, type MetricsListen } from '../shared/metrics-server';
+import { parseCpuProfileSpec, type CpuProfileSpec } from './cpu-profile';
 
 /**
  * Every knob of one coordinator replica, durations in ms. `compileSettings` fills the
@@ -416,6 +417,10 @@ export const COORDINATOR_OPTIONS = {
     description: 'plain-HTTP Prometheus endpoint (GET /metrics); off = none. Loopback by default: expose it deliberately. A port that cannot be bound is logged and the replica runs on without it',
   },
   logLevel: { kind: 'string', env: 'CLUSTER_LOG_LEVEL', default: 'info', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'log level' },
+  cpuProfile: {
+    kind: 'string', env: 'CLUSTER_CPU_PROFILE', placeholder: 'WHEN:SECONDS:FILE',
+    description: 'write a V8 CPU profile of SECONDS from the first moment WHEN (leader: this replica became leader; start-job: the first StartJob) to FILE (.cpuprofile, for DevTools and the benchmarks); off by default',
+  },
   version: { kind: 'boolean', short: 'V', description: 'print the version and exit' },
 } as const satisfies OptionSpecs;
 
@@ -454,6 +459,8 @@ export interface CoordinatorConfig {
   /** Where the Prometheus endpoint listens, or off. @default 127.0.0.1:7401 */
   metricsListen: MetricsListen;
   logLevel: LogLevel;
+  /** A CPU profile of one phase (--cpu-profile). @default none */
+  cpuProfile?: CpuProfileSpec;
 }
 
 export type ParsedCommandLine = { kind: 'help'; text: string } | { kind: 'version' } | { kind: 'run'; config: CoordinatorConfig };
@@ -526,6 +533,7 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       agentCertValidityMs: v.agentCertValidity,
       metricsListen,
       logLevel: v.logLevel,
+      ...(v.cpuProfile !== undefined ? { cpuProfile: parseCpuProfileSpec(v.cpuProfile) } : {}),
     },
   };
 }

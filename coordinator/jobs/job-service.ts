@@ -20,6 +20,7 @@ import { pauseChange, resumeChange, type JobChange } from './job-pause';
 import type { JobStarter } from './job-starter';
 import type { JobStore, VersionedJob } from './job-store';
 import { unary } from '../unary-handler';
+import { markCpuProfile } from '../cpu-profile';
 import { actorName, actorOf, authorizeAction } from '../caller';
 
 export interface JobServiceOptions {
@@ -158,6 +159,7 @@ export function createJobServiceHandlers(options: JobServiceOptions): JobService
 
   return {
     StartJob: unary(async (req, call) => {
+      markCpuProfile('start-job');
       // exec needs admin: a fact of the request the method-level check could not see.
       const peer = authorizeAction(call, { method: 'JobService/StartJob', kind: req.kind });
       // The audit trail names the certificate's identity, whatever requestedBy the client sent.

@@ -16,12 +16,13 @@
  * tls.createSecureContext). No plaintext fallback exists: an insecure client fails the handshake.
  */
 import * as grpc from '@grpc/grpc-js';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContextOptions } from 'node:tls';
 import { ClusterError, UnavailableError } from '../errors';
 import { authorize } from './authorization';
-import { caPublicKeyHash, parsePeerCertificate, verifyIssuedBy } from './peer-certificate';
+import { caPublicKeyHash, verifyIssuedBy } from './peer-certificate';
+import { PeerIdentityCache } from './peer-identity-cache';
 import { UnauthenticatedError } from './errors';
 import type { PeerIdentity, Role } from './roles';
 
@@ -60,6 +61,9 @@ interface HasAuthContext {
   getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null;
 }
 
+/** The process's identities of peer certificates, parsed once per certificate (peer-identity-cache.ts). */
+export const peerIdentities = new PeerIdentityCache();
+
 /**
  * The verified identity of the caller, for handlers: throws UnauthenticatedError when the call
  * came without a certificate the cluster CA issued (only open methods can get that far).
@@ -67,7 +71,7 @@ interface HasAuthContext {
 export function peerIdentity(call: HasAuthContext): PeerIdentity {
   const cert = call.getAuthContext()?.sslPeerCertificate;
   if (!cert?.raw) throw new UnauthenticatedError('no client certificate: this call needs a certificate issued by the cluster CA');
-  return parsePeerCertificate(cert.raw);
+  return peerIdentities.identity(cert.raw);
 }
 
 function refusal(err: unknown): Parameters<grpc.ServerInterceptingCallInterface["sendStatus"]>[0] {
@@ -155,15 +159,43 @@ export interface ClientTlsOptions {
  * host name dialled is ignored on purpose: the election record names an address, and only
  * the CA can vouch that what answers there is a coordinator.
  */
-export function checkServerCertificate(caPem: string, role: Role, cert: PeerCertificate | Buffer): Error | undefined {
+export function checkServerCertificate(ca: string | X509Certificate, role: Role, cert: PeerCertificate | Buffer): Error | undefined {
   try {
     const raw = Buffer.isBuffer(cert) ? cert : cert.raw;
-    const peer = verifyIssuedBy(raw, caPem);
-    if (peer.role !== role) return new Error(`the server's certificate is for ${peer.role} ${peer.name}, not a ${role}: refusing to talk to it`);
-    return undefined;
+    return roleMismatch(verifyIssuedBy(raw, ca), role);
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
   }
+}
+
+/**
+ * Server certificates this process verified against a CA, by CA and DER digest. Every redial
+ * of an agent (all of a simulated fleet's in one process) verified the same coordinator
+ * certificate again: a parse and a signature check per handshake. A hit still checks the
+ * expiry and the role; a certificate not seen, or seen under another CA, is verified in full.
+ */
+const verifiedServers = new Map<string, PeerIdentity>();
+const VERIFIED_SERVERS_MAX = 256;
+
+function checkServerCertificateCached(ca: X509Certificate, caDigest: string, role: Role, cert: PeerCertificate): Error | undefined {
+  const key = `${caDigest}:${createHash('sha256').update(cert.raw).digest('base64')}`;
+  const known = verifiedServers.get(key);
+  if (known && Date.now() <= known.notAfter.getTime()) {
+    return roleMismatch(known, role);
+  }
+  let peer: PeerIdentity;
+  try {
+    peer = verifyIssuedBy(cert.raw, ca);
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+  if (verifiedServers.size >= VERIFIED_SERVERS_MAX) verifiedServers.clear();
+  verifiedServers.set(key, peer);
+  return roleMismatch(peer, role);
+}
+
+function roleMismatch(peer: PeerIdentity, role: Role): Error | undefined {
+  return peer.role === role ? undefined : new Error(`the server's certificate is for ${peer.role} ${peer.name}, not a ${role}: refusing to talk to it`);
 }
 
 /**
@@ -178,13 +210,16 @@ export const CLUSTER_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = { 'grpc.ss
 export function clientCredentials(options: ClientTlsOptions): grpc.ChannelCredentials {
   if ((options.certPem === undefined) !== (options.keyPem === undefined)) throw new UnauthenticatedError('a client certificate needs its key, and a key its certificate');
   const role = options.serverRole ?? 'coordinator';
+  // Parsed once here, not in every handshake's check (a simulated fleet dials 1,000 streams).
+  const ca = new X509Certificate(options.caPem);
+  const caDigest = createHash('sha256').update(ca.raw).digest('base64');
   const context = createSecureContext({
     ca: options.caPem,
     ...(options.certPem !== undefined ? { cert: options.certPem, key: options.keyPem } : {}),
     minVersion: MIN_TLS,
   });
   return grpc.ChannelCredentials.createFromSecureContext(context, {
-    checkServerIdentity: (_host, cert) => checkServerCertificate(options.caPem, role, cert),
+    checkServerIdentity: (_host, cert) => checkServerCertificateCached(ca, caDigest, role, cert),
   });
 }
 

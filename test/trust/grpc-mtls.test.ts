@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { connect as tlsConnect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { ClusterServerCredentials, serverCredentials, clientCredentials, peerIdentity, fetchPinnedCa, checkServerCertificate } from '../../shared/pki/grpc-credentials';
+import { ClusterServerCredentials, serverCredentials, clientCredentials, peerIdentity, peerIdentities, fetchPinnedCa, checkServerCertificate } from '../../shared/pki/grpc-credentials';
 import { createKeyAndCsr, type ClusterCa, type KeyAndCertificate } from '../../shared/pki/cluster-ca';
 import type { PeerIdentity } from '../../shared/pki/roles';
 import { newCa, identity } from './fixtures';
@@ -190,6 +190,27 @@ describe('trust: mutual TLS over real grpc-js', function () {
     }
   });
 
+  it('a certificate is parsed once for all its calls, and revoking it still refuses the next call on the same and on a new connection', async () => {
+    const bob = await identity(ca, 'viewer', 'bob');
+    const c = client({ cert: bob });
+    const before = peerIdentities.parseCount;
+    for (let i = 0; i < 5; i++) expect((await call(c, PATHS.getStatus)).identity).to.include({ name: 'bob', serial: bob.serial });
+    // Five calls, each read by the interceptor and the handler: one parse.
+    expect(peerIdentities.parseCount - before).to.equal(1);
+    server.revoked.add(bob.serial);
+    try {
+      for (const conn of [c, client({ cert: bob })]) {
+        const err = await callError(conn, PATHS.getStatus);
+        expect(err.code).to.equal(grpc.status.UNAUTHENTICATED);
+        expect(err.details).to.equal(`certificate ${bob.serial} of viewer bob has been revoked`);
+      }
+    } finally {
+      server.revoked.delete(bob.serial);
+    }
+    expect((await call(c, PATHS.getStatus)).identity).to.include({ name: 'bob' });
+    expect(peerIdentities.parseCount - before).to.equal(1);
+  });
+
   it('a client accepts a coordinator certificate whatever name it dialled', async () => {
     const c = client({ cert: creds.admin, channelOptions: { 'grpc.ssl_target_name_override': 'not-in-the-certificate.example' } });
     expect((await call(c, PATHS.getStatus)).identity?.role).to.equal('admin');
@@ -203,6 +224,24 @@ describe('trust: mutual TLS over real grpc-js', function () {
       expect(rogue.handled).to.deep.equal([]);
     } finally {
       rogue.stop();
+    }
+  });
+
+  // The client's cache of verified server certificates must not keep an expired one usable.
+  // (Node's TLS stack also refuses it, against the CA, before checkServerIdentity runs.)
+  it('a server certificate the client verified before is refused once it expired', async () => {
+    const serving = await identity(ca, 'coordinator', 'c-short', { validityMs: 4000 });
+    const short = await ProbeServer.start(ca, serving);
+    try {
+      expect((await call(client({ cert: creds.admin, address: short.address }), PATHS.getStatus)).identity?.role).to.equal('admin');
+      const expiresAt = new X509Certificate(serving.certPem).validTo;
+      // validTo has whole seconds: wait until it is past.
+      while (Date.now() <= Date.parse(expiresAt) + 1000) await new Promise((r) => setTimeout(r, 200));
+      const err = await callError(client({ cert: creds.admin, address: short.address }), PATHS.getStatus);
+      expect(err.code).to.equal(grpc.status.UNAVAILABLE);
+      expect(err.details).to.match(/expired/);
+    } finally {
+      short.stop();
     }
   });
 

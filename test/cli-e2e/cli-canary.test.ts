@@ -7,24 +7,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { delay, etcdSnapshot, type RunResult, type TestCluster } from '../helpers';
+import { delay, etcdSnapshot, type TestCluster } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
-
-function ctx(r: RunResult): string {
-  return `exit ${r.code}; stdout ${JSON.stringify(r.stdout.slice(0, 3000))}; stderr ${JSON.stringify(r.stderr.slice(0, 3000))}`;
-}
-
-function expectCode(r: RunResult, code: number): RunResult {
-  expect(r.code, ctx(r)).to.equal(code);
-  return r;
-}
-
-function expectOneLineError(r: RunResult, match: RegExp): void {
-  expect(r.code, ctx(r)).to.equal(1);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines, ctx(r)).to.have.length(1);
-  expect(lines[0], ctx(r)).to.match(match);
-}
+import { expectExit, expectOneLineError, runContext } from '../helpers/cli-results';
 
 const BUNDLE = `name: demo
 version: 1
@@ -52,8 +37,8 @@ describe('cli-e2e: canary, pause and resume through clusterctl', function () {
     await cluster.waitForNodes('all Discovered', (ns) => ns.length === 3 && ns.every((n) => n.state === 'Discovered' && n.reachable));
     const file = join(cluster.baseDir, 'demo.yaml');
     writeFileSync(file, BUNDLE);
-    expectCode(await cluster.ctl(['bundle', 'push', '-f', file]), 0);
-    expectCode(await cluster.ctl(['group', 'set', 'worker', '--bundle', 'demo@1']), 0);
+    expectExit(await cluster.ctl(['bundle', 'push', '-f', file]), 0);
+    expectExit(await cluster.ctl(['group', 'set', 'worker', '--bundle', 'demo@1']), 0);
 
     const client = suite.etcd.client();
     const before = await etcdSnapshot(client, '/cluster/v1/jobs/');
@@ -63,12 +48,12 @@ describe('cli-e2e: canary, pause and resume through clusterctl', function () {
     expectOneLineError(await cluster.ctl(['node', 'commission', ...ids, '-g', 'worker', '--canary-soak', '1m']), /--canary-soak needs --canary N/);
     expectOneLineError(await cluster.ctl(['node', 'verify', ...ids, '--canary', '1']), /unknown flag --canary/);
     expect(await etcdSnapshot(client, '/cluster/v1/jobs/'), 'no job written').to.deep.equal(before);
-    expect(JSON.parse(expectCode(await cluster.ctl(['jobs', '-o', 'json']), 0).stdout), 'no job listed').to.deep.equal([]);
+    expect(JSON.parse(expectExit(await cluster.ctl(['jobs', '-o', 'json']), 0).stdout), 'no job listed').to.deep.equal([]);
     client.close();
 
-    const started = expectCode(await cluster.ctl(['node', 'commission', ...ids, '-g', 'worker', '--canary', '1']), 0);
+    const started = expectExit(await cluster.ctl(['node', 'commission', ...ids, '-g', 'worker', '--canary', '1']), 0);
     const jobId = /^job (\S+) started/.exec(started.stdout)?.[1] ?? '';
-    expect(started.stdout, ctx(started)).to.contain(`it pauses after its 1 canary node(s); then: clusterctl job resume ${jobId}`);
+    expect(started.stdout, runContext(started)).to.contain(`it pauses after its 1 canary node(s); then: clusterctl job resume ${jobId}`);
 
     // Piped, job watch prints one line per state change; it must not end at Paused.
     let watchEnded = false;
@@ -76,28 +61,28 @@ describe('cli-e2e: canary, pause and resume through clusterctl', function () {
 
     let paused: { id: string; state: string }[] = [];
     for (let i = 0; i < 300 && paused.length === 0; i++) {
-      paused = JSON.parse(expectCode(await cluster.ctl(['jobs', '--state', 'paused', '-o', 'json']), 0).stdout) as { id: string; state: string }[];
+      paused = JSON.parse(expectExit(await cluster.ctl(['jobs', '--state', 'paused', '-o', 'json']), 0).stdout) as { id: string; state: string }[];
       if (paused.length === 0) await delay(300);
     }
     expect(paused.map((j) => j.id)).to.deep.equal([jobId]);
-    const table = expectCode(await cluster.ctl(['jobs']), 0).stdout;
+    const table = expectExit(await cluster.ctl(['jobs']), 0).stdout;
     expect(table, table).to.match(new RegExp(`^${jobId} +commission +Paused +3 +1/3 `, 'm'));
-    const described = expectCode(await cluster.ctl(['job', 'describe', jobId]), 0).stdout;
+    const described = expectExit(await cluster.ctl(['job', 'describe', jobId]), 0).stdout;
     expect(described).to.match(/^State: +Paused \(canary done on n1: check it, then resume it: clusterctl job resume /m);
     expect(described).to.match(/^Canary: +1 node\(s\) first \(batch 1\), then Paused until clusterctl job resume$/m);
 
-    const status = JSON.parse(expectCode(await cluster.ctl(['status', '-o', 'json']), 0).stdout) as { jobsRunning: number };
+    const status = JSON.parse(expectExit(await cluster.ctl(['status', '-o', 'json']), 0).stdout) as { jobsRunning: number };
     expect(status.jobsRunning, 'a Paused job is not counted as running').to.equal(0);
 
     await delay(3000);
     expect(watchEnded, 'job watch is still following the Paused job').to.equal(false);
 
-    expect(expectCode(await cluster.ctl(['job', 'pause', jobId]), 0).stdout).to.match(new RegExp(`^job ${jobId} Paused: canary done on n1`));
-    expect(expectCode(await cluster.ctl(['job', 'resume', 'active']), 0).stdout).to.match(new RegExp(`^job ${jobId} Running: resumed: running batch 2 of 2`));
+    expect(expectExit(await cluster.ctl(['job', 'pause', jobId]), 0).stdout).to.match(new RegExp(`^job ${jobId} Paused: canary done on n1`));
+    expect(expectExit(await cluster.ctl(['job', 'resume', 'active']), 0).stdout).to.match(new RegExp(`^job ${jobId} Running: resumed: running batch 2 of 2`));
 
-    const watched = expectCode(await watching, 0);
-    expect(watched.stdout, ctx(watched)).to.match(new RegExp(`^job ${jobId} Paused: canary done on n1`, 'm'));
-    expect(watched.stdout, ctx(watched)).to.match(new RegExp(`^job ${jobId} Succeeded`, 'm'));
+    const watched = expectExit(await watching, 0);
+    expect(watched.stdout, runContext(watched)).to.match(new RegExp(`^job ${jobId} Paused: canary done on n1`, 'm'));
+    expect(watched.stdout, runContext(watched)).to.match(new RegExp(`^job ${jobId} Succeeded`, 'm'));
     expectOneLineError(await cluster.ctl(['job', 'resume', jobId]), /has already finished \(Succeeded\); nothing to resume/);
   });
 });

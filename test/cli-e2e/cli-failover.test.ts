@@ -9,13 +9,10 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { BIN, clusterctl, spawnNode, type RunResult } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
-
-function ctx(r: RunResult): string {
-  return `exit ${r.code}; stdout ${JSON.stringify(r.stdout.slice(0, 2000))}; stderr ${JSON.stringify(r.stderr.slice(0, 2000))}`;
-}
+import { runContext } from '../helpers/cli-results';
 
 function expectOk(r: RunResult): RunResult {
-  expect(r.code, ctx(r)).to.equal(0);
+  expect(r.code, runContext(r)).to.equal(0);
   return r;
 }
 
@@ -71,7 +68,7 @@ describe('cli-e2e: two coordinator replicas, the first listed stopped or killed'
 
     await c2.kill();
     const gone = await cluster.ctl(['--coordinator', `${c1.address},${c2.address}`, '--timeout', '1s', 'nodes']);
-    expect(gone.code, ctx(gone)).to.equal(1);
+    expect(gone.code, runContext(gone)).to.equal(1);
     expect(gone.stderr).to.equal(
       `error: cannot reach the coordinator at ${c1.address} or ${c2.address} within 1s (is cluster-coordinator running? set --coordinator or CLUSTER_COORDINATOR)\n`,
     );

@@ -10,23 +10,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { Keyspace } from '../../shared';
-import { delay, waitFor, type RunResult, type TestCluster } from '../helpers';
+import { delay, waitFor, type TestCluster } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
-
-function ctx(r: RunResult): string {
-  return `exit ${r.code}; stdout ${JSON.stringify(r.stdout.slice(0, 3000))}; stderr ${JSON.stringify(r.stderr.slice(0, 3000))}`;
-}
-
-function ok(r: RunResult): RunResult {
-  expect(r.code, ctx(r)).to.equal(0);
-  return r;
-}
-
-function refused(r: RunResult, match: RegExp): void {
-  expect(r.code, ctx(r)).to.equal(1);
-  expect(r.stderr.trim().split('\n'), ctx(r)).to.have.length(1);
-  expect(r.stderr, ctx(r)).to.match(match);
-}
+import { expectExit, expectOneLineError, runContext } from '../helpers/cli-results';
 
 const BUNDLE = `name: demo
 version: 1
@@ -61,19 +47,19 @@ describe('cli-e2e: node history, describe --at, diff', function () {
     await cluster.waitForNodes('both Discovered', (ns) => ns.length === 2 && ns.every((n) => n.state === 'Discovered' && n.reachable));
     const file = join(cluster.baseDir, 'demo.yaml');
     writeFileSync(file, BUNDLE);
-    ok(await cluster.ctl(['bundle', 'push', '-f', file]));
-    ok(await cluster.ctl(['group', 'set', 'worker', '--bundle', 'demo']));
+    expectExit(await cluster.ctl(['bundle', 'push', '-f', file]), 0);
+    expectExit(await cluster.ctl(['group', 'set', 'worker', '--bundle', 'demo']), 0);
 
     // A moment between discovery and the commission (ms resolution: step clear of both).
     await delay(50);
     const between = new Date().toISOString();
     await delay(50);
-    const com = ok(await cluster.ctl(['node', 'commission', 'n1', 'n2', '-g', 'worker', '--wait'], 180_000));
+    const com = expectExit(await cluster.ctl(['node', 'commission', 'n1', 'n2', '-g', 'worker', '--wait'], 180_000), 0);
     const jobId = /job (\S+) Succeeded/.exec(com.stdout)?.[1];
-    expect(jobId, ctx(com)).to.be.a('string');
-    ok(await cluster.ctl(['node', 'label', 'n1', 'rack=r1']));
+    expect(jobId, runContext(com)).to.be.a('string');
+    expectExit(await cluster.ctl(['node', 'label', 'n1', 'rack=r1']), 0);
 
-    const history = async (): Promise<HistoryJson> => JSON.parse(ok(await cluster.ctl(['node', 'history', 'n1', '-o', 'json'])).stdout) as HistoryJson;
+    const history = async (): Promise<HistoryJson> => JSON.parse(expectExit(await cluster.ctl(['node', 'history', 'n1', '-o', 'json']), 0).stdout) as HistoryJson;
     const h = await history();
     const states = h.entries.filter((e) => e.type === 'node.state').map((e) => [e.state, e.jobId]);
     expect(states, JSON.stringify(h)).to.deep.include.members([['Commissioning', jobId], ['Commissioned', jobId]]);
@@ -84,18 +70,18 @@ describe('cli-e2e: node history, describe --at, diff', function () {
     expect(commissioned?.actor).to.match(/^coordinator\//);
     const labelled = h.entries[h.entries.length - 1];
     expect(labelled).to.deep.include({ type: 'node.labels', actor: 'user:admin', changes: ['label +rack=r1'] });
-    const table = ok(await cluster.ctl(['node', 'history', 'n1'])).stdout;
+    const table = expectExit(await cluster.ctl(['node', 'history', 'n1']), 0).stdout;
     expect(table).to.match(/^SEQ +AT +TYPE +STATE +ACTOR +JOB +CHANGES\n/);
     expect(table).to.match(/node\.labels +Commissioned +user:admin +- +label \+rack=r1/);
 
-    const describeAt = async (at: string): Promise<DescribeJson> => JSON.parse(ok(await cluster.ctl(['node', 'describe', 'n1', '--at', at, '-o', 'json'])).stdout) as DescribeJson;
+    const describeAt = async (at: string): Promise<DescribeJson> => JSON.parse(expectExit(await cluster.ctl(['node', 'describe', 'n1', '--at', at, '-o', 'json']), 0).stdout) as DescribeJson;
     const then = await describeAt(between);
     expect(then.node).to.deep.include({ state: 'Discovered', appliedConfig: '', labels: {} });
     expect(then.facts?.memory.totalBytes).to.be.greaterThan(1);
     expect(then.history?.type).to.equal('node.discovered');
     const nowDoc = await describeAt('-0s');
     expect(nowDoc.node).to.deep.include({ state: 'Commissioned', appliedConfig: 'demo@1', labels: { rack: 'r1' } });
-    expect(ok(await cluster.ctl(['node', 'describe', 'n1', '--at', between])).stdout).to.match(/^As of .*: the record written at .* \(node\.discovered, event \d+\); facts recorded at /);
+    expect(expectExit(await cluster.ctl(['node', 'describe', 'n1', '--at', between]), 0).stdout).to.match(/^As of .*: the record written at .* \(node\.discovered, event \d+\); facts recorded at /);
 
     // Compaction to the current revision removes every old revision; history does not use them.
     const client = suite.etcd.client();
@@ -109,7 +95,7 @@ describe('cli-e2e: node history, describe --at, diff', function () {
     const real = JSON.parse((await client.get(factsKey).string()) ?? '{}') as { memory: { totalBytes: number } };
     const more = real.memory.totalBytes + 1;
     await client.put(factsKey).value(JSON.stringify({ ...real, memory: { ...real.memory, totalBytes: more } })).exec();
-    const diff = async (args: string[]): Promise<DiffJson> => JSON.parse(ok(await cluster.ctl(['node', 'diff', ...args, '-o', 'json'])).stdout) as DiffJson;
+    const diff = async (args: string[]): Promise<DiffJson> => JSON.parse(expectExit(await cluster.ctl(['node', 'diff', ...args, '-o', 'json']), 0).stdout) as DiffJson;
     await waitFor('n2 facts seen different', async () => (await diff(['n1', 'n2'])).facts.length > 0, { timeoutMs: 30_000, intervalMs: 300 });
     const d = await diff(['n1', 'n2']);
     expect(d.labels).to.deep.equal([{ key: 'rack', a: 'r1' }]);
@@ -118,7 +104,7 @@ describe('cli-e2e: node history, describe --at, diff', function () {
     expect(d.facts[1]).to.deep.equal({ key: 'memory.totalBytes', a: String(real.memory.totalBytes), b: String(more) });
     expect(d.units, 'same bundle, same inputs: same rendered units').to.deep.equal([]);
     expect(d.record).to.deep.equal([]);
-    expect(ok(await cluster.ctl(['node', 'diff', 'n1', 'n2'])).stdout).to.match(/^A: n1 now .*\nB: n2 now .*\nWHAT +KEY +A +B\n(.*\n)*label +rack +r1 +\(absent\)/);
+    expect(expectExit(await cluster.ctl(['node', 'diff', 'n1', 'n2']), 0).stdout).to.match(/^A: n1 now .*\nB: n2 now .*\nWHAT +KEY +A +B\n(.*\n)*label +rack +r1 +\(absent\)/);
 
     // n1 then and now: the commission's state and unit, the label.
     const td = await diff(['n1', '--at', between]);
@@ -127,11 +113,11 @@ describe('cli-e2e: node history, describe --at, diff', function () {
     expect(td.units.map((u) => [u.key, u.a, u.b?.slice(0, 7)])).to.deep.equal([['conf', undefined, 'sha256:']]);
 
     // Bad input: refused with what is accepted; before the node existed: says so.
-    refused(await cluster.ctl(['node', 'describe', 'n1', '--at', 'yesterday']), /--at "yesterday" is not a time: give an RFC 3339 time/);
-    refused(await cluster.ctl(['node', 'describe', 'n1', '--at', '2999-01-01T00:00:00Z']), /is in the future/);
-    refused(await cluster.ctl(['node', 'diff', 'n1', '--at', '-5000w']), /more than ten years ago/);
-    refused(await cluster.ctl(['node', 'diff', 'n1']), /needs a second node .* or a moment/);
-    refused(await cluster.ctl(['node', 'describe', 'n1', '--at', beforeAll]), /node n1 did not exist yet at .*: it was created at /);
-    refused(await cluster.ctl(['node', 'history', 'n9']), /node n9 not found/);
+    expectOneLineError(await cluster.ctl(['node', 'describe', 'n1', '--at', 'yesterday']), /--at "yesterday" is not a time: give an RFC 3339 time/);
+    expectOneLineError(await cluster.ctl(['node', 'describe', 'n1', '--at', '2999-01-01T00:00:00Z']), /is in the future/);
+    expectOneLineError(await cluster.ctl(['node', 'diff', 'n1', '--at', '-5000w']), /more than ten years ago/);
+    expectOneLineError(await cluster.ctl(['node', 'diff', 'n1']), /needs a second node .* or a moment/);
+    expectOneLineError(await cluster.ctl(['node', 'describe', 'n1', '--at', beforeAll]), /node n1 did not exist yet at .*: it was created at /);
+    expectOneLineError(await cluster.ctl(['node', 'history', 'n9']), /node n9 not found/);
   });
 });

@@ -15,6 +15,7 @@ import { expect } from 'chai';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { BIN, freePort, REPO_ROOT, spawnNode, waitFor, type ManagedProcess, type RunResult, type TestCluster } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
+import { runContext } from '../helpers/cli-results';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'dashboard');
@@ -34,13 +35,9 @@ units:
     mode: "0755"
 `;
 
-function ctx(r: RunResult): string {
-  return `exit ${r.code}; stdout ${JSON.stringify(r.stdout.slice(0, 2000))}; stderr ${JSON.stringify(r.stderr.slice(0, 2000))}`;
-}
-
 async function ok(p: Promise<RunResult>): Promise<RunResult> {
   const r = await p;
-  expect(r.code, ctx(r)).to.equal(0);
+  expect(r.code, runContext(r)).to.equal(0);
   return r;
 }
 
@@ -95,8 +92,8 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
 
     // A non-loopback address is refused unless forced.
     const refused = await cluster.ctl(['dashboard', '--listen', '0.0.0.0:0']);
-    expect(refused.code, ctx(refused)).to.equal(1);
-    expect(refused.stderr, ctx(refused)).to.match(/^error: refusing to listen on 0\.0\.0\.0: not a loopback address .*--allow-non-loopback/);
+    expect(refused.code, runContext(refused)).to.equal(1);
+    expect(refused.stderr, runContext(refused)).to.match(/^error: refusing to listen on 0\.0\.0\.0: not a loopback address .*--allow-non-loopback/);
 
     const port = await freePort();
     server = spawnNode('clusterctl dashboard', BIN.clusterctl, ['--coordinator', cluster.coordinatorAddress, 'dashboard', '--listen', `127.0.0.1:${port}`], {
@@ -178,7 +175,7 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
     await ok(cluster.ctl(['group', 'set', 'worker', '--bundle', 'demo@1']));
     const commission = await ok(cluster.ctl(['node', 'commission', 'n1', '-g', 'worker', '--wait'], 180_000));
     const jobId = /job (j-[0-9]+-[0-9a-f]+)/.exec(commission.stdout + commission.stderr)?.[1] ?? '';
-    expect(jobId, ctx(commission)).to.not.equal('');
+    expect(jobId, runContext(commission)).to.not.equal('');
     await waitFor('n1 Commissioned on the page', async () => (await tile(page, 'n1').getAttribute('data-state')) === 'Commissioned', { timeoutMs: 30_000 });
     const seen = await page.evaluate<{ seenStates: string[]; notReloaded?: boolean }>('({ seenStates: window.seenStates, notReloaded: window.notReloaded })');
     expect(seen.notReloaded, 'the page was not reloaded').to.equal(true);
@@ -193,9 +190,9 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
 
     // An exec job: its page shows each node's output.
     const exec = await cluster.ctl(['exec', '--nodes', 'n1,n2', '--', 'sh', '-c', 'echo "output of $(basename "$PWD")"'], 120_000);
-    expect(exec.code, ctx(exec)).to.equal(0);
+    expect(exec.code, runContext(exec)).to.equal(0);
     const execId = /job (j-[0-9]+-[0-9a-f]+)/.exec(exec.stderr + exec.stdout)?.[1] ?? '';
-    expect(execId, ctx(exec)).to.not.equal('');
+    expect(execId, runContext(exec)).to.not.equal('');
     await waitFor('the exec job on the page', async () => (await page.locator(`#jobs [data-job="${execId}"] a`).count()) === 1, { timeoutMs: 30_000 });
     await page.click(`#jobs [data-job="${execId}"] a`);
     await waitFor('the job page', async () => (await page.locator('#view-job table.job-nodes tr[data-node="n2"]').count()) === 1, { timeoutMs: 20_000 });

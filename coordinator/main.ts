@@ -13,6 +13,8 @@ import { parseCoordinatorArgs } from './options';
 import { armCpuProfile } from './cpu-profile';
 import { startMetricsServer } from '../shared/metrics-server';
 import { initPkiDir, readEtcdTls } from './pki/pki-dir';
+import { isParseWorker, serveParseRequests, startParseWorker, stopParseWorker } from '../shared/parse-worker';
+import { workerData } from 'node:worker_threads';
 
 const INIT_OPTIONS = {
   pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'the pki dir every coordinator replica is given (--pki-dir)' },
@@ -75,6 +77,8 @@ async function main(): Promise<number> {
     process.stderr.write(`cluster-coordinator: ${errorMessage(err)}\n`);
     return 2;
   }
+  // Bundles and cluster files are parsed in a worker thread running this file (the end of it).
+  startParseWorker(__filename);
   const coordinator = new Coordinator({
     etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, etcdTls: tls, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
@@ -106,7 +110,7 @@ async function main(): Promise<number> {
       }, config.shutdownForceMs);
       force.unref();
       coordinator.stop({ graceMs: config.shutdownGraceMs }).then(
-        async () => { await metricsServer?.close(); clearTimeout(force); etcd.close(); electionEtcd.close(); resolve(0); },
+        async () => { await metricsServer?.close(); await stopParseWorker(); clearTimeout(force); etcd.close(); electionEtcd.close(); resolve(0); },
         (err: unknown) => { logger.error('shutdown failed', { err: errorMessage(err) }); resolve(1); },
       );
     };
@@ -115,10 +119,14 @@ async function main(): Promise<number> {
   });
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`cluster-coordinator: ${errorMessage(err)}\n`);
-    process.exit(1);
-  },
-);
+if (isParseWorker(workerData)) {
+  serveParseRequests();
+} else {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`cluster-coordinator: ${errorMessage(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

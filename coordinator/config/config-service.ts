@@ -16,7 +16,8 @@ import { effectiveConfig, MANAGER_SETTINGS, type ManagerSettingName } from '../.
 import type { ManagerConfig } from '../../generated/cluster/v1/ManagerConfig';
 import type { FileStore } from '../files/file-store';
 import { sourceNames } from './source-pins';
-import { canonicalJson, parseBundle, type Bundle } from '../../shared/bundle';
+import { canonicalJson, type Bundle } from '../../shared/bundle';
+import { parseBundleOffLoop } from '../../shared/parse-worker';
 import { unary } from '../unary-handler';
 import { actorName, actorOf, authorizeAction } from '../caller';
 import type { SecretKeyring } from '../secrets/secret-keyring';
@@ -85,7 +86,7 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       let parsed: Bundle | undefined;
       let parseError: unknown;
       try {
-        parsed = parseBundle(req.yaml, 'bundle');
+        parsed = await parseBundleOffLoop(req.yaml, 'bundle');
       } catch (err) {
         parseError = err;
       }

@@ -25,7 +25,8 @@ import { DEFAULT_SETTINGS } from '../options';
 import type { GroupRecord } from '../config/group-store';
 import { decodeSnapshot } from '../snapshot';
 import { decodeJob, isActive } from '../jobs/job-record';
-import { canonicalDocument, parseClusterFile, type ClusterFile } from '../../shared/cluster-file';
+import { canonicalDocument, type ClusterFile } from '../../shared/cluster-file';
+import { parseClusterFileOffLoop } from '../../shared/parse-worker';
 import { formatPlan, planConfig, type PlanResult, type StoredConfig } from './plan';
 import { decodeGlobals } from '../../shared/globals';
 
@@ -197,13 +198,13 @@ export class Declarative {
     return out;
   }
 
-  private parse(document: string, source: string): ClusterFile {
+  private async parse(document: string, source: string): Promise<ClusterFile> {
     if (document.trim() === '') throw new InvalidArgumentError('the cluster file is empty: name bundles and groups (see clusterctl apply --help)');
-    return parseClusterFile(document, { source });
+    return parseClusterFileOffLoop(document, source);
   }
 
   async plan(document: string, source = 'cluster file'): Promise<PlanOutcome> {
-    const file = this.parse(document, source);
+    const file = await this.parse(document, source);
     const snap = await this.snapshot();
     await this.refineActive(snap);
     const plan = planConfig(file, snap.stored);

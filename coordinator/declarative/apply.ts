@@ -29,6 +29,7 @@ import { canonicalDocument, type ClusterFile } from '../../shared/cluster-file';
 import { parseClusterFileOffLoop } from '../../shared/parse-worker';
 import { formatPlan, planConfig, type PlanResult, type StoredConfig } from './plan';
 import { decodeGlobals } from '../../shared/globals';
+import { isEnvelope } from '../../shared/secret-envelope';
 
 /** What meta/last-applied holds. */
 export interface LastApplied {
@@ -204,11 +205,12 @@ export class Declarative {
   }
 
   async plan(document: string, source = 'cluster file'): Promise<PlanOutcome> {
-    const file = await this.parse(document, source);
+    const written = await this.parse(document, source);
     const snap = await this.snapshot();
     await this.refineActive(snap);
+    const file = keepSecretVariables(written, snap.stored.groups);
     const plan = planConfig(file, snap.stored);
-    return { revision: snap.revision, plan, text: formatPlan(plan), reads: this.reads(file, snap), document: canonicalDocument(file), file };
+    return { revision: snap.revision, plan, text: formatPlan(plan), reads: this.reads(file, snap), document: canonicalDocument(written), file };
   }
 
   async apply(req: ApplyRequest): Promise<ApplyOutcome> {
@@ -309,4 +311,20 @@ export class Declarative {
       return undefined;
     }
   }
+}
+
+/**
+ * Secret variables (`group set --secret-var`, stored sealed: docs/secrets.md) are not written in
+ * cluster files, so a group the file names keeps the stored ones the file does not name (a
+ * cluster file that sets one replaces it, in clear: the coordinator does not seal variables of
+ * a cluster file). The last applied document stays as written, without them.
+ */
+export function keepSecretVariables(file: ClusterFile, stored: ReadonlyMap<string, GroupRecord>): ClusterFile {
+  return {
+    ...file,
+    groups: file.groups.map((g) => {
+      const kept = Object.entries(stored.get(g.name)?.variables ?? {}).filter(([k, v]) => isEnvelope(v) && !(k in (g.variables ?? {})));
+      return kept.length === 0 ? g : { ...g, variables: { ...g.variables, ...Object.fromEntries(kept) } };
+    }),
+  };
 }

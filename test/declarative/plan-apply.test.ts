@@ -146,4 +146,36 @@ describe('declarative: clusterctl plan/apply against a real coordinator and etcd
     await events.stop();
     await delay(0);
   });
+
+  it('a group\'s secret variables (set with group set --secret-var) are kept by a cluster file that does not name them: no change planned, still sealed after apply', async () => {
+    const cluster = await suite.startCluster({ name: 'plan-apply-secret' });
+    const client = suite.etcd.client();
+    const ks = new Keyspace();
+    const dir = join(cluster.baseDir, 'config');
+    mkdirSync(join(dir, 'bundles'), { recursive: true });
+    writeFileSync(join(dir, 'bundles', 'base-1.yaml'), BASE('1', 'hello'));
+    writeFileSync(join(dir, 'bundles', 'base-2.yaml'), BASE('2', 'hi'));
+    const file = join(dir, 'cluster.yaml');
+    writeFileSync(file, CLUSTER('1', 'a'));
+    let r = await cluster.ctl(['apply', '-f', file]);
+    expect(r.code, r.stderr).to.equal(0);
+    const secretFile = join(dir, 'db-password');
+    writeFileSync(secretFile, 'hunter2-plan-apply');
+    r = await cluster.ctl(['group', 'set', 'worker', '--secret-var', `db_password=@${secretFile}`]);
+    expect(r.code, r.stderr).to.equal(0);
+    const sealed = async (): Promise<string | undefined> => {
+      const text = await client.get(ks.group('worker')).string();
+      return text === null ? undefined : decodeGroup(ks.group('worker'), text).variables.db_password;
+    };
+    const before = await sealed();
+    expect(before).to.match(/^secret:v1:/);
+    r = await cluster.ctl(['plan', '-f', file]);
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('No changes');
+    writeFileSync(file, CLUSTER('1', 'b'));
+    r = await cluster.ctl(['apply', '-f', file]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(await sealed(), 'the sealed value is kept as it was').to.equal(before);
+    expect(await client.get(ks.lastApplied()).string()).to.not.contain('secret:v1:');
+  });
 });

@@ -1,6 +1,6 @@
 /** --cpu-profile WHEN:SECONDS:FILE: parsed with a usable refusal; a profile starts at its moment only and is written. */
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../shared';
@@ -18,9 +18,11 @@ describe('coordinator: --cpu-profile', function () {
     for (const bad of ['leader', 'leader:0:/tmp/x', 'boot:5:/tmp/x', 'leader:5:', 'leader:x:/tmp/x']) {
       expect(() => parseCpuProfileSpec(bad), bad).to.throw(/use WHEN:SECONDS:FILE with WHEN leader or start-job/);
     }
-    const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', '--cpu-profile', 'leader:20:/tmp/l.cpuprofile'], {});
+    // The parser checks only that the etcd client TLS files exist.
+    for (const f of ['ca.crt', 'etcd-coordinator.crt', 'etcd-coordinator.key']) writeFileSync(join(dir, f), '');
+    const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', '--pki-dir', dir, '--cpu-profile', 'leader:20:/tmp/l.cpuprofile'], {});
     expect(parsed.kind === 'run' ? parsed.config.cpuProfile : undefined).to.deep.equal({ from: 'leader', durationMs: 20_000, file: '/tmp/l.cpuprofile' });
-    const none = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379'], {});
+    const none = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', '--pki-dir', dir], {});
     expect(none.kind === 'run' ? none.config.cpuProfile : 'not run').to.equal(undefined);
   });
 

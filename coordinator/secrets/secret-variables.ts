@@ -37,8 +37,9 @@ export async function sealVariables(
   const out: Record<string, string> = { ...incoming };
   let newSecret = false;
   for (const name of new Set(secretNames)) {
-    const value = out[name];
-    if (value === undefined) throw new InvalidArgumentError(`secret variable ${name} has no value: give it with --secret-var ${name}=VALUE`);
+    // Own keys only: a name like `constructor` must not find Object.prototype's.
+    const value = Object.hasOwn(out, name) ? out[name] : undefined;
+    if (typeof value !== 'string') throw new InvalidArgumentError(`secret variable ${name} has no value: give it with --secret-var ${name}=VALUE`);
     if (isEnvelope(value)) continue;
     const problem = secretValueProblem(`secret variable ${name}`, Buffer.byteLength(value), MAX_SECRET_VARIABLE_BYTES);
     if (problem) throw new InvalidArgumentError(problem);

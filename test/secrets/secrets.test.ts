@@ -22,6 +22,8 @@ import {
   comparable, ENVELOPE_PATTERN, fingerprint, isEnvelope, open, parseEnvelope, Redactor, REDACTED, seal,
 } from '../../shared/secret-envelope';
 import { secretValueProblem } from '../../coordinator/secrets/secret-store';
+import { sealVariables } from '../../coordinator/secrets/secret-variables';
+import { InvalidArgumentError } from '../../shared';
 import { registryAuth } from '../../cli/commands/secrets';
 import { withSecretExtraVars } from '../../cli/commands/node-job';
 
@@ -93,6 +95,14 @@ describe('secrets: envelopes, redaction and refusals (table)', () => {
     expect(secretValueProblem('secret x', 3, 10)).to.match(/at least 4/);
     expect(secretValueProblem('secret x', 11, 10)).to.equal('secret x is 11 bytes; the limit is 10');
     expect(secretValueProblem('secret x', 4, 10)).to.equal(undefined);
+  });
+
+  it('a secret variable name must be one of the given variables: `constructor` or `toString` is refused, not looked up on Object.prototype (the fuzz run got INTERNAL)', async () => {
+    for (const name of ['constructor', 'toString', 'missing']) {
+      const err = await sealVariables(undefined, { a: 'value1' }, [name], {}).then(() => undefined, (e: unknown) => e as Error);
+      expect(err, name).to.be.instanceOf(InvalidArgumentError);
+      expect(err?.message, name).to.equal(`secret variable ${name} has no value: give it with --secret-var ${name}=VALUE`);
+    }
   });
 
   it('registry credentials become a containers auth.json; secret extra vars join -e with their names', () => {

@@ -134,7 +134,7 @@ function requestDigest(req: StartJobRequest__Output, idempotencyKey: string): st
   if ((req.secretExtraVars ?? []).length > 0) {
     try {
       const extra = JSON.parse(req.extraVarsJson) as Record<string, unknown>;
-      for (const name of req.secretExtraVars) if (name in extra) extra[name] = createHmac('sha256', idempotencyKey).update(String(extra[name])).digest('hex');
+      for (const name of req.secretExtraVars) if (Object.hasOwn(extra, name)) extra[name] = createHmac('sha256', idempotencyKey).update(String(extra[name])).digest('hex');
       extraVarsJson = JSON.stringify(extra);
     } catch {
       extraVarsJson = '';
@@ -171,8 +171,9 @@ export class JobStarter {
   private async sealSecretExtraVars(extra: Record<string, string>, secretNames: readonly string[]): Promise<Record<string, string>> {
     const out = { ...extra };
     for (const name of new Set(secretNames)) {
-      const value = out[name];
-      if (value === undefined) throw new InvalidArgumentError(`secret extra var ${name} has no value: give it with -e ${name}=VALUE (read from a file or stdin with @FILE or @-)`);
+      // Own keys only: a name like `constructor` must not find Object.prototype's.
+      const value = Object.hasOwn(out, name) ? out[name] : undefined;
+      if (typeof value !== 'string') throw new InvalidArgumentError(`secret extra var ${name} has no value: give it with -e ${name}=VALUE (read from a file or stdin with @FILE or @-)`);
       const problem = secretValueProblem(`secret extra var ${name}`, Buffer.byteLength(value), MAX_SECRET_VARIABLE_BYTES);
       if (problem) throw new InvalidArgumentError(problem);
       out[name] = await this.o.config.encrypt(value);

@@ -53,6 +53,16 @@ describe('jobs: health gate and rollback policy at StartJob (real etcd)', functi
     expect(n1.currentJob, 'no claim left behind').to.equal(undefined);
   });
 
+  it('a secret extra var must be one of the job\'s extra vars: `constructor` is refused with INVALID_ARGUMENT, storing nothing (not looked up on Object.prototype)', async () => {
+    await nodes();
+    const before = (await h.jobs.list()).length;
+    for (const name of ['constructor', 'toString']) {
+      const err = await expectReject(h.startJob({ kind: 'upgrade', group: 'worker', extraVarsJson: '{"a":"1"}', secretExtraVars: [name] }));
+      expect(err.message, name).to.match(new RegExp(`^secret extra var ${name} has no value`));
+    }
+    expect((await h.jobs.list()).length).to.equal(before);
+  });
+
   it('the group soak is bounded, and a cluster file spells it `soak: 2m`', () => {
     expect(checkGroup({ name: 'w', bundle: 'b', version: '1', soakMs: 60_000 }).soakMs).to.equal(60_000);
     expect(() => checkGroup({ name: 'w', bundle: 'b', version: '1', soakMs: 3_600_001 })).to.throw(/soak: must be between 0 and 60 min/);

@@ -247,9 +247,16 @@ describe('secrets: real coordinator, agent and etcd', function () {
     expect((statSync(join(root, 'etc/app/token')).mode & 0o777).toString(8)).to.equal('600');
     expect(readFileSync(join(root, 'etc/app/pw'), 'utf8')).to.equal(varSecret);
     // The node is up to date: its applied secret (sealed) compares equal to the group's by fingerprint.
+    const sealedNow = await envelopes();
     const again = JSON.parse(expectOk(await cluster.ctl(['secrets', 'rotate-key', '-o', 'json'])).stdout) as { keysRewritten: number };
-    // Now also the commission's job record (its variables) and the node's applied inputs.
-    expect(again.keysRewritten).to.equal(6);
+    // Now also the commission's job record (its variables), the node's applied inputs and the
+    // node history entries that hold them: every key with an envelope, none left on the old key.
+    expect([...sealedNow.keys()].filter((k) => k.includes('/history/')).length, 'history entries hold the sealed inputs').to.be.greaterThan(0);
+    // (At least: a history entry written while it ran is sealed under the new key or rewritten too.)
+    expect(again.keysRewritten).to.be.at.least(sealedNow.size);
+    const idsAfter = new Set([...(await envelopes()).values()].flat());
+    expect(idsAfter.size, 'one key for every envelope').to.equal(1);
+    expect(idsAfter.has(rotated.newKeyId), 'the second rotation moved everything off the first one\'s key').to.equal(false);
     const { node: n1 } = JSON.parse(expectOk(await cluster.ctl(['node', 'describe', 'n1', '-o', 'json'])).stdout) as { node: { state: string; outOfDate: boolean; outOfDateReasons: string[] } };
     expect(n1.state).to.equal('Commissioned');
     expect(n1.outOfDate, n1.outOfDateReasons.join('; ')).to.equal(false);

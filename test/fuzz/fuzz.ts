@@ -225,6 +225,8 @@ export interface FuzzReport {
   bundles: number;
   /** Answers by status name. */
   codes: Record<string, number>;
+  /** Per status other than OK and INVALID_ARGUMENT: the first few requests and messages, to read why. */
+  examples: Record<string, string[]>;
   /** Requests per method. */
   perMethod: Record<string, number>;
   refusals: number;
@@ -265,7 +267,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const push = methods.find((m) => m.name === 'PushBundle');
   if (!status || !push) throw new Error('the contract lost GetStatus or PushBundle');
   const client = new RawClient(o.address, o.credentialsFile);
-  const report: FuzzReport = { requests: 0, bundles: 0, codes: {}, perMethod: {}, refusals: 0, hashesCompared: 0, probes: 0, failures: [], slowestMs: 0, slowest: '' };
+  const report: FuzzReport = { requests: 0, bundles: 0, codes: {}, examples: {}, perMethod: {}, refusals: 0, hashesCompared: 0, probes: 0, failures: [], slowestMs: 0, slowest: '' };
   const total = o.requests + o.bundles;
   const timeoutMs = o.callTimeoutMs ?? 15_000;
   const fail = (what: string): void => {
@@ -290,6 +292,10 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
       report.perMethod[method.path] = (report.perMethod[method.path] ?? 0) + 1;
       const codeName = grpc.status[answer.code] ?? String(answer.code);
       report.codes[codeName] = (report.codes[codeName] ?? 0) + 1;
+      if (answer.code !== grpc.status.OK && answer.code !== grpc.status.INVALID_ARGUMENT) {
+        const seen = (report.examples[codeName] ??= []);
+        if (seen.length < 5) seen.push(`${label}: ${answer.details.slice(0, 160)}`);
+      }
       if (took > report.slowestMs) { report.slowestMs = took; report.slowest = `${label} → ${codeName}`; }
 
       if (BAD_CODES.has(answer.code)) fail(`${label}: ${codeName}: ${answer.details.slice(0, 200)}`);

@@ -91,7 +91,12 @@ describe('drift watcher (real etcd, jobs engine)', function () {
 
   /** What the job runner leaves when a verify job's agent reported drift. */
   async function finishVerify(jobId: string, nodeId: string): Promise<void> {
-    const job = await h.jobs.require(jobId);
+    // The starter claims the node before its last write of the job (claimed: true): finishing
+    // the job before that write would race it.
+    const job = await until(clock, `job ${jobId} claimed`, async () => {
+      const j = await h.jobs.require(jobId);
+      return j.record.claimed ? j : undefined;
+    });
     await client.put(h.ks.jobNode(jobId, nodeId)).value(JSON.stringify({
       nodeId, state: 'failed', batch: 0, attempt: 1, units: [], error: 'drift found', drift: DRIFT,
     })).exec();

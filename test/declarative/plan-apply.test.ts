@@ -35,6 +35,17 @@ const CLUSTER = (version: string, ntp: string): string => [
   '',
 ].join('\n');
 
+/** The two bundle files and cluster.yaml (base@1, ntp a) under BASE_DIR/config. */
+function writeConfig(baseDir: string): { dir: string; file: string } {
+  const dir = join(baseDir, 'config');
+  mkdirSync(join(dir, 'bundles'), { recursive: true });
+  writeFileSync(join(dir, 'bundles', 'base-1.yaml'), BASE('1', 'hello'));
+  writeFileSync(join(dir, 'bundles', 'base-2.yaml'), BASE('2', 'hi'));
+  const file = join(dir, 'cluster.yaml');
+  writeFileSync(file, CLUSTER('1', 'a'));
+  return { dir, file };
+}
+
 describe('declarative: clusterctl plan/apply against a real coordinator and etcd', function () {
   this.timeout(240_000);
   const suite = e2eSuite('plan-apply');
@@ -43,12 +54,7 @@ describe('declarative: clusterctl plan/apply against a real coordinator and etcd
     const cluster = await suite.startCluster({ name: 'plan-apply' });
     const client = suite.etcd.client();
     const ks = new Keyspace();
-    const dir = join(cluster.baseDir, 'config');
-    mkdirSync(join(dir, 'bundles'), { recursive: true });
-    writeFileSync(join(dir, 'bundles', 'base-1.yaml'), BASE('1', 'hello'));
-    writeFileSync(join(dir, 'bundles', 'base-2.yaml'), BASE('2', 'hi'));
-    const file = join(dir, 'cluster.yaml');
-    writeFileSync(file, CLUSTER('1', 'a'));
+    const { dir, file } = writeConfig(cluster.baseDir);
     const config = async (): Promise<Record<string, string>> => {
       const all = await etcdSnapshot(client, ks.prefix);
       // Only configuration: events and the inventory move on their own.
@@ -151,12 +157,7 @@ describe('declarative: clusterctl plan/apply against a real coordinator and etcd
     const cluster = await suite.startCluster({ name: 'plan-apply-secret' });
     const client = suite.etcd.client();
     const ks = new Keyspace();
-    const dir = join(cluster.baseDir, 'config');
-    mkdirSync(join(dir, 'bundles'), { recursive: true });
-    writeFileSync(join(dir, 'bundles', 'base-1.yaml'), BASE('1', 'hello'));
-    writeFileSync(join(dir, 'bundles', 'base-2.yaml'), BASE('2', 'hi'));
-    const file = join(dir, 'cluster.yaml');
-    writeFileSync(file, CLUSTER('1', 'a'));
+    const { dir, file } = writeConfig(cluster.baseDir);
     let r = await cluster.ctl(['apply', '-f', file]);
     expect(r.code, r.stderr).to.equal(0);
     const secretFile = join(dir, 'db-password');

@@ -6,7 +6,8 @@
  * An undefined variable or fact is an error naming the unit and field, never an empty string:
  * a config file silently rendered with a blank server name is worse than a refused run.
  * Other `{{ ... }}` text (Prometheus or Go templates inside a file's content) is left as it is;
- * only near-misses of our two roots (`var.x`, `fact.x`, `variables.x`) are refused as typos.
+ * only near-misses of our two roots (`var.x`, `fact.x`, `variables.x`) are refused as typos, and
+ * `node.x`, which an operator may expect to read node labels (it does not exist).
  */
 import { InvalidArgumentError } from '../errors';
 import type { Bundle, UnitSpec, VerifyProbe } from './types';
@@ -20,6 +21,17 @@ export interface TemplateScope {
 
 const EXPRESSION = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\s*\}\}/g;
 const TYPO_ROOTS = new Set(['var', 'fact', 'variables', 'variable', 'Vars', 'Facts']);
+/** `node` looks like a root (`{{ node.labels.rack }}`) but is not one: refused, saying what to use. */
+const NOT_A_ROOT = 'node';
+
+/** Why `{{ root... }}` is refused, or undefined for text left as it is (other template languages). */
+function rootProblem(rootName: string, whole: string, site: TemplateSite): string | undefined {
+  if (TYPO_ROOTS.has(rootName)) return `${siteText(site)}: ${whole.trim()} names no template root; use {{ vars.NAME }} or {{ facts.PATH }}`;
+  if (rootName === NOT_A_ROOT) {
+    return `${siteText(site)}: ${whole.trim()}: node labels and fields are not template inputs; set the value as a group variable ({{ vars.NAME }}) or read a fact ({{ facts.PATH }})`;
+  }
+  return undefined;
+}
 
 /** Where a template sits, for error messages: `unit chrony-conf, field content`. */
 export interface TemplateSite {
@@ -52,9 +64,8 @@ export function renderString(text: string, scope: TemplateScope, site: TemplateS
   return text.replace(EXPRESSION, (whole: string, rootName: string, dotted: string) => {
     const path = dotted.split('.').slice(1);
     if (rootName !== 'vars' && rootName !== 'facts') {
-      if (TYPO_ROOTS.has(rootName)) {
-        problems.push(`${siteText(site)}: ${whole.trim()} names no template root; use {{ vars.NAME }} or {{ facts.PATH }}`);
-      }
+      const problem = rootProblem(rootName, whole, site);
+      if (problem) problems.push(problem);
       return whole;
     }
     if (path.length === 0) {
@@ -170,7 +181,8 @@ export function templateReferences(bundle: Pick<Bundle, 'units' | 'verify'>): Te
       const [whole, rootName, dotted] = m;
       const path = dotted.split('.').slice(1);
       if (rootName !== 'vars' && rootName !== 'facts') {
-        if (TYPO_ROOTS.has(rootName)) out.problems.push(`${siteText(site)}: ${whole.trim()} names no template root; use {{ vars.NAME }} or {{ facts.PATH }}`);
+        const problem = rootProblem(rootName, whole, site);
+        if (problem) out.problems.push(problem);
         continue;
       }
       if (path.length === 0) {

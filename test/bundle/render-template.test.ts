@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { parseBundle, renderBundle, renderString, TemplateError } from '../../shared/bundle';
+import { parseBundle, renderBundle, renderString, templateReferences, TemplateError } from '../../shared/bundle';
 
 const facts = { cpu: { cores: 8 }, hostname: 'n1', disks: [{ sizeBytes: 100 }], system: { virtual: false }, gpus: [] as unknown[], bios: { vendor: null } };
 
@@ -16,6 +16,7 @@ describe('templates', () => {
     { text: 'x {{ facts.gpus }}', problem: /facts\.gpus is a list/ },
     { text: 'x {{ facts.bios.vendor }}', problem: /facts\.bios\.vendor is null on this node/ },
     { text: 'x {{ var.ntp }}', problem: /names no template root; use \{\{ vars\.NAME \}\}/ },
+    { text: 'rack={{ node.labels.rack }}', problem: /^unit u1, field content: \{\{ node\.labels\.rack \}\}: node labels and fields are not template inputs; set the value as a group variable/ },
   ];
   for (const row of table) {
     it(`${row.text} → ${row.want ?? String(row.problem)}`, () => {
@@ -50,6 +51,18 @@ verify:
     expect((r.verify[0] as { command: string }).command).to.equal('test -d /opt/app');
     // The input is not modified.
     expect(bundle.units[1]).to.include({ path: '{{ vars.dir }}/conf' });
+  });
+
+  it('push-time references refuse {{ node.labels.X }} (no such input: it would be delivered as written), naming unit and field', () => {
+    const refs = templateReferences(parseBundle(`
+name: t
+version: 1
+units:
+  - { id: motd, kind: file, path: /etc/motd, content: "rack {{ node.labels.rack }} {{ $labels.instance }}\\n" }
+`));
+    expect(refs.problems).to.deep.equal([
+      'unit motd, field content: {{ node.labels.rack }}: node labels and fields are not template inputs; set the value as a group variable ({{ vars.NAME }}) or read a fact ({{ facts.PATH }})',
+    ]);
   });
 
   it('lists every undefined name with its unit and field, and never renders an empty string', () => {

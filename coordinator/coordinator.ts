@@ -41,6 +41,7 @@ import { createConfigServiceHandlers } from './config/config-service';
 import { GroupStore } from './config/group-store';
 import { GlobalsStore } from './config/globals-store';
 import { ManagerConfigStore } from './config/manager-config-store';
+import { effectiveRetention, type RetentionSettings } from '../shared/manager-config';
 import { createJobs, type Jobs } from './jobs';
 import { AutoCommissioner } from './reconcile/auto-commission';
 import { DriftWatcher } from './reconcile/drift-watcher';
@@ -177,7 +178,14 @@ export class Coordinator {
       client, keyspace, logger: this.log, replicaId: options.replicaId, isLeader: () => this.isLeader(), streamsAttached: () => this.streams.size,
       fleetReadIntervalMs: settings.metricsFleetReadIntervalMs, now: () => clock.now(),
     });
+    // Retention: this replica's options, unless an operator set the cluster's (`clusterctl config set`), read at each trim.
+    const retentionOptions: RetentionSettings = {
+      eventRetention: settings.eventRetention, jobRetention: settings.jobRetention, jobRetentionAgeMs: settings.jobRetentionAgeMs,
+      historyRetention: settings.historyRetention, historyRetentionAgeMs: settings.historyRetentionAgeMs,
+    };
+    const retentionNow = async (): Promise<RetentionSettings> => effectiveRetention((await this.managerConfig.get()).record, retentionOptions);
     this.events = new EventLog({ client, keyspace, clock, logger: this.log, retention: settings.eventRetention, trimIntervalMs: settings.eventTrimIntervalMs,
+      retentionNow: async () => (await retentionNow()).eventRetention,
       maxCounterRetries: settings.eventCounterRetries, actor: `coordinator/${options.replicaId}`,
       limits: { maxOps: settings.txnMaxOps, maxBytes: settings.txnMaxBytes } });
     // The election needs the advertised address, known only once the port is bound (start()).
@@ -207,6 +215,7 @@ export class Coordinator {
       },
       retention: {
         policy: { keep: settings.jobRetention, maxAgeMs: settings.jobRetentionAgeMs }, intervalMs: settings.jobTrimIntervalMs, maxOps: settings.txnMaxOps,
+        policyNow: async () => { const r = await retentionNow(); return { keep: r.jobRetention, maxAgeMs: r.jobRetentionAgeMs }; },
       },
     });
     this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
@@ -224,6 +233,7 @@ export class Coordinator {
     this.historyRetention = new HistoryRetention({
       client, keyspace, events: this.events, fence, isLeader: leadership.isLeader, clock, logger: this.log, maxOps: settings.txnMaxOps,
       policy: { keep: settings.historyRetention, maxAgeMs: settings.historyRetentionAgeMs }, intervalMs: settings.historyTrimIntervalMs,
+      policyNow: async () => { const r = await retentionNow(); return { keep: r.historyRetention, maxAgeMs: r.historyRetentionAgeMs }; },
     });
     this.leaderLoops = [
       sweeper,
@@ -265,7 +275,7 @@ export class Coordinator {
         { definition: loadProto().api.cluster.v1.JobService.service, handlers: this.jobs.handlers },
         {
           definition: loadProto().api.cluster.v1.ConfigService.service,
-          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, managerConfig: this.managerConfig, files: this.files, keyring: this.keyring, logger: this.log }),
+          handlers: createConfigServiceHandlers({ bundles: this.bundles, groups: this.groups, globals: this.globals, managerConfig: this.managerConfig, retention: retentionOptions, files: this.files, keyring: this.keyring, logger: this.log }),
         },
         {
           definition: loadProto().api.cluster.v1.FileService.service,

@@ -73,6 +73,8 @@ export interface EventLogOptions {
   logger: Logger;
   /** Keep the last N events (default: settings.eventRetention). */
   retention?: number;
+  /** The number in force at each trim (`clusterctl config set eventRetention=N`); without it, `retention`. */
+  retentionNow?: () => Promise<number>;
   /** Default actor of events (`coordinator/<replicaId>`). */
   actor: string;
   /** Background trim period (default: settings.eventTrimIntervalMs); trims also follow every retention/10 appends. */
@@ -105,6 +107,7 @@ export class EventLog {
   private readonly log: Logger;
   private readonly actor: string;
   readonly retention: number;
+  private readonly retentionNow?: () => Promise<number>;
   private readonly trimIntervalMs: number;
   private readonly maxCounterRetries: number;
   private readonly limits: TxnLimits;
@@ -126,6 +129,7 @@ export class EventLog {
     this.log = options.logger.child({ component: 'event-log' });
     this.actor = options.actor;
     this.retention = options.retention ?? DEFAULT_SETTINGS.eventRetention;
+    if (options.retentionNow) this.retentionNow = options.retentionNow;
     this.trimIntervalMs = options.trimIntervalMs ?? DEFAULT_SETTINGS.eventTrimIntervalMs;
     this.maxCounterRetries = options.maxCounterRetries ?? DEFAULT_SETTINGS.eventCounterRetries;
     this.limits = options.limits ?? { maxOps: DEFAULT_SETTINGS.txnMaxOps, maxBytes: DEFAULT_SETTINGS.txnMaxBytes };
@@ -289,8 +293,9 @@ export class EventLog {
   }
 
   private async trimNow(): Promise<number> {
+    const retention = this.retentionNow ? await this.retentionNow() : this.retention;
     const last = (await this.readCounter()).value;
-    const keepFrom = last - this.retention + 1;
+    const keepFrom = last - retention + 1;
     if (keepFrom <= 1) return 0;
     // Not fenced: deleting events older than the retention window is idempotent and safe
     // for any replica, and the counter is not touched.

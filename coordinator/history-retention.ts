@@ -26,6 +26,8 @@ export interface HistoryRetentionOptions {
   events: EventLog;
   fence: Fence;
   policy: HistoryPolicy;
+  /** The policy in force at each pass (`clusterctl config set historyRetention=...`); without it, `policy`. */
+  policyNow?: () => Promise<HistoryPolicy>;
   /** Period of the timer pass. */
   intervalMs: number;
   /** Most operations of one transaction (etcd's --max-txn-ops). */
@@ -57,6 +59,7 @@ export class HistoryRetention {
   /** One pass: deletes what the policy says; returns how many record and facts entries went. */
   async trim(): Promise<{ records: number; facts: number; nodes: number }> {
     const ks = this.o.keyspace;
+    const policy = this.o.policyNow ? await this.o.policyNow() : this.o.policy;
     const [records, facts, nodeKeys] = await Promise.all([
       this.scan(ks.historyPrefix(), (k) => ks.parseHistory(k)),
       this.scan(ks.historyFactsPrefix(), (k) => ks.parseHistoryFacts(k)),
@@ -77,7 +80,7 @@ export class HistoryRetention {
     let factsCount = 0;
     let nodes = 0;
     for (const [id, s] of byNode) {
-      const t = historyToTrim(s.records, s.facts, this.o.policy, now, existing.has(id));
+      const t = historyToTrim(s.records, s.facts, policy, now, existing.has(id));
       if (t.records.length + t.facts.length === 0) continue;
       nodes++;
       recordCount += t.records.length;
@@ -94,7 +97,7 @@ export class HistoryRetention {
       const outcome = await runTxn(this.o.client, [fence], ops);
       if (!outcome.succeeded) throw this.o.fence.fenceFailed();
     }
-    const { keep, maxAgeMs } = this.o.policy;
+    const { keep, maxAgeMs } = policy;
     const message = `trimmed ${recordCount} history entr${recordCount === 1 ? 'y' : 'ies'} and ${factsCount} facts entr${factsCount === 1 ? 'y' : 'ies'} of ${nodes} node(s) ` +
       `(keeping the newest ${keep} per node, none older than ${Math.round(maxAgeMs / 3_600_000)} h but the one in effect then)`;
     await this.o.events.commit({ compares: [this.o.fence.fenceCompare()], ops: [], event: { type: 'history.trimmed', message } });

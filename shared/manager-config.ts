@@ -6,11 +6,15 @@
  * auto-commission pass), so a change takes effect without a restart.
  */
 import { InvalidArgumentError } from './errors';
+import { parseDuration } from './options';
 import { parseRecordObject } from './records';
 
 export interface ManagerSettingSpec {
   name: string;
+  /** The default; for a retention setting, what the answering coordinator's option says (`fromOption`). */
   default: string;
+  /** A retention setting: unset, the coordinator's own option of that name (`--job-retention` ...) applies. */
+  fromOption?: keyof RetentionSettings;
   /** One line for `config get` and --help. */
   description: string;
   /** The normalised value, or an error message (the value is not echoed back). */
@@ -18,6 +22,43 @@ export interface ManagerSettingSpec {
 }
 
 const BATCH = /^(?:[1-9]\d{0,5}|(?:[1-9]\d?|100)%)$/;
+
+/** How much the coordinators keep in etcd: their options (coordinator/options.ts) and these settings. */
+export interface RetentionSettings {
+  eventRetention: number;
+  jobRetention: number;
+  jobRetentionAgeMs: number;
+  historyRetention: number;
+  historyRetentionAgeMs: number;
+}
+
+const MAX_COUNT = 1_000_000;
+const MIN_AGE_MS = 60_000;
+const MAX_AGE_MS = 10 * 365 * 24 * 3_600_000;
+
+function checkCount(v: string): { value: string } | { problem: string } {
+  const t = v.trim();
+  return /^[1-9]\d{0,6}$/.test(t) && Number(t) <= MAX_COUNT ? { value: t } : { problem: `must be a whole number from 1 to ${MAX_COUNT}` };
+}
+
+function checkAge(v: string): { value: string } | { problem: string } {
+  const t = v.trim();
+  let ms: number;
+  try {
+    // A bare number is hours, the unit retention ages are thought in.
+    ms = parseDuration(/^\d+$/.test(t) ? `${t}h` : t);
+  } catch {
+    return { problem: 'must be a duration such as 90m, 72h or 720h' };
+  }
+  return ms >= MIN_AGE_MS && ms <= MAX_AGE_MS ? { value: formatAge(ms) } : { problem: 'must be from 1m to 87600h (10 years)' };
+}
+
+/** An age in the largest whole unit (`720h`, `90m`), as `config get` shows it. */
+function formatAge(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Math.round(ms / 1000)}s`;
+}
 
 export const MANAGER_SETTINGS: readonly ManagerSettingSpec[] = [
   {
@@ -38,9 +79,30 @@ export const MANAGER_SETTINGS: readonly ManagerSettingSpec[] = [
     description: 'whether the groups\' auto-commission rules start commission jobs: enabled, or paused (rules kept, nothing started)',
     check: (v) => (['enabled', 'paused'].includes(v.trim()) ? { value: v.trim() } : { problem: 'must be enabled or paused' }),
   },
+  {
+    name: 'jobRetention', default: '', fromOption: 'jobRetention', check: checkCount,
+    description: 'finished jobs kept in etcd with their node records and output (unset: the coordinator\'s --job-retention)',
+  },
+  {
+    name: 'jobRetentionAge', default: '', fromOption: 'jobRetentionAgeMs', check: checkAge,
+    description: 'finished jobs older than this are trimmed whatever their number (unset: --job-retention-age)',
+  },
+  {
+    name: 'eventRetention', default: '', fromOption: 'eventRetention', check: checkCount,
+    description: 'audit events kept in etcd (unset: the coordinator\'s --event-retention)',
+  },
+  {
+    name: 'historyRetention', default: '', fromOption: 'historyRetention', check: checkCount,
+    description: 'node history entries kept per node (unset: the coordinator\'s --history-retention)',
+  },
+  {
+    name: 'historyRetentionAge', default: '', fromOption: 'historyRetentionAgeMs', check: checkAge,
+    description: 'node history older than this is trimmed, but the entry in effect then (unset: --history-retention-age)',
+  },
 ];
 
-export type ManagerSettingName = 'defaultBatch' | 'repairPolicy' | 'autoCommission';
+export type ManagerSettingName = 'defaultBatch' | 'repairPolicy' | 'autoCommission'
+  | 'jobRetention' | 'jobRetentionAge' | 'eventRetention' | 'historyRetention' | 'historyRetentionAge';
 
 export interface ManagerConfigRecord {
   /** Only the settings an operator set. */
@@ -55,10 +117,33 @@ function spec(name: string): ManagerSettingSpec | undefined {
   return MANAGER_SETTINGS.find((s) => s.name === name);
 }
 
-export function effectiveConfig(record: ManagerConfigRecord | undefined): ManagerConfig {
+/**
+ * Every setting's effective value; a retention setting left unset takes the value of `options`
+ * (the answering coordinator's own), or stays '' without them.
+ */
+export function effectiveConfig(record: ManagerConfigRecord | undefined, options?: RetentionSettings): ManagerConfig {
   const out: Record<string, string> = {};
-  for (const s of MANAGER_SETTINGS) out[s.name] = record?.values[s.name as ManagerSettingName] ?? s.default;
+  for (const s of MANAGER_SETTINGS) out[s.name] = record?.values[s.name as ManagerSettingName] ?? defaultOf(s, options);
   return out as ManagerConfig;
+}
+
+/** A setting's default as `config get` shows it: a retention setting's is the coordinator's option. */
+export function defaultOf(s: ManagerSettingSpec, options?: RetentionSettings): string {
+  if (!s.fromOption || !options) return s.default;
+  const v = options[s.fromOption];
+  return s.fromOption.endsWith('AgeMs') ? formatAge(v) : String(v);
+}
+
+/** The retention the leader's trims apply now: each setting an operator stored, else the coordinator's option. Pure. */
+export function effectiveRetention(record: ManagerConfigRecord | undefined, options: RetentionSettings): RetentionSettings {
+  const out: RetentionSettings = { ...options };
+  for (const s of MANAGER_SETTINGS) {
+    const v = s.fromOption ? record?.values[s.name as ManagerSettingName] : undefined;
+    if (!s.fromOption || v === undefined) continue;
+    // Stored values were normalised by checkAge (`72h`, `90m`).
+    out[s.fromOption] = s.fromOption.endsWith('AgeMs') ? parseDuration(v) : Number(v);
+  }
+  return out;
 }
 
 /**

@@ -64,7 +64,7 @@ export const configSet = defineCommand<CliContext, Record<string, never>>({
   name: 'set',
   summary: 'Change the manager\'s settings (NAME=VALUE; NAME= resets to the default); admin',
   usage: 'config set NAME=VALUE... [-o table|json|yaml]',
-  example: 'clusterctl config set defaultBatch=10% repairPolicy=report\nclusterctl config set autoCommission=paused\nclusterctl config set defaultBatch=   # back to the default',
+  example: 'clusterctl config set defaultBatch=10% repairPolicy=report\nclusterctl config set autoCommission=paused\nclusterctl config set jobRetention=100 jobRetentionAge=72h\nclusterctl config set defaultBatch=   # back to the default',
   maxPositionals: 16,
   minPositionals: { count: 1, message: 'what to set? give NAME=VALUE (list the settings with: clusterctl config get)' },
   async run({ positionals, context }) {

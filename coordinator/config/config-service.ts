@@ -12,7 +12,7 @@ import type { BundleStore, StoredBundle } from './bundle-store';
 import type { GroupStore, VersionedGroup } from './group-store';
 import type { GlobalsStore, VersionedGlobals } from './globals-store';
 import type { ManagerConfigStore, VersionedManagerConfig } from './manager-config-store';
-import { effectiveConfig, MANAGER_SETTINGS, type ManagerSettingName } from '../../shared/manager-config';
+import { defaultOf, effectiveConfig, MANAGER_SETTINGS, type ManagerSettingName, type RetentionSettings } from '../../shared/manager-config';
 import type { ManagerConfig } from '../../generated/cluster/v1/ManagerConfig';
 import type { FileStore } from '../files/file-store';
 import { sourceNames } from './source-pins';
@@ -28,6 +28,8 @@ export interface ConfigServiceOptions {
   groups: GroupStore;
   globals: GlobalsStore;
   managerConfig: ManagerConfigStore;
+  /** This replica's retention options: the defaults `config get` shows for the retention settings. */
+  retention: RetentionSettings;
   /** Deletes the unused file editions a deleted bundle version leaves. */
   files: FileStore;
   /** Seals secret group variables; without it they are refused. */
@@ -58,11 +60,11 @@ export function toGlobalsView(g: VersionedGlobals): { variables: Record<string, 
   return { variables: { ...g.record.variables }, updatedAt: g.record.updatedAt ?? '', revision: g.modRevision };
 }
 
-export function toManagerConfigView(c: VersionedManagerConfig): ManagerConfig {
-  const effective = effectiveConfig(c.record);
+export function toManagerConfigView(c: VersionedManagerConfig, retention?: RetentionSettings): ManagerConfig {
+  const effective = effectiveConfig(c.record, retention);
   return {
     settings: MANAGER_SETTINGS.map((s) => ({
-      name: s.name, value: effective[s.name as ManagerSettingName], defaultValue: s.default,
+      name: s.name, value: effective[s.name as ManagerSettingName], defaultValue: defaultOf(s, retention),
       isSet: c.record.values[s.name as ManagerSettingName] !== undefined, description: s.description,
     })),
     updatedAt: c.record.updatedAt ?? '', revision: c.modRevision,
@@ -146,11 +148,11 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       log.info('globals set', { revision: saved.modRevision });
       return toGlobalsView(saved);
     }),
-    GetManagerConfig: unary(async () => toManagerConfigView(await options.managerConfig.get())),
+    GetManagerConfig: unary(async () => toManagerConfigView(await options.managerConfig.get(), options.retention)),
     SetManagerConfig: unary(async (req: { set: Record<string, string>; reset: string[] }, call) => {
       const saved = await options.managerConfig.set(req.set, req.reset, actorOf(call));
       log.info('manager config set', { revision: saved.modRevision });
-      return toManagerConfigView(saved);
+      return toManagerConfigView(saved, options.retention);
     }),
     DeleteGroup: unary(async (req: { name: string; force: boolean }, call) => {
       const name = req.name.trim();

@@ -36,7 +36,7 @@ export interface JobsOptions {
   /** Told of finished jobs and nodes and of commands in flight (metrics). */
   observer?: JobObserver;
   /** Default: settings' jobRetention, jobRetentionAgeMs, jobTrimIntervalMs, txnMaxOps. */
-  retention?: { policy: RetentionPolicy; intervalMs: number; maxOps: number };
+  retention?: { policy: RetentionPolicy; policyNow?: () => Promise<RetentionPolicy>; intervalMs: number; maxOps: number };
 }
 
 export interface Jobs {

@@ -42,6 +42,8 @@ export interface JobRetentionOptions {
   events: EventLog;
   fence: Fence;
   policy: RetentionPolicy;
+  /** The policy in force at each pass (`clusterctl config set jobRetention=...`); without it, `policy`. */
+  policyNow?: () => Promise<RetentionPolicy>;
   /** Period of the timer pass. */
   intervalMs: number;
   /** Most operations of one transaction (etcd's --max-txn-ops): two per job. */
@@ -80,8 +82,9 @@ export class JobRetention {
 
   /** One pass: deletes what the policy says; returns the trimmed job ids. */
   async trim(): Promise<string[]> {
+    const policy = this.o.policyNow ? await this.o.policyNow() : this.o.policy;
     const jobs = await this.o.store.list();
-    const ids = jobsToTrim(jobs.map((j) => j.record), this.o.policy, this.o.clock.now());
+    const ids = jobsToTrim(jobs.map((j) => j.record), policy, this.o.clock.now());
     if (ids.length === 0) return [];
     const ks = this.o.keyspace;
     const perTxn = Math.max(1, Math.floor(this.o.maxOps / 2));
@@ -94,7 +97,7 @@ export class JobRetention {
       const outcome = await runTxn(this.o.client, [fence], ops);
       if (!outcome.succeeded) throw this.o.fence.fenceFailed();
     }
-    const { keep, maxAgeMs } = this.o.policy;
+    const { keep, maxAgeMs } = policy;
     const message = `trimmed ${ids.length} finished job(s) and their node records (keeping the newest ${keep}, none older than ${Math.round(maxAgeMs / 3_600_000)} h): ${summarise(ids)}`;
     await this.o.events.commit({ compares: [this.o.fence.fenceCompare()], ops: [], event: { type: 'job.trimmed', message } });
     this.log.info('trimmed jobs', { count: ids.length });

@@ -18,6 +18,7 @@ import { ManagerConfigStore } from '../../coordinator/config/manager-config-stor
 import { createConfigServiceHandlers } from '../../coordinator/config/config-service';
 import { FileStore } from '../../coordinator/files/file-store';
 import { createLogger, fromGrpcError, Keyspace, loadProto, systemClock, decodeEvent, type ClusterError } from '../../shared';
+import { DEFAULT_SETTINGS } from '../../coordinator/options';
 import type { ConfigServiceClient } from '../../generated/cluster/v1/ConfigService';
 import type { Group } from '../../generated/cluster/v1/Group';
 
@@ -68,7 +69,7 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     const globals = new GlobalsStore({ client, keyspace: ks, events, clock: systemClock, bundles, groups });
     const { api: proto } = loadProto();
     server = new grpc.Server();
-    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, globals, managerConfig: new ManagerConfigStore({ client, keyspace: ks, events, clock: systemClock }), files: new FileStore({ client, keyspace: ks, events, clock: systemClock }), logger }));
+    server.addService(proto.cluster.v1.ConfigService.service, createConfigServiceHandlers({ bundles, groups, globals, managerConfig: new ManagerConfigStore({ client, keyspace: ks, events, clock: systemClock }), retention: DEFAULT_SETTINGS, files: new FileStore({ client, keyspace: ks, events, clock: systemClock }), logger }));
     const serving = await pki.identity('coordinator', 'config-test');
     const creds = serverCredentials({ caPem: pki.caPem, certPem: serving.certPem, keyPem: serving.keyPem });
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
@@ -348,20 +349,24 @@ describe('config: bundles and groups (real etcd, real gRPC)', function () {
     it('manager config: every setting with its default; set and reset by an admin, checked first (every problem, nothing stored), refused for an operator; event', async () => {
       const first = await call(api.GetManagerConfig.bind(api), {});
       expect(first.revision).to.equal('0');
-      expect(first.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', 'all', false], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false]]);
+      expect(first.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', 'all', false], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false],
+        ['jobRetention', '500', false], ['jobRetentionAge', '720h', false], ['eventRetention', '10000', false], ['historyRetention', '500', false], ['historyRetentionAge', '168h', false]]);
       const before = await dump();
       const denied = await refused(call(api.SetManagerConfig.bind(api), { set: { repairPolicy: 'report' }, reset: [] }));
       expect(denied.code).to.equal(grpc.status.PERMISSION_DENIED);
       const bad = await refused(call(adminApi.SetManagerConfig.bind(adminApi), { set: { defaultBatch: '0', repairPolicy: 'sometimes', nosuch: 'x' }, reset: [] }));
       expect(bad.code).to.equal(grpc.status.INVALID_ARGUMENT);
-      expect(bad.message).to.match(/invalid manager config \(3 problems\): defaultBatch: must be all, .*; repairPolicy: must be group, report or repair; unknown setting "nosuch" \(settings: defaultBatch, repairPolicy, autoCommission\)/);
+      expect(bad.message).to.match(/invalid manager config \(3 problems\): defaultBatch: must be all, .*; repairPolicy: must be group, report or repair; unknown setting "nosuch" \(settings: defaultBatch, repairPolicy, autoCommission, jobRetention, jobRetentionAge, eventRetention, historyRetention, historyRetentionAge\)/);
       expect(await dump(), 'nothing stored').to.deep.equal(before);
       const set = await call(adminApi.SetManagerConfig.bind(adminApi), { set: { defaultBatch: '25%', repairPolicy: 'report' }, reset: [] });
       expect(set.settings.map((x) => [x.name, x.value, x.defaultValue, x.isSet])).to.deep.equal([
         ['defaultBatch', '25%', 'all', true], ['repairPolicy', 'report', 'group', true], ['autoCommission', 'enabled', 'enabled', false],
+        ['jobRetention', '500', '500', false], ['jobRetentionAge', '720h', '720h', false], ['eventRetention', '10000', '10000', false],
+        ['historyRetention', '500', '500', false], ['historyRetentionAge', '168h', '168h', false],
       ]);
       const reset = await call(adminApi.SetManagerConfig.bind(adminApi), { set: {}, reset: ['repairPolicy'] });
-      expect(reset.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', '25%', true], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false]]);
+      expect(reset.settings.map((x) => [x.name, x.value, x.isSet])).to.deep.equal([['defaultBatch', '25%', true], ['repairPolicy', 'group', false], ['autoCommission', 'enabled', false],
+        ['jobRetention', '500', false], ['jobRetentionAge', '720h', false], ['eventRetention', '10000', false], ['historyRetention', '500', false], ['historyRetentionAge', '168h', false]]);
       expect(await eventsOfType('config.set')).to.deep.equal(['manager config: defaultBatch=25%, repairPolicy=report', 'manager config: repairPolicy reset to its default']);
     });
 

@@ -24,10 +24,16 @@ export function progressLine(d: JobDetail__Output): string {
   return `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${done}/${total} done, ${by('running')} running, ${by('failed')} failed${batch} ${j ? jobStateText(j) : ''}`;
 }
 
-/** One plain line per node state change. */
-function nodeLine(jobId: string, n: JobDetail__Output['nodes'][number]): string {
+/**
+ * One plain line per node state change; a verify that found drift on the node says so and
+ * where (`job J node n1 succeeded (drift: units conf; probes port)`), not only the job's line. Pure.
+ */
+export function nodeLine(jobId: string, n: Pick<JobDetail__Output['nodes'][number], 'nodeId' | 'state' | 'error' | 'drift'>): string {
   const tail = n.error ? `: ${n.error}` : '';
-  return `job ${jobId} node ${n.nodeId} ${n.state}${tail}`;
+  const r = n.drift;
+  const where = r ? [...(r.changed.length ? [`units ${r.changed.join(', ')}`] : []), ...(r.probes.length ? [`probes ${r.probes.map((p) => p.id).join(', ')}`] : [])] : [];
+  const drift = r ? ` (drift${where.length ? `: ${where.join('; ')}` : ''})` : '';
+  return `job ${jobId} node ${n.nodeId} ${n.state}${drift}${tail}`;
 }
 
 export interface FollowResult {

@@ -174,6 +174,7 @@ describe('cli-e2e: bundles, groups and jobs through clusterctl', function () {
     expect(described).to.match(/^State: +Succeeded \(drift on 1 node\) \(1 of 1 node\(s\) succeeded; drift on 1 node\(s\): n1\)$/m);
     const watched = expectExit(await cluster.ctl(['job', 'watch', 'last']), 2).stdout;
     expect(watched).to.match(/Succeeded \(drift on 1 node\)/);
+    expect(watched).to.match(/^job \S+ node n1 succeeded \(drift: units \S+\)$/m);
 
     // Maintenance makes a job refuse, naming what --force overrides; nothing changes.
     expectExit(await cluster.ctl(['node', 'maintenance', 'on', 'n2']), 0);

@@ -209,8 +209,9 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
     await waitFor('the group section', async () => (await page.locator('#grid section.section h3').allTextContents()).includes('group worker (1 node)'), { timeoutMs: 10_000 });
     const fleetShot = await shot(page, 'fleet');
 
-    // An exec job: its page shows each node's output.
-    const exec = await cluster.ctl(['exec', '--nodes', 'n1,n2', '--', 'sh', '-c', 'echo "output of $(basename "$PWD")"'], 120_000);
+    // An exec job in two batches: its page shows each node's output, and the batches counted
+    // from 1 as the job's own message and `clusterctl jobs` count them.
+    const exec = await cluster.ctl(['exec', '--nodes', 'n1,n2', '--concurrency', '1', '--', 'sh', '-c', 'echo "output of $(basename "$PWD")"'], 120_000);
     expect(exec.code, runContext(exec)).to.equal(0);
     const execId = /job (j-[0-9]+-[0-9a-f]+)/.exec(exec.stderr + exec.stdout)?.[1] ?? '';
     expect(execId, runContext(exec)).to.not.equal('');
@@ -220,6 +221,10 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
     expect(await page.locator('#job-title').innerText()).to.equal(`Job ${execId}: exec, Succeeded`);
     expect(await page.locator('#view-job tr[data-node="n1"]').innerText()).to.contain('output of n1');
     expect(await page.locator('#view-job tr[data-node="n2"]').innerText()).to.contain('output of n2');
+    expect(await page.locator('#view-job tr[data-node="n1"] td:nth-child(2)').innerText()).to.equal('1');
+    expect(await page.locator('#view-job tr[data-node="n2"] td:nth-child(2)').innerText()).to.equal('2');
+    expect(await page.locator('#view-job .job .muted').first().innerText()).to.contain('batch 2/2');
+    expect(await page.locator('#view-job .job .batches').innerText()).to.match(/^batch 1\b[\s\S]*\bbatch 2\b/);
     await shot(page, 'job');
 
     // An upgrade whose probe fails rolls back: the job shows as rolling back while it is active,

@@ -1,7 +1,7 @@
 /** The node page (record, facts, applied vs desired, events) and the job page (progress, per-node output). */
 import type { ApiError, EventItem, JobNodeView, JobPage, NodePage } from '../protocol.js';
 import { age, el, nodeHref, orDash } from './dom.js';
-import { eventRow, jobCard, stateWords } from './panels.js';
+import { batchNumber, eventRow, jobCard, stateWords } from './panels.js';
 
 /** GET an /api/ path as JSON; a failure is an Error with the server's message. */
 export async function getJson<T>(path: string): Promise<T> {
@@ -106,7 +106,7 @@ function rollbackText(n: JobNodeView): string {
 export function renderJobPage(root: HTMLElement, p: JobPage): void {
   const rows = p.nodes.map((n) => el('tr', { 'data-node': n.nodeId, 'data-state': n.state },
     el('td', {}, el('a', { href: nodeHref(n.nodeId) }, n.nodeId)),
-    el('td', {}, String(n.batch)),
+    el('td', {}, String(batchNumber(n.batch))),
     el('td', {}, n.state),
     el('td', {}, n.exitCode === null ? '-' : String(n.exitCode)),
     el('td', {}, orDash(n.error)),

@@ -36,17 +36,26 @@ export function stateWords(state: string): string {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
+/**
+ * A batch as operators count them, from 1: the job's `currentBatch` and its nodes' `batch` are
+ * indexes from 0 (the coordinator's message says "running batch 2 of 3" at index 1, and
+ * `clusterctl jobs` shows 2/3).
+ */
+export function batchNumber(index: number): number {
+  return index + 1;
+}
+
 /** One job: kind, state, progress overall and per batch, and its rollback once one started. */
 export function jobCard(j: JobSummary, withBatches: boolean): HTMLElement {
   const card = el('div', { class: `job${j.active ? ' active' : ''}`, 'data-job': j.id, 'data-state': j.state },
     el('div', { class: 'title' }, el('a', { href: jobHref(j.id) }, `${j.kind} ${j.id}`), el('span', { class: `job-state j-${j.state}` }, stateWords(j.state))),
     progressBar(j.total, j.done, j.failed, j.running),
     el('div', { class: 'muted' }, `${j.done}/${j.total} nodes done${j.failed ? `, ${j.failed} failed` : ''}${j.running ? `, ${j.running} running` : ''}` +
-      (j.batches > 1 ? ` · batch ${j.currentBatch}/${j.batches}` : '') + (j.group ? ` · group ${j.group}` : '')),
+      (j.batches > 1 ? ` · batch ${batchNumber(Math.min(j.currentBatch, j.batches - 1))}/${j.batches}` : '') + (j.group ? ` · group ${j.group}` : '')),
   );
   if (withBatches && j.perBatch.length > 1) {
     const grid = el('div', { class: 'batches' });
-    for (const b of j.perBatch) grid.append(el('span', {}, `batch ${b.batch}`), progressBar(b.total, b.done, b.failed, b.running), el('span', {}, `${b.done}/${b.total}`));
+    for (const b of j.perBatch) grid.append(el('span', {}, `batch ${batchNumber(b.batch)}`), progressBar(b.total, b.done, b.failed, b.running), el('span', {}, `${b.done}/${b.total}`));
     card.append(grid);
   }
   if (j.rollback) {

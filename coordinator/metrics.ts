@@ -6,8 +6,9 @@
  *
  * Two sources:
  * - fleet gauges (nodes by state and reachability, drift, maintenance, jobs by kind and state,
- *   event-log size) are read from etcd at scrape time through the one snapshot decoder
- *   (snapshot.ts), by EVERY replica that can read etcd, leader or not: they describe the
+ *   event-log size) are read from etcd at scrape time, nodes through the one snapshot decoder
+ *   (snapshot.ts) and only the job records, not their per-node ones (jobs/job-record-scan.ts),
+ *   by EVERY replica that can read etcd, leader or not: they describe the
  *   cluster, not the replica, so dashboards and rules aggregate them with `max`, never `sum`.
  *   When etcd cannot be read they are absent from that scrape (no stale numbers);
  * - the replica's own work (leadership, agent streams, commands in flight, job durations, etcd
@@ -20,7 +21,8 @@ import type { Etcd3 } from 'etcd3';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { errorMessage, LIFECYCLE_STATES, VERSION, type Keyspace, type Logger } from '../shared';
 import { isFinished, JOB_KINDS, JOB_STATES, type JobObserver } from './jobs';
-import { readSnapshot, recordsOf } from './snapshot';
+import { scanJobRecords } from './jobs/job-record-scan';
+import { decodeSnapshot, recordsOf } from './snapshot';
 
 /** Buckets of job and node durations: a verify takes seconds, a rolling upgrade of a rack hours. */
 const JOB_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
@@ -142,8 +144,8 @@ export class CoordinatorMetrics implements JobObserver {
   }
 
   /**
-   * One scrape: the replica's metrics, then the fleet gauges read from etcd (one snapshot:
-   * nodes and jobs at one revision, and a count of the events), at most once per
+   * One scrape: the replica's metrics, then the fleet gauges read from etcd (nodes and the job
+   * records at one revision, and a count of the events), at most once per
    * fleetReadIntervalMs. On an etcd error the fleet gauges are left out rather than kept stale.
    */
   async render(): Promise<string> {
@@ -159,10 +161,14 @@ export class CoordinatorMetrics implements JobObserver {
   private async refreshFleet(): Promise<boolean> {
     const { client, keyspace } = this.o;
     try {
-      const [snapshot, events] = await Promise.all([
-        readSnapshot(client, keyspace, ['nodes', 'jobs'], this.log),
+      const [scan, events] = await Promise.all([
+        // The job records only, not their per-node records: kind and state are all the gauges need.
+        scanJobRecords(client, keyspace, [keyspace.nodesPrefix()]),
         client.getAll().prefix(keyspace.eventsPrefix()).count(),
       ]);
+      const snapshot = decodeSnapshot(keyspace, scan.revision, ['nodes'], scan.alongside);
+      const skipped = [...snapshot.skipped, ...scan.skipped];
+      if (skipped.length > 0) this.log.warn('unreadable records skipped', { count: skipped.length, first: skipped[0].key, reason: skipped[0].reason });
       const nodes = recordsOf(snapshot.nodes);
       this.nodes.reset();
       for (const state of LIFECYCLE_STATES) {
@@ -172,7 +178,7 @@ export class CoordinatorMetrics implements JobObserver {
       }
       this.drifted.set(nodes.filter((n) => (n.driftSummary ?? '') !== '').length);
       this.maintenance.set(nodes.filter((n) => n.maintenance).length);
-      const jobs = recordsOf(snapshot.jobs);
+      const jobs = [...scan.jobs.values()];
       this.jobs.reset();
       for (const kind of JOB_KINDS) {
         for (const state of JOB_STATES) this.jobs.set({ kind, state }, jobs.filter((j) => j.kind === kind && j.state === state).length);

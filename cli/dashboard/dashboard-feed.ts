@@ -18,8 +18,9 @@ import type { Node__Output } from '../../generated/cluster/v1/Node';
 import type { NodeEvent__Output } from '../../generated/cluster/v1/NodeEvent';
 import { systemClock, type Clock, type Timer } from '../../shared/clock';
 import { errorMessage } from '../../shared/errors';
+import { isActive, isJobState } from '../../shared/job-states';
 import type { CoordinatorClient, WatchHandle } from '../coordinator-client';
-import type { BatchProgress, EventItem, FeedStatus, JobNodeView, JobPage, JobSummary, NodeDelta, NodePage, Snapshot, StreamMessageName, StreamMessages, Tile } from './protocol';
+import type { BatchProgress, EventItem, FeedStatus, JobNodeView, JobPage, JobSummary, NodeDelta, NodePage, RollbackProgress, Snapshot, StreamMessageName, StreamMessages, Tile } from './protocol';
 
 /** The calls the feed makes: the CLI's coordinator client (tests and the benchmark pass a real one). */
 export type DashboardSource = Pick<CoordinatorClient, 'listNodes' | 'watchNodes' | 'listEvents' | 'watchEvents' | 'listJobs' | 'getJob' | 'watchJob' | 'getNode' | 'addresses'>;
@@ -40,7 +41,11 @@ export interface DashboardFeedOptions {
   note?: (text: string) => void;
 }
 
-const ACTIVE_JOB_STATES = new Set(['Pending', 'Running', 'Cancelling', 'Pausing', 'Paused', 'RollingBack']);
+/** Unfinished, by the one definition of job states (a state this clusterctl does not know is not). */
+function isActiveState(state: string): boolean {
+  return isJobState(state) && isActive(state);
+}
+
 const FINISHED_NODE_STATES = new Set(['succeeded', 'failed', 'cancelled', 'skipped']);
 
 /** Pure: the tile of a node. */
@@ -71,7 +76,15 @@ export function jobSummaryOf(job: Job__Output, nodes: JobDetail__Output['nodes']
   let done = 0;
   let failed = 0;
   let running = 0;
+  let rollback: RollbackProgress | null = null;
   for (const n of nodes ?? []) {
+    if (n.rollbackState) {
+      rollback ??= { total: 0, done: 0, failed: 0, running: 0 };
+      rollback.total++;
+      if (n.rollbackState === 'running') rollback.running++;
+      else rollback.done++;
+      if (n.rollbackState === 'failed') rollback.failed++;
+    }
     let b = perBatch.get(n.batch);
     if (!b) perBatch.set(n.batch, (b = { batch: n.batch, total: 0, done: 0, failed: 0, running: 0 }));
     b.total++;
@@ -91,6 +104,7 @@ export function jobSummaryOf(job: Job__Output, nodes: JobDetail__Output['nodes']
     id: job.id,
     kind: job.kind,
     state: job.state,
+    active: isActiveState(job.state),
     group: job.group,
     bundle: job.bundle,
     message: job.message,
@@ -104,6 +118,7 @@ export function jobSummaryOf(job: Job__Output, nodes: JobDetail__Output['nodes']
     failed,
     running,
     perBatch: [...perBatch.values()].sort((a, b) => a.batch - b.batch),
+    rollback,
   };
 }
 
@@ -115,6 +130,7 @@ export function jobPageOf(d: JobDetail__Output): JobPage {
       nodeId: n.nodeId, batch: n.batch, state: n.state, startedAt: n.startedAt, finishedAt: n.finishedAt, error: n.error, output: n.output,
       exitCode: n.hasExitCode ? n.exitCode : null,
       units: n.units.map((u) => ({ unitId: u.unitId, status: u.status, message: u.message })),
+      rollbackState: n.rollbackState, rollbackError: n.rollbackError, previousBundle: n.previousBundle,
     })),
   };
 }
@@ -222,7 +238,7 @@ export class DashboardFeed {
     this.addEvents(events.map(eventItem), false);
     const jobs = await source.listJobs('', this.jobsKept);
     for (const j of jobs) this.putJob(jobSummaryOf(j, undefined));
-    for (const j of jobs) if (ACTIVE_JOB_STATES.has(j.state)) this.watchJob(j.id);
+    for (const j of jobs) if (isActiveState(j.state)) this.watchJob(j.id);
     this.nodeWatch = await source.watchNodes('', (e) => this.onNodeEvent(e));
     const lastSeq = this.events.length ? this.events[this.events.length - 1].seq : 0;
     this.eventWatch = await source.watchEvents({ afterSeq: String(lastSeq) }, (e) => this.onEvent(eventItem(e)));
@@ -301,7 +317,7 @@ export class DashboardFeed {
     // A job this feed does not follow yet (started after the page opened): look it up once.
     if (e.jobId && !this.followed.has(e.jobId) && !this.jobLookups.has(e.jobId)) {
       const known = this.jobs.get(e.jobId);
-      if (!known || ACTIVE_JOB_STATES.has(known.state)) this.lookUpJob(e.jobId);
+      if (!known || known.active) this.lookUpJob(e.jobId);
     }
   }
 
@@ -312,7 +328,7 @@ export class DashboardFeed {
         this.jobLookups.delete(id);
         if (!d.job || this.stopped) return;
         this.putJob(jobSummaryOf(d.job, d.nodes));
-        if (ACTIVE_JOB_STATES.has(d.job.state)) this.watchJob(id);
+        if (isActiveState(d.job.state)) this.watchJob(id);
       },
       (err: unknown) => {
         this.jobLookups.delete(id);
@@ -351,7 +367,7 @@ export class DashboardFeed {
   private putJob(j: JobSummary): void {
     this.jobs.set(j.id, j);
     // Keep every active job and the newest finished ones (ids sort by creation time).
-    const finished = [...this.jobs.values()].filter((x) => !ACTIVE_JOB_STATES.has(x.state)).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+    const finished = [...this.jobs.values()].filter((x) => !x.active).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
     for (const old of finished.slice(this.jobsKept)) this.jobs.delete(old.id);
     if (this.jobs.has(j.id)) this.emit('job', j);
   }

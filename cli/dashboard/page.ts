@@ -91,10 +91,16 @@ aside h2, main h2 { font-size: 14px; margin: 8px 0 4px; }
 .s-Failed { background: #f66151; }
 .tile.unreachable { border-style: dashed; border-color: #c01c28; opacity: .75; }
 .tile.drift { border-color: #813d9c; }
-.tile.maint { box-shadow: inset 0 -6px 0 #3d3846; }
+/* A bar along the top, inside the padding: at the bottom it covered the marks' line, the word "maint" included. */
+.tile.maint { box-shadow: inset 0 3px 0 #3d3846; }
 .tile:focus, .tile:hover { outline: 2px solid #1a5fb4; }
 .job { background: var(--card); border: 1px solid var(--line); border-radius: 4px; padding: 6px; margin-bottom: 6px; }
 .job .title { display: flex; justify-content: space-between; gap: 6px; }
+.job-state { font-weight: 600; }
+.j-Succeeded { color: #26a269; }
+.j-Failed { color: #c01c28; }
+.j-RollingBack, .j-RolledBack, .j-Pausing, .j-Paused, .j-Cancelling, .j-Cancelled { color: #9c6d00; }
+.rollback { display: grid; grid-template-columns: auto 1fr auto; gap: 2px 6px; align-items: center; font-size: 11px; color: var(--muted); }
 .bar { height: 10px; background: #e6e8eb; border-radius: 3px; overflow: hidden; display: flex; margin: 3px 0; }
 .bar span { display: block; height: 100%; }
 .bar .ok { background: #26a269; }

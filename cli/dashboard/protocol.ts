@@ -46,11 +46,26 @@ export interface BatchProgress {
   running: number;
 }
 
+/** The rollback of a job that rolls back: its nodes by where their rollback is. */
+export interface RollbackProgress {
+  /** Nodes with a rollback started. */
+  total: number;
+  /** Rolled back (succeeded) or not (failed). */
+  done: number;
+  failed: number;
+  running: number;
+}
+
 /** A job with its progress, without per-node output (the job page asks /api/job/ID for that). */
 export interface JobSummary {
   id: string;
   kind: string;
   state: string;
+  /**
+   * Unfinished (it holds its nodes): decided by the feed from the one job-state definition
+   * (shared/job-states.ts), so the page keeps no list of states of its own.
+   */
+  active: boolean;
   group: string;
   bundle: string;
   message: string;
@@ -64,6 +79,8 @@ export interface JobSummary {
   failed: number;
   running: number;
   perBatch: BatchProgress[];
+  /** From the job's nodes; null when no node's rollback started (or the job came from a list, without nodes). */
+  rollback: RollbackProgress | null;
 }
 
 /** Whether the server's watch streams to the coordinator are up. */
@@ -143,6 +160,10 @@ export interface JobNodeView {
   output: string;
   exitCode: number | null;
   units: { unitId: string; status: string; message: string }[];
+  /** The node's rollback: '' (none), running, succeeded or failed; to previousBundle. */
+  rollbackState: string;
+  rollbackError: string;
+  previousBundle: string;
 }
 
 export interface JobPage {

@@ -11,6 +11,7 @@ import { parseRecordObject } from '../../shared/records';
 import type { HealthGate, RollbackPolicy } from '../../shared/health-gate';
 import type { LifecycleState } from '../../shared/lifecycle';
 import type { RenderInputs } from '../../shared/render-inputs';
+import { isActive, isJobState, type JobState } from '../../shared/job-states';
 
 export const JOB_KINDS = ['commission', 'upgrade', 'decommission', 'verify', 'repair', 'exec'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
@@ -18,11 +19,7 @@ export function isJobKind(s: string): s is JobKind {
   return (JOB_KINDS as readonly string[]).includes(s);
 }
 
-export const JOB_STATES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelling', 'Cancelled', 'Pausing', 'Paused', 'RollingBack', 'RolledBack'] as const;
-export type JobState = (typeof JOB_STATES)[number];
-export function isJobState(s: string): s is JobState {
-  return (JOB_STATES as readonly string[]).includes(s);
-}
+export { JOB_STATES, isActive, isJobState, type JobState } from '../../shared/job-states';
 
 /**
  * Job moves: a job is cancellable in every unfinished state (Contiv #62, #63).
@@ -52,11 +49,6 @@ export const JOB_TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = 
 
 export function isFinished(s: JobState): boolean {
   return JOB_TRANSITIONS[s].length === 0;
-}
-
-/** Unfinished: the job holds its nodes' claims (a Paused one too). */
-export function isActive(s: JobState): boolean {
-  return s === 'Pending' || s === 'Running' || s === 'Cancelling' || s === 'Pausing' || s === 'Paused' || s === 'RollingBack';
 }
 
 /** States the runner works on: a Paused job waits for its resume or cancel, not for the runner. */

@@ -3,7 +3,8 @@
  * scripts/ensure-deps) driven headless by playwright-core, against the built clusterctl serving a
  * real cluster (etcd, a coordinator, two agents with sandbox roots). The page loads with the
  * token, shows the nodes, filters and groups them, shows a commission started from the CLI live
- * (the tile changes state without a reload), a job's per-node output, a node's page and the
+ * (the tile changes state without a reload), a job's per-node output, an upgrade that rolls back
+ * (rolling back while active, then rolled back, per node on its page), a node's page and the
  * event stream. A screenshot of each view goes to test-artifacts/dashboard/ (gitignored);
  * DASHBOARD_DOCS_SCREENSHOT=1 also writes the fleet view to docs/images/dashboard.png (the
  * README's picture). The local server's guards are checked over plain HTTP.
@@ -28,6 +29,26 @@ units:
     path: /etc/demo.conf
     content: |
       greeting=hello
+    mode: "0644"
+  - id: data-dir
+    kind: directory
+    path: /opt/demo
+    mode: "0755"
+  - id: slow-when-marked
+    kind: command
+    run: sleep 4
+    unless: test ! -e slow-rollback
+`;
+
+/** demo@2: another file content, the command unit dropped. Its health probe fails (a port nobody listens on), so it is rolled back. */
+const BUNDLE_2 = `name: demo
+version: 2
+units:
+  - id: conf
+    kind: file
+    path: /etc/demo.conf
+    content: |
+      greeting=v2
     mode: "0644"
   - id: data-dir
     kind: directory
@@ -79,7 +100,7 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
     server = undefined;
   });
 
-  it('shows the nodes, filters and groups them, follows a CLI commission live, a job\'s output, a node page and the events; the local server is guarded', async () => {
+  it('shows the nodes, filters and groups them, follows a CLI commission live, a job\'s output, an upgrade rolling back then rolled back, a node page and the events; the local server is guarded', async () => {
     const cluster: TestCluster = await suite.startCluster({ name: 'dashboard' });
     for (const id of ['n1', 'n2']) {
       const root = join(cluster.baseDir, 'roots', id);
@@ -188,8 +209,9 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
     await waitFor('the group section', async () => (await page.locator('#grid section.section h3').allTextContents()).includes('group worker (1 node)'), { timeoutMs: 10_000 });
     const fleetShot = await shot(page, 'fleet');
 
-    // An exec job: its page shows each node's output.
-    const exec = await cluster.ctl(['exec', '--nodes', 'n1,n2', '--', 'sh', '-c', 'echo "output of $(basename "$PWD")"'], 120_000);
+    // An exec job in two batches: its page shows each node's output, and the batches counted
+    // from 1 as the job's own message and `clusterctl jobs` count them.
+    const exec = await cluster.ctl(['exec', '--nodes', 'n1,n2', '--concurrency', '1', '--', 'sh', '-c', 'echo "output of $(basename "$PWD")"'], 120_000);
     expect(exec.code, runContext(exec)).to.equal(0);
     const execId = /job (j-[0-9]+-[0-9a-f]+)/.exec(exec.stderr + exec.stdout)?.[1] ?? '';
     expect(execId, runContext(exec)).to.not.equal('');
@@ -199,7 +221,41 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
     expect(await page.locator('#job-title').innerText()).to.equal(`Job ${execId}: exec, Succeeded`);
     expect(await page.locator('#view-job tr[data-node="n1"]').innerText()).to.contain('output of n1');
     expect(await page.locator('#view-job tr[data-node="n2"]').innerText()).to.contain('output of n2');
+    expect(await page.locator('#view-job tr[data-node="n1"] td:nth-child(2)').innerText()).to.equal('1');
+    expect(await page.locator('#view-job tr[data-node="n2"] td:nth-child(2)').innerText()).to.equal('2');
+    expect(await page.locator('#view-job .job .muted').first().innerText()).to.contain('batch 2/2');
+    expect(await page.locator('#view-job .job .batches').innerText()).to.match(/^batch 1\b[\s\S]*\bbatch 2\b/);
     await shot(page, 'job');
+
+    // An upgrade whose probe fails rolls back: the job shows as rolling back while it is active,
+    // then rolled back among the finished ones, with each node's rollback on its page. The
+    // marker makes demo@1's re-apply take 4 s (its command unit runs only when it is there),
+    // so the RollingBack state is on screen long enough to be seen.
+    await page.goto(`http://${host}/#/`);
+    await page.waitForSelector('body[data-ready="true"]');
+    writeFileSync(join(cluster.baseDir, 'roots', 'n1', 'slow-rollback'), '');
+    writeFileSync(join(files, 'demo-2.yaml'), BUNDLE_2);
+    await ok(cluster.ctl(['bundle', 'push', '-f', join(files, 'demo-2.yaml')]));
+    const deadPort = await freePort();
+    const upgrade = cluster.ctl(['node', 'upgrade', 'n1', '--bundle', 'demo@2', '--soak', '2s', '--probe-interval', '1s', '--probe-tcp', `127.0.0.1:${deadPort}`, '--rollback', 'on-failure', '--wait'], 180_000);
+    const activeCard = page.locator('#jobs-running .job[data-state="RollingBack"]');
+    await waitFor('the upgrade shown rolling back among the active jobs', async () => (await activeCard.count()) === 1, { timeoutMs: 60_000, intervalMs: 100 });
+    expect(await activeCard.locator('.job-state').innerText()).to.equal('Rolling back');
+    const rollbackId = (await activeCard.getAttribute('data-job')) ?? '';
+    await shot(page, 'rolling-back');
+    const upgraded = await upgrade;
+    expect(upgraded.code, runContext(upgraded)).to.equal(1);
+    expect(upgraded.stdout + upgraded.stderr, runContext(upgraded)).to.contain(rollbackId);
+    const doneCard = page.locator(`#jobs .job[data-job="${rollbackId}"]`);
+    await waitFor('the upgrade shown rolled back among the finished jobs', async () => (await doneCard.getAttribute('data-state').catch(() => null)) === 'RolledBack', { timeoutMs: 30_000 });
+    expect(await page.locator(`#jobs-running .job[data-job="${rollbackId}"]`).count(), 'no longer active').to.equal(0);
+    expect(await doneCard.locator('.job-state').innerText()).to.equal('Rolled back');
+    expect(await doneCard.locator('.rollback').innerText()).to.contain('1/1 rolled back');
+    await doneCard.locator('a').click();
+    await waitFor('the rolled-back job page', async () => (await page.locator('#view-job tr[data-node="n1"] td.node-rollback').count()) === 1, { timeoutMs: 20_000 });
+    expect(await page.locator('#job-title').innerText()).to.equal(`Job ${rollbackId}: upgrade, Rolled back`);
+    expect(await page.locator('#view-job tr[data-node="n1"] td.node-rollback').innerText()).to.equal('rolled back to demo@1');
+    await shot(page, 'rolled-back');
 
     // The node page: the record, applied vs desired, the facts, its events.
     await page.goto(`http://${host}/#/`);
@@ -207,7 +263,16 @@ describe('dashboard: clusterctl dashboard in a real browser (chromium, playwrigh
     await tile(page, 'n1').click();
     await page.waitForSelector('#node-title');
     expect(await page.locator('#node-title').innerText()).to.equal('Node n1: Commissioned');
-    expect(await page.locator('#config').innerText()).to.contain('demo@1');
+    // Rolled back, n1 runs demo@1 while its group stays on demo@2 (the upgrade moved it;
+    // docs/operations.md): applied and desired differ until the group is set back.
+    const config = await page.locator('#config').innerText();
+    expect(config).to.match(/Desired\s+demo@2/);
+    expect(config).to.match(/Applied\s+demo@1/);
+    expect(config).to.match(/Verdict\s+differs/);
+    await ok(cluster.ctl(['group', 'set', 'worker', '--bundle', 'demo@1']));
+    await page.reload();
+    await page.waitForSelector('#config');
+    expect(await page.locator('#config').innerText()).to.match(/Desired\s+demo@1/);
     expect(await page.locator('#config').innerText()).to.contain('in sync');
     expect(await page.locator('#facts').innerText()).to.match(/"hostname": "host-n1"/);
     const nodeEvents = await page.locator('#node-events').innerText();

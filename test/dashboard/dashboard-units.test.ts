@@ -1,13 +1,15 @@
 /**
- * The dashboard's pure parts, by tables: a job's progress overall and per batch from its nodes
- * (or from the counts of a listed job), a node's tile, the --listen parser and which addresses
+ * The dashboard's pure parts, by tables: a job's progress overall, per batch and of its rollback
+ * from its nodes (or from the counts of a listed job), whether it is active (by the coordinator's
+ * own job states), a node's tile, the --listen parser and which addresses
  * count as loopback. The server, the feed and the page are tested together in a real browser
  * (dashboard-browser.test.ts).
  */
 import { expect } from 'chai';
 import type { Job__Output } from '../../generated/cluster/v1/Job';
 import type { JobNode__Output } from '../../generated/cluster/v1/JobNode';
-import { jobSummaryOf, tileOf } from '../../cli/dashboard/dashboard-feed';
+import { jobPageOf, jobSummaryOf, tileOf } from '../../cli/dashboard/dashboard-feed';
+import { isActive, JOB_STATES } from '../../coordinator/jobs/job-record';
 import { checkListenHost, isLoopbackHost } from '../../cli/dashboard/dashboard-server';
 import { parseListen } from '../../cli/commands/dashboard';
 import { InvalidArgumentError } from '../../shared/errors';
@@ -46,6 +48,30 @@ describe('dashboard: pure parts', () => {
   it('a listed job (no nodes) takes its progress from the counts by node state', () => {
     const s = jobSummaryOf(job({ counts: { succeeded: 2, skipped: 1, failed: 1, running: 1 } }), undefined);
     expect({ total: s.total, done: s.done, failed: s.failed, running: s.running, perBatch: s.perBatch }).to.deep.equal({ total: 5, done: 4, failed: 1, running: 1, perBatch: [] });
+    expect(s.rollback).to.equal(null);
+  });
+
+  it('whether a job is active comes from the coordinator\'s job states (every one, the rollback and pause states too); an unknown state is not', () => {
+    const active = Object.fromEntries(JOB_STATES.map((state) => [state, jobSummaryOf(job({ state }), undefined).active]));
+    expect(active).to.deep.equal(Object.fromEntries(JOB_STATES.map((state) => [state, isActive(state)])));
+    expect(active).to.include({ RollingBack: true, Paused: true, Pausing: true, RolledBack: false, Cancelled: false });
+    expect(jobSummaryOf(job({ state: 'Exploded' }), undefined).active).to.equal(false);
+  });
+
+  it('a rolling-back job counts its nodes\' rollbacks; the job page carries each node\'s', () => {
+    const rb = (n: JobNode__Output, rollbackState: string, rollbackError = ''): JobNode__Output => ({ ...n, previousBundle: 'demo@1', rollbackState, rollbackError });
+    const nodes = [
+      rb(jobNode('a', 1, 'succeeded'), 'succeeded'), rb(jobNode('b', 1, 'succeeded'), 'failed', 'apply failed'),
+      rb(jobNode('c', 2, 'failed'), 'running'), jobNode('d', 3, 'skipped'),
+    ];
+    const s = jobSummaryOf(job({ kind: 'upgrade', state: 'RollingBack', nodeIds: ['a', 'b', 'c', 'd'] }), nodes);
+    expect(s.active).to.equal(true);
+    expect(s.rollback).to.deep.equal({ total: 3, done: 2, failed: 1, running: 1 });
+    expect(jobSummaryOf(job(), [jobNode('a', 1, 'succeeded')]).rollback).to.equal(null);
+    const page = jobPageOf({ job: job({ kind: 'upgrade', state: 'RollingBack' }), nodes });
+    expect(page.nodes.map((n) => [n.nodeId, n.rollbackState, n.previousBundle, n.rollbackError])).to.deep.equal([
+      ['a', 'succeeded', 'demo@1', ''], ['b', 'failed', 'demo@1', 'apply failed'], ['c', 'running', 'demo@1', ''], ['d', '', '', ''],
+    ]);
   });
 
   it('a tile carries the drift summary, the facts it shows and a copy of the labels', () => {

@@ -5,6 +5,7 @@
  * serves nothing, a bad value is refused at start, and an agent whose port is taken runs on
  * without metrics. Drift found by a verify shows on the agent and in the fleet gauge until it is
  * repaired and verified again. The etcd transaction timer counts successes and errors against a real etcd.
+ * The fleet read takes the job records without their per-node records (keys counted at the client).
  */
 import { expect } from 'chai';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -154,6 +155,73 @@ describe('monitoring: the /metrics endpoints of coordinator and agent processes'
     now += 1;
     expect(discovered(await metrics.render()), 'after it: read again').to.equal('2');
     expect(txns).to.equal(2);
+  });
+
+  it('the fleet read takes the job records, not their per-node records: the keys it reads do not grow with a job\'s nodes', async () => {
+    const ks = new Keyspace('/job-scan/');
+    const client = suite.etcd.client();
+    // Every key etcd sends back to the metrics, counted at the client (txn and plain range answers).
+    let keysRead = 0;
+    const kv = client.kv;
+    const countingKv = new Proxy(kv, {
+      get: (target, prop, receiver) => {
+        if (prop === 'txn') {
+          return async (...args: Parameters<typeof kv.txn>) => {
+            const r = await kv.txn(...args);
+            for (const x of r.responses) keysRead += x.response_range?.kvs?.length ?? 0;
+            return r;
+          };
+        }
+        if (prop === 'range') {
+          return async (...args: Parameters<typeof kv.range>) => {
+            const r = await kv.range(...args);
+            keysRead += r.kvs.length;
+            return r;
+          };
+        }
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    });
+    const counting: typeof client = new Proxy(client, {
+      get: (target, prop) => {
+        if (prop === 'kv') return countingKv;
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(counting) : value;
+      },
+    });
+    const metrics = new CoordinatorMetrics({
+      client: counting, keyspace: ks, logger: createLogger({ level: 'silent' }), replicaId: 'r1',
+      isLeader: () => false, streamsAttached: () => 0, fleetReadIntervalMs: 0,
+    });
+    const put = (key: string, value: unknown): Promise<unknown> => client.put(key).value(JSON.stringify(value)).exec();
+    const job = (id: string, kind: string, state: string): unknown => ({ id, kind, state, nodeIds: [], batches: [], claimed: true });
+    const output = 'x'.repeat(200);
+    await put(ks.node('n1'), { id: 'n1', state: 'Commissioned', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', stateChangedAt: '' });
+    // j-a ran on 1,000 nodes; j-a-2's id extends j-a's, so its key sorts between j-a and j-a's node records.
+    await put(ks.job('j-a'), job('j-a', 'commission', 'Succeeded'));
+    for (let i = 0; i < 1000; i += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, k) => put(ks.jobNode('j-a', `n${i + k}`), { nodeId: `n${i + k}`, state: 'succeeded', batch: 0, attempt: 1, units: [], output })));
+    }
+    await put(ks.job('j-a-2'), job('j-a-2', 'exec', 'Failed'));
+    await put(ks.job('j-b'), job('j-b', 'upgrade', 'RolledBack'));
+    for (const n of ['n1', 'n2', 'n3']) await put(ks.jobNode('j-b', n), { nodeId: n, state: 'failed', batch: 0, attempt: 1, units: [], output });
+    await put(ks.job('j-c'), job('j-c', 'verify', 'Running'));
+    // A node record whose job record is gone, and a job record that does not decode: skipped.
+    await put(ks.jobNode('j-0', 'n1'), { nodeId: 'n1', state: 'succeeded', batch: 0, attempt: 1, units: [] });
+    await put(ks.job('j-bad'), { id: 'j-bad', kind: 'commission', state: 'Exploded' });
+
+    const text = await metrics.render();
+    const series = (kind: string, state: string): string | undefined => new RegExp(`^cluster_jobs\\{kind="${kind}",state="${state}"\\} (\\d+)$`, 'm').exec(text)?.[1];
+    expect(series('commission', 'Succeeded')).to.equal('1');
+    expect(series('exec', 'Failed')).to.equal('1');
+    expect(series('upgrade', 'RolledBack')).to.equal('1');
+    expect(series('verify', 'Running')).to.equal('1');
+    expect(series('commission', 'Running')).to.equal('0');
+    expect(/^cluster_nodes\{state="Commissioned",reachable="true"\} 1$/m.test(text)).to.equal(true);
+    // One key per job record (5), the node, the stray node record, the first node record after
+    // j-a-2 (j-a's, stepped over), and j-b once more (the step after j-a reads both j-a-2 and
+    // the next record past j-a's nodes): 9. A read of the jobs/ prefix returned 1,000 more.
+    expect(keysRead).to.equal(9);
   });
 
   it('the etcd transaction timer counts a transaction and an error', async () => {

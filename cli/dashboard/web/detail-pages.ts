@@ -1,7 +1,7 @@
 /** The node page (record, facts, applied vs desired, events) and the job page (progress, per-node output). */
-import type { ApiError, EventItem, JobPage, NodePage } from '../protocol.js';
+import type { ApiError, EventItem, JobNodeView, JobPage, NodePage } from '../protocol.js';
 import { age, el, nodeHref, orDash } from './dom.js';
-import { eventRow, jobCard } from './panels.js';
+import { batchNumber, eventRow, jobCard, stateWords } from './panels.js';
 
 /** GET an /api/ path as JSON; a failure is an Error with the server's message. */
 export async function getJson<T>(path: string): Promise<T> {
@@ -91,21 +91,34 @@ function mergeEvents(a: readonly EventItem[], b: readonly EventItem[]): EventIte
   return [...bySeq.values()].sort((x, y) => x.seq - y.seq);
 }
 
+/** A node's rollback in words: where it goes back to, and how it went. */
+function rollbackText(n: JobNodeView): string {
+  const to = n.previousBundle ? ` to ${n.previousBundle}` : '';
+  switch (n.rollbackState) {
+    case '': return '-';
+    case 'running': return `rolling back${to}`;
+    case 'succeeded': return `rolled back${to}`;
+    case 'failed': return `rollback${to} failed${n.rollbackError ? `: ${n.rollbackError}` : ''}`;
+    default: return `${n.rollbackState}${to}`;
+  }
+}
+
 export function renderJobPage(root: HTMLElement, p: JobPage): void {
   const rows = p.nodes.map((n) => el('tr', { 'data-node': n.nodeId, 'data-state': n.state },
     el('td', {}, el('a', { href: nodeHref(n.nodeId) }, n.nodeId)),
-    el('td', {}, String(n.batch)),
+    el('td', {}, String(batchNumber(n.batch))),
     el('td', {}, n.state),
     el('td', {}, n.exitCode === null ? '-' : String(n.exitCode)),
     el('td', {}, orDash(n.error)),
     el('td', {}, n.units.length ? n.units.map((u) => `${u.unitId}: ${u.status}${u.message ? ` (${u.message})` : ''}`).join('\n') : '-'),
-    el('td', {}, n.output ? el('pre', {}, n.output) : '-')));
+    el('td', {}, n.output ? el('pre', {}, n.output) : '-'),
+    el('td', { class: 'node-rollback' }, rollbackText(n))));
   root.replaceChildren(
-    el('h2', { id: 'job-title' }, `Job ${p.job.id}: ${p.job.kind}, ${p.job.state}`),
+    el('h2', { id: 'job-title' }, `Job ${p.job.id}: ${p.job.kind}, ${stateWords(p.job.state)}`),
     jobCard(p.job, true),
     el('p', {}, `requested by ${orDash(p.job.requestedBy)}, created ${when(p.job.createdAt)}${p.job.finishedAt ? `, finished ${when(p.job.finishedAt)}` : ''}`),
     el('table', { class: 'job-nodes' },
-      el('thead', {}, el('tr', {}, ...['Node', 'Batch', 'State', 'Exit', 'Error', 'Units', 'Output'].map((h) => el('th', {}, h)))),
+      el('thead', {}, el('tr', {}, ...['Node', 'Batch', 'State', 'Exit', 'Error', 'Units', 'Output', 'Rollback'].map((h) => el('th', {}, h)))),
       el('tbody', {}, ...rows)),
   );
 }

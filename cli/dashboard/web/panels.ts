@@ -30,20 +30,39 @@ export function renderCounts(root: HTMLElement, tiles: Iterable<Tile>): void {
   );
 }
 
-const ACTIVE = new Set(['Pending', 'Running', 'Cancelling', 'Pausing', 'Paused', 'RollingBack']);
+/** A job state in words: `RollingBack` → `Rolling back` (the names come from the feed, none are listed here). */
+export function stateWords(state: string): string {
+  const words = state.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
 
-/** One job: kind, state, progress overall and per batch. */
+/**
+ * A batch as operators count them, from 1: the job's `currentBatch` and its nodes' `batch` are
+ * indexes from 0 (the coordinator's message says "running batch 2 of 3" at index 1, and
+ * `clusterctl jobs` shows 2/3).
+ */
+export function batchNumber(index: number): number {
+  return index + 1;
+}
+
+/** One job: kind, state, progress overall and per batch, and its rollback once one started. */
 export function jobCard(j: JobSummary, withBatches: boolean): HTMLElement {
-  const card = el('div', { class: 'job', 'data-job': j.id, 'data-state': j.state },
-    el('div', { class: 'title' }, el('a', { href: jobHref(j.id) }, `${j.kind} ${j.id}`), el('span', {}, j.state)),
+  const card = el('div', { class: `job${j.active ? ' active' : ''}`, 'data-job': j.id, 'data-state': j.state },
+    el('div', { class: 'title' }, el('a', { href: jobHref(j.id) }, `${j.kind} ${j.id}`), el('span', { class: `job-state j-${j.state}` }, stateWords(j.state))),
     progressBar(j.total, j.done, j.failed, j.running),
     el('div', { class: 'muted' }, `${j.done}/${j.total} nodes done${j.failed ? `, ${j.failed} failed` : ''}${j.running ? `, ${j.running} running` : ''}` +
-      (j.batches > 1 ? ` · batch ${j.currentBatch}/${j.batches}` : '') + (j.group ? ` · group ${j.group}` : '')),
+      (j.batches > 1 ? ` · batch ${batchNumber(Math.min(j.currentBatch, j.batches - 1))}/${j.batches}` : '') + (j.group ? ` · group ${j.group}` : '')),
   );
   if (withBatches && j.perBatch.length > 1) {
     const grid = el('div', { class: 'batches' });
-    for (const b of j.perBatch) grid.append(el('span', {}, `batch ${b.batch}`), progressBar(b.total, b.done, b.failed, b.running), el('span', {}, `${b.done}/${b.total}`));
+    for (const b of j.perBatch) grid.append(el('span', {}, `batch ${batchNumber(b.batch)}`), progressBar(b.total, b.done, b.failed, b.running), el('span', {}, `${b.done}/${b.total}`));
     card.append(grid);
+  }
+  if (j.rollback) {
+    const r = j.rollback;
+    card.append(el('div', { class: 'rollback' },
+      el('span', {}, 'rollback'), progressBar(r.total, r.done, r.failed, r.running),
+      el('span', {}, `${r.done - r.failed}/${r.total} rolled back${r.failed ? `, ${r.failed} failed` : ''}${r.running ? `, ${r.running} rolling back` : ''}`)));
   }
   if (j.message) card.append(el('div', { class: 'muted' }, j.message));
   return card;
@@ -52,8 +71,8 @@ export function jobCard(j: JobSummary, withBatches: boolean): HTMLElement {
 /** Running jobs first (with their batches), then the newest finished ones. */
 export function renderJobs(root: HTMLElement, jobs: Iterable<JobSummary>): void {
   const all = [...jobs].sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
-  const active = all.filter((j) => ACTIVE.has(j.state));
-  const done = all.filter((j) => !ACTIVE.has(j.state)).slice(0, 8);
+  const active = all.filter((j) => j.active);
+  const done = all.filter((j) => !j.active).slice(0, 8);
   root.replaceChildren(
     active.length ? el('div', { id: 'jobs-running' }, ...active.map((j) => jobCard(j, true))) : el('p', { class: 'muted' }, 'no job running'),
     ...(done.length ? [el('h2', {}, 'Finished'), ...done.map((j) => jobCard(j, false))] : []),

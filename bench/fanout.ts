@@ -41,6 +41,10 @@ import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type 
 const OPTIONS = {
   sizes: { kind: 'list', default: ['1000', '5000', '10000'], placeholder: 'N[,N...]', description: 'fleet sizes, each run separately' },
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'agents\' membership lease TTL' },
+  electionTtl: {
+    kind: 'int', default: 10, min: 2, placeholder: 'SECONDS',
+    description: 'the coordinator\'s election TTL: this measures a fan-out, not a failover, and at the 2 s default a loaded 2-core box lost the leader (and every stream) in the join storm',
+  },
   startWindow: {
     kind: 'int', default: 200, min: 0, placeholder: 'K',
     description: 'joins in flight per sim-fleet process: an agent starts when one of the K before it has registered and attached (0 = no window)',
@@ -184,7 +188,7 @@ function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise
 /** Agents per sim-fleet process when --fleet-processes is 0. */
 const AGENTS_PER_FLEET = 5000;
 
-async function runSize(n: number, o: { leaseTtl: number; startRate: number; startWindow: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
+async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; startRate: number; startWindow: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const k = Math.min(n, o.fleetProcesses > 0 ? o.fleetProcesses : Math.ceil(n / AGENTS_PER_FLEET));
   const result: SizeResult = { agents: n, fleetProcesses: k, completed: false };
@@ -203,7 +207,7 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; star
     // Ping every 10 s (the default): with N streams that is N/10 pings a second on the leader.
     const profDir = join(cluster.logDir, 'cpu-prof');
     const coord = await cluster.startCoordinator({
-      extraArgs: ['--replica-id', 'c1', '--log-level', 'info', ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
+      extraArgs: ['--replica-id', 'c1', '--log-level', 'info', '--election-ttl', String(o.electionTtl), ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
       ...(o.cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
     });
     const ePid = etcdPid(etcd.dataDir);
@@ -382,14 +386,14 @@ async function main(): Promise<number> {
   const results: SizeResult[] = [];
   for (const n of sizes) {
     results.push(await runSize(n, {
-      leaseTtl: v.leaseTtl, startRate: v.startRate, startWindow: v.startWindow, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
+      leaseTtl: v.leaseTtl, electionTtl: v.electionTtl, startRate: v.startRate, startWindow: v.startWindow, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
       sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true || v.jobCpuProf !== undefined, cpuProf: v.cpuProf === true,
       ...(v.jobCpuProf !== undefined ? { jobCpuProfSeconds: v.jobCpuProf } : {}),
     }, say));
   }
   const out = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    agentLeaseTtlSeconds: v.leaseTtl, startRate: v.startRate, startWindow: v.startWindow, connections: v.connections, results,
+    agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, startRate: v.startRate, startWindow: v.startWindow, connections: v.connections, results,
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (v.json) {
@@ -399,7 +403,7 @@ async function main(): Promise<number> {
   const f = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '-' : String(x));
   const lines = [
     `command fan-out: ${out.date}`,
-    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process); ${v.connections} connections; wall ${out.wallSeconds} s`,
+    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process); ${v.connections} connections; wall ${out.wallSeconds} s`,
     `${'N'.padStart(6)} ${'register'.padStart(9)} ${'attach'.padStart(8)} ${'discovr'.padStart(8)} ${'idleRSS'.padStart(8)} ${'StartJob'.padStart(9)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'total'.padStart(7)} ${'ok/N'.padStart(11)} ${'peakRSS'.padStart(8)} ${'simRSS'.padStart(7)} ${'etcdRSS'.padStart(8)}`,
     `${''.padStart(6)} ${'ms'.padStart(9)} ${'ms'.padStart(8)} ${'ms'.padStart(8)} ${'MiB'.padStart(8)} ${'ms'.padStart(9)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${''.padStart(11)} ${'MiB'.padStart(8)} ${'MiB'.padStart(7)} ${'MiB'.padStart(8)}`,
   ];

@@ -142,7 +142,7 @@ const OPTIONS = {
   startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second at most (0 = no rate limit)' },
   startWindow: {
     kind: 'int', default: 0, min: 0, placeholder: 'K',
-    description: 'at most K agents joining at once (started, not yet registered and attached); the next starts as one finishes (0 = no window)',
+    description: 'at most K agents joining at once (started, not yet registered and attached); the next starts as one finishes; the window starts at 16 and adapts below K (0 = no window)',
   },
   joinStallMs: { kind: 'int', default: 30_000, min: 1000, placeholder: 'MS', description: 'a join still unfinished after this long stops holding a place in the window (it keeps retrying on its own)' },
   sandbox: { kind: 'string', placeholder: 'DIR', description: 'per-agent node roots go under DIR/<node id> [default: /dev/shm/sim-fleet-<pid>]' },
@@ -211,11 +211,25 @@ async function childMain(): Promise<number> {
   const joining = new Map<string, number>();
   /** Wakes the start loop when a place in the window may have freed. */
   let joined: () => void = () => undefined;
+  /**
+   * The window itself adapts (additive increase, multiplicative decrease, as TCP's congestion
+   * window): it starts small, grows by one per finished join up to --start-window, and halves
+   * (at most once a second) when a joining agent misses a deadline (etcd or its Welcome),
+   * which is the sign that this process or the cluster is behind.
+   */
+  let window = Math.min(o.startWindow, 16);
+  let lastCut = 0;
   const joinStep = (nodeId: string): void => {
     if (joining.has(nodeId) && registeredAt.has(nodeId) && everAttached.has(nodeId)) {
       joining.delete(nodeId);
+      window = Math.min(o.startWindow, window + 1);
       joined();
     }
+  };
+  const joinMissed = (nodeId: string): void => {
+    if (!joining.has(nodeId) || Date.now() - lastCut < 1000) return;
+    lastCut = Date.now();
+    window = Math.max(1, Math.floor(window / 2));
   };
   const attachedTo = new Map<string, string>(); // node id → coordinator id it is attached to now
   const commands = { received: 0, finished: 0, failed: 0 };
@@ -251,6 +265,10 @@ async function childMain(): Promise<number> {
       case 'disconnected from coordinator':
       case 'coordinator unreachable':
         attachedTo.delete(nodeId);
+        joinMissed(nodeId);
+        return;
+      case 'etcd unreachable':
+        joinMissed(nodeId);
         return;
       case 'command received': commands.received++; return;
       case 'command finished': commands.finished++; if (f.outcome !== 'succeeded') commands.failed++; return;
@@ -318,13 +336,14 @@ async function childMain(): Promise<number> {
   // (every join is a lease grant, two puts and a mutual-TLS handshake; their deadlines expired
   // while the loop was busy, and the retries kept it busy: congestion collapse). With a window
   // only K joins are in flight at once, so the rate follows what this process and the cluster
-  // manage. A join stalled past --join-stall-ms stops holding its place (it retries on its own).
+  // manage (and the window adapts: see `window`). A join stalled past --join-stall-ms stops
+  // holding its place (it retries on its own).
   const pace = o.startRate > 0 ? 1000 / o.startRate : 0;
   const windowFull = (): boolean => {
-    if (o.startWindow === 0 || joining.size < o.startWindow) return false;
+    if (o.startWindow === 0 || joining.size < window) return false;
     const stalledBefore = Date.now() - o.joinStallMs;
     for (const [id, at] of joining) if (at < stalledBefore) joining.delete(id);
-    return joining.size >= o.startWindow;
+    return joining.size >= window;
   };
   void (async () => {
     for (let i = 0; i < n && !stopping; i++) {

@@ -10,9 +10,11 @@
  *   deposed leader's late write is refused by etcd.
  *
  * Per batch: the batch's node records are read in a few reads, each node moves to its *-ing
- * state (checked, with its event; the EventLog group-commits the batch's moves into a few
- * transactions, each move still guarded by its own CAS and the fence), gets its command
- * (command-dispatch.ts), reports per-unit progress (recorded, bounded), and ends as
+ * state (checked, with its event, and with its "running" job record in the same transaction;
+ * the EventLog group-commits the batch's moves into a few transactions, each move still guarded
+ * by its own CAS and the fence), gets its command (built while the move commits; the batch's
+ * facts read together, batch-loader.ts; command-dispatch.ts), reports per-unit progress
+ * (recorded, bounded), and ends as
  * job-outcome.ts decides. A node's claim is released in the same transaction as its final
  * transition; the nodes the job never ran are released when it ends.
  *

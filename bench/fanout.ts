@@ -1,9 +1,11 @@
 /**
- * Fan-out benchmark: one coordinator, a sim-fleet of N in-process agents (bench/sim-fleet.ts),
- * N = 1,000 / 5,000 / 10,000, each size on a fresh etcd and coordinator:
+ * Fan-out benchmark: one coordinator, N simulated agents (bench/sim-fleet.ts; one sim-fleet
+ * process per 5,000 agents unless --fleet-processes says otherwise), N = 1,000 / 5,000 /
+ * 10,000, each size on a fresh etcd and coordinator:
  *
  *   1. time until all N are registered (member keys) and attached (Welcome on their stream),
- *      and until the coordinator has recorded every node as Discovered;
+ *      and until the coordinator has recorded every node as Discovered. Agents start in a
+ *      window of joins in flight (--start-window), not at a fixed rate: see sim-fleet.ts;
  *   2. coordinator RSS at idle with N attached (and the sim-fleet's and etcd's);
  *   3. a job across all N nodes, all at once: a bundle of one file unit (PushBundle), a group
  *      (SetGroup), StartJob kind "commission" naming the N node ids; each agent really runs
@@ -34,12 +36,24 @@ import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { decodeNode } from '../shared/records';
 import { topFrames, type Frame } from './cpu-profile';
-import { RssSampler, SimFleet, machine, rssMiB, simNodeId, stats, type Stats } from './sim-fleet';
+import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
 
 const OPTIONS = {
   sizes: { kind: 'list', default: ['1000', '5000', '10000'], placeholder: 'N[,N...]', description: 'fleet sizes, each run separately' },
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'agents\' membership lease TTL' },
-  startRate: { kind: 'int', default: 1000, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second (0 = all at once)' },
+  electionTtl: {
+    kind: 'int', default: 10, min: 2, placeholder: 'SECONDS',
+    description: 'the coordinator\'s election TTL: this measures a fan-out, not a failover, and at the 2 s default a loaded 2-core box lost the leader (and every stream) in the join storm',
+  },
+  startWindow: {
+    kind: 'int', default: 200, min: 0, placeholder: 'K',
+    description: 'joins in flight per sim-fleet process: an agent starts when one of the K before it has registered and attached (0 = no window)',
+  },
+  startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second at most, per sim-fleet process (0 = no rate limit)' },
+  fleetProcesses: {
+    kind: 'int', default: 0, min: 0, placeholder: 'K',
+    description: 'sim-fleet processes the N agents are split over (0 = one per 5,000 agents: one event loop runs out at about that many)',
+  },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   sizeTimeout: { kind: 'int', default: 300, min: 30, placeholder: 'SECONDS', description: 'give up on one size after this long (prints what it has)' },
   cpuProf: { kind: 'boolean', description: 'run the coordinator under node --cpu-prof and print the top 10 frames of each size\'s profile (self time)' },
@@ -48,7 +62,7 @@ const OPTIONS = {
   keep: { kind: 'boolean', description: 'keep the temp dirs (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-rate R] [--size-timeout S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
+const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-window K] [--fleet-processes K] [--size-timeout S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
 
 const BUNDLE_YAML = `name: bench-fanout
 version: "1"
@@ -136,6 +150,8 @@ class JobWatch {
 
 interface SizeResult {
   agents: number;
+  /** sim-fleet processes the agents were split over. */
+  fleetProcesses: number;
   completed: boolean;
   problem?: string;
   registerAllMs?: number;
@@ -169,16 +185,20 @@ function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise
   ]);
 }
 
-async function runSize(n: number, o: { leaseTtl: number; startRate: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
+/** Agents per sim-fleet process when --fleet-processes is 0. */
+const AGENTS_PER_FLEET = 5000;
+
+async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; startRate: number; startWindow: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
-  const result: SizeResult = { agents: n, completed: false };
+  const k = Math.min(n, o.fleetProcesses > 0 ? o.fleetProcesses : Math.ceil(n / AGENTS_PER_FLEET));
+  const result: SizeResult = { agents: n, fleetProcesses: k, completed: false };
   const etcd = await EtcdServer.start('bench-fanout');
   const cluster = new TestCluster(etcd, { name: `bench-fanout-${n}`, keepDir: o.keep });
   const client = etcd.client();
   const ks = new Keyspace();
   const sandbox = mkdtempSync('/dev/shm/bench-fanout-');
   const jobs = new JobWatch(client, ks);
-  let fleet: SimFleet | undefined;
+  const fleets: SimFleet[] = [];
   const samplers: RssSampler[] = [];
   let jobClient: JobServiceClient | undefined;
   let configClient: ConfigServiceClient | undefined;
@@ -187,24 +207,30 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
     // Ping every 10 s (the default): with N streams that is N/10 pings a second on the leader.
     const profDir = join(cluster.logDir, 'cpu-prof');
     const coord = await cluster.startCoordinator({
-      extraArgs: ['--replica-id', 'c1', '--log-level', 'info', ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
+      extraArgs: ['--replica-id', 'c1', '--log-level', 'info', '--election-ttl', String(o.electionTtl), ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
       ...(o.cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
     });
     const ePid = etcdPid(etcd.dataDir);
-    say(`N=${n}: etcd + coordinator up; starting the sim-fleet (${o.startRate > 0 ? `${o.startRate}/s` : 'all at once'}); logs in ${cluster.logDir}`);
+    const pacing = [o.startWindow > 0 ? `window ${o.startWindow}` : '', o.startRate > 0 ? `${o.startRate}/s` : ''].filter(Boolean).join(', ') || 'all at once';
+    say(`N=${n}: etcd + coordinator up; starting ${k} sim-fleet process(es) (${pacing}); logs in ${cluster.logDir}`);
     const t0 = Date.now();
-    fleet = new SimFleet({
-      etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents: n, leaseTtlSec: o.leaseTtl, connections: o.connections, startRate: o.startRate, sandbox,
-      etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 1000))), logFile: join(cluster.logDir, 'sim-fleet.log'),
-      nodeArgs: ['--max-old-space-size=8192'],
-    });
-    const f = fleet;
-    const reg = await withDeadline(f.registered(o.sizeTimeoutMs), deadline, 'registration');
-    result.registerAllMs = reg.at - t0;
+    for (let j = 0; j < k; j++) {
+      // Agents split evenly; one fleet keeps the ids sim-00001..., several get sim1-00001, sim2-...
+      const agents = Math.floor(n / k) + (j < n % k ? 1 : 0);
+      fleets.push(new SimFleet({
+        etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents, idPrefix: k === 1 ? 'sim-' : `sim${j + 1}-`,
+        leaseTtlSec: o.leaseTtl, connections: o.connections, startRate: o.startRate, startWindow: o.startWindow, sandbox: join(sandbox, String(j + 1)),
+        etcdClients: Math.max(1, Math.min(8, Math.ceil(agents / 1000))), logFile: join(cluster.logDir, k === 1 ? 'sim-fleet.log' : `sim-fleet-${j + 1}.log`),
+        nodeArgs: ['--max-old-space-size=8192'],
+      }));
+    }
+    const regs = await withDeadline(Promise.all(fleets.map((f) => f.registered(o.sizeTimeoutMs))), deadline, 'registration');
+    result.registerAllMs = Math.max(...regs.map((r) => r.at)) - t0;
     say(`N=${n}: all registered after ${result.registerAllMs} ms`);
-    const att = await withDeadline(f.attached('c1', o.sizeTimeoutMs), deadline, 'attach');
-    result.attachAllMs = Math.max(...att.times) - t0;
+    const atts = await withDeadline(Promise.all(fleets.map((f) => f.attached('c1', o.sizeTimeoutMs))), deadline, 'attach');
+    result.attachAllMs = Math.max(...atts.flatMap((a) => a.times)) - t0;
     say(`N=${n}: all attached after ${result.attachAllMs} ms`);
+    const nodeIds = fleets.flatMap((f) => f.nodeIds);
 
     // The coordinator records Discovered once facts are in; commission needs it.
     while (Date.now() < deadline) {
@@ -224,7 +250,7 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
 
     await new Promise((r) => setTimeout(r, 5000)); // settle: idle means no registration traffic
     const cs = new RssSampler(() => coord.proc.pid).start();
-    const fs = new RssSampler(() => f.pid).start();
+    const fs = new RssSampler(() => fleets.map((f) => f.pid)).start();
     const es = new RssSampler(() => ePid).start();
     samplers.push(cs, fs, es);
     result.rssIdleMiB = { coordinator: cs.sample(), simFleet: fs.sample(), etcd: es.sample() };
@@ -258,7 +284,7 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
     let job: Job__Output;
     try {
       job = await unary(jc.StartJob.bind(jc), {
-        kind: 'commission', nodeIds: att.times.map((_, i) => simNodeId(i)), group: 'bench', strategy: 'all-at-once',
+        kind: 'commission', nodeIds, group: 'bench', strategy: 'all-at-once',
         maxFailures: n, requestedBy: 'bench/fanout',
       }, 120_000);
     } catch (err) {
@@ -300,10 +326,10 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
     return result;
   } catch (err) {
     result.problem = errorMessage(err);
-    const p = fleet?.lastProgress;
+    const sum = (f: (p: ProgressEvent | undefined) => number): number => fleets.reduce((a, fl) => a + f(fl.lastProgress), 0);
     result.atGiveUp = {
-      registered: p?.registered ?? 0, attached: p?.attached ?? 0,
-      rssMiB: { coordinator: rssMiB(cluster.coordinators[0]?.proc.pid ?? -1), simFleet: rssMiB(fleet?.pid ?? -1), etcd: rssMiB(etcdPid(etcd.dataDir)) },
+      registered: sum((p) => p?.registered ?? 0), attached: sum((p) => p?.attached ?? 0),
+      rssMiB: { coordinator: rssMiB(cluster.coordinators[0]?.proc.pid ?? -1), simFleet: fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0), etcd: rssMiB(etcdPid(etcd.dataDir)) },
     };
     say(`N=${n}: ${result.problem}`);
     say(cluster.logTails(8));
@@ -313,9 +339,9 @@ async function runSize(n: number, o: { leaseTtl: number; startRate: number; conn
     jobClient?.close();
     configClient?.close();
     await jobs.stop().catch(() => undefined);
-    if (fleet) {
-      result.rssIdleMiB ??= { coordinator: NaN, simFleet: rssMiB(fleet.pid), etcd: NaN };
-      await fleet.stop().catch(() => undefined);
+    if (fleets.length > 0) {
+      result.rssIdleMiB ??= { coordinator: NaN, simFleet: fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0), etcd: NaN };
+      await Promise.all(fleets.map((fl) => fl.stop().catch(() => undefined)));
     }
     if (o.jobCpuProfSeconds && result.job?.available === true) {
       // Written by the coordinator itself SECONDS after StartJob.
@@ -360,14 +386,14 @@ async function main(): Promise<number> {
   const results: SizeResult[] = [];
   for (const n of sizes) {
     results.push(await runSize(n, {
-      leaseTtl: v.leaseTtl, startRate: v.startRate, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
+      leaseTtl: v.leaseTtl, electionTtl: v.electionTtl, startRate: v.startRate, startWindow: v.startWindow, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
       sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true || v.jobCpuProf !== undefined, cpuProf: v.cpuProf === true,
       ...(v.jobCpuProf !== undefined ? { jobCpuProfSeconds: v.jobCpuProf } : {}),
     }, say));
   }
   const out = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    agentLeaseTtlSeconds: v.leaseTtl, startRate: v.startRate, connections: v.connections, results,
+    agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, startRate: v.startRate, startWindow: v.startWindow, connections: v.connections, results,
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (v.json) {
@@ -377,7 +403,7 @@ async function main(): Promise<number> {
   const f = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '-' : String(x));
   const lines = [
     `command fan-out: ${out.date}`,
-    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; start rate ${v.startRate > 0 ? `${v.startRate}/s` : 'all at once'}; ${v.connections} connections; wall ${out.wallSeconds} s`,
+    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process); ${v.connections} connections; wall ${out.wallSeconds} s`,
     `${'N'.padStart(6)} ${'register'.padStart(9)} ${'attach'.padStart(8)} ${'discovr'.padStart(8)} ${'idleRSS'.padStart(8)} ${'StartJob'.padStart(9)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'total'.padStart(7)} ${'ok/N'.padStart(11)} ${'peakRSS'.padStart(8)} ${'simRSS'.padStart(7)} ${'etcdRSS'.padStart(8)}`,
     `${''.padStart(6)} ${'ms'.padStart(9)} ${'ms'.padStart(8)} ${'ms'.padStart(8)} ${'MiB'.padStart(8)} ${'ms'.padStart(9)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${''.padStart(11)} ${'MiB'.padStart(8)} ${'MiB'.padStart(7)} ${'MiB'.padStart(8)}`,
   ];
@@ -389,6 +415,7 @@ async function main(): Promise<number> {
       (j?.available ? `${f(j.succeeded)}/${r.agents}` : '-').padStart(11), f(j?.rssPeakMiB?.coordinator).padStart(8),
       f(j?.rssPeakMiB?.simFleet ?? r.rssIdleMiB?.simFleet).padStart(7), f(j?.rssPeakMiB?.etcd ?? r.rssIdleMiB?.etcd).padStart(8),
     ].join(' '));
+    if (r.fleetProcesses > 1) lines.push(`       agents simulated in ${r.fleetProcesses} sim-fleet processes`);
     if (j && !j.available && j.note) lines.push(`       ${j.note}`);
     if (r.problem) lines.push(`       incomplete: ${r.problem}`);
     if (r.atGiveUp) {

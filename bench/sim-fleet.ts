@@ -77,19 +77,23 @@ export function rssMiB(pid: number): number {
   }
 }
 
-/** Samples a process's RSS every `intervalMs`; `peak` is the largest since the last `reset()`. */
+/**
+ * Samples a process's RSS (or the sum over several processes: a fleet split over sim-fleet
+ * processes) every `intervalMs`; `peak` is the largest since the last `reset()`.
+ */
 export class RssSampler {
   peak = 0;
   last = NaN;
   private timer?: NodeJS.Timeout;
-  constructor(private readonly pid: () => number, private readonly intervalMs = 200) {}
+  constructor(private readonly pid: () => number | readonly number[], private readonly intervalMs = 200) {}
   start(): this {
     this.sample();
     this.timer = setInterval(() => this.sample(), this.intervalMs);
     return this;
   }
   sample(): number {
-    this.last = rssMiB(this.pid());
+    const pids = this.pid();
+    this.last = typeof pids === 'number' ? rssMiB(pids) : Math.round(pids.reduce((sum, p) => sum + rssMiB(p), 0) * 10) / 10;
     if (this.last > this.peak) this.peak = this.last;
     return this.last;
   }
@@ -135,7 +139,12 @@ const OPTIONS = {
     description: 'pki dir whose ca.crt and etcd-coordinator.crt/.key the shared etcd clients present (a harness shortcut: real agents each use their own certificate; bench/etcd-auth-scale measures that) [default: the cluster secret file\'s dir]',
   },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'one TCP connection per agent stream (real), or one for all (grpc-js global subchannel pool)' },
-  startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second (0 = all at once)' },
+  startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second at most (0 = no rate limit)' },
+  startWindow: {
+    kind: 'int', default: 0, min: 0, placeholder: 'K',
+    description: 'at most K agents joining at once (started, not yet registered and attached); the next starts as one finishes; the window starts at 16 and adapts below K (0 = no window)',
+  },
+  joinStallMs: { kind: 'int', default: 30_000, min: 1000, placeholder: 'MS', description: 'a join still unfinished after this long stops holding a place in the window (it keeps retrying on its own)' },
   sandbox: { kind: 'string', placeholder: 'DIR', description: 'per-agent node roots go under DIR/<node id> [default: /dev/shm/sim-fleet-<pid>]' },
   progressMs: { kind: 'int', default: 2000, min: 100, placeholder: 'MS', description: 'progress line period' },
   logLevel: { kind: 'string', default: 'warn', choices: ['debug', 'info', 'warn', 'error', 'silent'], description: 'agents\' own log level (stderr)' },
@@ -196,6 +205,32 @@ async function childMain(): Promise<number> {
 
   // What the report is made of.
   const registeredAt = new Map<string, number>();
+  /** Agents that have attached to some coordinator at least once (for the start window). */
+  const everAttached = new Set<string>();
+  /** Joins in flight: node id → when it started, until registered and attached. */
+  const joining = new Map<string, number>();
+  /** Wakes the start loop when a place in the window may have freed. */
+  let joined: () => void = () => undefined;
+  /**
+   * The window itself adapts (additive increase, multiplicative decrease, as TCP's congestion
+   * window): it starts small, grows by one per finished join up to --start-window, and halves
+   * (at most once a second) when a joining agent misses a deadline (etcd or its Welcome),
+   * which is the sign that this process or the cluster is behind.
+   */
+  let window = Math.min(o.startWindow, 16);
+  let lastCut = 0;
+  const joinStep = (nodeId: string): void => {
+    if (joining.has(nodeId) && registeredAt.has(nodeId) && everAttached.has(nodeId)) {
+      joining.delete(nodeId);
+      window = Math.min(o.startWindow, window + 1);
+      joined();
+    }
+  };
+  const joinMissed = (nodeId: string): void => {
+    if (!joining.has(nodeId) || Date.now() - lastCut < 1000) return;
+    lastCut = Date.now();
+    window = Math.max(1, Math.floor(window / 2));
+  };
   const attachedTo = new Map<string, string>(); // node id → coordinator id it is attached to now
   const commands = { received: 0, finished: 0, failed: 0 };
   let term: Term | undefined;
@@ -220,6 +255,7 @@ async function childMain(): Promise<number> {
       case 'connected to coordinator': {
         const coordinatorId = typeof f.coordinatorId === 'string' ? f.coordinatorId : '';
         attachedTo.set(nodeId, coordinatorId);
+        if (!everAttached.has(nodeId)) { everAttached.add(nodeId); joinStep(nodeId); }
         if (term && coordinatorId === term.leader.id && !term.times.has(nodeId)) {
           term.times.set(nodeId, Date.now());
           maybeReportTerm();
@@ -229,6 +265,10 @@ async function childMain(): Promise<number> {
       case 'disconnected from coordinator':
       case 'coordinator unreachable':
         attachedTo.delete(nodeId);
+        joinMissed(nodeId);
+        return;
+      case 'etcd unreachable':
+        joinMissed(nodeId);
         return;
       case 'command received': commands.received++; return;
       case 'command finished': commands.finished++; if (f.outcome !== 'succeeded') commands.failed++; return;
@@ -240,10 +280,12 @@ async function childMain(): Promise<number> {
   const channelOptions = o.connections === 'per-agent' ? { 'grpc.use_local_subchannel_pool': 1 } : {};
   // One certificate per agent, from the cluster CA the coordinators created.
   const { ca } = await loadOrCreateCa({ etcd: clients[0], keyspace, clusterSecretFile: o.clusterSecretFile });
+  // Issued before any agent starts (a set-up phase), 32 at a time: key generation and signing
+  // run on libuv's thread pool, so the chunks overlap them.
   const credentials: StaticCredentials[] = [];
-  for (const nodeId of ids) {
-    const issued = await ca.issueKeyAndCertificate({ role: 'agent', name: nodeId });
-    credentials.push(new StaticCredentials({ caPem: ca.certPem, certPem: issued.certPem, keyPem: issued.keyPem }));
+  for (let i = 0; i < n; i += 32) {
+    const chunk = await Promise.all(ids.slice(i, i + 32).map((nodeId) => ca.issueKeyAndCertificate({ role: 'agent', name: nodeId })));
+    for (const issued of chunk) credentials.push(new StaticCredentials({ caPem: ca.certPem, certPem: issued.certPem, keyPem: issued.keyPem }));
   }
   const agents: Agent[] = [];
   const contexts: { close(): void }[] = [];
@@ -290,15 +332,37 @@ async function childMain(): Promise<number> {
     process.once('SIGINT', () => resolve());
   });
 
-  // Start (optionally paced), and note each registration.
+  // Start, paced by what has joined: a fixed start rate overran the single event loop at 5,000
+  // (every join is a lease grant, two puts and a mutual-TLS handshake; their deadlines expired
+  // while the loop was busy, and the retries kept it busy: congestion collapse). With a window
+  // only K joins are in flight at once, so the rate follows what this process and the cluster
+  // manage (and the window adapts: see `window`). A join stalled past --join-stall-ms stops
+  // holding its place (it retries on its own).
   const pace = o.startRate > 0 ? 1000 / o.startRate : 0;
+  const windowFull = (): boolean => {
+    if (o.startWindow === 0 || joining.size < window) return false;
+    const stalledBefore = Date.now() - o.joinStallMs;
+    for (const [id, at] of joining) if (at < stalledBefore) joining.delete(id);
+    return joining.size >= window;
+  };
   void (async () => {
     for (let i = 0; i < n && !stopping; i++) {
+      while (windowFull() && !stopping) {
+        // Woken by the next join to finish; the timeout re-checks for stalled joins.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 1000);
+          joined = () => { clearTimeout(t); resolve(); };
+        });
+        joined = () => undefined;
+      }
       const a = agents[i];
+      const nodeId = a.identity.nodeId;
+      joining.set(nodeId, Date.now());
       await a.start();
       void a.whenRegistered().then(() => {
-        if (registeredAt.has(a.identity.nodeId)) return;
-        registeredAt.set(a.identity.nodeId, Date.now());
+        if (registeredAt.has(nodeId)) return;
+        registeredAt.set(nodeId, Date.now());
+        joinStep(nodeId);
         if (registeredAt.size === n) emit({ event: 'registered', at: Date.now(), startedAt, count: n, times: ids.map((id) => registeredAt.get(id) ?? NaN) });
       });
       if (pace > 0) {
@@ -341,6 +405,8 @@ export interface SimFleetOptions {
   etcdClients?: number;
   connections?: 'per-agent' | 'shared';
   startRate?: number;
+  /** At most this many joins in flight (0: no window). */
+  startWindow?: number;
   sandbox?: string;
   logFile?: string;
   logLevel?: string;
@@ -354,8 +420,11 @@ export class SimFleet {
   readonly events: FleetEvent[] = [];
   private readonly waiters: { match: (e: FleetEvent) => boolean; resolve: (e: FleetEvent) => void }[] = [];
   lastProgress?: ProgressEvent;
+  /** The node ids of this fleet's agents, in start order. */
+  readonly nodeIds: string[];
 
   constructor(o: SimFleetOptions) {
+    this.nodeIds = Array.from({ length: o.agents }, (_, i) => simNodeId(i, o.idPrefix));
     const script = join(DIST, 'bench', 'sim-fleet.js');
     const args = [
       ...(o.nodeArgs ?? []), script,
@@ -366,6 +435,7 @@ export class SimFleet {
       ...(o.etcdClients ? ['--etcd-clients', String(o.etcdClients)] : []),
       ...(o.connections ? ['--connections', o.connections] : []),
       ...(o.startRate !== undefined ? ['--start-rate', String(o.startRate)] : []),
+      ...(o.startWindow !== undefined ? ['--start-window', String(o.startWindow)] : []),
       ...(o.sandbox ? ['--sandbox', o.sandbox] : []),
       ...(o.logLevel ? ['--log-level', o.logLevel] : []),
     ];

@@ -20,19 +20,32 @@ export interface WatchOptions {
    * change with every progress flush. @default every key
    */
   keyFilter?: (key: string) => boolean;
+  /**
+   * Of the puts the key filter accepts, only those it accepts call `onChange`; it sees the value
+   * before the put (absent: the key was created), so a rewrite that changes nothing the loop
+   * reads can be passed over. Setting it makes the watchers ask etcd for previous values.
+   * @default every put
+   */
+  putFilter?: (key: string, value: Buffer, previous: Buffer | undefined) => boolean;
 }
 
 /** Calls `onChange` on every put/delete under each prefix and on every (re)connect of a watcher. */
 export function watchPrefixes(client: Etcd3, prefixes: readonly string[], onChange: () => void, logger: Logger, options: WatchOptions = {}): PrefixWatch {
   const filter = options.keyFilter;
+  const putFilter = options.putFilter;
   const onKey = (kv: { key: Buffer }): void => {
     if (!filter || filter(kv.key.toString())) onChange();
+  };
+  const onPut = (kv: { key: Buffer; value: Buffer }, previous?: { value: Buffer }): void => {
+    const key = kv.key.toString();
+    if ((!filter || filter(key)) && (!putFilter || putFilter(key, kv.value, previous?.value))) onChange();
   };
   const watchers: Watcher[] = [];
   let stopped = false;
   for (const prefix of prefixes) {
-    const w = client.watch().prefix(prefix).watcher();
-    w.on('put', onKey);
+    const builder = client.watch().prefix(prefix);
+    const w = (putFilter ? builder.withPreviousKV() : builder).watcher();
+    w.on('put', onPut);
     w.on('delete', onKey);
     w.on('connected', () => onChange());
     w.on('error', (err) => logger.warn('watch error; it reconnects, and the timer pass catches up meanwhile', { prefix, err: errorMessage(err) }));

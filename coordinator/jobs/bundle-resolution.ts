@@ -17,6 +17,8 @@ export const SECRET_FILE_MODE = '0600';
 
 export interface ResolvedBundle {
   bundle: Bundle;
+  /** `bundle` as the command carries it (Command.bundleJson), serialised once for every node. */
+  bundleJson: string;
   /** Cleartext of every secret the bundle delivers. */
   secrets: string[];
 }
@@ -57,6 +59,6 @@ export class BundleResolver {
     }
     const units = b.units.map((u) => (u.kind === 'file' && u.source !== undefined && secret.has(u.source) && u.mode === undefined ? { ...u, mode: SECRET_FILE_MODE } : u));
     const bundle = inlineSources({ ...b, units }, (n) => files.get(n), 'upload it with `clusterctl files upload`, or set a named secret with `clusterctl secret set`');
-    return { bundle, secrets: [...secret].map((s) => files.get(s) ?? '') };
+    return { bundle, bundleJson: JSON.stringify(bundle), secrets: [...secret].map((s) => files.get(s) ?? '') };
   }
 }

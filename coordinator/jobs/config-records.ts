@@ -74,6 +74,17 @@ export class ConfigReader {
     return parseFacts(kvs[0]?.value.toString());
   }
 
+  /** Several nodes' facts in one read (nodes without readable facts are missing from the map). */
+  async factsOf(nodeIds: readonly string[]): Promise<Map<string, unknown>> {
+    const { kvs } = await readKeys(this.client, nodeIds.map((id) => this.keyspace.facts(id)));
+    const out = new Map<string, unknown>();
+    kvs.forEach((kv, i) => {
+      const facts = parseFacts(kv?.value.toString());
+      if (facts !== undefined) out.set(nodeIds[i], facts);
+    });
+    return out;
+  }
+
   /** The stored bundle; NotFoundError naming it (and how to push one) when absent. */
   async bundle(name: string, version: string): Promise<Bundle> {
     const key = this.keyspace.config(name, version);

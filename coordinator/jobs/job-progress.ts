@@ -10,9 +10,11 @@
  *   deposed leader's late write is refused by etcd.
  *
  * Per batch: the batch's node records are read in a few reads, each node moves to its *-ing
- * state (checked, with its event; the EventLog group-commits the batch's moves into a few
- * transactions, each move still guarded by its own CAS and the fence), gets its command
- * (command-dispatch.ts), reports per-unit progress (recorded, bounded), and ends as
+ * state (checked, with its event, and with its "running" job record in the same transaction;
+ * the EventLog group-commits the batch's moves into a few transactions, each move still guarded
+ * by its own CAS and the fence), gets its command (built while the move commits; the batch's
+ * facts read together, batch-loader.ts; command-dispatch.ts), reports per-unit progress
+ * (recorded, bounded), and ends as
  * job-outcome.ts decides. A node's claim is released in the same transaction as its final
  * transition; the nodes the job never ran are released when it ends.
  *
@@ -47,6 +49,8 @@ import {
   rollbackCommandId, rollbackEnd, rollbackOrder, rollbackRefusal, rollbackStartChange, rolledBackNodeChange, rollsBack,
 } from './job-rollback';
 import { Redactor } from '../../shared/secret-envelope';
+import { DEFAULT_SETTINGS } from '../options';
+import { BatchLoader } from './batch-loader';
 
 /** What a job's progress needs from the runner. */
 export interface JobProgressDeps {
@@ -79,10 +83,13 @@ export class JobProgress {
   /** Per node: the chain of its record writes (progress and final), in order. */
   private readonly writes = new Map<string, Promise<void>>();
   private readonly groupPaths = new Map<string, Promise<string[]>>();
+  /** Nodes' facts for their commands: the nodes of a batch read theirs together. */
+  private readonly facts: BatchLoader<string, unknown>;
 
   constructor(private readonly o: JobProgressDeps, readonly jobId: string) {
     this.log = o.logger.child({ component: 'job-runner', jobId });
     this.bundles = new BundleResolver(o.config);
+    this.facts = new BatchLoader((ids) => o.config.factsOf(ids), DEFAULT_SETTINGS.txnMaxOps);
   }
 
   start(): void {
@@ -232,7 +239,7 @@ export class JobProgress {
     await waitUntil(this.o.clock, until, this.cancel.signal, this.halted.signal);
     if (this.cancel.signal.aborted || !this.job.bundle) return;
     this.checkHalted();
-    const { bundle, secrets } = await this.bundles.resolve(this.job.bundle);
+    const { bundle, bundleJson, secrets } = await this.bundles.resolve(this.job.bundle);
     // Secret variables are opened for these commands only, and redacted from what comes back.
     const opened = await this.o.config.openVariables(commandVariables(bundle.variables, this.job.variables));
     const redactor = new Redactor([...opened.secret.map((n) => opened.variables[n]), ...secrets]);
@@ -241,7 +248,7 @@ export class JobProgress {
     await Promise.all(passed.map(async (id) => {
       const command: Command = {
         id: soakCommandId(this.jobId, id), jobId: this.jobId, kind: 'COMMAND_KIND_VERIFY',
-        bundleJson: JSON.stringify(bundle), variables: opened.variables, timeoutMs: this.o.timings.commandTimeoutMs,
+        bundleJson, variables: opened.variables, timeoutMs: this.o.timings.commandTimeoutMs,
         ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
       };
       // The node's job record keeps its apply's units and output: the verify's progress is not written.
@@ -344,6 +351,8 @@ export class JobProgress {
     // the variables it rendered with, extra vars included); commission and upgrade on the desired.
     const onApplied = job.kind === 'decommission' || job.kind === 'verify' || job.kind === 'repair';
     const bundleRef = (onApplied ? node?.appliedConfig : undefined) ?? job.bundle;
+    /** The node's job record as "running", when this run starts its command (not yet written). */
+    let starting: JobNodeRecord | undefined;
     if (rec.state === 'pending') {
       const attempt = rec.attempt + 1;
       rec = { ...rec, state: 'running', attempt, commandId: commandIdFor(this.jobId, id, attempt), startedAt: this.o.clock.iso(), units: [], ...(bundleRef ? { bundle: bundleRef } : {}) };
@@ -351,26 +360,49 @@ export class JobProgress {
       if (job.kind === 'upgrade' && !job.dryRun && node && rec.previous === undefined) {
         rec.previous = { state: node.state, ...(node.appliedConfig ? { bundle: node.appliedConfig } : {}), ...(node.appliedInputs ? { inputs: node.appliedInputs } : {}) };
       }
-      await this.writeNode(rec);
+      starting = rec;
+      // Known here at once (as a write would make it), so a node that fails before the write ends from it.
+      this.nodes.set(id, rec);
     }
     let outcome: CommandOutcome;
     let inputs: RenderInputs | undefined;
     try {
-      if (!node) throw new FailedPreconditionError(`node ${id} no longer exists`);
-      if (workingState(job)) {
-        const moved = await this.o.nodes.mutate(id, (cur) => startedNodeChange(job, cur, id), { known: versioned ?? null });
-        versioned = moved.node;
+      if (!node) {
+        if (starting) await this.writeNode(starting);
+        throw new FailedPreconditionError(`node ${id} no longer exists`);
       }
-      const applied = onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined;
-      const c = await this.commandFor(rec, bundleRef, applied, job.group ?? node.group);
-      inputs = c.inputs;
-      outcome = await this.dispatch(id, c.command, rec, true, c.redactor);
+      // The move into the working state and the command (facts read, secrets opened) are made
+      // side by side; the command is sent only once the move and the "running" record are written.
+      const [moved, command] = await Promise.allSettled([this.startNode(id, job, versioned, starting), this.commandFor(rec, bundleRef, onApplied && node.appliedInputs?.bundle === bundleRef ? node.appliedInputs : undefined, job.group ?? node.group)]);
+      if (moved.status === 'rejected') throw moved.reason;
+      versioned = moved.value ?? versioned;
+      if (command.status === 'rejected') throw command.reason;
+      inputs = command.value.inputs;
+      outcome = await this.dispatch(id, command.value.command, rec, true, command.value.redactor);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
     }
     this.checkHalted();
     await this.finishNode(id, rec, outcome, job.kind === 'exec' ? undefined : bundleRef, inputs, versioned);
+  }
+
+  /**
+   * Writes the node's "running" job record (`starting`, when this run starts the command) and
+   * moves the node into the job's working state. Both go in ONE transaction when the node moves:
+   * one commit per node instead of two (at 10,000 nodes, 10,000 fewer). Returns the node record
+   * as written (undefined when it did not move).
+   */
+  private async startNode(id: string, job: JobRecord, known: VersionedNode | undefined, starting: JobNodeRecord | undefined): Promise<VersionedNode | undefined> {
+    if (!workingState(job)) {
+      if (starting) await this.writeNode(starting);
+      return undefined;
+    }
+    const write = starting ? this.o.store.nodeRecordOp(this.jobId, starting) : undefined;
+    const moved = await this.o.nodes.mutate(id, (cur) => startedNodeChange(job, cur, id), { known: known ?? null, ...(write ? { ops: [write] } : {}) });
+    // Already in its working state (a resumed run): no transaction was made, so the record is written alone.
+    if (starting && !moved.changed) await this.writeNode(starting);
+    return moved.node;
   }
 
   /**
@@ -404,13 +436,13 @@ export class JobProgress {
       return { command: { ...base, kind: 'COMMAND_KIND_EXEC', argv: exec.argv, timeoutMs: exec.timeoutMs } };
     }
     if (!bundleRef) throw new FailedPreconditionError(`node ${rec.nodeId} has no bundle to ${job.kind}`);
-    const { bundle, secrets } = await this.bundles.resolve(bundleRef);
+    const { bundle, bundleJson, secrets } = await this.bundles.resolve(bundleRef);
     const extra = job.extraVars ?? {};
     const variables = applied ? { ...applied.variables, ...extra } : commandVariables(bundle.variables, job.variables);
     const extraNames = [...(applied?.extraVars ?? []), ...Object.keys(extra)];
     // Secret variables stay sealed in the inputs (recorded on the node) and in the job record;
     // they are opened here, for this command only (docs/secrets.md).
-    const inputs = renderInputs(bundleRef, bundle, variables, await this.o.config.facts(rec.nodeId), extraNames);
+    const inputs = renderInputs(bundleRef, bundle, variables, await this.facts.load(rec.nodeId), extraNames);
     const opened = await this.o.config.openVariables(variables);
     const kind = commandKindFor(job.kind, job.dryRun);
     return {
@@ -418,7 +450,7 @@ export class JobProgress {
         ...base, kind,
         // The bundle as stored (sources inlined); the agent validates and renders it with
         // `variables` and its own facts.
-        bundleJson: JSON.stringify(bundle),
+        bundleJson,
         variables: opened.variables,
         ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
         // A health-gated apply holds the command for its soak too.
@@ -473,7 +505,7 @@ export class JobProgress {
     try {
       await this.o.nodes.mutate(id, (cur) => rollbackStartChange(this.job, cur, id, target));
       claimed = true;
-      const { bundle, secrets } = await this.bundles.resolve(target);
+      const { bundle, bundleJson, secrets } = await this.bundles.resolve(target);
       // Exactly the variables it rendered with before; for an apply recorded before inputs were,
       // the bundle's defaults under the job's variables without its own extra vars. Secret ones
       // are stored sealed and opened for this command only.
@@ -481,7 +513,7 @@ export class JobProgress {
       const variables = previous.inputs?.variables ?? commandVariables(bundle.variables, Object.fromEntries(Object.entries(this.job.variables).filter(([k]) => !extra.has(k))));
       const opened = await this.o.config.openVariables(variables);
       const command: Command = {
-        id: started.commandId, jobId: this.jobId, kind: 'COMMAND_KIND_APPLY', bundleJson: JSON.stringify(bundle), variables: opened.variables,
+        id: started.commandId, jobId: this.jobId, kind: 'COMMAND_KIND_APPLY', bundleJson, variables: opened.variables,
         ...(opened.secret.length ? { secretVariables: opened.secret } : {}),
         timeoutMs: this.o.timings.commandTimeoutMs,
         // An apply like any other: the agent checks it against the group's allowed paths.

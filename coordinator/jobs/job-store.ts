@@ -128,6 +128,11 @@ export class JobStore {
     return this.nodeWrites.put(this.keyspace.jobNode(jobId, rec.nodeId), JSON.stringify(rec), this.fenceCompares());
   }
 
+  /** The put of a node's job record, for a caller's own transaction (fenced by that caller). */
+  nodeRecordOp(jobId: string, rec: JobNodeRecord): TxnOp {
+    return { kind: 'put', key: this.keyspace.jobNode(jobId, rec.nodeId), value: JSON.stringify(rec) };
+  }
+
   /** A raw transaction with this store's fence added (claims, provisional records). */
   async txn(compares: readonly Compare[], ops: readonly TxnOp[]): ReturnType<typeof runTxn> {
     return runTxn(this.client, [...compares, ...this.fenceCompares()], ops);

@@ -288,4 +288,35 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
       expect((await node(follower, id)).state).to.equal('Commissioned');
     }
   });
+
+  it('a node\'s "running" job record is written in the same transaction that moves it to Commissioning (one commit, not two)', async () => {
+    const { leader } = await setup(['n1']);
+    const from = BigInt((await env.client.get(env.ks.node('n1')).exec()).header.revision) + 1n;
+    const job = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web', requestedBy: 'test' });
+    expect((await finished(leader, job.id)).job?.state).to.equal('Succeeded');
+    // The node record's last write (the job's end, or the drift baseline after it).
+    const until = BigInt((await env.client.get(env.ks.node('n1')).exec()).kvs[0].mod_revision);
+    // Every put of the two keys since before the job, replayed from etcd's history.
+    const keys = [env.ks.node('n1'), env.ks.jobNode(job.id, 'n1')];
+    const puts: { key: string; state: string; revision: bigint }[] = [];
+    const watcher = await env.client.watch().prefix(env.ks.prefix).startRevision(String(from)).create();
+    try {
+      let seen = from - 1n;
+      watcher.on('put', (kv) => {
+        const revision = BigInt(kv.mod_revision);
+        if (revision > seen) seen = revision;
+        const key = kv.key.toString();
+        if (keys.includes(key)) puts.push({ key, state: (JSON.parse(kv.value.toString()) as { state: string }).state, revision });
+      });
+      await waitFor('the replay to reach the job\'s end', () => seen >= until, { timeoutMs: 10_000 });
+    } finally {
+      await watcher.cancel();
+    }
+    const running = puts.filter((p) => p.key === keys[1] && p.state === 'running');
+    const commissioning = puts.filter((p) => p.key === keys[0] && p.state === 'Commissioning');
+    // Later "running" puts are progress (units done so far); the first is the one the command starts from.
+    expect(running.length, JSON.stringify(puts, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).to.be.greaterThan(0);
+    expect(commissioning).to.have.length(1);
+    expect(running[0].revision).to.equal(commissioning[0].revision);
+  });
 });

@@ -10,11 +10,14 @@ import type { RunMode, RunReport, UnitResult } from './units/executor';
 import { VERSION } from '../shared/version';
 
 /**
- * How often the event-loop lag (nodejs_eventloop_lag_*) is sampled. prom-client's default, Node's
- * monitorEventLoopDelay default of 10 ms, woke the idle agent 100 times a second: most of its idle
- * CPU (0.4–0.75 % of a core). A sample every 200 ms still puts ~75 samples in a 15 s scrape.
+ * How often the event-loop lag (nodejs_eventloop_lag_*) is sampled: every sample is a timer that
+ * wakes the process. prom-client's default, Node's monitorEventLoopDelay default of 10 ms, woke
+ * the idle agent 100 times a second (most of its idle CPU, 0.4–0.75 % of a core); at 200 ms the
+ * sampler was still 5 of the idle agent's ~7 wake-ups a second (the others: the coordinator's
+ * 1 s HTTP/2 keepalive ping, stream pings, lease renewals). An agent's own timeouts are seconds,
+ * so a sample a second (15 in a 15 s scrape; a stall that spans a sample is recorded whole) is enough.
  */
-const EVENT_LOOP_SAMPLE_MS = 200;
+const EVENT_LOOP_SAMPLE_MS = 1000;
 
 /** One unit: a file write takes milliseconds, a package install minutes. */
 const UNIT_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];

@@ -27,6 +27,7 @@ import { systemClock, type Clock, type Timer } from '../shared/clock';
 import { ClusterError, UnauthenticatedError, UnavailableError, errorMessage, fromGrpcError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import { clientCredentials, CLUSTER_CHANNEL_OPTIONS, fetchPinnedCa, parseJoinToken, renewalTime, verifyIssuedBy } from '../shared/pki';
+import { createKeyAndCsr } from '../shared/pki/csr';
 import { loadProto } from '../shared/proto';
 import type { LeaderSource } from './leader-discovery';
 
@@ -311,16 +312,6 @@ export class NodeCertificate implements CredentialSource {
     this.log.info('certificate renewed', { serial: res.serial, notAfter: res.notAfter });
     for (const l of [...this.listeners]) l(next);
   }
-}
-
-/**
- * A new key and its CSR, made on this machine. The CA module is loaded here, at a join or a
- * renewal, not with the daemon: with @peculiar/x509 and its ASN.1 schemas (about 200 modules)
- * it held ~3 MiB of heap and ~8 MiB of RSS in every idle agent that only needed it every few days.
- */
-async function createKeyAndCsr(nodeId: string): Promise<{ keyPem: string; csrPem: string }> {
-  const ca: typeof import('../shared/pki/cluster-ca') = await import('../shared/pki/cluster-ca');
-  return ca.createKeyAndCsr(nodeId);
 }
 
 /** Waits until the leader source names a coordinator. */

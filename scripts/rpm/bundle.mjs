@@ -21,6 +21,13 @@
  * - dbus-next's optional `usocket` (abstract sockets, not needed: the system bus is a path) and
  *   `x11` (X11 session-bus discovery) are not installed; they are required inside try/catch,
  *   so they stay external and fail at run time exactly as they do unbundled.
+ * - Memory: V8 keeps a script's whole source in the heap, as Latin-1 (one byte a character) only
+ *   if every character fits; one character above U+00FF and the whole script is stored as UTF-16.
+ *   esbuild escapes strings and identifiers (charset ascii) but keeps some comments as written, and
+ *   ours hold dashes and arrows: the 4.3 MB agent bundle became 8.6 MB of heap, resident for the
+ *   agent's whole life (bench/README.md, "The agent's own cost"). Every character above U+00FF
+ *   left in the output is written as a \uXXXX escape, which means the same in a comment, a string
+ *   or a regular expression.
  * Writes `<out>.meta.json` (esbuild's metafile: what went into the bundle) next to the bundle
  * for the build log; build-rpm does not package it.
  */
@@ -126,6 +133,11 @@ async function main() {
     metafile: true,
     logLevel: 'warning',
   });
+
+  const text = readFileSync(outfile, 'utf8');
+  // Without the u flag a character beyond U+FFFF is two code units, each escaped: a valid pair.
+  const latin1 = text.replace(/[^\u0000-\u00ff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (latin1 !== text) writeFileSync(outfile, latin1);
 
   const outDir = dirname(outfile);
   for (const [name, root] of vendored) {

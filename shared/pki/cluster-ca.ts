@@ -257,18 +257,6 @@ export async function readCsr(csrPem: string): Promise<x509.Pkcs10CertificateReq
   return csr;
 }
 
-/**
- * The agent side of a join or a renewal: a new key made on this machine (it never leaves it)
- * and a CSR for it.
- */
-export async function createKeyAndCsr(name: string): Promise<{ keyPem: string; csrPem: string }> {
-  if (!isValidSegment(name)) throw new InvalidArgumentError(`invalid name ${JSON.stringify(name)} for a CSR`);
-  const keys = await generateKeyPair(true);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ CN: [name] }],
-    keys,
-    signingAlgorithm: SIGNING_ALGORITHM,
-  });
-  return { keyPem: await exportPrivateKeyPem(keys.privateKey), csrPem: `${csr.toString('pem')}\n` };
-}
+/** The agent side of a join or a renewal, made without this module's x509 library (csr.ts says why). */
+export { createKeyAndCsr } from './csr';
 

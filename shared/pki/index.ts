@@ -1,7 +1,8 @@
 /**
  * The public surface of shared/pki: identities, join tokens, credentials and mutual TLS.
- * The CA itself (issuing, CSRs) is imported from './cluster-ca' by the programs that issue or
- * request certificates, so clusterctl does not load the issuing library at start-up.
+ * The CA itself (issuing, reading CSRs) is imported from './cluster-ca' by the programs that issue
+ * certificates, so clusterctl does not load the issuing library at start-up; an agent makes its
+ * key and CSR with './csr', which needs no such library.
  */
 export { ROLES, USER_ROLES, isRole, isUserRole, type Role, type UserRole, type PeerIdentity } from './roles';
 export { UnauthenticatedError, PermissionDeniedError } from './errors';

@@ -1,9 +1,10 @@
 /**
- * An idle agent sleeps: with nothing to do (lease renewals every TTL/3, the coordinator's stream
- * pings every 10 s, the hardware check every 30 s) its main thread should wake a few times a
- * second at most. Counted, not timed: the voluntary context switches of the main thread
- * (/proc/<pid>/status), each one a return from epoll_wait. A 10 ms timer (prom-client's default
- * event-loop-lag sampling) made it ~100 per second, most of the idle agent's CPU.
+ * An idle agent sleeps: with nothing to do (the coordinator's 1 s HTTP/2 keepalive pings, its
+ * stream pings every 10 s, lease renewals every TTL/3, the hardware check every 30 s, one
+ * event-loop-lag sample a second) its main thread should wake about three times a second.
+ * Counted, not timed: the voluntary context switches of the main thread (/proc/<pid>/status),
+ * each one a return from epoll_wait. A 10 ms timer (prom-client's default event-loop-lag
+ * sampling) made it ~100 per second, most of the idle agent's CPU; at 200 ms it was ~7.
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
@@ -29,7 +30,7 @@ describe('agent at idle: how often it wakes', function () {
     await etcd?.destroy();
   });
 
-  it('an attached, idle agent wakes its main thread well under 30 times a second', async () => {
+  it('an attached, idle agent wakes its main thread fewer than 5 times a second', async () => {
     const agent = await cluster.startAgent('idle-1');
     await agent.proc.waitForLog(/"msg":"connected to coordinator"/, 60_000);
     // Start-up work (facts, the first hardware check) is over well within this.
@@ -39,6 +40,6 @@ describe('agent at idle: how often it wakes', function () {
     const windowMs = 10_000;
     await delay(windowMs);
     const perSecond = (voluntarySwitches(pid) - before) / (windowMs / 1000);
-    expect(perSecond, `${perSecond} wake-ups per second`).to.be.below(30);
+    expect(perSecond, `${perSecond} wake-ups per second`).to.be.below(5);
   });
 });

@@ -39,6 +39,8 @@ export interface AgentStartOptions {
   extraArgs?: readonly string[];
   /** Arguments of node itself, before the script (bench/agent-cost.ts: the packaged launcher's V8 flags). */
   nodeArgs?: readonly string[];
+  /** The agent program (default this tree's dist/agent/main.js; bench/agent-cost.ts: the packaged bundle, or another build's). */
+  script?: string;
   env?: NodeJS.ProcessEnv;
   /** Wait for the "registered" log line (default true). */
   waitRegistered?: boolean;
@@ -94,7 +96,7 @@ export class AgentHandle {
       ...this.cluster.joinAddressArgs(),
       ...(o.extraArgs ?? []),
     ];
-    return spawnNode(`agent ${this.nodeId}#${this.starts}`, BIN.agent, args, {
+    return spawnNode(`agent ${this.nodeId}#${this.starts}`, o.script ?? BIN.agent, args, {
       nodeArgs: o.nodeArgs,
       env: { ...this.cluster.childEnv, ...o.env },
       logFile: join(this.cluster.logDir, `agent-${this.nodeId}.log`),

@@ -9,6 +9,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { InternalError } from '../shared/errors';
+import { Redactor } from '../shared/secret-envelope';
 import { digestOf } from '../shared/bundle/digest';
 import type { Bundle, UnitKind } from '../shared/bundle/types';
 import type { BaseUnitContext } from './unit-context';
@@ -47,6 +48,12 @@ export interface AppliedRecord {
    * when there are none.
    */
   pendingRemoval?: PendingRemoval[];
+  /**
+   * Names of the variables in `bundle.variables` that held secrets (Command.secret_variables):
+   * with the content of `secret: true` file units, what a re-verify redacts from its report
+   * (recordRedactor). Absent when there were none.
+   */
+  secretVariables?: string[];
   /** Digest of name, version, status and unit digests (not the time): the `appliedDigest`. */
   digest: string;
 }
@@ -65,7 +72,9 @@ function digestFor(r: Omit<AppliedRecord, 'digest' | 'appliedAt' | 'bundle' | 'f
  * The record an apply report leaves behind (the bundle must be the rendered one that ran);
  * `pending`: units of earlier versions still to remove.
  */
-export function buildAppliedRecord(bundle: Bundle, report: RunReport, now: Date, pending: readonly PendingRemoval[] = []): AppliedRecord {
+export function buildAppliedRecord(
+  bundle: Bundle, report: RunReport, now: Date, pending: readonly PendingRemoval[] = [], secretVariables: readonly string[] = [],
+): AppliedRecord {
   const byId = new Map(report.units.map((u) => [u.unitId, u]));
   const failedUnit = report.failure?.unitId;
   let reachedFailure = false;
@@ -80,14 +89,28 @@ export function buildAppliedRecord(bundle: Bundle, report: RunReport, now: Date,
     bundleName: bundle.name, bundleVersion: bundle.version, status, ...(failedUnit ? { failedUnit } : {}), units,
     ...(pending.length > 0 ? { pendingRemoval: [...pending] } : {}),
   } as const;
-  return { format: FORMAT, ...core, appliedAt: now.toISOString(), bundle, digest: digestFor(core) };
+  const secrets = secretVariables.length > 0 ? { secretVariables: [...new Set(secretVariables)].sort() } : {};
+  return { format: FORMAT, ...core, appliedAt: now.toISOString(), bundle, ...secrets, digest: digestFor(core) };
+}
+
+/**
+ * The secrets a record's rendered bundle holds: its secret variables' values and the content of
+ * its secret file units. A re-verify after a restart has no command to tell it (docs/secrets.md).
+ */
+export function recordRedactor(record: Pick<AppliedRecord, 'bundle' | 'secretVariables'>): Redactor {
+  const vars = record.bundle.variables ?? {};
+  const values: string[] = [];
+  for (const n of record.secretVariables ?? []) if (Object.hasOwn(vars, n)) values.push(String(vars[n]));
+  for (const u of record.bundle.units) if (u.kind === 'file' && u.secret === true && typeof u.content === 'string') values.push(u.content);
+  return new Redactor(values);
 }
 
 function isRecord(v: unknown): v is AppliedRecord {
   const r = v as Partial<AppliedRecord> | null;
   return !!r && typeof r === 'object' && r.format === FORMAT && typeof r.bundleName === 'string' && typeof r.bundleVersion === 'string'
     && Array.isArray(r.units) && !!r.bundle && Array.isArray(r.bundle.units) && typeof r.digest === 'string'
-    && (r.pendingRemoval === undefined || (Array.isArray(r.pendingRemoval) && r.pendingRemoval.every((p) => !!p && typeof p.from === 'string' && !!p.spec && typeof p.spec.kind === 'string')));
+    && (r.pendingRemoval === undefined || (Array.isArray(r.pendingRemoval) && r.pendingRemoval.every((p) => !!p && typeof p.from === 'string' && !!p.spec && typeof p.spec.kind === 'string')))
+    && (r.secretVariables === undefined || (Array.isArray(r.secretVariables) && r.secretVariables.every((n) => typeof n === 'string')));
 }
 
 /**
@@ -220,9 +243,11 @@ export async function applyAndRecord(stateDir: string, bundle: Bundle, options: 
  */
 export function recordAfterApply(
   previous: AppliedRecord | undefined, bundle: Bundle, report: RunReport, now: Date, pending: readonly PendingRemoval[] = [],
+  secretVariables: readonly string[] = [],
 ): { record: AppliedRecord; changed: boolean } {
-  const record = buildAppliedRecord(bundle, report, now, pending);
-  const changed = !previous || previous.digest !== record.digest || digestOf(previous.bundle) !== digestOf(record.bundle);
+  const record = buildAppliedRecord(bundle, report, now, pending, secretVariables);
+  const changed = !previous || previous.digest !== record.digest || digestOf(previous.bundle) !== digestOf(record.bundle)
+    || (previous.secretVariables ?? []).join(',') !== (record.secretVariables ?? []).join(',');
   return changed ? { record, changed } : { record: previous, changed };
 }
 
@@ -315,7 +340,8 @@ export async function reverifyRecord(record: AppliedRecord, ctx: BaseUnitContext
   if (failedProbes.length > 0) parts.push(`${failedProbes.length} probe(s) failed: ${failedProbes.map((p) => p.detail).join('; ')}`);
   if (incomplete) parts.push(`last apply stopped at unit ${record.failedUnit ?? '?'}`);
   if (leftovers.length > 0) parts.push(`${leftovers.length} dropped unit(s) not yet removed: ${leftovers.map((u) => u.unitId).join(', ')}`);
-  return {
+  // A unit's summary names its rendered command, a probe's detail its output: either may hold a secret.
+  return recordRedactor(record).redactDeep({
     bundle: { name: record.bundleName, version: record.bundleVersion },
     appliedDigest: record.digest,
     appliedAt: record.appliedAt,
@@ -326,7 +352,7 @@ export async function reverifyRecord(record: AppliedRecord, ctx: BaseUnitContext
     failedProbes,
     summary: drifted ? parts.join('; ') : `all ${record.units.length} units of ${record.bundleName}@${record.bundleVersion} as applied`,
     report,
-  };
+  });
 }
 
 /**

@@ -193,7 +193,7 @@ export class CommandExecutor implements CommandHandler {
     let appliedDigest = previous?.digest ?? '';
     if (run) {
       // Also a failed apply is recorded (status incomplete): what it changed stays verifiable.
-      const next = recordAfterApply(previous, rendered, run.applyReport, this.o.clock?.() ?? new Date(), run.pending);
+      const next = recordAfterApply(previous, rendered, run.applyReport, this.o.clock?.() ?? new Date(), run.pending, cmd.secretVariables ?? []);
       if (next.changed) {
         await this.o.applied.write(next.record);
         this.o.onAppliedChanged?.();

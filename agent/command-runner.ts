@@ -6,8 +6,8 @@
  * welcomed stream is open: a result whose delivery is uncertain is sent again after the next
  * Welcome (see CommandResults.unacknowledged), progress is live output only.
  *
- * A command's secret variables (Command.secretVariables, docs/secrets.md) are redacted from
- * every progress message and from the result before it is kept, logged or sent: a failing unit
+ * A command's secret variables (Command.secretVariables, docs/secrets.md) and the content of
+ * its bundle's secret file units are redacted from every progress message and from the result before it is kept, logged or sent: a failing unit
  * that printed one, or an error that quotes a rendered command line, leaves the node without it.
  */
 import type { AgentMessage } from '../generated/cluster/v1/AgentMessage';

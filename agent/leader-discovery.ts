@@ -93,6 +93,18 @@ export class EtcdLeaderSource implements LeaderSource {
     await first;
   }
 
+  /**
+   * A new watch through the client as it is now (the agent's etcd client was replaced after a
+   * certificate renewal: agent/renewing-etcd.ts), then the old one stopped; a read follows.
+   */
+  async rewatch(): Promise<void> {
+    if (this.closed || !this.watch) return;
+    const old = this.watch;
+    this.watch = watchPrefixes(this.o.etcd, [this.o.keyspace.electionPrefix()], () => this.loop.trigger(), this.o.logger);
+    await old.stop();
+    this.loop.trigger();
+  }
+
   current(): LeaderInfo | undefined {
     return this.leader;
   }

@@ -30,7 +30,7 @@ import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leade
 import { membershipTimings } from './lease-membership';
 import { NodeCertificate, NodeCertificateFiles, NOT_JOINED_HINT, NotJoinedError } from './node-certificate';
 import { agentHelp, compileAgentConfig, parseAgentOptions } from './options';
-import type { Etcd3 } from 'etcd3';
+import { RenewingEtcd } from './renewing-etcd';
 import { createEtcdClient, endpointsToHosts } from '../shared/etcd';
 import { ClusterError, errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
@@ -129,7 +129,7 @@ async function main(argv: string[]): Promise<number> {
   const file = o.joinTokenFile;
   const joinToken = file !== undefined ? (): string => readFileSync(file, 'utf8').trim() : o.joinToken !== undefined ? (): string => o.joinToken as string : undefined;
   let certificate: NodeCertificate;
-  let etcd: Etcd3 | undefined;
+  let etcd: RenewingEtcd | undefined;
   let leaders: LeaderSource | undefined;
   try {
     const files = new NodeCertificateFiles(o.stateDir);
@@ -141,15 +141,26 @@ async function main(argv: string[]): Promise<number> {
     }
     const identity = await files.read(nodeId, new Date());
     if (!('identity' in identity)) throw new NotJoinedError(identity.problem);
-    // A renewed certificate reaches etcd at the next start: the current one stays valid for a
-    // third of its life after renewal, and etcd3's client cannot change its credentials.
-    etcd = createEtcdClient({ endpoints: o.etcd, tls: identity.identity });
-    leaders = o.coordinator
+    // A renewed certificate replaces the etcd client too (agent/renewing-etcd.ts): etcd3's client
+    // cannot change its credentials, and after the old certificate expires no new connection opens.
+    etcd = new RenewingEtcd(createEtcdClient({ endpoints: o.etcd, tls: identity.identity }), { closeAfterMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
+    const source = o.coordinator
       ? new StaticLeaderSource(o.coordinator)
-      : new EtcdLeaderSource({ etcd, keyspace: new Keyspace(o.prefix), logger: logger.child({ nodeId }), callTimeoutMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
-    if (leaders instanceof EtcdLeaderSource) await leaders.start();
+      : new EtcdLeaderSource({ etcd: etcd.client, keyspace: new Keyspace(o.prefix), logger: logger.child({ nodeId }), callTimeoutMs: membershipTimings(o.leaseTtlMs).callTimeoutMs });
+    leaders = source;
+    if (source instanceof EtcdLeaderSource) {
+      await source.start();
+      etcd.onReplaced(() => source.rewatch());
+    }
     // Loads the stored identity; renewals follow the elected leader.
     certificate = await NodeCertificate.open({ stateDir: o.stateDir, nodeId, joinToken, leaders, logger: logger.child({ nodeId }) }, stopController.signal);
+    const renewing = etcd;
+    certificate.subscribe((renewed) => {
+      renewing.replace(createEtcdClient({ endpoints: o.etcd, tls: renewed })).then(
+        () => logger.info('etcd client replaced with the renewed certificate', { nodeId }),
+        (err: unknown) => logger.warn('could not replace the etcd client after renewal', { nodeId, error: errorMessage(err) }),
+      );
+    });
   } catch (err) {
     await leaders?.close();
     etcd?.close();
@@ -160,13 +171,14 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const etcdClient = etcd;
+  const etcdCalls = etcd.client;
   const leaderSource = leaders;
 
   try {
     agent = new Agent(
       o,
       {
-        etcd: etcdClient, logger, credentials: certificate, leaderSource,
+        etcd: etcdCalls, logger, credentials: certificate, leaderSource,
         applied: () => appliedState(applied),
         commandHandler: new CommandExecutor({
           handlers, context: unitContext, applied, logger,

@@ -16,11 +16,15 @@
  *   flight; more are refused at once with RESOURCE_EXHAUSTED, so one client's flood does not
  *   queue in front of every other client's calls, nor keep the coordinator (and etcd behind it)
  *   too busy to renew its own leadership lease (test/edge/bad-requests.test.ts: a flood of
- *   ListNodes and WatchNodes lost the leader its lease again and again before these limits).
+ *   ListNodes and WatchNodes lost the leader its lease again and again before these limits);
+ * - of those, at most `maxExpensivePerPeer` may be *expensive* at once (EXPENSIVE_METHODS: a
+ *   read of a whole prefix decoded and serialised, a parse, a key rotation): 32 whole-inventory
+ *   reads in flight from one client kept the event loop busy serialising them; a client's cheap
+ *   calls (GetNode, GetJob) are not held back by its own expensive ones.
  */
 import * as grpc from '@grpc/grpc-js';
 import { safeText } from '../shared/errors';
-import { peerIdentity } from '../shared/pki';
+import { peerIdentity, shortMethod } from '../shared/pki';
 import type { Logger } from '../shared/logger';
 import { MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 import { MessageRate } from './message-rate';
@@ -43,6 +47,11 @@ export interface CallGuardOptions {
    * @default 200
    */
   callsPerSecondPerPeer?: number;
+  /**
+   * Unary calls of EXPENSIVE_METHODS one client may have in flight at once (within maxCallsPerPeer).
+   * @default 4
+   */
+  maxExpensivePerPeer?: number;
   /** The clock of the rate limit and of the warnings' throttle. @default Date.now */
   now?: () => number;
 }
@@ -50,6 +59,18 @@ export interface CallGuardOptions {
 export const DEFAULT_MAX_CALLS_PER_PEER = 32;
 export const DEFAULT_MAX_STREAMS_PER_PEER = 32;
 export const DEFAULT_CALLS_PER_SECOND_PER_PEER = 200;
+export const DEFAULT_MAX_EXPENSIVE_PER_PEER = 4;
+
+/**
+ * Unary methods whose cost grows with the cluster or the request: a whole prefix read, decoded
+ * and serialised (nodes, events, jobs, history), a bundle or cluster file parsed, every key
+ * scanned (a rotation). Named as `Service/Method` (shared/pki/authorization.ts shortMethod).
+ */
+export const EXPENSIVE_METHODS: ReadonlySet<string> = new Set([
+  'ClusterService/ListNodes', 'ClusterService/ListEvents', 'ClusterService/GetStatus', 'ClusterService/GetNodeHistory', 'ClusterService/DiffNodes',
+  'JobService/ListJobs', 'JobService/StartJob', 'ConfigService/PushBundle', 'ConfigService/ListBundles', 'ConfigService/ListGroups',
+  'FileService/Upload', 'FileService/ListFiles', 'DeclarativeService/Plan', 'DeclarativeService/Apply', 'SecretService/RotateKey',
+]);
 
 /** What a wrapped deserializer returns for bytes that are not a message of the method's type. */
 class Undeserializable {
@@ -122,7 +143,8 @@ export function callGuard(options: CallGuardOptions): grpc.ServerInterceptor {
   };
   const perSecond = options.callsPerSecondPerPeer ?? DEFAULT_CALLS_PER_SECOND_PER_PEER;
   const now = options.now ?? Date.now;
-  const inFlight = { unary: new Map<string, number>(), stream: new Map<string, number>() };
+  const maxExpensive = options.maxExpensivePerPeer ?? DEFAULT_MAX_EXPENSIVE_PER_PEER;
+  const inFlight = { unary: new Map<string, number>(), stream: new Map<string, number>(), expensive: new Map<string, number>() };
   const rates = new Map<string, MessageRate>();
   // One warning per client per 10 s, with the count: a flood of refusals logged one line each
   // would cost the coordinator more than the refused calls themselves.
@@ -149,14 +171,19 @@ export function callGuard(options: CallGuardOptions): grpc.ServerInterceptor {
   return (descriptor, call) => {
     const kind = descriptor.requestStream || descriptor.responseStream ? 'stream' : 'unary';
     const counts = inFlight[kind];
+    const expensive = kind === 'unary' && EXPENSIVE_METHODS.has(shortMethod(descriptor.path));
     let key: string | undefined;
     let finished = false;
+    const decrement = (m: Map<string, number>, k: string): void => {
+      const left = (m.get(k) ?? 1) - 1;
+      if (left <= 0) m.delete(k);
+      else m.set(k, left);
+    };
     const release = (): void => {
       if (finished || key === undefined) return;
       finished = true;
-      const left = (counts.get(key) ?? 1) - 1;
-      if (left <= 0) counts.delete(key);
-      else counts.set(key, left);
+      decrement(counts, key);
+      if (expensive) decrement(inFlight.expensive, key);
     };
     const refuse = (code: grpc.status, details: string): void => {
       release();
@@ -179,8 +206,19 @@ export function callGuard(options: CallGuardOptions): grpc.ServerInterceptor {
           call.sendStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: `too many ${what} in flight from this client (limit ${limits[kind]}); retry later`, metadata: new grpc.Metadata() });
           return;
         }
+        const e = expensive ? inFlight.expensive.get(k) ?? 0 : 0;
+        if (expensive && e >= maxExpensive) {
+          warn(k, descriptor.path, 'too many expensive calls in flight from one client');
+          call.sendStatus({
+            code: grpc.status.RESOURCE_EXHAUSTED,
+            details: `too many expensive calls (${shortMethod(descriptor.path)} and the like) in flight from this client (limit ${maxExpensive}); retry later`,
+            metadata: new grpc.Metadata(),
+          });
+          return;
+        }
         key = k;
         counts.set(k, n + 1);
+        if (expensive) inFlight.expensive.set(k, e + 1);
         next(metadata);
       })
       .withOnReceiveMessage((message, next) => {

@@ -218,7 +218,7 @@ export class Coordinator {
         policyNow: async () => { const r = await retentionNow(); return { keep: r.jobRetention, maxAgeMs: r.jobRetentionAgeMs }; },
       },
     });
-    this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts });
+    this.bundles = new BundleStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts, keyring: this.keyring });
     this.groups = new GroupStore({ client, keyspace, events: this.events, clock, bundles: this.bundles });
     this.globals = new GlobalsStore({ client, keyspace, events: this.events, clock, bundles: this.bundles, groups: this.groups });
     this.managerConfig = new ManagerConfigStore({ client, keyspace, events: this.events, clock });

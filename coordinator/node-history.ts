@@ -11,6 +11,7 @@ import {
   type Clock, type DiffSide, type Difference as DiffEntry, type HistoryEntry, type HistoryKey, type Keyspace, type NodeRecord,
 } from '../shared';
 import { digestOf, renderBundle, type Bundle } from '../shared/bundle';
+import { comparableBundle } from './secrets/secret-content';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { Difference } from '../generated/cluster/v1/Difference';
 import type { NodeDetail } from '../generated/cluster/v1/NodeDetail';
@@ -153,7 +154,8 @@ export class NodeHistoryReader {
     const bundle = JSON.parse(kvs[0].value.toString()) as Bundle;
     if (!inputs) return Object.fromEntries(bundle.units.map((u) => [u.id, 'applied inputs not recorded']));
     try {
-      const rendered = renderBundle(bundle, { facts: nestFacts(inputs.facts), extraVars: inputs.variables });
+      // A secret content by its fingerprint: the same secret re-sealed (a key rotation) is the same unit.
+      const rendered = renderBundle(comparableBundle(bundle), { facts: nestFacts(inputs.facts), extraVars: inputs.variables });
       return Object.fromEntries(rendered.units.map((u) => [u.id, digestOf(u)]));
     } catch (err) {
       return Object.fromEntries(bundle.units.map((u) => [u.id, `not renderable: ${err instanceof Error ? err.message.slice(0, 120) : 'error'}`]));

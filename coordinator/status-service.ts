@@ -1,7 +1,15 @@
 /**
  * ClusterService's `GetStatus`, served by EVERY replica from etcd: the leader and replicas
  * (election candidates), etcd health and database size against its quota per member, node counts by state and running jobs.
+ *
+ * The etcd probe is its own: the member list and each member's status go through short-lived
+ * clients, not the replica's shared one, whose channel a flood of calls can fill (then a 2 s
+ * probe through it timed out and status said "etcd is unreachable" of a healthy etcd). When no
+ * member answers in time, the members' ports are tried: a port that accepts a connection is a
+ * member that is slow (stopped, overloaded), and status says so with the time it waited,
+ * rather than calling it unreachable.
  */
+import { connect } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import { createEtcdClient, errorMessage, UnavailableError, type EtcdTls, type Keyspace } from '../shared';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
@@ -43,6 +51,33 @@ export interface StatusServiceOptions {
   probeEndpoint?: (endpoint: string, timeoutMs: number) => Promise<EndpointProbe>;
 }
 
+/** The client URLs of etcd's members, through a short-lived client over `endpoints`. */
+async function membersWithOwnClient(endpoints: readonly string[], timeoutMs: number, tls?: EtcdTls): Promise<string[]> {
+  const probe = createEtcdClient({ endpoints: [...endpoints], dialTimeoutMs: timeoutMs, ...(tls ? { tls } : {}) });
+  try {
+    const members = await probe.cluster.memberList({}, { deadline: new Date(Date.now() + timeoutMs) });
+    return members.members.flatMap((m) => m.clientURLs);
+  } finally {
+    probe.close();
+  }
+}
+
+/** Whether something accepts a TCP connection at HOST:PORT within `timeoutMs`. */
+export function acceptsConnections(endpoint: string, timeoutMs: number): Promise<boolean> {
+  const i = endpoint.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const socket = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
 /** Default probe: a one-host client, closed after the call. */
 async function probeWithOwnClient(endpoint: string, timeoutMs: number, tls?: EtcdTls): Promise<EndpointProbe> {
   const probe = createEtcdClient({ endpoints: [endpoint], dialTimeoutMs: timeoutMs, ...(tls ? { tls } : {}) });
@@ -63,11 +98,17 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
   // The members of the last member list that answered: who to name when etcd stops answering.
   let knownMembers: string[] = (options.etcdEndpoints ?? []).map((e) => e.replace(/^https?:\/\//, ''));
 
+  const listMembers = async (): Promise<string[]> => {
+    const configured = options.etcdEndpoints ?? [];
+    if (configured.length > 0) return membersWithOwnClient(configured, probeTimeoutMs, options.etcdTls);
+    const members = await client.cluster.memberList({}, { deadline: new Date(Date.now() + probeTimeoutMs) });
+    return members.members.flatMap((m) => m.clientURLs);
+  };
+
   async function etcdEndpoints(): Promise<EtcdEndpointStatus[]> {
     let urls: string[];
     try {
-      const members = await client.cluster.memberList({}, { deadline: new Date(Date.now() + probeTimeoutMs) });
-      urls = members.members.flatMap((m) => m.clientURLs);
+      urls = await listMembers();
       knownMembers = urls.map((u) => u.replace(/^https?:\/\//, ''));
     } catch (err) {
       const error = `member list failed: ${errorMessage(err)}`;
@@ -88,10 +129,19 @@ export function createStatusServiceHandlers(options: StatusServiceOptions): Stat
   const getStatus = unary(async (): Promise<ClusterStatus> => {
     // etcd first, with the probe's short deadline: when no member answers, the read below would
     // hang until the caller's deadline and the operator would be told the coordinator is silent.
+    const started = performance.now();
     const etcd = await etcdEndpoints();
     if (!etcd.some((e) => e.healthy)) {
+      const waited = Math.round(performance.now() - started);
       const who = options.replicaId ? `coordinator ${options.replicaId}` : 'this coordinator';
       const members = etcd.map((e) => e.endpoint).join(', ');
+      const listening = (await Promise.all(etcd.map((e) => e.endpoint ?? '').filter((e) => e !== '' && e !== '(cluster)').map((e) => acceptsConnections(e, Math.min(probeTimeoutMs, 1000))))).some(Boolean);
+      if (listening) {
+        throw new UnavailableError(
+          `etcd is slow from ${who}: no member answered its status probe within ${probeTimeoutMs} ms (waited ${waited} ms; ${members}), ` +
+            'but a member accepts connections: etcd or this coordinator is overloaded or stopped, not unreachable',
+        );
+      }
       throw new UnavailableError(`etcd is unreachable from ${who}: no member answered (${members}): ${etcd[0]?.error ?? 'no members'}`);
     }
     const snap = await readPrefixes(client, [

@@ -144,8 +144,26 @@ export class Redactor {
   }
 }
 
-/** The redactor of a command: the values of its secret variables. */
-export function commandRedactor(cmd: { variables?: Record<string, string> | null; secretVariables?: readonly string[] | null }): Redactor {
+/**
+ * The content of the bundle's file units marked `secret: true` (the leader marks every unit that
+ * delivers a secret). Parsed only when the text can hold one: most commands carry none.
+ */
+function secretContents(bundleJson: string | undefined | null): string[] {
+  if (!bundleJson || !bundleJson.includes('"secret":true')) return [];
+  try {
+    const b = JSON.parse(bundleJson) as { units?: unknown };
+    if (!Array.isArray(b.units)) return [];
+    return b.units
+      .filter((u): u is { content: string } => !!u && typeof u === 'object' && (u as { secret?: unknown }).secret === true && typeof (u as { content?: unknown }).content === 'string')
+      .map((u) => u.content);
+  } catch {
+    return []; // the executor refuses it and says why
+  }
+}
+
+/** The redactor of a command: the values of its secret variables and the bundle's secret contents. */
+export function commandRedactor(cmd: { variables?: Record<string, string> | null; secretVariables?: readonly string[] | null; bundleJson?: string | null }): Redactor {
   const vars = cmd.variables ?? {};
-  return new Redactor((cmd.secretVariables ?? []).map((n) => vars[n]).filter((v): v is string => typeof v === 'string'));
+  const values = (cmd.secretVariables ?? []).map((n) => (Object.hasOwn(vars, n) ? vars[n] : undefined)).filter((v): v is string => typeof v === 'string');
+  return new Redactor([...values, ...secretContents(cmd.bundleJson)]);
 }

@@ -51,3 +51,9 @@ export function describeContent(text: string): string {
   const n = lineCount(text);
   return `${n} line${n === 1 ? '' : 's'} sha256:${sha256(text).slice(0, 12)}`;
 }
+
+/** `3 lines (secret)`: a secret's content described without a digest. */
+export function describeSecret(text: string): string {
+  const n = lineCount(text);
+  return `${n} line${n === 1 ? '' : 's'} (secret)`;
+}

@@ -1,14 +1,15 @@
 /**
  * `file` units: a file's content, mode, owner and group, or its absence. Content is written
  * atomically (atomic-write.ts); a plan names what differs with line counts and digests, never
- * the content itself.
+ * the content itself. A secret unit's plan has no digest either: a plain hash of a short secret
+ * lets whoever reads the plan test guesses of it.
  */
 import { closeSync, constants, fstatSync, openSync, promises as fs, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidArgumentError } from '../../shared/errors';
 import type { FileUnitSpec } from '../../shared/bundle/types';
 import { writeFileAtomic } from './atomic-write';
-import { describeContent, diffContent } from './content-diff';
+import { describeContent as describePlain, describeSecret, diffContent } from './content-diff';
 import { attributeChanges, describeChanges, fixAttributes, formatMode, resolveAttributes, statOrUndefined } from './file-attributes';
 import { resolveUnderRoot } from './node-path';
 import type { FieldChange, UnitContext, UnitHandler, UnitPlan } from './unit';
@@ -60,6 +61,7 @@ interface Observed {
 }
 
 async function observe(spec: FileUnitSpec, ctx: UnitContext): Promise<Observed> {
+  const describeContent = spec.secret === true ? describeSecret : describePlain;
   const full = resolveUnderRoot(ctx.root, spec.path);
   const st = await statOrUndefined(full);
   const base = { unitId: spec.id, kind: 'file' as const };

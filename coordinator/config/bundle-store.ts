@@ -22,11 +22,16 @@ import { readSnapshot, recordsOf } from '../snapshot';
 import { bundleDigest, missingSourcesError, parseBundleInfo, pinSources, sourceNames, type BundleInfoValue } from './source-pins';
 import type { EventLog } from '../event-log';
 import { DEFAULT_SETTINGS } from '../options';
+import type { SecretKeyring } from '../secrets/secret-keyring';
+import { comparableBundle, sealBundle } from '../secrets/secret-content';
 
 export interface StoredBundle {
   name: string;
   version: string;
-  /** bundleDigest(): sha256 over the canonical JSON of the compiled bundle and its pinned file editions. */
+  /**
+   * bundleDigest(): sha256 over the canonical JSON of the compiled bundle (each secret content by
+   * its fingerprint: ../secrets/secret-content.ts) and its pinned file editions.
+   */
   digest: string;
   createdAt: string;
   bundle: Bundle;
@@ -47,6 +52,8 @@ export interface BundleStoreOptions {
   clock: Clock;
   /** Attempts of a push that lost its create-only write to a concurrent push (default: settings.configCasAttempts). */
   maxAttempts?: number;
+  /** Seals the content of `secret: true` file units; without it such a bundle is refused. */
+  keyring?: SecretKeyring;
 }
 
 /**
@@ -79,6 +86,7 @@ export class BundleStore {
   private readonly events: EventLog;
   private readonly clock: Clock;
   private readonly maxAttempts: number;
+  private readonly keyring?: SecretKeyring;
 
   constructor(options: BundleStoreOptions) {
     this.client = options.client;
@@ -86,6 +94,7 @@ export class BundleStore {
     this.events = options.events;
     this.clock = options.clock;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_SETTINGS.configCasAttempts;
+    this.keyring = options.keyring;
   }
 
   /**
@@ -134,15 +143,17 @@ export class BundleStore {
     const sources = sourceNames(bundle);
     const key = this.keyspace.config(name, version);
     const infoKey = this.keyspace.configInfo(name, version);
-    const json = canonicalJson(bundle);
+    // Secret contents are sealed once; what is compared and digested is their fingerprint.
+    const { sealed, comparable } = await sealBundle(bundle, this.keyring);
+    const json = canonicalJson(comparable);
     return retryOnConflict(this.maxAttempts, async (): Promise<PushResult | typeof CAS_LOST> => {
       const pinned = await pinSources(this.client, this.keyspace, sources);
       // Two keys, whatever the number of stored versions (get() would list them all to explain
       // a miss: 137 → 314 ms per push over 200 versions, issue 12).
       const existing = await this.find(name, version);
-      const digest = bundleDigest(bundle, pinned.pins);
+      const digest = bundleDigest(comparable, pinned.pins);
       if (existing) {
-        if (canonicalJson(existing.bundle) !== json) {
+        if (canonicalJson(comparableBundle(existing.bundle)) !== json) {
           throw new AlreadyExistsError(
             `bundle ${name}@${version} exists with different content; bump version (stored digest ${existing.digest}, pushed ${digest})`,
           );
@@ -163,7 +174,7 @@ export class BundleStore {
       const outcome = await this.events.commit({
         compares: [absent, ...pinned.compares],
         ops: [
-          { kind: 'put', key, value: json },
+          { kind: 'put', key, value: canonicalJson(sealed) },
           { kind: 'put', key: infoKey, value: JSON.stringify(info) },
           ...pinned.ops,
         ],
@@ -174,7 +185,7 @@ export class BundleStore {
           actor,
         },
       });
-      if (outcome.succeeded) return { stored: { name, version, digest, createdAt, bundle, sources: info.sources ?? {} }, created: true };
+      if (outcome.succeeded) return { stored: { name, version, digest, createdAt, bundle: sealed, sources: info.sources ?? {} }, created: true };
       // Someone pushed the same version, or uploaded a source, meanwhile: read again.
       return CAS_LOST;
     }, () => new ConflictError(`bundle ${name}@${version} kept changing while being pushed; retry`));
@@ -281,6 +292,6 @@ export class BundleStore {
     }
     const info = parseBundleInfo(infoText);
     const sources = info.sources ?? {};
-    return { name, version, digest: info.digest ?? bundleDigest(bundle, sources), createdAt: info.createdAt ?? '', bundle, sources };
+    return { name, version, digest: info.digest ?? bundleDigest(comparableBundle(bundle), sources), createdAt: info.createdAt ?? '', bundle, sources };
   }
 }

@@ -22,6 +22,7 @@ import { unary } from '../unary-handler';
 import { actorName, actorOf, authorizeAction } from '../caller';
 import type { SecretKeyring } from '../secrets/secret-keyring';
 import { sealVariables, secretVariableNames } from '../secrets/secret-variables';
+import { hasSecretUnits, redactedBundle } from '../secrets/secret-content';
 
 export interface ConfigServiceOptions {
   bundles: BundleStore;
@@ -40,7 +41,8 @@ export interface ConfigServiceOptions {
 export function toBundleInfo(b: StoredBundle): BundleInfo {
   return {
     name: b.name, version: b.version, digest: b.digest, createdAt: b.createdAt, units: b.bundle.units.length,
-    bundleJson: canonicalJson(b.bundle),
+    // A secret unit's content is shown as [secret], never its envelope (which a push would refuse).
+    bundleJson: canonicalJson(redactedBundle(b.bundle)),
   };
 }
 
@@ -82,7 +84,7 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
 
   return {
     PushBundle: unary(async (req: { yaml: string }, call) => {
-      // Command units run arbitrary commands on nodes: pushing one needs admin. An unparsable
+      // Command units run arbitrary commands on nodes, secret units store a secret: pushing one needs admin. An unparsable
       // bundle is left to push(), which lists every problem.
       // Parsed once: the parse is what a large bundle costs the event loop (bench/edge-bench.ts).
       let parsed: Bundle | undefined;
@@ -92,7 +94,7 @@ export function createConfigServiceHandlers(options: ConfigServiceOptions): Conf
       } catch (err) {
         parseError = err;
       }
-      const peer = authorizeAction(call, { method: 'ConfigService/PushBundle', commandUnits: parsed ? hasCommandUnits(parsed) : false });
+      const peer = authorizeAction(call, { method: 'ConfigService/PushBundle', commandUnits: parsed ? hasCommandUnits(parsed) : false, secret: parsed ? hasSecretUnits(parsed) : false });
       // An empty text gets push()'s own message; anything else unparsable the parser's refusal.
       if (!parsed && req.yaml.trim() !== '') throw parseError;
       const { stored, created } = await bundles.push(parsed ?? req.yaml, actorName(peer));

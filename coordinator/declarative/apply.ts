@@ -30,6 +30,7 @@ import { parseClusterFileOffLoop } from '../../shared/parse-worker';
 import { formatPlan, planConfig, type PlanResult, type StoredConfig } from './plan';
 import { decodeGlobals } from '../../shared/globals';
 import { isEnvelope } from '../../shared/secret-envelope';
+import { hasSecretUnits } from '../secrets/secret-content';
 
 /** What meta/last-applied holds. */
 export interface LastApplied {
@@ -201,7 +202,15 @@ export class Declarative {
 
   private async parse(document: string, source: string): Promise<ClusterFile> {
     if (document.trim() === '') throw new InvalidArgumentError('the cluster file is empty: name bundles and groups (see clusterctl apply --help)');
-    return parseClusterFileOffLoop(document, source);
+    const file = await parseClusterFileOffLoop(document, source);
+    // The document itself is kept at meta/last-applied, in clear: a secret cannot sit in it.
+    const secret = file.bundles.filter(hasSecretUnits).map((b) => `${b.name}@${b.version}`);
+    if (secret.length > 0) {
+      throw new InvalidArgumentError(
+        `${source}: bundle ${secret.join(', ')} has a unit with secret: true; a cluster file is stored as written, so push such a bundle with \`clusterctl bundle push\` and name only its version here`,
+      );
+    }
+    return file;
   }
 
   async plan(document: string, source = 'cluster file'): Promise<PlanOutcome> {

@@ -4,13 +4,16 @@
  * per job run: each reference is read once however many nodes use it, and a failed read is
  * forgotten so the next node tries again.
  *
- * A source that is a secret file, or a named secret (`source: secret:NAME`), is decrypted here,
- * on the leader, for the command only (docs/secrets.md): the unit gets mode 0600 unless it names
- * a mode, and the cleartext is listed in `secrets` so the job redacts it from what it records.
+ * A source that is a secret file, a named secret (`source: secret:NAME`), or a unit's content
+ * marked `secret: true` is decrypted here, on the leader, for the command only (docs/secrets.md):
+ * the unit gets mode 0600 unless it names a mode and is marked `secret: true` (so the agent
+ * redacts it from its drift reports and logs too), and the cleartext is listed in `secrets` so
+ * the job redacts it from what it records.
  */
 import { inlineSources, type Bundle } from '../../shared/bundle';
 import { parseBundleRef, type ConfigReader } from './config-records';
 import { SECRET_SOURCE_PREFIX } from '../secrets/secret-store';
+import { openBundle } from '../secrets/secret-content';
 
 /** Mode of a file unit delivering a secret when the unit names none. */
 export const SECRET_FILE_MODE = '0600';
@@ -57,8 +60,12 @@ export class BundleResolver {
         if (f?.secret) secret.add(u.source);
       }
     }
-    const units = b.units.map((u) => (u.kind === 'file' && u.source !== undefined && secret.has(u.source) && u.mode === undefined ? { ...u, mode: SECRET_FILE_MODE } : u));
-    const bundle = inlineSources({ ...b, units }, (n) => files.get(n), 'upload it with `clusterctl files upload`, or set a named secret with `clusterctl secret set`');
-    return { bundle, bundleJson: JSON.stringify(bundle), secrets: [...secret].map((s) => files.get(s) ?? '') };
+    const units = b.units.map((u) => {
+      if (u.kind !== 'file' || !((u.source !== undefined && secret.has(u.source)) || u.secret === true)) return u;
+      return { ...u, secret: true, ...(u.mode === undefined ? { mode: SECRET_FILE_MODE } : {}) };
+    });
+    const inlined = inlineSources({ ...b, units }, (n) => files.get(n), 'upload it with `clusterctl files upload`, or set a named secret with `clusterctl secret set`');
+    const opened = await openBundle(inlined, (e) => this.config.open(e));
+    return { bundle: opened.bundle, bundleJson: JSON.stringify(opened.bundle), secrets: [...[...secret].map((s) => files.get(s) ?? ''), ...opened.secrets] };
   }
 }

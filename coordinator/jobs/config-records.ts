@@ -129,6 +129,11 @@ export class ConfigReader {
     return (await revealSecret(this.client, this.keyspace, this.ring(), name))?.toString('utf8');
   }
 
+  /** Opens an envelope (a bundle's secret content). */
+  async open(envelope: string): Promise<string> {
+    return (await this.ring().decrypt(envelope)).toString('utf8');
+  }
+
   /** Seals a value (a job's secret extra vars). */
   encrypt(value: string): Promise<string> {
     return this.ring().encrypt(value);

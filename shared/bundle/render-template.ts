@@ -139,7 +139,14 @@ export function renderBundle(bundle: Bundle, options: { facts?: unknown; extraVa
   const vars = { ...bundle.variables, ...(options.extraVars ?? {}) };
   const scope: TemplateScope = { vars, facts: options.facts };
   const problems: string[] = [];
-  const units = bundle.units.map((u) => renderRecord<UnitSpec>(u, scope, (field) => ({ unitId: u.id, field }), problems));
+  const units = bundle.units.map((u): UnitSpec => {
+    const site = (field: string): TemplateSite => ({ unitId: u.id, field });
+    if (u.kind !== 'file' || u.secret !== true) return renderRecord<UnitSpec>(u, scope, site, problems);
+    // A secret's content is delivered as written: a template would need its cleartext wherever a bundle's references are checked.
+    const { content, ...rest } = u;
+    const r = renderRecord(rest, scope, site, problems);
+    return content === undefined ? r : { ...r, content };
+  });
   const verify = bundle.verify.map((p) => renderRecord<VerifyProbe>(p, scope, (field) => ({ probeId: p.id, field }), problems));
   if (problems.length > 0) throw new TemplateError(bundle.name, problems);
   return { ...bundle, variables: vars, units, verify };
@@ -165,7 +172,7 @@ function visitTemplated(bundle: Pick<Bundle, 'units' | 'verify'>, visit: (text: 
       }
     }
   };
-  for (const u of bundle.units) walk(u, (field) => ({ unitId: u.id, field }));
+  for (const u of bundle.units) walk(u.kind === 'file' && u.secret === true ? { ...u, content: undefined } : u, (field) => ({ unitId: u.id, field }));
   for (const p of bundle.verify) walk(p, (field) => ({ probeId: p.id, field }));
 }
 

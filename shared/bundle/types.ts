@@ -21,6 +21,12 @@ export interface FileUnitSpec extends UnitBase {
   content?: string;
   /** Name of a distributed file (files/<name> in etcd), resolved by the coordinator before sending. */
   source?: string;
+  /**
+   * `content` is a secret (docs/secrets.md): stored as an envelope, opened by the leader for the
+   * command only, not templated, written 0600 unless `mode` is given, redacted from all output.
+   * The leader also sets it on a unit whose `source` is a secret, so the agent knows.
+   */
+  secret?: boolean;
   mode?: ModeString;
   owner?: string;
   group?: string;

@@ -108,6 +108,9 @@ function crossFieldProblems(doc: Raw): string[] {
       } else if (has.length !== 1) {
         problems.push(`units[${i}]: exactly one of content or source is required${has.length ? ' (both given)' : ''}`);
       }
+      if (u.secret === true && u.content === undefined) {
+        problems.push(`units[${i}].secret: marks inline content secret; this unit has none (a source is secret when it was uploaded with --secret)`);
+      }
     }
     if (u.kind === 'systemd' && Array.isArray(u.restartWhenChanged)) {
       u.restartWhenChanged.forEach((ref, j) => {

@@ -1,7 +1,7 @@
 /**
  * Which role may call what (pure). Users' roles are ranked: viewer reads; operator also runs
  * lifecycle jobs, maintenance, labels, groups and plain bundles; admin also runs exec, tokens,
- * users, revocations, secret files and bundles with command units. Agents may only hold their
+ * users, revocations, secret files and bundles with command units or secret content. Agents may only hold their
  * stream and renew; coordinators call nothing on behalf of people. A method missing from the
  * table is refused (deny by default), so a new RPC cannot ship unguarded.
  */
@@ -14,7 +14,7 @@ export interface Action {
   method: string;
   /** StartJob's kind (`exec` needs admin). */
   kind?: string;
-  /** A file marked secret (upload, download, delete). */
+  /** A file marked secret (upload, download, delete), a bundle with secret content. */
   secret?: boolean;
   /** A bundle (or an applied cluster file) with command units. */
   commandUnits?: boolean;
@@ -55,7 +55,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   'JobService/PauseJob': fixed(user('operator')),
   'JobService/ResumeJob': fixed(user('operator')),
 
-  'ConfigService/PushBundle': (a) => user(a.commandUnits ? 'admin' : 'operator'),
+  'ConfigService/PushBundle': (a) => user(a.commandUnits || a.secret ? 'admin' : 'operator'),
   'ConfigService/ListBundles': fixed(user('viewer')),
   'ConfigService/GetBundle': fixed(user('viewer')),
   // A new or changed secret variable is a secret: admin.

@@ -155,6 +155,32 @@ describe('e2e: agent trust (join, restart, renewal, revocation)', function () {
     expect(a.proc.alive).to.equal(true);
   });
 
+  it('after a renewal the agent reaches etcd with the new certificate: with the first one expired and etcd restarted (every connection new), its lease and member key carry on', async () => {
+    const cluster = suite.cluster({ name: 'trust-renew-etcd' });
+    await cluster.startCoordinator({ extraArgs: ['--agent-cert-validity', '30s'] });
+    const a = await cluster.startAgent('n1');
+    await a.proc.waitForLog(/"msg":"connected to coordinator"/, 30_000);
+    const cert = new X509Certificate(readFileSync(pkiFile(a, 'node.crt'), 'utf8'));
+    await a.proc.waitForLog(/"msg":"certificate renewed"/, 40_000);
+    await new Promise((res) => setTimeout(res, Math.max(0, Date.parse(cert.validTo) - Date.now()) + 1000));
+    const root = suite.etcd.client();
+    const before = await root.get(KEYSPACE.member('n1')).exec();
+    expect(before.kvs, 'the member key before the restart').to.have.length(1);
+    const lease = before.kvs[0].lease;
+
+    // A restarted etcd takes only new TLS connections: each presents the agent's certificate as it is now.
+    await suite.etcd.stop();
+    await suite.etcd.start();
+    // Three lease TTLs: long enough for a lease that is not renewed to expire (etcd extends every lease by its TTL at restart).
+    await new Promise((res) => setTimeout(res, 3 * cluster.leaseTtlSec * 1000 + 1000));
+    const after = await waitFor('the member key read after the restart', async () => (await suite.etcd.client().get(KEYSPACE.member('n1')).exec()).kvs, { timeoutMs: 10_000 });
+    expect(after, 'the member key after the restart').to.have.length(1);
+    expect(after[0].lease, 'the same lease, kept alive through the new client').to.equal(lease);
+    expect(a.proc.logs).not.to.match(/"msg":"lease lost"/);
+    const n1 = await cluster.waitForNodes('n1 reachable', (ns) => ns.some((n) => n.id === 'n1' && n.reachable), 30_000);
+    expect(n1.find((n) => n.id === 'n1')?.reachable).to.equal(true);
+  });
+
   it('clusterctl node revoke closes the live stream and the agent cannot reconnect', async () => {
     const cluster = suite.cluster({ name: 'trust-revoke' });
     const coordinator = await cluster.startCoordinator();

@@ -111,4 +111,46 @@ describe('edge: the call guard', function () {
       server.forceShutdown();
     }
   });
+
+  it('one client with its limit of expensive calls in flight is refused RESOURCE_EXHAUSTED naming the limit; its cheap calls and another client\'s expensive ones are served', async () => {
+    const gate: Array<() => void> = [];
+    const method = (path: string): grpc.MethodDefinition<Buffer, Buffer> => ({
+      path, requestStream: false, responseStream: false,
+      requestSerialize: (v: Buffer) => v, requestDeserialize: (b: Buffer) => b, responseSerialize: (v: Buffer) => v, responseDeserialize: (b: Buffer) => b,
+    });
+    // The guard names methods by their short form: a ListNodes of any package is expensive, a GetNode is not.
+    const definition: grpc.ServiceDefinition = { ListNodes: method('/cluster.v1.ClusterService/ListNodes'), GetNode: method('/cluster.v1.ClusterService/GetNode') };
+    const hold = (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>): void => { gate.push(() => cb(null, Buffer.alloc(0))); };
+    const server = new grpc.Server({ interceptors: [callGuard({ logger: createLogger({ level: 'error' }), maxCallsPerPeer: 8, maxExpensivePerPeer: 2 })] });
+    server.addService(definition, { ListNodes: hold, GetNode: hold });
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    const a = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const b = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+    const call = (c: grpc.Client, path: string): Promise<{ code: grpc.status; details: string }> => new Promise((res) => {
+      c.makeUnaryRequest(path, (v: Buffer) => v, (x: Buffer) => x, Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + 30_000 },
+        (err) => res(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, details: '' }));
+    });
+    const list = '/cluster.v1.ClusterService/ListNodes';
+    try {
+      const held = [call(a, list), call(a, list)];
+      await waitFor('2 expensive calls in flight', () => gate.length === 2, { timeoutMs: 20_000 });
+      expect(await call(a, list)).to.deep.equal({
+        code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many expensive calls (ClusterService/ListNodes and the like) in flight from this client (limit 2); retry later',
+      });
+      const cheap = call(a, '/cluster.v1.ClusterService/GetNode');
+      const fromB = call(b, list);
+      await waitFor('a\'s cheap call and b\'s expensive one served', () => gate.length === 4, { timeoutMs: 20_000 });
+      for (const release of gate.splice(0)) release();
+      expect((await Promise.all([...held, cheap, fromB])).map((r) => r.code)).to.deep.equal([0, 0, 0, 0]);
+      // Released: a's expensive calls are served again.
+      const again = call(a, list);
+      await waitFor('a is served again', () => gate.length === 1, { timeoutMs: 20_000 });
+      gate.splice(0)[0]();
+      expect((await again).code).to.equal(grpc.status.OK);
+    } finally {
+      a.close();
+      b.close();
+      server.forceShutdown();
+    }
+  });
 });

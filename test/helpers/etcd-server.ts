@@ -119,6 +119,16 @@ export class EtcdServer {
     return c;
   }
 
+  /** SIGSTOP: the port still accepts connections (the kernel's backlog) but nothing answers. */
+  freeze(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after freeze(). */
+  thaw(): void {
+    this.proc?.kill('SIGCONT');
+  }
+
   /** SIGTERM (or SIGKILL) and wait for the process to exit; the data dir stays. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const proc = this.proc;

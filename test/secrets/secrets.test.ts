@@ -2,25 +2,33 @@
  * Secrets encrypted at rest (docs/secrets.md), end to end: the built clusterctl, a real
  * coordinator process, a real agent process and a real etcd with TLS and client certificates.
  *
- * - delivery: a secret file, a named registry secret and a secret group variable reach the node
- *   (files mode 0600), while a command unit rendering the variable fails; then every log file
+ * - delivery: a secret file, a named registry secret, a file unit marked `secret: true` and a
+ *   secret group variable reach the node (files mode 0600), while a command unit printing the
+ *   variable and the secret unit's file fails; then every log file
  *   of the run, every event, every job record (GetJob and the raw jobs/ keys), the node's
  *   lastError and every raw etcd value are searched for each secret's bytes and base64: none;
  * - rotation: rotate-key re-encrypts every envelope (key id changed in etcd), the old key is
  *   dropped, and the values still decrypt and deliver;
+ * - a secret in the bundle: stored sealed, shown redacted, admin only, its digest follows the
+ *   cleartext (a changed secret is a changed version, the same one pushed again is not);
+ * - reload: an agent restarted after applying secrets finds drift on their units and puts no
+ *   secret in its log, the drift event, the node record or any job record;
  * - roles and bad input: a viewer or operator cannot --reveal or store a secret; an empty,
  *   too-short or oversized secret is refused.
  * The envelope, the redactor and the refusals are pure and tested by table.
  */
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { etcdSnapshot, type RunResult, type TestCluster } from '../helpers';
+import { etcdSnapshot, waitFor, type RunResult, type TestCluster } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
 import {
-  comparable, ENVELOPE_PATTERN, fingerprint, isEnvelope, open, parseEnvelope, Redactor, REDACTED, seal,
+  commandRedactor, comparable, ENVELOPE_PATTERN, fingerprint, isEnvelope, open, parseEnvelope, Redactor, REDACTED, seal,
 } from '../../shared/secret-envelope';
+import { comparableBundle, hasSecretUnits, openBundle, redactedBundle } from '../../coordinator/secrets/secret-content';
+import { recordRedactor } from '../../agent/applied-record';
+import { bundleProblems, canonicalJson, renderBundle, templateReferences, type Bundle } from '../../shared/bundle';
 import { secretValueProblem } from '../../coordinator/secrets/secret-store';
 import { sealVariables } from '../../coordinator/secrets/secret-variables';
 import { InvalidArgumentError } from '../../shared';
@@ -105,6 +113,45 @@ describe('secrets: envelopes, redaction and refusals (table)', () => {
     }
   });
 
+  it('a command redacts its secret variables and its bundle\'s secret units; an applied record redacts the same after a restart', () => {
+    const bundleJson = JSON.stringify({ name: 'b', version: '1', variables: {}, verify: [], units: [
+      { id: 't', kind: 'file', path: '/t', content: 'unit-secret-1', secret: true },
+      { id: 'p', kind: 'file', path: '/p', content: 'plain-content' },
+    ] });
+    const r = commandRedactor({ variables: { pw: 'var-secret-1', x: 'visible' }, secretVariables: ['pw'], bundleJson });
+    expect(r.redact('unit-secret-1 var-secret-1 visible plain-content')).to.equal(`${REDACTED} ${REDACTED} visible plain-content`);
+    // A name that only Object.prototype has is no secret value.
+    expect(commandRedactor({ variables: {}, secretVariables: ['constructor'] }).empty).to.equal(true);
+    const record = {
+      bundle: { name: 'b', version: '1', variables: { pw: 'var-secret-1', x: 'visible' }, verify: [], units: (JSON.parse(bundleJson) as Bundle).units },
+      secretVariables: ['pw'],
+    };
+    expect(recordRedactor(record).redact('run "echo var-secret-1" and unit-secret-1, visible')).to.equal(`run "echo ${REDACTED}" and ${REDACTED}, visible`);
+    expect(recordRedactor({ ...record, secretVariables: undefined }).redact('var-secret-1')).to.equal('var-secret-1');
+  });
+
+  it('a bundle\'s secret content: compared by fingerprint, shown redacted, opened for the command; not templated', async () => {
+    const fpKey = randomBytes(32);
+    const sealed = (clear: string): string => seal(key, fingerprint(fpKey, Buffer.from(clear)), Buffer.from(clear));
+    const b = (content: string): Bundle => ({ name: 'b', version: '1', variables: {}, verify: [], units: [
+      { id: 't', kind: 'file', path: '/t', content, secret: true }, { id: 'p', kind: 'file', path: '/p', content: 'x {{ vars.y }}' },
+    ] });
+    expect(canonicalJson(comparableBundle(b(sealed('same-secret'))))).to.equal(canonicalJson(comparableBundle(b(sealed('same-secret')))));
+    expect(canonicalJson(comparableBundle(b(sealed('same-secret'))))).to.not.equal(canonicalJson(comparableBundle(b(sealed('other-secret')))));
+    expect(JSON.stringify(redactedBundle(b(sealed('same-secret'))))).to.include(REDACTED).and.not.include('secret:v1:');
+    const opened = await openBundle(b(sealed('same-secret')), async (e) => { const p = parseEnvelope(e); if (!p) throw new Error('no envelope'); return open(p, key.key).toString(); });
+    expect(opened.secrets).to.deep.equal(['same-secret']);
+    expect(opened.bundle.units[0]).to.include({ content: 'same-secret' });
+    expect(hasSecretUnits(b('x'))).to.equal(true);
+    expect(hasSecretUnits({ units: [{ id: 'p', kind: 'file', path: '/p', content: 'x' }] })).to.equal(false);
+    // Rendered as written, and its references are not the bundle's.
+    const rendered = renderBundle(b('{{ vars.nope }} stays'), { extraVars: { y: '1' } });
+    expect(rendered.units.map((u) => (u.kind === 'file' ? u.content : ''))).to.deep.equal(['{{ vars.nope }} stays', 'x 1']);
+    expect([...templateReferences(b('{{ vars.nope }}')).variables.keys()]).to.deep.equal(['y']);
+    expect(bundleProblems({ name: 'b', version: 1, units: [{ id: 's', kind: 'file', path: '/s', source: 'f', secret: true }] }))
+      .to.deep.equal(['units[0].secret: marks inline content secret; this unit has none (a source is secret when it was uploaded with --secret)']);
+  });
+
   it('registry credentials become a containers auth.json; secret extra vars join -e with their names', () => {
     expect(JSON.parse(registryAuth('reg.example', 'ci', 'pw'))).to.deep.equal({ auths: { 'reg.example': { auth: Buffer.from('ci:pw').toString('base64') } } });
     expect(withSecretExtraVars('{"a":"1"}', { tok: 'xyz1' })).to.deep.equal({ extraVarsJson: '{"a":"1","tok":"xyz1"}', secretExtraVars: ['tok'] });
@@ -148,6 +195,7 @@ describe('secrets: real coordinator, agent and etcd', function () {
     const fileSecret = `-----BEGIN KEY-----\n${randomBytes(24).toString('hex')}\n-----END KEY-----\n`;
     const password = `pw-${randomBytes(12).toString('hex')}`;
     const varSecret = `var-${randomBytes(12).toString('hex')}`;
+    const inlineSecret = `inline-${randomBytes(12).toString('hex')}`;
 
     expectOk(await cluster.ctl(['files', 'upload', write(cluster, 'tls.key', fileSecret), '--secret']), 'upload --secret');
     expectOk(await cluster.ctl(['secret', 'set', 'registry/reg.example', '--username', 'ci', '--from-file', write(cluster, 'pw', `${password}\n`)]), 'secret set');
@@ -157,9 +205,10 @@ describe('secrets: real coordinator, agent and etcd', function () {
       'units:',
       '  - {id: key, kind: file, path: /etc/app/tls.key, source: tls.key}',
       '  - {id: auth, kind: file, path: /etc/containers/auth.json, source: "secret:registry/reg.example"}',
+      `  - {id: inline, kind: file, path: /etc/app/inline, content: "${inlineSecret}", secret: true}`,
       '  - id: use',
       '    kind: command',
-      '    run: \'echo "connecting with {{ vars.db_password }}"; echo "login failed for {{ vars.db_password }}" >&2; exit 3\'',
+      '    run: \'echo "connecting with {{ vars.db_password }}"; cat etc/app/inline; echo "login failed for {{ vars.db_password }}" >&2; exit 3\'',
       '',
     ].join('\n'));
     expectOk(await cluster.ctl(['bundle', 'push', '-f', join(cluster.baseDir, 'bundle.yaml')]), 'bundle push');
@@ -175,6 +224,9 @@ describe('secrets: real coordinator, agent and etcd', function () {
     const auth = join(root, 'etc/containers/auth.json');
     expect(JSON.parse(readFileSync(auth, 'utf8'))).to.deep.equal({ auths: { 'reg.example': { auth: Buffer.from(`ci:${password}`).toString('base64') } } });
     expect((statSync(auth).mode & 0o777).toString(8)).to.equal('600');
+    const inline = join(root, 'etc/app/inline');
+    expect(readFileSync(inline, 'utf8')).to.equal(inlineSecret);
+    expect((statSync(inline).mode & 0o777).toString(8)).to.equal('600');
 
     // The failure was recorded, with the variable replaced where the command printed it.
     const { node } = JSON.parse(expectOk(await cluster.ctl(['node', 'describe', 'n1', '-o', 'json'])).stdout) as { node: { state: string; lastError: string } };
@@ -187,7 +239,7 @@ describe('secrets: real coordinator, agent and etcd', function () {
     for (const j of jobs) details.push((await cluster.ctl(['job', 'describe', j.id, '-o', 'json'])).stdout);
     expect(details.join('\n')).to.include(REDACTED);
 
-    const secrets = [fileSecret.split('\n')[1], password, varSecret];
+    const secrets = [fileSecret.split('\n')[1], password, varSecret, inlineSecret];
     const found: string[] = [];
     found.push(...leaks('commission output', commission.stdout + commission.stderr, secrets));
     found.push(...leaks('node describe', JSON.stringify(node), secrets));
@@ -195,13 +247,14 @@ describe('secrets: real coordinator, agent and etcd', function () {
     found.push(...leaks('events', expectOk(await cluster.ctl(['events', '-o', 'json', '--limit', '1000'])).stdout, secrets));
     found.push(...leaks('files list', expectOk(await cluster.ctl(['files', '-o', 'json'])).stdout, secrets));
     found.push(...leaks('group show', expectOk(await cluster.ctl(['group', 'show', 'sec', '-o', 'json'])).stdout, secrets));
+    found.push(...leaks('bundle show', expectOk(await cluster.ctl(['bundle', 'show', 'sec@1', '-o', 'json'])).stdout, secrets));
     for (const f of readdirSync(cluster.logDir)) found.push(...leaks(`log ${f}`, readFileSync(join(cluster.logDir, f), 'utf8'), secrets));
     // Raw etcd: every key (jobs/, nodes/, events/, groups/, files/, secrets/ and the rest).
     for (const [k, v] of Object.entries(await etcdSnapshot(suite.etcd.client()))) found.push(...leaks(`etcd ${k}`, v, secrets));
     expect(found).to.deep.equal([]);
     // And the secrets are there, sealed: the group, the job record, the node's applied inputs are not (failed), files, secrets.
     const sealed = [...(await envelopes()).keys()].map((k) => k.replace(/^\/[^/]+\/v1\//, '').split('/')[0]);
-    expect(sealed).to.include.members(['groups', 'jobs', 'files', 'file-editions', 'secrets']);
+    expect(sealed).to.include.members(['groups', 'jobs', 'files', 'file-editions', 'secrets', 'configs']);
   });
 
   it('rotate-key re-encrypts every envelope under a new key id, drops the old key, and the values still decrypt and deliver', async () => {
@@ -268,6 +321,113 @@ describe('secrets: real coordinator, agent and etcd', function () {
     const raw = Object.entries(await etcdSnapshot(suite.etcd.client()));
     expect(raw.filter(([, v]) => v.includes(extraSecret)).map(([k]) => k)).to.deep.equal([]);
     expect(raw.some(([k, v]) => k.includes('/jobs/') && (v.match(ENVELOPE_PATTERN) ?? []).length > 0 && v.includes('"repair"'))).to.equal(true);
+  });
+
+  it('a file unit marked secret: stored sealed, shown as [secret], admin only to push; the digest follows the cleartext; rotation re-encrypts it', async () => {
+    const { cluster, root } = await startWithNode('secrets-in-bundle');
+    const secretA = `unit-a-${randomBytes(12).toString('hex')}`;
+    const secretB = `unit-b-${randomBytes(12).toString('hex')}`;
+    const bundle = (secret: string, mode = ''): string => write(cluster, 'bundle.yaml', [
+      'name: sb',
+      'version: 1',
+      'units:',
+      `  - {id: token, kind: file, path: /etc/app/token, content: "${secret}", secret: true${mode}}`,
+      '  - {id: plain, kind: file, path: /etc/app/plain, content: "not secret {{ vars.x }}"}',
+      'variables: {x: "1"}',
+      '',
+    ].join('\n'));
+    const operator = join(cluster.baseDir, 'operator.yaml');
+    expectOk(await cluster.ctl(['user', 'add', 'op', '--role', 'operator', '-f', operator]));
+    const denied = await cluster.ctl(['--credentials', operator, 'bundle', 'push', '-f', bundle(secretA)]);
+    expect(denied.code).to.equal(1);
+    expect(denied.stderr).to.match(/permission denied: PushBundle\(secret\) needs the admin role/);
+
+    const pushed = JSON.parse(expectOk(await cluster.ctl(['bundle', 'push', '-f', bundle(secretA), '-o', 'json'])).stdout) as { digest: string };
+    // Stored sealed: the configs/ key holds an envelope, no key holds the cleartext.
+    const raw = Object.entries(await etcdSnapshot(suite.etcd.client()));
+    expect(raw.filter(([, v]) => v.includes(secretA)).map(([k]) => k)).to.deep.equal([]);
+    expect(raw.some(([k, v]) => k.includes('/configs/sb/1') && (v.match(ENVELOPE_PATTERN) ?? []).length === 1)).to.equal(true);
+    // Shown redacted, in every form.
+    for (const o of [[], ['-o', 'json'], ['-o', 'yaml']]) {
+      const shown = expectOk(await cluster.ctl(['bundle', 'show', 'sb@1', ...o])).stdout;
+      expect(shown, o.join(' ')).to.include(REDACTED);
+      expect(shown, o.join(' ')).to.not.match(/secret:v1:|unit-a-/);
+    }
+    // The same cleartext again: the same version (sealed anew, compared by fingerprint); another: a changed version, refused.
+    const again = JSON.parse(expectOk(await cluster.ctl(['bundle', 'push', '-f', bundle(secretA), '-o', 'json'])).stdout) as { digest: string };
+    expect(again.digest).to.equal(pushed.digest);
+    const changed = await cluster.ctl(['bundle', 'push', '-f', bundle(secretB)]);
+    expect(changed.code).to.equal(1);
+    expect(changed.stderr).to.match(/bundle sb@1 exists with different content; bump version/);
+    expect(changed.stdout + changed.stderr).to.not.include(secretB);
+    // Not templated, and not in a cluster file (which is stored as written).
+    write(cluster, 'cluster.yaml', 'bundles:\n  - file: bundle.yaml\n');
+    const applied = await cluster.ctl(['apply', '-f', join(cluster.baseDir, 'cluster.yaml')]);
+    expect(applied.code).to.equal(1);
+    expect(applied.stderr).to.match(/bundle sb@1 has a unit with secret: true; a cluster file is stored as written/);
+
+    expectOk(await cluster.ctl(['group', 'set', 'sb', '--bundle', 'sb@1']));
+    expectOk(await cluster.ctl(['node', 'commission', 'n1', '-g', 'sb', '--wait'], 120_000), 'commission');
+    expect(readFileSync(join(root, 'etc/app/token'), 'utf8')).to.equal(secretA);
+    expect((statSync(join(root, 'etc/app/token')).mode & 0o777).toString(8)).to.equal('600');
+    expect((statSync(join(root, 'etc/app/plain')).mode & 0o777).toString(8)).to.equal('644');
+    expect(readFileSync(join(root, 'etc/app/plain'), 'utf8')).to.equal('not secret 1');
+
+    // Rotation re-encrypts the stored bundle's envelope; the digest stays, the value still delivers.
+    const before = (await envelopes()).get([...(await envelopes()).keys()].find((k) => k.includes('/configs/sb/1')) ?? '');
+    expect(before).to.have.length(1);
+    const rotated = JSON.parse(expectOk(await cluster.ctl(['secrets', 'rotate-key', '-o', 'json'])).stdout) as { newKeyId: string };
+    const after = [...(await envelopes()).entries()].find(([k]) => k.includes('/configs/sb/1'))?.[1];
+    expect(after).to.deep.equal([rotated.newKeyId]);
+    const shownAfter = JSON.parse(expectOk(await cluster.ctl(['bundle', 'show', 'sb@1', '-o', 'json'])).stdout) as { digest: string };
+    expect(shownAfter.digest).to.equal(pushed.digest);
+    writeFileSync(join(root, 'etc/app/token'), 'changed by hand');
+    expectOk(await cluster.ctl(['node', 'repair', 'n1', '--wait'], 120_000), 'repair after rotation');
+    expect(readFileSync(join(root, 'etc/app/token'), 'utf8')).to.equal(secretA);
+  });
+
+  it('an agent restarted after applying a secret variable and a secret unit, finding drift on both, puts neither in its log, the drift event, the node record or a job record', async () => {
+    const { cluster, root } = await startWithNode('secrets-reload');
+    const varSecret = `reload-var-${randomBytes(10).toString('hex')}`;
+    const unitSecret = `reload-unit-${randomBytes(10).toString('hex')}`;
+    write(cluster, 'bundle.yaml', [
+      'name: rl',
+      'version: 1',
+      'units:',
+      `  - {id: token, kind: file, path: /etc/app/token, content: "${unitSecret}", secret: true}`,
+      // The rendered command is what a command unit's drift names ("... would run").
+      '  - {id: seed, kind: command, run: \'echo "{{ vars.pw }}" > seeded\', creates: /seeded}',
+      '',
+    ].join('\n'));
+    expectOk(await cluster.ctl(['bundle', 'push', '-f', join(cluster.baseDir, 'bundle.yaml')]));
+    expectOk(await cluster.ctl(['group', 'set', 'rl', '--bundle', 'rl@1', '--secret-var', `pw=@${write(cluster, 'pw', varSecret)}`]));
+    expectOk(await cluster.ctl(['node', 'commission', 'n1', '-g', 'rl', '--wait'], 120_000), 'commission');
+    expect(readFileSync(join(root, 'seeded'), 'utf8')).to.equal(`${varSecret}\n`);
+
+    // Drift on both units while the agent is down, then a restart: it re-verifies its record.
+    const agent = cluster.agent('n1');
+    await agent.kill();
+    rmSync(join(root, 'seeded'));
+    writeFileSync(join(root, 'etc/app/token'), `${unitSecret}-edited\n`);
+    await agent.restart();
+    await agent.proc.waitForLog(/"msg":"drift found"/, 60_000);
+    const node = await waitFor('the drift recorded on the node', async () => {
+      const { node: n } = JSON.parse(expectOk(await cluster.ctl(['node', 'describe', 'n1', '-o', 'json'])).stdout) as { node: { driftSummary?: string } };
+      return n.driftSummary ? n : undefined;
+    }, { timeoutMs: 60_000 });
+    // The command unit's drift was reported, with the variable replaced.
+    expect(node.driftSummary).to.match(/seed \(drift: /);
+    expect(node.driftSummary).to.include(REDACTED);
+
+    const secrets = [varSecret, unitSecret];
+    const found: string[] = [];
+    found.push(...leaks('node describe', JSON.stringify(node), secrets));
+    found.push(...leaks('events', expectOk(await cluster.ctl(['events', '-o', 'json', '--limit', '1000'])).stdout, secrets));
+    const jobs = JSON.parse(expectOk(await cluster.ctl(['jobs', '-o', 'json'])).stdout) as { id: string }[];
+    for (const j of jobs) found.push(...leaks(`job ${j.id}`, (await cluster.ctl(['job', 'describe', j.id, '-o', 'json'])).stdout, secrets));
+    for (const f of readdirSync(cluster.logDir)) found.push(...leaks(`log ${f}`, readFileSync(join(cluster.logDir, f), 'utf8'), secrets));
+    for (const [k, v] of Object.entries(await etcdSnapshot(suite.etcd.client()))) found.push(...leaks(`etcd ${k}`, v, secrets));
+    expect(found).to.deep.equal([]);
   });
 
   it('a viewer or operator cannot reveal or store a secret; a secret is withheld without --reveal; bad input is refused', async () => {

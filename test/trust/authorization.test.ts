@@ -24,6 +24,7 @@ const TABLE: Row[] = [
   [{ method: 'JobService/ResumeJob' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/PushBundle' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/PushBundle', commandUnits: true }, [...USERS_FROM.admin]],
+  [{ method: 'ConfigService/PushBundle', secret: true }, [...USERS_FROM.admin]],
   [{ method: 'ConfigService/SetGroup' }, [...USERS_FROM.operator]],
   [{ method: 'ConfigService/SetGroup', secret: true }, [...USERS_FROM.admin]],
   [{ method: 'SecretService/SetSecret' }, [...USERS_FROM.admin]],

@@ -51,6 +51,7 @@ import { oversizeRefusal } from './call-guard';
 import { MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 import { InventoryReconciler } from './inventory-reconciler';
 import { LeaderElection } from './leader-election';
+import { LoopDelayLog } from './loop-delay';
 import { CoordinatorMetrics } from './metrics';
 import { instrumentEtcd } from './etcd-metrics';
 import { createNodeAdminHandlers } from './node-admin';
@@ -160,6 +161,7 @@ export class Coordinator {
   private started = false;
   private servingRenewal?: NodeJS.Timeout;
   private stopping?: Promise<void>;
+  private readonly loopDelay: LoopDelayLog;
 
   constructor(options: CoordinatorOptions) {
     this.options = options;
@@ -170,6 +172,7 @@ export class Coordinator {
     const { keyspace } = options;
     this.streams = new AgentStreams(clock);
     this.log = options.logger.child({ replicaId: options.replicaId });
+    this.loopDelay = new LoopDelayLog({ logger: this.log, windowMs: settings.loopDelayWindowMs, thresholdMs: settings.loopDelayLogThresholdMs });
     // Every transaction of this replica's parts is timed (etcd-metrics.ts); the election keeps its own client.
     const client = instrumentEtcd(options.etcd, (seconds, failed) => this.metrics.etcdTxn(seconds, failed));
     this.client = client;
@@ -319,6 +322,7 @@ export class Coordinator {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    this.loopDelay.start();
     const o = this.options;
     const clock = o.clock ?? systemClock;
     const { host } = parseHostPort(o.listen, '--listen address');
@@ -434,6 +438,7 @@ export class Coordinator {
       await this.events.stop();
       clearInterval(this.servingRenewal);
       await this.pki?.revocations.close();
+      this.loopDelay.stop();
       this.log.info('stopped');
     })();
     return this.stopping;

@@ -290,6 +290,14 @@ export interface CoordinatorSettings {
    * @default 5_000
    */
   metricsFleetReadIntervalMs: number;
+  /**
+   * Window of the main event loop's delay log (loop-delay.ts): a window whose longest block
+   * reached `loopDelayLogThresholdMs` is logged as "event loop delay" with its max and p99.
+   * @default 5_000
+   */
+  loopDelayWindowMs: number;
+  /** @default 100 */
+  loopDelayLogThresholdMs: number;
 }
 
 /** Every field of CoordinatorSettings that has a fixed default (the others derive from these). */
@@ -339,6 +347,8 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   verifyResyncIntervalMs: 60_000,
   servingRenewCheckMs: 3_600_000,
   metricsFleetReadIntervalMs: 5_000,
+  loopDelayWindowMs: 5_000,
+  loopDelayLogThresholdMs: 100,
 };
 
 const SETTING_NAMES: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SETTINGS), 'electionKeepaliveIntervalMs', 'helloTimeoutMs']);

@@ -71,6 +71,12 @@ export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
    * (bench/fanout.ts at 5,000 agents: the keepalive timed out after 21 s on a shared client).
    */
   electionEtcd?: Etcd3;
+  /**
+   * The program file a worker thread runs to send the election keepalives (main.ts passes its
+   * own: it serves when started as that worker). The worker is used whenever `etcdEndpoints`
+   * are given and the clock is the system clock. @default coordinator/lease-keeper.js
+   */
+  electionWorkerFile?: string;
   keyspace: Keyspace;
   /** The etcd endpoints the client was given (named by `status` when etcd does not answer). */
   etcdEndpoints?: readonly string[];
@@ -390,6 +396,14 @@ export class Coordinator {
       client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: this.settings.electionTtlMs,
       keepaliveIntervalMs: this.settings.electionKeepaliveIntervalMs, retryInitialMs: this.settings.electionRetryInitialMs,
       clock: o.clock ?? systemClock, logger: this.log,
+      // Off the main loop, so a re-attach storm does not cost the lease (lease-keeper.ts); an
+      // injected clock keeps the keepalives on its own timeline instead.
+      ...(o.etcdEndpoints && o.etcdEndpoints.length > 0 && !o.clock ? {
+        keepaliveWorker: {
+          endpoints: o.etcdEndpoints, ...(o.etcdTls ? { tls: o.etcdTls } : {}), stallLimitMs: this.settings.electionStallLimitMs,
+          ...(o.electionWorkerFile ? { file: o.electionWorkerFile } : {}),
+        },
+      } : {}),
     });
     this.election = election;
     election.on('gained', () => {

@@ -43,6 +43,13 @@ export interface CoordinatorSettings {
    */
   electionRetryInitialMs: number;
   /**
+   * How long the main event loop may go without running before the election keepalives (sent
+   * from a worker thread, lease-keeper.ts) stop: a loop blocked for longer than the TTL but not
+   * this long keeps the leadership; a hung replica loses it within this plus the TTL.
+   * @default 5_000
+   */
+  electionStallLimitMs: number;
+  /**
    * How often the leader pings each agent stream (`--ping-interval`); 3 missed pongs close it.
    * @default 10_000
    */
@@ -304,6 +311,7 @@ export interface CoordinatorSettings {
 export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepaliveIntervalMs' | 'helloTimeoutMs'>> = {
   electionTtlMs: 2_000,
   electionRetryInitialMs: 200,
+  electionStallLimitMs: 5_000,
   pingIntervalMs: 10_000,
   streamGraceMs: 1_500,
   reattachGraceMs: 10_000,

@@ -329,7 +329,7 @@ export class CoordinatorLink {
   /**
    * Connects (without a call) to every other candidate and to a newly named leader not dialled
    * yet, and closes the standby connections of addresses that are neither any more. Called on
-   * every Welcome and Ping (a channel idle for long is reconnected) and when the candidates change.
+   * every Welcome and Ping and when the candidates change.
    */
   private warmStandbys(): void {
     if (!this.options.timings.standbyConnections) return;
@@ -343,14 +343,24 @@ export class CoordinatorLink {
       this.standby.delete(address);
     }
     for (const address of wanted) {
-      let s = this.standby.get(address);
-      if (!s) {
-        s = { identity, client: this.newClient(address, identity) };
-        this.standby.set(address, s);
-      }
-      // Starts connecting when idle; no-op when connecting or ready.
-      s.client.getChannel().getConnectivityState(true);
+      if (this.standby.has(address)) continue;
+      const client = this.newClient(address, identity);
+      this.standby.set(address, { identity, client });
+      this.keepStandbyUp(address, client);
     }
+  }
+
+  /**
+   * Connects the standby channel, and again whenever it falls back to idle (the server dropped
+   * the connection), for as long as it is this address's standby; a closed one stops.
+   */
+  private keepStandbyUp(address: string, client: AgentServiceClient): void {
+    const channel = client.getChannel();
+    // Starts connecting when idle; no-op when connecting or ready.
+    const state = channel.getConnectivityState(true);
+    channel.watchConnectivityState(state, Infinity, (err?: Error) => {
+      if (!err && this.standby.get(address)?.client === client) this.keepStandbyUp(address, client);
+    });
   }
 
   /** One stream, from Hello to its end. Never throws. */

@@ -108,8 +108,8 @@ class LeaderWrites {
   private resolve?: (at: number) => void;
   /** Wall times at which events of `coordinator/<id>` were seen. */
   readonly eventsBy = new Map<string, number[]>();
-  /** Wall time of the last deletion of each candidate key. */
-  readonly keyDeletedAt = new Map<string, number>();
+  /** Wall times of the deletions of each replica's candidate key (a replica may campaign again and lose its key again). */
+  readonly keyDeletedAt = new Map<string, number[]>();
 
   constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
 
@@ -134,9 +134,14 @@ class LeaderWrites {
     const election = await this.client.watch().prefix(this.ks.electionPrefix()).create();
     election.on('delete', (kv: IKeyValue) => {
       const id = this.ks.parseElectionCandidate(kv.key.toString());
-      if (id) this.keyDeletedAt.set(id, Date.now());
+      if (id) this.keyDeletedAt.set(id, [...(this.keyDeletedAt.get(id) ?? []), Date.now()]);
     });
     this.watchers.push(election);
+  }
+
+  /** The first deletion of replica `id`'s candidate key after wall time `t` (its lease expiring after a cut). */
+  keyDeletedAfter(id: string, t: number): number | undefined {
+    return (this.keyDeletedAt.get(id) ?? []).find((at) => at > t);
   }
 
   /** Events of coordinator `id` seen after wall time `t`. */
@@ -293,7 +298,7 @@ async function main(): Promise<number> {
         proxy.heal();
         await new Promise((res) => setTimeout(res, 3000));
         timeline = {
-          oldStoppedMs: stoppedAt - killedAt, keyExpiredMs: (writes.keyDeletedAt.get(leader) ?? NaN) - killedAt, newActingMs: becameAt - killedAt,
+          oldStoppedMs: stoppedAt - killedAt, keyExpiredMs: (writes.keyDeletedAfter(leader, killedAt) ?? NaN) - killedAt, newActingMs: becameAt - killedAt,
           splitBrainEvents: writes.eventsAfter(leader, Math.min(becameAt, writeAt)),
         };
         say(`round ${r + 1}/${k} timeline after the cut of ${leader}: ${leader} stops acting +${timeline.oldStoppedMs} ms, etcd expires its key +${timeline.keyExpiredMs} ms, ` +

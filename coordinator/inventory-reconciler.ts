@@ -42,7 +42,7 @@ export type InventoryAction =
   | { kind: 'reachable'; nodeId: string; member: MemberRecord }
   /** The agent's version / boot id / hostname / address changed. */
   | { kind: 'agent-changed'; nodeId: string; member: MemberRecord; fields: AgentField[] }
-  /** Recorded as connected but this leader holds no stream for it (e.g. after a failover). */
+  /** Recorded as connected but this leader holds no stream for it and its stream signal fired (e.g. not re-attached after a failover). */
   | { kind: 'disconnected'; nodeId: string };
 
 export interface InventoryInput {

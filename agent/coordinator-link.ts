@@ -8,6 +8,11 @@
  * leader change) wait a backoff with full jitter, so thousands of agents do not redial a new
  * leader in the same millisecond.
  *
+ * Standby connections: while attached, the agent also holds an idle TLS connection to every
+ * other candidate in the election (the followers). When one of them becomes leader the agent
+ * opens its stream on that connection: no TCP and TLS handshake in the failover (issue 12 §2:
+ * 1,000 agents re-attached ≤ 5 s; the handshakes were most of the re-attach time).
+ *
  * Results are kept by command id (command-handler.ts CommandResults): a result whose delivery
  * is uncertain is listed in the next Hello and sent again after the next Welcome.
  *
@@ -77,6 +82,8 @@ export interface LinkTimings {
   newLeaderJitterMs: number;
   /** How many command results are remembered by id. */
   resultCapacity: number;
+  /** Hold idle connections to the followers, so a failover needs no handshake. */
+  standbyConnections: boolean;
 }
 
 export interface CoordinatorLinkOptions {
@@ -124,6 +131,9 @@ export class CoordinatorLink {
   private abort?: AbortController;
   private loop?: Promise<void>;
   private client?: { address: string; identity: TlsIdentity; client: AgentServiceClient };
+  /** Idle, connected clients of the other candidates, by address (see the file comment). */
+  private readonly standby = new Map<string, { identity: TlsIdentity; client: AgentServiceClient }>();
+  private unsubscribeStandbys?: () => void;
   /**
    * Credentials of the current identity, kept across leader changes: building them parses the
    * key and both certificates into a TLS context, which a new leader's address must not redo
@@ -170,6 +180,7 @@ export class CoordinatorLink {
   start(): void {
     if (this.abort) return;
     this.abort = new AbortController();
+    this.unsubscribeStandbys = this.options.leaderSource.subscribeStandbys?.(() => { if (this.connected) this.warmStandbys(); });
     this.loop = this.run(this.abort.signal);
   }
 
@@ -182,6 +193,9 @@ export class CoordinatorLink {
     await commandEnded;
     this.client?.client.close();
     this.client = undefined;
+    this.unsubscribeStandbys?.();
+    for (const s of this.standby.values()) s.client.close();
+    this.standby.clear();
     this.abort = undefined;
   }
 
@@ -292,17 +306,61 @@ export class CoordinatorLink {
     const identity = this.options.credentials.current();
     if (this.client?.address === address && this.client.identity === identity) return this.client.client;
     this.client?.client.close();
+    // A standby connection to this address (made with the current identity) is already up.
+    const warm = this.standby.get(address);
+    this.standby.delete(address);
+    if (warm && warm.identity !== identity) warm.client.close();
+    const client = warm?.identity === identity ? warm.client : this.newClient(address, identity);
+    this.client = { address, identity, client };
+    return client;
+  }
+
+  private newClient(address: string, identity: TlsIdentity): AgentServiceClient {
     const { api } = loadProto();
     if (this.credentials?.identity !== identity) {
       this.credentials = { identity, credentials: clientCredentials({ caPem: identity.caPem, certPem: identity.certPem, keyPem: identity.keyPem }) };
     }
-    const { credentials } = this.credentials;
-    const client = new api.cluster.v1.AgentService(address, credentials, {
+    return new api.cluster.v1.AgentService(address, this.credentials.credentials, {
       ...AGENT_CHANNEL_OPTIONS,
       ...this.options.channelOptions,
     });
-    this.client = { address, identity, client };
-    return client;
+  }
+
+  /**
+   * Connects (without a call) to every other candidate and to a newly named leader not dialled
+   * yet, and closes the standby connections of addresses that are neither any more. Called on
+   * every Welcome and Ping and when the candidates change.
+   */
+  private warmStandbys(): void {
+    if (!this.options.timings.standbyConnections) return;
+    const source = this.options.leaderSource;
+    const identity = this.options.credentials.current();
+    const current = this.client?.address;
+    const wanted = new Set([...(source.standbys?.() ?? []), source.current()?.address].filter((a): a is string => a !== undefined && a !== current));
+    for (const [address, s] of this.standby) {
+      if (wanted.has(address) && s.identity === identity) continue;
+      s.client.close();
+      this.standby.delete(address);
+    }
+    for (const address of wanted) {
+      if (this.standby.has(address)) continue;
+      const client = this.newClient(address, identity);
+      this.standby.set(address, { identity, client });
+      this.keepStandbyUp(address, client);
+    }
+  }
+
+  /**
+   * Connects the standby channel, and again whenever it falls back to idle (the server dropped
+   * the connection), for as long as it is this address's standby; a closed one stops.
+   */
+  private keepStandbyUp(address: string, client: AgentServiceClient): void {
+    const channel = client.getChannel();
+    // Starts connecting when idle; no-op when connecting or ready.
+    const state = channel.getConnectivityState(true);
+    channel.watchConnectivityState(state, Infinity, (err?: Error) => {
+      if (!err && this.standby.get(address)?.client === client) this.keepStandbyUp(address, client);
+    });
   }
 
   /** One stream, from Hello to its end. Never throws. */
@@ -369,6 +427,7 @@ export class CoordinatorLink {
             if (pingIntervalMs > 0) arm(3 * pingIntervalMs, `no message from the coordinator for 3 ping intervals (${3 * pingIntervalMs} ms)`);
             else watchdog?.cancel();
             this.log.info('connected to coordinator', { address: leader.address, coordinatorId: msg.welcome?.coordinatorId ?? '', pingIntervalMs });
+            this.warmStandbys();
             for (const r of this.results.unacknowledged()) this.write(session, { result: r }, r.commandId);
             this.notifyConnected({
               address: leader.address, pingIntervalMs,
@@ -378,6 +437,7 @@ export class CoordinatorLink {
           }
           case 'ping':
             this.write(session, { pong: { seq: msg.ping?.seq ?? '0' } });
+            this.warmStandbys();
             return;
           case 'command':
             if (!session.welcomed) return finish('coordinator sent a command before Welcome');

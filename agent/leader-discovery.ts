@@ -31,6 +31,13 @@ export interface LeaderSource {
   /** Re-reads now (after a failed dial: the leader may be gone before its key expired). */
   refresh(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Addresses of the other candidates (followers that may lead next), for standby connections;
+   * a source that knows none leaves both out.
+   */
+  standbys?(): readonly string[];
+  /** Called whenever `standbys()` changed. Returns an unsubscribe function. */
+  subscribeStandbys?(listener: () => void): () => void;
 }
 
 export class StaticLeaderSource implements LeaderSource {
@@ -68,6 +75,8 @@ export interface EtcdLeaderSourceOptions {
 export class EtcdLeaderSource implements LeaderSource {
   private leader?: LeaderInfo;
   private readonly listeners = new Set<(leader: LeaderInfo | undefined) => void>();
+  private standbyAddresses: readonly string[] = [];
+  private readonly standbyListeners = new Set<() => void>();
   private readonly loop: ReconcileLoop;
   private watch?: PrefixWatch;
   private closed = false;
@@ -119,9 +128,19 @@ export class EtcdLeaderSource implements LeaderSource {
     return this.loop.runNow();
   }
 
+  standbys(): readonly string[] {
+    return this.standbyAddresses;
+  }
+
+  subscribeStandbys(listener: () => void): () => void {
+    this.standbyListeners.add(listener);
+    return () => this.standbyListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.listeners.clear();
+    this.standbyListeners.clear();
     await this.loop.stop();
     await this.watch?.stop();
     this.watch = undefined;
@@ -153,6 +172,19 @@ export class EtcdLeaderSource implements LeaderSource {
     this.lastProblem = problem;
     const next = pick.leader ? { id: pick.leader.id, address: pick.leader.address, createRevision: pick.leader.createRevision } : undefined;
     if (this.closed) return;
+    const standbys = [...new Set(pick.candidates.slice(1).map((c) => c.address))].filter((a) => a !== next?.address).sort();
+    const standbysChanged = standbys.join(',') !== this.standbyAddresses.join(',');
+    this.standbyAddresses = standbys;
+    try {
+      this.follow(next, etcdBack);
+    } finally {
+      // After the leader's listeners: a link then still has the new leader's standby connection to use.
+      if (standbysChanged) for (const l of [...this.standbyListeners]) l();
+    }
+  }
+
+  /** Takes `next` as the leader and tells the listeners when it changed (or etcd came back). */
+  private follow(next: LeaderInfo | undefined, etcdBack: boolean): void {
     if (sameLeader(next, this.leader)) {
       if (etcdBack && next) {
         this.o.logger.info('etcd answers again', { leaderId: next.id, address: next.address });

@@ -149,6 +149,8 @@ export const AGENT_DEFAULTS = {
     newLeaderJitterMs: 1000,
     /** @default 256 — command results remembered by id (a re-sent Command is answered from them). */
     resultCapacity: 256,
+    /** @default true — idle connections to the follower coordinators, so a failover needs no TLS handshake. */
+    standbyConnections: true,
   } satisfies LinkTimings,
   /** Timeouts of the work commands do (the constants live with the code that applies them). */
   work: {

@@ -70,6 +70,32 @@ function lastLogTime(logs: string, msg: string): number | undefined {
   }
 }
 
+/** The fields of every log line of `logs` whose msg is `msg`. */
+function logRecords(logs: string, msg: string): Record<string, unknown>[] {
+  const needle = `"msg":"${msg}"`;
+  const out: Record<string, unknown>[] = [];
+  for (const line of logs.split('\n')) {
+    if (!line.includes(needle)) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line cut by the capture: skip it
+    }
+  }
+  return out;
+}
+
+/** The new leader's main-loop blocks (coordinator/loop-delay.ts windows) and leadership losses in a stretch of its log. */
+function loopHealth(logs: string): { loopDelayMaxMs: number; loopDelayP99Ms: number; leadershipLosses: number } {
+  const windows = logRecords(logs, 'event loop delay');
+  const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+  return {
+    loopDelayMaxMs: Math.max(0, ...windows.map((w) => num(w.maxMs))),
+    loopDelayP99Ms: Math.max(0, ...windows.map((w) => num(w.p99Ms))),
+    leadershipLosses: logRecords(logs, 'lost leadership').length,
+  };
+}
+
 /**
  * First put under nodes/ or events/ after a given time: the new leader's first fenced write.
  * Also keeps, per coordinator, when each of its events landed (the event's actor), and when
@@ -82,8 +108,8 @@ class LeaderWrites {
   private resolve?: (at: number) => void;
   /** Wall times at which events of `coordinator/<id>` were seen. */
   readonly eventsBy = new Map<string, number[]>();
-  /** Wall time of the last deletion of each candidate key. */
-  readonly keyDeletedAt = new Map<string, number>();
+  /** Wall times of the deletions of each replica's candidate key (a replica may campaign again and lose its key again). */
+  readonly keyDeletedAt = new Map<string, number[]>();
 
   constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
 
@@ -108,9 +134,14 @@ class LeaderWrites {
     const election = await this.client.watch().prefix(this.ks.electionPrefix()).create();
     election.on('delete', (kv: IKeyValue) => {
       const id = this.ks.parseElectionCandidate(kv.key.toString());
-      if (id) this.keyDeletedAt.set(id, Date.now());
+      if (id) this.keyDeletedAt.set(id, [...(this.keyDeletedAt.get(id) ?? []), Date.now()]);
     });
     this.watchers.push(election);
+  }
+
+  /** The first deletion of replica `id`'s candidate key after wall time `t` (its lease expiring after a cut). */
+  keyDeletedAfter(id: string, t: number): number | undefined {
+    return (this.keyDeletedAt.get(id) ?? []).find((at) => at > t);
   }
 
   /** Events of coordinator `id` seen after wall time `t`. */
@@ -146,6 +177,8 @@ interface Round {
   reattach: Stats;
   lastReattachMs: number;
   leaderSeenBySimMs: number;
+  /** From the kill until every agent re-attached, in the new leader's log: its longest event-loop block, the worst window p99, and how often it lost leadership (flapping). */
+  newLeaderLoop: { loopDelayMaxMs: number; loopDelayP99Ms: number; leadershipLosses: number };
 }
 
 /** Resolves once `proc` logged a line with msg `msg` after character `from` of its log. */
@@ -197,6 +230,7 @@ async function main(): Promise<number> {
   let initial = { registerMs: NaN, attachMs: NaN };
   const rss = { coordinatorMiB: NaN, fleetMiB: NaN };
   const proxies = new Map<string, TcpProxy>();
+  const wholeRun = new Map<string, ReturnType<typeof loopHealth>>();
   let cpuProfile: { file: string; totalMs: number; frames: Frame[] } | undefined;
   let fleetCpuProfile: { file: string; totalMs: number; frames: Frame[] } | undefined;
   const fleetProfDir = join(cluster.logDir, 'sim-fleet-cpu-prof');
@@ -264,22 +298,26 @@ async function main(): Promise<number> {
         proxy.heal();
         await new Promise((res) => setTimeout(res, 3000));
         timeline = {
-          oldStoppedMs: stoppedAt - killedAt, keyExpiredMs: (writes.keyDeletedAt.get(leader) ?? NaN) - killedAt, newActingMs: becameAt - killedAt,
+          oldStoppedMs: stoppedAt - killedAt, keyExpiredMs: (writes.keyDeletedAfter(leader, killedAt) ?? NaN) - killedAt, newActingMs: becameAt - killedAt,
           splitBrainEvents: writes.eventsAfter(leader, Math.min(becameAt, writeAt)),
         };
         say(`round ${r + 1}/${k} timeline after the cut of ${leader}: ${leader} stops acting +${timeline.oldStoppedMs} ms, etcd expires its key +${timeline.keyExpiredMs} ms, ` +
           `${survivorId} acting +${timeline.newActingMs} ms; events of ${leader} landing after that: ${timeline.splitBrainEvents}`);
       }
+      // The loop-delay windows that end within a window after the last agent re-attached still cover the storm.
+      await new Promise((res) => setTimeout(res, 5500));
+      const newLeaderLoop = loopHealth(survivor.proc.logs.slice(survivorFrom));
       const lat = term.times.map((t) => t - killedAt);
       pooled.push(...lat);
       const round: Round = {
         killed: leader, newLeader: survivorId, ...(timeline ? { timeline } : {}),
         becameLeaderMs: becameAt - killedAt, firstWriteMs: writeAt - killedAt,
-        reattach: stats(lat), lastReattachMs: Math.max(...lat), leaderSeenBySimMs: term.leaderSeenAt - killedAt,
+        reattach: stats(lat), lastReattachMs: Math.max(...lat), leaderSeenBySimMs: term.leaderSeenAt - killedAt, newLeaderLoop,
       };
       rounds.push(round);
       say(`round ${r + 1}/${k}: killed ${leader}; ${survivorId} became leader +${round.becameLeaderMs} ms, first fenced write +${round.firstWriteMs} ms, ` +
-        `agents saw the new leader +${round.leaderSeenBySimMs} ms; re-attach p50 ${round.reattach.p50} ms, p99 ${round.reattach.p99} ms, last ${round.lastReattachMs} ms`);
+        `agents saw the new leader +${round.leaderSeenBySimMs} ms; re-attach p50 ${round.reattach.p50} ms, p99 ${round.reattach.p99} ms, last ${round.lastReattachMs} ms; ` +
+        `${survivorId}'s event loop: longest block ${newLeaderLoop.loopDelayMaxMs} ms, worst 5 s window p99 ${newLeaderLoop.loopDelayP99Ms} ms, leadership lost ${newLeaderLoop.leadershipLosses}×`);
 
       if (!proxy) {
         await victim.restart(false);
@@ -295,6 +333,8 @@ async function main(): Promise<number> {
       leader = survivorId;
     }
     rss.coordinatorMiB = Math.max(rss.coordinatorMiB, rssMiB(byId.get(leader)?.proc.pid ?? -1));
+    // Over the whole run (initial attach included): leadership losses other than the rounds' own kills or cuts.
+    for (const [id, h] of byId) wholeRun.set(id, loopHealth(h.proc.logs));
   } catch (err) {
     process.stderr.write(`failover: ${errorMessage(err)}\n${cluster.logTails(15)}\n`);
     return 1;
@@ -322,6 +362,9 @@ async function main(): Promise<number> {
     lastReattachMs: stats(rounds.map((r) => r.lastReattachMs)),
     reattachPooledMs: stats(pooled),
     rssMiB: rss,
+    newLeaderLoopDelayMaxMs: stats(rounds.map((r) => r.newLeaderLoop.loopDelayMaxMs)),
+    newLeaderLeadershipLosses: rounds.reduce((sum, r) => sum + r.newLeaderLoop.leadershipLosses, 0),
+    wholeRun: Object.fromEntries(wholeRun),
     perRound: rounds,
     ...(cpuProfile ? { cpuProfile } : {}),
     ...(fleetCpuProfile ? { fleetCpuProfile } : {}),
@@ -346,6 +389,9 @@ async function main(): Promise<number> {
     row('kill → re-attach, per-round p99', result.reattachP99Ms),
     row('kill → last agent re-attached', result.lastReattachMs),
     row(`kill → re-attach, all K×N=${pooled.length} pooled`, result.reattachPooledMs),
+    row('new leader: longest event-loop block', result.newLeaderLoopDelayMaxMs),
+    `new leader lost its leadership during the re-attach: ${result.newLeaderLeadershipLosses}× over the K rounds`,
+    `whole run, per replica (its last process): ${[...wholeRun].map(([id, h]) => `${id} longest block ${h.loopDelayMaxMs} ms, lost leadership ${h.leadershipLosses}×`).join('; ')}`,
     ...(cpuProfile ? [
       `round 1's new leader, CPU profile of ${PROFILE_SECONDS} s from becoming leader (${cpuProfile.totalMs} ms sampled; ${cpuProfile.file}), top frames by self time:`,
       ...cpuProfile.frames.map((fr) => `  ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`),

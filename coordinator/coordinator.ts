@@ -52,6 +52,7 @@ import { oversizeRefusal } from './call-guard';
 import { MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 import { InventoryReconciler } from './inventory-reconciler';
 import { LeaderElection } from './leader-election';
+import { LoopDelayLog } from './loop-delay';
 import { CoordinatorMetrics } from './metrics';
 import { instrumentEtcd } from './etcd-metrics';
 import { createNodeAdminHandlers } from './node-admin';
@@ -71,6 +72,12 @@ export interface CoordinatorOptions extends Partial<CoordinatorSettings> {
    * (bench/fanout.ts at 5,000 agents: the keepalive timed out after 21 s on a shared client).
    */
   electionEtcd?: Etcd3;
+  /**
+   * The program file a worker thread runs to send the election keepalives (main.ts passes its
+   * own: it serves when started as that worker). The worker is used whenever `etcdEndpoints`
+   * are given and the clock is the system clock. @default coordinator/lease-keeper.js
+   */
+  electionWorkerFile?: string;
   keyspace: Keyspace;
   /** The etcd endpoints the client was given (named by `status` when etcd does not answer). */
   etcdEndpoints?: readonly string[];
@@ -161,6 +168,7 @@ export class Coordinator {
   private started = false;
   private servingRenewal?: NodeJS.Timeout;
   private stopping?: Promise<void>;
+  private readonly loopDelay: LoopDelayLog;
 
   constructor(options: CoordinatorOptions) {
     this.options = options;
@@ -171,6 +179,7 @@ export class Coordinator {
     const { keyspace } = options;
     this.streams = new AgentStreams(clock);
     this.log = options.logger.child({ replicaId: options.replicaId });
+    this.loopDelay = new LoopDelayLog({ logger: this.log, windowMs: settings.loopDelayWindowMs, thresholdMs: settings.loopDelayLogThresholdMs });
     // Every transaction of this replica's parts is timed (etcd-metrics.ts); the election keeps its own client.
     const client = instrumentEtcd(options.etcd, (seconds, failed) => this.metrics.etcdTxn(seconds, failed));
     this.client = client;
@@ -329,6 +338,7 @@ export class Coordinator {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    this.loopDelay.start();
     const o = this.options;
     const clock = o.clock ?? systemClock;
     const { host } = parseHostPort(o.listen, '--listen address');
@@ -396,6 +406,14 @@ export class Coordinator {
       client: o.electionEtcd ?? o.etcd, keyspace: o.keyspace, replicaId: o.replicaId, address: this.advertised, ttlMs: this.settings.electionTtlMs,
       keepaliveIntervalMs: this.settings.electionKeepaliveIntervalMs, retryInitialMs: this.settings.electionRetryInitialMs,
       clock: o.clock ?? systemClock, logger: this.log,
+      // Off the main loop, so a re-attach storm does not cost the lease (lease-keeper.ts); an
+      // injected clock keeps the keepalives on its own timeline instead.
+      ...(o.etcdEndpoints && o.etcdEndpoints.length > 0 && !o.clock ? {
+        keepaliveWorker: {
+          endpoints: o.etcdEndpoints, ...(o.etcdTls ? { tls: o.etcdTls } : {}), stallLimitMs: this.settings.electionStallLimitMs,
+          ...(o.electionWorkerFile ? { file: o.electionWorkerFile } : {}),
+        },
+      } : {}),
     });
     this.election = election;
     election.on('gained', () => {
@@ -444,6 +462,7 @@ export class Coordinator {
       await this.events.stop();
       clearInterval(this.servingRenewal);
       await this.pki?.revocations.close();
+      this.loopDelay.stop();
       this.log.info('stopped');
     })();
     return this.stopping;

@@ -42,7 +42,7 @@ export type InventoryAction =
   | { kind: 'reachable'; nodeId: string; member: MemberRecord }
   /** The agent's version / boot id / hostname / address changed. */
   | { kind: 'agent-changed'; nodeId: string; member: MemberRecord; fields: AgentField[] }
-  /** Recorded as connected but this leader holds no stream for it (e.g. after a failover). */
+  /** Recorded as connected but this leader holds no stream for it and its stream signal fired (e.g. not re-attached after a failover). */
   | { kind: 'disconnected'; nodeId: string };
 
 export interface InventoryInput {
@@ -98,7 +98,10 @@ export function planInventory(input: InventoryInput): InventoryAction[] {
       actions.push({ kind: 'unreachable', nodeId, since, signal });
     }
     if (node.state === 'New' && input.factsPresent.has(nodeId)) actions.push({ kind: 'discover', nodeId });
-    if (node.connected && !input.streams.has(nodeId)) actions.push({ kind: 'disconnected', nodeId });
+    // Left connected by an earlier leader: only once its stream signal fired (the re-attach grace
+    // is over). Within the grace the agent's hello rewrites the record anyway; clearing it first
+    // doubled a failover's writes, one per node, while the whole fleet re-attached.
+    if (node.connected && !input.streams.has(nodeId) && (streamSince !== undefined || !node.connectedAt)) actions.push({ kind: 'disconnected', nodeId });
   }
   return actions;
 }

@@ -12,6 +12,10 @@
  * - Leader = the candidate with the lowest create revision. Every candidate watches the whole
  *   prefix (a handful of replicas, so no herd) and re-reads it after every keepalive too, so a
  *   missed watch event costs at most one keepalive interval.
+ * - With `keepaliveWorker`, the keepalives are sent from a worker thread (lease-keeper.ts) and
+ *   acknowledged send times are read from shared memory: a main event loop blocked for longer
+ *   than the TTL (a re-attach storm on a loaded box) keeps its lease, while one blocked past the
+ *   stall limit loses it. Without it (an injected clock, in-process tests) this loop sends them.
  * - `isLeader()` turns false once the last acknowledged keepalive is older than the TTL (clock
  *   injected), and `fenceCompare()` gives the guard "my candidate key still has create
  *   revision R" that every leader-only transaction carries: a deposed leader's write fails
@@ -23,6 +27,7 @@ import { Backoff, errorMessage, NotLeaderError, ReconcileLoop, sleep, type Clock
 import { pickLeader, type CandidateRecord, type ElectionCandidate } from '../shared/leader-record';
 import { readPrefixes, runTxn, type Compare } from './etcd-txn';
 import { markCpuProfile } from './cpu-profile';
+import { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper';
 
 /** The leader as the election rule picks it (shared/leader-record.ts, the one rule). */
 export type LeaderInfo = ElectionCandidate;
@@ -41,6 +46,11 @@ export interface LeaderElectionOptions {
   keepaliveIntervalMs?: number;
   /** First wait before campaigning again after a failure (doubles up to the keepalive interval). @default 200 */
   retryInitialMs?: number;
+  /**
+   * Send the keepalives from a worker thread with its own etcd connection (lease-keeper.ts).
+   * Times are then real time (Date.now()): only for the system clock. @default none: this loop sends them
+   */
+  keepaliveWorker?: Pick<LeaseKeeperOptions, 'endpoints' | 'tls' | 'stallLimitMs' | 'file' | 'heartbeatMs'>;
 }
 
 export interface LeaderElectionEvents {
@@ -85,6 +95,10 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   private readError?: Error;
 
   private readonly retryInitialMs: number;
+  /** Sends the keepalives when the options ask for a worker thread. */
+  private readonly keeper?: LeaseKeeper;
+  /** The keeper heard from etcd that our lease is gone. */
+  private leaseExpired = false;
 
   constructor(options: LeaderElectionOptions) {
     super();
@@ -97,6 +111,23 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.key = options.keyspace.electionCandidate(options.replicaId);
     this.record = { id: options.replicaId, address: options.address, startedAt: options.clock.iso() };
     this.log = options.logger.child({ component: 'leader-election' });
+    if (options.keepaliveWorker) {
+      this.keeper = new LeaseKeeper({ ...options.keepaliveWorker, ttlMs: this.ttlMs, intervalMs: this.intervalMs });
+      this.keeper.on('ok', () => this.setEtcd(true));
+      this.keeper.on('failed', (err) => {
+        // etcd unreachable: the worker keeps trying; leadership lapses by itself after the TTL (refresh timer).
+        this.setEtcd(false);
+        this.log.warn('keepalive failed', { err });
+        this.refresh('keepalive failed');
+      });
+      this.keeper.on('expired', () => {
+        this.leaseExpired = true;
+        this.wake.abort();
+      });
+      this.keeper.on('stalled', (heartbeatAgeMs) => {
+        this.log.warn('election keepalives paused: the main event loop has not run for longer than the stall limit', { heartbeatAgeMs });
+      });
+    }
     this.evaluator = new ReconcileLoop({
       name: 'candidates read', clock: options.clock, logger: this.log, intervalMs: 0,
       pass: async () => {
@@ -122,6 +153,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   /** Starts campaigning in the background; watch `gained` / `isLeader()`. */
   async start(): Promise<void> {
     if (this.loop) return;
+    await this.keeper?.start();
     void this.evaluator.start();
     await this.startWatch();
     this.loop = this.run();
@@ -132,8 +164,13 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     return (
       this.myRevision !== undefined &&
       this.leader?.createRevision === this.myRevision &&
-      this.clock.now() - this.lastKeepaliveSentAt < this.ttlMs
+      this.clock.now() - this.lastAckSentAt() < this.ttlMs
     );
+  }
+
+  /** Send time of the last keepalive etcd acknowledged (or of the grant), by this loop or the worker. */
+  private lastAckSentAt(): number {
+    return Math.max(this.lastKeepaliveSentAt, this.keeper?.lastAckSentAt() ?? Number.NEGATIVE_INFINITY);
   }
 
   /** The leader as last seen by this replica (any replica can answer this). */
@@ -181,6 +218,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     await this.evaluator.stop();
     await this.loop;
     await this.resign();
+    await this.keeper?.stop();
     this.refresh('stopped');
   }
 
@@ -235,6 +273,8 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     this.myRevision = outcome.revision;
     this.lastKeepaliveSentAt = sentAt;
     this.wake = new AbortController();
+    this.leaseExpired = false;
+    this.keeper?.keep(leaseId, sentAt);
     this.log.info('candidate registered', { revision: outcome.revision, lease: leaseId });
     await this.evaluate();
     if (this.readError !== undefined) throw this.readError;
@@ -242,6 +282,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   }
 
   private async keepAlive(): Promise<void> {
+    if (this.keeper) return this.followKeeper();
     const lease = this.lease;
     if (!lease) return;
     // Pacing is in real time, like the sleep itself (leadership is timed by the injected clock).
@@ -277,8 +318,23 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     }
   }
 
+  /**
+   * While the worker keeps the lease alive: re-read the candidates every interval (a missed watch
+   * event costs at most that), and campaign again when the lease or our key is gone.
+   */
+  private async followKeeper(): Promise<void> {
+    while (!this.stopSignal.signal.aborted) {
+      await sleep(this.intervalMs, this.wake.signal);
+      if (this.stopSignal.signal.aborted) return;
+      if (this.leaseExpired) throw new CandidacyLost('lease expired');
+      if (this.myRevision === undefined) throw new CandidacyLost('our candidate key was deleted');
+      await this.evaluate();
+    }
+  }
+
   /** Deletes our key if it is still ours and revokes the lease; errors are logged, not thrown. */
   private async resign(): Promise<void> {
+    this.keeper?.drop();
     const revision = this.myRevision;
     const lease = this.lease;
     this.myRevision = undefined;
@@ -339,7 +395,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     clearTimeout(this.expiryTimer);
     const now = this.isLeader();
     if (now) {
-      const left = this.lastKeepaliveSentAt + this.ttlMs - this.clock.now();
+      const left = this.lastAckSentAt() + this.ttlMs - this.clock.now();
       this.expiryTimer = setTimeout(() => this.refresh('no keepalive acknowledged within the TTL'), Math.max(1, left + 1));
       this.expiryTimer.unref();
     }

@@ -14,6 +14,7 @@ import { armCpuProfile } from './cpu-profile';
 import { startMetricsServer } from '../shared/metrics-server';
 import { initPkiDir, readEtcdTls } from './pki/pki-dir';
 import { isParseWorker, serveParseRequests, startParseWorker, stopParseWorker } from '../shared/parse-worker';
+import { isLeaseKeeperWorker, serveLeaseKeeper } from './lease-keeper';
 import { workerData } from 'node:worker_threads';
 
 const INIT_OPTIONS = {
@@ -80,7 +81,7 @@ async function main(): Promise<number> {
   // Bundles and cluster files are parsed in a worker thread running this file (the end of it).
   startParseWorker(__filename);
   const coordinator = new Coordinator({
-    etcd, electionEtcd, keyspace, etcdEndpoints: config.etcd, etcdTls: tls, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
+    etcd, electionEtcd, electionWorkerFile: __filename, keyspace, etcdEndpoints: config.etcd, etcdTls: tls, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
     jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, historyRetention: config.historyRetention, historyRetentionAgeMs: config.historyRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs, etcdRbac: tls !== undefined },
@@ -121,6 +122,8 @@ async function main(): Promise<number> {
 
 if (isParseWorker(workerData)) {
   serveParseRequests();
+} else if (isLeaseKeeperWorker(workerData)) {
+  serveLeaseKeeper();
 } else {
   main().then(
     (code) => process.exit(code),

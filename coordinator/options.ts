@@ -43,6 +43,15 @@ export interface CoordinatorSettings {
    */
   electionRetryInitialMs: number;
   /**
+   * How long the main event loop may go without running before the election keepalives (sent
+   * from a worker thread, lease-keeper.ts) stop: a loop blocked for longer than the TTL but not
+   * this long keeps the leadership; a hung replica loses it within this plus the TTL. At load
+   * 30–45 on the 2-core bench box a starved coordinator's loop went 4.8–5.3 s without running
+   * while hundreds of agents attached (bench/failover.ts), so the limit is twice that.
+   * @default 10_000
+   */
+  electionStallLimitMs: number;
+  /**
    * How often the leader pings each agent stream (`--ping-interval`); 3 missed pongs close it.
    * @default 10_000
    */
@@ -290,12 +299,21 @@ export interface CoordinatorSettings {
    * @default 5_000
    */
   metricsFleetReadIntervalMs: number;
+  /**
+   * Window of the main event loop's delay log (loop-delay.ts): a window whose longest block
+   * reached `loopDelayLogThresholdMs` is logged as "event loop delay" with its max and p99.
+   * @default 5_000
+   */
+  loopDelayWindowMs: number;
+  /** @default 100 */
+  loopDelayLogThresholdMs: number;
 }
 
 /** Every field of CoordinatorSettings that has a fixed default (the others derive from these). */
 export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepaliveIntervalMs' | 'helloTimeoutMs'>> = {
   electionTtlMs: 2_000,
   electionRetryInitialMs: 200,
+  electionStallLimitMs: 10_000,
   pingIntervalMs: 10_000,
   streamGraceMs: 1_500,
   reattachGraceMs: 10_000,
@@ -339,6 +357,8 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   verifyResyncIntervalMs: 60_000,
   servingRenewCheckMs: 3_600_000,
   metricsFleetReadIntervalMs: 5_000,
+  loopDelayWindowMs: 5_000,
+  loopDelayLogThresholdMs: 100,
 };
 
 const SETTING_NAMES: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SETTINGS), 'electionKeepaliveIntervalMs', 'helloTimeoutMs']);

@@ -18,7 +18,7 @@ import { createLogger } from '../../shared/logger';
 import { loadProto } from '../../shared/proto';
 import { serverCredentials } from '../../shared/pki';
 import { ClusterCa, type KeyAndCertificate } from '../../shared/pki/cluster-ca';
-import { agentCredentials, EtcdServer, testPki, waitFor } from '../helpers';
+import { agentCredentials, EtcdServer, TcpProxy, testPki, waitFor } from '../helpers';
 
 type Stream = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
 
@@ -186,6 +186,29 @@ describe('agent coordinator link', function () {
     await client.delete().key(ks.electionCandidate('c1'));
     await waitFor('hello at the new leader', () => c2.of('hello').length === 1, { timeoutMs: 20_000 });
     await waitFor('connected', () => a.connected);
+  });
+
+  it('holds a standby connection to a follower, and re-attaches over it (no new connection) when the follower leads', async () => {
+    const ks = new Keyspace(`/link-${++n}/`);
+    const c1 = await coordinator('c1', ks, (s) => welcome(s, 60_000));
+    const a = await startAgent(ks);
+    await waitFor('attached to c1', () => a.connected && c1.of('hello').length === 1, { timeoutMs: 20_000 });
+
+    // A follower appears (behind a proxy that counts TCP connections): the agent connects to it without a call.
+    const c2 = new ScriptedCoordinator('c2', (s) => welcome(s, 60_000));
+    await c2.start();
+    cleanup.push(() => c2.stop());
+    const proxy = await TcpProxy.start(c2.address);
+    cleanup.push(() => proxy.close());
+    await client.put(ks.electionCandidate('c2')).value(JSON.stringify({ id: 'c2', address: proxy.endpoint, startedAt: new Date().toISOString() }));
+    await waitFor('a standby connection to c2', () => proxy.accepted === 1, { timeoutMs: 20_000 });
+    expect(c2.of('hello')).to.have.length(0);
+
+    // c1's key goes: c2 leads, and the agent's stream to it rides the standby connection.
+    await client.delete().key(ks.electionCandidate('c1'));
+    await waitFor('hello at c2', () => c2.of('hello').length === 1, { timeoutMs: 20_000 });
+    await waitFor('connected', () => a.connected);
+    expect(proxy.accepted, 'TCP connections to c2 (1: the standby one, reused)').to.equal(1);
   });
 
   it('a backoff grown against a refusing leader is cut short when the same replica is elected again (a new term at the same address)', async () => {

@@ -11,7 +11,7 @@ describe('agent options → AgentConfig', () => {
       shutdownGraceMs: 10_000, stateDir: '/var/lib/cluster-agent', root: '/', systemdBus: 'system', packageBackend: 'auto', logLevel: 'info',
     });
     expect(AGENT_DEFAULTS.factsIntervalMs).to.equal(600_000);
-    expect(c.link).to.deep.equal({ helloTimeoutMs: 10_000, backoff: { initialMs: 250, maxMs: 5_000 }, newLeaderJitterMs: 1000, resultCapacity: 256 });
+    expect(c.link).to.deep.equal({ helloTimeoutMs: 10_000, backoff: { initialMs: 250, maxMs: 5_000 }, newLeaderJitterMs: 1000, resultCapacity: 256, standbyConnections: true });
     expect(c.work).to.deep.equal({ execTimeoutMs: 600_000, factsProbeTimeoutMs: 10_000, systemdCallTimeoutMs: 30_000, systemdJobTimeoutMs: 300_000, packageCommandTimeoutMs: 600_000 });
     expect(c).to.not.have.property('nodeId');
     expect(c).to.not.have.property('coordinator');

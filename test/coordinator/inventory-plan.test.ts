@@ -71,8 +71,17 @@ const rows: Row[] = [
     members: [member('n1', { hostname: '', address: '' })], nodes: [node('n1')], want: [],
   },
   {
-    name: 'connected without a stream here (failover) → disconnected',
-    members: [member('n1')], nodes: [node('n1', { connected: true, connectedAt: EARLIER })], want: [{ kind: 'disconnected', nodeId: 'n1' }],
+    name: 'connected without a stream here (failover), re-attach grace over → unreachable (stream) and disconnected',
+    members: [member('n1')], nodes: [node('n1', { connected: true, connectedAt: EARLIER })], streamDown: [['n1', EARLIER]],
+    want: [{ kind: 'unreachable', nodeId: 'n1', signal: 'stream', since: EARLIER }, { kind: 'disconnected', nodeId: 'n1' }],
+  },
+  {
+    name: 'connected without a stream here (failover), within the re-attach grace → nothing yet (its hello rewrites the record)',
+    members: [member('n1')], nodes: [node('n1', { connected: true, connectedAt: EARLIER })], want: [],
+  },
+  {
+    name: 'connected without a connectedAt (no stream signal for it) and no stream here → disconnected',
+    members: [member('n1')], nodes: [node('n1', { connected: true })], want: [{ kind: 'disconnected', nodeId: 'n1' }],
   },
   {
     name: 'connected with a stream here → nothing',

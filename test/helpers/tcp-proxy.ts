@@ -9,6 +9,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 export class TcpProxy {
   private cutNow = false;
   private readonly pairs = new Set<{ client: Socket; upstream?: Socket }>();
+  /** Connections accepted so far (a test counts how often a client connected). */
+  accepted = 0;
 
   private constructor(private readonly server: Server, readonly port: number, private readonly target: { host: string; port: number }) {}
 
@@ -73,6 +75,7 @@ export class TcpProxy {
   }
 
   private accept(client: Socket): void {
+    this.accepted++;
     const pair: { client: Socket; upstream?: Socket } = { client };
     this.pairs.add(pair);
     const drop = (): void => {

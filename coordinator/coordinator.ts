@@ -134,7 +134,18 @@ const OPEN_METHODS = ['/cluster.v1.PkiService/Join'] as const;
 export interface StopOptions {
   /** Time open calls get to finish before they are cut (default: settings.shutdownGraceMs). */
   graceMs?: number;
+  /**
+   * How long stop waits for each part (the leader loops, the job runs, the election's resign,
+   * the event log, the revocation watch) before it logs what it still waits for and goes on:
+   * one part stuck (a run waiting for an absent agent, an etcd call without an answer) must not
+   * hold the whole shutdown. A part left behind cannot write as leader: its writes are fenced
+   * and the election is resigned after it.
+   * @default 10000 (10 s)
+   */
+  stepTimeoutMs?: number;
 }
+
+const STOP_STEP_TIMEOUT_MS = 10_000;
 
 export class Coordinator {
   readonly streams: AgentStreams;
@@ -450,21 +461,48 @@ export class Coordinator {
 
   /** SIGTERM path: resign (so another replica leads at once), close agent streams, stop serving. */
   stop(options: StopOptions = {}): Promise<void> {
+    const limitMs = options.stepTimeoutMs ?? STOP_STEP_TIMEOUT_MS;
+    const step = (what: string, work: () => Promise<unknown>, detail?: () => Record<string, unknown>): Promise<void> =>
+      this.stopStep(what, work, limitMs, detail);
     this.stopping ??= (async () => {
       this.grpc.setHealth('', 'NOT_SERVING');
       this.grpc.setHealth(AGENT_SERVICE_NAME, 'NOT_SERVING');
-      await this.reconciler.stop();
-      await Promise.all(this.leaderLoops.map((loop) => loop.stop()));
-      await this.jobs.runner.stop();
-      await this.election?.stop();
+      await step('the inventory reconciler', () => this.reconciler.stop());
+      await step('the leader loops', () => Promise.all(this.leaderLoops.map((loop) => loop.stop())));
+      await step('the job runner', () => this.jobs.runner.stop(), () => ({ runningJobs: this.jobs.runner.activeJobIds() }));
+      await step('the election (resign)', async () => this.election?.stop());
       this.streams.closeAll(new UnavailableError('coordinator shutting down; reconnect to the new leader'));
       await this.grpc.shutdown(options.graceMs ?? this.settings.shutdownGraceMs);
-      await this.events.stop();
+      await step('the event log', () => this.events.stop());
       clearInterval(this.servingRenewal);
-      await this.pki?.revocations.close();
+      await step('the revocation watch', async () => this.pki?.revocations.close());
       this.loopDelay.stop();
       this.log.info('stopped');
     })();
     return this.stopping;
+  }
+
+  /**
+   * One part of stop(), bounded by `limitMs` of real time (not the injected clock: a test's
+   * manual clock must not hold a shutdown). A failure is logged, not thrown: the parts after it
+   * still stop.
+   */
+  private async stopStep(what: string, work: () => Promise<unknown>, limitMs: number, detail?: () => Record<string, unknown>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), limitMs); });
+    const ended = (async (): Promise<'ended'> => {
+      try {
+        await work();
+      } catch (err) {
+        this.log.warn(`stop: ${what} failed`, { err: errorMessage(err) });
+      }
+      return 'ended';
+    })();
+    const outcome = await Promise.race([ended, late]);
+    clearTimeout(timer);
+    if (outcome === 'late') {
+      this.log.warn(`stop: ${what} did not end within ${limitMs} ms; going on without it`, { ...detail?.() });
+      void ended.then(() => this.log.info(`stop: ${what} ended late`));
+    }
   }
 }

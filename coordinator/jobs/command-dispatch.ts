@@ -139,6 +139,13 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
   let live = { ...rec };
   let outputText = rec.output ?? '';
   return new Promise<CommandOutcome>((resolve, reject) => {
+    // An abort listener added after the abort never fires: a run halted while it awaited the
+    // writes before this dispatch would otherwise wait out connectTimeoutMs for an absent agent,
+    // and the runner's stop (a coordinator's shutdown) with it.
+    if (c.halted.aborted) {
+      reject(new Halted('leadership lost or runner stopped'));
+      return;
+    }
     let settled = false;
     let waitTimer: Timer | undefined;
     let cancelTimer: Timer | undefined;

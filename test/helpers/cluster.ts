@@ -15,7 +15,7 @@ export interface EtcdEndpoint {
   /** HOST:PORT[,HOST:PORT...], the form every --etcd flag takes. */
   readonly endpoint: string;
 }
-import { freePort } from '../../scripts/lib/process-support';
+import { freePort } from './ports';
 import { BIN, clusterctl, ManagedProcess, spawnNode, type RunResult } from './processes';
 import { waitFor } from './wait';
 

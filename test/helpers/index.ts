@@ -1,6 +1,6 @@
 /** The one shared test-helper module (etcd3's test/util.ts). */
 export { EtcdServer, ETCD_BIN, useEtcd, type EtcdSuite } from './etcd-server';
-export { freePort } from '../../scripts/lib/process-support';
+export { freePort } from './ports';
 export { waitFor, expectReject, delay } from './wait';
 export { ManagedProcess, spawnNode, run, clusterctl, REPO_ROOT, DIST, BIN, type RunResult, type SpawnOptions } from './processes';
 export { TestCluster, AgentHandle, CoordinatorHandle, etcdSnapshot, wipeEtcd, type CtlNode, type EtcdEndpoint, type AgentStartOptions, type CoordinatorStartOptions, type TestClusterOptions } from './cluster';

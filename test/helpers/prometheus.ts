@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { freePort } from '../../scripts/lib/process-support';
+import { freePort } from './ports';
 import { ManagedProcess } from './processes';
 import { waitFor } from './wait';
 

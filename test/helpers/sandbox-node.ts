@@ -99,6 +99,8 @@ export class SandboxNode {
       // The agent joins the cluster with its first token (the certificate then lives in the state dir).
       '--join-token-file', this.cluster.joinTokenFile,
       ...this.cluster.joinAddressArgs(),
+      // Many agents (and parallel test files) on one host: never the fixed default port 7402.
+      ...(o.extraArgs?.includes('--metrics-listen') ? [] : ['--metrics-listen', '127.0.0.1:0']),
       ...(o.extraArgs ?? []),
     ];
     const env: NodeJS.ProcessEnv = {

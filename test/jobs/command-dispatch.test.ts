@@ -152,6 +152,14 @@ describe('command dispatch (timers on the injected clock)', () => {
     await d.outcome;
   });
 
+  it('a halt that came before the dispatch (its run was awaiting a write) rejects at once: it does not wait out the connect timeout', async () => {
+    halted.abort();
+    const d = dispatch();
+    await new Promise((r) => setImmediate(r));
+    expect(d.settled(), 'settled without the clock moving').to.be.instanceOf(Halted);
+    expect(clock.pending(), 'no timer started').to.equal(0);
+  });
+
   it('a halt rejects with Halted and leaves no timer behind', async () => {
     const d = dispatch();
     halted.abort();

@@ -46,10 +46,10 @@ describe('edge: bad requests to a real coordinator', function () {
 
   it('one client flooding unary calls and streams: another client is answered while the flood runs, and the leader keeps its lease', async () => {
     const cluster = suite.cluster({ name: 'flood' });
-    // Not yet at the default election TTL (2 s): there the leader still loses its lease during
-    // this flood (its event loop lags up to ~1.5 s, p99 ~1.2 s, measured below and printed). What
-    // is asked here is whether this one client starves the other, with a TTL that lag cannot reach.
-    const coordinator = await cluster.startCoordinator({ extraArgs: ['--election-ttl', '20'] });
+    // At the default election TTL (2 s): the flood lags the leader's event loop by up to ~1.5 s
+    // (measured below and printed), and the lease is renewed from a worker thread
+    // (coordinator/lease-keeper.ts), so that lag must not cost the leadership.
+    const coordinator = await cluster.startCoordinator();
     const metrics = `http://${await coordinator.metricsAddress()}/metrics`;
     const lag = async (): Promise<Record<string, number>> => {
       const text = await (await fetch(metrics)).text();

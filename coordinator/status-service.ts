@@ -51,15 +51,19 @@ export interface StatusServiceOptions {
   probeEndpoint?: (endpoint: string, timeoutMs: number) => Promise<EndpointProbe>;
 }
 
-/** The client URLs of etcd's members, through a short-lived client over `endpoints`. */
-async function membersWithOwnClient(endpoints: readonly string[], timeoutMs: number, tls?: EtcdTls): Promise<string[]> {
+/** One call through a short-lived client over `endpoints` (not the shared, possibly busy one), closed after it. */
+async function withOwnClient<T>(endpoints: readonly string[], timeoutMs: number, tls: EtcdTls | undefined, call: (client: Etcd3, deadline: Date) => Promise<T>): Promise<T> {
   const probe = createEtcdClient({ endpoints: [...endpoints], dialTimeoutMs: timeoutMs, ...(tls ? { tls } : {}) });
   try {
-    const members = await probe.cluster.memberList({}, { deadline: new Date(Date.now() + timeoutMs) });
-    return members.members.flatMap((m) => m.clientURLs);
+    return await call(probe, new Date(Date.now() + timeoutMs));
   } finally {
     probe.close();
   }
+}
+
+/** The client URLs of etcd's members, through a short-lived client over `endpoints`. */
+function membersWithOwnClient(endpoints: readonly string[], timeoutMs: number, tls?: EtcdTls): Promise<string[]> {
+  return withOwnClient(endpoints, timeoutMs, tls, async (probe, deadline) => (await probe.cluster.memberList({}, { deadline })).members.flatMap((m) => m.clientURLs));
 }
 
 /** Whether something accepts a TCP connection at HOST:PORT within `timeoutMs`. */
@@ -79,14 +83,11 @@ export function acceptsConnections(endpoint: string, timeoutMs: number): Promise
 }
 
 /** Default probe: a one-host client, closed after the call. */
-async function probeWithOwnClient(endpoint: string, timeoutMs: number, tls?: EtcdTls): Promise<EndpointProbe> {
-  const probe = createEtcdClient({ endpoints: [endpoint], dialTimeoutMs: timeoutMs, ...(tls ? { tls } : {}) });
-  try {
-    const s = await probe.maintenance.status({ deadline: new Date(Date.now() + timeoutMs) });
+function probeWithOwnClient(endpoint: string, timeoutMs: number, tls?: EtcdTls): Promise<EndpointProbe> {
+  return withOwnClient([endpoint], timeoutMs, tls, async (probe, deadline) => {
+    const s = await probe.maintenance.status({ deadline });
     return { version: s.version, dbSize: String(s.dbSize), dbSizeInUse: String(s.dbSizeInUse), isLeader: s.leader === s.header.member_id };
-  } finally {
-    probe.close();
-  }
+  });
 }
 
 export function createStatusServiceHandlers(options: StatusServiceOptions): StatusServiceHandlers {

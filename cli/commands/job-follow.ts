@@ -9,7 +9,7 @@ import { EXIT, type ExitCode } from '../command';
 import type { CliContext } from '../context';
 import { CLEAR_LINE, formatJsonLine, orDash, useColour } from '../output';
 import { safeText } from '../../shared/errors';
-import { FINISHED_JOB_STATES, jobDetailObject, jobExitCode, jobStateText } from './job-view';
+import { isFinishedJobState, jobDetailObject, jobExitCode, jobStateText } from './job-view';
 
 const BAR_WIDTH = 30;
 
@@ -94,9 +94,9 @@ export async function followJob(context: CliContext, id: string, options: { prin
   await watch.done;
   if (tty && barShown) {
     out.write('\n');
-    if (last?.job && FINISHED_JOB_STATES.includes(last.job.state)) out.write(`job ${last.job.id} ${jobStateText(last.job)}${last.job.message ? `: ${orDash(last.job.message)}` : ''}\n`);
+    if (last?.job && isFinishedJobState(last.job.state)) out.write(`job ${last.job.id} ${jobStateText(last.job)}${last.job.message ? `: ${orDash(last.job.message)}` : ''}\n`);
   }
-  const finished = last?.job !== undefined && last.job !== null && FINISHED_JOB_STATES.includes(last.job.state);
+  const finished = last?.job !== undefined && last.job !== null && isFinishedJobState(last.job.state);
   if (!finished) {
     context.note(interrupted
       ? `stopped following; job ${last?.job?.id ?? id} goes on (follow again: clusterctl job watch ${last?.job?.id ?? id}; stop it: clusterctl job cancel ${last?.job?.id ?? id})`

@@ -8,13 +8,16 @@ import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { JobNode__Output } from '../../generated/cluster/v1/JobNode';
 import type { HealthProbe__Output } from '../../generated/cluster/v1/HealthProbe';
 import { driftLines, type FieldChange } from '../../shared/command-report';
+import { isActive, isJobState } from '../../shared/job-states';
 import { EXIT, type ExitCode } from '../command';
 import { ageSince, formatBool, formatDuration, formatTable, orDash, type Cell, type Row } from '../output';
 
 export const JOB_COLUMNS = ['ID', 'KIND', 'STATE', 'NODES', 'DONE', 'FAILED', 'BATCH', 'GROUP', 'AGE'] as const;
 export const JOB_WIDE_COLUMNS = [...JOB_COLUMNS, 'BUNDLE', 'STRATEGY', 'DRY-RUN', 'REQUESTED-BY', 'MESSAGE'] as const;
 
-export const FINISHED_JOB_STATES: readonly string[] = ['Succeeded', 'Failed', 'Cancelled', 'RolledBack'];
+export function isFinishedJobState(state: string): boolean {
+  return isJobState(state) && !isActive(state);
+}
 
 const STATE_COLOUR: Record<string, Cell['colour']> = {
   Failed: 'red', Cancelled: 'yellow', Cancelling: 'yellow', Succeeded: 'green', Running: 'bold', Pausing: 'yellow', Paused: 'yellow', RollingBack: 'yellow', RolledBack: 'red',

@@ -100,8 +100,13 @@ describe('drift watcher (real etcd, jobs engine)', function () {
     await client.put(h.ks.jobNode(jobId, nodeId)).value(JSON.stringify({
       nodeId, state: 'failed', batch: 0, attempt: 1, units: [], error: 'drift found', drift: DRIFT,
     })).exec();
-    const { currentJob: _c, ...released } = await h.node(nodeId);
-    await h.putNode(released);
+    // Released by compare-and-swap, as the job runner does: a plain put of a record read earlier
+    // could undo the watcher's own write of the verified boot id, made right after the claim.
+    await h.nodes.mutate(nodeId, (cur) => {
+      if (!cur) return undefined;
+      const { currentJob: _c, ...released } = cur;
+      return { next: released, event: { type: 'job.released', message: 'verify job done (test)' } };
+    });
     await h.jobs.commit({ ...job.record, state: 'Succeeded', finishedAt: new Date().toISOString() }, job.modRevision, { type: 'job.succeeded', message: 'done' });
   }
 

@@ -84,24 +84,60 @@ function attempt(probe: VerifyProbe, ctx: UnitContext, signal: AbortSignal): Pro
 /** Pause between tries of a probe with `retry`. @default 250 */
 export const PROBE_RETRY_INTERVAL_MS = 250;
 
+/**
+ * The probe's own deadline joined with the caller's signal. Not `AbortSignal.any([…,
+ * AbortSignal.timeout(ms)])`: on Node 20 a garbage collection can drop the timeout signal held
+ * only by the composite (nodejs/node#57736), and a retrying probe then never times out, so a
+ * health-gated upgrade hung in its soak. Here the timer is ours, held until `dispose`.
+ */
+export function probeDeadline(outer: AbortSignal, timeoutMs: number): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onOuter = (): void => ac.abort(outer.reason);
+  const timer = setTimeout(() => ac.abort(new Error(`probe timeout ${timeoutMs} ms`)), timeoutMs);
+  if (outer.aborted) ac.abort(outer.reason);
+  else outer.addEventListener('abort', onOuter, { once: true });
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      outer.removeEventListener('abort', onOuter);
+    },
+  };
+}
+
+/** Sleeps `ms`, or less when `signal` aborts; leaves no listener behind. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** Runs one probe within its timeout; with `retry`, tries again every `intervalMs` until it passes or time is up. */
 export async function runProbe(probe: VerifyProbe, ctx: UnitContext, options: { retry?: boolean; intervalMs?: number } = {}): Promise<ProbeResult> {
   const started = Date.now();
   const timeoutMs = probe.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
-  const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
+  const deadline = probeDeadline(ctx.signal, timeoutMs);
+  const signal = deadline.signal;
   let last: Attempt = { ok: false, detail: 'not run' };
-  for (;;) {
-    try {
-      last = await attempt(probe, ctx, signal);
-    } catch (err) {
-      last = { ok: false, detail: err instanceof Error ? err.message : String(err) };
+  try {
+    for (;;) {
+      try {
+        last = await attempt(probe, ctx, signal);
+      } catch (err) {
+        last = { ok: false, detail: err instanceof Error ? err.message : String(err) };
+      }
+      if (last.ok || !options.retry || signal.aborted) break;
+      await pause(options.intervalMs ?? PROBE_RETRY_INTERVAL_MS, signal);
+      if (signal.aborted) break;
     }
-    if (last.ok || !options.retry || signal.aborted) break;
-    await new Promise<void>((r) => {
-      const t = setTimeout(r, options.intervalMs ?? PROBE_RETRY_INTERVAL_MS);
-      signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
-    });
-    if (signal.aborted) break;
+  } finally {
+    deadline.dispose();
   }
   return { id: probe.id, ok: last.ok, detail: last.detail, durationMs: Date.now() - started };
 }

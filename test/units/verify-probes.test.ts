@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { createServer as createHttpServer, type Server } from 'node:http';
+import { execFile } from 'node:child_process';
 import { createServer as createTcpServer, type Server as TcpServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { runProbe } from '../../agent/units/verify-probes';
 import { freePort } from '../helpers';
 import { tempNode, type TempNode } from './unit-test-context';
@@ -54,6 +56,38 @@ describe('verify probes (real sockets on 127.0.0.1, real processes)', () => {
     } finally {
       clearTimeout(t);
       await new Promise((r) => late.close(r));
+    }
+  });
+  // A retrying probe of a port nobody listens on ends at its timeout even while the garbage
+  // collector runs all the time. Built on AbortSignal.any([..., AbortSignal.timeout()]) it never
+  // ended on Node 20 (the collected timeout signal never fired: nodejs/node#57736), and a
+  // health-gated upgrade hung in its soak. A child with --expose-gc collects every 5 ms.
+  it('a retrying probe times out even when the garbage collector runs during it', async function () {
+    this.timeout(30_000);
+    const port = await freePort();
+    const script = `
+      const { runProbe } = require(${JSON.stringify(join(__dirname, '../../agent/units/verify-probes.js'))});
+      setInterval(() => globalThis.gc(), 5).unref();
+      (async () => {
+        const out = [];
+        for (let i = 0; i < 5; i++) {
+          const r = await runProbe({ id: 't', tcp: '127.0.0.1:${port}', timeoutMs: 400 }, { signal: new AbortController().signal }, { retry: true, intervalMs: 20 });
+          out.push({ ok: r.ok, durationMs: r.durationMs });
+        }
+        process.stdout.write(JSON.stringify(out));
+        process.exit(0);
+      })();`;
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--expose-gc', '-e', script], { timeout: 20_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`probe child did not finish (${err.message}): ${stderr}`));
+        else resolve(stdout);
+      });
+    });
+    const runs = JSON.parse(out) as { ok: boolean; durationMs: number }[];
+    expect(runs).to.have.length(5);
+    for (const r of runs) {
+      expect(r.ok).to.equal(false);
+      expect(r.durationMs).to.be.at.least(390);
     }
   });
 });

@@ -318,7 +318,7 @@ export class Coordinator {
           handlers: createDeclarativeServiceHandlers({
             declarative: new Declarative({
               client, keyspace, events: this.events, clock, maxAttempts: settings.configCasAttempts,
-              txnLimits: { maxOps: settings.applyTxnMaxOps, maxBytes: settings.applyTxnMaxBytes },
+              txnLimits: { maxOps: settings.applyTxnMaxOps, maxBytes: settings.applyTxnMaxBytes }, startJob,
             }),
             logger: this.log,
           }),

@@ -31,6 +31,8 @@ import { formatPlan, planConfig, type PlanResult, type StoredConfig } from './pl
 import { decodeGlobals } from '../../shared/globals';
 import { isEnvelope } from '../../shared/secret-envelope';
 import { hasSecretUnits } from '../secrets/secret-content';
+import { rolloutTargets, startRollouts, type GroupRollout } from './rollout';
+import type { StartJob } from '../reconcile/job-request';
 
 /** What meta/last-applied holds. */
 export interface LastApplied {
@@ -48,6 +50,8 @@ export interface PlanOutcome {
   reads: Record<string, string>;
   document: string;
   file: ClusterFile;
+  /** What the plan was made of (the nodes, which jobs are live): the rollout's input. */
+  stored: StoredConfig;
 }
 
 export interface ApplyOutcome {
@@ -55,6 +59,8 @@ export interface ApplyOutcome {
   changed: boolean;
   plan: PlanResult;
   text: string;
+  /** With `rollout`: per group with nodes out of date, the upgrade job started or why not. */
+  rollouts?: GroupRollout[];
 }
 
 export interface ApplyRequest {
@@ -66,6 +72,11 @@ export interface ApplyRequest {
   actor?: string;
   /** Throws to refuse the parsed file (the caller's role against what it contains); runs before any write. */
   authorize?: (file: ClusterFile) => void;
+  /**
+   * Roll out after the write: one upgrade job per group of the file with nodes out of date
+   * (rollout.ts). `authorize` throws to refuse it (the caller may not start upgrade jobs), before anything is read or written.
+   */
+  rollout?: { authorize?: () => void };
 }
 
 export interface DeclarativeOptions {
@@ -77,6 +88,8 @@ export interface DeclarativeOptions {
   maxAttempts?: number;
   /** Largest apply written as one transaction (default: settings.applyTxnMaxOps / applyTxnMaxBytes). */
   txnLimits?: { maxOps: number; maxBytes: number };
+  /** The jobs engine's StartJob path (JobStarter.start), for an apply with `rollout`. */
+  startJob?: StartJob;
 }
 
 interface Snapshot {
@@ -219,11 +232,27 @@ export class Declarative {
     await this.refineActive(snap);
     const file = keepSecretVariables(written, snap.stored.groups);
     const plan = planConfig(file, snap.stored);
-    return { revision: snap.revision, plan, text: formatPlan(plan), reads: this.reads(file, snap), document: canonicalDocument(written), file };
+    return { revision: snap.revision, plan, text: formatPlan(plan), reads: this.reads(file, snap), document: canonicalDocument(written), file, stored: snap.stored };
   }
 
+  /**
+   * Writes the configuration (`write`); with `rollout`, then starts the upgrade jobs of the
+   * nodes the applied plan counted out of date — also when the configuration was already
+   * stored (an earlier `--no-rollout`, a global change): apply converges the nodes too.
+   */
   async apply(req: ApplyRequest): Promise<ApplyOutcome> {
     const actor = req.actor?.trim() || 'operator';
+    if (!req.rollout) return (await this.write(req, actor)).outcome;
+    req.rollout.authorize?.();
+    const startJob = this.o.startJob;
+    if (!startJob) throw new FailedPreconditionError('this coordinator cannot start jobs from apply; apply with --no-rollout and run clusterctl node upgrade');
+    const { outcome, planned } = await this.write(req, actor);
+    const rollouts = rolloutTargets(planned.plan, planned.stored);
+    await startRollouts(rollouts, startJob, actor);
+    return { ...outcome, rollouts };
+  }
+
+  private async write(req: ApplyRequest, actor: string): Promise<{ outcome: ApplyOutcome; planned: PlanOutcome }> {
     if (req.planRevision !== undefined && req.planRevision !== '' && !/^\d+$/.test(req.planRevision)) {
       throw new InvalidArgumentError(`--plan-revision ${JSON.stringify(req.planRevision)} must be a number (the revision clusterctl plan printed)`);
     }
@@ -237,7 +266,7 @@ export class Declarative {
       document = snap.lastApplied.document;
       source = `last applied configuration (${snap.lastApplied.source || 'cluster file'}, ${snap.lastApplied.appliedAt})`;
     }
-    return retryOnConflict(this.o.maxAttempts ?? DEFAULT_SETTINGS.configCasAttempts, async (): Promise<ApplyOutcome | typeof CAS_LOST> => {
+    return retryOnConflict(this.o.maxAttempts ?? DEFAULT_SETTINGS.configCasAttempts, async (): Promise<{ outcome: ApplyOutcome; planned: PlanOutcome } | typeof CAS_LOST> => {
       const planned = await this.plan(document, source);
       const changed = changedSince(planned.reads, { planReads: req.planReads, planRevision: req.planRevision });
       if (changed.length > 0) {
@@ -275,7 +304,7 @@ export class Declarative {
       }
       const last: LastApplied = { document: planned.document, appliedAt: now, appliedBy: actor, source };
       const sameDocument = (await this.lastDocument()) === planned.document;
-      if (!plan.hasChanges && sameDocument) return { revision: planned.revision, changed: false, plan, text: planned.text };
+      if (!plan.hasChanges && sameDocument) return { outcome: { revision: planned.revision, changed: false, plan, text: planned.text }, planned };
       const recordOp: TxnOp = { kind: 'put', key: ks.lastApplied(), value: JSON.stringify(last) };
       const summary = formatPlan(plan).trim().split('\n').pop() ?? '';
       const size = [...bundleOps, ...groupOps, recordOp].reduce((n, op) => n + (op.kind === 'put' ? op.key.length + op.value.length : 0), 0);
@@ -300,7 +329,7 @@ export class Declarative {
         const rest = guards.filter((g) => !bundleOps.some((op) => op.kind === 'put' && op.key === g.key) && !pinned.compares.includes(g));
         outcome = await this.o.events.commit({ compares: rest, ops: [...groupOps, recordOp], event: { type: 'config.applied', message: `${source} applied: ${summary}`, actor } });
       }
-      if (outcome.succeeded) return { revision: outcome.revision, changed: plan.hasChanges, plan, text: planned.text };
+      if (outcome.succeeded) return { outcome: { revision: outcome.revision, changed: plan.hasChanges, plan, text: planned.text }, planned };
       // Someone wrote between our read and our write. With a plan from the operator that is a
       // refusal (they reviewed something else); without one, plan again.
       if ((req.planReads && Object.keys(req.planReads).length > 0) || req.planRevision) {

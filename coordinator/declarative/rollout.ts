@@ -46,7 +46,14 @@ export function rolloutTargets(plan: Pick<PlanResult, 'groups' | 'upgrades'>, st
       if (!n) continue;
       if (n.currentJob && stored.activeJobs.has(n.currentJob)) r.skipped.push({ nodeId: n.id, reason: `in job ${n.currentJob}` });
       else if (n.maintenance) r.skipped.push({ nodeId: n.id, reason: `in maintenance${n.maintenanceReason ? ` (${n.maintenanceReason})` : ''}` });
-      else if (!canTransition(n.state, 'Upgrading')) r.skipped.push({ nodeId: n.id, reason: `${n.state}: an upgrade cannot start from it` });
+      else if (!canTransition(n.state, 'Upgrading')) {
+        r.skipped.push({
+          nodeId: n.id,
+          reason: canTransition(n.state, 'Commissioning')
+            ? `${n.state}, never commissioned: nothing to upgrade (clusterctl node commission ${n.id} -g ${g.name})`
+            : `${n.state}: an upgrade cannot start from it`,
+        });
+      }
       else r.nodeIds.push(n.id);
     }
     out.push(r);

@@ -14,7 +14,9 @@ import { e2eSuite } from '../e2e/e2e-suite';
 import { expectExit, runContext } from '../helpers/cli-results';
 import { Declarative } from '../../coordinator/declarative/apply';
 import { EventLog } from '../../coordinator/event-log';
-import { createLogger, Keyspace, PermissionDeniedError, systemClock } from '../../shared';
+import { createLogger, Keyspace, PermissionDeniedError, systemClock, type NodeRecord } from '../../shared';
+import { rolloutTargets } from '../../coordinator/declarative/rollout';
+import type { NodeUpgrade } from '../../coordinator/declarative/plan';
 
 const BUNDLE = `name: web
 version: "1"
@@ -136,5 +138,38 @@ describe('declarative: apply rolls out what the plan counts to upgrade', functio
     expect(ok.rollouts).to.equal(undefined);
     expect(await client.get(ks.group('web')).string()).to.be.a('string');
     await events.stop();
+  });
+});
+
+describe('declarative: which out-of-date nodes a rollout takes (table)', () => {
+  const node = (id: string, extra: Partial<NodeRecord> = {}): { record: NodeRecord } => ({
+    record: { id, state: 'Commissioned', stateChangedAt: '', reachable: true, labels: {}, maintenance: false, connected: true, createdAt: '', updatedAt: '', group: 'web', ...extra },
+  });
+  const up = (nodeId: string, group = 'web'): NodeUpgrade => ({ nodeId, group, from: 'web@1', to: 'web@2', reasons: ['bundle web@1 → web@2'] });
+  const groups = [{ name: 'db', action: 'unchanged' as const, changes: [] }, { name: 'web', action: 'update' as const, changes: [] }, { name: 'idle', action: 'create' as const, changes: [] }];
+
+  it('per group in file order: free nodes in the job; maintenance, a live job, a never-commissioned node skipped with why; a finished job holds nothing', () => {
+    const rollouts = rolloutTargets({ groups, upgrades: [up('d1', 'db'), up('w1'), up('w2'), up('w3'), up('w4'), up('w5'), up('w6')] }, {
+      nodes: [
+        node('d1', { group: 'db', state: 'Upgraded' }), node('w1'), node('w2', { maintenance: true, maintenanceReason: 'disk swap' }),
+        node('w3', { currentJob: 'j-live' }), node('w4', { currentJob: 'j-done', state: 'Failed' }), node('w5', { state: 'Discovered' }), node('w6', { state: 'Decommissioning' }),
+      ],
+      activeJobs: new Set(['j-live']),
+    });
+    expect(rollouts).to.deep.equal([
+      { group: 'db', bundle: 'web@2', nodeIds: ['d1'], skipped: [] },
+      {
+        group: 'web', bundle: 'web@2', nodeIds: ['w1', 'w4'], skipped: [
+          { nodeId: 'w2', reason: 'in maintenance (disk swap)' },
+          { nodeId: 'w3', reason: 'in job j-live' },
+          { nodeId: 'w5', reason: 'Discovered, never commissioned: nothing to upgrade (clusterctl node commission w5 -g web)' },
+          { nodeId: 'w6', reason: 'Decommissioning: an upgrade cannot start from it' },
+        ],
+      },
+    ]);
+  });
+
+  it('nothing out of date: no rollout at all', () => {
+    expect(rolloutTargets({ groups, upgrades: [] }, { nodes: [node('w1')], activeJobs: new Set() })).to.deep.equal([]);
   });
 });

@@ -11,7 +11,9 @@
  * Large applies (over etcd's 128-operation or ~1 MiB budget) push their new bundle versions
  * first (create-only, immutable, harmless alone), then groups and the record in one guarded
  * transaction. The applied document is kept at meta/last-applied: `apply` with no file
- * re-converges to it (Clusterlite's habit).
+ * re-converges to it (Clusterlite's habit). With `rollout`, the nodes that plan counted out of
+ * date then get their upgrade jobs (rollout.ts), from the same plan and snapshot the write was
+ * guarded by.
  */
 import type { Etcd3 } from 'etcd3';
 import {

@@ -1,6 +1,8 @@
 /**
  * DeclarativeService (every replica): Plan changes nothing; Apply writes in one guarded
- * transaction (apply.ts). Errors are shared/errors classes mapped to a gRPC status here.
+ * transaction (apply.ts) and, with `rollout`, then starts the upgrade jobs of the nodes left out
+ * of date (rollout.ts), as the caller: it must also be allowed to start upgrade jobs, checked
+ * before anything is written. Errors are shared/errors classes mapped to a gRPC status here.
  */
 import type { Logger } from '../../shared';
 import type { DeclarativeServiceHandlers } from '../../generated/cluster/v1/DeclarativeService';

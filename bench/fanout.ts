@@ -461,7 +461,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     const sum = (f: (p: ProgressEvent | undefined) => number): number => fleets.reduce((a, fl) => a + f(fl.lastProgress), 0);
     result.atGiveUp = {
       registered: sum((p) => p?.registered ?? 0), attached: sum((p) => p?.attached ?? 0),
-      rssMiB: { coordinator: rssMiB(cluster.coordinators[0]?.proc.pid ?? -1), simFleet: fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0), etcd: rssMiB(etcdPid(etcd.dataDir)) },
+      rssMiB: { coordinator: rssMiB(cluster.coordinators[0]?.proc.pid ?? -1), simFleet: Math.round(fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0) * 10) / 10, etcd: rssMiB(etcdPid(etcd.dataDir)) },
     };
     if (!result.fleetUntilAttached) fleetSummary(); // gave up before all attached: what the fleets did until then
     say(`N=${n}: ${result.problem}`);
@@ -475,7 +475,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     configClient?.close();
     await jobs.stop().catch(() => undefined);
     if (fleets.length > 0) {
-      result.rssIdleMiB ??= { coordinator: NaN, simFleet: fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0), etcd: NaN };
+      result.rssIdleMiB ??= { coordinator: NaN, simFleet: Math.round(fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0) * 10) / 10, etcd: NaN };
       await Promise.all(fleets.map((fl) => fl.stop().catch(() => undefined)));
     }
     if (o.jobCpuProfSeconds && result.job?.available === true) {

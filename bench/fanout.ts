@@ -1,6 +1,6 @@
 /**
  * Fan-out benchmark: one coordinator, N simulated agents (bench/sim-fleet.ts; one sim-fleet
- * process per 5,000 agents unless --fleet-processes says otherwise), N = 1,000 / 5,000 /
+ * process per 1,250 agents unless --fleet-processes says otherwise), N = 1,000 / 5,000 /
  * 10,000, each size on a fresh etcd and coordinator:
  *
  *   1. time until all N are registered (member keys) and attached (Welcome on their stream),
@@ -35,6 +35,7 @@ import { clientCredentials, parseCredentials } from '../shared/pki';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { decodeNode } from '../shared/records';
+import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { topFrames, type Frame } from './cpu-profile';
 import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
 
@@ -50,19 +51,32 @@ const OPTIONS = {
     description: 'joins in flight per sim-fleet process: an agent starts when one of the K before it has registered and attached (0 = no window)',
   },
   startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second at most, per sim-fleet process (0 = no rate limit)' },
+  joinMaxLagMs: {
+    kind: 'int', default: 0, min: 0, placeholder: 'MS',
+    description: 'each sim-fleet starts no agent while its event loop is later than MS: the attached agents\' PING answers come first (0 = off)',
+  },
   fleetProcesses: {
     kind: 'int', default: 0, min: 0, placeholder: 'K',
-    description: 'sim-fleet processes the N agents are split over (0 = one per 5,000 agents: one event loop runs out at about that many)',
+    description: 'sim-fleet processes the N agents are split over (0 = one per 1,250 agents: one loop answers the 1 s keepalive PINGs of all its agents)',
+  },
+  grpcKeepalive: {
+    kind: 'duration', unit: 's', min: 100, placeholder: 'SECONDS',
+    description: 'the coordinator\'s --grpc-keepalive (PING period on every agent connection) [default: the coordinator\'s, 1 s]; a value other than the default is printed with the results',
+  },
+  grpcKeepaliveTimeout: {
+    kind: 'duration', unit: 's', min: 100, placeholder: 'SECONDS',
+    description: 'the coordinator\'s --grpc-keepalive-timeout [default: the coordinator\'s, 2 s]',
   },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   sizeTimeout: { kind: 'int', default: 300, min: 30, placeholder: 'SECONDS', description: 'give up on one size after this long (prints what it has)' },
   cpuProf: { kind: 'boolean', description: 'run the coordinator under node --cpu-prof and print the top 10 frames of each size\'s profile (self time)' },
   jobCpuProf: { kind: 'int', min: 1, placeholder: 'SECONDS', description: 'profile the coordinator for SECONDS from the StartJob call (coordinator --cpu-profile start-job) and print the job phase\'s top 10 frames; keeps the logs' },
+  attachOnly: { kind: 'boolean', description: 'stop each size after the idle figures (RSS, CPU): no job' },
   json: { kind: 'boolean', description: 'print the results as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dirs (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-window K] [--fleet-processes K] [--size-timeout S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
+const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-window K] [--fleet-processes K] [--join-max-lag-ms MS] [--size-timeout S] [--attach-only] [--grpc-keepalive S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
 
 const BUNDLE_YAML = `name: bench-fanout
 version: "1"
@@ -88,6 +102,53 @@ function etcdPid(dataDir: string): number {
     }
   }
   return -1;
+}
+
+/** CPU time (user + system, all threads) of a process in ms, from /proc/<pid>/stat (NaN when gone). */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is [0], utime [11], stime [12].
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms (CLK_TCK 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU % of one core used by `pids` (summed) over `ms`. */
+async function cpuPctOver(pids: readonly number[], ms: number): Promise<number> {
+  const sum = (): number => pids.reduce((a, p) => a + cpuMs(p), 0);
+  const before = sum();
+  const t = Date.now();
+  await new Promise((r) => setTimeout(r, ms));
+  return Math.round(((sum() - before) / (Date.now() - t)) * 1000) / 10;
+}
+
+/** "agent connected" / "agent disconnected" lines of a coordinator log, the latter by reason. */
+function streamCounts(logFile: string): { connected: number; disconnected: number; why: Record<string, number> } {
+  const out = { connected: 0, disconnected: 0, why: {} as Record<string, number> };
+  let text: string;
+  try {
+    text = readFileSync(logFile, 'utf8');
+  } catch {
+    return out;
+  }
+  for (const line of text.split('\n')) {
+    if (line.includes('"msg":"agent connected"')) out.connected++;
+    else if (line.includes('"msg":"agent disconnected"')) {
+      out.disconnected++;
+      let why = '?';
+      try {
+        const w = (JSON.parse(line) as { why?: unknown }).why;
+        if (typeof w === 'string') why = w.slice(0, 80);
+      } catch {
+        // a torn last line
+      }
+      out.why[why] = (out.why[why] ?? 0) + 1;
+    }
+  }
+  return out;
 }
 
 function unary<Req, Res>(fn: (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req, timeoutMs: number): Promise<Res> {
@@ -158,6 +219,17 @@ interface SizeResult {
   attachAllMs?: number;
   discoveredAllMs?: number;
   rssIdleMiB?: { coordinator: number; simFleet: number; etcd: number };
+  /**
+   * CPU (% of one core, all threads; /proc/<pid>/stat) over 10 s at idle with all N attached:
+   * the coordinator's is mostly its gRPC keepalive PINGs (one per agent connection per
+   * grpcKeepaliveTimeMs) and their answers; the sim-fleet's is N agents answering them (and
+   * their lease keepalives).
+   */
+  cpuIdlePct?: { coordinator: number; simFleet: number; etcd: number };
+  /** The sim-fleet processes from start to all attached: their worst loop delay, CPU, GC, and streams that ended. */
+  fleetUntilAttached?: { loopMaxMs: number; loopP99MaxMs: number; cpuPctMean: number; cpuPctMax: number; gcMaxMs: number; disconnects: number; joinsHeldMs: number };
+  /** The coordinator's log over the size: streams welcomed ("agent connected") and ended ("agent disconnected"), by reason. */
+  coordinatorStreams?: { connected: number; disconnected: number; why: Record<string, number> };
   /** When a size gave up: what the fleet reported last, and the RSS at that moment. */
   atGiveUp?: { registered: number; attached: number; rssMiB: { coordinator: number; simFleet: number; etcd: number } };
   job?: {
@@ -185,10 +257,17 @@ function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise
   ]);
 }
 
-/** Agents per sim-fleet process when --fleet-processes is 0. */
-const AGENTS_PER_FLEET = 5000;
+/**
+ * Agents per sim-fleet process when --fleet-processes is 0. Every attached agent's connection
+ * gets a keepalive PING each second from the coordinator, dropped when unanswered for 2 s (its
+ * defaults), and one process's loop answers all of its agents' PINGs: at 5,000 in one process
+ * the loop went 3.7 s late as the last agents joined and every stream was dropped (4,939 ended,
+ * none re-attached in 240 s); split over 4 processes (1,250 each) on the same 2 cores the worst
+ * loop delay was 1.8 s and all 5,000 attached (bench/README.md "fanout").
+ */
+const AGENTS_PER_FLEET = 1250;
 
-async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; startRate: number; startWindow: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
+async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const k = Math.min(n, o.fleetProcesses > 0 ? o.fleetProcesses : Math.ceil(n / AGENTS_PER_FLEET));
   const result: SizeResult = { agents: n, fleetProcesses: k, completed: false };
@@ -203,15 +282,32 @@ async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; st
   let jobClient: JobServiceClient | undefined;
   let configClient: ConfigServiceClient | undefined;
   const jobProfileFile = join(cluster.logDir, 'job.cpuprofile');
+  let summaryTimer: NodeJS.Timeout | undefined;
+  // The sim-fleets from start to all attached (filled by the 10 s summary below).
+  const untilAttached = { loopMaxMs: 0, loopP99MaxMs: 0, cpuPcts: [] as number[], gcMaxMs: 0 };
+  let attachedAll = false;
+  const fleetSummary = (): void => {
+    const last = fleets.map((f) => f.lastProgress);
+    result.fleetUntilAttached = {
+      loopMaxMs: untilAttached.loopMaxMs, loopP99MaxMs: untilAttached.loopP99MaxMs, gcMaxMs: untilAttached.gcMaxMs,
+      cpuPctMean: untilAttached.cpuPcts.length ? Math.round(untilAttached.cpuPcts.reduce((a, b) => a + b, 0) / untilAttached.cpuPcts.length) : NaN,
+      cpuPctMax: untilAttached.cpuPcts.length ? Math.max(...untilAttached.cpuPcts) : NaN,
+      disconnects: last.reduce((a, p) => a + (p?.disconnects ?? 0), 0), joinsHeldMs: Math.max(0, ...last.map((p) => p?.joinsHeldMs ?? 0)),
+    };
+  };
   try {
-    // Ping every 10 s (the default): with N streams that is N/10 pings a second on the leader.
+    // The coordinator's defaults: an application ping on every stream every 10 s, and a gRPC
+    // keepalive PING on every connection every 1 s answered within 2 s (N PINGs a second).
     const profDir = join(cluster.logDir, 'cpu-prof');
     const coord = await cluster.startCoordinator({
-      extraArgs: ['--replica-id', 'c1', '--log-level', 'info', '--election-ttl', String(o.electionTtl), ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
+      extraArgs: ['--replica-id', 'c1', '--log-level', 'info', '--election-ttl', String(o.electionTtl),
+        ...(o.grpcKeepaliveMs !== undefined ? ['--grpc-keepalive', String(o.grpcKeepaliveMs / 1000)] : []),
+        ...(o.grpcKeepaliveTimeoutMs !== undefined ? ['--grpc-keepalive-timeout', String(o.grpcKeepaliveTimeoutMs / 1000)] : []),
+        ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
       ...(o.cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
     });
     const ePid = etcdPid(etcd.dataDir);
-    const pacing = [o.startWindow > 0 ? `window ${o.startWindow}` : '', o.startRate > 0 ? `${o.startRate}/s` : ''].filter(Boolean).join(', ') || 'all at once';
+    const pacing = [o.startWindow > 0 ? `window ${o.startWindow}` : '', o.startRate > 0 ? `${o.startRate}/s` : '', o.joinMaxLagMs > 0 ? `joins held while a fleet's loop is > ${o.joinMaxLagMs} ms late` : ''].filter(Boolean).join(', ') || 'all at once';
     say(`N=${n}: etcd + coordinator up; starting ${k} sim-fleet process(es) (${pacing}); logs in ${cluster.logDir}`);
     const t0 = Date.now();
     for (let j = 0; j < k; j++) {
@@ -219,16 +315,45 @@ async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; st
       const agents = Math.floor(n / k) + (j < n % k ? 1 : 0);
       fleets.push(new SimFleet({
         etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents, idPrefix: k === 1 ? 'sim-' : `sim${j + 1}-`,
-        leaseTtlSec: o.leaseTtl, connections: o.connections, startRate: o.startRate, startWindow: o.startWindow, sandbox: join(sandbox, String(j + 1)),
+        leaseTtlSec: o.leaseTtl, connections: o.connections, startRate: o.startRate, startWindow: o.startWindow, joinMaxLagMs: o.joinMaxLagMs, sandbox: join(sandbox, String(j + 1)),
         etcdClients: Math.max(1, Math.min(8, Math.ceil(agents / 1000))), logFile: join(cluster.logDir, k === 1 ? 'sim-fleet.log' : `sim-fleet-${j + 1}.log`),
         nodeArgs: ['--max-old-space-size=8192'],
       }));
     }
+    // Every 10 s until the job starts: what each fleet's loop and CPU did, and the coordinator's CPU.
+    let coordCpuBefore = cpuMs(coord.proc.pid);
+    let summaryAt = Date.now();
+    summaryTimer = setInterval(() => {
+      const now = Date.now();
+      const coordCpu = cpuMs(coord.proc.pid);
+      const coordPct = Math.round(((coordCpu - coordCpuBefore) / (now - summaryAt)) * 1000) / 10;
+      coordCpuBefore = coordCpu;
+      summaryAt = now;
+      const parts = fleets.map((f, j) => {
+        const ps = f.takeProgress();
+        const last = ps[ps.length - 1];
+        if (!last) return `fleet${j + 1}: no progress line`;
+        const loopMax = Math.max(...ps.map((p) => p.loop.maxMs));
+        const loopP99 = Math.max(...ps.map((p) => p.loop.p99Ms));
+        const cpu = Math.round(ps.reduce((a, p) => a + p.cpuPct, 0) / ps.length);
+        const gcMax = Math.max(...ps.map((p) => p.gc.maxMs));
+        if (!attachedAll) {
+          untilAttached.loopMaxMs = Math.max(untilAttached.loopMaxMs, loopMax);
+          untilAttached.loopP99MaxMs = Math.max(untilAttached.loopP99MaxMs, loopP99);
+          untilAttached.gcMaxMs = Math.max(untilAttached.gcMaxMs, gcMax);
+          untilAttached.cpuPcts.push(...ps.map((p) => p.cpuPct));
+        }
+        return `fleet${j + 1}: ${last.registered} reg ${last.attached} att, loop max ${loopMax} p99 ${loopP99} ms, cpu ${cpu}%, gc max ${gcMax} ms (${ps.reduce((a, p) => a + p.gc.totalMs, 0)} ms), heap ${last.heapMiB} MiB, ended streams ${last.disconnects}, joins held ${Math.round(last.joinsHeldMs / 1000)} s`;
+      });
+      say(`N=${n} +${Math.round((now - t0) / 1000)} s (load ${loadavg()[0].toFixed(1)}): coordinator cpu ${coordPct}%; ${parts.join('; ')}`);
+    }, 10_000);
     const regs = await withDeadline(Promise.all(fleets.map((f) => f.registered(o.sizeTimeoutMs))), deadline, 'registration');
     result.registerAllMs = Math.max(...regs.map((r) => r.at)) - t0;
     say(`N=${n}: all registered after ${result.registerAllMs} ms`);
     const atts = await withDeadline(Promise.all(fleets.map((f) => f.attached('c1', o.sizeTimeoutMs))), deadline, 'attach');
     result.attachAllMs = Math.max(...atts.flatMap((a) => a.times)) - t0;
+    attachedAll = true;
+    fleetSummary();
     say(`N=${n}: all attached after ${result.attachAllMs} ms`);
     const nodeIds = fleets.flatMap((f) => f.nodeIds);
 
@@ -255,6 +380,13 @@ async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; st
     samplers.push(cs, fs, es);
     result.rssIdleMiB = { coordinator: cs.sample(), simFleet: fs.sample(), etcd: es.sample() };
     say(`N=${n}: idle RSS coordinator ${result.rssIdleMiB.coordinator} MiB, sim-fleet ${result.rssIdleMiB.simFleet} MiB, etcd ${result.rssIdleMiB.etcd} MiB`);
+    const [cCpu, fCpu, eCpu] = await Promise.all([cpuPctOver([coord.proc.pid], 10_000), cpuPctOver(fleets.map((f) => f.pid), 10_000), cpuPctOver([ePid], 10_000)]);
+    result.cpuIdlePct = { coordinator: cCpu, simFleet: fCpu, etcd: eCpu };
+    say(`N=${n}: idle CPU over 10 s (% of one core) coordinator ${cCpu}%, sim-fleet ${fCpu}%, etcd ${eCpu}%; load ${loadavg()[0].toFixed(1)}`);
+    if (o.attachOnly) {
+      result.completed = true;
+      return result;
+    }
 
     // --- the fan-out job --------------------------------------------------------------------
     const { api } = loadProto();
@@ -329,18 +461,21 @@ async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; st
     const sum = (f: (p: ProgressEvent | undefined) => number): number => fleets.reduce((a, fl) => a + f(fl.lastProgress), 0);
     result.atGiveUp = {
       registered: sum((p) => p?.registered ?? 0), attached: sum((p) => p?.attached ?? 0),
-      rssMiB: { coordinator: rssMiB(cluster.coordinators[0]?.proc.pid ?? -1), simFleet: fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0), etcd: rssMiB(etcdPid(etcd.dataDir)) },
+      rssMiB: { coordinator: rssMiB(cluster.coordinators[0]?.proc.pid ?? -1), simFleet: Math.round(fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0) * 10) / 10, etcd: rssMiB(etcdPid(etcd.dataDir)) },
     };
+    if (!result.fleetUntilAttached) fleetSummary(); // gave up before all attached: what the fleets did until then
     say(`N=${n}: ${result.problem}`);
     say(cluster.logTails(8));
     return result;
   } finally {
+    clearInterval(summaryTimer);
+    result.coordinatorStreams = streamCounts(join(cluster.logDir, 'coordinator-c1.log'));
     for (const s of samplers) s.stop();
     jobClient?.close();
     configClient?.close();
     await jobs.stop().catch(() => undefined);
     if (fleets.length > 0) {
-      result.rssIdleMiB ??= { coordinator: NaN, simFleet: fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0), etcd: NaN };
+      result.rssIdleMiB ??= { coordinator: NaN, simFleet: Math.round(fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0) * 10) / 10, etcd: NaN };
       await Promise.all(fleets.map((fl) => fl.stop().catch(() => undefined)));
     }
     if (o.jobCpuProfSeconds && result.job?.available === true) {
@@ -382,18 +517,23 @@ async function main(): Promise<number> {
     return 2;
   }
   const say = (s: string): void => { if (!v.json) process.stderr.write(`${s}\n`); };
+  const KA = DEFAULT_SETTINGS.grpcKeepaliveTimeMs;
+  const KAT = DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs;
   const started = Date.now();
   const results: SizeResult[] = [];
   for (const n of sizes) {
     results.push(await runSize(n, {
-      leaseTtl: v.leaseTtl, electionTtl: v.electionTtl, startRate: v.startRate, startWindow: v.startWindow, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
+      attachOnly: v.attachOnly === true,
+      leaseTtl: v.leaseTtl, electionTtl: v.electionTtl,
+      ...(v.grpcKeepalive !== undefined ? { grpcKeepaliveMs: v.grpcKeepalive } : {}), ...(v.grpcKeepaliveTimeout !== undefined ? { grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout } : {}),
+      startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
       sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true || v.jobCpuProf !== undefined, cpuProf: v.cpuProf === true,
       ...(v.jobCpuProf !== undefined ? { jobCpuProfSeconds: v.jobCpuProf } : {}),
     }, say));
   }
   const out = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, startRate: v.startRate, startWindow: v.startWindow, connections: v.connections, results,
+    agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, grpcKeepaliveMs: v.grpcKeepalive ?? KA, grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout ?? KAT, startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, connections: v.connections, results,
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (v.json) {
@@ -403,7 +543,9 @@ async function main(): Promise<number> {
   const f = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '-' : String(x));
   const lines = [
     `command fan-out: ${out.date}`,
-    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process); ${v.connections} connections; wall ${out.wallSeconds} s`,
+    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process)${v.joinMaxLagMs > 0 ? `, joins held while a sim-fleet's loop is > ${v.joinMaxLagMs} ms late` : ''}; ${v.connections} connections; wall ${out.wallSeconds} s`,
+    `coordinator: gRPC keepalive PING on every agent connection every ${(v.grpcKeepalive ?? KA) / 1000} s${v.grpcKeepalive !== undefined && v.grpcKeepalive !== KA ? ` (NOT the default ${KA / 1000} s)` : ' (default)'}, ` +
+      `connection dropped when unanswered for ${(v.grpcKeepaliveTimeout ?? KAT) / 1000} s${v.grpcKeepaliveTimeout !== undefined && v.grpcKeepaliveTimeout !== KAT ? ` (NOT the default ${KAT / 1000} s)` : ' (default)'}; stream ping 10 s; election TTL ${v.electionTtl} s${v.electionTtl * 1000 !== DEFAULT_SETTINGS.electionTtlMs ? ` (not the default ${DEFAULT_SETTINGS.electionTtlMs / 1000} s)` : ''}`,
     `${'N'.padStart(6)} ${'register'.padStart(9)} ${'attach'.padStart(8)} ${'discovr'.padStart(8)} ${'idleRSS'.padStart(8)} ${'StartJob'.padStart(9)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'total'.padStart(7)} ${'ok/N'.padStart(11)} ${'peakRSS'.padStart(8)} ${'simRSS'.padStart(7)} ${'etcdRSS'.padStart(8)}`,
     `${''.padStart(6)} ${'ms'.padStart(9)} ${'ms'.padStart(8)} ${'ms'.padStart(8)} ${'MiB'.padStart(8)} ${'ms'.padStart(9)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${''.padStart(11)} ${'MiB'.padStart(8)} ${'MiB'.padStart(7)} ${'MiB'.padStart(8)}`,
   ];
@@ -416,6 +558,16 @@ async function main(): Promise<number> {
       f(j?.rssPeakMiB?.simFleet ?? r.rssIdleMiB?.simFleet).padStart(7), f(j?.rssPeakMiB?.etcd ?? r.rssIdleMiB?.etcd).padStart(8),
     ].join(' '));
     if (r.fleetProcesses > 1) lines.push(`       agents simulated in ${r.fleetProcesses} sim-fleet processes`);
+    if (r.cpuIdlePct) lines.push(`       idle CPU over 10 s with all attached (% of one core): coordinator ${r.cpuIdlePct.coordinator}%, sim-fleet ${r.cpuIdlePct.simFleet}%, etcd ${r.cpuIdlePct.etcd}%`);
+    if (r.fleetUntilAttached) {
+      const u = r.fleetUntilAttached;
+      lines.push(`       sim-fleet until ${r.attachAllMs !== undefined ? 'all attached' : 'give-up'}: loop delay max ${f(u.loopMaxMs)} ms (worst 2 s p99 ${f(u.loopP99MaxMs)} ms), CPU mean ${f(u.cpuPctMean)}% max ${f(u.cpuPctMax)}% per process, GC pause max ${f(u.gcMaxMs)} ms, streams ended ${u.disconnects}, joins held ${Math.round(u.joinsHeldMs / 1000)} s`);
+    }
+    if (r.coordinatorStreams) {
+      const c = r.coordinatorStreams;
+      const why = Object.entries(c.why).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([w, k]) => `${k}× ${JSON.stringify(w)}`).join(', ');
+      lines.push(`       coordinator log: ${c.connected} "agent connected", ${c.disconnected} "agent disconnected"${why ? ` (${why})` : ''}`);
+    }
     if (j && !j.available && j.note) lines.push(`       ${j.note}`);
     if (r.problem) lines.push(`       incomplete: ${r.problem}`);
     if (r.atGiveUp) {

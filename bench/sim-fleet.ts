@@ -32,6 +32,7 @@
  */
 import { PKI_FILES, readEtcdTls } from '../coordinator/pki/pki-dir';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -120,6 +121,18 @@ export interface AttachedEvent {
 export interface ProgressEvent {
   event: 'progress'; at: number; registered: number; attached: number; leaderId: string;
   commands: { received: number; finished: number; failed: number };
+  /**
+   * This process over the progress period: event-loop delay (monitorEventLoopDelay, ms past
+   * its 10 ms resolution), CPU used (% of one core, user + system, all threads), GC pauses,
+   * and since the start: streams that ended ("disconnected from coordinator" / "coordinator
+   * unreachable"), joins held back because the loop lagged.
+   */
+  loop: { p50Ms: number; p99Ms: number; maxMs: number };
+  cpuPct: number;
+  gc: { count: number; totalMs: number; maxMs: number };
+  heapMiB: number;
+  disconnects: number;
+  joinsHeldMs: number;
 }
 export interface StoppedEvent { event: 'stopped'; at: number }
 export type FleetEvent = StartedEvent | RegisteredEvent | AttachedEvent | ProgressEvent | StoppedEvent;
@@ -143,6 +156,10 @@ const OPTIONS = {
   startWindow: {
     kind: 'int', default: 0, min: 0, placeholder: 'K',
     description: 'at most K agents joining at once (started, not yet registered and attached); the next starts as one finishes; the window starts at 16 and adapts below K (0 = no window)',
+  },
+  joinMaxLagMs: {
+    kind: 'int', default: 0, min: 0, placeholder: 'MS',
+    description: 'start no agent while this process\'s event loop is more than MS late (measured every 100 ms): joins are the work that can wait, PING answers of attached agents cannot (0 = off)',
   },
   joinStallMs: { kind: 'int', default: 30_000, min: 1000, placeholder: 'MS', description: 'a join still unfinished after this long stops holding a place in the window (it keeps retrying on its own)' },
   sandbox: { kind: 'string', placeholder: 'DIR', description: 'per-agent node roots go under DIR/<node id> [default: /dev/shm/sim-fleet-<pid>]' },
@@ -233,6 +250,8 @@ async function childMain(): Promise<number> {
   };
   const attachedTo = new Map<string, string>(); // node id → coordinator id it is attached to now
   const commands = { received: 0, finished: 0, failed: 0 };
+  let disconnects = 0;
+  let joinsHeldMs = 0;
   let term: Term | undefined;
   const startedAt = Date.now();
 
@@ -264,7 +283,7 @@ async function childMain(): Promise<number> {
       }
       case 'disconnected from coordinator':
       case 'coordinator unreachable':
-        attachedTo.delete(nodeId);
+        if (attachedTo.delete(nodeId)) disconnects++;
         joinMissed(nodeId);
         return;
       case 'etcd unreachable':
@@ -319,12 +338,48 @@ async function childMain(): Promise<number> {
   await leaderSource.start();
   onLeader(leaderSource.current());
 
+  // What this process's own loop and CPU do (the PINGs of every attached stream are answered
+  // by this one loop: a late loop is a dropped connection at the coordinator's 2 s timeout).
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  eld.enable();
+  const late = (ns: number): number => Math.max(0, Math.round(ns / 1e6 - 10));
+  const gc = { count: 0, totalMs: 0, maxMs: 0 };
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gc.count++;
+      gc.totalMs += e.duration;
+      gc.maxMs = Math.max(gc.maxMs, e.duration);
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  let cpuBefore = process.cpuUsage();
+  let cpuAt = Date.now();
   const progress = setInterval(() => {
     const counts = new Map<string, number>();
     for (const c of attachedTo.values()) counts.set(c, (counts.get(c) ?? 0) + 1);
     const leaderId = term?.leader.id ?? '';
-    emit({ event: 'progress', at: Date.now(), registered: registeredAt.size, attached: counts.get(leaderId) ?? 0, leaderId, commands: { ...commands } });
+    const cpu = process.cpuUsage(cpuBefore);
+    const now = Date.now();
+    const cpuPct = Math.round(((cpu.user + cpu.system) / 1000 / Math.max(1, now - cpuAt)) * 1000) / 10;
+    cpuBefore = process.cpuUsage();
+    cpuAt = now;
+    emit({
+      event: 'progress', at: now, registered: registeredAt.size, attached: counts.get(leaderId) ?? 0, leaderId, commands: { ...commands },
+      loop: { p50Ms: late(eld.percentile(50)), p99Ms: late(eld.percentile(99)), maxMs: late(eld.max) }, cpuPct,
+      gc: { count: gc.count, totalMs: Math.round(gc.totalMs), maxMs: Math.round(gc.maxMs) },
+      heapMiB: Math.round(process.memoryUsage().heapUsed / 1048576), disconnects, joinsHeldMs,
+    });
+    eld.reset();
+    gc.count = 0; gc.totalMs = 0; gc.maxMs = 0;
   }, o.progressMs);
+  // The loop's lateness now, for holding joins back (--join-max-lag-ms).
+  let lagMs = 0;
+  let lagExpected = Date.now() + 100;
+  const lagTimer = setInterval(() => {
+    const now = Date.now();
+    lagMs = Math.max(0, now - lagExpected);
+    lagExpected = now + 100;
+  }, 100);
 
   let stopping = false;
   const stopped = new Promise<void>((resolve) => {
@@ -355,6 +410,11 @@ async function childMain(): Promise<number> {
         });
         joined = () => undefined;
       }
+      if (o.joinMaxLagMs > 0 && lagMs > o.joinMaxLagMs) {
+        const heldFrom = Date.now();
+        while (lagMs > o.joinMaxLagMs && !stopping) await new Promise((r) => setTimeout(r, 100));
+        joinsHeldMs += Date.now() - heldFrom;
+      }
       const a = agents[i];
       const nodeId = a.identity.nodeId;
       joining.set(nodeId, Date.now());
@@ -379,6 +439,9 @@ async function childMain(): Promise<number> {
   await stopped;
   stopping = true;
   clearInterval(progress);
+  clearInterval(lagTimer);
+  eld.disable();
+  gcObserver.disconnect();
   // Revoke every lease (so the nodes go away at once), bounded: a stuck etcd must not hang us.
   const force = setTimeout(() => process.exit(1), 20_000);
   force.unref();
@@ -407,6 +470,8 @@ export interface SimFleetOptions {
   startRate?: number;
   /** At most this many joins in flight (0: no window). */
   startWindow?: number;
+  /** Hold joins while the child's loop is later than this (0: off). */
+  joinMaxLagMs?: number;
   sandbox?: string;
   logFile?: string;
   logLevel?: string;
@@ -420,6 +485,8 @@ export class SimFleet {
   readonly events: FleetEvent[] = [];
   private readonly waiters: { match: (e: FleetEvent) => boolean; resolve: (e: FleetEvent) => void }[] = [];
   lastProgress?: ProgressEvent;
+  /** Progress events not yet taken by `takeProgress()` (a parent's periodic summary). */
+  private progressSince: ProgressEvent[] = [];
   /** The node ids of this fleet's agents, in start order. */
   readonly nodeIds: string[];
 
@@ -436,6 +503,7 @@ export class SimFleet {
       ...(o.connections ? ['--connections', o.connections] : []),
       ...(o.startRate !== undefined ? ['--start-rate', String(o.startRate)] : []),
       ...(o.startWindow !== undefined ? ['--start-window', String(o.startWindow)] : []),
+      ...(o.joinMaxLagMs !== undefined ? ['--join-max-lag-ms', String(o.joinMaxLagMs)] : []),
       ...(o.sandbox ? ['--sandbox', o.sandbox] : []),
       ...(o.logLevel ? ['--log-level', o.logLevel] : []),
     ];
@@ -450,8 +518,10 @@ export class SimFleet {
       } catch {
         return;
       }
-      if (e.event === 'progress') this.lastProgress = e;
-      else this.events.push(e);
+      if (e.event === 'progress') {
+        this.lastProgress = e;
+        this.progressSince.push(e);
+      } else this.events.push(e);
       for (let i = this.waiters.length - 1; i >= 0; i--) {
         if (this.waiters[i].match(e)) this.waiters.splice(i, 1)[0].resolve(e);
       }
@@ -459,6 +529,13 @@ export class SimFleet {
   }
 
   get pid(): number { return this.proc.pid; }
+
+  /** The progress events since the last call. */
+  takeProgress(): ProgressEvent[] {
+    const taken = this.progressSince;
+    this.progressSince = [];
+    return taken;
+  }
 
   /** The next event (or one already seen) matching `match`; rejects after `timeoutMs` or when the child dies. */
   waitFor<E extends FleetEvent>(what: string, match: (e: FleetEvent) => e is E, timeoutMs: number, includeSeen = true): Promise<E> {

@@ -83,6 +83,7 @@ async function main(): Promise<number> {
   const coordinator = new Coordinator({
     etcd, electionEtcd, electionWorkerFile: __filename, keyspace, etcdEndpoints: config.etcd, etcdTls: tls, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
+    grpcKeepaliveTimeMs: config.grpcKeepaliveTimeMs, grpcKeepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
     jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, historyRetention: config.historyRetention, historyRetentionAgeMs: config.historyRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs, etcdRbac: tls !== undefined },
   });

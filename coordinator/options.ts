@@ -399,6 +399,14 @@ export const COORDINATOR_OPTIONS = {
     kind: 'duration', env: 'CLUSTER_REATTACH_GRACE', default: DEFAULT_SETTINGS.reattachGraceMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS',
     description: 'after becoming leader: time agents have to re-attach before a missing stream counts',
   },
+  grpcKeepalive: {
+    kind: 'duration', env: 'CLUSTER_GRPC_KEEPALIVE', default: DEFAULT_SETTINGS.grpcKeepaliveTimeMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS',
+    description: 'gRPC keepalive PING period on every agent connection: a peer gone without a FIN (power cut, partition) is noticed by an unanswered PING (costs the leader one PING per agent per period)',
+  },
+  grpcKeepaliveTimeout: {
+    kind: 'duration', env: 'CLUSTER_GRPC_KEEPALIVE_TIMEOUT', default: DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS',
+    description: 'a connection whose PING is unanswered this long is dropped (its node is Unreachable after --stream-grace more)',
+  },
   resyncInterval: { kind: 'duration', env: 'CLUSTER_RESYNC_INTERVAL', default: DEFAULT_SETTINGS.resyncIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'period of the full inventory pass (watch events trigger passes too)' },
   eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: DEFAULT_SETTINGS.eventRetention, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
   jobRetention: { kind: 'int', env: 'CLUSTER_JOB_RETENTION', default: DEFAULT_SETTINGS.jobRetention, min: 1, placeholder: 'N', description: 'finished jobs kept in etcd with their per-node records and output; the leader trims older ones' },
@@ -457,6 +465,8 @@ export interface CoordinatorConfig {
   pingIntervalMs: number;
   streamGraceMs: number;
   reattachGraceMs: number;
+  grpcKeepaliveTimeMs: number;
+  grpcKeepaliveTimeoutMs: number;
   resyncIntervalMs: number;
   eventRetention: number;
   jobRetention: number;
@@ -538,6 +548,8 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       pingIntervalMs: v.pingInterval,
       streamGraceMs: v.streamGrace,
       reattachGraceMs: v.reattachGrace,
+      grpcKeepaliveTimeMs: v.grpcKeepalive,
+      grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout,
       resyncIntervalMs: v.resyncInterval,
       eventRetention: v.eventRetention,
       jobRetention: v.jobRetention,

@@ -71,11 +71,19 @@ export interface AgentCostOptions {
   breakdown?: boolean;
 }
 
-/** The tree's agent bundled as scripts/build-rpm does it: DIR/agent.js with DIR/proto beside it. */
+/**
+ * The tree's agent bundled as scripts/build-rpm does it: DIR/agent.js with DIR/proto beside it,
+ * and DIR/facts-child.js (the facts collection process) when the tree has one.
+ */
 async function bundleAgent(tree: string, dir: string): Promise<string> {
+  const bundle = async (entry: string, out: string): Promise<void> => {
+    const r = await run(process.execPath, [join(tree, 'scripts', 'rpm', 'bundle.mjs'), entry, out], { cwd: tree, timeoutMs: 120_000 });
+    if (r.code !== 0) throw new Error(`bundling ${entry} failed: ${r.stderr.trim()}`);
+  };
   const out = join(dir, 'agent.js');
-  const r = await run(process.execPath, [join(tree, 'scripts', 'rpm', 'bundle.mjs'), join(tree, 'dist', 'agent', 'main.js'), out], { cwd: tree, timeoutMs: 120_000 });
-  if (r.code !== 0) throw new Error(`bundling the agent failed: ${r.stderr.trim()}`);
+  await bundle(join(tree, 'dist', 'agent', 'main.js'), out);
+  const factsChild = join(tree, 'dist', 'agent', 'facts-child.js');
+  if (existsSync(factsChild)) await bundle(factsChild, join(dir, 'facts-child.js'));
   cpSync(join(tree, 'proto'), join(dir, 'proto'), { recursive: true });
   return out;
 }

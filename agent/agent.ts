@@ -22,7 +22,7 @@ import { CoordinatorLink, EMPTY_APPLIED, type AppliedStateProvider, type LinkTim
 import { EtcdLeaderSource, StaticLeaderSource, type LeaderSource } from './leader-discovery';
 import type { CredentialSource } from './node-certificate';
 import { AGENT_DEFAULTS, type WorkTimeouts } from './options';
-import { systemFactsProvider, type FactsProvider } from './facts-collector';
+import { childFactsProvider, type FactsProvider } from './facts-provider';
 import { HardwareWatch, systemHardwareSignature } from './hardware-watch';
 import { resolveIdentity, systemIdentityEnvironment, type IdentityEnvironment, type NodeIdentity } from './identity';
 import { LeaseMembership, membershipTimings, type MembershipStatus } from './lease-membership';
@@ -60,7 +60,7 @@ export interface AgentDependencies {
   credentials: CredentialSource;
   logger: Logger;
   clock?: Clock;
-  /** Default: collect from this machine with systeminformation. */
+  /** Default: collect from this machine with systeminformation, in a child process (agent/facts-provider.ts). */
   factsProvider?: FactsProvider;
   /** The hardware fingerprint the watch compares (default: hardware-watch.ts systemHardwareSignature). */
   hardwareSignature?: () => string;
@@ -123,7 +123,7 @@ export class Agent {
       logger: this.log,
       clock,
       ttlMs: settings.leaseTtlMs,
-      factsProvider: deps.factsProvider ?? systemFactsProvider({
+      factsProvider: deps.factsProvider ?? childFactsProvider({
         hostname: this.identity.hostname, logger: this.log, probeTimeoutMs: (settings.work ?? AGENT_DEFAULTS.work).factsProbeTimeoutMs,
       }),
       factsIntervalMs: settings.factsIntervalMs ?? AGENT_DEFAULTS.factsIntervalMs,

@@ -5,6 +5,9 @@
  * calls take seconds and in containers or VMs some fail or return blanks. Each call is
  * therefore time-boxed on its own and degrades to empty values, so one slow or broken probe
  * never costs the others, and collection never throws.
+ *
+ * The running agent does not import this module: it collects in a child process
+ * (agent/facts-provider.ts, agent/facts-child.ts), so systeminformation never enters its heap.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -12,12 +15,9 @@ import { networkInterfaces as osNetworkInterfaces } from 'node:os';
 import * as si from 'systeminformation';
 import type { Disk, Facts, Gpu, MemoryModule, NetworkInterface } from '../shared/facts';
 import type { Logger } from '../shared/logger';
+import { DEFAULT_FACTS_PROBE_TIMEOUT_MS, type FactsProvider } from './facts-provider';
 
-/** What the Agent calls to get facts; a benchmark shares one collected object across agents. */
-export type FactsProvider = () => Promise<Facts>;
-
-/** Time box of one facts probe. @default 10000 */
-export const DEFAULT_FACTS_PROBE_TIMEOUT_MS = 10_000;
+export { DEFAULT_FACTS_PROBE_TIMEOUT_MS, factsFingerprint, primaryAddress, type FactsProvider } from './facts-provider';
 
 export interface FactsCollectorOptions {
   /** Reported hostname (the identity's, which a sandbox may override). */
@@ -243,21 +243,7 @@ export async function collectRuntime(timeoutMs: number): Promise<NonNullable<Fac
   return { init, systemdVersion, virtualization, virtualizationType };
 }
 
-/** A FactsProvider that collects from this machine each time it is called. */
+/** A FactsProvider that collects from this machine, in this process, each time it is called (benchmarks, tests). */
 export function systemFactsProvider(options: FactsCollectorOptions): FactsProvider {
   return () => collectFacts(options);
-}
-
-/** Facts without the collection time: two collections of an unchanged machine compare equal. */
-export function factsFingerprint(facts: Facts): string {
-  const { collectedAt: _ignored, ...rest } = facts;
-  void _ignored;
-  return JSON.stringify(rest);
-}
-
-/** The machine's primary address for the member record: the default route's interface first. */
-export function primaryAddress(facts: Facts): string {
-  const nics = facts.network;
-  const primary = nics.find((n) => n.isDefault && n.ipv4.length > 0) ?? nics.find((n) => !n.virtual && n.ipv4.length > 0) ?? nics.find((n) => n.ipv4.length > 0);
-  return primary?.ipv4[0] ?? '';
 }

@@ -2,7 +2,8 @@
 export { Agent, type AgentSettings, type AgentDependencies } from './agent';
 export { AGENT_OPTIONS, AGENT_DEFAULTS, parseAgentOptions, compileAgentConfig, agentHelp, type AgentOptions, type AgentConfig } from './options';
 export { resolveIdentity, systemIdentityEnvironment, type NodeIdentity, type IdentityEnvironment, type IdentityInputs } from './identity';
-export { collectFacts, systemFactsProvider, factsFingerprint, primaryAddress, type FactsProvider } from './facts-collector';
+export { collectFacts, systemFactsProvider } from './facts-collector';
+export { childFactsProvider, collectFactsInChild, factsFingerprint, primaryAddress, type FactsProvider } from './facts-provider';
 export { LeaseMembership, membershipTimings, DEFAULT_LEASE_TTL_SECONDS, type MembershipStatus, type MembershipTimings } from './lease-membership';
 export {
   CoordinatorLink, AGENT_CHANNEL_OPTIONS, EMPTY_APPLIED, trustRefusal,

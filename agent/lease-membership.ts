@@ -36,7 +36,7 @@ import type { Keyspace } from '../shared/keyspace';
 import type { Logger } from '../shared/logger';
 import type { MemberRecord } from '../shared/records';
 import { VERSION } from '../shared/version';
-import { factsFingerprint, primaryAddress, type FactsProvider } from './facts-collector';
+import { factsFingerprint, primaryAddress, type FactsProvider } from './facts-provider';
 import type { NodeIdentity } from './identity';
 
 export const DEFAULT_LEASE_TTL_SECONDS = 45;

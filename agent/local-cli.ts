@@ -91,8 +91,9 @@ function usesFacts(bundle: Bundle): boolean {
 }
 
 async function collectLocalFacts(logger: Logger): Promise<unknown> {
-  const { collectFacts } = await import('./facts-collector');
-  return collectFacts({ hostname: hostname(), logger });
+  // As the daemon does: systeminformation runs in a child process (agent/facts-provider.ts).
+  const { collectFactsInChild } = await import('./facts-provider');
+  return collectFactsInChild({ hostname: hostname(), logger });
 }
 
 function filesLookup(dir: string | undefined): ((name: string) => string | undefined) | undefined {

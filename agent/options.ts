@@ -15,7 +15,7 @@ import { parseMetricsListen, type MetricsListen } from '../shared/metrics-server
 import { formatHelp, parseDuration, parseOptions, type OptionSpecs, type OptionValues, type ParseResult } from '../shared/options';
 import { DEFAULT_EXEC_TIMEOUT_MS } from './command-executor';
 import type { LinkTimings } from './coordinator-link';
-import { DEFAULT_FACTS_PROBE_TIMEOUT_MS } from './facts-collector';
+import { DEFAULT_FACTS_PROBE_TIMEOUT_MS } from './facts-provider';
 import { DEFAULT_PACKAGE_COMMAND_TIMEOUT_MS } from './packages/run-command';
 import { DEFAULT_SYSTEMD_CALL_TIMEOUT_MS, DEFAULT_SYSTEMD_JOB_TIMEOUT_MS } from './systemd/timeouts';
 import { DEFAULT_LEASE_TTL_SECONDS } from './lease-membership';

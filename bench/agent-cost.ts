@@ -3,8 +3,9 @@
  * settings (45 s lease, the coordinator's 10 s stream pings) attached to a real coordinator and
  * etcd, left alone for a warm-up, then sampled: RSS (VmRSS) and CPU (utime + stime from
  * /proc/<pid>/stat over the wall time of the window). Targets: RSS ≤ 60 MB, CPU ≤ 0.2 %.
- * Node runs with the packaged launcher's flags (packaging/bin/cluster-agent), as under systemd;
- * `--node-flags ''` measures Node's defaults.
+ * Node runs with the packaged launcher's flags and environment (packaging/bin/cluster-agent: V8
+ * flags, glibc malloc settings), as under systemd; `--node-flags ''` measures Node's defaults,
+ * `--no-launcher-env` glibc's.
  *
  * `--bundle` measures the program the packages ship: the agent bundled by scripts/rpm/bundle.mjs
  * (as scripts/build-rpm does) into a temp dir with proto/ beside it. `--tree DIR` measures another
@@ -13,7 +14,7 @@
  * the window (heap spaces, code, threads, modules per package).
  *
  *   npm run build && node dist/bench/agent-cost.js [--warmup S] [--window S] [--node-flags FLAGS]
- *     [--bundle] [--tree DIR] [--breakdown] [--json]
+ *     [--no-launcher-env] [--bundle] [--tree DIR] [--breakdown] [--json]
  */
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ import { formatHelp, parseOptions, type OptionSpecs } from '../shared/options';
 import { errorMessage } from '../shared/errors';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
-import { packagedAgentNodeFlags } from '../test/helpers/launcher';
+import { packagedAgentEnv, packagedAgentNodeFlags } from '../test/helpers/launcher';
 import { MEMORY_PROBE, type MemoryBreakdown } from '../test/helpers/memory-probe';
 import { REPO_ROOT, run } from '../test/helpers/processes';
 import { waitFor } from '../test/helpers/wait';
@@ -32,6 +33,7 @@ const OPTIONS = {
   warmup: { kind: 'int', default: 20, min: 0, placeholder: 'SECONDS', description: 'idle time before sampling (start-up work excluded)' },
   window: { kind: 'int', default: 60, min: 5, placeholder: 'SECONDS', description: 'sampling window' },
   'node-flags': { kind: 'string', placeholder: 'FLAGS', description: "node's flags for the agent, space-separated (default: the packaged launcher's; '' for none)" },
+  'launcher-env': { kind: 'boolean', default: true, description: "the launcher's environment for the agent (glibc malloc settings; --no-launcher-env: none)" },
   bundle: { kind: 'boolean', description: 'run the agent as packaged: bundled by scripts/rpm/bundle.mjs, proto/ beside it' },
   tree: { kind: 'string', placeholder: 'DIR', description: 'the built tree to measure (its dist/, bundler and launcher flags; default this one)' },
   breakdown: { kind: 'boolean', description: 'also report where the memory is at the end of the window (test/helpers/memory-probe)' },
@@ -51,6 +53,8 @@ export interface AgentCost {
   cpuPercent: number;
   /** Node's flags the agent ran with. */
   nodeFlags: string[];
+  /** The launcher's environment the agent ran with. */
+  launcherEnv: Record<string, string>;
   /** `dist` (the compiled tree) or `bundle` (the packaged program). */
   program: 'dist' | 'bundle';
   tree: string;
@@ -65,24 +69,36 @@ export interface AgentCostOptions {
   windowS: number;
   /** Default: the tree's packaged launcher's flags. */
   nodeFlags?: readonly string[];
+  /** The tree's launcher's environment (glibc malloc settings). @default true */
+  launcherEnv?: boolean;
   bundle?: boolean;
   /** Default: this repository. */
   tree?: string;
   breakdown?: boolean;
 }
 
-/** The tree's agent bundled as scripts/build-rpm does it: DIR/agent.js with DIR/proto beside it. */
+/**
+ * The tree's agent bundled as scripts/build-rpm does it: DIR/agent.js with DIR/proto beside it,
+ * and DIR/facts-child.js (the facts collection process) when the tree has one.
+ */
 async function bundleAgent(tree: string, dir: string): Promise<string> {
+  const bundle = async (entry: string, out: string): Promise<void> => {
+    const r = await run(process.execPath, [join(tree, 'scripts', 'rpm', 'bundle.mjs'), entry, out], { cwd: tree, timeoutMs: 120_000 });
+    if (r.code !== 0) throw new Error(`bundling ${entry} failed: ${r.stderr.trim()}`);
+  };
   const out = join(dir, 'agent.js');
-  const r = await run(process.execPath, [join(tree, 'scripts', 'rpm', 'bundle.mjs'), join(tree, 'dist', 'agent', 'main.js'), out], { cwd: tree, timeoutMs: 120_000 });
-  if (r.code !== 0) throw new Error(`bundling the agent failed: ${r.stderr.trim()}`);
+  await bundle(join(tree, 'dist', 'agent', 'main.js'), out);
+  const factsChild = join(tree, 'dist', 'agent', 'facts-child.js');
+  if (existsSync(factsChild)) await bundle(factsChild, join(dir, 'facts-child.js'));
   cpSync(join(tree, 'proto'), join(dir, 'proto'), { recursive: true });
   return out;
 }
 
 export async function measureAgentCost(o: AgentCostOptions): Promise<AgentCost> {
   const tree = resolve(o.tree ?? REPO_ROOT);
-  const nodeFlags = o.nodeFlags ?? packagedAgentNodeFlags(join(tree, 'packaging', 'bin', 'cluster-agent'));
+  const launcher = join(tree, 'packaging', 'bin', 'cluster-agent');
+  const nodeFlags = o.nodeFlags ?? packagedAgentNodeFlags(launcher);
+  const launcherEnv = o.launcherEnv === false ? {} : packagedAgentEnv(launcher);
   const work = mkdtempSync(join(tmpdir(), 'bench-agent-cost-'));
   const etcd = await EtcdServer.start('bench-agent-cost');
   const cluster = new TestCluster(etcd, { name: 'bench-agent-cost', leaseTtlSec: 45 });
@@ -93,7 +109,7 @@ export async function measureAgentCost(o: AgentCostOptions): Promise<AgentCost> 
     await cluster.startCoordinator({ extraArgs: ['--replica-id', 'c1'] });
     const agent = await cluster.startAgent('idle-1', {
       script, nodeArgs: [...nodeFlags, ...probe],
-      ...(o.breakdown ? { env: { AGENT_MEMORY_PROBE_OUT: probeOut } } : {}),
+      env: { ...launcherEnv, ...(o.breakdown ? { AGENT_MEMORY_PROBE_OUT: probeOut } : {}) },
     });
     const pid = agent.proc.pid;
     await new Promise((r) => setTimeout(r, o.warmupS * 1000));
@@ -116,7 +132,7 @@ export async function measureAgentCost(o: AgentCostOptions): Promise<AgentCost> 
     return {
       rssMiB: { median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] },
       cpuPercent: Math.round((10_000 * cpu) / wall) / 100,
-      nodeFlags: [...nodeFlags], program: o.bundle ? 'bundle' : 'dist', tree,
+      nodeFlags: [...nodeFlags], launcherEnv, program: o.bundle ? 'bundle' : 'dist', tree,
       windowSeconds: Math.round(wall), cores: cpus().length, load1: Math.round(loadavg()[0] * 10) / 10,
       ...(breakdown ? { breakdown } : {}),
     };
@@ -130,18 +146,18 @@ export async function measureAgentCost(o: AgentCostOptions): Promise<AgentCost> 
 async function main(): Promise<number> {
   const parsed = parseOptions(OPTIONS, { argv: process.argv.slice(2), env: {}, allowPositionals: false });
   if (parsed.help) {
-    process.stdout.write(formatHelp('Usage: node dist/bench/agent-cost.js [--warmup S] [--window S] [--node-flags FLAGS] [--bundle] [--tree DIR] [--breakdown] [--json]', OPTIONS));
+    process.stdout.write(formatHelp('Usage: node dist/bench/agent-cost.js [--warmup S] [--window S] [--node-flags FLAGS] [--no-launcher-env] [--bundle] [--tree DIR] [--breakdown] [--json]', OPTIONS));
     return 0;
   }
   const given = parsed.values['node-flags'];
   const v = parsed.values;
   const r = await measureAgentCost({
     warmupS: v.warmup, windowS: v.window, nodeFlags: given === undefined ? undefined : given.split(' ').filter((f) => f !== ''),
-    bundle: v.bundle === true, tree: v.tree, breakdown: v.breakdown === true,
+    launcherEnv: v['launcher-env'], bundle: v.bundle === true, tree: v.tree, breakdown: v.breakdown === true,
   });
   if (v.json) process.stdout.write(`${JSON.stringify(r)}\n`);
   else {
-    process.stdout.write(`idle agent (${r.program}): RSS median ${r.rssMiB.median} MiB (max ${r.rssMiB.max}), CPU ${r.cpuPercent}% over ${r.windowSeconds} s; node flags: ${r.nodeFlags.join(' ') || 'none'}; ${r.cores} cores, load ${r.load1}\n`);
+    process.stdout.write(`idle agent (${r.program}): RSS median ${r.rssMiB.median} MiB (max ${r.rssMiB.max}), CPU ${r.cpuPercent}% over ${r.windowSeconds} s; node flags: ${r.nodeFlags.join(' ') || 'none'}; env: ${Object.entries(r.launcherEnv).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}; ${r.cores} cores, load ${r.load1}\n`);
     if (r.breakdown) process.stdout.write(`${JSON.stringify(r.breakdown, null, 2)}\n`);
   }
   return 0;

@@ -4,6 +4,8 @@
  * the same one `bench/agent-cost.js --breakdown` uses). The join's key and CSR are made with
  * node:crypto (shared/pki/csr.ts): the x509 library, its ASN.1 schemas and reflect-metadata stay
  * out of the agent (they held ~3.3 MiB of its RSS for good), and dbus-next waits for a systemd unit.
+ * Its hardware facts are collected in a child process (agent/facts-provider.ts): systeminformation
+ * never enters the agent.
  *
  * The CSR itself is checked with the reader the coordinator uses (x509, cluster-ca.ts readCsr).
  */
@@ -12,6 +14,8 @@ import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Facts } from '../../shared/facts';
+import { Keyspace } from '../../shared/keyspace';
 import { ClusterCa, readCsr } from '../../shared/pki/cluster-ca';
 import { createKeyAndCsr } from '../../shared/pki/csr';
 import { EtcdServer, TestCluster, expectReject, testPki, waitFor } from '../helpers';
@@ -53,7 +57,7 @@ describe('agent footprint: a joined agent keeps only what it uses', function () 
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    it('has no x509 library, ASN.1 schemas, reflect-metadata or D-Bus client loaded', async () => {
+    it('has no x509 library, ASN.1 schemas, reflect-metadata, D-Bus client or systeminformation loaded, and has its facts', async () => {
       const out = join(dir, 'breakdown.json');
       const agent = await cluster.startAgent('fp-1', { nodeArgs: ['-r', MEMORY_PROBE], env: { AGENT_MEMORY_PROBE_OUT: out } });
       await agent.proc.waitForLog(/"msg":"connected to coordinator"/, 60_000);
@@ -64,8 +68,12 @@ describe('agent footprint: a joined agent keeps only what it uses', function () 
       const loaded = Object.keys(b.packages);
       // The probe sees the agent's modules: the gRPC and etcd clients it does use are there.
       expect(loaded).to.include.members(['@grpc/grpc-js', 'etcd3']);
-      const unwanted = loaded.filter((p) => p.startsWith('@peculiar/') || ['asn1js', 'reflect-metadata', 'tsyringe', 'dbus-next'].includes(p));
+      const unwanted = loaded.filter((p) => p.startsWith('@peculiar/') || ['asn1js', 'reflect-metadata', 'tsyringe', 'dbus-next', 'systeminformation'].includes(p));
       expect(unwanted, `loaded: ${loaded.join(', ')}`).to.deep.equal([]);
+      // ...yet it registered with real facts, collected by its child process.
+      expect(agent.proc.logs).to.not.match(/facts collection failed/);
+      const facts = JSON.parse((await etcd.client().get(new Keyspace().facts('fp-1')).string()) ?? '{}') as Partial<Facts>;
+      expect(facts.memory?.totalBytes).to.be.greaterThan(0);
     });
   });
 });

@@ -12,4 +12,4 @@ export { agentCredentials } from './agent-credentials';
 export { SANDBOX_FACTS } from './facts';
 export { TcpProxy } from './tcp-proxy';
 export { EtcdCluster } from './etcd-cluster';
-export { packagedAgentNodeFlags, AGENT_LAUNCHER, AGENT_NODE_FLAGS_VAR } from './launcher';
+export { packagedAgentNodeFlags, packagedAgentEnv, AGENT_LAUNCHER, AGENT_NODE_FLAGS_VAR } from './launcher';

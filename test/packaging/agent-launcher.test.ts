@@ -3,13 +3,14 @@
  * flags that keep an idle agent small (bench/README.md, agent-cost). Run for real with `sh`,
  * its /usr paths pointed at this machine's node and at a probe script or the built agent: the
  * flags must reach V8 and take effect (the young generation stays capped), the operator's
- * CLUSTER_AGENT_NODE_FLAGS must replace them, and the agent must start under them without a warning.
+ * CLUSTER_AGENT_NODE_FLAGS must replace them, its glibc malloc settings must reach node unless the
+ * environment sets them, and the agent must start under them without a warning.
  */
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_LAUNCHER, AGENT_NODE_FLAGS_VAR, BIN, packagedAgentNodeFlags, run } from '../helpers';
+import { AGENT_LAUNCHER, AGENT_NODE_FLAGS_VAR, BIN, packagedAgentEnv, packagedAgentNodeFlags, run } from '../helpers';
 
 /** Allocates short-lived garbage, then reports its flags and the size V8 gave the young generation. */
 const PROBE = `
@@ -17,10 +18,11 @@ const v8 = require('node:v8');
 let keep = [];
 for (let i = 0; i < 2e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 20000) keep = []; }
 const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-process.stdout.write(JSON.stringify({ execArgv: process.execArgv, youngBytes: young.space_size, args: process.argv.slice(2) }));
+const malloc = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_')));
+process.stdout.write(JSON.stringify({ execArgv: process.execArgv, youngBytes: young.space_size, args: process.argv.slice(2), malloc }));
 `;
 
-interface ProbeOutput { execArgv: string[]; youngBytes: number; args: string[] }
+interface ProbeOutput { execArgv: string[]; youngBytes: number; args: string[]; malloc: Record<string, string> }
 
 describe('packaging: the agent launcher and its Node flags', function () {
   this.timeout(60_000);
@@ -43,7 +45,7 @@ describe('packaging: the agent launcher and its Node flags', function () {
   async function probe(env: NodeJS.ProcessEnv): Promise<ProbeOutput> {
     // The variable must be absent, not merely empty, for the default to apply.
     const base = { ...process.env };
-    delete base[AGENT_NODE_FLAGS_VAR];
+    for (const k of Object.keys(base)) if (k === AGENT_NODE_FLAGS_VAR || k.startsWith('MALLOC_')) delete base[k];
     const r = await run('/bin/sh', [launcher(join(dir, 'probe.js')), '--node-id', 'a b'], { env: { ...base, ...env } });
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stderr).to.equal('');
@@ -65,6 +67,13 @@ describe('packaging: the agent launcher and its Node flags', function () {
     expect(empty.youngBytes).to.be.above(2 * 1024 * 1024);
     const own = await probe({ [AGENT_NODE_FLAGS_VAR]: '--max-old-space-size=200 --max-semi-space-size=2' });
     expect(own.execArgv).to.deep.equal(['--max-old-space-size=200', '--max-semi-space-size=2']);
+  });
+
+  it('exports fixed glibc malloc thresholds to node; values from the environment (/etc/sysconfig) win', async () => {
+    const env = packagedAgentEnv();
+    expect(env).to.deep.equal({ MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '65536' });
+    expect((await probe({})).malloc).to.deep.equal(env);
+    expect((await probe({ MALLOC_TRIM_THRESHOLD_: '1048576' })).malloc).to.deep.equal({ ...env, MALLOC_TRIM_THRESHOLD_: '1048576' });
   });
 
   it('the built agent starts under the packaged flags without a warning', async () => {

@@ -94,7 +94,7 @@ describe('packaging: Debian packages (scripts/build-deb)', function () {
   it('dpkg-deb -c: programs, proto, wrappers, units, config (0600 for the agent), state dir 0700, docs; all owned by root', () => {
     const listing = dpkgDeb(['-c', join(out1, debName('cluster-agent', VERSION))]).trim().split('\n');
     const byPath = new Map(listing.map((l) => { const f = l.split(/\s+/); return [f[5].replace(/^\./, ''), { mode: f[0], owner: f[1] }]; }));
-    for (const p of ['/usr/lib/cluster/agent/agent.js', '/usr/lib/cluster/agent/proto/cluster.proto', '/usr/lib/cluster/agent/vendor/etcd3/proto/rpc.proto',
+    for (const p of ['/usr/lib/cluster/agent/agent.js', '/usr/lib/cluster/agent/facts-child.js', '/usr/lib/cluster/agent/proto/cluster.proto', '/usr/lib/cluster/agent/vendor/etcd3/proto/rpc.proto',
       '/usr/bin/cluster-agent', '/usr/lib/systemd/system/cluster-agent.service', '/etc/sysconfig/cluster-agent',
       '/usr/share/doc/cluster-agent/operations.md']) {
       expect(byPath.has(p), p).to.equal(true);

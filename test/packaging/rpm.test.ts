@@ -88,7 +88,7 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
   it('rpm -qpl lists the programs, proto, wrappers, units, config, state dir and docs', () => {
     const agent = rpmQuery(['-qpl', join(out1, rpmName('cluster-agent', VERSION))]).trim().split('\n');
     expect(agent).to.include.members([
-      '/usr/lib/cluster/agent.js', '/usr/lib/cluster/proto/cluster.proto', '/usr/lib/cluster/vendor/etcd3/proto/rpc.proto',
+      '/usr/lib/cluster/agent.js', '/usr/lib/cluster/facts-child.js', '/usr/lib/cluster/proto/cluster.proto', '/usr/lib/cluster/vendor/etcd3/proto/rpc.proto',
       '/usr/bin/cluster-agent', '/usr/lib/systemd/system/cluster-agent.service', '/etc/cluster/agent.yaml',
       '/etc/sysconfig/cluster-agent', '/var/lib/cluster-agent', '/usr/share/doc/cluster-agent/operations.md',
     ]);
@@ -225,6 +225,8 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
         return ended.then((c) => { throw new Error(`${err.message}\nlast clusterctl: ${JSON.stringify(last)}\nagent: ${agent?.logs.slice(-2000)}\ncoordinator: ${c}`); });
       });
       expect(listed).to.match(/rpm-node-1\s+Discovered\s+yes/);
+      // Its facts came from the packaged facts-child.js (agent/facts-provider.ts), not the empty stand-in.
+      expect(agent.logs).to.not.match(/facts collection failed/);
 
       // A clean stop through systemd (SIGTERM) ends with success, not a seccomp kill.
       await agent.stop(15_000);

@@ -24,17 +24,14 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import type { ConfigServiceClient } from '../generated/cluster/v1/ConfigService';
-import type { JobServiceClient } from '../generated/cluster/v1/JobService';
 import type { Job__Output } from '../generated/cluster/v1/Job';
 import { parseOptions, formatHelp, type OptionSpecs, type ParseResult } from '../shared/options';
 import { errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
-import { loadProto } from '../shared/proto';
-import { clientCredentials, parseCredentials } from '../shared/pki';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { decodeNode } from '../shared/records';
+import { adminClients, unary, type AdminClients } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
 import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
 
@@ -88,16 +85,6 @@ function etcdPid(dataDir: string): number {
     }
   }
   return -1;
-}
-
-function unary<Req, Res>(fn: (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req, timeoutMs: number): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    fn(req, new grpc.Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
-      if (err) reject(err);
-      else if (res === undefined) reject(new Error('empty response'));
-      else resolve(res);
-    });
-  });
 }
 
 /** Per-node final records of one job, from a watch over jobs/. */
@@ -200,8 +187,7 @@ async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; st
   const jobs = new JobWatch(client, ks);
   const fleets: SimFleet[] = [];
   const samplers: RssSampler[] = [];
-  let jobClient: JobServiceClient | undefined;
-  let configClient: ConfigServiceClient | undefined;
+  let admin: AdminClients | undefined;
   const jobProfileFile = join(cluster.logDir, 'job.cpuprofile');
   try {
     // Ping every 10 s (the default): with N streams that is N/10 pings a second on the leader.
@@ -257,14 +243,10 @@ async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; st
     say(`N=${n}: idle RSS coordinator ${result.rssIdleMiB.coordinator} MiB, sim-fleet ${result.rssIdleMiB.simFleet} MiB, etcd ${result.rssIdleMiB.etcd} MiB`);
 
     // --- the fan-out job --------------------------------------------------------------------
-    const { api } = loadProto();
     // The operator's side over mutual TLS with the admin credentials the coordinator wrote.
-    const admin = parseCredentials(readFileSync(cluster.adminCredentials, 'utf8'), cluster.adminCredentials);
-    const adminTls = clientCredentials({ caPem: admin.ca, certPem: admin.certificate, keyPem: admin.key });
-    jobClient = new api.cluster.v1.JobService(coord.address, adminTls, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-    configClient = new api.cluster.v1.ConfigService(coord.address, adminTls);
-    const cc = configClient;
-    const jc = jobClient;
+    admin = adminClients(cluster, coord.address);
+    const cc = admin.config;
+    const jc = admin.jobs;
     try {
       await unary(cc.PushBundle.bind(cc), { yaml: BUNDLE_YAML }, 30_000);
       await unary(cc.SetGroup.bind(cc), { group: { name: 'bench', bundle: 'bench-fanout', version: '1' } }, 30_000);
@@ -336,8 +318,7 @@ async function runSize(n: number, o: { leaseTtl: number; electionTtl: number; st
     return result;
   } finally {
     for (const s of samplers) s.stop();
-    jobClient?.close();
-    configClient?.close();
+    admin?.close();
     await jobs.stop().catch(() => undefined);
     if (fleets.length > 0) {
       result.rssIdleMiB ??= { coordinator: NaN, simFleet: fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0), etcd: NaN };

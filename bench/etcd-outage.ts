@@ -257,7 +257,7 @@ async function main(): Promise<number> {
     row('stream attached again (Welcome)', result.streamMs, perRound.map((r) => r.lastStreamMs)),
     row('node Reachable and connected', result.reachableMs, perRound.map((r) => r.lastReachableMs)),
     `streams that survived an outage: ${perRound.map((r) => r.streamsKept).join(' / ')}`,
-    `writes of reachable=false: ${unreachableWrites.length}${unreachableWrites.length ? ` (${unreachableWrites.map((u) => `${u.nodeId}:${u.signal}`).join(', ')})` : ''}`,
+    `writes of reachable=false: ${unreachableWrites.length}${unreachableWrites.length ? ` (${unreachableWrites.slice(0, 10).map((u) => `${u.nodeId}:${u.signal}`).join(', ')}${unreachableWrites.length > 10 ? ', …' : ''})` : ''}`,
     `lifecycle state changes: ${stateChanges.length}${stateChanges.length ? ` (${stateChanges.map((c) => `${c.nodeId} ${c.from}→${c.to}`).join(', ')})` : ''}`,
     '',
   ].join('\n'));

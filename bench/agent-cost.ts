@@ -27,7 +27,7 @@ import { packagedAgentEnv, packagedAgentNodeFlags } from '../test/helpers/launch
 import { MEMORY_PROBE, type MemoryBreakdown } from '../test/helpers/memory-probe';
 import { REPO_ROOT, run } from '../test/helpers/processes';
 import { waitFor } from '../test/helpers/wait';
-import { rssMiB } from './sim-fleet';
+import { cpuSeconds, rssMiB } from './sim-fleet';
 
 const OPTIONS = {
   warmup: { kind: 'int', default: 20, min: 0, placeholder: 'SECONDS', description: 'idle time before sampling (start-up work excluded)' },
@@ -39,14 +39,6 @@ const OPTIONS = {
   breakdown: { kind: 'boolean', description: 'also report where the memory is at the end of the window (test/helpers/memory-probe)' },
   json: { kind: 'boolean', description: 'print one JSON object' },
 } as const satisfies OptionSpecs;
-
-/** CPU seconds (user + system) of a process so far. */
-function cpuSeconds(pid: number): number {
-  // Fields after the command (which may contain spaces) start after the last ')'.
-  const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  const ticks = Number(rest[11]) + Number(rest[12]); // utime, stime (fields 14, 15)
-  return ticks / 100; // USER_HZ is 100 on Linux
-}
 
 export interface AgentCost {
   rssMiB: { median: number; max: number };

@@ -24,20 +24,17 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import type { ConfigServiceClient } from '../generated/cluster/v1/ConfigService';
-import type { JobServiceClient } from '../generated/cluster/v1/JobService';
 import type { Job__Output } from '../generated/cluster/v1/Job';
 import { parseOptions, formatHelp, type OptionSpecs, type ParseResult } from '../shared/options';
 import { errorMessage } from '../shared/errors';
 import { Keyspace } from '../shared/keyspace';
-import { loadProto } from '../shared/proto';
-import { clientCredentials, parseCredentials } from '../shared/pki';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { decodeNode } from '../shared/records';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
+import { adminClients, unary, type AdminClients } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
-import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
+import { RssSampler, SimFleet, cpuSeconds, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
 
 const OPTIONS = {
   sizes: { kind: 'list', default: ['1000', '5000', '10000'], placeholder: 'N[,N...]', description: 'fleet sizes, each run separately' },
@@ -104,13 +101,10 @@ function etcdPid(dataDir: string): number {
   return -1;
 }
 
-/** CPU time (user + system, all threads) of a process in ms, from /proc/<pid>/stat (NaN when gone). */
+/** CPU time (user + system, all threads) of a process in ms (NaN when gone). */
 function cpuMs(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces): state is [0], utime [11], stime [12].
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms (CLK_TCK 100)
+    return cpuSeconds(pid) * 1000;
   } catch {
     return NaN;
   }
@@ -149,16 +143,6 @@ function streamCounts(logFile: string): { connected: number; disconnected: numbe
     }
   }
   return out;
-}
-
-function unary<Req, Res>(fn: (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req, timeoutMs: number): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    fn(req, new grpc.Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => {
-      if (err) reject(err);
-      else if (res === undefined) reject(new Error('empty response'));
-      else resolve(res);
-    });
-  });
 }
 
 /** Per-node final records of one job, from a watch over jobs/. */
@@ -279,8 +263,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
   const jobs = new JobWatch(client, ks);
   const fleets: SimFleet[] = [];
   const samplers: RssSampler[] = [];
-  let jobClient: JobServiceClient | undefined;
-  let configClient: ConfigServiceClient | undefined;
+  let admin: AdminClients | undefined;
   const jobProfileFile = join(cluster.logDir, 'job.cpuprofile');
   let summaryTimer: NodeJS.Timeout | undefined;
   // The sim-fleets from start to all attached (filled by the 10 s summary below).
@@ -389,14 +372,10 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     }
 
     // --- the fan-out job --------------------------------------------------------------------
-    const { api } = loadProto();
     // The operator's side over mutual TLS with the admin credentials the coordinator wrote.
-    const admin = parseCredentials(readFileSync(cluster.adminCredentials, 'utf8'), cluster.adminCredentials);
-    const adminTls = clientCredentials({ caPem: admin.ca, certPem: admin.certificate, keyPem: admin.key });
-    jobClient = new api.cluster.v1.JobService(coord.address, adminTls, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-    configClient = new api.cluster.v1.ConfigService(coord.address, adminTls);
-    const cc = configClient;
-    const jc = jobClient;
+    admin = adminClients(cluster, coord.address);
+    const cc = admin.config;
+    const jc = admin.jobs;
     try {
       await unary(cc.PushBundle.bind(cc), { yaml: BUNDLE_YAML }, 30_000);
       await unary(cc.SetGroup.bind(cc), { group: { name: 'bench', bundle: 'bench-fanout', version: '1' } }, 30_000);
@@ -471,8 +450,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     clearInterval(summaryTimer);
     result.coordinatorStreams = streamCounts(join(cluster.logDir, 'coordinator-c1.log'));
     for (const s of samplers) s.stop();
-    jobClient?.close();
-    configClient?.close();
+    admin?.close();
     await jobs.stop().catch(() => undefined);
     if (fleets.length > 0) {
       result.rssIdleMiB ??= { coordinator: NaN, simFleet: Math.round(fleets.reduce((a, fl) => a + rssMiB(fl.pid), 0) * 10) / 10, etcd: NaN };

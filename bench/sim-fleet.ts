@@ -79,6 +79,18 @@ export function rssMiB(pid: number): number {
 }
 
 /**
+ * CPU seconds (user + system) of a process so far; with `children`, also of its children it
+ * has waited for (cutime + cstime: an agent's exec'd probes and package tools).
+ */
+export function cpuSeconds(pid: number, children = false): number {
+  // Fields after the command (which may contain spaces) start after the last ')'.
+  const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  let ticks = Number(rest[11]) + Number(rest[12]); // utime, stime (fields 14, 15)
+  if (children) ticks += Number(rest[13]) + Number(rest[14]); // cutime, cstime (16, 17)
+  return ticks / 100; // USER_HZ is 100 on Linux
+}
+
+/**
  * Samples a process's RSS (or the sum over several processes: a fleet split over sim-fleet
  * processes) every `intervalMs`; `peak` is the largest since the last `reset()`.
  */

@@ -1,0 +1,52 @@
+/**
+ * CPU time of processes over a phase, from /proc/<pid>/stat (utime + stime, the process and all
+ * its threads; not its children): which process is the bottleneck of a benchmark phase. A phase's
+ * CPU seconds against its wall seconds is that process's share of one core (1.0 = one core busy
+ * all along; the box has two).
+ */
+import { readFileSync } from 'node:fs';
+
+/** Clock ticks per second of utime/stime (`getconf CLK_TCK`): 100 on Linux for every arch we run. */
+const CLK_TCK = 100;
+
+/** utime + stime of `pid` in ms (NaN when it is gone or unreadable). */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? (ticks * 1000) / CLK_TCK : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU ms of each named process set (a set's pids are summed) between `start()` and `stop()`. */
+export class PhaseCpu<K extends string> {
+  private begin = new Map<K, number>();
+  private startedAt = 0;
+
+  constructor(private readonly pids: Record<K, () => readonly number[]>) {}
+
+  private now(): Map<K, number> {
+    const out = new Map<K, number>();
+    for (const k of Object.keys(this.pids) as K[]) out.set(k, this.pids[k]().reduce((a, p) => a + cpuMs(p), 0));
+    return out;
+  }
+
+  start(): this {
+    this.begin = this.now();
+    this.startedAt = Date.now();
+    return this;
+  }
+
+  /** CPU ms per set since `start()`, and the wall ms. */
+  stop(): { wallMs: number; cpuMs: Record<K, number> } {
+    const end = this.now();
+    const cpu = {} as Record<K, number>;
+    for (const [k, v] of end) cpu[k] = Math.round(v - (this.begin.get(k) ?? NaN));
+    return { wallMs: Date.now() - this.startedAt, cpuMs: cpu };
+  }
+}

@@ -21,7 +21,7 @@ import {
 } from '../../shared';
 import type { DriftReport__Output } from '../../generated/cluster/v1/DriftReport';
 import { decodeDriftDetail, driftDetailLine, driftLines } from '../../shared/command-report';
-import type { NodeStore } from '../node-store';
+import type { NodeStore, VersionedNode } from '../node-store';
 import type { GroupRecord } from '../config/group-store';
 import { decodeJob, decodeJobNode, isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
 import { readKeys } from '../etcd-txn';
@@ -35,9 +35,13 @@ export type ReverifyAction =
   | { kind: 'baseline'; nodeId: string; bootId: string }
   | { kind: 'reverify'; nodeId: string; group: string; bootId: string; reason: string };
 
+/** Whether the node's own record could ask for a reverify or a baseline (the jobs holding it aside). */
+export function mayNeedVerify(n: NodeRecord): boolean {
+  return (n.state === 'Commissioned' || n.state === 'Upgraded') && !!n.group && n.connected && !n.maintenance && !!n.bootId && n.bootId !== n.verifiedBootId;
+}
+
 function eligible(n: NodeRecord, activeJobs: ReadonlySet<string>): boolean {
-  return (n.state === 'Commissioned' || n.state === 'Upgraded') && !!n.group && n.connected && !n.maintenance
-    && !(n.currentJob && activeJobs.has(n.currentJob)) && !!n.bootId;
+  return mayNeedVerify(n) && !(n.currentJob && activeJobs.has(n.currentJob));
 }
 
 /** Pure: which nodes to reverify (new boot id) or baseline (never verified). */
@@ -197,7 +201,8 @@ export class DriftWatcher {
    * verify job's results are read when its record changes, which asks for one.
    */
   private async nodesPass(ids: readonly string[]): Promise<void> {
-    const nodes = [...(await this.o.nodes.getMany(ids)).values()].map((v) => v.record).filter((n) => n.bootId !== n.verifiedBootId);
+    const read = [...(await this.o.nodes.getMany(ids)).values()].filter((v) => mayNeedVerify(v.record));
+    const nodes = read.map((v) => v.record);
     const holding = [...new Set(nodes.map((n) => n.currentJob).filter((j): j is string => j !== undefined))];
     const activeJobs = holding.length > 0 ? await this.activeAmong(holding) : new Set<string>();
     const actions = planReverify(nodes, activeJobs);
@@ -205,13 +210,24 @@ export class DriftWatcher {
     // The group names the repair policy in a reverify's event; a baseline needs none.
     const groups = actions.some((a) => a.kind === 'reverify') ? recordsOf((await readSnapshot(this.o.client, this.o.keyspace, ['groups'], this.log)).groups) : [];
     try {
-      for (const a of actions) {
-        if (!this.o.isLeader() || !this.loop.started) return;
-        const group = nodes.find((n) => n.id === a.nodeId)?.group;
-        await this.act(a, groups.find((g) => g.name === group));
-      }
+      await this.actAll(actions, (id) => groups.find((g) => g.name === nodes.find((n) => n.id === id)?.group), new Map(read.map((v) => [v.record.id, v])));
     } catch (err) {
       if (!(err instanceof NotLeaderError)) throw err;
+    }
+  }
+
+  /**
+   * The baselines together (each its own guarded write; the event log commits them in a few
+   * transactions, from the records as read: no read each), then the reverifies one by one (each
+   * starts a job).
+   */
+  private async actAll(actions: readonly ReverifyAction[], groupOf: (nodeId: string) => GroupRecord | undefined, known: ReadonlyMap<string, VersionedNode>): Promise<void> {
+    if (actions.length === 0 || !this.o.isLeader() || !this.loop.started) return;
+    await Promise.all(actions.filter((a) => a.kind === 'baseline').map((a) => this.act(a, undefined, known.get(a.nodeId))));
+    for (const a of actions) {
+      if (a.kind !== 'reverify') continue;
+      if (!this.o.isLeader() || !this.loop.started) return;
+      await this.act(a, groupOf(a.nodeId));
     }
   }
 
@@ -247,10 +263,7 @@ export class DriftWatcher {
 
     try {
       await this.recordResults(nodes, jobs, groups);
-      for (const a of planReverify(nodes, activeJobs)) {
-        if (!this.o.isLeader() || !this.loop.started) return;
-        await this.act(a, groups.get(nodes.find((n) => n.id === a.nodeId)?.group ?? ''));
-      }
+      await this.actAll(planReverify(nodes, activeJobs), (id) => groups.get(nodes.find((n) => n.id === id)?.group ?? ''), snap.nodes);
     } catch (err) {
       if (!(err instanceof NotLeaderError)) throw err;
     }
@@ -275,12 +288,13 @@ export class DriftWatcher {
     return out;
   }
 
-  private async act(a: ReverifyAction, group: GroupRecord | undefined): Promise<void> {
+  /** `known`: the node's record as read (a stale one costs a compare-and-swap retry). */
+  private async act(a: ReverifyAction, group: GroupRecord | undefined, known?: VersionedNode): Promise<void> {
     if (a.kind === 'baseline') {
       await this.o.nodes.mutate(a.nodeId, (cur) => (!cur || cur.verifiedBootId || cur.bootId !== a.bootId ? undefined : {
         next: { ...cur, verifiedBootId: a.bootId },
         event: { type: 'node.verify-baseline', message: `boot ${a.bootId} taken as verified (in service on this boot)` },
-      }));
+      }), known ? { known } : {});
       return;
     }
     let jobId: string;

@@ -165,6 +165,19 @@ describe('drift watcher (real etcd, jobs engine)', function () {
     });
   }
 
+  it('the baselines of a pass are written together (a fan-out commissions many nodes at once), not one transaction after another', async () => {
+    await h.withGroup();
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
+    for (const id of ids) await h.putNode({ id, state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: `boot-${id}` });
+    dw.start();
+    await dw.runOnce();
+    for (const id of ids) expect((await h.node(id)).verifiedBootId, id).to.equal(`boot-${id}`);
+    const kvs = (await client.getAll().prefix(h.ks.eventsPrefix()).exec()).kvs
+      .filter((kv) => (JSON.parse(kv.value.toString()) as { type?: string }).type === 'node.verify-baseline');
+    expect(kvs).to.have.length(ids.length);
+    expect(new Set(kvs.map((kv) => kv.create_revision)).size, 'transactions the baselines took').to.be.lessThan(ids.length);
+  });
+
   it('a job\'s per-node records start no pass (a fan-out writes one per node, several times); its record does', async () => {
     await h.withGroup();
     await h.putNode({ id: 'n1', state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: 'boot-1', verifiedBootId: 'boot-1' });

@@ -34,7 +34,8 @@ import { decodeNode } from '../shared/records';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { adminClients, unary, type AdminClients } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
-import { RssSampler, SimFleet, cpuSeconds, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
+import { PhaseCpu, cpuMs } from './proc-cpu';
+import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
 
 const OPTIONS = {
   sizes: { kind: 'list', default: ['1000', '5000', '10000'], placeholder: 'N[,N...]', description: 'fleet sizes, each run separately' },
@@ -99,15 +100,6 @@ function etcdPid(dataDir: string): number {
     }
   }
   return -1;
-}
-
-/** CPU time (user + system, all threads) of a process in ms (NaN when gone). */
-function cpuMs(pid: number): number {
-  try {
-    return cpuSeconds(pid) * 1000;
-  } catch {
-    return NaN;
-  }
 }
 
 /** CPU % of one core used by `pids` (summed) over `ms`. */
@@ -226,6 +218,17 @@ interface SizeResult {
     failed?: number;
     jobState?: string;
     rssPeakMiB?: { coordinator: number; simFleet: number; etcd: number };
+    /**
+     * CPU ms (utime + stime from /proc/<pid>/stat) of each process from the StartJob call to the
+     * last node result (`wallMs`): which one is the bottleneck. `bench` is this process (the watch).
+     */
+    cpu?: { wallMs: number; cpuMs: { coordinator: number; simFleet: number; etcd: number; bench: number } };
+    /**
+     * Over the same phase: etcd revisions (one per write transaction that changed something: the
+     * leader's group commits and the agents' own writes) and the coordinator's etcd transactions
+     * (reads and writes, its cluster_etcd_txn_duration_seconds count) with their summed latency.
+     */
+    etcd?: { revisions: number; coordinatorTxns: number; coordinatorTxnSeconds: number };
   };
   /** With --cpu-prof: the coordinator's top frames over the whole size (start, attach, job). */
   cpuProfile?: { file: string; totalMs: number; frames: Frame[] };
@@ -391,6 +394,10 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     }
     await jobs.start();
     cs.reset(); fs.reset(); es.reset();
+    const metricsAt = await coord.metricsAddress();
+    const txnsBefore = await coordinatorTxns(metricsAt);
+    const revisionBefore = await etcdRevision(client, ks);
+    const cpu = new PhaseCpu({ coordinator: () => [coord.proc.pid], simFleet: () => fleets.map((f) => f.pid), etcd: () => [ePid], bench: () => [process.pid] }).start();
     const startAt = Date.now();
     let job: Job__Output;
     try {
@@ -418,6 +425,10 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     } catch (err) {
       problem = errorMessage(err);
     }
+    const cpuUsed = cpu.stop();
+    const revisionAfter = await etcdRevision(client, ks);
+    const txnsAfter = await coordinatorTxns(metricsAt);
+    const etcdUse = { revisions: revisionAfter - revisionBefore, coordinatorTxns: txnsAfter.count - txnsBefore.count, coordinatorTxnSeconds: Math.round((txnsAfter.sum - txnsBefore.sum) * 100) / 100 };
     const lat = [...jobs.finished.values()].map((v) => v.at - startAt);
     result.job = {
       ...result.job,
@@ -427,6 +438,8 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
       failed: [...jobs.finished.values()].filter((v) => v.state !== 'succeeded').length,
       jobState: jobs.jobState,
       rssPeakMiB: { coordinator: cs.peak, simFleet: fs.peak, etcd: es.peak },
+      cpu: cpuUsed,
+      etcd: etcdUse,
     };
     if (problem) {
       result.problem = `${problem}: ${jobs.finished.size}/${n} node results recorded`;
@@ -434,6 +447,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
       result.completed = true;
     }
     say(`N=${n}: ${jobs.finished.size} results (${result.job.succeeded} succeeded) in ${result.job.totalMs} ms; per node p50 ${result.job.perNode?.p50} ms, p99 ${result.job.perNode?.p99} ms; peak RSS coordinator ${cs.peak} MiB`);
+    say(`N=${n}: ${cpuLine(cpuUsed)}; ${etcdLine(etcdUse)}`);
     return result;
   } catch (err) {
     result.problem = errorMessage(err);
@@ -473,6 +487,28 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     await etcd.destroy();
     rmSync(sandbox, { recursive: true, force: true });
   }
+}
+
+/** etcd's current revision (the header of a one-key read). */
+async function etcdRevision(client: Etcd3, ks: Keyspace): Promise<number> {
+  return Number((await client.get(ks.eventSeq()).exec()).header.revision);
+}
+
+/** The coordinator's etcd transactions so far: count and summed seconds, from its /metrics. */
+async function coordinatorTxns(address: string): Promise<{ count: number; sum: number }> {
+  const text = await (await fetch(`http://${address}/metrics`)).text();
+  const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { count: value('cluster_etcd_txn_duration_seconds_count'), sum: value('cluster_etcd_txn_duration_seconds_sum') };
+}
+
+function etcdLine(e: NonNullable<NonNullable<SizeResult['job']>['etcd']>): string {
+  return `etcd: ${e.revisions} revisions (write transactions, the agents' included); coordinator: ${e.coordinatorTxns} etcd transactions, ${e.coordinatorTxnSeconds} s summed latency`;
+}
+
+/** "job phase 2140 ms wall, CPU ms: coordinator 1650 (0.77 core), ..." */
+function cpuLine(c: NonNullable<NonNullable<SizeResult['job']>['cpu']>): string {
+  const part = (name: string, ms: number): string => `${name} ${ms} (${(ms / Math.max(1, c.wallMs)).toFixed(2)} core)`;
+  return `job phase ${c.wallMs} ms wall, CPU ms: ${part('coordinator', c.cpuMs.coordinator)}, ${part('sim-fleet', c.cpuMs.simFleet)}, ${part('etcd', c.cpuMs.etcd)}, ${part('bench watch', c.cpuMs.bench)}`;
 }
 
 async function main(): Promise<number> {
@@ -552,6 +588,8 @@ async function main(): Promise<number> {
       const g = r.atGiveUp;
       lines.push(`       at give-up: ${g.registered} registered, ${g.attached} attached; RSS coordinator ${g.rssMiB.coordinator} MiB, sim-fleet ${g.rssMiB.simFleet} MiB, etcd ${g.rssMiB.etcd} MiB`);
     }
+    if (j?.cpu) lines.push(`       ${cpuLine(j.cpu)}`);
+    if (j?.etcd) lines.push(`       ${etcdLine(j.etcd)}`);
     if (r.cpuProfile) {
       lines.push(`       coordinator CPU profile (${r.cpuProfile.totalMs} ms sampled; ${r.cpuProfile.file}), top frames by self time:`);
       for (const fr of r.cpuProfile.frames) lines.push(`         ${String(fr.selfMs).padStart(7)} ms ${fr.pct.toFixed(1).padStart(5)}%  ${fr.frame}`);

@@ -12,9 +12,17 @@ import { readPrefixes } from './etcd-txn';
 import { parseFacts } from './node-view';
 import { decodeGroup, type GroupRecord } from '../shared/group';
 import { decodeJob, decodeJobNode, type JobNodeRecord, type JobRecord } from './jobs/job-record';
+import { scanJobRecords } from './jobs/job-record-scan';
 
-/** `factKeys` reads only which nodes have facts (keys, not values: facts are large). */
-export type SnapshotPart = 'nodes' | 'jobs' | 'groups' | 'facts' | 'factKeys' | 'members';
+/**
+ * `factKeys` reads only which nodes have facts (keys, not values: facts are large). `jobRecords`
+ * reads the job records without their per-node records (jobs/<id>/nodes/...: one per node a
+ * kept job ran on, with its output), stepping over those in one small read per job
+ * (jobs/job-record-scan.ts); `jobs` reads both. A reader that decides from jobs' kind and state
+ * alone asks for `jobRecords`: a pass during a fan-out to 10,000 nodes then reads no 10,000
+ * node records of that job.
+ */
+export type SnapshotPart = 'nodes' | 'jobs' | 'jobRecords' | 'groups' | 'facts' | 'factKeys' | 'members';
 
 export interface Versioned<T> {
   record: T;
@@ -52,7 +60,8 @@ function emptySnapshot(revision: string): Snapshot {
 function prefixOf(ks: Keyspace, part: SnapshotPart): string {
   switch (part) {
     case 'nodes': return ks.nodesPrefix();
-    case 'jobs': return ks.jobsPrefix();
+    case 'jobs':
+    case 'jobRecords': return ks.jobsPrefix();
     case 'groups': return ks.groupsPrefix();
     case 'facts':
     case 'factKeys': return ks.factsPrefix();
@@ -84,14 +93,15 @@ export function decodeSnapshot(ks: Keyspace, revision: string, parts: readonly S
             if (node) s.nodes.set(node.name, { record: node.record, modRevision });
             break;
           }
-          case 'jobs': {
+          case 'jobs':
+          case 'jobRecords': {
             const parsed = ks.parseJobKey(key);
             if (!parsed) {
               skip('not a job key');
             } else if (parsed.nodeId === undefined) {
               const job = named('job', parsed.jobId, decodeJob, (r) => r.id);
               if (job) s.jobs.set(job.name, { record: job.record, modRevision, ...(createRevision ? { createRevision } : {}) });
-            } else {
+            } else if (part === 'jobs') {
               const jobNode = named('node', parsed.nodeId, decodeJobNode, (r) => r.nodeId);
               if (jobNode) s.jobNodes.set(jobNodeKey(parsed.jobId, jobNode.name), { record: jobNode.record, modRevision });
             }
@@ -140,8 +150,21 @@ export function decodeNodeKv(ks: Keyspace, kv: Pick<IKeyValue, 'key' | 'value' |
 
 /** Reads `parts` at one revision and decodes them; skipped records are logged once per read. */
 export async function readSnapshot(client: Etcd3, ks: Keyspace, parts: readonly SnapshotPart[], logger?: Logger): Promise<Snapshot> {
-  const { revision, kvs } = await readPrefixes(client, parts.map((p) => ({ prefix: prefixOf(ks, p), keysOnly: p === 'factKeys' })));
-  const s = decodeSnapshot(ks, revision, parts, kvs);
+  let s: Snapshot;
+  if (parts.includes('jobRecords')) {
+    // The other parts are read in the scan's first transaction: the same revision.
+    const others = parts.filter((p) => p !== 'jobRecords' && p !== 'jobs');
+    const scan = await scanJobRecords(client, ks, others.map((p) => ({ prefix: prefixOf(ks, p), keysOnly: p === 'factKeys' })));
+    s = decodeSnapshot(ks, scan.revision, others, scan.alongside);
+    for (const [id, record] of scan.jobs) {
+      const v = scan.revisions.get(id);
+      s.jobs.set(id, { record, modRevision: v?.modRevision ?? '0', ...(v ? { createRevision: v.createRevision } : {}) });
+    }
+    s.skipped.push(...scan.skipped);
+  } else {
+    const { revision, kvs } = await readPrefixes(client, parts.map((p) => ({ prefix: prefixOf(ks, p), keysOnly: p === 'factKeys' })));
+    s = decodeSnapshot(ks, revision, parts, kvs);
+  }
   if (s.skipped.length > 0) {
     logger?.warn('unreadable records skipped', { count: s.skipped.length, first: s.skipped[0].key, reason: s.skipped[0].reason });
   }

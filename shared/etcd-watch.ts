@@ -27,24 +27,33 @@ export interface WatchOptions {
    * @default every put
    */
   putFilter?: (key: string, value: Buffer, previous: Buffer | undefined) => boolean;
+  /**
+   * Whether the put filter needs the previous values (etcd then sends each put's old value
+   * too); false for a filter that decides from the new value alone. @default true
+   */
+  previousValues?: boolean;
 }
 
-/** Calls `onChange` on every put/delete under each prefix and on every (re)connect of a watcher. */
-export function watchPrefixes(client: Etcd3, prefixes: readonly string[], onChange: () => void, logger: Logger, options: WatchOptions = {}): PrefixWatch {
+/**
+ * Calls `onChange` on every put/delete under each prefix (with the key) and on every (re)connect
+ * of a watcher (without one: anything may have changed meanwhile).
+ */
+export function watchPrefixes(client: Etcd3, prefixes: readonly string[], onChange: (key?: string) => void, logger: Logger, options: WatchOptions = {}): PrefixWatch {
   const filter = options.keyFilter;
   const putFilter = options.putFilter;
   const onKey = (kv: { key: Buffer }): void => {
-    if (!filter || filter(kv.key.toString())) onChange();
+    const key = kv.key.toString();
+    if (!filter || filter(key)) onChange(key);
   };
   const onPut = (kv: { key: Buffer; value: Buffer }, previous?: { value: Buffer }): void => {
     const key = kv.key.toString();
-    if ((!filter || filter(key)) && (!putFilter || putFilter(key, kv.value, previous?.value))) onChange();
+    if ((!filter || filter(key)) && (!putFilter || putFilter(key, kv.value, previous?.value))) onChange(key);
   };
   const watchers: Watcher[] = [];
   let stopped = false;
   for (const prefix of prefixes) {
     const builder = client.watch().prefix(prefix);
-    const w = (putFilter ? builder.withPreviousKV() : builder).watcher();
+    const w = (putFilter && options.previousValues !== false ? builder.withPreviousKV() : builder).watcher();
     w.on('put', onPut);
     w.on('delete', onKey);
     w.on('connected', () => onChange());

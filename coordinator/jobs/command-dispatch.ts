@@ -120,6 +120,13 @@ export interface DispatchContext {
   /** Queue a write of the node's job record (after the writes queued before it). */
   write(rec: JobNodeRecord): Promise<void>;
   /**
+   * The record's boot id was taken from the node's stream as this run started the command,
+   * before anything was sent: a first send that finds another boot records that one instead of
+   * failing the node (the command never reached the agent of the first boot). Without it, a
+   * boot id in the record is the one the command was sent to.
+   */
+  bootIdBeforeSend?: boolean;
+  /**
    * The secrets the command carries: the agent's progress and result pass through it before
    * anything is kept, logged or evented (the agent redacts too; this does not rely on it).
    */
@@ -186,7 +193,7 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
         return;
       }
       const boot = streams.get(nodeId)?.bootId ?? '';
-      if (live.bootId && boot && boot !== live.bootId) {
+      if (live.bootId && boot && boot !== live.bootId && (everSent || !c.bootIdBeforeSend)) {
         // The agent rebooted while the command ran (or before a resumed leader re-sent it):
         // the machine is not in the state the command started from, and the agent no longer
         // knows the command, so sending it again would run it twice. Fail the node instead.
@@ -202,7 +209,8 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
       }
       if (trySend({ command })) {
         everSent = true;
-        if (!live.bootId && boot) {
+        // The boot the command went to (written with the "running" record when it was known then).
+        if (boot && live.bootId !== boot) {
           live = { ...live, bootId: boot };
           c.remember(live);
           c.write(live).catch((err: unknown) => c.log.debug('boot id write failed', { nodeId, err: errorMessage(err) }));

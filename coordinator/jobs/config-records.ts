@@ -5,7 +5,7 @@
  * shared/bundle/types.ts.
  */
 import type { Etcd3 } from 'etcd3';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, type Keyspace } from '../../shared';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, type Facts, type Keyspace } from '../../shared';
 import type { Bundle } from '../../shared/bundle';
 import { readKeys, readRecord } from '../etcd-txn';
 import { readSnapshot } from '../snapshot';
@@ -75,9 +75,9 @@ export class ConfigReader {
   }
 
   /** Several nodes' facts in one read (nodes without readable facts are missing from the map). */
-  async factsOf(nodeIds: readonly string[]): Promise<Map<string, unknown>> {
+  async factsOf(nodeIds: readonly string[]): Promise<Map<string, Partial<Facts>>> {
     const { kvs } = await readKeys(this.client, nodeIds.map((id) => this.keyspace.facts(id)));
-    const out = new Map<string, unknown>();
+    const out = new Map<string, Partial<Facts>>();
     kvs.forEach((kv, i) => {
       const facts = parseFacts(kv?.value.toString());
       if (facts !== undefined) out.set(nodeIds[i], facts);

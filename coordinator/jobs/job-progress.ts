@@ -27,7 +27,7 @@ import {
 } from '../../shared';
 import type { Command } from '../../generated/cluster/v1/Command';
 import type { AgentStreams } from '../agent-streams';
-import type { NodeStore, VersionedNode } from '../node-store';
+import type { MutationResult, NodeStore, VersionedNode } from '../node-store';
 import { thresholdExceeded } from './batch-plan';
 import { BundleResolver } from './bundle-resolution';
 import { dispatchCommand, Halted, type CommandRouter, type DispatchContext, type DispatchTimings } from './command-dispatch';
@@ -328,11 +328,16 @@ export class JobProgress {
 
   /** Queues a write of the node's job record (progress and final writes stay in order). */
   private writeNode(rec: JobNodeRecord): Promise<void> {
+    return this.chainWrite(rec, () => this.o.store.putNode(this.jobId, rec));
+  }
+
+  /** Runs `write` (which writes `rec`) after the node's record writes queued before it. */
+  private chainWrite(rec: JobNodeRecord, write: () => Promise<void>): Promise<void> {
     this.nodes.set(rec.nodeId, rec);
     const prev = this.writes.get(rec.nodeId) ?? Promise.resolve();
     const next = prev.catch(() => undefined).then(() => {
       this.checkHalted();
-      return this.o.store.putNode(this.jobId, rec);
+      return write();
     });
     this.writes.set(rec.nodeId, next);
     return next;
@@ -355,7 +360,14 @@ export class JobProgress {
     let starting: JobNodeRecord | undefined;
     if (rec.state === 'pending') {
       const attempt = rec.attempt + 1;
-      rec = { ...rec, state: 'running', attempt, commandId: commandIdFor(this.jobId, id, attempt), startedAt: this.o.clock.iso(), units: [], ...(bundleRef ? { bundle: bundleRef } : {}) };
+      // The boot of the agent attached now, which the command goes to: written with this record,
+      // so the first send needs no write of its own (one put fewer per node in a fan-out).
+      const boot = this.o.streams.get(id)?.bootId;
+      const { bootId: _before, ...pending } = rec;
+      rec = {
+        ...pending, state: 'running', attempt, commandId: commandIdFor(this.jobId, id, attempt), startedAt: this.o.clock.iso(), units: [],
+        ...(bundleRef ? { bundle: bundleRef } : {}), ...(boot ? { bootId: boot } : {}),
+      };
       // What a rollback would restore, written before the node is touched (a new leader needs it).
       if (job.kind === 'upgrade' && !job.dryRun && node && rec.previous === undefined) {
         rec.previous = { state: node.state, ...(node.appliedConfig ? { bundle: node.appliedConfig } : {}), ...(node.appliedInputs ? { inputs: node.appliedInputs } : {}) };
@@ -378,7 +390,7 @@ export class JobProgress {
       versioned = moved.value ?? versioned;
       if (command.status === 'rejected') throw command.reason;
       inputs = command.value.inputs;
-      outcome = await this.dispatch(id, command.value.command, rec, true, command.value.redactor);
+      outcome = await this.dispatch(id, command.value.command, rec, true, command.value.redactor, starting?.bootId !== undefined);
     } catch (err) {
       if (err instanceof Halted || err instanceof NotLeaderError) throw err;
       outcome = failedOutcome('failed', errorMessage(err));
@@ -539,22 +551,40 @@ export class JobProgress {
     const job = this.job;
     const d = decideNodeOutcome(job, r, this.cancel.signal.aborted);
     const finished = finishedJobNode(this.nodes.get(id) ?? rec, d, r, this.o.clock.iso());
-    await this.writeNode(finished);
+    // The final record goes in the transaction of the node's own change (one commit per node
+    // instead of two: at 1,000 nodes, 1,000 fewer), after the node's earlier record writes.
+    await this.chainWrite(finished, async () => {
+      let moved: MutationResult;
+      try {
+        moved = await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur, inputs), {
+          ...(known ? { known } : {}), ops: [this.o.store.nodeRecordOp(this.jobId, finished)],
+        });
+      } catch (err) {
+        if (err instanceof Halted || err instanceof NotLeaderError) throw err;
+        // The node's change failed (it kept changing): the record still says how the command ended.
+        await this.o.store.putNode(this.jobId, finished);
+        throw err;
+      }
+      // Nothing to change on the node (gone meanwhile, or an exec's claim already released): the record alone.
+      if (!moved.changed) await this.o.store.putNode(this.jobId, finished);
+    });
     const seconds = secondsBetween(finished.startedAt, finished.finishedAt);
     if (seconds !== undefined) this.o.observer?.nodeFinished(job.kind, finished.state, seconds);
-    this.checkHalted();
-    await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur, inputs), known ? { known } : {});
     this.log.info('node finished', { nodeId: id, outcome: r.outcome, error: d.error });
   }
 
-  /** `record`: keep the command's progress in the node's job record (not for a rollback's). */
-  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord, record = true, redactor?: Redactor): Promise<CommandOutcome> {
+  /**
+   * `record`: keep the command's progress in the node's job record (not for a rollback's);
+   * `bootIdBeforeSend`: `rec`'s boot id was taken as this run started the command (DispatchContext).
+   */
+  private dispatch(nodeId: string, command: Command, rec: JobNodeRecord, record = true, redactor?: Redactor, bootIdBeforeSend = false): Promise<CommandOutcome> {
     const c: DispatchContext = {
       streams: this.o.streams, router: this.o.router, clock: this.o.clock, log: this.log, timings: this.o.timings,
       cancel: this.cancel.signal, halted: this.halted.signal,
       remember: (r) => { if (record) this.nodes.set(r.nodeId, r); },
       write: (r) => (record ? this.writeNode(r) : Promise.resolve()),
       ...(redactor && !redactor.empty ? { redactor } : {}),
+      ...(bootIdBeforeSend ? { bootIdBeforeSend } : {}),
     };
     const observer = this.o.observer;
     if (!observer) return dispatchCommand(c, nodeId, command, rec);

@@ -23,6 +23,8 @@ export interface JobRecordScan {
   revision: string;
   /** By job id, in key order. */
   jobs: Map<string, JobRecord>;
+  /** By job id: the mod and create revisions of each job record in `jobs` (CAS, creation order). */
+  revisions: Map<string, { modRevision: string; createRevision: string }>;
   /** The key/values of the `alongside` prefixes, read in the first step (same revision). */
   alongside: IKeyValue[][];
   /** Keys under jobs/ that are not a readable job record, with why. */
@@ -33,16 +35,22 @@ function rangeOf(start: Buffer, end: Buffer, revision: string | undefined): { re
   return { request_range: { key: start, range_end: end, limit: 1, ...(revision ? { revision } : {}) } };
 }
 
+/** A prefix read whole beside the scan; `keysOnly`: its keys without their values. */
+export type AlongsidePrefix = string | { prefix: string; keysOnly?: boolean };
+
 /**
  * Every job record under jobs/ at one revision; `alongside` prefixes (e.g. nodes/) are read whole
  * in the first transaction, so the caller gets them at the same revision.
  */
-export async function scanJobRecords(client: Etcd3, ks: Keyspace, alongside: readonly string[] = []): Promise<JobRecordScan> {
+export async function scanJobRecords(client: Etcd3, ks: Keyspace, alongside: readonly AlongsidePrefix[] = []): Promise<JobRecordScan> {
   const all = Range.prefix(ks.jobsPrefix());
   const first = await client.kv.txn({
     compare: [],
     success: [
-      ...alongside.map((p) => Range.prefix(p)).map((r) => ({ request_range: { key: r.start, range_end: r.end } })),
+      ...alongside.map((a) => {
+        const r = Range.prefix(typeof a === 'string' ? a : a.prefix);
+        return { request_range: { key: r.start, range_end: r.end, keys_only: typeof a !== 'string' && a.keysOnly === true } };
+      }),
       rangeOf(all.start, all.end, undefined),
     ],
     failure: [],
@@ -51,6 +59,7 @@ export async function scanJobRecords(client: Etcd3, ks: Keyspace, alongside: rea
   const out: JobRecordScan = {
     revision,
     jobs: new Map(),
+    revisions: new Map(),
     alongside: first.responses.slice(0, alongside.length).map((r) => r.response_range?.kvs ?? []),
     skipped: [],
   };
@@ -70,7 +79,10 @@ export async function scanJobRecords(client: Etcd3, ks: Keyspace, alongside: rea
       seen.add(parsed.jobId);
       try {
         const job = decodeJob(key, found.value.toString());
-        if (job.id === parsed.jobId) out.jobs.set(job.id, job);
+        if (job.id === parsed.jobId) {
+          out.jobs.set(job.id, job);
+          out.revisions.set(job.id, { modRevision: found.mod_revision, createRevision: found.create_revision });
+        }
         else out.skipped.push({ key, reason: `record of job ${job.id} under the key of ${parsed.jobId}` });
       } catch (err) {
         out.skipped.push({ key, reason: errorMessage(err) });

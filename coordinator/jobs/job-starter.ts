@@ -198,10 +198,14 @@ export class JobStarter {
     return this.o.store.require(rec.jobId);
   }
 
-  private async snapshot(): Promise<{ nodes: Map<string, NodeSnapshot>; jobs: Map<string, JobRecord> }> {
-    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'facts']);
+  /**
+   * The nodes and the job records (not their per-node records) at one revision; the facts, the
+   * largest records, only for a fact selector (`withFacts`): nothing else here reads them.
+   */
+  private async snapshot(withFacts: boolean): Promise<{ nodes: Map<string, NodeSnapshot>; jobs: Map<string, JobRecord> }> {
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobRecords', ...(withFacts ? ['facts' as const] : [])]);
     const nodes = new Map<string, NodeSnapshot>([...snap.nodes].map(([id, n]) => [id, { ...n, facts: snap.facts.get(id) }]));
-    const jobs = new Map((await this.o.store.list()).map((j) => [j.record.id, j.record]));
+    const jobs = new Map([...snap.jobs].map(([id, j]) => [id, j.record]));
     return { nodes, jobs };
   }
 
@@ -250,7 +254,7 @@ export class JobStarter {
     const labelSel = label ? parseSelector(label) : undefined;
     const factSel = fact ? parseFactSelector(fact) : undefined;
 
-    const { nodes, jobs } = await this.snapshot();
+    const { nodes, jobs } = await this.snapshot(factSel !== undefined);
 
     let targets: string[];
     if (ids.length > 0) {

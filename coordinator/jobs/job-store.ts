@@ -72,7 +72,7 @@ export class JobStore {
 
   /** Every job record (not the per-node records), oldest first. */
   async list(): Promise<VersionedJob[]> {
-    const snap = await readSnapshot(this.client, this.keyspace, ['jobs'], this.log);
+    const snap = await readSnapshot(this.client, this.keyspace, ['jobRecords'], this.log);
     const out: VersionedJob[] = [...snap.jobs.values()];
     // Creation order is etcd's create revision: ids sort by time only to the second, and two
     // jobs started in one second ("job get last") must still come out in the order they began.

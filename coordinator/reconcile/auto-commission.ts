@@ -5,8 +5,10 @@
  * jobs engine's StartJob path (claims, maintenance and group rules apply).
  *
  * Level-triggered (fleet's reconcile): the pure `planAutoCommission` decides from one etcd
- * snapshot; passes run at leadership gain, on changes (puts and deletes) under nodes/, facts/,
- * groups/, jobs/ and of the manager config (autoCommission=paused stops every rule) (a deleted or finished job frees its nodes), debounced, and on a timer. Idempotent: a claimed node is skipped, and a node that left
+ * snapshot; passes run at leadership gain, on changes (puts and deletes) under nodes/ (puts of
+ * Discovered records only), facts/, groups/, jobs/ (job records, not their per-node records) and
+ * of the manager config (autoCommission=paused stops every rule) (a deleted or finished job frees
+ * its nodes), debounced, and on a timer. Idempotent: a claimed node is skipped, and a node that left
  * Discovered is no longer a candidate.
  */
 import {
@@ -19,6 +21,7 @@ import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
 import { ConfigReader } from '../jobs/config-records';
 import type { ReconcilerOptions } from './reconciler-options';
+import { DEFAULT_SETTINGS } from '../options';
 
 /** Node labels plus `facts.<field>` for every facts summary field (numbers as text). */
 export function selectorLabels(labels: Readonly<Record<string, string>>, facts: Partial<Facts> | undefined): Record<string, string> {
@@ -38,6 +41,24 @@ export interface AutoCommissionInput {
   activeJobs: ReadonlySet<string>;
 }
 
+/** Whether a rule may take the node: Discovered, not in maintenance, not held by a live job. */
+export function isCandidate(n: NodeRecord, activeJobs: ReadonlySet<string>): boolean {
+  return n.state === 'Discovered' && !n.maintenance && !(n.currentJob && activeJobs.has(n.currentJob));
+}
+
+/**
+ * Whether a put of a node record can give a rule something to do: only a record that is
+ * Discovered after it (a node leaving Discovered, e.g. into the Commissioning of a fan-out,
+ * takes no candidate away that a pass would need to see). Unreadable: yes.
+ */
+export function nodePutMatters(value: string): boolean {
+  try {
+    return (JSON.parse(value) as { state?: unknown } | null)?.state === 'Discovered';
+  } catch {
+    return true;
+  }
+}
+
 /** group → node ids to commission into it. Pure. A node matching several groups goes to the first by name. */
 export function planAutoCommission(input: AutoCommissionInput): Map<string, string[]> {
   const rules: { group: string; selectors: Selector[] }[] = [];
@@ -55,8 +76,7 @@ export function planAutoCommission(input: AutoCommissionInput): Map<string, stri
   }
   const plan = new Map<string, string[]>();
   for (const { record: n, facts } of [...input.nodes].sort((a, b) => (a.record.id < b.record.id ? -1 : 1))) {
-    if (n.state !== 'Discovered' || n.maintenance) continue;
-    if (n.currentJob && input.activeJobs.has(n.currentJob)) continue;
+    if (!isCandidate(n, input.activeJobs)) continue;
     const labels = selectorLabels(n.labels, facts);
     const hit = rules.find((r) => r.selectors.some((s) => matchesSelector(s, labels)));
     if (hit) plan.set(hit.group, [...(plan.get(hit.group) ?? []), n.id]);
@@ -88,8 +108,14 @@ export class AutoCommissioner {
     if (this.loop.started) return;
     void this.loop.start();
     const ks = this.o.keyspace;
-    // jobs/ too: a job that ends or is deleted frees its nodes.
-    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.factsPrefix(), ks.groupsPrefix(), ks.jobsPrefix(), ks.managerConfig()], () => this.loop.trigger(), this.log);
+    // jobs/ too: a job that ends or is deleted frees its nodes (its record, not its per-node
+    // records). Of the node records only those written as Discovered (nodePutMatters): a fan-out
+    // rewrites every node it runs on, twice, and none of those writes makes a candidate.
+    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.factsPrefix(), ks.groupsPrefix(), ks.jobsPrefix(), ks.managerConfig()], () => this.loop.trigger(), this.log, {
+      keyFilter: (key) => !key.startsWith(ks.jobsPrefix()) || ks.parseJobKey(key)?.nodeId === undefined,
+      putFilter: (key, value) => !key.startsWith(ks.nodesPrefix()) || nodePutMatters(value.toString()),
+      previousValues: false,
+    });
   }
 
   async stop(): Promise<void> {
@@ -117,13 +143,30 @@ export class AutoCommissioner {
     return out;
   }
 
+  /** The facts of these nodes, read by key in chunks (nodes without readable facts are missing). */
+  private async factsOf(ids: readonly string[]): Promise<Map<string, Partial<Facts>>> {
+    const out = new Map<string, Partial<Facts>>();
+    const reader = new ConfigReader(this.o.client, this.o.keyspace);
+    for (let i = 0; i < ids.length; i += DEFAULT_SETTINGS.txnMaxOps) {
+      for (const [id, f] of await reader.factsOf(ids.slice(i, i + DEFAULT_SETTINGS.txnMaxOps))) out.set(id, f);
+    }
+    return out;
+  }
+
   private async pass(): Promise<string[]> {
     // `clusterctl config set autoCommission=paused`: the rules stay, nothing is started.
     if ((await new ConfigReader(this.o.client, this.o.keyspace).managerConfig()).autoCommission === 'paused') return [];
-    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'facts', 'groups', 'jobs'], this.log);
-    const nodes = [...snap.nodes].map(([id, n]) => ({ record: n.record, facts: snap.facts.get(id) }));
+    // Without a rule nothing else is read (the usual case: a pass then costs one small read).
+    const rules = recordsOf((await readSnapshot(this.o.client, this.o.keyspace, ['groups'], this.log)).groups);
+    if (!rules.some((g) => (g.autoCommission ?? []).length > 0)) return [];
+    // Nodes, groups and the job records (not their per-node records) at one revision; facts,
+    // the largest records, only of the nodes a rule could take.
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'groups', 'jobRecords'], this.log);
     const groups = recordsOf(snap.groups);
     const activeJobs = new Set([...snap.jobs].filter(([, j]) => isActive(j.record.state)).map(([id]) => id));
+    const candidates = recordsOf(snap.nodes).filter((n) => isCandidate(n, activeJobs));
+    const facts = await this.factsOf(candidates.map((n) => n.id));
+    const nodes = candidates.map((n) => ({ record: n, facts: facts.get(n.id) }));
     const plan = planAutoCommission({ nodes, groups, activeJobs });
     const created: string[] = [];
     for (const [group, ids] of plan) {

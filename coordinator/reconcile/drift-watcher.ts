@@ -21,9 +21,11 @@ import {
 } from '../../shared';
 import type { DriftReport__Output } from '../../generated/cluster/v1/DriftReport';
 import { decodeDriftDetail, driftDetailLine, driftLines } from '../../shared/command-report';
-import type { NodeStore } from '../node-store';
+import type { NodeStore, VersionedNode } from '../node-store';
 import type { GroupRecord } from '../config/group-store';
-import { isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
+import { decodeJob, decodeJobNode, isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
+import { readKeys } from '../etcd-txn';
+import { DEFAULT_SETTINGS } from '../options';
 import { readSnapshot, recordsOf, jobNodeKey } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
 import { ConfigReader } from '../jobs/config-records';
@@ -33,9 +35,13 @@ export type ReverifyAction =
   | { kind: 'baseline'; nodeId: string; bootId: string }
   | { kind: 'reverify'; nodeId: string; group: string; bootId: string; reason: string };
 
+/** Whether the node's own record could ask for a reverify or a baseline (the jobs holding it aside). */
+export function mayNeedVerify(n: NodeRecord): boolean {
+  return (n.state === 'Commissioned' || n.state === 'Upgraded') && !!n.group && n.connected && !n.maintenance && !!n.bootId && n.bootId !== n.verifiedBootId;
+}
+
 function eligible(n: NodeRecord, activeJobs: ReadonlySet<string>): boolean {
-  return (n.state === 'Commissioned' || n.state === 'Upgraded') && !!n.group && n.connected && !n.maintenance
-    && !(n.currentJob && activeJobs.has(n.currentJob)) && !!n.bootId;
+  return mayNeedVerify(n) && !(n.currentJob && activeJobs.has(n.currentJob));
 }
 
 /** Pure: which nodes to reverify (new boot id) or baseline (never verified). */
@@ -92,6 +98,12 @@ export class DriftWatcher {
   private readonly loop: ReconcileLoop;
   private readonly configs: ConfigReader;
   private watch?: PrefixWatch;
+  private readonly intervalMs: number;
+  /** Nodes whose records were written or deleted since the last pass (the watch's events). */
+  private changedNodes = new Set<string>();
+  /** The next pass reads everything: at start, after a job record, group or watch (re)connect changed. */
+  private fullDue = true;
+  private lastFullAt = -Infinity;
   private readonly onDrift = (nodeId: string, drift: DriftReport__Output): void => {
     this.recordReport(nodeId, drift).catch((err: unknown) => this.log.warn('could not record drift report', { nodeId, err: errorMessage(err) }));
   };
@@ -99,6 +111,7 @@ export class DriftWatcher {
   constructor(private readonly o: DriftWatcherOptions) {
     this.log = o.logger.child({ component: 'drift-watcher' });
     this.configs = new ConfigReader(o.client, o.keyspace);
+    this.intervalMs = o.intervalMs ?? 30_000;
     this.loop = new ReconcileLoop({
       name: 'drift', clock: o.clock, logger: this.log, intervalMs: o.intervalMs, debounceMs: o.debounceMs, when: o.isLeader,
       pass: () => this.pass(),
@@ -107,10 +120,14 @@ export class DriftWatcher {
 
   start(): void {
     if (this.loop.started) return;
+    this.fullDue = true;
     void this.loop.start();
     const ks = this.o.keyspace;
-    // A reconnect of the watch triggers a pass too: what changed while it was down is read then.
-    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.jobsPrefix(), ks.groupsPrefix()], () => this.loop.trigger(), this.log);
+    // A reconnect of the watch triggers a (full) pass too: what changed while it was down is read then.
+    // Job records, not the per-node records under them (a verify job's are final before its record is).
+    this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.jobsPrefix(), ks.groupsPrefix()], (key) => this.changed(key), this.log, {
+      keyFilter: (key) => !key.startsWith(ks.jobsPrefix()) || ks.parseJobKey(key)?.nodeId === undefined,
+    });
     this.o.streams?.on('drift', this.onDrift);
   }
 
@@ -123,6 +140,19 @@ export class DriftWatcher {
   }
 
   schedule(): void {
+    this.fullDue = true;
+    this.loop.trigger();
+  }
+
+  /**
+   * A watch event: a node record's (put or delete) asks for a pass over that node only; any
+   * other (a job record, a group, the watch's (re)connect: `key` undefined) for a full pass.
+   */
+  private changed(key: string | undefined): void {
+    const ks = this.o.keyspace;
+    const id = key !== undefined && key.startsWith(ks.nodesPrefix()) ? ks.parseNode(key) : undefined;
+    if (id !== undefined) this.changedNodes.add(id);
+    else this.fullDue = true;
     this.loop.trigger();
   }
 
@@ -131,36 +161,140 @@ export class DriftWatcher {
     return this.loop.completedPasses;
   }
 
-  /** A pass now (after the one in flight, if any). */
+  /** A full pass now (after the one in flight, if any). */
   runOnce(): Promise<void> {
+    this.fullDue = true;
     return this.loop.runNow();
   }
 
+  /**
+   * A full pass when one is due (see `fullDue`; also with nothing else asked, as the timer's
+   * safety net does, and at least once per interval); otherwise a pass over the nodes whose
+   * records changed. A fan-out rewrites every node it runs on, several times: a full pass
+   * for each burst would read the whole fleet again and again (at 10,000 nodes, 10,000
+   * records per pass while they finish), where only the nodes written can need a verify.
+   */
   private async pass(): Promise<void> {
-    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobs', 'groups'], this.log);
-    const nodes = recordsOf(snap.nodes);
-    const jobs = new Map([...snap.jobs].map(([id, j]) => [id, j.record]));
-    const jobNodes = new Map([...snap.jobNodes].map(([k, j]) => [k, j.record]));
-    const groups = new Map([...snap.groups].map(([name, g]) => [name, g.record]));
-    const activeJobs = new Set([...jobs.values()].filter((j) => isActive(j.state)).map((j) => j.id));
-
+    const now = this.o.clock.now();
+    const changed = this.changedNodes;
+    const full = this.fullDue || changed.size === 0 || now - this.lastFullAt >= this.intervalMs;
+    this.changedNodes = new Set();
+    this.fullDue = false;
     try {
-      await this.recordResults(nodes, jobs, jobNodes, groups);
-      for (const a of planReverify(nodes, activeJobs)) {
-        if (!this.o.isLeader() || !this.loop.started) return;
-        await this.act(a, groups.get(nodes.find((n) => n.id === a.nodeId)?.group ?? ''));
+      if (full) {
+        this.lastFullAt = now;
+        await this.fullPass();
+      } else {
+        await this.nodesPass([...changed]);
       }
+    } catch (err) {
+      // Asked again: the next trigger or tick retries what this pass did not finish.
+      if (full) this.fullDue = true;
+      else for (const id of changed) this.changedNodes.add(id);
+      throw err;
+    }
+  }
+
+  /**
+   * The reverify decisions for these nodes alone: their records, and the records of the jobs
+   * holding them (is the job still live?), read by key. recordResults waits for a full pass: a
+   * verify job's results are read when its record changes, which asks for one.
+   */
+  private async nodesPass(ids: readonly string[]): Promise<void> {
+    const read = [...(await this.o.nodes.getMany(ids)).values()].filter((v) => mayNeedVerify(v.record));
+    const nodes = read.map((v) => v.record);
+    const holding = [...new Set(nodes.map((n) => n.currentJob).filter((j): j is string => j !== undefined))];
+    const activeJobs = holding.length > 0 ? await this.activeAmong(holding) : new Set<string>();
+    const actions = planReverify(nodes, activeJobs);
+    if (actions.length === 0) return;
+    // The group names the repair policy in a reverify's event; a baseline needs none.
+    const groups = actions.some((a) => a.kind === 'reverify') ? recordsOf((await readSnapshot(this.o.client, this.o.keyspace, ['groups'], this.log)).groups) : [];
+    try {
+      await this.actAll(actions, (id) => groups.find((g) => g.name === nodes.find((n) => n.id === id)?.group), new Map(read.map((v) => [v.record.id, v])));
     } catch (err) {
       if (!(err instanceof NotLeaderError)) throw err;
     }
   }
 
-  private async act(a: ReverifyAction, group: GroupRecord | undefined): Promise<void> {
+  /**
+   * The baselines together (each its own guarded write; the event log commits them in a few
+   * transactions, from the records as read: no read each), then the reverifies one by one (each
+   * starts a job).
+   */
+  private async actAll(actions: readonly ReverifyAction[], groupOf: (nodeId: string) => GroupRecord | undefined, known: ReadonlyMap<string, VersionedNode>): Promise<void> {
+    if (actions.length === 0 || !this.o.isLeader() || !this.loop.started) return;
+    await Promise.all(actions.filter((a) => a.kind === 'baseline').map((a) => this.act(a, undefined, known.get(a.nodeId))));
+    for (const a of actions) {
+      if (a.kind !== 'reverify') continue;
+      if (!this.o.isLeader() || !this.loop.started) return;
+      await this.act(a, groupOf(a.nodeId));
+    }
+  }
+
+  /** Which of these jobs are live (Pending/Running/...), from their records read by key; a missing one is not. */
+  private async activeAmong(jobIds: readonly string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    const ks = this.o.keyspace;
+    for (let i = 0; i < jobIds.length; i += DEFAULT_SETTINGS.txnMaxOps) {
+      const part = jobIds.slice(i, i + DEFAULT_SETTINGS.txnMaxOps);
+      const { kvs } = await readKeys(this.o.client, part.map((id) => ks.job(id)));
+      kvs.forEach((kv, j) => {
+        if (!kv) return;
+        try {
+          if (isActive(decodeJob(kv.key.toString(), kv.value.toString()).state)) out.add(part[j]);
+        } catch (err) {
+          // An unreadable job is treated as gone, as a full pass's snapshot does.
+          this.log.warn('unreadable job record skipped', { key: kv.key.toString(), err: errorMessage(err) });
+        }
+      });
+    }
+    return out;
+  }
+
+  private async fullPass(): Promise<void> {
+    // The job records without their per-node records: a fan-out rewrites every node record and
+    // so asks for pass after pass, and each would otherwise read the job's node records too.
+    // The few node records recordResults needs are read by key.
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobRecords', 'groups'], this.log);
+    const nodes = recordsOf(snap.nodes);
+    const jobs = new Map([...snap.jobs].map(([id, j]) => [id, j.record]));
+    const groups = new Map([...snap.groups].map(([name, g]) => [name, g.record]));
+    const activeJobs = new Set([...jobs.values()].filter((j) => isActive(j.state)).map((j) => j.id));
+
+    try {
+      await this.recordResults(nodes, jobs, groups);
+      await this.actAll(planReverify(nodes, activeJobs), (id) => groups.get(nodes.find((n) => n.id === id)?.group ?? ''), snap.nodes);
+    } catch (err) {
+      if (!(err instanceof NotLeaderError)) throw err;
+    }
+  }
+
+  /** The job node records of these (job, node) pairs, read by key (absent and unreadable ones are missing). */
+  private async jobNodeRecords(pairs: readonly { jobId: string; nodeId: string }[]): Promise<Map<string, JobNodeRecord>> {
+    const out = new Map<string, JobNodeRecord>();
+    const ks = this.o.keyspace;
+    for (let i = 0; i < pairs.length; i += DEFAULT_SETTINGS.txnMaxOps) {
+      const part = pairs.slice(i, i + DEFAULT_SETTINGS.txnMaxOps);
+      const { kvs } = await readKeys(this.o.client, part.map((p) => ks.jobNode(p.jobId, p.nodeId)));
+      kvs.forEach((kv, j) => {
+        if (!kv) return;
+        try {
+          out.set(jobNodeKey(part[j].jobId, part[j].nodeId), decodeJobNode(kv.key.toString(), kv.value.toString()));
+        } catch (err) {
+          this.log.warn('unreadable job node record skipped', { key: kv.key.toString(), err: errorMessage(err) });
+        }
+      });
+    }
+    return out;
+  }
+
+  /** `known`: the node's record as read (a stale one costs a compare-and-swap retry). */
+  private async act(a: ReverifyAction, group: GroupRecord | undefined, known?: VersionedNode): Promise<void> {
     if (a.kind === 'baseline') {
       await this.o.nodes.mutate(a.nodeId, (cur) => (!cur || cur.verifiedBootId || cur.bootId !== a.bootId ? undefined : {
         next: { ...cur, verifiedBootId: a.bootId },
         event: { type: 'node.verify-baseline', message: `boot ${a.bootId} taken as verified (in service on this boot)` },
-      }));
+      }), known ? { known } : {});
       return;
     }
     let jobId: string;
@@ -178,14 +312,20 @@ export class DriftWatcher {
   }
 
   /** Finished verify jobs newer than each node's recorded one → drift recorded, repair by policy. */
-  private async recordResults(
-    nodes: readonly NodeRecord[], jobs: ReadonlyMap<string, JobRecord>, jobNodes: ReadonlyMap<string, JobNodeRecord>, groups: ReadonlyMap<string, GroupRecord>,
-  ): Promise<void> {
+  private async recordResults(nodes: readonly NodeRecord[], jobs: ReadonlyMap<string, JobRecord>, groups: ReadonlyMap<string, GroupRecord>): Promise<void> {
     const finishedVerifies = [...jobs.values()].filter((j) => j.kind === 'verify' && !j.dryRun && isFinished(j.state)).sort((a, b) => (a.id < b.id ? -1 : 1));
     const toRepair = new Map<string, string[]>();
     let config: ManagerConfig | undefined;
+    const newestOf = new Map<string, JobRecord>();
+    if (finishedVerifies.length > 0) {
+      for (const n of nodes) {
+        const newest = finishedVerifies.filter((j) => j.nodeIds.includes(n.id) && (!n.driftJob || j.id > n.driftJob)).pop();
+        if (newest) newestOf.set(n.id, newest);
+      }
+    }
+    const jobNodes = await this.jobNodeRecords([...newestOf].map(([nodeId, j]) => ({ jobId: j.id, nodeId })));
     for (const n of nodes) {
-      const newest = finishedVerifies.filter((j) => j.nodeIds.includes(n.id) && (!n.driftJob || j.id > n.driftJob)).pop();
+      const newest = newestOf.get(n.id);
       const rec = newest ? jobNodes.get(jobNodeKey(newest.id, n.id)) : undefined;
       if (!newest || !rec || (rec.state !== 'succeeded' && rec.state !== 'failed')) continue;
       const drift = driftOf(rec);

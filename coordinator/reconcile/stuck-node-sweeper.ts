@@ -134,7 +134,7 @@ export class StuckNodeSweeper {
   }
 
   private async pass(): Promise<SweepAction[]> {
-    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobs'], this.log);
+    const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobRecords'], this.log);
     // An unreadable job is treated as gone.
     const jobs = new Map<string, JobView>([...snap.jobs].map(([id, j]) => [id, { state: j.record.state, modRevision: j.modRevision }]));
     const actions = planSweep(recordsOf(snap.nodes), jobs, this.memory);

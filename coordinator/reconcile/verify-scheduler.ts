@@ -127,7 +127,7 @@ export class VerifyScheduler {
     if (!this.loop.started || !this.o.isLeader() || this.inFlight.has(group)) return undefined;
     this.inFlight.add(group);
     try {
-      const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobs'], this.log);
+      const snap = await readSnapshot(this.o.client, this.o.keyspace, ['nodes', 'jobRecords'], this.log);
       const activeJobs = new Set([...snap.jobs].filter(([, j]) => isActive(j.record.state)).map(([id]) => id));
       const targets = verifyTargets(group, recordsOf(snap.nodes), activeJobs);
       if (targets.length === 0 || !this.o.isLeader()) return undefined;

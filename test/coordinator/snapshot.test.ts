@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { decodeSnapshot, jobNodeKey, type SnapshotPart } from '../../coordinator/snapshot';
+import { decodeSnapshot, jobNodeKey, readSnapshot, type SnapshotPart } from '../../coordinator/snapshot';
+import { useEtcd } from '../helpers';
 import { Keyspace } from '../../shared';
 
 const ks = new Keyspace('/c/');
@@ -67,5 +68,38 @@ describe('snapshot decoding (table)', () => {
   it('a member record takes its node id from the key', () => {
     const s = decodeSnapshot(ks, '1', ['members'], [[kv(ks.member('n1'), { ...MEMBER, nodeId: 'other' })]]);
     expect(s.members.get('n1')?.record.nodeId).to.equal('n1');
+  });
+});
+
+describe('snapshot: job records without their per-node records (real etcd)', function () {
+  this.timeout(30_000);
+  const etcd = useEtcd('snapshot-job-records');
+
+  it('reads each job record with its revisions, no per-node record, and the other parts at the same revision', async () => {
+    const { client, ks: k } = etcd;
+    const put = async (key: string, value: object): Promise<void> => { await client.put(key).value(JSON.stringify(value)).exec(); };
+    await put(k.job('j1'), JOB('j1'));
+    for (const n of ['n1', 'n2', 'n3']) await put(k.jobNode('j1', n), JOB_NODE(n));
+    // A job whose id extends another's sorts between j1 and j1's node records.
+    await put(k.job('j1-2'), JOB('j1-2'));
+    await put(k.jobNode('j1-2', 'n1'), JOB_NODE('n1'));
+    await put(k.job('j2'), { ...JOB('j2'), state: 'Succeeded' });
+    await put(k.job('j2'), { ...JOB('j2'), state: 'Failed' }); // modRevision moves, createRevision stays
+    await put(k.node('n1'), NODE('n1'));
+
+    const full = await readSnapshot(client, k, ['nodes', 'jobs']);
+    const s = await readSnapshot(client, k, ['nodes', 'jobRecords']);
+    expect([...s.jobs.keys()].sort()).to.deep.equal(['j1', 'j1-2', 'j2']);
+    expect(s.jobNodes.size, 'per-node records read').to.equal(0);
+    expect(full.jobNodes.size).to.equal(4);
+    for (const [id, v] of full.jobs) {
+      expect(s.jobs.get(id)?.modRevision, `${id} mod revision`).to.equal(v.modRevision);
+      expect(s.jobs.get(id)?.createRevision, `${id} create revision`).to.equal(v.createRevision);
+      expect(s.jobs.get(id)?.record).to.deep.equal(v.record);
+    }
+    expect(s.jobs.get('j2')?.record.state).to.equal('Failed');
+    expect(s.nodes.get('n1')?.modRevision).to.equal(full.nodes.get('n1')?.modRevision);
+    expect(s.revision).to.equal(full.revision);
+    expect(s.skipped).to.deep.equal([]);
   });
 });

@@ -50,12 +50,13 @@ describe('command dispatch (timers on the injected clock)', () => {
   });
   afterEach(() => router.detach());
 
-  function dispatch(r: JobNodeRecord = rec, cmd: Command = command): { outcome: Promise<CommandOutcome>; settled: () => CommandOutcome | Error | undefined } {
+  function dispatch(r: JobNodeRecord = rec, cmd: Command = command, bootIdBeforeSend = false): { outcome: Promise<CommandOutcome>; settled: () => CommandOutcome | Error | undefined } {
     const c: DispatchContext = {
       streams, router, clock, log: logger, cancel: cancel.signal, halted: halted.signal,
       timings: { connectTimeoutMs: 60_000, commandTimeoutMs: 3_600_000, resultGraceMs: 30_000, cancelGraceMs: 15_000, progressFlushMs: 250 },
       remember: () => undefined,
       write: (x) => { written.push(x); return Promise.resolve(); },
+      ...(bootIdBeforeSend ? { bootIdBeforeSend } : {}),
     };
     let done: CommandOutcome | Error | undefined;
     const outcome = dispatchCommand(c, 'n1', cmd, r);
@@ -111,6 +112,30 @@ describe('command dispatch (timers on the injected clock)', () => {
     streams.register(s);
     expect(s.sent).to.deep.equal([]);
     expect(await d.outcome).to.deep.include({ outcome: 'failed', error: 'agent of node n1 rebooted while the command ran (boot id b1 → b2); not re-sent' });
+  });
+
+  it('a boot id written with the "running" record (the agent was attached as the job started it): sent, and nothing more written', async () => {
+    const s = new RecordingStream('n1', 'b1');
+    streams.register(s);
+    const d = dispatch({ ...rec, bootId: 'b1' }, command, true);
+    expect(s.sent).to.deep.equal([{ command }]);
+    expect(written, 'writes for the send').to.deep.equal([]);
+    result('succeeded');
+    expect(await d.outcome).to.deep.include({ outcome: 'succeeded' });
+  });
+
+  it('the agent restarted after the "running" record took its boot id but before the first send: sent to the new boot, which is recorded', async () => {
+    const d = dispatch({ ...rec, bootId: 'b1' }, command, true);
+    const s = new RecordingStream('n1', 'b2');
+    streams.register(s);
+    expect(s.sent).to.deep.equal([{ command }]);
+    expect(written.map((w) => w.bootId)).to.deep.equal(['b2']);
+    // Once sent, another boot is a reboot while it ran: not re-sent.
+    streams.unregister(s);
+    const s3 = new RecordingStream('n1', 'b3');
+    streams.register(s3);
+    expect(s3.sent).to.deep.equal([]);
+    expect(await d.outcome).to.deep.include({ outcome: 'failed', error: 'agent of node n1 rebooted while the command ran (boot id b2 → b3); not re-sent' });
   });
 
   it('a cancel sends CancelCommand and, unconfirmed, ends the node cancelled after the 15 s grace', async () => {

@@ -182,7 +182,6 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
       expect(jn?.state).to.equal('succeeded');
       expect(jn?.units.map((u) => `${u.unitId}:${u.status}`)).to.deep.equal(['conf:changed', 'count:changed']);
     }
-
     // Refusals: nothing may change (same node revisions, no new job). The drift watcher's
     // baseline (its write after a commission) lands first, so it is not counted as a change.
     await waitFor('the verify baselines', async () => {
@@ -289,7 +288,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     }
   });
 
-  it('a node\'s "running" job record is written in the same transaction that moves it to Commissioning (one commit, not two)', async () => {
+  it('a node\'s "running" job record is written in the same transaction that moves it to Commissioning, and its final record with the move to Commissioned (one commit each, not two)', async () => {
     const { leader } = await setup(['n1']);
     const from = BigInt((await env.client.get(env.ks.node('n1')).exec()).header.revision) + 1n;
     const job = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web', requestedBy: 'test' });
@@ -318,5 +317,10 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     expect(running.length, JSON.stringify(puts, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).to.be.greaterThan(0);
     expect(commissioning).to.have.length(1);
     expect(running[0].revision).to.equal(commissioning[0].revision);
+    const succeeded = puts.filter((p) => p.key === keys[1] && p.state === 'succeeded');
+    const commissioned = puts.filter((p) => p.key === keys[0] && p.state === 'Commissioned');
+    // (Both this test's runner and the Coordinator's own run the job, so there may be two of each.)
+    expect(succeeded.length, JSON.stringify(puts, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).to.be.greaterThan(0);
+    for (const p of succeeded) expect(commissioned.map((c) => c.revision), 'a Commissioned put in the same revision').to.include(p.revision);
   });
 });

@@ -4,7 +4,8 @@
  * maintenance, idempotent across passes, and reacting to changes through its watch.
  */
 import { expect } from 'chai';
-import { AutoCommissioner, planAutoCommission, selectorLabels } from '../../coordinator/reconcile/auto-commission';
+import { AutoCommissioner, nodePutMatters, planAutoCommission, selectorLabels } from '../../coordinator/reconcile/auto-commission';
+import { waitFor } from '../helpers';
 import type { GroupRecord } from '../../coordinator/config/group-store';
 import { ManualClock, type Facts, type LifecycleState, type NodeRecord } from '../../shared';
 import { logger, until, useHarness, type Harness } from './harness';
@@ -43,6 +44,12 @@ describe('auto-commission: plan (table)', () => {
       expect(plan).to.deep.equal(row.want ? new Map([[row.want, ['a']]]) : new Map());
     });
   }
+
+  it('a node record written as Discovered may give a rule a candidate; one in any other state cannot', () => {
+    expect(nodePutMatters(JSON.stringify(node('a', 'Discovered')))).to.equal(true);
+    for (const state of ['New', 'Commissioning', 'Commissioned', 'Failed'] as const) expect(nodePutMatters(JSON.stringify(node('a', state))), state).to.equal(false);
+    expect(nodePutMatters('{not json'), 'unreadable').to.equal(true);
+  });
 
   it('exposes facts summary fields as facts.<field> labels', () => {
     const labels = selectorLabels({ rack: 'r1' }, FACTS(16));
@@ -124,6 +131,35 @@ describe('auto-commission (real etcd, jobs engine)', function () {
       return j && j !== job1 ? j : undefined;
     });
     expect((await h.jobs.require(job2)).record).to.deep.include({ kind: 'commission', nodeIds: ['n1'], requestedBy: 'auto-commission' });
+  });
+
+  it('writes that cannot give a rule a candidate start no pass: a node leaving Discovered, a job\'s per-node record', async () => {
+    await h.withGroup({ autoCommission: [{ selector: 'rack=r9' }] });
+    await h.putNode({ id: 'n1', labels: { rack: 'r1' } });
+    // Counts passes started (each begins with the leadership check).
+    let started = 0;
+    const counted = h.adopt(new AutoCommissioner({
+      client: h.client, keyspace: h.ks, startJob: (req) => h.starter.start(req), isLeader: () => { started++; return h.isLeader(); }, clock, logger, intervalMs: 3_600_000,
+    }));
+    counted.start();
+    let last = -1;
+    await waitFor('the loop to be quiet', async () => {
+      await clock.advance(1000);
+      const quiet = counted.passes > 0 && started === last;
+      last = started;
+      return quiet;
+    }, { intervalMs: 100 });
+    const before = started;
+    // What a fan-out writes: the node into Commissioning, the job's per-node record.
+    await h.putNode({ ...(await h.node('n1')), state: 'Commissioning', currentJob: 'j1' });
+    await h.client.put(h.ks.jobNode('j1', 'n1')).value(JSON.stringify({ nodeId: 'n1', state: 'running', batch: 0, attempt: 1, units: [] })).exec();
+    // Time for the watch to deliver them (the put below shows that it does, the same way).
+    await new Promise((r) => setTimeout(r, 1000));
+    await clock.advance(1000);
+    expect(started, 'passes started by the fan-out\'s writes').to.equal(before);
+    // A node written as Discovered does start one.
+    await h.putNode({ ...(await h.node('n1')), state: 'Discovered' });
+    await until(clock, 'a pass for the node back in Discovered', () => Promise.resolve(started > before));
   });
 
   it('does nothing when not the leader', async () => {

@@ -165,6 +165,43 @@ describe('drift watcher (real etcd, jobs engine)', function () {
     });
   }
 
+  it('the baselines of a pass are written together (a fan-out commissions many nodes at once), not one transaction after another', async () => {
+    await h.withGroup();
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
+    for (const id of ids) await h.putNode({ id, state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: `boot-${id}` });
+    dw.start();
+    await dw.runOnce();
+    for (const id of ids) expect((await h.node(id)).verifiedBootId, id).to.equal(`boot-${id}`);
+    const kvs = (await client.getAll().prefix(h.ks.eventsPrefix()).exec()).kvs
+      .filter((kv) => (JSON.parse(kv.value.toString()) as { type?: string }).type === 'node.verify-baseline');
+    expect(kvs).to.have.length(ids.length);
+    expect(new Set(kvs.map((kv) => kv.create_revision)).size, 'transactions the baselines took').to.be.lessThan(ids.length);
+  });
+
+  it('a job\'s per-node records start no pass (a fan-out writes one per node, several times); its record does', async () => {
+    await h.withGroup();
+    await h.putNode({ id: 'n1', state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: 'boot-1', verifiedBootId: 'boot-1' });
+    dw.start();
+    await dw.runOnce();
+    // Passes skipped from here on: `skipped` counts the passes started.
+    passesAllowed = false;
+    let last = -1;
+    await waitFor('the loop to be quiet', async () => {
+      await clock.advance(1000);
+      const quiet = skipped === last;
+      last = skipped;
+      return quiet;
+    }, { intervalMs: 100 });
+    const before = skipped;
+    await client.put(h.ks.jobNode('j1', 'n1')).value(JSON.stringify({ nodeId: 'n1', state: 'running', batch: 0, attempt: 1, units: [] })).exec();
+    // Time for the watch to deliver it (the job record's put below shows that it does, the same way).
+    await new Promise((r) => setTimeout(r, 1000));
+    await clock.advance(1000);
+    expect(skipped, 'passes started by the per-node record').to.equal(before);
+    await client.put(h.ks.job('j1')).value(JSON.stringify({ id: 'j1', kind: 'verify', state: 'Running', nodeIds: ['n1'] })).exec();
+    await until(clock, 'a pass for the job record', () => Promise.resolve(skipped > before));
+  });
+
   it('resyncs when its watch reconnects: a change it skipped while etcd was away is recorded after etcd is back', async () => {
     await h.withGroup();
     await h.putNode({ id: 'n1', state: 'Commissioned', group: 'worker', appliedConfig: 'base@1', bootId: 'boot-1', verifiedBootId: 'boot-1' });

@@ -1,0 +1,45 @@
+/**
+ * CPU time of processes over a phase, from /proc/<pid>/stat (utime + stime, the process and all
+ * its threads; not its children): which process is the bottleneck of a benchmark phase. A phase's
+ * CPU seconds against its wall seconds is that process's share of one core (1.0 = one core busy
+ * all along; the box has two).
+ */
+import { cpuSeconds } from './sim-fleet';
+
+/** utime + stime of `pid` in ms (NaN when it is gone or unreadable). */
+export function cpuMs(pid: number): number {
+  try {
+    const ms = cpuSeconds(pid) * 1000;
+    return Number.isFinite(ms) ? ms : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU ms of each named process set (a set's pids are summed) between `start()` and `stop()`. */
+export class PhaseCpu<K extends string> {
+  private begin = new Map<K, number>();
+  private startedAt = 0;
+
+  constructor(private readonly pids: Record<K, () => readonly number[]>) {}
+
+  private now(): Map<K, number> {
+    const out = new Map<K, number>();
+    for (const k of Object.keys(this.pids) as K[]) out.set(k, this.pids[k]().reduce((a, p) => a + cpuMs(p), 0));
+    return out;
+  }
+
+  start(): this {
+    this.begin = this.now();
+    this.startedAt = Date.now();
+    return this;
+  }
+
+  /** CPU ms per set since `start()`, and the wall ms. */
+  stop(): { wallMs: number; cpuMs: Record<K, number> } {
+    const end = this.now();
+    const cpu = {} as Record<K, number>;
+    for (const [k, v] of end) cpu[k] = Math.round(v - (this.begin.get(k) ?? NaN));
+    return { wallMs: Date.now() - this.startedAt, cpuMs: cpu };
+  }
+}

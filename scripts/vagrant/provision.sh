@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Provisions one Rocky Linux 9 VM of the Vagrant cluster (see Vagrantfile), as root:
 #   1. Node.js 20 (AppStream module) and an etcd member (upstream release tarball, checksum
-#      verified) of a 3-member cluster on the private network;
+#      verified) of a 3-member cluster on the private network, with TLS and client-certificate
+#      auth for clients and peers, trusting the cluster CA that `cluster-coordinator init` made
+#      on the host (build/vagrant/pki, synced to /opt/cluster/shared/pki; the Vagrantfile runs it,
+#      as scripts/dev-cluster does): the coordinators refuse a plaintext etcd;
 #   2. the cluster-agent (and, with ROLE_COORDINATOR=1, cluster-coordinator) RPMs built by
 #      scripts/build-rpm on the host, synced to /opt/cluster/rpm;
 #   3. /etc/cluster/*.yaml rendered from the very files the RPMs ship (packaging/config, synced
 #      to /opt/cluster/config) with this cluster's endpoints;
 #   4. trust: every coordinator gets the cluster secret the host made (build/vagrant/cluster-secret,
-#      synced to /opt/cluster/shared) as a systemd credential; the first coordinator creates the
-#      CA and its join token, which node1 hands to the others through etcd (a lab shortcut: this
-#      etcd has no TLS yet) and every agent joins with (/etc/cluster/join-token);
+#      synced to /opt/cluster/shared) as a systemd credential and the host's pki dir (CA, its
+#      etcd client certificate); the first coordinator writes its join token, which node1 hands
+#      to the others through etcd (as etcd's root user, whose certificate init made) and every
+#      agent joins with (/etc/cluster/join-token) through the first coordinator (JOIN_ADDRESS);
 #   5. the services enabled and started; on the last node, waits until etcd shows every node
 #      Discovered.
 # Idempotent: `vagrant provision` runs it again safely.
 # Environment (set by the Vagrantfile): NODE_NAME, NODE_IP, ETCD_MEMBERS (name=ip,...),
-# ROLE_COORDINATOR (0|1), WAIT_FOR_NODES (0 = don't wait, else how many nodes to wait for).
+# ROLE_COORDINATOR (0|1), JOIN_ADDRESS (a coordinator's HOST:PORT), WAIT_FOR_NODES (0 = don't
+# wait, else how many nodes to wait for).
 set -euo pipefail
 
-: "${NODE_NAME:?}" "${NODE_IP:?}" "${ETCD_MEMBERS:?}"
+: "${NODE_NAME:?}" "${NODE_IP:?}" "${ETCD_MEMBERS:?}" "${JOIN_ADDRESS:?}"
 ROLE_COORDINATOR=${ROLE_COORDINATOR:-0}
 WAIT_FOR_NODES=${WAIT_FOR_NODES:-0}
 ETCD_VERSION=${ETCD_VERSION:-v3.5.17}
@@ -46,9 +51,22 @@ if [ ! -x /usr/local/bin/etcd ]; then
   install -m 0755 "$tmp/etcd-$ETCD_VERSION-linux-amd64/etcd" "$tmp/etcd-$ETCD_VERSION-linux-amd64/etcdctl" /usr/local/bin/
   rm -rf "$tmp"
 fi
+# etcd's certificates from the host's `cluster-coordinator init` (they name every member).
+HOST_PKI=$SHARE/shared/pki
+ETCD_PKI=/etc/etcd/pki
+for f in ca.crt etcd-server.crt etcd-server.key etcd-root.crt etcd-root.key; do
+  [ -s "$HOST_PKI/$f" ] || { say "no $HOST_PKI/$f: the Vagrantfile runs cluster-coordinator init on the host (needs dist/: npm run build), then vagrant rsync"; exit 1; }
+done
+install -d -m 0700 "$ETCD_PKI"
+install -m 0644 "$HOST_PKI/ca.crt" "$HOST_PKI/etcd-server.crt" "$HOST_PKI/etcd-root.crt" "$ETCD_PKI/"
+install -m 0600 "$HOST_PKI/etcd-server.key" "$HOST_PKI/etcd-root.key" "$ETCD_PKI/"
+# etcdctl as etcd's root user (the join token hand-over and the wait below).
+ectl() {
+  etcdctl --endpoints https://127.0.0.1:2379 --cacert "$ETCD_PKI/ca.crt" --cert "$ETCD_PKI/etcd-root.crt" --key "$ETCD_PKI/etcd-root.key" "$@"
+}
 initial_cluster=""
 for m in ${ETCD_MEMBERS//,/ }; do
-  initial_cluster+="${initial_cluster:+,}${m%%=*}=http://${m#*=}:2380"
+  initial_cluster+="${initial_cluster:+,}${m%%=*}=https://${m#*=}:2380"
 done
 cat > /etc/systemd/system/etcd.service <<UNIT
 [Unit]
@@ -59,8 +77,10 @@ After=network-online.target
 [Service]
 Type=notify
 ExecStart=/usr/local/bin/etcd --name $NODE_NAME --data-dir /var/lib/etcd \\
-  --listen-client-urls http://$NODE_IP:2379,http://127.0.0.1:2379 --advertise-client-urls http://$NODE_IP:2379 \\
-  --listen-peer-urls http://$NODE_IP:2380 --initial-advertise-peer-urls http://$NODE_IP:2380 \\
+  --listen-client-urls https://$NODE_IP:2379,https://127.0.0.1:2379 --advertise-client-urls https://$NODE_IP:2379 \\
+  --client-cert-auth --trusted-ca-file $ETCD_PKI/ca.crt --cert-file $ETCD_PKI/etcd-server.crt --key-file $ETCD_PKI/etcd-server.key \\
+  --listen-peer-urls https://$NODE_IP:2380 --initial-advertise-peer-urls https://$NODE_IP:2380 \\
+  --peer-client-cert-auth --peer-trusted-ca-file $ETCD_PKI/ca.crt --peer-cert-file $ETCD_PKI/etcd-server.crt --peer-key-file $ETCD_PKI/etcd-server.key \\
   --initial-cluster $initial_cluster --initial-cluster-state new --initial-cluster-token vagrant-cluster
 Restart=on-failure
 RestartSec=2s
@@ -104,6 +124,15 @@ if [ "$ROLE_COORDINATOR" = 1 ]; then
   install -m 0644 /etc/cluster/coordinator.yaml.new /etc/cluster/coordinator.yaml && rm -f /etc/cluster/coordinator.yaml.new
   # The same cluster secret for every replica, readable by the service only (LoadCredential).
   install -m 0600 "$SHARE/shared/cluster-secret" /etc/cluster/cluster-secret
+  # The host's pki dir: the CA (its key encrypted under the cluster secret) and the coordinators'
+  # etcd client certificate. The service's StateDirectory (DynamicUser=) lives under
+  # /var/lib/private; systemd hands it to the service's user when it starts.
+  state=/var/lib/private/cluster-coordinator
+  [ -L /var/lib/cluster-coordinator ] || [ ! -d /var/lib/cluster-coordinator ] || state=/var/lib/cluster-coordinator
+  install -d -m 0700 /var/lib/private "$state" "$state/pki"
+  for f in ca.crt ca-key.json etcd-coordinator.crt etcd-coordinator.key; do
+    [ -s "$state/pki/$f" ] || install -m 0600 "$HOST_PKI/$f" "$state/pki/$f"
+  done
   mkdir -p /etc/systemd/system/cluster-coordinator.service.d
   cat > /etc/systemd/system/cluster-coordinator.service.d/cluster-secret.conf <<'UNIT'
 [Service]
@@ -121,11 +150,11 @@ token=""
 for _ in $(seq 90); do
   if [ -s "$PKI_DIR/join-token" ]; then
     token=$(cat "$PKI_DIR/join-token")
-    lease=$(etcdctl --endpoints 127.0.0.1:2379 lease grant 3600 | awk '{print $2}')
-    etcdctl --endpoints 127.0.0.1:2379 put --lease="$lease" "$TOKEN_KEY" "$token" >/dev/null
+    lease=$(ectl lease grant 3600 | awk '{print $2}')
+    ectl put --lease="$lease" "$TOKEN_KEY" "$token" >/dev/null
     break
   fi
-  token=$(etcdctl --endpoints 127.0.0.1:2379 get --print-value-only "$TOKEN_KEY" 2>/dev/null || true)
+  token=$(ectl get --print-value-only "$TOKEN_KEY" 2>/dev/null || true)
   [ -n "$token" ] && break
   sleep 2
 done
@@ -135,7 +164,7 @@ fi
 if [ -n "$token" ]; then
   (umask 077; printf '%s\n' "$token" > /etc/cluster/join-token)
 fi
-bash "$render" "$SHARE/config/agent.yaml" "etcd=$etcd_endpoints" "nodeId=$NODE_NAME" "joinTokenFile=/etc/cluster/join-token" > /etc/cluster/agent.yaml.new
+bash "$render" "$SHARE/config/agent.yaml" "etcd=$etcd_endpoints" "nodeId=$NODE_NAME" "joinTokenFile=/etc/cluster/join-token" "joinAddress=$JOIN_ADDRESS" > /etc/cluster/agent.yaml.new
 install -m 0600 /etc/cluster/agent.yaml.new /etc/cluster/agent.yaml && rm -f /etc/cluster/agent.yaml.new
 systemctl enable -q cluster-agent
 systemctl restart cluster-agent
@@ -144,7 +173,7 @@ systemctl restart cluster-agent
 if [ "$WAIT_FOR_NODES" -gt 0 ]; then
   say "waiting for $WAIT_FOR_NODES Discovered nodes (their records in etcd)"
   for _ in $(seq 90); do
-    n=$(etcdctl --endpoints 127.0.0.1:2379 get --prefix --print-value-only /cluster/v1/nodes/ 2>/dev/null | grep -c '"state":"Discovered"' || true)
+    n=$(ectl get --prefix --print-value-only /cluster/v1/nodes/ 2>/dev/null | grep -c '"state":"Discovered"' || true)
     if [ "$n" -ge "$WAIT_FOR_NODES" ]; then
       say "cluster ready: try  vagrant ssh node1 -c 'sudo clusterctl --credentials $PKI_DIR/admin.yaml nodes'"; exit 0
     fi

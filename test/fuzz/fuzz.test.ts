@@ -23,6 +23,9 @@ describe('fuzz: generated requests and bundles against a real coordinator', func
     expect(report.requests).to.equal(1500);
     expect(report.bundles).to.equal(300);
     expect(report.codes.INVALID_ARGUMENT ?? 0).to.be.above(0);
+    // Bundles with secrets were sent, and some were valid and stored (the secret paths ran).
+    expect(report.secretBundles.accepted, JSON.stringify(report.secretBundles)).to.be.above(0);
+    expect(report.secretBundles.sent).to.be.above(report.secretBundles.accepted);
     expect(c.proc.alive).to.equal(true);
   });
 });

@@ -16,6 +16,12 @@
  *
  * Requests are built as protobuf wire bytes from each method's descriptor, so a field may also
  * arrive with the wrong wire type, or the whole request be junk bytes.
+ *
+ * Secrets: before the first request the run stores one named secret (`FUZZ_SECRET_NAME`); bundles
+ * have file units marked `secret:` (true, or a wrong type) and units whose `source` is
+ * `secret:NAME` (that secret, a missing one, a traversal, terminal escapes), one bundle in ten
+ * is a valid one whose inline secret is that value, and strings name secrets too. No answer —
+ * its message or a unary response — may carry the secret's value.
  */
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -36,6 +42,10 @@ export function rng(seed: number): () => number {
 }
 
 type Rand = () => number;
+
+/** The named secret the run stores before its first request, and its value, which no answer may carry. */
+export const FUZZ_SECRET_NAME = 'fz-db';
+export const FUZZ_SECRET_VALUE = 'fz-secret-value-5e1f0c2a9d';
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
 
 const NESTED = (open: string, close: string, n: number): string => open.repeat(n) + close.repeat(n);
@@ -54,6 +64,7 @@ function hostileString(r: Rand): string {
     () => 'A'.repeat(100_000 + n), () => 'é'.repeat(5000), () => '😀'.repeat(n),
     () => '{{ vars.x }}', () => '{{ facts.__proto__.polluted }}', () => '{{#each x}}{{/each}}', () => '{{ vars.' + 'a.'.repeat(500) + 'b }}',
     () => '__proto__', () => 'constructor', () => 'prototype', () => '-1', () => '99999999999999999999', () => 'NaN',
+    () => `secret:${FUZZ_SECRET_NAME}`, () => FUZZ_SECRET_NAME, () => 'registry/docker', () => 'secret:../../etc/shadow', () => 'secret:',
     () => 'role=worker', () => 'zone in (a,', () => '!x', () => 'k=v,'.repeat(1000),
     () => '{"a":1}', () => '[1,2', () => '{"__proto__":{"x":1}}', () => NESTED('[', ']', 5000 + n), () => NESTED('{"a":', '}', 3000),
     () => `${'- '.repeat(3000)}x`, () => `a: &a [${'x,'.repeat(9)}x]\nb: &b [${'*a,'.repeat(9)}*a]\nc: &c [${'*b,'.repeat(9)}*b]\nd: [${'*c,'.repeat(9)}*c]\n`,
@@ -167,8 +178,21 @@ export class RequestGenerator {
 
 const UNIT_KINDS = ['file', 'directory', 'package', 'systemd', 'command', 'bogus', 'File', '', 'script'];
 
-/** A bundle document: mostly almost-valid YAML with one or several things wrong. */
+/**
+ * A valid bundle with secrets, so the accepting path runs too: an inline secret whose content
+ * is the run's secret value (no later answer may show it), a unit whose source is the stored
+ * secret, or both, sometimes with a file mode of its own.
+ */
+function secretBundle(r: Rand, i: number): string {
+  const units: string[] = [];
+  if (r() < 0.7) units.push(`  - { id: inline, kind: file, path: /etc/fz/inline.conf, secret: true, content: "${FUZZ_SECRET_VALUE}"${r() < 0.3 ? ', mode: "0640"' : ''} }`);
+  if (units.length === 0 || r() < 0.6) units.push(`  - { id: named, kind: file, path: /etc/fz/named.conf, source: "secret:${FUZZ_SECRET_NAME}" }`);
+  return `name: fzs${i}\nversion: 1\nunits:\n${units.join('\n')}\n`;
+}
+
+/** A bundle document: mostly almost-valid YAML with one or several things wrong; now and then a valid one with secrets. */
 export function generateBundle(r: Rand, i: number): string {
+  if (r() < 0.1) return secretBundle(r, i);
   const ids = ['a', 'b', 'a', 'c'];
   const path = (): string => pick(r, ['/etc/app.conf', '/../../etc/shadow', '/opt/../../root/.ssh/authorized_keys', '/dev/sda', 'relative/x', '/x\\0y', '/{{ vars.dir }}/x', '/etc/{{ facts.__proto__ }}', '/tmp/ok']);
   const value = (): string => pick(r, [
@@ -187,6 +211,14 @@ export function generateBundle(r: Rand, i: number): string {
     if (r() < 0.2) fields.push(`restartWhenChanged: [${pick(r, ['a0', 'nope', 'c5'])}]`);
     if (r() < 0.2) fields.push(`${pick(r, ['bogus', '__proto__', 'constructor'])}: 1`);
     if (r() < 0.1) fields.push(`timeout: ${pick(r, ['30s', '-1', '999999h', 'soon'])}`);
+    // Secrets: inline content marked secret (or a wrong type for the mark), a source naming a stored secret or not.
+    if (r() < 0.25) fields.push(`secret: ${pick(r, ['true', 'true', 'false', '"yes"', '1', 'null', '[true]'])}`);
+    if (r() < 0.25) {
+      fields.push(`source: "${pick(r, [
+        `secret:${FUZZ_SECRET_NAME}`, `secret:${FUZZ_SECRET_NAME}`, 'secret:nosuch', 'secret:', 'secret:../../etc/shadow', 'secret:registry/docker',
+        `secret:${'s'.repeat(300)}`, 'secret:\\u001b[31m', 'secret:{{ vars.x }}', `secret:${FUZZ_SECRET_NAME}\\u0000`, 'plain.conf',
+      ])}"`);
+    }
     units.push(`  - {${fields.join(', ')}}`);
   }
   const name = pick(r, [`fz${i}`, '../x', 'a/b', '', 'x'.repeat(300), 'bad\\u001b', `fz${i}`]);
@@ -233,12 +265,20 @@ export interface FuzzReport {
   hashesCompared: number;
   probes: number;
   failures: string[];
+  /** Bundles with a unit marked secret or a `secret:` source: sent, and answered OK. */
+  secretBundles: { sent: number; accepted: number };
   /** The longest a single call took, ms (wall clock at the client). */
   slowestMs: number;
   slowest: string;
 }
 
 const BAD_CODES = new Set([grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.DEADLINE_EXCEEDED]);
+
+/** JSON.stringify replacer: a bytes field (a Buffer, already turned into {type, data}) as its text, so a secret in it is found. */
+function bytesAsText(_key: string, v: unknown): unknown {
+  const b = v as { type?: unknown; data?: unknown } | null;
+  return b && typeof b === 'object' && b.type === 'Buffer' && Array.isArray(b.data) ? Buffer.from(b.data as number[]).toString('latin1') : v;
+}
 
 async function revision(etcd: Etcd3): Promise<string> {
   // A read of one key returns the store's current revision in its header.
@@ -265,9 +305,18 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const methods = contractMethods();
   const status = methods.find((m) => m.name === 'GetStatus');
   const push = methods.find((m) => m.name === 'PushBundle');
-  if (!status || !push) throw new Error('the contract lost GetStatus or PushBundle');
+  const setSecret = methods.find((m) => m.name === 'SetSecret');
+  if (!status || !push || !setSecret) throw new Error('the contract lost GetStatus, PushBundle or SetSecret');
   const client = new RawClient(o.address, o.credentialsFile);
-  const report: FuzzReport = { requests: 0, bundles: 0, codes: {}, examples: {}, perMethod: {}, refusals: 0, hashesCompared: 0, probes: 0, failures: [], slowestMs: 0, slowest: '' };
+  const stored = await client.call(setSecret, { name: FUZZ_SECRET_NAME, value: Buffer.from(FUZZ_SECRET_VALUE) }, { timeoutMs: o.callTimeoutMs ?? 15_000 });
+  if (stored.code !== grpc.status.OK) {
+    client.close();
+    throw new Error(`storing the secret ${FUZZ_SECRET_NAME} failed: ${grpc.status[stored.code]} ${stored.details}`);
+  }
+  const report: FuzzReport = {
+    requests: 0, bundles: 0, codes: {}, examples: {}, perMethod: {}, refusals: 0, hashesCompared: 0, probes: 0, failures: [],
+    secretBundles: { sent: 0, accepted: 0 }, slowestMs: 0, slowest: '',
+  };
   const total = o.requests + o.bundles;
   const timeoutMs = o.callTimeoutMs ?? 15_000;
   const fail = (what: string): void => {
@@ -281,12 +330,18 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
       // The bundles spread evenly among the requests.
       const isBundle = Math.floor(((i + 1) * o.bundles) / total) > Math.floor((i * o.bundles) / total);
       const method = isBundle ? push : methods[next++ % methods.length];
-      const body = isBundle ? push.serialize({ yaml: generateBundle(r, i) }) : gen.request(method);
+      const yaml = isBundle ? generateBundle(r, i) : '';
+      const hasSecret = isBundle && /secret: |source: "secret:/.test(yaml);
+      const body = isBundle ? push.serialize({ yaml }) : gen.request(method);
       const label = `#${i} ${method.path}`;
       const before = await revision(o.etcd);
       const t0 = Date.now();
       const answer: RawAnswer = await client.call(method, body, { timeoutMs, streamMs: 200 });
       const took = Date.now() - t0;
+      if (hasSecret) {
+        report.secretBundles.sent++;
+        if (answer.code === grpc.status.OK) report.secretBundles.accepted++;
+      }
       if (isBundle) report.bundles++;
       else report.requests++;
       report.perMethod[method.path] = (report.perMethod[method.path] ?? 0) + 1;
@@ -302,6 +357,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
       // eslint-disable-next-line no-control-regex
       if (/[\u0000-\u0008\u000B-\u001F\u007F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(answer.details)) fail(`${label}: unsafe characters in the message`);
       if (answer.details.length > 1100) fail(`${label}: a ${answer.details.length}-character message`);
+      if (`${answer.details}${JSON.stringify(answer.response, bytesAsText) ?? ''}`.includes(FUZZ_SECRET_VALUE)) fail(`${label}: the answer carries the secret's value`);
       if (answer.code !== grpc.status.OK) {
         report.refusals++;
         if (answer.code === grpc.status.RESOURCE_EXHAUSTED) fail(`${label}: RESOURCE_EXHAUSTED to a client with one call in flight`);

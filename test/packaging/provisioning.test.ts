@@ -135,6 +135,7 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
       expect(readFileSync(join(REPO_ROOT, prov.opts.path), 'utf8')).to.match(/^#!\/usr\/bin\/env bash/);
       expect(prov.opts.env.NODE_NAME).to.equal(name);
       expect(prov.opts.env.ETCD_MEMBERS.split(',')).to.have.length(3);
+      expect(prov.opts.env.JOIN_ADDRESS).to.equal('192.168.56.11:7400');
       if (prov.opts.env.ROLE_COORDINATOR === '1') coordinators++;
     }
     expect(new Set(ips).size).to.equal(3);
@@ -154,6 +155,13 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
     expect(r.stderr).to.contain('run scripts/build-rpm first');
   });
 
+  it('provision.sh runs etcd with TLS and client-certificate auth for clients and peers, and speaks to it only over https (the coordinators refuse plaintext)', () => {
+    const text = readFileSync(join(REPO_ROOT, 'scripts', 'vagrant', 'provision.sh'), 'utf8');
+    for (const flag of ['--client-cert-auth', '--trusted-ca-file', '--peer-client-cert-auth', '--peer-trusted-ca-file']) expect(text).to.contain(flag);
+    expect(text).to.not.match(/http:\/\/|--endpoints (?!https:)/);
+    expect(text).to.match(/etcdctl --endpoints https:\/\/127\.0\.0\.1:2379 --cacert /);
+  });
+
   it('bash -n accepts the provisioning scripts', async () => {
     for (const script of ['provision.sh', 'render-config.sh']) {
       const r = await run('bash', ['-n', join(REPO_ROOT, 'scripts', 'vagrant', script)]);
@@ -164,8 +172,8 @@ describe('packaging: Vagrantfile, kickstart and provisioning helpers', function 
   it('render-config.sh turns the shipped files into configs the programs accept (table)', async () => {
     const cases: { src: string; args: string[]; expect: Record<string, unknown>; bin: string; configEnv: string }[] = [
       {
-        src: 'agent.yaml', args: ['etcd=192.168.56.11:2379,192.168.56.12:2379,192.168.56.13:2379', 'nodeId=node1', 'joinTokenFile=/etc/cluster/join-token'],
-        expect: { etcd: ['192.168.56.11:2379', '192.168.56.12:2379', '192.168.56.13:2379'], nodeId: 'node1', leaseTtl: 45, joinTokenFile: '/etc/cluster/join-token' },
+        src: 'agent.yaml', args: ['etcd=192.168.56.11:2379,192.168.56.12:2379,192.168.56.13:2379', 'nodeId=node1', 'joinTokenFile=/etc/cluster/join-token', 'joinAddress=192.168.56.11:7400'],
+        expect: { etcd: ['192.168.56.11:2379', '192.168.56.12:2379', '192.168.56.13:2379'], nodeId: 'node1', leaseTtl: 45, joinTokenFile: '/etc/cluster/join-token', joinAddress: '192.168.56.11:7400' },
         bin: BIN.agent, configEnv: 'CLUSTER_AGENT_CONFIG',
       },
       {

@@ -36,7 +36,7 @@ def reflection_messages():
                 fd.type_name = tname
         return m
 
-    msg("ServerReflectionRequest", ("host", 1, S, OPT, None), ("file_containing_symbol", 4, S, OPT, None), ("list_services", 7, S, OPT, None))
+    msg("ServerReflectionRequest", ("host", 1, S, OPT, None), ("file_by_filename", 3, S, OPT, None), ("file_containing_symbol", 4, S, OPT, None), ("list_services", 7, S, OPT, None))
     msg("FileDescriptorResponse", ("file_descriptor_proto", 1, R, REP, None))
     msg("ServiceResponse", ("name", 1, S, OPT, None))
     msg("ListServiceResponse", ("service", 1, M, REP, ".grpc.reflection.v1.ServiceResponse"))

@@ -36,6 +36,7 @@ import { TcpProxy } from '../test/helpers/tcp-proxy';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { decodeEvent } from '../shared/records';
 import { SimFleet, machine, rssMiB, stats, type Stats } from './sim-fleet';
+import { adminClients, unary } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
 
 const OPTIONS = {
@@ -174,11 +175,37 @@ interface Round {
   newLeader: string;
   becameLeaderMs: number;
   firstWriteMs: number;
+  /** Kill → the first operator write (SetGlobals) the survivor answered OK: acting for an operator. */
+  operatorWriteMs: number;
   reattach: Stats;
   lastReattachMs: number;
   leaderSeenBySimMs: number;
   /** From the kill until every agent re-attached, in the new leader's log: its longest event-loop block, the worst window p99, and how often it lost leadership (flapping). */
   newLeaderLoop: { loopDelayMaxMs: number; loopDelayP99Ms: number; leadershipLosses: number };
+}
+
+/**
+ * Kill → the first operator write the survivor answers OK: an admin's SetGlobals (a fenced,
+ * leader-only write with its event), sent every 50 ms with a 1 s deadline from the kill on. A
+ * follower refuses it (not the leader), so the first OK is the new leader acting for a client,
+ * whatever else it has to write then.
+ */
+async function firstOperatorWrite(cluster: TestCluster, address: string, round: number, timeoutMs: number): Promise<number> {
+  const admin = adminClients(cluster, address);
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      try {
+        await unary(admin.config.setGlobals.bind(admin.config), { variablesJson: JSON.stringify({ failover_probe: round }) }, 1000);
+        return Date.now();
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`no operator write answered within ${timeoutMs} ms: ${errorMessage(err)}`);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    }
+  } finally {
+    admin.close();
+  }
 }
 
 /** Resolves once `proc` logged a line with msg `msg` after character `from` of its log. */
@@ -277,6 +304,7 @@ async function main(): Promise<number> {
 
       const killedAt = Date.now();
       const firstWrite = writes.arm(killedAt);
+      const operatorWrite = firstOperatorWrite(cluster, survivor.address, r + 1, roundTimeout * 1000);
       const attached = fleet.attached(survivorId, roundTimeout * 1000, term.createRevision);
       // Only lines written after the cut count (in partition mode the processes keep their logs).
       const survivorFrom = survivor.proc.logs.length;
@@ -288,6 +316,7 @@ async function main(): Promise<number> {
       await withTimeout(becomes, roundTimeout * 1000 + 1000, 'became leader');
       const becameAt = lastLogTime(survivor.proc.logs.slice(survivorFrom), 'became leader') ?? NaN;
       const writeAt = await withTimeout(firstWrite, roundTimeout * 1000, 'first leader write');
+      const operatorAt = await operatorWrite;
       term = await attached;
       let timeline: Round['timeline'];
       if (proxy) {
@@ -311,11 +340,11 @@ async function main(): Promise<number> {
       pooled.push(...lat);
       const round: Round = {
         killed: leader, newLeader: survivorId, ...(timeline ? { timeline } : {}),
-        becameLeaderMs: becameAt - killedAt, firstWriteMs: writeAt - killedAt,
+        becameLeaderMs: becameAt - killedAt, firstWriteMs: writeAt - killedAt, operatorWriteMs: operatorAt - killedAt,
         reattach: stats(lat), lastReattachMs: Math.max(...lat), leaderSeenBySimMs: term.leaderSeenAt - killedAt, newLeaderLoop,
       };
       rounds.push(round);
-      say(`round ${r + 1}/${k}: killed ${leader}; ${survivorId} became leader +${round.becameLeaderMs} ms, first fenced write +${round.firstWriteMs} ms, ` +
+      say(`round ${r + 1}/${k}: killed ${leader}; ${survivorId} became leader +${round.becameLeaderMs} ms, first fenced write +${round.firstWriteMs} ms, operator write answered +${round.operatorWriteMs} ms, ` +
         `agents saw the new leader +${round.leaderSeenBySimMs} ms; re-attach p50 ${round.reattach.p50} ms, p99 ${round.reattach.p99} ms, last ${round.lastReattachMs} ms; ` +
         `${survivorId}'s event loop: longest block ${newLeaderLoop.loopDelayMaxMs} ms, worst 5 s window p99 ${newLeaderLoop.loopDelayP99Ms} ms, leadership lost ${newLeaderLoop.leadershipLosses}×`);
 
@@ -356,6 +385,7 @@ async function main(): Promise<number> {
     initialRegisterMs: initial.registerMs, initialAttachMs: initial.attachMs,
     becameLeaderMs: stats(rounds.map((r) => r.becameLeaderMs)),
     firstFencedWriteMs: stats(rounds.map((r) => r.firstWriteMs)),
+    operatorWriteMs: stats(rounds.map((r) => r.operatorWriteMs)),
     leaderSeenByAgentsMs: stats(rounds.map((r) => r.leaderSeenBySimMs)),
     reattachP50Ms: stats(all.map((s) => s.p50)),
     reattachP99Ms: stats(all.map((s) => s.p99)),
@@ -384,6 +414,7 @@ async function main(): Promise<number> {
     `over the K rounds (ms after SIGKILL)       p50     p90     p99     min     max`,
     row('kill → "became leader" (log ts)', result.becameLeaderMs),
     row('kill → first fenced write (etcd watch)', result.firstFencedWriteMs),
+    row('kill → operator write answered OK', result.operatorWriteMs),
     row('kill → agents see the new leader', result.leaderSeenByAgentsMs),
     row('kill → re-attach, per-round p50', result.reattachP50Ms),
     row('kill → re-attach, per-round p99', result.reattachP99Ms),

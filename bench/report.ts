@@ -168,15 +168,13 @@ export const BENCHES: Bench[] = [
     command: (s) => ({ script: 'failover.js', args: ['--agents', String(s.failoverAgents), '--rounds', '3', '--json'] }),
     rows: (json) => {
       const r = json as FailoverJson;
-      // Acting = answering an operator's write (SetGlobals, fenced): the first write the new
-      // leader makes on its own comes later when it has nothing to write (the re-attach grace).
-      const acting = Math.max(r.becameLeaderMs.max, r.operatorWriteMs.max);
+      const acting = Math.max(r.becameLeaderMs.max, r.firstFencedWriteMs.max);
       // The issue's figure is for 1,000 agents: a smaller run shows its value but no verdict.
       const atScale = r.agents >= 1000;
       return [
         {
-          section: '§2', figure: `leader SIGKILL → new leader acting: became leader / operator write answered / its own first fenced write, max of ${r.rounds} (election TTL ${r.electionTtlSeconds} s)`,
-          value: `${ms(r.becameLeaderMs.max)} / ${ms(r.operatorWriteMs.max)} / ${ms(r.firstFencedWriteMs.max)}`, target: `≤ ${ms(FAILOVER_ACTING_MS)}`, met: acting <= FAILOVER_ACTING_MS,
+          section: '§2', figure: `leader SIGKILL → new leader acting: became leader / its first fenced write, max of ${r.rounds} (election TTL ${r.electionTtlSeconds} s; an operator's config write answered after ${ms(r.operatorWriteMs.max)}: any replica serves it)`,
+          value: `${ms(r.becameLeaderMs.max)} / ${ms(r.firstFencedWriteMs.max)}`, target: `≤ ${ms(FAILOVER_ACTING_MS)}`, met: acting <= FAILOVER_ACTING_MS,
         },
         {
           section: '§2', figure: `leader SIGKILL → all ${r.agents} agents re-attached: last agent, max of ${r.rounds} (pooled p50 / p99 ${ms(r.reattachPooledMs.p50)} / ${ms(r.reattachPooledMs.p99)})`,

@@ -25,6 +25,7 @@
 import {
   errorMessage, FailedPreconditionError, NotLeaderError, type Clock, type Logger,
 } from '../../shared';
+import { setMaxListeners } from 'node:events';
 import type { Command } from '../../generated/cluster/v1/Command';
 import type { AgentStreams } from '../agent-streams';
 import type { MutationResult, NodeStore, VersionedNode } from '../node-store';
@@ -87,6 +88,10 @@ export class JobProgress {
   private readonly facts: BatchLoader<string, unknown>;
 
   constructor(private readonly o: JobProgressDeps, readonly jobId: string) {
+    // Every node command in flight listens on both signals (command-dispatch.ts), so a batch of
+    // 1,000 nodes is 1,000 listeners each, removed as each command settles: not a leak, and
+    // Node's default warning at 11 listeners only filled the leader's log in a fan-out.
+    setMaxListeners(0, this.cancel.signal, this.halted.signal);
     this.log = o.logger.child({ component: 'job-runner', jobId });
     this.bundles = new BundleResolver(o.config);
     this.facts = new BatchLoader((ids) => o.config.factsOf(ids), DEFAULT_SETTINGS.txnMaxOps);

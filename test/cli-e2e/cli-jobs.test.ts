@@ -58,12 +58,7 @@ describe('cli-e2e: bundles, groups and jobs through clusterctl', function () {
   it('push, group set, dry run, commission --wait, verify drift (exit 2), repair, jobs/job get/logs, bad input unchanged', async () => {
     const cluster: TestCluster = suite.cluster({ name: 'cli-jobs', leaseTtlSec: 3 });
     await cluster.startCoordinator();
-    const roots: Record<string, string> = {};
-    for (const id of ['n1', 'n2']) {
-      roots[id] = join(cluster.baseDir, 'roots', id);
-      mkdirSync(roots[id], { recursive: true });
-      await cluster.startAgent(id, { extraArgs: ['--root', roots[id]] });
-    }
+    const roots = await cluster.startRootedAgents(['n1', 'n2']);
     await cluster.waitForNodes('both Discovered', (ns) => ns.length === 2 && ns.every((n) => n.state === 'Discovered' && n.reachable));
     const files = join(cluster.baseDir, 'files');
     mkdirSync(files);

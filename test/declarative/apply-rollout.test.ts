@@ -7,7 +7,7 @@
  * named. And, against etcd alone, a caller refused the rollout gets nothing written.
  */
 import { expect } from 'chai';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestCluster } from '../helpers';
 import { e2eSuite } from '../e2e/e2e-suite';
@@ -42,12 +42,7 @@ describe('declarative: apply rolls out what the plan counts to upgrade', functio
   it('variables change → plan 2 to upgrade → apply starts one upgrade job; again: nothing; --no-rollout: config only; a node in maintenance is skipped and named', async () => {
     const cluster: TestCluster = suite.cluster({ name: 'apply-rollout', leaseTtlSec: 3 });
     await cluster.startCoordinator();
-    const roots: Record<string, string> = {};
-    for (const id of ['n1', 'n2']) {
-      roots[id] = join(cluster.baseDir, 'roots', id);
-      mkdirSync(roots[id], { recursive: true });
-      await cluster.startAgent(id, { extraArgs: ['--root', roots[id]] });
-    }
+    const roots = await cluster.startRootedAgents(['n1', 'n2']);
     await cluster.waitForNodes('n1, n2 Discovered', (ns) => ns.length === 2 && ns.every((n) => n.state === 'Discovered'));
     const conf = (id: string): string => readFileSync(join(roots[id], 'etc', 'web.conf'), 'utf8');
     const nodes = async (): Promise<NodeJson[]> => JSON.parse(expectExit(await cluster.ctl(['nodes', '-o', 'json']), 0).stdout) as NodeJson[];

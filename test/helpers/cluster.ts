@@ -256,6 +256,17 @@ export class TestCluster {
     return c;
   }
 
+  /** Starts one agent per id, each on its own sandbox root `<baseDir>/roots/<id>` (`--root`); returns id → root. */
+  async startRootedAgents(ids: readonly string[]): Promise<Record<string, string>> {
+    const roots: Record<string, string> = {};
+    for (const id of ids) {
+      roots[id] = join(this.baseDir, 'roots', id);
+      mkdirSync(roots[id], { recursive: true });
+      await this.startAgent(id, { extraArgs: ['--root', roots[id]] });
+    }
+    return roots;
+  }
+
   async startAgent(nodeId: string, options: AgentStartOptions = {}): Promise<AgentHandle> {
     if (this.agents.has(nodeId)) throw new Error(`agent ${nodeId} already started`);
     const stateDir = join(this.baseDir, 'agents', nodeId);

@@ -51,8 +51,8 @@ def reflection_messages():
     return get("ServerReflectionRequest"), get("ServerReflectionResponse")
 
 
-def main():
-    target, ca, cert, key, call = sys.argv[1:6]
+def connect(target, ca, cert, key):
+    """A mutual-TLS channel to TARGET and `ask(**request_fields)`, one reflection request → its response."""
     read = lambda p: open(p, "rb").read()
     creds = grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert))
     channel = grpc.secure_channel(target, creds)
@@ -65,6 +65,12 @@ def main():
         if resp.HasField("error_response"):
             raise RuntimeError(f"reflection error for {kw}: {resp.error_response.error_message}")
         return resp
+    return channel, ask
+
+
+def main():
+    target, ca, cert, key, call = sys.argv[1:6]
+    channel, ask = connect(target, ca, cert, key)
 
     services = sorted(s.name for s in ask(list_services="*").list_services_response.service)
     pool = descriptor_pool.DescriptorPool()

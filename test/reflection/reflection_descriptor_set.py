@@ -9,26 +9,14 @@ Prints one JSON object: {"files": [names, dependencies first]} or exits 1 with t
 import json
 import sys
 
-import grpc
 from google.protobuf import descriptor_pb2
 
-from reflection_client import reflection_messages
+from reflection_client import connect
 
 
 def main():
     target, ca, cert, key, out = sys.argv[1:6]
-    read = lambda p: open(p, "rb").read()
-    creds = grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert))
-    channel = grpc.secure_channel(target, creds)
-    Req, Resp = reflection_messages()
-    info = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-                                 request_serializer=Req.SerializeToString, response_deserializer=Resp.FromString)
-
-    def ask(**kw):
-        (resp,) = list(info(iter([Req(**kw)]), timeout=10))
-        if resp.HasField("error_response"):
-            raise RuntimeError(f"reflection error for {kw}: {resp.error_response.error_message}")
-        return resp
+    _channel, ask = connect(target, ca, cert, key)
 
     files = {}
 

@@ -134,6 +134,16 @@ export async function readKeys(client: Etcd3, keys: readonly string[]): Promise<
   return { revision: response.header.revision, kvs: response.responses.map((r) => r.response_range?.kvs?.[0]) };
 }
 
+/**
+ * The values at `keys` (`kvs[i]` is `keys[i]`'s, undefined when absent), `chunk` keys per
+ * read-only transaction (etcd's `--max-txn-ops` bounds one), the chunks read concurrently.
+ */
+export async function readKeysChunked(client: Etcd3, keys: readonly string[], chunk: number): Promise<(IKeyValue | undefined)[]> {
+  const parts: Promise<(IKeyValue | undefined)[]>[] = [];
+  for (let i = 0; i < keys.length; i += chunk) parts.push(readKeys(client, keys.slice(i, i + chunk)).then((r) => r.kvs));
+  return (await Promise.all(parts)).flat();
+}
+
 /** The record at `key`, decoded, with the revision a compare-and-swap needs; undefined when absent. */
 export async function readRecord<R>(client: Etcd3, key: string, decode: (key: string, text: string) => R): Promise<{ record: R; modRevision: string } | undefined> {
   const { kvs } = await readKeys(client, [key]);

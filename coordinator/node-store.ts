@@ -12,7 +12,7 @@ import {
   type NodeRecord, type NotLeaderError,
 } from '../shared';
 import type { EventInput, EventLog } from './event-log';
-import { readKeys, readRecord, type Compare, type TxnOp } from './etcd-txn';
+import { readKeysChunked, readRecord, type Compare, type TxnOp } from './etcd-txn';
 import { DEFAULT_SETTINGS } from './options';
 import { readSnapshot } from './snapshot';
 
@@ -103,18 +103,12 @@ export class NodeStore {
    */
   async getMany(ids: readonly string[], chunk = DEFAULT_SETTINGS.txnMaxOps): Promise<Map<string, VersionedNode>> {
     const out = new Map<string, VersionedNode>();
-    const reads: Promise<void>[] = [];
-    for (let i = 0; i < ids.length; i += chunk) {
-      const part = ids.slice(i, i + chunk);
-      reads.push(readKeys(this.client, part.map((id) => this.keyspace.node(id))).then(({ kvs }) => {
-        kvs.forEach((kv, j) => {
-          if (!kv) return;
-          // An unreadable record is left out: the caller's own get() of it reports why.
-          try { out.set(part[j], { record: decodeNode(kv.key.toString(), kv.value.toString()), modRevision: kv.mod_revision }); } catch { /* see above */ }
-        });
-      }));
-    }
-    await Promise.all(reads);
+    const kvs = await readKeysChunked(this.client, ids.map((id) => this.keyspace.node(id)), chunk);
+    kvs.forEach((kv, j) => {
+      if (!kv) return;
+      // An unreadable record is left out: the caller's own get() of it reports why.
+      try { out.set(ids[j], { record: decodeNode(kv.key.toString(), kv.value.toString()), modRevision: kv.mod_revision }); } catch { /* see above */ }
+    });
     return out;
   }
 

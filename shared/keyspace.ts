@@ -140,6 +140,11 @@ export class Keyspace {
     return undefined;
   }
 
+  /** Whether `key` is a job's per-node record (jobs/<id>/nodes/<node>), not the job's own. */
+  isJobNodeKey(key: string): boolean {
+    return key.startsWith(this.jobsPrefix()) && this.parseJobKey(key)?.nodeId !== undefined;
+  }
+
   // --- files/<name> ----------------------------------------------------------------------
   filesPrefix(): string { return `${this.prefix}files/`; }
   file(name: string): string { return `${this.filesPrefix()}${segment('file name', name)}`; }

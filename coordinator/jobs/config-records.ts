@@ -7,7 +7,8 @@
 import type { Etcd3 } from 'etcd3';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, type Facts, type Keyspace } from '../../shared';
 import type { Bundle } from '../../shared/bundle';
-import { readKeys, readRecord } from '../etcd-txn';
+import { readKeys, readKeysChunked, readRecord } from '../etcd-txn';
+import { DEFAULT_SETTINGS } from '../options';
 import { readSnapshot } from '../snapshot';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
 import { parseBundleInfo } from '../config/source-pins';
@@ -74,9 +75,9 @@ export class ConfigReader {
     return parseFacts(kvs[0]?.value.toString());
   }
 
-  /** Several nodes' facts in one read (nodes without readable facts are missing from the map). */
+  /** Several nodes' facts, one read per `--max-txn-ops` keys (nodes without readable facts are missing from the map). */
   async factsOf(nodeIds: readonly string[]): Promise<Map<string, Partial<Facts>>> {
-    const { kvs } = await readKeys(this.client, nodeIds.map((id) => this.keyspace.facts(id)));
+    const kvs = await readKeysChunked(this.client, nodeIds.map((id) => this.keyspace.facts(id)), DEFAULT_SETTINGS.txnMaxOps);
     const out = new Map<string, Partial<Facts>>();
     kvs.forEach((kv, i) => {
       const facts = parseFacts(kv?.value.toString());

@@ -21,7 +21,6 @@ import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
 import { ConfigReader } from '../jobs/config-records';
 import type { ReconcilerOptions } from './reconciler-options';
-import { DEFAULT_SETTINGS } from '../options';
 
 /** Node labels plus `facts.<field>` for every facts summary field (numbers as text). */
 export function selectorLabels(labels: Readonly<Record<string, string>>, facts: Partial<Facts> | undefined): Record<string, string> {
@@ -112,7 +111,7 @@ export class AutoCommissioner {
     // records). Of the node records only those written as Discovered (nodePutMatters): a fan-out
     // rewrites every node it runs on, twice, and none of those writes makes a candidate.
     this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.factsPrefix(), ks.groupsPrefix(), ks.jobsPrefix(), ks.managerConfig()], () => this.loop.trigger(), this.log, {
-      keyFilter: (key) => !key.startsWith(ks.jobsPrefix()) || ks.parseJobKey(key)?.nodeId === undefined,
+      keyFilter: (key) => !ks.isJobNodeKey(key),
       putFilter: (key, value) => !key.startsWith(ks.nodesPrefix()) || nodePutMatters(value.toString()),
       previousValues: false,
     });
@@ -143,16 +142,6 @@ export class AutoCommissioner {
     return out;
   }
 
-  /** The facts of these nodes, read by key in chunks (nodes without readable facts are missing). */
-  private async factsOf(ids: readonly string[]): Promise<Map<string, Partial<Facts>>> {
-    const out = new Map<string, Partial<Facts>>();
-    const reader = new ConfigReader(this.o.client, this.o.keyspace);
-    for (let i = 0; i < ids.length; i += DEFAULT_SETTINGS.txnMaxOps) {
-      for (const [id, f] of await reader.factsOf(ids.slice(i, i + DEFAULT_SETTINGS.txnMaxOps))) out.set(id, f);
-    }
-    return out;
-  }
-
   private async pass(): Promise<string[]> {
     // `clusterctl config set autoCommission=paused`: the rules stay, nothing is started.
     if ((await new ConfigReader(this.o.client, this.o.keyspace).managerConfig()).autoCommission === 'paused') return [];
@@ -165,7 +154,7 @@ export class AutoCommissioner {
     const groups = recordsOf(snap.groups);
     const activeJobs = new Set([...snap.jobs].filter(([, j]) => isActive(j.record.state)).map(([id]) => id));
     const candidates = recordsOf(snap.nodes).filter((n) => isCandidate(n, activeJobs));
-    const facts = await this.factsOf(candidates.map((n) => n.id));
+    const facts = await new ConfigReader(this.o.client, this.o.keyspace).factsOf(candidates.map((n) => n.id));
     const nodes = candidates.map((n) => ({ record: n, facts: facts.get(n.id) }));
     const plan = planAutoCommission({ nodes, groups, activeJobs });
     const created: string[] = [];

@@ -24,7 +24,7 @@ import { decodeDriftDetail, driftDetailLine, driftLines } from '../../shared/com
 import type { NodeStore, VersionedNode } from '../node-store';
 import type { GroupRecord } from '../config/group-store';
 import { decodeJob, decodeJobNode, isActive, isFinished, type JobNodeRecord, type JobRecord } from '../jobs/job-record';
-import { readKeys } from '../etcd-txn';
+import { readKeysChunked } from '../etcd-txn';
 import { DEFAULT_SETTINGS } from '../options';
 import { readSnapshot, recordsOf, jobNodeKey } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
@@ -126,7 +126,7 @@ export class DriftWatcher {
     // A reconnect of the watch triggers a (full) pass too: what changed while it was down is read then.
     // Job records, not the per-node records under them (a verify job's are final before its record is).
     this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.jobsPrefix(), ks.groupsPrefix()], (key) => this.changed(key), this.log, {
-      keyFilter: (key) => !key.startsWith(ks.jobsPrefix()) || ks.parseJobKey(key)?.nodeId === undefined,
+      keyFilter: (key) => !ks.isJobNodeKey(key),
     });
     this.o.streams?.on('drift', this.onDrift);
   }
@@ -235,19 +235,16 @@ export class DriftWatcher {
   private async activeAmong(jobIds: readonly string[]): Promise<Set<string>> {
     const out = new Set<string>();
     const ks = this.o.keyspace;
-    for (let i = 0; i < jobIds.length; i += DEFAULT_SETTINGS.txnMaxOps) {
-      const part = jobIds.slice(i, i + DEFAULT_SETTINGS.txnMaxOps);
-      const { kvs } = await readKeys(this.o.client, part.map((id) => ks.job(id)));
-      kvs.forEach((kv, j) => {
-        if (!kv) return;
-        try {
-          if (isActive(decodeJob(kv.key.toString(), kv.value.toString()).state)) out.add(part[j]);
-        } catch (err) {
-          // An unreadable job is treated as gone, as a full pass's snapshot does.
-          this.log.warn('unreadable job record skipped', { key: kv.key.toString(), err: errorMessage(err) });
-        }
-      });
-    }
+    const kvs = await readKeysChunked(this.o.client, jobIds.map((id) => ks.job(id)), DEFAULT_SETTINGS.txnMaxOps);
+    kvs.forEach((kv, j) => {
+      if (!kv) return;
+      try {
+        if (isActive(decodeJob(kv.key.toString(), kv.value.toString()).state)) out.add(jobIds[j]);
+      } catch (err) {
+        // An unreadable job is treated as gone, as a full pass's snapshot does.
+        this.log.warn('unreadable job record skipped', { key: kv.key.toString(), err: errorMessage(err) });
+      }
+    });
     return out;
   }
 
@@ -273,18 +270,15 @@ export class DriftWatcher {
   private async jobNodeRecords(pairs: readonly { jobId: string; nodeId: string }[]): Promise<Map<string, JobNodeRecord>> {
     const out = new Map<string, JobNodeRecord>();
     const ks = this.o.keyspace;
-    for (let i = 0; i < pairs.length; i += DEFAULT_SETTINGS.txnMaxOps) {
-      const part = pairs.slice(i, i + DEFAULT_SETTINGS.txnMaxOps);
-      const { kvs } = await readKeys(this.o.client, part.map((p) => ks.jobNode(p.jobId, p.nodeId)));
-      kvs.forEach((kv, j) => {
-        if (!kv) return;
-        try {
-          out.set(jobNodeKey(part[j].jobId, part[j].nodeId), decodeJobNode(kv.key.toString(), kv.value.toString()));
-        } catch (err) {
-          this.log.warn('unreadable job node record skipped', { key: kv.key.toString(), err: errorMessage(err) });
-        }
-      });
-    }
+    const kvs = await readKeysChunked(this.o.client, pairs.map((p) => ks.jobNode(p.jobId, p.nodeId)), DEFAULT_SETTINGS.txnMaxOps);
+    kvs.forEach((kv, j) => {
+      if (!kv) return;
+      try {
+        out.set(jobNodeKey(pairs[j].jobId, pairs[j].nodeId), decodeJobNode(kv.key.toString(), kv.value.toString()));
+      } catch (err) {
+        this.log.warn('unreadable job node record skipped', { key: kv.key.toString(), err: errorMessage(err) });
+      }
+    });
     return out;
   }
 

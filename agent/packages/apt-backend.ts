@@ -34,7 +34,16 @@ export function createAptBackend(options: AptBackendOptions = {}): PackageBacken
   const aptRootArgs = root === '/' ? [] : ['-o', `RootDir=${root}`, '-o', `DPkg::Options::=--root=${root}`];
 
   const aptGet = async (verb: string, flags: string[], words: string[], signal?: AbortSignal): Promise<PackageOutput> => {
-    const r = await runCommand('apt-get', [...aptRootArgs, verb, '-y', '-q', ...flags, '--', ...words], { env, signal, timeoutMs: options.timeoutMs });
+    const run = (): ReturnType<typeof runCommand> => runCommand('apt-get', [...aptRootArgs, verb, '-y', '-q', ...flags, '--', ...words], { env, signal, timeoutMs: options.timeoutMs });
+    let r = await run();
+    // A node that lost power (or an agent killed) in the middle of dpkg: apt refuses everything
+    // until `dpkg --configure -a` finishes the interrupted run, as its message says. Do that
+    // once, then try again; if it fails too, the error says so.
+    if (r.code !== 0 && /dpkg was interrupted/.test(r.output.text)) {
+      const fix = await runCommand('dpkg', [...dpkgRootArgs, ...(root === '/' ? [] : [`--root=${root}`]), '--configure', '-a'], { env, signal, timeoutMs: options.timeoutMs });
+      if (fix.code !== 0) throw new FailedPreconditionError(`apt-get ${verb} ${words.join(' ')}: dpkg was interrupted, and dpkg --configure -a failed (exit ${fix.code}): ${lastLines(fix.output.text)}`);
+      r = await run();
+    }
     if (r.code !== 0) throw new FailedPreconditionError(`apt-get ${verb} ${words.join(' ')} failed (exit ${r.code}): ${lastLines(r.output.text)}`);
     return r.output;
   };

@@ -561,7 +561,7 @@ export class JobProgress {
     await this.chainWrite(finished, async () => {
       let moved: MutationResult;
       try {
-        moved = await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur, inputs), {
+        moved = await this.o.nodes.mutate(id, (cur) => finishedNodeChange(job, d, r, bundleRef, cur, inputs, finished.bootId), {
           ...(known ? { known } : {}), ops: [this.o.store.nodeRecordOp(this.jobId, finished)],
         });
       } catch (err) {

@@ -17,7 +17,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import {
-  errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type NodeRecord, type PrefixWatch,
+  decodeNode, errorMessage, NotLeaderError, ReconcileLoop, watchPrefixes, type Clock, type Keyspace, type Logger, type NodeRecord, type PrefixWatch,
 } from '../../shared';
 import type { DriftReport__Output } from '../../generated/cluster/v1/DriftReport';
 import { decodeDriftDetail, driftDetailLine, driftLines } from '../../shared/command-report';
@@ -38,6 +38,15 @@ export type ReverifyAction =
 /** Whether the node's own record could ask for a reverify or a baseline (the jobs holding it aside). */
 export function mayNeedVerify(n: NodeRecord): boolean {
   return (n.state === 'Commissioned' || n.state === 'Upgraded') && !!n.group && n.connected && !n.maintenance && !!n.bootId && n.bootId !== n.verifiedBootId;
+}
+
+/** Whether a node record as put (its key and JSON) may need a verify or a baseline; true when it does not decode. */
+export function nodePutMayNeedVerify(key: string, text: string): boolean {
+  try {
+    return mayNeedVerify(decodeNode(key, text));
+  } catch {
+    return true;
+  }
 }
 
 function eligible(n: NodeRecord, activeJobs: ReadonlySet<string>): boolean {
@@ -127,6 +136,12 @@ export class DriftWatcher {
     // Job records, not the per-node records under them (a verify job's are final before its record is).
     this.watch = watchPrefixes(this.o.client, [ks.nodesPrefix(), ks.jobsPrefix(), ks.groupsPrefix()], (key) => this.changed(key), this.log, {
       keyFilter: (key) => !ks.isJobNodeKey(key),
+      // A node put asks for a pass over that node only if the record as written could need a
+      // verify or a baseline: a fan-out writes every node it runs on two or three times, and
+      // each of those made a read of the node here. Level-triggered as before: a later write
+      // that could need one asks then. Unreadable: asked, the pass logs it.
+      putFilter: (key, value) => !key.startsWith(ks.nodesPrefix()) || nodePutMayNeedVerify(key, value.toString()),
+      previousValues: false,
     });
     this.o.streams?.on('drift', this.onDrift);
   }

@@ -196,6 +196,26 @@ describe('job outcome: every kind × every way a command ends', () => {
     }
   });
 
+  it('a successful apply on the boot the node is on verifies the node for that boot in the same write; a rebooted node, a failure, verify and decommission leave the verified boot alone', () => {
+    const ok = OUTCOMES[0].result;
+    const failed = OUTCOMES[1].result;
+    // kind, state before, outcome, boot the command ran on, verified boot after
+    const rows: [JobKind, LifecycleState, CommandOutcome, string | undefined, string | undefined][] = [
+      ['commission', 'Commissioning', ok, 'b1', 'b1'], ['upgrade', 'Upgrading', ok, 'b1', 'b1'], ['repair', 'Commissioned', ok, 'b1', 'b1'],
+      ['commission', 'Commissioning', ok, 'b0', 'b0-verified'], ['commission', 'Commissioning', ok, undefined, 'b0-verified'],
+      ['commission', 'Commissioning', failed, 'b1', 'b0-verified'], ['verify', 'Commissioned', ok, 'b1', 'b0-verified'], ['decommission', 'Decommissioning', ok, 'b1', 'b0-verified'],
+    ];
+    for (const [kind, state, r, ranOn, want] of rows) {
+      const job: OutcomeJob = { id: 'j1', kind, dryRun: false, group: 'g' };
+      const before: NodeRecord = { ...nodeBefore(state), bootId: 'b1', verifiedBootId: 'b0-verified' };
+      const change = finishedNodeChange(job, decideNodeOutcome(job, r, false), r, 'web@2', before, undefined, ranOn);
+      expect(change?.next.verifiedBootId, `${kind} ${r.outcome} on ${ranOn ?? '(unknown boot)'}`).to.equal(want);
+      if (want === 'b1') expect(change?.event.message).to.match(/verified on boot b1$/);
+    }
+    const dry: OutcomeJob = { id: 'j1', kind: 'commission', dryRun: true, group: 'g' };
+    expect(finishedNodeChange(dry, decideNodeOutcome(dry, ok, false), ok, 'web@2', { ...nodeBefore('Discovered'), bootId: 'b1' }, undefined, 'b1')?.next.verifiedBootId).to.equal(undefined);
+  });
+
   it('a vanished node is not written', () => {
     const job: OutcomeJob = { id: 'j1', kind: 'upgrade', dryRun: false };
     const r = OUTCOMES[0].result;

@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer, waitFor } from '../helpers';
 import { jobRequest } from '../../coordinator/reconcile/job-request';
-import { DriftWatcher, driftOf, driftOfReport, planReverify } from '../../coordinator/reconcile/drift-watcher';
+import { DriftWatcher, driftOf, driftOfReport, nodePutMayNeedVerify, planReverify } from '../../coordinator/reconcile/drift-watcher';
 import { ManualClock, type LifecycleState, type NodeRecord } from '../../shared';
 import { decodeCommandReport, decodeDriftDetail } from '../../shared/command-report';
 import { Harness, logger, until } from './harness';
@@ -38,6 +38,17 @@ describe('drift watcher: decisions (tables)', () => {
       { kind: 'reverify', nodeId: 'a', group: 'w', bootId: 'b2', reason: 'new boot id (b1 → b2)' },
       { kind: 'baseline', nodeId: 'b', bootId: 'b2' },
     ]);
+  });
+
+  it('asks for a pass on a node put only when the record as written may need a verify or a baseline (unreadable: asked)', () => {
+    const put = (n: NodeRecord): boolean => nodePutMayNeedVerify(`/c/nodes/${n.id}`, JSON.stringify(n));
+    expect(put(node('a', 'Commissioned', { verifiedBootId: 'b1' })), 'new boot').to.equal(true);
+    expect(put(node('b', 'Commissioned')), 'never verified').to.equal(true);
+    expect(put(node('c', 'Commissioned', { verifiedBootId: 'b2' })), 'verified on this boot').to.equal(false);
+    expect(put(node('g', 'Commissioning')), 'in a job').to.equal(false);
+    expect(put(node('e', 'Commissioned', { connected: false })), 'no stream').to.equal(false);
+    expect(nodePutMayNeedVerify('/c/nodes/x', '{not json')).to.equal(true);
+    expect(nodePutMayNeedVerify('/c/nodes/x', JSON.stringify({ id: 'x', state: 'Bogus' }))).to.equal(true);
   });
 
   it('reads drift from the verify report', () => {

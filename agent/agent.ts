@@ -49,6 +49,8 @@ export interface AgentSettings {
   link?: LinkTimings;
   /** Only factsProbeTimeoutMs is read here. @default AGENT_DEFAULTS.work */
   work?: Pick<WorkTimeouts, 'factsProbeTimeoutMs'>;
+  /** A new applied digest reaches the member key this long later (plus up to as much at random). @default APPLIED_REFRESH_DELAY_MS */
+  appliedRefreshDelayMs?: number;
 }
 
 export interface AgentDependencies {
@@ -129,6 +131,7 @@ export class Agent {
       factsIntervalMs: settings.factsIntervalMs ?? AGENT_DEFAULTS.factsIntervalMs,
       details: () => ({ appliedDigest: applied().digest }),
       random: deps.random,
+      ...(settings.appliedRefreshDelayMs !== undefined ? { appliedRefreshDelayMs: settings.appliedRefreshDelayMs } : {}),
     });
     this.hardware = new HardwareWatch({
       signature: deps.hardwareSignature ?? systemHardwareSignature, intervalMs: settings.hardwareCheckIntervalMs ?? AGENT_DEFAULTS.hardwareCheckIntervalMs,
@@ -207,15 +210,13 @@ export class Agent {
     return this.membership.whenRegistered(signal);
   }
 
-  /** Re-writes the member record (call after the applied digest changed). */
-  refreshMembership(): Promise<void> {
-    return this.membership.refresh();
-  }
-
-  /** A command changed the applied record: refresh the member record, forget an older drift finding. */
-  appliedChanged(): Promise<void> {
+  /**
+   * A command changed the applied record: forget an older drift finding; the member record takes
+   * the new digest a little later (LeaseMembership.refreshSoon: one write per burst, off the job's path).
+   */
+  appliedChanged(): void {
     this.reload?.appliedChanged();
-    return this.membership.refresh();
+    this.membership.refreshSoon();
   }
 
   /** An apply or remove converged the node (record changed or not): an older drift finding is obsolete. */

@@ -29,7 +29,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { Backoff, sleep } from '../shared/backoff';
-import type { Clock } from '../shared/clock';
+import type { Clock, Timer } from '../shared/clock';
 import { UnavailableError, errorMessage } from '../shared/errors';
 import type { Facts } from '../shared/facts';
 import type { Keyspace } from '../shared/keyspace';
@@ -94,7 +94,21 @@ export interface LeaseMembershipOptions {
   factsIntervalMs: number;
   details?: () => MemberDetails;
   random?: () => number;
+  /**
+   * `refreshSoon()` writes the member record this long after the first change of a burst, plus
+   * up to as much again at random. @default APPLIED_REFRESH_DELAY_MS
+   */
+  appliedRefreshDelayMs?: number;
 }
+
+/**
+ * How long after a command changed the applied record its digest reaches the member key (plus
+ * up to as much again, at random). Nothing decides from that copy (the coordinator has the
+ * digest from the command's result and from the agent's hello); written at once, a fleet-wide
+ * fan-out's N member rewrites (one raft entry each, and a watch event to the leader) landed in
+ * the middle of the job's own writes.
+ */
+export const APPLIED_REFRESH_DELAY_MS = 10_000;
 
 export interface MembershipStatus {
   leaseId?: string;
@@ -124,6 +138,10 @@ export class LeaseMembership {
   /** The collection in flight, shared by everyone who needs facts meanwhile. */
   private collecting?: Promise<Facts>;
   private readonly registeredWaiters: (() => void)[] = [];
+  /** When the member key was written on the current lease (kept by later rewrites of it). */
+  private registeredAt?: string;
+  /** A deferred member rewrite (`refreshSoon`). */
+  private refreshTimer?: Timer;
 
   constructor(private readonly options: LeaseMembershipOptions) {
     this.timings = membershipTimings(options.ttlMs);
@@ -160,6 +178,8 @@ export class LeaseMembership {
    */
   async stop(): Promise<void> {
     if (!this.abort) return;
+    this.refreshTimer?.cancel();
+    this.refreshTimer = undefined;
     this.abort.abort();
     await Promise.all([this.loop, this.factsLoop]);
     this.abort = undefined;
@@ -174,6 +194,19 @@ export class LeaseMembership {
     } catch (err) {
       this.log.warn('could not revoke lease; it will expire', { leaseId, ttlSeconds: this.timings.ttlSeconds, error: errorMessage(err) });
     }
+  }
+
+  /**
+   * Writes the member record again a little later (the applied digest changed): one write for a
+   * burst of changes, with the digest as it is then (APPLIED_REFRESH_DELAY_MS).
+   */
+  refreshSoon(): void {
+    if (this.refreshTimer || !this.abort) return;
+    const base = this.options.appliedRefreshDelayMs ?? APPLIED_REFRESH_DELAY_MS;
+    this.refreshTimer = this.options.clock.setTimeout(() => {
+      this.refreshTimer = undefined;
+      void this.refresh();
+    }, base * (1 + (this.options.random ?? Math.random)()));
   }
 
   /** Writes the member record again now (e.g. the applied digest changed). No-op while unregistered. */
@@ -279,6 +312,7 @@ export class LeaseMembership {
 
   private async register(leaseId: string, newLease: boolean): Promise<void> {
     const facts = await this.currentFacts();
+    this.registeredAt = this.options.clock.iso();
     await this.putMember(leaseId);
     await this.putFacts(facts);
     this.recordsOnLease = true;
@@ -299,7 +333,9 @@ export class LeaseMembership {
       instanceId: id.instanceId,
       address: this.facts ? primaryAddress(this.facts) : '',
       appliedDigest: this.options.details?.().appliedDigest ?? '',
-      registeredAt: this.options.clock.iso(),
+      // The registration's time, not this write's: a rewrite for a new applied digest then
+      // changes nothing the coordinator's inventory reads (memberPutMatters), so starts no pass.
+      registeredAt: this.registeredAt ?? this.options.clock.iso(),
     };
   }
 

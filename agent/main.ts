@@ -185,7 +185,7 @@ async function main(argv: string[]): Promise<number> {
           execTimeoutMs: o.work.execTimeoutMs,
           // The cached copy: collecting all hardware facts per command cost 0.2–0.3 s of CPU each.
           facts: () => agent.facts(),
-          onAppliedChanged: () => { agent.appliedChanged().catch(() => undefined); },
+          onAppliedChanged: () => { agent.appliedChanged(); },
           onConverged: () => agent.converged(),
         }),
         reverify: (signal) => reverifyStore(applied, unitContext, { handlers, signal }),

@@ -333,7 +333,7 @@ async function childMain(): Promise<number> {
       handlers, context, applied: store, logger: log, facts: () => agent.facts(),
       // As a real agent does: the member record carries the applied digest. (Called only after
       // a command ran, so `agent` below is initialised by then.)
-      onAppliedChanged: () => { agent.refreshMembership().catch(() => undefined); },
+      onAppliedChanged: () => { agent.appliedChanged(); },
     });
     const factsProvider: FactsProvider = () => Promise.resolve({ ...structuredClone(machineFacts), hostname: nodeId });
     const agent: Agent = new Agent(

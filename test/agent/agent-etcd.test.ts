@@ -159,6 +159,35 @@ describe('agent against a real etcd', function () {
     expect(collections).to.equal(2);
   });
 
+  it('a new applied digest reaches the member key once, a little later, for a burst of changes; the registration time stays', async () => {
+    const ks = newPrefix();
+    let digest = 'd1';
+    const a = new Agent(
+      { nodeId: 'n1', leaseTtlMs: 3000, prefix: ks.prefix, hostname: 'n1.lab', bootId: 'boot-1', factsIntervalMs: 0, appliedRefreshDelayMs: 300 },
+      { etcd: client(), logger: createLogger({ level: 'error' }), credentials, factsProvider: () => Promise.resolve(FACTS), applied: () => ({ digest, bundle: '', version: '' }) },
+    );
+    agents.push(a);
+    await a.start();
+    await a.whenRegistered();
+    const read = async (): Promise<{ version: string; appliedDigest: string; registeredAt: string }> => {
+      const kv = (await observer.get(ks.member('n1')).exec()).kvs[0];
+      const m = decodeMember(ks.member('n1'), kv.value.toString());
+      return { version: String(kv.version), appliedDigest: m.appliedDigest, registeredAt: m.registeredAt };
+    };
+    const first = await read();
+    expect(first).to.deep.include({ version: '1', appliedDigest: 'd1' });
+    digest = 'd2';
+    a.appliedChanged();
+    digest = 'd3';
+    a.appliedChanged();
+    a.appliedChanged();
+    // Not at once: the job's own writes go first.
+    expect((await read()).version).to.equal('1');
+    await waitFor('the member key to carry the new digest', async () => (await read()).appliedDigest === 'd3', { timeoutMs: 5000, intervalMs: 50 });
+    await new Promise((r) => setTimeout(r, 800));
+    expect(await read()).to.deep.equal({ version: '2', appliedDigest: 'd3', registeredAt: first.registeredAt });
+  });
+
   it('the member key expires within the TTL once renewals stop', async () => {
     const ks = newPrefix();
     const own = client();

@@ -117,7 +117,7 @@ describe('agent reload: one applied record, re-verify at start and on reconnect,
     const ref: { agent?: Agent } = {};
     const executor = new CommandExecutor({
       handlers, context, applied, logger: quiet, facts: () => Promise.resolve(SANDBOX_FACTS),
-      onAppliedChanged: () => { ref.agent?.appliedChanged().catch(() => undefined); },
+      onAppliedChanged: () => { ref.agent?.appliedChanged(); },
       onConverged: () => ref.agent?.converged(),
     });
     const a = new Agent(

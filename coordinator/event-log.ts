@@ -85,6 +85,9 @@ export interface EventLogOptions {
   limits?: TxnLimits;
 }
 
+/** How many queued commits (times the transaction's op limit) the packer looks at for one transaction. */
+const PACK_WINDOW_FACTOR = 4;
+
 interface Queued {
   request: CommitRequest;
   /** Transactions this commit lost only because another writer moved the counter. */
@@ -178,18 +181,23 @@ export class EventLog {
     // nodes, Promise.all) share the first transaction; later ones gather while it is in flight.
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.pending.length > 0) {
-      this.pending = this.pending.filter((q) => {
+      // The next transaction is packed from the front of the queue only: a window a few times
+      // what one transaction holds (room to step over commits that touch a key already taken).
+      // Looking at the whole queue each time made a fan-out quadratic: at 10,000 nodes, 20,000
+      // queued commits were filtered, mapped and copied for each of ~650 transactions.
+      const window = this.pending.splice(0, Math.min(this.pending.length, PACK_WINDOW_FACTOR * this.limits.maxOps));
+      const live = window.filter((q) => {
         const late = deadlineError(q.binding, 'the etcd transaction');
         if (late) q.reject(late);
         return !late;
       });
-      if (this.pending.length === 0) break;
-      const parts = this.pending.map((q) => q.request);
+      if (live.length === 0) continue;
+      const parts = live.map((q) => q.request);
       const seqKey = this.keyspace.eventSeq();
       const taken = packBatch(parts, this.limits, { compares: 1, ops: 1, bytes: 64 }, (i) => extraOps(parts[i]), (i) => partBytes(parts[i], extraBytes(parts[i])), this.batchCap);
-      const batch = taken.map((i) => this.pending[i]);
+      const batch = taken.map((i) => live[i]);
       const takenSet = new Set(taken);
-      this.pending = this.pending.filter((_, i) => !takenSet.has(i));
+      this.pending.unshift(...live.filter((_, i) => !takenSet.has(i)));
       try {
         const retry = await this.commitBatch(batch, seqKey);
         this.pending.unshift(...retry);

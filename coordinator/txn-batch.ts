@@ -173,7 +173,12 @@ export class PutBatcher {
   private async drain(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.pending.size > 0) {
-      const all = [...this.pending.values()];
+      // From the front of the queue only (see the event log's window: the whole queue each time is quadratic).
+      const all: QueuedPut[] = [];
+      for (const q of this.pending.values()) {
+        all.push(q);
+        if (all.length >= 4 * this.limits.maxOps) break;
+      }
       const parts: TxnPart[] = all.map((q) => ({ compares: q.compares, ops: [{ kind: 'put', key: q.key, value: q.value }] }));
       const batch = packBatch(parts, this.limits, { compares: 0, ops: 0, bytes: 0 }, 0, undefined, this.cap).map((i) => all[i]);
       for (const q of batch) this.pending.delete(q.key);

@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { connect as tlsConnect } from 'node:tls';
-import { GRPC_MESSAGE_LIMITS } from '../shared/grpc-limits';
+import { GRPC_OPTIONS } from '../shared/grpc-limits';
 import { loadProto, type ProtoGrpcType } from '../shared/proto';
 import { UnavailableError } from '../shared/errors';
 import type { ClusterServiceClient } from '../generated/cluster/v1/ClusterService';
@@ -88,7 +88,7 @@ export class Endpoint {
   constructor(readonly address: string, private readonly credentials: grpc.ChannelCredentials) {}
 
   private open(): grpc.Channel {
-    this.channel ??= new grpc.Channel(this.address, this.credentials, { ...GRPC_MESSAGE_LIMITS, ...CLUSTER_CHANNEL_OPTIONS });
+    this.channel ??= new grpc.Channel(this.address, this.credentials, { ...GRPC_OPTIONS, ...CLUSTER_CHANNEL_OPTIONS });
     return this.channel;
   }
 

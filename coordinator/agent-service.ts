@@ -47,6 +47,12 @@ export interface AgentServiceOptions {
   pingIntervalMs: number;
   /** How long a new stream may stay silent before its Hello (settings.helloTimeoutMs: 3 pings). */
   helloTimeoutMs: number;
+  /**
+   * Since when (clock ms) the peer `HOST:PORT` was silent, when the server's keepalive dropped
+   * its connection for that (GrpcServer.keepalive.silentSince): its stream then counts as gone
+   * from then, without the stream grace.
+   */
+  silentSince?: (peer: string) => number | undefined;
 }
 
 type Call = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
@@ -187,6 +193,8 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
       return;
     }
     let stream: GrpcAgentStream | undefined;
+    // Read now: once the connection is gone the call no longer knows its peer.
+    const peerAddress = call.getPeer();
     let pingTimer: NodeJS.Timeout | undefined;
     let pingSeq = 0;
     let lastPongAt = clock.now();
@@ -207,7 +215,9 @@ export function createAgentServiceHandlers(options: AgentServiceOptions): AgentS
       if (stream) {
         const s = stream;
         s.close(error);
-        if (streams.unregister(s)) {
+        const silentSince = options.silentSince?.(peerAddress);
+        if (silentSince !== undefined) why = `${why} (connection dropped: silent since ${new Date(silentSince).toISOString()})`;
+        if (streams.unregister(s, silentSince)) {
           log.info('agent disconnected', { nodeId: s.nodeId, why });
           recordGone(s, why).catch((err: unknown) => log.warn('could not record disconnect', { nodeId: s.nodeId, err: errorMessage(err) }));
         }

@@ -80,6 +80,17 @@ export class AgentStreams extends EventEmitter<AgentStreamsEvents> {
   }
 
   /**
+   * How long until the stream signal of `nodeId` can fire (ms, >= 0): what is left of `graceMs`
+   * since its last stream ended (all of it when none has). A stream dropped for silence ended
+   * when the silence began, so little or nothing is left.
+   */
+  graceLeft(nodeId: string, graceMs: number): number {
+    const ended = this.endedAt.get(nodeId);
+    if (ended === undefined) return graceMs;
+    return Math.max(0, ended + graceMs - this.clock.now());
+  }
+
+  /**
    * Records what the inventory reconciler found: `reason` set = Unreachable. A node newly
    * found Unreachable is announced ('unreachable'), so a command waiting on it fails at once.
    */
@@ -119,11 +130,16 @@ export class AgentStreams extends EventEmitter<AgentStreamsEvents> {
     return previous;
   }
 
-  /** Removes `stream` if it is still the node's current one; true when it was. */
-  unregister(stream: AgentStream): boolean {
+  /**
+   * Removes `stream` if it is still the node's current one; true when it was. `silentSince`
+   * (clock ms): the stream's connection was dropped because its peer had been silent since
+   * then (the keepalive), so the stream counts as ended from then and its grace runs from then.
+   */
+  unregister(stream: AgentStream, silentSince?: number): boolean {
     if (this.streams.get(stream.nodeId) !== stream) return false;
     this.streams.delete(stream.nodeId);
-    this.endedAt.set(stream.nodeId, this.clock.now());
+    const now = this.clock.now();
+    this.endedAt.set(stream.nodeId, silentSince !== undefined ? Math.min(now, silentSince) : now);
     this.emit('disconnected', stream);
     return true;
   }

@@ -223,7 +223,7 @@ export class Coordinator {
     });
     // The stream signal is time-based: a pass when a stream's grace ends, and when a stream
     // comes back for a node found Unreachable (the timer pass is 30 s away).
-    this.streams.on('disconnected', () => this.passAfter(settings.streamGraceMs));
+    this.streams.on('disconnected', (s) => this.passAfter(this.streams.graceLeft(s.nodeId, settings.streamGraceMs)));
     this.streams.on('connected', (s) => { if (this.streams.markedUnreachable(s.nodeId)) this.reconciler.schedule(); });
     this.keyring = new SecretKeyring({ client, keyspace, clock });
     this.jobs = createJobs({
@@ -274,9 +274,11 @@ export class Coordinator {
     this.grpc = new GrpcServer({
       logger: this.log,
       settings,
+      now: () => clock.now(),
       agentService: createAgentServiceHandlers({
         replicaId: options.replicaId, leadership, nodes: this.nodes, streams: this.streams, clock, logger: this.log,
         pingIntervalMs: settings.pingIntervalMs, helloTimeoutMs: settings.helloTimeoutMs,
+        silentSince: (peer) => this.grpc.keepalive.silentSince(peer),
       }),
       clusterService: {
         ListNodes: clusterReads.ListNodes, GetNode: clusterReads.GetNode, WatchNodes: clusterReads.WatchNodes,

@@ -9,6 +9,7 @@
  * service, health and reflection included, is behind the interceptor that refuses a call
  * without a client certificate of the cluster CA. There is no plaintext listener.
  */
+import type * as http2 from 'node:http2';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -18,6 +19,7 @@ import { loadProto, InvalidArgumentError, type Logger } from '../shared';
 import { LOADER_OPTIONS, protoPath } from '../shared/proto';
 import { protocStyleDescriptors } from './reflection-descriptors';
 import { callGuard, withTotalDeserializers } from './call-guard';
+import { ConnectionKeepalive } from './connection-keepalive';
 import { toGrpcStatus } from '../shared/errors';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
@@ -35,11 +37,13 @@ export interface ExtraService {
 
 /** The server's message limit, shared with every client (shared/grpc-limits.ts explains its size). */
 export { MAX_GRPC_MESSAGE_BYTES as MAX_MESSAGE_BYTES } from '../shared/grpc-limits';
-import { GRPC_MESSAGE_LIMITS, MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
+import { GRPC_OPTIONS, MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 
 export interface GrpcServerOptions {
   logger: Logger;
   settings: Pick<CoordinatorSettings, 'grpcKeepaliveTimeMs' | 'grpcKeepaliveTimeoutMs' | 'grpcMinPingIntervalMs'>;
+  /** Clock ms for the keepalive (the coordinator's clock). @default Date.now */
+  now?: () => number;
   agentService: AgentServiceHandlers;
   clusterService: ClusterServiceHandlers;
   services?: readonly ExtraService[];
@@ -77,8 +81,14 @@ export function parseHostPort(text: string, what: string): { host: string; port:
   return { host: m[1], port };
 }
 
+/** grpc-js's own record of its HTTP/2 servers and their connections (not part of its typed API). */
+type Http2ServersInternal = Map<http2.Http2Server | http2.Http2SecureServer, { sessions?: Set<http2.ServerHttp2Session> }>;
+
 export class GrpcServer {
   readonly server: grpc.Server;
+  /** PINGs every client connection and drops the silent ones (and says which, for agent streams). */
+  readonly keepalive: ConnectionKeepalive;
+  private readonly followed = new Set<http2.Http2Server | http2.Http2SecureServer>();
   private readonly health: HealthImplementation;
   private readonly log: Logger;
   private port?: number;
@@ -86,13 +96,14 @@ export class GrpcServer {
   constructor(options: GrpcServerOptions) {
     this.log = options.logger.child({ component: 'grpc-server' });
     const { api } = loadProto();
+    // Agents keep one idle stream each for days: the transport must notice dead peers. Our own
+    // keepalive does (connection-keepalive.ts: one sweep for all connections), not grpc-js's.
+    this.keepalive = new ConnectionKeepalive({
+      periodMs: options.settings.grpcKeepaliveTimeMs, timeoutMs: options.settings.grpcKeepaliveTimeoutMs, logger: this.log, ...(options.now ? { now: options.now } : {}),
+    });
     this.server = new grpc.Server({
-      // Agents keep one idle stream each for days: let the transport notice dead peers.
-      'grpc.keepalive_time_ms': options.settings.grpcKeepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': options.settings.grpcKeepaliveTimeoutMs,
-      'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': options.settings.grpcMinPingIntervalMs,
-      ...GRPC_MESSAGE_LIMITS,
+      ...GRPC_OPTIONS,
       // Responses may be large (ListNodes of a big fleet); requests may not.
       'grpc.max_receive_message_length': MAX_GRPC_REQUEST_BYTES,
       interceptors: [callGuard({ logger: options.logger, maxCallsPerPeer: options.maxCallsPerPeer })],
@@ -127,9 +138,30 @@ export class GrpcServer {
           return;
         }
         this.port = port;
+        try {
+          this.followConnections();
+        } catch (followErr) {
+          rej(followErr instanceof Error ? followErr : new Error(String(followErr)));
+          return;
+        }
         res(port);
       });
     });
+  }
+
+  /**
+   * Hands the HTTP/2 servers grpc-js made for our listeners to the keepalive. grpc-js has no
+   * public hook for its connections; its server map is read here, and if a grpc-js upgrade
+   * changes it, bind fails loudly rather than leaving agents' connections unwatched.
+   */
+  private followConnections(): void {
+    const servers = (this.server as unknown as { http2Servers?: unknown }).http2Servers;
+    if (!(servers instanceof Map)) throw new Error('cannot watch client connections for keepalive: grpc-js no longer exposes its HTTP/2 servers (Server.http2Servers); check the grpc-js version');
+    for (const [server, info] of (servers as Http2ServersInternal)) {
+      if (this.followed.has(server)) continue;
+      this.followed.add(server);
+      this.keepalive.attach(server, info.sessions ?? []);
+    }
   }
 
   get boundPort(): number | undefined {
@@ -142,6 +174,7 @@ export class GrpcServer {
 
   /** Graceful stop: refuse new calls, wait up to `graceMs` for open ones, then force. */
   async shutdown(graceMs: number): Promise<void> {
+    this.keepalive.stop();
     await new Promise<void>((res) => {
       const force = setTimeout(() => {
         this.log.warn('grace period over; closing remaining calls', { graceMs });

@@ -5,7 +5,7 @@
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { ExponentialBackoff, handleWhen, noop, retry, wrap } from 'cockatiel';
 import { InvalidArgumentError } from './errors';
-import { GRPC_MESSAGE_LIMITS } from './grpc-limits';
+import { GRPC_OPTIONS } from './grpc-limits';
 
 /** etcd's ErrAuthOldRevision: the request was refused unapplied, and may be sent again. */
 export function isAuthRevisionRace(err: unknown): boolean {
@@ -63,7 +63,7 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
     } : {}),
     dialTimeout: options.dialTimeoutMs ?? 3000,
     grpcOptions: {
-      ...GRPC_MESSAGE_LIMITS,
+      ...GRPC_OPTIONS,
       ...(options.dedicatedConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
       // etcd's certificate names `etcd` (cluster-coordinator init): checked instead of the
       // address, which keeps IP addresses out of SNI (Node's DEP0123).

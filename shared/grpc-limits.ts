@@ -14,7 +14,15 @@ export const MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024;
  */
 export const MAX_GRPC_REQUEST_BYTES = 8 * 1024 * 1024;
 
-export const GRPC_MESSAGE_LIMITS = {
+/**
+ * The options every channel and server of the system starts from: the message limits above,
+ * and channelz off. grpc-js keeps channelz on by default: per call, per message and per
+ * connection bookkeeping (call trackers, a Date.now() per message, a registry entry per
+ * socket) for an introspection service nothing here serves; the leader pays it for every
+ * message of every agent stream and every etcd call.
+ */
+export const GRPC_OPTIONS = {
   'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
+  'grpc.enable_channelz': 0,
 } as const;

@@ -204,7 +204,11 @@ function roleMismatch(peer: PeerIdentity, role: Role): Error | undefined {
  * it), and grpc-js would otherwise put an IP address into SNI, which RFC 6066 forbids and Node
  * warns about on stderr (DEP0123).
  */
-export const CLUSTER_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = { 'grpc.ssl_target_name_override': 'coordinator.cluster' };
+export const CLUSTER_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = {
+  'grpc.ssl_target_name_override': 'coordinator.cluster',
+  // No channelz bookkeeping (shared/grpc-limits.ts GRPC_OPTIONS says why).
+  'grpc.enable_channelz': 0,
+};
 
 /** The one function that gives a gRPC client its credentials. */
 export function clientCredentials(options: ClientTlsOptions): grpc.ChannelCredentials {

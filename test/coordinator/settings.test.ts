@@ -62,14 +62,14 @@ describe('coordinator settings', () => {
     expect(COORDINATOR_OPTIONS.electionTtl.default).to.equal(2);
   });
 
-  it('--grpc-keepalive / --grpc-keepalive-timeout: default 1 s / 2 s (the settings defaults); flags and environment set them', () => {
+  it('--grpc-keepalive / --grpc-keepalive-timeout: default 2 s / 2 s (the settings defaults); flags and environment set them', () => {
     const run = (argv: string[], env: NodeJS.ProcessEnv = {}): [number, number] => {
       const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...tlsFlags, ...argv], env);
       if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
       return [parsed.config.grpcKeepaliveTimeMs, parsed.config.grpcKeepaliveTimeoutMs];
     };
     expect(run([])).to.deep.equal([DEFAULT_SETTINGS.grpcKeepaliveTimeMs, DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs]);
-    expect(run([])).to.deep.equal([1000, 2000]);
+    expect(run([])).to.deep.equal([2000, 2000]);
     expect(run(['--grpc-keepalive', '5', '--grpc-keepalive-timeout', '3.5'])).to.deep.equal([5000, 3500]);
     expect(run([], { CLUSTER_GRPC_KEEPALIVE: '30', CLUSTER_GRPC_KEEPALIVE_TIMEOUT: '10' })).to.deep.equal([30_000, 10_000]);
     expect(() => run(['--grpc-keepalive', '0'])).to.throw(/grpc-keepalive/);

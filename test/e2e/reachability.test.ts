@@ -14,7 +14,8 @@
 import { expect } from 'chai';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { waitFor } from '../helpers';
+import { freePort, TcpProxy, waitFor } from '../helpers';
+import { DEFAULT_SETTINGS } from '../../coordinator/options';
 import { e2eSuite } from './e2e-suite';
 import { watchNode } from './e2e-watch';
 import { decodeJobNode } from '../../coordinator/jobs/job-record';
@@ -76,6 +77,38 @@ describe('e2e: reachability from the agent stream (default settings)', function 
       expect(back.node.unreachableSince, 'since cleared').to.equal(undefined);
     } finally {
       await watch.close();
+    }
+  });
+
+  it('a partition (silence, no FIN) at the default keepalive: Unreachable by signal "stream" within seconds, since when the agent went silent', async () => {
+    const cluster = suite.cluster({ name: 'reach-cut', leaseTtlSec: DEFAULT_LEASE_TTL_SEC });
+    const port = await freePort();
+    const proxy = await TcpProxy.start(`127.0.0.1:${port}`);
+    try {
+      // The agent finds the leader at its advertised address: the proxy.
+      await cluster.startCoordinator({ port, extraArgs: ['--advertise', proxy.endpoint] });
+      await cluster.startAgent('n1');
+      await cluster.waitForNodes('n1 connected and reachable', (ns) => ns.length === 1 && ns[0].connected === true && ns[0].reachable, 60_000);
+      await new Promise((r) => setTimeout(r, 3000)); // an idle, established stream
+      const watch = await watchNode(suite.etcd.client(), 'n1');
+      try {
+        const cutAt = Date.now();
+        proxy.cut();
+        const { at, node } = await watch.until((n) => !n.reachable, STREAM_DEADLINE_MS, 'n1 unreachable after the cut');
+        console.log(`      detection: ${at - cutAt} ms after the cut; unreachable since ${Date.parse(node.unreachableSince ?? '') - cutAt} ms after it`);
+        expect(node.unreachableSignal, 'the signal that fired').to.equal('stream');
+        // Dropped by the leader's keepalive (a PING unanswered for 2 s), counted from the agent's
+        // last answer, not from the drop plus the stream grace.
+        const since = Date.parse(node.unreachableSince ?? '');
+        expect(since, 'since: the last answer, at most one PING period after the cut').to.be.at.most(cutAt + DEFAULT_SETTINGS.grpcKeepaliveTimeMs + 500);
+        expect(at - since, 'found at least a PING timeout after the silence began').to.be.at.least(DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs - 100);
+        expect(at - cutAt, 'period + timeout + a sweep and a pass, far inside the 45 s lease').to.be.below(DEFAULT_SETTINGS.grpcKeepaliveTimeMs + DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs + 2000);
+        expect(cluster.logTails(200)).to.match(/connection dropped by keepalive/);
+      } finally {
+        await watch.close();
+      }
+    } finally {
+      await proxy.close();
     }
   });
 

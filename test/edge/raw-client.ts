@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { loadProto } from '../../shared';
 import { CLUSTER_CHANNEL_OPTIONS, clientCredentials, parseCredentials } from '../../shared/pki';
-import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
+import { GRPC_OPTIONS } from '../../shared/grpc-limits';
 import { DEADLINE_HEADER } from '../../shared/request-headers';
 
 export interface RawMethod {
@@ -58,7 +58,7 @@ export class RawClient {
   /** `channelOptions` are added to the cluster's (e.g. 'grpc.default_compression_algorithm'). */
   constructor(address: string, credentialsFile: string, channelOptions: grpc.ChannelOptions = {}) {
     const c = parseCredentials(readFileSync(credentialsFile, 'utf8'), credentialsFile);
-    this.client = new grpc.Client(address, clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key }), { ...GRPC_MESSAGE_LIMITS, ...CLUSTER_CHANNEL_OPTIONS, ...channelOptions });
+    this.client = new grpc.Client(address, clientCredentials({ caPem: c.ca, certPem: c.certificate, keyPem: c.key }), { ...GRPC_OPTIONS, ...CLUSTER_CHANNEL_OPTIONS, ...channelOptions });
   }
 
   /**

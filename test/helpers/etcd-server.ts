@@ -18,7 +18,7 @@ import { Keyspace } from '../../shared/keyspace';
 import { etcdHealthy, exited, findEtcd, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
 import { freePort } from './ports';
 import type { EtcdTls } from '../../shared/etcd';
-import { GRPC_MESSAGE_LIMITS } from '../../shared/grpc-limits';
+import { GRPC_OPTIONS } from '../../shared/grpc-limits';
 import { enableEtcdAuth, ETCD_ROOT_USER } from '../../shared/etcd-auth';
 import { writeFileSync } from 'node:fs';
 import { ETCD_SERVER_NAME } from '../../shared/pki/cluster-ca';
@@ -113,7 +113,7 @@ export class EtcdServer {
   clientAs(tls: EtcdTls): Etcd3 {
     const c = new Etcd3({
       hosts: `https://${this.endpoint}`, dialTimeout: 2000,
-      grpcOptions: { ...GRPC_MESSAGE_LIMITS, 'grpc.ssl_target_name_override': ETCD_SERVER_NAME, 'grpc.default_authority': ETCD_SERVER_NAME },
+      grpcOptions: { ...GRPC_OPTIONS, 'grpc.ssl_target_name_override': ETCD_SERVER_NAME, 'grpc.default_authority': ETCD_SERVER_NAME },
       credentials: { rootCertificate: Buffer.from(tls.caPem), certChain: Buffer.from(tls.certPem), privateKey: Buffer.from(tls.keyPem) },
     });
     this.clients.push(c);

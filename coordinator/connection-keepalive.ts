@@ -1,0 +1,139 @@
+/**
+ * The leader's keepalive on every client connection: an HTTP/2 PING when a connection has not
+ * answered one for `periodMs`, and the connection dropped when a PING goes unanswered for
+ * `timeoutMs` (a peer gone without a FIN: a power cut, a partition). That is what grpc-js's own
+ * server keepalive does, but grpc-js arms two timers per connection and PING and builds its
+ * trace strings whether tracing is on or not; at 10,000 agents that was the leader's largest
+ * idle cost. Here ONE sweep timer serves every connection.
+ *
+ * It also knows which connections it dropped for silence, and since when their peer was
+ * silent (its last answer): an agent stream cut that way has been silent for the whole
+ * timeout already, so it counts at once instead of after the stream grace that is there for an
+ * agent redialling after a restart (agent-service.ts, AgentStreams.unregister). With that, a
+ * PING every 2 s still finds a partitioned node within period + timeout + one sweep.
+ */
+import type * as http2 from 'node:http2';
+import type { Logger } from '../shared';
+
+export interface ConnectionKeepaliveOptions {
+  /** A PING once a connection has not answered one for this long. */
+  periodMs: number;
+  /** A PING unanswered this long drops the connection. */
+  timeoutMs: number;
+  logger: Logger;
+  /** Clock ms. @default Date.now */
+  now?: () => number;
+}
+
+interface Watched {
+  readonly session: http2.ServerHttp2Session;
+  /** `remoteAddress:remotePort`, as grpc-js's call.getPeer() says it. */
+  readonly peer: string;
+  /** When the peer last answered a PING (or connected). */
+  lastAnswerAt: number;
+  /** When the PING in flight was sent; undefined when none is. */
+  pingSentAt?: number;
+}
+
+/** How long a dropped connection's silence is remembered for the stream that ends with it. */
+const SILENT_MEMORY_MS = 60_000;
+
+export class ConnectionKeepalive {
+  private readonly watched = new Set<Watched>();
+  /** Peers whose connection this keepalive dropped for silence: since when they were silent, and when dropped. */
+  private readonly silent = new Map<string, { since: number; droppedAt: number }>();
+  private timer?: NodeJS.Timeout;
+  private readonly now: () => number;
+  private readonly sweepMs: number;
+  private dropped = 0;
+
+  constructor(private readonly o: ConnectionKeepaliveOptions) {
+    this.now = o.now ?? Date.now;
+    // Fine enough that a PING goes out, and a dead connection is dropped, within 1/8 of the
+    // shorter of the two periods of when they are due.
+    this.sweepMs = Math.max(25, Math.floor(Math.min(o.periodMs, o.timeoutMs) / 8));
+  }
+
+  /** Follows the connections of `server` (and those it already holds). */
+  attach(server: http2.Http2SecureServer | http2.Http2Server, existing: Iterable<http2.ServerHttp2Session> = []): void {
+    for (const s of existing) this.add(s);
+    server.on('session', (s: http2.ServerHttp2Session) => this.add(s));
+  }
+
+  /** Connections followed now. */
+  get size(): number {
+    return this.watched.size;
+  }
+
+  /** Connections dropped for an unanswered PING so far. */
+  get droppedCount(): number {
+    return this.dropped;
+  }
+
+  /**
+   * Since when (clock ms) the peer `HOST:PORT` was silent, when this keepalive dropped its
+   * connection for that (within the last minute); undefined otherwise.
+   */
+  silentSince(peer: string): number | undefined {
+    return this.silent.get(peer)?.since;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.watched.clear();
+    this.silent.clear();
+  }
+
+  private add(session: http2.ServerHttp2Session): void {
+    if (session.destroyed || session.closed) return;
+    const socket = session.socket;
+    const w: Watched = { session, peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`, lastAnswerAt: this.now() };
+    this.watched.add(w);
+    session.once('close', () => this.watched.delete(w));
+    if (!this.timer) {
+      this.timer = setInterval(() => this.sweep(), this.sweepMs);
+      this.timer.unref();
+    }
+  }
+
+  /** One pass over every connection: drop the silent, PING the due. Exposed for tests. */
+  sweep(): void {
+    const now = this.now();
+    for (const w of this.watched) {
+      if (w.session.destroyed || w.session.closed) {
+        this.watched.delete(w);
+        continue;
+      }
+      if (w.pingSentAt !== undefined) {
+        if (now - w.pingSentAt >= this.o.timeoutMs) this.drop(w, now, `no answer to a PING within ${this.o.timeoutMs} ms`);
+        continue;
+      }
+      if (now - w.lastAnswerAt >= this.o.periodMs) this.ping(w, now);
+    }
+    for (const [peer, s] of this.silent) if (now - s.droppedAt > SILENT_MEMORY_MS) this.silent.delete(peer);
+  }
+
+  private ping(w: Watched, now: number): void {
+    w.pingSentAt = now;
+    let sent = false;
+    try {
+      sent = w.session.ping((err) => {
+        if (err) return; // the session is closing; its 'close' removes it
+        w.lastAnswerAt = this.now();
+        w.pingSentAt = undefined;
+      });
+    } catch {
+      sent = false;
+    }
+    if (!sent) this.drop(w, now, 'could not send a PING');
+  }
+
+  private drop(w: Watched, now: number, why: string): void {
+    this.watched.delete(w);
+    this.silent.set(w.peer, { since: w.lastAnswerAt, droppedAt: now });
+    this.dropped++;
+    this.o.logger.info('connection dropped by keepalive', { peer: w.peer, why, silentMs: now - w.lastAnswerAt });
+    w.session.destroy();
+  }
+}

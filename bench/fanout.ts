@@ -55,11 +55,11 @@ const OPTIONS = {
   },
   fleetProcesses: {
     kind: 'int', default: 0, min: 0, placeholder: 'K',
-    description: 'sim-fleet processes the N agents are split over (0 = one per 1,250 agents: one loop answers the 1 s keepalive PINGs of all its agents)',
+    description: 'sim-fleet processes the N agents are split over (0 = one per 1,250 agents: one loop answers the keepalive PINGs of all its agents)',
   },
   grpcKeepalive: {
     kind: 'duration', unit: 's', min: 100, placeholder: 'SECONDS',
-    description: 'the coordinator\'s --grpc-keepalive (PING period on every agent connection) [default: the coordinator\'s, 1 s]; a value other than the default is printed with the results',
+    description: 'the coordinator\'s --grpc-keepalive (PING period on every agent connection) [default: the coordinator\'s, 2 s]; a value other than the default is printed with the results',
   },
   grpcKeepaliveTimeout: {
     kind: 'duration', unit: 's', min: 100, placeholder: 'SECONDS',
@@ -283,7 +283,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
   };
   try {
     // The coordinator's defaults: an application ping on every stream every 10 s, and a gRPC
-    // keepalive PING on every connection every 1 s answered within 2 s (N PINGs a second).
+    // keepalive PING on every connection every 2 s answered within 2 s (N/2 PINGs a second).
     const profDir = join(cluster.logDir, 'cpu-prof');
     const coord = await cluster.startCoordinator({
       extraArgs: ['--replica-id', 'c1', '--log-level', 'info', '--election-ttl', String(o.electionTtl),

@@ -9,13 +9,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { useEtcd, waitFor, delay, testPki, agentCredentials, SANDBOX_FACTS, type TestPki } from '../helpers';
-import { Coordinator } from '../../coordinator';
+import { Coordinator, type CoordinatorSettings } from '../../coordinator';
+import { CANCELLED_BY_OPERATOR, commandIdFor, ConfigReader } from '../../coordinator/jobs';
+import { CommandRouter } from '../../coordinator/jobs/command-dispatch';
+import { JobProgress } from '../../coordinator/jobs/job-progress';
 import { Agent } from '../../agent/agent';
 import { CommandExecutor } from '../../agent/command-executor';
 import { MemoryAppliedStore, appliedState } from '../../agent/applied-store';
 import { createUnitContext } from '../../agent/unit-context';
 import { createHandlerRegistry } from '../../agent/units/handlers';
-import { createLogger, fromGrpcError, loadProto, type NodeRecord } from '../../shared';
+import { createLogger, fromGrpcError, loadProto, systemClock, type NodeRecord } from '../../shared';
 import type { JobServiceClient } from '../../generated/cluster/v1/JobService';
 import type { JobDetail__Output } from '../../generated/cluster/v1/JobDetail';
 import type { Job__Output } from '../../generated/cluster/v1/Job';
@@ -77,13 +80,13 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
    * One replica as production runs it: the Coordinator's own job runner (started when it leads)
    * with the test's timings, and a JobService client of its own port. A second runner on the
    * same keyspace would run every job twice and race the first for each result (a cancel seen
-   * by one of them only was recorded 'failed' by the other).
+   * by one of them only was recorded 'failed' by the other). `settings` override the test's.
    */
-  async function startReplica(id: string): Promise<Replica> {
+  async function startReplica(id: string, settings: Partial<CoordinatorSettings> = {}): Promise<Replica> {
     const coord = new Coordinator({
       etcd: env.client, etcdTls: env.etcd.rootTls, keyspace: env.ks, logger: logger.child({ replica: id }), replicaId: id, listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(env.client, env.ks),
-      jobConnectTimeoutMs: 15_000, jobCancelGraceMs: 5000, jobProgressFlushMs: 100, jobResyncIntervalMs: 1000,
+      jobConnectTimeoutMs: 15_000, jobCancelGraceMs: 5000, jobProgressFlushMs: 100, jobResyncIntervalMs: 1000, ...settings,
     });
     await coord.start();
     const { api } = loadProto();
@@ -117,10 +120,10 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     return n.record;
   }
 
-  async function setup(nodeIds: string[], groupVars: Record<string, string> = {}): Promise<{ leader: Replica; agents: Map<string, TestAgent> }> {
+  async function setup(nodeIds: string[], groupVars: Record<string, string> = {}, settings: Partial<CoordinatorSettings> = {}): Promise<{ leader: Replica; agents: Map<string, TestAgent> }> {
     await env.client.put(env.ks.config('web', '1')).value(JSON.stringify(BUNDLE));
     await env.client.put(env.ks.group('web')).value(JSON.stringify({ name: 'web', bundle: 'web', version: '1', variables: groupVars }));
-    const leader = await startReplica('r1');
+    const leader = await startReplica('r1', settings);
     await waitFor('r1 to lead', () => leader.coord.isLeader(), { timeoutMs: 15_000 });
     const map = new Map<string, TestAgent>();
     for (const id of nodeIds) map.set(id, await startAgent(id));
@@ -225,7 +228,10 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
   });
 
   it('refuses a second job on a node being commissioned (Contiv #104); cancel mid-command kills the command on the agent', async () => {
-    const { leader, agents: ag } = await setup(['n1']);
+    // The runner's timer pass is far away: the cancel must be recorded by the run that got it,
+    // not by a later pass that retries a run which failed to end (it used to: the run still held
+    // the job as Running, and Running → Cancelled was refused).
+    const { leader, agents: ag } = await setup(['n1'], {}, { jobResyncIntervalMs: 600_000 });
     const root = ag.get('n1')?.root ?? '';
     const job = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web', extraVarsJson: '{"sleep":"30"}' });
     await waitFor('the command to run', () => existsSync(join(root, 'pid')), { timeoutMs: 30_000 });
@@ -238,7 +244,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
 
     const cancelled = await unary(leader.client.cancelJob.bind(leader.client), { id: job.id, reason: 'test' });
     expect(cancelled.state).to.equal('Cancelling');
-    const d = await finished(leader, job.id, 30_000);
+    const d = await finished(leader, job.id, 10_000);
     expect(d.job?.state).to.equal('Cancelled');
     expect(d.nodes[0].state, d.nodes[0].error).to.equal('cancelled');
     const n = await node(leader, 'n1');
@@ -253,6 +259,41 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     // From Cancelled every path stays open: commission again works.
     const retry = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web' });
     expect((await finished(leader, retry.id)).job?.state).to.equal('Succeeded');
+  });
+
+  it('a run that gets the agent\'s "cancelled" result before it hears of the operator\'s cancel records the node cancelled (the job record says Cancelling), not failed', async () => {
+    const { leader, agents: ag } = await setup(['n1']);
+    const { coord } = leader;
+    // The leader's job, run by a JobProgress of its own: no runner pass hands it the cancel, as
+    // when the agent's result arrives before the pass has seen Cancelling, or when an earlier
+    // leader sent the CancelCommand and the agent answers the re-sent command from its memory.
+    await coord.jobs.runner.stop();
+    const router = new CommandRouter(coord.streams);
+    router.attach();
+    try {
+      const job = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web', extraVarsJson: '{"sleep":"30"}' });
+      const run = new JobProgress({
+        store: coord.jobs.store.fenced(coord.leaderElection), nodes: coord.nodes, streams: coord.streams, router,
+        config: new ConfigReader(env.client, env.ks, coord.keyring), isLeader: () => coord.isLeader(), clock: systemClock, logger,
+        timings: { connectTimeoutMs: 15_000, commandTimeoutMs: 600_000, resultGraceMs: 5000, cancelGraceMs: 5000, progressFlushMs: 100 },
+      }, job.id);
+      run.start();
+      const root = ag.get('n1')?.root ?? '';
+      await waitFor('the command to run', () => existsSync(join(root, 'pid')), { timeoutMs: 30_000 });
+      expect((await unary(leader.client.cancelJob.bind(leader.client), { id: job.id, reason: 'test' })).state).to.equal('Cancelling');
+      // The CancelCommand the run that heard of the cancel sends (here: the test, as that run).
+      coord.streams.send('n1', { cancel: { commandId: commandIdFor(job.id, 'n1', 1), reason: CANCELLED_BY_OPERATOR } });
+      await run.done;
+      const d = await get(leader, job.id);
+      expect(d.job?.state, d.job?.message).to.equal('Cancelled');
+      expect(d.nodes[0].state, d.nodes[0].error).to.equal('cancelled');
+      const n = await node(leader, 'n1');
+      expect(n.state).to.equal('Cancelled');
+      expect(n.lastError).to.equal(CANCELLED_BY_OPERATOR);
+      expect(n.currentJob).to.equal(undefined);
+    } finally {
+      router.detach();
+    }
   });
 
   it('resumes after the leader stops mid-job: nodes recorded done are not re-run, the running one is not started twice', async () => {

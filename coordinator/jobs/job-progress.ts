@@ -38,7 +38,7 @@ import {
   startedNodeChange, workingState, type CommandOutcome,
 } from './job-outcome';
 import {
-  batchOf, checkJobTransition, commandIdFor, commandVariables, isNodeDone, pendingNode,
+  batchOf, checkJobTransition, commandIdFor, commandVariables, isNodeDone, JOB_TRANSITIONS, pendingNode,
   type JobNodeRecord, type JobRecord, type JobState,
 } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
@@ -119,13 +119,22 @@ export class JobProgress {
     if (this.halted.signal.aborted || !this.o.isLeader()) throw new Halted('leadership lost or runner stopped');
   }
 
-  /** Read-modify-write of the job record with its event; re-reads on a lost CAS. */
+  /**
+   * Read-modify-write of the job record with its event; re-reads on a lost CAS, and on a
+   * transition refused on the record as this run last read it: the runner's pass hands an
+   * operator's cancel to the run without the record that says Cancelling, so a run that ends
+   * its cancelled job still holds Running (and Running → Cancelled is refused). Only a refusal
+   * on the current record stands.
+   */
   private async updateJob(change: (j: JobRecord) => { next: JobRecord; type: string; message: string } | undefined): Promise<void> {
     for (let i = 0; i < 5; i++) {
       this.checkHalted();
       const c = change(this.job);
       if (!c) return;
-      if (c.next.state !== this.job.state) checkJobTransition(this.jobId, this.job.state, c.next.state);
+      if (c.next.state !== this.job.state && !JOB_TRANSITIONS[this.job.state].includes(c.next.state)) {
+        if (!(await this.reread())) checkJobTransition(this.jobId, this.job.state, c.next.state);
+        continue;
+      }
       try {
         const v: VersionedJob = await this.o.store.commit(c.next, this.rev, { type: c.type, message: c.message });
         this.job = v.record;
@@ -133,13 +142,20 @@ export class JobProgress {
         return;
       } catch (err) {
         if (err instanceof NotLeaderError) throw err;
-        const fresh = await this.o.store.require(this.jobId);
-        this.job = fresh.record;
-        this.rev = fresh.modRevision;
-        if (this.job.state === 'Cancelling') this.requestCancel();
+        await this.reread();
       }
     }
     throw new Error(`job ${this.jobId} kept changing while being updated`);
+  }
+
+  /** Reads the job record again (a cancel found there is taken up); true when it had changed. */
+  private async reread(): Promise<boolean> {
+    const fresh = await this.o.store.require(this.jobId);
+    const changed = fresh.modRevision !== this.rev;
+    this.job = fresh.record;
+    this.rev = fresh.modRevision;
+    if (this.job.state === 'Cancelling') this.requestCancel();
+    return changed;
   }
 
   private async run(): Promise<void> {
@@ -554,6 +570,12 @@ export class JobProgress {
   /** `known`: the node record as last read or written here (a stale one costs one CAS retry). */
   private async finishNode(id: string, rec: JobNodeRecord, r: CommandOutcome, bundleRef: string | undefined, inputs: RenderInputs | undefined, known: VersionedNode | undefined): Promise<void> {
     const job = this.job;
+    // The agent says the command was cancelled, and this run has not heard of a cancel: the job
+    // record decides whether it was the operator's (sent by another run of the job, e.g. an
+    // earlier leader's, and answered from the agent's memory of results when this run re-sent
+    // the command) or not (an agent shutting down): not a failure of the node in the first case,
+    // a failure in the second.
+    if (r.outcome === 'cancelled' && !this.cancel.signal.aborted) await this.reread();
     const d = decideNodeOutcome(job, r, this.cancel.signal.aborted);
     const finished = finishedJobNode(this.nodes.get(id) ?? rec, d, r, this.o.clock.iso());
     // The final record goes in the transaction of the node's own change (one commit per node

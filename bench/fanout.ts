@@ -282,7 +282,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     };
   };
   try {
-    // The coordinator's defaults: an application ping on every stream every 10 s, and a gRPC
+    // The coordinator's defaults: an application ping on every stream every 30 s, and a gRPC
     // keepalive PING on every connection every 2 s answered within 2 s (N/2 PINGs a second).
     const profDir = join(cluster.logDir, 'cpu-prof');
     const coord = await cluster.startCoordinator({

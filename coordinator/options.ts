@@ -53,7 +53,10 @@ export interface CoordinatorSettings {
   electionStallLimitMs: number;
   /**
    * How often the leader pings each agent stream (`--ping-interval`); 3 missed pongs close it.
-   * @default 10_000
+   * A dead peer is found by the transport keepalive in seconds (connection-keepalive.ts; the
+   * agents' own every 15 s); this checks that the program at the other end still answers, and
+   * is a protobuf message each way per agent: every 10 s was ~10 % of a 10,000-agent leader's CPU.
+   * @default 30_000
    */
   pingIntervalMs: number;
   /**
@@ -73,7 +76,7 @@ export interface CoordinatorSettings {
   reattachGraceMs: number;
   /**
    * How long a new agent stream may stay silent before its Hello.
-   * @default 3 * pingIntervalMs
+   * @default 3 * pingIntervalMs, at most 30 s
    */
   helloTimeoutMs: number;
   /**
@@ -317,7 +320,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   electionTtlMs: 2_000,
   electionRetryInitialMs: 200,
   electionStallLimitMs: 10_000,
-  pingIntervalMs: 10_000,
+  pingIntervalMs: 30_000,
   streamGraceMs: 1_500,
   reattachGraceMs: 10_000,
   resyncIntervalMs: 30_000,
@@ -378,7 +381,7 @@ export function compileSettings(given: Partial<CoordinatorSettings> = {}): Coord
   const settings: CoordinatorSettings = {
     ...base,
     electionKeepaliveIntervalMs: defined.electionKeepaliveIntervalMs ?? Math.max(200, Math.floor(base.electionTtlMs / 3)),
-    helloTimeoutMs: defined.helloTimeoutMs ?? 3 * base.pingIntervalMs,
+    helloTimeoutMs: defined.helloTimeoutMs ?? Math.min(30_000, 3 * base.pingIntervalMs),
   };
   for (const [name, value] of Object.entries(settings)) {
     if (!Number.isSafeInteger(value) || (value as number) <= 0) throw new InvalidArgumentError(`coordinator setting ${name} must be a positive integer, not ${String(value)}`);

@@ -76,8 +76,9 @@ const clientClasses = new Map<ServiceName, grpc.ServiceClientConstructor>();
  * the way proto-loader and grpc-js make it (the same paths, method names and codecs with
  * LOADER_OPTIONS, so the generated types hold), but from the parsed .proto alone: loadProto()
  * also builds proto-loader's descriptor objects of every message and method (for servers and
- * reflection) and a client class for every service, ~0.5 MiB of an idle agent's heap for good
- * (bench/README.md, agent's cost, fourth pass). Memoised: simulated fleets make thousands of clients.
+ * reflection) and a client class for every service, which an idle agent kept for good (0.5 MiB
+ * of heap in a bare Node, ~0.3 MiB of the bundled agent's RSS: bench/README.md, agent's cost,
+ * fourth pass). Memoised: simulated fleets make thousands of clients.
  */
 export function loadServiceClient<K extends ServiceName>(name: K): ServiceClientClass<K> {
   let ctor = clientClasses.get(name);

@@ -35,7 +35,7 @@ import { Backoff } from '../shared/backoff';
 import { systemClock, type Clock, type Timer } from '../shared/clock';
 import { errorMessage } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import { loadProto } from '../shared/proto';
+import { loadServiceClient } from '../shared/proto';
 import { VERSION } from '../shared/version';
 import { CommandResults, type CommandHandler } from './command-handler';
 import { CommandRunner } from './command-runner';
@@ -316,11 +316,11 @@ export class CoordinatorLink {
   }
 
   private newClient(address: string, identity: TlsIdentity): AgentServiceClient {
-    const { api } = loadProto();
+    const AgentService = loadServiceClient('AgentService');
     if (this.credentials?.identity !== identity) {
       this.credentials = { identity, credentials: clientCredentials({ caPem: identity.caPem, certPem: identity.certPem, keyPem: identity.keyPem }) };
     }
-    return new api.cluster.v1.AgentService(address, this.credentials.credentials, {
+    return new AgentService(address, this.credentials.credentials, {
       ...AGENT_CHANNEL_OPTIONS,
       ...this.options.channelOptions,
     });

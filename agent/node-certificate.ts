@@ -28,7 +28,7 @@ import { ClusterError, UnauthenticatedError, UnavailableError, errorMessage, fro
 import type { Logger } from '../shared/logger';
 import { clientCredentials, CLUSTER_CHANNEL_OPTIONS, fetchPinnedCa, parseJoinToken, renewalTime, verifyIssuedBy } from '../shared/pki';
 import { createKeyAndCsr } from '../shared/pki/csr';
-import { loadProto } from '../shared/proto';
+import { loadServiceClient } from '../shared/proto';
 import type { LeaderSource } from './leader-discovery';
 
 /** What one mutual-TLS client needs: the CA it trusts, and its own certificate and key (PEM). */
@@ -148,7 +148,7 @@ export function renewalDue(certPem: string, storedAt: number): number {
 }
 
 function pkiClient(address: string, credentials: grpc.ChannelCredentials): PkiServiceClient {
-  return new (loadProto().api.cluster.v1.PkiService)(address, credentials, { ...CLUSTER_CHANNEL_OPTIONS });
+  return new (loadServiceClient('PkiService'))(address, credentials, { ...CLUSTER_CHANNEL_OPTIONS });
 }
 
 function call<T>(fn: (deadline: grpc.Deadline, cb: (err: grpc.ServiceError | null, res?: T) => void) => void, timeoutMs: number): Promise<T> {

@@ -7,7 +7,7 @@ export {
 } from './errors';
 export { createLogger, isLogLevel, type Logger, type LogLevel, type LogFields, type LogSink } from './logger';
 export { parseOptions, formatHelp, parseDuration, kebab, type OptionSpec, type OptionSpecs, type OptionValues, type ParseResult, type ParseContext } from './options';
-export { loadProto, protoDir, protoPath, LOADER_OPTIONS, type LoadedProto, type ProtoGrpcType } from './proto';
+export { loadProto, loadServiceClient, protoDir, protoPath, LOADER_OPTIONS, type LoadedProto, type ProtoGrpcType, type ServiceClientClass, type ServiceName } from './proto';
 export { LIFECYCLE_STATES, TRANSITIONS, BUSY_STATES, isLifecycleState, isBusyState, canTransition, checkTransition, type LifecycleState } from './lifecycle';
 export { parseSelector, matchesSelector, formatSelector, type Selector, type Requirement } from './selector';
 export { summariseFacts, type Facts, type Disk, type NetworkInterface, type MemoryModule, type Gpu } from './facts';

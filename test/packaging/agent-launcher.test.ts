@@ -19,10 +19,10 @@ let keep = [];
 for (let i = 0; i < 2e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 20000) keep = []; }
 const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
 const malloc = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_')));
-process.stdout.write(JSON.stringify({ execArgv: process.execArgv, youngBytes: young.space_size, args: process.argv.slice(2), malloc }));
+process.stdout.write(JSON.stringify({ execArgv: process.execArgv, youngBytes: young.space_size, args: process.argv.slice(2), malloc, wasm: typeof WebAssembly }));
 `;
 
-interface ProbeOutput { execArgv: string[]; youngBytes: number; args: string[]; malloc: Record<string, string> }
+interface ProbeOutput { execArgv: string[]; youngBytes: number; args: string[]; malloc: Record<string, string>; wasm: string }
 
 describe('packaging: the agent launcher and its Node flags', function () {
   this.timeout(60_000);
@@ -52,19 +52,22 @@ describe('packaging: the agent launcher and its Node flags', function () {
     return JSON.parse(r.stdout) as ProbeOutput;
   }
 
-  it('by default node gets the packaged flags, and the young generation stays within 2 MiB', async () => {
+  it('by default node gets the packaged flags: the young generation stays within 2 MiB, and there is no WebAssembly', async () => {
     const flags = packagedAgentNodeFlags();
-    expect(flags).to.include('--max-semi-space-size=1');
+    expect(flags).to.include.members(['--max-semi-space-size=1', '--jitless', '--no-expose-wasm']);
     const p = await probe({});
     expect(p.execArgv).to.deep.equal(flags);
     expect(p.args).to.deep.equal(['--node-id', 'a b']);
     expect(p.youngBytes).to.be.at.most(2 * 1024 * 1024);
+    // --jitless: `long` (loaded at start by protobufjs) then uses JavaScript, not a WebAssembly module (~1.2 MiB).
+    expect(p.wasm).to.equal('undefined');
   });
 
   it(`${AGENT_NODE_FLAGS_VAR} replaces them; empty means Node's defaults, under which the same work grows the young generation`, async () => {
     const empty = await probe({ [AGENT_NODE_FLAGS_VAR]: '' });
     expect(empty.execArgv).to.deep.equal([]);
     expect(empty.youngBytes).to.be.above(2 * 1024 * 1024);
+    expect(empty.wasm).to.equal('object');
     const own = await probe({ [AGENT_NODE_FLAGS_VAR]: '--max-old-space-size=200 --max-semi-space-size=2' });
     expect(own.execArgv).to.deep.equal(['--max-old-space-size=200', '--max-semi-space-size=2']);
   });

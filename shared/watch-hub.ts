@@ -7,8 +7,8 @@
  * CPU (bench/README.md, fanout). Here etcd sends each event once and it is dispatched to every
  * subscriber, whose own filters decide.
  *
- * - Only the exact same prefix shares: a prefix nested in another (the manager-config key under
- *   meta/) is a watcher of its own, as it was.
+ * - Only the exact same prefix shares: one nested in another (jobs/<id>/nodes/ in jobs/, a single
+ *   key such as the manager-config key watched as a prefix) is a watcher of its own, as it was.
  * - Previous values: a watcher asks etcd for them when a subscriber needs them. One that joins a
  *   watcher opened without them re-opens it with them, resuming from the revision the old one had
  *   reached, so nothing is missed and nobody else sees a resync. (The other choice, asking for

@@ -228,7 +228,15 @@ interface SizeResult {
      * leader's group commits and the agents' own writes) and the coordinator's etcd transactions
      * (reads and writes, its cluster_etcd_txn_duration_seconds count) with their summed latency.
      */
-    etcd?: { revisions: number; coordinatorTxns: number; coordinatorTxnSeconds: number };
+    etcd?: {
+      revisions: number; coordinatorTxns: number; coordinatorTxnSeconds: number;
+      /**
+       * etcd's own watch figures (its /metrics): watchers open at StartJob (every client's: the
+       * coordinator's, one per sim agent, the bench's) and watch events sent over the phase, one
+       * per event per watcher it matches (`etcd_debugging_mvcc_events_total`).
+       */
+      watchers: number; watchEventsSent: number;
+    };
   };
   /** With --cpu-prof: the coordinator's top frames over the whole size (start, attach, job). */
   cpuProfile?: { file: string; totalMs: number; frames: Frame[] };
@@ -397,6 +405,8 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     const metricsAt = await coord.metricsAddress();
     const txnsBefore = await coordinatorTxns(metricsAt);
     const revisionBefore = await etcdRevision(client, ks);
+    const watchers = await etcd.metric('etcd_debugging_mvcc_watcher_total');
+    const eventsBefore = await etcd.metric('etcd_debugging_mvcc_events_total');
     const cpu = new PhaseCpu({ coordinator: () => [coord.proc.pid], simFleet: () => fleets.map((f) => f.pid), etcd: () => [ePid], bench: () => [process.pid] }).start();
     const startAt = Date.now();
     let job: Job__Output;
@@ -428,7 +438,11 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     const cpuUsed = cpu.stop();
     const revisionAfter = await etcdRevision(client, ks);
     const txnsAfter = await coordinatorTxns(metricsAt);
-    const etcdUse = { revisions: revisionAfter - revisionBefore, coordinatorTxns: txnsAfter.count - txnsBefore.count, coordinatorTxnSeconds: Math.round((txnsAfter.sum - txnsBefore.sum) * 100) / 100 };
+    const eventsAfter = await etcd.metric('etcd_debugging_mvcc_events_total');
+    const etcdUse = {
+      revisions: revisionAfter - revisionBefore, coordinatorTxns: txnsAfter.count - txnsBefore.count, coordinatorTxnSeconds: Math.round((txnsAfter.sum - txnsBefore.sum) * 100) / 100,
+      watchers, watchEventsSent: eventsAfter - eventsBefore,
+    };
     const lat = [...jobs.finished.values()].map((v) => v.at - startAt);
     result.job = {
       ...result.job,
@@ -502,7 +516,7 @@ async function coordinatorTxns(address: string): Promise<{ count: number; sum: n
 }
 
 function etcdLine(e: NonNullable<NonNullable<SizeResult['job']>['etcd']>): string {
-  return `etcd: ${e.revisions} revisions (write transactions, the agents' included); coordinator: ${e.coordinatorTxns} etcd transactions, ${e.coordinatorTxnSeconds} s summed latency`;
+  return `etcd: ${e.revisions} revisions (write transactions, the agents' included), ${e.watchEventsSent} watch events sent to ${e.watchers} watchers (the agents' and the bench's included); coordinator: ${e.coordinatorTxns} etcd transactions, ${e.coordinatorTxnSeconds} s summed latency`;
 }
 
 /** "job phase 2140 ms wall, CPU ms: coordinator 1650 (0.77 core), ..." */

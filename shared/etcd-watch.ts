@@ -4,12 +4,15 @@
  * a delete matters as much as a put (a removed group or node changes the plan), and after
  * the client reconnects events may have been missed, so a reconnect is a full resync.
  */
-import type { Etcd3, Watcher } from 'etcd3';
-import { errorMessage } from './errors';
+import type { Etcd3 } from 'etcd3';
 import type { Logger } from './logger';
+import { watchHub, type WatchSubscriber } from './watch-hub';
 
 export interface PrefixWatch {
-  /** Cancels every watcher; resolves when etcd has acknowledged the cancels (or failed to). */
+  /**
+   * Stops its callbacks at once; resolves when etcd has acknowledged the cancels of the watchers
+   * it was the last subscriber of (or failed to).
+   */
   stop(): Promise<void>;
 }
 
@@ -36,39 +39,30 @@ export interface WatchOptions {
 
 /**
  * Calls `onChange` on every put/delete under each prefix (with the key) and on every (re)connect
- * of a watcher (without one: anything may have changed meanwhile).
+ * of a watcher (without one: anything may have changed meanwhile). The etcd watchers are shared
+ * with every other caller on the same client and prefix (watch-hub.ts): etcd sends each event once.
  */
 export function watchPrefixes(client: Etcd3, prefixes: readonly string[], onChange: (key?: string) => void, logger: Logger, options: WatchOptions = {}): PrefixWatch {
   const filter = options.keyFilter;
   const putFilter = options.putFilter;
-  const onKey = (kv: { key: Buffer }): void => {
-    const key = kv.key.toString();
-    if (!filter || filter(key)) onChange(key);
+  const subscriber: WatchSubscriber = {
+    previousValues: putFilter !== undefined && options.previousValues !== false,
+    logger,
+    put(key, value, previous) {
+      if ((!filter || filter(key)) && (!putFilter || putFilter(key, value, previous))) onChange(key);
+    },
+    delete(key) {
+      if (!filter || filter(key)) onChange(key);
+    },
+    resync() {
+      onChange();
+    },
   };
-  const onPut = (kv: { key: Buffer; value: Buffer }, previous?: { value: Buffer }): void => {
-    const key = kv.key.toString();
-    if ((!filter || filter(key)) && (!putFilter || putFilter(key, kv.value, previous?.value))) onChange(key);
-  };
-  const watchers: Watcher[] = [];
-  let stopped = false;
-  for (const prefix of prefixes) {
-    const builder = client.watch().prefix(prefix);
-    const w = (putFilter && options.previousValues !== false ? builder.withPreviousKV() : builder).watcher();
-    w.on('put', onPut);
-    w.on('delete', onKey);
-    w.on('connected', () => onChange());
-    w.on('error', (err) => logger.warn('watch error; it reconnects, and the timer pass catches up meanwhile', { prefix, err: errorMessage(err) }));
-    watchers.push(w);
-  }
+  const hub = watchHub(client);
+  const subscriptions = prefixes.map((prefix) => hub.subscribe(prefix, subscriber));
   return {
     async stop() {
-      if (stopped) return;
-      stopped = true;
-      await Promise.all(watchers.map((w) => {
-        w.removeAllListeners();
-        w.on('error', () => undefined);
-        return w.cancel().catch(() => undefined);
-      }));
+      await Promise.all(subscriptions.map((s) => s.stop()));
     },
   };
 }

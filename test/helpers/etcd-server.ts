@@ -9,6 +9,7 @@
  * TestCluster's pki dir makes its coordinators speak to this etcd as `coordinator`.
  */
 import type { ChildProcess } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,6 +119,29 @@ export class EtcdServer {
     });
     this.clients.push(c);
     return c;
+  }
+
+  /**
+   * A gauge or counter from etcd's own /metrics (served on the client URL, behind the same TLS
+   * client-certificate auth as every call), e.g. `etcd_debugging_mvcc_watcher_total`: the watchers
+   * etcd holds open, over every client.
+   */
+  async metric(name: string): Promise<number> {
+    const tls = this.rootTls;
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = httpsRequest(`https://${this.endpoint}/metrics`, { ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, servername: ETCD_SERVER_NAME, timeout: 5000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => { body += d; });
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`etcd /metrics answered ${res.statusCode}`))));
+      });
+      req.on('timeout', () => req.destroy(new Error('etcd /metrics timed out')));
+      req.on('error', reject);
+      req.end();
+    });
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    if (!line) throw new Error(`etcd /metrics has no ${name}`);
+    return Number(line.slice(name.length + 1));
   }
 
   /** SIGSTOP: the port still accepts connections (the kernel's backlog) but nothing answers. */

@@ -19,7 +19,7 @@ import { ConflictError, decodeEvent, encodeHistoryEntry, errorMessage, type Cloc
 import { Range, type Etcd3 } from 'etcd3';
 import { readKeys, readPrefixes, runTxn, type Compare, type KeyState, type TxnOp } from './etcd-txn';
 import { DEFAULT_SETTINGS } from './options';
-import { failedGuards, isTooLarge, mergedCompares, packBatch, partBytes, type TxnLimits } from './txn-batch';
+import { failedGuards, isTooLarge, mergedCompares, packBatch, PACK_WINDOW_FACTOR, partBytes, type TxnLimits } from './txn-batch';
 
 export type EventInput = Omit<EventRecord, 'seq' | 'at' | 'actor'> & { actor?: string };
 
@@ -84,9 +84,6 @@ export interface EventLogOptions {
   /** Size of one group-committed transaction (default: settings.txnMaxOps, settings.txnMaxBytes). */
   limits?: TxnLimits;
 }
-
-/** How many queued commits (times the transaction's op limit) the packer looks at for one transaction. */
-const PACK_WINDOW_FACTOR = 4;
 
 interface Queued {
   request: CommitRequest;

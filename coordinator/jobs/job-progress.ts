@@ -159,11 +159,8 @@ export class JobProgress {
   }
 
   private async run(): Promise<void> {
-    const v = await this.o.store.require(this.jobId);
-    this.job = v.record;
-    this.rev = v.modRevision;
+    await this.reread();
     this.nodes = await this.o.store.nodes(this.jobId);
-    if (this.job.state === 'Cancelling') this.requestCancel();
     const now = (): string => this.o.clock.iso();
 
     if (this.job.state === 'Pending' && !this.cancel.signal.aborted) {
@@ -215,10 +212,7 @@ export class JobProgress {
    * failed more nodes than --max-failures allows.
    */
   private async holdBeforeBatch(b: number): Promise<{ paused: boolean; stopReason?: string }> {
-    const fresh = await this.o.store.require(this.jobId);
-    this.job = fresh.record;
-    this.rev = fresh.modRevision;
-    if (this.job.state === 'Cancelling') this.requestCancel();
+    await this.reread();
     if (this.cancel.signal.aborted) return { paused: false };
     const canaryGate = b === 1 && (this.job.canary ?? 0) > 0;
     if (canaryGate && this.job.canarySoakMs && this.job.state === 'Running') {

@@ -395,13 +395,19 @@ export class Fleet {
     const { init } = this.pids(name);
     if (!init) return Promise.resolve({ code: 255, stdout: '', stderr: `${name} is not running` });
     return new Promise((res) => {
+      // No input: stdin is /dev/null. With input, a command that exits before reading it makes
+      // the write fail with EPIPE; its exit code and stderr say what happened, so that error is
+      // not thrown (CI saw `install` exit first and the uncaught EPIPE fail the whole fleet).
       const child = spawn('nsenter', ['-t', String(init), '-a', '--', '/usr/bin/env', '-i', `PATH=${NODE_PATH}`, 'LANG=C.UTF-8', 'HOME=/root', ...argv],
-        { stdio: ['pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 60_000 });
+        { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 60_000 });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-      child.stdin.end(opts.input ?? '');
+      child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
+      child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+      if (child.stdin) {
+        child.stdin.on('error', () => { /* EPIPE: see above */ });
+        child.stdin.end(opts.input);
+      }
       child.once('error', (err) => res({ code: 255, stdout, stderr: `${stderr}${err.message}` }));
       child.once('close', (code) => res({ code: code ?? 255, stdout, stderr }));
     });

@@ -105,6 +105,9 @@ export function run(command: string, args: readonly string[], options: { env?: N
       clearTimeout(timer);
       res({ code, stdout, stderr });
     });
+    // A command that exits before reading its input fails the write with EPIPE; its exit
+    // code and output are the answer, so that error is not thrown.
+    proc.stdin.on('error', () => { /* EPIPE */ });
     if (options.input !== undefined) proc.stdin.end(options.input);
     else proc.stdin.end();
   });

@@ -8,8 +8,11 @@ import { ConnectionKeepalive, type KeptSession } from '../../coordinator/connect
 import { createLogger } from '../../shared';
 
 class Conn implements KeptSession {
-  destroyed = false;
+  /** How often the keepalive looked at this connection's state. */
+  looks = 0;
+  private isDestroyed = false;
   closed = false;
+  get destroyed(): boolean { this.looks++; return this.isDestroyed; }
   pings = 0;
   /** Answer PINGs (at once, or when `answer()` is called). */
   answering = true;
@@ -23,7 +26,7 @@ class Conn implements KeptSession {
     return true;
   }
   answer(): void { for (const r of this.pending.splice(0)) r(); }
-  destroy(): void { this.destroyed = true; this.onClose?.(); }
+  destroy(): void { this.isDestroyed = true; this.onClose?.(); }
   once(_event: 'close', listener: () => void): unknown { this.onClose = listener; return this; }
 }
 
@@ -86,6 +89,28 @@ describe('connection keepalive (one sweep for every connection)', () => {
     run(k, 2000);
     run(k, 3000);
     expect(conns.filter((c) => c.destroyed)).to.have.length(100);
+    k.stop();
+  });
+
+  it('a sweep looks only at the connections due then (a timing wheel), not at every connection', () => {
+    const k = make();
+    // 800 connections, 100 joining every 250 ms: their PINGs fall due in 8 different sweeps.
+    const conns: Conn[] = [];
+    for (let slot = 0; slot < 8; slot++) {
+      for (let i = 0; i < 100; i++) {
+        const c = new Conn({ remoteAddress: '10.0.2.1', remotePort: 7000 + slot * 100 + i });
+        conns.push(c);
+        k.add(c);
+      }
+      run(k, 250);
+    }
+    for (const c of conns) c.looks = 0;
+    run(k, 10_000);
+    const looks = conns.reduce((a, c) => a + c.looks, 0);
+    // 40 sweeps; each connection is looked at once per PING (5 in 10 s), not once per sweep (40).
+    expect(conns.every((c) => c.pings >= 5 && c.pings <= 6)).to.equal(true);
+    expect(looks).to.be.at.most(800 * 6);
+    expect(conns.some((c) => c.destroyed)).to.equal(false);
     k.stop();
   });
 });

@@ -19,6 +19,7 @@
  *
  *   npm run build && node dist/bench/fanout.js [--sizes 1000,5000,10000] [--json]
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -191,6 +192,8 @@ interface SizeResult {
   fleetProcesses: number;
   completed: boolean;
   problem?: string;
+  /** The coordinator's open-files limit (soft) during the size: one descriptor per agent connection. */
+  coordinatorFdLimit?: number;
   registerAllMs?: number;
   attachAllMs?: number;
   discoveredAllMs?: number;
@@ -262,6 +265,34 @@ function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise
  */
 const AGENTS_PER_FLEET = 1250;
 
+/** The soft open-files limit of `pid` (/proc/<pid>/limits), or undefined. */
+function fdLimit(pid: number): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+    return !m ? undefined : m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The coordinator holds one descriptor per agent connection: below N + 2,048 the connections
+ * past the limit fail with EMFILE (and so does its own redial to etcd: seen at 20,000 on a box
+ * whose hard limit was 20,000). Raises it with prlimit(1) when it can (root, as the packaged
+ * unit's LimitNOFILE=65536 would), and says so either way; returns the limit in force.
+ */
+function ensureFdLimit(pid: number, n: number, say: (s: string) => void): number | undefined {
+  const before = fdLimit(pid);
+  const need = n + 2048;
+  if (before === undefined || before >= need) return before;
+  const want = Math.max(65_536, need);
+  const r = spawnSync('prlimit', ['--pid', String(pid), `--nofile=${want}:${want}`], { encoding: 'utf8' });
+  const after = fdLimit(pid);
+  if (after !== undefined && after >= need) say(`N=${n}: coordinator open-files limit raised from ${before} to ${after} (prlimit; the packaged unit sets LimitNOFILE=65536)`);
+  else say(`N=${n}: coordinator open-files limit ${after ?? before} is below ${need} and could not be raised (${(r.stderr || r.error?.message || 'prlimit failed').trim()}): connections past it fail with EMFILE`);
+  return after ?? before;
+}
+
 async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const k = Math.min(n, o.fleetProcesses > 0 ? o.fleetProcesses : Math.ceil(n / AGENTS_PER_FLEET));
@@ -301,6 +332,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
       ...(o.cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
     });
     const ePid = etcdPid(etcd.dataDir);
+    result.coordinatorFdLimit = ensureFdLimit(coord.proc.pid, n, say);
     const pacing = [o.startWindow > 0 ? `window ${o.startWindow}` : '', o.startRate > 0 ? `${o.startRate}/s` : '', o.joinMaxLagMs > 0 ? `joins held while a fleet's loop is > ${o.joinMaxLagMs} ms late` : ''].filter(Boolean).join(', ') || 'all at once';
     say(`N=${n}: etcd + coordinator up; starting ${k} sim-fleet process(es) (${pacing}); logs in ${cluster.logDir}`);
     const t0 = Date.now();
@@ -586,6 +618,7 @@ async function main(): Promise<number> {
       f(j?.rssPeakMiB?.simFleet ?? r.rssIdleMiB?.simFleet).padStart(7), f(j?.rssPeakMiB?.etcd ?? r.rssIdleMiB?.etcd).padStart(8),
     ].join(' '));
     if (r.fleetProcesses > 1) lines.push(`       agents simulated in ${r.fleetProcesses} sim-fleet processes`);
+    if (r.coordinatorFdLimit !== undefined && r.coordinatorFdLimit < r.agents + 2048) lines.push(`       coordinator open-files limit ${r.coordinatorFdLimit}: below the ${r.agents} agents' connections + 2,048`);
     if (r.cpuIdlePct) lines.push(`       idle CPU over 10 s with all attached (% of one core): coordinator ${r.cpuIdlePct.coordinator}%, sim-fleet ${r.cpuIdlePct.simFleet}%, etcd ${r.cpuIdlePct.etcd}%`);
     if (r.fleetUntilAttached) {
       const u = r.fleetUntilAttached;

@@ -108,7 +108,8 @@ class LeaderWrites {
   private first?: number;
   private resolve?: (at: number) => void;
   /** Wall times at which events of `coordinator/<id>` were seen. */
-  readonly eventsBy = new Map<string, number[]>();
+  /** Coordinator id → its events as they landed: wall time seen, type, and the event's own `at` and message. */
+  readonly eventsBy = new Map<string, { at: number; type: string; eventAt: string; message: string }[]>();
   /** Wall times of the deletions of each replica's candidate key (a replica may campaign again and lose its key again). */
   readonly keyDeletedAt = new Map<string, number[]>();
 
@@ -125,13 +126,14 @@ class LeaderWrites {
           return;
         }
         try {
-          const actor = decodeEvent(key, kv.value.toString()).actor;
+          const ev = decodeEvent(key, kv.value.toString());
+          const actor = ev.actor;
           // An operator's event (the probe's SetGlobals, which any replica serves) is not the
           // leader's write; the leader's own events carry coordinator/<id>.
           if (!actor.startsWith('coordinator/')) return;
           this.seen(at);
           const id = actor.slice('coordinator/'.length);
-          this.eventsBy.set(id, [...(this.eventsBy.get(id) ?? []), at]);
+          this.eventsBy.set(id, [...(this.eventsBy.get(id) ?? []), { at, type: ev.type, eventAt: ev.at, message: ev.message ?? '' }]);
         } catch {
           this.seen(at); // not an event record: nothing to attribute
         }
@@ -152,8 +154,8 @@ class LeaderWrites {
   }
 
   /** Events of coordinator `id` seen after wall time `t`. */
-  eventsAfter(id: string, t: number): number {
-    return (this.eventsBy.get(id) ?? []).filter((at) => at > t).length;
+  eventsAfter(id: string, t: number): { at: number; type: string; eventAt: string; message: string }[] {
+    return (this.eventsBy.get(id) ?? []).filter((e) => e.at > t);
   }
 
   /** Arms for the next write after `t`. */
@@ -177,7 +179,7 @@ class LeaderWrites {
 interface Round {
   killed: string;
   /** Partition mode: ms after the cut (old leader's own log ts; etcd watch; etc.). */
-  timeline?: { oldStoppedMs: number; keyExpiredMs: number; newActingMs: number; splitBrainEvents: number };
+  timeline?: { oldStoppedMs: number; keyExpiredMs: number; newActingMs: number; splitBrainEvents: number; splitBrainTypes?: string[] };
   newLeader: string;
   becameLeaderMs: number;
   firstWriteMs: number;
@@ -332,10 +334,13 @@ async function main(): Promise<number> {
         // Heal: whatever it wrote into the cut connection reaches etcd now, and must be refused.
         proxy.heal();
         await new Promise((res) => setTimeout(res, 3000));
+        const late = writes.eventsAfter(leader, Math.min(becameAt, writeAt));
         timeline = {
           oldStoppedMs: stoppedAt - killedAt, keyExpiredMs: (writes.keyDeletedAfter(leader, killedAt) ?? NaN) - killedAt, newActingMs: becameAt - killedAt,
-          splitBrainEvents: writes.eventsAfter(leader, Math.min(becameAt, writeAt)),
+          splitBrainEvents: late.length,
+          ...(late.length > 0 ? { splitBrainTypes: late.map((e) => `${e.type} (event at ${e.eventAt}, seen +${e.at - killedAt} ms: ${e.message.slice(0, 80)})`) } : {}),
         };
+        for (const line of timeline.splitBrainTypes ?? []) say(`  late event of ${leader}: ${line}`);
         say(`round ${r + 1}/${k} timeline after the cut of ${leader}: ${leader} stops acting +${timeline.oldStoppedMs} ms, etcd expires its key +${timeline.keyExpiredMs} ms, ` +
           `${survivorId} acting +${timeline.newActingMs} ms; events of ${leader} landing after that: ${timeline.splitBrainEvents}`);
       }

@@ -109,9 +109,11 @@ class LeaderWrites {
   private resolve?: (at: number) => void;
   /** Wall times at which events of `coordinator/<id>` were seen. */
   /** Coordinator id → its events as they landed: wall time seen, type, and the event's own `at` and message. */
-  readonly eventsBy = new Map<string, { at: number; type: string; eventAt: string; message: string }[]>();
+  readonly eventsBy = new Map<string, { at: number; rev: bigint; type: string; eventAt: string; message: string }[]>();
   /** Wall times of the deletions of each replica's candidate key (a replica may campaign again and lose its key again). */
   readonly keyDeletedAt = new Map<string, number[]>();
+  /** Replica id → the etcd revisions at which its candidate key was deleted. */
+  readonly keyDeletedRev = new Map<string, bigint[]>();
 
   constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
 
@@ -133,7 +135,7 @@ class LeaderWrites {
           if (!actor.startsWith('coordinator/')) return;
           this.seen(at);
           const id = actor.slice('coordinator/'.length);
-          this.eventsBy.set(id, [...(this.eventsBy.get(id) ?? []), { at, type: ev.type, eventAt: ev.at, message: ev.message ?? '' }]);
+          this.eventsBy.set(id, [...(this.eventsBy.get(id) ?? []), { at, rev: BigInt(kv.mod_revision), type: ev.type, eventAt: ev.at, message: ev.message ?? '' }]);
         } catch {
           this.seen(at); // not an event record: nothing to attribute
         }
@@ -143,7 +145,10 @@ class LeaderWrites {
     const election = await this.client.watch().prefix(this.ks.electionPrefix()).create();
     election.on('delete', (kv: IKeyValue) => {
       const id = this.ks.parseElectionCandidate(kv.key.toString());
-      if (id) this.keyDeletedAt.set(id, [...(this.keyDeletedAt.get(id) ?? []), Date.now()]);
+      if (id) {
+        this.keyDeletedAt.set(id, [...(this.keyDeletedAt.get(id) ?? []), Date.now()]);
+        this.keyDeletedRev.set(id, [...(this.keyDeletedRev.get(id) ?? []), BigInt(kv.mod_revision)]);
+      }
     });
     this.watchers.push(election);
   }
@@ -154,8 +159,22 @@ class LeaderWrites {
   }
 
   /** Events of coordinator `id` seen after wall time `t`. */
-  eventsAfter(id: string, t: number): { at: number; type: string; eventAt: string; message: string }[] {
+  eventsAfter(id: string, t: number): { at: number; rev: bigint; type: string; eventAt: string; message: string }[] {
     return (this.eventsBy.get(id) ?? []).filter((e) => e.at > t);
+  }
+
+  /**
+   * Events of coordinator `id` that etcd committed after the first deletion of its candidate
+   * key seen after wall time `t`: writes accepted once it was no longer the leader (split
+   * brain). By revision, not by arrival: an event committed before the key went but delivered
+   * late by a busy watch is not one.
+   */
+  eventsCommittedAfterKeyLoss(id: string, t: number): { at: number; rev: bigint; type: string; eventAt: string; message: string }[] | undefined {
+    const times = this.keyDeletedAt.get(id) ?? [];
+    const i = times.findIndex((at) => at > t);
+    const rev = i >= 0 ? this.keyDeletedRev.get(id)?.[i] : undefined;
+    if (rev === undefined) return undefined;
+    return (this.eventsBy.get(id) ?? []).filter((e) => e.rev > rev);
   }
 
   /** Arms for the next write after `t`. */
@@ -334,15 +353,19 @@ async function main(): Promise<number> {
         // Heal: whatever it wrote into the cut connection reaches etcd now, and must be refused.
         proxy.heal();
         await new Promise((res) => setTimeout(res, 3000));
-        const late = writes.eventsAfter(leader, Math.min(becameAt, writeAt));
+        // Split brain: events of the old leader committed after etcd deleted its key (by
+        // revision); events merely seen after the new leader acted are printed too.
+        const seenLate = writes.eventsAfter(leader, Math.min(becameAt, writeAt));
+        const late = writes.eventsCommittedAfterKeyLoss(leader, killedAt) ?? seenLate;
+        for (const e of seenLate) if (!late.includes(e)) say(`  event of ${leader} seen after ${survivorId} acted but committed before its key was deleted (rev ${e.rev}): ${e.type}`);
         timeline = {
           oldStoppedMs: stoppedAt - killedAt, keyExpiredMs: (writes.keyDeletedAfter(leader, killedAt) ?? NaN) - killedAt, newActingMs: becameAt - killedAt,
           splitBrainEvents: late.length,
-          ...(late.length > 0 ? { splitBrainTypes: late.map((e) => `${e.type} (event at ${e.eventAt}, seen +${e.at - killedAt} ms: ${e.message.slice(0, 80)})`) } : {}),
+          ...(late.length > 0 ? { splitBrainTypes: late.map((e) => `${e.type} (rev ${e.rev}, event at ${e.eventAt}, seen +${e.at - killedAt} ms: ${e.message.slice(0, 80)})`) } : {}),
         };
         for (const line of timeline.splitBrainTypes ?? []) say(`  late event of ${leader}: ${line}`);
         say(`round ${r + 1}/${k} timeline after the cut of ${leader}: ${leader} stops acting +${timeline.oldStoppedMs} ms, etcd expires its key +${timeline.keyExpiredMs} ms, ` +
-          `${survivorId} acting +${timeline.newActingMs} ms; events of ${leader} landing after that: ${timeline.splitBrainEvents}`);
+          `${survivorId} acting +${timeline.newActingMs} ms; events of ${leader} committed after etcd deleted its key: ${timeline.splitBrainEvents}`);
       }
       // The loop-delay windows that end within a window after the last agent re-attached still cover the storm.
       await new Promise((res) => setTimeout(res, 5500));

@@ -238,7 +238,7 @@ export async function startSystemdSandbox(name = 'node', options: { timeoutMs?: 
 
   try {
     await waitFor(`systemd user manager ${name} to answer on ${busAddress}`, async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`manager exited: ${log.slice(-2000)}`);
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`manager exited (${child.signalCode ? `signal ${child.signalCode}` : `code ${child.exitCode}`}): ${log.slice(-2000) || 'no output'}`);
       const state = await managerState(busAddress);
       // "starting" until default.target is reached; "degraded" when some user unit failed, still usable.
       return state === 'running' || state === 'degraded' ? state : false;

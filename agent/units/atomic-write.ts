@@ -23,7 +23,17 @@ export interface AtomicWriteOptions {
   durable?: boolean;
 }
 
+/**
+ * Directories this process has swept of a killed agent's temporaries (`dir\0base`). This
+ * process's own never outlive the write that made them, so one sweep per target and process
+ * finds every leftover: a readdir per write (152 µs in /etc) was a large part of a file unit's
+ * cost. Bounded by the distinct targets the agent writes.
+ */
+const swept = new Set<string>();
+
 async function sweepStale(dir: string, base: string): Promise<void> {
+  const key = `${dir}\u0000${base}`;
+  if (swept.has(key)) return;
   const prefix = `.${base}${TMP_MARK}`;
   let names: string[];
   try {
@@ -32,6 +42,7 @@ async function sweepStale(dir: string, base: string): Promise<void> {
     return;
   }
   await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => fs.rm(join(dir, n), { force: true })));
+  swept.add(key);
 }
 
 export async function writeFileAtomic(path: string, data: string | Buffer, options: AtomicWriteOptions): Promise<void> {

@@ -4,13 +4,13 @@
  * the content itself. A secret unit's plan has no digest either: a plain hash of a short secret
  * lets whoever reads the plan test guesses of it.
  */
-import { closeSync, constants, fstatSync, openSync, promises as fs, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, promises as fs, readSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidArgumentError } from '../../shared/errors';
 import type { FileUnitSpec } from '../../shared/bundle/types';
 import { writeFileAtomic } from './atomic-write';
 import { describeContent as describePlain, describeSecret, diffContent } from './content-diff';
-import { attributeChanges, describeChanges, fixAttributes, formatMode, resolveAttributes, statOrUndefined } from './file-attributes';
+import { attributeChanges, describeChanges, fixAttributes, formatMode, resolveAttributes, statOrUndefined, type ResolvedAttributes } from './file-attributes';
 import { resolveUnderRoot } from './node-path';
 import type { FieldChange, UnitContext, UnitHandler, UnitPlan } from './unit';
 
@@ -58,6 +58,9 @@ interface Observed {
   /** What to write, when the content (or the file type) must change. */
   write?: string;
   fixAttrs: boolean;
+  /** The path's lstat as observed (undefined: absent), and the unit's attributes resolved. */
+  st?: Stats;
+  want?: ResolvedAttributes;
 }
 
 async function observe(spec: FileUnitSpec, ctx: UnitContext): Promise<Observed> {
@@ -85,7 +88,7 @@ async function observe(spec: FileUnitSpec, ctx: UnitContext): Promise<Observed> 
       ...(spec.owner !== undefined ? [{ field: 'owner', before: null, after: spec.owner }] : []),
       ...(spec.group !== undefined ? [{ field: 'group', before: null, after: spec.group }] : []),
     ];
-    return { full, write: content, fixAttrs: false, plan: { ...base, action: 'create', changes, summary: `create ${spec.path} (${describeContent(content)}, mode ${formatMode(mode)})` } };
+    return { full, write: content, fixAttrs: false, want, plan: { ...base, action: 'create', changes, summary: `create ${spec.path} (${describeContent(content)}, mode ${formatMode(mode)})` } };
   }
 
   const changes: FieldChange[] = [];
@@ -110,7 +113,7 @@ async function observe(spec: FileUnitSpec, ctx: UnitContext): Promise<Observed> 
   changes.push(...attrs);
   if (attrs.length > 0) parts.push(describeChanges(attrs));
   if (changes.length === 0) return { full, fixAttrs: false, plan: { ...base, action: 'unchanged', changes, summary: `${spec.path} is up to date` } };
-  return { full, write, fixAttrs: attrs.length > 0, plan: { ...base, action: 'update', changes, summary: `update ${spec.path}: ${parts.join(', ')}` } };
+  return { full, write, fixAttrs: attrs.length > 0, st, want, plan: { ...base, action: 'update', changes, summary: `update ${spec.path}: ${parts.join(', ')}` } };
 }
 
 export const fileUnit: UnitHandler<FileUnitSpec> = {
@@ -127,8 +130,9 @@ export const fileUnit: UnitHandler<FileUnitSpec> = {
       await fs.rm(o.full, { force: true });
       return o.plan;
     }
-    const st = await statOrUndefined(o.full);
-    const want = await resolveAttributes(spec, ctx.root);
+    // What observe() saw: units run one at a time, so nothing changed the path since.
+    const st = o.st;
+    const want = o.want ?? (await resolveAttributes(spec, ctx.root));
     if (o.write !== undefined) {
       await fs.mkdir(dirname(o.full), { recursive: true, mode: 0o755 });
       // A replaced file keeps its owner and mode unless the unit names them.

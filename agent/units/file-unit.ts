@@ -4,7 +4,7 @@
  * the content itself. A secret unit's plan has no digest either: a plain hash of a short secret
  * lets whoever reads the plan test guesses of it.
  */
-import { closeSync, constants, fstatSync, openSync, promises as fs, readSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, promises as fs, readSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidArgumentError } from '../../shared/errors';
 import type { FileUnitSpec } from '../../shared/bundle/types';
@@ -134,7 +134,9 @@ export const fileUnit: UnitHandler<FileUnitSpec> = {
     const st = o.st;
     const want = o.want ?? (await resolveAttributes(spec, ctx.root));
     if (o.write !== undefined) {
-      await fs.mkdir(dirname(o.full), { recursive: true, mode: 0o755 });
+      // Most targets' directory exists (/etc): a 2 µs lstat instead of a thread-pool mkdir.
+      const dir = dirname(o.full);
+      if (!lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) await fs.mkdir(dir, { recursive: true, mode: 0o755 });
       // A replaced file keeps its owner and mode unless the unit names them.
       const keep = st?.isFile() ? st : undefined;
       await writeFileAtomic(o.full, o.write, {

@@ -10,7 +10,7 @@
  *   (`ln -sfn /outside /root/escape`) cannot lead a later unit's `/escape/x` outside it.
  *   Units run one at a time, so nothing changes the tree between this check and the write.
  */
-import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { InvalidArgumentError } from '../../shared/errors';
 
@@ -46,6 +46,22 @@ function realPrefix(full: string, hops = 0): string | undefined {
   }
 }
 
+/**
+ * The root's own real path, resolved once per root and process: it is the agent's configured
+ * node root, not something a unit changes (a unit that swapped it for a link elsewhere would
+ * only make every later path look outside, which refuses it). Bounded by the roots in use.
+ */
+const realRoots = new Map<string, string>();
+function realRootOf(root: string): string {
+  let real = realRoots.get(root);
+  if (real === undefined) {
+    real = realPrefix(root) ?? root;
+    // Only a root that exists (a missing one resolves to its deepest ancestor): one made later resolves again.
+    if (existsSync(root)) realRoots.set(root, real);
+  }
+  return real;
+}
+
 export function resolveUnderRoot(root: string, path: string): string {
   if (path.includes('\0')) throw new InvalidArgumentError('a unit path must not contain a NUL byte');
   if (!isAbsolute(path)) throw new InvalidArgumentError(`path ${JSON.stringify(path)} must be absolute`);
@@ -54,7 +70,7 @@ export function resolveUnderRoot(root: string, path: string): string {
   if (root === '/' || root === '') return clean;
   const full = join(root, clean);
   if (outside(root, full)) throw new InvalidArgumentError(`path ${JSON.stringify(path)} leaves the node root ${root}`);
-  const realRoot = realPrefix(root) ?? root;
+  const realRoot = realRootOf(root);
   const real = realPrefix(full);
   if (real !== undefined && outside(realRoot, real)) {
     throw new InvalidArgumentError(`path ${JSON.stringify(path)} leads out of the node root ${root} through a symbolic link`);

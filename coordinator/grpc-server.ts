@@ -19,6 +19,7 @@ import { loadProto, InvalidArgumentError, type Logger } from '../shared';
 import { LOADER_OPTIONS, protoPath } from '../shared/proto';
 import { protocStyleDescriptors } from './reflection-descriptors';
 import { callGuard, withTotalDeserializers } from './call-guard';
+import { FdHeadroom } from './fd-headroom';
 import { ConnectionKeepalive } from './connection-keepalive';
 import { toGrpcStatus } from '../shared/errors';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
@@ -88,6 +89,8 @@ export class GrpcServer {
   readonly server: grpc.Server;
   /** PINGs every client connection and drops the silent ones (and says which, for agent streams). */
   readonly keepalive: ConnectionKeepalive;
+  /** Warns while client connections near the open-files limit (fd-headroom.ts). */
+  private readonly fdHeadroom: FdHeadroom;
   private readonly followed = new Set<http2.Http2Server | http2.Http2SecureServer>();
   private readonly health: HealthImplementation;
   private readonly log: Logger;
@@ -101,6 +104,7 @@ export class GrpcServer {
     this.keepalive = new ConnectionKeepalive({
       periodMs: options.settings.grpcKeepaliveTimeMs, timeoutMs: options.settings.grpcKeepaliveTimeoutMs, logger: this.log, ...(options.now ? { now: options.now } : {}),
     });
+    this.fdHeadroom = new FdHeadroom({ logger: this.log });
     this.server = new grpc.Server({
       'grpc.http2.min_ping_interval_without_data_ms': options.settings.grpcMinPingIntervalMs,
       ...GRPC_OPTIONS,
@@ -161,6 +165,8 @@ export class GrpcServer {
       if (this.followed.has(server)) continue;
       this.followed.add(server);
       this.keepalive.attach(server, info.sessions ?? []);
+      // After the keepalive's own listener: its count includes the connection that just came.
+      server.on('session', () => this.fdHeadroom.check(this.keepalive.size));
     }
   }
 

@@ -59,6 +59,8 @@ export interface CoordinatorStartOptions {
   waitLeader?: boolean;
   /** The etcd endpoint this replica dials (default the cluster's etcd): e.g. a TcpProxy that partitions it. */
   etcd?: string;
+  /** Run under `prlimit --nofile=N:N` (a lower open-files limit; lowering needs no privilege). */
+  openFilesLimit?: number;
 }
 
 const READY_TIMEOUT_MS = 30_000;
@@ -146,10 +148,11 @@ export class CoordinatorHandle {
       ...(extra.includes('--metrics-listen') ? [] : ['--metrics-listen', '127.0.0.1:0']),
       ...extra,
     ];
-    return spawnNode(`coordinator ${this.replica}#${this.starts}`, BIN.coordinator, args, {
-      env: { ...this.cluster.childEnv, ...this.options.env }, nodeArgs: this.options.nodeArgs,
-      logFile: join(this.cluster.logDir, `coordinator-${this.replica}.log`),
-    });
+    const spawnOptions = { env: { ...this.cluster.childEnv, ...this.options.env }, logFile: join(this.cluster.logDir, `coordinator-${this.replica}.log`) };
+    const limit = this.options.openFilesLimit;
+    // prlimit execs node in its own place: the pid killed is the coordinator's.
+    if (limit !== undefined) return new ManagedProcess(`coordinator ${this.replica}#${this.starts}`, 'prlimit', [`--nofile=${limit}:${limit}`, '--', process.execPath, ...(this.options.nodeArgs ?? []), BIN.coordinator, ...args], spawnOptions);
+    return spawnNode(`coordinator ${this.replica}#${this.starts}`, BIN.coordinator, args, { ...spawnOptions, nodeArgs: this.options.nodeArgs });
   }
 
   /** HOST:PORT of this start's Prometheus endpoint (from its "metrics listening" log line). */

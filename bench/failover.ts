@@ -71,6 +71,13 @@ function lastLogTime(logs: string, msg: string): number | undefined {
   }
 }
 
+/** Whether a coordinator's log says it leads now: its last "became leader" is after its last "lost leadership". */
+function leadsByItsLog(logs: string): boolean {
+  const became = lastLogTime(logs, 'became leader');
+  const lost = lastLogTime(logs, 'lost leadership');
+  return became !== undefined && (lost === undefined || became > lost);
+}
+
 /** The fields of every log line of `logs` whose msg is `msg`. */
 function logRecords(logs: string, msg: string): Record<string, unknown>[] {
   const needle = `"msg":"${msg}"`;
@@ -322,12 +329,19 @@ async function main(): Promise<number> {
 
     let leader = firstLeader;
     for (let r = 0; r < k; r++) {
+      // Let the previous round's dust settle (the restarted replica campaigning, streams idle).
+      await new Promise((res) => setTimeout(res, 2000));
+      // Leadership can move on its own between rounds (a loaded box: a late election keepalive):
+      // cut or kill the replica that leads now, as its own log says, not the one the last round left.
+      const leading = [...byId].filter(([, h]) => leadsByItsLog(h.proc.logs)).map(([id]) => id);
+      if (leading.length === 1 && leading[0] !== leader) {
+        say(`round ${r + 1}/${k}: leadership moved from ${leader} to ${leading[0]} on its own since the last round; ${leading[0]} is the one cut`);
+        leader = leading[0];
+      }
       const victim = byId.get(leader);
       const survivorId = leader === 'c1' ? 'c2' : 'c1';
       const survivor = byId.get(survivorId);
       if (!victim || !survivor) throw new Error('lost track of the coordinators');
-      // Let the previous round's dust settle (the restarted replica campaigning, streams idle).
-      await new Promise((res) => setTimeout(res, 2000));
 
       const killedAt = Date.now();
       const firstWrite = writes.arm(killedAt);
@@ -349,7 +363,13 @@ async function main(): Promise<number> {
       if (proxy) {
         // The old leader, cut off but running, stopped acting on its own clock (its log line).
         await withTimeout(logAfter(victim.proc, victimFrom, 'lost leadership', roundTimeout * 1000), roundTimeout * 1000 + 1000, 'old leader lost leadership');
-        const stoppedAt = lastLogTime(victim.proc.logs.slice(victimFrom), 'lost leadership') ?? NaN;
+        // Its leadership ended by its own clock `lapsedMsAgo` before it logged the line (a loaded
+        // loop runs the expiry timer late; isLeader() had turned false at the lapse already).
+        const lostLines = logRecords(victim.proc.logs.slice(victimFrom), 'lost leadership');
+        const lapsedMsAgo = Number(lostLines[lostLines.length - 1]?.lapsedMsAgo ?? 0);
+        const loggedAt = lastLogTime(victim.proc.logs.slice(victimFrom), 'lost leadership') ?? NaN;
+        const stoppedAt = loggedAt - (Number.isFinite(lapsedMsAgo) ? lapsedMsAgo : 0);
+        if (lapsedMsAgo > 0) say(`  ${leader}'s leadership lapsed by its clock ${Math.round(lapsedMsAgo)} ms before it logged "lost leadership" (+${loggedAt - killedAt} ms): its loop ran the expiry timer late`);
         // Heal: whatever it wrote into the cut connection reaches etcd now, and must be refused.
         proxy.heal();
         await new Promise((res) => setTimeout(res, 3000));

@@ -406,7 +406,10 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
       markCpuProfile('leader');
       this.emit('gained', this.leader);
     } else if (!now) {
-      this.log.warn('lost leadership', { replicaId: this.record.id, reason });
+      // When its leadership ended by its own clock (isLeader() turned false then, whatever this
+      // line's time): a busy loop runs this timer late, and the line alone would say it stopped later.
+      const lapsedMsAgo = Math.max(0, this.clock.now() - (this.lastAckSentAt() + this.ttlMs));
+      this.log.warn('lost leadership', { replicaId: this.record.id, reason, lapsedMsAgo });
       this.emit('lost', reason);
     }
   }

@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { useEtcd, waitFor, testPki, type TestPki } from '../helpers';
 import { Coordinator, newNodeRecord, type CoordinatorOptions } from '../../coordinator';
-import { createLogger, decodeNode } from '../../shared';
+import { createLogger, decodeNode, type LogFields, type Logger } from '../../shared';
 
 const logger = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
 
@@ -72,16 +72,32 @@ describe('election against a blocked event loop (keepalives in a worker thread)'
   });
 
   it('a loop blocked past the stall limit loses the leadership (its lease expires in etcd); it leads again afterwards', async () => {
-    const c = await startLeader({ electionStallLimitMs: 2500 });
+    // The "lost leadership" line, to see when it says the leadership lapsed.
+    const lostLines: LogFields[] = [];
+    const capture: Logger = {
+      debug: () => undefined, info: () => undefined, error: () => undefined, child: () => capture,
+      warn: (msg, f) => { if (msg === 'lost leadership' && f) lostLines.push(f); },
+    };
+    const c = await startLeader({ electionStallLimitMs: 2500, logger: capture });
     const revision = await candidateRevision();
     const losses: string[] = [];
     c.leaderElection.on('lost', (reason) => losses.push(reason));
 
     // Keepalives stop 2.5 s into the block; the lease then lasts at most one TTL (2 s) more.
+    const blockStart = Date.now();
     busyWait(7000);
+    // Before any timer ran: the leadership is over by the clock already, whatever the log says later.
+    expect(c.isLeader(), 'not leader the moment the block ends').to.equal(false);
+    const blockEnd = Date.now();
     await settle();
 
     expect(losses.length, 'leadership lost after the block').to.be.greaterThan(0);
+    // The line comes after the block (the expiry timer ran late) and says how long before it the
+    // leadership lapsed: no later than the stall limit plus one TTL into the block.
+    const lapsedMsAgo = Number(lostLines[0]?.lapsedMsAgo);
+    expect(lapsedMsAgo, 'lapsedMsAgo in the "lost leadership" line').to.be.a('number').and.greaterThan(0);
+    const lapsedAt = blockEnd - lapsedMsAgo;
+    expect(lapsedAt - blockStart, 'lapsed within stall limit + TTL of the block start (ms)').to.be.at.most(2500 + 2000 + 300);
     expect(await candidateRevision(), 'the old candidate key is gone').to.not.equal(revision);
     await waitFor('a to lead again with a new key', async () => c.isLeader() && (await candidateRevision()) !== revision, { timeoutMs: 15_000 });
   });

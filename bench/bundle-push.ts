@@ -14,16 +14,11 @@ import { BundleStore } from '../coordinator/config/bundle-store';
 import { EventLog } from '../coordinator/event-log';
 import { createLogger, Keyspace, systemClock } from '../shared';
 import { EtcdServer } from '../test/helpers/etcd-server';
+import { positiveIntArg } from './cli-args';
 
 const USAGE = 'Usage: node dist/bench/bundle-push.js [--versions N] [--units U] [--json]';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`${name} needs a positive integer\n${USAGE}`);
-  return v;
-}
+const arg = (name: string, fallback: number): number => positiveIntArg(name, fallback, USAGE);
 
 function bundleText(version: number, units: number): string {
   const lines = [`name: bench`, `version: "${version}"`, 'units:'];

@@ -35,7 +35,7 @@ import { decodeNode } from '../shared/records';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { adminClients, unary, type AdminClients } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
-import { PhaseCpu, cpuMs } from './proc-cpu';
+import { PhaseCpu, cpuMs, etcdPid } from './proc-cpu';
 import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
 
 const OPTIONS = {
@@ -89,19 +89,6 @@ units:
 `;
 
 const FINAL_NODE_STATES = new Set(['succeeded', 'failed', 'cancelled', 'skipped']);
-
-/** etcd's own RSS: the process whose command line names this server's data dir. */
-function etcdPid(dataDir: string): number {
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(dataDir)) return Number(d);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return -1;
-}
 
 /** CPU % of one core used by `pids` (summed) over `ms`. */
 async function cpuPctOver(pids: readonly number[], ms: number): Promise<number> {

@@ -12,39 +12,15 @@
  * period, spread evenly, in each mode in turn (R rounds of both); measures etcd's CPU
  * (/proc/PID/stat) and this process's over S seconds after a 3 s warm-up.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import type { Etcd3, IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
 import { EtcdServer } from '../test/helpers/etcd-server';
+import { positiveIntArg } from './cli-args';
+import { cpuMs, etcdPid } from './proc-cpu';
 
 const USAGE = 'Usage: node dist/bench/lease-keepalive.js [--leases N] [--period-ms MS] [--seconds S] [--rounds R] [--json]';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`${name} needs a positive integer\n${USAGE}`);
-  return v;
-}
-
-/** CPU ms (user + system) of a process so far. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
-}
-
-/** etcd's pid: the process whose command line names this server's data dir. */
-function etcdPid(dataDir: string): number {
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(dataDir)) return Number(d);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  throw new Error('etcd process not found');
-}
+const arg = (name: string, fallback: number): number => positiveIntArg(name, fallback, USAGE);
 
 type KeepaliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>;
 type Mode = 'short' | 'long';
@@ -126,6 +102,7 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   try {
     const pid = etcdPid(etcd.dataDir);
+    if (pid < 0) throw new Error('etcd process not found');
     const ids: string[] = [];
     for (let i = 0; i < leases; i++) ids.push((await clients[i % clients.length].leaseClient.leaseGrant({ TTL: 45 })).ID);
     for (let r = 0; r < rounds; r++) {

@@ -4,6 +4,7 @@
  * CPU seconds against its wall seconds is that process's share of one core (1.0 = one core busy
  * all along; the box has two).
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { cpuSeconds } from './sim-fleet';
 
 /** utime + stime of `pid` in ms (NaN when it is gone or unreadable). */
@@ -14,6 +15,19 @@ export function cpuMs(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/** etcd's pid: the process whose command line names this server's data dir (-1: none). */
+export function etcdPid(dataDir: string): number {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(dataDir)) return Number(d);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return -1;
 }
 
 /** CPU ms of each named process set (a set's pids are summed) between `start()` and `stop()`. */

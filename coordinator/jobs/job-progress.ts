@@ -38,7 +38,7 @@ import {
   startedNodeChange, workingState, type CommandOutcome,
 } from './job-outcome';
 import {
-  batchOf, checkJobTransition, commandIdFor, commandVariables, isNodeDone, JOB_TRANSITIONS, pendingNode,
+  batchOf, checkJobTransition, commandIdFor, commandVariables, isNodeDone, isRunnable, JOB_TRANSITIONS, pendingNode,
   type JobNodeRecord, type JobRecord, type JobState,
 } from './job-record';
 import type { JobStore, VersionedJob } from './job-store';
@@ -160,6 +160,13 @@ export class JobProgress {
 
   private async run(): Promise<void> {
     await this.reread();
+    // The runner's pass decided on a list that can be older than the record: a job that finished
+    // (or paused) since, its run gone, was started again and finished a second time: its record
+    // rewritten, a second job.succeeded event, the metrics counting it twice (seen in CI).
+    if (!isRunnable(this.job.state)) {
+      this.log.debug('not running: the job is no longer runnable', { state: this.job.state });
+      return;
+    }
     this.nodes = await this.o.store.nodes(this.jobId);
     const now = (): string => this.o.clock.iso();
 

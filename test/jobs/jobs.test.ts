@@ -261,6 +261,37 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
     expect((await finished(leader, retry.id)).job?.state).to.equal('Succeeded');
   });
 
+  it('a run started on a job that has finished since (a runner pass working from an older list) changes nothing: no second job.succeeded, no record rewrite, not counted again', async () => {
+    const { leader } = await setup(['n1']);
+    const { coord } = leader;
+    const job = await start(leader, { kind: 'commission', nodeIds: ['n1'], group: 'web' });
+    expect((await finished(leader, job.id)).job?.state).to.equal('Succeeded');
+    await coord.jobs.runner.idle();
+    const jobKey = env.ks.job(job.id);
+    const before = await env.client.get(jobKey).exec();
+    const seqBefore = await env.client.get(env.ks.eventSeq()).string();
+    // What the pass does with a stale list: a new run of the job id, after the first run ended.
+    const router = new CommandRouter(coord.streams);
+    router.attach();
+    let counted = 0;
+    try {
+      const run = new JobProgress({
+        store: coord.jobs.store.fenced(coord.leaderElection), nodes: coord.nodes, streams: coord.streams, router,
+        config: new ConfigReader(env.client, env.ks, coord.keyring), isLeader: () => coord.isLeader(), clock: systemClock, logger,
+        timings: { connectTimeoutMs: 15_000, commandTimeoutMs: 600_000, resultGraceMs: 5000, cancelGraceMs: 5000, progressFlushMs: 100 },
+        observer: { jobFinished: () => { counted++; }, nodeFinished: () => undefined, commandStarted: () => undefined, commandSettled: () => undefined },
+      }, job.id);
+      run.start();
+      await run.done;
+    } finally {
+      router.detach();
+    }
+    const after = await env.client.get(jobKey).exec();
+    expect(after.kvs[0]?.mod_revision, 'the job record was not rewritten').to.equal(before.kvs[0]?.mod_revision);
+    expect(await env.client.get(env.ks.eventSeq()).string(), 'no event written').to.equal(seqBefore);
+    expect(counted, 'not counted as finished again').to.equal(0);
+  });
+
   it('a run that gets the agent\'s "cancelled" result before it hears of the operator\'s cancel records the node cancelled (the job record says Cancelling), not failed', async () => {
     const { leader, agents: ag } = await setup(['n1']);
     const { coord } = leader;

@@ -71,6 +71,9 @@ function lastLogTime(logs: string, msg: string): number | undefined {
   }
 }
 
+/** An event of a coordinator as the bench's watch saw it: wall time seen, etcd revision, and the event's own type, `at` and message. */
+interface SeenEvent { at: number; rev: bigint; type: string; eventAt: string; message: string }
+
 /** Whether a coordinator's log says it leads now: its last "became leader" is after its last "lost leadership". */
 function leadsByItsLog(logs: string): boolean {
   const became = lastLogTime(logs, 'became leader');
@@ -114,13 +117,10 @@ class LeaderWrites {
   private after = Infinity;
   private first?: number;
   private resolve?: (at: number) => void;
-  /** Wall times at which events of `coordinator/<id>` were seen. */
-  /** Coordinator id → its events as they landed: wall time seen, type, and the event's own `at` and message. */
-  readonly eventsBy = new Map<string, { at: number; rev: bigint; type: string; eventAt: string; message: string }[]>();
-  /** Wall times of the deletions of each replica's candidate key (a replica may campaign again and lose its key again). */
-  readonly keyDeletedAt = new Map<string, number[]>();
-  /** Replica id → the etcd revisions at which its candidate key was deleted. */
-  readonly keyDeletedRev = new Map<string, bigint[]>();
+  /** Coordinator id → its events as they landed. */
+  readonly eventsBy = new Map<string, SeenEvent[]>();
+  /** Each replica's candidate key deletions: wall time seen and etcd revision (a replica may campaign again and lose its key again). */
+  readonly keyDeleted = new Map<string, { at: number; rev: bigint }[]>();
 
   constructor(private readonly client: Etcd3, private readonly ks: Keyspace) {}
 
@@ -153,8 +153,7 @@ class LeaderWrites {
     election.on('delete', (kv: IKeyValue) => {
       const id = this.ks.parseElectionCandidate(kv.key.toString());
       if (id) {
-        this.keyDeletedAt.set(id, [...(this.keyDeletedAt.get(id) ?? []), Date.now()]);
-        this.keyDeletedRev.set(id, [...(this.keyDeletedRev.get(id) ?? []), BigInt(kv.mod_revision)]);
+        this.keyDeleted.set(id, [...(this.keyDeleted.get(id) ?? []), { at: Date.now(), rev: BigInt(kv.mod_revision) }]);
       }
     });
     this.watchers.push(election);
@@ -162,11 +161,11 @@ class LeaderWrites {
 
   /** The first deletion of replica `id`'s candidate key after wall time `t` (its lease expiring after a cut). */
   keyDeletedAfter(id: string, t: number): number | undefined {
-    return (this.keyDeletedAt.get(id) ?? []).find((at) => at > t);
+    return (this.keyDeleted.get(id) ?? []).find((d) => d.at > t)?.at;
   }
 
   /** Events of coordinator `id` seen after wall time `t`. */
-  eventsAfter(id: string, t: number): { at: number; rev: bigint; type: string; eventAt: string; message: string }[] {
+  eventsAfter(id: string, t: number): SeenEvent[] {
     return (this.eventsBy.get(id) ?? []).filter((e) => e.at > t);
   }
 
@@ -176,10 +175,8 @@ class LeaderWrites {
    * brain). By revision, not by arrival: an event committed before the key went but delivered
    * late by a busy watch is not one.
    */
-  eventsCommittedAfterKeyLoss(id: string, t: number): { at: number; rev: bigint; type: string; eventAt: string; message: string }[] | undefined {
-    const times = this.keyDeletedAt.get(id) ?? [];
-    const i = times.findIndex((at) => at > t);
-    const rev = i >= 0 ? this.keyDeletedRev.get(id)?.[i] : undefined;
+  eventsCommittedAfterKeyLoss(id: string, t: number): SeenEvent[] | undefined {
+    const rev = (this.keyDeleted.get(id) ?? []).find((d) => d.at > t)?.rev;
     if (rev === undefined) return undefined;
     return (this.eventsBy.get(id) ?? []).filter((e) => e.rev > rev);
   }
@@ -365,9 +362,9 @@ async function main(): Promise<number> {
         await withTimeout(logAfter(victim.proc, victimFrom, 'lost leadership', roundTimeout * 1000), roundTimeout * 1000 + 1000, 'old leader lost leadership');
         // Its leadership ended by its own clock `lapsedMsAgo` before it logged the line (a loaded
         // loop runs the expiry timer late; isLeader() had turned false at the lapse already).
-        const lostLines = logRecords(victim.proc.logs.slice(victimFrom), 'lost leadership');
-        const lapsedMsAgo = Number(lostLines[lostLines.length - 1]?.lapsedMsAgo ?? 0);
-        const loggedAt = lastLogTime(victim.proc.logs.slice(victimFrom), 'lost leadership') ?? NaN;
+        const lost = logRecords(victim.proc.logs.slice(victimFrom), 'lost leadership').pop();
+        const lapsedMsAgo = Number(lost?.lapsedMsAgo ?? 0);
+        const loggedAt = typeof lost?.ts === 'string' ? Date.parse(lost.ts) : NaN;
         const stoppedAt = loggedAt - (Number.isFinite(lapsedMsAgo) ? lapsedMsAgo : 0);
         if (lapsedMsAgo > 50) say(`  ${leader}'s leadership lapsed by its clock ${Math.round(lapsedMsAgo)} ms before it logged "lost leadership" (+${loggedAt - killedAt} ms): its loop ran the expiry timer late`);
         // Heal: whatever it wrote into the cut connection reaches etcd now, and must be refused.

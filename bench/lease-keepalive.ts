@@ -12,11 +12,12 @@
  * period, spread evenly, in each mode in turn (R rounds of both); measures etcd's CPU
  * (/proc/PID/stat) and this process's over S seconds after a 3 s warm-up.
  */
-import { cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import type { Etcd3, IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { positiveIntArg } from './cli-args';
 import { cpuMs, etcdPid } from './proc-cpu';
+import { machine } from './sim-fleet';
 
 const USAGE = 'Usage: node dist/bench/lease-keepalive.js [--leases N] [--period-ms MS] [--seconds S] [--rounds R] [--json]';
 
@@ -112,12 +113,13 @@ async function main(): Promise<void> {
     for (const c of clients) c.close();
     await etcd.destroy();
   }
-  const machine = `${cpus().length} cores (${cpus()[0]?.model.trim() ?? '?'}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+  const { cores, cpuModel } = machine();
+  const box = `${cores} cores (${cpuModel.trim() || '?'}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`;
   if (process.argv.includes('--json')) {
-    console.log(JSON.stringify({ machine, periodMs, seconds, results }));
+    console.log(JSON.stringify({ machine: box, periodMs, seconds, results }));
     return;
   }
-  console.log(`lease keepalives: ${leases} leases on 4 clients, one every ${periodMs} ms each, ${seconds} s measured per mode; ${machine}`);
+  console.log(`lease keepalives: ${leases} leases on 4 clients, one every ${periodMs} ms each, ${seconds} s measured per mode; ${box}`);
   console.log('mode   keepalives/s  etcd % of a core  client % of a core');
   for (const r of results) console.log(`${r.mode.padEnd(6)} ${String(r.keepalivesPerSecond).padStart(12)} ${r.etcdCorePct.toFixed(1).padStart(17)} ${r.clientCorePct.toFixed(1).padStart(19)}`);
 }

@@ -96,7 +96,7 @@ export async function fixAttributes(path: string, st: Stats, want: ResolvedAttri
  * readIfSameSize makes (a path on a hung network mount holds the loop, not a pool thread).
  */
 export async function statOrUndefined(path: string): Promise<Stats | undefined> {
-  return Promise.resolve(lstatSync(path, { throwIfNoEntry: false }));
+  return lstatSync(path, { throwIfNoEntry: false });
 }
 
 /** `content 3→4 lines (+2 -1), mode 0600→0644`. */

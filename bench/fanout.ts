@@ -33,6 +33,7 @@ import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { decodeNode } from '../shared/records';
 import { DEFAULT_SETTINGS } from '../coordinator/options';
+import { openFilesLimit } from '../coordinator/fd-headroom';
 import { adminClients, unary, type AdminClients } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
 import { PhaseCpu, cpuMs, etcdPid } from './proc-cpu';
@@ -252,11 +253,13 @@ function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise
  */
 const AGENTS_PER_FLEET = 1250;
 
-/** The soft open-files limit of `pid` (/proc/<pid>/limits), or undefined. */
+/**
+ * The soft open-files limit of `pid` (/proc/<pid>/limits, read as the coordinator reads its own),
+ * or undefined. (Linux never reports it "unlimited": RLIMIT_NOFILE is capped by fs.nr_open.)
+ */
 function fdLimit(pid: number): number | undefined {
   try {
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
-    return !m ? undefined : m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+    return openFilesLimit(readFileSync(`/proc/${pid}/limits`, 'utf8'));
   } catch {
     return undefined;
   }

@@ -1,17 +1,42 @@
 /**
  * Node claims, the pure part (tested by table). A node belongs to at most one running job
  * (DESIGN.md; Contiv #104): `currentJob` on its record, set with compare-and-swap. etcd caps a
- * transaction at 128 operations by default (--max-txn-ops), so claims go in chunks; when a later
- * chunk loses its CAS the earlier chunks are released again, so a refused job changes nothing.
+ * transaction's compares and its writes at 128 each by default (--max-txn-ops) and its size
+ * (--max-request-bytes), so claims go in chunks as large as those allow, several in flight;
+ * when any chunk loses its CAS, every chunk that committed is released again, so a refused job
+ * changes nothing.
  */
+import type { TxnLimits } from '../txn-batch';
 
-/** Nodes per claim transaction: each node is one compare and one put, well under 128. */
-export const CLAIM_CHUNK = 50;
+/**
+ * Claim transactions in flight at once. They touch disjoint nodes, so their order does not
+ * matter; at 10,000 nodes one at a time (50 nodes each) was 200 round trips, 9.4 s of StartJob
+ * on a loaded 2-core box.
+ */
+export const CLAIM_CONCURRENCY = 4;
 
-export function chunk<T>(items: readonly T[], size: number = CLAIM_CHUNK): T[][] {
-  if (size < 1) throw new RangeError('chunk size must be at least 1');
+/**
+ * Items in order, cut into chunks that fit one transaction: at most `limits.maxOps - reserved`
+ * items (each is one compare and one write; `reserved` compares are the caller's own, e.g. the
+ * leader fence) and at most `limits.maxBytes` of `bytesOf`. An item larger than the byte limit
+ * goes alone (etcd then refuses it, and says so).
+ */
+export function chunkToLimits<T>(items: readonly T[], bytesOf: (item: T) => number, limits: TxnLimits, reserved = 1): T[][] {
+  const most = Math.max(1, limits.maxOps - reserved);
   const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  let cur: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const b = bytesOf(item);
+    if (cur.length > 0 && (cur.length >= most || bytes + b > limits.maxBytes)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(item);
+    bytes += b;
+  }
+  if (cur.length > 0) out.push(cur);
   return out;
 }
 
@@ -31,12 +56,4 @@ export function claimConflicts(nodes: readonly ClaimView[], jobId: string, liven
     if (liveness(n.currentJob) === 'active') out.push({ nodeId: n.id, jobId: n.currentJob });
   }
   return out;
-}
-
-/**
- * After chunk `failedIndex` lost, which nodes must be released: every node of the chunks
- * before it (those transactions committed). The failed chunk wrote nothing (one txn).
- */
-export function rollbackSet<T>(chunks: readonly (readonly T[])[], failedIndex: number): T[] {
-  return chunks.slice(0, Math.max(0, failedIndex)).flat();
 }

@@ -76,6 +76,6 @@ export { ConfigReader, parseBundleRef, groupRules } from './config-records';
 export { createJobServiceHandlers, toJobView, toJobDetail } from './job-service';
 export * from './job-record';
 export { secondsBetween, type JobObserver } from './job-observer';
-export { chunk, claimConflicts, rollbackSet, CLAIM_CHUNK } from './claim-plan';
+export { chunkToLimits, claimConflicts, CLAIM_CONCURRENCY } from './claim-plan';
 export { planBatches, planCanaryBatches, parseBatchSize, thresholdExceeded, type Strategy, type BatchSize } from './batch-plan';
 export { checkGroupRules, checkDependents, type GroupRules } from './group-rules';

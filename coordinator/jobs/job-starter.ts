@@ -31,7 +31,7 @@ import { readSnapshot } from '../snapshot';
 import { secretValueProblem } from '../secrets/secret-store';
 import { MAX_SECRET_VARIABLE_BYTES } from '../secrets/secret-variables';
 import { parseBatchSize, planBatches, planCanaryBatches } from './batch-plan';
-import { chunk, claimConflicts, rollbackSet } from './claim-plan';
+import { chunkToLimits, claimConflicts, CLAIM_CONCURRENCY } from './claim-plan';
 import type { GroupRecord } from '../config/group-store';
 import { ConfigReader, groupRules, parseBundleRef } from './config-records';
 import { checkDependents, checkGroupRules } from './group-rules';
@@ -375,26 +375,12 @@ export class JobStarter {
     if (!provisional.succeeded) throw new ConflictError(`job id ${jobId} is taken; retry`);
     const provisionalRev = provisional.revision;
 
-    const chunks = chunk(targetNodes);
     const claimedRevs = new Map<string, string>();
-    for (let i = 0; i < chunks.length; i++) {
-      const compares: Compare[] = chunks[i].map((n) => ({ key: this.o.keyspace.node(n.record.id), target: 'Mod', op: '==', value: n.modRevision, reason: 'cas' }));
-      const ops: TxnOp[] = chunks[i].map((n) => ({
-        kind: 'put', key: this.o.keyspace.node(n.record.id), value: JSON.stringify({ ...n.record, currentJob: jobId, updatedAt: now }),
-      }));
-      let outcome;
-      try {
-        outcome = await this.o.store.txn(compares, ops);
-      } catch (err) {
-        // The deadline passed or etcd failed mid-claim: give back what this request took.
-        await this.rollback(targetNodes, claimedRevs, jobKey, provisionalRev);
-        throw err;
-      }
-      if (!outcome.succeeded) {
-        await this.rollback(rollbackSet(chunks, i), claimedRevs, jobKey, provisionalRev);
-        throw new ConflictError(`node ${outcome.failed[0]?.key.slice(this.o.keyspace.nodesPrefix().length) ?? ''} changed while job ${jobId} was claiming it; retry`);
-      }
-      for (const n of chunks[i]) claimedRevs.set(n.record.id, outcome.revision);
+    const lost = await this.claim(targetNodes, jobId, now, claimedRevs);
+    if (lost) {
+      await this.rollback(targetNodes, claimedRevs, jobKey, provisionalRev);
+      if ('err' in lost) throw lost.err;
+      throw new ConflictError(`node ${lost.node} changed while job ${jobId} was claiming it; retry`);
     }
 
     const extra: TxnOp[] = [];
@@ -424,6 +410,38 @@ export class JobStarter {
     }
   }
 
+  /**
+   * Sets `currentJob` on every node (CAS on the revision validated), in chunks that fit one
+   * transaction, CLAIM_CONCURRENCY at a time; `claimedRevs` gets each claimed node's new revision.
+   * Returns why it stopped short (a node that changed, or etcd's error); no further chunk is sent then.
+   */
+  private async claim(nodes: readonly NodeSnapshot[], jobId: string, now: string, claimedRevs: Map<string, string>): Promise<{ node: string } | { err: unknown } | undefined> {
+    const claims = nodes.map((n) => ({ n, key: this.o.keyspace.node(n.record.id), value: JSON.stringify({ ...n.record, currentJob: jobId, updatedAt: now }) }));
+    const chunks = chunkToLimits(claims, (c) => c.key.length + Buffer.byteLength(c.value), this.o.store.limits);
+    let lost: { node: string } | { err: unknown } | undefined;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (!lost && next < chunks.length) {
+        const part = chunks[next++];
+        const compares: Compare[] = part.map((c) => ({ key: c.key, target: 'Mod', op: '==', value: c.n.modRevision, reason: 'cas' }));
+        try {
+          const outcome = await this.o.store.txn(compares, part.map((c): TxnOp => ({ kind: 'put', key: c.key, value: c.value })));
+          if (!outcome.succeeded) {
+            lost ??= { node: outcome.failed[0]?.key.slice(this.o.keyspace.nodesPrefix().length) ?? '' };
+            return;
+          }
+          for (const c of part) claimedRevs.set(c.n.record.id, outcome.revision);
+        } catch (err) {
+          // The deadline passed or etcd failed mid-claim: the caller gives back what was taken.
+          lost ??= { err };
+          return;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CLAIM_CONCURRENCY, chunks.length) }, worker));
+    return lost;
+  }
+
   /** Releases our own claims (CAS on the revision our claim wrote) and deletes the provisional job. */
   private rollback(nodes: readonly NodeSnapshot[], claimedRevs: ReadonlyMap<string, string>, jobKey: string, jobRev: string): Promise<void> {
     // Undoing our own claims must land even when the request's deadline has passed.
@@ -431,17 +449,16 @@ export class JobStarter {
   }
 
   private async release(nodes: readonly NodeSnapshot[], claimedRevs: ReadonlyMap<string, string>, jobKey: string, jobRev: string): Promise<void> {
-    for (const part of chunk(nodes.filter((n) => claimedRevs.has(n.record.id)))) {
-      const compares: Compare[] = part.map((n) => ({ key: this.o.keyspace.node(n.record.id), target: 'Mod', op: '==', value: claimedRevs.get(n.record.id) ?? '0', reason: 'cas' }));
-      // The records as they were before the claim (only currentJob differs).
-      const ops: TxnOp[] = part.map((n) => ({ kind: 'put', key: this.o.keyspace.node(n.record.id), value: JSON.stringify(n.record) }));
-      const outcome = await this.o.store.txn(compares, ops);
+    // The records as they were before the claim (only currentJob differs), CAS on our claim's revision.
+    const undo = nodes.filter((n) => claimedRevs.has(n.record.id)).map((n) => ({
+      key: this.o.keyspace.node(n.record.id), value: JSON.stringify(n.record), rev: claimedRevs.get(n.record.id) ?? '0',
+    }));
+    const compareOf = (u: (typeof undo)[number]): Compare => ({ key: u.key, target: 'Mod', op: '==', value: u.rev, reason: 'cas' });
+    for (const part of chunkToLimits(undo, (u) => u.key.length + Buffer.byteLength(u.value), this.o.store.limits)) {
+      const outcome = await this.o.store.txn(part.map(compareOf), part.map((u): TxnOp => ({ kind: 'put', key: u.key, value: u.value })));
       if (!outcome.succeeded) {
         // Someone changed a node after our claim: release one by one where it is still ours.
-        for (const n of part) {
-          const key = this.o.keyspace.node(n.record.id);
-          await this.o.store.txn([{ key, target: 'Mod', op: '==', value: claimedRevs.get(n.record.id) ?? '0', reason: 'cas' }], [{ kind: 'put', key, value: JSON.stringify(n.record) }]);
-        }
+        for (const u of part) await this.o.store.txn([compareOf(u)], [{ kind: 'put', key: u.key, value: u.value }]);
       }
     }
     await this.o.store.txn([{ key: jobKey, target: 'Mod', op: '==', value: jobRev, reason: 'cas' }], [{ kind: 'delete', key: jobKey }]);

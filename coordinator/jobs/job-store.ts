@@ -38,7 +38,8 @@ export class JobStore {
   private readonly events: EventLog;
   private readonly log: Logger;
   private readonly fence?: Fence;
-  private readonly limits: TxnLimits;
+  /** What one transaction of this store may hold (etcd's limits). */
+  readonly limits: TxnLimits;
   private readonly nodeWrites: PutBatcher;
 
   constructor(options: JobStoreOptions) {

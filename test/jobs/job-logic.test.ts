@@ -1,8 +1,8 @@
 /** Pure job logic, by table: job state machine, claim chunks/conflicts/rollback, output bounds, ids, fact selectors. */
 import { expect } from 'chai';
 import {
-  boundOutput, checkJobTransition, chunk, claimConflicts, commandKindFor, isActive, isFinished, isRunnable, JOB_STATES, JOB_TRANSITIONS,
-  matchesFacts, newJobId, parseFactSelector, rollbackSet, type JobState,
+  boundOutput, checkJobTransition, claimConflicts, commandKindFor, isActive, isFinished, isRunnable, JOB_STATES, JOB_TRANSITIONS,
+  matchesFacts, newJobId, parseFactSelector, chunkToLimits, type JobState,
 } from '../../coordinator/jobs';
 import { FailedPreconditionError, InvalidArgumentError, type Facts } from '../../shared';
 
@@ -36,17 +36,14 @@ describe('jobs: pure logic', () => {
   });
 
   describe('claims', () => {
-    it('chunks stay below the txn op limit', () => {
-      const table: [number, number, number[]][] = [[0, 50, []], [1, 50, [1]], [50, 50, [50]], [51, 50, [50, 1]], [130, 50, [50, 50, 30]]];
-      for (const [n, size, lens] of table) {
-        expect(chunk(Array.from({ length: n }, (_, i) => i), size).map((c) => c.length)).to.deep.equal(lens, `${n}/${size}`);
-      }
-      expect(() => chunk([1], 0)).to.throw(RangeError);
-    });
-    it('rollback releases exactly the chunks that committed before the lost one', () => {
-      const chunks = [['a', 'b'], ['c', 'd'], ['e']];
-      const table: [number, string[]][] = [[0, []], [1, ['a', 'b']], [2, ['a', 'b', 'c', 'd']]];
-      for (const [failed, want] of table) expect(rollbackSet(chunks, failed)).to.deep.equal(want, `failed at ${failed}`);
+    it('claim chunks fit one transaction: the op limit less the fence, and the byte limit', () => {
+      const lens = (items: number[], maxOps: number, maxBytes: number): number[] => chunkToLimits(items, (b) => b, { maxOps, maxBytes }).map((c) => c.length);
+      expect(lens([], 128, 1000)).to.deep.equal([]);
+      expect(lens(new Array<number>(300).fill(1), 128, 1_000_000)).to.deep.equal([127, 127, 46]);
+      expect(lens(new Array<number>(10).fill(300), 128, 1000)).to.deep.equal([3, 3, 3, 1]);
+      // Larger than the byte limit alone: sent alone (etcd names the problem), the rest unaffected.
+      expect(lens([10, 5000, 10, 10], 128, 1000)).to.deep.equal([1, 1, 2]);
+      expect(chunkToLimits([1, 2, 3, 4, 5], () => 1, { maxOps: 3, maxBytes: 100 }, 0)).to.deep.equal([[1, 2, 3], [4, 5]]);
     });
     it('a claim of a live job conflicts; a finished or vanished job\'s claim is stale', () => {
       const live = (id: string): 'active' | 'finished' | 'missing' => (id === 'j-live' ? 'active' : id === 'j-done' ? 'finished' : 'missing');

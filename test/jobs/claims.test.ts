@@ -1,0 +1,105 @@
+/**
+ * StartJob's claims on a real etcd (the real JobStarter, JobStore and etcd limits): the nodes are
+ * claimed in chunks as large as one transaction allows (the op limit less the fence), several in
+ * flight; a node that changes mid-claim refuses the job and every chunk that committed is given
+ * back, so the refused job changes nothing. The store is the real JobStore; the test only counts
+ * the claim transactions it sends and, for the race, writes to a node just before each one.
+ */
+import { expect } from 'chai';
+import type { Etcd3 } from 'etcd3';
+import { ConfigReader, JobStarter, JobStore, CLAIM_CONCURRENCY } from '../../coordinator/jobs';
+import type { Compare, TxnOp } from '../../coordinator/etcd-txn';
+import { systemClock } from '../../shared';
+import { createLogger } from '../../shared/logger';
+import { expectReject, useEtcd } from '../helpers';
+import { Harness } from '../reconcile/harness';
+
+const N = 600;
+
+/** The real JobStore, counting the claim transactions (several node puts) as they go out. */
+class CountingStore extends JobStore {
+  claims = 0;
+  inFlight = 0;
+  mostInFlight = 0;
+  /** Runs before each claim transaction is sent (with its node keys). */
+  beforeClaim?: (keys: string[]) => Promise<void>;
+
+  constructor(client: Etcd3, private readonly h: Harness) {
+    super({ client, keyspace: h.ks, events: h.events, logger: createLogger({ level: 'error' }) });
+  }
+
+  override async txn(compares: readonly Compare[], ops: readonly TxnOp[]): ReturnType<JobStore['txn']> {
+    const keys = ops.flatMap((op) => (op.kind === 'put' && op.key.startsWith(this.h.ks.nodesPrefix()) ? [op.key] : []));
+    if (keys.length < 2) return super.txn(compares, ops);
+    this.claims++;
+    await this.beforeClaim?.(keys);
+    this.inFlight++;
+    this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
+    try {
+      return await super.txn(compares, ops);
+    } finally {
+      this.inFlight--;
+    }
+  }
+}
+
+describe('jobs: claims at StartJob (real etcd)', function () {
+  this.timeout(60_000);
+  const etcd = useEtcd('claims');
+  let h: Harness;
+  let store: CountingStore;
+  let starter: JobStarter;
+
+  beforeEach(async () => {
+    h = await new Harness(etcd.client).start();
+    await h.withGroup();
+    const now = new Date().toISOString();
+    const ids = Array.from({ length: N }, (_, i) => `n${String(i).padStart(3, '0')}`);
+    for (let i = 0; i < N; i += 100) {
+      await etcd.client.if(h.ks.node('none'), 'Create', '==', 0).then(...ids.slice(i, i + 100).map((id) => etcd.client.put(h.ks.node(id)).value(JSON.stringify({
+        id, state: 'Commissioned', stateChangedAt: now, reachable: true, labels: {}, maintenance: false, connected: true,
+        createdAt: now, updatedAt: now, bootId: 'boot-1', group: 'worker', appliedConfig: 'base@1',
+      })))).commit();
+    }
+    store = new CountingStore(etcd.client, h);
+    starter = new JobStarter({ client: etcd.client, keyspace: h.ks, store, config: new ConfigReader(etcd.client, h.ks), clock: systemClock });
+  });
+  afterEach(async () => {
+    await h.stop();
+  });
+
+  const start = (): ReturnType<JobStarter['start']> => starter.start({
+    kind: 'verify', nodeIds: [], labelSelector: '', factSelector: '', group: 'worker', strategy: '', batch: '', maxFailures: 0, dryRun: false,
+    force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0, soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', secretExtraVars: [], requestedBy: 'test',
+  });
+
+  const nodeValues = async (): Promise<Record<string, string>> => etcd.client.getAll().prefix(h.ks.nodesPrefix()).strings();
+
+  it(`claims ${N} nodes in transactions of up to 127 (128 less the fence), ${CLAIM_CONCURRENCY} in flight`, async () => {
+    const job = await start();
+    expect(store.claims).to.equal(Math.ceil(N / 127));
+    expect(store.mostInFlight).to.equal(CLAIM_CONCURRENCY);
+    const claimed = Object.values(await nodeValues()).filter((v) => (JSON.parse(v) as { currentJob?: string }).currentJob === job.record.id);
+    expect(claimed).to.have.length(N);
+  });
+
+  it('a node changed mid-claim refuses the job: every chunk that committed is released, no job is left, nothing else changed', async () => {
+    const before = await nodeValues();
+    const victim = h.ks.node(`n${N - 1}`);
+    const touched = { ...(JSON.parse(before[victim]) as Record<string, unknown>), labels: { rack: 'r9' } };
+    // Before every claim transaction that does not hold the victim, someone edits the victim:
+    // the chunk that holds it always loses its compare, on every attempt.
+    store.beforeClaim = async (keys) => {
+      if (!keys.includes(victim)) await etcd.client.put(victim).value(JSON.stringify(touched));
+    };
+    const err = await expectReject(start());
+    expect(err.message).to.match(new RegExp(`node n${N - 1} changed while job .* was claiming it; retry`));
+    expect(store.claims, 'more than one chunk went out on each attempt').to.be.greaterThan(3);
+    const after = await nodeValues();
+    for (const [key, value] of Object.entries(before)) {
+      if (key === victim) expect(JSON.parse(after[key])).to.deep.equal(touched);
+      else expect(after[key], key).to.equal(value);
+    }
+    expect(await h.jobs.list()).to.deep.equal([]);
+  });
+});

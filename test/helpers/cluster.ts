@@ -347,6 +347,22 @@ export async function etcdSnapshot(client: Etcd3, prefix = ''): Promise<Record<s
   return out;
 }
 
+/**
+ * What differs between two etcdSnapshot()s, one line per key (`-` gone, `+` new, `~` changed;
+ * values cut to 160 characters): compared with [] so that a failure names the keys (a deep
+ * comparison of two whole keyspaces printed no diff when a refused job once changed one).
+ */
+export function snapshotDiff(before: Readonly<Record<string, string>>, after: Readonly<Record<string, string>>): string[] {
+  const cut = (v: string): string => (v.length > 160 ? `${v.slice(0, 160)}…` : v);
+  const out: string[] = [];
+  for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (!(k in after)) out.push(`- ${k}: ${cut(before[k])}`);
+    else if (!(k in before)) out.push(`+ ${k}: ${cut(after[k])}`);
+    else if (before[k] !== after[k]) out.push(`~ ${k}: ${cut(before[k])} → ${cut(after[k])}`);
+  }
+  return out.sort();
+}
+
 /** Deletes every key (between tests sharing one etcd). Leases left behind simply expire. */
 export async function wipeEtcd(client: Etcd3): Promise<void> {
   await client.delete().all();

@@ -16,7 +16,7 @@ import type { NodeChange } from '../node-store';
 import { completedVerification, decodeCommandReport, type CommandReport } from '../../shared/command-report';
 import { errorMessage } from '../../shared/errors';
 import type { RenderInputs } from '../../shared/render-inputs';
-import { boundOutput, type JobKind, type JobNodeRecord, type JobRecord } from './job-record';
+import { boundOutput, type JobKind, type JobNodeRecord, type JobNodeUnit, type JobRecord } from './job-record';
 
 export const CANCELLED_BY_OPERATOR = 'cancelled by operator';
 
@@ -116,10 +116,33 @@ export function decideNodeOutcome(job: OutcomeJob, r: CommandOutcome, cancelRequ
   };
 }
 
-/** The node's job record once its command ended (output: the result's, else what progress gathered). */
+/**
+ * The per-unit list of a finished command: what the live progress showed, with every unit the
+ * result's report names in its final state (appended when progress never named it). Progress is
+ * live output only: the agent drops it while no stream is open and re-sends only the result, so
+ * a command that ran through a reconnect left units "running", or missing, in the record.
+ * A plan's units read "planned" (as its progress says); a verify's report names only what drifted.
+ */
+export function unitsWithReport(live: readonly JobNodeUnit[], report: CommandReport | undefined): JobNodeUnit[] {
+  if (!report || report.units.length === 0) return [...live];
+  const final = new Map<string, JobNodeUnit>();
+  for (const u of report.units) {
+    const status = report.mode === 'plan' && u.state !== 'running' && u.state !== 'failed' ? 'planned' : u.state;
+    final.set(u.unitId, { unitId: u.unitId, status, message: u.summary || u.error });
+  }
+  const out = live.map((u) => {
+    const f = final.get(u.unitId);
+    if (!f) return u;
+    final.delete(u.unitId);
+    return { ...f, message: f.message || u.message };
+  });
+  return [...out, ...final.values()];
+}
+
+/** The node's job record once its command ended (output: the result's, else what progress gathered; units: unitsWithReport). */
 export function finishedJobNode(current: JobNodeRecord, d: NodeOutcome, r: CommandOutcome, finishedAt: string): JobNodeRecord {
   const output = r.output ? boundOutput(r.output) : current.output;
-  return { ...current, ...d.record, finishedAt, ...(output ? { output } : {}) };
+  return { ...current, ...d.record, units: unitsWithReport(current.units, checkedReport(r.report).report), finishedAt, ...(output ? { output } : {}) };
 }
 
 /** Kinds whose success leaves the node applied (and so verified) on the boot the command ran on. */

@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { FailedPreconditionError, type LifecycleState, type NodeRecord } from '../../shared';
 import {
-  CANCELLED_BY_OPERATOR, decideNodeOutcome, DONE_STATE, failedOutcome, finishedJobNode, finishedNodeChange, startedNodeChange,
+  CANCELLED_BY_OPERATOR, decideNodeOutcome, DONE_STATE, failedOutcome, finishedJobNode, finishedNodeChange, startedNodeChange, unitsWithReport,
   WORKING_STATE, type CommandOutcome, type OutcomeJob,
 } from '../../coordinator/jobs/job-outcome';
 import { JOB_KINDS, type JobKind, type JobNodeRecord } from '../../coordinator/jobs/job-record';
@@ -245,5 +245,37 @@ describe('job outcome: dry runs plan and change nothing', () => {
         expect(change?.event).to.deep.equal({ type: 'job.node', jobId: 'j1', message });
       });
     }
+  }
+});
+
+describe('job outcome: the finished record\'s units take the result\'s report over live progress', () => {
+  const apply = decodeCommandReport({
+    mode: 'apply', ok: true, changed: ['b'],
+    units: [{ unitId: 'a', state: 'unchanged', summary: '' }, { unitId: 'b', state: 'changed', summary: 'content differs' }, { unitId: 'c', state: 'removed', summary: 'dropped from web@1' }],
+  });
+  const rows: [string, JobNodeRecord['units'], CommandReport | undefined, JobNodeRecord['units']][] = [
+    // The stream was down while b and c ran: progress stopped at b "running", c never showed.
+    ['progress cut short by a reconnect', [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'b', status: 'running', message: '' }], apply,
+      [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'b', status: 'changed', message: 'content differs' }, { unitId: 'c', status: 'removed', message: 'dropped from web@1' }]],
+    ['no progress at all', [], apply,
+      [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'b', status: 'changed', message: 'content differs' }, { unitId: 'c', status: 'removed', message: 'dropped from web@1' }]],
+    ['complete progress: the same list', [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'b', status: 'changed', message: 'content differs' }, { unitId: 'c', status: 'removed', message: 'dropped from web@1' }], apply,
+      [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'b', status: 'changed', message: 'content differs' }, { unitId: 'c', status: 'removed', message: 'dropped from web@1' }]],
+    ['a plan reads "planned"', [{ unitId: 'conf', status: 'running', message: '' }], decodeCommandReport({ mode: 'plan', units: [{ unitId: 'conf', state: 'changed', summary: 'would create' }] }),
+      [{ unitId: 'conf', status: 'planned', message: 'would create' }]],
+    ['a failed unit keeps its error', [{ unitId: 'pkg', status: 'running', message: '' }], decodeCommandReport({ mode: 'apply', units: [{ unitId: 'pkg', state: 'failed', error: 'no such package' }] }),
+      [{ unitId: 'pkg', status: 'failed', message: 'no such package' }]],
+    // A verify's report names only what drifted: the rest stays as progress showed it.
+    ['a verify names only the drift', [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'conf', status: 'changed', message: '' }], VERIFY_DRIFT,
+      [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'conf', status: 'changed', message: '' }]],
+    ['no report (exec, timeout): progress as it was', [{ unitId: 'a', status: 'running', message: 'x' }], undefined, [{ unitId: 'a', status: 'running', message: 'x' }]],
+  ];
+  for (const [name, live, report, want] of rows) {
+    it(name, () => {
+      expect(unitsWithReport(live, report)).to.deep.equal(want);
+      const r: CommandOutcome = { outcome: 'succeeded', error: '', report: report ?? null, appliedDigest: 'd', output: '' };
+      const job: OutcomeJob = { id: 'j1', kind: 'upgrade', dryRun: false };
+      expect(finishedJobNode({ ...running, units: live }, decideNodeOutcome(job, r, false), r, 'now').units).to.deep.equal(want);
+    });
   }
 });

@@ -201,6 +201,9 @@ export async function startSystemdSandbox(name = 'node', options: { timeoutMs?: 
   // Before the manager answered, its namespace may exist already: read it from the child then.
   const sandboxNamespace = (): string | undefined => {
     if (ns !== undefined) return ns;
+    // Only while the child lives: once it is reaped its pid can be another process's (pid_max
+    // is 32768 here and wraps), and this would kill that process's whole namespace.
+    if (child.exitCode !== null || child.signalCode !== null) return undefined;
     const seen = child.pid === undefined ? undefined : mountNamespace(child.pid);
     return seen !== undefined && seen !== mountNamespace('self') ? seen : undefined;
   };

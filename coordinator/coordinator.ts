@@ -228,7 +228,7 @@ export class Coordinator {
     this.keyring = new SecretKeyring({ client, keyspace, clock });
     this.jobs = createJobs({
       client, keyspace, events: this.events, keyring: this.keyring, nodes: this.nodes, streams: this.streams, fence, isLeader: leadership.isLeader, clock, logger: this.log,
-      observer: this.metrics,
+      observer: this.metrics, limits: { maxOps: settings.txnMaxOps, maxBytes: settings.txnMaxBytes },
       runner: {
         connectTimeoutMs: settings.jobConnectTimeoutMs, commandTimeoutMs: settings.jobCommandTimeoutMs, resultGraceMs: settings.jobResultGraceMs,
         cancelGraceMs: settings.jobCancelGraceMs, progressFlushMs: settings.jobProgressFlushMs, resyncIntervalMs: settings.jobResyncIntervalMs,

@@ -7,6 +7,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Clock, Keyspace, Logger } from '../../shared';
 import type { AgentStreams } from '../agent-streams';
 import type { EventLog } from '../event-log';
+import type { TxnLimits } from '../txn-batch';
 import type { Fence, NodeStore } from '../node-store';
 import { ConfigReader } from './config-records';
 import { JobRunner, type JobRunnerTimings } from './job-runner';
@@ -35,6 +36,8 @@ export interface JobsOptions {
   runner?: JobRunnerTimings;
   /** Told of finished jobs and nodes and of commands in flight (metrics). */
   observer?: JobObserver;
+  /** What one transaction may hold (settings' txnMaxOps, txnMaxBytes: etcd's limits); default: the built-in defaults. */
+  limits?: TxnLimits;
   /** Default: settings' jobRetention, jobRetentionAgeMs, jobTrimIntervalMs, txnMaxOps. */
   retention?: { policy: RetentionPolicy; policyNow?: () => Promise<RetentionPolicy>; intervalMs: number; maxOps: number };
 }
@@ -51,7 +54,7 @@ export interface Jobs {
 
 export function createJobs(o: JobsOptions): Jobs {
   const logger = o.logger.child({ component: 'jobs' });
-  const store = new JobStore({ client: o.client, keyspace: o.keyspace, events: o.events, logger });
+  const store = new JobStore({ client: o.client, keyspace: o.keyspace, events: o.events, logger, ...(o.limits ? { limits: o.limits } : {}) });
   const config = new ConfigReader(o.client, o.keyspace, o.keyring);
   const starter = new JobStarter({ client: o.client, keyspace: o.keyspace, store, config, clock: o.clock });
   const runner = new JobRunner({

@@ -412,16 +412,20 @@ export class JobStarter {
 
   /**
    * Sets `currentJob` on every node (CAS on the revision validated), in chunks that fit one
-   * transaction, CLAIM_CONCURRENCY at a time; `claimedRevs` gets each claimed node's new revision.
-   * Returns why it stopped short (a node that changed, or etcd's error); no further chunk is sent then.
+   * transaction: the first alone, then the rest CLAIM_CONCURRENCY at a time; `claimedRevs` gets
+   * each claimed node's new revision. Returns why it stopped short (a node that changed, or
+   * etcd's error); no further chunk is sent then. The first chunk goes alone so that two jobs
+   * started at once on the same nodes (targets are sorted) meet there: one wins it and goes on,
+   * the other stops. In parallel from the start, each could win some chunks and both be refused.
    */
   private async claim(nodes: readonly NodeSnapshot[], jobId: string, now: string, claimedRevs: Map<string, string>): Promise<{ node: string } | { err: unknown } | undefined> {
     const claims = nodes.map((n) => ({ n, key: this.o.keyspace.node(n.record.id), value: JSON.stringify({ ...n.record, currentJob: jobId, updatedAt: now }) }));
     const chunks = chunkToLimits(claims, (c) => c.key.length + Buffer.byteLength(c.value), this.o.store.limits);
     let lost: { node: string } | { err: unknown } | undefined;
     let next = 0;
-    const worker = async (): Promise<void> => {
-      while (!lost && next < chunks.length) {
+    /** Sends chunks in order until `upTo` (exclusive) is reached or a claim is lost. */
+    const worker = async (upTo: number): Promise<void> => {
+      while (!lost && next < upTo) {
         const part = chunks[next++];
         const compares: Compare[] = part.map((c) => ({ key: c.key, target: 'Mod', op: '==', value: c.n.modRevision, reason: 'cas' }));
         try {
@@ -438,7 +442,10 @@ export class JobStarter {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CLAIM_CONCURRENCY, chunks.length) }, worker));
+    if (chunks.length > 0) {
+      await worker(1);
+      await Promise.all(Array.from({ length: Math.min(CLAIM_CONCURRENCY, chunks.length - 1) }, () => worker(chunks.length)));
+    }
     return lost;
   }
 

@@ -11,7 +11,7 @@ import { ConfigReader, JobStarter, JobStore, CLAIM_CONCURRENCY } from '../../coo
 import type { Compare, TxnOp } from '../../coordinator/etcd-txn';
 import { systemClock } from '../../shared';
 import { createLogger } from '../../shared/logger';
-import { expectReject, useEtcd } from '../helpers';
+import { delay, expectReject, useEtcd } from '../helpers';
 import { Harness } from '../reconcile/harness';
 
 const N = 600;
@@ -21,18 +21,22 @@ class CountingStore extends JobStore {
   claims = 0;
   inFlight = 0;
   mostInFlight = 0;
-  /** Runs before each claim transaction is sent (with its node keys). */
-  beforeClaim?: (keys: string[]) => Promise<void>;
+  /** Runs before each claim transaction is sent (with its node keys and the job claiming them). */
+  beforeClaim?: (keys: string[], jobId: string) => Promise<void>;
 
   constructor(client: Etcd3, private readonly h: Harness) {
     super({ client, keyspace: h.ks, events: h.events, logger: createLogger({ level: 'error' }) });
   }
 
   override async txn(compares: readonly Compare[], ops: readonly TxnOp[]): ReturnType<JobStore['txn']> {
-    const keys = ops.flatMap((op) => (op.kind === 'put' && op.key.startsWith(this.h.ks.nodesPrefix()) ? [op.key] : []));
+    // A claim puts node records that name a job; a release puts them back without one.
+    const claimed = ops.flatMap((op) => (op.kind === 'put' && op.key.startsWith(this.h.ks.nodesPrefix()) && typeof op.value === 'string' && op.value.includes('"currentJob"') ? [op.key] : []));
+    const keys = claimed.length === ops.length ? claimed : [];
     if (keys.length < 2) return super.txn(compares, ops);
     this.claims++;
-    await this.beforeClaim?.(keys);
+    const first = ops[0];
+    const jobId = first.kind === 'put' && typeof first.value === 'string' ? (JSON.parse(first.value) as { currentJob: string }).currentJob : '';
+    await this.beforeClaim?.(keys, jobId);
     this.inFlight++;
     this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
     try {
@@ -75,7 +79,7 @@ describe('jobs: claims at StartJob (real etcd)', function () {
 
   const nodeValues = async (): Promise<Record<string, string>> => etcd.client.getAll().prefix(h.ks.nodesPrefix()).strings();
 
-  it(`claims ${N} nodes in transactions of up to 127 (128 less the fence), ${CLAIM_CONCURRENCY} in flight`, async () => {
+  it(`claims ${N} nodes in transactions of up to 127 (128 less the fence): the first alone, then ${CLAIM_CONCURRENCY} in flight`, async () => {
     const job = await start();
     expect(store.claims).to.equal(Math.ceil(N / 127));
     expect(store.mostInFlight).to.equal(CLAIM_CONCURRENCY);
@@ -94,12 +98,39 @@ describe('jobs: claims at StartJob (real etcd)', function () {
     };
     const err = await expectReject(start());
     expect(err.message).to.match(new RegExp(`node n${N - 1} changed while job .* was claiming it; retry`));
-    expect(store.claims, 'more than one chunk went out on each attempt').to.be.greaterThan(3);
+    // 3 attempts, each sending all 5 chunks (the victim's, in the parallel part, fails).
+    expect(store.claims, 'claim transactions over the 3 attempts').to.equal(3 * Math.ceil(N / 127));
+    expect(store.mostInFlight).to.equal(CLAIM_CONCURRENCY);
     const after = await nodeValues();
     for (const [key, value] of Object.entries(before)) {
       if (key === victim) expect(JSON.parse(after[key])).to.deep.equal(touched);
       else expect(after[key], key).to.equal(value);
     }
     expect(await h.jobs.list()).to.deep.equal([]);
+  });
+
+  it('two jobs started at once on the same nodes: the one that wins the first chunk claims them all, the other is refused naming it', async () => {
+    // The worst interleaving, forced: the first job's first chunk goes at once and its others
+    // late; the second job's first chunk goes late and its others at once. Were all chunks sent
+    // together, each job would win some, both would be refused and start again.
+    const seen: string[] = [];
+    store.beforeClaim = async (keys, jobId) => {
+      if (!seen.includes(jobId)) seen.push(jobId);
+      const role = seen.indexOf(jobId);
+      if (role > 1) return; // later attempts: no delays
+      const firstChunk = keys.includes(h.ks.node('n000'));
+      if ((role === 0) !== firstChunk) await delay(300);
+    };
+    const [a, b] = await Promise.allSettled([start(), start()]);
+    const won = [a, b].filter((r) => r.status === 'fulfilled');
+    const lost = [a, b].filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won, 'exactly one job started').to.have.length(1);
+    expect(lost).to.have.length(1);
+    const job = won[0].status === 'fulfilled' ? won[0].value.record.id : '';
+    expect(job, 'the job that claimed first won, on its first attempt').to.equal(seen[0]);
+    expect(String(lost[0].reason)).to.include(job);
+    const claims = Object.values(await nodeValues()).map((v) => (JSON.parse(v) as { currentJob?: string }).currentJob);
+    expect(new Set(claims)).to.deep.equal(new Set([job]));
+    expect((await h.jobs.list()).map((j) => j.record.id)).to.deep.equal([job]);
   });
 });

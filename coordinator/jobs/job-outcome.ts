@@ -126,9 +126,13 @@ export function decideNodeOutcome(job: OutcomeJob, r: CommandOutcome, cancelRequ
 export function unitsWithReport(live: readonly JobNodeUnit[], report: CommandReport | undefined): JobNodeUnit[] {
   if (!report || report.units.length === 0) return [...live];
   const final = new Map<string, JobNodeUnit>();
+  // A second unit of one id (a verify's leftover of an earlier version named like a current
+  // unit) is listed on its own, after the rest, instead of overwriting the first.
+  const more: JobNodeUnit[] = [];
   for (const u of report.units) {
     const status = report.mode === 'plan' && u.state !== 'running' && u.state !== 'failed' ? 'planned' : u.state;
-    final.set(u.unitId, { unitId: u.unitId, status, message: u.summary || u.error });
+    const unit = { unitId: u.unitId, status, message: u.summary || u.error };
+    if (final.has(u.unitId)) more.push(unit); else final.set(u.unitId, unit);
   }
   const out = live.map((u) => {
     const f = final.get(u.unitId);
@@ -136,7 +140,7 @@ export function unitsWithReport(live: readonly JobNodeUnit[], report: CommandRep
     final.delete(u.unitId);
     return { ...f, message: f.message || u.message };
   });
-  return [...out, ...final.values()];
+  return [...out, ...final.values(), ...more];
 }
 
 /** The node's job record once its command ended (output: the result's, else what progress gathered; units: unitsWithReport). */

@@ -268,6 +268,10 @@ describe('job outcome: the finished record\'s units take the result\'s report ov
     // A verify's report names only what drifted: the rest stays as progress showed it.
     ['a verify names only the drift', [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'conf', status: 'changed', message: '' }], VERIFY_DRIFT,
       [{ unitId: 'a', status: 'unchanged', message: '' }, { unitId: 'conf', status: 'changed', message: '' }]],
+    // A leftover of an earlier version named like a current unit: listed on its own, not over it.
+    ['a second unit of one id is listed apart', [{ unitId: 'conf', status: 'unchanged', message: '' }],
+      decodeCommandReport({ mode: 'verify', units: [{ unitId: 'conf', state: 'changed', summary: 'content differs' }, { unitId: 'conf', state: 'changed', summary: 'dropped from web@1, still on the node (removal pending)' }] }),
+      [{ unitId: 'conf', status: 'changed', message: 'content differs' }, { unitId: 'conf', status: 'changed', message: 'dropped from web@1, still on the node (removal pending)' }]],
     ['no report (exec, timeout): progress as it was', [{ unitId: 'a', status: 'running', message: 'x' }], undefined, [{ unitId: 'a', status: 'running', message: 'x' }]],
   ];
   for (const [name, live, report, want] of rows) {

@@ -10,6 +10,7 @@ import { testPki } from './pki';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
+import { DEFAULT_PREFIX, Keyspace } from '../../shared/keyspace';
 /** What the cluster needs of its etcd: where processes dial it (an EtcdServer, or an EtcdCluster's members). */
 export interface EtcdEndpoint {
   /** HOST:PORT[,HOST:PORT...], the form every --etcd flag takes. */
@@ -351,17 +352,27 @@ export async function etcdSnapshot(client: Etcd3, prefix = ''): Promise<Record<s
  * What differs between two etcdSnapshot()s, one line per key (`-` gone, `+` new, `~` changed;
  * values cut to 160 characters): compared with [] so that a failure names the keys (a deep
  * comparison of two whole keyspaces printed no diff when a refused job once changed one).
+ * `ignorePrefixes`: keys left out, e.g. the agents' member keys (AGENT_OWN_KEYS).
  */
-export function snapshotDiff(before: Readonly<Record<string, string>>, after: Readonly<Record<string, string>>): string[] {
+export function snapshotDiff(before: Readonly<Record<string, string>>, after: Readonly<Record<string, string>>, options: { ignorePrefixes?: readonly string[] } = {}): string[] {
   const cut = (v: string): string => (v.length > 160 ? `${v.slice(0, 160)}…` : v);
+  const ignored = (k: string): boolean => (options.ignorePrefixes ?? []).some((p) => k.startsWith(p));
   const out: string[] = [];
   for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (ignored(k)) continue;
     if (!(k in after)) out.push(`- ${k}: ${cut(before[k])}`);
     else if (!(k in before)) out.push(`+ ${k}: ${cut(after[k])}`);
     else if (before[k] !== after[k]) out.push(`~ ${k}: ${cut(before[k])} → ${cut(after[k])}`);
   }
   return out.sort();
 }
+
+/**
+ * What an agent writes on its own schedule, not on any request: its member key, rewritten a
+ * minute or two after an apply to carry the new applied digest (agent/lease-membership.ts
+ * APPLIED_REFRESH_DELAY_MS). A check that a refused request changed nothing leaves these out.
+ */
+export const AGENT_OWN_KEYS: readonly string[] = [new Keyspace(DEFAULT_PREFIX).membersPrefix()];
 
 /** Deletes every key (between tests sharing one etcd). Leases left behind simply expire. */
 export async function wipeEtcd(client: Etcd3): Promise<void> {

@@ -3,7 +3,7 @@ export { EtcdServer, ETCD_BIN, useEtcd, type EtcdSuite } from './etcd-server';
 export { freePort } from './ports';
 export { waitFor, expectReject, delay } from './wait';
 export { ManagedProcess, spawnNode, run, clusterctl, REPO_ROOT, DIST, BIN, type RunResult, type SpawnOptions } from './processes';
-export { TestCluster, AgentHandle, CoordinatorHandle, etcdSnapshot, snapshotDiff, wipeEtcd, type CtlNode, type EtcdEndpoint, type AgentStartOptions, type CoordinatorStartOptions, type TestClusterOptions } from './cluster';
+export { TestCluster, AgentHandle, CoordinatorHandle, etcdSnapshot, snapshotDiff, AGENT_OWN_KEYS, wipeEtcd, type CtlNode, type EtcdEndpoint, type AgentStartOptions, type CoordinatorStartOptions, type TestClusterOptions } from './cluster';
 export { startSystemdSandbox, SYSTEMD_BIN, type SystemdSandbox } from './systemd-sandbox';
 export { buildRpmFixtures, copyIntoRoot, FIXTURE_PACKAGE, FIXTURE_VERSIONS, type RpmFixtures, type FixtureVersion } from './rpm-fixtures';
 export { SandboxNode, type SandboxNodeOptions } from './sandbox-node';

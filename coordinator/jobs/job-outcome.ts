@@ -82,6 +82,8 @@ export interface NodeOutcome {
   error?: string;
   /** The final fields of the node's job record (state, error, plan, drift, exitCode). */
   record: Pick<JobNodeRecord, 'state' | 'error' | 'plan' | 'drift' | 'exitCode'>;
+  /** The result's report, decoded (undefined when there was none or it was malformed). */
+  report?: CommandReport;
 }
 
 /** The agent's report checked as it comes off the wire; a malformed one fails the node, saying why. */
@@ -105,7 +107,7 @@ export function decideNodeOutcome(job: OutcomeJob, r: CommandOutcome, cancelRequ
   const ok = !problem && (r.outcome === 'succeeded' || verification !== undefined);
   const error = ok ? undefined : problem ?? (cancelled ? CANCELLED_BY_OPERATOR : r.error || `command ${r.outcome}`);
   return {
-    ok, cancelled, ...(error ? { error } : {}),
+    ok, cancelled, ...(error ? { error } : {}), ...(report ? { report } : {}),
     record: {
       state: ok ? 'succeeded' : cancelled ? 'cancelled' : 'failed',
       ...(error ? { error } : {}),
@@ -146,7 +148,7 @@ export function unitsWithReport(live: readonly JobNodeUnit[], report: CommandRep
 /** The node's job record once its command ended (output: the result's, else what progress gathered; units: unitsWithReport). */
 export function finishedJobNode(current: JobNodeRecord, d: NodeOutcome, r: CommandOutcome, finishedAt: string): JobNodeRecord {
   const output = r.output ? boundOutput(r.output) : current.output;
-  return { ...current, ...d.record, units: unitsWithReport(current.units, checkedReport(r.report).report), finishedAt, ...(output ? { output } : {}) };
+  return { ...current, ...d.record, units: unitsWithReport(current.units, d.report), finishedAt, ...(output ? { output } : {}) };
 }
 
 /** Kinds whose success leaves the node applied (and so verified) on the boot the command ran on. */

@@ -44,6 +44,9 @@ import { compileHealthGate, rollbackPolicy } from '../../shared/health-gate';
 /** States from which verify and repair make sense: something was applied. */
 const APPLIED_STATES: readonly LifecycleState[] = ['Commissioned', 'Upgraded', 'Failed', 'Cancelled'];
 
+/** Why claiming stopped short: a node changed since validation, or etcd failed (or the deadline passed). */
+type ClaimLoss = { node: string } | { err: unknown };
+
 interface NodeSnapshot {
   record: NodeRecord;
   modRevision: string;
@@ -418,10 +421,10 @@ export class JobStarter {
    * started at once on the same nodes (targets are sorted) meet there: one wins it and goes on,
    * the other stops. In parallel from the start, each could win some chunks and both be refused.
    */
-  private async claim(nodes: readonly NodeSnapshot[], jobId: string, now: string, claimedRevs: Map<string, string>): Promise<{ node: string } | { err: unknown } | undefined> {
+  private async claim(nodes: readonly NodeSnapshot[], jobId: string, now: string, claimedRevs: Map<string, string>): Promise<ClaimLoss | undefined> {
     const claims = nodes.map((n) => ({ n, key: this.o.keyspace.node(n.record.id), value: JSON.stringify({ ...n.record, currentJob: jobId, updatedAt: now }) }));
     const chunks = chunkToLimits(claims, (c) => c.key.length + Buffer.byteLength(c.value), this.o.store.limits);
-    let lost: { node: string } | { err: unknown } | undefined;
+    let lost: ClaimLoss | undefined;
     let next = 0;
     /** Sends chunks in order until `upTo` (exclusive) is reached or a claim is lost. */
     const worker = async (upTo: number): Promise<void> => {

@@ -57,14 +57,8 @@ describe('jobs: claims at StartJob (real etcd)', function () {
   beforeEach(async () => {
     h = await new Harness(etcd.client).start();
     await h.withGroup();
-    const now = new Date().toISOString();
     const ids = Array.from({ length: N }, (_, i) => `n${String(i).padStart(3, '0')}`);
-    for (let i = 0; i < N; i += 100) {
-      await etcd.client.if(h.ks.node('none'), 'Create', '==', 0).then(...ids.slice(i, i + 100).map((id) => etcd.client.put(h.ks.node(id)).value(JSON.stringify({
-        id, state: 'Commissioned', stateChangedAt: now, reachable: true, labels: {}, maintenance: false, connected: true,
-        createdAt: now, updatedAt: now, bootId: 'boot-1', group: 'worker', appliedConfig: 'base@1',
-      })))).commit();
-    }
+    await Promise.all(ids.map((id) => h.putNode({ id, state: 'Commissioned', group: 'worker', appliedConfig: 'base@1' })));
     store = new CountingStore(etcd.client, h);
     starter = new JobStarter({ client: etcd.client, keyspace: h.ks, store, config: new ConfigReader(etcd.client, h.ks), clock: systemClock });
   });
@@ -72,10 +66,7 @@ describe('jobs: claims at StartJob (real etcd)', function () {
     await h.stop();
   });
 
-  const start = (): ReturnType<JobStarter['start']> => starter.start({
-    kind: 'verify', nodeIds: [], labelSelector: '', factSelector: '', group: 'worker', strategy: '', batch: '', maxFailures: 0, dryRun: false,
-    force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0, soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', secretExtraVars: [], requestedBy: 'test',
-  });
+  const start = (): ReturnType<JobStarter['start']> => h.startJob({ kind: 'verify', group: 'worker' }, starter);
 
   const nodeValues = async (): Promise<Record<string, string>> => etcd.client.getAll().prefix(h.ks.nodesPrefix()).strings();
 

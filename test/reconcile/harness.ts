@@ -116,8 +116,9 @@ export class Harness {
     return Object.entries(all).map(([k, v]) => decodeEvent(k, v)).filter(filter).sort((a, b) => a.seq - b.seq);
   }
 
-  startJob(over: Partial<StartJobRequest__Output>): ReturnType<JobStarter['start']> {
-    return this.starter.start({
+  /** A StartJob request with every field at its empty value but `over`, to `starter` (default: the harness's). */
+  startJob(over: Partial<StartJobRequest__Output>, starter: JobStarter = this.starter): ReturnType<JobStarter['start']> {
+    return starter.start({
       kind: 'verify', nodeIds: [], labelSelector: '', factSelector: '', group: '', strategy: '', batch: '', maxFailures: 0, dryRun: false,
       force: false, extraVarsJson: '', bundle: '', argv: [], timeoutMs: 0, canary: 0, canarySoakMs: 0, soakMs: 0, probeIntervalMs: 0, probes: [], rollback: '', secretExtraVars: [], requestedBy: 'test', ...over,
     });

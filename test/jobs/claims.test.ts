@@ -11,8 +11,8 @@ import { ConfigReader, JobStarter, JobStore, CLAIM_CONCURRENCY } from '../../coo
 import type { Compare, TxnOp } from '../../coordinator/etcd-txn';
 import { systemClock } from '../../shared';
 import { createLogger } from '../../shared/logger';
-import { delay, expectReject, useEtcd } from '../helpers';
-import { Harness } from '../reconcile/harness';
+import { delay, expectReject } from '../helpers';
+import { useHarness, type Harness } from '../reconcile/harness';
 
 const N = 600;
 
@@ -49,26 +49,23 @@ class CountingStore extends JobStore {
 
 describe('jobs: claims at StartJob (real etcd)', function () {
   this.timeout(60_000);
-  const etcd = useEtcd('claims');
+  const suite = useHarness('claims');
   let h: Harness;
   let store: CountingStore;
   let starter: JobStarter;
 
   beforeEach(async () => {
-    h = await new Harness(etcd.client).start();
+    h = suite.h;
     await h.withGroup();
     const ids = Array.from({ length: N }, (_, i) => `n${String(i).padStart(3, '0')}`);
     await Promise.all(ids.map((id) => h.putNode({ id, state: 'Commissioned', group: 'worker', appliedConfig: 'base@1' })));
-    store = new CountingStore(etcd.client, h);
-    starter = new JobStarter({ client: etcd.client, keyspace: h.ks, store, config: new ConfigReader(etcd.client, h.ks), clock: systemClock });
-  });
-  afterEach(async () => {
-    await h.stop();
+    store = new CountingStore(suite.client, h);
+    starter = new JobStarter({ client: suite.client, keyspace: h.ks, store, config: new ConfigReader(suite.client, h.ks), clock: systemClock });
   });
 
   const start = (): ReturnType<JobStarter['start']> => h.startJob({ kind: 'verify', group: 'worker' }, starter);
 
-  const nodeValues = async (): Promise<Record<string, string>> => etcd.client.getAll().prefix(h.ks.nodesPrefix()).strings();
+  const nodeValues = async (): Promise<Record<string, string>> => suite.client.getAll().prefix(h.ks.nodesPrefix()).strings();
 
   it(`claims ${N} nodes in transactions of up to 127 (128 less the fence): the first alone, then ${CLAIM_CONCURRENCY} in flight`, async () => {
     const job = await start();
@@ -85,7 +82,7 @@ describe('jobs: claims at StartJob (real etcd)', function () {
     // Before every claim transaction that does not hold the victim, someone edits the victim:
     // the chunk that holds it always loses its compare, on every attempt.
     store.beforeClaim = async (keys) => {
-      if (!keys.includes(victim)) await etcd.client.put(victim).value(JSON.stringify(touched));
+      if (!keys.includes(victim)) await suite.client.put(victim).value(JSON.stringify(touched));
     };
     const err = await expectReject(start());
     expect(err.message).to.match(new RegExp(`node n${N - 1} changed while job .* was claiming it; retry`));

@@ -71,23 +71,31 @@ const OPTIONS = {
   sizeTimeout: { kind: 'int', default: 300, min: 30, placeholder: 'SECONDS', description: 'give up on one size after this long (prints what it has)' },
   cpuProf: { kind: 'boolean', description: 'run the coordinator under node --cpu-prof and print the top 10 frames of each size\'s profile (self time)' },
   jobCpuProf: { kind: 'int', min: 1, placeholder: 'SECONDS', description: 'profile the coordinator for SECONDS from the StartJob call (coordinator --cpu-profile start-job) and print the job phase\'s top 10 frames; keeps the logs' },
+  units: { kind: 'int', default: 1, min: 1, placeholder: 'K', description: 'file units in the commissioned bundle (each agent writes K files; the leader handles their progress)' },
   attachOnly: { kind: 'boolean', description: 'stop each size after the idle figures (RSS, CPU): no job' },
   json: { kind: 'boolean', description: 'print the results as one JSON object' },
   keep: { kind: 'boolean', description: 'keep the temp dirs (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-window K] [--fleet-processes K] [--join-max-lag-ms MS] [--size-timeout S] [--attach-only] [--grpc-keepalive S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
+const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-window K] [--fleet-processes K] [--join-max-lag-ms MS] [--size-timeout S] [--units K] [--attach-only] [--grpc-keepalive S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
 
-const BUNDLE_YAML = `name: bench-fanout
-version: "1"
-units:
-  - id: marker
+/**
+ * The commissioned bundle: `units` file units, each rendered with the node's hostname (one
+ * unit by default; more show what a bundle's size costs the leader: per-unit progress).
+ */
+function bundleYaml(units: number): string {
+  const unit = (i: number): string => `  - id: marker${units === 1 ? '' : `-${i}`}
     kind: file
-    path: /etc/bench-fanout.conf
+    path: /etc/bench-fanout${units === 1 ? '' : `-${i}`}.conf
     content: |
       node {{ facts.hostname }} commissioned by the fan-out benchmark
     mode: "0644"
 `;
+  return `name: bench-fanout
+version: "1"
+units:
+${Array.from({ length: units }, (_, i) => unit(i + 1)).join('')}`;
+}
 
 const FINAL_NODE_STATES = new Set(['succeeded', 'failed', 'cancelled', 'skipped']);
 
@@ -283,7 +291,7 @@ function ensureFdLimit(pid: number, n: number, say: (s: string) => void): number
   return after ?? before;
 }
 
-async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
+async function runSize(n: number, o: { units: number; attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const k = Math.min(n, o.fleetProcesses > 0 ? o.fleetProcesses : Math.ceil(n / AGENTS_PER_FLEET));
   const result: SizeResult = { agents: n, fleetProcesses: k, completed: false };
@@ -410,7 +418,7 @@ async function runSize(n: number, o: { attachOnly: boolean; leaseTtl: number; el
     const cc = admin.config;
     const jc = admin.jobs;
     try {
-      await unary(cc.PushBundle.bind(cc), { yaml: BUNDLE_YAML }, 30_000);
+      await unary(cc.PushBundle.bind(cc), { yaml: bundleYaml(o.units) }, 30_000);
       await unary(cc.SetGroup.bind(cc), { group: { name: 'bench', bundle: 'bench-fanout', version: '1' } }, 30_000);
     } catch (err) {
       const e = err as grpc.ServiceError;
@@ -573,7 +581,7 @@ async function main(): Promise<number> {
   const results: SizeResult[] = [];
   for (const n of sizes) {
     results.push(await runSize(n, {
-      attachOnly: v.attachOnly === true,
+      units: v.units, attachOnly: v.attachOnly === true,
       leaseTtl: v.leaseTtl, electionTtl: v.electionTtl,
       ...(v.grpcKeepalive !== undefined ? { grpcKeepaliveMs: v.grpcKeepalive } : {}), ...(v.grpcKeepaliveTimeout !== undefined ? { grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout } : {}),
       startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
@@ -583,7 +591,7 @@ async function main(): Promise<number> {
   }
   const out = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, grpcKeepaliveMs: v.grpcKeepalive ?? KA, grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout ?? KAT, startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, connections: v.connections, results,
+    bundleUnits: v.units, agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, grpcKeepaliveMs: v.grpcKeepalive ?? KA, grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout ?? KAT, startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, connections: v.connections, results,
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (v.json) {
@@ -593,7 +601,7 @@ async function main(): Promise<number> {
   const f = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '-' : String(x));
   const lines = [
     `command fan-out: ${out.date}`,
-    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process)${v.joinMaxLagMs > 0 ? `, joins held while a sim-fleet's loop is > ${v.joinMaxLagMs} ms late` : ''}; ${v.connections} connections; wall ${out.wallSeconds} s`,
+    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process)${v.joinMaxLagMs > 0 ? `, joins held while a sim-fleet's loop is > ${v.joinMaxLagMs} ms late` : ''}; ${v.connections} connections; bundle of ${v.units} file unit(s); wall ${out.wallSeconds} s`,
     `coordinator: gRPC keepalive PING on every agent connection every ${(v.grpcKeepalive ?? KA) / 1000} s${v.grpcKeepalive !== undefined && v.grpcKeepalive !== KA ? ` (NOT the default ${KA / 1000} s)` : ' (default)'}, ` +
       `connection dropped when unanswered for ${(v.grpcKeepaliveTimeout ?? KAT) / 1000} s${v.grpcKeepaliveTimeout !== undefined && v.grpcKeepaliveTimeout !== KAT ? ` (NOT the default ${KAT / 1000} s)` : ' (default)'}; stream ping ${DEFAULT_SETTINGS.pingIntervalMs / 1000} s (default); election TTL ${v.electionTtl} s${v.electionTtl * 1000 !== DEFAULT_SETTINGS.electionTtlMs ? ` (not the default ${DEFAULT_SETTINGS.electionTtlMs / 1000} s)` : ''}`,
     `${'N'.padStart(6)} ${'register'.padStart(9)} ${'attach'.padStart(8)} ${'discovr'.padStart(8)} ${'idleRSS'.padStart(8)} ${'StartJob'.padStart(9)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'total'.padStart(7)} ${'ok/N'.padStart(11)} ${'peakRSS'.padStart(8)} ${'simRSS'.padStart(7)} ${'etcdRSS'.padStart(8)}`,

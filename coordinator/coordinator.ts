@@ -231,7 +231,7 @@ export class Coordinator {
       observer: this.metrics, limits: { maxOps: settings.txnMaxOps, maxBytes: settings.txnMaxBytes },
       runner: {
         connectTimeoutMs: settings.jobConnectTimeoutMs, commandTimeoutMs: settings.jobCommandTimeoutMs, resultGraceMs: settings.jobResultGraceMs,
-        cancelGraceMs: settings.jobCancelGraceMs, progressFlushMs: settings.jobProgressFlushMs, resyncIntervalMs: settings.jobResyncIntervalMs,
+        cancelGraceMs: settings.jobCancelGraceMs, progressFlushMs: settings.jobProgressFlushMs, progressWritesPerSecond: settings.jobProgressWritesPerSecond, resyncIntervalMs: settings.jobResyncIntervalMs,
       },
       retention: {
         policy: { keep: settings.jobRetention, maxAgeMs: settings.jobRetentionAgeMs }, intervalMs: settings.jobTrimIntervalMs, maxOps: settings.txnMaxOps,

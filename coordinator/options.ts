@@ -228,6 +228,12 @@ export interface CoordinatorSettings {
    */
   jobProgressFlushMs: number;
   /**
+   * Progress writes a second of all running commands together: past it each node's progress is
+   * written less often than jobProgressFlushMs (job-runner.ts).
+   * @default 200
+   */
+  jobProgressWritesPerSecond: number;
+  /**
    * Finished jobs kept in etcd with their per-node records and output (`--job-retention`);
    * the leader trims older ones (jobs/job-retention.ts). Unfinished jobs are always kept.
    * @default 500
@@ -349,6 +355,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   jobResultGraceMs: 30_000,
   jobCancelGraceMs: 15_000,
   jobProgressFlushMs: 250,
+  jobProgressWritesPerSecond: 200,
   jobRetention: 500,
   jobRetentionAgeMs: 30 * 24 * 3_600_000,
   jobTrimIntervalMs: 600_000,

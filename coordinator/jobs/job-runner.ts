@@ -46,6 +46,11 @@ export interface JobRunnerTimings {
    */
   progressFlushMs?: number;
   /**
+   * Progress writes a second of all the commands in flight together (DispatchTimings).
+   * @default 200
+   */
+  progressWritesPerSecond?: number;
+  /**
    * Period of the timer pass (a safety net for a missed watch event).
    * @default 10000 (10 s)
    */
@@ -58,6 +63,7 @@ export const JOB_RUNNER_DEFAULTS: Readonly<Required<JobRunnerTimings>> = {
   resultGraceMs: 30_000,
   cancelGraceMs: 15_000,
   progressFlushMs: 250,
+  progressWritesPerSecond: 200,
   resyncIntervalMs: 10_000,
 };
 
@@ -98,6 +104,7 @@ export class JobRunner {
       resultGraceMs: o.resultGraceMs ?? d.resultGraceMs,
       cancelGraceMs: o.cancelGraceMs ?? d.cancelGraceMs,
       progressFlushMs: o.progressFlushMs ?? d.progressFlushMs,
+      progressWritesPerSecond: o.progressWritesPerSecond ?? d.progressWritesPerSecond,
     };
     this.loop = new ReconcileLoop({
       name: 'job runner', pass: () => this.pass(), clock: o.clock, logger: this.log,

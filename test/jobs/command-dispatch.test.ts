@@ -53,7 +53,7 @@ describe('command dispatch (timers on the injected clock)', () => {
   function dispatch(r: JobNodeRecord = rec, cmd: Command = command, bootIdBeforeSend = false): { outcome: Promise<CommandOutcome>; settled: () => CommandOutcome | Error | undefined } {
     const c: DispatchContext = {
       streams, router, clock, log: logger, cancel: cancel.signal, halted: halted.signal,
-      timings: { connectTimeoutMs: 60_000, commandTimeoutMs: 3_600_000, resultGraceMs: 30_000, cancelGraceMs: 15_000, progressFlushMs: 250 },
+      timings: { connectTimeoutMs: 60_000, commandTimeoutMs: 3_600_000, resultGraceMs: 30_000, cancelGraceMs: 15_000, progressFlushMs: 250, progressWritesPerSecond: 200 },
       remember: () => undefined,
       write: (x) => { written.push(x); return Promise.resolve(); },
       ...(bootIdBeforeSend ? { bootIdBeforeSend } : {}),
@@ -173,6 +173,29 @@ describe('command dispatch (timers on the injected clock)', () => {
     expect(written).to.have.length(1);
     expect(written[0].units.map((u) => u.unitId)).to.deep.equal(['a', 'b', 'c']);
     expect(written[0].output).to.equal('a\nb\nc\n');
+    result('succeeded');
+    await d.outcome;
+  });
+
+  it('with more commands in flight than 200 writes a second allow, a node\'s progress is written less often: 1,000 in flight, every 5 s', async () => {
+    const s = new RecordingStream('n1', 'b1');
+    streams.register(s);
+    // 999 other commands (other nodes) waiting for their results through the same router.
+    const others = Array.from({ length: 999 }, (_, i) => router.listen(`j1/o${i}/1`, {
+      nodeId: `o${i}`, onResult: () => undefined, onProgress: () => undefined, onConnected: () => undefined, onDisconnected: () => undefined, onUnreachable: () => undefined,
+    }));
+    const d = dispatch();
+    written = [];
+    streams.emit('progress', 'n1', { commandId: 'j1/n1/1', unitId: 'a', status: 'changed', message: '', output: '' });
+    await clock.advance(4999);
+    expect(written, 'not at the 250 ms flush interval').to.deep.equal([]);
+    await clock.advance(1);
+    expect(written.map((w) => w.units.map((u) => `${u.unitId}:${u.status}`))).to.deep.equal([['a:changed']]);
+    // Fewer in flight: back to the flush interval.
+    for (const off of others) off();
+    streams.emit('progress', 'n1', { commandId: 'j1/n1/1', unitId: 'b', status: 'changed', message: '', output: '' });
+    await clock.advance(250);
+    expect(written).to.have.length(2);
     result('succeeded');
     await d.outcome;
   });

@@ -278,7 +278,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
       const run = new JobProgress({
         store: coord.jobs.store.fenced(coord.leaderElection), nodes: coord.nodes, streams: coord.streams, router,
         config: new ConfigReader(env.client, env.ks, coord.keyring), isLeader: () => coord.isLeader(), clock: systemClock, logger,
-        timings: { connectTimeoutMs: 15_000, commandTimeoutMs: 600_000, resultGraceMs: 5000, cancelGraceMs: 5000, progressFlushMs: 100 },
+        timings: { connectTimeoutMs: 15_000, commandTimeoutMs: 600_000, resultGraceMs: 5000, cancelGraceMs: 5000, progressFlushMs: 100, progressWritesPerSecond: 200 },
         observer: { jobFinished: () => { counted++; }, nodeFinished: () => undefined, commandStarted: () => undefined, commandSettled: () => undefined },
       }, job.id);
       run.start();
@@ -306,7 +306,7 @@ describe('lifecycle jobs (real etcd, gRPC, agents running units)', function () {
       const run = new JobProgress({
         store: coord.jobs.store.fenced(coord.leaderElection), nodes: coord.nodes, streams: coord.streams, router,
         config: new ConfigReader(env.client, env.ks, coord.keyring), isLeader: () => coord.isLeader(), clock: systemClock, logger,
-        timings: { connectTimeoutMs: 15_000, commandTimeoutMs: 600_000, resultGraceMs: 5000, cancelGraceMs: 5000, progressFlushMs: 100 },
+        timings: { connectTimeoutMs: 15_000, commandTimeoutMs: 600_000, resultGraceMs: 5000, cancelGraceMs: 5000, progressFlushMs: 100, progressWritesPerSecond: 200 },
       }, job.id);
       run.start();
       const root = ag.get('n1')?.root ?? '';

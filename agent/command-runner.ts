@@ -4,7 +4,8 @@
  * (command-handler.ts CommandResults), a CancelCommand aborting the running one. Messages go
  * out through `send`, which the stream session provides and which drops them while no
  * welcomed stream is open: a result whose delivery is uncertain is sent again after the next
- * Welcome (see CommandResults.unacknowledged), progress is live output only.
+ * Welcome (see CommandResults.unacknowledged), progress is live output only, gathered for 250 ms
+ * and not sent at all for a command that ends sooner (progress-gatherer.ts).
  *
  * A command's secret variables (Command.secretVariables, docs/secrets.md) and the content of
  * its bundle's secret file units are redacted from every progress message and from the result before it is kept, logged or sent: a failing unit
@@ -20,6 +21,7 @@ import {
   CommandResults, cancelReason, commandKindName, runCommand,
   type CommandHandler, type ProgressUpdate,
 } from './command-handler';
+import { ProgressGatherer } from './progress-gatherer';
 
 /** Writes on the current welcomed stream; false when there is none. `resultOf`: the message carries that command's result. */
 export type SendToCoordinator = (msg: AgentMessage, resultOf?: string) => boolean;
@@ -74,10 +76,12 @@ export class CommandRunner {
     log.info('command received', { commandId: cmd.id, jobId: cmd.jobId, kind });
     const controller = new AbortController();
     const redactor = commandRedactor(cmd);
+    const gathered = new ProgressGatherer({ clock: this.o.clock ?? systemClock, send: (progress) => { this.o.send({ progress }); } });
     const progress = (u: ProgressUpdate): void => {
-      this.o.send({ progress: { ...redactor.redactDeep(u), commandId: cmd.id } });
+      gathered.push({ ...redactor.redactDeep(u), commandId: cmd.id });
     };
     const done = runCommand(this.o.handler, cmd, progress, controller).then((raw) => {
+      gathered.discard();
       const result = redactor.redactDeep(raw);
       this.o.results.record(result);
       if (this.running?.id === cmd.id) this.running = undefined;

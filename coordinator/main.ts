@@ -9,7 +9,7 @@
 import { createEtcdClient, createLogger, errorMessage, formatHelp, Keyspace, parseOptions, VERSION, type EtcdTls, type OptionSpecs } from '../shared';
 import { DEFAULT_PKI_DIR } from '../shared/pki/credentials-file';
 import { Coordinator } from './coordinator';
-import { parseCoordinatorArgs } from './options';
+import { etcdTxnLimits, parseCoordinatorArgs } from './options';
 import { armCpuProfile } from './cpu-profile';
 import { startMetricsServer } from '../shared/metrics-server';
 import { initPkiDir, readEtcdTls } from './pki/pki-dir';
@@ -85,6 +85,8 @@ async function main(): Promise<number> {
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
     grpcKeepaliveTimeMs: config.grpcKeepaliveTimeMs, grpcKeepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
     jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, historyRetention: config.historyRetention, historyRetentionAgeMs: config.historyRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
+    // etcd's --max-txn-ops and --max-request-bytes, as given: every transaction stays within them.
+    ...etcdTxnLimits(config.etcdMaxTxnOps, config.etcdMaxRequestBytes),
     resyncIntervalMs: config.resyncIntervalMs, pki: { dir: config.pkiDir, clusterSecretFile: config.clusterSecretFile, agentCertValidityMs: config.agentCertValidityMs, etcdRbac: tls !== undefined },
   });
   try {

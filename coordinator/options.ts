@@ -120,15 +120,17 @@ export interface CoordinatorSettings {
    */
   eventListMaxLimit: number;
   /**
-   * Most compares, writes or reads of one group-committed transaction (event-log.ts,
-   * txn-batch.ts): etcd's `--max-txn-ops`, default 128. Lower it if etcd runs with a lower one.
-   * @default 128
+   * Most compares, most writes and most reads of one transaction (event-log.ts, txn-batch.ts,
+   * the claims of a job, the chunked reads of many keys): etcd's `--max-txn-ops`, which etcd
+   * checks against each of the three lists. Set from `--etcd-max-txn-ops` (etcdTxnLimits).
+   * @default 128 (etcd's default)
    */
   txnMaxOps: number;
   /**
-   * Most bytes one group-committed transaction writes: under etcd's 1.5 MiB default
-   * `--max-request-bytes`, with room for the request's framing.
-   * @default 1_048_576
+   * Most bytes one group-committed transaction writes: two thirds of etcd's
+   * `--max-request-bytes` (`--etcd-max-request-bytes`), the rest room for the request's framing,
+   * compares and the events written with it.
+   * @default 1_048_576 (two thirds of etcd's default 1.5 MiB)
    */
   txnMaxBytes: number;
   /**
@@ -143,14 +145,14 @@ export interface CoordinatorSettings {
   configCasAttempts: number;
   /**
    * Most operations a declarative apply writes as one transaction; a larger apply pushes its
-   * new bundle versions first. etcd's default --max-txn-ops is 128: room is kept for the
-   * event and counter writes.
+   * new bundle versions first. 100/128 of `txnMaxOps`, and at least 2 below it: the commit adds
+   * its event and the event counter (event-log.ts).
    * @default 100
    */
   applyTxnMaxOps: number;
   /**
-   * Most bytes a declarative apply writes as one transaction: well under etcd's 1.5 MiB
-   * default request limit.
+   * Most bytes a declarative apply writes as one transaction: two thirds of etcd's
+   * `--max-request-bytes`, like txnMaxBytes.
    * @default 1_048_576
    */
   applyTxnMaxBytes: number;
@@ -321,6 +323,41 @@ export interface CoordinatorSettings {
   loopDelayLogThresholdMs: number;
 }
 
+/** etcd's own defaults of the limits the coordinator must stay within (etcd's `embed` config). */
+export const ETCD_DEFAULT_MAX_TXN_OPS = 128;
+export const ETCD_DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+
+/**
+ * The smallest `--etcd-max-txn-ops`: some of the coordinator's transactions cannot be cut in
+ * smaller ones: a declarative plan reads 8 prefixes at one revision (declarative/apply.ts
+ * snapshot), a node change writes its record, event, history (2) and the event counter under 3
+ * compares (event-log.ts).
+ */
+export const MIN_ETCD_MAX_TXN_OPS = 8;
+
+/**
+ * The smallest `--etcd-max-request-bytes`: a job's per-node record keeps 64 KiB of output, a
+ * secret file of 256 KiB is written twice as a sealed envelope (its current value and its
+ * edition), and each must go in one request.
+ */
+export const MIN_ETCD_MAX_REQUEST_BYTES = 1024 * 1024;
+
+/**
+ * The transaction limits of CoordinatorSettings, from etcd's `--max-txn-ops` and
+ * `--max-request-bytes` as the operator gives them (`--etcd-max-txn-ops`,
+ * `--etcd-max-request-bytes`). At etcd's defaults they are DEFAULT_SETTINGS' values.
+ */
+export function etcdTxnLimits(maxTxnOps: number, maxRequestBytes: number): Pick<CoordinatorSettings, 'txnMaxOps' | 'txnMaxBytes' | 'applyTxnMaxOps' | 'applyTxnMaxBytes'> {
+  const bytes = Math.floor((maxRequestBytes * 2) / 3);
+  return {
+    txnMaxOps: maxTxnOps,
+    txnMaxBytes: bytes,
+    // 100 at 128; the event and the counter write (2) always fit beside it.
+    applyTxnMaxOps: Math.max(1, Math.min(maxTxnOps - 2, Math.floor((maxTxnOps * 100) / ETCD_DEFAULT_MAX_TXN_OPS))),
+    applyTxnMaxBytes: bytes,
+  };
+}
+
 /** Every field of CoordinatorSettings that has a fixed default (the others derive from these). */
 export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepaliveIntervalMs' | 'helloTimeoutMs'>> = {
   electionTtlMs: 2_000,
@@ -337,12 +374,9 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   eventCounterRetries: 20,
   eventListDefaultLimit: 100,
   eventListMaxLimit: 10_000,
-  txnMaxOps: 128,
-  txnMaxBytes: 1024 * 1024,
+  ...etcdTxnLimits(ETCD_DEFAULT_MAX_TXN_OPS, ETCD_DEFAULT_MAX_REQUEST_BYTES),
   nodeCasAttempts: 5,
   configCasAttempts: 3,
-  applyTxnMaxOps: 100,
-  applyTxnMaxBytes: 1024 * 1024,
   etcdProbeTimeoutMs: 2_000,
   etcdQuotaBytes: 2 * 1024 ** 3,
   grpcKeepaliveTimeMs: 2_000,
@@ -439,6 +473,14 @@ export const COORDINATOR_OPTIONS = {
     kind: 'int', env: 'CLUSTER_ETCD_QUOTA_BYTES', default: DEFAULT_SETTINGS.etcdQuotaBytes, min: 1, placeholder: 'BYTES',
     description: 'etcd\'s --quota-backend-bytes, shown by `clusterctl status` next to the database size (etcd does not report it)',
   },
+  etcdMaxTxnOps: {
+    kind: 'int', env: 'CLUSTER_ETCD_MAX_TXN_OPS', default: ETCD_DEFAULT_MAX_TXN_OPS, min: 1, placeholder: 'N',
+    description: `etcd's --max-txn-ops: give the same value (at least ${MIN_ETCD_MAX_TXN_OPS}); no transaction of the coordinator then has more compares, writes or reads, or etcd refuses it (claims, group commits)`,
+  },
+  etcdMaxRequestBytes: {
+    kind: 'int', env: 'CLUSTER_ETCD_MAX_REQUEST_BYTES', default: ETCD_DEFAULT_MAX_REQUEST_BYTES, min: 1, placeholder: 'BYTES',
+    description: `etcd's --max-request-bytes: give the same value (at least ${MIN_ETCD_MAX_REQUEST_BYTES}); a group-committed transaction then writes at most two thirds of it`,
+  },
   shutdownGrace: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_GRACE', default: DEFAULT_SETTINGS.shutdownGraceMs / 1000, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: time open calls get to finish' },
   shutdownForce: { kind: 'duration', env: 'CLUSTER_SHUTDOWN_FORCE', default: 15, unit: 's', placeholder: 'SECONDS', description: 'on SIGTERM: exit anyway after this long' },
   pkiDir: { kind: 'string', env: 'CLUSTER_PKI_DIR', default: DEFAULT_PKI_DIR, placeholder: 'DIR', description: 'where the first coordinator writes ca.crt, admin.yaml and join-token' },
@@ -487,6 +529,10 @@ export interface CoordinatorConfig {
   historyRetention: number;
   historyRetentionAgeMs: number;
   etcdQuotaBytes: number;
+  /** etcd's --max-txn-ops, as the operator gave it (`etcdTxnLimits` turns it into settings). @default 128 */
+  etcdMaxTxnOps: number;
+  /** etcd's --max-request-bytes, as the operator gave it. @default 1_572_864 */
+  etcdMaxRequestBytes: number;
   shutdownGraceMs: number;
   shutdownForceMs: number;
   /** Where the first start writes ca.crt, admin.yaml and join-token. */
@@ -549,6 +595,12 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
   if (!isValidSegment(replicaId)) throw new InvalidArgumentError(`--replica-id ${JSON.stringify(replicaId)}: use 1-253 characters from A-Z a-z 0-9 . _ : -`);
   if (!isLogLevel(v.logLevel)) throw new InvalidArgumentError(`--log-level ${v.logLevel}: use debug, info, warn or error`);
   if (v.pingInterval * 3 >= 600_000) throw new InvalidArgumentError('--ping-interval must be under 200 s');
+  if (v.etcdMaxTxnOps < MIN_ETCD_MAX_TXN_OPS) {
+    throw new InvalidArgumentError(`--etcd-max-txn-ops ${v.etcdMaxTxnOps}: must be at least ${MIN_ETCD_MAX_TXN_OPS}; some of the coordinator's transactions cannot be cut smaller (a plan reads 8 prefixes at one revision): run etcd with --max-txn-ops ${MIN_ETCD_MAX_TXN_OPS} or more (its default is ${ETCD_DEFAULT_MAX_TXN_OPS})`);
+  }
+  if (v.etcdMaxRequestBytes < MIN_ETCD_MAX_REQUEST_BYTES) {
+    throw new InvalidArgumentError(`--etcd-max-request-bytes ${v.etcdMaxRequestBytes}: must be at least ${MIN_ETCD_MAX_REQUEST_BYTES} (1 MiB); a sealed secret file is written twice in one request: run etcd with --max-request-bytes ${MIN_ETCD_MAX_REQUEST_BYTES} or more (its default is ${ETCD_DEFAULT_MAX_REQUEST_BYTES})`);
+  }
   return {
     kind: 'run',
     config: {
@@ -570,6 +622,8 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       historyRetention: v.historyRetention,
       historyRetentionAgeMs: v.historyRetentionAge,
       etcdQuotaBytes: v.etcdQuotaBytes,
+      etcdMaxTxnOps: v.etcdMaxTxnOps,
+      etcdMaxRequestBytes: v.etcdMaxRequestBytes,
       shutdownGraceMs: v.shutdownGrace,
       shutdownForceMs: v.shutdownForce,
       pkiDir: v.pkiDir,

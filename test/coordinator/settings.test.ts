@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { COORDINATOR_OPTIONS, compileSettings, DEFAULT_SETTINGS, parseCoordinatorArgs, type CoordinatorSettings } from '../../coordinator/options';
+import { COORDINATOR_OPTIONS, compileSettings, DEFAULT_SETTINGS, etcdTxnLimits, parseCoordinatorArgs, type CoordinatorSettings } from '../../coordinator/options';
 
 describe('coordinator settings', () => {
   // The parser checks only that the etcd client TLS files exist.
@@ -73,6 +73,48 @@ describe('coordinator settings', () => {
     expect(run(['--grpc-keepalive', '5', '--grpc-keepalive-timeout', '3.5'])).to.deep.equal([5000, 3500]);
     expect(run([], { CLUSTER_GRPC_KEEPALIVE: '30', CLUSTER_GRPC_KEEPALIVE_TIMEOUT: '10' })).to.deep.equal([30_000, 10_000]);
     expect(() => run(['--grpc-keepalive', '0'])).to.throw(/grpc-keepalive/);
+  });
+
+  it('--etcd-max-txn-ops / --etcd-max-request-bytes: etcd\'s defaults (128, 1.5 MiB); flags and environment set them; below the minimum refused with the reason', () => {
+    const run = (argv: string[], env: NodeJS.ProcessEnv = {}): [number, number] => {
+      const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...tlsFlags, ...argv], env);
+      if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
+      return [parsed.config.etcdMaxTxnOps, parsed.config.etcdMaxRequestBytes];
+    };
+    expect(run([])).to.deep.equal([128, 1_572_864]);
+    expect(run(['--etcd-max-txn-ops', '16', '--etcd-max-request-bytes', '3145728'])).to.deep.equal([16, 3_145_728]);
+    expect(run([], { CLUSTER_ETCD_MAX_TXN_OPS: '64', CLUSTER_ETCD_MAX_REQUEST_BYTES: '2097152' })).to.deep.equal([64, 2_097_152]);
+    expect(run(['--etcd-max-txn-ops', '32'], { CLUSTER_ETCD_MAX_TXN_OPS: '64' })).to.deep.equal([32, 1_572_864]);
+    expect(run(['--etcd-max-txn-ops', '8'])).to.deep.equal([8, 1_572_864]);
+    expect(() => run(['--etcd-max-txn-ops', '7'])).to.throw(/^--etcd-max-txn-ops 7: must be at least 8; .*run etcd with --max-txn-ops 8 or more \(its default is 128\)$/);
+    expect(() => run([], { CLUSTER_ETCD_MAX_TXN_OPS: '0' })).to.throw(/CLUSTER_ETCD_MAX_TXN_OPS: must be at least 1/);
+    expect(() => run(['--etcd-max-txn-ops', 'many'])).to.throw(/--etcd-max-txn-ops: "many" is not a whole number/);
+    expect(() => run(['--etcd-max-request-bytes', '65536'])).to.throw(/^--etcd-max-request-bytes 65536: must be at least 1048576 \(1 MiB\); .*run etcd with --max-request-bytes 1048576 or more \(its default is 1572864\)$/);
+  });
+
+  // [etcd's --max-txn-ops, --max-request-bytes] → the transaction settings derived from them
+  const limitRows: [number, number, Pick<CoordinatorSettings, 'txnMaxOps' | 'txnMaxBytes' | 'applyTxnMaxOps' | 'applyTxnMaxBytes'>][] = [
+    [128, 1_572_864, { txnMaxOps: 128, txnMaxBytes: 1_048_576, applyTxnMaxOps: 100, applyTxnMaxBytes: 1_048_576 }],
+    [16, 1_572_864, { txnMaxOps: 16, txnMaxBytes: 1_048_576, applyTxnMaxOps: 12, applyTxnMaxBytes: 1_048_576 }],
+    [8, 1_048_576, { txnMaxOps: 8, txnMaxBytes: 699_050, applyTxnMaxOps: 6, applyTxnMaxBytes: 699_050 }],
+    [9, 1_572_864, { txnMaxOps: 9, txnMaxBytes: 1_048_576, applyTxnMaxOps: 7, applyTxnMaxBytes: 1_048_576 }],
+    [1024, 10 * 1024 * 1024, { txnMaxOps: 1024, txnMaxBytes: 6_990_506, applyTxnMaxOps: 800, applyTxnMaxBytes: 6_990_506 }],
+  ];
+  for (const [ops, bytes, want] of limitRows) {
+    it(`etcd --max-txn-ops ${ops} --max-request-bytes ${bytes} → ${JSON.stringify(want)}`, () => {
+      const got = etcdTxnLimits(ops, bytes);
+      expect(got).to.deep.equal(want);
+      // An apply's commit adds its event and the event counter (event-log.ts): they must fit.
+      expect(got.applyTxnMaxOps + 2).to.be.at.most(ops);
+      expect(compileSettings(got)).to.deep.include(want);
+    });
+  }
+
+  it('at etcd\'s defaults the derived settings are DEFAULT_SETTINGS\' (128, 1 MiB, 100, 1 MiB) and the flags\' defaults are etcd\'s', () => {
+    expect(etcdTxnLimits(COORDINATOR_OPTIONS.etcdMaxTxnOps.default, COORDINATOR_OPTIONS.etcdMaxRequestBytes.default)).to.deep.equal({
+      txnMaxOps: DEFAULT_SETTINGS.txnMaxOps, txnMaxBytes: DEFAULT_SETTINGS.txnMaxBytes, applyTxnMaxOps: DEFAULT_SETTINGS.applyTxnMaxOps, applyTxnMaxBytes: DEFAULT_SETTINGS.applyTxnMaxBytes,
+    });
+    expect([DEFAULT_SETTINGS.txnMaxOps, DEFAULT_SETTINGS.txnMaxBytes, DEFAULT_SETTINGS.applyTxnMaxOps, DEFAULT_SETTINGS.applyTxnMaxBytes]).to.deep.equal([128, 1_048_576, 100, 1_048_576]);
   });
 
   it('pki: --pki-dir defaults to /etc/cluster/pki, the cluster secret to <pki-dir>/cluster-secret; flags and environment override', () => {

@@ -214,11 +214,11 @@ export class Coordinator {
       fenceCompare: () => { if (!this.election) throw notStarted(); return this.election.fenceCompare(); },
       fenceFailed: () => this.election?.fenceFailed() ?? notStarted(),
     };
-    this.nodes = new NodeStore({ client, keyspace, events: this.events, clock, fence, maxAttempts: settings.nodeCasAttempts });
+    this.nodes = new NodeStore({ client, keyspace, events: this.events, clock, fence, maxAttempts: settings.nodeCasAttempts, maxOps: settings.txnMaxOps });
     const leadership = { isLeader: () => this.election?.isLeader() ?? false, notLeaderError: () => this.election?.notLeaderError() ?? notStarted() };
     this.reconciler = new InventoryReconciler({
       client, keyspace, nodes: this.nodes, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log,
-      resyncIntervalMs: settings.resyncIntervalMs, debounceMs: settings.inventoryDebounceMs, concurrency: settings.inventoryConcurrency,
+      resyncIntervalMs: settings.resyncIntervalMs, debounceMs: settings.inventoryDebounceMs, concurrency: settings.inventoryConcurrency, maxOps: settings.txnMaxOps,
       streamGraceMs: settings.streamGraceMs, reattachGraceMs: settings.reattachGraceMs,
     });
     // The stream signal is time-based: a pass when a stream's grace ends, and when a stream
@@ -259,11 +259,11 @@ export class Coordinator {
       sweeper,
       this.jobs.retention,
       this.historyRetention,
-      new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
+      new AutoCommissioner({ client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, ...loop, maxOps: settings.txnMaxOps }),
       new VerifyScheduler({
         client, keyspace, startJob, isLeader: leadership.isLeader, clock, logger: this.log, intervalMs: settings.verifyResyncIntervalMs, debounceMs: settings.reconcileDebounceMs,
       }),
-      new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log, ...loop }),
+      new DriftWatcher({ client, keyspace, nodes: this.nodes, startJob, streams: this.streams, isLeader: leadership.isLeader, clock, logger: this.log, ...loop, maxOps: settings.txnMaxOps }),
     ];
     const pkiParts = (): PkiParts => {
       if (!this.pki) throw new UnavailableError('this coordinator is still loading the cluster CA; retry');
@@ -287,7 +287,7 @@ export class Coordinator {
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
         ...createNodeAdminHandlers({
           client, keyspace, logger: this.log, events: this.events, clock,
-          nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts }),
+          nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts, maxOps: settings.txnMaxOps }),
         }),
         ...createEventServiceHandlers({ client, keyspace, events: this.events, logger: this.log, settings }),
         ...createStatusServiceHandlers({ client, keyspace, settings, replicaId: options.replicaId, etcdEndpoints: options.etcdEndpoints, ...(options.etcdTls ? { etcdTls: options.etcdTls } : {}) }),

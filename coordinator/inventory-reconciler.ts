@@ -22,6 +22,7 @@ import { parseFacts } from './node-view';
 import { readSnapshot, type Snapshot } from './snapshot';
 import { newNodeRecord, type NodeChange, type NodeStore, type VersionedNode } from './node-store';
 import { adoptPreRegistrations, describeExpected, planPreRegistrationMatches, PRE_REGISTERED_ID, type Expected } from './pre-registration';
+import { DEFAULT_SETTINGS } from './options';
 
 // ---------------------------------------------------------------------------------------
 // The pure part.
@@ -256,6 +257,8 @@ export interface InventoryReconcilerOptions {
   debounceMs?: number;
   /** Nodes worked on at once within a pass (default 16). */
   concurrency?: number;
+  /** Keys one read transaction holds: etcd's --max-txn-ops. @default settings.txnMaxOps */
+  maxOps?: number;
 }
 
 export interface PassResult {
@@ -408,8 +411,10 @@ export class InventoryReconciler {
   private async readFacts(ids: readonly string[]): Promise<Map<string, { facts: Partial<Facts>; modRevision: string }>> {
     const { client, keyspace } = this.opts;
     const out = new Map<string, { facts: Partial<Facts>; modRevision: string }>();
-    for (let i = 0; i < ids.length; i += FACTS_READ_BATCH) {
-      const batch = ids.slice(i, i + FACTS_READ_BATCH);
+    // At most etcd's --max-txn-ops ranges in one read.
+    const perRead = Math.min(FACTS_READ_BATCH, this.opts.maxOps ?? DEFAULT_SETTINGS.txnMaxOps);
+    for (let i = 0; i < ids.length; i += perRead) {
+      const batch = ids.slice(i, i + perRead);
       const { kvs } = await readKeys(client, batch.map((id) => keyspace.facts(id)));
       for (const [j, id] of batch.entries()) {
         const kv = kvs[j];

@@ -66,6 +66,8 @@ export interface NodeStoreOptions {
   fence?: Fence;
   /** CAS attempts before giving up with ConflictError (default: settings.nodeCasAttempts). */
   maxAttempts?: number;
+  /** Keys one read transaction of `getMany` holds: etcd's --max-txn-ops (default: settings.txnMaxOps). */
+  maxOps?: number;
 }
 
 /** A record for a node seen for the first time (first contact, or a hello before the reconciler). */
@@ -83,6 +85,7 @@ export class NodeStore {
   private readonly clock: Clock;
   private readonly fence?: Fence;
   private readonly maxAttempts: number;
+  private readonly maxOps: number;
 
   constructor(options: NodeStoreOptions) {
     this.client = options.client;
@@ -91,6 +94,7 @@ export class NodeStore {
     this.clock = options.clock;
     this.fence = options.fence;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_SETTINGS.nodeCasAttempts;
+    this.maxOps = options.maxOps ?? DEFAULT_SETTINGS.txnMaxOps;
   }
 
   get(id: string): Promise<VersionedNode | undefined> {
@@ -99,11 +103,11 @@ export class NodeStore {
 
   /**
    * Several node records by id (absent and unreadable ones are missing from the map): one read per
-   * `chunk` keys instead of one per node, for a job's batch of thousands.
+   * `maxOps` keys instead of one per node, for a job's batch of thousands.
    */
-  async getMany(ids: readonly string[], chunk = DEFAULT_SETTINGS.txnMaxOps): Promise<Map<string, VersionedNode>> {
+  async getMany(ids: readonly string[]): Promise<Map<string, VersionedNode>> {
     const out = new Map<string, VersionedNode>();
-    const kvs = await readKeysChunked(this.client, ids.map((id) => this.keyspace.node(id)), chunk);
+    const kvs = await readKeysChunked(this.client, ids.map((id) => this.keyspace.node(id)), this.maxOps);
     kvs.forEach((kv, j) => {
       if (!kv) return;
       // An unreadable record is left out: the caller's own get() of it reports why.

@@ -8,7 +8,6 @@ import type { Etcd3 } from 'etcd3';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, type Facts, type Keyspace } from '../../shared';
 import type { Bundle } from '../../shared/bundle';
 import { readKeys, readKeysChunked, readRecord } from '../etcd-txn';
-import { DEFAULT_SETTINGS } from '../options';
 import { readSnapshot } from '../snapshot';
 import { decodeGroup, type GroupRecord } from '../config/group-store';
 import { parseBundleInfo } from '../config/source-pins';
@@ -75,9 +74,12 @@ export class ConfigReader {
     return parseFacts(kvs[0]?.value.toString());
   }
 
-  /** Several nodes' facts, one read per `--max-txn-ops` keys (nodes without readable facts are missing from the map). */
-  async factsOf(nodeIds: readonly string[]): Promise<Map<string, Partial<Facts>>> {
-    const kvs = await readKeysChunked(this.client, nodeIds.map((id) => this.keyspace.facts(id)), DEFAULT_SETTINGS.txnMaxOps);
+  /**
+   * Several nodes' facts, one read per `maxOps` keys (settings.txnMaxOps: etcd's --max-txn-ops);
+   * nodes without readable facts are missing from the map.
+   */
+  async factsOf(nodeIds: readonly string[], maxOps: number): Promise<Map<string, Partial<Facts>>> {
+    const kvs = await readKeysChunked(this.client, nodeIds.map((id) => this.keyspace.facts(id)), maxOps);
     const out = new Map<string, Partial<Facts>>();
     kvs.forEach((kv, i) => {
       const facts = parseFacts(kv?.value.toString());

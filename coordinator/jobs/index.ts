@@ -38,7 +38,7 @@ export interface JobsOptions {
   observer?: JobObserver;
   /** What one transaction may hold (settings' txnMaxOps, txnMaxBytes: etcd's limits); default: the built-in defaults. */
   limits?: TxnLimits;
-  /** Default: settings' jobRetention, jobRetentionAgeMs, jobTrimIntervalMs, txnMaxOps. */
+  /** Default: settings' jobRetention, jobRetentionAgeMs, jobTrimIntervalMs, and `limits.maxOps`. */
   retention?: { policy: RetentionPolicy; policyNow?: () => Promise<RetentionPolicy>; intervalMs: number; maxOps: number };
 }
 
@@ -63,7 +63,7 @@ export function createJobs(o: JobsOptions): Jobs {
   });
   const retention = new JobRetention({
     client: o.client, keyspace: o.keyspace, store, events: o.events, fence: o.fence, isLeader: o.isLeader, clock: o.clock, logger,
-    ...(o.retention ?? { policy: { keep: D.jobRetention, maxAgeMs: D.jobRetentionAgeMs }, intervalMs: D.jobTrimIntervalMs, maxOps: D.txnMaxOps }),
+    ...(o.retention ?? { policy: { keep: D.jobRetention, maxAgeMs: D.jobRetentionAgeMs }, intervalMs: D.jobTrimIntervalMs, maxOps: store.limits.maxOps }),
   });
   return { store, starter, runner, retention, handlers: createJobServiceHandlers({ store, starter, keyspace: o.keyspace, logger }) };
 }

@@ -50,7 +50,6 @@ import {
   rollbackCommandId, rollbackEnd, rollbackOrder, rollbackRefusal, rollbackStartChange, rolledBackNodeChange, rollsBack,
 } from './job-rollback';
 import { Redactor } from '../../shared/secret-envelope';
-import { DEFAULT_SETTINGS } from '../options';
 import { BatchLoader } from './batch-loader';
 
 /** What a job's progress needs from the runner. */
@@ -94,7 +93,9 @@ export class JobProgress {
     setMaxListeners(0, this.cancel.signal, this.halted.signal);
     this.log = o.logger.child({ component: 'job-runner', jobId });
     this.bundles = new BundleResolver(o.config);
-    this.facts = new BatchLoader((ids) => o.config.factsOf(ids), DEFAULT_SETTINGS.txnMaxOps);
+    // One read per etcd --max-txn-ops keys: the limits the store was given (settings.txnMaxOps).
+    const maxOps = o.store.limits.maxOps;
+    this.facts = new BatchLoader((ids) => o.config.factsOf(ids, maxOps), maxOps);
   }
 
   start(): void {

@@ -21,6 +21,7 @@ import { readSnapshot, recordsOf } from '../snapshot';
 import { jobRequest, type StartJob } from './job-request';
 import { ConfigReader } from '../jobs/config-records';
 import type { ReconcilerOptions } from './reconciler-options';
+import { DEFAULT_SETTINGS } from '../options';
 
 /** Node labels plus `facts.<field>` for every facts summary field (numbers as text). */
 export function selectorLabels(labels: Readonly<Record<string, string>>, facts: Partial<Facts> | undefined): Record<string, string> {
@@ -87,6 +88,8 @@ export interface AutoCommissionerOptions extends ReconcilerOptions {
   startJob: StartJob;
   /** Timer pass. @default 30000 */
   intervalMs?: number;
+  /** Keys one read transaction holds (the candidates' facts): etcd's --max-txn-ops. @default settings.txnMaxOps */
+  maxOps?: number;
 }
 
 export class AutoCommissioner {
@@ -154,7 +157,7 @@ export class AutoCommissioner {
     const groups = recordsOf(snap.groups);
     const activeJobs = new Set([...snap.jobs].filter(([, j]) => isActive(j.record.state)).map(([id]) => id));
     const candidates = recordsOf(snap.nodes).filter((n) => isCandidate(n, activeJobs));
-    const facts = await new ConfigReader(this.o.client, this.o.keyspace).factsOf(candidates.map((n) => n.id));
+    const facts = await new ConfigReader(this.o.client, this.o.keyspace).factsOf(candidates.map((n) => n.id), this.o.maxOps ?? DEFAULT_SETTINGS.txnMaxOps);
     const nodes = candidates.map((n) => ({ record: n, facts: facts.get(n.id) }));
     const plan = planAutoCommission({ nodes, groups, activeJobs });
     const created: string[] = [];

@@ -98,6 +98,8 @@ export interface DriftWatcherOptions {
   logger: Logger;
   /** Timer pass. @default 30000 */
   intervalMs?: number;
+  /** Keys one read transaction holds (job and job node records by key): etcd's --max-txn-ops. @default settings.txnMaxOps */
+  maxOps?: number;
   /** @default DEFAULT_DEBOUNCE_MS */
   debounceMs?: number;
 }
@@ -108,6 +110,7 @@ export class DriftWatcher {
   private readonly configs: ConfigReader;
   private watch?: PrefixWatch;
   private readonly intervalMs: number;
+  private readonly maxOps: number;
   /** Nodes whose records were written or deleted since the last pass (the watch's events). */
   private changedNodes = new Set<string>();
   /** The next pass reads everything: at start, after a job record, group or watch (re)connect changed. */
@@ -121,6 +124,7 @@ export class DriftWatcher {
     this.log = o.logger.child({ component: 'drift-watcher' });
     this.configs = new ConfigReader(o.client, o.keyspace);
     this.intervalMs = o.intervalMs ?? 30_000;
+    this.maxOps = o.maxOps ?? DEFAULT_SETTINGS.txnMaxOps;
     this.loop = new ReconcileLoop({
       name: 'drift', clock: o.clock, logger: this.log, intervalMs: o.intervalMs, debounceMs: o.debounceMs, when: o.isLeader,
       pass: () => this.pass(),
@@ -250,7 +254,7 @@ export class DriftWatcher {
   private async activeAmong(jobIds: readonly string[]): Promise<Set<string>> {
     const out = new Set<string>();
     const ks = this.o.keyspace;
-    const kvs = await readKeysChunked(this.o.client, jobIds.map((id) => ks.job(id)), DEFAULT_SETTINGS.txnMaxOps);
+    const kvs = await readKeysChunked(this.o.client, jobIds.map((id) => ks.job(id)), this.maxOps);
     kvs.forEach((kv, j) => {
       if (!kv) return;
       try {
@@ -285,7 +289,7 @@ export class DriftWatcher {
   private async jobNodeRecords(pairs: readonly { jobId: string; nodeId: string }[]): Promise<Map<string, JobNodeRecord>> {
     const out = new Map<string, JobNodeRecord>();
     const ks = this.o.keyspace;
-    const kvs = await readKeysChunked(this.o.client, pairs.map((p) => ks.jobNode(p.jobId, p.nodeId)), DEFAULT_SETTINGS.txnMaxOps);
+    const kvs = await readKeysChunked(this.o.client, pairs.map((p) => ks.jobNode(p.jobId, p.nodeId)), this.maxOps);
     kvs.forEach((kv, j) => {
       if (!kv) return;
       try {

@@ -9,7 +9,63 @@
  * transaction with zero compares and hides the failure branch's responses behind its own types.
  */
 import { checkDeadline } from './request-binding';
-import { Range, type Etcd3, type IKeyValue, type IRequestOp, type ITxnResponse, type ICompare } from 'etcd3';
+import { Range, type Etcd3, type IKeyValue, type IRequestOp, type ITxnRequest, type ITxnResponse, type ICompare } from 'etcd3';
+import { FailedPreconditionError } from '../shared';
+
+/**
+ * etcd refused a transaction for its size: more compares, writes or reads than its
+ * `--max-txn-ops`, or more bytes than its `--max-request-bytes`. The coordinator keeps within
+ * the limits it was given (`--etcd-max-txn-ops`, `--etcd-max-request-bytes`), so the message
+ * names the flag that disagrees with etcd. A group committer splits on it (txn-batch.ts
+ * isTooLarge); what cannot be split reaches the caller with this message.
+ */
+export class EtcdLimitError extends FailedPreconditionError {
+  constructor(readonly limit: 'ops' | 'bytes', message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Approximate bytes of a request: its keys and values (what etcd's limit is mostly spent on). */
+function requestBytes(req: ITxnRequest): number {
+  const len = (b: Buffer | string | undefined): number => (b === undefined ? 0 : Buffer.byteLength(b));
+  let n = 0;
+  for (const c of req.compare ?? []) n += len(c.key) + len(c.value) + len(c.range_end);
+  for (const op of [...(req.success ?? []), ...(req.failure ?? [])]) {
+    const one = op.request_put ?? op.request_range ?? op.request_delete_range;
+    n += len(one?.key) + len(op.request_put?.value) + len(op.request_range?.range_end ?? op.request_delete_range?.range_end);
+  }
+  return n;
+}
+
+/**
+ * etcd's refusal of `req` for its size as an EtcdLimitError naming the coordinator flag to set
+ * (etcd's messages: rpctypes ErrGRPCTooManyOps, ErrGRPCRequestTooLarge, and gRPC's "received
+ * message larger than max" past etcd's receive limit, --max-request-bytes plus 512 KiB); other
+ * errors unchanged.
+ */
+export function etcdLimitError(err: unknown, req: ITxnRequest): unknown {
+  const text = err instanceof Error ? err.message : String(err);
+  if (/too many operations in txn request/i.test(text)) {
+    const ops = Math.max(req.compare?.length ?? 0, req.success?.length ?? 0, req.failure?.length ?? 0);
+    return new EtcdLimitError('ops', `etcd refused a transaction of ${ops} operations (its --max-txn-ops is lower): ` +
+      'start the coordinator with --etcd-max-txn-ops equal to etcd\'s --max-txn-ops', { cause: err });
+  }
+  // Not every RESOURCE_EXHAUSTED: etcd's NOSPACE (its quota) is one too.
+  if (/request is too large|message larger than max/i.test(text)) {
+    return new EtcdLimitError('bytes', `etcd refused a request of about ${requestBytes(req)} bytes (its --max-request-bytes is lower): ` +
+      'start the coordinator with --etcd-max-request-bytes equal to etcd\'s --max-request-bytes, or raise both', { cause: err });
+  }
+  return err;
+}
+
+/** One transaction; etcd's refusal for its size becomes an EtcdLimitError. */
+async function txn(client: Etcd3, req: ITxnRequest): Promise<ITxnResponse> {
+  try {
+    return await client.kv.txn(req);
+  } catch (err) {
+    throw etcdLimitError(err, req);
+  }
+}
 
 export type CompareTarget = 'Create' | 'Mod' | 'Version' | 'Value';
 export type CompareOp = '==' | '!=' | '<' | '>';
@@ -93,7 +149,7 @@ export async function runTxn(client: Etcd3, compares: readonly Compare[], ops: r
   // Not after the deadline of the request this write is for (request-binding.ts).
   if (ops.length > 0) checkDeadline('the etcd transaction');
   const guarded = [...new Set(compares.map((c) => c.key))];
-  const response = await client.kv.txn({
+  const response = await txn(client, {
     compare: compares.map(toCompare),
     success: ops.map(toOp),
     failure: guarded.map((key) => ({ request_range: { key: Buffer.from(key) } })),
@@ -113,7 +169,7 @@ export async function readPrefixes(
   client: Etcd3,
   prefixes: readonly { prefix: string; keysOnly?: boolean }[],
 ): Promise<{ revision: string; kvs: IKeyValue[][] }> {
-  const response = await client.kv.txn({
+  const response = await txn(client, {
     compare: [],
     success: prefixes.map(({ prefix, keysOnly }) => {
       const range = Range.prefix(prefix);
@@ -126,7 +182,7 @@ export async function readPrefixes(
 
 /** Reads single keys at one revision; missing keys are undefined. */
 export async function readKeys(client: Etcd3, keys: readonly string[]): Promise<{ revision: string; kvs: (IKeyValue | undefined)[] }> {
-  const response = await client.kv.txn({
+  const response = await txn(client, {
     compare: [],
     success: keys.map((key) => ({ request_range: { key: Buffer.from(key) } })),
     failure: [],

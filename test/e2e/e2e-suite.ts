@@ -4,7 +4,7 @@
  * printed under the test — a failing e2e test without its logs is a guessing game.
  */
 import type { Context } from 'mocha';
-import { EtcdServer, TestCluster, wipeEtcd, type TestClusterOptions } from '../helpers';
+import { EtcdServer, TestCluster, wipeEtcd, type EtcdStartOptions, type TestClusterOptions } from '../helpers';
 
 export interface E2eSuite {
   /** The suite's etcd (running unless a test stopped it). */
@@ -15,14 +15,17 @@ export interface E2eSuite {
   startCluster(options?: TestClusterOptions): Promise<TestCluster>;
 }
 
-/** Call inside a `describe`: installs before/afterEach/after hooks and returns the accessors. */
-export function e2eSuite(name: string): E2eSuite {
+/**
+ * Call inside a `describe`: installs before/afterEach/after hooks and returns the accessors.
+ * `etcdOptions`: how the suite's etcd is started (e.g. extra flags).
+ */
+export function e2eSuite(name: string, etcdOptions: EtcdStartOptions = {}): E2eSuite {
   let etcd: EtcdServer | undefined;
   let current: TestCluster | undefined;
 
   before(async function (this: Context) {
     this.timeout(60_000);
-    etcd = await EtcdServer.start(name);
+    etcd = await EtcdServer.start(name, etcdOptions);
   });
 
   afterEach(async function (this: Context) {

@@ -44,6 +44,14 @@ export async function writeEtcdServingFiles(dir: string): Promise<{ caFile: stri
   return files;
 }
 
+export interface EtcdStartOptions {
+  /**
+   * More etcd flags after the test defaults, kept across stop() and start(): e.g.
+   * `['--max-txn-ops', '16']` for an etcd with a lower limit than its default.
+   */
+  extraArgs?: readonly string[];
+}
+
 export class EtcdServer {
   readonly dataDir: string;
   readonly logFile: string;
@@ -52,15 +60,18 @@ export class EtcdServer {
   private clients: Etcd3[] = [];
   private authEnabled = false;
 
-  private constructor(readonly name: string, readonly clientPort: number, readonly peerPort: number, readonly baseDir: string, readonly rootTls: EtcdTls) {
+  private constructor(
+    readonly name: string, readonly clientPort: number, readonly peerPort: number, readonly baseDir: string, readonly rootTls: EtcdTls,
+    private readonly options: EtcdStartOptions,
+  ) {
     this.dataDir = join(baseDir, 'data');
     this.logFile = join(baseDir, 'etcd.log');
   }
 
-  static async start(name = 'test'): Promise<EtcdServer> {
+  static async start(name = 'test', options: EtcdStartOptions = {}): Promise<EtcdServer> {
     const baseDir = mkdtempSync(join(tmpdir(), `etcd-${name}-`));
     await writeEtcdServingFiles(baseDir);
-    const server = new EtcdServer(name, await freePort(), await freePort(), baseDir, await (await testPki()).etcdTls(ETCD_ROOT_USER));
+    const server = new EtcdServer(name, await freePort(), await freePort(), baseDir, await (await testPki()).etcdTls(ETCD_ROOT_USER), options);
     await server.start();
     return server;
   }
@@ -85,7 +96,7 @@ export class EtcdServer {
       bin: ETCD_BIN, name: this.name, dataDir: this.dataDir, clientPort: this.clientPort, peerPort: this.peerPort, logFile: this.logFile,
       tls: etcdServingFiles(this.baseDir),
       // Small and fast: tests wait for leases of 2-3 s to expire.
-      extraArgs: ['--heartbeat-interval', '50', '--election-timeout', '500'],
+      extraArgs: ['--heartbeat-interval', '50', '--election-timeout', '500', ...(this.options.extraArgs ?? [])],
     });
     this.proc = proc;
     this.exited = exited(proc);

@@ -1,5 +1,5 @@
 /** The one shared test-helper module (etcd3's test/util.ts). */
-export { EtcdServer, ETCD_BIN, useEtcd, type EtcdSuite } from './etcd-server';
+export { EtcdServer, ETCD_BIN, useEtcd, type EtcdStartOptions, type EtcdSuite } from './etcd-server';
 export { freePort } from './ports';
 export { waitFor, expectReject, delay } from './wait';
 export { ManagedProcess, spawnNode, run, clusterctl, REPO_ROOT, DIST, BIN, type RunResult, type SpawnOptions } from './processes';

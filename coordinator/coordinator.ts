@@ -286,7 +286,7 @@ export class Coordinator {
         ...createFactsRefreshHandlers({ streams: this.streams, readNode: clusterReads.readNodeDetail, clock, logger: this.log }),
         // Operator writes are not leader-only: an unfenced store (CAS + event still apply).
         ...createNodeAdminHandlers({
-          client, keyspace, logger: this.log, events: this.events, clock,
+          client, keyspace, logger: this.log, events: this.events, clock, txnMaxOps: settings.txnMaxOps,
           nodes: new NodeStore({ client, keyspace, events: this.events, clock, maxAttempts: settings.nodeCasAttempts, maxOps: settings.txnMaxOps }),
         }),
         ...createEventServiceHandlers({ client, keyspace, events: this.events, logger: this.log, settings }),

@@ -12,6 +12,7 @@ import type { EventLog } from './event-log';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
 import type { Node } from '../generated/cluster/v1/Node';
 import { readKeys } from './etcd-txn';
+import { DEFAULT_SETTINGS } from './options';
 import { newNodeRecord, type NodeStore } from './node-store';
 import { describeExpected, parseIdentifier, PRE_REGISTERED_ID } from './pre-registration';
 
@@ -34,6 +35,8 @@ export interface NodeAdminOptions {
   clock: Clock;
   /** How long a node must have been unreachable before `node delete` without --force (default 24 h). */
   deleteUnreachableMs?: number;
+  /** etcd's --max-txn-ops (settings.txnMaxOps): DeletePreRegistered deletes in one transaction. @default 128 */
+  txnMaxOps?: number;
 }
 
 /** Default of NodeAdminOptions.deleteUnreachableMs: a day, long past any reboot or network blip. */
@@ -222,6 +225,13 @@ export function createNodeAdminHandlers(options: NodeAdminOptions): NodeAdminHan
   const deletePreRegistered = unary(async (req: { ids: string[] }, call: AuthenticatedCall) => {
     const actor = actorOf(call);
     const ids = preRegisteredIds(req.ids, 'DeletePreRegistered');
+    // One transaction deletes them all or none: its deletes, the event and the event counter.
+    const maxOps = options.txnMaxOps ?? DEFAULT_SETTINGS.txnMaxOps;
+    const most = Math.max(1, maxOps - 2);
+    if (ids.length > most) {
+      throw new InvalidArgumentError(`DeletePreRegistered: at most ${most} at a time (got ${ids.length}): they are deleted in one etcd transaction, ` +
+        `and etcd takes ${maxOps} operations in one (--etcd-max-txn-ops); delete them in parts`);
+    }
     const found = await readKeys(client, ids.map((id) => keyspace.node(id)));
     const records = ids.map((id, i) => {
       const kv = found.kvs[i];

@@ -108,7 +108,8 @@ describe('pre-registration (real coordinator, etcd, gRPC)', function () {
     await env.client.put(env.ks.facts(id)).value(JSON.stringify({ collectedAt: new Date().toISOString(), ...f })).exec();
   }
 
-  it('Discover → New records naming what they expect; a matching agent takes the record (labels, event), others wait; delete removes only pre-registrations', async () => {
+  /** A leading coordinator at the default settings, and an operator's client of it. */
+  async function leader(): Promise<ClusterServiceClient> {
     coord = new Coordinator({
       etcd: env.client, keyspace: env.ks, logger, replicaId: 'r1', listen: '127.0.0.1:0',
       electionTtlMs: 3000, pingIntervalMs: 300, resyncIntervalMs: 1000, pki: await pki.coordinatorPki(env.client, env.ks),
@@ -118,6 +119,11 @@ describe('pre-registration (real coordinator, etcd, gRPC)', function () {
     const cl = new api.cluster.v1.ClusterService(coord.address, await pki.credentials('operator'));
     client = cl;
     await waitFor('r1 to lead', () => coord?.isLeader() ?? false, { timeoutMs: 15_000 });
+    return cl;
+  }
+
+  it('Discover → New records naming what they expect; a matching agent takes the record (labels, event), others wait; delete removes only pre-registrations', async () => {
+    const cl = await leader();
 
     const bad = await call(cl.discover.bind(cl), { identifiers: ['SN-4711', 'not valid!'], labels: {} }).then(() => undefined, (e: unknown) => e as Error & { code: number });
     expect(bad?.code).to.equal(grpc.status.INVALID_ARGUMENT);
@@ -148,5 +154,22 @@ describe('pre-registration (real coordinator, etcd, gRPC)', function () {
     expect(deleted.nodes?.map((n) => n.id)).to.deep.equal(['ip-10.9.9.9']);
     expect(await readNode('ip-10.9.9.9')).to.equal(undefined);
     expect(await readNode('agent-a'), 'an agent\'s node is not touched').to.not.equal(undefined);
+  });
+
+  it('DeletePreRegistered of more than one transaction holds (126 at etcd\'s default 128 operations) is refused naming the limit, and deletes nothing', async () => {
+    const cl = await leader();
+    const ips = Array.from({ length: 127 }, (_, i) => `10.7.${Math.floor(i / 100)}.${i % 100}`);
+    expect((await call(cl.discover.bind(cl), { identifiers: ips, labels: {} })).nodes).to.have.length(127);
+    const countKept = async (): Promise<number> => Object.keys(await env.client.getAll().prefix(env.ks.nodesPrefix()).strings()).length;
+
+    const refused = await call(cl.deletePreRegistered.bind(cl), { ids: ips }).then(() => undefined, (e: unknown) => e as Error & { code: number });
+    expect(refused?.code, refused?.message).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(refused?.message).to.equal('DeletePreRegistered: at most 126 at a time (got 127): they are deleted in one etcd transaction, and etcd takes 128 operations in one (--etcd-max-txn-ops); delete them in parts');
+    expect(await countKept(), 'nothing deleted').to.equal(127);
+
+    // As many as fit: deleted together.
+    const deleted = await call(cl.deletePreRegistered.bind(cl), { ids: ips.slice(0, 126) });
+    expect(deleted.nodes).to.have.length(126);
+    expect(await countKept()).to.equal(1);
   });
 });

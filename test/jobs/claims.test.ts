@@ -36,10 +36,12 @@ class CountingStore extends JobStore {
     this.claims++;
     const first = ops[0];
     const jobId = first.kind === 'put' && typeof first.value === 'string' ? (JSON.parse(first.value) as { currentJob: string }).currentJob : '';
-    await this.beforeClaim?.(keys, jobId);
+    // In flight from the moment the starter sends it: counted before the race's own write, which
+    // would otherwise let a chunk without one finish before the others were counted.
     this.inFlight++;
     this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
     try {
+      await this.beforeClaim?.(keys, jobId);
       return await super.txn(compares, ops);
     } finally {
       this.inFlight--;

@@ -84,12 +84,15 @@ describe('file unit (real files under a node root)', () => {
     mkdirSync(join(node.root, 'etc/app'), { recursive: true });
     writeFileSync(join(node.root, 'etc/app/target'), 'untouched\n');
     symlinkSync('target', join(node.root, 'etc/app/app.conf'));
-    // A temporary left by an agent killed mid-write.
-    writeFileSync(join(node.root, 'etc/app/.app.conf.cluster-tmp-999-dead'), 'half');
+    // Temporaries left by writers killed mid-write, of this file and of another one in the
+    // directory (4194305 is past Linux's largest pid: never alive), and one of a live writer
+    // (the process that started this test: `cluster-agent apply` beside the agent).
+    const live = `.other.conf.cluster-tmp-${process.ppid}-cd34`;
+    for (const name of ['.app.conf.cluster-tmp-4194305-dead', '.other.conf.cluster-tmp-4194305-ab12', live]) writeFileSync(join(node.root, 'etc/app', name), 'half');
     const r = await fileUnit.apply(spec(), node.ctx());
     expect(r.summary).to.match(/replace symlink with a file/);
     expect(readFileSync(join(node.root, 'etc/app/target'), 'utf8'), 'the link target is not written through').to.equal('untouched\n');
-    expect(readdirSync(join(node.root, 'etc/app')).sort()).to.deep.equal(['app.conf', 'target']);
+    expect(readdirSync(join(node.root, 'etc/app')).sort(), 'the dead writers\' temporaries swept, the live one\'s kept').to.deep.equal([live, 'app.conf', 'target']);
   });
 
   it('keeps paths inside the root; refuses directories in the way and an un-inlined source', async () => {

@@ -5,7 +5,8 @@
  * out through `send`, which the stream session provides and which drops them while no
  * welcomed stream is open: a result whose delivery is uncertain is sent again after the next
  * Welcome (see CommandResults.unacknowledged), progress is live output only, gathered for 250 ms
- * and not sent at all for a command that ends sooner (progress-gatherer.ts).
+ * (progress-gatherer.ts: not sent at all for a command that ends sooner when its result says
+ * the same).
  *
  * A command's secret variables (Command.secretVariables, docs/secrets.md) and the content of
  * its bundle's secret file units are redacted from every progress message and from the result before it is kept, logged or sent: a failing unit
@@ -81,8 +82,8 @@ export class CommandRunner {
       gathered.push({ ...redactor.redactDeep(u), commandId: cmd.id });
     };
     const done = runCommand(this.o.handler, cmd, progress, controller).then((raw) => {
-      gathered.discard();
       const result = redactor.redactDeep(raw);
+      gathered.end(result);
       this.o.results.record(result);
       if (this.running?.id === cmd.id) this.running = undefined;
       log.info('command finished', { commandId: cmd.id, kind, outcome: result.outcome, error: result.error || undefined });

@@ -1,9 +1,13 @@
 /**
  * A running command's progress as the agent sends it: gathered for `periodMs` (250 ms), then
  * sent as one message per unit with that unit's latest state, its output chunks joined in the
- * order they came. Nothing is sent for a command that ends sooner: its result carries every
- * unit's final state (the report) and its whole output, and the coordinator's record of a
- * finished node takes those over progress (job-outcome.ts unitsWithReport).
+ * order they came.
+ *
+ * When the command ends, what is pending is dropped only when the result says all of it: a
+ * report that lists every unit that ran (apply, remove, plan) and the whole output, which a
+ * finished node's record takes over progress (job-outcome.ts unitsWithReport). Otherwise it is
+ * sent before the result: a verify's report keeps only the drift (its unchanged units are known
+ * from progress alone), an exec's result has no report, nor has a handler that threw.
  *
  * Without it each unit cost two messages ("running", then its end), and the leader handles each
  * one: a 50-unit bundle on 1,000 nodes was 100,000 messages.
@@ -14,11 +18,12 @@
  * output joins the unit's last pending message; anything else is appended.
  */
 import type { CommandProgress } from '../generated/cluster/v1/CommandProgress';
+import type { CommandResult } from '../generated/cluster/v1/CommandResult';
 import type { Clock, Timer } from '../shared/clock';
 
 /** How long progress gathers before it is sent. */
 export const PROGRESS_GATHER_MS = 250;
-/** Pending output past this is sent at once (a gRPC message has a size limit; output is a stream). */
+/** Pending output past this many bytes is sent at once (a gRPC message has a size limit; output is a stream). */
 export const PROGRESS_OUTPUT_FLUSH_BYTES = 64 * 1024;
 
 export interface ProgressGathererOptions {
@@ -46,7 +51,7 @@ export class ProgressGatherer {
   push(p: CommandProgress): void {
     if (this.ended) return;
     this.merge(p);
-    this.pendingOutput += p.output?.length ?? 0;
+    this.pendingOutput += p.output ? Buffer.byteLength(p.output) : 0;
     if (this.pendingOutput >= (this.o.outputFlushBytes ?? PROGRESS_OUTPUT_FLUSH_BYTES)) {
       this.flush();
       return;
@@ -64,13 +69,20 @@ export class ProgressGatherer {
     for (const p of out) this.o.send(p);
   }
 
-  /** The command ended: its result says everything the pending progress would (and later pushes are dropped). */
-  discard(): void {
+  /**
+   * The command ended with `result`, which is sent next: what is pending is dropped when the
+   * result says all of it (resultCoversProgress), else sent first. Later pushes are dropped.
+   */
+  end(result: Pick<CommandResult, 'report'>): void {
+    if (resultCoversProgress(result)) {
+      this.timer?.cancel();
+      this.timer = undefined;
+      this.pending = [];
+      this.pendingOutput = 0;
+    } else {
+      this.flush();
+    }
     this.ended = true;
-    this.timer?.cancel();
-    this.timer = undefined;
-    this.pending = [];
-    this.pendingOutput = 0;
   }
 
   private merge(p: CommandProgress): void {
@@ -89,4 +101,13 @@ export class ProgressGatherer {
     }
     this.pending.push({ ...p });
   }
+}
+
+/**
+ * Whether a result says everything its command's progress did: a report that lists every unit
+ * that ran (apply, remove and plan do; a verify keeps only the drift) with the output beside it.
+ * An exec's result and a failed handler's have no report.
+ */
+export function resultCoversProgress(result: Pick<CommandResult, 'report'>): boolean {
+  return result.report !== undefined && result.report !== null && result.report.mode !== 'verify';
 }

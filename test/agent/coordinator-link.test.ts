@@ -18,7 +18,7 @@ import { createLogger } from '../../shared/logger';
 import { loadProto } from '../../shared/proto';
 import { serverCredentials } from '../../shared/pki';
 import { ClusterCa, type KeyAndCertificate } from '../../shared/pki/cluster-ca';
-import { agentCredentials, EtcdServer, TcpProxy, testPki, waitFor } from '../helpers';
+import { agentCredentials, delay, EtcdServer, TcpProxy, testPki, waitFor } from '../helpers';
 
 type Stream = grpc.ServerDuplexStream<AgentMessage__Output, CoordinatorMessage>;
 
@@ -127,6 +127,10 @@ describe('agent coordinator link', function () {
         if (cmd.id === 'slow') {
           return new Promise((resolve) => signal.addEventListener('abort', () => resolve({ outcome: 'failed', error: 'stopped' }), { once: true }));
         }
+        if (cmd.id === 'applied') {
+          // An apply's report lists every unit that ran: its result says what progress would.
+          return Promise.resolve({ outcome: 'succeeded', report: { mode: 'apply', bundle: { name: 'b', version: '1' }, ok: true, changed: [], units: [], probes: [], failure: null } });
+        }
         return Promise.resolve({ outcome: 'succeeded', output: `ran ${cmd.id}` });
       },
     };
@@ -138,17 +142,24 @@ describe('agent coordinator link', function () {
     await waitFor('second result', () => c.of('result').length === 2);
     expect(runs).to.equal(1);
     expect(c.of('result').map((m) => m.result?.output)).to.deep.equal(['ran once', 'ran once']);
-    // A command that ends within the 250 ms of gathering sends no progress: its result says it all.
-    expect(c.of('progress'), 'no progress of the command that ended at once').to.deep.equal([]);
+    // A command that ends within the 250 ms of gathering without a report (an exec's result):
+    // its progress goes out at once, before its result.
+    expect(c.of('progress').map((m) => m.progress)).to.deep.equal([{ commandId: 'once', unitId: 'u1', status: 'running', message: 'once', output: '' }]);
+    expect(c.received.findIndex((r) => r.msg.body === 'progress'), 'progress before the result').to.be.lessThan(c.received.findIndex((r) => r.msg.body === 'result'));
 
     stream?.write({ command: { id: 'slow', kind: 'COMMAND_KIND_APPLY' } });
     await waitFor('slow to start', () => runs === 2);
     // One that runs on sends its progress once gathered.
-    await waitFor('the slow command\'s progress', () => c.of('progress').length > 0);
-    expect(c.of('progress').map((m) => m.progress)).to.deep.equal([{ commandId: 'slow', unitId: 'u1', status: 'running', message: 'slow', output: '' }]);
+    await waitFor('the slow command\'s progress', () => c.of('progress').length > 1);
+    expect(c.of('progress').slice(1).map((m) => m.progress)).to.deep.equal([{ commandId: 'slow', unitId: 'u1', status: 'running', message: 'slow', output: '' }]);
     stream?.write({ cancel: { commandId: 'slow', reason: 'operator' } });
     await waitFor('cancelled result', () => c.of('result').some((m) => m.result?.commandId === 'slow'));
     expect(c.of('result').find((m) => m.result?.commandId === 'slow')?.result).to.deep.include({ outcome: 'cancelled', error: 'cancelled: operator' });
+
+    stream?.write({ command: { id: 'applied', kind: 'COMMAND_KIND_APPLY' } });
+    await waitFor('the apply\'s result', () => c.of('result').some((m) => m.result?.commandId === 'applied'));
+    await delay(400);
+    expect(c.of('progress').filter((m) => m.progress?.commandId === 'applied'), 'no progress of an apply that ended at once').to.deep.equal([]);
   });
 
   it('a result finished while disconnected is delivered after the reconnect, and the Hello says what runs', async () => {

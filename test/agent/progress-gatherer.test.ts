@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { ManualClock } from '../../shared';
 import { ProgressGatherer } from '../../agent/progress-gatherer';
 import type { CommandProgress } from '../../generated/cluster/v1/CommandProgress';
+import type { CommandResult } from '../../generated/cluster/v1/CommandResult';
 
 /** What the coordinator keeps of a stream of progress (command-dispatch.ts onProgress). */
 function coordinatorView(messages: readonly CommandProgress[]): { units: string[]; output: string } {
@@ -45,13 +46,32 @@ describe('agent progress gathering', () => {
     expect(clock.pending(), 'no timer left').to.equal(0);
   });
 
-  it('a command that ends within the period sends no progress at all, and nothing it pushes later', async () => {
-    g.push(up('a', 'running'));
-    g.push(up('a', 'unchanged'));
-    g.discard();
-    g.push(up('b', 'running'));
+  const report = (mode: string): CommandResult['report'] => ({ mode, bundle: { name: 'b', version: '1' }, ok: true, changed: [], units: [], probes: [], failure: null });
+
+  it('an apply, remove or plan that ends within the period sends no progress: its report lists every unit that ran', async () => {
+    for (const mode of ['apply', 'remove', 'plan']) {
+      const gm = new ProgressGatherer({ clock, send: (p) => { sent.push(p); } });
+      gm.push(up('a', 'running'));
+      gm.push(up('a', 'unchanged'));
+      gm.end({ report: report(mode) });
+      gm.push(up('b', 'running'));
+    }
     await clock.advance(1000);
     expect(sent).to.deep.equal([]);
+    expect(clock.pending()).to.equal(0);
+  });
+
+  it('a verify (its report keeps only the drift), an exec and a failed handler (no report) send what is pending at once as they end', async () => {
+    for (const r of [{ report: report('verify') }, { report: null }, {}]) {
+      const gm = new ProgressGatherer({ clock, send: (p) => { sent.push(p); } });
+      gm.push(up('a', 'running'));
+      gm.push(up('a', 'unchanged'));
+      gm.end(r);
+      gm.push(up('b', 'running'));
+    }
+    expect(sent.map((p) => `${p.unitId}:${p.status}`), 'sent before the result, no timer').to.deep.equal(['a:unchanged', 'a:unchanged', 'a:unchanged']);
+    await clock.advance(1000);
+    expect(sent).to.have.length(3);
     expect(clock.pending()).to.equal(0);
   });
 
@@ -67,14 +87,14 @@ describe('agent progress gathering', () => {
     expect(sent.length, 'fewer messages than updates').to.be.lessThan(updates.length);
   });
 
-  it('output past the byte limit is sent at once, in order', async () => {
-    g.push(up('cmd', 'running', 'x'.repeat(60)));
+  it('output past the byte limit (bytes, not characters) is sent at once, in order', async () => {
+    g.push(up('cmd', 'running', 'é'.repeat(30)));
     expect(sent).to.deep.equal([]);
-    g.push(up('cmd', 'running', 'y'.repeat(60)));
-    expect(sent.map((p) => p.output)).to.deep.equal([`${'x'.repeat(60)}${'y'.repeat(60)}`]);
+    g.push(up('cmd', 'running', 'y'.repeat(40)));
+    expect(sent.map((p) => p.output), '60 + 40 bytes (70 characters)').to.deep.equal([`${'é'.repeat(30)}${'y'.repeat(40)}`]);
     g.push(up('cmd', 'running', 'z'));
     await clock.advance(250);
-    expect(sent.map((p) => p.output)).to.deep.equal([`${'x'.repeat(60)}${'y'.repeat(60)}`, 'z']);
+    expect(sent.map((p) => p.output)).to.deep.equal([`${'é'.repeat(30)}${'y'.repeat(40)}`, 'z']);
   });
 
   it('gathers again after each send', async () => {

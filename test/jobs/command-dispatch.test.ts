@@ -177,7 +177,7 @@ describe('command dispatch (timers on the injected clock)', () => {
     await d.outcome;
   });
 
-  it('with more commands in flight than 200 writes a second allow, a node\'s progress is written less often: 1,000 in flight, every 5 s', async () => {
+  it('with more commands in flight than 200 writes a second allow, a node\'s progress is written less often: 1,000 in flight, every 5 s, and never less often than that', async () => {
     const s = new RecordingStream('n1', 'b1');
     streams.register(s);
     // 999 other commands (other nodes) waiting for their results through the same router.
@@ -191,11 +191,19 @@ describe('command dispatch (timers on the injected clock)', () => {
     expect(written, 'not at the 250 ms flush interval').to.deep.equal([]);
     await clock.advance(1);
     expect(written.map((w) => w.units.map((u) => `${u.unitId}:${u.status}`))).to.deep.equal([['a:changed']]);
+    // Never staler than 5 s, however many are in flight (here 4,999 more: 25 s by the rate alone).
+    const more = Array.from({ length: 4000 }, (_, i) => router.listen(`j1/m${i}/1`, {
+      nodeId: `m${i}`, onResult: () => undefined, onProgress: () => undefined, onConnected: () => undefined, onDisconnected: () => undefined, onUnreachable: () => undefined,
+    }));
+    streams.emit('progress', 'n1', { commandId: 'j1/n1/1', unitId: 'a', status: 'changed', message: 'again', output: '' });
+    await clock.advance(5000);
+    expect(written).to.have.length(2);
+    for (const off of more) off();
     // Fewer in flight: back to the flush interval.
     for (const off of others) off();
     streams.emit('progress', 'n1', { commandId: 'j1/n1/1', unitId: 'b', status: 'changed', message: '', output: '' });
     await clock.advance(250);
-    expect(written).to.have.length(2);
+    expect(written).to.have.length(3);
     result('succeeded');
     await d.outcome;
   });

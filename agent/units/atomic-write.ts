@@ -11,9 +11,11 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 const TMP_MARK = '.cluster-tmp-';
+/** `.<name>.cluster-tmp-<pid>-<8 hex>`, as writeFileAtomic names them, with the writer's pid. */
+const TMP_NAME = /^\..+\.cluster-tmp-(\d+)-[0-9a-f]{8}$/;
 
 export function isTemporaryName(name: string): boolean {
-  return name.startsWith('.') && name.includes(TMP_MARK);
+  return TMP_NAME.test(name);
 }
 
 export interface AtomicWriteOptions {
@@ -24,29 +26,32 @@ export interface AtomicWriteOptions {
   durable?: boolean;
 }
 
-/** `.<name>.cluster-tmp-<pid>-<hex>`: the pid of the process that was writing it. */
-const TMP_PID = /\.cluster-tmp-(\d+)-[^/]*$/;
+/** The temporaries this process is writing now (full paths). */
+const writing = new Set<string>();
 
-/** Whether `pid` is a live process (this one included); a name without a pid counts as dead. */
-function alive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return true;
+/**
+ * Whether the temporary `path` of the writer `pid` is a leftover: of this process, one it is
+ * not writing (an agent restarted in a container often gets its predecessor's pid); of another,
+ * one whose writer is gone (`cluster-agent apply` running beside the agent keeps its own).
+ */
+function leftover(path: string, pid: number): boolean {
+  if (pid === process.pid) return !writing.has(path);
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true;
   try {
     process.kill(pid, 0);
-    return true;
+    return false;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    return (err as NodeJS.ErrnoException).code !== 'EPERM';
   }
 }
 
 /**
- * Directories this process has swept of a killed writer's temporaries. One sweep per directory
- * and process finds every leftover in it, whatever file it was for: a live process's
- * temporaries (this one's own, or `cluster-agent apply` running beside the agent) are spared,
- * and this process's never outlive the write that made them. A readdir per written file (152
- * µs in /etc) was a large part of a file unit's cost; per target it was still one per file of
- * a first apply (50 readdirs of /etc for a 50-file bundle). Bounded by the directories the
- * agent writes in.
+ * Directories this process has swept of killed writers' temporaries. One sweep per directory
+ * and process finds every leftover in it, whatever file it was for: a readdir per written file
+ * (152 µs in /etc) was a large part of a file unit's cost, and per target it was still one per
+ * file of a first apply (50 readdirs of /etc for a 50-file bundle). Only names exactly of
+ * writeFileAtomic's form are touched, and only files and symlinks (unlinked, never followed);
+ * a sweep that fails does not fail the write. Bounded by the directories the agent writes in.
  */
 const swept = new Set<string>();
 
@@ -58,8 +63,17 @@ async function sweepStale(dir: string): Promise<void> {
   } catch {
     return;
   }
-  const stale = names.filter((n) => isTemporaryName(n) && !alive(Number(TMP_PID.exec(n)?.[1])));
-  await Promise.all(stale.map((n) => fs.rm(join(dir, n), { force: true })));
+  await Promise.all(names.map(async (name) => {
+    const m = TMP_NAME.exec(name);
+    const path = join(dir, name);
+    if (!m || !leftover(path, Number(m[1]))) return;
+    try {
+      const st = await fs.lstat(path);
+      if (st.isFile() || st.isSymbolicLink()) await fs.unlink(path);
+    } catch {
+      // Gone meanwhile, or not ours to remove: left as it is.
+    }
+  }));
   swept.add(dir);
 }
 
@@ -69,6 +83,23 @@ export async function writeFileAtomic(path: string, data: string | Buffer, optio
   await sweepStale(dir);
   const tmp = join(dir, `.${base}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
   const durable = options.durable ?? true;
+  writing.add(tmp);
+  try {
+    await writeThenRename(tmp, path, data, options, durable);
+  } finally {
+    writing.delete(tmp);
+  }
+  if (durable) {
+    const d = await fs.open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+}
+
+async function writeThenRename(tmp: string, path: string, data: string | Buffer, options: AtomicWriteOptions, durable: boolean): Promise<void> {
   const handle = await fs.open(tmp, 'wx', options.mode);
   try {
     await handle.writeFile(data);
@@ -87,13 +118,5 @@ export async function writeFileAtomic(path: string, data: string | Buffer, optio
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
-  }
-  if (durable) {
-    const d = await fs.open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
   }
 }

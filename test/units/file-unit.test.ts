@@ -84,15 +84,20 @@ describe('file unit (real files under a node root)', () => {
     mkdirSync(join(node.root, 'etc/app'), { recursive: true });
     writeFileSync(join(node.root, 'etc/app/target'), 'untouched\n');
     symlinkSync('target', join(node.root, 'etc/app/app.conf'));
-    // Temporaries left by writers killed mid-write, of this file and of another one in the
-    // directory (4194305 is past Linux's largest pid: never alive), and one of a live writer
-    // (the process that started this test: `cluster-agent apply` beside the agent).
-    const live = `.other.conf.cluster-tmp-${process.ppid}-cd34`;
-    for (const name of ['.app.conf.cluster-tmp-4194305-dead', '.other.conf.cluster-tmp-4194305-ab12', live]) writeFileSync(join(node.root, 'etc/app', name), 'half');
+    // Temporaries left by writers killed mid-write: of this file and of another one in the
+    // directory (4194305 is past Linux's largest pid: never alive), and of this process's pid
+    // (an agent restarted in a container gets its predecessor's) that it is not writing.
+    const dir = join(node.root, 'etc/app');
+    for (const name of ['.app.conf.cluster-tmp-4194305-deadbeef', '.other.conf.cluster-tmp-4194305-0a1b2c3d', `.x.cluster-tmp-${process.pid}-00ff00ff`]) writeFileSync(join(dir, name), 'half');
+    // Kept: a live writer's (the process that started this test: \`cluster-agent apply\` beside
+    // the agent), names not of writeFileAtomic's form, and a directory of that form.
+    const kept = [`.other.conf.cluster-tmp-${process.ppid}-cd34cd34`, '.notes.cluster-tmp-todo', 'a.cluster-tmp-1-deadbeef', '.d.cluster-tmp-4194305-deadbeef'];
+    for (const name of kept.slice(0, 3)) writeFileSync(join(dir, name), 'keep');
+    mkdirSync(join(dir, kept[3]));
     const r = await fileUnit.apply(spec(), node.ctx());
     expect(r.summary).to.match(/replace symlink with a file/);
     expect(readFileSync(join(node.root, 'etc/app/target'), 'utf8'), 'the link target is not written through').to.equal('untouched\n');
-    expect(readdirSync(join(node.root, 'etc/app')).sort(), 'the dead writers\' temporaries swept, the live one\'s kept').to.deep.equal([live, 'app.conf', 'target']);
+    expect(readdirSync(dir).sort(), 'the dead writers\' temporaries swept, nothing else').to.deep.equal([...kept, 'app.conf', 'target'].sort());
   });
 
   it('keeps paths inside the root; refuses directories in the way and an un-inlined source', async () => {

@@ -47,13 +47,13 @@ export function etcdLimitError(err: unknown, req: ITxnRequest): unknown {
   const text = err instanceof Error ? err.message : String(err);
   if (/too many operations in txn request/i.test(text)) {
     const ops = Math.max(req.compare?.length ?? 0, req.success?.length ?? 0, req.failure?.length ?? 0);
-    return new EtcdLimitError('ops', `etcd refused a transaction of ${ops} operations (its --max-txn-ops is lower): ` +
-      'start the coordinator with --etcd-max-txn-ops equal to etcd\'s --max-txn-ops', { cause: err });
+    return new EtcdLimitError('ops', `etcd refused a transaction of ${ops} operations (over its --max-txn-ops): ` +
+      'start the coordinator with --etcd-max-txn-ops equal to etcd\'s --max-txn-ops; if it already is, this request cannot be split: make it smaller', { cause: err });
   }
   // Not every RESOURCE_EXHAUSTED: etcd's NOSPACE (its quota) is one too.
   if (/request is too large|message larger than max/i.test(text)) {
-    return new EtcdLimitError('bytes', `etcd refused a request of about ${requestBytes(req)} bytes (its --max-request-bytes is lower): ` +
-      'start the coordinator with --etcd-max-request-bytes equal to etcd\'s --max-request-bytes, or raise both', { cause: err });
+    return new EtcdLimitError('bytes', `etcd refused a request of about ${requestBytes(req)} bytes (over its --max-request-bytes): ` +
+      'start the coordinator with --etcd-max-request-bytes equal to etcd\'s --max-request-bytes, or raise both; if they are equal, this request cannot be split: make it smaller', { cause: err });
   }
   return err;
 }

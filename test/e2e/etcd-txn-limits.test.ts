@@ -87,7 +87,7 @@ describe(`e2e: etcd with --max-txn-ops ${MAX_TXN_OPS}, coordinator with --etcd-m
     const keys = Array.from({ length: MAX_TXN_OPS + 1 }, (_, i) => ks.node(`n${i}`));
     const puts = (n: number): TxnOp[] => keys.slice(0, n).map((key) => ({ kind: 'put', key, value: '{}' }));
     expect((await runTxn(client, [], puts(MAX_TXN_OPS))).succeeded).to.equal(true);
-    const refusal = `etcd refused a transaction of ${MAX_TXN_OPS + 1} operations (its --max-txn-ops is lower): start the coordinator with --etcd-max-txn-ops equal to etcd's --max-txn-ops`;
+    const refusal = `etcd refused a transaction of ${MAX_TXN_OPS + 1} operations (over its --max-txn-ops): start the coordinator with --etcd-max-txn-ops equal to etcd's --max-txn-ops; if it already is, this request cannot be split: make it smaller`;
     const write = await expectReject(runTxn(client, [], puts(MAX_TXN_OPS + 1)));
     expect(write).to.be.instanceOf(EtcdLimitError);
     expect(write.message).to.equal(refusal);

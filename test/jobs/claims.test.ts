@@ -14,7 +14,9 @@ import { createLogger } from '../../shared/logger';
 import { delay, expectReject } from '../helpers';
 import { useHarness, type Harness } from '../reconcile/harness';
 
-const N = 600;
+// 8 chunks of 127: the first alone, then 7 with at most CLAIM_CONCURRENCY (4) in flight, so a
+// concurrency above 4 would show.
+const N = 900;
 
 /** The real JobStore, counting the claim transactions (several node puts) as they go out. */
 class CountingStore extends JobStore {
@@ -88,7 +90,7 @@ describe('jobs: claims at StartJob (real etcd)', function () {
     };
     const err = await expectReject(start());
     expect(err.message).to.match(new RegExp(`node n${N - 1} changed while job .* was claiming it; retry`));
-    // 3 attempts, each sending all 5 chunks (the victim's, in the parallel part, fails).
+    // 3 attempts, each sending all 8 chunks (the victim's, in the parallel part, fails).
     expect(store.claims, 'claim transactions over the 3 attempts').to.equal(3 * Math.ceil(N / 127));
     expect(store.mostInFlight).to.equal(CLAIM_CONCURRENCY);
     const after = await nodeValues();

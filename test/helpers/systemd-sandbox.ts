@@ -19,7 +19,7 @@
  * from a watchdog inside the namespace when the test process dies without either (SIGKILL).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Message, sessionBus, type Variant } from 'dbus-next';
@@ -198,14 +198,40 @@ export async function startSystemdSandbox(name = 'node', options: { timeoutMs?: 
   let ns: string | undefined;
   let stopped = false;
 
+  /**
+   * An open descriptor of the sandbox's mount namespace, held until stop() has emptied it. A
+   * namespace's inode number is given to the next namespace made once it is freed (the kernel
+   * takes the lowest free one), so without it a stop() that goes on killing "the processes in
+   * mnt:[N]" after its sandbox's last process died could kill a sandbox another test worker was
+   * starting meanwhile (seen: a user manager of systemd-manager.test "exited (signal SIGKILL):
+   * no output" while starting, twice in CI). Held open, the namespace and its number stay.
+   */
+  let pin: number | undefined;
+  const unpin = (): void => {
+    if (pin !== undefined) closeSync(pin);
+    pin = undefined;
+  };
   // Before the manager answered, its namespace may exist already: read it from the child then.
   const sandboxNamespace = (): string | undefined => {
     if (ns !== undefined) return ns;
     // Only while the child lives: once it is reaped its pid can be another process's (pid_max
     // is 32768 here and wraps), and this would kill that process's whole namespace.
-    if (child.exitCode !== null || child.signalCode !== null) return undefined;
-    const seen = child.pid === undefined ? undefined : mountNamespace(child.pid);
-    return seen !== undefined && seen !== mountNamespace('self') ? seen : undefined;
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return undefined;
+    const seen = mountNamespace(child.pid);
+    if (seen === undefined || seen === mountNamespace('self')) return undefined;
+    if (pin === undefined) {
+      try {
+        pin = openSync(`/proc/${child.pid}/ns/mnt`, 'r');
+      } catch {
+        return undefined;
+      }
+      // The child is not reaped yet (its pid is still its own), so this is its namespace, now held.
+      if (mountNamespace(child.pid) !== seen) {
+        unpin();
+        return undefined;
+      }
+    }
+    return seen;
   };
   const killEverything = (target: string | undefined): void => {
     killNamespace(target, child);
@@ -213,6 +239,7 @@ export async function startSystemdSandbox(name = 'node', options: { timeoutMs?: 
   };
   const cleanupSync = (): void => {
     killEverything(sandboxNamespace());
+    unpin();
     for (const cg of cgroups) removeCgroup(cg);
     rmSync(dir, { recursive: true, force: true });
   };
@@ -230,6 +257,7 @@ export async function startSystemdSandbox(name = 'node', options: { timeoutMs?: 
       if (left === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    unpin();
     await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
     // An emptied cgroup can be removed only once the kernel has reaped its last task.
     for (let i = 0; i < 20 && cgroups.some((cg) => existsSync(cg)); i++) {
@@ -246,7 +274,7 @@ export async function startSystemdSandbox(name = 'node', options: { timeoutMs?: 
       // "starting" until default.target is reached; "degraded" when some user unit failed, still usable.
       return state === 'running' || state === 'degraded' ? state : false;
     }, { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 200 });
-    ns = mountNamespace(child.pid ?? -1);
+    ns = sandboxNamespace();
     if (ns === undefined || ns === mountNamespace('self')) {
       throw new Error(`systemd sandbox ${name}: the manager is not in a private mount namespace (${String(ns)})`);
     }

@@ -43,11 +43,6 @@ export class ProgressGatherer {
 
   constructor(private readonly o: ProgressGathererOptions) {}
 
-  /** Messages waiting to be sent. */
-  get size(): number {
-    return this.pending.length;
-  }
-
   push(p: CommandProgress): void {
     if (this.ended) return;
     this.merge(p);
@@ -61,12 +56,7 @@ export class ProgressGatherer {
 
   /** Sends what is pending now. */
   flush(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
-    const out = this.pending;
-    this.pending = [];
-    this.pendingOutput = 0;
-    for (const p of out) this.o.send(p);
+    for (const p of this.take()) this.o.send(p);
   }
 
   /**
@@ -74,15 +64,19 @@ export class ProgressGatherer {
    * result says all of it (resultCoversProgress), else sent first. Later pushes are dropped.
    */
   end(result: Pick<CommandResult, 'report'>): void {
-    if (resultCoversProgress(result)) {
-      this.timer?.cancel();
-      this.timer = undefined;
-      this.pending = [];
-      this.pendingOutput = 0;
-    } else {
-      this.flush();
-    }
+    const pending = this.take();
+    if (!resultCoversProgress(result)) for (const p of pending) this.o.send(p);
     this.ended = true;
+  }
+
+  /** What is pending, taken out (and its timer cancelled). */
+  private take(): CommandProgress[] {
+    this.timer?.cancel();
+    this.timer = undefined;
+    const out = this.pending;
+    this.pending = [];
+    this.pendingOutput = 0;
+    return out;
   }
 
   private merge(p: CommandProgress): void {

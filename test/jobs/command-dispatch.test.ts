@@ -64,6 +64,14 @@ describe('command dispatch (timers on the injected clock)', () => {
     return { outcome, settled: () => done };
   }
 
+  /** `n` other commands (nodes `<prefix>0`...) waiting for their results through the router; returns their unsubscribes. */
+  function waitingCommands(prefix: string, n: number): (() => void)[] {
+    const ignore = (): void => undefined;
+    return Array.from({ length: n }, (_, i) => router.listen(`j1/${prefix}${i}/1`, {
+      nodeId: `${prefix}${i}`, onResult: ignore, onProgress: ignore, onConnected: ignore, onDisconnected: ignore, onUnreachable: ignore,
+    }));
+  }
+
   function result(outcome: string, error = ''): void {
     streams.emit('result', 'n1', { commandId: 'j1/n1/1', outcome, error, report: null, appliedDigest: 'd', exitCode: 0, output: '' });
   }
@@ -181,9 +189,7 @@ describe('command dispatch (timers on the injected clock)', () => {
     const s = new RecordingStream('n1', 'b1');
     streams.register(s);
     // 999 other commands (other nodes) waiting for their results through the same router.
-    const others = Array.from({ length: 999 }, (_, i) => router.listen(`j1/o${i}/1`, {
-      nodeId: `o${i}`, onResult: () => undefined, onProgress: () => undefined, onConnected: () => undefined, onDisconnected: () => undefined, onUnreachable: () => undefined,
-    }));
+    const others = waitingCommands('o', 999);
     const d = dispatch();
     written = [];
     streams.emit('progress', 'n1', { commandId: 'j1/n1/1', unitId: 'a', status: 'changed', message: '', output: '' });
@@ -192,9 +198,7 @@ describe('command dispatch (timers on the injected clock)', () => {
     await clock.advance(1);
     expect(written.map((w) => w.units.map((u) => `${u.unitId}:${u.status}`))).to.deep.equal([['a:changed']]);
     // Never staler than 5 s, however many are in flight (here 4,999 more: 25 s by the rate alone).
-    const more = Array.from({ length: 4000 }, (_, i) => router.listen(`j1/m${i}/1`, {
-      nodeId: `m${i}`, onResult: () => undefined, onProgress: () => undefined, onConnected: () => undefined, onDisconnected: () => undefined, onUnreachable: () => undefined,
-    }));
+    const more = waitingCommands('m', 4000);
     streams.emit('progress', 'n1', { commandId: 'j1/n1/1', unitId: 'a', status: 'changed', message: 'again', output: '' });
     await clock.advance(5000);
     expect(written).to.have.length(2);

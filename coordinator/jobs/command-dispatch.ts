@@ -4,6 +4,7 @@
  * connect timeout, the cancel grace or the command deadline with a ManualClock.
  */
 import { errorMessage, type Clock, type Logger, type Timer } from '../../shared';
+import { onAbort } from '../../shared/abort-subscribers';
 import type { Command } from '../../generated/cluster/v1/Command';
 import type { CommandProgress__Output } from '../../generated/cluster/v1/CommandProgress';
 import type { CommandResult__Output } from '../../generated/cluster/v1/CommandResult';
@@ -188,11 +189,13 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
     }, (command.timeoutMs ?? t.commandTimeoutMs) + t.resultGraceMs);
 
     let unlisten = (): void => undefined;
+    let unsubscribeCancel = (): void => undefined;
+    let unsubscribeHalt = (): void => undefined;
     const cleanup = (): void => {
       waitTimer?.cancel(); cancelTimer?.cancel(); flushTimer?.cancel(); deadline.cancel();
       unlisten();
-      c.cancel.removeEventListener('abort', onCancel);
-      c.halted.removeEventListener('abort', onHalt);
+      unsubscribeCancel();
+      unsubscribeHalt();
     };
     const settle = (r: CommandOutcome): void => {
       if (settled) return;
@@ -294,10 +297,12 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
           : `node ${nodeId} is Unreachable (${reason}); the command was not sent`, outputText));
       },
     });
-    c.halted.addEventListener('abort', onHalt, { once: true });
+    // One listener per signal for all the job's commands (shared/abort-subscribers.ts).
+    if (settled) return; // settled while registering (router.listen): nothing to wait for
+    unsubscribeHalt = onAbort(c.halted, onHalt);
     if (c.cancel.aborted) onCancel();
     else {
-      c.cancel.addEventListener('abort', onCancel, { once: true });
+      unsubscribeCancel = onAbort(c.cancel, onCancel);
       send();
     }
   });

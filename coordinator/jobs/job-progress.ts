@@ -87,9 +87,9 @@ export class JobProgress {
   private readonly facts: BatchLoader<string, unknown>;
 
   constructor(private readonly o: JobProgressDeps, readonly jobId: string) {
-    // Every node command in flight listens on both signals (command-dispatch.ts), so a batch of
-    // 1,000 nodes is 1,000 listeners each, removed as each command settles: not a leak, and
-    // Node's default warning at 11 listeners only filled the leader's log in a fan-out.
+    // Node commands in flight wait on both signals through one listener per signal
+    // (command-dispatch.ts, shared/abort-subscribers.ts); the waits and canary soaks add their
+    // own, and Node's default warning at 11 listeners would only fill the leader's log.
     setMaxListeners(0, this.cancel.signal, this.halted.signal);
     this.log = o.logger.child({ component: 'job-runner', jobId });
     this.bundles = new BundleResolver(o.config);

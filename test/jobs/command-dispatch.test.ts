@@ -4,6 +4,7 @@
  * the narrow AgentStream interface that records what the coordinator sent it.
  */
 import { expect } from 'chai';
+import { getEventListeners } from 'node:events';
 import { createLogger, ManualClock, type ClusterError } from '../../shared';
 import { AgentStreams, type AgentStream } from '../../coordinator/agent-streams';
 import { CommandRouter, dispatchCommand, Halted, type DispatchContext } from '../../coordinator/jobs/command-dispatch';
@@ -218,6 +219,22 @@ describe('command dispatch (timers on the injected clock)', () => {
     await new Promise((r) => setImmediate(r));
     expect(d.settled(), 'settled without the clock moving').to.be.instanceOf(Halted);
     expect(clock.pending(), 'no timer started').to.equal(0);
+  });
+
+  it('1,000 commands in flight wait on the job\'s two signals through one listener each; a halt still reaches every one', async () => {
+    const c: DispatchContext = {
+      streams, router, clock, log: logger, cancel: cancel.signal, halted: halted.signal,
+      timings: { connectTimeoutMs: 60_000, commandTimeoutMs: 3_600_000, resultGraceMs: 30_000, cancelGraceMs: 15_000, progressFlushMs: 250, progressWritesPerSecond: 200 },
+      remember: () => undefined, write: () => Promise.resolve(),
+    };
+    const outcomes = Array.from({ length: 1000 }, (_, i) => dispatchCommand(c, `d${i}`, { ...command, id: `j1/d${i}/1` }, { ...rec, nodeId: `d${i}`, commandId: `j1/d${i}/1` })
+      .then(() => 'settled', (err: unknown) => err));
+    expect(getEventListeners(cancel.signal, 'abort'), 'cancel').to.have.length(1);
+    expect(getEventListeners(halted.signal, 'abort'), 'halted').to.have.length(1);
+    halted.abort();
+    const all = await Promise.all(outcomes);
+    expect(all.every((o) => o instanceof Halted)).to.equal(true);
+    expect(clock.pending(), 'every command\'s timers cancelled').to.equal(0);
   });
 
   it('a halt rejects with Halted and leaves no timer behind', async () => {

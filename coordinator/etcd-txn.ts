@@ -11,6 +11,7 @@
 import { checkDeadline } from './request-binding';
 import { Range, type Etcd3, type IKeyValue, type IRequestOp, type ITxnRequest, type ITxnResponse, type ICompare } from 'etcd3';
 import { FailedPreconditionError } from '../shared';
+import { ResourceExhaustedError } from '../shared/errors';
 
 /**
  * etcd refused a transaction for its size: more compares, writes or reads than its
@@ -24,6 +25,20 @@ export class EtcdLimitError extends FailedPreconditionError {
     super(message, options);
   }
 }
+
+/**
+ * etcd takes no writes: its database reached its `--quota-backend-bytes` (the NOSPACE alarm).
+ * Not retried (nothing changes until an operator frees space) and not split by the group
+ * committers (a smaller transaction is refused the same).
+ */
+export class EtcdSpaceError extends ResourceExhaustedError {
+  override readonly retryable = false;
+}
+
+/** The message for a write refused by etcd's NOSPACE alarm: what it means and what to do. */
+export const ETCD_SPACE_MESSAGE = 'etcd refused the write: its database is full (over its --quota-backend-bytes, alarm NOSPACE), and it takes no writes ' +
+  'until space is freed: compact and defragment it (etcdctl compact REVISION; etcdctl defrag) and clear the alarm (etcdctl alarm disarm), ' +
+  'or raise --quota-backend-bytes (and the coordinator\'s etcdQuotaBytes); `clusterctl status` shows the database size against the quota';
 
 /** Approximate bytes of a request: its keys and values (what etcd's limit is mostly spent on). */
 function requestBytes(req: ITxnRequest): number {
@@ -40,8 +55,8 @@ function requestBytes(req: ITxnRequest): number {
 /**
  * etcd's refusal of `req` for its size as an EtcdLimitError naming the coordinator flag to set
  * (etcd's messages: rpctypes ErrGRPCTooManyOps, ErrGRPCRequestTooLarge, and gRPC's "received
- * message larger than max" past etcd's receive limit, --max-request-bytes plus 512 KiB); other
- * errors unchanged.
+ * message larger than max" past etcd's receive limit, --max-request-bytes plus 512 KiB), and its
+ * refusal of any write once its database is full as an EtcdSpaceError; other errors unchanged.
  */
 export function etcdLimitError(err: unknown, req: ITxnRequest): unknown {
   const text = err instanceof Error ? err.message : String(err);
@@ -50,7 +65,8 @@ export function etcdLimitError(err: unknown, req: ITxnRequest): unknown {
     return new EtcdLimitError('ops', `etcd refused a transaction of ${ops} operations (over its --max-txn-ops): ` +
       'start the coordinator with --etcd-max-txn-ops equal to etcd\'s --max-txn-ops; if it already is, this request cannot be split: make it smaller', { cause: err });
   }
-  // Not every RESOURCE_EXHAUSTED: etcd's NOSPACE (its quota) is one too.
+  // etcd's NOSPACE is a RESOURCE_EXHAUSTED too, but no size of request helps it.
+  if (/database space exceeded/i.test(text)) return new EtcdSpaceError(ETCD_SPACE_MESSAGE, { cause: err });
   if (/request is too large|message larger than max/i.test(text)) {
     return new EtcdLimitError('bytes', `etcd refused a request of about ${requestBytes(req)} bytes (over its --max-request-bytes): ` +
       'start the coordinator with --etcd-max-request-bytes equal to etcd\'s --max-request-bytes, or raise both; if they are equal, this request cannot be split: make it smaller', { cause: err });

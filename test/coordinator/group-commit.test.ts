@@ -5,13 +5,18 @@
  * store's per-node puts are batched, fenced and coalesced the same way.
  */
 import { expect } from 'chai';
-import { expectReject, useEtcd } from '../helpers';
+import type { Etcd3 } from 'etcd3';
+import { EtcdServer, expectReject, useEtcd } from '../helpers';
+import { EtcdSpaceError } from '../../coordinator/etcd-txn';
+import { isTooLarge } from '../../coordinator/txn-batch';
+import { Keyspace } from '../../shared/keyspace';
+import { createEtcdClient } from '../../shared/etcd';
 import { EventLog } from '../../coordinator/event-log';
 import { NodeStore, newNodeRecord, type Fence } from '../../coordinator/node-store';
 import { JobStore } from '../../coordinator/jobs/job-store';
 import { pendingNode } from '../../coordinator/jobs/job-record';
 import { runBound } from '../../coordinator/request-binding';
-import { createLogger, decodeEvent, DeadlineExceededError, NotLeaderError, systemClock, type NodeRecord } from '../../shared';
+import { createLogger, decodeEvent, DeadlineExceededError, errorMessage, NotLeaderError, systemClock, type NodeRecord } from '../../shared';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -162,5 +167,50 @@ describe('group commit (real etcd)', function () {
     leading = false;
     await expectReject(store.putNode('job-1', { ...recs[1], state: 'running', attempt: 1 }), /not the leader \(test\)/);
     expect((await store.nodes('job-1')).get('p1')?.state).to.equal('pending');
+  });
+});
+
+describe('group commit on a full etcd (its NOSPACE alarm, real etcd at --quota-backend-bytes 4 MiB)', function () {
+  this.timeout(60_000);
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  before(async () => {
+    etcd = await EtcdServer.start('group-commit-nospace', { extraArgs: ['--quota-backend-bytes', String(4 * 1024 * 1024)] });
+    // The coordinator's own client (no circuit breaker: it would answer for etcd after the filler's refusals).
+    client = createEtcdClient({ endpoints: [etcd.endpoint], tls: etcd.rootTls, dialTimeoutMs: 2000 });
+    const filler = etcd.client();
+    const big = 'x'.repeat(100 * 1024);
+    let full = false;
+    for (let i = 0; i < 200 && !full; i++) {
+      await filler.put(`/filler/${i}`).value(big).then(() => undefined, (err: unknown) => { full = /database space exceeded/.test(errorMessage(err)); });
+    }
+    expect(full, 'etcd reached its quota').to.equal(true);
+  });
+  after(async () => {
+    client?.close();
+    await etcd?.destroy();
+  });
+
+  it('20 concurrent writes are refused in one transaction, not split, each with what to do', async () => {
+    const ks = new Keyspace('/t-nospace/');
+    const events = new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'test', limits: { maxOps: 128, maxBytes: 1024 * 1024 } });
+    const nodes = new NodeStore({ client, keyspace: ks, events, clock: systemClock });
+    let txns = 0;
+    const txn = client.kv.txn.bind(client.kv);
+    client.kv.txn = (...args: Parameters<typeof txn>) => { txns++; return txn(...args); };
+    try {
+      const ids = Array.from({ length: 20 }, (_, i) => `n${i}`);
+      const create = (id: string) => (cur: NodeRecord | undefined) => cur ? undefined : { next: newNodeRecord(id, systemClock.iso()), event: { type: 'node.created', message: `created ${id}` } };
+      const outcomes = await Promise.all(ids.map((id) => nodes.mutate(id, create(id), { known: null }).then(() => undefined, (err: unknown) => err)));
+      for (const err of outcomes) {
+        expect(err).to.be.instanceOf(EtcdSpaceError);
+        expect(errorMessage(err)).to.match(/database is full .*--quota-backend-bytes.*etcdctl defrag.*alarm disarm/);
+        expect(isTooLarge(err)).to.equal(false);
+      }
+      // The counter read and one transaction for the batch; splitting made ~40.
+      expect(txns, 'transactions tried').to.be.at.most(3);
+    } finally {
+      client.kv.txn = txn;
+    }
   });
 });

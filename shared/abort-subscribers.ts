@@ -24,7 +24,13 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
     signal.addEventListener('abort', () => {
       subscribersOf.delete(signal);
       for (const f of [...set]) {
-        if (set.delete(f)) f(); // false: unsubscribed by an earlier subscriber meanwhile
+        if (!set.delete(f)) continue; // unsubscribed by an earlier subscriber meanwhile
+        try {
+          f();
+        } catch (err) {
+          // As EventTarget does: the others still run; the error is reported, outside.
+          setImmediate(() => { throw err; });
+        }
       }
     }, { once: true });
   }

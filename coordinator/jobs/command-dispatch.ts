@@ -298,7 +298,6 @@ export function dispatchCommand(c: DispatchContext, nodeId: string, command: Com
       },
     });
     // One listener per signal for all the job's commands (shared/abort-subscribers.ts).
-    if (settled) return; // settled while registering (router.listen): nothing to wait for
     unsubscribeHalt = onAbort(c.halted, onHalt);
     if (c.cancel.aborted) onCancel();
     else {

@@ -237,6 +237,18 @@ describe('command dispatch (timers on the injected clock)', () => {
     expect(clock.pending(), 'every command\'s timers cancelled').to.equal(0);
   });
 
+  it('a command that has its result is out of the job\'s signals: a later cancel sends it nothing and starts no timer', async () => {
+    const d = dispatch();
+    const s = new RecordingStream('n1', 'b1');
+    streams.register(s);
+    result('succeeded');
+    expect(await d.outcome).to.deep.include({ outcome: 'succeeded' });
+    cancel.abort();
+    halted.abort();
+    expect(s.sent).to.deep.equal([{ command }]);
+    expect(clock.pending()).to.equal(0);
+  });
+
   it('a halt rejects with Halted and leaves no timer behind', async () => {
     const d = dispatch();
     halted.abort();

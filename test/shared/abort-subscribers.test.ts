@@ -34,6 +34,28 @@ describe('onAbort (many waiters, one listener)', () => {
     expect(seen).to.deep.equal(['b', 'd']);
   });
 
+  it('a subscriber that throws does not keep the abort from the others; its error is reported', async () => {
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const reported: unknown[] = [];
+    const onUncaught = (err: unknown): void => { reported.push(err); };
+    const mochaHandlers = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    process.on('uncaughtException', onUncaught);
+    try {
+      onAbort(ac.signal, () => { seen.push('a'); throw new Error('boom'); });
+      onAbort(ac.signal, () => seen.push('b'));
+      ac.abort();
+      expect(seen).to.deep.equal(['a', 'b']);
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.removeListener('uncaughtException', onUncaught);
+      for (const h of mochaHandlers) process.on('uncaughtException', h);
+    }
+    expect(reported.map((e) => (e as Error).message)).to.deep.equal(['boom']);
+  });
+
   it('never runs a subscriber that came after the abort', () => {
     const ac = new AbortController();
     ac.abort();

@@ -12,6 +12,7 @@ import { checkDeadline } from './request-binding';
 import { Range, type Etcd3, type IKeyValue, type IRequestOp, type ITxnRequest, type ITxnResponse, type ICompare } from 'etcd3';
 import { FailedPreconditionError } from '../shared';
 import { ResourceExhaustedError } from '../shared/errors';
+import { isEtcdFull } from '../shared/etcd';
 
 /**
  * etcd refused a transaction for its size: more compares, writes or reads than its
@@ -28,8 +29,8 @@ export class EtcdLimitError extends FailedPreconditionError {
 
 /**
  * etcd takes no writes: its database reached its `--quota-backend-bytes` (the NOSPACE alarm).
- * Not retried (nothing changes until an operator frees space) and not split by the group
- * committers (a smaller transaction is refused the same).
+ * Not split by the group committers (a smaller transaction is refused the same), not tried on
+ * another endpoint (shared/etcd.ts isRetriedOnAnotherEndpoint: every member refuses alike).
  */
 export class EtcdSpaceError extends ResourceExhaustedError {
   override readonly retryable = false;
@@ -37,7 +38,7 @@ export class EtcdSpaceError extends ResourceExhaustedError {
 
 /** The message for a write refused by etcd's NOSPACE alarm: what it means and what to do. */
 export const ETCD_SPACE_MESSAGE = 'etcd refused the write: its database is full (over its --quota-backend-bytes, alarm NOSPACE), and it takes no writes ' +
-  'until space is freed: compact and defragment it (etcdctl compact REVISION; etcdctl defrag) and clear the alarm (etcdctl alarm disarm), ' +
+  'until space is freed: compact and defragment it (etcdctl compact REVISION; etcdctl defrag --cluster) and clear the alarm (etcdctl alarm disarm), ' +
   'or raise --quota-backend-bytes (and the coordinator\'s etcdQuotaBytes); `clusterctl status` shows the database size against the quota';
 
 /** Approximate bytes of a request: its keys and values (what etcd's limit is mostly spent on). */
@@ -66,7 +67,7 @@ export function etcdLimitError(err: unknown, req: ITxnRequest): unknown {
       'start the coordinator with --etcd-max-txn-ops equal to etcd\'s --max-txn-ops; if it already is, this request cannot be split: make it smaller', { cause: err });
   }
   // etcd's NOSPACE is a RESOURCE_EXHAUSTED too, but no size of request helps it.
-  if (/database space exceeded/i.test(text)) return new EtcdSpaceError(ETCD_SPACE_MESSAGE, { cause: err });
+  if (isEtcdFull(err)) return new EtcdSpaceError(ETCD_SPACE_MESSAGE, { cause: err });
   if (/request is too large|message larger than max/i.test(text)) {
     return new EtcdLimitError('bytes', `etcd refused a request of about ${requestBytes(req)} bytes (over its --max-request-bytes): ` +
       'start the coordinator with --etcd-max-request-bytes equal to etcd\'s --max-request-bytes, or raise both; if they are equal, this request cannot be split: make it smaller', { cause: err });

@@ -25,7 +25,8 @@ import { EventEmitter } from 'node:events';
 import { EtcdLeaseInvalidError, type Etcd3, type Lease, type Watcher } from 'etcd3';
 import { Backoff, errorMessage, NotLeaderError, ReconcileLoop, sleep, type Clock, type Keyspace, type Logger } from '../shared';
 import { pickLeader, type CandidateRecord, type ElectionCandidate } from '../shared/leader-record';
-import { readPrefixes, runTxn, type Compare } from './etcd-txn';
+import { ETCD_SPACE_MESSAGE, readPrefixes, runTxn, type Compare } from './etcd-txn';
+import { isEtcdFull } from '../shared/etcd';
 import { markCpuProfile } from './cpu-profile';
 import { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper';
 
@@ -237,6 +238,10 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
       } catch (err) {
         if (err instanceof CandidacyLost) {
           this.log.warn('candidacy lost; campaigning again', { reason: err.message });
+        } else if (isEtcdFull(err)) {
+          // etcd answered, but grants no lease and takes no write: not "unreachable".
+          this.setEtcd(true);
+          this.log.error('election: cannot campaign', { err: ETCD_SPACE_MESSAGE });
         } else {
           this.setEtcd(false);
           this.log.warn('election: etcd error', { err: errorMessage(err) });

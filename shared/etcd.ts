@@ -12,6 +12,19 @@ export function isAuthRevisionRace(err: unknown): boolean {
   return err instanceof Error && /revision of auth store is old/.test(err.message);
 }
 
+/** etcd refuses writes: its database reached its quota (NOSPACE). Every member refuses them alike. */
+export function isEtcdFull(err: unknown): boolean {
+  return err instanceof Error && /database space exceeded/.test(err.message);
+}
+
+/**
+ * Worth one more try on another endpoint: what etcd3 counts as recoverable (a member down, a
+ * connection lost, a busy member), except a full database, which every member refuses alike.
+ */
+export function isRetriedOnAnotherEndpoint(err: unknown): boolean {
+  return isRecoverableError(err as Error) && !isEtcdFull(err);
+}
+
 /** Must equal ETCD_SERVER_NAME of shared/pki/cluster-ca.ts (not imported: that module loads the issuing library). */
 const ETCD_SERVER_NAME = 'etcd';
 
@@ -81,7 +94,7 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
       host: () => noop,
       global: wrap(
         retry(handleWhen(isAuthRevisionRace), { maxAttempts: 5, backoff: new ExponentialBackoff({ initialDelay: 10, maxDelay: 200 }) }),
-        options.endpoints.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: options.endpoints.length - 1 }) : noop,
+        options.endpoints.length > 1 ? retry(handleWhen(isRetriedOnAnotherEndpoint), { maxAttempts: options.endpoints.length - 1 }) : noop,
       ),
     },
   };

@@ -10,7 +10,9 @@ import { EtcdServer, expectReject, useEtcd } from '../helpers';
 import { EtcdSpaceError } from '../../coordinator/etcd-txn';
 import { isTooLarge } from '../../coordinator/txn-batch';
 import { Keyspace } from '../../shared/keyspace';
-import { createEtcdClient } from '../../shared/etcd';
+import { createEtcdClient, isRetriedOnAnotherEndpoint } from '../../shared/etcd';
+import { isRecoverableError } from 'etcd3';
+import { LeaderElection } from '../../coordinator/leader-election';
 import { EventLog } from '../../coordinator/event-log';
 import { NodeStore, newNodeRecord, type Fence } from '../../coordinator/node-store';
 import { JobStore } from '../../coordinator/jobs/job-store';
@@ -191,6 +193,25 @@ describe('group commit on a full etcd (its NOSPACE alarm, real etcd at --quota-b
     await etcd?.destroy();
   });
 
+  it('a replica campaigning on it says etcd is full, not unreachable', async () => {
+    const lines: string[] = [];
+    const election = new LeaderElection({
+      client, keyspace: new Keyspace('/t-nospace-election/'), replicaId: 'r1', address: '127.0.0.1:1', ttlMs: 3000, clock: systemClock,
+      logger: createLogger({ level: 'info', sink: (line) => lines.push(line) }),
+    });
+    await election.start();
+    try {
+      const t0 = Date.now();
+      while (!lines.some((l) => l.includes('election: cannot campaign')) && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
+      expect(lines.find((l) => l.includes('election: cannot campaign'))).to.match(/database is full/);
+      expect(lines.some((l) => l.includes('election: etcd error')), 'not logged as an etcd outage').to.equal(false);
+      expect(election.etcdReachable()).to.equal(true);
+      expect(election.isLeader()).to.equal(false);
+    } finally {
+      await election.stop();
+    }
+  });
+
   it('20 concurrent writes are refused in one transaction, not split, each with what to do', async () => {
     const ks = new Keyspace('/t-nospace/');
     const events = new EventLog({ client, keyspace: ks, clock: systemClock, logger, actor: 'test', limits: { maxOps: 128, maxBytes: 1024 * 1024 } });
@@ -209,6 +230,10 @@ describe('group commit on a full etcd (its NOSPACE alarm, real etcd at --quota-b
       }
       // The counter read and one transaction for the batch; splitting made ~40.
       expect(txns, 'transactions tried').to.be.at.most(3);
+      // etcd3 counts etcd's refusal recoverable; a client of several endpoints does not try it on the others.
+      const cause = (outcomes[0] as EtcdSpaceError).cause;
+      expect(isRecoverableError(cause as Error)).to.equal(true);
+      expect(isRetriedOnAnotherEndpoint(cause)).to.equal(false);
     } finally {
       client.kv.txn = txn;
     }

@@ -210,9 +210,10 @@ describe('agent against a real etcd', function () {
     await a.whenRegistered();
     const before = a.membershipStatus.leaseId;
     await observer.leaseClient.leaseRevoke({ ID: before ?? '' });
+    // The member key is written before the facts, and the line is logged after both: wait for both.
     await waitFor('re-registration on a new lease', async () => {
       const kv = (await observer.get(ks.member('n3')).exec()).kvs[0];
-      return kv !== undefined && kv.lease !== before && kv.lease !== '0';
+      return kv !== undefined && kv.lease !== before && kv.lease !== '0' && lines.some((l) => l.msg === 're-registered');
     }, { timeoutMs: 5000 });
     expect(lines.some((l) => l.msg === 'lease lost')).to.equal(true);
     expect(lines.filter((l) => l.msg === 're-registered')).to.have.length(1);

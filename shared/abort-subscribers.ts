@@ -13,28 +13,31 @@
  */
 const subscribersOf = new WeakMap<AbortSignal, Set<() => void>>();
 
+/** The subscribers of `signal`, with the one listener that runs them (made at its first subscriber). */
+function subscribersFor(signal: AbortSignal): Set<() => void> {
+  const known = subscribersOf.get(signal);
+  if (known) return known;
+  const set = new Set<() => void>();
+  subscribersOf.set(signal, set);
+  signal.addEventListener('abort', () => {
+    subscribersOf.delete(signal);
+    for (const f of [...set]) {
+      if (!set.delete(f)) continue; // unsubscribed by an earlier subscriber meanwhile
+      try {
+        f();
+      } catch (err) {
+        // As EventTarget does: the others still run; the error is reported, outside.
+        setImmediate(() => { throw err; });
+      }
+    }
+  }, { once: true });
+  return set;
+}
+
 /** Runs `fn` once when `signal` aborts; returns the unsubscribe (O(1)). */
 export function onAbort(signal: AbortSignal, fn: () => void): () => void {
   if (signal.aborted) return () => undefined;
-  let subscribers = subscribersOf.get(signal);
-  if (!subscribers) {
-    const set = new Set<() => void>();
-    subscribers = set;
-    subscribersOf.set(signal, set);
-    signal.addEventListener('abort', () => {
-      subscribersOf.delete(signal);
-      for (const f of [...set]) {
-        if (!set.delete(f)) continue; // unsubscribed by an earlier subscriber meanwhile
-        try {
-          f();
-        } catch (err) {
-          // As EventTarget does: the others still run; the error is reported, outside.
-          setImmediate(() => { throw err; });
-        }
-      }
-    }, { once: true });
-  }
-  const set = subscribers;
+  const set = subscribersFor(signal);
   set.add(fn);
   return () => {
     set.delete(fn);

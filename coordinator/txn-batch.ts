@@ -14,7 +14,7 @@
  * on. So a part that touches a key of an earlier part waits for the next transaction, and so do
  * later parts touching ITS keys (per-key order is the order of submission).
  */
-import { EtcdLimitError, EtcdSpaceError, holds, type Compare, type KeyState, type TxnOp } from './etcd-txn';
+import { EtcdLimitError, holds, type Compare, type KeyState, type TxnOp } from './etcd-txn';
 import { unbound } from './request-binding';
 
 /** What one transaction may hold. etcd's defaults: `--max-txn-ops` 128, `--max-request-bytes` 1.5 MiB. */
@@ -129,7 +129,6 @@ export function failedGuards(part: TxnPart, current: ReadonlyMap<string, KeyStat
  */
 export function isTooLarge(err: unknown): boolean {
   if (err instanceof EtcdLimitError) return true;
-  if (err instanceof EtcdSpaceError) return false;
   const text = err instanceof Error ? err.message : String(err);
   return /too many operations|request is too large|message larger than max/i.test(text);
 }

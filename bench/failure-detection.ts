@@ -1,7 +1,7 @@
 /**
  * Failure-detection benchmark: how long after an agent dies does its node show Unreachable,
  * at the DEFAULT settings (45 s membership lease, the coordinator's 1.5 s stream grace and
- * 1 s / 2 s gRPC keepalive)?
+ * 3 s TCP liveness)?
  *
  * Starts a real etcd, one coordinator and N agents (real processes, as in test/e2e), then K
  * times: SIGKILL one agent (round robin), time from the kill to the coordinator's write of
@@ -10,11 +10,12 @@
  * node is Reachable again. With the default lease the signal is the stream: the lease would
  * take 30-45 s.
  *
- * With `--mode partition` the agents reach the coordinator through a TCP proxy (its
- * advertised address, test/helpers/tcp-proxy.ts) and each round cuts it instead: silence, no
- * FIN, the way a pulled cable or a dead switch looks; every agent's node must turn Unreachable
- * by the gRPC keepalive (the kernel says nothing), and the time to each is measured; then
- * the cut heals and the nodes come back. Their etcd connections stay up: the lease never fires.
+ * With `--mode partition` each round cuts the coordinator's port in the kernel instead
+ * (test/helpers/kernel-cut.ts, nftables: every packet to or from it dropped, so no FIN, no RST
+ * and no ACK, the way a pulled cable or a dead switch looks); every agent's node must turn
+ * Unreachable by the leader's TCP liveness, and the time to each is measured; then the cut
+ * heals and the nodes come back (an agent finds its old connection gone when it next sends on
+ * it: its own keepalive PING, every 15 s). Their etcd connections stay up: the lease never fires.
  *
  *   npm run build && node dist/bench/failure-detection.js [--agents N] [--kills K] [--ttl S] [--mode kill|partition]
  */
@@ -27,7 +28,7 @@ import { decodeNode, type UnreachableSignal } from '../shared/records';
 import { DEFAULT_LEASE_TTL_SECONDS } from '../agent/lease-membership';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
-import { TcpProxy } from '../test/helpers/tcp-proxy';
+import { KernelCut } from '../test/helpers/kernel-cut';
 import { freePort } from '../scripts/lib/process-support';
 
 const OPTIONS = {
@@ -130,13 +131,14 @@ async function main(): Promise<number> {
   const detection: number[] = [];
   const signals: Record<string, number> = {};
   const recovery: number[] = [];
-  let proxy: TcpProxy | undefined;
+  let cut: KernelCut | undefined;
+  let port = 0;
   try {
     say(`starting etcd, a coordinator and ${n} agents (TTL ${ttl} s; ${partition ? 'partitions' : 'SIGKILLs'}); logs in ${cluster.logDir}`);
     if (partition) {
-      const port = await freePort();
-      proxy = await TcpProxy.start(`127.0.0.1:${port}`);
-      await cluster.startCoordinator({ port, extraArgs: ['--advertise', proxy.endpoint] });
+      port = await freePort();
+      cut = await KernelCut.create();
+      await cluster.startCoordinator({ port });
     } else {
       await cluster.startCoordinator();
     }
@@ -145,11 +147,11 @@ async function main(): Promise<number> {
     await timeline.start();
     await cluster.waitForNodes(`${n} nodes reachable`, (ns) => ns.length === n && ns.every((x) => x.reachable), 120_000, 500);
 
-    for (let i = 0; partition && proxy && i < k; i++) {
+    for (let i = 0; partition && cut && i < k; i++) {
       await new Promise((res) => setTimeout(res, 3000)); // streams idle and established
       const unreachable = ids.map((id) => timeline.next('unreachable', id, 60_000));
       const cutAt = Date.now();
-      proxy.cut();
+      await cut.cut(port);
       const seen = await Promise.all(unreachable);
       for (const { at, event } of seen) {
         detection.push(at - cutAt);
@@ -158,7 +160,7 @@ async function main(): Promise<number> {
       }
       const reachable = ids.map((id) => timeline.next('reachable', id, 60_000));
       const healAt = Date.now();
-      proxy.heal();
+      await cut.heal();
       const back = await Promise.all(reachable);
       for (const { at } of back) recovery.push(at - healAt);
       say(`cut ${String(i + 1).padStart(3)}/${k}: all ${n} unreachable after ${Math.min(...seen.map((x) => x.at)) - cutAt}..${Math.max(...seen.map((x) => x.at)) - cutAt} ms; ` +
@@ -187,7 +189,7 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await timeline.stop().catch(() => undefined);
-    await proxy?.close();
+    await cut?.close().catch((err: unknown) => process.stderr.write(`failure-detection: could not delete the nftables table ${cut?.table ?? ''}: ${errorMessage(err)}\n`));
     await cluster.destroy();
     await etcd.destroy();
   }

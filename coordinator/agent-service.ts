@@ -48,9 +48,9 @@ export interface AgentServiceOptions {
   /** How long a new stream may stay silent before its Hello (settings.helloTimeoutMs: 3 pings). */
   helloTimeoutMs: number;
   /**
-   * Since when (clock ms) the peer `HOST:PORT` was silent, when the server's keepalive dropped
-   * its connection for that (GrpcServer.keepalive.silentSince): its stream then counts as gone
-   * from then, without the stream grace.
+   * Since when (clock ms) the peer `HOST:PORT` was silent, when its connection was dropped for
+   * that, by the kernel's TCP liveness or the HTTP/2 PING (GrpcServer.keepalive.silentSince):
+   * its stream then counts as gone from then, without the stream grace.
    */
   silentSince?: (peer: string) => number | undefined;
 }

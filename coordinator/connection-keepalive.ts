@@ -10,7 +10,10 @@
  * silent (its last answer): an agent stream cut that way has been silent for the whole
  * timeout already, so it counts at once instead of after the stream grace that is there for an
  * agent redialling after a restart (agent-service.ts, AgentStreams.unregister). With that, a
- * PING every 2 s still finds a partitioned node within period + timeout + one sweep.
+ * PING every 2 s finds a partitioned node within period + timeout + one sweep. Since the
+ * kernel's TCP liveness (tcp-liveness.ts) finds cut and powered-off peers, the PING's default
+ * period is 30 s: it checks that the program at the other end still reads its connection, and
+ * the kernel's drops are recorded here too (markSilent).
  *
  * Each connection waits in a timing wheel at the sweep tick of its next action (its PING, or
  * the check that its PING was answered), so a sweep touches only the connections due then:
@@ -96,7 +99,7 @@ export class ConnectionKeepalive {
     return this.watched.size;
   }
 
-  /** Connections dropped for an unanswered PING so far. */
+  /** Connections dropped for silence so far (an unanswered PING, or the kernel's TCP liveness). */
   get droppedCount(): number {
     return this.dropped;
   }
@@ -203,9 +206,18 @@ export class ConnectionKeepalive {
 
   private drop(w: Watched, now: number, why: string): void {
     this.forget(w);
-    this.silent.set(w.peer, { since: w.lastAnswerAt, droppedAt: now });
-    this.dropped++;
+    this.markSilent(w.peer, w.lastAnswerAt, now);
     this.o.logger.info('connection dropped by keepalive', { peer: w.peer, why, silentMs: now - w.lastAnswerAt });
     w.session.destroy();
+  }
+
+  /**
+   * Records that the connection of `peer` ends because its peer was silent since `since`: this
+   * keepalive's own drops, and the kernel's (tcp-liveness.ts: a read failing with ETIMEDOUT).
+   * Must run before the connection's streams end, so that they count from `since`.
+   */
+  markSilent(peer: string, since: number, now: number = this.now()): void {
+    this.silent.set(peer, { since: Math.min(since, now), droppedAt: now });
+    this.dropped++;
   }
 }

@@ -10,6 +10,7 @@
  * without a client certificate of the cluster CA. There is no plaintext listener.
  */
 import type * as http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -21,6 +22,7 @@ import { protocStyleDescriptors } from './reflection-descriptors';
 import { callGuard, withTotalDeserializers } from './call-guard';
 import { FdHeadroom } from './fd-headroom';
 import { ConnectionKeepalive } from './connection-keepalive';
+import { applyTcpLiveness, livenessSettings, loadTcpLiveness, SILENCE_ERRORS, socketFd, type TcpLivenessSettings } from './tcp-liveness';
 import { toGrpcStatus } from '../shared/errors';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
 import type { ClusterServiceHandlers } from '../generated/cluster/v1/ClusterService';
@@ -42,7 +44,7 @@ import { GRPC_OPTIONS, MAX_GRPC_REQUEST_BYTES } from '../shared/grpc-limits';
 
 export interface GrpcServerOptions {
   logger: Logger;
-  settings: Pick<CoordinatorSettings, 'grpcKeepaliveTimeMs' | 'grpcKeepaliveTimeoutMs' | 'grpcMinPingIntervalMs'>;
+  settings: Pick<CoordinatorSettings, 'grpcKeepaliveTimeMs' | 'grpcKeepaliveTimeoutMs' | 'grpcMinPingIntervalMs' | 'tcpLivenessMs'>;
   /** Clock ms for the keepalive (the coordinator's clock). @default Date.now */
   now?: () => number;
   agentService: AgentServiceHandlers;
@@ -92,6 +94,10 @@ export class GrpcServer {
   /** Warns while client connections near the open-files limit (fd-headroom.ts). */
   private readonly fdHeadroom: FdHeadroom;
   private readonly followed = new Set<http2.Http2Server | http2.Http2SecureServer>();
+  /** The kernel's liveness check on every client connection (tcp-liveness.ts); undefined when off. */
+  private readonly tcpLiveness?: { addon: ReturnType<typeof loadTcpLiveness>; settings: TcpLivenessSettings; windowMs: number };
+  private readonly now: () => number;
+  private tcpLivenessFailures = 0;
   private readonly health: HealthImplementation;
   private readonly log: Logger;
   private port?: number;
@@ -99,11 +105,23 @@ export class GrpcServer {
   constructor(options: GrpcServerOptions) {
     this.log = options.logger.child({ component: 'grpc-server' });
     const { api } = loadProto();
-    // Agents keep one idle stream each for days: the transport must notice dead peers. Our own
-    // keepalive does (connection-keepalive.ts: one sweep for all connections), not grpc-js's.
+    // Agents keep one idle stream each for days: the transport must notice dead peers. The
+    // kernel does (tcp-liveness.ts, watchTcpLiveness); our HTTP/2 PING (connection-keepalive.ts:
+    // one sweep for all connections, not grpc-js's timers) checks the program at the other end.
     this.keepalive = new ConnectionKeepalive({
       periodMs: options.settings.grpcKeepaliveTimeMs, timeoutMs: options.settings.grpcKeepaliveTimeoutMs, logger: this.log, ...(options.now ? { now: options.now } : {}),
     });
+    this.now = options.now ?? Date.now;
+    if (options.settings.tcpLivenessMs > 0) {
+      // Loaded here, so that a coordinator without the addon refuses to start, saying why.
+      const settings = livenessSettings(options.settings.tcpLivenessMs);
+      this.tcpLiveness = { addon: loadTcpLiveness(), settings, windowMs: settings.userTimeoutMs };
+    } else {
+      const foundMs = options.settings.grpcKeepaliveTimeMs + options.settings.grpcKeepaliveTimeoutMs;
+      if (foundMs > 5000) {
+        this.log.warn('TCP liveness is off: a cut or powered-off agent is found only by the HTTP/2 PING, up to --grpc-keepalive + --grpc-keepalive-timeout after it went silent; set --grpc-keepalive 2 --grpc-keepalive-timeout 2 for seconds', { foundWithinMs: foundMs });
+      }
+    }
     this.fdHeadroom = new FdHeadroom({ logger: this.log });
     this.server = new grpc.Server({
       'grpc.http2.min_ping_interval_without_data_ms': options.settings.grpcMinPingIntervalMs,
@@ -165,9 +183,41 @@ export class GrpcServer {
       if (this.followed.has(server)) continue;
       this.followed.add(server);
       this.keepalive.attach(server, info.sessions ?? []);
+      if (this.tcpLiveness) this.watchTcpLiveness(server, this.tcpLiveness);
       // After the keepalive's own listener: its count includes the connection that just came.
       server.on('session', () => this.fdHeadroom.check(this.keepalive.size));
     }
+  }
+
+  /**
+   * Sets the kernel's liveness window on each new connection of `server`, and when the kernel
+   * gives up on one (its read fails with ETIMEDOUT), records the peer as silent since the window
+   * began, before the connection's streams end (the error listener runs ahead of HTTP/2's).
+   */
+  private watchTcpLiveness(server: http2.Http2Server | http2.Http2SecureServer, t: NonNullable<GrpcServer['tcpLiveness']>): void {
+    server.prependListener('connection', (socket: Socket) => {
+      const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+      const fd = socketFd(socket);
+      try {
+        if (fd === undefined) throw new Error('the connection has no file descriptor');
+        applyTcpLiveness(t.addon, fd, t.settings);
+      } catch (err) {
+        // Once at warn (a systematic failure would say the same for every connection), then debug.
+        this.tcpLivenessFailures++;
+        const fields = { peer, error: err instanceof Error ? err.message : String(err), failures: this.tcpLivenessFailures };
+        if (this.tcpLivenessFailures === 1) this.log.warn('cannot set TCP liveness on a connection; only the keepalive PINGs watch it (further failures are logged at debug)', fields);
+        else this.log.debug('cannot set TCP liveness on a connection', fields);
+      }
+    });
+    server.prependListener('secureConnection', (socket: Socket) => {
+      const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+      socket.prependListener('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === undefined || !SILENCE_ERRORS.has(err.code)) return;
+        const now = this.now();
+        this.keepalive.markSilent(peer, now - t.windowMs, now);
+        this.log.info('connection dropped by TCP liveness', { peer, why: `nothing received for ${t.windowMs} ms (kernel keepalive / TCP_USER_TIMEOUT)`, error: err.code });
+      });
+    });
   }
 
   get boundPort(): number | undefined {

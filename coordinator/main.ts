@@ -83,7 +83,7 @@ async function main(): Promise<number> {
   const coordinator = new Coordinator({
     etcd, electionEtcd, electionWorkerFile: __filename, keyspace, etcdEndpoints: config.etcd, etcdTls: tls, logger, replicaId: config.replicaId, listen: config.listen, advertise: config.advertise,
     electionTtlMs: config.electionTtlMs, eventRetention: config.eventRetention, pingIntervalMs: config.pingIntervalMs, streamGraceMs: config.streamGraceMs, reattachGraceMs: config.reattachGraceMs,
-    grpcKeepaliveTimeMs: config.grpcKeepaliveTimeMs, grpcKeepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
+    grpcKeepaliveTimeMs: config.grpcKeepaliveTimeMs, grpcKeepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs, tcpLivenessMs: config.tcpLivenessMs,
     jobRetention: config.jobRetention, jobRetentionAgeMs: config.jobRetentionAgeMs, historyRetention: config.historyRetention, historyRetentionAgeMs: config.historyRetentionAgeMs, etcdQuotaBytes: config.etcdQuotaBytes,
     // etcd's --max-txn-ops and --max-request-bytes, as given: every transaction stays within them.
     ...etcdTxnLimits(config.etcdMaxTxnOps, config.etcdMaxRequestBytes),

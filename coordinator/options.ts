@@ -170,22 +170,31 @@ export interface CoordinatorSettings {
    */
   etcdQuotaBytes: number;
   /**
-   * Keepalive PING period (connection-keepalive.ts): the leader notices a peer gone without a
-   * FIN (power cut, partition) by an unanswered HTTP/2 PING, sent once a connection has not
-   * answered one for this long. A PING is a few bytes answered by the peer's HTTP/2 layer, yet
-   * each costs the leader a write and a read: 2 s is 5,000 a second at 10,000 agents (1 s was
-   * the largest idle cost of a 10,000-agent leader).
-   * @default 2_000
+   * Keepalive PING period (connection-keepalive.ts): an HTTP/2 PING once a connection has not
+   * answered one for this long. With the kernel's TCP liveness on (`tcpLivenessMs`) a dead or
+   * cut peer is found by the kernel, and the PING only checks that the agent's HTTP/2 layer
+   * still reads its connection; each PING costs the leader a write, a read and a TLS record
+   * each way (5,000 a second at 10,000 agents every 2 s, the largest idle cost of such a
+   * leader). With `--tcp-liveness 0`, set it to 2 s to find a partitioned agent in seconds.
+   * @default 30_000
    */
   grpcKeepaliveTimeMs: number;
   /**
-   * How long the leader waits for a keepalive answer before it drops the connection: a
-   * partitioned agent's stream ends within keepalive time + this + one sweep (≤ 4.3 s), and
-   * counts from the agent's last answer, so with the default stream grace it is Unreachable
-   * as its stream ends.
-   * @default 2_000
+   * How long the leader waits for a keepalive answer before it drops the connection (counted
+   * from the agent's last answer, so the node is Unreachable as its stream ends).
+   * @default 10_000
    */
   grpcKeepaliveTimeoutMs: number;
+  /**
+   * The kernel's liveness window on every client connection (tcp-liveness.ts): keepalive
+   * probes once nothing has been received for half of it, one a second, and the connection
+   * closed when nothing (no answer to a probe, no ACK of sent data) has been received for the
+   * whole window. A power cut or a partition ends an agent's stream within it, and its node is
+   * Unreachable at once (signal "stream", since the window began). The kernels send and answer
+   * the probes: no process wakes up for them. 0 turns it off (then lower `--grpc-keepalive`).
+   * @default 3_000
+   */
+  tcpLivenessMs: number;
   /**
    * Shortest ping interval the gRPC server accepts from a client without data.
    * @default 10_000
@@ -379,8 +388,9 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
   configCasAttempts: 3,
   etcdProbeTimeoutMs: 2_000,
   etcdQuotaBytes: 2 * 1024 ** 3,
-  grpcKeepaliveTimeMs: 2_000,
-  grpcKeepaliveTimeoutMs: 2_000,
+  grpcKeepaliveTimeMs: 30_000,
+  grpcKeepaliveTimeoutMs: 10_000,
+  tcpLivenessMs: 3_000,
   grpcMinPingIntervalMs: 10_000,
   shutdownGraceMs: 5_000,
   jobResyncIntervalMs: 10_000,
@@ -448,11 +458,15 @@ export const COORDINATOR_OPTIONS = {
   },
   grpcKeepalive: {
     kind: 'duration', env: 'CLUSTER_GRPC_KEEPALIVE', default: DEFAULT_SETTINGS.grpcKeepaliveTimeMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS',
-    description: 'gRPC keepalive PING period on every agent connection: a peer gone without a FIN (power cut, partition) is noticed by an unanswered PING (costs the leader one PING per agent per period)',
+    description: 'HTTP/2 keepalive PING period on every client connection: checks that the peer still reads its connection (costs the leader one PING per agent per period); with --tcp-liveness 0, set 2 to find a power cut or partition in seconds',
   },
   grpcKeepaliveTimeout: {
     kind: 'duration', env: 'CLUSTER_GRPC_KEEPALIVE_TIMEOUT', default: DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS',
     description: 'a connection whose PING is unanswered this long is dropped (its node is Unreachable once --stream-grace has passed since its last answer)',
+  },
+  tcpLiveness: {
+    kind: 'duration', env: 'CLUSTER_TCP_LIVENESS', default: DEFAULT_SETTINGS.tcpLivenessMs / 1000, unit: 's', min: 0, placeholder: 'SECONDS',
+    description: 'the kernel closes a client connection that received nothing (no probe answered, no data acknowledged) for this long: a power cut or partition shows as Unreachable within it; 0 = off (Linux TCP keepalive + TCP_USER_TIMEOUT, set through the coordinator\'s native addon)',
   },
   resyncInterval: { kind: 'duration', env: 'CLUSTER_RESYNC_INTERVAL', default: DEFAULT_SETTINGS.resyncIntervalMs / 1000, unit: 's', min: 100, placeholder: 'SECONDS', description: 'period of the full inventory pass (watch events trigger passes too)' },
   eventRetention: { kind: 'int', env: 'CLUSTER_EVENT_RETENTION', default: DEFAULT_SETTINGS.eventRetention, min: 1, placeholder: 'N', description: 'number of events kept in etcd' },
@@ -522,6 +536,7 @@ export interface CoordinatorConfig {
   reattachGraceMs: number;
   grpcKeepaliveTimeMs: number;
   grpcKeepaliveTimeoutMs: number;
+  tcpLivenessMs: number;
   resyncIntervalMs: number;
   eventRetention: number;
   jobRetention: number;
@@ -594,6 +609,9 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
   const replicaId = v.replicaId ?? defaultReplicaId();
   if (!isValidSegment(replicaId)) throw new InvalidArgumentError(`--replica-id ${JSON.stringify(replicaId)}: use 1-253 characters from A-Z a-z 0-9 . _ : -`);
   if (!isLogLevel(v.logLevel)) throw new InvalidArgumentError(`--log-level ${v.logLevel}: use debug, info, warn or error`);
+  if (v.tcpLiveness !== 0 && (v.tcpLiveness < 2000 || v.tcpLiveness % 1000 !== 0 || v.tcpLiveness > 3_600_000)) {
+    throw new InvalidArgumentError(`--tcp-liveness ${v.tcpLiveness / 1000}: use 0 (off) or whole seconds from 2 to 3600 (the kernel counts its probes in seconds)`);
+  }
   if (v.pingInterval * 3 >= 600_000) throw new InvalidArgumentError('--ping-interval must be under 200 s');
   if (v.etcdMaxTxnOps < MIN_ETCD_MAX_TXN_OPS) {
     throw new InvalidArgumentError(`--etcd-max-txn-ops ${v.etcdMaxTxnOps}: must be at least ${MIN_ETCD_MAX_TXN_OPS}; some of the coordinator's transactions cannot be cut smaller (a plan reads 8 prefixes at one revision): run etcd with --max-txn-ops ${MIN_ETCD_MAX_TXN_OPS} or more (its default is ${ETCD_DEFAULT_MAX_TXN_OPS})`);
@@ -615,6 +633,7 @@ export function parseCoordinatorArgs(argv: readonly string[], env: NodeJS.Proces
       reattachGraceMs: v.reattachGrace,
       grpcKeepaliveTimeMs: v.grpcKeepalive,
       grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout,
+      tcpLivenessMs: v.tcpLiveness,
       resyncIntervalMs: v.resyncInterval,
       eventRetention: v.eventRetention,
       jobRetention: v.jobRetention,

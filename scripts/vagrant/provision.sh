@@ -102,7 +102,8 @@ systemctl enable -q etcd
 systemctl start --no-block etcd
 
 # --- the RPMs ---------------------------------------------------------------------------------
-newest() { find "$SHARE/rpm" -maxdepth 1 -name "$1-[0-9]*.noarch.rpm" | sort -V | tail -1; }
+# cluster-agent is noarch; cluster-coordinator is built for the host's architecture (its TCP liveness addon).
+newest() { find "$SHARE/rpm" -maxdepth 1 -name "$1-[0-9]*.rpm" | sort -V | tail -1; }
 rpms=("$(newest cluster-agent)")
 [ "$ROLE_COORDINATOR" = 1 ] && rpms+=("$(newest cluster-coordinator)")
 for r in "${rpms[@]}"; do

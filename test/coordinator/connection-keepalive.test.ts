@@ -113,4 +113,20 @@ describe('connection keepalive (one sweep for every connection)', () => {
     expect(conns.some((c) => c.destroyed)).to.equal(false);
     k.stop();
   });
+  it('a drop by the kernel (markSilent): the peer counts as silent since the start of its window, not since the drop; forgotten after a minute', () => {
+    const k = make();
+    now = 100_000;
+    k.markSilent('10.0.0.9:6000', now - 3000);
+    expect(k.silentSince('10.0.0.9:6000')).to.equal(97_000);
+    expect(k.droppedCount).to.equal(1);
+    // A "since" after the drop (a clock step) is clamped to the drop.
+    k.markSilent('10.0.0.8:6000', now + 500);
+    expect(k.silentSince('10.0.0.8:6000')).to.equal(100_000);
+    const c = new Conn({ remoteAddress: '10.0.0.2', remotePort: 5001 });
+    k.add(c); // starts the sweep timer's clock
+    now += 61_000;
+    k.sweep();
+    expect(k.silentSince('10.0.0.9:6000')).to.equal(undefined);
+    k.stop();
+  });
 });

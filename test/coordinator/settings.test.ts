@@ -62,17 +62,32 @@ describe('coordinator settings', () => {
     expect(COORDINATOR_OPTIONS.electionTtl.default).to.equal(2);
   });
 
-  it('--grpc-keepalive / --grpc-keepalive-timeout: default 2 s / 2 s (the settings defaults); flags and environment set them', () => {
+  it('--grpc-keepalive / --grpc-keepalive-timeout: default 30 s / 10 s (the settings defaults); flags and environment set them', () => {
     const run = (argv: string[], env: NodeJS.ProcessEnv = {}): [number, number] => {
       const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...tlsFlags, ...argv], env);
       if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
       return [parsed.config.grpcKeepaliveTimeMs, parsed.config.grpcKeepaliveTimeoutMs];
     };
     expect(run([])).to.deep.equal([DEFAULT_SETTINGS.grpcKeepaliveTimeMs, DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs]);
-    expect(run([])).to.deep.equal([2000, 2000]);
+    expect(run([])).to.deep.equal([30_000, 10_000]);
     expect(run(['--grpc-keepalive', '5', '--grpc-keepalive-timeout', '3.5'])).to.deep.equal([5000, 3500]);
-    expect(run([], { CLUSTER_GRPC_KEEPALIVE: '30', CLUSTER_GRPC_KEEPALIVE_TIMEOUT: '10' })).to.deep.equal([30_000, 10_000]);
+    expect(run([], { CLUSTER_GRPC_KEEPALIVE: '2', CLUSTER_GRPC_KEEPALIVE_TIMEOUT: '2' })).to.deep.equal([2000, 2000]);
     expect(() => run(['--grpc-keepalive', '0'])).to.throw(/grpc-keepalive/);
+  });
+
+  it('--tcp-liveness: default 3 s; 0 turns it off; whole seconds from 2 to 3600, anything else refused saying what to use', () => {
+    const run = (argv: string[], env: NodeJS.ProcessEnv = {}): number => {
+      const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...tlsFlags, ...argv], env);
+      if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
+      return parsed.config.tcpLivenessMs;
+    };
+    expect(run([])).to.equal(DEFAULT_SETTINGS.tcpLivenessMs).and.equal(3000);
+    expect(run(['--tcp-liveness', '0'])).to.equal(0);
+    expect(run(['--tcp-liveness', '5'])).to.equal(5000);
+    expect(run([], { CLUSTER_TCP_LIVENESS: '10' })).to.equal(10_000);
+    for (const bad of ['1', '2.5', '7200']) {
+      expect(() => run(['--tcp-liveness', bad]), bad).to.throw(/--tcp-liveness .*use 0 \(off\) or whole seconds from 2 to 3600/);
+    }
   });
 
   it('--etcd-max-txn-ops / --etcd-max-request-bytes: etcd\'s defaults (128, 1.5 MiB); flags and environment set them; below the minimum refused with the reason', () => {

@@ -18,6 +18,7 @@ import { PKI_FILES } from '../../coordinator/pki/pki-dir';
 import { Fleet, type CtlNodeView } from '../../scripts/lib/fleet';
 import { up } from '../../scripts/fleet';
 import { REPO_ROOT, run, waitFor } from '../helpers';
+import { debName } from '../packaging/package-build';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const UPGRADE_VERSION = `${VERSION}.1`;
@@ -141,7 +142,7 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
     await up(fleet, { nodes: 3, deb: join(debs, `cluster-agent_${VERSION}-1_all.deb`), leaseTtl: 6, waitTimeoutMs: 120_000 });
     process.stderr.write(`      (fleet up, 3 nodes Discovered: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
     fleet.copyToShare(join(debs, `cluster-agent_${UPGRADE_VERSION}-1_all.deb`));
-    fleet.copyToShare(join(debs, `cluster-coordinator_${VERSION}-1_all.deb`));
+    fleet.copyToShare(join(debs, debName('cluster-coordinator', VERSION)));
     mkdirSync(join(fleet.shareDir, 'repo'));
     await buildDemoPackage(join(fleet.shareDir, 'repo'), tmp);
     names = fleet.nodeNames();
@@ -362,7 +363,7 @@ describe('fleet: booted nodes (systemd-nspawn), the agent from the .deb under th
   it('the coordinator .deb runs as its sandboxed system service (DynamicUser, ProtectSystem=strict) and bootstraps its pki', async function () {
     this.timeout(120_000);
     const n = 'n3';
-    fleet.mustExec(n, ['apt-get', 'install', '-y', '-q', `/fleet/cluster-coordinator_${VERSION}-1_all.deb`], { timeoutMs: 120_000 });
+    fleet.mustExec(n, ['apt-get', 'install', '-y', '-q', `/fleet/${debName('cluster-coordinator', VERSION)}`], { timeoutMs: 120_000 });
     // Its own cluster on the fleet's etcd (another prefix), as a first replica would start: the
     // operator copies what `cluster-coordinator init` made (the CA etcd trusts, the cluster
     // secret, the coordinators' etcd certificate) into the service's pki dir first.

@@ -11,5 +11,6 @@ export { testPki, TestPki, type TestIdentity } from './pki';
 export { agentCredentials } from './agent-credentials';
 export { SANDBOX_FACTS } from './facts';
 export { TcpProxy } from './tcp-proxy';
+export { KernelCut } from './kernel-cut';
 export { EtcdCluster } from './etcd-cluster';
 export { packagedAgentNodeFlags, packagedAgentEnv, AGENT_LAUNCHER, AGENT_NODE_FLAGS_VAR } from './launcher';

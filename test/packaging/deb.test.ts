@@ -18,10 +18,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_VERSION as VERSION, UPGRADE_VERSION, buildTwoReleases, copyShellInto } from './package-build';
+import { PACKAGE_VERSION as VERSION, UPGRADE_VERSION, buildTwoReleases, copyShellInto, debName, packageArch } from './package-build';
 import { REPO_ROOT, run, type RunResult } from '../helpers';
 
-const debName = (name: string, version: string): string => `${name}_${version}-1_all.deb`;
 
 function buildDeb(cwd: string, args: string[]): Promise<RunResult> {
   return run(join(cwd, 'scripts', 'build-deb'), ['--no-build', ...args], { cwd, timeoutMs: 300_000 });
@@ -80,11 +79,11 @@ describe('packaging: Debian packages (scripts/build-deb)', function () {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('dpkg-deb -I: name, version, Architecture all, Depends nodejs (>= 20), the conffiles and the three scripts', () => {
+  it('dpkg-deb -I: name, version, Architecture (all; the coordinator\'s: this machine\'s, for its addon), Depends nodejs (>= 20), the conffiles and the three scripts', () => {
     for (const [name, pkg] of [['cluster-agent', 'agent'], ['cluster-coordinator', 'coordinator']]) {
       const file = join(out1, debName(name, VERSION));
       const fields = dpkgDeb(['-f', file, 'Package', 'Version', 'Architecture', 'Depends']);
-      expect(fields).to.equal(`Package: ${name}\nVersion: ${VERSION}-1\nArchitecture: all\nDepends: nodejs (>= 20)\n`);
+      expect(fields).to.equal(`Package: ${name}\nVersion: ${VERSION}-1\nArchitecture: ${packageArch('deb', name)}\nDepends: nodejs (>= 20)\n`);
       expect(dpkgDeb(['-I', file, 'conffiles']).trim().split('\n')).to.deep.equal([`/etc/cluster/${pkg}.yaml`, `/etc/sysconfig/${name}`]);
       const info = dpkgDeb(['-I', file]);
       for (const script of ['postinst', 'prerm', 'postrm']) expect(info).to.match(new RegExp(`\\d+ lines\\s+\\*\\s+${script}\\s`));
@@ -105,7 +104,7 @@ describe('packaging: Debian packages (scripts/build-deb)', function () {
     expect([...byPath.keys()].some((p) => p.endsWith('.meta.json'))).to.equal(false);
     const coordinator = dpkgDeb(['-c', join(out1, debName('cluster-coordinator', VERSION))]);
     for (const p of ['./usr/lib/cluster/coordinator/coordinator.js', './usr/lib/cluster/coordinator/clusterctl.js', './usr/bin/clusterctl',
-      './usr/lib/cluster/coordinator/dashboard-web/cli/dashboard/web/main.js',
+      './usr/lib/cluster/coordinator/dashboard-web/cli/dashboard/web/main.js', './usr/lib/cluster/coordinator/tcp_liveness.node',
       './usr/bin/cluster-coordinator', './usr/lib/systemd/system/cluster-coordinator.service']) {
       expect(coordinator).to.contain(p);
     }

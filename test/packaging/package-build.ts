@@ -12,6 +12,19 @@ import { REPO_ROOT, run } from '../helpers';
 export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 export const UPGRADE_VERSION = `${PACKAGE_VERSION}.1`;
 
+/**
+ * The architecture each package is built for: cluster-agent is architecture-independent;
+ * cluster-coordinator ships its TCP liveness addon (native/tcp_liveness.c), built for this machine.
+ */
+export function packageArch(kind: 'rpm' | 'deb', name: string): string {
+  if (name !== 'cluster-coordinator') return kind === 'rpm' ? 'noarch' : 'all';
+  return kind === 'rpm' ? execFileSync('rpm', ['--eval', '%{_arch}'], { encoding: 'utf8' }).trim() : execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
+}
+/** cluster-agent_0.1.0-1_all.deb, cluster-coordinator_0.1.0-1_amd64.deb. */
+export const debName = (name: string, version: string): string => `${name}_${version}-1_${packageArch('deb', name)}.deb`;
+/** cluster-agent-0.1.0-1.noarch.rpm, cluster-coordinator-0.1.0-1.x86_64.rpm. */
+export const rpmName = (name: string, version: string): string => `${name}-${version}-1.${packageArch('rpm', name)}.rpm`;
+
 /** Copies /bin/sh (dash) and the libraries ldd names into `root`. */
 export function copyShellInto(root: string): void {
   const shell = execFileSync('readlink', ['-f', '/bin/sh'], { encoding: 'utf8' }).trim();

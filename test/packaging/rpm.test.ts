@@ -19,12 +19,11 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PACKAGE_VERSION as VERSION, UPGRADE_VERSION, buildTwoReleases, copyShellInto } from './package-build';
+import { PACKAGE_VERSION as VERSION, UPGRADE_VERSION, buildTwoReleases, copyShellInto, packageArch, rpmName } from './package-build';
 import { EtcdServer, REPO_ROOT, freePort, run, spawnNode, testPki, waitFor, type ManagedProcess, type RunResult } from '../helpers';
 import { readUnitFile, unitWithExecStart, values, verifyUnit } from './unit-file';
 import { PROCESS_LEVEL_DIRECTIVES, runSandboxed, type SandboxedService } from './user-manager-sandbox';
 
-const rpmName = (name: string, version: string): string => `${name}-${version}-1.noarch.rpm`;
 
 async function buildRpm(cwd: string, args: string[]): Promise<RunResult> {
   return run(join(cwd, 'scripts', 'build-rpm'), ['--no-build', ...args], { cwd, timeoutMs: 300_000 });
@@ -77,12 +76,13 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('builds noarch cluster-agent and cluster-coordinator RPMs at package.json\'s version', () => {
+  it('builds a noarch cluster-agent and a cluster-coordinator for this machine\'s architecture (its TCP liveness addon) at package.json\'s version', () => {
     for (const name of ['cluster-agent', 'cluster-coordinator']) {
       const file = join(out1, rpmName(name, VERSION));
       expect(existsSync(file), file).to.equal(true);
-      expect(rpmQuery(['-qp', '--qf', '%{NAME} %{VERSION} %{RELEASE} %{ARCH}', file])).to.equal(`${name} ${VERSION} 1 noarch`);
+      expect(rpmQuery(['-qp', '--qf', '%{NAME} %{VERSION} %{RELEASE} %{ARCH}', file])).to.equal(`${name} ${VERSION} 1 ${packageArch('rpm', name)}`);
     }
+    expect(packageArch('rpm', 'cluster-coordinator')).to.not.equal('noarch');
   });
 
   it('rpm -qpl lists the programs, proto, wrappers, units, config, state dir and docs', () => {
@@ -95,7 +95,7 @@ describe('packaging: RPMs (scripts/build-rpm)', function () {
     const coordinator = rpmQuery(['-qpl', join(out1, rpmName('cluster-coordinator', VERSION))]).trim().split('\n');
     expect(coordinator).to.include.members([
       '/usr/lib/cluster/coordinator.js', '/usr/lib/cluster/clusterctl.js', '/usr/lib/cluster/proto/cluster.proto',
-      '/usr/lib/cluster/dashboard-web/cli/dashboard/web/main.js',
+      '/usr/lib/cluster/dashboard-web/cli/dashboard/web/main.js', '/usr/lib/cluster/tcp_liveness.node',
       '/usr/bin/cluster-coordinator', '/usr/bin/clusterctl', '/usr/lib/systemd/system/cluster-coordinator.service',
       '/etc/cluster/coordinator.yaml', '/etc/sysconfig/cluster-coordinator',
     ]);

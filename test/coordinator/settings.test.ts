@@ -37,6 +37,9 @@ describe('coordinator settings', () => {
     [{ eventRetention: 50 }, 'eventRetention', 50],
     [{ eventRetention: undefined }, 'eventRetention', 10_000],
     [{ nodeCasAttempts: 1 }, 'nodeCasAttempts', 1],
+    // 0 turns the kernel's liveness check off (--tcp-liveness 0): a coordinator must start with it.
+    [{ tcpLivenessMs: 0 }, 'tcpLivenessMs', 0],
+    [{}, 'tcpLivenessMs', 3000],
   ];
   for (const [given, field, want] of rows) {
     it(`${JSON.stringify(given)} → ${field} ${want}`, () => {
@@ -50,6 +53,9 @@ describe('coordinator settings', () => {
       expect(() => compileSettings(bad)).to.throw(new RegExp(`setting ${field} must be a positive integer`));
     });
   }
+  it('refuses {"tcpLivenessMs":-1} naming the field and that 0 means off', () => {
+    expect(() => compileSettings({ tcpLivenessMs: -1 })).to.throw(/setting tcpLivenessMs must be a whole number \(0 = off\), not -1/);
+  });
 
   it('the command line defaults are the settings defaults', () => {
     const parsed = parseCoordinatorArgs(['--etcd', '127.0.0.1:2379', ...tlsFlags], {});

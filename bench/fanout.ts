@@ -36,7 +36,7 @@ import { DEFAULT_SETTINGS } from '../coordinator/options';
 import { openFilesLimit } from '../coordinator/fd-headroom';
 import { adminClients, unary, type AdminClients } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
-import { PhaseCpu, cpuMs, etcdPid } from './proc-cpu';
+import { PhaseCpu, cpuMs, etcdPid, machineBusyMs } from './proc-cpu';
 import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
 
 const OPTIONS = {
@@ -61,11 +61,15 @@ const OPTIONS = {
   },
   grpcKeepalive: {
     kind: 'duration', unit: 's', min: 100, placeholder: 'SECONDS',
-    description: 'the coordinator\'s --grpc-keepalive (PING period on every agent connection) [default: the coordinator\'s, 2 s]; a value other than the default is printed with the results',
+    description: 'the coordinator\'s --grpc-keepalive (PING period on every agent connection) [default: the coordinator\'s, 30 s]; a value other than the default is printed with the results',
   },
   grpcKeepaliveTimeout: {
     kind: 'duration', unit: 's', min: 100, placeholder: 'SECONDS',
-    description: 'the coordinator\'s --grpc-keepalive-timeout [default: the coordinator\'s, 2 s]',
+    description: 'the coordinator\'s --grpc-keepalive-timeout [default: the coordinator\'s, 10 s]',
+  },
+  tcpLiveness: {
+    kind: 'duration', unit: 's', min: 0, placeholder: 'SECONDS',
+    description: 'the coordinator\'s --tcp-liveness (the kernel closes a connection silent this long; 0 = off) [default: the coordinator\'s, 3 s]',
   },
   connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   sizeTimeout: { kind: 'int', default: 300, min: 30, placeholder: 'SECONDS', description: 'give up on one size after this long (prints what it has)' },
@@ -77,7 +81,7 @@ const OPTIONS = {
   keep: { kind: 'boolean', description: 'keep the temp dirs (logs) afterwards' },
 } as const satisfies OptionSpecs;
 
-const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-window K] [--fleet-processes K] [--join-max-lag-ms MS] [--size-timeout S] [--units K] [--attach-only] [--grpc-keepalive S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
+const USAGE = 'Usage: node dist/bench/fanout.js [--sizes 1000,5000,10000] [--start-window K] [--fleet-processes K] [--join-max-lag-ms MS] [--size-timeout S] [--units K] [--attach-only] [--grpc-keepalive S] [--tcp-liveness S] [--cpu-prof | --job-cpu-prof SECONDS] [--json]';
 
 /**
  * The commissioned bundle: `units` file units, each rendered with the node's hostname (one
@@ -196,11 +200,11 @@ interface SizeResult {
   rssIdleMiB?: { coordinator: number; simFleet: number; etcd: number };
   /**
    * CPU (% of one core, all threads; /proc/<pid>/stat) over 10 s at idle with all N attached:
-   * the coordinator's is mostly its gRPC keepalive PINGs (one per agent connection per
-   * grpcKeepaliveTimeMs) and their answers; the sim-fleet's is N agents answering them (and
-   * their lease keepalives).
+   * the coordinator's was mostly its gRPC keepalive PINGs (one per agent connection every 2 s,
+   * before the kernel's TCP liveness replaced them: now every 30 s) and their answers; the
+   * sim-fleet's is N agents' lease keepalives (and the PING answers).
    */
-  cpuIdlePct?: { coordinator: number; simFleet: number; etcd: number };
+  cpuIdlePct?: { coordinator: number; simFleet: number; etcd: number; machine: number; softirq: number };
   /** The sim-fleet processes from start to all attached: their worst loop delay, CPU, GC, and streams that ended. */
   fleetUntilAttached?: { loopMaxMs: number; loopP99MaxMs: number; cpuPctMean: number; cpuPctMax: number; gcMaxMs: number; disconnects: number; joinsHeldMs: number };
   /** The coordinator's log over the size: streams welcomed ("agent connected") and ended ("agent disconnected"), by reason. */
@@ -291,7 +295,7 @@ function ensureFdLimit(pid: number, n: number, say: (s: string) => void): number
   return after ?? before;
 }
 
-async function runSize(n: number, o: { units: number; attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
+async function runSize(n: number, o: { units: number; attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; tcpLivenessMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const k = Math.min(n, o.fleetProcesses > 0 ? o.fleetProcesses : Math.ceil(n / AGENTS_PER_FLEET));
   const result: SizeResult = { agents: n, fleetProcesses: k, completed: false };
@@ -326,6 +330,7 @@ async function runSize(n: number, o: { units: number; attachOnly: boolean; lease
       extraArgs: ['--replica-id', 'c1', '--log-level', 'info', '--election-ttl', String(o.electionTtl),
         ...(o.grpcKeepaliveMs !== undefined ? ['--grpc-keepalive', String(o.grpcKeepaliveMs / 1000)] : []),
         ...(o.grpcKeepaliveTimeoutMs !== undefined ? ['--grpc-keepalive-timeout', String(o.grpcKeepaliveTimeoutMs / 1000)] : []),
+        ...(o.tcpLivenessMs !== undefined ? ['--tcp-liveness', String(o.tcpLivenessMs / 1000)] : []),
         ...(o.jobCpuProfSeconds ? ['--cpu-profile', `start-job:${o.jobCpuProfSeconds}:${jobProfileFile}`] : [])],
       ...(o.cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
     });
@@ -404,9 +409,14 @@ async function runSize(n: number, o: { units: number; attachOnly: boolean; lease
     samplers.push(cs, fs, es);
     result.rssIdleMiB = { coordinator: cs.sample(), simFleet: fs.sample(), etcd: es.sample() };
     say(`N=${n}: idle RSS coordinator ${result.rssIdleMiB.coordinator} MiB, sim-fleet ${result.rssIdleMiB.simFleet} MiB, etcd ${result.rssIdleMiB.etcd} MiB`);
+    const machineBefore = machineBusyMs();
+    const machineAt = Date.now();
     const [cCpu, fCpu, eCpu] = await Promise.all([cpuPctOver([coord.proc.pid], 10_000), cpuPctOver(fleets.map((f) => f.pid), 10_000), cpuPctOver([ePid], 10_000)]);
-    result.cpuIdlePct = { coordinator: cCpu, simFleet: fCpu, etcd: eCpu };
-    say(`N=${n}: idle CPU over 10 s (% of one core) coordinator ${cCpu}%, sim-fleet ${fCpu}%, etcd ${eCpu}%; load ${loadavg()[0].toFixed(1)}`);
+    const machineAfter = machineBusyMs();
+    const machineWall = Date.now() - machineAt;
+    const pct = (ms: number): number => Math.round((ms / machineWall) * 1000) / 10;
+    result.cpuIdlePct = { coordinator: cCpu, simFleet: fCpu, etcd: eCpu, machine: pct(machineAfter.busyMs - machineBefore.busyMs), softirq: pct(machineAfter.softirqMs - machineBefore.softirqMs) };
+    say(`N=${n}: idle CPU over 10 s (% of one core) coordinator ${cCpu}%, sim-fleet ${fCpu}%, etcd ${eCpu}%; the whole machine ${result.cpuIdlePct.machine}% (softirq ${result.cpuIdlePct.softirq}%); load ${loadavg()[0].toFixed(1)}`);
     if (o.attachOnly) {
       result.completed = true;
       return result;
@@ -577,6 +587,7 @@ async function main(): Promise<number> {
   const say = (s: string): void => { if (!v.json) process.stderr.write(`${s}\n`); };
   const KA = DEFAULT_SETTINGS.grpcKeepaliveTimeMs;
   const KAT = DEFAULT_SETTINGS.grpcKeepaliveTimeoutMs;
+  const TL = DEFAULT_SETTINGS.tcpLivenessMs;
   const started = Date.now();
   const results: SizeResult[] = [];
   for (const n of sizes) {
@@ -584,6 +595,7 @@ async function main(): Promise<number> {
       units: v.units, attachOnly: v.attachOnly === true,
       leaseTtl: v.leaseTtl, electionTtl: v.electionTtl,
       ...(v.grpcKeepalive !== undefined ? { grpcKeepaliveMs: v.grpcKeepalive } : {}), ...(v.grpcKeepaliveTimeout !== undefined ? { grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout } : {}),
+      ...(v.tcpLiveness !== undefined ? { tcpLivenessMs: v.tcpLiveness } : {}),
       startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
       sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true || v.jobCpuProf !== undefined, cpuProf: v.cpuProf === true,
       ...(v.jobCpuProf !== undefined ? { jobCpuProfSeconds: v.jobCpuProf } : {}),
@@ -591,7 +603,7 @@ async function main(): Promise<number> {
   }
   const out = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    bundleUnits: v.units, agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, grpcKeepaliveMs: v.grpcKeepalive ?? KA, grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout ?? KAT, startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, connections: v.connections, results,
+    bundleUnits: v.units, agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, grpcKeepaliveMs: v.grpcKeepalive ?? KA, grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout ?? KAT, tcpLivenessMs: v.tcpLiveness ?? TL, startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, connections: v.connections, results,
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (v.json) {
@@ -603,7 +615,7 @@ async function main(): Promise<number> {
     `command fan-out: ${out.date}`,
     `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process)${v.joinMaxLagMs > 0 ? `, joins held while a sim-fleet's loop is > ${v.joinMaxLagMs} ms late` : ''}; ${v.connections} connections; bundle of ${v.units} file unit(s); wall ${out.wallSeconds} s`,
     `coordinator: gRPC keepalive PING on every agent connection every ${(v.grpcKeepalive ?? KA) / 1000} s${v.grpcKeepalive !== undefined && v.grpcKeepalive !== KA ? ` (NOT the default ${KA / 1000} s)` : ' (default)'}, ` +
-      `connection dropped when unanswered for ${(v.grpcKeepaliveTimeout ?? KAT) / 1000} s${v.grpcKeepaliveTimeout !== undefined && v.grpcKeepaliveTimeout !== KAT ? ` (NOT the default ${KAT / 1000} s)` : ' (default)'}; stream ping ${DEFAULT_SETTINGS.pingIntervalMs / 1000} s (default); election TTL ${v.electionTtl} s${v.electionTtl * 1000 !== DEFAULT_SETTINGS.electionTtlMs ? ` (not the default ${DEFAULT_SETTINGS.electionTtlMs / 1000} s)` : ''}`,
+      `connection dropped when unanswered for ${(v.grpcKeepaliveTimeout ?? KAT) / 1000} s${v.grpcKeepaliveTimeout !== undefined && v.grpcKeepaliveTimeout !== KAT ? ` (NOT the default ${KAT / 1000} s)` : ' (default)'}; TCP liveness ${(v.tcpLiveness ?? TL) / 1000} s${v.tcpLiveness !== undefined && v.tcpLiveness !== TL ? ` (NOT the default ${TL / 1000} s)` : ' (default)'}; stream ping ${DEFAULT_SETTINGS.pingIntervalMs / 1000} s (default); election TTL ${v.electionTtl} s${v.electionTtl * 1000 !== DEFAULT_SETTINGS.electionTtlMs ? ` (not the default ${DEFAULT_SETTINGS.electionTtlMs / 1000} s)` : ''}`,
     `${'N'.padStart(6)} ${'register'.padStart(9)} ${'attach'.padStart(8)} ${'discovr'.padStart(8)} ${'idleRSS'.padStart(8)} ${'StartJob'.padStart(9)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'total'.padStart(7)} ${'ok/N'.padStart(11)} ${'peakRSS'.padStart(8)} ${'simRSS'.padStart(7)} ${'etcdRSS'.padStart(8)}`,
     `${''.padStart(6)} ${'ms'.padStart(9)} ${'ms'.padStart(8)} ${'ms'.padStart(8)} ${'MiB'.padStart(8)} ${'ms'.padStart(9)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${'ms'.padStart(7)} ${''.padStart(11)} ${'MiB'.padStart(8)} ${'MiB'.padStart(7)} ${'MiB'.padStart(8)}`,
   ];
@@ -617,7 +629,7 @@ async function main(): Promise<number> {
     ].join(' '));
     if (r.fleetProcesses > 1) lines.push(`       agents simulated in ${r.fleetProcesses} sim-fleet processes`);
     if (r.coordinatorFdLimit !== undefined && r.coordinatorFdLimit < r.agents + 2048) lines.push(`       coordinator open-files limit ${r.coordinatorFdLimit}: below the ${r.agents} agents' connections + 2,048`);
-    if (r.cpuIdlePct) lines.push(`       idle CPU over 10 s with all attached (% of one core): coordinator ${r.cpuIdlePct.coordinator}%, sim-fleet ${r.cpuIdlePct.simFleet}%, etcd ${r.cpuIdlePct.etcd}%`);
+    if (r.cpuIdlePct) lines.push(`       idle CPU over 10 s with all attached (% of one core): coordinator ${r.cpuIdlePct.coordinator}%, sim-fleet ${r.cpuIdlePct.simFleet}%, etcd ${r.cpuIdlePct.etcd}%; the whole machine ${r.cpuIdlePct.machine}% (softirq ${r.cpuIdlePct.softirq}%)`);
     if (r.fleetUntilAttached) {
       const u = r.fleetUntilAttached;
       lines.push(`       sim-fleet until ${r.attachAllMs !== undefined ? 'all attached' : 'give-up'}: loop delay max ${f(u.loopMaxMs)} ms (worst 2 s p99 ${f(u.loopP99MaxMs)} ms), CPU mean ${f(u.cpuPctMean)}% max ${f(u.cpuPctMax)}% per process, GC pause max ${f(u.gcMaxMs)} ms, streams ended ${u.disconnects}, joins held ${Math.round(u.joinsHeldMs / 1000)} s`);

@@ -17,6 +17,18 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/**
+ * The whole machine's busy time in ms summed over its cores, from /proc/stat's first line: user,
+ * nice, system, irq and softirq (not idle, iowait or steal). Work no process is charged for shows
+ * here: the kernel's TCP keepalive probes and their ACKs run in softirq.
+ */
+export function machineBusyMs(): { busyMs: number; softirqMs: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq] = fields;
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  return { busyMs: (user + nice + system + irq + softirq) * tick, softirqMs: softirq * tick };
+}
+
 /** etcd's pid: the process whose command line names this server's data dir (-1: none). */
 export function etcdPid(dataDir: string): number {
   for (const d of readdirSync('/proc')) {

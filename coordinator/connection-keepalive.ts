@@ -55,6 +55,14 @@ interface Watched {
   tick: number;
 }
 
+/**
+ * A connection's peer as `remoteAddress:remotePort`, the form grpc-js's call.getPeer() gives:
+ * the key under which silentSince() is asked, so every drop is recorded under it.
+ */
+export function peerKey(socket: { readonly remoteAddress?: string; readonly remotePort?: number }): string {
+  return `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+}
+
 /** How long a dropped connection's silence is remembered for the stream that ends with it. */
 const SILENT_MEMORY_MS = 60_000;
 
@@ -129,8 +137,7 @@ export class ConnectionKeepalive {
       this.timer = setInterval(() => this.sweep(), this.sweepMs);
       this.timer.unref();
     }
-    const socket = session.socket;
-    const w: Watched = { session, peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`, lastAnswerAt: this.now(), tick: 0 };
+    const w: Watched = { session, peer: peerKey(session.socket), lastAnswerAt: this.now(), tick: 0 };
     this.watched.add(w);
     this.schedule(w, this.currentLoopTime() + this.o.periodMs);
     session.once('close', () => this.forget(w));

@@ -21,7 +21,7 @@ import { LOADER_OPTIONS, protoPath } from '../shared/proto';
 import { protocStyleDescriptors } from './reflection-descriptors';
 import { callGuard, withTotalDeserializers } from './call-guard';
 import { FdHeadroom } from './fd-headroom';
-import { ConnectionKeepalive } from './connection-keepalive';
+import { ConnectionKeepalive, peerKey } from './connection-keepalive';
 import { applyTcpLiveness, livenessSettings, loadTcpLiveness, SILENCE_ERRORS, socketFd, type TcpLivenessSettings } from './tcp-liveness';
 import { toGrpcStatus } from '../shared/errors';
 import type { AgentServiceHandlers } from '../generated/cluster/v1/AgentService';
@@ -95,7 +95,7 @@ export class GrpcServer {
   private readonly fdHeadroom: FdHeadroom;
   private readonly followed = new Set<http2.Http2Server | http2.Http2SecureServer>();
   /** The kernel's liveness check on every client connection (tcp-liveness.ts); undefined when off. */
-  private readonly tcpLiveness?: { addon: ReturnType<typeof loadTcpLiveness>; settings: TcpLivenessSettings; windowMs: number };
+  private readonly tcpLiveness?: { addon: ReturnType<typeof loadTcpLiveness>; settings: TcpLivenessSettings };
   private readonly now: () => number;
   private tcpLivenessFailures = 0;
   private readonly health: HealthImplementation;
@@ -114,8 +114,7 @@ export class GrpcServer {
     this.now = options.now ?? Date.now;
     if (options.settings.tcpLivenessMs > 0) {
       // Loaded here, so that a coordinator without the addon refuses to start, saying why.
-      const settings = livenessSettings(options.settings.tcpLivenessMs);
-      this.tcpLiveness = { addon: loadTcpLiveness(), settings, windowMs: settings.userTimeoutMs };
+      this.tcpLiveness = { addon: loadTcpLiveness(), settings: livenessSettings(options.settings.tcpLivenessMs) };
     } else {
       const foundMs = options.settings.grpcKeepaliveTimeMs + options.settings.grpcKeepaliveTimeoutMs;
       if (foundMs > 5000) {
@@ -196,7 +195,6 @@ export class GrpcServer {
    */
   private watchTcpLiveness(server: http2.Http2Server | http2.Http2SecureServer, t: NonNullable<GrpcServer['tcpLiveness']>): void {
     server.prependListener('connection', (socket: Socket) => {
-      const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
       const fd = socketFd(socket);
       try {
         if (fd === undefined) throw new Error('the connection has no file descriptor');
@@ -204,18 +202,19 @@ export class GrpcServer {
       } catch (err) {
         // Once at warn (a systematic failure would say the same for every connection), then debug.
         this.tcpLivenessFailures++;
-        const fields = { peer, error: err instanceof Error ? err.message : String(err), failures: this.tcpLivenessFailures };
+        const fields = { peer: peerKey(socket), error: err instanceof Error ? err.message : String(err), failures: this.tcpLivenessFailures };
         if (this.tcpLivenessFailures === 1) this.log.warn('cannot set TCP liveness on a connection; only the keepalive PINGs watch it (further failures are logged at debug)', fields);
         else this.log.debug('cannot set TCP liveness on a connection', fields);
       }
     });
     server.prependListener('secureConnection', (socket: Socket) => {
-      const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+      const peer = peerKey(socket);
       socket.prependListener('error', (err: NodeJS.ErrnoException) => {
         if (err.code === undefined || !SILENCE_ERRORS.has(err.code)) return;
         const now = this.now();
-        this.keepalive.markSilent(peer, now - t.windowMs, now);
-        this.log.info('connection dropped by TCP liveness', { peer, why: `nothing received for ${t.windowMs} ms (kernel keepalive / TCP_USER_TIMEOUT)`, error: err.code });
+        const windowMs = t.settings.userTimeoutMs;
+        this.keepalive.markSilent(peer, now - windowMs, now);
+        this.log.info('connection dropped by TCP liveness', { peer, why: `nothing received for ${windowMs} ms (kernel keepalive / TCP_USER_TIMEOUT)`, error: err.code });
       });
     });
   }

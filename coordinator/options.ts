@@ -420,14 +420,14 @@ export const DEFAULT_SETTINGS: Readonly<Omit<CoordinatorSettings, 'electionKeepa
 
 const SETTING_NAMES: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SETTINGS), 'electionKeepaliveIntervalMs', 'helloTimeoutMs']);
 
-/**
- * The settings with every default filled in. Only setting fields are read (a caller may pass
- * its whole options object), and `undefined` counts as not given. Throws InvalidArgumentError
- * on a value that cannot work (not a positive integer).
- */
 /** Settings where 0 turns the feature off. */
 const ZERO_MEANS_OFF: ReadonlySet<string> = new Set<keyof CoordinatorSettings>(['tcpLivenessMs']);
 
+/**
+ * The settings with every default filled in. Only setting fields are read (a caller may pass
+ * its whole options object), and `undefined` counts as not given. Throws InvalidArgumentError
+ * on a value that cannot work (not a positive integer; not a whole number where 0 means off).
+ */
 export function compileSettings(given: Partial<CoordinatorSettings> = {}): CoordinatorSettings {
   const defined = Object.fromEntries(Object.entries(given).filter(([k, v]) => SETTING_NAMES.has(k) && v !== undefined)) as Partial<CoordinatorSettings>;
   const base = { ...DEFAULT_SETTINGS, ...defined };
@@ -438,7 +438,6 @@ export function compileSettings(given: Partial<CoordinatorSettings> = {}): Coord
     helloTimeoutMs: defined.helloTimeoutMs ?? Math.min(30_000, 3 * base.pingIntervalMs),
   };
   for (const [name, value] of Object.entries(settings)) {
-    // tcpLivenessMs may be 0: the kernel's liveness check off.
     const least = ZERO_MEANS_OFF.has(name) ? 0 : 1;
     if (!Number.isSafeInteger(value) || (value as number) < least) throw new InvalidArgumentError(`coordinator setting ${name} must be a ${least === 0 ? 'whole number (0 = off)' : 'positive integer'}, not ${String(value)}`);
   }

@@ -26,6 +26,7 @@ import { join } from 'node:path';
 
 interface TcpLivenessAddon {
   set(fd: number, idleS: number, intervalS: number, count: number, userTimeoutMs: number): void;
+  /** Reads back [SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT] (tests). */
   get(fd: number): number[];
 }
 
@@ -97,9 +98,4 @@ export function socketFd(socket: unknown): number | undefined {
 /** Sets the liveness window on a connected TCP socket's descriptor. */
 export function applyTcpLiveness(addon: TcpLivenessAddon, fd: number, s: TcpLivenessSettings): void {
   addon.set(fd, s.idleS, s.intervalS, s.count, s.userTimeoutMs);
-}
-
-/** Reads back [SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT] (tests). */
-export function readTcpLiveness(addon: TcpLivenessAddon, fd: number): number[] {
-  return addon.get(fd);
 }

@@ -8,7 +8,7 @@
  */
 import { expect } from 'chai';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { ADDON_FILE, applyTcpLiveness, livenessSettings, loadTcpLiveness, readTcpLiveness, socketFd } from '../../coordinator/tcp-liveness';
+import { ADDON_FILE, applyTcpLiveness, livenessSettings, loadTcpLiveness, socketFd } from '../../coordinator/tcp-liveness';
 import { KernelCut } from '../helpers';
 
 async function connectedPair(): Promise<{ server: Server; accepted: Socket; client: Socket; port: number }> {
@@ -56,9 +56,9 @@ describe('coordinator: TCP liveness (kernel keepalive + TCP_USER_TIMEOUT)', func
     try {
       const fd = socketFd(accepted);
       expect(fd, 'the accepted socket has a descriptor').to.be.a('number');
-      expect(readTcpLiveness(addon, fd ?? -1)[0], 'SO_KEEPALIVE off before').to.equal(0);
+      expect(addon.get(fd ?? -1)[0], 'SO_KEEPALIVE off before').to.equal(0);
       applyTcpLiveness(addon, fd ?? -1, livenessSettings(3000));
-      expect(readTcpLiveness(addon, fd ?? -1)).to.deep.equal([1, 2, 1, 1, 3000]);
+      expect(addon.get(fd ?? -1)).to.deep.equal([1, 2, 1, 1, 3000]);
       expect(() => addon.set(1_000_000, 2, 1, 1, 3000)).to.throw(/setsockopt\(TCP_USER_TIMEOUT\): Bad file descriptor/);
       for (const bad of [['7'], [fd, 2.5, 1, 1, 3000], [fd, -1, 1, 1, 3000], [fd, 2, 1, 1, 2 ** 31], [fd, 2, 1, 1, NaN]]) {
         expect(() => (addon.set as unknown as (...x: unknown[]) => void)(...bad), String(bad)).to.throw(TypeError, /five whole numbers/);
@@ -66,7 +66,7 @@ describe('coordinator: TCP liveness (kernel keepalive + TCP_USER_TIMEOUT)', func
       // The kernel refuses a count of 0 (TCP_KEEPCNT is 1-127): nothing of the window stays set.
       const other = socketFd(client) ?? -1;
       expect(() => addon.set(other, 2, 1, 0, 3000)).to.throw(/setsockopt\(TCP_KEEPCNT\): Invalid argument/);
-      const left = readTcpLiveness(addon, other);
+      const left = addon.get(other);
       expect([left[0], left[4]], 'SO_KEEPALIVE and TCP_USER_TIMEOUT after the refusal').to.deep.equal([0, 0]);
     } finally {
       client.destroy();

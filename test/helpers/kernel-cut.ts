@@ -43,8 +43,6 @@ function alive(pid: number): boolean {
 }
 
 export class KernelCut {
-  private cutPorts: number[] = [];
-
   private constructor(readonly table: string) {}
 
   /** Makes an empty table (nothing dropped yet); removes tables of test processes that are gone. */
@@ -79,23 +77,15 @@ export class KernelCut {
   async cut(port: number): Promise<void> {
     if (!Number.isInteger(port) || port < 1024 || port > 65535) throw new Error(`KernelCut.cut: ${port} is not a test's port (1024-65535)`);
     await nft(['-f', '-'], `add rule inet ${this.table} input iifname "lo" tcp dport ${port} drop\nadd rule inet ${this.table} input iifname "lo" tcp sport ${port} drop\n`);
-    this.cutPorts.push(port);
-  }
-
-  /** Ports cut now. */
-  get ports(): readonly number[] {
-    return this.cutPorts;
   }
 
   /** Lets packets through again (TCP retransmits what was held back). */
   async heal(): Promise<void> {
     await nft(['flush', 'chain', 'inet', this.table, 'input']);
-    this.cutPorts = [];
   }
 
   /** Deletes the table (heals). Safe to call twice. */
   async close(): Promise<void> {
-    this.cutPorts = [];
     await nft(['delete', 'table', 'inet', this.table]).catch((err: unknown) => {
       if (!/No such file or directory|does not exist/i.test(String(err))) throw err;
     });

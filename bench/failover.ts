@@ -45,7 +45,6 @@ const OPTIONS = {
   mode: { kind: 'string', default: 'kill', choices: ['kill', 'partition'], description: 'SIGKILL the leader, or cut it from etcd (no FIN) and heal afterwards' },
   electionTtl: { kind: 'int', default: DEFAULT_SETTINGS.electionTtlMs / 1000, min: 2, placeholder: 'SECONDS', description: 'coordinators\' election lease TTL (the coordinator\'s default)' },
   leaseTtl: { kind: 'int', default: 45, min: 2, placeholder: 'SECONDS', description: 'agents\' membership lease TTL' },
-  connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   roundTimeout: { kind: 'int', default: 180, min: 10, placeholder: 'SECONDS', description: 'give up on a round after this long' },
   cpuProf: { kind: 'boolean', description: 'profile the new leader of round 1 for 15 s from its becoming leader (coordinator --cpu-profile), and the sim-fleet over its life (node --cpu-prof); print the top 10 frames of each; keeps the logs' },
   json: { kind: 'boolean', description: 'print the result as one JSON object' },
@@ -272,7 +271,6 @@ async function main(): Promise<number> {
   const cpuProf = parsed.values.cpuProf === true;
   const keep = parsed.values.keep === true || cpuProf;
   const partition = parsed.values.mode === 'partition';
-  const connections = parsed.values.connections === 'shared' ? 'shared' : 'per-agent';
   const say = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
   const started = Date.now();
 
@@ -308,7 +306,7 @@ async function main(): Promise<number> {
 
     const t0 = Date.now();
     fleet = new SimFleet({
-      etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents: n, leaseTtlSec: leaseTtl, connections, sandbox, logFile: join(cluster.logDir, 'sim-fleet.log'),
+      etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents: n, leaseTtlSec: leaseTtl, sandbox, logFile: join(cluster.logDir, 'sim-fleet.log'),
       etcdClients: Math.max(1, Math.min(8, Math.ceil(n / 500))),
       // The agents' side of every handshake runs in this one process: is it the bottleneck?
       ...(cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${fleetProfDir}`] } : {}),
@@ -432,7 +430,7 @@ async function main(): Promise<number> {
   const all = rounds.map((r) => r.reattach);
   const result = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    agents: n, rounds: k, mode: partition ? 'partition' : 'kill', electionTtlSeconds: electionTtl, agentLeaseTtlSeconds: leaseTtl, connections,
+    agents: n, rounds: k, mode: partition ? 'partition' : 'kill', electionTtlSeconds: electionTtl, agentLeaseTtlSeconds: leaseTtl,
     initialRegisterMs: initial.registerMs, initialAttachMs: initial.attachMs,
     becameLeaderMs: stats(rounds.map((r) => r.becameLeaderMs)),
     firstFencedWriteMs: stats(rounds.map((r) => r.firstWriteMs)),
@@ -460,7 +458,7 @@ async function main(): Promise<number> {
   process.stdout.write([
     `leader failover: ${result.date}`,
     `machine: ${result.cores} cores (${result.cpuModel}), load ${result.loadavg1}`,
-    `N=${n} agents (${connections} connections), K=${k} leader ${partition ? 'partitions' : 'kills'}, election TTL ${electionTtl} s, agent lease TTL ${leaseTtl} s, wall ${result.wallSeconds} s`,
+    `N=${n} agents (one connection each), K=${k} leader ${partition ? 'partitions' : 'kills'}, election TTL ${electionTtl} s, agent lease TTL ${leaseTtl} s, wall ${result.wallSeconds} s`,
     `initial: all registered ${initial.registerMs} ms, all attached ${initial.attachMs} ms after the fleet started; RSS leader ${rss.coordinatorMiB} MiB, sim-fleet ${rss.fleetMiB} MiB`,
     `over the K rounds (ms after SIGKILL)       p50     p90     p99     min     max`,
     row('kill → "became leader" (log ts)', result.becameLeaderMs),

@@ -71,7 +71,6 @@ const OPTIONS = {
     kind: 'duration', unit: 's', min: 0, placeholder: 'SECONDS',
     description: 'the coordinator\'s --tcp-liveness (the kernel closes a connection silent this long; 0 = off) [default: the coordinator\'s, 3 s]',
   },
-  connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'agent streams: one TCP connection each, or all on one' },
   sizeTimeout: { kind: 'int', default: 300, min: 30, placeholder: 'SECONDS', description: 'give up on one size after this long (prints what it has)' },
   cpuProf: { kind: 'boolean', description: 'run the coordinator under node --cpu-prof and print the top 10 frames of each size\'s profile (self time)' },
   jobCpuProf: { kind: 'int', min: 1, placeholder: 'SECONDS', description: 'profile the coordinator for SECONDS from the StartJob call (coordinator --cpu-profile start-job) and print the job phase\'s top 10 frames; keeps the logs' },
@@ -295,7 +294,7 @@ function ensureFdLimit(pid: number, n: number, say: (s: string) => void): number
   return after ?? before;
 }
 
-async function runSize(n: number, o: { units: number; attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; tcpLivenessMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; connections: 'per-agent' | 'shared'; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
+async function runSize(n: number, o: { units: number; attachOnly: boolean; leaseTtl: number; electionTtl: number; grpcKeepaliveMs?: number; grpcKeepaliveTimeoutMs?: number; tcpLivenessMs?: number; startRate: number; startWindow: number; joinMaxLagMs: number; fleetProcesses: number; sizeTimeoutMs: number; keep: boolean; cpuProf: boolean; jobCpuProfSeconds?: number }, say: (s: string) => void): Promise<SizeResult> {
   const deadline = Date.now() + o.sizeTimeoutMs;
   const k = Math.min(n, o.fleetProcesses > 0 ? o.fleetProcesses : Math.ceil(n / AGENTS_PER_FLEET));
   const result: SizeResult = { agents: n, fleetProcesses: k, completed: false };
@@ -344,7 +343,7 @@ async function runSize(n: number, o: { units: number; attachOnly: boolean; lease
       const agents = Math.floor(n / k) + (j < n % k ? 1 : 0);
       fleets.push(new SimFleet({
         etcd: etcd.endpoint, clusterSecretFile: join(cluster.pkiDir, 'cluster-secret'), agents, idPrefix: k === 1 ? 'sim-' : `sim${j + 1}-`,
-        leaseTtlSec: o.leaseTtl, connections: o.connections, startRate: o.startRate, startWindow: o.startWindow, joinMaxLagMs: o.joinMaxLagMs, sandbox: join(sandbox, String(j + 1)),
+        leaseTtlSec: o.leaseTtl, startRate: o.startRate, startWindow: o.startWindow, joinMaxLagMs: o.joinMaxLagMs, sandbox: join(sandbox, String(j + 1)),
         etcdClients: Math.max(1, Math.min(8, Math.ceil(agents / 1000))), logFile: join(cluster.logDir, k === 1 ? 'sim-fleet.log' : `sim-fleet-${j + 1}.log`),
         nodeArgs: ['--max-old-space-size=8192'],
       }));
@@ -596,14 +595,14 @@ async function main(): Promise<number> {
       leaseTtl: v.leaseTtl, electionTtl: v.electionTtl,
       ...(v.grpcKeepalive !== undefined ? { grpcKeepaliveMs: v.grpcKeepalive } : {}), ...(v.grpcKeepaliveTimeout !== undefined ? { grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout } : {}),
       ...(v.tcpLiveness !== undefined ? { tcpLivenessMs: v.tcpLiveness } : {}),
-      startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, fleetProcesses: v.fleetProcesses, connections: v.connections === 'shared' ? 'shared' : 'per-agent',
+      startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, fleetProcesses: v.fleetProcesses,
       sizeTimeoutMs: v.sizeTimeout * 1000, keep: v.keep === true || v.cpuProf === true || v.jobCpuProf !== undefined, cpuProf: v.cpuProf === true,
       ...(v.jobCpuProf !== undefined ? { jobCpuProfSeconds: v.jobCpuProf } : {}),
     }, say));
   }
   const out = {
     date: new Date().toISOString(), ...machine(), loadavg1: Number(loadavg()[0].toFixed(2)),
-    bundleUnits: v.units, agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, grpcKeepaliveMs: v.grpcKeepalive ?? KA, grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout ?? KAT, tcpLivenessMs: v.tcpLiveness ?? TL, startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, connections: v.connections, results,
+    bundleUnits: v.units, agentLeaseTtlSeconds: v.leaseTtl, electionTtlSeconds: v.electionTtl, grpcKeepaliveMs: v.grpcKeepalive ?? KA, grpcKeepaliveTimeoutMs: v.grpcKeepaliveTimeout ?? KAT, tcpLivenessMs: v.tcpLiveness ?? TL, startRate: v.startRate, startWindow: v.startWindow, joinMaxLagMs: v.joinMaxLagMs, results,
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
   if (v.json) {
@@ -613,7 +612,7 @@ async function main(): Promise<number> {
   const f = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '-' : String(x));
   const lines = [
     `command fan-out: ${out.date}`,
-    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process)${v.joinMaxLagMs > 0 ? `, joins held while a sim-fleet's loop is > ${v.joinMaxLagMs} ms late` : ''}; ${v.connections} connections; bundle of ${v.units} file unit(s); wall ${out.wallSeconds} s`,
+    `machine: ${out.cores} cores (${out.cpuModel}), load ${out.loadavg1}; agent lease TTL ${v.leaseTtl} s; election TTL ${v.electionTtl} s; start window ${v.startWindow > 0 ? v.startWindow : 'none'}, rate ${v.startRate > 0 ? `${v.startRate}/s` : 'no limit'} (per sim-fleet process)${v.joinMaxLagMs > 0 ? `, joins held while a sim-fleet's loop is > ${v.joinMaxLagMs} ms late` : ''}; one connection per agent; bundle of ${v.units} file unit(s); wall ${out.wallSeconds} s`,
     `coordinator: gRPC keepalive PING on every agent connection every ${(v.grpcKeepalive ?? KA) / 1000} s${v.grpcKeepalive !== undefined && v.grpcKeepalive !== KA ? ` (NOT the default ${KA / 1000} s)` : ' (default)'}, ` +
       `connection dropped when unanswered for ${(v.grpcKeepaliveTimeout ?? KAT) / 1000} s${v.grpcKeepaliveTimeout !== undefined && v.grpcKeepaliveTimeout !== KAT ? ` (NOT the default ${KAT / 1000} s)` : ' (default)'}; TCP liveness ${(v.tcpLiveness ?? TL) / 1000} s${v.tcpLiveness !== undefined && v.tcpLiveness !== TL ? ` (NOT the default ${TL / 1000} s)` : ' (default)'}; stream ping ${DEFAULT_SETTINGS.pingIntervalMs / 1000} s (default); election TTL ${v.electionTtl} s${v.electionTtl * 1000 !== DEFAULT_SETTINGS.electionTtlMs ? ` (not the default ${DEFAULT_SETTINGS.electionTtlMs / 1000} s)` : ''}`,
     `${'N'.padStart(6)} ${'register'.padStart(9)} ${'attach'.padStart(8)} ${'discovr'.padStart(8)} ${'idleRSS'.padStart(8)} ${'StartJob'.padStart(9)} ${'p50'.padStart(7)} ${'p99'.padStart(7)} ${'total'.padStart(7)} ${'ok/N'.padStart(11)} ${'peakRSS'.padStart(8)} ${'simRSS'.padStart(7)} ${'etcdRSS'.padStart(8)}`,

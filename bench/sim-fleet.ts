@@ -1,8 +1,8 @@
 /**
  * A simulated fleet: N real `Agent`s in ONE child process, for the failover and fan-out
  * benchmarks. Everything an agent does on the wire is real — its own etcd lease and member
- * key, its own gRPC stream to the elected leader (its own TCP connection unless
- * `--connections shared`), and commands run by the real CommandExecutor (file/directory/command
+ * key, its own gRPC stream to the elected leader on its own TCP connection with its own client
+ * certificate, and commands run by the real CommandExecutor (file/directory/command
  * units) under a per-agent sandbox root in a tmpfs. What is shared, because a real fleet
  * would have one of each per machine and we have one machine: a small pool of etcd clients,
  * one leader source (one election watch instead of N), and ONE hardware collection at start
@@ -125,7 +125,7 @@ export function simNodeId(i: number, idPrefix = 'sim-'): string {
 
 // --- the wire format of the child's report -------------------------------------------------
 
-export interface StartedEvent { event: 'started'; at: number; pid: number; agents: number; connections: string; etcdClients: number }
+export interface StartedEvent { event: 'started'; at: number; pid: number; agents: number; etcdClients: number }
 export interface RegisteredEvent { event: 'registered'; at: number; startedAt: number; count: number; times: number[] }
 export interface AttachedEvent {
   event: 'attached'; at: number; leaderId: string; createRevision: string; leaderSeenAt: number; count: number; times: number[];
@@ -163,7 +163,6 @@ const OPTIONS = {
     kind: 'string', placeholder: 'DIR',
     description: 'pki dir whose ca.crt and etcd-coordinator.crt/.key the shared etcd clients present (a harness shortcut: real agents each use their own certificate; bench/etcd-auth-scale measures that) [default: the cluster secret file\'s dir]',
   },
-  connections: { kind: 'string', default: 'per-agent', choices: ['per-agent', 'shared'], description: 'one TCP connection per agent stream (real), or one for all (grpc-js global subchannel pool)' },
   startRate: { kind: 'int', default: 0, min: 0, placeholder: 'PER_SECOND', description: 'agents started per second at most (0 = no rate limit)' },
   startWindow: {
     kind: 'int', default: 0, min: 0, placeholder: 'K',
@@ -308,7 +307,10 @@ async function childMain(): Promise<number> {
   };
   const agentLogger = new TapLogger(out, {}, tap);
 
-  const channelOptions = o.connections === 'per-agent' ? { 'grpc.use_local_subchannel_pool': 1 } : {};
+  // Each agent its own connection, as on real machines (grpc-js's global pool would otherwise
+  // put agents with equal channel settings on one; their per-agent certificates keep them apart
+  // anyway, so this says it rather than relying on it).
+  const channelOptions = { 'grpc.use_local_subchannel_pool': 1 };
   // One certificate per agent, from the cluster CA the coordinators created.
   const { ca } = await loadOrCreateCa({ etcd: clients[0], keyspace, clusterSecretFile: o.clusterSecretFile });
   // Issued before any agent starts (a set-up phase), 32 at a time: key generation and signing
@@ -346,7 +348,7 @@ async function childMain(): Promise<number> {
     agents.push(agent);
   }
 
-  emit({ event: 'started', at: Date.now(), pid: process.pid, agents: n, connections: o.connections, etcdClients: o.etcdClients });
+  emit({ event: 'started', at: Date.now(), pid: process.pid, agents: n, etcdClients: o.etcdClients });
   await leaderSource.start();
   onLeader(leaderSource.current());
 
@@ -478,7 +480,6 @@ export interface SimFleetOptions {
   idPrefix?: string;
   leaseTtlSec?: number;
   etcdClients?: number;
-  connections?: 'per-agent' | 'shared';
   startRate?: number;
   /** At most this many joins in flight (0: no window). */
   startWindow?: number;
@@ -512,7 +513,6 @@ export class SimFleet {
       ...(o.idPrefix ? ['--id-prefix', o.idPrefix] : []),
       ...(o.leaseTtlSec ? ['--lease-ttl', String(o.leaseTtlSec)] : []),
       ...(o.etcdClients ? ['--etcd-clients', String(o.etcdClients)] : []),
-      ...(o.connections ? ['--connections', o.connections] : []),
       ...(o.startRate !== undefined ? ['--start-rate', String(o.startRate)] : []),
       ...(o.startWindow !== undefined ? ['--start-window', String(o.startWindow)] : []),
       ...(o.joinMaxLagMs !== undefined ? ['--join-max-lag-ms', String(o.joinMaxLagMs)] : []),

@@ -21,7 +21,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -239,11 +239,49 @@ interface SizeResult {
        */
       watchers: number; watchEventsSent: number;
     };
+    /** `cpu` split into the idle fleet's background and the job's own work (`jobSplit`). */
+    split?: JobSplit;
   };
   /** With --cpu-prof: the coordinator's top frames over the whole size (start, attach, job). */
   cpuProfile?: { file: string; totalMs: number; frames: Frame[] };
   /** With --job-cpu-prof: the coordinator's top frames from StartJob on. */
   jobCpuProfile?: { file: string; seconds: number; totalMs: number; frames: Frame[] };
+}
+
+/**
+ * The job phase's CPU in two parts: what the attached fleet costs anyway (each process's CPU at
+ * idle with all N attached, `cpuIdlePct`, for as long as the job ran: lease keepalives, PINGs,
+ * the leader's loops) and the rest, the job's own work (commands, applies, results, etcd
+ * writes and watch events). On a real fleet the sim-fleet's share of both runs on the N
+ * machines; here every process shares this box's cores, so the job's wall time is at least
+ * the sum over the cores. A process whose job CPU is below its background counts 0 work.
+ */
+export interface JobSplit {
+  backgroundCpuMs: { coordinator: number; simFleet: number; etcd: number };
+  workCpuMs: { coordinator: number; simFleet: number; etcd: number; bench: number };
+  /** Σ work / cores: the wall time the job's own work alone needs on this box's cores. */
+  workWallMsOnCores: number;
+}
+
+export function jobSplit(cpu: { wallMs: number; cpuMs: { coordinator: number; simFleet: number; etcd: number; bench: number } }, idlePct: { coordinator: number; simFleet: number; etcd: number }, cores: number): JobSplit {
+  const bg = (pct: number): number => Math.round((pct / 100) * cpu.wallMs);
+  const backgroundCpuMs = { coordinator: bg(idlePct.coordinator), simFleet: bg(idlePct.simFleet), etcd: bg(idlePct.etcd) };
+  const workCpuMs = {
+    coordinator: Math.max(0, cpu.cpuMs.coordinator - backgroundCpuMs.coordinator),
+    simFleet: Math.max(0, cpu.cpuMs.simFleet - backgroundCpuMs.simFleet),
+    etcd: Math.max(0, cpu.cpuMs.etcd - backgroundCpuMs.etcd),
+    bench: cpu.cpuMs.bench,
+  };
+  const work = workCpuMs.coordinator + workCpuMs.simFleet + workCpuMs.etcd + workCpuMs.bench;
+  return { backgroundCpuMs, workCpuMs, workWallMsOnCores: Math.round(work / Math.max(1, cores)) };
+}
+
+function splitLine(s: JobSplit): string {
+  const b = s.backgroundCpuMs;
+  const w = s.workCpuMs;
+  const sec = (ms: number): string => (ms / 1000).toFixed(1);
+  return `of which the idle fleet's background (each process's idle rate × the job's wall): ${sec(b.coordinator + b.simFleet + b.etcd)} CPU-s (coordinator ${sec(b.coordinator)}, sim-fleet ${sec(b.simFleet)}, etcd ${sec(b.etcd)}); ` +
+    `the job's own work: ${sec(w.coordinator + w.simFleet + w.etcd + w.bench)} CPU-s (coordinator ${sec(w.coordinator)}, sim-fleet ${sec(w.simFleet)}, etcd ${sec(w.etcd)}, bench ${sec(w.bench)}), ${sec(s.workWallMsOnCores)} s on this box's cores`;
 }
 
 function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
@@ -493,6 +531,7 @@ async function runSize(n: number, o: { units: number; attachOnly: boolean; lease
       rssPeakMiB: { coordinator: cs.peak, simFleet: fs.peak, etcd: es.peak },
       cpu: cpuUsed,
       etcd: etcdUse,
+      ...(result.cpuIdlePct ? { split: jobSplit(cpuUsed, result.cpuIdlePct, cpus().length) } : {}),
     };
     if (problem) {
       result.problem = `${problem}: ${jobs.finished.size}/${n} node results recorded`;
@@ -645,6 +684,7 @@ async function main(): Promise<number> {
       lines.push(`       at give-up: ${g.registered} registered, ${g.attached} attached; RSS coordinator ${g.rssMiB.coordinator} MiB, sim-fleet ${g.rssMiB.simFleet} MiB, etcd ${g.rssMiB.etcd} MiB`);
     }
     if (j?.cpu) lines.push(`       ${cpuLine(j.cpu)}`);
+    if (j?.split) lines.push(`       ${splitLine(j.split)}`);
     if (j?.etcd) lines.push(`       ${etcdLine(j.etcd)}`);
     if (r.cpuProfile) {
       lines.push(`       coordinator CPU profile (${r.cpuProfile.totalMs} ms sampled; ${r.cpuProfile.file}), top frames by self time:`);

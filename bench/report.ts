@@ -16,6 +16,7 @@ import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { formatHelp, parseOptions, type OptionSpecs } from '../shared/options';
+import type { JobSplit } from './fanout';
 
 export interface BenchRow {
   /** Issue 12 section, e.g. "§3". */
@@ -51,7 +52,7 @@ const ms = (x: number | undefined): string => (x === undefined || Number.isNaN(x
 interface FanoutJson {
   results: {
     agents: number; problem?: string;
-    job?: { totalMs?: number; perNode?: { p50: number; p99: number }; succeeded?: number; rssPeakMiB?: { coordinator: number } };
+    job?: { totalMs?: number; perNode?: { p50: number; p99: number }; succeeded?: number; rssPeakMiB?: { coordinator: number }; split?: JobSplit };
     cpuProfile?: { frames: { frame: string; selfMs: number; pct: number }[] };
   }[];
 }
@@ -128,6 +129,15 @@ const VERIFY_CPU_S = 0.55;
 interface VerifyJobJson { wallMs: number; agentCpuSeconds: number; claimAllMs: number; claimTransactions: number; workingAllMs?: number; workingTransactions?: number }
 interface VerifyFleetJson { agents: number; units: number; commission: VerifyJobJson; verifies: VerifyJobJson[]; wallMs: Stats; agentCpuSeconds: Stats; claimAllMs: Stats }
 
+/** Where a fan-out's job CPU went (bench/fanout.ts jobSplit): the why of its wall time, no target. */
+function splitRow(agents: number, s: JobSplit): BenchRow {
+  const sum = (o: Record<string, number>): string => (Object.values(o).reduce((a, b) => a + b, 0) / 1000).toFixed(1);
+  return {
+    section: '§3', figure: `fan-out ${agents} nodes: job CPU, the job's own work / the idle fleet's background`,
+    value: `${sum(s.workCpuMs)} CPU-s (${ms(s.workWallMsOnCores)} on these cores) / ${sum(s.backgroundCpuMs)} CPU-s`, target: '-',
+  };
+}
+
 /** The registry: every benchmark whose figures go into the table, in the order they print. */
 export const BENCHES: Bench[] = [
   {
@@ -146,6 +156,7 @@ export const BENCHES: Bench[] = [
           section: '§3', figure: `fan-out ${r.agents} nodes: coordinator peak RSS`, value: r.job?.rssPeakMiB ? `${r.job.rssPeakMiB.coordinator} MiB` : '-',
           target: '≤ 1024 MiB', ...(r.job?.rssPeakMiB ? { met: r.job.rssPeakMiB.coordinator <= 1024 } : {}),
         },
+        ...(r.job?.split ? [splitRow(r.agents, r.job.split)] : []),
       ];
     }),
     failed: (why) => [{ section: '§3', figure: 'fan-out', value: `not measured: ${why}`, target: '≤ 15 s at 10,000' }],

@@ -74,9 +74,9 @@ export interface AgentDependencies {
   identityEnvironment?: IdentityEnvironment;
   random?: () => number;
   /**
-   * Extra gRPC channel options of the coordinator stream. A benchmark with thousands of agents
-   * in one process passes `grpc.use_local_subchannel_pool: 1`, or grpc-js's global subchannel
-   * pool puts every agent's stream on ONE shared TCP connection.
+   * Extra gRPC channel options of the coordinator stream (bench/sim-fleet, thousands of agents in
+   * one process, passes `grpc.use_local_subchannel_pool: 1`: each agent its own connection, as
+   * its own certificate already makes it).
    */
   channelOptions?: ChannelOptions;
   /**

@@ -253,27 +253,31 @@ interface SizeResult {
  * idle with all N attached, `cpuIdlePct`, for as long as the job ran: lease keepalives, PINGs,
  * the leader's loops) and the rest, the job's own work (commands, applies, results, etcd
  * writes and watch events). On a real fleet the sim-fleet's share of both runs on the N
- * machines; here every process shares this box's cores, so the job's wall time is at least
- * the sum over the cores. A process whose job CPU is below its background counts 0 work.
+ * machines; here every process shares this box's cores. A process's background is at most
+ * the CPU it used in the phase (its work is then 0), so the two parts add up to the phase's CPU.
  */
 export interface JobSplit {
   backgroundCpuMs: { coordinator: number; simFleet: number; etcd: number };
   workCpuMs: { coordinator: number; simFleet: number; etcd: number; bench: number };
-  /** Σ work / cores: the wall time the job's own work alone needs on this box's cores. */
-  workWallMsOnCores: number;
+  /**
+   * Σ work / cores: the least wall time the job's own work takes on this box's cores, every core
+   * busy with it (a lower bound: the processes' work does not spread perfectly over the cores).
+   */
+  workOnCoresWallMs: number;
 }
 
 export function jobSplit(cpu: { wallMs: number; cpuMs: { coordinator: number; simFleet: number; etcd: number; bench: number } }, idlePct: { coordinator: number; simFleet: number; etcd: number }, cores: number): JobSplit {
-  const bg = (pct: number): number => Math.round((pct / 100) * cpu.wallMs);
-  const backgroundCpuMs = { coordinator: bg(idlePct.coordinator), simFleet: bg(idlePct.simFleet), etcd: bg(idlePct.etcd) };
+  const bg = (pct: number, used: number): number => Math.min(used, Math.round((pct / 100) * cpu.wallMs));
+  const c = cpu.cpuMs;
+  const backgroundCpuMs = { coordinator: bg(idlePct.coordinator, c.coordinator), simFleet: bg(idlePct.simFleet, c.simFleet), etcd: bg(idlePct.etcd, c.etcd) };
   const workCpuMs = {
-    coordinator: Math.max(0, cpu.cpuMs.coordinator - backgroundCpuMs.coordinator),
-    simFleet: Math.max(0, cpu.cpuMs.simFleet - backgroundCpuMs.simFleet),
-    etcd: Math.max(0, cpu.cpuMs.etcd - backgroundCpuMs.etcd),
-    bench: cpu.cpuMs.bench,
+    coordinator: c.coordinator - backgroundCpuMs.coordinator,
+    simFleet: c.simFleet - backgroundCpuMs.simFleet,
+    etcd: c.etcd - backgroundCpuMs.etcd,
+    bench: c.bench,
   };
   const work = workCpuMs.coordinator + workCpuMs.simFleet + workCpuMs.etcd + workCpuMs.bench;
-  return { backgroundCpuMs, workCpuMs, workWallMsOnCores: Math.round(work / Math.max(1, cores)) };
+  return { backgroundCpuMs, workCpuMs, workOnCoresWallMs: Math.round(work / Math.max(1, cores)) };
 }
 
 function splitLine(s: JobSplit): string {
@@ -281,7 +285,7 @@ function splitLine(s: JobSplit): string {
   const w = s.workCpuMs;
   const sec = (ms: number): string => (ms / 1000).toFixed(1);
   return `of which the idle fleet's background (each process's idle rate × the job's wall): ${sec(b.coordinator + b.simFleet + b.etcd)} CPU-s (coordinator ${sec(b.coordinator)}, sim-fleet ${sec(b.simFleet)}, etcd ${sec(b.etcd)}); ` +
-    `the job's own work: ${sec(w.coordinator + w.simFleet + w.etcd + w.bench)} CPU-s (coordinator ${sec(w.coordinator)}, sim-fleet ${sec(w.simFleet)}, etcd ${sec(w.etcd)}, bench ${sec(w.bench)}), ${sec(s.workWallMsOnCores)} s on this box's cores`;
+    `the job's own work: ${sec(w.coordinator + w.simFleet + w.etcd + w.bench)} CPU-s (coordinator ${sec(w.coordinator)}, sim-fleet ${sec(w.simFleet)}, etcd ${sec(w.etcd)}, bench ${sec(w.bench)}), at least ${sec(s.workOnCoresWallMs)} s of wall time on this box's cores`;
 }
 
 function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
@@ -531,7 +535,8 @@ async function runSize(n: number, o: { units: number; attachOnly: boolean; lease
       rssPeakMiB: { coordinator: cs.peak, simFleet: fs.peak, etcd: es.peak },
       cpu: cpuUsed,
       etcd: etcdUse,
-      ...(result.cpuIdlePct ? { split: jobSplit(cpuUsed, result.cpuIdlePct, cpus().length) } : {}),
+      // A process that vanished reads NaN (cpuMs): then no split rather than a wrong one.
+      ...(result.cpuIdlePct && Object.values(cpuUsed.cpuMs).every(Number.isFinite) && Object.values(result.cpuIdlePct).every(Number.isFinite) ? { split: jobSplit(cpuUsed, result.cpuIdlePct, cpus().length) } : {}),
     };
     if (problem) {
       result.problem = `${problem}: ${jobs.finished.size}/${n} node results recorded`;

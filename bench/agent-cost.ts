@@ -28,6 +28,7 @@ import { MEMORY_PROBE, type MemoryBreakdown } from '../test/helpers/memory-probe
 import { REPO_ROOT, run } from '../test/helpers/processes';
 import { waitFor } from '../test/helpers/wait';
 import { cpuSeconds, rssMiB } from './sim-fleet';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   warmup: { kind: 'int', default: 20, min: 0, placeholder: 'SECONDS', description: 'idle time before sampling (start-up work excluded)' },
@@ -156,6 +157,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`agent-cost: ${errorMessage(err)}\n`);
     process.exit(1);

@@ -15,6 +15,7 @@ import { EventLog } from '../coordinator/event-log';
 import { createLogger, Keyspace, systemClock } from '../shared';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { positiveIntArg } from './cli-args';
+import { exitOnSignals } from '../test/helpers/children';
 
 const USAGE = 'Usage: node dist/bench/bundle-push.js [--versions N] [--units U] [--json]';
 
@@ -75,6 +76,7 @@ async function main(): Promise<void> {
   }
 }
 
+exitOnSignals();
 main().catch((err: unknown) => {
   console.error(err instanceof Error ? err.message : String(err));
   process.exit(1);

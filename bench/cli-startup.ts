@@ -15,6 +15,7 @@ import { errorMessage } from '../shared/errors';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { BIN, run } from '../test/helpers/processes';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   runs: { kind: 'int', default: 20, min: 1, placeholder: 'N', description: 'runs of each command' },
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
   }
 }
 
+exitOnSignals();
 main().catch((err: unknown) => {
   process.stderr.write(`cli-startup: ${errorMessage(err)}\n`);
   process.exit(1);

@@ -33,6 +33,7 @@ import { TestCluster } from '../test/helpers/cluster';
 import { BIN, spawnNode, type ManagedProcess } from '../test/helpers/processes';
 import { freePort } from '../scripts/lib/process-support';
 import { percentile } from './failure-detection';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   nodes: { kind: 'int', default: 10_000, min: 1, placeholder: 'N', description: 'node records in etcd' },
@@ -207,6 +208,7 @@ async function main(): Promise<void> {
   }
 }
 
+exitOnSignals();
 main().catch((err: unknown) => {
   process.stderr.write(`dashboard-bench: ${errorMessage(err)}\n`);
   process.exit(1);

@@ -20,6 +20,7 @@ import { parseBundleOffLoop, parseClusterFileOffLoop, startParseWorker, stopPars
 import { parseBundle } from '../shared/bundle';
 import { parseClusterFile } from '../shared/cluster-file';
 import { INPUT_LIMITS as L } from '../shared/input-limits';
+import { exitOnSignals } from '../test/helpers/children';
 
 const unit = (i: number): string => `  - { id: u${i}, kind: file, path: /etc/u${i}.conf, content: "value {{ vars.v${i % 100} }}", mode: "0644" }`;
 const header = 'name: big\nversion: 1\n';
@@ -118,6 +119,7 @@ async function main(): Promise<void> {
   for (const r of rows) process.stdout.write(`${r.input.padEnd(58)} ${String(r.bytes).padStart(9)} B  on the loop: median ${String(r.medianMs).padStart(5)} ms, max ${String(r.maxMs).padStart(5)} ms  worker: ${String(r.workerLoopBlockMs).padStart(4)} ms  ${r.outcome}\n`);
 }
 
+exitOnSignals();
 main().catch((err: unknown) => {
   process.stderr.write(`edge-bench: ${(err as Error).message}\n`);
   process.exit(1);

@@ -14,6 +14,7 @@ import type { Etcd3 } from 'etcd3';
 import { Keyspace } from '../shared/keyspace';
 import { grantAgentAccess } from '../shared/etcd-auth';
 import { EtcdServer } from '../test/helpers/etcd-server';
+import { exitOnSignals } from '../test/helpers/children';
 
 function rssMiB(pid: number | undefined): number {
   if (pid === undefined) return NaN;
@@ -92,6 +93,7 @@ async function main(): Promise<void> {
   }
 }
 
+exitOnSignals();
 main().catch((err: unknown) => {
   process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   process.exit(1);

@@ -32,6 +32,7 @@ import { DEFAULT_LEASE_TTL_SECONDS } from '../agent/lease-membership';
 import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { machine, stats, type Stats } from './sim-fleet';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   agents: { kind: 'int', default: 20, min: 1, placeholder: 'N', description: 'agent processes' },
@@ -265,6 +266,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`etcd-outage: ${errorMessage(err)}\n`);
     process.exit(1);

@@ -38,6 +38,7 @@ import { decodeEvent } from '../shared/records';
 import { SimFleet, machine, rssMiB, stats, type Stats } from './sim-fleet';
 import { adminClients, unary } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   agents: { kind: 'int', default: 1000, min: 1, placeholder: 'N', description: 'simulated agents (one sim-fleet process)' },
@@ -498,6 +499,7 @@ function existsShm(): boolean {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`failover: ${errorMessage(err)}\n`);
     process.exit(1);

@@ -30,6 +30,7 @@ import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { KernelCut } from '../test/helpers/kernel-cut';
 import { freePort } from '../scripts/lib/process-support';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   agents: { kind: 'int', default: 5, min: 1, placeholder: 'N', description: 'agent processes' },
@@ -228,6 +229,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`failure-detection: ${errorMessage(err)}\n`);
     process.exit(1);

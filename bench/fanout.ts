@@ -38,6 +38,7 @@ import { adminClients, unary, type AdminClients } from './admin-client';
 import { topFrames, type Frame } from './cpu-profile';
 import { PhaseCpu, cpuMs, etcdPid, machineBusyMs } from './proc-cpu';
 import { RssSampler, SimFleet, machine, rssMiB, stats, type ProgressEvent, type Stats } from './sim-fleet';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   sizes: { kind: 'list', default: ['1000', '5000', '10000'], placeholder: 'N[,N...]', description: 'fleet sizes, each run separately' },
@@ -705,6 +706,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`fanout: ${errorMessage(err)}\n`);
     process.exit(1);

@@ -26,6 +26,7 @@ import { createLogger, factsDigest, Keyspace, ManualClock, type Facts, type Node
 import { errorMessage } from '../shared/errors';
 import { formatHelp, parseOptions, type OptionSpecs } from '../shared/options';
 import { EtcdServer } from '../test/helpers/etcd-server';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   nodes: { kind: 'int', default: 200, min: 1, placeholder: 'N', description: 'nodes changed side by side' },
@@ -175,6 +176,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => { process.exitCode = code; }, (err: unknown) => {
     process.stderr.write(`history-cost: ${errorMessage(err)}\n`);
     process.exitCode = 1;

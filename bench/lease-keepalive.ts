@@ -18,6 +18,7 @@ import { EtcdServer } from '../test/helpers/etcd-server';
 import { positiveIntArg } from './cli-args';
 import { cpuMs, etcdPid } from './proc-cpu';
 import { machine } from './sim-fleet';
+import { exitOnSignals } from '../test/helpers/children';
 
 const USAGE = 'Usage: node dist/bench/lease-keepalive.js [--leases N] [--period-ms MS] [--seconds S] [--rounds R] [--json]';
 
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
   for (const r of results) console.log(`${r.mode.padEnd(6)} ${String(r.keepalivesPerSecond).padStart(12)} ${r.etcdCorePct.toFixed(1).padStart(17)} ${r.clientCorePct.toFixed(1).padStart(19)}`);
 }
 
+exitOnSignals();
 main().catch((err: unknown) => {
   console.error(err instanceof Error ? err.message : String(err));
   process.exitCode = 1;

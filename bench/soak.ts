@@ -28,6 +28,7 @@ import { pickLeader } from '../shared/leader-record';
 import { DEFAULT_LEASE_TTL_SECONDS } from '../agent/lease-membership';
 import { EtcdCluster } from '../test/helpers/etcd-cluster';
 import { TestCluster, type CoordinatorHandle } from '../test/helpers/cluster';
+import { exitOnSignals } from '../test/helpers/children';
 
 export interface SoakOptions {
   minutes: number;
@@ -220,6 +221,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`soak: ${errorMessage(err)}\n`);
     process.exit(1);

@@ -18,6 +18,7 @@ import { applyAndRecord, runWithRecord } from '../agent/applied-record';
 import { runBundle } from '../agent/units/executor';
 import { createHandlerRegistry } from '../agent/units/handlers';
 import { startSystemdSandbox, type SystemdSandbox } from '../test/helpers/systemd-sandbox';
+import { exitOnSignals } from '../test/helpers/children';
 
 interface Args { runs: number; units: number; systemd: boolean; json: boolean }
 
@@ -165,6 +166,7 @@ async function main(): Promise<void> {
   ].join('\n'));
 }
 
+exitOnSignals();
 main().catch((err: unknown) => {
   process.stderr.write(`units-bench: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);

@@ -36,6 +36,7 @@ import { EtcdServer } from '../test/helpers/etcd-server';
 import { TestCluster } from '../test/helpers/cluster';
 import { adminClients, unary, type AdminClients } from './admin-client';
 import { cpuSeconds, machine, stats, type Stats } from './sim-fleet';
+import { exitOnSignals } from '../test/helpers/children';
 
 const OPTIONS = {
   agents: { kind: 'int', default: 20, min: 1, placeholder: 'N', description: 'agent processes (each with its own sandbox root)' },
@@ -282,6 +283,7 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
+  exitOnSignals();
   main().then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`verify-fleet: ${errorMessage(err)}\n`);
     process.exit(1);

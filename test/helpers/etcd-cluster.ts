@@ -18,6 +18,7 @@ import { Keyspace } from '../../shared/keyspace';
 import { createEtcdClient, type EtcdTls } from '../../shared/etcd';
 import { enableEtcdAuth, ETCD_ROOT_USER } from '../../shared/etcd-auth';
 import { ETCD_BIN, writeEtcdServingFiles } from './etcd-server';
+import { trackChild } from './children';
 import { testPki } from './pki';
 import { waitFor } from './wait';
 
@@ -52,6 +53,7 @@ export class EtcdCluster {
         // Later flags win: one cluster of `size` members instead of spawnEtcd's single member.
         extraArgs: ['--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', `tok-${name}`],
       });
+      trackChild(proc);
       return { ...p, proc, exited: exited(proc), logFile };
     });
     const cluster = new EtcdCluster(baseDir, members, rootTls);

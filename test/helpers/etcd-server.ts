@@ -17,6 +17,7 @@ import { Etcd3 } from 'etcd3';
 import { randomBytes } from 'node:crypto';
 import { Keyspace } from '../../shared/keyspace';
 import { etcdHealthy, exited, findEtcd, spawnEtcd, tailFile } from '../../scripts/lib/process-support';
+import { trackChild } from './children';
 import { freePort } from './ports';
 import type { EtcdTls } from '../../shared/etcd';
 import { GRPC_OPTIONS } from '../../shared/grpc-limits';
@@ -99,6 +100,7 @@ export class EtcdServer {
       extraArgs: ['--heartbeat-interval', '50', '--election-timeout', '500', ...(this.options.extraArgs ?? [])],
     });
     this.proc = proc;
+    trackChild(proc);
     this.exited = exited(proc);
     await waitFor(`etcd on ${url} to answer`, async () => {
       if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${this.tail()}`);

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { BIN, isRunning, REPO_ROOT, stopChild } from '../../scripts/lib/process-support';
+import { trackChild } from './children';
 import { waitFor } from './wait';
 
 export { BIN, DIST, REPO_ROOT } from '../../scripts/lib/process-support';
@@ -29,6 +30,7 @@ export class ManagedProcess {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    trackChild(this.proc);
     if (options.logFile) this.log = createWriteStream(options.logFile, { flags: 'a' });
     const onData = (chunk: Buffer): void => {
       const s = chunk.toString();

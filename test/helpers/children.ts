@@ -14,13 +14,14 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
+import { isRunning } from '../../scripts/lib/process-support';
 
 const live = new Set<ChildProcess>();
 let hooked = false;
 
 /** Kill `proc` (SIGKILL) if it is still running when this process exits. */
 export function trackChild(proc: ChildProcess): void {
-  if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+  if (proc.pid === undefined || !isRunning(proc)) return;
   live.add(proc);
   proc.once('exit', () => live.delete(proc));
   if (!hooked) {
@@ -39,11 +40,6 @@ export function killTrackedChildren(): void {
     }
   }
   live.clear();
-}
-
-/** How many tracked children are running (tests). */
-export function trackedChildren(): number {
-  return live.size;
 }
 
 /**
